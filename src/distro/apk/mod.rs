@@ -1,0 +1,1 @@
+//! Alpine (apk-tools compatible) back end.

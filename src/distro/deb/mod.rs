@@ -1,0 +1,3 @@
+//! Debian and Ubuntu (debootstrap-style) back end.
+
+pub mod control;

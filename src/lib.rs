@@ -1,0 +1,17 @@
+//! rootstrap: build container base images straight from distribution package
+//! repositories, with no Docker daemon.
+//!
+//! The module tree follows the pipeline (see README.md):
+//! recipe → fetch + verify index → resolve plan → fetch + verify packages →
+//! install into a rootfs (sandboxed scripts) → layer → image → output.
+
+pub mod archive;
+pub mod build;
+pub mod distro;
+pub mod dockerfile;
+pub mod fetch;
+pub mod image;
+pub mod recipe;
+pub mod report;
+pub mod rootfs;
+pub mod verify;
