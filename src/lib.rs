@@ -11,6 +11,8 @@ pub mod distro;
 pub mod dockerfile;
 pub mod fetch;
 pub mod image;
+pub mod keys;
+pub mod mirror;
 pub mod recipe;
 pub mod report;
 pub mod rootfs;

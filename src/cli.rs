@@ -1,0 +1,193 @@
+//! Command-line definitions (clap). Only parsing lives here; main.rs calls
+//! the library.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rootstrap",
+    version,
+    about = "Build container base images straight from distribution package repositories — no Docker daemon.",
+    long_about = "Build container base images straight from distribution package repositories — no Docker daemon.\n\n\
+rootstrap reads a recipe (recipes/*.toml), fetches and verifies the distribution's signed index, \
+resolves the package set, installs it into a rootfs (package scripts run in a sandbox), packs it \
+as a FROM-scratch layer and writes an OCI image.",
+    after_help = "Examples:\n  rootstrap build recipes/debian-trixie.toml --output docker-archive:debian.tar\n  \
+docker load -i debian.tar && docker run --rm -ti rootstrap/debian:trixie bash\n  \
+rootstrap resolve recipes/debian-bookworm.toml\n  rootstrap inspect oci:out\n  \
+rootstrap run oci:out -- cat /etc/os-release"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Progress display: bars on a terminal, plain lines otherwise.
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Only print warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Plain,
+    Bars,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a recipe.
+    Build(BuildArgs),
+    /// Print the package plan (name, version, size) without installing anything.
+    Resolve(ResolveArgs),
+    /// Show an image's config, layers, sizes and installed packages.
+    Inspect(InspectArgs),
+    /// Run a command in a built image inside the sandbox (like `docker run --rm`).
+    Run(RunArgs),
+    /// List the recipes shipped with rootstrap.
+    Recipes,
+    /// Dockerfile utilities.
+    #[command(subcommand)]
+    Dockerfile(DockerfileCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Recipe file (recipes/debian-trixie.toml) or the name of a shipped recipe (debian-trixie).
+    pub recipe: String,
+    /// Package mirror URL (http://, https:// or file://); overrides $ROOTSTRAP_MIRROR and the recipe.
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// Download cache directory (default: the user's cache dir, e.g. ~/.cache/rootstrap).
+    #[arg(long, env = "ROOTSTRAP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Target architecture, overriding the recipe (amd64, arm64, ...).
+    #[arg(long)]
+    pub arch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where to write the image: oci:DIR, docker-archive:FILE, tar:FILE (rootfs tarball;
+    /// .gz/.zst compress) or rootfs:DIR. May be given several times.
+    #[arg(short, long = "output", value_name = "KIND:PATH", required = true)]
+    pub outputs: Vec<String>,
+    /// Image reference to record (NAME[:TAG]); defaults to the recipe's image.name.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Directory for the temporary rootfs (default: $TMPDIR).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// oci:DIR or docker-archive:FILE
+    pub image: String,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// oci:DIR or docker-archive:FILE
+    pub image: String,
+    /// Network: share the host's (default) or none.
+    #[arg(long, value_enum, default_value_t = NetworkMode::Host)]
+    pub network: NetworkMode,
+    /// Extra environment variables (KEY=VALUE).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Run as this user (name, uid, name:group or uid:gid) instead of the image's.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the image instead of the image's.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Command and arguments; the image's entrypoint/cmd when omitted.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkMode {
+    Host,
+    None,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DockerfileCommand {
+    /// Parse a Dockerfile and print it in BuildKit's dump format.
+    Parse {
+        /// The Dockerfile.
+        file: PathBuf,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_build_with_several_outputs() {
+        let cli = Cli::parse_from([
+            "rootstrap",
+            "build",
+            "recipes/debian-trixie.toml",
+            "--output",
+            "oci:out",
+            "-o",
+            "docker-archive:x.tar",
+            "-t",
+            "me/deb:1",
+            "--mirror",
+            "http://m",
+        ]);
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.outputs, ["oci:out", "docker-archive:x.tar"]);
+        assert_eq!(b.tags, ["me/deb:1"]);
+        assert_eq!(b.source.mirror.as_deref(), Some("http://m"));
+    }
+
+    #[test]
+    fn run_takes_command_after_double_dash() {
+        let cli = Cli::parse_from([
+            "rootstrap",
+            "run",
+            "oci:x",
+            "--network",
+            "none",
+            "--",
+            "ls",
+            "-l",
+        ]);
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.command, ["ls", "-l"]);
+        assert_eq!(r.network, NetworkMode::None);
+    }
+}
