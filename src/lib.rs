@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod cleanup;
 pub mod distro;
 pub mod dockerfile;
 pub mod fetch;

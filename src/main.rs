@@ -2,6 +2,7 @@
 //! to messages and exit codes.
 
 mod cli;
+mod term;
 
 use clap::Parser;
 
