@@ -1,0 +1,141 @@
+//! Stage 2 of a Debian bootstrap: the packages are already unpacked (by us,
+//! in parallel) and recorded as `install ok unpacked`; what is left is what
+//! only the target's own tools may do — run each `preinst install`, then let
+//! the target's dpkg configure everything (`postinst configure`, in its own
+//! dependency order) inside the sandbox.
+//!
+//! One sandbox run does it all, driven by a shell script generated here, so
+//! the sandbox start-up cost is paid once. The script marks each step on
+//! stdout so a failure can be attributed to the package and script at fault.
+
+/// Marker prefix written before each step; parsed back by [`failed_step`].
+pub const STEP_MARKER: &str = "rootstrap-step:";
+
+/// One package as stage 2 needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage2Package {
+    pub name: String,
+    /// `pkg` or `pkg:arch` (Multi-Arch: same), the name dpkg's info files use.
+    pub info_name: String,
+    pub arch: String,
+    pub has_preinst: bool,
+}
+
+/// The environment dpkg gives maintainer scripts, plus what keeps them
+/// non-interactive.
+pub fn script_env() -> Vec<(String, String)> {
+    [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+        ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
+        ("LC_ALL", "C"),
+        ("LANGUAGE", "C"),
+        ("LANG", "C"),
+        ("HOME", "/root"),
+        ("TERM", "dumb"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Builds the stage-2 script: preinsts in `order`, then `dpkg --configure -a`,
+/// then pending triggers.
+pub fn script(order: &[Stage2Package], native_arch: &str) -> String {
+    let mut s = String::from(
+        "set -e\n\
+         DPKG_RUNNING_VERSION=$(dpkg-query --showformat='${Version}' --show dpkg)\n\
+         export DPKG_RUNNING_VERSION DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT=\n",
+    );
+    for p in order.iter().filter(|p| p.has_preinst) {
+        let (name, info, arch) = (quote(&p.name), quote(&p.info_name), quote(&p.arch));
+        s.push_str(&format!(
+            "echo '{STEP_MARKER} preinst {}'\n\
+             DPKG_MAINTSCRIPT_PACKAGE={name} DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst \
+             /var/lib/dpkg/info/{info}.preinst install\n",
+            p.info_name
+        ));
+    }
+    s.push_str(&format!("echo '{STEP_MARKER} dpkg --configure'\n"));
+    s.push_str("dpkg --force-confdef --force-confold --configure -a\n");
+    s.push_str(&format!("echo '{STEP_MARKER} triggers'\n"));
+    s.push_str("dpkg --triggers-only -a\n");
+    s.push_str(&format!(
+        "echo '{STEP_MARKER} done'\n\
+         # the native architecture dpkg recorded must be the one we asked for\n\
+         test \"$(dpkg --print-architecture)\" = {}\n",
+        quote(native_arch)
+    ));
+    s
+}
+
+/// The step that was running when the script stopped, from its output.
+pub fn failed_step(output: &[String]) -> Option<String> {
+    output
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix(STEP_MARKER))
+        .map(|s| s.trim().to_owned())
+}
+
+/// Single-quotes a word for /bin/sh.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, preinst: bool) -> Stage2Package {
+        Stage2Package {
+            name: name.into(),
+            info_name: name.into(),
+            arch: "amd64".into(),
+            has_preinst: preinst,
+        }
+    }
+
+    #[test]
+    fn preinsts_run_in_order_before_configure() {
+        let s = script(
+            &[
+                pkg("base-passwd", true),
+                pkg("no-scripts", false),
+                pkg("dash", true),
+            ],
+            "amd64",
+        );
+        let bp = s.find("'base-passwd'.preinst install").unwrap();
+        let dash = s.find("'dash'.preinst install").unwrap();
+        let conf = s.find("--configure -a").unwrap();
+        assert!(bp < dash && dash < conf);
+        assert!(!s.contains("no-scripts.preinst"));
+    }
+
+    #[test]
+    fn names_are_quoted() {
+        assert_eq!(quote("a'b"), r"'a'\''b'");
+        let s = script(&[pkg("x';rm -rf /;'", true)], "amd64");
+        assert!(s.contains(r"'x'\'';rm -rf /;'\'''"));
+    }
+
+    #[test]
+    fn failed_step_is_the_last_marker() {
+        let out: Vec<String> = [
+            "noise",
+            "rootstrap-step: preinst a",
+            "x",
+            "rootstrap-step: preinst b",
+            "error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(failed_step(&out).as_deref(), Some("preinst b"));
+        assert_eq!(failed_step(&[]), None);
+    }
+}
