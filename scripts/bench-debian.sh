@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: rootstrap vs mmdebstrap vs debootstrap building the
+# same suite/variant from the same loopback partial mirror, tar output, in one
+# run. Prints a markdown table of wall times, ratios and peak RSS.
+#
+# usage: scripts/bench-debian.sh [SUITE]   (as root; default trixie)
+# Needs: mmdebstrap, debootstrap, GNU time (apt-get install mmdebstrap debootstrap time)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+suite=${1:-trixie}
+bench=${BENCH_DIR:-/var/tmp/rootstrap-bench}
+upstream=$(bash scripts/host-mirror.sh)
+mkdir -p "$bench"
+cargo build --release --quiet
+rs=$PWD/target/release/rootstrap
+
+# Which packages any of the three tools will want, so the mirror has them all.
+names=$bench/names-$suite.txt
+if [ ! -s "$names" ]; then
+    {
+        "$rs" resolve "recipes/debian-$suite.toml" --mirror "$upstream" --json |
+            python3 -c 'import json,sys; [print(p["name"]) for p in json.load(sys.stdin)["packages"]]'
+        debootstrap --print-debs --variant=minbase "$suite" "$bench/dbs-print" "$upstream" | tr ' ' '\n'
+        mmdebstrap --variant=minbase --simulate --keyring=keys/debian "$suite" /dev/null "$upstream" 2>/dev/null |
+            awk '/^Inst /{print $2}'
+    } | sort -u | grep . >"$names"
+    rm -rf "$bench/dbs-print"
+fi
+python3 scripts/partial-mirror.py "$upstream" "$suite" "$bench/mirror" <"$names"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -m http.server --bind 127.0.0.1 --directory "$bench/mirror" "$port" >/dev/null 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+sleep 1
+mirror=http://127.0.0.1:$port
+
+keyring=$bench/keyring
+mkdir -p "$keyring"
+for k in keys/debian/*.pgp; do cp "$k" "$keyring/$(basename "$k" .pgp).gpg"; done
+
+# measure NAME COMMAND...: wall seconds and peak RSS (MB) into $bench/NAME.{t,rss}
+measure() {
+    local name=$1; shift
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    /usr/bin/time -f '%e %M' -o "$bench/$name.time" "$@" >"$bench/$name.log" 2>&1 || {
+        echo "$name failed:"; tail -20 "$bench/$name.log"; exit 1; }
+    read -r t rss <"$bench/$name.time"
+    echo "$t" >"$bench/$name.t"
+    echo $((rss / 1024)) >"$bench/$name.rss"
+    echo "$name: ${t}s, peak RSS $((rss / 1024)) MB"
+}
+
+rm -rf "$bench/cache" "$bench/out" && mkdir -p "$bench/out"
+measure rootstrap-cold "$rs" --progress plain build "recipes/debian-$suite.toml" --mirror "$mirror" \
+    --cache-dir "$bench/cache" --output "tar:$bench/out/rootstrap.tar"
+measure rootstrap-warm "$rs" --progress plain build "recipes/debian-$suite.toml" --mirror "$mirror" \
+    --cache-dir "$bench/cache" --output "tar:$bench/out/rootstrap-warm.tar"
+measure rootstrap-cold-oci "$rs" --progress plain build "recipes/debian-$suite.toml" --mirror "$mirror" \
+    --cache-dir "$bench/cache-oci" --output "docker-archive:$bench/out/rootstrap.docker.tar"
+rm -rf "$bench/cache-oci"
+measure mmdebstrap mmdebstrap --variant=minbase --keyring="$keyring" "$suite" "$bench/out/mmdebstrap.tar" "$mirror"
+rm -rf "$bench/dbs"
+measure debootstrap sh -c "debootstrap --variant=minbase --keyring='$keyring/debian-archive-$suite-automatic.gpg' \
+    '$suite' '$bench/dbs' '$mirror' && tar -C '$bench/dbs' -cf '$bench/out/debootstrap.tar' ."
+rm -rf "$bench/dbs"
+
+mm=$(cat "$bench/mmdebstrap.t")
+ratio() { python3 -c "print(f'{$1/$mm:.3f}')"; }
+echo
+echo "| tool | wall (s) | × mmdebstrap | peak RSS (MB) |"
+echo "| --- | ---: | ---: | ---: |"
+for n in rootstrap-cold rootstrap-warm rootstrap-cold-oci mmdebstrap debootstrap; do
+    echo "| $n | $(cat "$bench/$n.t") | $(ratio "$(cat "$bench/$n.t")") | $(cat "$bench/$n.rss") |"
+done
