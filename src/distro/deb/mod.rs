@@ -1,3 +1,4 @@
 //! Debian and Ubuntu (debootstrap-style) back end.
 
 pub mod control;
+pub mod version;
