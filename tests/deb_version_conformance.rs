@@ -195,9 +195,7 @@ fn dpkg_sort_and_debformat() {
             let expected: Vec<&str> = rest.split_whitespace().collect();
             let mut got = unsorted.clone();
             match section {
-                "sort version_compare" => {
-                    got.sort_by(|a, b| parse(a, &context).cmp(&parse(b, &context)))
-                }
+                "sort version_compare" => got.sort_by_key(|a| parse(a, &context)),
                 // dpkg's perl `version_compare_string` is a test helper that
                 // weighs each character alone; on this list verrevcmp (which
                 // dpkg actually orders packages by) gives the same order.
