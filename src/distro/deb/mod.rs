@@ -1,4 +1,5 @@
 //! Debian and Ubuntu (debootstrap-style) back end.
 
 pub mod control;
+pub mod relation;
 pub mod version;
