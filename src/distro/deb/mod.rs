@@ -2,4 +2,5 @@
 
 pub mod control;
 pub mod relation;
+pub mod release;
 pub mod version;
