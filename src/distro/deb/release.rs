@@ -6,7 +6,7 @@
 //! the future, no expired Valid-Until, no replay of an older Release, the
 //! suite we asked for, no identity drift, and SHA256 for every index used.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::control::{self, ControlError};
 
@@ -340,13 +340,16 @@ impl Release {
     }
 }
 
+/// Size, SHA512 and SHA256 seen so far for one path.
+type Digests = (u64, Option<[u8; 64]>, Option<[u8; 32]>);
+
 type FileLists = (BTreeMap<String, IndexFile>, BTreeMap<String, ReleaseError>);
 
 /// Collects the digest lists into files usable with SHA256 and files that
 /// are listed only with weaker (or only other) digests.
 fn parse_file_lists(para: &control::Paragraph<'_>) -> Result<FileLists, ReleaseError> {
     // path -> (size, SHA512, SHA256); MD5Sum/SHA1 only register the path.
-    let mut seen: BTreeMap<String, (u64, Option<[u8; 64]>, Option<[u8; 32]>)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, Digests> = BTreeMap::new();
     for field in HASH_FIELDS {
         for line in para.lines_of(field) {
             let (digest, size, path) = split_hash_line(field, line)?;
@@ -620,5 +623,27 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// The payload of a real archive InRelease, when a copy is at hand
+    /// (the signature is not checked here; only the parser is exercised).
+    #[test]
+    fn parses_a_real_bookworm_release_if_present() {
+        let Ok(text) = std::fs::read_to_string("/tmp/bookworm-InRelease") else {
+            eprintln!("SKIP: /tmp/bookworm-InRelease not found");
+            return;
+        };
+        let start = text.find("\n\n").map_or(0, |i| i + 2);
+        let end = text.find("-----BEGIN PGP SIGNATURE").unwrap_or(text.len());
+        let r = Release::parse(&text[start..end]).unwrap();
+        assert_eq!(r.codename.as_deref(), Some("bookworm"));
+        let (path, file, c) = r.packages_index("main", "amd64").unwrap();
+        assert_eq!(
+            (path, c),
+            ("main/binary-amd64/Packages.xz", Compression::Xz)
+        );
+        assert!(file.size > 1_000_000);
+        r.check(&ReleasePolicy::new(r.date.unwrap(), "oldstable"))
+            .unwrap();
     }
 }
