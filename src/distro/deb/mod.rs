@@ -2,3 +2,7 @@
 
 pub mod control;
 pub mod stage2;
+pub mod packages;
+pub mod relation;
+pub mod release;
+pub mod version;

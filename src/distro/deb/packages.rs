@@ -1,0 +1,569 @@
+//! The binary Packages index: one paragraph per package version.
+//!
+//! Every stanza must carry Filename, Size and SHA256 (HOSTILE 26): those
+//! are what a downloaded .deb is checked against before it is parsed. The
+//! Filename is validated here because it later becomes a URL path and a
+//! cache name.
+
+use super::control::{self, ControlError, Paragraph};
+use super::relation::{self, Atom, Dependency, RelationError};
+use super::version::Version;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackagesError {
+    #[error("Packages index: {0}")]
+    Syntax(#[from] ControlError),
+    #[error("Packages index: stanza at line {line}: no Package field")]
+    NoName { line: usize },
+    #[error("Packages index: package {package} (line {line}): missing {field} field")]
+    MissingField {
+        package: String,
+        line: usize,
+        field: &'static str,
+    },
+    #[error("Packages index: package {package} (line {line}): field {field}: {reason}")]
+    BadField {
+        package: String,
+        line: usize,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("Packages index: package {package} (line {line}): field {field}: {source}")]
+    Relation {
+        package: String,
+        line: usize,
+        field: &'static str,
+        source: RelationError,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MultiArch {
+    #[default]
+    No,
+    Same,
+    Foreign,
+    Allowed,
+}
+
+/// Archive priority; ordered from most to least important.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Priority {
+    Required,
+    Important,
+    Standard,
+    Optional,
+    Extra,
+    /// Missing or not one of the above.
+    #[default]
+    Unknown,
+}
+
+/// One package version from a Packages index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinaryPackage {
+    pub name: String,
+    pub version: Version,
+    pub arch: String,
+    pub multi_arch: MultiArch,
+    pub priority: Priority,
+    pub essential: bool,
+    pub depends: Vec<Dependency>,
+    pub pre_depends: Vec<Dependency>,
+    pub recommends: Vec<Dependency>,
+    pub conflicts: Vec<Dependency>,
+    pub breaks: Vec<Dependency>,
+    pub provides: Vec<Atom>,
+    pub replaces: Vec<Dependency>,
+    /// Pool path relative to the mirror root; validated: relative, no `..`
+    /// or empty component, no control characters.
+    pub filename: String,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    /// In KiB, as dpkg counts it.
+    pub installed_size: Option<u64>,
+    /// `Source:` as written (`name` or `name (version)`); absent when the
+    /// source package has the binary's name and version.
+    pub source: Option<String>,
+    pub section: Option<String>,
+    pub maintainer: Option<String>,
+    pub homepage: Option<String>,
+    /// The first line of Description.
+    pub synopsis: Option<String>,
+}
+
+impl BinaryPackage {
+    /// `name (= version)` as the package provides itself, for messages.
+    pub fn id(&self) -> String {
+        format!("{} {} {}", self.name, self.version, self.arch)
+    }
+
+    /// The source package name (the binary's own name when unset).
+    pub fn source_name(&self) -> &str {
+        self.source
+            .as_deref()
+            .and_then(|s| s.split_ascii_whitespace().next())
+            .unwrap_or(&self.name)
+    }
+}
+
+/// Parses a whole Packages file.
+pub fn parse_packages(text: &str) -> Result<Vec<BinaryPackage>, PackagesError> {
+    // A Packages stanza averages about 800 bytes; reserving avoids
+    // repeated reallocation of a 60k-element vector.
+    let mut out = Vec::with_capacity(text.len() / 700 + 1);
+    for para in control::paragraphs(text) {
+        out.push(parse_stanza(&para?)?);
+    }
+    Ok(out)
+}
+
+/// The raw fields of one stanza that we use, gathered in a single pass.
+#[derive(Default)]
+struct Raw<'a> {
+    package: Option<&'a str>,
+    version: Option<&'a str>,
+    arch: Option<&'a str>,
+    multi_arch: Option<&'a str>,
+    priority: Option<&'a str>,
+    essential: Option<&'a str>,
+    depends: Option<&'a str>,
+    pre_depends: Option<&'a str>,
+    recommends: Option<&'a str>,
+    conflicts: Option<&'a str>,
+    breaks: Option<&'a str>,
+    provides: Option<&'a str>,
+    replaces: Option<&'a str>,
+    filename: Option<&'a str>,
+    size: Option<&'a str>,
+    sha256: Option<&'a str>,
+    installed_size: Option<&'a str>,
+    source: Option<&'a str>,
+    section: Option<&'a str>,
+    maintainer: Option<&'a str>,
+    homepage: Option<&'a str>,
+    description: Option<&'a str>,
+}
+
+impl<'a> Raw<'a> {
+    fn gather(para: &Paragraph<'a>) -> Raw<'a> {
+        let mut raw = Raw::default();
+        for (name, value) in para.fields() {
+            let slot = match name {
+                "Package" => &mut raw.package,
+                "Version" => &mut raw.version,
+                "Architecture" => &mut raw.arch,
+                "Multi-Arch" => &mut raw.multi_arch,
+                "Priority" => &mut raw.priority,
+                "Essential" => &mut raw.essential,
+                "Depends" => &mut raw.depends,
+                "Pre-Depends" => &mut raw.pre_depends,
+                "Recommends" => &mut raw.recommends,
+                "Conflicts" => &mut raw.conflicts,
+                "Breaks" => &mut raw.breaks,
+                "Provides" => &mut raw.provides,
+                "Replaces" => &mut raw.replaces,
+                "Filename" => &mut raw.filename,
+                "Size" => &mut raw.size,
+                "SHA256" => &mut raw.sha256,
+                "Installed-Size" => &mut raw.installed_size,
+                "Source" => &mut raw.source,
+                "Section" => &mut raw.section,
+                "Maintainer" => &mut raw.maintainer,
+                "Homepage" => &mut raw.homepage,
+                "Description" => &mut raw.description,
+                // Field names are case-insensitive; archives use the
+                // canonical spelling, so only the rare other spelling
+                // pays for the slower lookup.
+                other => match raw.slot_ignoring_case(other) {
+                    Some(slot) => slot,
+                    None => continue,
+                },
+            };
+            *slot = Some(value);
+        }
+        raw
+    }
+
+    fn slot_ignoring_case(&mut self, name: &str) -> Option<&mut Option<&'a str>> {
+        let lower = name.to_ascii_lowercase();
+        Some(match lower.as_str() {
+            "package" => &mut self.package,
+            "version" => &mut self.version,
+            "architecture" => &mut self.arch,
+            "multi-arch" => &mut self.multi_arch,
+            "priority" => &mut self.priority,
+            "essential" => &mut self.essential,
+            "depends" => &mut self.depends,
+            "pre-depends" => &mut self.pre_depends,
+            "recommends" => &mut self.recommends,
+            "conflicts" => &mut self.conflicts,
+            "breaks" => &mut self.breaks,
+            "provides" => &mut self.provides,
+            "replaces" => &mut self.replaces,
+            "filename" => &mut self.filename,
+            "size" => &mut self.size,
+            "sha256" => &mut self.sha256,
+            "installed-size" => &mut self.installed_size,
+            "source" => &mut self.source,
+            "section" => &mut self.section,
+            "maintainer" => &mut self.maintainer,
+            "homepage" => &mut self.homepage,
+            "description" => &mut self.description,
+            _ => return None,
+        })
+    }
+}
+
+/// Builds errors that name the package and the stanza's line.
+struct Ctx<'a> {
+    package: &'a str,
+    line: usize,
+}
+
+impl Ctx<'_> {
+    fn bad(&self, field: &'static str, reason: impl Into<String>) -> PackagesError {
+        PackagesError::BadField {
+            package: self.package.to_string(),
+            line: self.line,
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    fn require<'v>(
+        &self,
+        value: Option<&'v str>,
+        field: &'static str,
+    ) -> Result<&'v str, PackagesError> {
+        value.ok_or_else(|| PackagesError::MissingField {
+            package: self.package.to_string(),
+            line: self.line,
+            field,
+        })
+    }
+
+    fn relations(
+        &self,
+        value: Option<&str>,
+        field: &'static str,
+    ) -> Result<Vec<Dependency>, PackagesError> {
+        match value {
+            None => Ok(Vec::new()),
+            Some(v) => relation::parse_relations(v).map_err(|source| PackagesError::Relation {
+                package: self.package.to_string(),
+                line: self.line,
+                field,
+                source,
+            }),
+        }
+    }
+
+    fn number(&self, value: &str, field: &'static str) -> Result<u64, PackagesError> {
+        value
+            .parse::<u64>()
+            .map_err(|_| self.bad(field, format!("not a size: {value:?}")))
+    }
+}
+
+fn parse_stanza(para: &Paragraph<'_>) -> Result<BinaryPackage, PackagesError> {
+    let raw = Raw::gather(para);
+    let name = raw
+        .package
+        .ok_or(PackagesError::NoName { line: para.line })?;
+    let ctx = Ctx {
+        package: name,
+        line: para.line,
+    };
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-._".contains(&b))
+    {
+        return Err(ctx.bad("Package", format!("invalid package name {name:?}")));
+    }
+    let version = Version::parse(ctx.require(raw.version, "Version")?)
+        .map_err(|e| ctx.bad("Version", e.to_string()))?;
+    let arch = ctx.require(raw.arch, "Architecture")?;
+    let filename = ctx.require(raw.filename, "Filename")?;
+    check_filename(filename).map_err(|reason| ctx.bad("Filename", reason))?;
+    let size = ctx.number(ctx.require(raw.size, "Size")?, "Size")?;
+    let sha256 =
+        parse_sha256(ctx.require(raw.sha256, "SHA256")?).map_err(|r| ctx.bad("SHA256", r))?;
+    let provides = match raw.provides {
+        None => Vec::new(),
+        Some(v) => relation::parse_provides(v).map_err(|source| PackagesError::Relation {
+            package: name.to_string(),
+            line: para.line,
+            field: "Provides",
+            source,
+        })?,
+    };
+    Ok(BinaryPackage {
+        name: name.to_string(),
+        version,
+        arch: arch.to_string(),
+        multi_arch: parse_multi_arch(raw.multi_arch).map_err(|r| ctx.bad("Multi-Arch", r))?,
+        priority: parse_priority(raw.priority),
+        essential: parse_yes_no(raw.essential).map_err(|r| ctx.bad("Essential", r))?,
+        depends: ctx.relations(raw.depends, "Depends")?,
+        pre_depends: ctx.relations(raw.pre_depends, "Pre-Depends")?,
+        recommends: ctx.relations(raw.recommends, "Recommends")?,
+        conflicts: ctx.relations(raw.conflicts, "Conflicts")?,
+        breaks: ctx.relations(raw.breaks, "Breaks")?,
+        provides,
+        replaces: ctx.relations(raw.replaces, "Replaces")?,
+        filename: filename.to_string(),
+        size,
+        sha256,
+        installed_size: raw
+            .installed_size
+            .map(|v| ctx.number(v, "Installed-Size"))
+            .transpose()?,
+        source: raw.source.map(str::to_string),
+        section: raw.section.map(str::to_string),
+        maintainer: raw.maintainer.map(str::to_string),
+        homepage: raw.homepage.map(str::to_string),
+        synopsis: raw
+            .description
+            .map(|d| d.split('\n').next().unwrap_or("").trim().to_string()),
+    })
+}
+
+/// Rejects pool paths that could escape the mirror root or a cache
+/// directory when joined to it.
+pub fn check_filename(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    if path.starts_with('/') {
+        return Err(format!("absolute path {path:?}"));
+    }
+    if path.contains(|c: char| c.is_control()) {
+        return Err(format!("control character in {path:?}"));
+    }
+    if path
+        .split('/')
+        .any(|c| c == ".." || c == "." || c.is_empty())
+    {
+        return Err(format!("'..', '.' or empty component in {path:?}"));
+    }
+    Ok(())
+}
+
+fn parse_sha256(hex_text: &str) -> Result<[u8; 32], String> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut digest)
+        .map_err(|_| format!("not a 64-digit hex SHA-256: {hex_text:?}"))?;
+    Ok(digest)
+}
+
+fn parse_multi_arch(value: Option<&str>) -> Result<MultiArch, String> {
+    match value {
+        None | Some("no") => Ok(MultiArch::No),
+        Some("same") => Ok(MultiArch::Same),
+        Some("foreign") => Ok(MultiArch::Foreign),
+        Some("allowed") => Ok(MultiArch::Allowed),
+        Some(other) => Err(format!("unknown value {other:?}")),
+    }
+}
+
+fn parse_priority(value: Option<&str>) -> Priority {
+    match value {
+        Some("required") => Priority::Required,
+        Some("important") => Priority::Important,
+        Some("standard") => Priority::Standard,
+        Some("optional") => Priority::Optional,
+        Some("extra") => Priority::Extra,
+        _ => Priority::Unknown,
+    }
+}
+
+fn parse_yes_no(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("yes") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("no") => Ok(false),
+        Some(other) => Err(format!("expected yes or no, found {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn stanza(name: &str, extra: &str) -> String {
+        format!(
+            "Package: {name}\nVersion: 1.0-1\nArchitecture: amd64\n{extra}Filename: pool/main/{name}_1.0-1_amd64.deb\nSize: 1234\nSHA256: {SHA}\n"
+        )
+    }
+
+    #[test]
+    fn parses_a_full_stanza() {
+        let text = "Package: libc-bin\nSource: glibc (2.41-12)\nVersion: 2.41-12\nInstalled-Size: 2628\n\
+            Maintainer: GNU Libc Maintainers <x@y>\nArchitecture: amd64\nMulti-Arch: foreign\n\
+            Depends: libc6 (>> 2.41), libc6 (<< 2.42)\nPre-Depends: dpkg (>= 1.19)\nRecommends: manpages\n\
+            Breaks: old (<< 1)\nConflicts: c\nReplaces: r\nProvides: x (= 1), y\nEssential: yes\n\
+            Description: GNU C Library: Binaries\n more text\nHomepage: https://example.org\n\
+            Section: libs\nPriority: required\nFilename: pool/main/g/glibc/libc-bin_2.41-12_amd64.deb\n\
+            Size: 609356\nMD5sum: 00\nSHA256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+        let pkgs = parse_packages(text).unwrap();
+        let p = &pkgs[0];
+        assert_eq!(p.name, "libc-bin");
+        assert_eq!(p.version.to_string(), "2.41-12");
+        assert_eq!(p.multi_arch, MultiArch::Foreign);
+        assert_eq!(p.priority, Priority::Required);
+        assert!(p.essential);
+        assert_eq!(p.depends.len(), 2);
+        assert_eq!(p.pre_depends[0].alternatives[0].name, "dpkg");
+        assert_eq!(p.recommends.len(), 1);
+        assert_eq!(
+            (p.breaks.len(), p.conflicts.len(), p.replaces.len()),
+            (1, 1, 1)
+        );
+        assert_eq!(p.provides.len(), 2);
+        assert_eq!(p.size, 609356);
+        assert_eq!(p.sha256[0], 0x01);
+        assert_eq!(p.installed_size, Some(2628));
+        assert_eq!(p.source_name(), "glibc");
+        assert_eq!(p.synopsis.as_deref(), Some("GNU C Library: Binaries"));
+        assert_eq!(p.section.as_deref(), Some("libs"));
+    }
+
+    #[test]
+    fn hostile_26_missing_filename_size_or_sha256_names_package_and_line() {
+        for field in ["Filename", "Size", "SHA256"] {
+            let good = stanza("first", "");
+            let bad: String = stanza("victim", "")
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{field}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let text = format!("{good}\n{bad}");
+            let err = parse_packages(&text).unwrap_err();
+            assert_eq!(
+                err,
+                PackagesError::MissingField {
+                    package: "victim".into(),
+                    line: 8,
+                    field: match field {
+                        "Filename" => "Filename",
+                        "Size" => "Size",
+                        _ => "SHA256",
+                    },
+                }
+            );
+            assert!(err.to_string().contains("victim") && err.to_string().contains("line 8"));
+        }
+    }
+
+    #[test]
+    fn hostile_26_malformed_size_and_digest() {
+        let text = stanza("a", "").replace("Size: 1234", "Size: -1");
+        assert!(matches!(
+            parse_packages(&text),
+            Err(PackagesError::BadField { field: "Size", .. })
+        ));
+        let text = stanza("a", "").replace(SHA, &SHA[..62]);
+        assert!(matches!(
+            parse_packages(&text),
+            Err(PackagesError::BadField {
+                field: "SHA256",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_unsafe_filenames() {
+        for bad in [
+            "/etc/passwd",
+            "../x.deb",
+            "pool/../../x.deb",
+            "pool//x.deb",
+            "pool/./x.deb",
+            "pool/x\n.deb",
+            "pool/x\u{7f}.deb",
+            "",
+        ] {
+            assert!(check_filename(bad).is_err(), "{bad:?}");
+        }
+        check_filename("pool/main/a/apt/apt_3.0.3_amd64.deb").unwrap();
+        let text = stanza("a", "").replace("Filename: pool/main/", "Filename: ../");
+        let err = parse_packages(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("package a") && err.contains("Filename"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn relation_errors_name_the_package_and_field() {
+        let text = stanza("a", "Depends: b (>= 1\n");
+        let err = parse_packages(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("package a") && err.contains("Depends") && err.contains("b (>= 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_version_and_multi_arch_are_errors() {
+        let text = stanza("a", "").replace("Version: 1.0-1", "Version: 1.0-");
+        assert!(matches!(
+            parse_packages(&text),
+            Err(PackagesError::BadField {
+                field: "Version",
+                ..
+            })
+        ));
+        let text = stanza("a", "Multi-Arch: sometimes\n");
+        assert!(matches!(
+            parse_packages(&text),
+            Err(PackagesError::BadField {
+                field: "Multi-Arch",
+                ..
+            })
+        ));
+        let text = stanza("a", "Essential: maybe\n");
+        assert!(matches!(
+            parse_packages(&text),
+            Err(PackagesError::BadField {
+                field: "Essential",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn field_names_are_case_insensitive() {
+        let text = stanza("a", "pre-depends: b\n");
+        assert_eq!(parse_packages(&text).unwrap()[0].pre_depends.len(), 1);
+    }
+
+    /// Release-mode timing on a real index:
+    /// `cargo test --release --lib packages::tests::parse_real_trixie -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn parse_real_trixie_packages_timing() {
+        let Ok(text) = std::fs::read_to_string("/tmp/trixie-Packages") else {
+            eprintln!("SKIP: /tmp/trixie-Packages not found");
+            return;
+        };
+        let start = std::time::Instant::now();
+        let pkgs = parse_packages(&text).unwrap();
+        let elapsed = start.elapsed();
+        eprintln!(
+            "parsed {} packages ({} MB) in {:?}",
+            pkgs.len(),
+            text.len() >> 20,
+            elapsed
+        );
+        assert!(pkgs.len() > 50_000);
+        if !cfg!(debug_assertions) {
+            assert!(elapsed.as_secs_f64() < 1.0, "{elapsed:?}");
+        }
+    }
+}
