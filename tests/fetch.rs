@@ -590,6 +590,37 @@ fn credentials_never_appear_in_errors() {
     let msg = format!("{err} {err:?}");
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(msg.contains("/secret"), "{msg}");
+    // The credentials did go to the server, as Basic auth.
+    let log = e.srv.request_log();
+    assert!(log[0]
+        .1
+        .get("authorization")
+        .is_some_and(|a| a.starts_with("Basic ")));
+}
+
+#[test]
+fn requests_ask_for_identity_encoding_and_no_range() {
+    let e = env();
+    e.srv.put("/plain.gz", b"\x1f\x8b not really gzip");
+    e.srv.ignore_range("/plain.gz");
+    let body = e.fetcher.fetch_bytes(&e.srv.url("/plain.gz"), 100).unwrap();
+    assert_eq!(body, b"\x1f\x8b not really gzip");
+    let (_, headers) = &e.srv.request_log()[0];
+    assert_eq!(
+        headers.get("accept-encoding").map(String::as_str),
+        Some("identity")
+    );
+    assert!(headers.get("range").is_none());
+}
+
+#[test]
+fn stale_temp_files_are_removed_when_locking() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let debris = dir.path().join("blobs/sha256/.tmp-dead");
+    std::fs::write(&debris, b"half a download").unwrap();
+    let _lock = cache.lock(&report::Silent).unwrap();
+    assert!(!debris.exists());
 }
 
 #[test]

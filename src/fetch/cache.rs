@@ -98,7 +98,23 @@ impl Cache {
             }
             Err(e) => return Err(lock_err(e)),
         }
+        // With the lock held nobody else is writing, so any temp file is
+        // debris from a build that died mid-write.
+        self.remove_stale_temps();
         Ok(CacheLock { _file: file })
+    }
+
+    fn remove_stale_temps(&self) {
+        for dir in [&self.blobs, &self.stamps] {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
     }
 
     /// Where the blob for `digest` lives (whether or not it exists).
