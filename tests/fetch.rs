@@ -654,3 +654,71 @@ fn cache_lock_serialises_two_builds() {
     t.join().unwrap();
     assert!(acquired.load(Ordering::SeqCst));
 }
+
+#[test]
+fn chunked_bodies_work_and_truncated_chunked_bodies_fail() {
+    let e = env();
+    let data = payload(10_000, 11);
+    e.srv.put("/chunked", &data);
+    e.srv.chunked("/chunked");
+    let path = e
+        .fetcher
+        .fetch_verified(&e.srv.url("/chunked"), 10_000, &digest(&data))
+        .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), data);
+
+    let data = payload(10_000, 13);
+    e.srv.put("/chunked-cut", &data);
+    e.srv.chunked("/chunked-cut");
+    e.srv.truncate_after("/chunked-cut", 3_000);
+    let err = e
+        .fetcher
+        .fetch_verified(&e.srv.url("/chunked-cut"), 10_000, &digest(&data))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::Transport { .. } | FetchError::SizeMismatch { .. }
+        ),
+        "{err}"
+    );
+    assert!(e.fetcher.cache().get(&digest(&data)).is_none());
+}
+
+#[test]
+fn overflowing_chunk_size_is_an_error() {
+    let e = env();
+    e.srv.raw_response(
+        "/overflow",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          fffffffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+    );
+    let err = e
+        .fetcher
+        .fetch_bytes(&e.srv.url("/overflow"), 1 << 20)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FetchError::Transport { .. } | FetchError::TooLarge { .. }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn captive_portal_html_fails_the_hash_check() {
+    let e = env();
+    let html = b"<html><body>Please log in</body></html>";
+    e.srv.put("/dists/x/main/binary-amd64/Packages.xz", html);
+    let expected = payload(html.len(), 12);
+    let err = e
+        .fetcher
+        .fetch_verified(
+            &e.srv.url("/dists/x/main/binary-amd64/Packages.xz"),
+            html.len() as u64,
+            &digest(&expected),
+        )
+        .unwrap_err();
+    assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
+}

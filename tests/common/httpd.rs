@@ -40,6 +40,12 @@ pub struct Fault {
     pub redirect: Option<(u16, Vec<u8>)>,
     /// Sleep before answering.
     pub delay: Option<Duration>,
+    /// Send the body with `Transfer-Encoding: chunked` (1 KiB chunks);
+    /// with `truncate_after`, the stream stops mid-chunk with no final chunk.
+    pub chunked: bool,
+    /// Send exactly these bytes as the whole response (status line,
+    /// headers, body), for hand-crafted hostile responses.
+    pub raw_response: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -158,6 +164,14 @@ impl TestServer {
         self.with_fault(path, |f| f.redirect = Some((302, location.to_vec())));
     }
 
+    pub fn chunked(&self, path: &str) {
+        self.with_fault(path, |f| f.chunked = true);
+    }
+
+    pub fn raw_response(&self, path: &str, response: &[u8]) {
+        self.with_fault(path, |f| f.raw_response = Some(response.to_vec()));
+    }
+
     pub fn delay(&self, path: &str, delay: Duration) {
         self.with_fault(path, |f| f.delay = Some(delay));
     }
@@ -249,6 +263,12 @@ fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Resu
     if let Some(d) = fault.delay {
         std::thread::sleep(d);
     }
+    if let Some(raw) = &fault.raw_response {
+        out.write_all(raw)?;
+        out.flush()?;
+        let _ = out.shutdown(std::net::Shutdown::Write);
+        return Ok(());
+    }
     if method != "GET" && method != "HEAD" {
         return respond(&mut out, 405, &[], b"");
     }
@@ -287,6 +307,23 @@ fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Resu
         None => payload,
     };
     let reason = reason(status);
+    if fault.chunked {
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        out.write_all(head.as_bytes())?;
+        for chunk in sent.chunks(1024) {
+            out.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+            out.write_all(chunk)?;
+            out.write_all(b"\r\n")?;
+        }
+        if fault.truncate_after.is_none() {
+            out.write_all(b"0\r\n\r\n")?;
+        }
+        out.flush()?;
+        let _ = out.shutdown(std::net::Shutdown::Write);
+        return Ok(());
+    }
     let length_header = if length == "none" {
         String::new()
     } else {
