@@ -1,1 +1,5 @@
 pub mod debrepo;
+//! Helpers shared by integration tests (`mod common;`).
+#![allow(dead_code)]
+
+pub mod httpd;

@@ -1,0 +1,197 @@
+//! SHA-256 digests, and readers/writers that hash while streaming so a file
+//! is never read twice just to check it.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest. Displays and parses as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+/// Why a string is not a SHA-256 hex digest.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DigestParseError {
+    #[error("SHA-256 digest {0:?} must be 64 hex digits")]
+    Length(String),
+    #[error("SHA-256 digest {0:?} contains a non-hex character")]
+    NotHex(String),
+}
+
+impl Sha256Digest {
+    /// Digest of an in-memory buffer.
+    pub fn of(data: &[u8]) -> Self {
+        Sha256Digest(Sha256::digest(data).into())
+    }
+
+    /// Lowercase hex form (what Debian indices and OCI use).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256Digest({})", self.to_hex())
+    }
+}
+
+impl FromStr for Sha256Digest {
+    type Err = DigestParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 64 {
+            return Err(DigestParseError::Length(s.to_string()));
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| DigestParseError::NotHex(s.to_string()))?;
+        Ok(Sha256Digest(out))
+    }
+}
+
+/// Hex SHA-256 of a buffer.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256Digest::of(data).to_hex()
+}
+
+/// Wraps a reader; every byte read through it is hashed and counted.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.count
+    }
+
+    /// Consumes the reader, returning the digest of everything read and the
+    /// byte count. Bytes not yet read are not included.
+    pub fn finish(self) -> (Sha256Digest, u64) {
+        (Sha256Digest(self.hasher.finalize().into()), self.count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Wraps a writer; every byte accepted by the inner writer is hashed and
+/// counted.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.count
+    }
+
+    /// Access to the wrapped writer (e.g. to fsync a file).
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// Returns the inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, Sha256Digest, u64) {
+        (
+            self.inner,
+            Sha256Digest(self.hasher.finalize().into()),
+            self.count,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Hash only what the inner writer took, so short writes stay exact.
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn known_vector() {
+        assert_eq!(sha256_hex(b"abc"), ABC);
+        assert_eq!(Sha256Digest::of(b"abc").to_string(), ABC);
+    }
+
+    #[test]
+    fn parse_round_trip_and_errors() {
+        let d: Sha256Digest = ABC.parse().unwrap();
+        assert_eq!(d.to_string(), ABC);
+        let upper: Sha256Digest = ABC.to_uppercase().parse().unwrap();
+        assert_eq!(upper, d);
+        assert!(matches!(
+            "abc".parse::<Sha256Digest>(),
+            Err(DigestParseError::Length(_))
+        ));
+        let bad = format!("{}zz", &ABC[..62]);
+        assert!(matches!(
+            bad.parse::<Sha256Digest>(),
+            Err(DigestParseError::NotHex(_))
+        ));
+    }
+
+    #[test]
+    fn streaming_reader_and_writer_agree() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut r = HashingReader::new(&data[..]);
+        let mut sink = Vec::new();
+        io::copy(&mut r, &mut sink).unwrap();
+        let (rd, rn) = r.finish();
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(&data).unwrap();
+        let (out, wd, wn) = w.finish();
+        assert_eq!(out, data);
+        assert_eq!(rd, Sha256Digest::of(&data));
+        assert_eq!(wd, rd);
+        assert_eq!((rn, wn), (100_000, 100_000));
+    }
+}
