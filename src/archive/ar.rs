@@ -42,29 +42,24 @@ pub struct ArReader<R> {
     current: String,
 }
 
-/// A member's data; unread data is skipped by the next `next_member`.
-pub struct ArEntry<'a, R: Read> {
-    pub member: ArMember,
-    reader: &'a mut ArReader<R>,
-}
-
-impl<R: Read> Read for ArEntry<'_, R> {
+impl<R: Read> Read for ArReader<R> {
+    /// Reads the data of the current member (empty before the first
+    /// `next_member` and at the member's end).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = &mut *self.reader;
-        if r.remaining == 0 || buf.is_empty() {
+        if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
         let want = buf
             .len()
-            .min(usize::try_from(r.remaining).unwrap_or(usize::MAX));
-        let n = r.inner.read(&mut buf[..want])?;
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("ar member {}: archive truncated", r.current),
+                format!("ar member {}: archive truncated", self.current),
             ));
         }
-        r.remaining -= n as u64;
+        self.remaining -= n as u64;
         Ok(n)
     }
 }
@@ -99,8 +94,16 @@ impl<R: Read> ArReader<R> {
         Ok(())
     }
 
-    /// The next member, or `None` at a clean end of the archive.
-    pub fn next_member(&mut self) -> Result<Option<ArEntry<'_, R>>, ArError> {
+    /// The unread rest of the current member as an owned reader, for a
+    /// member streamed to the end (a .deb's data.tar is the last one read).
+    pub fn into_member_reader(self) -> io::Take<R> {
+        let remaining = self.remaining;
+        self.inner.take(remaining)
+    }
+
+    /// Advances to the next member, skipping whatever is left of the current
+    /// one; its data is then read from `self`. `None` at a clean end.
+    pub fn next_member(&mut self) -> Result<Option<ArMember>, ArError> {
         if !self.started {
             let mut magic = [0u8; 8];
             self.inner
@@ -140,10 +143,7 @@ impl<R: Read> ArReader<R> {
         self.current = member.name.clone();
         self.remaining = member.size;
         self.pad = member.size % 2;
-        Ok(Some(ArEntry {
-            member,
-            reader: self,
-        }))
+        Ok(Some(member))
     }
 }
 
@@ -219,15 +219,16 @@ mod tests {
         let ar = build(&[("debian-binary", b"2.0\n"), ("odd", b"abc"), ("last", b"z")]);
         let mut r = ArReader::new(&ar[..]);
         let first = r.next_member().unwrap().unwrap();
-        assert_eq!(first.member.name, "debian-binary");
-        assert_eq!(first.member.size, 4);
-        let mut odd = r.next_member().unwrap().unwrap();
+        assert_eq!(first.name, "debian-binary");
+        assert_eq!(first.size, 4);
+        let odd = r.next_member().unwrap().unwrap();
+        assert_eq!(odd.name, "odd");
         let mut s = String::new();
-        odd.read_to_string(&mut s).unwrap();
+        r.read_to_string(&mut s).unwrap();
         assert_eq!(s, "abc");
         let last = r.next_member().unwrap().unwrap();
-        assert_eq!(last.member.name, "last");
-        assert_eq!(last.member.index, 2);
+        assert_eq!(last.name, "last");
+        assert_eq!(last.index, 2);
         assert!(r.next_member().unwrap().is_none());
     }
 
@@ -257,7 +258,7 @@ mod tests {
         let mut ar = build(&[("a", b"xxxxxxxx")]);
         ar.truncate(ar.len() - 3);
         let mut r = ArReader::new(&ar[..]);
-        let mut m = r.next_member().unwrap().unwrap();
-        assert!(m.read_to_end(&mut Vec::new()).is_err());
+        r.next_member().unwrap().unwrap();
+        assert!(r.read_to_end(&mut Vec::new()).is_err());
     }
 }
