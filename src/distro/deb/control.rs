@@ -210,8 +210,14 @@ mod tests {
             Some("short\n long line\n .\n more")
         );
         assert_eq!(paras[1].line, 9);
-        assert_eq!(paras[1].lines_of("Conffiles").collect::<Vec<_>>(), ["/etc/x 0123"]);
-        assert_eq!(paras[1].to_string(), "Package: b\nConffiles:\n /etc/x 0123\n");
+        assert_eq!(
+            paras[1].lines_of("Conffiles").collect::<Vec<_>>(),
+            ["/etc/x 0123"]
+        );
+        assert_eq!(
+            paras[1].to_string(),
+            "Package: b\nConffiles:\n /etc/x 0123\n"
+        );
         assert_eq!(
             paras[0].to_string(),
             "Package: a\nVersion: 1\nDescription: short\n long line\n .\n more\n"
@@ -224,9 +230,13 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .unwrap_err();
         assert_eq!(err.line, 2);
-        let err = paragraphs(" leading\n").collect::<Result<Vec<_>, _>>().unwrap_err();
+        let err = paragraphs(" leading\n")
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
         assert_eq!(err.line, 1);
-        let err = paragraphs("A: 1\na: 2\n").collect::<Result<Vec<_>, _>>().unwrap_err();
+        let err = paragraphs("A: 1\na: 2\n")
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
         assert!(err.msg.contains("duplicate"));
     }
 
