@@ -615,7 +615,9 @@ fn parse_pax_time(v: &[u8]) -> Option<i64> {
         return None;
     }
     let frac = &s[int.len()..];
-    if !frac.is_empty() && !(frac.len() > 1 && frac[1..].bytes().all(|c| c.is_ascii_digit())) {
+    let frac_ok =
+        frac.is_empty() || (frac.len() > 1 && frac[1..].bytes().all(|c| c.is_ascii_digit()));
+    if !frac_ok {
         return None;
     }
     let n: i64 = digits.parse().ok()?;

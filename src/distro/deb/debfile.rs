@@ -135,13 +135,11 @@ impl<R: Read> DebFile<R> {
             return Err(format("debian-binary is too large".into()));
         }
         let mut version = Vec::new();
-        (&mut ar)
-            .read_to_end(&mut version)
-            .map_err(|e| DebError::Io {
-                deb: name.to_string(),
-                what: "debian-binary",
-                source: e,
-            })?;
+        ar.read_to_end(&mut version).map_err(|e| DebError::Io {
+            deb: name.to_string(),
+            what: "debian-binary",
+            source: e,
+        })?;
         check_version(&version).map_err(format)?;
 
         let control_member = next_known(&mut ar, name, "control.tar")?;
