@@ -1,1 +1,4 @@
-//! (module under construction)
+//! Root filesystem construction: safe writes inside the root, extraction.
+
+pub mod extract;
+pub mod safe;

@@ -1,5 +1,5 @@
-pub mod debrepo;
 //! Helpers shared by integration tests (`mod common;`).
 #![allow(dead_code)]
 
+pub mod debrepo;
 pub mod httpd;

@@ -6,3 +6,5 @@ pub mod packages;
 pub mod relation;
 pub mod release;
 pub mod version;
+pub mod debfile;
+pub mod dpkgdb;

@@ -1,0 +1,667 @@
+//! Extracting a package's tar stream into a rootfs, in one streaming pass,
+//! through [`Root`] only (HOSTILE 1–9, 16).
+//!
+//! Rules beyond what [`Root`] already guarantees:
+//! * entry names must be valid [`RelPath`]s; anything but a directory at
+//!   the root (`./` as a symlink or file) is refused (HOSTILE 9);
+//! * a hard link's target must be a regular file extracted earlier from the
+//!   same archive, still a regular file when linked (HOSTILE 8);
+//! * a directory entry over an existing directory keeps it (and updates its
+//!   mode/owner); over a symlink that leads to a directory inside the root
+//!   it keeps the symlink untouched (merged-/usr `bin -> usr/bin`) and never
+//!   chmods the target (HOSTILE 6); over anything else it is an error;
+//! * `claim` is asked about every entry before it is written, so a caller
+//!   can refuse files owned by another package (HOSTILE 16).
+//!
+//! Directory mtimes are not set: later entries change them anyway, and
+//! the layer writer clamps every mtime.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+
+use md5::{Digest, Md5};
+
+use crate::archive::tar::{EntryHeader, EntryKind, TarError, TarReader};
+use crate::rootfs::safe::{FileKind, FsError, NodeKind, RelPath, Root};
+
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    /// Package (or archive) name, for error messages.
+    pub package: String,
+    /// Apply the archive's uid/gid (needs root); otherwise files belong to
+    /// whoever runs the extraction.
+    pub preserve_owner: bool,
+    /// Compute the MD5 of each regular file while writing it (dpkg md5sums).
+    pub md5: bool,
+    /// mtimes later than this are set to it (SOURCE_DATE_EPOCH).
+    pub mtime_clamp: Option<i64>,
+    /// Upper bound on the total bytes of regular-file data.
+    pub size_limit: u64,
+    /// Apply `SCHILY.xattr.*` records (e.g. security.capability).
+    pub xattrs: bool,
+    /// Regular files written to `<path>.dpkg-new` instead of `<path>`, as
+    /// `dpkg --unpack` does for conffiles (`dpkg --configure` moves them).
+    /// The returned [`Extracted::path`] is still the real path.
+    pub conffiles: HashSet<RelPath>,
+}
+
+impl ExtractOptions {
+    pub fn new(package: impl Into<String>) -> Self {
+        ExtractOptions {
+            package: package.into(),
+            preserve_owner: rustix::process::geteuid().is_root(),
+            md5: false,
+            mtime_clamp: None,
+            size_limit: u64::MAX,
+            xattrs: true,
+            conffiles: HashSet::new(),
+        }
+    }
+}
+
+/// One extracted entry, in archive order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub path: RelPath,
+    pub kind: EntryKind,
+    /// MD5 of a regular file's (or hard link's target's) content, when
+    /// [`ExtractOptions::md5`] is set.
+    pub md5: Option<[u8; 16]>,
+    pub size: u64,
+    pub mode: u32,
+    pub link_target: Option<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("{package}: {source}")]
+    Tar {
+        package: String,
+        #[source]
+        source: TarError,
+    },
+    #[error("{package}: entry {entry}: {reason}")]
+    Rejected {
+        package: String,
+        entry: String,
+        reason: String,
+    },
+    #[error("{package}: entry {entry}: {source}")]
+    Fs {
+        package: String,
+        entry: String,
+        #[source]
+        source: FsError,
+    },
+    #[error("{package}: entry {entry}: reading data: {source}")]
+    Read {
+        package: String,
+        entry: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ExtractError {
+    /// The entry at fault, as written in the archive (lossy UTF-8).
+    pub fn entry(&self) -> Option<&str> {
+        match self {
+            ExtractError::Tar { .. } => None,
+            ExtractError::Rejected { entry, .. }
+            | ExtractError::Fs { entry, .. }
+            | ExtractError::Read { entry, .. } => Some(entry),
+        }
+    }
+}
+
+/// Per-archive state: what has been written so far.
+struct Extractor<'a> {
+    root: &'a Root,
+    opts: &'a ExtractOptions,
+    /// Regular files of this archive, for hard-link checks and their MD5s.
+    files: HashMap<RelPath, Option<[u8; 16]>>,
+    written: u64,
+    buf: Vec<u8>,
+    entry: String,
+}
+
+/// Extracts every entry of `tar` into `root`. `claim` decides whether this
+/// package may write each path (`Err(reason)` aborts, naming the entry).
+/// On error, what was already
+/// written stays (the caller discards the rootfs); nothing is ever written
+/// outside the root.
+pub fn extract_tar<R: Read>(
+    root: &Root,
+    tar: R,
+    opts: &ExtractOptions,
+    claim: &dyn Fn(&RelPath, EntryKind) -> Result<(), String>,
+) -> Result<Vec<Extracted>, ExtractError> {
+    let mut reader = TarReader::new(tar);
+    let mut x = Extractor {
+        root,
+        opts,
+        files: HashMap::new(),
+        written: 0,
+        buf: vec![0u8; 256 * 1024],
+        entry: String::new(),
+    };
+    let mut out = Vec::new();
+    loop {
+        let mut entry = match reader.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(source) => {
+                return Err(ExtractError::Tar {
+                    package: opts.package.clone(),
+                    source,
+                })
+            }
+        };
+        x.entry = entry.header.display_path();
+        let header = std::mem::replace(&mut entry.header, placeholder_header());
+        if let Some(done) = x.entry_one(&header, &mut entry, claim)? {
+            out.push(done);
+        }
+    }
+    Ok(out)
+}
+
+fn placeholder_header() -> EntryHeader {
+    EntryHeader {
+        path: Vec::new(),
+        kind: EntryKind::File,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: 0,
+        link_target: None,
+        dev_major: 0,
+        dev_minor: 0,
+        pax: Default::default(),
+        xattrs: Vec::new(),
+    }
+}
+
+impl Extractor<'_> {
+    fn reject(&self, reason: impl Into<String>) -> ExtractError {
+        ExtractError::Rejected {
+            package: self.opts.package.clone(),
+            entry: self.entry.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn fs(&self, source: FsError) -> ExtractError {
+        ExtractError::Fs {
+            package: self.opts.package.clone(),
+            entry: self.entry.clone(),
+            source,
+        }
+    }
+
+    fn entry_one(
+        &mut self,
+        h: &EntryHeader,
+        data: &mut impl Read,
+        claim: &dyn Fn(&RelPath, EntryKind) -> Result<(), String>,
+    ) -> Result<Option<Extracted>, ExtractError> {
+        let path = RelPath::from_archive(&h.path).map_err(|e| self.reject(e.to_string()))?;
+        if path.is_root() {
+            if h.kind == EntryKind::Dir {
+                // `./`: the root exists; its metadata is the image's business.
+                return Ok(None);
+            }
+            return Err(self.reject(format!("a {:?} entry would replace the root", h.kind)));
+        }
+        claim(&path, h.kind).map_err(|reason| self.reject(reason))?;
+        let mut md5 = None;
+        let mut link_target = None;
+        match h.kind {
+            EntryKind::Dir => self.directory(&path, h)?,
+            EntryKind::File => {
+                md5 = self.regular_file(&path, h, data)?;
+                self.files.insert(path.clone(), md5);
+            }
+            EntryKind::Symlink => {
+                let target = h.link_target.clone().unwrap_or_default();
+                if target.is_empty() || target.contains(&0) {
+                    return Err(self.reject("empty or invalid symlink target"));
+                }
+                self.with_parents(&path, |r| r.symlink(&target, &path))?;
+                self.apply_owner(&path, h)?;
+                self.root
+                    .set_mtime(&path, self.mtime(h))
+                    .map_err(|e| self.fs(e))?;
+                link_target = Some(target);
+            }
+            EntryKind::Hardlink => {
+                let raw = h.link_target.clone().unwrap_or_default();
+                md5 = self.hardlink(&path, &raw)?;
+                link_target = Some(raw);
+            }
+            EntryKind::CharDev | EntryKind::BlockDev | EntryKind::Fifo => {
+                let kind = match h.kind {
+                    EntryKind::CharDev => NodeKind::CharDev,
+                    EntryKind::BlockDev => NodeKind::BlockDev,
+                    _ => NodeKind::Fifo,
+                };
+                self.with_parents(&path, |r| {
+                    r.mknod(&path, kind, h.mode, h.dev_major, h.dev_minor)
+                })?;
+                self.apply_owner(&path, h)?;
+                // chown clears setuid/setgid bits; restore the exact mode.
+                self.root.set_mode(&path, h.mode).map_err(|e| self.fs(e))?;
+                self.root
+                    .set_mtime(&path, self.mtime(h))
+                    .map_err(|e| self.fs(e))?;
+            }
+        }
+        Ok(Some(Extracted {
+            path,
+            kind: h.kind,
+            md5,
+            size: h.size,
+            mode: h.mode,
+            link_target,
+        }))
+    }
+
+    fn mtime(&self, h: &EntryHeader) -> i64 {
+        match self.opts.mtime_clamp {
+            Some(c) => h.mtime.min(c),
+            None => h.mtime,
+        }
+    }
+
+    /// Runs `op`; if a parent directory is missing (archives need not list
+    /// them), creates the parents and runs it again.
+    fn with_parents<T>(
+        &self,
+        path: &RelPath,
+        op: impl Fn(&Root) -> Result<T, FsError>,
+    ) -> Result<T, ExtractError> {
+        match op(self.root) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent() {
+                    self.root
+                        .mkdir_all(&parent, 0o755)
+                        .map_err(|e| self.fs(e))?;
+                }
+                op(self.root).map_err(|e| self.fs(e))
+            }
+            r => r.map_err(|e| self.fs(e)),
+        }
+    }
+
+    fn apply_owner(&self, path: &RelPath, h: &EntryHeader) -> Result<(), ExtractError> {
+        if !self.opts.preserve_owner {
+            return Ok(());
+        }
+        let (uid, gid) = self.ids(h)?;
+        self.root.set_owner(path, uid, gid).map_err(|e| self.fs(e))
+    }
+
+    fn ids(&self, h: &EntryHeader) -> Result<(u32, u32), ExtractError> {
+        let uid = u32::try_from(h.uid).map_err(|_| self.reject("uid out of range"))?;
+        let gid = u32::try_from(h.gid).map_err(|_| self.reject("gid out of range"))?;
+        Ok((uid, gid))
+    }
+
+    fn directory(&self, path: &RelPath, h: &EntryHeader) -> Result<(), ExtractError> {
+        match self.root.lstat(path).map_err(|e| self.fs(e))? {
+            None => {
+                self.with_parents(path, |r| r.mkdir(path, 0o700).map(|_| ()))?;
+            }
+            Some(m) if m.kind == FileKind::Dir => {}
+            Some(m) if m.kind == FileKind::Symlink => {
+                if self.root.is_dir(path) {
+                    // Keep the link (e.g. merged /usr); leave its target alone.
+                    return Ok(());
+                }
+                return Err(self.reject("a symlink that does not lead to a directory inside the root is in the way of a directory"));
+            }
+            Some(m) => {
+                return Err(self.reject(format!("a {:?} is in the way of a directory", m.kind)))
+            }
+        }
+        self.apply_owner(path, h)?;
+        self.root.set_mode(path, h.mode).map_err(|e| self.fs(e))?;
+        self.apply_xattrs(path, h)
+    }
+
+    fn apply_xattrs(&self, path: &RelPath, h: &EntryHeader) -> Result<(), ExtractError> {
+        if !self.opts.xattrs {
+            return Ok(());
+        }
+        for (name, value) in &h.xattrs {
+            self.root
+                .set_xattr(path, name, value)
+                .map_err(|e| self.fs(e))?;
+        }
+        Ok(())
+    }
+
+    fn regular_file(
+        &mut self,
+        path: &RelPath,
+        h: &EntryHeader,
+        data: &mut impl Read,
+    ) -> Result<Option<[u8; 16]>, ExtractError> {
+        self.written = self.written.saturating_add(h.size);
+        if self.written > self.opts.size_limit {
+            return Err(self.reject(format!(
+                "package data exceeds the limit of {} bytes",
+                self.opts.size_limit
+            )));
+        }
+        let target = if self.opts.conffiles.contains(path) {
+            path.with_suffix(".dpkg-new")
+                .map_err(|e| self.reject(e.to_string()))?
+        } else {
+            path.clone()
+        };
+        let mut file = self.with_parents(&target, |r| r.create_file(&target, 0o600))?;
+        let mut hasher = self.opts.md5.then(Md5::new);
+        let mut left = h.size;
+        while left > 0 {
+            let want = self
+                .buf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match data.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(self.read_err(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_err(e)),
+            };
+            if let Some(hs) = hasher.as_mut() {
+                hs.update(&self.buf[..n]);
+            }
+            file.write_all(&self.buf[..n])
+                .map_err(|e| self.write_err(&target, e))?;
+            left -= n as u64;
+        }
+        let fd = file.as_fd();
+        if self.opts.preserve_owner {
+            let (uid, gid) = self.ids(h)?;
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| self.write_err(&target, e.into()))?;
+        }
+        rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(h.mode & 0o7777))
+            .map_err(|e| self.write_err(&target, e.into()))?;
+        let t = rustix::fs::Timespec {
+            tv_sec: self.mtime(h),
+            tv_nsec: 0,
+        };
+        rustix::fs::futimens(
+            fd,
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        )
+        .map_err(|e| self.write_err(&target, e.into()))?;
+        if self.opts.xattrs {
+            for (name, value) in &h.xattrs {
+                rustix::fs::fsetxattr(fd, name.as_str(), value, rustix::fs::XattrFlags::empty())
+                    .map_err(|e| self.write_err(&target, e.into()))?;
+            }
+        }
+        Ok(hasher.map(|hs| hs.finalize().into()))
+    }
+
+    fn read_err(&self, source: io::Error) -> ExtractError {
+        ExtractError::Read {
+            package: self.opts.package.clone(),
+            entry: self.entry.clone(),
+            source,
+        }
+    }
+
+    fn write_err(&self, path: &RelPath, source: io::Error) -> ExtractError {
+        self.fs(FsError {
+            op: "write",
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    fn hardlink(
+        &self,
+        path: &RelPath,
+        raw_target: &[u8],
+    ) -> Result<Option<[u8; 16]>, ExtractError> {
+        let target = RelPath::from_archive(raw_target)
+            .map_err(|e| self.reject(format!("hard link target: {e}")))?;
+        let Some(md5) = self.files.get(&target) else {
+            return Err(self.reject(format!(
+                "hard link target {target} is not a regular file earlier in this archive"
+            )));
+        };
+        let real_target = if self.opts.conffiles.contains(&target) {
+            target
+                .with_suffix(".dpkg-new")
+                .map_err(|e| self.reject(e.to_string()))?
+        } else {
+            target.clone()
+        };
+        match self.root.lstat(&real_target).map_err(|e| self.fs(e))? {
+            Some(m) if m.kind == FileKind::File => {}
+            _ => {
+                return Err(self.reject(format!(
+                    "hard link target {target} is no longer a regular file"
+                )))
+            }
+        }
+        self.with_parents(path, |r| r.hardlink(&real_target, path))?;
+        Ok(*md5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::tar::testutil::*;
+
+    fn no_claim(_: &RelPath, _: EntryKind) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[test]
+    fn extracts_files_dirs_links_with_md5_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./",
+                typeflag: b'5',
+                mode: 0o755,
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./usr/bin/",
+                typeflag: b'5',
+                mode: 0o755,
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./usr/bin/a",
+                data: b"hello\n",
+                mode: 0o4755,
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./usr/bin/b",
+                typeflag: b'1',
+                link: b"./usr/bin/a",
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./usr/bin/c",
+                typeflag: b'2',
+                link: b"a",
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./etc/conf",
+                data: b"c=1\n",
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        let mut opts = ExtractOptions::new("demo");
+        opts.md5 = true;
+        opts.conffiles
+            .insert(RelPath::from_archive(b"etc/conf").unwrap());
+        let out = extract_tar(&root, &tar[..], &opts, &no_claim).unwrap();
+        let paths: Vec<_> = out.iter().map(|e| e.path.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/usr/bin",
+                "/usr/bin/a",
+                "/usr/bin/b",
+                "/usr/bin/c",
+                "/etc/conf"
+            ]
+        );
+        let md5_hello: [u8; 16] = Md5::digest(b"hello\n").into();
+        assert_eq!(out[1].md5, Some(md5_hello));
+        assert_eq!(out[2].md5, Some(md5_hello));
+        assert_eq!(
+            std::fs::read(t.path().join("usr/bin/b")).unwrap(),
+            b"hello\n"
+        );
+        assert_eq!(
+            std::fs::read_link(t.path().join("usr/bin/c"))
+                .unwrap()
+                .as_os_str(),
+            "a"
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("etc/conf.dpkg-new")).unwrap(),
+            b"c=1\n"
+        );
+        assert!(!t.path().join("etc/conf").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(t.path().join("usr/bin/a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o4755);
+    }
+
+    #[test]
+    fn dir_entry_over_symlink_to_dir_keeps_the_link() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", t.path().join("bin")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./bin/",
+                typeflag: b'5',
+                mode: 0o700,
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./bin/sh",
+                data: b"#!",
+                mode: 0o755,
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        extract_tar(&root, &tar[..], &ExtractOptions::new("usrmerge"), &no_claim).unwrap();
+        assert!(std::fs::symlink_metadata(t.path().join("bin"))
+            .unwrap()
+            .is_symlink());
+        assert_eq!(std::fs::read(t.path().join("usr/bin/sh")).unwrap(), b"#!");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(t.path().join("usr/bin"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_ne!(
+            mode & 0o777,
+            0o700,
+            "target of the symlink must not be chmodded"
+        );
+    }
+
+    #[test]
+    fn claim_refusal_names_the_entry() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./etc/passwd",
+                data: b"x",
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        let claim = |p: &RelPath, _: EntryKind| {
+            Err(format!(
+                "trying to overwrite {p}, which is owned by base-passwd"
+            ))
+        };
+        let err = extract_tar(&root, &tar[..], &ExtractOptions::new("evil"), &claim).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("evil") && msg.contains("./etc/passwd") && msg.contains("base-passwd"),
+            "{msg}"
+        );
+        assert!(!t.path().join("etc/passwd").exists());
+    }
+
+    #[test]
+    fn size_limit_is_enforced() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"big",
+                data: &[0u8; 2000],
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        let mut opts = ExtractOptions::new("p");
+        opts.size_limit = 1000;
+        let err = extract_tar(&root, &tar[..], &opts, &no_claim).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+}
