@@ -1,0 +1,123 @@
+//! docker-archive output: one uncompressed tar that is both an OCI image
+//! layout (`oci-layout`, `index.json`, `blobs/sha256/…`) and a Docker
+//! `manifest.json` archive, as `docker save` has written since Docker 25.
+//! `docker load` reads `manifest.json`; OCI tools read `index.json`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::{
+    digest_hex, index_json, oci_layout_bytes, persist, temp_file_beside, ImageBuilder,
+    MetadataBlobs,
+};
+use super::oci::canonical_json;
+use super::reference::ImageReference;
+use super::tar::{EntryKind, TarHeader, TarWriter};
+use super::ImageError;
+
+/// One element of Docker's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    pub config: String,
+    #[serde(rename = "RepoTags", default, deserialize_with = "null_vec")]
+    pub repo_tags: Vec<String>,
+    #[serde(rename = "Layers")]
+    pub layers: Vec<String>,
+}
+
+fn null_vec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(de)?.unwrap_or_default())
+}
+
+fn blob_member(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest_hex(digest))
+}
+
+pub(crate) fn write_docker_archive(
+    builder: &ImageBuilder,
+    target: &Path,
+    meta: &MetadataBlobs,
+    reference: Option<&ImageReference>,
+) -> Result<(), ImageError> {
+    let mut tmp = temp_file_beside(target)?;
+    {
+        let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, tmp.as_file_mut()));
+        append_dir(&mut tar, "blobs")?;
+        append_dir(&mut tar, "blobs/sha256")?;
+        let mut written = std::collections::BTreeSet::new();
+        for layer in builder.layers() {
+            // The same layer twice in one image is stored once.
+            if written.insert(layer.descriptor.digest.clone()) {
+                append_file_from(
+                    &mut tar,
+                    &blob_member(&layer.descriptor.digest),
+                    layer.path(),
+                )?;
+            }
+        }
+        append_bytes(
+            &mut tar,
+            &blob_member(&meta.config_desc.digest),
+            &meta.config,
+        )?;
+        append_bytes(
+            &mut tar,
+            &blob_member(&meta.manifest_desc.digest),
+            &meta.manifest,
+        )?;
+        let docker_manifest = vec![DockerManifestEntry {
+            config: blob_member(&meta.config_desc.digest),
+            repo_tags: reference.map(|r| vec![r.familiar()]).unwrap_or_default(),
+            layers: builder
+                .layers()
+                .iter()
+                .map(|l| blob_member(&l.descriptor.digest))
+                .collect(),
+        }];
+        append_bytes(
+            &mut tar,
+            "manifest.json",
+            &canonical_json(&docker_manifest)?,
+        )?;
+        append_bytes(&mut tar, "oci-layout", &oci_layout_bytes())?;
+        append_bytes(&mut tar, "index.json", &index_json(meta, reference, true)?)?;
+        let mut buf = tar.finish()?;
+        buf.flush()
+            .map_err(ImageError::io(format!("writing {}", target.display())))?;
+    }
+    persist(tmp, target)
+}
+
+fn append_dir<W: Write>(tar: &mut TarWriter<W>, path: &str) -> Result<(), ImageError> {
+    tar.append(&TarHeader::new(path, EntryKind::Dir), &mut io::empty())
+}
+
+fn append_bytes<W: Write>(
+    tar: &mut TarWriter<W>,
+    path: &str,
+    bytes: &[u8],
+) -> Result<(), ImageError> {
+    let mut h = TarHeader::new(path, EntryKind::File);
+    h.size = bytes.len() as u64;
+    tar.append(&h, &mut &bytes[..])
+}
+
+fn append_file_from<W: Write>(
+    tar: &mut TarWriter<W>,
+    path: &str,
+    src: &Path,
+) -> Result<(), ImageError> {
+    let file =
+        File::open(src).map_err(ImageError::io(format!("opening blob {}", src.display())))?;
+    let len = file
+        .metadata()
+        .map_err(ImageError::io(format!("stat blob {}", src.display())))?
+        .len();
+    let mut h = TarHeader::new(PathBuf::from(path), EntryKind::File);
+    h.size = len;
+    tar.append(&h, &mut io::BufReader::with_capacity(256 * 1024, file))
+}

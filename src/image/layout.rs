@@ -1,0 +1,480 @@
+//! Collecting layers and metadata, and writing the result: an OCI layout
+//! directory, a docker-archive tar (see `archive.rs`) or a squashed rootfs tar.
+//!
+//! Every output is assembled under a temporary name next to the target and
+//! renamed into place only when complete, so a failure leaves nothing at the
+//! output path and an existing target is replaced only on success.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::compress::{auto_decoder, Compressor, GzipOptions, LayerCompression};
+use super::layer::{write_layer_from_dir, LayerOptions};
+use super::oci::{self, canonical_json, Descriptor, History, ImageConfig, Index, Manifest};
+use super::reference::ImageReference;
+use super::{HashingWriter, ImageError, Sha256Digest};
+
+/// Where to write the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// OCI image layout directory.
+    OciDir(PathBuf),
+    /// One tar that is both an OCI layout and a `docker load` archive.
+    DockerArchive(PathBuf),
+    /// The squashed root filesystem as a tar: gzip for `.gz`/`.tgz`, zstd for
+    /// `.zst`, plain otherwise.
+    RootfsTar(PathBuf),
+}
+
+impl Output {
+    pub fn path(&self) -> &Path {
+        match self {
+            Output::OciDir(p) | Output::DockerArchive(p) | Output::RootfsTar(p) => p,
+        }
+    }
+}
+
+/// One compressed layer blob held in the builder's blob directory.
+#[derive(Debug, Clone)]
+pub struct LayerBlob {
+    pub descriptor: Descriptor,
+    pub diff_id: Sha256Digest,
+    pub uncompressed_size: u64,
+    /// Entry count when known (layers packed from a directory).
+    pub entries: Option<u64>,
+    path: PathBuf,
+}
+
+impl LayerBlob {
+    /// The blob file (inside the builder's temporary directory).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenImage {
+    pub manifest_digest: Sha256Digest,
+    pub config_digest: Sha256Digest,
+    pub path: PathBuf,
+}
+
+/// Serialized metadata blobs of an image.
+pub(crate) struct MetadataBlobs {
+    pub config: Vec<u8>,
+    pub config_desc: Descriptor,
+    pub manifest: Vec<u8>,
+    pub manifest_desc: Descriptor,
+}
+
+/// Collects layers (as compressed blobs in a temporary directory) and the
+/// image config, then writes them out.
+pub struct ImageBuilder {
+    blobs: tempfile::TempDir,
+    compression: LayerCompression,
+    gzip: GzipOptions,
+    config: ImageConfig,
+    layers: Vec<LayerBlob>,
+    next_tmp: u64,
+}
+
+impl ImageBuilder {
+    /// Blobs are kept in a temporary directory under the system temp dir.
+    pub fn new(config: ImageConfig, compression: LayerCompression) -> Result<Self, ImageError> {
+        Self::new_in(&std::env::temp_dir(), config, compression)
+    }
+
+    /// Blobs are kept in a temporary directory under `dir` (choose one on
+    /// the same filesystem as the output so blobs can be hard-linked).
+    pub fn new_in(
+        dir: &Path,
+        config: ImageConfig,
+        compression: LayerCompression,
+    ) -> Result<Self, ImageError> {
+        let blobs = tempfile::Builder::new()
+            .prefix(".rootstrap-blobs-")
+            .tempdir_in(dir)
+            .map_err(ImageError::io(format!(
+                "creating a blob directory in {}",
+                dir.display()
+            )))?;
+        Ok(ImageBuilder {
+            blobs,
+            compression,
+            gzip: GzipOptions::default(),
+            config,
+            layers: Vec::new(),
+            next_tmp: 0,
+        })
+    }
+
+    pub fn set_gzip_options(&mut self, gzip: GzipOptions) {
+        self.gzip = gzip;
+    }
+
+    pub fn config(&self) -> &ImageConfig {
+        &self.config
+    }
+
+    /// Runtime config, labels, history of empty layers... `rootfs.diff_ids`
+    /// is rebuilt from the layers at write time.
+    pub fn config_mut(&mut self) -> &mut ImageConfig {
+        &mut self.config
+    }
+
+    pub fn layers(&self) -> &[LayerBlob] {
+        &self.layers
+    }
+
+    /// Pack `dir` as the next layer.
+    pub fn add_layer_from_dir(
+        &mut self,
+        dir: &Path,
+        opts: &LayerOptions,
+        history: History,
+    ) -> Result<&LayerBlob, ImageError> {
+        self.add_layer_inner(history, |out| {
+            write_layer_from_dir(dir, opts, out).map(|s| Some(s.entries))
+        })
+    }
+
+    /// Add a layer whose uncompressed tar is produced by `produce` (for
+    /// example a [`TarWriter`] emitting a diff with whiteouts). The stream is
+    /// compressed, hashed and counted as it is written.
+    pub fn add_layer_with<F>(
+        &mut self,
+        history: History,
+        produce: F,
+    ) -> Result<&LayerBlob, ImageError>
+    where
+        F: FnOnce(&mut dyn Write) -> Result<(), ImageError>,
+    {
+        self.add_layer_inner(history, |out| produce(out).map(|()| None))
+    }
+
+    fn add_layer_inner<F>(
+        &mut self,
+        mut history: History,
+        produce: F,
+    ) -> Result<&LayerBlob, ImageError>
+    where
+        F: FnOnce(&mut dyn Write) -> Result<Option<u64>, ImageError>,
+    {
+        let tmp_path = self.blobs.path().join(format!("tmp-{}", self.next_tmp));
+        self.next_tmp += 1;
+        let file = File::create(&tmp_path)
+            .map_err(ImageError::io(format!("creating {}", tmp_path.display())))?;
+        let compressor = Compressor::with_gzip_options(
+            BufWriter::with_capacity(256 * 1024, file),
+            self.compression,
+            self.gzip,
+        )?;
+        let mut uncompressed = HashingWriter::new(compressor);
+        let entries = match produce(&mut uncompressed) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp_path);
+                return Err(e);
+            }
+        };
+        let (compressor, diff_id, uncompressed_size) = uncompressed.finish();
+        let (buf, info) = compressor.finish()?;
+        let file = buf.into_inner().map_err(|e| {
+            ImageError::io(format!("writing {}", tmp_path.display()))(e.into_error())
+        })?;
+        file.sync_all()
+            .map_err(ImageError::io(format!("syncing {}", tmp_path.display())))?;
+        let blob_path = self.blobs.path().join(info.digest.hex());
+        fs::rename(&tmp_path, &blob_path)
+            .map_err(ImageError::io(format!("renaming {}", tmp_path.display())))?;
+        history.empty_layer = false;
+        self.config.history.push(history);
+        self.layers.push(LayerBlob {
+            descriptor: Descriptor::new(
+                self.compression.layer_media_type(),
+                info.digest,
+                info.size,
+            ),
+            diff_id,
+            uncompressed_size,
+            entries,
+            path: blob_path,
+        });
+        Ok(self.layers.last().expect("layer was just pushed"))
+    }
+
+    /// Record a metadata-only step (ENV, CMD, ...) in the history.
+    pub fn add_empty_history(&mut self, mut history: History) {
+        history.empty_layer = true;
+        self.config.history.push(history);
+    }
+
+    /// The config with `rootfs.diff_ids` taken from the layers.
+    pub fn final_config(&self) -> ImageConfig {
+        let mut config = self.config.clone();
+        config.rootfs = oci::RootFs {
+            kind: "layers".into(),
+            diff_ids: self.layers.iter().map(|l| l.diff_id.to_string()).collect(),
+        };
+        config
+    }
+
+    pub(crate) fn metadata_blobs(&self) -> Result<MetadataBlobs, ImageError> {
+        let config = canonical_json(&self.final_config())?;
+        let config_desc = Descriptor::new(
+            oci::MEDIA_TYPE_CONFIG,
+            Sha256Digest::of(&config),
+            config.len() as u64,
+        );
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+            config: config_desc.clone(),
+            layers: self.layers.iter().map(|l| l.descriptor.clone()).collect(),
+            annotations: BTreeMap::new(),
+        };
+        let manifest = canonical_json(&manifest)?;
+        let manifest_desc = Descriptor::new(
+            oci::MEDIA_TYPE_MANIFEST,
+            Sha256Digest::of(&manifest),
+            manifest.len() as u64,
+        );
+        Ok(MetadataBlobs {
+            config,
+            config_desc,
+            manifest,
+            manifest_desc,
+        })
+    }
+
+    /// Write the image. `reference` names it in index.json / manifest.json.
+    pub fn write(
+        &self,
+        output: &Output,
+        reference: Option<&ImageReference>,
+    ) -> Result<WrittenImage, ImageError> {
+        let meta = self.metadata_blobs()?;
+        let written = WrittenImage {
+            manifest_digest: Sha256Digest::parse(&meta.manifest_desc.digest)?,
+            config_digest: Sha256Digest::parse(&meta.config_desc.digest)?,
+            path: output.path().to_path_buf(),
+        };
+        match output {
+            Output::OciDir(path) => self.write_oci_dir(path, &meta, reference)?,
+            Output::DockerArchive(path) => {
+                super::archive::write_docker_archive(self, path, &meta, reference)?
+            }
+            Output::RootfsTar(path) => self.write_rootfs_tar(path)?,
+        }
+        Ok(written)
+    }
+
+    fn write_oci_dir(
+        &self,
+        target: &Path,
+        meta: &MetadataBlobs,
+        reference: Option<&ImageReference>,
+    ) -> Result<(), ImageError> {
+        let parent = parent_dir(target);
+        let tmp = tempfile::Builder::new()
+            .prefix(".rootstrap-oci-")
+            .tempdir_in(parent)
+            .map_err(ImageError::io(format!(
+                "creating a temporary directory in {}",
+                parent.display()
+            )))?;
+        let root = tmp.path();
+        let blob_dir = root.join("blobs/sha256");
+        fs::create_dir_all(&blob_dir)
+            .map_err(ImageError::io(format!("creating {}", blob_dir.display())))?;
+        write_file(&root.join("oci-layout"), &oci_layout_bytes())?;
+        for layer in &self.layers {
+            let dest = blob_dir.join(digest_hex(&layer.descriptor.digest));
+            link_or_copy(&layer.path, &dest)?;
+        }
+        write_file(
+            &blob_dir.join(digest_hex(&meta.config_desc.digest)),
+            &meta.config,
+        )?;
+        write_file(
+            &blob_dir.join(digest_hex(&meta.manifest_desc.digest)),
+            &meta.manifest,
+        )?;
+        // index.json last: a reader that finds it finds a complete layout.
+        let index = index_json(meta, reference, false)?;
+        write_file(&root.join("index.json"), &index)?;
+        sync_dir(&blob_dir)?;
+        sync_dir(root)?;
+        replace_dir(tmp, target)
+    }
+
+    fn write_rootfs_tar(&self, target: &Path) -> Result<(), ImageError> {
+        let [layer] = self.layers.as_slice() else {
+            return Err(ImageError::Invalid {
+                location: target.display().to_string(),
+                reason: format!(
+                    "a rootfs tar is one squashed layer, but the image has {} layers (build with --squash)",
+                    self.layers.len()
+                ),
+            });
+        };
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let wanted = LayerCompression::from_file_name(&name);
+        let mut tmp = temp_file_beside(target)?;
+        if wanted == self.compression {
+            let mut src = File::open(&layer.path)
+                .map_err(ImageError::io(format!("opening {}", layer.path.display())))?;
+            io::copy(&mut src, tmp.as_file_mut())
+                .map_err(ImageError::io(format!("writing {}", target.display())))?;
+        } else {
+            let src = File::open(&layer.path)
+                .map_err(ImageError::io(format!("opening {}", layer.path.display())))?;
+            let mut decoded = auto_decoder(BufReader::with_capacity(256 * 1024, src)).map_err(
+                ImageError::io(format!("decompressing {}", layer.path.display())),
+            )?;
+            let mut comp = Compressor::with_gzip_options(
+                BufWriter::new(tmp.as_file_mut()),
+                wanted,
+                self.gzip,
+            )?;
+            io::copy(&mut decoded, &mut comp)
+                .map_err(ImageError::io(format!("writing {}", target.display())))?;
+            let (mut buf, _) = comp.finish()?;
+            buf.flush()
+                .map_err(ImageError::io(format!("writing {}", target.display())))?;
+        }
+        persist(tmp, target)
+    }
+}
+
+pub(crate) fn oci_layout_bytes() -> Vec<u8> {
+    format!("{{\"imageLayoutVersion\":\"{}\"}}", oci::OCI_LAYOUT_VERSION).into_bytes()
+}
+
+/// index.json; `containerd_name` adds `io.containerd.image.name` (docker archives).
+pub(crate) fn index_json(
+    meta: &MetadataBlobs,
+    reference: Option<&ImageReference>,
+    containerd_name: bool,
+) -> Result<Vec<u8>, ImageError> {
+    let mut desc = meta.manifest_desc.clone();
+    if let Some(r) = reference {
+        desc.annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), r.tag.clone());
+        if containerd_name {
+            desc.annotations
+                .insert(oci::ANNOTATION_CONTAINERD_NAME.into(), r.fully_qualified());
+        }
+    }
+    canonical_json(&Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
+        manifests: vec![desc],
+        annotations: BTreeMap::new(),
+    })
+}
+
+pub(crate) fn digest_hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+fn parent_dir(target: &Path) -> &Path {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+    let mut f =
+        File::create(path).map_err(ImageError::io(format!("creating {}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(ImageError::io(format!("writing {}", path.display())))?;
+    f.sync_all()
+        .map_err(ImageError::io(format!("syncing {}", path.display())))
+}
+
+fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
+    if fs::hard_link(src, dest).is_ok() {
+        return Ok(());
+    }
+    fs::copy(src, dest).map_err(ImageError::io(format!(
+        "copying {} to {}",
+        src.display(),
+        dest.display()
+    )))?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ImageError::io(format!("syncing {}", dir.display())))
+}
+
+pub(crate) fn temp_file_beside(target: &Path) -> Result<tempfile::NamedTempFile, ImageError> {
+    let parent = parent_dir(target);
+    tempfile::Builder::new()
+        .prefix(".rootstrap-out-")
+        .tempfile_in(parent)
+        .map_err(ImageError::io(format!(
+            "creating a temporary file in {}",
+            parent.display()
+        )))
+}
+
+/// Sync and rename a finished temp file onto `target`.
+pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<(), ImageError> {
+    tmp.as_file().sync_all().map_err(ImageError::io(format!(
+        "syncing output for {}",
+        target.display()
+    )))?;
+    tmp.persist(target)
+        .map_err(|e| ImageError::io(format!("renaming output to {}", target.display()))(e.error))?;
+    sync_dir(parent_dir(target))
+}
+
+/// Move a finished temp directory onto `target`, replacing an existing
+/// directory only after the new one is complete.
+fn replace_dir(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
+    let ctx = || format!("moving the image into {}", target.display());
+    match fs::symlink_metadata(target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let tmp_path = tmp.keep();
+            fs::rename(&tmp_path, target).map_err(|e| {
+                let _ = fs::remove_dir_all(&tmp_path);
+                ImageError::io(ctx())(e)
+            })
+        }
+        Err(e) => Err(ImageError::io(ctx())(e)),
+        Ok(m) if !m.is_dir() => Err(ImageError::Invalid {
+            location: target.display().to_string(),
+            reason: "exists and is not a directory".into(),
+        }),
+        Ok(_) => {
+            // rename(2) cannot replace a non-empty directory: move the old one
+            // aside first, and put it back if the swap fails.
+            let parent = parent_dir(target);
+            let aside = tempfile::Builder::new()
+                .prefix(".rootstrap-old-")
+                .tempdir_in(parent)
+                .map_err(ImageError::io(ctx()))?;
+            let old = aside.path().join("old");
+            fs::rename(target, &old).map_err(ImageError::io(ctx()))?;
+            let tmp_path = tmp.keep();
+            if let Err(e) = fs::rename(&tmp_path, target) {
+                let _ = fs::rename(&old, target);
+                let _ = fs::remove_dir_all(&tmp_path);
+                return Err(ImageError::io(ctx())(e));
+            }
+            drop(aside);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,757 @@
+//! Opening images back: `oci:DIR` layouts and `docker-archive:FILE` tars
+//! (ours, and those written by real `docker save`, old and new layouts).
+//!
+//! Every blob read is checked against its digest; [`fsck`] re-hashes all of
+//! them, and [`unpack_layers`] applies layers through a caller-supplied
+//! [`UnpackSink`] so this module never writes into a root filesystem itself.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
+
+use super::archive::DockerManifestEntry;
+use super::compress::auto_decoder;
+use super::oci::{self, Descriptor, ImageConfig, Index, Manifest};
+use super::tar::{EntryKind, TarHeader, TarReader, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use super::{HashingWriter, ImageError, Sha256Digest};
+
+/// JSON blobs larger than this are refused (configs with long histories are
+/// tens of KiB; this only stops a hostile archive from exhausting memory).
+const MAX_JSON_BLOB: u64 = 16 << 20;
+
+/// Where an image is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    OciDir(PathBuf),
+    DockerArchive(PathBuf),
+}
+
+impl ImageSource {
+    /// Parse `oci:DIR` or `docker-archive:FILE`.
+    pub fn parse(s: &str) -> Result<Self, ImageError> {
+        if let Some(p) = s.strip_prefix("oci:") {
+            Ok(ImageSource::OciDir(PathBuf::from(p)))
+        } else if let Some(p) = s.strip_prefix("docker-archive:") {
+            Ok(ImageSource::DockerArchive(PathBuf::from(p)))
+        } else {
+            Err(ImageError::Invalid {
+                location: s.to_string(),
+                reason: "expected oci:DIR or docker-archive:FILE".into(),
+            })
+        }
+    }
+
+    fn location(&self) -> String {
+        match self {
+            ImageSource::OciDir(p) => format!("oci:{}", p.display()),
+            ImageSource::DockerArchive(p) => format!("docker-archive:{}", p.display()),
+        }
+    }
+}
+
+/// A layer as referenced by an opened image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    /// Path of the blob inside the layout or archive.
+    pub member: String,
+    /// Digest the blob must have, when the image states one (always for OCI;
+    /// for legacy docker archives the blob is only checked via its diff_id).
+    pub digest: Option<Sha256Digest>,
+    pub size: u64,
+    pub media_type: Option<String>,
+    /// Expected digest of the uncompressed tar, from the config.
+    pub diff_id: Sha256Digest,
+}
+
+enum Store {
+    Dir(PathBuf),
+    Archive {
+        path: PathBuf,
+        /// member name → (data offset, size)
+        members: BTreeMap<String, (u64, u64)>,
+    },
+}
+
+/// An image opened for inspection, fsck or unpacking.
+pub struct OpenedImage {
+    pub source: ImageSource,
+    /// Reference name from index.json / manifest.json, if any.
+    pub reference: Option<String>,
+    pub manifest_digest: Option<Sha256Digest>,
+    pub manifest: Option<Manifest>,
+    pub config: ImageConfig,
+    pub config_digest: Sha256Digest,
+    pub config_size: u64,
+    pub layers: Vec<LayerRef>,
+    store: Store,
+}
+
+impl OpenedImage {
+    /// Open an image; with several images in one index/archive, `name`
+    /// selects by `org.opencontainers.image.ref.name`, containerd name or RepoTag.
+    pub fn open(source: &ImageSource, name: Option<&str>) -> Result<Self, ImageError> {
+        match source {
+            ImageSource::OciDir(dir) => open_oci_dir(source, dir, name),
+            ImageSource::DockerArchive(file) => open_docker_archive(source, file, name),
+        }
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> ImageError {
+        ImageError::Invalid {
+            location: self.source.location(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Raw (possibly compressed) bytes of a member.
+    pub fn open_member(&self, member: &str) -> Result<Box<dyn Read + '_>, ImageError> {
+        self.store.open(member, &self.source)
+    }
+
+    /// Decompressed tar stream of layer `i`.
+    pub fn open_layer(&self, i: usize) -> Result<Box<dyn Read + '_>, ImageError> {
+        let layer = self
+            .layers
+            .get(i)
+            .ok_or_else(|| self.invalid(format!("no layer {i}")))?;
+        let raw = self.open_member(&layer.member)?;
+        auto_decoder(BufReader::with_capacity(256 * 1024, raw))
+            .map_err(ImageError::io(format!("reading layer {}", layer.member)))
+    }
+}
+
+impl Store {
+    fn open(&self, member: &str, source: &ImageSource) -> Result<Box<dyn Read + '_>, ImageError> {
+        let bad = |reason: &str| ImageError::Invalid {
+            location: source.location(),
+            reason: format!("member {member}: {reason}"),
+        };
+        match self {
+            Store::Dir(root) => {
+                let rel = safe_relative(member).ok_or_else(|| bad("path escapes the layout"))?;
+                let p = root.join(rel);
+                let f =
+                    File::open(&p).map_err(ImageError::io(format!("opening {}", p.display())))?;
+                Ok(Box::new(f))
+            }
+            Store::Archive { path, members } => {
+                let key = normalize_member(member);
+                let &(offset, size) = members.get(&key).ok_or_else(|| bad("not in the archive"))?;
+                let mut f = File::open(path)
+                    .map_err(ImageError::io(format!("opening {}", path.display())))?;
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(ImageError::io(format!("seeking in {}", path.display())))?;
+                Ok(Box::new(f.take(size)))
+            }
+        }
+    }
+
+    fn size(&self, member: &str) -> Option<u64> {
+        match self {
+            Store::Dir(root) => {
+                let rel = safe_relative(member)?;
+                fs::metadata(root.join(rel)).ok().map(|m| m.len())
+            }
+            Store::Archive { members, .. } => {
+                members.get(&normalize_member(member)).map(|&(_, s)| s)
+            }
+        }
+    }
+}
+
+/// Relative path with no `..`, root or empty components.
+fn safe_relative(member: &str) -> Option<PathBuf> {
+    let p = Path::new(member);
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+fn normalize_member(member: &str) -> String {
+    let trimmed = member.trim_start_matches("./");
+    trimmed.trim_end_matches('/').to_string()
+}
+
+fn blob_member(digest: &str) -> String {
+    format!(
+        "blobs/sha256/{}",
+        digest.strip_prefix("sha256:").unwrap_or(digest)
+    )
+}
+
+/// `blobs/sha256/<hex>` → the digest its name promises.
+fn digest_from_member(member: &str) -> Option<Sha256Digest> {
+    let m = normalize_member(member);
+    let hex = m.strip_prefix("blobs/sha256/")?;
+    Sha256Digest::parse(&format!("sha256:{hex}")).ok()
+}
+
+fn read_limited(
+    store: &Store,
+    source: &ImageSource,
+    member: &str,
+    expected: Option<(Sha256Digest, Option<u64>)>,
+) -> Result<Vec<u8>, ImageError> {
+    let mut buf = Vec::new();
+    store
+        .open(member, source)?
+        .take(MAX_JSON_BLOB + 1)
+        .read_to_end(&mut buf)
+        .map_err(ImageError::io(format!("reading {member}")))?;
+    if buf.len() as u64 > MAX_JSON_BLOB {
+        return Err(ImageError::Invalid {
+            location: source.location(),
+            reason: format!("{member} is larger than {MAX_JSON_BLOB} bytes"),
+        });
+    }
+    if let Some((digest, size)) = expected {
+        let actual = Sha256Digest::of(&buf);
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                digest: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        if let Some(size) = size.filter(|&s| s != buf.len() as u64) {
+            return Err(ImageError::Blob {
+                digest: digest.to_string(),
+                reason: format!("descriptor says {size} bytes, blob has {}", buf.len()),
+            });
+        }
+    }
+    Ok(buf)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+        what: what.to_string(),
+        source,
+    })
+}
+
+fn read_descriptor_blob(
+    store: &Store,
+    source: &ImageSource,
+    desc: &Descriptor,
+) -> Result<Vec<u8>, ImageError> {
+    let digest = Sha256Digest::parse(&desc.digest)?;
+    read_limited(
+        store,
+        source,
+        &blob_member(&desc.digest),
+        Some((digest, Some(desc.size))),
+    )
+}
+
+fn ref_names(desc: &Descriptor) -> Vec<&str> {
+    [oci::ANNOTATION_REF_NAME, oci::ANNOTATION_CONTAINERD_NAME]
+        .iter()
+        .filter_map(|k| desc.annotations.get(*k).map(String::as_str))
+        .collect()
+}
+
+fn host_platform() -> (&'static str, &'static str) {
+    (oci::oci_arch(std::env::consts::ARCH).0, "linux")
+}
+
+/// Follow index → (nested index by platform) → manifest.
+fn select_manifest(
+    store: &Store,
+    source: &ImageSource,
+    index: &Index,
+    name: Option<&str>,
+) -> Result<(Descriptor, Manifest), ImageError> {
+    let invalid = |reason: String| ImageError::Invalid {
+        location: source.location(),
+        reason,
+    };
+    let candidates: Vec<&Descriptor> = match name {
+        Some(n) => index
+            .manifests
+            .iter()
+            .filter(|d| {
+                ref_names(d)
+                    .iter()
+                    .any(|r| *r == n || r.ends_with(&format!(":{n}")))
+            })
+            .collect(),
+        None => index.manifests.iter().collect(),
+    };
+    let desc = match candidates.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(invalid(format!(
+                "no image named {:?} in index.json",
+                name.unwrap_or("")
+            )))
+        }
+        many => {
+            let (arch, os) = host_platform();
+            let by_platform: Vec<_> = many
+                .iter()
+                .filter(|d| {
+                    d.platform
+                        .as_ref()
+                        .is_some_and(|p| p.architecture == arch && p.os == os)
+                })
+                .collect();
+            match by_platform.as_slice() {
+                [one] => **one,
+                _ => {
+                    let names: Vec<String> = many
+                        .iter()
+                        .flat_map(|d| ref_names(d))
+                        .map(String::from)
+                        .collect();
+                    return Err(invalid(format!(
+                        "index.json holds {} images; choose one of: {}",
+                        many.len(),
+                        names.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    let bytes = read_descriptor_blob(store, source, desc)?;
+    if desc.media_type == oci::MEDIA_TYPE_INDEX
+        || desc.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+    {
+        let nested: Index = parse_json(&bytes, &format!("index {}", desc.digest))?;
+        let (inner, manifest) = select_manifest(store, source, &nested, None)?;
+        return Ok((inner, manifest));
+    }
+    let manifest: Manifest = parse_json(&bytes, &format!("manifest {}", desc.digest))?;
+    Ok((desc.clone(), manifest))
+}
+
+fn layers_from_manifest(
+    manifest: &Manifest,
+    config: &ImageConfig,
+    source: &ImageSource,
+) -> Result<Vec<LayerRef>, ImageError> {
+    let diff_ids = parse_diff_ids(config, source, manifest.layers.len())?;
+    manifest
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(d, diff_id)| {
+            Ok(LayerRef {
+                member: blob_member(&d.digest),
+                digest: Some(Sha256Digest::parse(&d.digest)?),
+                size: d.size,
+                media_type: Some(d.media_type.clone()),
+                diff_id,
+            })
+        })
+        .collect()
+}
+
+fn parse_diff_ids(
+    config: &ImageConfig,
+    source: &ImageSource,
+    layers: usize,
+) -> Result<Vec<Sha256Digest>, ImageError> {
+    if config.rootfs.diff_ids.len() != layers {
+        return Err(ImageError::Invalid {
+            location: source.location(),
+            reason: format!(
+                "config lists {} diff_ids but the image has {layers} layers",
+                config.rootfs.diff_ids.len()
+            ),
+        });
+    }
+    config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| Sha256Digest::parse(d))
+        .collect()
+}
+
+fn open_oci_dir(
+    source: &ImageSource,
+    dir: &Path,
+    name: Option<&str>,
+) -> Result<OpenedImage, ImageError> {
+    let store = Store::Dir(dir.to_path_buf());
+    let layout: serde_json::Value = parse_json(
+        &read_limited(&store, source, "oci-layout", None)?,
+        "oci-layout",
+    )?;
+    if layout
+        .get("imageLayoutVersion")
+        .and_then(|v| v.as_str())
+        .is_none()
+    {
+        return Err(ImageError::Invalid {
+            location: source.location(),
+            reason: "oci-layout has no imageLayoutVersion".into(),
+        });
+    }
+    let index: Index = parse_json(
+        &read_limited(&store, source, "index.json", None)?,
+        "index.json",
+    )?;
+    let (desc, manifest) = select_manifest(&store, source, &index, name)?;
+    let config_bytes = read_descriptor_blob(&store, source, &manifest.config)?;
+    let config: ImageConfig =
+        parse_json(&config_bytes, &format!("config {}", manifest.config.digest))?;
+    let layers = layers_from_manifest(&manifest, &config, source)?;
+    Ok(OpenedImage {
+        source: source.clone(),
+        reference: ref_names(&desc).first().map(|s| s.to_string()),
+        manifest_digest: Some(Sha256Digest::parse(&desc.digest)?),
+        config_digest: Sha256Digest::parse(&manifest.config.digest)?,
+        config_size: manifest.config.size,
+        manifest: Some(manifest),
+        config,
+        layers,
+        store,
+    })
+}
+
+fn scan_archive(path: &Path) -> Result<BTreeMap<String, (u64, u64)>, ImageError> {
+    let file = File::open(path).map_err(ImageError::io(format!("opening {}", path.display())))?;
+    let mut reader = TarReader::new(BufReader::with_capacity(64 * 1024, file));
+    let mut members = BTreeMap::new();
+    while let Some(h) = reader.next_entry()? {
+        if h.kind == EntryKind::File {
+            let name = normalize_member(&h.path.to_string_lossy());
+            members.insert(name, (reader.offset(), h.size));
+        }
+    }
+    Ok(members)
+}
+
+fn open_docker_archive(
+    source: &ImageSource,
+    file: &Path,
+    name: Option<&str>,
+) -> Result<OpenedImage, ImageError> {
+    let members = scan_archive(file)?;
+    let store = Store::Archive {
+        path: file.to_path_buf(),
+        members,
+    };
+    let invalid = |reason: String| ImageError::Invalid {
+        location: source.location(),
+        reason,
+    };
+    let entries: Vec<DockerManifestEntry> = parse_json(
+        &read_limited(&store, source, "manifest.json", None)?,
+        "manifest.json",
+    )?;
+    let entry = match name {
+        Some(n) => entries
+            .iter()
+            .find(|e| {
+                e.repo_tags
+                    .iter()
+                    .any(|t| t == n || t.ends_with(&format!("/{n}")))
+            })
+            .ok_or_else(|| invalid(format!("no image tagged {n:?} in manifest.json")))?,
+        None => match entries.as_slice() {
+            [one] => one,
+            [] => return Err(invalid("manifest.json lists no images".into())),
+            many => {
+                let tags: Vec<&str> = many
+                    .iter()
+                    .flat_map(|e| e.repo_tags.iter().map(String::as_str))
+                    .collect();
+                return Err(invalid(format!(
+                    "manifest.json lists {} images; choose one of: {}",
+                    many.len(),
+                    tags.join(", ")
+                )));
+            }
+        },
+    };
+    let config_expected = digest_from_member(&entry.config).map(|d| (d, None));
+    let config_bytes = read_limited(&store, source, &entry.config, config_expected)?;
+    let config_digest = Sha256Digest::of(&config_bytes);
+    let config: ImageConfig = parse_json(&config_bytes, &entry.config)?;
+    let diff_ids = parse_diff_ids(&config, source, entry.layers.len())?;
+    // index.json (Docker ≥ 25 and our own archives) gives the manifest digest
+    // and media types; older archives have neither.
+    let oci_manifest = if store.size("index.json").is_some() {
+        let index: Index = parse_json(
+            &read_limited(&store, source, "index.json", None)?,
+            "index.json",
+        )?;
+        select_manifest(&store, source, &index, None)
+            .ok()
+            .filter(|(_, m)| m.config.digest == config_digest.to_string())
+    } else {
+        None
+    };
+    let mut layers = Vec::with_capacity(entry.layers.len());
+    for (i, (member, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
+        let size = store
+            .size(member)
+            .ok_or_else(|| invalid(format!("layer {member} is not in the archive")))?;
+        let media_type = oci_manifest
+            .as_ref()
+            .and_then(|(_, m)| m.layers.get(i))
+            .map(|d| d.media_type.clone());
+        layers.push(LayerRef {
+            member: normalize_member(member),
+            digest: digest_from_member(member),
+            size,
+            media_type,
+            diff_id,
+        });
+    }
+    Ok(OpenedImage {
+        source: source.clone(),
+        reference: entry.repo_tags.first().cloned(),
+        manifest_digest: oci_manifest
+            .as_ref()
+            .map(|(d, _)| Sha256Digest::parse(&d.digest))
+            .transpose()?,
+        manifest: oci_manifest.map(|(_, m)| m),
+        config,
+        config_digest,
+        config_size: config_bytes.len() as u64,
+        layers,
+        store,
+    })
+}
+
+/// Totals from a successful [`fsck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsckReport {
+    pub blobs_checked: usize,
+    pub layers_checked: usize,
+}
+
+/// Re-hash every blob (content-addressed files must match their names) and
+/// every layer's uncompressed stream against its diff_id.
+pub fn fsck(image: &OpenedImage) -> Result<FsckReport, ImageError> {
+    let mut blobs_checked = 0;
+    for member in all_blob_members(image)? {
+        if let Some(expected) = digest_from_member(&member) {
+            let (actual, _) = hash_stream(image.open_member(&member)?, &member)?;
+            if actual != expected {
+                return Err(ImageError::DigestMismatch {
+                    digest: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            blobs_checked += 1;
+        }
+    }
+    for (i, layer) in image.layers.iter().enumerate() {
+        let (raw_digest, raw_size) = hash_stream(image.open_member(&layer.member)?, &layer.member)?;
+        if let Some(expected) = layer.digest {
+            if raw_digest != expected {
+                return Err(ImageError::DigestMismatch {
+                    digest: expected.to_string(),
+                    actual: raw_digest.to_string(),
+                });
+            }
+        }
+        if raw_size != layer.size {
+            return Err(ImageError::Blob {
+                digest: raw_digest.to_string(),
+                reason: format!("descriptor says {} bytes, blob has {raw_size}", layer.size),
+            });
+        }
+        let (diff, _) = hash_stream(image.open_layer(i)?, &layer.member)?;
+        if diff != layer.diff_id {
+            return Err(ImageError::DigestMismatch {
+                digest: layer.diff_id.to_string(),
+                actual: diff.to_string(),
+            });
+        }
+    }
+    Ok(FsckReport {
+        blobs_checked,
+        layers_checked: image.layers.len(),
+    })
+}
+
+fn all_blob_members(image: &OpenedImage) -> Result<Vec<String>, ImageError> {
+    match &image.store {
+        Store::Dir(root) => {
+            let dir = root.join("blobs/sha256");
+            let mut out = Vec::new();
+            for e in
+                fs::read_dir(&dir).map_err(ImageError::io(format!("listing {}", dir.display())))?
+            {
+                let e = e.map_err(ImageError::io(format!("listing {}", dir.display())))?;
+                out.push(format!("blobs/sha256/{}", e.file_name().to_string_lossy()));
+            }
+            out.sort();
+            Ok(out)
+        }
+        Store::Archive { members, .. } => Ok(members
+            .keys()
+            .filter(|m| m.starts_with("blobs/sha256/"))
+            .cloned()
+            .collect()),
+    }
+}
+
+fn hash_stream(mut r: impl Read, what: &str) -> Result<(Sha256Digest, u64), ImageError> {
+    let mut h = HashingWriter::new(io::sink());
+    io::copy(&mut r, &mut h).map_err(ImageError::io(format!("reading {what}")))?;
+    let (_, d, n) = h.finish();
+    Ok((d, n))
+}
+
+/// Receives a layer stack being applied. Paths are relative to the root and
+/// already checked to contain no `..` or absolute components; the sink must
+/// still write through a safe rootfs API (symlinks inside the tree).
+pub trait UnpackSink {
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Create or replace the entry at `header.path` (regular file data in `data`).
+    fn entry(&mut self, header: &TarHeader, data: &mut dyn Read) -> Result<(), Self::Error>;
+    /// Whiteout: delete `path` and everything under it, if present.
+    fn remove(&mut self, path: &Path) -> Result<(), Self::Error>;
+    /// Opaque whiteout: delete the contents of `dir` except paths for which
+    /// `keep` is true (entries the same layer has already written).
+    fn clear_dir(&mut self, dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<(), Self::Error>;
+}
+
+fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
+    let ok = !path.as_os_str().is_empty()
+        && path.components().all(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(())
+    } else {
+        Err(ImageError::TarEntry {
+            path: path.display().to_string(),
+            reason: format!("{what} must be a relative path without `..`"),
+        })
+    }
+}
+
+/// Apply every layer in order, honouring `.wh.NAME` and `.wh..wh..opq`, and
+/// verify each layer's diff_id as it streams by.
+pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result<(), ImageError> {
+    for (i, layer) in image.layers.iter().enumerate() {
+        let hashing = HashingReader::new(image.open_layer(i)?);
+        let mut tar = TarReader::new(hashing);
+        let mut written: HashSet<PathBuf> = HashSet::new();
+        while let Some(header) = tar.next_entry()? {
+            apply_entry(&mut tar, &header, sink, &mut written)?;
+        }
+        let mut hashing = tar.into_inner();
+        io::copy(&mut hashing, &mut io::sink())
+            .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
+        let diff = hashing.digest();
+        if diff != layer.diff_id {
+            return Err(ImageError::DigestMismatch {
+                digest: layer.diff_id.to_string(),
+                actual: diff.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn apply_entry<R: Read, S: UnpackSink>(
+    tar: &mut TarReader<R>,
+    header: &TarHeader,
+    sink: &mut S,
+    written: &mut HashSet<PathBuf>,
+) -> Result<(), ImageError> {
+    check_entry_path(&header.path, "entry path")?;
+    if let EntryKind::HardLink(target) = &header.kind {
+        check_entry_path(target, "hard link target")?;
+    }
+    let sink_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |e: S::Error| ImageError::Sink {
+            path,
+            source: Box::new(e),
+        }
+    };
+    let parent = header.path.parent().unwrap_or(Path::new("")).to_path_buf();
+    let file_name = header
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if file_name == OPAQUE_WHITEOUT {
+        let keep = |p: &Path| written.contains(p);
+        return sink
+            .clear_dir(&parent, &keep)
+            .map_err(sink_err(&header.path));
+    }
+    if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+        let target = parent.join(hidden);
+        check_entry_path(&target, "whiteout target")?;
+        return sink.remove(&target).map_err(sink_err(&header.path));
+    }
+    sink.entry(header, &mut tar.data())
+        .map_err(sink_err(&header.path))?;
+    written.insert(header.path.clone());
+    Ok(())
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: HashingWriter<io::Sink>,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: HashingWriter::new(io::sink()),
+        }
+    }
+
+    fn digest(self) -> Sha256Digest {
+        self.hasher.finish().1
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        io::Write::write_all(&mut self.hasher, &buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// A map-backed sink for tests and for tools that only look at contents.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MemorySink {
+    pub entries: BTreeMap<PathBuf, (TarHeader, Vec<u8>)>,
+}
+
+impl UnpackSink for MemorySink {
+    type Error = io::Error;
+
+    fn entry(&mut self, header: &TarHeader, data: &mut dyn Read) -> Result<(), io::Error> {
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf)?;
+        if header.kind != EntryKind::Dir {
+            // A non-directory replaces whatever subtree was there.
+            self.remove(&header.path)?;
+        }
+        self.entries
+            .insert(header.path.clone(), (header.clone(), buf));
+        Ok(())
+    }
+
+    fn remove(&mut self, path: &Path) -> Result<(), io::Error> {
+        self.entries.retain(|p, _| !p.starts_with(path));
+        Ok(())
+    }
+
+    fn clear_dir(&mut self, dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<(), io::Error> {
+        self.entries
+            .retain(|p, _| p == dir || !p.starts_with(dir) || keep(p));
+        Ok(())
+    }
+}
