@@ -2,3 +2,5 @@
 
 pub mod extract;
 pub mod safe;
+//! (module under construction)
+pub mod sandbox;

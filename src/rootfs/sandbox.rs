@@ -1,0 +1,706 @@
+//! Run a command (maintainer script, Dockerfile RUN) inside a rootfs.
+//!
+//! Namespaces can only be entered safely from a single-threaded process, and
+//! the build is multi-threaded, so the work happens in a re-executed helper:
+//! [`Sandbox::run`] spawns the helper executable (by default `/proc/self/exe`)
+//! with [`HELPER_ARG`] as its first argument; the binary's `main` must call
+//! [`helper_main`] when it sees that argument, before anything else.
+//!
+//! The run specification travels as JSON over an inherited pipe (never argv,
+//! which other users can read); the helper reports setup failures and the
+//! command's exit status as JSON lines over a second pipe.
+//!
+//! Process tree: build → helper (host PID namespace; unshares mount, PID, UTS,
+//! IPC and optionally network namespaces) → init (PID 1 of the new PID
+//! namespace: sets up mounts, pivots into the root, reaps) → command (PID 2).
+//! Each link dies with its parent (`PR_SET_PDEATHSIG`), and when PID 1 dies the
+//! kernel kills everything left in the namespace, so Ctrl-C on the build
+//! leaves no process behind. All mounts live in the private mount namespace
+//! and vanish with it.
+
+mod helper;
+mod policy;
+mod stubs;
+mod users;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+
+use serde::{Deserialize, Serialize};
+
+pub use helper::helper_main;
+pub use policy::{policy_rc_d_guard, PolicyRcDGuard};
+pub use users::{lookup_user, resolve_user, UserIds};
+
+/// The hidden first argument that turns the binary into the sandbox helper.
+pub const HELPER_ARG: &str = "__sandbox-exec";
+
+/// `PATH` given to the command when the specification sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Longest output line handed to the callback; longer lines arrive in pieces
+/// so a command printing without newlines cannot exhaust memory.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Network access of the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Network {
+    /// Share the host's network namespace (Docker's default for RUN);
+    /// the host's `/etc/resolv.conf` is mounted read-only for the run.
+    Host,
+    /// A fresh network namespace with only a loopback interface (down).
+    None,
+}
+
+/// What the command reads on standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StdinMode {
+    /// `/dev/null`.
+    Null,
+    /// The build process's own standard input.
+    Inherit,
+}
+
+/// A read-only bind mount of a host path into the root for the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    /// Host path (file or directory).
+    pub source: PathBuf,
+    /// Absolute path inside the root. A missing mount point is created for
+    /// the run and removed afterwards.
+    pub target: String,
+}
+
+/// Everything that describes one sandboxed command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The root filesystem (host path to a directory).
+    pub root: PathBuf,
+    /// Program and arguments; the program is looked up in the command's
+    /// `PATH` inside the root unless it contains a `/`.
+    pub argv: Vec<String>,
+    /// The complete environment of the command; `PATH` defaults to
+    /// [`DEFAULT_PATH`] when absent.
+    pub env: Vec<(String, String)>,
+    /// Absolute working directory inside the root; it must exist.
+    pub cwd: String,
+    /// uid, gid and supplementary groups; `None` runs as root (uid 0, gid 0,
+    /// no supplementary groups).
+    pub user: Option<(u32, u32, Vec<u32>)>,
+    pub network: Network,
+    pub hostname: String,
+    pub stdin: StdinMode,
+    pub extra_mounts: Vec<BindMount>,
+}
+
+impl RunSpec {
+    /// A specification with Docker's defaults: root user, `/` as working
+    /// directory, host network, stdin from `/dev/null`, no extra mounts.
+    pub fn new(root: impl Into<PathBuf>, argv: Vec<String>) -> Self {
+        RunSpec {
+            root: root.into(),
+            argv,
+            env: Vec::new(),
+            cwd: "/".to_string(),
+            user: None,
+            network: Network::Host,
+            hostname: "rootstrap".to_string(),
+            stdin: StdinMode::Null,
+            extra_mounts: Vec::new(),
+        }
+    }
+}
+
+/// Which stream an output line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line (without its trailing newline) written by the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLine {
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Normal exit with this code.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// The shell convention: the exit code, or 128 + signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(signal) => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid sandbox run specification: {0}")]
+    InvalidSpec(String),
+    #[error("cannot start sandbox helper {helper}: {source}")]
+    Spawn {
+        helper: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sandbox helper communication ({what}): {source}")]
+    HelperIo {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "sandbox helper {helper} ended without a status ({status}); is it wired to helper_main()?"
+    )]
+    HelperDied {
+        helper: PathBuf,
+        status: std::process::ExitStatus,
+    },
+    #[error("sandbox setup in {root} failed: {message}")]
+    Setup { root: PathBuf, message: String },
+    #[error("cannot execute {program:?} in {root}: {message}")]
+    Exec {
+        root: PathBuf,
+        program: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Rootfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("user {spec:?}: no such user in {file}")]
+    UnknownUser { spec: String, file: PathBuf },
+    #[error("user {spec:?}: no such group in {file}")]
+    UnknownGroup { spec: String, file: PathBuf },
+    #[error("{file} line {line}: {message}")]
+    Malformed {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("user {spec:?}: {message}")]
+    BadUserSpec { spec: String, message: String },
+}
+
+/// What the library sends to the helper.
+#[derive(Debug, Serialize, Deserialize)]
+struct HelperRequest {
+    spec: RunSpec,
+    /// The helper exits at once if its parent is no longer this process
+    /// (the build died before the helper armed its death signal).
+    parent_pid: i32,
+}
+
+/// What the helper side reports back, one JSON object per line.
+#[derive(Debug, Serialize, Deserialize)]
+enum Report {
+    SetupFailed(String),
+    ExecFailed { program: String, message: String },
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Runs commands inside a root filesystem.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    helper: PathBuf,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+enum OutputMode<'a> {
+    Capture(&'a mut dyn FnMut(OutputLine)),
+    Inherit,
+}
+
+impl Sandbox {
+    /// A sandbox whose helper is this very executable.
+    pub fn new() -> Self {
+        Sandbox {
+            helper: PathBuf::from("/proc/self/exe"),
+        }
+    }
+
+    /// A sandbox using another executable whose `main` calls
+    /// [`helper_main`] on [`HELPER_ARG`].
+    pub fn with_helper(path: impl Into<PathBuf>) -> Self {
+        Sandbox {
+            helper: path.into(),
+        }
+    }
+
+    /// Runs the command, handing each line of its stdout and stderr to
+    /// `output` (on the calling thread, in arrival order).
+    ///
+    /// The calling thread must stay alive until this returns: the helper's
+    /// death signal is tied to it.
+    pub fn run(
+        &self,
+        spec: &RunSpec,
+        output: &mut dyn FnMut(OutputLine),
+    ) -> Result<ExitStatus, SandboxError> {
+        self.run_with(spec, OutputMode::Capture(output))
+    }
+
+    /// Runs the command with stdout and stderr inherited from the build.
+    pub fn run_inherit(&self, spec: &RunSpec) -> Result<ExitStatus, SandboxError> {
+        self.run_with(spec, OutputMode::Inherit)
+    }
+
+    fn run_with(&self, spec: &RunSpec, mode: OutputMode<'_>) -> Result<ExitStatus, SandboxError> {
+        validate(spec)?;
+        let root = std::fs::canonicalize(&spec.root).map_err(|source| SandboxError::Rootfs {
+            path: spec.root.clone(),
+            source,
+        })?;
+        let spec = RunSpec {
+            root: root.clone(),
+            ..spec.clone()
+        };
+        // Mount points the run needs but the rootfs lacks; removed (without
+        // following anything the command may have planted) when dropped.
+        let stubs = stubs::create_mount_points(&spec)?;
+        let result = self.spawn_and_wait(&spec, mode);
+        let cleanup = stubs.remove();
+        let status = result?;
+        cleanup?;
+        Ok(status)
+    }
+
+    fn spawn_and_wait(
+        &self,
+        spec: &RunSpec,
+        mode: OutputMode<'_>,
+    ) -> Result<ExitStatus, SandboxError> {
+        let pipe = |what| {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
+                SandboxError::HelperIo {
+                    what,
+                    source: e.into(),
+                }
+            })
+        };
+        let (spec_read, spec_write) = pipe("create spec pipe")?;
+        let (status_read, status_write) = pipe("create status pipe")?;
+
+        let mut command = self.helper_command(&spec_read, &status_write, spec.stdin, &mode);
+        let child = command.spawn().map_err(|source| SandboxError::Spawn {
+            helper: self.helper.clone(),
+            source,
+        })?;
+        let mut child = KillOnDrop(Some(child));
+        drop(spec_read);
+        drop(status_write);
+
+        let request = HelperRequest {
+            spec: spec.clone(),
+            parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
+        };
+        send_request(spec_write, &request)?;
+
+        if let OutputMode::Capture(output) = mode {
+            forward_output(child.get(), output)?;
+        }
+        let reports = read_reports(status_read)?;
+        let helper_status = child
+            .take()
+            .wait()
+            .map_err(|source| SandboxError::HelperIo {
+                what: "wait for helper",
+                source,
+            })?;
+        interpret_reports(&reports, spec, &self.helper, helper_status)
+    }
+
+    fn helper_command(
+        &self,
+        spec_read: &OwnedFd,
+        status_write: &OwnedFd,
+        stdin: StdinMode,
+        mode: &OutputMode<'_>,
+    ) -> Command {
+        let fds = [spec_read.as_raw_fd(), status_write.as_raw_fd()];
+        let mut command = Command::new(&self.helper);
+        command
+            .arg(HELPER_ARG)
+            .arg(fds[0].to_string())
+            .arg(fds[1].to_string())
+            .env_clear()
+            .stdin(match stdin {
+                StdinMode::Null => Stdio::null(),
+                StdinMode::Inherit => Stdio::inherit(),
+            });
+        match mode {
+            OutputMode::Capture(_) => command.stdout(Stdio::piped()).stderr(Stdio::piped()),
+            OutputMode::Inherit => command.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+        };
+        // SAFETY: the closure only calls fcntl, which is async-signal-safe,
+        // on descriptors that stay open in the parent until after spawn.
+        unsafe {
+            command.pre_exec(move || {
+                for fd in fds {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        command
+    }
+}
+
+fn send_request(spec_write: OwnedFd, request: &HelperRequest) -> Result<(), SandboxError> {
+    let json = serde_json::to_vec(request).map_err(|e| SandboxError::HelperIo {
+        what: "encode run specification",
+        source: io::Error::other(e),
+    })?;
+    let mut file = File::from(spec_write);
+    file.write_all(&json)
+        .map_err(|source| SandboxError::HelperIo {
+            what: "send run specification",
+            source,
+        })
+}
+
+/// Reads both output pipes on helper threads and calls `output` on this one,
+/// so the callback need not be `Send`.
+fn forward_output(
+    child: &mut Child,
+    output: &mut dyn FnMut(OutputLine),
+) -> Result<(), SandboxError> {
+    let (tx, rx) = mpsc::channel::<io::Result<OutputLine>>();
+    let mut readers = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        readers.push(spawn_line_reader(stdout, Stream::Stdout, tx.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        readers.push(spawn_line_reader(stderr, Stream::Stderr, tx.clone()));
+    }
+    drop(tx);
+    let mut first_error = None;
+    for item in rx {
+        match item {
+            Ok(line) => output(line),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    for reader in readers {
+        // A reader thread only ends by returning; a panic there is a bug.
+        let _ = reader.join();
+    }
+    match first_error {
+        Some(source) => Err(SandboxError::HelperIo {
+            what: "read command output",
+            source,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn spawn_line_reader(
+    pipe: impl Read + Send + 'static,
+    stream: Stream,
+    tx: mpsc::Sender<io::Result<OutputLine>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let result = split_lines(BufReader::new(pipe), MAX_LINE, &mut |bytes| {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            // The receiver only goes away if the caller stopped listening.
+            let _ = tx.send(Ok(OutputLine { stream, text }));
+        });
+        if let Err(e) = result {
+            let _ = tx.send(Err(e));
+        }
+    })
+}
+
+/// Splits a byte stream into lines without the `\n`, cutting lines longer
+/// than `max` into pieces of at most `max` bytes.
+fn split_lines(
+    mut reader: impl BufRead,
+    max: usize,
+    emit: &mut dyn FnMut(&[u8]),
+) -> io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            if !line.is_empty() {
+                emit(&line);
+            }
+            return Ok(());
+        }
+        let room = max - line.len();
+        let window = &buf[..buf.len().min(room)];
+        let consumed = match window.iter().position(|&b| b == b'\n') {
+            Some(newline) => {
+                line.extend_from_slice(&window[..newline]);
+                emit(&line);
+                line.clear();
+                newline + 1
+            }
+            None => {
+                line.extend_from_slice(window);
+                if line.len() == max {
+                    emit(&line);
+                    line.clear();
+                }
+                window.len()
+            }
+        };
+        reader.consume(consumed);
+    }
+}
+
+fn read_reports(status_read: OwnedFd) -> Result<Vec<Report>, SandboxError> {
+    let mut text = String::new();
+    File::from(status_read)
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|source| SandboxError::HelperIo {
+            what: "read helper status",
+            source,
+        })?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
+}
+
+/// The first failure wins: a setup error explains the 127 that follows it.
+fn interpret_reports(
+    reports: &[Report],
+    spec: &RunSpec,
+    helper: &Path,
+    helper_status: std::process::ExitStatus,
+) -> Result<ExitStatus, SandboxError> {
+    for report in reports {
+        match report {
+            Report::SetupFailed(message) => {
+                return Err(SandboxError::Setup {
+                    root: spec.root.clone(),
+                    message: message.clone(),
+                })
+            }
+            Report::ExecFailed { program, message } => {
+                return Err(SandboxError::Exec {
+                    root: spec.root.clone(),
+                    program: program.clone(),
+                    message: message.clone(),
+                })
+            }
+            Report::Exited(_) | Report::Signaled(_) => {}
+        }
+    }
+    for report in reports {
+        match *report {
+            Report::Exited(code) => return Ok(ExitStatus::Exited(code)),
+            Report::Signaled(signal) => return Ok(ExitStatus::Signaled(signal)),
+            _ => {}
+        }
+    }
+    Err(SandboxError::HelperDied {
+        helper: helper.to_path_buf(),
+        status: helper_status,
+    })
+}
+
+fn validate(spec: &RunSpec) -> Result<(), SandboxError> {
+    let invalid = |msg: String| Err(SandboxError::InvalidSpec(msg));
+    if spec.argv.is_empty() {
+        return invalid("empty command".into());
+    }
+    if !spec.root.is_absolute() {
+        return invalid(format!("root {} is not absolute", spec.root.display()));
+    }
+    let mut strings: Vec<&str> = spec.argv.iter().map(String::as_str).collect();
+    strings.push(&spec.cwd);
+    strings.push(&spec.hostname);
+    for (key, value) in &spec.env {
+        if key.is_empty() || key.contains('=') {
+            return invalid(format!("environment variable name {key:?}"));
+        }
+        strings.push(key);
+        strings.push(value);
+    }
+    if let Some(bad) = strings.iter().find(|s| s.contains('\0')) {
+        return invalid(format!("NUL byte in {bad:?}"));
+    }
+    if !spec.cwd.starts_with('/') {
+        return invalid(format!("working directory {:?} is not absolute", spec.cwd));
+    }
+    if spec.hostname.is_empty() || spec.hostname.len() > 64 {
+        return invalid(format!("hostname {:?} must be 1-64 bytes", spec.hostname));
+    }
+    for mount in &spec.extra_mounts {
+        let target = &mount.target;
+        if !target.starts_with('/') || target.split('/').any(|c| c == "..") || target.contains('\0')
+        {
+            return invalid(format!(
+                "bind mount target {target:?} must be absolute without '..'"
+            ));
+        }
+        if !mount.source.is_absolute() {
+            return invalid(format!(
+                "bind mount source {} is not absolute",
+                mount.source.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Kills the helper (and with it, through the death signals, everything in
+/// the sandbox) if the run is abandoned half-way.
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn get(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child taken only once, at the end")
+    }
+
+    fn take(&mut self) -> Child {
+        self.0.take().expect("child taken only once, at the end")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        split_lines(input, max, &mut |l| out.push(l.to_vec())).unwrap();
+        out
+    }
+
+    #[test]
+    fn splits_lines_and_keeps_a_final_partial_line() {
+        assert_eq!(
+            lines(b"a\nbb\n\nc", 100),
+            vec![b"a".to_vec(), b"bb".to_vec(), vec![], b"c".to_vec()]
+        );
+    }
+
+    #[test]
+    fn cuts_overlong_lines() {
+        assert_eq!(
+            lines(b"abcdefg\nh", 3),
+            vec![
+                b"abc".to_vec(),
+                b"def".to_vec(),
+                b"g".to_vec(),
+                b"h".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn exit_status_codes_follow_the_shell_convention() {
+        assert_eq!(ExitStatus::Exited(3).code(), 3);
+        assert_eq!(ExitStatus::Signaled(9).code(), 137);
+        assert!(ExitStatus::Exited(0).success());
+        assert!(!ExitStatus::Signaled(15).success());
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        let ok = RunSpec::new("/tmp", vec!["true".into()]);
+        assert!(validate(&ok).is_ok());
+        type Mutation = Box<dyn Fn(&mut RunSpec)>;
+        let cases: Vec<Mutation> = vec![
+            Box::new(|s| s.argv.clear()),
+            Box::new(|s| s.cwd = "relative".into()),
+            Box::new(|s| s.root = "rel".into()),
+            Box::new(|s| s.argv.push("a\0b".into())),
+            Box::new(|s| s.env.push(("A=B".into(), "x".into()))),
+            Box::new(|s| s.hostname = "h".repeat(65)),
+            Box::new(|s| {
+                s.extra_mounts.push(BindMount {
+                    source: "/tmp".into(),
+                    target: "/a/../../b".into(),
+                })
+            }),
+        ];
+        for (i, mutate) in cases.iter().enumerate() {
+            let mut spec = ok.clone();
+            mutate(&mut spec);
+            assert!(
+                matches!(validate(&spec), Err(SandboxError::InvalidSpec(_))),
+                "case {i} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn first_failure_report_wins() {
+        let spec = RunSpec::new("/r", vec!["x".into()]);
+        let reports = vec![
+            Report::ExecFailed {
+                program: "x".into(),
+                message: "not found".into(),
+            },
+            Report::Exited(127),
+        ];
+        let status = std::process::ExitStatus::default();
+        let err = interpret_reports(&reports, &spec, Path::new("/h"), status).unwrap_err();
+        assert!(matches!(err, SandboxError::Exec { ref program, .. } if program == "x"));
+        let ok = interpret_reports(&[Report::Signaled(9)], &spec, Path::new("/h"), status);
+        assert_eq!(ok.unwrap(), ExitStatus::Signaled(9));
+        assert!(matches!(
+            interpret_reports(&[], &spec, Path::new("/h"), status),
+            Err(SandboxError::HelperDied { .. })
+        ));
+    }
+}

@@ -1,0 +1,232 @@
+//! Mount points the sandbox needs but the rootfs lacks (`/proc`, `/dev`, an
+//! empty `/etc/resolv.conf`, targets of extra bind mounts). They are created
+//! by the library before the run and removed after it, so the rootfs is left
+//! as the command left it. Every operation is relative to a directory
+//! descriptor resolved inside the root and never follows a symlink the
+//! command may have planted (HOSTILE 41).
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+
+use super::{Network, RunSpec, SandboxError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StubKind {
+    Dir,
+    File,
+}
+
+/// One created entry: the directory it lives in (held open, so renames by
+/// the command cannot redirect removal), its name, and the parent's
+/// timestamps before and right after creation.
+struct Stub {
+    parent: OwnedFd,
+    name: String,
+    kind: StubKind,
+    display: PathBuf,
+    parent_times_before: Timestamps,
+    parent_mtime_after: Timespec,
+}
+
+/// Created mount points, removed in reverse order by [`Stubs::remove`].
+#[must_use = "mount points must be removed after the run"]
+pub(super) struct Stubs {
+    created: Vec<Stub>,
+}
+
+/// Creates whatever mount points `spec` needs that the root lacks.
+pub(super) fn create_mount_points(spec: &RunSpec) -> Result<Stubs, SandboxError> {
+    let root_err = |source: io::Error| SandboxError::Rootfs {
+        path: spec.root.clone(),
+        source,
+    };
+    let root = rustix::fs::open(
+        &spec.root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| root_err(e.into()))?;
+    let mut stubs = Stubs {
+        created: Vec::new(),
+    };
+    let mut wanted: Vec<(String, StubKind)> = vec![
+        ("proc".into(), StubKind::Dir),
+        ("dev".into(), StubKind::Dir),
+    ];
+    if spec.network == Network::Host
+        && Path::new("/etc/resolv.conf").exists()
+        && is_dir_in_root(&root, "etc")
+    {
+        wanted.push(("etc/resolv.conf".into(), StubKind::File));
+    }
+    for mount in &spec.extra_mounts {
+        let kind = if mount.source.is_dir() {
+            StubKind::Dir
+        } else {
+            StubKind::File
+        };
+        wanted.push((mount.target.trim_start_matches('/').to_string(), kind));
+    }
+    for (path, kind) in wanted {
+        if let Err(e) = stubs.ensure(&root, &spec.root, &path, kind) {
+            // Leave nothing behind on a half-done setup.
+            let _ = stubs.remove();
+            return Err(e);
+        }
+    }
+    Ok(stubs)
+}
+
+fn is_dir_in_root(root: &OwnedFd, relative: &str) -> bool {
+    open_in_root(root, relative, OFlags::PATH | OFlags::DIRECTORY).is_ok()
+}
+
+fn open_in_root(root: &OwnedFd, relative: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    let relative = if relative.is_empty() { "." } else { relative };
+    rustix::fs::openat2(
+        root,
+        relative,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Whether a directory entry exists at all, a dangling symlink included.
+fn entry_exists(parent: &OwnedFd, name: &str) -> io::Result<bool> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(true),
+        Err(rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Stubs {
+    /// Creates each missing component of `relative` (directories, and the
+    /// last one as `kind`).
+    fn ensure(
+        &mut self,
+        root: &OwnedFd,
+        root_path: &Path,
+        relative: &str,
+        kind: StubKind,
+    ) -> Result<(), SandboxError> {
+        let components: Vec<&str> = relative
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        for i in 0..components.len() {
+            let parent_rel = components[..i].join("/");
+            let name = components[i];
+            let display = root_path.join(components[..=i].join("/"));
+            let err = |source: io::Error| SandboxError::Rootfs {
+                path: display.clone(),
+                source,
+            };
+            // Directories are opened for reading so their times can be
+            // restored with futimens.
+            let parent =
+                open_in_root(root, &parent_rel, OFlags::RDONLY | OFlags::DIRECTORY).map_err(err)?;
+            if entry_exists(&parent, name).map_err(err)? {
+                continue;
+            }
+            let this_kind = if i + 1 == components.len() {
+                kind
+            } else {
+                StubKind::Dir
+            };
+            let before = rustix::fs::fstat(&parent).map_err(|e| err(e.into()))?;
+            create_entry(&parent, name, this_kind).map_err(err)?;
+            let after = rustix::fs::fstat(&parent).map_err(|e| err(e.into()))?;
+            self.created.push(Stub {
+                parent,
+                name: name.to_string(),
+                kind: this_kind,
+                display: display.clone(),
+                parent_times_before: Timestamps {
+                    last_access: timespec(before.st_atime, before.st_atime_nsec),
+                    last_modification: timespec(before.st_mtime, before.st_mtime_nsec),
+                },
+                parent_mtime_after: timespec(after.st_mtime, after.st_mtime_nsec),
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes what was created, newest first. An entry the command replaced
+    /// (a symlink, a non-empty file or directory) is left alone and never
+    /// followed.
+    pub(super) fn remove(mut self) -> Result<(), SandboxError> {
+        let mut first_error = None;
+        while let Some(stub) = self.created.pop() {
+            if let Err(source) = remove_stub(&stub) {
+                first_error.get_or_insert(SandboxError::Rootfs {
+                    path: stub.display.clone(),
+                    source,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn timespec(sec: i64, nsec: impl TryInto<i64>) -> Timespec {
+    Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec.try_into().unwrap_or(0) as _,
+    }
+}
+
+fn create_entry(parent: &OwnedFd, name: &str, kind: StubKind) -> io::Result<()> {
+    match kind {
+        StubKind::Dir => rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755))?,
+        StubKind::File => {
+            rustix::fs::openat(
+                parent,
+                name,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_stub(stub: &Stub) -> io::Result<()> {
+    let st = match rustix::fs::statat(&stub.parent, stub.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let file_type = FileType::from_raw_mode(st.st_mode);
+    let ours = match stub.kind {
+        StubKind::Dir => file_type == FileType::Directory,
+        StubKind::File => file_type == FileType::RegularFile && st.st_size == 0,
+    };
+    if !ours {
+        return Ok(());
+    }
+    // Only if nothing but our own stub changed the parent since we created
+    // it do we restore its times: the stub must not show up in a layer, and
+    // a change the command made must.
+    let parent = rustix::fs::fstat(&stub.parent)?;
+    let untouched = timespec(parent.st_mtime, parent.st_mtime_nsec) == stub.parent_mtime_after;
+    let flags = match stub.kind {
+        StubKind::Dir => AtFlags::REMOVEDIR,
+        StubKind::File => AtFlags::empty(),
+    };
+    match rustix::fs::unlinkat(&stub.parent, stub.name.as_str(), flags) {
+        Ok(()) => {}
+        // The command filled our directory: its content is its business.
+        Err(rustix::io::Errno::NOTEMPTY) | Err(rustix::io::Errno::EXIST) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if untouched {
+        rustix::fs::futimens(&stub.parent, &stub.parent_times_before)?;
+    }
+    Ok(())
+}
