@@ -542,3 +542,20 @@ fn real_trixie_inrelease_verifies() {
 fn real_bookworm_inrelease_verifies() {
     check_real("bookworm", "Codename: bookworm");
 }
+
+#[test]
+fn shipped_keyrings_all_load() {
+    let mut paths = Vec::new();
+    for dir in ["keys/debian", "keys/ubuntu"] {
+        for entry in std::fs::read_dir(repo_path(dir)).unwrap() {
+            paths.push(entry.unwrap().path());
+        }
+    }
+    paths.sort();
+    for path in &paths {
+        let keyring = Keyring::from_path(path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!keyring.is_empty(), "{}", path.display());
+    }
+    let all = Keyring::from_paths(&paths).unwrap();
+    assert!(all.len() >= paths.len());
+}
