@@ -44,7 +44,8 @@ fn env_with(reporter: report::SharedReporter, offline: bool) -> Env {
         Cache::open(&cache_dir).unwrap(),
         reporter,
         offline,
-    );
+    )
+    .unwrap();
     Env {
         _dir: dir,
         srv,
@@ -450,7 +451,8 @@ fn offline_miss_names_url_and_hit_works() {
         Cache::open(&e.cache_dir).unwrap(),
         report::silent(),
         true,
-    );
+    )
+    .unwrap();
     assert!(offline.fetch_verified(&url, 2_000, &digest(&data)).is_ok());
     let other = payload(10, 1);
     let miss_url = e.srv.url("/not-cached");
@@ -721,4 +723,39 @@ fn captive_portal_html_fails_the_hash_check() {
         )
         .unwrap_err();
     assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
+}
+
+#[test]
+fn http_proxy_is_used_for_remote_hosts() {
+    let e = env();
+    e.srv.put("/via-proxy", b"proxied body");
+    let config = ClientConfig {
+        http_proxy: Some(e.srv.base_url()),
+        ..quick_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fetcher = Fetcher::new(
+        config,
+        Cache::open(dir.path()).unwrap(),
+        report::silent(),
+        false,
+    )
+    .unwrap();
+    // The name does not resolve: only the proxy can answer.
+    let body = fetcher
+        .fetch_bytes("http://archive.invalid/via-proxy", 100)
+        .unwrap();
+    assert_eq!(body, b"proxied body");
+    assert_eq!(e.srv.requests("/via-proxy"), 1);
+    for proxy in ["socks5://proxy:1080", "gopher://proxy"] {
+        let bad = ClientConfig {
+            https_proxy: Some(proxy.into()),
+            ..quick_config()
+        };
+        let cache = Cache::open(dir.path()).unwrap();
+        assert!(
+            Fetcher::new(bad, cache, report::silent(), false).is_err(),
+            "{proxy}"
+        );
+    }
 }

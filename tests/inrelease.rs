@@ -7,7 +7,7 @@ use std::time::{Duration as StdDuration, SystemTime};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedPublicKey,
-    SignedSecretKey,
+    SignedSecretKey, SubkeyParamsBuilder,
 };
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{
@@ -374,6 +374,113 @@ impl SigBytes for pgp::packet::Signature {
     }
 }
 
+fn generate_with_signing_subkey(created: DateTime<Utc>) -> SignedSecretKey {
+    let mut rng = rand::thread_rng();
+    SecretKeyParamsBuilder::default()
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(false)
+        .primary_user_id("Test Archive <archive@example.org>".into())
+        .created_at(created)
+        .subkey(
+            SubkeyParamsBuilder::default()
+                .key_type(KeyType::Ed25519Legacy)
+                .can_sign(true)
+                .created_at(created)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .expect("key params")
+        .generate(&mut rng)
+        .expect("generate key")
+        .sign(&mut rng, &Password::empty())
+        .expect("self-sign key")
+}
+
+fn clearsign_by_subkey(text: &str, key: &SignedSecretKey) -> String {
+    let sub = &key.secret_subkeys[0].key;
+    let mut config =
+        SignatureConfig::v4(SignatureType::Text, sub.algorithm(), HashAlgorithm::Sha512);
+    config.hashed_subpackets = vec![
+        Subpacket::regular(SubpacketData::SignatureCreationTime(now())).unwrap(),
+        Subpacket::regular(SubpacketData::IssuerFingerprint(sub.fingerprint())).unwrap(),
+    ];
+    CleartextSignedMessage::new(text, config, sub, &Password::empty())
+        .unwrap()
+        .to_armored_string(ArmorOptions::default())
+        .unwrap()
+}
+
+#[test]
+fn signing_subkey_is_accepted_and_reported() {
+    let key = generate_with_signing_subkey(now() - Duration::days(1));
+    let keyring = keyring_of(&[&public(&key)]);
+    let signed = clearsign_by_subkey(RELEASE, &key);
+    let v = verify_inrelease(signed.as_bytes(), &keyring, SystemTime::now()).unwrap();
+    assert_eq!(
+        v.signer_fingerprint,
+        hex::encode_upper(key.secret_subkeys[0].key.fingerprint().as_bytes())
+    );
+}
+
+#[test]
+fn primary_without_sign_flag_does_not_count() {
+    let key = generate_with_signing_subkey(now() - Duration::days(1));
+    let keyring = keyring_of(&[&public(&key)]);
+    let signed = clearsign(RELEASE, &key);
+    let err = verify_inrelease(signed.as_bytes(), &keyring, SystemTime::now()).unwrap_err();
+    assert!(err.to_string().contains("not allowed to sign"), "{err}");
+}
+
+#[test]
+fn subkey_without_binding_signature_does_not_count() {
+    let key = generate_with_signing_subkey(now() - Duration::days(1));
+    let mut unbound = public(&key);
+    // Swap the real binding for one made over a different subkey.
+    let other = generate_with_signing_subkey(now() - Duration::days(1));
+    unbound.public_subkeys[0].signatures = public(&other).public_subkeys[0].signatures.clone();
+    let keyring = keyring_of(&[&unbound]);
+    let signed = clearsign_by_subkey(RELEASE, &key);
+    let err = verify_inrelease(signed.as_bytes(), &keyring, SystemTime::now()).unwrap_err();
+    assert!(err.to_string().contains("binding"), "{err}");
+}
+
+#[test]
+fn revoked_key_does_not_count() {
+    let key = generate(now() - Duration::days(3));
+    let mut revoked = public(&key);
+    let primary = &key.primary_key;
+    let mut config = SignatureConfig::v4(
+        SignatureType::KeyRevocation,
+        primary.algorithm(),
+        HashAlgorithm::Sha256,
+    );
+    config.hashed_subpackets = vec![
+        Subpacket::regular(SubpacketData::SignatureCreationTime(
+            now() - Duration::days(2),
+        ))
+        .unwrap(),
+        Subpacket::regular(SubpacketData::IssuerFingerprint(primary.fingerprint())).unwrap(),
+    ];
+    let revocation = config
+        .sign_key(primary, &Password::empty(), primary.public_key())
+        .unwrap();
+    revoked.details.revocation_signatures.push(revocation);
+    let keyring = keyring_of(&[&revoked]);
+    // Even a signature dated before the revocation: no reason given means
+    // the key may be compromised.
+    let signed = clearsign_with(
+        RELEASE,
+        &key,
+        HashAlgorithm::Sha256,
+        SignatureType::Text,
+        now() - Duration::days(2) - Duration::hours(1),
+    );
+    let err = verify_inrelease(signed.as_bytes(), &keyring, SystemTime::now()).unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+}
+
 // ---- real Debian data ---------------------------------------------------
 
 fn repo_path(rel: &str) -> PathBuf {
@@ -434,4 +541,21 @@ fn real_trixie_inrelease_verifies() {
 #[test]
 fn real_bookworm_inrelease_verifies() {
     check_real("bookworm", "Codename: bookworm");
+}
+
+#[test]
+fn shipped_keyrings_all_load() {
+    let mut paths = Vec::new();
+    for dir in ["keys/debian", "keys/ubuntu"] {
+        for entry in std::fs::read_dir(repo_path(dir)).unwrap() {
+            paths.push(entry.unwrap().path());
+        }
+    }
+    paths.sort();
+    for path in &paths {
+        let keyring = Keyring::from_path(path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!keyring.is_empty(), "{}", path.display());
+    }
+    let all = Keyring::from_paths(&paths).unwrap();
+    assert!(all.len() >= paths.len());
 }

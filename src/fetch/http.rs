@@ -25,6 +25,59 @@ pub struct ClientConfig {
     pub max_retry_after: Duration,
     pub max_redirects: u32,
     pub user_agent: String,
+    /// Proxy for `http://` URLs (`http://[user:pass@]host:port`).
+    pub http_proxy: Option<String>,
+    /// Proxy for `https://` URLs (tunnelled with CONNECT).
+    pub https_proxy: Option<String>,
+    /// Hosts (or domain suffixes; `*` for all) reached without a proxy.
+    /// Loopback is always direct.
+    pub no_proxy: Vec<String>,
+}
+
+impl ClientConfig {
+    /// Fills the proxy settings from `http_proxy`, `https_proxy` and
+    /// `no_proxy` (lower case first, then upper case), as curl and apt do.
+    pub fn with_env_proxies(mut self) -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .or_else(|_| std::env::var(name.to_ascii_uppercase()))
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        };
+        self.http_proxy = var("http_proxy");
+        self.https_proxy = var("https_proxy");
+        self.no_proxy = var("no_proxy")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self
+    }
+
+    fn bypasses_proxy(&self, url: &Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return true;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        {
+            return true;
+        }
+        self.no_proxy.iter().any(|entry| {
+            let entry = entry.trim_start_matches('.');
+            entry == "*"
+                || host.eq_ignore_ascii_case(entry)
+                || host
+                    .to_ascii_lowercase()
+                    .ends_with(&format!(".{}", entry.to_ascii_lowercase()))
+        })
+    }
 }
 
 impl Default for ClientConfig {
@@ -37,6 +90,9 @@ impl Default for ClientConfig {
             max_retry_after: Duration::from_secs(120),
             max_redirects: 10,
             user_agent: concat!("rootstrap/", env!("CARGO_PKG_VERSION")).to_string(),
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: Vec::new(),
         }
     }
 }
@@ -80,19 +136,56 @@ enum Failure {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
+    direct: ureq::Agent,
+    http_proxied: Option<ureq::Agent>,
+    https_proxied: Option<ureq::Agent>,
     config: ClientConfig,
 }
 
 impl Client {
-    pub fn new(config: ClientConfig) -> Client {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(config.connect_timeout)
-            .timeout_read(config.read_timeout)
-            .redirects(0)
-            .user_agent(&config.user_agent)
-            .build();
-        Client { agent, config }
+    /// Fails only on an unusable proxy setting.
+    pub fn new(config: ClientConfig) -> Result<Client, FetchError> {
+        let builder = || {
+            ureq::AgentBuilder::new()
+                .timeout_connect(config.connect_timeout)
+                .timeout_read(config.read_timeout)
+                .redirects(0)
+                .user_agent(&config.user_agent)
+        };
+        let proxied = |proxy: &Option<String>| -> Result<Option<ureq::Agent>, FetchError> {
+            let Some(proxy) = proxy else {
+                return Ok(None);
+            };
+            if proxy.contains("://") && !proxy.starts_with("http://") {
+                return Err(FetchError::InvalidUrl {
+                    url: redact(proxy),
+                    reason: "only http:// proxies are supported".into(),
+                });
+            }
+            let parsed = ureq::Proxy::new(proxy).map_err(|e| FetchError::InvalidUrl {
+                url: redact(proxy),
+                reason: format!("bad proxy: {}", redact(&e.to_string())),
+            })?;
+            Ok(Some(builder().proxy(parsed).build()))
+        };
+        Ok(Client {
+            direct: builder().build(),
+            http_proxied: proxied(&config.http_proxy)?,
+            https_proxied: proxied(&config.https_proxy)?,
+            config,
+        })
+    }
+
+    fn agent_for(&self, url: &Url) -> &ureq::Agent {
+        let proxied = match url.scheme() {
+            "http" => self.http_proxied.as_ref(),
+            "https" => self.https_proxied.as_ref(),
+            _ => None,
+        };
+        match proxied {
+            Some(agent) if !self.config.bypasses_proxy(url) => agent,
+            _ => &self.direct,
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -151,7 +244,7 @@ impl Client {
         loop {
             let shown = redact(current.as_str());
             let response = match self
-                .agent
+                .agent_for(&current)
                 .request_url("GET", &current)
                 .set("Accept-Encoding", "identity")
                 .call()
@@ -467,6 +560,22 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn proxy_bypass_rules() {
+        let config = ClientConfig {
+            no_proxy: vec![".corp.example".into(), "mirror.local".into()],
+            ..ClientConfig::default()
+        };
+        let bypass = |u: &str| config.bypasses_proxy(&Url::parse(u).unwrap());
+        assert!(bypass("http://127.0.0.1:8080/x"));
+        assert!(bypass("http://[::1]/x"));
+        assert!(bypass("http://localhost/x"));
+        assert!(bypass("http://pkgs.corp.example/x"));
+        assert!(bypass("http://MIRROR.local/x"));
+        assert!(!bypass("http://notcorp.example/x"));
+        assert!(!bypass("https://elsewhere.example/x"));
     }
 
     #[test]

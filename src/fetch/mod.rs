@@ -80,18 +80,19 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    /// Fails only on an unusable proxy setting in `config`.
     pub fn new(
         config: ClientConfig,
         cache: Cache,
         reporter: SharedReporter,
         offline: bool,
-    ) -> Fetcher {
-        Fetcher {
-            client: Client::new(config),
+    ) -> Result<Fetcher, FetchError> {
+        Ok(Fetcher {
+            client: Client::new(config)?,
             cache,
             reporter,
             offline,
-        }
+        })
     }
 
     pub fn cache(&self) -> &Cache {

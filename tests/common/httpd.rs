@@ -239,7 +239,12 @@ fn handle(stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::Resu
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("/").to_string();
-    let path = target.split('?').next().unwrap_or("/").to_string();
+    // A request through a proxy names the absolute URL; serve its path.
+    let origin_form = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]).to_string(),
+        None => target.clone(),
+    };
+    let path = origin_form.split('?').next().unwrap_or("/").to_string();
 
     let (fault, body) = {
         let mut st = state.lock().unwrap();
