@@ -1,6 +1,6 @@
-//! Root filesystem construction: safe writes inside the root, extraction.
+//! Root filesystem construction: safe writes inside the root, extraction,
+//! the sandbox that runs package scripts and RUN steps.
 
 pub mod extract;
 pub mod safe;
-//! (module under construction)
 pub mod sandbox;
