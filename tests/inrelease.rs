@@ -495,8 +495,25 @@ fn debian_keyring(release: &str) -> Keyring {
     Keyring::from_paths(&paths).expect("Debian keyring")
 }
 
+/// Real InRelease files are not shipped in the repository (their signed text
+/// names Debian hosts); .ci/run downloads them from the host's mirror and
+/// points ROOTSTRAP_REAL_INRELEASE_DIR at them.
+fn real_inrelease(release: &str) -> Option<Vec<u8>> {
+    let dir = std::env::var_os("ROOTSTRAP_REAL_INRELEASE_DIR");
+    let data =
+        dir.and_then(|d| std::fs::read(PathBuf::from(d).join(format!("{release}-InRelease"))).ok());
+    if data.is_none() {
+        eprintln!(
+            "SKIP: real {release} InRelease: set ROOTSTRAP_REAL_INRELEASE_DIR (.ci/run does)"
+        );
+    }
+    data
+}
+
 fn check_real(release: &str, suite_line: &str) {
-    let data = std::fs::read(repo_path(&format!("tests/data/{release}-InRelease"))).unwrap();
+    let Some(data) = real_inrelease(release) else {
+        return;
+    };
     let keyring = debian_keyring(release);
     // Judge at the time the file was published, so the test does not rot
     // when the archive keys eventually expire.

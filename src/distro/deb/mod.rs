@@ -1,10 +1,10 @@
 //! Debian and Ubuntu (debootstrap-style) back end.
 
 pub mod control;
-pub mod stage2;
+pub mod debfile;
+pub mod dpkgdb;
 pub mod packages;
 pub mod relation;
 pub mod release;
+pub mod stage2;
 pub mod version;
-pub mod debfile;
-pub mod dpkgdb;
