@@ -1,0 +1,465 @@
+//! The Debian/Ubuntu back end, end to end: signed index → package set →
+//! verified .debs → unpacked rootfs → stage 2 in the sandbox → normalised.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use super::dpkgdb::{self, UnpackOptions, UnpackedPackage};
+use super::packages::{parse_packages, BinaryPackage, MultiArch};
+use super::release::{Release, ReleasePolicy};
+use super::resolve::{self, Plan, Request, Universe, Variant};
+use super::stage2::{self, Stage2Package};
+use super::version::Version;
+use crate::archive::decompress;
+use crate::archive::tar::EntryKind;
+use crate::fetch::{FetchItem, Fetcher};
+use crate::report::Reporter;
+use crate::rootfs::safe::{RelPath, Root};
+use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
+use crate::verify::{verify_inrelease, Keyring, Sha256Digest};
+
+/// Decompressed Packages indexes larger than this are refused (trixie's main
+/// amd64 index is ~60 MB).
+const PACKAGES_LIMIT: u64 = 1 << 30;
+/// InRelease files are ~150 KB; anything near this is not an InRelease.
+const INRELEASE_LIMIT: u64 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error("{url}: {source}")]
+    Signature {
+        url: String,
+        source: crate::verify::VerifyError,
+    },
+    #[error("{url}: {source}")]
+    Release {
+        url: String,
+        source: super::release::ReleaseError,
+    },
+    #[error("{url}: {source}")]
+    Packages {
+        url: String,
+        source: super::packages::PackagesError,
+    },
+    #[error("{url}: cannot decompress: {source}")]
+    Decompress { url: String, source: std::io::Error },
+    #[error(transparent)]
+    Resolve(#[from] resolve::ResolveError),
+    #[error("invalid version pin {pin:?} for {package}: {message}")]
+    Pin {
+        package: String,
+        pin: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Unpack(#[from] dpkgdb::UnpackError),
+    #[error(transparent)]
+    Database(#[from] dpkgdb::DpkgDbError),
+    #[error("rootfs {path}: {source}")]
+    Rootfs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rootfs: {0}")]
+    Fs(#[from] crate::rootfs::safe::FsError),
+    #[error(transparent)]
+    Path(#[from] crate::rootfs::safe::PathError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("maintainer scripts failed at {step} ({status}); last output:\n{tail}")]
+    Stage2 {
+        step: String,
+        status: String,
+        tail: String,
+    },
+}
+
+/// Where and what to bootstrap.
+#[derive(Debug, Clone)]
+pub struct DebSource {
+    pub mirror: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    pub arch: String,
+    pub variant: Variant,
+    /// `[packages] install`, with optional version pins.
+    pub include: Vec<(String, Option<String>)>,
+}
+
+/// A verified Release and the package universe built from its indexes.
+pub struct LoadedIndex {
+    pub release: Release,
+    pub universe: Universe,
+    /// InRelease URL and the fingerprint of the key that signed it.
+    pub signed_by: String,
+    /// Every index file used, with its digest (for lockfiles and logs).
+    pub index_files: Vec<(String, Sha256Digest)>,
+}
+
+fn now_secs(now: SystemTime) -> i64 {
+    now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// Fetches and verifies InRelease, then each component's Packages index
+/// (checked against the signed Release), and builds the universe.
+pub fn load_index(
+    fetcher: &Fetcher,
+    keyring: &Keyring,
+    src: &DebSource,
+    now: SystemTime,
+    reporter: &dyn Reporter,
+) -> Result<LoadedIndex, BootstrapError> {
+    let dists = format!("{}/dists/{}", src.mirror, src.suite);
+    let url = format!("{dists}/InRelease");
+    let bytes = fetcher.fetch_bytes(&url, INRELEASE_LIMIT)?;
+    let verified = verify_inrelease(&bytes, keyring, now).map_err(|source| BootstrapError::Signature {
+        url: url.clone(),
+        source,
+    })?;
+    let release = Release::parse(&verified.text).map_err(|source| BootstrapError::Release {
+        url: url.clone(),
+        source,
+    })?;
+    release
+        .check(&ReleasePolicy::new(now_secs(now), &src.suite))
+        .map_err(|source| BootstrapError::Release {
+            url: url.clone(),
+            source,
+        })?;
+    reporter.info(&format!(
+        "{url}: signed by {}, dated {}",
+        verified.signer_fingerprint,
+        release
+            .date
+            .map(crate::image::oci::format_timestamp)
+            .unwrap_or_else(|| "(no date)".into())
+    ));
+
+    let mut packages = Vec::new();
+    let mut index_files = Vec::new();
+    for component in &src.components {
+        let (path, file, compression) =
+            release
+                .packages_index(component, &src.arch)
+                .map_err(|source| BootstrapError::Release {
+                    url: url.clone(),
+                    source,
+                })?;
+        let index_url = format!("{dists}/{path}");
+        let digest = Sha256Digest(file.sha256);
+        let local = fetcher.fetch_verified(&index_url, file.size, &digest)?;
+        let text = read_index(&local, compression, &index_url)?;
+        let parsed = parse_packages(&text).map_err(|source| BootstrapError::Packages {
+            url: index_url.clone(),
+            source,
+        })?;
+        reporter.info(&format!("{index_url}: {} packages", parsed.len()));
+        packages.extend(parsed);
+        index_files.push((index_url, digest));
+    }
+    Ok(LoadedIndex {
+        universe: Universe::new(packages, &src.arch),
+        release,
+        signed_by: verified.signer_fingerprint,
+        index_files,
+    })
+}
+
+fn read_index(path: &Path, compression: super::release::Compression, url: &str) -> Result<String, BootstrapError> {
+    use std::io::Read;
+    let kind = match compression {
+        super::release::Compression::Xz => decompress::Compression::Xz,
+        super::release::Compression::Gz => decompress::Compression::Gzip,
+        super::release::Compression::None => decompress::Compression::None,
+    };
+    let err = |source| BootstrapError::Decompress {
+        url: url.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(err)?;
+    let mut text = String::new();
+    decompress::decoder(kind, file, PACKAGES_LIMIT)
+        .map_err(err)?
+        .read_to_string(&mut text)
+        .map_err(err)?;
+    Ok(text)
+}
+
+/// Resolves the source's variant and extra packages against the universe.
+pub fn plan<'u>(index: &'u LoadedIndex, src: &DebSource) -> Result<Plan<'u>, BootstrapError> {
+    let mut include = Vec::new();
+    for (name, pin) in &src.include {
+        let pin = match pin {
+            Some(p) => Some(p.parse::<Version>().map_err(|e| BootstrapError::Pin {
+                package: name.clone(),
+                pin: p.clone(),
+                message: e.to_string(),
+            })?),
+            None => None,
+        };
+        include.push((name.clone(), pin));
+    }
+    let req = Request {
+        variant: src.variant,
+        include,
+        arch: src.arch.clone(),
+    };
+    Ok(resolve::resolve(&index.universe, &req)?)
+}
+
+/// Downloads every planned .deb into the cache (verified against the
+/// Packages size and SHA-256), in plan order.
+pub fn fetch_packages(fetcher: &Fetcher, mirror: &str, plan: &Plan<'_>) -> Result<Vec<PathBuf>, BootstrapError> {
+    let items: Vec<FetchItem> = plan
+        .packages
+        .iter()
+        .map(|p| FetchItem {
+            url: format!("{mirror}/{}", p.filename),
+            size: p.size,
+            sha256: Sha256Digest(p.sha256),
+            name: p.name.clone(),
+        })
+        .collect();
+    Ok(fetcher.fetch_all(&items)?)
+}
+
+/// How [`install`] finishes the rootfs.
+pub struct InstallOptions<'a> {
+    /// Run maintainer scripts (false for a foreign architecture).
+    pub run_scripts: bool,
+    pub sandbox: &'a Sandbox,
+    /// Clamp for mtimes and /etc/shadow's last-change field.
+    pub epoch: i64,
+    /// `deb` line for /etc/apt/sources.list (mirror, suite, components).
+    pub apt_source: Option<String>,
+}
+
+/// Unpacks the planned packages into `root_dir` in parallel, writes the dpkg
+/// database, runs stage 2 in the sandbox and normalises the result.
+pub fn install(
+    root_dir: &Path,
+    plan: &Plan<'_>,
+    debs: &[PathBuf],
+    opts: &InstallOptions<'_>,
+    reporter: &dyn Reporter,
+) -> Result<(), BootstrapError> {
+    let root = Root::open(root_dir).map_err(|source| BootstrapError::Rootfs {
+        path: root_dir.to_owned(),
+        source,
+    })?;
+    let unpacked = unpack_all(&root, &plan.packages, debs)?;
+    let arch = plan.packages.first().map(|_| native_arch(plan)).unwrap_or_default();
+    dpkgdb::write_database(&root, &unpacked, &arch)?;
+    if let Some(line) = &opts.apt_source {
+        root.mkdir_all(&RelPath::from_archive(b"etc/apt")?, 0o755)?;
+        root.write_file(&RelPath::from_archive(b"etc/apt/sources.list")?, format!("{line}\n").as_bytes(), 0o644)?;
+    }
+    if opts.run_scripts {
+        reporter.stage("configure (maintainer scripts in the sandbox)");
+        run_stage2(root_dir, plan, &unpacked, &arch, opts.sandbox, reporter)?;
+    } else {
+        reporter.warn("foreign architecture: maintainer scripts were not run; packages stay 'unpacked'");
+    }
+    normalise(&root, opts.epoch)?;
+    Ok(())
+}
+
+fn native_arch(plan: &Plan<'_>) -> String {
+    plan.packages
+        .iter()
+        .map(|p| p.arch.as_str())
+        .find(|a| *a != "all")
+        .unwrap_or("all")
+        .to_owned()
+}
+
+/// Unpacks all packages at once. A non-directory path shipped by two
+/// packages is an error unless one Replaces the other; those are unpacked a
+/// second time, in plan order, so the result doesn't depend on which thread
+/// finished last.
+fn unpack_all(root: &Root, pkgs: &[&BinaryPackage], debs: &[PathBuf]) -> Result<Vec<UnpackedPackage>, BootstrapError> {
+    let owners: Mutex<HashMap<Vec<u8>, usize>> = Mutex::new(HashMap::new());
+    let replaced: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    let opts = UnpackOptions::default();
+    let results: Vec<Result<UnpackedPackage, BootstrapError>> = pkgs
+        .par_iter()
+        .zip(debs.par_iter())
+        .enumerate()
+        .map(|(i, (pkg, deb))| {
+            let claim = |path: &RelPath, kind: EntryKind| -> Result<(), String> {
+                if kind == EntryKind::Dir {
+                    return Ok(());
+                }
+                let mut map = owners.lock().unwrap_or_else(|e| e.into_inner());
+                match map.get(path.as_bytes()) {
+                    None => {
+                        map.insert(path.as_bytes().to_vec(), i);
+                        Ok(())
+                    }
+                    Some(&other) if replaces(pkg, pkgs[other]) || replaces(pkgs[other], pkg) => {
+                        let winner = if replaces(pkg, pkgs[other]) { i } else { other };
+                        replaced.lock().unwrap_or_else(|e| e.into_inner()).push(winner);
+                        Ok(())
+                    }
+                    Some(&other) => Err(format!(
+                        "trying to overwrite /{path}, which is also in package {} (and {} does not Replace it)",
+                        pkgs[other].name, pkg.name
+                    )),
+                }
+            };
+            Ok(dpkgdb::unpack_deb(root, deb, &opts, &claim)?)
+        })
+        .collect();
+    let mut unpacked = Vec::with_capacity(results.len());
+    for r in results {
+        unpacked.push(r?);
+    }
+    let mut again = replaced.into_inner().unwrap_or_else(|e| e.into_inner());
+    again.sort_unstable();
+    again.dedup();
+    for i in again {
+        unpacked[i] = dpkgdb::unpack_deb(root, &debs[i], &opts, &|_, _| Ok(()))?;
+    }
+    Ok(unpacked)
+}
+
+fn replaces(a: &BinaryPackage, b: &BinaryPackage) -> bool {
+    a.replaces
+        .iter()
+        .any(|d| d.alternatives.iter().any(|atom| atom.name == b.name))
+}
+
+fn run_stage2(
+    root_dir: &Path,
+    plan: &Plan<'_>,
+    unpacked: &[UnpackedPackage],
+    arch: &str,
+    sandbox: &Sandbox,
+    reporter: &dyn Reporter,
+) -> Result<(), BootstrapError> {
+    let order: Vec<Stage2Package> = plan
+        .packages
+        .iter()
+        .zip(unpacked)
+        .map(|(p, u)| Stage2Package {
+            name: p.name.clone(),
+            info_name: if p.multi_arch == MultiArch::Same {
+                format!("{}:{}", p.name, p.arch)
+            } else {
+                p.name.clone()
+            },
+            arch: p.arch.clone(),
+            has_preinst: u.control.get("preinst").is_some(),
+        })
+        .collect();
+    let _policy = sandbox::policy_rc_d_guard(root_dir)?;
+    let mut spec = RunSpec::new(root_dir, vec!["/bin/sh".into(), "-c".into(), stage2::script(&order, arch)]);
+    spec.env = stage2::script_env();
+    spec.network = Network::None;
+    let mut lines = Vec::new();
+    let status = sandbox.run(&spec, &mut |line| {
+        if !line.text.starts_with(stage2::STEP_MARKER) {
+            reporter.command_output(&line.text);
+        }
+        lines.push(line.text);
+    })?;
+    if !status.success() {
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        return Err(BootstrapError::Stage2 {
+            step: stage2::failed_step(&lines).unwrap_or_else(|| "start-up".into()),
+            status: status.to_string(),
+            tail,
+        });
+    }
+    Ok(())
+}
+
+/// Files installs leave behind that differ on every run (logs, caches,
+/// backups): removed so builds are reproducible (HOSTILE 44).
+const VOLATILE: &[&str] = &[
+    "var/log/dpkg.log",
+    "var/log/alternatives.log",
+    "var/log/bootstrap.log",
+    "var/log/apt/history.log",
+    "var/log/apt/term.log",
+    "var/log/apt/eipp.log.xz",
+    "var/cache/ldconfig/aux-cache",
+    "var/cache/apt/pkgcache.bin",
+    "var/cache/apt/srcpkgcache.bin",
+    "var/lib/dpkg/status-old",
+    "var/lib/dpkg/available-old",
+    "var/lib/dpkg/diversions-old",
+    "var/lib/dpkg/statoverride-old",
+    "var/cache/debconf/config.dat-old",
+    "var/cache/debconf/templates.dat-old",
+    "etc/passwd-",
+    "etc/group-",
+    "etc/shadow-",
+    "etc/gshadow-",
+    "run/mount/utab",
+    "usr/sbin/policy-rc.d",
+];
+
+/// Normalises what package scripts leave behind (DESIGN: reproducibility).
+pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
+    for path in VOLATILE {
+        let rel = RelPath::from_archive(path.as_bytes())?;
+        if root.lstat(&rel)?.is_some() {
+            root.remove(&rel)?;
+        }
+    }
+    let machine_id = RelPath::from_archive(b"etc/machine-id")?;
+    if root.lstat(&machine_id)?.is_some_and(|m| m.is_file()) {
+        root.write_file(&machine_id, b"", 0o444)?;
+    }
+    let shadow = RelPath::from_archive(b"etc/shadow")?;
+    if root.lstat(&shadow)?.is_some_and(|m| m.is_file()) {
+        let text = String::from_utf8_lossy(&root.read_file(&shadow)?).into_owned();
+        let clamped = clamp_shadow(&text, epoch / 86400);
+        if clamped != text {
+            root.write_file(&shadow, clamped.as_bytes(), 0o640)?;
+        }
+    }
+    Ok(())
+}
+
+/// Clamps field 3 (days since the epoch of the last password change) so a
+/// rebuild on another day produces the same file.
+fn clamp_shadow(text: &str, max_day: i64) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let mut fields: Vec<String> = body.split(':').map(str::to_owned).collect();
+        if let Some(day) = fields.get(2).and_then(|d| d.parse::<i64>().ok()) {
+            if day > max_day {
+                fields[2] = max_day.to_string();
+            }
+        }
+        out.push_str(&fields.join(":"));
+        out.push_str(nl);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_last_change_is_clamped() {
+        let text = "root:*:20000:0:99999:7:::\nnobody:*:10:0:99999:7:::\nbroken\n";
+        assert_eq!(
+            clamp_shadow(text, 19000),
+            "root:*:19000:0:99999:7:::\nnobody:*:10:0:99999:7:::\nbroken\n"
+        );
+    }
+}
