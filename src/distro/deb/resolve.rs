@@ -289,30 +289,30 @@ impl<'u> Resolver<'u> {
         self.u.by_name.get(name).and_then(|v| v.first().copied())
     }
 
-    /// Candidates of every name, in name order, matching `keep`.
+    /// Candidates of every name matching `keep`, in any order.
     fn candidates_where(&self, keep: impl Fn(&BinaryPackage) -> bool) -> Vec<usize> {
-        let mut names: Vec<&String> = self.u.by_name.keys().collect();
-        names.sort();
-        names
-            .into_iter()
+        self.u
+            .by_name
+            .keys()
             .filter_map(|n| self.candidate(n))
             .filter(|&i| keep(&self.u.packages[i]))
             .collect()
     }
 
+    /// The variant's root set, sorted by name so selection is deterministic.
     fn variant_roots(&self) -> Result<Vec<usize>, ResolveError> {
-        let mut roots = self.candidates_where(|p| p.essential);
-        if self.variant == Variant::Essential {
-            return Ok(roots);
-        }
-        roots.extend(self.candidates_where(|p| p.priority == Priority::Required));
-        roots.push(self.named_root("apt")?);
-        match self.variant {
-            Variant::Buildd => roots.push(self.named_root("build-essential")?),
+        let mut roots = self.candidates_where(|p| match self.variant {
+            Variant::Essential => p.essential,
+            Variant::Minbase | Variant::Buildd => p.essential || p.priority == Priority::Required,
             Variant::Important => {
-                roots.extend(self.candidates_where(|p| p.priority == Priority::Important))
+                p.essential || matches!(p.priority, Priority::Required | Priority::Important)
             }
-            _ => {}
+        });
+        if self.variant != Variant::Essential {
+            roots.push(self.named_root("apt")?);
+        }
+        if self.variant == Variant::Buildd {
+            roots.push(self.named_root("build-essential")?);
         }
         roots.sort_by(|&a, &b| self.pkg(a).name.cmp(&self.pkg(b).name));
         roots.dedup();
