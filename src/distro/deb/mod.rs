@@ -1,10 +1,12 @@
 //! Debian and Ubuntu (debootstrap-style) back end.
 
+pub mod bootstrap;
 pub mod control;
 pub mod debfile;
 pub mod dpkgdb;
 pub mod packages;
 pub mod relation;
 pub mod release;
+pub mod resolve;
 pub mod stage2;
 pub mod version;
