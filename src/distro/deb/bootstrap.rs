@@ -18,7 +18,7 @@ use crate::archive::decompress;
 use crate::archive::tar::EntryKind;
 use crate::fetch::{FetchItem, Fetcher};
 use crate::report::Reporter;
-use crate::rootfs::safe::{RelPath, Root};
+use crate::rootfs::safe::{FileKind, RelPath, Root};
 use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
 use crate::verify::{verify_inrelease, Keyring, Sha256Digest};
 
@@ -415,11 +415,11 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
         }
     }
     let machine_id = RelPath::from_archive(b"etc/machine-id")?;
-    if root.lstat(&machine_id)?.is_some_and(|m| m.is_file()) {
+    if root.lstat(&machine_id)?.is_some_and(|m| m.kind == FileKind::File) {
         root.write_file(&machine_id, b"", 0o444)?;
     }
     let shadow = RelPath::from_archive(b"etc/shadow")?;
-    if root.lstat(&shadow)?.is_some_and(|m| m.is_file()) {
+    if root.lstat(&shadow)?.is_some_and(|m| m.kind == FileKind::File) {
         let text = String::from_utf8_lossy(&root.read_file(&shadow)?).into_owned();
         let clamped = clamp_shadow(&text, epoch / 86400);
         if clamped != text {
