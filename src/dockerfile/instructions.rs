@@ -239,6 +239,16 @@ pub struct Command {
     pub end_line: usize,
 }
 
+impl Command {
+    /// Expands like [`Instruction::expand`], reporting a failure at this
+    /// command's lines.
+    pub fn expand(&self, env: EnvLookup<'_>, escape: char) -> Result<Instruction, ParseError> {
+        self.instruction
+            .expand(env, escape)
+            .map_err(|e| ParseError::at(self.start_line, self.end_line, ParseErrorKind::Lex(e)))
+    }
+}
+
 /// A build stage: a FROM and the commands after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
@@ -935,6 +945,28 @@ mod tests {
         let run = only("RUN echo $HOME");
         assert!(!run.expands_variables());
         assert_eq!(run.expand(&lookup, '\\').unwrap(), run);
+    }
+
+    #[test]
+    fn expansion_errors_carry_lines() {
+        let s = stages("FROM a\n\nENV A=\"unterminated\n").unwrap();
+        let err = s.stages[0].commands[0].expand(&|_| None, '\\').unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(err.to_string().contains("matching double-quote"), "{err}");
+    }
+
+    #[test]
+    fn deeply_nested_substitution_in_a_dockerfile_is_bounded() {
+        let depth = 10_000;
+        let text = format!(
+            "FROM a\nENV X={}v{}\n",
+            "${a:-".repeat(depth),
+            "}".repeat(depth)
+        );
+        let s = stages(&text).unwrap();
+        let err = s.stages[0].commands[0].expand(&|_| None, '\\').unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().contains("nested deeper"), "{err}");
     }
 
     #[test]

@@ -333,3 +333,211 @@ fn parse_sub_command(rest: &str, escape: char, depth: usize) -> Result<Args, Par
         json: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::dump;
+
+    fn heredoc(name: &str, content: &str, expand: bool, chomp: bool, fd: u32) -> Heredoc {
+        Heredoc {
+            name: name.into(),
+            file_descriptor: fd,
+            expand,
+            chomp,
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn heredoc_bodies_are_attached() {
+        let text = "FROM alpine\n\
+            RUN <<EMPTY\nEMPTY\n\
+            RUN 3<<EMPTY2\nEMPTY2\n\
+            RUN \"<<NOHEREDOC\"\n\
+            RUN <<INDENT\n\tfoo\n\tbar\nINDENT\n\
+            RUN <<-UNINDENT\n\tbaz\n\tquux\n\tUNINDENT\n\
+            RUN <<-'NOEXPAND'\n\tdon't expand $NAME\nNOEXPAND\n\
+            RUN <<COMMENT\n# internal comment\necho x # trailing\nCOMMENT\n\
+            RUN --mount=type=cache,target=/foo <<MOUNT\necho hello\nMOUNT\n\
+            COPY <<X <<Y /dest\nY\nX\nX\nY\n\
+            RUN [\"<<EOF\"]\n";
+        let file = parse(text).unwrap();
+        let docs: Vec<Vec<Heredoc>> = file.children[1..]
+            .iter()
+            .map(|n| n.heredocs.clone())
+            .collect();
+        assert_eq!(
+            docs,
+            vec![
+                vec![heredoc("EMPTY", "", true, false, 0)],
+                vec![heredoc("EMPTY2", "", true, false, 3)],
+                vec![],
+                vec![heredoc("INDENT", "\tfoo\n\tbar\n", true, false, 0)],
+                vec![heredoc("UNINDENT", "\tbaz\n\tquux\n", true, true, 0)],
+                vec![heredoc(
+                    "NOEXPAND",
+                    "\tdon't expand $NAME\n",
+                    false,
+                    true,
+                    0
+                )],
+                vec![heredoc(
+                    "COMMENT",
+                    "# internal comment\necho x # trailing\n",
+                    true,
+                    false,
+                    0
+                )],
+                vec![heredoc("MOUNT", "echo hello\n", true, false, 0)],
+                vec![
+                    heredoc("X", "Y\n", true, false, 0),
+                    heredoc("Y", "X\n", true, false, 0)
+                ],
+                vec![],
+            ]
+        );
+        // Heredoc bodies count towards the instruction's line span.
+        assert_eq!(
+            (file.children[4].start_line, file.children[4].end_line),
+            (7, 10)
+        );
+        assert_eq!(dump::dump_node(&file.children[4]), "run \"<<INDENT\"");
+    }
+
+    #[test]
+    fn onbuild_heredoc_is_attached_to_the_onbuild_node() {
+        let file = parse("FROM a\nONBUILD RUN <<EOF\necho hi\nEOF\nCMD x\n").unwrap();
+        assert_eq!(file.children[1].heredocs.len(), 1);
+        assert_eq!(file.children[1].heredocs[0].content, "echo hi\n");
+        assert_eq!(
+            dump::dump(&file),
+            "(from \"a\")\n(onbuild (run \"<<EOF\"))\n(cmd \"x\")\n"
+        );
+    }
+
+    #[test]
+    fn unterminated_heredoc_names_the_instruction_line() {
+        let err = parse("FROM a\n\nRUN <<EOF\necho hi\n").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert_eq!(err.end_line, 4);
+        assert_eq!(err.to_string(), "Dockerfile:3: unterminated heredoc EOF");
+    }
+
+    #[test]
+    fn invalid_heredoc_word_is_an_error() {
+        let err = parse("FROM a\nRUN <<EOF\\\"x\n").unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn backtick_escape_directive() {
+        let text = "# escape=`\nFROM mcr/windows\nCOPY C:\\src\\ C:\\dst\\\nRUN dir `\n  c:\\\n";
+        let file = parse(text).unwrap();
+        assert_eq!(file.escape, '`');
+        assert_eq!(file.directive("escape"), Some("`"));
+        assert_eq!(
+            dump::dump(&file),
+            "(from \"mcr/windows\")\n(copy \"C:\\\\src\\\\\" \"C:\\\\dst\\\\\")\n(run \"dir   c:\\\\\")\n"
+        );
+    }
+
+    #[test]
+    fn directives_after_an_instruction_are_comments() {
+        let file = parse(
+            "# syntax=docker/dockerfile:1\n# check=skip=all\nFROM a\n# escape=`\nRUN x \\\n y\n",
+        )
+        .unwrap();
+        assert_eq!(file.escape, '\\');
+        assert_eq!(file.directive("syntax"), Some("docker/dockerfile:1"));
+        assert_eq!(file.directive("check"), Some("skip=all"));
+        assert_eq!(dump::dump_node(&file.children[1]), "run \"x  y\"");
+    }
+
+    #[test]
+    fn bad_escape_directive_is_an_error() {
+        let err = parse("# escape=x\nFROM a\n").unwrap_err();
+        assert_eq!(err.line, 1);
+        assert!(matches!(err.kind, ParseErrorKind::InvalidEscapeToken(_)));
+    }
+
+    #[test]
+    fn lower_case_instructions() {
+        let file =
+            parse("from node:16 as builder\nrun npm ci\ncopy --from=builder /a /b\n").unwrap();
+        assert_eq!(file.children[0].value, "from");
+        assert_eq!(file.children[0].args(), ["node:16", "as", "builder"]);
+        assert_eq!(
+            dump::dump(&file),
+            "(from \"node:16\" \"as\" \"builder\")\n(run \"npm ci\")\n(copy [\"--from=builder\"] \"/a\" \"/b\")\n"
+        );
+    }
+
+    #[test]
+    fn crlf_and_bom() {
+        let file = parse("\u{feff}FROM a\r\nRUN b \\\r\n  c\r\n").unwrap();
+        assert_eq!(dump::dump(&file), "(from \"a\")\n(run \"b   c\")\n");
+    }
+
+    #[test]
+    fn empty_continuation_lines_warn() {
+        let file = parse("FROM a\nRUN x \\\n\n y\n").unwrap();
+        assert_eq!(file.warnings.len(), 1);
+        assert_eq!(file.warnings[0].line, 4);
+        assert!(file.warnings[0].message.contains("Empty continuation line"));
+    }
+
+    #[test]
+    fn comments_are_collected() {
+        let file = parse("FROM a\n# build it\n# fast\nRUN make\n").unwrap();
+        assert_eq!(file.children[1].prev_comment, ["build it", "fast"]);
+    }
+
+    #[test]
+    fn error_lines_span_continuations() {
+        let err = parse("FROM a\nENV \\\n  PATH\n").unwrap_err();
+        assert_eq!((err.line, err.end_line), (2, 3));
+        assert_eq!(err.to_string(), "Dockerfile:2: ENV must have two arguments");
+    }
+
+    #[test]
+    fn nul_bytes_are_kept_and_quoted() {
+        let file = parse("FROM a\0b\nRUN \0 x\n").unwrap();
+        assert_eq!(dump::dump(&file), "(from \"a\\x00b\")\n(run \"\\x00 x\")\n");
+    }
+
+    #[test]
+    fn ten_megabyte_line_is_rejected_with_its_line() {
+        let text = format!("FROM a\nRUN {}\n", "x".repeat(10 * 1024 * 1024));
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(matches!(err.kind, ParseErrorKind::LineTooLong { .. }));
+    }
+
+    #[test]
+    fn ten_megabytes_of_continuations_parse_linearly() {
+        let piece = format!("{} \\\n", "a=b".repeat(10_000));
+        let text = format!("FROM a\nENV {}x=y\n", piece.repeat(350));
+        let start = std::time::Instant::now();
+        let file = parse(&text).unwrap();
+        assert!(text.len() > 10 * 1024 * 1024);
+        assert_eq!(file.children[1].end_line, 352);
+        assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn nested_onbuild_is_bounded() {
+        let text = format!("FROM a\n{}RUN x\n", "ONBUILD ".repeat(100_000));
+        assert!(parse(&text).is_err());
+        let text = format!("FROM a\n{}\n", "ONBUILD \\\n".repeat(100_000));
+        assert!(parse(&text).is_err());
+    }
+
+    #[test]
+    fn hostile_json_nesting_is_rejected_cleanly() {
+        let text = format!("CMD {}\"a\"{}\n", "[".repeat(30_000), "]".repeat(30_000));
+        let file = parse(&text).unwrap();
+        // Too deep for a JSON array of strings: kept as shell form.
+        assert!(!file.children[0].json);
+    }
+}
