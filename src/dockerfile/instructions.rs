@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::error::{ParseError, ParseErrorKind};
 use super::expand::{EnvLookup, ExpandError, Lexer};
 use super::heredoc::{parse_heredoc, Heredoc};
+use super::mounts::parse_mount;
 use super::parser::{Dockerfile, Node};
 
 /// A command line in shell form (run through the SHELL) or exec form.
@@ -77,7 +78,8 @@ pub enum Instruction {
     },
     Run {
         cmd: ShellOrExec,
-        /// Raw `--mount` values (`type=cache,target=/x`).
+        /// Raw `--mount` values (`type=cache,target=/x`); expand, then
+        /// [`parse_mount`](super::mounts::parse_mount) each.
         mounts: Vec<String>,
         network: Option<String>,
         security: Option<String>,
@@ -479,9 +481,14 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseErrorKind> {
             if args.is_empty() && node.heredocs.is_empty() {
                 return Err(ParseErrorKind::AtLeastOneArgument(keyword));
             }
+            let mounts = flags.strings("mount");
+            // Specs with variables can only be checked once expanded.
+            for spec in mounts.iter().filter(|m| !m.contains('$')) {
+                parse_mount(spec)?;
+            }
             Instruction::Run {
                 cmd: ShellOrExec::from_node(node, &args),
-                mounts: flags.strings("mount"),
+                mounts,
                 network: flags.string("network"),
                 security: flags.string("security"),
                 heredocs: node.heredocs.clone(),
@@ -891,6 +898,11 @@ mod tests {
             .contains("Destination could not be determined"));
         let err = stages("FROM a AS x\nFROM b AS X\n").unwrap_err();
         assert_eq!(err.line, 2);
+        let err = stages("FROM a\nRUN --mount=type=bogus,target=/x make\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Dockerfile:2: unsupported mount type \"bogus\""
+        );
         let err = stages("FROM a\nCOPY --link=maybe a b\n").unwrap_err();
         assert!(matches!(err.kind, ParseErrorKind::NotBoolean { .. }));
     }

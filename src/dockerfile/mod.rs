@@ -11,6 +11,7 @@ pub mod expand;
 mod heredoc;
 pub mod instructions;
 mod line_parsers;
+pub mod mounts;
 mod parser;
 
 pub use directives::Directive;
@@ -18,7 +19,11 @@ pub use dump::{dump, dump_node, go_quote};
 pub use error::{ParseError, ParseErrorKind};
 pub use expand::{expand_word, expand_words, EnvLookup, ExpandError, Lexer};
 pub use heredoc::{parse_heredoc, Heredoc};
-pub use instructions::{parse_instructions, Instruction, Stage, Stages};
+pub use instructions::{
+    parse_instructions, Command, CopySpec, Healthcheck, InlineSource, Instruction, ShellOrExec,
+    Stage, Stages,
+};
+pub use mounts::{parse_mount, Mount, MountType};
 pub use parser::{parse, Dockerfile, Node, Warning, MAX_LINE_LENGTH};
 
 /// Parses `text` and returns BuildKit's dump of it (for `rootstrap dockerfile parse`).
