@@ -1,10 +1,12 @@
 //! Dockerfiles with BuildKit's semantics: the parser ([`parse`]), BuildKit's
 //! AST dump format ([`dump`]), shell-word expansion ([`expand`]) and typed
-//! instructions grouped into build stages ([`instructions`]).
+//! instructions grouped into build stages ([`instructions`]), `RUN --mount`
+//! specs ([`mounts`]) and `.dockerignore` ([`dockerignore`]).
 //!
 //! Everything here is pure: text in, values out.
 
 mod directives;
+pub mod dockerignore;
 pub mod dump;
 mod error;
 pub mod expand;
@@ -15,6 +17,7 @@ pub mod mounts;
 mod parser;
 
 pub use directives::Directive;
+pub use dockerignore::{parse_dockerignore, DockerIgnore};
 pub use dump::{dump, dump_node, go_quote};
 pub use error::{ParseError, ParseErrorKind};
 pub use expand::{expand_word, expand_words, EnvLookup, ExpandError, Lexer};
