@@ -258,7 +258,9 @@ pub struct Stage {
     pub base: String,
     pub name: Option<String>,
     pub platform: Option<String>,
+    /// Lines of the FROM instruction.
     pub start_line: usize,
+    pub end_line: usize,
     pub commands: Vec<Command>,
 }
 
@@ -283,6 +285,69 @@ impl Stages {
                     .ok()
                     .and_then(|i| self.stages.get(i))
             })
+    }
+}
+
+impl Stages {
+    /// The environment FROM lines are expanded with: `predefined` (e.g.
+    /// TARGETPLATFORM), then each global ARG in order, taking the build
+    /// argument if given, else its default expanded with the values so far.
+    /// An ARG with neither stays unset.
+    pub fn global_arg_values(
+        &self,
+        build_args: &HashMap<String, String>,
+        predefined: &HashMap<String, String>,
+    ) -> Result<HashMap<String, String>, ParseError> {
+        let mut values = predefined.clone();
+        for command in &self.global_args {
+            let Instruction::Arg(pairs) = &command.instruction else {
+                continue;
+            };
+            for (name, default) in pairs {
+                let value = match (build_args.get(name), default) {
+                    (Some(given), _) => given.clone(),
+                    (None, Some(default)) => {
+                        let lookup = |n: &str| values.get(n).cloned();
+                        Lexer::new(self.escape)
+                            .process_word(default, &lookup)
+                            .map_err(|e| {
+                                ParseError::at(
+                                    command.start_line,
+                                    command.end_line,
+                                    ParseErrorKind::Lex(e),
+                                )
+                            })?
+                    }
+                    (None, None) => continue,
+                };
+                values.insert(name.clone(), value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// A stage's base image reference and platform with global args expanded.
+    pub fn expand_base(
+        &self,
+        stage: &Stage,
+        global: &HashMap<String, String>,
+    ) -> Result<(String, Option<String>), ParseError> {
+        let lexer = Lexer::new(self.escape);
+        let lookup = |n: &str| global.get(n).cloned();
+        let at = |e| ParseError::at(stage.start_line, stage.end_line, ParseErrorKind::Lex(e));
+        let base = lexer.process_word(&stage.base, &lookup).map_err(at)?;
+        let platform = match &stage.platform {
+            Some(p) => Some(lexer.process_word(p, &lookup).map_err(at)?),
+            None => None,
+        };
+        if base.is_empty() {
+            return Err(ParseError::at(
+                stage.start_line,
+                stage.end_line,
+                ParseErrorKind::Invalid(format!("base name ({}) should not be blank", stage.base)),
+            ));
+        }
+        Ok((base, platform))
     }
 }
 
@@ -318,6 +383,7 @@ pub fn parse_instructions(file: &Dockerfile) -> Result<Stages, ParseError> {
                     name: name.clone(),
                     platform: platform.clone(),
                     start_line: node.start_line,
+                    end_line: node.end_line,
                     commands: Vec::new(),
                 });
             }
@@ -364,7 +430,8 @@ impl Flags {
                 None => (body, None),
             };
             let Some(&(key, kind)) = spec.iter().find(|(n, _)| *n == name) else {
-                return Err(ParseErrorKind::UnknownFlag(name.to_string()));
+                let known: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
+                return Err(ParseErrorKind::UnknownFlag(with_suggestion(name, &known)));
             };
             let slot = values.entry(key).or_default();
             if !slot.is_empty() && kind != FlagKind::Strings {
@@ -607,8 +674,89 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseErrorKind> {
         }
         "HEALTHCHECK" => Instruction::Healthcheck(parse_healthcheck(node, &args)?),
         "ONBUILD" => parse_onbuild(node, &args)?,
-        _ => return Err(ParseErrorKind::UnknownInstruction(node.value.clone())),
+        _ => {
+            return Err(ParseErrorKind::UnknownInstruction(with_suggestion(
+                &node.value,
+                &KEYWORDS,
+            )))
+        }
     })
+}
+
+const KEYWORDS: [&str; 18] = [
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// `word`, followed by ` (did you mean x?)` when a known name is a close
+/// misspelling (case-insensitive edit distance at most a third of the
+/// length, at least 1).
+fn with_suggestion(word: &str, known: &[&str]) -> String {
+    // Long words are never typos of a keyword, and would make the distance
+    // table large.
+    if word.chars().count() > 64 {
+        return word.to_string();
+    }
+    let lower = word.to_lowercase();
+    let limit = (lower.chars().count() / 3).max(1);
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_lowercase()), *k))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d);
+    match best {
+        Some((_, k)) if !lower.is_empty() => {
+            let k = if word.chars().any(char::is_lowercase) {
+                k.to_lowercase()
+            } else {
+                k.to_string()
+            };
+            format!("{word} (did you mean {k}?)")
+        }
+        _ => word.to_string(),
+    }
+}
+
+/// Edit distance counting an adjacent transposition as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// `^[a-z][a-z0-9-_.]*$`
@@ -878,6 +1026,31 @@ mod tests {
     }
 
     #[test]
+    fn global_args_expand_from() {
+        let s = stages(
+            "ARG REG=docker.io\nARG IMAGE=${REG}/library/alpine\nARG TAG\nFROM --platform=$TARGETPLATFORM $IMAGE:${TAG:-3.20}\n",
+        )
+        .unwrap();
+        let predefined = HashMap::from([("TARGETPLATFORM".to_string(), "linux/arm64".to_string())]);
+        let global = s.global_arg_values(&HashMap::new(), &predefined).unwrap();
+        assert!(!global.contains_key("TAG"));
+        let (base, platform) = s.expand_base(&s.stages[0], &global).unwrap();
+        assert_eq!(base, "docker.io/library/alpine:3.20");
+        assert_eq!(platform.as_deref(), Some("linux/arm64"));
+
+        let build_args = HashMap::from([("REG".to_string(), "example.org".to_string())]);
+        let global = s.global_arg_values(&build_args, &HashMap::new()).unwrap();
+        assert_eq!(
+            s.expand_base(&s.stages[0], &global).unwrap().0,
+            "example.org/library/alpine:3.20"
+        );
+
+        let s = stages("ARG B\nFROM $B\n").unwrap();
+        let err = s.expand_base(&s.stages[0], &HashMap::new()).unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+
+    #[test]
     fn validation_errors_carry_lines() {
         let err = stages("FROM a\n\nWORKDIR\n").unwrap_err();
         assert_eq!(
@@ -892,6 +1065,16 @@ mod tests {
         assert!(matches!(err.kind, ParseErrorKind::InvalidStageName(_)));
         let err = stages("FROM a\nFOO bar\n").unwrap_err();
         assert_eq!(err.to_string(), "Dockerfile:2: unknown instruction: FOO");
+        let err = stages("FROM a\nWORKDIRR /x\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Dockerfile:2: unknown instruction: WORKDIRR (did you mean WORKDIR?)"
+        );
+        let err = stages("FROM a\nCOPY --chwon=1 a b\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Dockerfile:2: unknown flag: chwon (did you mean chown?)"
+        );
         let err = stages("FROM a\nCOPY onlyone\n").unwrap_err();
         assert!(err
             .to_string()
