@@ -31,6 +31,21 @@ impl ShellOrExec {
     }
 }
 
+/// What a RUN executes once its heredocs are taken into account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunCommand {
+    Exec(Vec<String>),
+    /// A shell command line; heredoc bodies are appended after it as shell
+    /// heredocs, so the shell sees `cmd <<EOF\nbody\nEOF`.
+    Shell(String),
+    /// The command was a single heredoc (`RUN <<EOF`): its body is a script
+    /// file, run directly when it starts with `#!`, else by the shell.
+    Script {
+        name: String,
+        content: String,
+    },
+}
+
 /// Inline file content of COPY/ADD given as a heredoc source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InlineSource {
@@ -117,6 +132,31 @@ pub enum Instruction {
 }
 
 impl Instruction {
+    /// For RUN: the command as BuildKit executes it (see [`RunCommand`]).
+    pub fn run_command(&self) -> Option<RunCommand> {
+        let Instruction::Run { cmd, heredocs, .. } = self else {
+            return None;
+        };
+        Some(match cmd {
+            ShellOrExec::Exec(args) => RunCommand::Exec(args.clone()),
+            ShellOrExec::Shell(line) => match heredocs.as_slice() {
+                [only] if parse_heredoc(line).ok().flatten().is_some() => RunCommand::Script {
+                    name: only.name.clone(),
+                    content: only.chomped_content(),
+                },
+                docs => {
+                    let mut script = line.clone();
+                    for doc in docs {
+                        script.push('\n');
+                        script.push_str(&doc.content);
+                        script.push_str(&doc.name);
+                    }
+                    RunCommand::Shell(script)
+                }
+            },
+        })
+    }
+
     /// The upper-case instruction keyword.
     pub fn keyword(&self) -> &'static str {
         match self {
@@ -1108,6 +1148,30 @@ mod tests {
         assert!(
             matches!(only("CMD echo hi"), Instruction::Cmd(ShellOrExec::Shell(s)) if s == "echo hi")
         );
+    }
+
+    #[test]
+    fn run_heredoc_forms() {
+        let script = only("RUN <<-EOF\n\t#!/usr/bin/env python3\n\tprint(1)\nEOF\n");
+        assert_eq!(
+            script.run_command(),
+            Some(RunCommand::Script {
+                name: "EOF".into(),
+                content: "#!/usr/bin/env python3\nprint(1)\n".into()
+            })
+        );
+        let shell = only("RUN cat <<A > /a && cat <<B > /b\none\nA\ntwo\nB\n");
+        assert_eq!(
+            shell.run_command(),
+            Some(RunCommand::Shell(
+                "cat <<A > /a && cat <<B > /b\none\nA\ntwo\nB".into()
+            ))
+        );
+        assert_eq!(
+            only("RUN [\"a\"]").run_command(),
+            Some(RunCommand::Exec(vec!["a".into()]))
+        );
+        assert_eq!(only("CMD x").run_command(), None);
     }
 
     #[test]

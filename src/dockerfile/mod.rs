@@ -23,8 +23,8 @@ pub use error::{ParseError, ParseErrorKind};
 pub use expand::{expand_word, expand_words, EnvLookup, ExpandError, Lexer};
 pub use heredoc::{parse_heredoc, Heredoc};
 pub use instructions::{
-    parse_instructions, Command, CopySpec, Healthcheck, InlineSource, Instruction, ShellOrExec,
-    Stage, Stages,
+    parse_instructions, Command, CopySpec, Healthcheck, InlineSource, Instruction, RunCommand,
+    ShellOrExec, Stage, Stages,
 };
 pub use mounts::{parse_mount, Mount, MountType};
 pub use parser::{parse, Dockerfile, Node, Warning, MAX_LINE_LENGTH};
