@@ -447,7 +447,7 @@ impl State<'_, '_> {
             return Ok(String::new());
         };
         let glob = Glob::compile(&pattern, self.lexer.escape);
-        Ok(glob.replace(&value, &replacement, all))
+        glob.replace(&value, &replacement, all)
     }
 
     /// A variable name: letters, digits and `_`; or a run of digits
@@ -491,7 +491,13 @@ enum GlobToken {
 /// (a set-of-states simulation), so hostile patterns stay linear per attempt.
 struct Glob {
     tokens: Vec<GlobToken>,
+    /// Characters stepped through so far; `/` and `//` try every start
+    /// position, so their work is capped at [`MAX_PATTERN_WORK`].
+    work: std::cell::Cell<usize>,
 }
+
+/// Character-steps (times pattern length) a `${VAR/pat/repl}` may take.
+const MAX_PATTERN_WORK: usize = 20_000_000;
 
 impl Glob {
     fn compile(pattern: &str, escape: char) -> Glob {
@@ -527,12 +533,16 @@ impl Glob {
                 _ => tokens.push(GlobToken::Literal(c)),
             }
         }
-        Glob { tokens }
+        Glob {
+            tokens,
+            work: std::cell::Cell::new(0),
+        }
     }
 
     fn reversed(&self) -> Glob {
         Glob {
             tokens: self.tokens.iter().rev().cloned().collect(),
+            work: std::cell::Cell::new(0),
         }
     }
 
@@ -583,6 +593,7 @@ impl Glob {
             }
         }
         for (offset, ch) in text.char_indices() {
+            self.work.set(self.work.get() + accept + 1);
             states = self.step(&states, ch);
             if !states.iter().any(|&s| s) {
                 break;
@@ -613,11 +624,17 @@ impl Glob {
         Some(text.len() - len)
     }
 
-    fn replace(&self, text: &str, replacement: &str, all: bool) -> String {
+    fn replace(&self, text: &str, replacement: &str, all: bool) -> Result<String, String> {
         let mut out = String::new();
         let mut rest_start = 0;
         let mut pos = 0;
         while pos <= text.len() {
+            if self.work.get() > MAX_PATTERN_WORK {
+                return Err(format!(
+                    "pattern substitution on a {}-byte value is too expensive",
+                    text.len()
+                ));
+            }
             let found = self.prefix_match(&text[pos..], true);
             match found {
                 Some(len) if len > 0 || self.tokens.is_empty() => {
@@ -640,7 +657,7 @@ impl Glob {
             }
         }
         out.push_str(&text[rest_start..]);
-        out
+        Ok(out)
     }
 }
 
@@ -749,6 +766,17 @@ mod tests {
         assert_eq!(word("${V//./_}").unwrap(), "1_2_3-alpine_tar_gz");
         assert_eq!(word("${V#\\*}").unwrap(), "1.2.3-alpine.tar.gz");
         assert_eq!(word("${NOPE#x}").unwrap(), "");
+    }
+
+    #[test]
+    fn hostile_replace_is_capped() {
+        let value = "a".repeat(200_000);
+        let lookup = |n: &str| (n == "X").then(|| value.clone());
+        let err = expand_word("${X//*a*b/c}", &lookup, '\\').unwrap_err();
+        assert!(err.message.contains("too expensive"), "{}", err.message);
+        let small = "ab".repeat(100);
+        let lookup = |n: &str| (n == "X").then(|| small.clone());
+        assert_eq!(expand_word("${X//a*b/c}", &lookup, '\\').unwrap(), "c");
     }
 
     #[test]

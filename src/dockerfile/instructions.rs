@@ -94,7 +94,7 @@ pub enum Instruction {
     Run {
         cmd: ShellOrExec,
         /// Raw `--mount` values (`type=cache,target=/x`); expand, then
-        /// [`parse_mount`](super::mounts::parse_mount) each.
+        /// [`parse_mount`] each.
         mounts: Vec<String>,
         network: Option<String>,
         security: Option<String>,

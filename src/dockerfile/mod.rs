@@ -1,5 +1,5 @@
 //! Dockerfiles with BuildKit's semantics: the parser ([`parse`]), BuildKit's
-//! AST dump format ([`dump`]), shell-word expansion ([`expand`]) and typed
+//! AST dump format ([`dump()`]), shell-word expansion ([`expand`]) and typed
 //! instructions grouped into build stages ([`instructions`]), `RUN --mount`
 //! specs ([`mounts`]) and `.dockerignore` ([`dockerignore`]).
 //!
