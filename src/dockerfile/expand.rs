@@ -37,6 +37,9 @@ pub struct Lexer {
     pub raw_escapes: bool,
     /// Leave references to unset variables as written instead of expanding to "".
     pub skip_unset_env: bool,
+    /// Treat quotes as ordinary characters (for heredoc bodies, where only
+    /// variables and escapes are processed).
+    pub skip_process_quotes: bool,
 }
 
 impl Lexer {
@@ -46,6 +49,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             skip_unset_env: false,
+            skip_process_quotes: false,
         }
     }
 
@@ -190,7 +194,7 @@ impl State<'_, '_> {
                 return Ok((result, words.finish()));
             }
             match ch {
-                '\'' | '"' => {
+                '\'' | '"' if !self.lexer.skip_process_quotes => {
                     let text = if ch == '\'' {
                         self.single_quoted()?
                     } else {
@@ -777,6 +781,20 @@ mod tests {
         let small = "ab".repeat(100);
         let lookup = |n: &str| (n == "X").then(|| small.clone());
         assert_eq!(expand_word("${X//a*b/c}", &lookup, '\\').unwrap(), "c");
+    }
+
+    #[test]
+    fn heredoc_body_mode_keeps_quotes() {
+        let lexer = Lexer {
+            skip_process_quotes: true,
+            ..Lexer::new('\\')
+        };
+        assert_eq!(
+            lexer
+                .process_word("echo \"$PWD\" 'x' \\$PWD\n", &env)
+                .unwrap(),
+            "echo \"/home\" 'x' $PWD\n"
+        );
     }
 
     #[test]

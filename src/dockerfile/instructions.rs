@@ -205,6 +205,8 @@ impl Instruction {
 
     /// Returns the instruction with its expandable words processed (variables
     /// substituted, quotes and escapes removed); others are returned unchanged.
+    /// COPY/ADD heredoc bodies with unquoted terminators get variables and
+    /// escapes processed but keep their quotes.
     pub fn expand(&self, env: EnvLookup<'_>, escape: char) -> Result<Instruction, ExpandError> {
         let lexer = Lexer::new(escape);
         let word = |s: &str| lexer.process_word(s, env);
@@ -215,12 +217,33 @@ impl Instruction {
                 .map(|(k, val)| Ok((word(k)?, word(val)?)))
                 .collect::<Result<Vec<_>, ExpandError>>()
         };
+        let body_lexer = Lexer {
+            skip_process_quotes: true,
+            ..lexer
+        };
         let spec = |s: &CopySpec| -> Result<CopySpec, ExpandError> {
+            let inline = s
+                .inline
+                .iter()
+                .map(|src| {
+                    let data = if src.expand {
+                        body_lexer.process_word(&src.data, env)?
+                    } else {
+                        src.data.clone()
+                    };
+                    Ok(InlineSource {
+                        data,
+                        ..src.clone()
+                    })
+                })
+                .collect::<Result<Vec<_>, ExpandError>>()?;
             Ok(CopySpec {
                 srcs: list(&s.srcs)?,
+                inline,
                 dst: word(&s.dst)?,
                 chown: opt(&s.chown)?,
                 chmod: opt(&s.chmod)?,
+                exclude: list(&s.exclude)?,
                 ..s.clone()
             })
         };
@@ -264,7 +287,14 @@ impl Instruction {
             Instruction::Workdir(p) => Instruction::Workdir(word(p)?),
             Instruction::User(u) => Instruction::User(word(u)?),
             Instruction::StopSignal(s) => Instruction::StopSignal(word(s)?),
-            Instruction::Expose(v) => Instruction::Expose(list(v)?),
+            // EXPOSE splits after expansion: `EXPOSE $PORTS` may name several.
+            Instruction::Expose(v) => {
+                let mut ports = Vec::new();
+                for p in v {
+                    ports.extend(lexer.process_words(p, env)?);
+                }
+                Instruction::Expose(ports)
+            }
             Instruction::Volume(v) => Instruction::Volume(list(v)?),
             other => other.clone(),
         })
@@ -1226,6 +1256,28 @@ mod tests {
         let err = s.stages[0].commands[0].expand(&|_| None, '\\').unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.to_string().contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn copy_heredoc_and_expose_expansion() {
+        let lookup = |n: &str| match n {
+            "NAME" => Some("world".to_string()),
+            "PORTS" => Some("80 443/tcp".to_string()),
+            _ => None,
+        };
+        let copy = only("COPY <<EOF <<'RAW' /dst/\nhi \"$NAME\"\nEOF\nhi $NAME\nRAW\n");
+        match copy.expand(&lookup, '\\').unwrap() {
+            Instruction::Copy { spec, .. } => {
+                assert_eq!(spec.inline[0].data, "hi \"world\"\n");
+                assert_eq!(spec.inline[1].data, "hi $NAME\n");
+            }
+            other => panic!("{other:?}"),
+        }
+        let expose = only("EXPOSE $PORTS 8080");
+        assert_eq!(
+            expose.expand(&lookup, '\\').unwrap(),
+            Instruction::Expose(vec!["80".into(), "443/tcp".into(), "8080".into()])
+        );
     }
 
     #[test]
