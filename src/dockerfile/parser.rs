@@ -174,6 +174,50 @@ impl State {
     }
 }
 
+impl State {
+    /// Appends continuation lines to `line` until one does not end in the
+    /// escape character. Comment lines in between are skipped; blank ones
+    /// too, but reported (BuildKit warns about them). Returns whether a blank
+    /// line was skipped.
+    fn join_continuations(
+        &mut self,
+        line: &mut String,
+        lines: &mut Lines<'_>,
+    ) -> Result<bool, ParseError> {
+        let mut empty_continuation = false;
+        while let Some(raw) = lines.next_line()? {
+            let processed = self.process_line(raw, lines.number, false)?;
+            if is_comment(raw) {
+                continue;
+            }
+            if processed.trim_start().is_empty() {
+                empty_continuation = true;
+                continue;
+            }
+            let (part, ended) = self.trim_continuation(processed);
+            line.push_str(part);
+            if ended {
+                break;
+            }
+        }
+        Ok(empty_continuation)
+    }
+}
+
+/// Tracks the comment lines directly above an instruction; a blank comment
+/// (`#` alone) starts over.
+fn note_comment(raw: &str, comments: &mut Vec<String>) {
+    if !is_comment(raw) {
+        return;
+    }
+    let text = trim_newline(raw).trim_start()[1..].trim();
+    if text.is_empty() {
+        comments.clear();
+    } else {
+        comments.push(text.to_string());
+    }
+}
+
 /// Parses Dockerfile text. No variable expansion happens here.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -191,36 +235,14 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
 
     while let Some(raw) = lines.next_line()? {
         let start_line = lines.number;
-        if is_comment(raw) {
-            let text = trim_newline(raw).trim_start()[1..].trim();
-            if text.is_empty() {
-                comments.clear();
-            } else {
-                comments.push(text.to_string());
-            }
-        }
+        note_comment(raw, &mut comments);
         let first = state.process_line(raw, start_line, true)?;
-        let (first, mut ended) = state.trim_continuation(first);
+        let (first, ended) = state.trim_continuation(first);
         if ended && first.is_empty() {
             continue;
         }
         let mut line = first.to_string();
-        let mut empty_continuation = false;
-        while !ended {
-            let Some(raw) = lines.next_line()? else { break };
-            let processed = state.process_line(raw, lines.number, false)?;
-            if is_comment(raw) {
-                continue;
-            }
-            if processed.trim_start().is_empty() {
-                empty_continuation = true;
-                continue;
-            }
-            let (part, end) = state.trim_continuation(processed);
-            line.push_str(part);
-            ended = end;
-        }
-        if empty_continuation {
+        if !ended && state.join_continuations(&mut line, &mut lines)? {
             warnings.push(Warning {
                 line: lines.number,
                 message: format!("Empty continuation line found in: {line}"),
