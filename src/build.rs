@@ -1,1 +1,518 @@
-//! Build pipeline orchestration.
+//! The build pipeline: recipe → verified index → plan → packages → rootfs →
+//! layer → image → outputs. Each stage is a call into its own module; this
+//! one only sequences them, names the stage in progress and keeps the
+//! temporary state (rootfs, blobs) tied to cleanup.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::cleanup::TempPath;
+use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOptions};
+use crate::distro::deb::resolve::Variant as DebVariant;
+use crate::fetch::{Cache, ClientConfig, Fetcher};
+use crate::image::oci::{self, Empty, History, ImageConfig};
+use crate::image::{ImageBuilder, ImageError, ImageReference, LayerCompression, LayerOptions, Output};
+use crate::keys::{self, KeyError};
+use crate::mirror::{self, MirrorError, MirrorQuery};
+use crate::recipe::{Distro, Recipe, Variant};
+use crate::report::SharedReporter;
+use crate::rootfs::sandbox::Sandbox;
+use crate::verify::{Keyring, KeyringError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("invalid output {0:?}: expected oci:DIR, docker-archive:FILE, tar:FILE or rootfs:DIR")]
+    OutputSpec(String),
+    #[error("output {0} is given twice")]
+    DuplicateOutput(PathBuf),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("recipe {recipe}: keys: {source}")]
+    Keyring { recipe: PathBuf, source: KeyringError },
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error(transparent)]
+    Cache(#[from] crate::fetch::CacheError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{distro} recipes are not supported by this version of rootstrap yet")]
+    Unsupported { distro: &'static str },
+    #[error("cannot use cache directory {path}: {source}")]
+    CacheDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot create a temporary rootfs in {path}: {source}")]
+    WorkDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot write rootfs output {path}: {source}")]
+    RootfsOutput { path: PathBuf, source: std::io::Error },
+    #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
+    Epoch(String),
+}
+
+/// Options shared by `build` and `resolve`.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOptions {
+    /// `--mirror`.
+    pub mirror: Option<String>,
+    /// `--cache-dir`; default: the user's cache dir.
+    pub cache_dir: Option<PathBuf>,
+    /// `--arch`, overriding the recipe.
+    pub arch: Option<String>,
+    /// Only use what is in the cache.
+    pub offline: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    pub source: SourceOptions,
+    pub outputs: Vec<BuildOutput>,
+    /// `-t`; default: the recipe's image.name.
+    pub tags: Vec<String>,
+    /// Where the temporary rootfs lives; default: $TMPDIR.
+    pub work_dir: Option<PathBuf>,
+    /// The sandbox helper executable (default: this executable).
+    pub sandbox_helper: Option<PathBuf>,
+}
+
+/// Where a build writes: an image output, or the finished tree itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutput {
+    Image(Output),
+    RootfsDir(PathBuf),
+}
+
+impl BuildOutput {
+    pub fn path(&self) -> &Path {
+        match self {
+            BuildOutput::Image(o) => o.path(),
+            BuildOutput::RootfsDir(p) => p,
+        }
+    }
+}
+
+/// Parses `oci:DIR`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
+pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
+    let (kind, path) = spec.split_once(':').ok_or_else(|| BuildError::OutputSpec(spec.into()))?;
+    if path.is_empty() {
+        return Err(BuildError::OutputSpec(spec.into()));
+    }
+    let path = PathBuf::from(path);
+    Ok(match kind {
+        "oci" => BuildOutput::Image(Output::OciDir(path)),
+        "docker-archive" => BuildOutput::Image(Output::DockerArchive(path)),
+        "tar" => BuildOutput::Image(Output::RootfsTar(path)),
+        "rootfs" => BuildOutput::RootfsDir(path),
+        _ => return Err(BuildError::OutputSpec(spec.into())),
+    })
+}
+
+/// One package of a plan, as `rootstrap resolve` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedPackage {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// Download size in bytes.
+    pub size: u64,
+    /// Installed size in KiB, when the index says.
+    pub installed_size_kib: Option<u64>,
+    /// Why it is in the plan (`minbase → apt → libc6`).
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub distro: String,
+    pub suite: String,
+    pub arch: String,
+    pub variant: String,
+    pub mirror: String,
+    pub packages: Vec<PlannedPackage>,
+    pub download_bytes: u64,
+    pub installed_kib: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub plan: PlanReport,
+    pub outputs: Vec<(BuildOutput, Option<String>)>,
+    pub diff_id: String,
+    pub manifest_digest: Option<String>,
+}
+
+/// Everything resolved from the recipe + command line before any network I/O.
+struct Prepared {
+    src: DebSource,
+    keyring: Keyring,
+    fetcher: Fetcher,
+    _cache_lock: crate::fetch::CacheLock,
+}
+
+fn deb_variant(v: Variant) -> DebVariant {
+    match v {
+        Variant::Essential => DebVariant::Essential,
+        Variant::Minbase => DebVariant::Minbase,
+        Variant::Buildd => DebVariant::Buildd,
+        Variant::Important => DebVariant::Important,
+    }
+}
+
+/// The Debian architecture of this machine (what can run scripts natively).
+pub fn host_deb_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" => "ppc64el",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+/// OCI architecture and variant for a Debian architecture name.
+fn oci_platform(deb_arch: &str) -> (String, Option<String>) {
+    match deb_arch {
+        "amd64" => ("amd64".into(), None),
+        "arm64" => ("arm64".into(), Some("v8".into())),
+        "armhf" => ("arm".into(), Some("v7".into())),
+        "armel" => ("arm".into(), Some("v5".into())),
+        "i386" => ("386".into(), None),
+        "ppc64el" => ("ppc64le".into(), None),
+        other => (other.into(), None),
+    }
+}
+
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(|| std::env::temp_dir().join("rootstrap-cache"))
+        .join("rootstrap")
+}
+
+fn prepare(recipe: &Recipe, opts: &SourceOptions, reporter: &SharedReporter) -> Result<Prepared, BuildError> {
+    if !recipe.source.distro.is_deb() {
+        return Err(BuildError::Unsupported {
+            distro: recipe.source.distro.name(),
+        });
+    }
+    let suite = recipe.release_name().to_owned();
+    let env_mirror = std::env::var(mirror::MIRROR_ENV).ok();
+    let query = MirrorQuery {
+        cli: opts.mirror.as_deref(),
+        env: env_mirror.as_deref(),
+        recipe: recipe.source.mirror.as_deref(),
+        distro: recipe.source.distro.name(),
+        suite: &suite,
+        use_host_sources: true,
+    };
+
+    let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::CacheDir {
+        path: cache_dir.clone(),
+        source,
+    })?;
+    let cache = Cache::open(&cache_dir)?;
+    let cache_lock = cache.lock(reporter.as_ref())?;
+    let fetcher = Fetcher::new(ClientConfig::default().with_env_proxies(), cache, reporter.clone(), opts.offline)?;
+
+    let host_sources = mirror::host_apt_sources(Path::new("/etc/apt"));
+    let probe = |uri: &str| {
+        // A HEAD-sized probe: the InRelease is fetched again for real below.
+        fetcher
+            .fetch_bytes(&format!("{uri}/dists/{suite}/InRelease"), 16 << 20)
+            .is_ok()
+    };
+    let (mirror, origin) = mirror::choose(&query, &host_sources, &probe)?;
+    reporter.info(&format!("mirror {mirror} (from {origin})"));
+
+    let key_files = keys::load_keys(recipe.dir(), &recipe.path, &recipe.source.keys)?;
+    let mut key_bytes = Vec::new();
+    for k in &key_files {
+        key_bytes.extend_from_slice(&k.bytes);
+    }
+    let keyring = Keyring::from_bytes(&key_bytes).map_err(|source| BuildError::Keyring {
+        recipe: recipe.path.clone(),
+        source,
+    })?;
+
+    let src = DebSource {
+        mirror,
+        suite,
+        components: recipe.source.components.clone(),
+        arch: opts.arch.clone().unwrap_or_else(|| recipe.source.arch.clone()),
+        variant: deb_variant(recipe.source.variant),
+        include: recipe
+            .package_requests()
+            .into_iter()
+            .map(|r| (r.name, r.version))
+            .collect(),
+    };
+    Ok(Prepared {
+        src,
+        keyring,
+        fetcher,
+        _cache_lock: cache_lock,
+    })
+}
+
+fn plan_report(recipe: &Recipe, src: &DebSource, plan: &crate::distro::deb::resolve::Plan<'_>) -> PlanReport {
+    let packages: Vec<PlannedPackage> = plan
+        .packages
+        .iter()
+        .map(|p| PlannedPackage {
+            name: p.name.clone(),
+            version: p.version.to_string(),
+            arch: p.arch.clone(),
+            size: p.size,
+            installed_size_kib: p.installed_size,
+            why: plan.why.get(&p.name).cloned().unwrap_or_default(),
+        })
+        .collect();
+    PlanReport {
+        distro: recipe.source.distro.name().into(),
+        suite: src.suite.clone(),
+        arch: src.arch.clone(),
+        variant: src.variant.to_string(),
+        mirror: src.mirror.clone(),
+        download_bytes: packages.iter().map(|p| p.size).sum(),
+        installed_kib: packages.iter().filter_map(|p| p.installed_size_kib).sum(),
+        packages,
+    }
+}
+
+/// `rootstrap resolve`: the plan, without installing anything.
+pub fn resolve(recipe: &Recipe, opts: &SourceOptions, reporter: SharedReporter) -> Result<PlanReport, BuildError> {
+    let prepared = prepare(recipe, opts, &reporter)?;
+    reporter.stage("fetch and verify the index");
+    let index = bootstrap::load_index(&prepared.fetcher, &prepared.keyring, &prepared.src, SystemTime::now(), reporter.as_ref())?;
+    reporter.stage("resolve");
+    let plan = bootstrap::plan(&index, &prepared.src)?;
+    Ok(plan_report(recipe, &prepared.src, &plan))
+}
+
+/// The reproducible timestamp: SOURCE_DATE_EPOCH when set, else the signed
+/// Release's Date — never the wall clock.
+fn epoch_for(release_date: Option<i64>) -> Result<i64, BuildError> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<i64>().ok().filter(|e| *e >= 0).ok_or(BuildError::Epoch(v)),
+        Err(_) => Ok(release_date.unwrap_or(0)),
+    }
+}
+
+/// `rootstrap build`.
+pub fn build(recipe: &Recipe, opts: &BuildOptions, reporter: SharedReporter) -> Result<BuildReport, BuildError> {
+    for (i, out) in opts.outputs.iter().enumerate() {
+        if opts.outputs[..i].iter().any(|o| o.path() == out.path()) {
+            return Err(BuildError::DuplicateOutput(out.path().to_owned()));
+        }
+    }
+    let tags = reference_for(recipe, opts)?;
+    let prepared = prepare(recipe, &opts.source, &reporter)?;
+    let src = &prepared.src;
+
+    reporter.stage("fetch and verify the index");
+    let index = bootstrap::load_index(&prepared.fetcher, &prepared.keyring, src, SystemTime::now(), reporter.as_ref())?;
+    reporter.stage("resolve");
+    let plan = bootstrap::plan(&index, src)?;
+    let report = plan_report(recipe, src, &plan);
+    reporter.info(&format!(
+        "{} packages, {:.1} MB to download, {:.1} MB installed",
+        report.packages.len(),
+        report.download_bytes as f64 / 1e6,
+        report.installed_kib as f64 * 1024.0 / 1e6
+    ));
+    let epoch = epoch_for(index.release.date)?;
+
+    reporter.stage("fetch and verify packages");
+    let debs = bootstrap::fetch_packages(&prepared.fetcher, &src.mirror, &plan)?;
+
+    reporter.stage("unpack");
+    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let rootfs = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
+    std::fs::create_dir(rootfs.path()).map_err(|source| BuildError::WorkDir {
+        path: work.clone(),
+        source,
+    })?;
+    set_mode(rootfs.path(), 0o755);
+    let sandbox = match &opts.sandbox_helper {
+        Some(p) => Sandbox::with_helper(p),
+        None => Sandbox::new(),
+    };
+    let run_scripts = src.arch == host_deb_arch();
+    let apt_source = (src.mirror.starts_with("http://") || src.mirror.starts_with("https://"))
+        .then(|| format!("deb {} {} {}", src.mirror, src.suite, src.components.join(" ")));
+    bootstrap::install(
+        rootfs.path(),
+        &plan,
+        &debs,
+        &InstallOptions {
+            run_scripts,
+            sandbox: &sandbox,
+            epoch,
+            apt_source,
+        },
+        reporter.as_ref(),
+    )?;
+
+    reporter.stage("pack the layer");
+    let (arch, variant) = oci_platform(&src.arch);
+    let mut config = ImageConfig::new(&arch, "linux");
+    config.variant = variant;
+    config.created = Some(oci::format_timestamp(epoch));
+    apply_image_spec(&mut config, recipe);
+    let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
+    let layer_opts = LayerOptions {
+        source_date_epoch: Some(epoch),
+        exclude: ["proc", "sys", "dev", "tmp", "run"].iter().map(PathBuf::from).collect(),
+    };
+    let history = History {
+        created: Some(oci::format_timestamp(epoch)),
+        created_by: Some(format!(
+            "rootstrap {}: {} {} {} {} ({} packages)",
+            env!("CARGO_PKG_VERSION"),
+            report.distro,
+            report.suite,
+            report.arch,
+            report.variant,
+            report.packages.len()
+        )),
+        ..History::default()
+    };
+    let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
+    let diff_id = layer.diff_id.hex();
+
+    reporter.stage("write outputs");
+    let mut written = Vec::new();
+    let mut manifest_digest = None;
+    for out in &opts.outputs {
+        let result = match out {
+            BuildOutput::RootfsDir(dir) => {
+                copy_rootfs(rootfs.path(), dir)?;
+                None
+            }
+            BuildOutput::Image(image_out) => {
+                let w = builder.write(image_out, tags.as_ref())?;
+                let digest = format!("sha256:{}", w.manifest_digest.hex());
+                manifest_digest.get_or_insert(digest.clone());
+                Some(digest)
+            }
+        };
+        reporter.info(&format!("wrote {}", out.path().display()));
+        written.push((out.clone(), result));
+    }
+    Ok(BuildReport {
+        plan: report,
+        outputs: written,
+        diff_id,
+        manifest_digest,
+    })
+}
+
+fn reference_for(recipe: &Recipe, opts: &BuildOptions) -> Result<Option<ImageReference>, BuildError> {
+    let name = opts.tags.first().cloned().or_else(|| recipe.image.name.clone());
+    Ok(match name {
+        Some(n) => Some(ImageReference::parse(&n)?),
+        None => None,
+    })
+}
+
+fn apply_image_spec(config: &mut ImageConfig, recipe: &Recipe) {
+    let spec = &recipe.image;
+    let c = &mut config.config;
+    c.env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    c.cmd = spec.cmd.clone();
+    c.entrypoint = spec.entrypoint.clone();
+    c.working_dir = spec.workdir.clone();
+    c.user = spec.user.clone();
+    c.labels = spec.labels.clone();
+    c.stop_signal = spec.stop_signal.clone();
+    for p in &spec.exposed_ports {
+        let key = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+        c.exposed_ports.insert(key, Empty {});
+    }
+    for v in &spec.volumes {
+        c.volumes.insert(v.clone(), Empty {});
+    }
+    if recipe.source.distro == Distro::Debian || recipe.source.distro == Distro::Ubuntu {
+        c.labels
+            .entry("org.opencontainers.image.base.name".into())
+            .or_insert_with(|| "scratch".into());
+    }
+}
+
+fn unique_dir(parent: &Path, prefix: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    parent.join(format!(".{prefix}-{}-{nanos:08x}", std::process::id()))
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+/// `rootfs:DIR`: a copy of the finished tree, made beside the target and
+/// renamed into place so a failure leaves nothing at DIR.
+fn copy_rootfs(from: &Path, to: &Path) -> Result<(), BuildError> {
+    let err = |source| BuildError::RootfsOutput {
+        path: to.to_owned(),
+        source,
+    };
+    if to.exists() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "refusing to replace an existing directory",
+        )));
+    }
+    let parent = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = TempPath::new(unique_dir(parent, "rootstrap-out"));
+    // cp -a keeps hard links, devices, xattrs and ownership, and never
+    // follows symlinks inside the tree; it is the host's own tool, not
+    // something from the rootfs.
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--")
+        .arg(from)
+        .arg(tmp.path())
+        .status()
+        .map_err(err)?;
+    if !status.success() {
+        return Err(err(std::io::Error::other(format!("cp -a failed: {status}"))));
+    }
+    std::fs::rename(tmp.path(), to).map_err(err)?;
+    tmp.persist();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_specs() {
+        let image = |o| BuildOutput::Image(o);
+        assert_eq!(parse_output("oci:out").unwrap(), image(Output::OciDir("out".into())));
+        assert_eq!(
+            parse_output("docker-archive:/tmp/x.tar").unwrap(),
+            image(Output::DockerArchive("/tmp/x.tar".into()))
+        );
+        assert_eq!(parse_output("tar:r.tar.gz").unwrap(), image(Output::RootfsTar("r.tar.gz".into())));
+        assert_eq!(parse_output("rootfs:dir").unwrap(), BuildOutput::RootfsDir("dir".into()));
+        for bad in ["oci", "oci:", "zip:x", ":x"] {
+            assert!(parse_output(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn platforms() {
+        assert_eq!(oci_platform("amd64"), ("amd64".into(), None));
+        assert_eq!(oci_platform("armhf"), ("arm".into(), Some("v7".into())));
+    }
+}
