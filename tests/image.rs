@@ -817,7 +817,73 @@ fn hostile_manifest_paths_are_refused() {
         r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../../etc/passwd","size":1}]}"#,
     )
     .unwrap();
-    assert!(OpenedImage::open(&ImageSource::OciDir(dir), None).is_err());
+    assert!(OpenedImage::open(&ImageSource::OciDir(dir.clone()), None).is_err());
+
+    // A blob that is a symlink to a host file is not followed.
+    let target = work.path().join("host-secret");
+    fs::write(&target, b"{}").unwrap();
+    let hex = Sha256Digest::of(b"{}").hex();
+    symlink(&target, dir.join("blobs/sha256").join(&hex)).unwrap();
+    fs::write(
+        dir.join("index.json"),
+        format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{hex}","size":2}}]}}"#),
+    )
+    .unwrap();
+    let err = OpenedImage::open(&ImageSource::OciDir(dir), None)
+        .err()
+        .expect("symlinked blob refused");
+    assert!(matches!(err, ImageError::Io { .. }), "{err}");
+}
+
+/// An empty regular-file header with an arbitrary (hostile) name.
+fn raw_file_header(name: &str) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(b"00000000000");
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+#[test]
+fn hostile_whiteouts_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    for name in [
+        "etc/.wh.",
+        "etc/.wh..",
+        "etc/.wh...",
+        "../.wh.x",
+        "etc/./.wh.passwd",
+    ] {
+        let mut b = build_image(&tree, work.path());
+        b.add_layer_with(history(name), |w| {
+            w.write_all(&raw_file_header(name)).unwrap();
+            w.write_all(&[0u8; 1024]).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        let dir = work.path().join("hostile");
+        b.write(&Output::OciDir(dir.clone()), None).unwrap();
+        let image = open(ImageSource::OciDir(dir));
+        let mut sink = MemorySink::default();
+        let err = unpack_layers(&image, &mut sink).err();
+        assert!(
+            matches!(err, Some(ImageError::TarEntry { .. })),
+            "{name}: {err:?}"
+        );
+        // Nothing of the base layer was deleted by the hostile entry.
+        assert!(sink.entries.contains_key(Path::new("etc/passwd")), "{name}");
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::archive::DockerManifestEntry;
@@ -131,8 +132,12 @@ impl Store {
             Store::Dir(root) => {
                 let rel = safe_relative(member).ok_or_else(|| bad("path escapes the layout"))?;
                 let p = root.join(rel);
-                let f =
-                    File::open(&p).map_err(ImageError::io(format!("opening {}", p.display())))?;
+                // A blob that is a symlink could point anywhere on the host.
+                let f = File::options()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&p)
+                    .map_err(ImageError::io(format!("opening {}", p.display())))?;
                 Ok(Box::new(f))
             }
             Store::Archive { path, members } => {
@@ -621,8 +626,13 @@ pub trait UnpackSink {
 }
 
 fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
-    let ok = !path.as_os_str().is_empty()
-        && path.components().all(|c| matches!(c, Component::Normal(_)));
+    // Checked on the raw bytes: `Path::components` silently drops `.`.
+    let raw = path.as_os_str().as_encoded_bytes();
+    let ok = !raw.is_empty()
+        && !raw.starts_with(b"/")
+        && raw
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..");
     if ok {
         Ok(())
     } else {
@@ -663,6 +673,17 @@ fn apply_entry<R: Read, S: UnpackSink>(
     sink: &mut S,
     written: &mut HashSet<PathBuf>,
 ) -> Result<(), ImageError> {
+    if header.path == Path::new(".") {
+        // `tar -C rootfs .` layers carry the root itself; only a directory
+        // is acceptable there (a symlink would replace the root, HOSTILE 9).
+        if header.kind == EntryKind::Dir {
+            return Ok(());
+        }
+        return Err(ImageError::TarEntry {
+            path: ".".into(),
+            reason: "the root of a layer must be a directory".into(),
+        });
+    }
     check_entry_path(&header.path, "entry path")?;
     if let EntryKind::HardLink(target) = &header.kind {
         check_entry_path(target, "hard link target")?;
@@ -687,6 +708,13 @@ fn apply_entry<R: Read, S: UnpackSink>(
             .map_err(sink_err(&header.path));
     }
     if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+        if hidden.is_empty() {
+            // `.wh.` alone would name the parent directory itself.
+            return Err(ImageError::TarEntry {
+                path: header.path.display().to_string(),
+                reason: "whiteout without a target name".into(),
+            });
+        }
         let target = parent.join(hidden);
         check_entry_path(&target, "whiteout target")?;
         return sink.remove(&target).map_err(sink_err(&header.path));
