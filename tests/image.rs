@@ -933,3 +933,151 @@ fn docker_load_accepts_the_archive() {
         String::from_utf8_lossy(&inspect.stderr)
     );
 }
+
+fn file_entry(
+    tar: &mut rootstrap::image::TarWriter<&mut dyn Write>,
+    path: &str,
+    data: &[u8],
+) -> Result<(), ImageError> {
+    let mut h = TarHeader::new(path, EntryKind::File);
+    h.size = data.len() as u64;
+    tar.append(&h, &mut &data[..])
+}
+
+/// Contents as unpacking would see them, with hard links resolved to data.
+fn resolved(sink: &MemorySink) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    sink.entries
+        .iter()
+        .map(|(p, (h, d))| {
+            let data = match &h.kind {
+                EntryKind::File | EntryKind::HardLink(_) => Some(d.clone()),
+                _ => None,
+            };
+            (p.clone(), data)
+        })
+        .collect()
+}
+
+#[test]
+fn squash_matches_layer_by_layer_unpack() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    let mut builder = build_image(&tree, work.path());
+    builder
+        .add_layer_with(history("RUN diff"), diff_layer)
+        .unwrap();
+    builder
+        .add_layer_with(history("RUN replace hard-linked file"), |w| {
+            let mut tar = rootstrap::image::TarWriter::new(w);
+            // The base's usr/bin/sh is a hard link to busybox; replace busybox.
+            file_entry(&mut tar, "usr/bin/busybox", b"new busybox")?;
+            tar.finish()?;
+            Ok(())
+        })
+        .unwrap();
+    let layered = work.path().join("layered");
+    builder
+        .write(&Output::OciDir(layered.clone()), None)
+        .unwrap();
+    let mut expected = MemorySink::default();
+    unpack_layers(&open(ImageSource::OciDir(layered)), &mut expected).unwrap();
+    // Unpacking layer by layer, sh keeps the old busybox content.
+    assert_eq!(
+        resolved(&expected)
+            .iter()
+            .find(|(p, _)| p == Path::new("usr/bin/sh"))
+            .unwrap()
+            .1
+            .as_ref()
+            .unwrap()
+            .len(),
+        70_000
+    );
+
+    // Rootfs tar output of a multi-layer image is the squashed tree.
+    let out = work.path().join("squashed.tar");
+    builder
+        .write(&Output::RootfsTar(out.clone()), None)
+        .unwrap();
+    let es = entries(&fs::read(&out).unwrap());
+    let mut from_tar = MemorySink::default();
+    for (h, d) in &es {
+        rootstrap::image::UnpackSink::entry(&mut from_tar, h, &mut d.as_slice()).unwrap();
+    }
+    // The hard link whose target was replaced became a copy of the old data.
+    assert_eq!(find(&es, "usr/bin/sh").unwrap().0.kind, EntryKind::File);
+    assert_eq!(resolved(&from_tar), resolved(&expected));
+    let paths: Vec<&Path> = es.iter().map(|(h, _)| h.path.as_path()).collect();
+    for (i, p) in paths.iter().enumerate() {
+        if let Some(parent) = p.parent().filter(|q| !q.as_os_str().is_empty()) {
+            assert!(
+                paths[..i].contains(&parent),
+                "{} before its parent",
+                p.display()
+            );
+        }
+    }
+
+    // --squash: one layer, history kept, same tree.
+    builder.squash().unwrap();
+    assert_eq!(builder.layers().len(), 1);
+    let squashed = work.path().join("squashed-oci");
+    builder
+        .write(&Output::OciDir(squashed.clone()), None)
+        .unwrap();
+    let image = open(ImageSource::OciDir(squashed));
+    fsck(&image).unwrap();
+    assert_eq!(image.config.history.len(), 3);
+    assert_eq!(
+        image
+            .config
+            .history
+            .iter()
+            .filter(|h| !h.empty_layer)
+            .count(),
+        1
+    );
+    let mut got = MemorySink::default();
+    unpack_layers(&image, &mut got).unwrap();
+    assert_eq!(resolved(&got), resolved(&expected));
+}
+
+#[test]
+fn from_image_builds_on_a_base() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    let base = build_image(&tree, work.path());
+    let archive = work.path().join("base.tar");
+    base.write(
+        &Output::DockerArchive(archive.clone()),
+        Some(&ImageReference::parse("base:1").unwrap()),
+    )
+    .unwrap();
+    let opened = open(ImageSource::DockerArchive(archive));
+    let mut child = ImageBuilder::from_image(work.path(), &opened, LayerCompression::Zstd).unwrap();
+    assert_eq!(child.layers()[0].descriptor, base.layers()[0].descriptor);
+    child
+        .add_layer_with(history("COPY motd /etc/motd"), |w| {
+            let mut tar = rootstrap::image::TarWriter::new(w);
+            file_entry(&mut tar, "etc/motd", b"hi")?;
+            tar.finish()?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        child.layers()[1].descriptor.media_type,
+        oci::MEDIA_TYPE_LAYER_ZSTD
+    );
+    let dir = work.path().join("child");
+    child.write(&Output::OciDir(dir.clone()), None).unwrap();
+    let image = open(ImageSource::OciDir(dir));
+    fsck(&image).unwrap();
+    assert_eq!(image.config.history.len(), 2);
+    assert_eq!(image.config.config.cmd, Some(vec!["/bin/sh".to_string()]));
+    let mut sink = MemorySink::default();
+    unpack_layers(&image, &mut sink).unwrap();
+    assert_eq!(sink.entries[Path::new("etc/motd")].1, b"hi");
+    assert!(sink.entries.contains_key(Path::new("etc/passwd")));
+}

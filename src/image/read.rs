@@ -752,6 +752,7 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// A map-backed sink for tests and for tools that only look at contents.
+/// Hard-link entries keep their header and carry a copy of the target's data.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MemorySink {
     pub entries: BTreeMap<PathBuf, (TarHeader, Vec<u8>)>,
@@ -763,6 +764,17 @@ impl UnpackSink for MemorySink {
     fn entry(&mut self, header: &TarHeader, data: &mut dyn Read) -> Result<(), io::Error> {
         let mut buf = Vec::new();
         data.read_to_end(&mut buf)?;
+        if let EntryKind::HardLink(target) = &header.kind {
+            // A hard link shares the target's inode as it is now; replacing
+            // the target later must not change it, so snapshot the data.
+            let (_, target_data) = self.entries.get(target).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("hard link target {} missing", target.display()),
+                )
+            })?;
+            buf = target_data.clone();
+        }
         if header.kind != EntryKind::Dir {
             // A non-directory replaces whatever subtree was there.
             self.remove(&header.path)?;
