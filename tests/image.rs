@@ -608,6 +608,7 @@ fn fsck_detects_one_corrupt_byte() {
     let image = open(ImageSource::OciDir(dir));
     let err = fsck(&image).unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    assert!(unpack_layers(&image, &mut MemorySink::default()).is_err());
 
     let archive = work.path().join("img.tar");
     builder

@@ -71,6 +71,7 @@ pub(crate) struct MetadataBlobs {
     pub config_desc: Descriptor,
     pub manifest: Vec<u8>,
     pub manifest_desc: Descriptor,
+    pub platform: oci::Platform,
 }
 
 /// Collects layers (as compressed blobs in a temporary directory) and the
@@ -145,7 +146,7 @@ impl ImageBuilder {
     }
 
     /// Add a layer whose uncompressed tar is produced by `produce` (for
-    /// example a [`TarWriter`] emitting a diff with whiteouts). The stream is
+    /// example a [`TarWriter`](super::TarWriter) emitting a diff with whiteouts). The stream is
     /// compressed, hashed and counted as it is written.
     pub fn add_layer_with<F>(
         &mut self,
@@ -309,7 +310,13 @@ impl ImageBuilder {
     }
 
     pub(crate) fn metadata_blobs(&self) -> Result<MetadataBlobs, ImageError> {
-        let config = canonical_json(&self.final_config())?;
+        let final_config = self.final_config();
+        let platform = oci::Platform {
+            architecture: final_config.architecture.clone(),
+            os: final_config.os.clone(),
+            variant: final_config.variant.clone(),
+        };
+        let config = canonical_json(&final_config)?;
         let config_desc = Descriptor::new(
             oci::MEDIA_TYPE_CONFIG,
             Sha256Digest::of(&config),
@@ -333,6 +340,7 @@ impl ImageBuilder {
             config_desc,
             manifest,
             manifest_desc,
+            platform,
         })
     }
 
@@ -486,6 +494,7 @@ pub(crate) fn index_json(
     containerd_name: bool,
 ) -> Result<Vec<u8>, ImageError> {
     let mut desc = meta.manifest_desc.clone();
+    desc.platform = Some(meta.platform.clone());
     if let Some(r) = reference {
         desc.annotations
             .insert(oci::ANNOTATION_REF_NAME.into(), r.tag.clone());

@@ -5,11 +5,13 @@
 //! them, and [`unpack_layers`] applies layers through a caller-supplied
 //! [`UnpackSink`] so this module never writes into a root filesystem itself.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::archive::DockerManifestEntry;
 use super::compress::auto_decoder;
@@ -644,25 +646,45 @@ fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
 }
 
 /// Apply every layer in order, honouring `.wh.NAME` and `.wh..wh..opq`, and
-/// verify each layer's diff_id as it streams by.
+/// verify each layer's blob digest and diff_id as it streams by. A corrupt
+/// layer is only detected at its end, after its entries reached the sink:
+/// unpack into a fresh directory and discard it on error.
 pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result<(), ImageError> {
-    for (i, layer) in image.layers.iter().enumerate() {
-        let hashing = HashingReader::new(image.open_layer(i)?);
-        let mut tar = TarReader::new(hashing);
+    for layer in &image.layers {
+        let raw_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
+        let raw = HashingReader {
+            inner: image.open_member(&layer.member)?,
+            hasher: Rc::clone(&raw_hash),
+        };
+        let decoded = auto_decoder(BufReader::with_capacity(256 * 1024, raw))
+            .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
+        let diff_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
+        let mut tar = TarReader::new(HashingReader {
+            inner: decoded,
+            hasher: Rc::clone(&diff_hash),
+        });
         let mut written: HashSet<PathBuf> = HashSet::new();
         while let Some(header) = tar.next_entry()? {
             apply_entry(&mut tar, &header, sink, &mut written)?;
         }
-        let mut hashing = tar.into_inner();
-        io::copy(&mut hashing, &mut io::sink())
+        // Drain padding and compression trailers so both digests cover everything.
+        io::copy(&mut tar.into_inner(), &mut io::sink())
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
-        let diff = hashing.digest();
-        if diff != layer.diff_id {
-            return Err(ImageError::DigestMismatch {
-                digest: layer.diff_id.to_string(),
-                actual: diff.to_string(),
-            });
+        let check = |expected: Sha256Digest, hash: &Rc<RefCell<HashingWriter<io::Sink>>>| {
+            let actual = hash.replace(HashingWriter::new(io::sink())).finish().1;
+            if actual == expected {
+                Ok(())
+            } else {
+                Err(ImageError::DigestMismatch {
+                    digest: expected.to_string(),
+                    actual: actual.to_string(),
+                })
+            }
+        };
+        if let Some(digest) = layer.digest {
+            check(digest, &raw_hash)?;
         }
+        check(layer.diff_id, &diff_hash)?;
     }
     Ok(())
 }
@@ -725,28 +747,17 @@ fn apply_entry<R: Read, S: UnpackSink>(
     Ok(())
 }
 
+/// Hashes what is read through it into a shared hasher, so the digest can
+/// be taken after the reader has been moved into a decoder.
 struct HashingReader<R> {
     inner: R,
-    hasher: HashingWriter<io::Sink>,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: HashingWriter::new(io::sink()),
-        }
-    }
-
-    fn digest(self) -> Sha256Digest {
-        self.hasher.finish().1
-    }
+    hasher: Rc<RefCell<HashingWriter<io::Sink>>>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        io::Write::write_all(&mut self.hasher, &buf[..n])?;
+        io::Write::write_all(&mut *self.hasher.borrow_mut(), &buf[..n])?;
         Ok(n)
     }
 }
