@@ -1082,3 +1082,44 @@ fn from_image_builds_on_a_base() {
     assert_eq!(sink.entries[Path::new("etc/motd")].1, b"hi");
     assert!(sink.entries.contains_key(Path::new("etc/passwd")));
 }
+
+/// Oracle: entry order and names match GNU `tar --sort=name` on the same tree.
+#[test]
+fn order_matches_gnu_tar_sort_name() {
+    let supports_sort = Command::new("tar")
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--sort"))
+        .unwrap_or(false);
+    if !supports_sort {
+        eprintln!("SKIP: GNU tar with --sort not found");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    for name in ["a-b", "a.b", "a", "A", "a/b", "a/-", "a0", "\u{e9}t\u{e9}"] {
+        fs::create_dir_all(tree.join(name)).unwrap();
+    }
+    let ours = work.path().join("ours.tar");
+    fs::write(&ours, layer_bytes(&tree, &LayerOptions::default())).unwrap();
+    let gnu = work.path().join("gnu.tar");
+    let st = Command::new("tar")
+        .args(["--sort=name", "--format=posix", "-C"])
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&gnu)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let list = |p: &Path| -> Vec<String> {
+        let out = Command::new("tar").arg("-tf").arg(p).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches("./").to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    assert_eq!(list(&ours), list(&gnu));
+}
