@@ -1211,3 +1211,62 @@ fn docker_run_sees_the_expected_tree() {
         "{out}"
     );
 }
+
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// HOSTILE 33: ENOSPC while writing the output is an error and leaves
+/// nothing behind on the full filesystem.
+#[test]
+fn enospc_on_output_fails_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let small = work.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = is_root()
+        && rustix::mount::mount(
+            "tmpfs",
+            &small,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            Some(c"size=256k"),
+        )
+        .is_ok();
+    if !mounted {
+        eprintln!("SKIP: needs root and tmpfs mounts for the ENOSPC test");
+        return;
+    }
+    let _guard = Unmount(small.clone());
+    let tree = work.path().join("rootfs");
+    fs::create_dir(&tree).unwrap();
+    // Incompressible content well over the 256 KiB filesystem.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..1_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    write(&tree.join("noise"), &noise, 0o644);
+    let builder = build_image(&tree, work.path());
+    for output in [
+        Output::OciDir(small.join("oci")),
+        Output::DockerArchive(small.join("img.tar")),
+        Output::RootfsTar(small.join("rootfs.tar")),
+    ] {
+        let err = builder
+            .write(&output, None)
+            .expect_err("writing to a full filesystem must fail");
+        assert!(err.to_string().contains("No space left"), "{err}");
+        let left: Vec<_> = fs::read_dir(&small)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{output:?} left {left:?}");
+    }
+}
