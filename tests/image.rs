@@ -608,6 +608,7 @@ fn fsck_detects_one_corrupt_byte() {
     let image = open(ImageSource::OciDir(dir));
     let err = fsck(&image).unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    assert!(unpack_layers(&image, &mut MemorySink::default()).is_err());
 
     let archive = work.path().join("img.tar");
     builder
@@ -817,7 +818,73 @@ fn hostile_manifest_paths_are_refused() {
         r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:../../../etc/passwd","size":1}]}"#,
     )
     .unwrap();
-    assert!(OpenedImage::open(&ImageSource::OciDir(dir), None).is_err());
+    assert!(OpenedImage::open(&ImageSource::OciDir(dir.clone()), None).is_err());
+
+    // A blob that is a symlink to a host file is not followed.
+    let target = work.path().join("host-secret");
+    fs::write(&target, b"{}").unwrap();
+    let hex = Sha256Digest::of(b"{}").hex();
+    symlink(&target, dir.join("blobs/sha256").join(&hex)).unwrap();
+    fs::write(
+        dir.join("index.json"),
+        format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{hex}","size":2}}]}}"#),
+    )
+    .unwrap();
+    let err = OpenedImage::open(&ImageSource::OciDir(dir), None)
+        .err()
+        .expect("symlinked blob refused");
+    assert!(matches!(err, ImageError::Io { .. }), "{err}");
+}
+
+/// An empty regular-file header with an arbitrary (hostile) name.
+fn raw_file_header(name: &str) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(b"00000000000");
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+#[test]
+fn hostile_whiteouts_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    for name in [
+        "etc/.wh.",
+        "etc/.wh..",
+        "etc/.wh...",
+        "../.wh.x",
+        "etc/./.wh.passwd",
+    ] {
+        let mut b = build_image(&tree, work.path());
+        b.add_layer_with(history(name), |w| {
+            w.write_all(&raw_file_header(name)).unwrap();
+            w.write_all(&[0u8; 1024]).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        let dir = work.path().join("hostile");
+        b.write(&Output::OciDir(dir.clone()), None).unwrap();
+        let image = open(ImageSource::OciDir(dir));
+        let mut sink = MemorySink::default();
+        let err = unpack_layers(&image, &mut sink).err();
+        assert!(
+            matches!(err, Some(ImageError::TarEntry { .. })),
+            "{name}: {err:?}"
+        );
+        // Nothing of the base layer was deleted by the hostile entry.
+        assert!(sink.entries.contains_key(Path::new("etc/passwd")), "{name}");
+    }
 }
 
 #[test]
@@ -866,4 +933,340 @@ fn docker_load_accepts_the_archive() {
         "{}",
         String::from_utf8_lossy(&inspect.stderr)
     );
+}
+
+fn file_entry(
+    tar: &mut rootstrap::image::TarWriter<&mut dyn Write>,
+    path: &str,
+    data: &[u8],
+) -> Result<(), ImageError> {
+    let mut h = TarHeader::new(path, EntryKind::File);
+    h.size = data.len() as u64;
+    tar.append(&h, &mut &data[..])
+}
+
+/// Contents as unpacking would see them, with hard links resolved to data.
+fn resolved(sink: &MemorySink) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    sink.entries
+        .iter()
+        .map(|(p, (h, d))| {
+            let data = match &h.kind {
+                EntryKind::File | EntryKind::HardLink(_) => Some(d.clone()),
+                _ => None,
+            };
+            (p.clone(), data)
+        })
+        .collect()
+}
+
+#[test]
+fn squash_matches_layer_by_layer_unpack() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    let mut builder = build_image(&tree, work.path());
+    builder
+        .add_layer_with(history("RUN diff"), diff_layer)
+        .unwrap();
+    builder
+        .add_layer_with(history("RUN replace hard-linked file"), |w| {
+            let mut tar = rootstrap::image::TarWriter::new(w);
+            // The base's usr/bin/sh is a hard link to busybox; replace busybox.
+            file_entry(&mut tar, "usr/bin/busybox", b"new busybox")?;
+            tar.finish()?;
+            Ok(())
+        })
+        .unwrap();
+    let layered = work.path().join("layered");
+    builder
+        .write(&Output::OciDir(layered.clone()), None)
+        .unwrap();
+    let mut expected = MemorySink::default();
+    unpack_layers(&open(ImageSource::OciDir(layered)), &mut expected).unwrap();
+    // Unpacking layer by layer, sh keeps the old busybox content.
+    assert_eq!(
+        resolved(&expected)
+            .iter()
+            .find(|(p, _)| p == Path::new("usr/bin/sh"))
+            .unwrap()
+            .1
+            .as_ref()
+            .unwrap()
+            .len(),
+        70_000
+    );
+
+    // Rootfs tar output of a multi-layer image is the squashed tree.
+    let out = work.path().join("squashed.tar");
+    builder
+        .write(&Output::RootfsTar(out.clone()), None)
+        .unwrap();
+    let es = entries(&fs::read(&out).unwrap());
+    let mut from_tar = MemorySink::default();
+    for (h, d) in &es {
+        rootstrap::image::UnpackSink::entry(&mut from_tar, h, &mut d.as_slice()).unwrap();
+    }
+    // The hard link whose target was replaced became a copy of the old data.
+    assert_eq!(find(&es, "usr/bin/sh").unwrap().0.kind, EntryKind::File);
+    assert_eq!(resolved(&from_tar), resolved(&expected));
+    let paths: Vec<&Path> = es.iter().map(|(h, _)| h.path.as_path()).collect();
+    for (i, p) in paths.iter().enumerate() {
+        if let Some(parent) = p.parent().filter(|q| !q.as_os_str().is_empty()) {
+            assert!(
+                paths[..i].contains(&parent),
+                "{} before its parent",
+                p.display()
+            );
+        }
+    }
+
+    // --squash: one layer, history kept, same tree.
+    builder.squash().unwrap();
+    assert_eq!(builder.layers().len(), 1);
+    let squashed = work.path().join("squashed-oci");
+    builder
+        .write(&Output::OciDir(squashed.clone()), None)
+        .unwrap();
+    let image = open(ImageSource::OciDir(squashed));
+    fsck(&image).unwrap();
+    assert_eq!(image.config.history.len(), 3);
+    assert_eq!(
+        image
+            .config
+            .history
+            .iter()
+            .filter(|h| !h.empty_layer)
+            .count(),
+        1
+    );
+    let mut got = MemorySink::default();
+    unpack_layers(&image, &mut got).unwrap();
+    assert_eq!(resolved(&got), resolved(&expected));
+}
+
+#[test]
+fn from_image_builds_on_a_base() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    let base = build_image(&tree, work.path());
+    let archive = work.path().join("base.tar");
+    base.write(
+        &Output::DockerArchive(archive.clone()),
+        Some(&ImageReference::parse("base:1").unwrap()),
+    )
+    .unwrap();
+    let opened = open(ImageSource::DockerArchive(archive));
+    let mut child = ImageBuilder::from_image(work.path(), &opened, LayerCompression::Zstd).unwrap();
+    assert_eq!(child.layers()[0].descriptor, base.layers()[0].descriptor);
+    child
+        .add_layer_with(history("COPY motd /etc/motd"), |w| {
+            let mut tar = rootstrap::image::TarWriter::new(w);
+            file_entry(&mut tar, "etc/motd", b"hi")?;
+            tar.finish()?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        child.layers()[1].descriptor.media_type,
+        oci::MEDIA_TYPE_LAYER_ZSTD
+    );
+    let dir = work.path().join("child");
+    child.write(&Output::OciDir(dir.clone()), None).unwrap();
+    let image = open(ImageSource::OciDir(dir));
+    fsck(&image).unwrap();
+    assert_eq!(image.config.history.len(), 2);
+    assert_eq!(image.config.config.cmd, Some(vec!["/bin/sh".to_string()]));
+    let mut sink = MemorySink::default();
+    unpack_layers(&image, &mut sink).unwrap();
+    assert_eq!(sink.entries[Path::new("etc/motd")].1, b"hi");
+    assert!(sink.entries.contains_key(Path::new("etc/passwd")));
+}
+
+/// Oracle: entry order and names match GNU `tar --sort=name` on the same tree.
+#[test]
+fn order_matches_gnu_tar_sort_name() {
+    let supports_sort = Command::new("tar")
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--sort"))
+        .unwrap_or(false);
+    if !supports_sort {
+        eprintln!("SKIP: GNU tar with --sort not found");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    for name in ["a-b", "a.b", "a", "A", "a/b", "a/-", "a0", "\u{e9}t\u{e9}"] {
+        fs::create_dir_all(tree.join(name)).unwrap();
+    }
+    let ours = work.path().join("ours.tar");
+    fs::write(&ours, layer_bytes(&tree, &LayerOptions::default())).unwrap();
+    let gnu = work.path().join("gnu.tar");
+    let st = Command::new("tar")
+        .args(["--sort=name", "--format=posix", "-C"])
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&gnu)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let list = |p: &Path| -> Vec<String> {
+        let out = Command::new("tar").arg("-tf").arg(p).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches("./").to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    assert_eq!(list(&ours), list(&gnu));
+}
+
+/// Oracle: Docker applies our layers (base copied through `from_image`, plus a
+/// diff with whiteouts) to the tree we expect, with setuid bits and hard links
+/// intact. gzip, not zstd: Docker engines before 23 cannot load zstd layers
+/// (Debian's docker.io 20.10 fails with "unexpected EOF").
+#[test]
+fn docker_run_sees_the_expected_tree() {
+    let docker_ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    let busybox = Path::new("/usr/bin/busybox");
+    if !docker_ok || !busybox.exists() {
+        eprintln!("SKIP: needs a running docker daemon and a static /usr/bin/busybox");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("rootfs");
+    make_tree(&tree);
+    fs::create_dir(tree.join("bin")).unwrap();
+    set_mode(&tree.join("bin"), 0o755);
+    fs::copy(busybox, tree.join("bin/busybox")).unwrap();
+    set_mode(&tree.join("bin/busybox"), 0o755);
+    let base = build_image(&tree, work.path());
+    let base_dir = work.path().join("base");
+    base.write(&Output::OciDir(base_dir.clone()), None).unwrap();
+    let mut child = ImageBuilder::from_image(
+        work.path(),
+        &open(ImageSource::OciDir(base_dir)),
+        LayerCompression::Gzip,
+    )
+    .unwrap();
+    child
+        .add_layer_with(history("RUN diff"), diff_layer)
+        .unwrap();
+    let name = format!("rootstrap-test/run:{}", std::process::id());
+    let archive = work.path().join("run.tar");
+    child
+        .write(
+            &Output::DockerArchive(archive.clone()),
+            Some(&ImageReference::parse(&name).unwrap()),
+        )
+        .unwrap();
+    let load = Command::new("docker")
+        .arg("load")
+        .arg("-i")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let script =
+        "cd / && busybox ls /etc && busybox cat /etc/motd && echo && busybox ls -A /usr/lib \
+                  && busybox stat -c '%a %h' /usr/bin/su /usr/bin/sh";
+    let run = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &name,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", "-f", &name]).output();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = String::from_utf8_lossy(&run.stdout);
+    // Docker bind-mounts these into every container's /etc.
+    let injected = ["hostname", "hosts", "mtab", "resolv.conf"];
+    let lines: Vec<&str> = out.lines().filter(|l| !injected.contains(l)).collect();
+    assert_eq!(
+        lines,
+        ["motd", "passwd", "hello", "-new", "4755 1", "755 2"],
+        "{out}"
+    );
+}
+
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// HOSTILE 33: ENOSPC while writing the output is an error and leaves
+/// nothing behind on the full filesystem.
+#[test]
+fn enospc_on_output_fails_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    let small = work.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = is_root()
+        && rustix::mount::mount(
+            "tmpfs",
+            &small,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            Some(c"size=256k"),
+        )
+        .is_ok();
+    if !mounted {
+        eprintln!("SKIP: needs root and tmpfs mounts for the ENOSPC test");
+        return;
+    }
+    let _guard = Unmount(small.clone());
+    let tree = work.path().join("rootfs");
+    fs::create_dir(&tree).unwrap();
+    // Incompressible content well over the 256 KiB filesystem.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..1_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    write(&tree.join("noise"), &noise, 0o644);
+    let builder = build_image(&tree, work.path());
+    for output in [
+        Output::OciDir(small.join("oci")),
+        Output::DockerArchive(small.join("img.tar")),
+        Output::RootfsTar(small.join("rootfs.tar")),
+    ] {
+        let err = builder
+            .write(&output, None)
+            .expect_err("writing to a full filesystem must fail");
+        assert!(err.to_string().contains("No space left"), "{err}");
+        let left: Vec<_> = fs::read_dir(&small)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{output:?} left {left:?}");
+    }
 }

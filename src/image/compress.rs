@@ -213,8 +213,15 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
     }
 }
 
+/// A fresh deflate state per chunk. Reusing a per-thread state via `reset()`
+/// was tried and changed the output (so bytes depended on which worker ran
+/// which chunk); `identical_bytes_for_any_thread_count_and_decodes` caught it.
 fn deflate_chunk(data: &[u8], dict: &[u8], level: u32, last: bool) -> Result<Vec<u8>, String> {
     let mut c = Compress::new(Compression::new(level), false);
+    deflate_with(&mut c, data, dict, last)
+}
+
+fn deflate_with(c: &mut Compress, data: &[u8], dict: &[u8], last: bool) -> Result<Vec<u8>, String> {
     if !dict.is_empty() {
         c.set_dictionary(dict)
             .map_err(|e| format!("set_dictionary: {e}"))?;
@@ -377,7 +384,7 @@ mod tests {
             let data = sample(len);
             let one = gz(&data, 1, DEFAULT_CHUNK_SIZE);
             let four = gz(&data, 4, DEFAULT_CHUNK_SIZE);
-            assert_eq!(one, four, "len {len}");
+            assert!(one == four, "len {len}: output depends on the thread count");
             assert_eq!(&one[..4], &[0x1f, 0x8b, 8, 0]);
             assert_eq!(&one[4..8], &[0, 0, 0, 0], "mtime must be 0");
             let mut back = Vec::new();

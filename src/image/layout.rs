@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use super::compress::{auto_decoder, Compressor, GzipOptions, LayerCompression};
 use super::layer::{write_layer_from_dir, LayerOptions};
 use super::oci::{self, canonical_json, Descriptor, History, ImageConfig, Index, Manifest};
+use super::read::{LayerRef, OpenedImage};
 use super::reference::ImageReference;
+use super::squash::squash_layers;
 use super::{HashingWriter, ImageError, Sha256Digest};
 
 /// Where to write the image.
@@ -41,7 +43,8 @@ impl Output {
 pub struct LayerBlob {
     pub descriptor: Descriptor,
     pub diff_id: Sha256Digest,
-    pub uncompressed_size: u64,
+    /// Known for layers built here; `None` for layers copied from a base image.
+    pub uncompressed_size: Option<u64>,
     /// Entry count when known (layers packed from a directory).
     pub entries: Option<u64>,
     path: PathBuf,
@@ -68,6 +71,7 @@ pub(crate) struct MetadataBlobs {
     pub config_desc: Descriptor,
     pub manifest: Vec<u8>,
     pub manifest_desc: Descriptor,
+    pub platform: oci::Platform,
 }
 
 /// Collects layers (as compressed blobs in a temporary directory) and the
@@ -142,7 +146,7 @@ impl ImageBuilder {
     }
 
     /// Add a layer whose uncompressed tar is produced by `produce` (for
-    /// example a [`TarWriter`] emitting a diff with whiteouts). The stream is
+    /// example a [`TarWriter`](super::TarWriter) emitting a diff with whiteouts). The stream is
     /// compressed, hashed and counted as it is written.
     pub fn add_layer_with<F>(
         &mut self,
@@ -199,11 +203,94 @@ impl ImageBuilder {
                 info.size,
             ),
             diff_id,
-            uncompressed_size,
+            uncompressed_size: Some(uncompressed_size),
             entries,
             path: blob_path,
         });
         Ok(self.layers.last().expect("layer was just pushed"))
+    }
+
+    /// Start from an existing image (Dockerfile `FROM`): its layers are
+    /// copied as they are (re-hashed on the way, never recompressed), its
+    /// config and history kept. New layers use `compression`.
+    pub fn from_image(
+        dir: &Path,
+        base: &OpenedImage,
+        compression: LayerCompression,
+    ) -> Result<Self, ImageError> {
+        let mut config = base.config.clone();
+        config.rootfs.diff_ids.clear();
+        let mut builder = Self::new_in(dir, config, compression)?;
+        for layer in &base.layers {
+            builder.copy_base_layer(base, layer)?;
+        }
+        Ok(builder)
+    }
+
+    fn copy_base_layer(&mut self, base: &OpenedImage, layer: &LayerRef) -> Result<(), ImageError> {
+        let tmp_path = self.blobs.path().join(format!("tmp-{}", self.next_tmp));
+        self.next_tmp += 1;
+        let ctx = || format!("copying base layer {}", layer.member);
+        let file = File::create(&tmp_path).map_err(ImageError::io(ctx()))?;
+        let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
+        io::copy(&mut base.open_member(&layer.member)?, &mut out).map_err(ImageError::io(ctx()))?;
+        let (buf, digest, size) = out.finish();
+        buf.into_inner()
+            .map_err(|e| ImageError::io(ctx())(e.into_error()))?
+            .sync_all()
+            .map_err(ImageError::io(ctx()))?;
+        if let Some(expected) = layer.digest.filter(|d| *d != digest) {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(ImageError::DigestMismatch {
+                digest: expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        let blob_path = self.blobs.path().join(digest.hex());
+        fs::rename(&tmp_path, &blob_path).map_err(ImageError::io(ctx()))?;
+        let media_type = match &layer.media_type {
+            Some(m) => m.clone(),
+            None => sniff_layer_media_type(&blob_path)?.to_string(),
+        };
+        self.layers.push(LayerBlob {
+            descriptor: Descriptor::new(&media_type, digest, size),
+            diff_id: layer.diff_id,
+            uncompressed_size: None,
+            entries: None,
+            path: blob_path,
+        });
+        Ok(())
+    }
+
+    /// Replace all layers by one squashed layer (`--squash`). History is kept;
+    /// only the last layer-producing entry still claims a layer.
+    pub fn squash(&mut self) -> Result<(), ImageError> {
+        if self.layers.len() < 2 {
+            return Ok(());
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix("squash-")
+            .tempdir_in(self.blobs.path())
+            .map_err(ImageError::io("creating a squash directory"))?;
+        let blobs: Vec<PathBuf> = self.layers.iter().map(|l| l.path.clone()).collect();
+        let old = std::mem::take(&mut self.layers);
+        let history = std::mem::take(&mut self.config.history);
+        let produced = self
+            .add_layer_inner(History::default(), |out| {
+                squash_layers(&blobs, scratch.path(), out).map(|_| None)
+            })
+            .map(|_| ());
+        self.config.history = history;
+        if let Err(e) = produced {
+            self.layers = old;
+            return Err(e);
+        }
+        if let Some(last) = self.config.history.iter().rposition(|h| !h.empty_layer) {
+            for (i, h) in self.config.history.iter_mut().enumerate() {
+                h.empty_layer = i != last;
+            }
+        }
+        Ok(())
     }
 
     /// Record a metadata-only step (ENV, CMD, ...) in the history.
@@ -223,7 +310,13 @@ impl ImageBuilder {
     }
 
     pub(crate) fn metadata_blobs(&self) -> Result<MetadataBlobs, ImageError> {
-        let config = canonical_json(&self.final_config())?;
+        let final_config = self.final_config();
+        let platform = oci::Platform {
+            architecture: final_config.architecture.clone(),
+            os: final_config.os.clone(),
+            variant: final_config.variant.clone(),
+        };
+        let config = canonical_json(&final_config)?;
         let config_desc = Descriptor::new(
             oci::MEDIA_TYPE_CONFIG,
             Sha256Digest::of(&config),
@@ -247,6 +340,7 @@ impl ImageBuilder {
             config_desc,
             manifest,
             manifest_desc,
+            platform,
         })
     }
 
@@ -312,45 +406,81 @@ impl ImageBuilder {
     }
 
     fn write_rootfs_tar(&self, target: &Path) -> Result<(), ImageError> {
-        let [layer] = self.layers.as_slice() else {
-            return Err(ImageError::Invalid {
-                location: target.display().to_string(),
-                reason: format!(
-                    "a rootfs tar is one squashed layer, but the image has {} layers (build with --squash)",
-                    self.layers.len()
-                ),
-            });
-        };
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let wanted = LayerCompression::from_file_name(&name);
+        let write_ctx = || format!("writing {}", target.display());
         let mut tmp = temp_file_beside(target)?;
-        if wanted == self.compression {
-            let mut src = File::open(&layer.path)
-                .map_err(ImageError::io(format!("opening {}", layer.path.display())))?;
-            io::copy(&mut src, tmp.as_file_mut())
-                .map_err(ImageError::io(format!("writing {}", target.display())))?;
-        } else {
-            let src = File::open(&layer.path)
-                .map_err(ImageError::io(format!("opening {}", layer.path.display())))?;
-            let mut decoded = auto_decoder(BufReader::with_capacity(256 * 1024, src)).map_err(
-                ImageError::io(format!("decompressing {}", layer.path.display())),
-            )?;
-            let mut comp = Compressor::with_gzip_options(
-                BufWriter::new(tmp.as_file_mut()),
-                wanted,
-                self.gzip,
-            )?;
-            io::copy(&mut decoded, &mut comp)
-                .map_err(ImageError::io(format!("writing {}", target.display())))?;
-            let (mut buf, _) = comp.finish()?;
-            buf.flush()
-                .map_err(ImageError::io(format!("writing {}", target.display())))?;
+        match self.layers.as_slice() {
+            [layer] if blob_compression(&layer.descriptor.media_type) == Some(wanted) => {
+                let mut src = File::open(&layer.path)
+                    .map_err(ImageError::io(format!("opening {}", layer.path.display())))?;
+                io::copy(&mut src, tmp.as_file_mut()).map_err(ImageError::io(write_ctx()))?;
+            }
+            [layer] => {
+                let src = File::open(&layer.path)
+                    .map_err(ImageError::io(format!("opening {}", layer.path.display())))?;
+                let mut decoded = auto_decoder(BufReader::with_capacity(256 * 1024, src)).map_err(
+                    ImageError::io(format!("decompressing {}", layer.path.display())),
+                )?;
+                let mut comp = Compressor::with_gzip_options(
+                    BufWriter::new(tmp.as_file_mut()),
+                    wanted,
+                    self.gzip,
+                )?;
+                io::copy(&mut decoded, &mut comp).map_err(ImageError::io(write_ctx()))?;
+                let (mut buf, _) = comp.finish()?;
+                buf.flush().map_err(ImageError::io(write_ctx()))?;
+            }
+            layers => {
+                let scratch = tempfile::Builder::new()
+                    .prefix("squash-")
+                    .tempdir_in(self.blobs.path())
+                    .map_err(ImageError::io(write_ctx()))?;
+                let blobs: Vec<PathBuf> = layers.iter().map(|l| l.path.clone()).collect();
+                let mut comp = Compressor::with_gzip_options(
+                    BufWriter::new(tmp.as_file_mut()),
+                    wanted,
+                    self.gzip,
+                )?;
+                squash_layers(&blobs, scratch.path(), &mut comp)?;
+                let (mut buf, _) = comp.finish()?;
+                buf.flush().map_err(ImageError::io(write_ctx()))?;
+            }
         }
         persist(tmp, target)
     }
+}
+
+/// Compression of a layer blob, from its media type.
+fn blob_compression(media_type: &str) -> Option<LayerCompression> {
+    match media_type {
+        oci::MEDIA_TYPE_LAYER_GZIP | oci::DOCKER_MEDIA_TYPE_LAYER_GZIP => {
+            Some(LayerCompression::Gzip)
+        }
+        oci::MEDIA_TYPE_LAYER_ZSTD => Some(LayerCompression::Zstd),
+        oci::MEDIA_TYPE_LAYER_TAR | oci::DOCKER_MEDIA_TYPE_LAYER_TAR => {
+            Some(LayerCompression::None)
+        }
+        _ => None,
+    }
+}
+
+/// Media type of a legacy (unlabelled) layer blob, from its magic bytes.
+fn sniff_layer_media_type(path: &Path) -> Result<&'static str, ImageError> {
+    let mut head = [0u8; 4];
+    let mut f = File::open(path).map_err(ImageError::io(format!("opening {}", path.display())))?;
+    let n = io::Read::read(&mut f, &mut head)
+        .map_err(ImageError::io(format!("reading {}", path.display())))?;
+    Ok(if head[..n].starts_with(&[0x1f, 0x8b]) {
+        oci::MEDIA_TYPE_LAYER_GZIP
+    } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        oci::MEDIA_TYPE_LAYER_ZSTD
+    } else {
+        oci::MEDIA_TYPE_LAYER_TAR
+    })
 }
 
 pub(crate) fn oci_layout_bytes() -> Vec<u8> {
@@ -364,6 +494,7 @@ pub(crate) fn index_json(
     containerd_name: bool,
 ) -> Result<Vec<u8>, ImageError> {
     let mut desc = meta.manifest_desc.clone();
+    desc.platform = Some(meta.platform.clone());
     if let Some(r) = reference {
         desc.annotations
             .insert(oci::ANNOTATION_REF_NAME.into(), r.tag.clone());

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod oci;
 pub mod read;
 pub mod reference;
+pub mod squash;
 pub mod tar;
 
 use std::fmt;
@@ -25,8 +26,11 @@ pub use compress::{BlobInfo, Compressor, GzipOptions, LayerCompression, Parallel
 pub use inspect::{inspect, InspectReport};
 pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
 pub use layout::{ImageBuilder, LayerBlob, Output, WrittenImage};
-pub use read::{fsck, unpack_layers, ImageSource, OpenedImage, UnpackSink};
+pub use read::{
+    fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage, UnpackSink,
+};
 pub use reference::ImageReference;
+pub use squash::squash_layers;
 pub use tar::{EntryKind, TarHeader, TarReader, TarWriter};
 
 /// Errors from the image layer. Messages name the file, entry or blob at fault.

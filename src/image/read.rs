@@ -5,10 +5,13 @@
 //! them, and [`unpack_layers`] applies layers through a caller-supplied
 //! [`UnpackSink`] so this module never writes into a root filesystem itself.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::archive::DockerManifestEntry;
 use super::compress::auto_decoder;
@@ -131,8 +134,12 @@ impl Store {
             Store::Dir(root) => {
                 let rel = safe_relative(member).ok_or_else(|| bad("path escapes the layout"))?;
                 let p = root.join(rel);
-                let f =
-                    File::open(&p).map_err(ImageError::io(format!("opening {}", p.display())))?;
+                // A blob that is a symlink could point anywhere on the host.
+                let f = File::options()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&p)
+                    .map_err(ImageError::io(format!("opening {}", p.display())))?;
                 Ok(Box::new(f))
             }
             Store::Archive { path, members } => {
@@ -621,8 +628,13 @@ pub trait UnpackSink {
 }
 
 fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
-    let ok = !path.as_os_str().is_empty()
-        && path.components().all(|c| matches!(c, Component::Normal(_)));
+    // Checked on the raw bytes: `Path::components` silently drops `.`.
+    let raw = path.as_os_str().as_encoded_bytes();
+    let ok = !raw.is_empty()
+        && !raw.starts_with(b"/")
+        && raw
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..");
     if ok {
         Ok(())
     } else {
@@ -634,25 +646,45 @@ fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
 }
 
 /// Apply every layer in order, honouring `.wh.NAME` and `.wh..wh..opq`, and
-/// verify each layer's diff_id as it streams by.
+/// verify each layer's blob digest and diff_id as it streams by. A corrupt
+/// layer is only detected at its end, after its entries reached the sink:
+/// unpack into a fresh directory and discard it on error.
 pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result<(), ImageError> {
-    for (i, layer) in image.layers.iter().enumerate() {
-        let hashing = HashingReader::new(image.open_layer(i)?);
-        let mut tar = TarReader::new(hashing);
+    for layer in &image.layers {
+        let raw_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
+        let raw = HashingReader {
+            inner: image.open_member(&layer.member)?,
+            hasher: Rc::clone(&raw_hash),
+        };
+        let decoded = auto_decoder(BufReader::with_capacity(256 * 1024, raw))
+            .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
+        let diff_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
+        let mut tar = TarReader::new(HashingReader {
+            inner: decoded,
+            hasher: Rc::clone(&diff_hash),
+        });
         let mut written: HashSet<PathBuf> = HashSet::new();
         while let Some(header) = tar.next_entry()? {
             apply_entry(&mut tar, &header, sink, &mut written)?;
         }
-        let mut hashing = tar.into_inner();
-        io::copy(&mut hashing, &mut io::sink())
+        // Drain padding and compression trailers so both digests cover everything.
+        io::copy(&mut tar.into_inner(), &mut io::sink())
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
-        let diff = hashing.digest();
-        if diff != layer.diff_id {
-            return Err(ImageError::DigestMismatch {
-                digest: layer.diff_id.to_string(),
-                actual: diff.to_string(),
-            });
+        let check = |expected: Sha256Digest, hash: &Rc<RefCell<HashingWriter<io::Sink>>>| {
+            let actual = hash.replace(HashingWriter::new(io::sink())).finish().1;
+            if actual == expected {
+                Ok(())
+            } else {
+                Err(ImageError::DigestMismatch {
+                    digest: expected.to_string(),
+                    actual: actual.to_string(),
+                })
+            }
+        };
+        if let Some(digest) = layer.digest {
+            check(digest, &raw_hash)?;
         }
+        check(layer.diff_id, &diff_hash)?;
     }
     Ok(())
 }
@@ -663,6 +695,17 @@ fn apply_entry<R: Read, S: UnpackSink>(
     sink: &mut S,
     written: &mut HashSet<PathBuf>,
 ) -> Result<(), ImageError> {
+    if header.path == Path::new(".") {
+        // `tar -C rootfs .` layers carry the root itself; only a directory
+        // is acceptable there (a symlink would replace the root, HOSTILE 9).
+        if header.kind == EntryKind::Dir {
+            return Ok(());
+        }
+        return Err(ImageError::TarEntry {
+            path: ".".into(),
+            reason: "the root of a layer must be a directory".into(),
+        });
+    }
     check_entry_path(&header.path, "entry path")?;
     if let EntryKind::HardLink(target) = &header.kind {
         check_entry_path(target, "hard link target")?;
@@ -687,6 +730,13 @@ fn apply_entry<R: Read, S: UnpackSink>(
             .map_err(sink_err(&header.path));
     }
     if let Some(hidden) = file_name.strip_prefix(WHITEOUT_PREFIX) {
+        if hidden.is_empty() {
+            // `.wh.` alone would name the parent directory itself.
+            return Err(ImageError::TarEntry {
+                path: header.path.display().to_string(),
+                reason: "whiteout without a target name".into(),
+            });
+        }
         let target = parent.join(hidden);
         check_entry_path(&target, "whiteout target")?;
         return sink.remove(&target).map_err(sink_err(&header.path));
@@ -697,33 +747,23 @@ fn apply_entry<R: Read, S: UnpackSink>(
     Ok(())
 }
 
+/// Hashes what is read through it into a shared hasher, so the digest can
+/// be taken after the reader has been moved into a decoder.
 struct HashingReader<R> {
     inner: R,
-    hasher: HashingWriter<io::Sink>,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: HashingWriter::new(io::sink()),
-        }
-    }
-
-    fn digest(self) -> Sha256Digest {
-        self.hasher.finish().1
-    }
+    hasher: Rc<RefCell<HashingWriter<io::Sink>>>,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        io::Write::write_all(&mut self.hasher, &buf[..n])?;
+        io::Write::write_all(&mut *self.hasher.borrow_mut(), &buf[..n])?;
         Ok(n)
     }
 }
 
 /// A map-backed sink for tests and for tools that only look at contents.
+/// Hard-link entries keep their header and carry a copy of the target's data.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MemorySink {
     pub entries: BTreeMap<PathBuf, (TarHeader, Vec<u8>)>,
@@ -735,6 +775,17 @@ impl UnpackSink for MemorySink {
     fn entry(&mut self, header: &TarHeader, data: &mut dyn Read) -> Result<(), io::Error> {
         let mut buf = Vec::new();
         data.read_to_end(&mut buf)?;
+        if let EntryKind::HardLink(target) = &header.kind {
+            // A hard link shares the target's inode as it is now; replacing
+            // the target later must not change it, so snapshot the data.
+            let (_, target_data) = self.entries.get(target).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("hard link target {} missing", target.display()),
+                )
+            })?;
+            buf = target_data.clone();
+        }
         if header.kind != EntryKind::Dir {
             // A non-directory replaces whatever subtree was there.
             self.remove(&header.path)?;
