@@ -1,14 +1,159 @@
 //! The rootstrap command line: parse arguments, call the library, map errors
-//! to messages and exit codes.
+//! to messages and exit codes (0 success, 1 failure, 2 usage; `run` passes
+//! the command's own exit code through).
 
 mod cli;
 mod term;
 
-use clap::Parser;
+use std::process::ExitCode;
+use std::sync::Arc;
 
-fn main() {
-    let cli = cli::Cli::parse();
-    let _ = cli;
-    eprintln!("rootstrap: under construction");
-    std::process::exit(2);
+use anyhow::{Context, Result};
+use clap::Parser;
+use rootstrap::build::{self, BuildOptions, SourceOptions};
+use rootstrap::image::{fsck, inspect, ImageSource, OpenedImage};
+use rootstrap::recipe;
+use rootstrap::rootfs::sandbox;
+
+use cli::{Cli, Command, DockerfileCommand, NetworkMode, SourceArgs};
+use term::TermReporter;
+
+fn main() -> ExitCode {
+    // The sandbox helper is this same executable, re-exec'd: it must take
+    // over before anything else (threads, signal handlers) starts.
+    if std::env::args_os().nth(1).is_some_and(|a| a == sandbox::HELPER_ARG) {
+        sandbox::helper_main();
+    }
+    let cli = Cli::parse();
+    if let Err(e) = rootstrap::cleanup::install_signal_handlers() {
+        eprintln!("rootstrap: warning: cannot install signal handlers: {e}");
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rootstrap: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn source_options(args: &SourceArgs) -> SourceOptions {
+    SourceOptions {
+        mirror: args.mirror.clone(),
+        cache_dir: args.cache_dir.clone(),
+        arch: args.arch.clone(),
+        offline: false,
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let reporter = Arc::new(TermReporter::new(cli.progress, cli.quiet));
+    match cli.command {
+        Command::Build(args) => {
+            let recipe = recipe::find(&args.source.recipe)?;
+            let outputs = args
+                .outputs
+                .iter()
+                .map(|o| build::parse_output(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = BuildOptions {
+                source: source_options(&args.source),
+                outputs,
+                tags: args.tags.clone(),
+                work_dir: args.work_dir.clone(),
+                sandbox_helper: None,
+            };
+            let result = build::build(&recipe, &opts, reporter.clone());
+            reporter.finish();
+            let report = result.with_context(|| format!("building {}", recipe.path.display()))?;
+            for (out, digest) in &report.outputs {
+                match digest {
+                    Some(d) => println!("{}  {d}", out.path().display()),
+                    None => println!("{}", out.path().display()),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resolve(args) => {
+            let recipe = recipe::find(&args.source.recipe)?;
+            let result = build::resolve(&recipe, &source_options(&args.source), reporter.clone());
+            reporter.finish();
+            let plan = result.with_context(|| format!("resolving {}", recipe.path.display()))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                let width = plan.packages.iter().map(|p| p.name.len()).max().unwrap_or(0);
+                for p in &plan.packages {
+                    println!("{:width$}  {:<30} {:>10}", p.name, p.version, human(p.size));
+                }
+                println!(
+                    "{} packages ({} {} {} {}), {} to download, {} installed",
+                    plan.packages.len(),
+                    plan.distro,
+                    plan.suite,
+                    plan.arch,
+                    plan.variant,
+                    human(plan.download_bytes),
+                    human(plan.installed_kib * 1024)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect(args) => {
+            let source = ImageSource::parse(&args.image)?;
+            let image = OpenedImage::open(&source, None).with_context(|| format!("opening {}", args.image))?;
+            fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let report = inspect(&image);
+            let packages = rootstrap::inspect::installed_packages(&image)?;
+            if args.json {
+                let mut value = serde_json::to_value(&report)?;
+                value["packages"] = serde_json::to_value(&packages)?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{report}");
+                println!("packages: {}", packages.len());
+                for p in &packages {
+                    println!("  {} {} {}", p.name, p.version, p.arch);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let opts = rootstrap::run::RunOptions {
+                command: args.command,
+                env: args.env,
+                user: args.user,
+                workdir: args.workdir,
+                no_network: args.network == NetworkMode::None,
+                sandbox_helper: None,
+            };
+            let status = rootstrap::run::run(&args.image, &opts).with_context(|| format!("running {}", args.image))?;
+            Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
+        }
+        Command::Recipes => {
+            for (name, text) in recipe::SHIPPED {
+                let summary = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("# "))
+                    .unwrap_or("")
+                    .trim_end_matches(':');
+                println!("{name:<18} {summary}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dockerfile(DockerfileCommand::Parse { file }) => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let dump = rootstrap::dockerfile::dump_file(&text).with_context(|| file.display().to_string())?;
+            print!("{dump}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1 << 10 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
 }

@@ -2,5 +2,6 @@
 //! the sandbox that runs package scripts and RUN steps.
 
 pub mod extract;
+pub mod image_sink;
 pub mod safe;
 pub mod sandbox;

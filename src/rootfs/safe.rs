@@ -720,6 +720,25 @@ impl Root {
         Ok(File::from(fd))
     }
 
+    /// Names in directory `p` (resolved inside the root), sorted, without
+    /// `.` and `..`.
+    pub fn read_dir(&self, p: &RelPath) -> FsResult<Vec<Vec<u8>>> {
+        let fd = self
+            .resolve(p, OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(fs_err("readdir", p))?;
+        let mut dir = rfs::Dir::read_from(&fd).map_err(errno).map_err(fs_err("readdir", p))?;
+        let mut names = Vec::new();
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(errno).map_err(fs_err("readdir", p))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Reads a whole regular file.
     pub fn read_file(&self, p: &RelPath) -> FsResult<Vec<u8>> {
         let mut f = self.open_read(p)?;
