@@ -664,4 +664,89 @@ mod tests {
         let err = extract_tar(&root, &tar[..], &opts, &no_claim).unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
     }
+
+    #[test]
+    fn devices_fifos_and_xattrs() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIP: device nodes and trusted xattrs need root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut pax = pax_record("SCHILY.xattr.user.origin", b"rootstrap");
+        pax.extend(pax_record("uid", b"1234"));
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"p",
+                typeflag: b'x',
+                data: &pax,
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./bin/ping",
+                data: b"elf",
+                mode: 0o4755,
+                ..Default::default()
+            },
+        );
+        let mut null = header(
+            &RawEntry {
+                name: b"./dev/null",
+                typeflag: b'3',
+                mode: 0o666,
+                ..Default::default()
+            },
+            false,
+        );
+        null[329..337].copy_from_slice(b"0000001\0");
+        null[337..345].copy_from_slice(b"0000003\0");
+        fix_checksum(&mut null);
+        tar.extend_from_slice(&null);
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./run/fifo",
+                typeflag: b'6',
+                mode: 0o600,
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        let out = extract_tar(&root, &tar[..], &ExtractOptions::new("devs"), &no_claim).unwrap();
+        assert_eq!(out.len(), 3);
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ping = std::fs::symlink_metadata(t.path().join("bin/ping")).unwrap();
+        assert_eq!(ping.uid(), 1234);
+        assert_eq!(
+            ping.mode() & 0o7777,
+            0o4755,
+            "setuid must survive the chown"
+        );
+        let mut value = vec![0u8; 64];
+        let n = rustix::fs::getxattr(
+            t.path().join("bin/ping").as_path(),
+            "user.origin",
+            &mut value[..],
+        );
+        match n {
+            Ok(n) => assert_eq!(&value[..n], b"rootstrap"),
+            Err(e) if e == rustix::io::Errno::NOTSUP => {
+                eprintln!("SKIP: no user xattrs on this filesystem")
+            }
+            Err(e) => panic!("getxattr: {e}"),
+        }
+        let null = std::fs::symlink_metadata(t.path().join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+        assert_eq!(null.mode() & 0o7777, 0o666);
+        assert!(std::fs::symlink_metadata(t.path().join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
 }
