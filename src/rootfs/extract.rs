@@ -727,7 +727,7 @@ mod tests {
             0o4755,
             "setuid must survive the chown"
         );
-        let mut value = vec![0u8; 64];
+        let mut value = [0u8; 64];
         let n = rustix::fs::getxattr(
             t.path().join("bin/ping").as_path(),
             "user.origin",
