@@ -580,6 +580,118 @@ fn hostile_10_differential_against_gnu_tar() {
     }
 }
 
+fn gnu_header(x: &E<'_>) -> [u8; 512] {
+    let mut h = header(x);
+    h[257..265].copy_from_slice(b"ustar  \0");
+    checksum(&mut h);
+    h
+}
+
+fn our_listing(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut r = rootstrap::archive::tar::TarReader::new(data);
+    let mut out = Vec::new();
+    while let Some(entry) = r.next_entry().unwrap() {
+        out.push(entry.header.path.clone());
+    }
+    out
+}
+
+fn gnu_listing(dir: &Path, data: &[u8]) -> Vec<Vec<u8>> {
+    let p = dir.join("t.tar");
+    std::fs::write(&p, data).unwrap();
+    let out = Command::new("tar").arg("-tf").arg(&p).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn hostile_10_pax_and_gnu_names_mixed_like_gnu_tar() {
+    if Command::new("tar").arg("--version").output().is_err() {
+        eprintln!("SKIP: GNU tar not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let long = b"from-gnu\0".to_vec();
+    let pax = pax_record("path", "from-pax");
+    let gnu_part = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&gnu_header(&E {
+            kind: b'L',
+            data: &long,
+            ..e(b"././@LongLink")
+        }));
+        out.extend_from_slice(&long);
+        pad(out);
+    };
+    let pax_part = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&header(&E {
+            kind: b'x',
+            data: &pax,
+            ..e(b"PaxHeader")
+        }));
+        out.extend_from_slice(&pax);
+        pad(out);
+    };
+    for pax_first in [false, true] {
+        let mut t = Vec::new();
+        if pax_first {
+            pax_part(&mut t);
+            gnu_part(&mut t);
+        } else {
+            gnu_part(&mut t);
+            pax_part(&mut t);
+        }
+        t.extend_from_slice(&header(&E {
+            data: b"z",
+            ..e(b"ustar-name")
+        }));
+        t.extend_from_slice(b"z");
+        pad(&mut t);
+        t.extend_from_slice(&[0u8; 1024]);
+        assert_eq!(
+            our_listing(&t),
+            gnu_listing(dir.path(), &t),
+            "pax_first={pax_first}"
+        );
+        assert_eq!(our_listing(&t), vec![b"from-pax".to_vec()]);
+    }
+    // PAX size larger than the ustar size, data hiding a header.
+    let mut hidden = header(&E {
+        data: b"",
+        ..e(b"hidden-entry")
+    })
+    .to_vec();
+    hidden.resize(1024, 0);
+    let pax = pax_record("size", &hidden.len().to_string());
+    let mut t = Vec::new();
+    t.extend_from_slice(&header(&E {
+        kind: b'x',
+        data: &pax,
+        ..e(b"PaxHeader")
+    }));
+    t.extend_from_slice(&pax);
+    pad(&mut t);
+    t.extend_from_slice(&header(&E {
+        size_field: Some(b"00000000000\0"),
+        ..e(b"outer")
+    }));
+    t.extend_from_slice(&hidden);
+    t.extend_from_slice(&header(&E {
+        data: b"",
+        ..e(b"after")
+    }));
+    t.extend_from_slice(&[0u8; 1024]);
+    assert_eq!(our_listing(&t), gnu_listing(dir.path(), &t));
+    assert_eq!(our_listing(&t), vec![b"outer".to_vec(), b"after".to_vec()]);
+}
+
 /// A reader producing `len` bytes of `b'a'` without allocating them.
 struct Endless(u64);
 impl Read for Endless {
