@@ -1211,3 +1211,51 @@ fn compare_with_dpkg(dir: &Path, debs: &[PathBuf]) {
     // conffiles left as .dpkg-new, modes and hard links.
     assert_eq!(tree(&ours, "var/lib/dpkg"), tree(&theirs, "var/lib/dpkg"));
 }
+
+#[test]
+fn parallel_extraction_into_one_root_shares_directories() {
+    use rayon::prelude::*;
+    let f = Fixture::new();
+    let names: Vec<String> = (0..16).map(|i| format!("pkg{i}")).collect();
+    let archives: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            let file = format!("./usr/share/doc/common/deep/{n}");
+            let own_dir = format!("./usr/lib/{n}/");
+            tar(&[
+                E {
+                    kind: b'5',
+                    mode: 0o755,
+                    ..e(b"./usr/")
+                },
+                E {
+                    kind: b'5',
+                    mode: 0o755,
+                    ..e(b"./usr/share/doc/common/deep/")
+                },
+                E {
+                    data: n.as_bytes(),
+                    ..e(file.as_bytes())
+                },
+                E {
+                    kind: b'5',
+                    mode: 0o755,
+                    ..e(own_dir.as_bytes())
+                },
+            ])
+        })
+        .collect();
+    names
+        .par_iter()
+        .zip(archives.par_iter())
+        .for_each(|(n, t)| {
+            let opts = ExtractOptions::new(n.clone());
+            extract_tar(&f.root, &t[..], &opts, &|_, _| Ok(())).unwrap();
+        });
+    for n in &names {
+        let p = f.rootdir.join("usr/share/doc/common/deep").join(n);
+        assert_eq!(std::fs::read(p).unwrap(), n.as_bytes());
+        assert!(f.rootdir.join("usr/lib").join(n).is_dir());
+    }
+    f.assert_host_untouched();
+}
