@@ -1259,3 +1259,33 @@ fn parallel_extraction_into_one_root_shares_directories() {
     }
     f.assert_host_untouched();
 }
+
+#[test]
+fn symlink_loops_and_files_used_as_directories_fail_cleanly() {
+    let f = Fixture::new();
+    let t = tar(&[
+        E {
+            kind: b'2',
+            link: b"loop",
+            ..e(b"loop")
+        },
+        E {
+            data: b"x",
+            ..e(b"loop/x")
+        },
+    ]);
+    f.expect_rejected(&t, "loop/x");
+    let f = Fixture::new();
+    let t = tar(&[
+        E {
+            data: b"x",
+            ..e(b"file")
+        },
+        E {
+            data: b"y",
+            ..e(b"file/x")
+        },
+    ]);
+    f.expect_rejected(&t, "file/x");
+    assert_eq!(std::fs::read(f.rootdir.join("file")).unwrap(), b"x");
+}
