@@ -14,7 +14,7 @@ use std::process::Command;
 
 use rootstrap::archive::tar::EntryKind;
 use rootstrap::distro::deb::dpkgdb::{unpack_deb, write_database, UnpackOptions};
-use rootstrap::rootfs::extract::{extract_tar, ExtractError, ExtractOptions, Extracted};
+use rootstrap::rootfs::extract::{extract_tar, Claimed, ExtractError, ExtractOptions, Extracted};
 use rootstrap::rootfs::safe::{RelPath, Root};
 
 // ---------------------------------------------------------------- tar writer
@@ -877,8 +877,10 @@ fn hostile_13_malformed_ar_and_member_order() {
     for (i, (deb, needle)) in cases.into_iter().enumerate() {
         let f = Fixture::new();
         let (_keep, path) = write_deb(&format!("case{i}.deb"), &deb);
-        let err =
-            unpack_deb(&f.root, &path, &UnpackOptions::default(), &|_, _| Ok(())).unwrap_err();
+        let err = unpack_deb(&f.root, &path, &UnpackOptions::default(), &|_, _| {
+            Ok(Claimed::Write)
+        })
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains(needle) && msg.contains(&format!("case{i}.deb")),
@@ -914,7 +916,7 @@ fn hostile_14_decompression_bomb_is_capped() {
         data_limit: Some(8 << 20),
         ..UnpackOptions::default()
     };
-    let err = unpack_deb(&f.root, &path, &opts, &|_, _| Ok(())).unwrap_err();
+    let err = unpack_deb(&f.root, &path, &opts, &|_, _| Ok(Claimed::Write)).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("exceeds") && msg.contains("evilpkg") && msg.contains("bomb"),
@@ -1147,7 +1149,11 @@ fn compare_with_dpkg(dir: &Path, debs: &[PathBuf]) {
     let unpacked: Vec<_> = {
         use rayon::prelude::*;
         debs.par_iter()
-            .map(|d| unpack_deb(&root, d, &UnpackOptions::default(), &|_, _| Ok(())))
+            .map(|d| {
+                unpack_deb(&root, d, &UnpackOptions::default(), &|_, _| {
+                    Ok(Claimed::Write)
+                })
+            })
             .collect::<Result<_, _>>()
             .unwrap()
     };

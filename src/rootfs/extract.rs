@@ -121,27 +121,52 @@ struct Extractor<'a> {
     opts: &'a ExtractOptions,
     /// Regular files of this archive, for hard-link checks and their MD5s.
     files: HashMap<RelPath, Option<[u8; 16]>>,
+    /// Paths the claim told us to leave alone.
+    skipped: HashSet<RelPath>,
     written: u64,
     buf: Vec<u8>,
     entry: String,
 }
 
+/// What a claim callback decided for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// Write the entry.
+    Write,
+    /// Leave what is there (another package that `Replaces:` this one owns
+    /// the path); the entry is not returned in the extracted list.
+    Skip,
+}
+
 /// Extracts every entry of `tar` into `root`. `claim` decides whether this
 /// package may write each path (`Err(reason)` aborts, naming the entry).
-/// On error, what was already
-/// written stays (the caller discards the rootfs); nothing is ever written
-/// outside the root.
+/// On error, what was already written stays (the caller discards the
+/// rootfs); nothing is ever written outside the root.
 pub fn extract_tar<R: Read>(
     root: &Root,
     tar: R,
     opts: &ExtractOptions,
     claim: &dyn Fn(&RelPath, EntryKind) -> Result<(), String>,
 ) -> Result<Vec<Extracted>, ExtractError> {
+    extract_tar_with(root, tar, opts, &|p, k| {
+        claim(p, k).map(|()| Claimed::Write)
+    })
+}
+
+/// [`extract_tar`] with a claim that may also skip entries (for packages
+/// whose files were taken over through `Replaces:`).
+pub fn extract_tar_with<R: Read>(
+    root: &Root,
+    tar: R,
+    opts: &ExtractOptions,
+    claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
+) -> Result<Vec<Extracted>, ExtractError> {
     let mut reader = TarReader::new(tar);
     let mut x = Extractor {
         root,
         opts,
         files: HashMap::new(),
+        skipped: HashSet::new(),
         written: 0,
         buf: vec![0u8; 256 * 1024],
         entry: String::new(),
@@ -205,7 +230,7 @@ impl Extractor<'_> {
         &mut self,
         h: &EntryHeader,
         data: &mut impl Read,
-        claim: &dyn Fn(&RelPath, EntryKind) -> Result<(), String>,
+        claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
     ) -> Result<Option<Extracted>, ExtractError> {
         let path = RelPath::from_archive(&h.path).map_err(|e| self.reject(e.to_string()))?;
         if path.is_root() {
@@ -215,7 +240,11 @@ impl Extractor<'_> {
             }
             return Err(self.reject(format!("a {:?} entry would replace the root", h.kind)));
         }
-        claim(&path, h.kind).map_err(|reason| self.reject(reason))?;
+        if claim(&path, h.kind).map_err(|reason| self.reject(reason))? == Claimed::Skip {
+            // The reader skips the unread data.
+            self.skipped.insert(path);
+            return Ok(None);
+        }
         let mut md5 = None;
         let mut link_target = None;
         match h.kind {
@@ -439,6 +468,11 @@ impl Extractor<'_> {
     ) -> Result<Option<[u8; 16]>, ExtractError> {
         let target = RelPath::from_archive(raw_target)
             .map_err(|e| self.reject(format!("hard link target: {e}")))?;
+        if self.skipped.contains(&target) {
+            return Err(self.reject(format!(
+                "hard link target {target} was skipped (owned by another package)"
+            )));
+        }
         let Some(md5) = self.files.get(&target) else {
             return Err(self.reject(format!(
                 "hard link target {target} is not a regular file earlier in this archive"
@@ -643,6 +677,46 @@ mod tests {
             "{msg}"
         );
         assert!(!t.path().join("etc/passwd").exists());
+    }
+
+    #[test]
+    fn skipped_entries_leave_existing_files_alone() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("shared"), b"from the replacing package").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./shared",
+                data: b"old",
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./mine",
+                data: b"mine",
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        let claim = |p: &RelPath, _: EntryKind| {
+            Ok(if p.as_bytes() == b"shared" {
+                Claimed::Skip
+            } else {
+                Claimed::Write
+            })
+        };
+        let out = extract_tar_with(&root, &tar[..], &ExtractOptions::new("old"), &claim).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].path.as_bytes(), b"mine");
+        assert_eq!(
+            std::fs::read(t.path().join("shared")).unwrap(),
+            b"from the replacing package"
+        );
+        assert_eq!(std::fs::read(t.path().join("mine")).unwrap(), b"mine");
     }
 
     #[test]
