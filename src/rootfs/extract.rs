@@ -184,29 +184,12 @@ pub fn extract_tar_with<R: Read>(
             }
         };
         x.entry = entry.header.display_path();
-        let header = std::mem::replace(&mut entry.header, placeholder_header());
+        let header = std::mem::take(&mut entry.header);
         if let Some(done) = x.entry_one(&header, &mut entry, claim)? {
             out.push(done);
         }
     }
     Ok(out)
-}
-
-fn placeholder_header() -> EntryHeader {
-    EntryHeader {
-        path: Vec::new(),
-        kind: EntryKind::File,
-        mode: 0,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        size: 0,
-        link_target: None,
-        dev_major: 0,
-        dev_minor: 0,
-        pax: Default::default(),
-        xattrs: Vec::new(),
-    }
 }
 
 impl Extractor<'_> {
