@@ -14,7 +14,7 @@ use std::process::Command;
 
 use rootstrap::archive::tar::EntryKind;
 use rootstrap::distro::deb::dpkgdb::{unpack_deb, write_database, UnpackOptions};
-use rootstrap::rootfs::extract::{extract_tar, ExtractError, ExtractOptions, Extracted};
+use rootstrap::rootfs::extract::{extract_tar, Claimed, ExtractError, ExtractOptions, Extracted};
 use rootstrap::rootfs::safe::{RelPath, Root};
 
 // ---------------------------------------------------------------- tar writer
@@ -580,6 +580,118 @@ fn hostile_10_differential_against_gnu_tar() {
     }
 }
 
+fn gnu_header(x: &E<'_>) -> [u8; 512] {
+    let mut h = header(x);
+    h[257..265].copy_from_slice(b"ustar  \0");
+    checksum(&mut h);
+    h
+}
+
+fn our_listing(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut r = rootstrap::archive::tar::TarReader::new(data);
+    let mut out = Vec::new();
+    while let Some(entry) = r.next_entry().unwrap() {
+        out.push(entry.header.path.clone());
+    }
+    out
+}
+
+fn gnu_listing(dir: &Path, data: &[u8]) -> Vec<Vec<u8>> {
+    let p = dir.join("t.tar");
+    std::fs::write(&p, data).unwrap();
+    let out = Command::new("tar").arg("-tf").arg(&p).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn hostile_10_pax_and_gnu_names_mixed_like_gnu_tar() {
+    if Command::new("tar").arg("--version").output().is_err() {
+        eprintln!("SKIP: GNU tar not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let long = b"from-gnu\0".to_vec();
+    let pax = pax_record("path", "from-pax");
+    let gnu_part = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&gnu_header(&E {
+            kind: b'L',
+            data: &long,
+            ..e(b"././@LongLink")
+        }));
+        out.extend_from_slice(&long);
+        pad(out);
+    };
+    let pax_part = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&header(&E {
+            kind: b'x',
+            data: &pax,
+            ..e(b"PaxHeader")
+        }));
+        out.extend_from_slice(&pax);
+        pad(out);
+    };
+    for pax_first in [false, true] {
+        let mut t = Vec::new();
+        if pax_first {
+            pax_part(&mut t);
+            gnu_part(&mut t);
+        } else {
+            gnu_part(&mut t);
+            pax_part(&mut t);
+        }
+        t.extend_from_slice(&header(&E {
+            data: b"z",
+            ..e(b"ustar-name")
+        }));
+        t.extend_from_slice(b"z");
+        pad(&mut t);
+        t.extend_from_slice(&[0u8; 1024]);
+        assert_eq!(
+            our_listing(&t),
+            gnu_listing(dir.path(), &t),
+            "pax_first={pax_first}"
+        );
+        assert_eq!(our_listing(&t), vec![b"from-pax".to_vec()]);
+    }
+    // PAX size larger than the ustar size, data hiding a header.
+    let mut hidden = header(&E {
+        data: b"",
+        ..e(b"hidden-entry")
+    })
+    .to_vec();
+    hidden.resize(1024, 0);
+    let pax = pax_record("size", &hidden.len().to_string());
+    let mut t = Vec::new();
+    t.extend_from_slice(&header(&E {
+        kind: b'x',
+        data: &pax,
+        ..e(b"PaxHeader")
+    }));
+    t.extend_from_slice(&pax);
+    pad(&mut t);
+    t.extend_from_slice(&header(&E {
+        size_field: Some(b"00000000000\0"),
+        ..e(b"outer")
+    }));
+    t.extend_from_slice(&hidden);
+    t.extend_from_slice(&header(&E {
+        data: b"",
+        ..e(b"after")
+    }));
+    t.extend_from_slice(&[0u8; 1024]);
+    assert_eq!(our_listing(&t), gnu_listing(dir.path(), &t));
+    assert_eq!(our_listing(&t), vec![b"outer".to_vec(), b"after".to_vec()]);
+}
+
 /// A reader producing `len` bytes of `b'a'` without allocating them.
 struct Endless(u64);
 impl Read for Endless {
@@ -765,8 +877,10 @@ fn hostile_13_malformed_ar_and_member_order() {
     for (i, (deb, needle)) in cases.into_iter().enumerate() {
         let f = Fixture::new();
         let (_keep, path) = write_deb(&format!("case{i}.deb"), &deb);
-        let err =
-            unpack_deb(&f.root, &path, &UnpackOptions::default(), &|_, _| Ok(())).unwrap_err();
+        let err = unpack_deb(&f.root, &path, &UnpackOptions::default(), &|_, _| {
+            Ok(Claimed::Write)
+        })
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains(needle) && msg.contains(&format!("case{i}.deb")),
@@ -779,7 +893,7 @@ fn hostile_13_malformed_ar_and_member_order() {
 #[test]
 fn hostile_14_decompression_bomb_is_capped() {
     let f = Fixture::new();
-    let zeros = vec![0u8; 200 << 20];
+    let zeros = vec![0u8; 48 << 20];
     let bomb_tar = {
         let mut t = header(&E {
             size_field: Some(format!("{:011o}\0", zeros.len()).as_bytes()),
@@ -799,10 +913,10 @@ fn hostile_14_decompression_bomb_is_capped() {
     ]);
     let (_keep, path) = write_deb("bomb.deb", &deb);
     let opts = UnpackOptions {
-        data_limit: Some(16 << 20),
+        data_limit: Some(8 << 20),
         ..UnpackOptions::default()
     };
-    let err = unpack_deb(&f.root, &path, &opts, &|_, _| Ok(())).unwrap_err();
+    let err = unpack_deb(&f.root, &path, &opts, &|_, _| Ok(Claimed::Write)).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("exceeds") && msg.contains("evilpkg") && msg.contains("bomb"),
@@ -1035,7 +1149,11 @@ fn compare_with_dpkg(dir: &Path, debs: &[PathBuf]) {
     let unpacked: Vec<_> = {
         use rayon::prelude::*;
         debs.par_iter()
-            .map(|d| unpack_deb(&root, d, &UnpackOptions::default(), &|_, _| Ok(())))
+            .map(|d| {
+                unpack_deb(&root, d, &UnpackOptions::default(), &|_, _| {
+                    Ok(Claimed::Write)
+                })
+            })
             .collect::<Result<_, _>>()
             .unwrap()
     };
@@ -1098,4 +1216,82 @@ fn compare_with_dpkg(dir: &Path, debs: &[PathBuf]) {
     // The unpacked tree (outside dpkg's database) is identical, including
     // conffiles left as .dpkg-new, modes and hard links.
     assert_eq!(tree(&ours, "var/lib/dpkg"), tree(&theirs, "var/lib/dpkg"));
+}
+
+#[test]
+fn parallel_extraction_into_one_root_shares_directories() {
+    use rayon::prelude::*;
+    let f = Fixture::new();
+    let names: Vec<String> = (0..16).map(|i| format!("pkg{i}")).collect();
+    let archives: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| {
+            let file = format!("./usr/share/doc/common/deep/{n}");
+            let own_dir = format!("./usr/lib/{n}/");
+            tar(&[
+                E {
+                    kind: b'5',
+                    mode: 0o755,
+                    ..e(b"./usr/")
+                },
+                E {
+                    kind: b'5',
+                    mode: 0o755,
+                    ..e(b"./usr/share/doc/common/deep/")
+                },
+                E {
+                    data: n.as_bytes(),
+                    ..e(file.as_bytes())
+                },
+                E {
+                    kind: b'5',
+                    mode: 0o755,
+                    ..e(own_dir.as_bytes())
+                },
+            ])
+        })
+        .collect();
+    names
+        .par_iter()
+        .zip(archives.par_iter())
+        .for_each(|(n, t)| {
+            let opts = ExtractOptions::new(n.clone());
+            extract_tar(&f.root, &t[..], &opts, &|_, _| Ok(())).unwrap();
+        });
+    for n in &names {
+        let p = f.rootdir.join("usr/share/doc/common/deep").join(n);
+        assert_eq!(std::fs::read(p).unwrap(), n.as_bytes());
+        assert!(f.rootdir.join("usr/lib").join(n).is_dir());
+    }
+    f.assert_host_untouched();
+}
+
+#[test]
+fn symlink_loops_and_files_used_as_directories_fail_cleanly() {
+    let f = Fixture::new();
+    let t = tar(&[
+        E {
+            kind: b'2',
+            link: b"loop",
+            ..e(b"loop")
+        },
+        E {
+            data: b"x",
+            ..e(b"loop/x")
+        },
+    ]);
+    f.expect_rejected(&t, "loop/x");
+    let f = Fixture::new();
+    let t = tar(&[
+        E {
+            data: b"x",
+            ..e(b"file")
+        },
+        E {
+            data: b"y",
+            ..e(b"file/x")
+        },
+    ]);
+    f.expect_rejected(&t, "file/x");
+    assert_eq!(std::fs::read(f.rootdir.join("file")).unwrap(), b"x");
 }

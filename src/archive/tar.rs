@@ -58,8 +58,9 @@ impl TarError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum EntryKind {
+    #[default]
     File,
     Dir,
     Symlink,
@@ -77,7 +78,7 @@ impl EntryKind {
 }
 
 /// Everything the header (plus PAX / GNU extensions) says about one entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntryHeader {
     /// The raw path, as written in the archive (not sanitised here).
     pub path: Vec<u8>,

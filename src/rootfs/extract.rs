@@ -121,27 +121,52 @@ struct Extractor<'a> {
     opts: &'a ExtractOptions,
     /// Regular files of this archive, for hard-link checks and their MD5s.
     files: HashMap<RelPath, Option<[u8; 16]>>,
+    /// Paths the claim told us to leave alone.
+    skipped: HashSet<RelPath>,
     written: u64,
     buf: Vec<u8>,
     entry: String,
 }
 
+/// What a claim callback decided for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// Write the entry.
+    Write,
+    /// Leave what is there (another package that `Replaces:` this one owns
+    /// the path); the entry is not returned in the extracted list.
+    Skip,
+}
+
 /// Extracts every entry of `tar` into `root`. `claim` decides whether this
 /// package may write each path (`Err(reason)` aborts, naming the entry).
-/// On error, what was already
-/// written stays (the caller discards the rootfs); nothing is ever written
-/// outside the root.
+/// On error, what was already written stays (the caller discards the
+/// rootfs); nothing is ever written outside the root.
 pub fn extract_tar<R: Read>(
     root: &Root,
     tar: R,
     opts: &ExtractOptions,
     claim: &dyn Fn(&RelPath, EntryKind) -> Result<(), String>,
 ) -> Result<Vec<Extracted>, ExtractError> {
+    extract_tar_with(root, tar, opts, &|p, k| {
+        claim(p, k).map(|()| Claimed::Write)
+    })
+}
+
+/// [`extract_tar`] with a claim that may also skip entries (for packages
+/// whose files were taken over through `Replaces:`).
+pub fn extract_tar_with<R: Read>(
+    root: &Root,
+    tar: R,
+    opts: &ExtractOptions,
+    claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
+) -> Result<Vec<Extracted>, ExtractError> {
     let mut reader = TarReader::new(tar);
     let mut x = Extractor {
         root,
         opts,
         files: HashMap::new(),
+        skipped: HashSet::new(),
         written: 0,
         buf: vec![0u8; 256 * 1024],
         entry: String::new(),
@@ -159,29 +184,12 @@ pub fn extract_tar<R: Read>(
             }
         };
         x.entry = entry.header.display_path();
-        let header = std::mem::replace(&mut entry.header, placeholder_header());
+        let header = std::mem::take(&mut entry.header);
         if let Some(done) = x.entry_one(&header, &mut entry, claim)? {
             out.push(done);
         }
     }
     Ok(out)
-}
-
-fn placeholder_header() -> EntryHeader {
-    EntryHeader {
-        path: Vec::new(),
-        kind: EntryKind::File,
-        mode: 0,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        size: 0,
-        link_target: None,
-        dev_major: 0,
-        dev_minor: 0,
-        pax: Default::default(),
-        xattrs: Vec::new(),
-    }
 }
 
 impl Extractor<'_> {
@@ -205,7 +213,7 @@ impl Extractor<'_> {
         &mut self,
         h: &EntryHeader,
         data: &mut impl Read,
-        claim: &dyn Fn(&RelPath, EntryKind) -> Result<(), String>,
+        claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
     ) -> Result<Option<Extracted>, ExtractError> {
         let path = RelPath::from_archive(&h.path).map_err(|e| self.reject(e.to_string()))?;
         if path.is_root() {
@@ -215,7 +223,11 @@ impl Extractor<'_> {
             }
             return Err(self.reject(format!("a {:?} entry would replace the root", h.kind)));
         }
-        claim(&path, h.kind).map_err(|reason| self.reject(reason))?;
+        if claim(&path, h.kind).map_err(|reason| self.reject(reason))? == Claimed::Skip {
+            // The reader skips the unread data.
+            self.skipped.insert(path);
+            return Ok(None);
+        }
         let mut md5 = None;
         let mut link_target = None;
         match h.kind {
@@ -439,6 +451,11 @@ impl Extractor<'_> {
     ) -> Result<Option<[u8; 16]>, ExtractError> {
         let target = RelPath::from_archive(raw_target)
             .map_err(|e| self.reject(format!("hard link target: {e}")))?;
+        if self.skipped.contains(&target) {
+            return Err(self.reject(format!(
+                "hard link target {target} was skipped (owned by another package)"
+            )));
+        }
         let Some(md5) = self.files.get(&target) else {
             return Err(self.reject(format!(
                 "hard link target {target} is not a regular file earlier in this archive"
@@ -646,6 +663,46 @@ mod tests {
     }
 
     #[test]
+    fn skipped_entries_leave_existing_files_alone() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("shared"), b"from the replacing package").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./shared",
+                data: b"old",
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./mine",
+                data: b"mine",
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        let claim = |p: &RelPath, _: EntryKind| {
+            Ok(if p.as_bytes() == b"shared" {
+                Claimed::Skip
+            } else {
+                Claimed::Write
+            })
+        };
+        let out = extract_tar_with(&root, &tar[..], &ExtractOptions::new("old"), &claim).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].path.as_bytes(), b"mine");
+        assert_eq!(
+            std::fs::read(t.path().join("shared")).unwrap(),
+            b"from the replacing package"
+        );
+        assert_eq!(std::fs::read(t.path().join("mine")).unwrap(), b"mine");
+    }
+
+    #[test]
     fn size_limit_is_enforced() {
         let t = tempfile::tempdir().unwrap();
         let root = Root::open(t.path()).unwrap();
@@ -663,5 +720,90 @@ mod tests {
         opts.size_limit = 1000;
         let err = extract_tar(&root, &tar[..], &opts, &no_claim).unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
+    }
+
+    #[test]
+    fn devices_fifos_and_xattrs() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIP: device nodes and trusted xattrs need root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let mut pax = pax_record("SCHILY.xattr.user.origin", b"rootstrap");
+        pax.extend(pax_record("uid", b"1234"));
+        let mut tar = Vec::new();
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"p",
+                typeflag: b'x',
+                data: &pax,
+                ..Default::default()
+            },
+        );
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./bin/ping",
+                data: b"elf",
+                mode: 0o4755,
+                ..Default::default()
+            },
+        );
+        let mut null = header(
+            &RawEntry {
+                name: b"./dev/null",
+                typeflag: b'3',
+                mode: 0o666,
+                ..Default::default()
+            },
+            false,
+        );
+        null[329..337].copy_from_slice(b"0000001\0");
+        null[337..345].copy_from_slice(b"0000003\0");
+        fix_checksum(&mut null);
+        tar.extend_from_slice(&null);
+        push(
+            &mut tar,
+            &RawEntry {
+                name: b"./run/fifo",
+                typeflag: b'6',
+                mode: 0o600,
+                ..Default::default()
+            },
+        );
+        finish(&mut tar);
+        let out = extract_tar(&root, &tar[..], &ExtractOptions::new("devs"), &no_claim).unwrap();
+        assert_eq!(out.len(), 3);
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ping = std::fs::symlink_metadata(t.path().join("bin/ping")).unwrap();
+        assert_eq!(ping.uid(), 1234);
+        assert_eq!(
+            ping.mode() & 0o7777,
+            0o4755,
+            "setuid must survive the chown"
+        );
+        let mut value = [0u8; 64];
+        let n = rustix::fs::getxattr(
+            t.path().join("bin/ping").as_path(),
+            "user.origin",
+            &mut value[..],
+        );
+        match n {
+            Ok(n) => assert_eq!(&value[..n], b"rootstrap"),
+            Err(e) if e == rustix::io::Errno::NOTSUP => {
+                eprintln!("SKIP: no user xattrs on this filesystem")
+            }
+            Err(e) => panic!("getxattr: {e}"),
+        }
+        let null = std::fs::symlink_metadata(t.path().join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+        assert_eq!(null.mode() & 0o7777, 0o666);
+        assert!(std::fs::symlink_metadata(t.path().join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
     }
 }

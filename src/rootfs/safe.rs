@@ -81,6 +81,33 @@ impl RelPath {
         Ok(RelPath(out))
     }
 
+    /// A path as written *inside* the container (a Dockerfile `COPY`
+    /// destination, `WORKDIR`, a path from the image config): absolute or
+    /// relative to the root, with `..` resolved lexically and clamped at
+    /// the root, as `/..` is `/` in a chroot. Symlinks are resolved later,
+    /// inside the root, by [`Root`]. NUL and control characters are refused.
+    pub fn from_container_path(raw: &[u8]) -> Result<RelPath, PathError> {
+        if raw.is_empty() {
+            return Err(PathError::Empty);
+        }
+        if raw.iter().any(|&c| c < 0x20 || c == 0x7f) {
+            return Err(PathError::Control(
+                String::from_utf8_lossy(raw).into_owned(),
+            ));
+        }
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for comp in raw.split(|&c| c == b'/') {
+            match comp {
+                b"" | b"." => {}
+                b".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+        Ok(RelPath(parts.join(&b'/')))
+    }
+
     /// The root itself (what `./` names in an archive).
     pub fn root() -> RelPath {
         RelPath(Vec::new())
@@ -847,6 +874,22 @@ mod tests {
         for (raw, want) in bad {
             assert_eq!(&RelPath::from_archive(raw).unwrap_err(), want);
         }
+    }
+
+    #[test]
+    fn container_paths_clamp_at_the_root() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"/usr/local/bin", b"usr/local/bin"),
+            (b"/../../etc", b"etc"),
+            (b"a/../../b/./c/", b"b/c"),
+            (b"/", b""),
+            (b"rel", b"rel"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(RelPath::from_container_path(raw).unwrap().as_bytes(), *want);
+        }
+        assert!(RelPath::from_container_path(b"a\nb").is_err());
+        assert!(RelPath::from_container_path(b"").is_err());
     }
 
     #[test]

@@ -102,8 +102,8 @@ impl ControlFiles {
 pub struct DebFile<R: Read> {
     /// Name used in messages (file name or package).
     pub name: String,
+    /// The control member's files; `control` is checked to be one paragraph.
     pub control: ControlFiles,
-    /// Fields of `control`, checked to be one paragraph.
     data_compression: Compression,
     ar: ArReader<R>,
 }

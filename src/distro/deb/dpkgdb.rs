@@ -26,7 +26,7 @@ use std::path::Path;
 use crate::archive::tar::EntryKind;
 use crate::distro::deb::control::{self, ControlError};
 use crate::distro::deb::debfile::{ControlFiles, DebError, DebFile};
-use crate::rootfs::extract::{extract_tar, ExtractError, ExtractOptions, Extracted};
+use crate::rootfs::extract::{extract_tar_with, Claimed, ExtractError, ExtractOptions, Extracted};
 use crate::rootfs::safe::{FsError, PathError, RelPath, Root};
 
 #[derive(Debug, thiserror::Error)]
@@ -469,12 +469,14 @@ impl Default for UnpackOptions {
 
 /// Reads the .deb at `deb_path` and extracts its data into `root` the way
 /// `dpkg --unpack` does (conffiles as `.dpkg-new`). Safe to call for many
-/// packages in parallel on one `Root`.
+/// packages in parallel on one `Root`. `claim` is asked about every path
+/// (HOSTILE 16): `Err(reason)` aborts naming the entry, `Claimed::Skip`
+/// leaves a path that a `Replaces:`-ing package owns.
 pub fn unpack_deb(
     root: &Root,
     deb_path: &Path,
     opts: &UnpackOptions,
-    claim: &dyn Fn(&RelPath, EntryKind) -> Result<(), String>,
+    claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
 ) -> Result<UnpackedPackage, UnpackError> {
     let shown = deb_path.display().to_string();
     let file = File::open(deb_path).map_err(|source| UnpackError::Open {
@@ -511,7 +513,7 @@ pub fn unpack_deb(
         xopts.conffiles.insert(p);
     }
     let data = deb.into_data(limit)?;
-    let files = extract_tar(root, data, &xopts, claim)?;
+    let files = extract_tar_with(root, data, &xopts, claim)?;
     Ok(UnpackedPackage::new(control, files, &package)?)
 }
 
