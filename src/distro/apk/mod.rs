@@ -3,4 +3,13 @@
 //!
 //! Everything here is pure: functions take bytes and return values.
 
+pub mod gzsplit;
+pub mod index;
+pub mod sign;
+pub mod tar;
 pub mod version;
+
+mod error;
+pub use error::ApkError;
+pub use index::{parse_index, parse_index_text, ApkIndex, ApkPackage, Checksum, Dependency};
+pub use sign::{Trust, TrustedKeys};
