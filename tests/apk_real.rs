@@ -157,3 +157,184 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The index stanza for the real alpine-baselayout package, from the
+/// melange-generated rsa256 index (signed with its own test key).
+fn baselayout_entry(dir: &Path) -> rootstrap::distro::apk::ApkPackage {
+    let root = dir.join("apko-rsa256-signed");
+    let mut keys = TrustedKeys::new();
+    keys.add_pem(
+        "test-rsa256.rsa.pub",
+        &std::fs::read_to_string(root.join("test-rsa256.rsa.pub")).unwrap(),
+    )
+    .unwrap();
+    let index = parse_index(&read(&root, "APKINDEX.tar.gz"), &keys, false).unwrap();
+    index.packages.into_iter().next().expect("one stanza")
+}
+
+const BASELAYOUT: &str = "alpine-real-apk/alpine-baselayout-3.2.0-r23.aarch64.apk";
+
+#[test]
+fn real_package_verifies_and_all_files_pass_checksums() {
+    use rootstrap::distro::apk::open_package;
+    let Some(dir) = data_dir() else { return };
+    let expected = baselayout_entry(&dir);
+    let bytes = read(&dir, BASELAYOUT);
+    let pkg = open_package(&bytes, &expected, &alpine_keys(), false).expect("verify");
+    assert_eq!(
+        pkg.trust.signer(),
+        Some("alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub")
+    );
+    assert_eq!(pkg.identity.to_string(), "Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=");
+    let scripts: Vec<&str> = pkg.scripts.keys().map(String::as_str).collect();
+    assert_eq!(
+        scripts,
+        [
+            ".post-install",
+            ".post-upgrade",
+            ".pre-install",
+            ".pre-upgrade"
+        ]
+    );
+    let entries = pkg.data_entries().expect("file checksums");
+    let checked = entries
+        .iter()
+        .filter(|e| e.pax.contains_key("APK-TOOLS.checksum.SHA1"))
+        .count();
+    println!(
+        "{BASELAYOUT}: {} data entries, {checked} with checksums, all OK",
+        entries.len()
+    );
+    assert!(entries.iter().any(|e| e.path == "etc/crontabs/root"));
+    assert!(checked > 5);
+    // .PKGINFO reproduces the index stanza (what `apk index` derives from it).
+    let derived = pkg.index_entry(bytes.len() as u64);
+    assert_eq!(derived.depends, expected.depends);
+    assert_eq!(derived.provides, expected.provides);
+    assert_eq!(derived.installed_size, expected.installed_size);
+}
+
+#[test]
+fn tampered_packages_are_refused() {
+    use rootstrap::distro::apk::{gzsplit, open_package};
+    let Some(dir) = data_dir() else { return };
+    let expected = baselayout_entry(&dir);
+    let keys = alpine_keys();
+    let bytes = read(&dir, BASELAYOUT);
+    let members = gzsplit::split_members("t", &bytes, 3, 1 << 24).unwrap();
+
+    // HOSTILE 18: wrong identity in the index.
+    let mut wrong_id = expected.clone();
+    wrong_id.checksum = rootstrap::distro::apk::Checksum::parse("Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    let err = open_package(&bytes, &wrong_id, &keys, true).unwrap_err();
+    assert!(matches!(err, ApkError::IdentityMismatch { .. }), "{err}");
+    // Size disagreeing with S:.
+    let mut wrong_size = expected.clone();
+    wrong_size.size += 1;
+    let err = open_package(&bytes, &wrong_size, &keys, false).unwrap_err();
+    assert!(matches!(err, ApkError::SizeMismatch { .. }), "{err}");
+
+    // HOSTILE 19: valid control, data member replaced by another valid gzip member.
+    let fake_data = gzip(b"not the data");
+    let spliced = [&bytes[..members[2].range.start], &fake_data[..]].concat();
+    let mut e = expected.clone();
+    e.size = spliced.len() as u64;
+    let err = open_package(&spliced, &e, &keys, false).unwrap_err();
+    assert!(matches!(err, ApkError::DataHashMismatch { .. }), "{err}");
+
+    // HOSTILE 20: a 4th member, and trailing bytes.
+    for tail in [gzip(b"extra"), b"trailing".to_vec()] {
+        let longer = [&bytes[..], &tail[..]].concat();
+        let mut e = expected.clone();
+        e.size = longer.len() as u64;
+        let err = open_package(&longer, &e, &keys, false).unwrap_err();
+        assert!(
+            matches!(err, ApkError::Format { .. } | ApkError::Gzip { .. }),
+            "{err}"
+        );
+    }
+
+    // HOSTILE 17 for packages: no trusted key.
+    let err = open_package(&bytes, &expected, &TrustedKeys::new(), false).unwrap_err();
+    assert!(matches!(err, ApkError::UntrustedKey { .. }), "{err}");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Index entry for a package file, computed the way `apk index` does, so the
+/// identity and size checks pass and only trust is under test.
+fn self_entry(bytes: &[u8]) -> rootstrap::distro::apk::ApkPackage {
+    use rootstrap::distro::apk::{gzsplit, tar, Checksum, PkgInfo};
+    use sha1::Digest;
+    let members = gzsplit::split_members("t", bytes, 3, 1 << 26).unwrap();
+    let control = &members[members.len() - 2];
+    let entries = tar::parse_entries("t", &control.data).unwrap();
+    let info = entries.iter().find(|e| e.path == ".PKGINFO").unwrap();
+    let text = std::str::from_utf8(&control.data[info.data.clone()]).unwrap();
+    let pkginfo = PkgInfo::parse("t", text).unwrap();
+    let id = Checksum::Sha1(sha1::Sha1::digest(&bytes[control.range.clone()]).into());
+    pkginfo.to_package(Some(id), bytes.len() as u64)
+}
+
+#[test]
+fn unsigned_and_wrong_key_packages_are_refused() {
+    use rootstrap::distro::apk::open_package;
+    let Some(dir) = data_dir() else { return };
+    let keys = alpine_keys();
+    for rel in [
+        "apko-unsigned-apk/hello-0.1.0-r0.apk",
+        "apko-unsigned-apk/replaces-0.0.1-r0.apk",
+    ] {
+        let bytes = read(&dir, rel);
+        let entry = self_entry(&bytes);
+        let err = open_package(&bytes, &entry, &keys, false).unwrap_err();
+        assert!(matches!(err, ApkError::Unsigned { .. }), "{rel}: {err}");
+        let ok = open_package(&bytes, &entry, &keys, true).expect(rel);
+        assert!(ok.trust.signer().is_none());
+        ok.data_entries().expect(rel);
+    }
+    for rel in [
+        "apko-melange-signed-apk/hello-wolfi-2.12.1-r0.apk",
+        "apko-melange-signed-apk/hello-2.12-r0.apk",
+    ] {
+        let bytes = read(&dir, rel);
+        let entry = self_entry(&bytes);
+        let err = open_package(&bytes, &entry, &keys, false).unwrap_err();
+        assert!(matches!(err, ApkError::UntrustedKey { .. }), "{rel}: {err}");
+    }
+}
+
+#[test]
+fn mini_repo_packages_match_their_index() {
+    use rootstrap::distro::apk::open_package;
+    let Some(dir) = data_dir() else { return };
+    let root = dir.join("apko-mini-repo");
+    let mut keys = TrustedKeys::new();
+    keys.add_pem(
+        "melange.rsa.pub",
+        &std::fs::read_to_string(root.join("melange.rsa.pub")).unwrap(),
+    )
+    .unwrap();
+    for arch in ["x86_64", "aarch64"] {
+        let index = parse_index(
+            &read(&root, &format!("{arch}/APKINDEX.tar.gz")),
+            &keys,
+            false,
+        )
+        .unwrap();
+        for p in &index.packages {
+            let bytes = read(&root, &format!("{arch}/{}-{}.apk", p.name, p.version));
+            let pkg = open_package(&bytes, p, &keys, false).unwrap_or_else(|e| panic!("{e}"));
+            pkg.data_entries().unwrap_or_else(|e| panic!("{e}"));
+        }
+        println!(
+            "apko-mini-repo/{arch}: {} packages verified",
+            index.packages.len()
+        );
+    }
+}

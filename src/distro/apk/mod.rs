@@ -5,6 +5,7 @@
 
 pub mod gzsplit;
 pub mod index;
+pub mod package;
 pub mod sign;
 pub mod tar;
 pub mod version;
@@ -12,4 +13,5 @@ pub mod version;
 mod error;
 pub use error::ApkError;
 pub use index::{parse_index, parse_index_text, ApkIndex, ApkPackage, Checksum, Dependency};
+pub use package::{open_package, PkgInfo, VerifiedApk};
 pub use sign::{Trust, TrustedKeys};
