@@ -444,3 +444,50 @@ mod tests {
         assert!(parse_index_text("t", "P:a\n").is_err());
     }
 }
+
+#[cfg(test)]
+mod archive_tests {
+    use super::*;
+    use crate::distro::apk::tar::tests::entry;
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn unsigned_index_needs_allow_untrusted() {
+        let body = gz(&entry("APKINDEX", b'0', b"P:a\nV:1\n\n"));
+        let keys = TrustedKeys::new();
+        assert!(matches!(
+            parse_index(&body, &keys, false),
+            Err(ApkError::Unsigned { .. })
+        ));
+        let idx = parse_index(&body, &keys, true).unwrap();
+        assert_eq!(idx.packages.len(), 1);
+        assert!(idx.signer.is_none());
+    }
+
+    #[test]
+    fn rejects_package_entries_in_index_and_extra_members() {
+        let mut t = entry("APKINDEX", b'0', b"P:a\nV:1\n");
+        t.extend(entry(".PKGINFO", b'0', b"pkgname = a\n"));
+        assert!(parse_index(&gz(&t), &TrustedKeys::new(), true).is_err());
+        let two = [gz(&entry("APKINDEX", b'0', b"P:a\nV:1\n")), gz(b"x")].concat();
+        assert!(parse_index(&two, &TrustedKeys::new(), true).is_err());
+    }
+
+    #[test]
+    fn unknown_algorithm_only_index_is_rejected() {
+        let sig = gz(&entry(".SIGN.ED25519.k.rsa.pub", b'0', b"sig"));
+        let body = gz(&entry("APKINDEX", b'0', b"P:a\nV:1\n"));
+        let err = parse_index(&[sig, body].concat(), &TrustedKeys::new(), false).unwrap_err();
+        assert!(
+            matches!(err, ApkError::UnknownSignatureAlgorithm { .. }),
+            "{err}"
+        );
+    }
+}

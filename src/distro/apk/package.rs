@@ -331,3 +331,92 @@ impl VerifiedApk {
         self.pkginfo.to_package(Some(self.identity.clone()), size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distro::apk::tar::tests::{entry, pax_entry};
+    use flate2::{write::GzEncoder, Compression};
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// An unsigned two-member package and the index entry matching it.
+    fn build(control_extra: &[Vec<u8>], data_tar: &[u8]) -> (Vec<u8>, ApkPackage) {
+        let data = gz(data_tar);
+        let info = format!(
+            "pkgname = t\npkgver = 1-r0\nsize = 10\ndatahash = {}\n",
+            hex::encode(Sha256::digest(&data))
+        );
+        let mut ctl = entry(".PKGINFO", b'0', info.as_bytes());
+        for extra in control_extra {
+            ctl.extend_from_slice(extra);
+        }
+        let control = gz(&ctl);
+        let bytes = [control.clone(), data].concat();
+        let pkg = ApkPackage {
+            name: "t".into(),
+            version: "1-r0".into(),
+            checksum: Some(Checksum::Sha1(Sha1::digest(&control).into())),
+            size: bytes.len() as u64,
+            ..Default::default()
+        };
+        (bytes, pkg)
+    }
+
+    fn file_with_sha1(name: &str, content: &[u8], sha1_hex: &str) -> Vec<u8> {
+        let mut t = pax_entry(&[(PAX_SHA1, sha1_hex.as_bytes())]);
+        t.extend(entry(name, b'0', content));
+        t
+    }
+
+    #[test]
+    fn accepts_consistent_unsigned_package_only_when_allowed() {
+        let good = hex::encode(Sha1::digest(b"hi"));
+        let (bytes, pkg) = build(&[], &file_with_sha1("etc/x", b"hi", &good));
+        let keys = TrustedKeys::new();
+        assert!(matches!(
+            open_package(&bytes, &pkg, &keys, false),
+            Err(ApkError::Unsigned { .. })
+        ));
+        let v = open_package(&bytes, &pkg, &keys, true).unwrap();
+        let entries = v.data_entries().unwrap();
+        assert_eq!(v.content(&entries[0]), b"hi");
+    }
+
+    #[test]
+    fn rejects_file_checksum_mismatch() {
+        let wrong = hex::encode(Sha1::digest(b"other"));
+        let (bytes, pkg) = build(&[], &file_with_sha1("etc/x", b"hi", &wrong));
+        let v = open_package(&bytes, &pkg, &TrustedKeys::new(), true).unwrap();
+        let err = v.data_entries().unwrap_err();
+        assert!(
+            matches!(err, ApkError::FileChecksumMismatch { ref entry, .. } if entry == "etc/x")
+        );
+    }
+
+    #[test]
+    fn rejects_install_script_and_mixed_entries() {
+        let keys = TrustedKeys::new();
+        for extra in [
+            entry(".INSTALL", b'0', b"#!/bin/sh"),
+            entry("APKINDEX", b'0', b"P:x"),
+            entry("usr/bin/x", b'0', b""),
+        ] {
+            let (bytes, pkg) = build(&[extra], b"");
+            let err = open_package(&bytes, &pkg, &keys, true).unwrap_err();
+            assert!(matches!(err, ApkError::Format { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn keeps_scripts() {
+        let (bytes, pkg) = build(&[entry(".post-install", b'0', b"#!/bin/sh\n")], b"");
+        let v = open_package(&bytes, &pkg, &TrustedKeys::new(), true).unwrap();
+        assert_eq!(v.scripts[".post-install"], b"#!/bin/sh\n");
+    }
+}

@@ -197,3 +197,39 @@ pub(crate) fn decide(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distro::apk::tar::{parse_entries, tests::entry};
+
+    fn verify(sig_tar: &[u8]) -> Result<String, ApkError> {
+        let entries = parse_entries("t", sig_tar).unwrap();
+        verify_segment("t", &entries, sig_tar, b"signed", &TrustedKeys::new())
+    }
+
+    #[test]
+    fn classifies_signature_failures() {
+        let err = verify(&entry(".SIGN.RSA.some.rsa.pub", b'0', b"sig")).unwrap_err();
+        assert!(matches!(err, ApkError::UntrustedKey { .. }));
+        let err = verify(&entry(".SIGN.DSA.some.rsa.pub", b'0', b"sig")).unwrap_err();
+        assert!(matches!(err, ApkError::UnknownSignatureAlgorithm { .. }));
+        let big = vec![0u8; MAX_SIGNATURE_SIZE as usize + 1];
+        let err = verify(&entry(".SIGN.RSA256.k.rsa.pub", b'0', &big)).unwrap_err();
+        assert!(matches!(err, ApkError::SignatureTooLarge { .. }));
+        assert!(matches!(
+            verify(b"").unwrap_err(),
+            ApkError::Unsigned { .. }
+        ));
+        assert!(matches!(
+            decide(Err(ApkError::Unsigned { what: "t".into() }), true),
+            Ok(Trust::AllowedUntrusted { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_malformed_key() {
+        let mut keys = TrustedKeys::new();
+        assert!(keys.add_pem("x.rsa.pub", "not a pem").is_err());
+    }
+}
