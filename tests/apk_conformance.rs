@@ -69,3 +69,306 @@ fn version_data() {
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
     assert!(total > 700, "version.data looks truncated: {total} lines");
 }
+
+mod solver_suite {
+    use rootstrap::distro::apk::{
+        parse_index_text, solve_with, version, ApkPackage, Change, Dependency, SolveOptions,
+    };
+    use std::path::Path;
+
+    /// A parsed `*.test` file of apk-tools' test/solver.
+    struct Case {
+        args: Vec<String>,
+        repos: Vec<(Option<String>, String)>,
+        installed: Option<String>,
+        world: Vec<String>,
+        expect: Vec<String>,
+        cache: bool,
+    }
+
+    fn parse_case(text: &str) -> Case {
+        let mut c = Case {
+            args: vec![],
+            repos: vec![],
+            installed: None,
+            world: vec![],
+            expect: vec![],
+            cache: false,
+        };
+        let mut in_expect = false;
+        for line in text.lines() {
+            if in_expect {
+                c.expect.push(line.to_string());
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("@ARGS") => c.args.extend(words.map(str::to_string)),
+                Some("@REPO") => {
+                    let w: Vec<&str> = words.collect();
+                    match w.as_slice() {
+                        [tag, file] => c.repos.push((
+                            Some(tag.trim_start_matches('@').to_string()),
+                            file.to_string(),
+                        )),
+                        [file] => c.repos.push((None, file.to_string())),
+                        _ => {}
+                    }
+                }
+                Some("@INSTALLED") => c.installed = words.next().map(str::to_string),
+                Some("@WORLD") => c.world.extend(words.map(str::to_string)),
+                Some("@CACHE") => c.cache = true,
+                Some("@EXPECT") => in_expect = true,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Normalised outcome: Ok(list of "Verb name version") or Err(()) for failure.
+    type Outcome = Result<Vec<String>, ()>;
+
+    fn expected_outcome(c: &Case) -> Outcome {
+        if c.expect.iter().any(|l| l.starts_with("ERROR:")) {
+            return Err(());
+        }
+        let mut out = Vec::new();
+        for l in &c.expect {
+            // "(1/2) Installing b (2)" or "(1/2) Upgrading b (1 -> 2)"
+            let Some(rest) = l
+                .strip_prefix('(')
+                .and_then(|r| r.split_once(") "))
+                .map(|x| x.1)
+            else {
+                continue;
+            };
+            let mut parts = rest.splitn(3, ' ');
+            let (Some(verb), Some(name), Some(ver)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let ver = ver.trim_matches(|c| c == '(' || c == ')');
+            let ver = ver.rsplit(" -> ").next().unwrap_or(ver);
+            out.push(format!("{verb} {name} {ver}"));
+        }
+        Ok(out)
+    }
+
+    /// Why a case cannot be run by this model, if it cannot.
+    fn unsupported(c: &Case) -> Option<&'static str> {
+        if c.cache {
+            return Some("@CACHE (cache-only install)");
+        }
+        for a in &c.args {
+            match a.as_str() {
+                "fix" => return Some("apk fix"),
+                "-t" | "--virtual" => return Some("virtual packages (-t)"),
+                "--force-broken-world" => return Some("--force-broken-world"),
+                "--prune" => return Some("upgrade --prune"),
+                "--self-upgrade-only" | "--ignore" => return Some("self-upgrade"),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn load(dir: &Path, file: &str, tag: Option<String>) -> Result<Vec<ApkPackage>, String> {
+        let text = std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        let mut pkgs = parse_index_text(file, &text).map_err(|e| e.to_string())?;
+        for p in &mut pkgs {
+            p.repo_tag = tag.clone();
+        }
+        Ok(pkgs)
+    }
+
+    fn parse_world_dep(w: &str) -> Option<Dependency> {
+        let d = Dependency::parse(w)?;
+        match &d.version {
+            Some(v) if !version::is_valid(v) => None,
+            _ => Some(d),
+        }
+    }
+
+    fn run(dir: &Path, c: &Case) -> Result<Outcome, String> {
+        let mut repo = Vec::new();
+        for (tag, file) in &c.repos {
+            repo.extend(load(dir, file, tag.clone())?);
+        }
+        let installed = match &c.installed {
+            Some(f) => load(dir, f, None)?,
+            None => Vec::new(),
+        };
+        let mut world: Vec<Dependency> = Vec::new();
+        for w in &c.world {
+            world.push(parse_world_dep(w).ok_or_else(|| format!("bad @WORLD {w}"))?);
+        }
+        let mut opts = SolveOptions {
+            arch: Some("x86_64".into()),
+            upgrade: false,
+        };
+        let args: Vec<&str> = c
+            .args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !matches!(*a, "-v" | "--no-network") && !a.starts_with("--root-tmpfs"))
+            .collect();
+        let (applet, rest) = args.split_first().ok_or("no applet")?;
+        let names: Vec<&str> = rest
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let flags: Vec<&str> = rest
+            .iter()
+            .copied()
+            .filter(|a| a.starts_with('-'))
+            .collect();
+        let upgrade_flag = flags.iter().any(|f| {
+            matches!(
+                *f,
+                "-u" | "--upgrade" | "-l" | "--latest" | "-a" | "--available"
+            )
+        });
+        match *applet {
+            "add" => {
+                opts.upgrade = upgrade_flag;
+                for n in names {
+                    let Some(d) = parse_world_dep(n) else {
+                        return Ok(Err(()));
+                    };
+                    world.retain(|w| w.name != d.name);
+                    world.push(d);
+                }
+            }
+            "del" => world.retain(|w| !names.contains(&w.name.as_str())),
+            "upgrade" => opts.upgrade = true,
+            other => return Err(format!("applet {other} not modelled")),
+        }
+        let solved = match solve_with(&repo, &installed, &world, &opts) {
+            Ok(s) => s,
+            Err(_) => return Ok(Err(())),
+        };
+        let lines = solved
+            .changes(&installed)
+            .into_iter()
+            .map(|ch| match ch {
+                Change::Install(p) => format!("Installing {} {}", p.name, p.version),
+                Change::Upgrade(_, p) => format!("Upgrading {} {}", p.name, p.version),
+                Change::Downgrade(_, p) => format!("Downgrading {} {}", p.name, p.version),
+                Change::Remove(p) => format!("Purging {} {}", p.name, p.version),
+            })
+            .collect();
+        Ok(Ok(lines))
+    }
+
+    const GROUPS: [&str; 11] = [
+        "basic",
+        "complicated",
+        "conflict",
+        "error",
+        "provides",
+        "installif",
+        "fix",
+        "fuzzy",
+        "pinning",
+        "selfupgrade",
+        "upgrade",
+    ];
+
+    #[test]
+    fn solver_tests() {
+        let Some(dir) = super::conformance_dir("apk-version/solver") else {
+            return;
+        };
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("solver dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".test"))
+            .collect();
+        files.sort();
+        let (mut passed, mut total, mut set_only) = (0, 0, 0);
+        let mut skipped: Vec<String> = Vec::new();
+        let mut failed: Vec<String> = Vec::new();
+        let mut per_group: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+        for f in &files {
+            let text = std::fs::read_to_string(dir.join(f)).expect("read test");
+            let case = parse_case(&text);
+            if let Some(why) = unsupported(&case) {
+                skipped.push(format!("{f} ({why})"));
+                continue;
+            }
+            let group = GROUPS
+                .iter()
+                .find(|g| f.starts_with(*g))
+                .copied()
+                .unwrap_or("other");
+            let want = expected_outcome(&case);
+            let got = match run(&dir, &case) {
+                Ok(g) => g,
+                Err(why) => {
+                    skipped.push(format!("{f} ({why})"));
+                    continue;
+                }
+            };
+            total += 1;
+            let entry = per_group.entry(group).or_default();
+            entry.1 += 1;
+            if got == want {
+                passed += 1;
+                entry.0 += 1;
+            } else {
+                let same_set = match (&got, &want) {
+                    (Ok(g), Ok(w)) => {
+                        let (mut g, mut w) = (g.clone(), w.clone());
+                        g.sort();
+                        w.sort();
+                        g == w
+                    }
+                    _ => false,
+                };
+                if same_set {
+                    set_only += 1;
+                }
+                failed.push(format!("{f}: expected {want:?}, got {got:?}"));
+            }
+        }
+        println!(
+            "apk solver: {passed}/{total} passed (same set, other order: {set_only}; skipped: {} — {})",
+            skipped.len(),
+            skipped.join(", ")
+        );
+        for (g, (p, t)) in &per_group {
+            println!("  {g}: {p}/{t}");
+        }
+        for f in &failed {
+            println!("  FAIL {f}");
+        }
+        let core_total: u32 = [
+            "basic",
+            "complicated",
+            "conflict",
+            "error",
+            "provides",
+            "installif",
+        ]
+        .iter()
+        .filter_map(|g| per_group.get(g))
+        .map(|x| x.1)
+        .sum();
+        let core_passed: u32 = [
+            "basic",
+            "complicated",
+            "conflict",
+            "error",
+            "provides",
+            "installif",
+        ]
+        .iter()
+        .filter_map(|g| per_group.get(g))
+        .map(|x| x.0)
+        .sum();
+        println!("core groups: {core_passed}/{core_total}");
+        assert!(total > 60, "solver suite looks incomplete: {total}");
+    }
+}

@@ -7,6 +7,7 @@ pub mod gzsplit;
 pub mod index;
 pub mod package;
 pub mod sign;
+pub mod solver;
 pub mod tar;
 pub mod version;
 
@@ -15,3 +16,4 @@ pub use error::ApkError;
 pub use index::{parse_index, parse_index_text, ApkIndex, ApkPackage, Checksum, Dependency};
 pub use package::{open_package, PkgInfo, VerifiedApk};
 pub use sign::{Trust, TrustedKeys};
+pub use solver::{solve, solve_with, Change, Solution, SolveError, SolveOptions};

@@ -1,0 +1,584 @@
+//! Dependency resolution with apk-tools semantics: versioned dependencies,
+//! `!name` conflicts, provides (versioned provides own a name exclusively,
+//! unversioned ones are only auto-selected with a provider_priority),
+//! install_if, repository tags (`name@tag`) and "keep what is installed unless
+//! upgrading". The search is a depth-first backtracking search over candidates
+//! in apk's preference order, so the first solution found is apk's choice.
+
+use super::index::{ApkPackage, Dependency};
+use super::version;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+use thiserror::Error;
+
+/// Bound on search steps so a hostile index cannot make resolution exponential.
+const MAX_STEPS: usize = 200_000;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SolveError {
+    #[error(
+        "unable to select packages: {dependency} (required by {required_by}): no such package"
+    )]
+    NoSuchPackage {
+        dependency: String,
+        required_by: String,
+    },
+    #[error("unable to select packages: {dependency} (required by {required_by}) is a virtual package provided by {providers:?}; select one of them explicitly")]
+    AmbiguousVirtual {
+        dependency: String,
+        required_by: String,
+        providers: Vec<String>,
+    },
+    #[error("unable to select packages: {dependency} (required by {required_by}): {reason}")]
+    Unsatisfiable {
+        dependency: String,
+        required_by: String,
+        reason: String,
+    },
+    #[error("unable to select packages: {world_conflict} conflicts with {package}")]
+    Conflict {
+        world_conflict: String,
+        package: String,
+    },
+    #[error("dependency resolution gave up after {0} steps")]
+    TooComplex(usize),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SolveOptions {
+    /// Target architecture; packages of other arches (except `noarch`) are ignored.
+    pub arch: Option<String>,
+    /// Prefer the newest versions even for installed packages (`apk upgrade`).
+    pub upgrade: bool,
+}
+
+/// The package set to have installed, in apk's install order (dependencies first).
+#[derive(Debug, Clone)]
+pub struct Solution<'a> {
+    pub install: Vec<&'a ApkPackage>,
+}
+
+/// What must change to get from the installed set to a solution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change<'a> {
+    Install(&'a ApkPackage),
+    Upgrade(&'a ApkPackage, &'a ApkPackage),
+    Downgrade(&'a ApkPackage, &'a ApkPackage),
+    Remove(&'a ApkPackage),
+}
+
+/// `solve_with` with default options (any arch, keep installed versions).
+pub fn solve<'a>(
+    repo: &'a [ApkPackage],
+    installed: &'a [ApkPackage],
+    world: &[Dependency],
+) -> Result<Solution<'a>, SolveError> {
+    solve_with(repo, installed, world, &SolveOptions::default())
+}
+
+struct Candidate<'a> {
+    pkg: &'a ApkPackage,
+    installed: bool,
+    /// Names this package occupies exclusively: its own and versioned provides.
+    owned: Vec<&'a str>,
+}
+
+struct Solver<'a> {
+    cands: Vec<Candidate<'a>>,
+    by_name: BTreeMap<&'a str, Vec<usize>>,
+    install_if: Vec<usize>,
+    opts: SolveOptions,
+    world: Vec<Dependency>,
+    selected: Vec<usize>,
+    /// (dependency, index into `cands` of the requirer or None for world)
+    queue: Vec<(Dependency, Option<usize>)>,
+    steps: usize,
+    first_failure: Option<SolveError>,
+}
+
+fn provided_version(p: &Dependency) -> Option<&str> {
+    p.version.as_deref()
+}
+
+impl<'a> Solver<'a> {
+    fn new(
+        repo: &'a [ApkPackage],
+        installed: &'a [ApkPackage],
+        world: &[Dependency],
+        opts: &SolveOptions,
+    ) -> Self {
+        let mut cands: Vec<Candidate<'a>> = Vec::new();
+        let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        let arch_ok = |p: &ApkPackage| match &opts.arch {
+            Some(a) => p.arch.is_empty() || p.arch == "noarch" || p.arch == *a,
+            None => true,
+        };
+        let all = installed
+            .iter()
+            .map(|p| (p, true))
+            .chain(repo.iter().map(|p| (p, false)));
+        for (pkg, is_installed) in all {
+            if !is_installed && !arch_ok(pkg) {
+                continue;
+            }
+            match seen.get(&(pkg.name.as_str(), pkg.version.as_str())) {
+                // The same package from an untagged repository beats a tagged copy.
+                Some(&i) => {
+                    if cands[i].pkg.repo_tag.is_some()
+                        && pkg.repo_tag.is_none()
+                        && !cands[i].installed
+                    {
+                        cands[i].pkg = pkg;
+                    }
+                    continue;
+                }
+                None => seen.insert((pkg.name.as_str(), pkg.version.as_str()), cands.len()),
+            };
+            let mut owned = vec![pkg.name.as_str()];
+            owned.extend(
+                pkg.provides
+                    .iter()
+                    .filter(|p| p.version.is_some())
+                    .map(|p| p.name.as_str()),
+            );
+            cands.push(Candidate {
+                pkg,
+                installed: is_installed,
+                owned,
+            });
+        }
+        let mut by_name: BTreeMap<&'a str, Vec<usize>> = BTreeMap::new();
+        let mut install_if = Vec::new();
+        for (i, c) in cands.iter().enumerate() {
+            by_name.entry(c.pkg.name.as_str()).or_default().push(i);
+            for p in &c.pkg.provides {
+                if p.name != c.pkg.name {
+                    by_name.entry(p.name.as_str()).or_default().push(i);
+                }
+            }
+            if !c.pkg.install_if.is_empty() {
+                install_if.push(i);
+            }
+        }
+        for list in by_name.values_mut() {
+            list.dedup();
+        }
+        Solver {
+            cands,
+            by_name,
+            install_if,
+            opts: opts.clone(),
+            world: world.to_vec(),
+            selected: Vec::new(),
+            queue: world.iter().map(|d| (d.clone(), None)).collect(),
+            steps: 0,
+            first_failure: None,
+        }
+    }
+
+    fn who(&self, requirer: Option<usize>) -> String {
+        requirer.map_or_else(|| "world".to_string(), |i| self.cands[i].pkg.id())
+    }
+
+    /// Does candidate `c` satisfy positive dependency `d` (ignoring tags)?
+    fn provides_dep(&self, c: usize, d: &Dependency) -> bool {
+        let pkg = self.cands[c].pkg;
+        if pkg.name == d.name && d.version_matches(Some(&pkg.version)) {
+            return true;
+        }
+        pkg.provides
+            .iter()
+            .any(|p| p.name == d.name && d.version_matches(provided_version(p)))
+    }
+
+    fn tag_allows(&self, c: usize, d: &Dependency) -> bool {
+        match (&self.cands[c].pkg.repo_tag, &d.tag) {
+            (None, _) => true,
+            (Some(t), Some(want)) => t == want,
+            (Some(_), None) => false,
+        }
+    }
+
+    fn satisfied(&self, d: &Dependency) -> bool {
+        self.selected.iter().any(|&s| self.provides_dep(s, d))
+    }
+
+    /// A conflict `!name…` from `owner` hits candidate `c`?
+    fn conflict_hits(&self, conflict: &Dependency, owner: Option<usize>, c: usize) -> bool {
+        owner != Some(c) && self.provides_dep(c, conflict)
+    }
+
+    fn all_deps(&self) -> impl Iterator<Item = (&Dependency, Option<usize>)> {
+        self.world.iter().map(|d| (d, None)).chain(
+            self.selected
+                .iter()
+                .flat_map(|&s| self.cands[s].pkg.depends.iter().map(move |d| (d, Some(s)))),
+        )
+    }
+
+    fn self_consistent(&self, c: usize) -> bool {
+        let pkg = self.cands[c].pkg;
+        let owned = &self.cands[c].owned;
+        let unique: BTreeSet<&str> = owned.iter().copied().collect();
+        let provides_own_name_unversioned = pkg
+            .provides
+            .iter()
+            .any(|p| p.name == pkg.name && p.version.is_none());
+        unique.len() == owned.len() && !provides_own_name_unversioned
+    }
+
+    /// Can `c` join the current selection without breaking anything known?
+    fn compatible(&self, c: usize) -> bool {
+        if !self.self_consistent(c) {
+            return false;
+        }
+        let owned = &self.cands[c].owned;
+        for &s in &self.selected {
+            if self.cands[s].owned.iter().any(|n| owned.contains(n)) {
+                return false;
+            }
+        }
+        for (d, owner) in self.all_deps() {
+            if d.conflict {
+                if self.conflict_hits(d, owner, c) {
+                    return false;
+                }
+            } else if owned.contains(&d.name.as_str()) && !self.provides_dep(c, d) {
+                return false;
+            }
+        }
+        for d in self.cands[c].pkg.depends.iter().filter(|d| d.conflict) {
+            if self
+                .selected
+                .iter()
+                .any(|&s| self.conflict_hits(d, Some(c), s))
+            {
+                return false;
+            }
+            let _ = d;
+        }
+        true
+    }
+
+    /// Candidates for `d` in apk's preference order.
+    fn candidates(&self, d: &Dependency) -> Vec<usize> {
+        let Some(list) = self.by_name.get(d.name.as_str()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<usize> = list
+            .iter()
+            .copied()
+            .filter(|&c| self.provides_dep(c, d) && self.tag_allows(c, d))
+            .filter(|&c| {
+                // A virtual name (unversioned provide) is only auto-selected when
+                // the provider declares a priority.
+                let pkg = self.cands[c].pkg;
+                pkg.name == d.name
+                    || pkg.provider_priority.is_some()
+                    || pkg
+                        .provides
+                        .iter()
+                        .any(|p| p.name == d.name && p.version.is_some())
+            })
+            .collect();
+        out.sort_by(|&a, &b| self.prefer(a, b, d));
+        out
+    }
+
+    fn prefer(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
+        let (ca, cb) = (&self.cands[a], &self.cands[b]);
+        let keep_installed = |c: &Candidate| !self.opts.upgrade && c.installed;
+        keep_installed(cb)
+            .cmp(&keep_installed(ca))
+            .then_with(|| (cb.pkg.name == d.name).cmp(&(ca.pkg.name == d.name)))
+            .then_with(|| {
+                cb.pkg
+                    .provider_priority
+                    .unwrap_or(0)
+                    .cmp(&ca.pkg.provider_priority.unwrap_or(0))
+            })
+            .then_with(|| {
+                if ca.pkg.name == cb.pkg.name {
+                    version::compare(&cb.pkg.version, &ca.pkg.version)
+                } else {
+                    Ordering::Equal
+                }
+            })
+            .then_with(|| cb.installed.cmp(&ca.installed))
+            .then_with(|| ca.pkg.name.cmp(&cb.pkg.name))
+    }
+
+    fn record_failure(&mut self, d: &Dependency, requirer: Option<usize>) {
+        if self.first_failure.is_some() {
+            return;
+        }
+        let dependency = d.to_string();
+        let required_by = self.who(requirer);
+        let all: Vec<usize> = self
+            .by_name
+            .get(d.name.as_str())
+            .map(|l| {
+                l.iter()
+                    .copied()
+                    .filter(|&c| self.provides_dep(c, d))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let err = if all.is_empty() {
+            SolveError::NoSuchPackage {
+                dependency,
+                required_by,
+            }
+        } else if self.candidates(d).is_empty()
+            && all.iter().all(|&c| self.cands[c].pkg.name != d.name)
+        {
+            SolveError::AmbiguousVirtual {
+                dependency,
+                required_by,
+                providers: all
+                    .iter()
+                    .map(|&c| self.cands[c].pkg.name.clone())
+                    .collect(),
+            }
+        } else {
+            let tried: Vec<String> = all.iter().map(|&c| self.cands[c].pkg.id()).collect();
+            SolveError::Unsatisfiable {
+                dependency,
+                required_by,
+                reason: format!(
+                    "every candidate ({}) breaks another constraint or conflict",
+                    tried.join(", ")
+                ),
+            }
+        };
+        self.first_failure = Some(err);
+    }
+
+    fn select(&mut self, c: usize) -> usize {
+        self.selected.push(c);
+        let qlen = self.queue.len();
+        for d in &self.cands[c].pkg.depends {
+            self.queue.push((d.clone(), Some(c)));
+        }
+        qlen
+    }
+
+    fn unselect(&mut self, qlen: usize) {
+        self.selected.pop();
+        self.queue.truncate(qlen);
+    }
+
+    fn search(&mut self, mut pos: usize) -> Result<bool, SolveError> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(SolveError::TooComplex(MAX_STEPS));
+        }
+        while pos < self.queue.len() {
+            let (d, requirer) = self.queue[pos].clone();
+            if d.conflict {
+                if self
+                    .selected
+                    .iter()
+                    .any(|&s| self.conflict_hits(&d, requirer, s))
+                {
+                    return Ok(false);
+                }
+                pos += 1;
+                continue;
+            }
+            if self.satisfied(&d) {
+                pos += 1;
+                continue;
+            }
+            for c in self.candidates(&d) {
+                if !self.compatible(c) {
+                    continue;
+                }
+                let qlen = self.select(c);
+                if self.search(pos + 1)? {
+                    return Ok(true);
+                }
+                self.unselect(qlen);
+            }
+            self.record_failure(&d, requirer);
+            return Ok(false);
+        }
+        self.try_install_if(pos)
+    }
+
+    fn install_if_triggered(&self, c: usize) -> bool {
+        let pkg = self.cands[c].pkg;
+        !self.selected.contains(&c)
+            && !self
+                .selected
+                .iter()
+                .any(|&s| self.cands[s].pkg.name == pkg.name)
+            && pkg.install_if.iter().all(|d| {
+                if d.conflict {
+                    !self.satisfied(&Dependency {
+                        conflict: false,
+                        ..d.clone()
+                    })
+                } else {
+                    self.satisfied(d)
+                }
+            })
+    }
+
+    /// With all dependencies met, add packages whose install_if now holds.
+    fn try_install_if(&mut self, pos: usize) -> Result<bool, SolveError> {
+        let mut triggered: Vec<usize> = self
+            .install_if
+            .iter()
+            .copied()
+            .filter(|&c| self.install_if_triggered(c))
+            .collect();
+        triggered.sort_by(|&a, &b| {
+            let d = Dependency::any(&self.cands[a].pkg.name);
+            self.cands[a]
+                .pkg
+                .name
+                .cmp(&self.cands[b].pkg.name)
+                .then_with(|| self.prefer(a, b, &d))
+        });
+        for c in triggered {
+            if !self.compatible(c) {
+                continue;
+            }
+            let saved_failure = self.first_failure.take();
+            let qlen = self.select(c);
+            if self.search(pos)? {
+                return Ok(true);
+            }
+            self.unselect(qlen);
+            self.first_failure = saved_failure;
+        }
+        Ok(true)
+    }
+
+    /// Dependencies first (depth-first post-order from the sorted world), then
+    /// whatever was pulled in by install_if, in selection order.
+    fn install_order(&self) -> Vec<usize> {
+        let mut done = BTreeSet::new();
+        let mut order = Vec::new();
+        let mut roots: Vec<&Dependency> = self.world.iter().filter(|d| !d.conflict).collect();
+        roots.sort_by(|a, b| a.name.cmp(&b.name));
+        for d in roots {
+            if let Some(s) = self.provider_in_selection(d) {
+                self.visit(s, &mut done, &mut order);
+            }
+        }
+        for &s in &self.selected {
+            self.visit(s, &mut done, &mut order);
+        }
+        order
+    }
+
+    fn provider_in_selection(&self, d: &Dependency) -> Option<usize> {
+        self.selected
+            .iter()
+            .copied()
+            .find(|&s| self.provides_dep(s, d))
+    }
+
+    fn visit(&self, s: usize, done: &mut BTreeSet<usize>, order: &mut Vec<usize>) {
+        if !done.insert(s) {
+            return;
+        }
+        for d in self.cands[s].pkg.depends.iter().filter(|d| !d.conflict) {
+            if let Some(dep) = self.provider_in_selection(d) {
+                self.visit(dep, done, order);
+            }
+        }
+        order.push(s);
+    }
+}
+
+/// Resolves `world` against the repository packages plus the installed ones.
+pub fn solve_with<'a>(
+    repo: &'a [ApkPackage],
+    installed: &'a [ApkPackage],
+    world: &[Dependency],
+    opts: &SolveOptions,
+) -> Result<Solution<'a>, SolveError> {
+    let mut solver = Solver::new(repo, installed, world, opts);
+    // World-level conflicts against each other are checked by the search itself.
+    if solver.search(0)? {
+        let install = solver
+            .install_order()
+            .into_iter()
+            .map(|i| solver.cands[i].pkg)
+            .collect();
+        return Ok(Solution { install });
+    }
+    Err(solver.first_failure.take().unwrap_or_else(|| {
+        let conflict = world
+            .iter()
+            .find(|d| d.conflict)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        SolveError::Conflict {
+            world_conflict: conflict,
+            package: "the selected packages".to_string(),
+        }
+    }))
+}
+
+impl<'a> Solution<'a> {
+    /// Changes relative to `installed`: removals first, then installs/upgrades
+    /// in install order (as `apk` prints them).
+    pub fn changes(&self, installed: &'a [ApkPackage]) -> Vec<Change<'a>> {
+        let mut out = Vec::new();
+        for old in installed {
+            if !self.install.iter().any(|p| p.name == old.name) {
+                out.push(Change::Remove(old));
+            }
+        }
+        for &new in &self.install {
+            match installed.iter().find(|o| o.name == new.name) {
+                None => out.push(Change::Install(new)),
+                Some(old) => match version::compare(&new.version, &old.version) {
+                    Ordering::Greater => out.push(Change::Upgrade(old, new)),
+                    Ordering::Less => out.push(Change::Downgrade(old, new)),
+                    Ordering::Equal => {}
+                },
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distro::apk::index::parse_index_text;
+
+    fn names(s: &Solution) -> Vec<String> {
+        s.install.iter().map(|p| p.id()).collect()
+    }
+
+    #[test]
+    fn backtracks_over_version_constraints() {
+        let repo = parse_index_text(
+            "t",
+            "P:a\nV:2\nD:b c\n\nP:a\nV:3\nD:b c d>1.5\n\nP:b\nV:1\nD:c d<2.0\n\nP:c\nV:1\nD:d>1.0\n\nP:d\nV:1.0\n\nP:d\nV:1.5\n\nP:d\nV:2.0\n",
+        )
+        .unwrap();
+        let s = solve(&repo, &[], &[Dependency::any("a")]).unwrap();
+        assert_eq!(names(&s), ["d-1.5", "c-1", "b-1", "a-2"]);
+        let err = solve(&repo, &[], &[Dependency::parse("a>2").unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("d>1.5 (required by a-3)"), "{err}");
+    }
+
+    #[test]
+    fn missing_package_is_named() {
+        let err = solve(&[], &[], &[Dependency::any("nope")]).unwrap_err();
+        assert_eq!(
+            err,
+            SolveError::NoSuchPackage {
+                dependency: "nope".into(),
+                required_by: "world".into()
+            }
+        );
+    }
+}
