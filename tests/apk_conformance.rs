@@ -165,6 +165,7 @@ mod solver_suite {
                 "-t" | "--virtual" => return Some("virtual packages (-t)"),
                 "--force-broken-world" => return Some("--force-broken-world"),
                 "--prune" => return Some("upgrade --prune"),
+                "--no-network" => return Some("--no-network repository availability"),
                 "--self-upgrade-only" | "--ignore" => return Some("self-upgrade"),
                 _ => {}
             }
@@ -205,12 +206,13 @@ mod solver_suite {
         let mut opts = SolveOptions {
             arch: Some("x86_64".into()),
             upgrade: false,
+            available: false,
         };
         let args: Vec<&str> = c
             .args
             .iter()
             .map(String::as_str)
-            .filter(|a| !matches!(*a, "-v" | "--no-network") && !a.starts_with("--root-tmpfs"))
+            .filter(|a| *a != "-v" && !a.starts_with("--root-tmpfs"))
             .collect();
         let (applet, rest) = args.split_first().ok_or("no applet")?;
         let names: Vec<&str> = rest
@@ -241,7 +243,10 @@ mod solver_suite {
                 }
             }
             "del" => world.retain(|w| !names.contains(&w.name.as_str())),
-            "upgrade" => opts.upgrade = true,
+            "upgrade" => {
+                opts.upgrade = true;
+                opts.available = flags.iter().any(|f| matches!(*f, "-a" | "--available"));
+            }
             other => return Err(format!("applet {other} not modelled")),
         }
         let solved = match solve_with(&repo, &installed, &world, &opts) {
@@ -252,13 +257,22 @@ mod solver_suite {
             .changes(&installed)
             .into_iter()
             .map(|ch| match ch {
-                Change::Install(p) => format!("Installing {} {}", p.name, p.version),
-                Change::Upgrade(_, p) => format!("Upgrading {} {}", p.name, p.version),
-                Change::Downgrade(_, p) => format!("Downgrading {} {}", p.name, p.version),
-                Change::Remove(p) => format!("Purging {} {}", p.name, p.version),
+                Change::Install(p) => format!("Installing {} {}", shown(p), p.version),
+                Change::Upgrade(_, p) => format!("Upgrading {} {}", shown(p), p.version),
+                Change::Downgrade(_, p) => format!("Downgrading {} {}", shown(p), p.version),
+                Change::Replace(_, p) => format!("Replacing {} {}", shown(p), p.version),
+                Change::Remove(p) => format!("Purging {} {}", shown(p), p.version),
             })
             .collect();
         Ok(Ok(lines))
+    }
+
+    /// apk prints `name@tag` for packages from a tagged repository.
+    fn shown(p: &ApkPackage) -> String {
+        match &p.repo_tag {
+            Some(t) => format!("{}@{t}", p.name),
+            None => p.name.clone(),
+        }
     }
 
     const GROUPS: [&str; 11] = [

@@ -251,7 +251,8 @@ fn number<T: std::str::FromStr>(
     })
 }
 
-/// Applies one `K:value` field to `pkg`. Unknown keys are ignored (as apk does);
+/// Applies one `K:value` field to `pkg`. Repeated dependency lines accumulate
+/// (real indexes split long `p:` lists). Unknown keys are ignored (as apk does);
 /// keys only found in installed databases (F:, R:, Z:, …) too.
 fn apply_field(
     what: &str,
@@ -280,10 +281,10 @@ fn apply_field(
         'm' => pkg.maintainer = v.to_string(),
         't' => pkg.build_time = Some(number(what, line, key, v)?),
         'c' => pkg.commit = v.to_string(),
-        'D' => pkg.depends = deps(what, line, v)?,
-        'p' => pkg.provides = deps(what, line, v)?,
-        'i' => pkg.install_if = deps(what, line, v)?,
-        'r' => pkg.replaces = deps(what, line, v)?,
+        'D' => pkg.depends.extend(deps(what, line, v)?),
+        'p' => pkg.provides.extend(deps(what, line, v)?),
+        'i' => pkg.install_if.extend(deps(what, line, v)?),
+        'r' => pkg.replaces.extend(deps(what, line, v)?),
         'k' => pkg.provider_priority = Some(number(what, line, key, v)?),
         'q' => pkg.replaces_priority = Some(number(what, line, key, v)?),
         _ => {}

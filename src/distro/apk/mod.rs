@@ -16,4 +16,5 @@ pub use error::ApkError;
 pub use index::{parse_index, parse_index_text, ApkIndex, ApkPackage, Checksum, Dependency};
 pub use package::{open_package, PkgInfo, VerifiedApk};
 pub use sign::{Trust, TrustedKeys};
+pub use solver::dependency_order;
 pub use solver::{solve, solve_with, Change, Solution, SolveError, SolveOptions};

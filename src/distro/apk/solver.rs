@@ -50,6 +50,9 @@ pub struct SolveOptions {
     pub arch: Option<String>,
     /// Prefer the newest versions even for installed packages (`apk upgrade`).
     pub upgrade: bool,
+    /// Prefer repository copies over installed ones of the same version
+    /// (`apk upgrade --available`), so changed packages get replaced.
+    pub available: bool,
 }
 
 /// The package set to have installed, in apk's install order (dependencies first).
@@ -64,6 +67,8 @@ pub enum Change<'a> {
     Install(&'a ApkPackage),
     Upgrade(&'a ApkPackage, &'a ApkPackage),
     Downgrade(&'a ApkPackage, &'a ApkPackage),
+    /// Same version, different package identity (rebuilt upstream).
+    Replace(&'a ApkPackage, &'a ApkPackage),
     Remove(&'a ApkPackage),
 }
 
@@ -163,6 +168,16 @@ impl<'a> Solver<'a> {
         for list in by_name.values_mut() {
             list.dedup();
         }
+        // World entries naming real packages are settled before virtual names,
+        // so an explicitly requested provider also satisfies the virtual one.
+        let mut queue: Vec<(Dependency, Option<usize>)> =
+            world.iter().map(|d| (d.clone(), None)).collect();
+        queue.sort_by_key(|(d, _)| {
+            let real = by_name
+                .get(d.name.as_str())
+                .is_some_and(|l| l.iter().any(|&c| cands[c].pkg.name == d.name));
+            (!real, d.conflict)
+        });
         Solver {
             cands,
             by_name,
@@ -170,7 +185,7 @@ impl<'a> Solver<'a> {
             opts: opts.clone(),
             world: world.to_vec(),
             selected: Vec::new(),
-            queue: world.iter().map(|d| (d.clone(), None)).collect(),
+            queue,
             steps: 0,
             first_failure: None,
         }
@@ -485,8 +500,14 @@ impl<'a> Solver<'a> {
         if !done.insert(s) {
             return;
         }
-        for d in self.cands[s].pkg.depends.iter().filter(|d| !d.conflict) {
-            if let Some(dep) = self.provider_in_selection(d) {
+        for d in &self.cands[s].pkg.depends {
+            // A conflict orders the other package of that name first, as apk does.
+            let target = if d.conflict {
+                self.provider_in_selection(&Dependency::any(&d.name))
+            } else {
+                self.provider_in_selection(d)
+            };
+            if let Some(dep) = target {
                 self.visit(dep, done, order);
             }
         }
@@ -529,7 +550,8 @@ impl<'a> Solution<'a> {
     /// in install order (as `apk` prints them).
     pub fn changes(&self, installed: &'a [ApkPackage]) -> Vec<Change<'a>> {
         let mut out = Vec::new();
-        for old in installed {
+        // Removals go first, dependents before their dependencies.
+        for old in dependency_order(installed).into_iter().rev() {
             if !self.install.iter().any(|p| p.name == old.name) {
                 out.push(Change::Remove(old));
             }
@@ -540,12 +562,48 @@ impl<'a> Solution<'a> {
                 Some(old) => match version::compare(&new.version, &old.version) {
                     Ordering::Greater => out.push(Change::Upgrade(old, new)),
                     Ordering::Less => out.push(Change::Downgrade(old, new)),
+                    Ordering::Equal if new.checksum.is_some() && new.checksum != old.checksum => {
+                        out.push(Change::Replace(old, new))
+                    }
                     Ordering::Equal => {}
                 },
             }
         }
         out
     }
+}
+
+/// `pkgs` ordered dependencies first (depth-first post-order, input order as tie-break).
+pub fn dependency_order(pkgs: &[ApkPackage]) -> Vec<&ApkPackage> {
+    fn visit<'a>(
+        i: usize,
+        pkgs: &'a [ApkPackage],
+        done: &mut Vec<bool>,
+        out: &mut Vec<&'a ApkPackage>,
+    ) {
+        if done[i] {
+            return;
+        }
+        done[i] = true;
+        for d in pkgs[i].depends.iter().filter(|d| !d.conflict) {
+            let provider = pkgs.iter().position(|p| {
+                (p.name == d.name && d.version_matches(Some(&p.version)))
+                    || p.provides
+                        .iter()
+                        .any(|q| q.name == d.name && d.version_matches(q.version.as_deref()))
+            });
+            if let Some(j) = provider {
+                visit(j, pkgs, done, out);
+            }
+        }
+        out.push(&pkgs[i]);
+    }
+    let mut done = vec![false; pkgs.len()];
+    let mut out = Vec::with_capacity(pkgs.len());
+    for i in 0..pkgs.len() {
+        visit(i, pkgs, &mut done, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]
