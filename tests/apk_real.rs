@@ -207,6 +207,18 @@ fn real_package_verifies_and_all_files_pass_checksums() {
     );
     assert!(entries.iter().any(|e| e.path == "etc/crontabs/root"));
     assert!(checked > 5);
+    // The installed-db file list: directories in tar order, files with acls and Z:.
+    let dirs = rootstrap::distro::apk::installed::dirs_from_entries(&entries);
+    let crontabs = dirs
+        .iter()
+        .find(|d| d.path == "etc/crontabs")
+        .expect("etc/crontabs");
+    let root = &crontabs.files[0];
+    assert_eq!((root.name.as_str(), root.acl.mode), ("root", 0o600));
+    assert_eq!(
+        root.checksum.as_ref().map(|c| c.to_string()).as_deref(),
+        Some("Q1vfk1apUWI4yLJGhhNRd0kJixfvY=")
+    );
     // .PKGINFO reproduces the index stanza (what `apk index` derives from it).
     let derived = pkg.index_entry(bytes.len() as u64);
     assert_eq!(derived.depends, expected.depends);

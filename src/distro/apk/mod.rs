@@ -5,6 +5,7 @@
 
 pub mod gzsplit;
 pub mod index;
+pub mod installed;
 pub mod package;
 pub mod sign;
 pub mod solver;
