@@ -350,3 +350,41 @@ fn mini_repo_packages_match_their_index() {
         );
     }
 }
+
+#[test]
+fn resolves_alpine_base_from_real_index() {
+    use rootstrap::distro::apk::{solve_with, Dependency, SolveOptions};
+    let Some(dir) = data_dir() else { return };
+    let bytes = read(&dir, "alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz");
+    let index = parse_index(&bytes, &alpine_keys(), false).unwrap();
+    let opts = SolveOptions {
+        arch: Some("x86_64".into()),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let solution = solve_with(&index.packages, &[], &[Dependency::any("alpine-base")], &opts)
+        .expect("alpine-base resolves");
+    let elapsed = start.elapsed();
+    let names: Vec<&str> = solution.install.iter().map(|p| p.name.as_str()).collect();
+    println!(
+        "alpine-base: {} packages in {:.1} ms: {}",
+        names.len(),
+        elapsed.as_secs_f64() * 1000.0,
+        names.join(" ")
+    );
+    for must in ["musl", "busybox", "alpine-baselayout", "apk-tools", "alpine-base"] {
+        assert!(names.contains(&must), "{must} missing");
+    }
+    // Dependencies come before their dependents.
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("musl") < pos("busybox"));
+    let base = solution.install.iter().find(|p| p.name == "alpine-base").unwrap();
+    for d in &base.depends {
+        let provider = solution
+            .install
+            .iter()
+            .position(|p| p.name == d.name || p.provides.iter().any(|q| q.name == d.name))
+            .unwrap_or_else(|| panic!("{d} not installed"));
+        assert!(provider < pos("alpine-base"), "{d} after alpine-base");
+    }
+}
