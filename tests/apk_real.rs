@@ -362,8 +362,13 @@ fn resolves_alpine_base_from_real_index() {
         ..Default::default()
     };
     let start = Instant::now();
-    let solution = solve_with(&index.packages, &[], &[Dependency::any("alpine-base")], &opts)
-        .expect("alpine-base resolves");
+    let solution = solve_with(
+        &index.packages,
+        &[],
+        &[Dependency::any("alpine-base")],
+        &opts,
+    )
+    .expect("alpine-base resolves");
     let elapsed = start.elapsed();
     let names: Vec<&str> = solution.install.iter().map(|p| p.name.as_str()).collect();
     println!(
@@ -372,13 +377,23 @@ fn resolves_alpine_base_from_real_index() {
         elapsed.as_secs_f64() * 1000.0,
         names.join(" ")
     );
-    for must in ["musl", "busybox", "alpine-baselayout", "apk-tools", "alpine-base"] {
+    for must in [
+        "musl",
+        "busybox",
+        "alpine-baselayout",
+        "apk-tools",
+        "alpine-base",
+    ] {
         assert!(names.contains(&must), "{must} missing");
     }
     // Dependencies come before their dependents.
     let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
     assert!(pos("musl") < pos("busybox"));
-    let base = solution.install.iter().find(|p| p.name == "alpine-base").unwrap();
+    let base = solution
+        .install
+        .iter()
+        .find(|p| p.name == "alpine-base")
+        .unwrap();
     for d in &base.depends {
         let provider = solution
             .install

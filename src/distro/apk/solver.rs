@@ -96,7 +96,11 @@ struct Solver<'a> {
     world: Vec<Dependency>,
     selected: Vec<usize>,
     /// (dependency, index into `cands` of the requirer or None for world)
-    queue: Vec<(Dependency, Option<usize>)>,
+    /// Pending dependencies: (dependency, requirer, repository tags allowed
+    /// for it — its own `@tag` plus those inherited from the requirer).
+    queue: Vec<(Dependency, Option<usize>, Vec<String>)>,
+    /// Tags each selected package was allowed (inherited by its dependencies).
+    selected_tags: Vec<Vec<String>>,
     steps: usize,
     first_failure: Option<SolveError>,
 }
@@ -114,6 +118,7 @@ impl<'a> Solver<'a> {
     ) -> Self {
         let mut cands: Vec<Candidate<'a>> = Vec::new();
         let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        let mut seen_ids = BTreeSet::new();
         let arch_ok = |p: &ApkPackage| match &opts.arch {
             Some(a) => p.arch.is_empty() || p.arch == "noarch" || p.arch == *a,
             None => true,
@@ -125,6 +130,13 @@ impl<'a> Solver<'a> {
         for (pkg, is_installed) in all {
             if !is_installed && !arch_ok(pkg) {
                 continue;
+            }
+            // apk identifies packages by checksum: a second stanza with an
+            // identity already seen is the same package.
+            if let Some(id) = &pkg.checksum {
+                if !seen_ids.insert(id.clone()) {
+                    continue;
+                }
             }
             match seen.get(&(pkg.name.as_str(), pkg.version.as_str())) {
                 // The same package from an untagged repository beats a tagged copy.
@@ -170,9 +182,11 @@ impl<'a> Solver<'a> {
         }
         // World entries naming real packages are settled before virtual names,
         // so an explicitly requested provider also satisfies the virtual one.
-        let mut queue: Vec<(Dependency, Option<usize>)> =
-            world.iter().map(|d| (d.clone(), None)).collect();
-        queue.sort_by_key(|(d, _)| {
+        let mut queue: Vec<(Dependency, Option<usize>, Vec<String>)> = world
+            .iter()
+            .map(|d| (d.clone(), None, d.tag.iter().cloned().collect()))
+            .collect();
+        queue.sort_by_key(|(d, _, _)| {
             let real = by_name
                 .get(d.name.as_str())
                 .is_some_and(|l| l.iter().any(|&c| cands[c].pkg.name == d.name));
@@ -186,6 +200,7 @@ impl<'a> Solver<'a> {
             world: world.to_vec(),
             selected: Vec::new(),
             queue,
+            selected_tags: Vec::new(),
             steps: 0,
             first_failure: None,
         }
@@ -206,11 +221,12 @@ impl<'a> Solver<'a> {
             .any(|p| p.name == d.name && d.version_matches(provided_version(p)))
     }
 
-    fn tag_allows(&self, c: usize, d: &Dependency) -> bool {
-        match (&self.cands[c].pkg.repo_tag, &d.tag) {
-            (None, _) => true,
-            (Some(t), Some(want)) => t == want,
-            (Some(_), None) => false,
+    /// Packages from a tagged repository are only allowed when pinned
+    /// (`name@tag`), directly or inherited from the package that needs them.
+    fn tag_allows(&self, c: usize, tags: &[String]) -> bool {
+        match &self.cands[c].pkg.repo_tag {
+            None => true,
+            Some(t) => tags.contains(t),
         }
     }
 
@@ -276,14 +292,14 @@ impl<'a> Solver<'a> {
     }
 
     /// Candidates for `d` in apk's preference order.
-    fn candidates(&self, d: &Dependency) -> Vec<usize> {
+    fn candidates(&self, d: &Dependency, tags: &[String]) -> Vec<usize> {
         let Some(list) = self.by_name.get(d.name.as_str()) else {
             return Vec::new();
         };
         let mut out: Vec<usize> = list
             .iter()
             .copied()
-            .filter(|&c| self.provides_dep(c, d) && self.tag_allows(c, d))
+            .filter(|&c| self.provides_dep(c, d) && self.tag_allows(c, tags))
             .filter(|&c| {
                 // A virtual name (unversioned provide) is only auto-selected when
                 // the provider declares a priority.
@@ -306,6 +322,12 @@ impl<'a> Solver<'a> {
         keep_installed(cb)
             .cmp(&keep_installed(ca))
             .then_with(|| (cb.pkg.name == d.name).cmp(&(ca.pkg.name == d.name)))
+            // Inherited pins only allow a tagged repository; the main one (or
+            // the dependency's own @tag) stays preferred.
+            .then_with(|| {
+                let preferred = |c: &Candidate| c.pkg.repo_tag.is_none() || c.pkg.repo_tag == d.tag;
+                preferred(cb).cmp(&preferred(ca))
+            })
             .then_with(|| {
                 cb.pkg
                     .provider_priority
@@ -344,7 +366,9 @@ impl<'a> Solver<'a> {
                 dependency,
                 required_by,
             }
-        } else if self.candidates(d).is_empty()
+        } else if self
+            .candidates(d, &d.tag.iter().cloned().collect::<Vec<_>>())
+            .is_empty()
             && all.iter().all(|&c| self.cands[c].pkg.name != d.name)
         {
             SolveError::AmbiguousVirtual {
@@ -369,17 +393,21 @@ impl<'a> Solver<'a> {
         self.first_failure = Some(err);
     }
 
-    fn select(&mut self, c: usize) -> usize {
+    fn select(&mut self, c: usize, tags: Vec<String>) -> usize {
         self.selected.push(c);
         let qlen = self.queue.len();
         for d in &self.cands[c].pkg.depends {
-            self.queue.push((d.clone(), Some(c)));
+            let mut dep_tags = tags.clone();
+            dep_tags.extend(d.tag.iter().cloned());
+            self.queue.push((d.clone(), Some(c), dep_tags));
         }
+        self.selected_tags.push(tags);
         qlen
     }
 
     fn unselect(&mut self, qlen: usize) {
         self.selected.pop();
+        self.selected_tags.pop();
         self.queue.truncate(qlen);
     }
 
@@ -389,7 +417,7 @@ impl<'a> Solver<'a> {
             return Err(SolveError::TooComplex(MAX_STEPS));
         }
         while pos < self.queue.len() {
-            let (d, requirer) = self.queue[pos].clone();
+            let (d, requirer, tags) = self.queue[pos].clone();
             if d.conflict {
                 if self
                     .selected
@@ -405,11 +433,11 @@ impl<'a> Solver<'a> {
                 pos += 1;
                 continue;
             }
-            for c in self.candidates(&d) {
+            for c in self.candidates(&d, &tags) {
                 if !self.compatible(c) {
                     continue;
                 }
-                let qlen = self.select(c);
+                let qlen = self.select(c, tags.clone());
                 if self.search(pos + 1)? {
                     return Ok(true);
                 }
@@ -421,9 +449,23 @@ impl<'a> Solver<'a> {
         self.try_install_if(pos)
     }
 
+    /// Tags an install_if package inherits from the packages that trigger it.
+    fn install_if_tags(&self, c: usize) -> Vec<String> {
+        let mut tags = Vec::new();
+        for d in self.cands[c].pkg.install_if.iter().filter(|d| !d.conflict) {
+            for (i, &s) in self.selected.iter().enumerate() {
+                if self.provides_dep(s, d) {
+                    tags.extend(self.selected_tags[i].iter().cloned());
+                }
+            }
+        }
+        tags
+    }
+
     fn install_if_triggered(&self, c: usize) -> bool {
         let pkg = self.cands[c].pkg;
         !self.selected.contains(&c)
+            && self.tag_allows(c, &self.install_if_tags(c))
             && !self
                 .selected
                 .iter()
@@ -461,7 +503,7 @@ impl<'a> Solver<'a> {
                 continue;
             }
             let saved_failure = self.first_failure.take();
-            let qlen = self.select(c);
+            let qlen = self.select(c, self.install_if_tags(c));
             if self.search(pos)? {
                 return Ok(true);
             }
@@ -489,6 +531,26 @@ impl<'a> Solver<'a> {
         order
     }
 
+    /// Selected install_if packages whose triggers are all already in `done`.
+    fn ready_install_if(&self, done: &BTreeSet<usize>) -> Vec<usize> {
+        self.selected
+            .iter()
+            .copied()
+            .filter(|s| !done.contains(s) && !self.cands[*s].pkg.install_if.is_empty())
+            .filter(|&s| {
+                self.cands[s]
+                    .pkg
+                    .install_if
+                    .iter()
+                    .filter(|d| !d.conflict)
+                    .all(|d| {
+                        self.provider_in_selection(d)
+                            .is_some_and(|p| done.contains(&p))
+                    })
+            })
+            .collect()
+    }
+
     fn provider_in_selection(&self, d: &Dependency) -> Option<usize> {
         self.selected
             .iter()
@@ -512,6 +574,10 @@ impl<'a> Solver<'a> {
             }
         }
         order.push(s);
+        // apk installs an install_if package as soon as its triggers are in.
+        for iif in self.ready_install_if(done) {
+            self.visit(iif, done, order);
+        }
     }
 }
 
