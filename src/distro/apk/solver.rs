@@ -93,7 +93,10 @@ struct Solver<'a> {
     by_name: BTreeMap<&'a str, Vec<usize>>,
     install_if: Vec<usize>,
     opts: SolveOptions,
+    /// The world plus, after it, install_if packages forced in by a retry.
     world: Vec<Dependency>,
+    /// How many entries of `world` are the caller's (the install-order roots).
+    world_len: usize,
     selected: Vec<usize>,
     /// (dependency, index into `cands` of the requirer or None for world)
     /// Pending dependencies: (dependency, requirer, repository tags allowed
@@ -101,6 +104,8 @@ struct Solver<'a> {
     queue: Vec<(Dependency, Option<usize>, Vec<String>)>,
     /// Tags each selected package was allowed (inherited by its dependencies).
     selected_tags: Vec<Vec<String>>,
+    /// Queue positions that are re-queued copies of a deferred virtual name.
+    deferred: BTreeSet<usize>,
     steps: usize,
     first_failure: Option<SolveError>,
 }
@@ -198,9 +203,11 @@ impl<'a> Solver<'a> {
             install_if,
             opts: opts.clone(),
             world: world.to_vec(),
+            world_len: world.len(),
             selected: Vec::new(),
             queue,
             selected_tags: Vec::new(),
+            deferred: BTreeSet::new(),
             steps: 0,
             first_failure: None,
         }
@@ -406,6 +413,7 @@ impl<'a> Solver<'a> {
     }
 
     fn unselect(&mut self, qlen: usize) {
+        self.deferred.split_off(&qlen);
         self.selected.pop();
         self.selected_tags.pop();
         self.queue.truncate(qlen);
@@ -433,7 +441,18 @@ impl<'a> Solver<'a> {
                 pos += 1;
                 continue;
             }
-            for c in self.candidates(&d, &tags) {
+            let candidates = self.candidates(&d, &tags);
+            // A virtual name nothing auto-selects may still be satisfied by a
+            // provider that a later dependency pulls in: look at it again last.
+            if candidates.is_empty() && pos + 1 < self.queue.len() && !self.deferred.contains(&pos)
+            {
+                let entry = self.queue[pos].clone();
+                self.queue.push(entry);
+                self.deferred.insert(self.queue.len() - 1);
+                pos += 1;
+                continue;
+            }
+            for c in candidates {
                 if !self.compatible(c) {
                     continue;
                 }
@@ -518,7 +537,10 @@ impl<'a> Solver<'a> {
     fn install_order(&self) -> Vec<usize> {
         let mut done = BTreeSet::new();
         let mut order = Vec::new();
-        let mut roots: Vec<&Dependency> = self.world.iter().filter(|d| !d.conflict).collect();
+        let mut roots: Vec<&Dependency> = self.world[..self.world_len]
+            .iter()
+            .filter(|d| !d.conflict)
+            .collect();
         roots.sort_by(|a, b| a.name.cmp(&b.name));
         for d in roots {
             if let Some(s) = self.provider_in_selection(d) {
@@ -531,8 +553,8 @@ impl<'a> Solver<'a> {
         order
     }
 
-    /// Selected install_if packages whose triggers are all already in `done`.
-    fn ready_install_if(&self, done: &BTreeSet<usize>) -> Vec<usize> {
+    /// Selected install_if packages whose triggers are all already in `order`.
+    fn ready_install_if(&self, done: &BTreeSet<usize>, order: &[usize]) -> Vec<usize> {
         self.selected
             .iter()
             .copied()
@@ -545,7 +567,7 @@ impl<'a> Solver<'a> {
                     .filter(|d| !d.conflict)
                     .all(|d| {
                         self.provider_in_selection(d)
-                            .is_some_and(|p| done.contains(&p))
+                            .is_some_and(|p| order.contains(&p))
                     })
             })
             .collect()
@@ -575,7 +597,7 @@ impl<'a> Solver<'a> {
         }
         order.push(s);
         // apk installs an install_if package as soon as its triggers are in.
-        for iif in self.ready_install_if(done) {
+        for iif in self.ready_install_if(done, order) {
             self.visit(iif, done, order);
         }
     }
@@ -589,8 +611,8 @@ pub fn solve_with<'a>(
     opts: &SolveOptions,
 ) -> Result<Solution<'a>, SolveError> {
     let mut solver = Solver::new(repo, installed, world, opts);
-    // World-level conflicts against each other are checked by the search itself.
     if solver.search(0)? {
+        let solver = prefer_install_if(solver, repo, installed, world, opts)?;
         let install = solver
             .install_order()
             .into_iter()
@@ -609,6 +631,54 @@ pub fn solve_with<'a>(
             package: "the selected packages".to_string(),
         }
     }))
+}
+
+/// apk prefers solutions that include triggered install_if packages even if
+/// that means another provider for some dependency: retry with each missed
+/// one required, and keep the retry if it still triggers.
+fn prefer_install_if<'a>(
+    mut best: Solver<'a>,
+    repo: &'a [ApkPackage],
+    installed: &'a [ApkPackage],
+    world: &[Dependency],
+    opts: &SolveOptions,
+) -> Result<Solver<'a>, SolveError> {
+    let mut forced: Vec<Dependency> = Vec::new();
+    let mut rejected: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let missed = best
+            .install_if
+            .iter()
+            .copied()
+            .filter(|&c| best.install_if_triggered(c))
+            .map(|c| best.cands[c].pkg.name.clone())
+            .find(|n| !rejected.contains(n));
+        let Some(name) = missed else {
+            return Ok(best);
+        };
+        rejected.insert(name.clone());
+        let mut extended = world.to_vec();
+        extended.extend(forced.iter().cloned());
+        extended.push(Dependency::any(&name));
+        let mut retry = Solver::new(repo, installed, &extended, opts);
+        retry.world_len = world.len();
+        if retry.search(0)? {
+            let still_triggered = retry.selected.iter().any(|&s| {
+                let pkg = retry.cands[s].pkg;
+                pkg.name == name
+                    && pkg.install_if.iter().filter(|d| !d.conflict).all(|d| {
+                        retry
+                            .selected
+                            .iter()
+                            .any(|&o| o != s && retry.provides_dep(o, d))
+                    })
+            });
+            if still_triggered {
+                forced.push(Dependency::any(&name));
+                best = retry;
+            }
+        }
+    }
 }
 
 impl<'a> Solution<'a> {
