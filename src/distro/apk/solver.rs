@@ -323,24 +323,36 @@ impl<'a> Solver<'a> {
         out
     }
 
+    /// The version under which candidate `c` provides `name` (None: unversioned).
+    fn provided_as<'b>(&'b self, c: usize, name: &str) -> Option<&'b str> {
+        let pkg = self.cands[c].pkg;
+        if pkg.name == name {
+            return Some(&pkg.version);
+        }
+        pkg.provides
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.version.as_deref())
+    }
+
+    /// apk's `compare_providers` order: preferred pinning, keep installed
+    /// (unless upgrading), newest version of the requested name, newest
+    /// version of the package itself, installed, provider_priority.
     fn prefer(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
         let (ca, cb) = (&self.cands[a], &self.cands[b]);
+        // Inherited pins only allow a tagged repository; the main one (or
+        // the dependency's own @tag) stays preferred.
+        let preferred = |c: &Candidate| c.pkg.repo_tag.is_none() || c.pkg.repo_tag == d.tag;
         let keep_installed = |c: &Candidate| !self.opts.upgrade && c.installed;
-        keep_installed(cb)
-            .cmp(&keep_installed(ca))
-            .then_with(|| (cb.pkg.name == d.name).cmp(&(ca.pkg.name == d.name)))
-            // Inherited pins only allow a tagged repository; the main one (or
-            // the dependency's own @tag) stays preferred.
-            .then_with(|| {
-                let preferred = |c: &Candidate| c.pkg.repo_tag.is_none() || c.pkg.repo_tag == d.tag;
-                preferred(cb).cmp(&preferred(ca))
-            })
-            .then_with(|| {
-                cb.pkg
-                    .provider_priority
-                    .unwrap_or(0)
-                    .cmp(&ca.pkg.provider_priority.unwrap_or(0))
-            })
+        preferred(cb)
+            .cmp(&preferred(ca))
+            .then_with(|| keep_installed(cb).cmp(&keep_installed(ca)))
+            .then_with(
+                || match (self.provided_as(b, &d.name), self.provided_as(a, &d.name)) {
+                    (Some(vb), Some(va)) => version::compare(vb, va),
+                    _ => Ordering::Equal,
+                },
+            )
             .then_with(|| {
                 if ca.pkg.name == cb.pkg.name {
                     version::compare(&cb.pkg.version, &ca.pkg.version)
@@ -349,6 +361,12 @@ impl<'a> Solver<'a> {
                 }
             })
             .then_with(|| cb.installed.cmp(&ca.installed))
+            .then_with(|| {
+                cb.pkg
+                    .provider_priority
+                    .unwrap_or(0)
+                    .cmp(&ca.pkg.provider_priority.unwrap_or(0))
+            })
             .then_with(|| ca.pkg.name.cmp(&cb.pkg.name))
     }
 
