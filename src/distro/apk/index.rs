@@ -75,13 +75,28 @@ pub(crate) fn base64_encode(data: &[u8]) -> String {
     out
 }
 
+const INVALID: u32 = 0xff;
+/// Reverse of `B64`: byte → 6-bit value, 0xff for bytes outside the alphabet.
+const B64_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[B64[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Standard base64 with padding; lenient about non-zero padding bits (as apk).
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim_end_matches('=');
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
     for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
+        let v = u32::from(*B64_VALUE.get(usize::from(c))?);
+        if v == INVALID {
+            return None;
+        }
         acc = (acc << 6) | v;
         bits += 6;
         if bits >= 8 {

@@ -293,7 +293,6 @@ impl<'a> Solver<'a> {
             {
                 return false;
             }
-            let _ = d;
         }
         true
     }
