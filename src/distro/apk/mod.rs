@@ -1,7 +1,12 @@
 //! Alpine (apk-tools compatible) back end: versions, signed APKINDEX, v2 .apk
 //! packages, the solver and the installed database writer.
 //!
-//! Everything here is pure: functions take bytes and return values.
+//! Everything here is pure (bytes in, values out) except
+//! `TrustedKeys::load_dir`, which reads a key directory.
+//!
+//! `tar` is a small private strict reader for the in-memory control, index and
+//! data tars; the shared reader in src/archive can replace it (only
+//! `tar::parse_entries` and `tar::TarEntry` are used).
 
 pub mod gzsplit;
 pub mod index;

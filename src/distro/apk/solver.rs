@@ -128,10 +128,15 @@ impl<'a> Solver<'a> {
             Some(a) => p.arch.is_empty() || p.arch == "noarch" || p.arch == *a,
             None => true,
         };
-        let all = installed
-            .iter()
-            .map(|p| (p, true))
-            .chain(repo.iter().map(|p| (p, false)));
+        let installed_copies = installed.iter().map(|p| (p, true));
+        let repo_copies = repo.iter().map(|p| (p, false));
+        // The first copy of a name-version wins: the installed one normally,
+        // the repository one with `available` (so rebuilt packages get replaced).
+        let all: Vec<(&ApkPackage, bool)> = if opts.available {
+            repo_copies.chain(installed_copies).collect()
+        } else {
+            installed_copies.chain(repo_copies).collect()
+        };
         for (pkg, is_installed) in all {
             if !is_installed && !arch_ok(pkg) {
                 continue;
