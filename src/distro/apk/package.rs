@@ -219,7 +219,7 @@ pub fn open_package(
         0 => DEFAULT_MAX_UNPACKED,
         n => n.saturating_mul(2).saturating_add(16 << 20),
     };
-    let members = split_members(&what, bytes, 3, limit.saturating_add(MAX_CONTROL))?;
+    let mut members = split_members(&what, bytes, 3, limit.saturating_add(MAX_CONTROL))?;
     let first = parse_entries(&what, &members[0].data)?;
     let signed = is_signature_segment(&first);
     let (control, data) = match (signed, members.as_slice()) {
@@ -278,16 +278,70 @@ pub fn open_package(
             ));
         }
     }
+    let (control_range, data_range) = (control.range.clone(), data.range.clone());
+    // The data member is last; move its (possibly large) tar out instead of copying.
+    let data_tar = members.pop().map(|m| m.data).unwrap_or_default();
     Ok(VerifiedApk {
         what,
         pkginfo,
         scripts,
         identity,
         trust,
-        control_range: control.range.clone(),
-        data_range: data.range.clone(),
-        data_tar: data.data.clone(),
+        control_range,
+        data_range,
+        data_tar,
     })
+}
+
+fn unsafe_path_reason(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        return Some("absolute path");
+    }
+    if path.bytes().any(|c| c < 0x20 || c == 0x7f) {
+        return Some("control character in name");
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Some("'..' component");
+    }
+    None
+}
+
+/// apk's name rules, checked before anything is extracted: no absolute or
+/// `..` paths, no control characters (HOSTILE 1, 2), no symlink replacing the
+/// root (9), hard links only to regular files earlier in this package (8).
+/// The rootfs layer still resolves every path inside the root (3–7).
+fn check_entry_names(what: &str, entries: &[TarEntry]) -> Result<(), ApkError> {
+    let bad = |entry: &str, reason: &str| ApkError::Tar {
+        what: what.to_string(),
+        entry: entry.to_string(),
+        reason: format!("malicious file name: {reason}"),
+    };
+    let mut files_so_far = std::collections::BTreeSet::new();
+    for e in entries {
+        if let Some(reason) = unsafe_path_reason(&e.path) {
+            return Err(bad(&e.path, reason));
+        }
+        let normal = e.path.trim_start_matches("./").trim_end_matches('/');
+        match e.kind {
+            EntryKind::Symlink if normal.is_empty() || normal == "." => {
+                return Err(bad(&e.path, "symlink replaces the root"));
+            }
+            EntryKind::HardLink => {
+                if let Some(reason) = unsafe_path_reason(&e.link_name) {
+                    return Err(bad(&e.path, reason));
+                }
+                let target = e.link_name.trim_start_matches("./");
+                if !files_so_far.contains(target) {
+                    return Err(bad(&e.path, "no hard link target in archive"));
+                }
+            }
+            EntryKind::File => {
+                files_so_far.insert(normal.to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl VerifiedApk {
@@ -296,6 +350,7 @@ impl VerifiedApk {
     /// returned as stored; the rootfs layer validates them (HOSTILE 1–9).
     pub fn data_entries(&self) -> Result<Vec<TarEntry>, ApkError> {
         let entries = parse_entries(&self.what, &self.data_tar)?;
+        check_entry_names(&self.what, &entries)?;
         for e in &entries {
             if e.path.starts_with(".SIGN.") || e.path == ".PKGINFO" {
                 return Err(ApkError::format(
@@ -410,6 +465,29 @@ mod tests {
             let (bytes, pkg) = build(&[extra], b"");
             let err = open_package(&bytes, &pkg, &keys, true).unwrap_err();
             assert!(matches!(err, ApkError::Format { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn rejects_malicious_names_and_dangling_hardlinks() {
+        let keys = TrustedKeys::new();
+        let mut link_first = entry("bin/ln", b'1', b"");
+        link_first[157..163].copy_from_slice(b"bin/sh");
+        // entry() computed the checksum before the link name was set: redo it.
+        link_first[148..156].copy_from_slice(b"        ");
+        let sum: u32 = link_first[..512].iter().map(|&c| u32::from(c)).sum();
+        link_first[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        for tar in [
+            entry("/etc/x", b'0', b""),
+            entry("a/../../x", b'0', b""),
+            entry("bad\nname", b'0', b""),
+            entry(".", b'2', b""),
+            link_first,
+        ] {
+            let (bytes, pkg) = build(&[], &tar);
+            let v = open_package(&bytes, &pkg, &keys, true).unwrap();
+            let err = v.data_entries().unwrap_err();
+            assert!(err.to_string().contains("malicious"), "{err}");
         }
     }
 
