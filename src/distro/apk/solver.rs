@@ -707,13 +707,11 @@ impl<'a> Solution<'a> {
     /// Changes relative to `installed`: removals first, then installs/upgrades
     /// in install order (as `apk` prints them).
     pub fn changes(&self, installed: &'a [ApkPackage]) -> Vec<Change<'a>> {
-        let mut out = Vec::new();
-        // Removals go first, dependents before their dependencies.
-        for old in dependency_order(installed).into_iter().rev() {
-            if !self.install.iter().any(|p| p.name == old.name) {
-                out.push(Change::Remove(old));
-            }
-        }
+        let kept = |p: &ApkPackage| self.install.iter().any(|n| n.name == p.name);
+        let mut out: Vec<Change<'a>> = removal_order(installed, &kept)
+            .into_iter()
+            .map(Change::Remove)
+            .collect();
         for &new in &self.install {
             match installed.iter().find(|o| o.name == new.name) {
                 None => out.push(Change::Install(new)),
@@ -729,6 +727,85 @@ impl<'a> Solution<'a> {
         }
         out
     }
+}
+
+/// Index of the installed package that satisfies `d`, if any.
+fn installed_provider(pkgs: &[ApkPackage], d: &Dependency) -> Option<usize> {
+    pkgs.iter().position(|p| {
+        (p.name == d.name && d.version_matches(Some(&p.version)))
+            || p.provides
+                .iter()
+                .any(|q| q.name == d.name && d.version_matches(q.version.as_deref()))
+    })
+}
+
+/// The order apk removes packages in: starting from installed packages nobody
+/// requires (walking the database from its end), each removal is preceded by
+/// its installed dependents and followed by dependencies left without requirers.
+fn removal_order<'a>(
+    installed: &'a [ApkPackage],
+    kept: &dyn Fn(&ApkPackage) -> bool,
+) -> Vec<&'a ApkPackage> {
+    let deps_of = |i: usize| -> Vec<usize> {
+        installed[i]
+            .depends
+            .iter()
+            .filter(|d| !d.conflict)
+            .filter_map(|d| installed_provider(installed, d))
+            .filter(|&j| j != i)
+            .collect()
+    };
+    let mut requirers = vec![0usize; installed.len()];
+    for i in 0..installed.len() {
+        for j in deps_of(i) {
+            requirers[j] += 1;
+        }
+    }
+    struct Walk<'w, 'a> {
+        installed: &'a [ApkPackage],
+        kept: &'w dyn Fn(&ApkPackage) -> bool,
+        requirers: Vec<usize>,
+        done: Vec<bool>,
+        out: Vec<&'a ApkPackage>,
+        deps: Vec<Vec<usize>>,
+    }
+    fn remove(w: &mut Walk, i: usize) {
+        if w.done[i] || (w.kept)(&w.installed[i]) {
+            return;
+        }
+        w.done[i] = true;
+        let dependents: Vec<usize> = (0..w.installed.len())
+            .filter(|&k| w.deps[k].contains(&i))
+            .collect();
+        for k in dependents {
+            remove(w, k);
+        }
+        w.out.push(&w.installed[i]);
+        for j in w.deps[i].clone() {
+            w.requirers[j] = w.requirers[j].saturating_sub(1);
+            if w.requirers[j] == 0 {
+                remove(w, j);
+            }
+        }
+    }
+    let mut w = Walk {
+        installed,
+        kept,
+        deps: (0..installed.len()).map(deps_of).collect(),
+        requirers,
+        done: vec![false; installed.len()],
+        out: Vec::new(),
+    };
+    for i in (0..installed.len()).rev() {
+        if w.requirers[i] == 0 {
+            remove(&mut w, i);
+        }
+    }
+    // Anything still unvisited (dependency cycles) goes last, in database order.
+    for i in 0..installed.len() {
+        remove(&mut w, i);
+    }
+    w.out
 }
 
 /// `pkgs` ordered dependencies first (depth-first post-order, input order as tie-break).
