@@ -272,34 +272,43 @@ impl<'a> Solver<'a> {
 
     /// Can `c` join the current selection without breaking anything known?
     fn compatible(&self, c: usize) -> bool {
+        self.incompatibility(c).is_none()
+    }
+
+    /// Why `c` cannot join the current selection (the first broken rule).
+    fn incompatibility(&self, c: usize) -> Option<String> {
         if !self.self_consistent(c) {
-            return false;
+            return Some("it conflicts with itself (provides a name twice)".to_string());
         }
         let owned = &self.cands[c].owned;
         for &s in &self.selected {
-            if self.cands[s].owned.iter().any(|n| owned.contains(n)) {
-                return false;
+            if let Some(n) = self.cands[s].owned.iter().find(|n| owned.contains(n)) {
+                return Some(format!("{} already provides {n}", self.cands[s].pkg.id()));
             }
         }
         for (d, owner) in self.all_deps() {
-            if d.conflict {
-                if self.conflict_hits(d, owner, c) {
-                    return false;
-                }
-            } else if owned.contains(&d.name.as_str()) && !self.provides_dep(c, d) {
-                return false;
+            let broken = if d.conflict {
+                self.conflict_hits(d, owner, c)
+            } else {
+                owned.contains(&d.name.as_str()) && !self.provides_dep(c, d)
+            };
+            if broken {
+                return Some(format!("breaks {}[{d}]", self.who(owner)));
             }
         }
         for d in self.cands[c].pkg.depends.iter().filter(|d| d.conflict) {
-            if self
+            if let Some(&s) = self
                 .selected
                 .iter()
-                .any(|&s| self.conflict_hits(d, Some(c), s))
+                .find(|&&s| self.conflict_hits(d, Some(c), s))
             {
-                return false;
+                return Some(format!(
+                    "its [{d}] conflicts with {}",
+                    self.cands[s].pkg.id()
+                ));
             }
         }
-        true
+        None
     }
 
     /// Candidates for `d` in apk's preference order.
@@ -409,14 +418,19 @@ impl<'a> Solver<'a> {
                     .collect(),
             }
         } else {
-            let tried: Vec<String> = all.iter().map(|&c| self.cands[c].pkg.id()).collect();
+            let tried: Vec<String> = all
+                .iter()
+                .map(|&c| {
+                    let why = self
+                        .incompatibility(c)
+                        .unwrap_or_else(|| "its own dependencies cannot be met".to_string());
+                    format!("{}: {why}", self.cands[c].pkg.id())
+                })
+                .collect();
             SolveError::Unsatisfiable {
                 dependency,
                 required_by,
-                reason: format!(
-                    "every candidate ({}) breaks another constraint or conflict",
-                    tried.join(", ")
-                ),
+                reason: tried.join("; "),
             }
         };
         self.first_failure = Some(err);
@@ -449,11 +463,19 @@ impl<'a> Solver<'a> {
         while pos < self.queue.len() {
             let (d, requirer, tags) = self.queue[pos].clone();
             if d.conflict {
-                if self
+                let hit = self
                     .selected
                     .iter()
-                    .any(|&s| self.conflict_hits(&d, requirer, s))
-                {
+                    .copied()
+                    .find(|&s| self.conflict_hits(&d, requirer, s));
+                if let Some(s) = hit {
+                    if self.first_failure.is_none() {
+                        self.first_failure = Some(SolveError::Unsatisfiable {
+                            dependency: d.to_string(),
+                            required_by: self.who(requirer),
+                            reason: format!("conflicts with {}", self.cands[s].pkg.id()),
+                        });
+                    }
                     return Ok(false);
                 }
                 pos += 1;
@@ -861,6 +883,14 @@ mod tests {
         assert_eq!(names(&s), ["d-1.5", "c-1", "b-1", "a-2"]);
         let err = solve(&repo, &[], &[Dependency::parse("a>2").unwrap()]).unwrap_err();
         assert!(err.to_string().contains("d>1.5 (required by a-3)"), "{err}");
+    }
+
+    #[test]
+    fn world_conflict_is_named() {
+        let repo = parse_index_text("t", "P:a\nV:1\nD:b\n\nP:b\nV:1\n").unwrap();
+        let world = [Dependency::any("a"), Dependency::parse("!b").unwrap()];
+        let err = solve(&repo, &[], &world).unwrap_err().to_string();
+        assert!(err.contains("!b") && err.contains("b-1"), "{err}");
     }
 
     #[test]
