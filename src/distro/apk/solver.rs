@@ -882,7 +882,9 @@ mod tests {
         let s = solve(&repo, &[], &[Dependency::any("a")]).unwrap();
         assert_eq!(names(&s), ["d-1.5", "c-1", "b-1", "a-2"]);
         let err = solve(&repo, &[], &[Dependency::parse("a>2").unwrap()]).unwrap_err();
-        assert!(err.to_string().contains("d>1.5 (required by a-3)"), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("d>1.5 (required by a-3)"), "{msg}");
+        assert!(msg.contains("d-2.0: breaks b-1[d<2.0]"), "{msg}");
     }
 
     #[test]
