@@ -1,1 +1,26 @@
-//! Alpine (apk-tools compatible) back end.
+//! Alpine (apk-tools compatible) back end: versions, signed APKINDEX, v2 .apk
+//! packages, the solver and the installed database writer.
+//!
+//! Everything here is pure (bytes in, values out) except
+//! `TrustedKeys::load_dir`, which reads a key directory.
+//!
+//! `tar` is a small private strict reader for the in-memory control, index and
+//! data tars; the shared reader in src/archive can replace it (only
+//! `tar::parse_entries` and `tar::TarEntry` are used).
+
+pub mod gzsplit;
+pub mod index;
+pub mod installed;
+pub mod package;
+pub mod sign;
+pub mod solver;
+pub mod tar;
+pub mod version;
+
+mod error;
+pub use error::ApkError;
+pub use index::{parse_index, parse_index_text, ApkIndex, ApkPackage, Checksum, Dependency};
+pub use package::{open_package, PkgInfo, VerifiedApk};
+pub use sign::{Trust, TrustedKeys};
+pub use solver::dependency_order;
+pub use solver::{solve, solve_with, Change, Solution, SolveError, SolveOptions};
