@@ -16,6 +16,7 @@ use super::stage2::{self, Stage2Package};
 use super::version::Version;
 use crate::archive::decompress;
 use crate::archive::tar::EntryKind;
+use crate::rootfs::extract::Claimed;
 use crate::fetch::{FetchItem, Fetcher};
 use crate::report::Reporter;
 use crate::rootfs::safe::{FileKind, RelPath, Root};
@@ -280,37 +281,42 @@ fn native_arch(plan: &Plan<'_>) -> String {
 }
 
 /// Unpacks all packages at once. A non-directory path shipped by two
-/// packages is an error unless one Replaces the other; those are unpacked a
-/// second time, in plan order, so the result doesn't depend on which thread
-/// finished last.
+/// packages is an error unless one Replaces the other; then the replacing
+/// package's copy wins (the replaced one skips it, or the replacer is
+/// unpacked once more at the end, in plan order, so the result never depends
+/// on which thread finished last), and the path leaves the replaced
+/// package's file list, as dpkg does.
 fn unpack_all(root: &Root, pkgs: &[&BinaryPackage], debs: &[PathBuf]) -> Result<Vec<UnpackedPackage>, BootstrapError> {
     let owners: Mutex<HashMap<Vec<u8>, usize>> = Mutex::new(HashMap::new());
-    let replaced: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    // (replacer, replaced, path) for every path taken over.
+    let taken: Mutex<Vec<(usize, usize, Vec<u8>)>> = Mutex::new(Vec::new());
     let opts = UnpackOptions::default();
     let results: Vec<Result<UnpackedPackage, BootstrapError>> = pkgs
         .par_iter()
         .zip(debs.par_iter())
         .enumerate()
         .map(|(i, (pkg, deb))| {
-            let claim = |path: &RelPath, kind: EntryKind| -> Result<(), String> {
+            let claim = |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {
                 if kind == EntryKind::Dir {
-                    return Ok(());
+                    return Ok(Claimed::Write);
                 }
                 let mut map = owners.lock().unwrap_or_else(|e| e.into_inner());
-                match map.get(path.as_bytes()) {
-                    None => {
-                        map.insert(path.as_bytes().to_vec(), i);
-                        Ok(())
-                    }
-                    Some(&other) if replaces(pkg, pkgs[other]) || replaces(pkgs[other], pkg) => {
-                        let winner = if replaces(pkg, pkgs[other]) { i } else { other };
-                        replaced.lock().unwrap_or_else(|e| e.into_inner()).push(winner);
-                        Ok(())
-                    }
-                    Some(&other) => Err(format!(
+                let Some(&other) = map.get(path.as_bytes()) else {
+                    map.insert(path.as_bytes().to_vec(), i);
+                    return Ok(Claimed::Write);
+                };
+                let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
+                if replaces(pkg, pkgs[other]) {
+                    map.insert(path.as_bytes().to_vec(), i);
+                    taken.push((i, other, path.as_bytes().to_vec()));
+                    Ok(Claimed::Write)
+                } else if replaces(pkgs[other], pkg) {
+                    Ok(Claimed::Skip)
+                } else {
+                    Err(format!(
                         "trying to overwrite /{path}, which is also in package {} (and {} does not Replace it)",
                         pkgs[other].name, pkg.name
-                    )),
+                    ))
                 }
             };
             Ok(dpkgdb::unpack_deb(root, deb, &opts, &claim)?)
@@ -320,11 +326,22 @@ fn unpack_all(root: &Root, pkgs: &[&BinaryPackage], debs: &[PathBuf]) -> Result<
     for r in results {
         unpacked.push(r?);
     }
-    let mut again = replaced.into_inner().unwrap_or_else(|e| e.into_inner());
+    let taken = taken.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut again: Vec<usize> = taken.iter().map(|(replacer, _, _)| *replacer).collect();
     again.sort_unstable();
     again.dedup();
     for i in again {
-        unpacked[i] = dpkgdb::unpack_deb(root, &debs[i], &opts, &|_, _| Ok(()))?;
+        let owned_by_others = |path: &RelPath, _: EntryKind| -> Result<Claimed, String> {
+            let map = owners.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(match map.get(path.as_bytes()) {
+                Some(&owner) if owner != i => Claimed::Skip,
+                _ => Claimed::Write,
+            })
+        };
+        unpacked[i] = dpkgdb::unpack_deb(root, &debs[i], &opts, &owned_by_others)?;
+    }
+    for (_, replaced, path) in &taken {
+        unpacked[*replaced].files.retain(|f| f.path.as_bytes() != path.as_slice());
     }
     Ok(unpacked)
 }
