@@ -99,6 +99,10 @@ fn main() {
             "host_mounts_unchanged_after_runs",
             host_mounts_unchanged_after_runs,
         ),
+        ("signals_start_at_defaults", signals_start_at_defaults),
+        ("unwired_helper_is_reported", unwired_helper_is_reported),
+        ("explicit_helper_path_works", explicit_helper_path_works),
+        ("symlinked_proc_is_refused", symlinked_proc_is_refused),
         (
             "sigkill_of_build_leaves_no_process",
             sigkill_of_build_leaves_no_process,
@@ -784,4 +788,56 @@ fn sigkill_of_build_leaves_no_process() -> TestResult {
 
 fn sigterm_of_build_leaves_no_process() -> TestResult {
     killed_build_leaves_nothing(rustix::process::Signal::TERM, 47_201)
+}
+
+/// The helper's own ignored SIGPIPE (Rust's default) and any blocked signals
+/// must not leak into the command.
+fn signals_start_at_defaults() -> TestResult {
+    let root = Rootfs::new(true);
+    let result = run_ok(&root.spec(&["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]))?;
+    check_eq(
+        result.stdout(),
+        vec![
+            "SigBlk:\t0000000000000000".to_string(),
+            "SigIgn:\t0000000000000000".into(),
+        ],
+        "signal state",
+    )
+}
+
+/// An explicit helper that is not wired to helper_main reports nothing.
+fn unwired_helper_is_reported() -> TestResult {
+    let root = Rootfs::new(true);
+    match Sandbox::with_helper("/bin/true").run(&root.spec(&["true"]), &mut |_| {}) {
+        Err(SandboxError::HelperDied { .. }) => Ok(()),
+        other => Err(format!("expected HelperDied, got {other:?}")),
+    }
+}
+
+fn explicit_helper_path_works() -> TestResult {
+    let root = Rootfs::new(true);
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    let status = Sandbox::with_helper(exe)
+        .run(&root.spec(&["echo", "via explicit helper"]), &mut |l| {
+            lines.push(l.text)
+        })
+        .map_err(|e| e.to_string())?;
+    check_eq(status, ExitStatus::Exited(0), "status")?;
+    check_eq(lines, vec!["via explicit helper".to_string()], "output")
+}
+
+/// A rootfs whose /proc is a symlink to its root is refused, not mounted
+/// over its own root.
+fn symlinked_proc_is_refused() -> TestResult {
+    let root = Rootfs::new(false);
+    std::fs::create_dir(root.path().join("dev")).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("/", root.path().join("proc")).map_err(|e| e.to_string())?;
+    match run(&root.spec(&["true"])) {
+        Err(SandboxError::Setup { message, .. }) if message.contains("/proc") => Ok(()),
+        other => Err(format!(
+            "expected a setup error, got {:?}",
+            other.map(|r| r.status)
+        )),
+    }
 }

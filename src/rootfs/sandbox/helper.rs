@@ -38,6 +38,9 @@ const DEFAULT_CAPS: &[u32] = &[
 /// Host device nodes bind-mounted into the sandbox's /dev.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Devices some hosts (minimal CI containers) lack; skipped there.
+const OPTIONAL_DEVICES: &[&str] = &["tty"];
+
 const DEV_SYMLINKS: &[(&str, &str)] = &[
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
@@ -226,7 +229,7 @@ fn setup_root(spec: &RunSpec) -> SetupResult<()> {
     mount_remount(&root, keep | libc::MS_NODEV, "remount root nodev")?;
     let root_fd = open_path(&root, libc::O_PATH | libc::O_DIRECTORY)?;
 
-    let proc_dir = open_in_root(&root_fd, "proc", libc::O_PATH | libc::O_DIRECTORY)?;
+    let proc_dir = open_mount_point_dir(&root_fd, "proc")?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mount(
         c"proc",
@@ -254,7 +257,7 @@ fn setup_root(spec: &RunSpec) -> SetupResult<()> {
 
 /// A fresh tmpfs with only the listed devices, devpts and shm.
 fn setup_dev(root_fd: &OwnedFd) -> SetupResult<()> {
-    let dev_dir = open_in_root(root_fd, "dev", libc::O_PATH | libc::O_DIRECTORY)?;
+    let dev_dir = open_mount_point_dir(root_fd, "dev")?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     let data = c"mode=755,size=65536k";
     mount(
@@ -269,6 +272,9 @@ fn setup_dev(root_fd: &OwnedFd) -> SetupResult<()> {
     let dev = open_in_root(root_fd, "dev", libc::O_RDONLY | libc::O_DIRECTORY)?;
     for name in DEVICES {
         let host = CString::new(format!("/dev/{name}")).map_err(|e| e.to_string())?;
+        if OPTIONAL_DEVICES.contains(name) && !Path::new(&format!("/dev/{name}")).exists() {
+            continue;
+        }
         check_char_device(&host)?;
         let node = cstr(name)?;
         // SAFETY: creating a file relative to a directory descriptor we own.
@@ -542,10 +548,22 @@ fn exec_command(argv: &[String], env: &[CString]) -> String {
 fn reset_signals() -> SetupResult<()> {
     // The helper is a Rust program, which ignores SIGPIPE; ignored signals
     // survive exec, and `yes | head` must not see EPIPE instead of dying.
-    for signal in 1..libc::SIGRTMAX() {
+    // The raw syscall, because glibc refuses to touch the signals it
+    // reserves (32, 33), and those too may arrive ignored from our parent.
+    // An all-zero kernel `struct sigaction` is SIG_DFL with no flags.
+    let default_action = [0u64; 4];
+    for signal in 1..=64 {
         if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-            // SAFETY: resetting a disposition to the default.
-            unsafe { libc::signal(signal, libc::SIG_DFL) };
+            // SAFETY: the kernel reads at most 4 words from the live array.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
         }
     }
     // SAFETY: an empty, initialised signal set.
@@ -673,6 +691,20 @@ fn open_path(path: &CStr, flags: libc::c_int) -> SetupResult<OwnedFd> {
     // SAFETY: NUL-terminated path.
     let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
     owned(&format!("open {}", path.to_string_lossy()), fd)
+}
+
+/// `/proc` and `/dev` must be real directories: a rootfs with `proc -> /`
+/// would otherwise have the mount land on the root itself.
+fn open_mount_point_dir(root_fd: &OwnedFd, name: &str) -> SetupResult<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    rustix::fs::openat2(
+        root_fd,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+    )
+    .map_err(|e| format!("/{name} in root must be a directory, not a symlink: {e}"))
 }
 
 fn open_in_root(root_fd: &OwnedFd, relative: &str, flags: libc::c_int) -> SetupResult<OwnedFd> {
