@@ -100,6 +100,11 @@ fn main() {
             host_mounts_unchanged_after_runs,
         ),
         ("signals_start_at_defaults", signals_start_at_defaults),
+        (
+            "dangling_resolv_conf_symlink_is_left_alone",
+            dangling_resolv_conf_symlink_is_left_alone,
+        ),
+        ("host_root_is_refused", host_root_is_refused),
         ("unwired_helper_is_reported", unwired_helper_is_reported),
         ("explicit_helper_path_works", explicit_helper_path_works),
         ("symlinked_proc_is_refused", symlinked_proc_is_refused),
@@ -837,6 +842,39 @@ fn symlinked_proc_is_refused() -> TestResult {
         Err(SandboxError::Setup { message, .. }) if message.contains("/proc") => Ok(()),
         other => Err(format!(
             "expected a setup error, got {:?}",
+            other.map(|r| r.status)
+        )),
+    }
+}
+
+/// A rootfs whose resolv.conf is a dangling symlink (systemd-resolved style)
+/// gets no resolv.conf, and nothing is created through the link.
+fn dangling_resolv_conf_symlink_is_left_alone() -> TestResult {
+    let root = Rootfs::new(true);
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        root.path().join("etc/resolv.conf"),
+    )
+    .map_err(|e| e.to_string())?;
+    let before = snapshot(root.path());
+    let result = run(&root.spec(&["cat", "/etc/resolv.conf"])).map_err(|e| e.to_string())?;
+    check(!result.status.success(), || {
+        format!(
+            "resolv.conf readable through a dangling link: {:?}",
+            result.stdout()
+        )
+    })?;
+    let changes = diff(&before, &snapshot(root.path()));
+    check(changes.is_empty(), || {
+        format!("rootfs changed: {changes:#?}")
+    })
+}
+
+fn host_root_is_refused() -> TestResult {
+    match run(&RunSpec::new("/", vec!["true".into()])) {
+        Err(SandboxError::InvalidSpec(_)) => Ok(()),
+        other => Err(format!(
+            "expected InvalidSpec, got {:?}",
             other.map(|r| r.status)
         )),
     }

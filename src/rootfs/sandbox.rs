@@ -288,6 +288,11 @@ impl Sandbox {
             path: spec.root.clone(),
             source,
         })?;
+        if root == Path::new("/") {
+            return Err(SandboxError::InvalidSpec(
+                "the host's / cannot be a sandbox root".into(),
+            ));
+        }
         let spec = RunSpec {
             root: root.clone(),
             ..spec.clone()
