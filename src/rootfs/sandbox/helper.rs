@@ -526,7 +526,7 @@ fn exec_command(argv: &[String], env: &[CString]) -> String {
             .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
             .collect()
     };
-    let mut last_error = "not found in PATH".to_string();
+    let mut last_error = "not found in the command's PATH".to_string();
     for candidate in candidates {
         let Ok(c) = CString::new(candidate.as_bytes()) else {
             continue;
@@ -584,7 +584,14 @@ fn close_fds_except(keep: RawFd) -> SetupResult<()> {
         // SAFETY: closing descriptors nothing in this process still uses.
         let r = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
         if r != 0 {
-            return Err(format!("close_range: {}", io::Error::last_os_error()));
+            // Kernels before 5.9 lack close_range.
+            for fd in open_fds()?
+                .into_iter()
+                .filter(|&fd| fd >= first && fd <= last)
+            {
+                // SAFETY: as above, one descriptor at a time.
+                unsafe { libc::close(fd) };
+            }
         }
     }
     Ok(())
@@ -594,7 +601,27 @@ fn mark_all_fds_cloexec() -> SetupResult<()> {
     const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
     // SAFETY: only sets flags on descriptors.
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    sys("close_range", r as libc::c_int)
+    if r == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC.
+    for fd in open_fds()?.into_iter().filter(|&fd| fd >= 3) {
+        set_cloexec(fd)?;
+    }
+    Ok(())
+}
+
+/// The descriptors open in this process, read from /proc/self/fd; the
+/// directory's own descriptor is closed again before this returns.
+fn open_fds() -> SetupResult<Vec<RawFd>> {
+    let entries = std::fs::read_dir("/proc/self/fd").map_err(|e| format!("/proc/self/fd: {e}"))?;
+    let mut fds: Vec<RawFd> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The listing included read_dir's own (now closed) descriptor.
+    // SAFETY: F_GETFD only queries.
+    fds.retain(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1);
+    Ok(fds)
 }
 
 fn set_death_signal() -> SetupResult<()> {
