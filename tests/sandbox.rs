@@ -7,18 +7,21 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rootstrap::rootfs::sandbox::{
     self, lookup_user, policy_rc_d_guard, BindMount, ExitStatus, Network, OutputLine, RunSpec,
-    Sandbox, SandboxError, Stream, DEFAULT_PATH, HELPER_ARG,
+    Sandbox, SandboxError, StdinMode, Stream, DEFAULT_PATH, HELPER_ARG,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
 /// Runs one sandboxed command in a child "build" process for the kill tests.
 const BUILD_ARG: &str = "__test-build";
+/// The same, with the command's stdin inherited from the build.
+const BUILD_STDIN_ARG: &str = "__test-build-stdin";
 
 type TestResult = Result<(), String>;
 type TestCase = (&'static str, fn() -> TestResult);
@@ -29,7 +32,10 @@ fn main() {
         sandbox::helper_main();
     }
     if args.get(1).map(String::as_str) == Some(BUILD_ARG) {
-        build_process(&args[2..]);
+        build_process(&args[2..], StdinMode::Null);
+    }
+    if args.get(1).map(String::as_str) == Some(BUILD_STDIN_ARG) {
+        build_process(&args[2..], StdinMode::Inherit);
     }
     if !rustix::process::geteuid().is_root() {
         eprintln!("SKIP: sandbox tests need root");
@@ -100,6 +106,11 @@ fn main() {
             host_mounts_unchanged_after_runs,
         ),
         ("signals_start_at_defaults", signals_start_at_defaults),
+        ("stdin_modes", stdin_modes),
+        (
+            "ctrl_c_on_build_group_leaves_no_process",
+            ctrl_c_on_build_group_leaves_no_process,
+        ),
         (
             "dangling_resolv_conf_symlink_is_left_alone",
             dangling_resolv_conf_symlink_is_left_alone,
@@ -726,8 +737,9 @@ fn host_mounts_unchanged_after_runs() -> TestResult {
 }
 
 /// The stand-in build process: runs one sandboxed command and reports.
-fn build_process(args: &[String]) -> ! {
-    let spec = RunSpec::new(&args[0], args[1..].to_vec());
+fn build_process(args: &[String], stdin: StdinMode) -> ! {
+    let mut spec = RunSpec::new(&args[0], args[1..].to_vec());
+    spec.stdin = stdin;
     let status = Sandbox::new().run_inherit(&spec);
     std::process::exit(if status.is_ok() { 0 } else { 2 })
 }
@@ -768,7 +780,20 @@ fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
 
 /// HOSTILE 34: the build dies while a RUN step runs a foreground and a
 /// daemonised background process; both disappear, and no mount remains.
-fn killed_build_leaves_nothing(signal: rustix::process::Signal, marker: u32) -> TestResult {
+/// How the test delivers the signal to the stand-in build.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    /// To the build process alone (`kill PID`, a Kubernetes stop).
+    Process,
+    /// To its whole process group, as a terminal's Ctrl-C does.
+    Group,
+}
+
+fn killed_build_leaves_nothing(
+    signal: rustix::process::Signal,
+    target: Target,
+    marker: u32,
+) -> TestResult {
     let root = Rootfs::new(true);
     let mounts_before = mountinfo();
     let (fg, bg) = (format!("sleep {marker}"), format!("sleep {}", marker + 1));
@@ -777,6 +802,7 @@ fn killed_build_leaves_nothing(signal: rustix::process::Signal, marker: u32) -> 
         .arg(BUILD_ARG)
         .arg(root.path())
         .args(["sh", "-c", &script])
+        .process_group(0)
         .spawn()
         .map_err(|e| e.to_string())?;
     let started = wait_until(Duration::from_secs(10), || {
@@ -788,7 +814,11 @@ fn killed_build_leaves_nothing(signal: rustix::process::Signal, marker: u32) -> 
         return Err("sandboxed sleeps never started".into());
     }
     let pid = rustix::process::Pid::from_raw(build.id() as i32).ok_or("no pid")?;
-    rustix::process::kill_process(pid, signal).map_err(|e| e.to_string())?;
+    match target {
+        Target::Process => rustix::process::kill_process(pid, signal),
+        Target::Group => rustix::process::kill_process_group(pid, signal),
+    }
+    .map_err(|e| e.to_string())?;
     let _ = build.wait();
     let gone = wait_until(Duration::from_secs(10), || {
         processes_with(&fg).is_empty() && processes_with(&bg).is_empty()
@@ -804,11 +834,44 @@ fn killed_build_leaves_nothing(signal: rustix::process::Signal, marker: u32) -> 
 }
 
 fn sigkill_of_build_leaves_no_process() -> TestResult {
-    killed_build_leaves_nothing(rustix::process::Signal::KILL, 47_101)
+    killed_build_leaves_nothing(rustix::process::Signal::KILL, Target::Process, 47_101)
 }
 
 fn sigterm_of_build_leaves_no_process() -> TestResult {
-    killed_build_leaves_nothing(rustix::process::Signal::TERM, 47_201)
+    killed_build_leaves_nothing(rustix::process::Signal::TERM, Target::Process, 47_201)
+}
+
+fn ctrl_c_on_build_group_leaves_no_process() -> TestResult {
+    killed_build_leaves_nothing(rustix::process::Signal::INT, Target::Group, 47_301)
+}
+
+/// `StdinMode::Null`: a command reading stdin sees EOF at once;
+/// `StdinMode::Inherit`: it reads what the build was given.
+fn stdin_modes() -> TestResult {
+    let root = Rootfs::new(true);
+    let null = run_ok(&root.spec(&["cat"]))?;
+    check_eq(null.stdout(), Vec::<String>::new(), "stdin null")?;
+    let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .arg(BUILD_STDIN_ARG)
+        .arg(root.path())
+        .arg("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin
+            .write_all(b"from the build\n")
+            .map_err(|e| e.to_string())?;
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    check_eq(
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        "from the build\n".to_string(),
+        "stdin inherit",
+    )
 }
 
 /// The helper's own ignored SIGPIPE (Rust's default) and any blocked signals
