@@ -108,6 +108,10 @@ fn main() {
         ("signals_start_at_defaults", signals_start_at_defaults),
         ("stdin_modes", stdin_modes),
         (
+            "leftover_daemon_is_killed_when_the_command_ends",
+            leftover_daemon_is_killed_when_the_command_ends,
+        ),
+        (
             "ctrl_c_on_build_group_leaves_no_process",
             ctrl_c_on_build_group_leaves_no_process,
         ),
@@ -957,4 +961,20 @@ fn host_root_is_refused() -> TestResult {
             other.map(|r| r.status)
         )),
     }
+}
+
+/// A command that leaves a daemon behind (holding stdout) still finishes:
+/// when the command ends, PID 1 exits and the kernel kills the rest.
+fn leftover_daemon_is_killed_when_the_command_ends() -> TestResult {
+    let root = Rootfs::new(true);
+    let start = Instant::now();
+    let result = run_ok(&root.spec(&["sh", "-c", "setsid sleep 47401 & echo started"]))?;
+    check_eq(result.stdout(), vec!["started".to_string()], "output")?;
+    check(start.elapsed() < Duration::from_secs(20), || {
+        format!("run took {:?}", start.elapsed())
+    })?;
+    let gone = wait_until(Duration::from_secs(5), || {
+        processes_with("sleep 47401").is_empty()
+    });
+    check(gone, || "the daemon survived the run".into())
 }
