@@ -112,6 +112,7 @@ fn helper_process(spec_fd: RawFd, status: &StatusPipe) -> SetupResult<i32> {
     mark_all_fds_cloexec()?;
     unshare_namespaces(request.spec.network)?;
     // Nothing mounted from here on may propagate back to the host.
+    // SAFETY: mount(2) with a constant target and NULL source/type/data.
     sys("make mounts private", unsafe {
         libc::mount(
             std::ptr::null(),
