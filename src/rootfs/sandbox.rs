@@ -288,6 +288,11 @@ impl Sandbox {
             path: spec.root.clone(),
             source,
         })?;
+        if root == Path::new("/") {
+            return Err(SandboxError::InvalidSpec(
+                "the host's / cannot be a sandbox root".into(),
+            ));
+        }
         let spec = RunSpec {
             root: root.clone(),
             ..spec.clone()
@@ -331,7 +336,13 @@ impl Sandbox {
             spec: spec.clone(),
             parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
         };
-        send_request(spec_write, &request)?;
+        match send_request(spec_write, &request) {
+            // A helper that exits without reading (not wired to
+            // helper_main, or dead at once) is diagnosed from its status.
+            Err(SandboxError::HelperIo { source, .. })
+                if source.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
 
         if let OutputMode::Capture(output) = mode {
             forward_output(child.get(), output)?;

@@ -38,6 +38,9 @@ const DEFAULT_CAPS: &[u32] = &[
 /// Host device nodes bind-mounted into the sandbox's /dev.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Devices some hosts (minimal CI containers) lack; skipped there.
+const OPTIONAL_DEVICES: &[&str] = &["tty"];
+
 const DEV_SYMLINKS: &[(&str, &str)] = &[
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
@@ -109,6 +112,7 @@ fn helper_process(spec_fd: RawFd, status: &StatusPipe) -> SetupResult<i32> {
     mark_all_fds_cloexec()?;
     unshare_namespaces(request.spec.network)?;
     // Nothing mounted from here on may propagate back to the host.
+    // SAFETY: mount(2) with a constant target and NULL source/type/data.
     sys("make mounts private", unsafe {
         libc::mount(
             std::ptr::null(),
@@ -226,7 +230,7 @@ fn setup_root(spec: &RunSpec) -> SetupResult<()> {
     mount_remount(&root, keep | libc::MS_NODEV, "remount root nodev")?;
     let root_fd = open_path(&root, libc::O_PATH | libc::O_DIRECTORY)?;
 
-    let proc_dir = open_in_root(&root_fd, "proc", libc::O_PATH | libc::O_DIRECTORY)?;
+    let proc_dir = open_mount_point_dir(&root_fd, "proc")?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mount(
         c"proc",
@@ -254,7 +258,7 @@ fn setup_root(spec: &RunSpec) -> SetupResult<()> {
 
 /// A fresh tmpfs with only the listed devices, devpts and shm.
 fn setup_dev(root_fd: &OwnedFd) -> SetupResult<()> {
-    let dev_dir = open_in_root(root_fd, "dev", libc::O_PATH | libc::O_DIRECTORY)?;
+    let dev_dir = open_mount_point_dir(root_fd, "dev")?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     let data = c"mode=755,size=65536k";
     mount(
@@ -269,6 +273,9 @@ fn setup_dev(root_fd: &OwnedFd) -> SetupResult<()> {
     let dev = open_in_root(root_fd, "dev", libc::O_RDONLY | libc::O_DIRECTORY)?;
     for name in DEVICES {
         let host = CString::new(format!("/dev/{name}")).map_err(|e| e.to_string())?;
+        if OPTIONAL_DEVICES.contains(name) && !Path::new(&format!("/dev/{name}")).exists() {
+            continue;
+        }
         check_char_device(&host)?;
         let node = cstr(name)?;
         // SAFETY: creating a file relative to a directory descriptor we own.
@@ -520,7 +527,7 @@ fn exec_command(argv: &[String], env: &[CString]) -> String {
             .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
             .collect()
     };
-    let mut last_error = "not found in PATH".to_string();
+    let mut last_error = "not found in the command's PATH".to_string();
     for candidate in candidates {
         let Ok(c) = CString::new(candidate.as_bytes()) else {
             continue;
@@ -542,10 +549,22 @@ fn exec_command(argv: &[String], env: &[CString]) -> String {
 fn reset_signals() -> SetupResult<()> {
     // The helper is a Rust program, which ignores SIGPIPE; ignored signals
     // survive exec, and `yes | head` must not see EPIPE instead of dying.
-    for signal in 1..libc::SIGRTMAX() {
+    // The raw syscall, because glibc refuses to touch the signals it
+    // reserves (32, 33), and those too may arrive ignored from our parent.
+    // An all-zero kernel `struct sigaction` is SIG_DFL with no flags.
+    let default_action = [0u64; 4];
+    for signal in 1..=64 {
         if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-            // SAFETY: resetting a disposition to the default.
-            unsafe { libc::signal(signal, libc::SIG_DFL) };
+            // SAFETY: the kernel reads at most 4 words from the live array.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
         }
     }
     // SAFETY: an empty, initialised signal set.
@@ -566,7 +585,14 @@ fn close_fds_except(keep: RawFd) -> SetupResult<()> {
         // SAFETY: closing descriptors nothing in this process still uses.
         let r = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
         if r != 0 {
-            return Err(format!("close_range: {}", io::Error::last_os_error()));
+            // Kernels before 5.9 lack close_range.
+            for fd in open_fds()?
+                .into_iter()
+                .filter(|&fd| fd >= first && fd <= last)
+            {
+                // SAFETY: as above, one descriptor at a time.
+                unsafe { libc::close(fd) };
+            }
         }
     }
     Ok(())
@@ -576,7 +602,27 @@ fn mark_all_fds_cloexec() -> SetupResult<()> {
     const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
     // SAFETY: only sets flags on descriptors.
     let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    sys("close_range", r as libc::c_int)
+    if r == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC.
+    for fd in open_fds()?.into_iter().filter(|&fd| fd >= 3) {
+        set_cloexec(fd)?;
+    }
+    Ok(())
+}
+
+/// The descriptors open in this process, read from /proc/self/fd; the
+/// directory's own descriptor is closed again before this returns.
+fn open_fds() -> SetupResult<Vec<RawFd>> {
+    let entries = std::fs::read_dir("/proc/self/fd").map_err(|e| format!("/proc/self/fd: {e}"))?;
+    let mut fds: Vec<RawFd> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    // The listing included read_dir's own (now closed) descriptor.
+    // SAFETY: F_GETFD only queries.
+    fds.retain(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1);
+    Ok(fds)
 }
 
 fn set_death_signal() -> SetupResult<()> {
@@ -673,6 +719,20 @@ fn open_path(path: &CStr, flags: libc::c_int) -> SetupResult<OwnedFd> {
     // SAFETY: NUL-terminated path.
     let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
     owned(&format!("open {}", path.to_string_lossy()), fd)
+}
+
+/// `/proc` and `/dev` must be real directories: a rootfs with `proc -> /`
+/// would otherwise have the mount land on the root itself.
+fn open_mount_point_dir(root_fd: &OwnedFd, name: &str) -> SetupResult<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    rustix::fs::openat2(
+        root_fd,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+    )
+    .map_err(|e| format!("/{name} in root must be a directory, not a symlink: {e}"))
 }
 
 fn open_in_root(root_fd: &OwnedFd, relative: &str, flags: libc::c_int) -> SetupResult<OwnedFd> {

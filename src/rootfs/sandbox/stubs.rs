@@ -230,3 +230,97 @@ fn remove_stub(stub: &Stub) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rootfs::sandbox::BindMount;
+    use std::os::unix::fs::MetadataExt;
+
+    fn spec(root: &Path) -> RunSpec {
+        let mut spec = RunSpec::new(root, vec!["true".into()]);
+        spec.network = Network::None;
+        spec
+    }
+
+    #[test]
+    fn creates_missing_mount_points_and_removes_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        let mtime_before = std::fs::metadata(root).unwrap().mtime_nsec();
+        let mut spec = spec(root);
+        spec.extra_mounts.push(BindMount {
+            source: root.join("etc"),
+            target: "/mnt/a/b".into(),
+        });
+        let stubs = create_mount_points(&spec).unwrap();
+        for dir in ["proc", "dev", "mnt/a/b"] {
+            assert!(root.join(dir).is_dir(), "{dir} missing");
+        }
+        stubs.remove().unwrap();
+        let left: Vec<_> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("etc")]);
+        assert_eq!(std::fs::metadata(root).unwrap().mtime_nsec(), mtime_before);
+    }
+
+    #[test]
+    fn existing_entries_are_not_stubbed() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("proc")).unwrap();
+        std::os::unix::fs::symlink("/nowhere", tmp.path().join("dev")).unwrap();
+        let stubs = create_mount_points(&spec(tmp.path())).unwrap();
+        assert!(stubs.created.is_empty());
+        stubs.remove().unwrap();
+        assert!(std::fs::symlink_metadata(tmp.path().join("dev"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    /// HOSTILE 41: a stub swapped for a symlink to a host path is left as
+    /// the symlink; removal neither follows it nor touches the target.
+    #[test]
+    fn swapped_stub_is_not_followed_on_cleanup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("victim")).unwrap();
+        std::fs::write(outside.path().join("file"), "keep").unwrap();
+        let root = tmp.path();
+        let mut spec = spec(root);
+        spec.extra_mounts.push(BindMount {
+            source: outside.path().join("file"),
+            target: "/ctx-file".into(),
+        });
+        let stubs = create_mount_points(&spec).unwrap();
+        std::fs::remove_dir(root.join("proc")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("victim"), root.join("proc")).unwrap();
+        std::fs::remove_file(root.join("ctx-file")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("file"), root.join("ctx-file")).unwrap();
+        stubs.remove().unwrap();
+        assert!(outside.path().join("victim").is_dir());
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("file")).unwrap(),
+            "keep"
+        );
+        assert!(std::fs::symlink_metadata(root.join("proc"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(!root.join("dev").exists(), "untouched stub not removed");
+    }
+
+    /// A stub the command filled with content is the command's change.
+    #[test]
+    fn filled_stub_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stubs = create_mount_points(&spec(tmp.path())).unwrap();
+        std::fs::write(tmp.path().join("dev/made-by-command"), "x").unwrap();
+        stubs.remove().unwrap();
+        assert!(tmp.path().join("dev/made-by-command").exists());
+        assert!(!tmp.path().join("proc").exists());
+    }
+}

@@ -314,4 +314,56 @@ mod tests {
             assert!(resolve(spec).is_err(), "{spec:?} accepted");
         }
     }
+
+    /// HOSTILE 42: an absolute symlink in the rootfs names a path inside the
+    /// root, never the host's file.
+    #[test]
+    fn passwd_symlink_to_a_host_path_stays_in_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(
+            outside.path().join("passwd"),
+            "evil:x:4242:4242::/:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("passwd"),
+            root.path().join("etc/passwd"),
+        )
+        .unwrap();
+        assert!(matches!(
+            lookup_user(root.path(), "evil"),
+            Err(SandboxError::UnknownUser { .. })
+        ));
+    }
+
+    #[test]
+    fn non_regular_passwd_is_an_error_not_a_hang() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        let fifo = root.path().join("etc/passwd");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let err = lookup_user(root.path(), "app").unwrap_err();
+        assert!(err.to_string().contains("etc/passwd"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_rootfs_files() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(root.path().join("etc/group"), GROUP).unwrap();
+        assert_eq!(
+            lookup_user(root.path(), "app:staff").unwrap(),
+            (1000, 50, vec![])
+        );
+    }
 }
