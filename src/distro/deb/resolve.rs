@@ -454,7 +454,10 @@ impl<'u> Resolver<'u> {
     fn choose(&self, atom: &Atom, from: Option<usize>) -> Result<usize, String> {
         let real = self.candidate(&atom.name);
         let real_problem = match real {
-            Some(i) => match self.real_satisfies(i, atom, from) {
+            Some(i) => match self
+                .real_satisfies(i, atom, from)
+                .and_then(|()| self.clash(i).map_or(Ok(()), Err))
+            {
                 Ok(()) => return Ok(i),
                 Err(problem) => Some(problem),
             },
@@ -471,6 +474,7 @@ impl<'u> Resolver<'u> {
             // installed.
             .filter(|&i| self.candidate(&self.pkg(i).name) == Some(i))
             .filter(|&i| self.provides_satisfies(i, atom, from))
+            .filter(|&i| self.clash(i).is_none())
             .collect();
         providers.sort_by(|&a, &b| {
             let (pa, pb) = (self.pkg(a), self.pkg(b));
@@ -586,30 +590,86 @@ impl<'u> Resolver<'u> {
         selected.sort_by(|&a, &b| self.pkg(a).name.cmp(&self.pkg(b).name));
         for &i in &selected {
             let p = self.pkg(i);
-            for (kind, deps) in [("conflicts with", &p.conflicts), ("breaks", &p.breaks)] {
-                for atom in deps.iter().flat_map(|d| &d.alternatives) {
-                    if !atom.applies(self.arch) {
-                        continue;
-                    }
-                    if let Some(other) = self.conflicting(i, atom) {
-                        return Err(ResolveError::Conflict {
-                            package: p.id(),
-                            kind,
-                            relation: atom.to_string(),
-                            other: self.pkg(other).id(),
-                            chains: format!(
-                                "{} required by: {}; {} required by: {}",
-                                p.name,
-                                self.chain(i),
-                                self.pkg(other).name,
-                                self.chain(other)
-                            ),
-                        });
-                    }
+            for (kind, atom) in self.negative_atoms(p) {
+                if let Some(other) = self.conflicting(i, atom) {
+                    return Err(ResolveError::Conflict {
+                        package: p.id(),
+                        kind,
+                        relation: atom.to_string(),
+                        other: self.pkg(other).id(),
+                        chains: format!(
+                            "{} required by: {}; {} required by: {}",
+                            p.name,
+                            self.chain(i),
+                            self.pkg(other).name,
+                            self.chain(other)
+                        ),
+                    });
                 }
             }
         }
         Ok(())
+    }
+
+    /// Why candidate `c` cannot join the selection: it conflicts with (or
+    /// breaks) a selected package, or a selected package conflicts with
+    /// (or breaks) it. Lets an alternative be skipped the way apt does.
+    fn clash(&self, c: usize) -> Option<String> {
+        let cand = self.pkg(c);
+        for (kind, atom) in self.negative_atoms(cand) {
+            if let Some(other) = self.conflicting(c, atom) {
+                return Some(format!(
+                    "{} {kind} {atom}, which the selected {} satisfies",
+                    cand.id(),
+                    self.pkg(other).id()
+                ));
+            }
+        }
+        let mut selected: Vec<usize> = self
+            .selected
+            .values()
+            .copied()
+            .filter(|&s| s != c)
+            .collect();
+        selected.sort_by(|&a, &b| self.pkg(a).name.cmp(&self.pkg(b).name));
+        for s in selected {
+            let sel = self.pkg(s);
+            for (kind, atom) in self.negative_atoms(sel) {
+                let hits_real = atom.name == cand.name && atom.version_matches(&cand.version);
+                if hits_real || self.provides_satisfies(c, atom, None) {
+                    return Some(format!(
+                        "the selected {} {kind} {atom}, which {} satisfies",
+                        sel.id(),
+                        cand.id()
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Applicable Conflicts and Breaks atoms of `p`.
+    fn negative_atoms<'p>(
+        &self,
+        p: &'p BinaryPackage,
+    ) -> impl Iterator<Item = (&'static str, &'p Atom)> + 'p
+    where
+        'u: 'p,
+    {
+        let arch: &'u str = self.arch;
+        let conflicts = p
+            .conflicts
+            .iter()
+            .flat_map(|d| &d.alternatives)
+            .map(|a| ("conflicts with", a));
+        let breaks = p
+            .breaks
+            .iter()
+            .flat_map(|d| &d.alternatives)
+            .map(|a| ("breaks", a));
+        conflicts
+            .chain(breaks)
+            .filter(move |(_, a)| a.applies(arch))
     }
 
     /// A selected package other than `i` matched by `atom`. A package may
@@ -1107,6 +1167,49 @@ mod tests {
         assert!(err.contains("breaks d (<< 2)"), "{err}");
         // Conflicting with a virtual name one provides oneself is fine.
         resolve(&u, &request(Variant::Essential, &[("e", None)])).unwrap();
+    }
+
+    #[test]
+    fn alternatives_skip_candidates_that_conflict_with_the_selection() {
+        let u = universe(&[
+            ("sysvinit-core", "3", "Conflicts: systemd-sysv\n"),
+            ("systemd-sysv", "257", ""),
+            ("runit-init", "2", "Breaks: sysvinit-core\n"),
+            (
+                "init",
+                "1",
+                "Depends: systemd-sysv | runit-init | sysvinit-core\n",
+            ),
+            ("x", "1", "Depends: mta\n"),
+            ("exim", "4", "Provides: mta\nConflicts: sysvinit-core\n"),
+            ("postfix", "3", "Provides: mta\n"),
+        ]);
+        let req = request(
+            Variant::Essential,
+            &[("sysvinit-core", None), ("init", None)],
+        );
+        let plan = resolve(&u, &req).unwrap();
+        assert_eq!(sorted(&plan), ["init", "sysvinit-core"]);
+        let req = request(Variant::Essential, &[("sysvinit-core", None), ("x", None)]);
+        assert_eq!(
+            sorted(&resolve(&u, &req).unwrap()),
+            ["postfix", "sysvinit-core", "x"]
+        );
+        let u = universe(&[
+            ("a", "1", "Conflicts: b\n"),
+            ("c", "1", "Depends: b\n"),
+            ("b", "1", ""),
+        ]);
+        let err = resolve(
+            &u,
+            &request(Variant::Essential, &[("a", None), ("c", None)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c depends on b but the selected a 1 amd64 conflicts with b"),
+            "{err}"
+        );
     }
 
     #[test]
