@@ -177,6 +177,15 @@ impl Universe {
             .map(|&i| &self.packages[i])
     }
 
+    /// Every package version that lists `name` in its Provides.
+    pub fn providers(&self, name: &str) -> impl Iterator<Item = &BinaryPackage> + '_ {
+        self.providers
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.packages[i])
+    }
+
     /// The highest version of `name`.
     pub fn candidate(&self, name: &str) -> Option<&BinaryPackage> {
         self.versions(name).next()
@@ -1228,9 +1237,16 @@ mod tests {
     fn foreign_architectures_are_ignored() {
         let u = universe(&[
             ("a", "1", "Architecture: arm64\n"),
-            ("b", "1", "Architecture: all\n"),
+            ("b", "1", "Architecture: all\nProvides: v\n"),
         ]);
         assert_eq!(u.packages().len(), 1);
+        assert_eq!(
+            u.providers("v")
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+        assert_eq!(u.candidate("b").map(|p| p.arch.as_str()), Some("all"));
         let err = resolve(&u, &request(Variant::Essential, &[("a", None)])).unwrap_err();
         assert!(matches!(err, ResolveError::NoSuchPackage { .. }));
         let mut req = request(Variant::Essential, &[]);
