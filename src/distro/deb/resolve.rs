@@ -1352,7 +1352,14 @@ mod tests {
             eprintln!("SKIP: {PATH} not found");
             return;
         };
-        let u = Universe::new(parse_packages(&text).unwrap(), "amd64");
+        let packages = parse_packages(&text).unwrap();
+        let start = std::time::Instant::now();
+        let u = Universe::new(packages, "amd64");
+        eprintln!(
+            "trixie universe of {} packages built in {:?}",
+            u.packages().len(),
+            start.elapsed()
+        );
         let cases: [(Variant, &[&str]); 4] = [
             (Variant::Essential, &["?essential"]),
             (
