@@ -121,23 +121,34 @@ pub struct Universe {
 impl Universe {
     /// Keeps the packages for `arch` and `all`; a version listed twice
     /// (e.g. an `all` package in two Packages files) is kept once.
-    pub fn new(packages: Vec<BinaryPackage>, arch: &str) -> Universe {
-        let mut kept: Vec<BinaryPackage> = Vec::with_capacity(packages.len());
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        for p in packages {
-            if p.arch != arch && p.arch != "all" {
-                continue;
+    pub fn new(mut packages: Vec<BinaryPackage>, arch: &str) -> Universe {
+        packages.retain(|p| p.arch == arch || p.arch == "all");
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(packages.len());
+        let mut duplicate = vec![false; packages.len()];
+        for (i, p) in packages.iter().enumerate() {
+            match by_name.get_mut(p.name.as_str()) {
+                Some(versions) => {
+                    let same =
+                        |&j: &usize| packages[j].version == p.version && packages[j].arch == p.arch;
+                    if versions.iter().any(same) {
+                        duplicate[i] = true;
+                    } else {
+                        versions.push(i);
+                    }
+                }
+                None => {
+                    by_name.insert(p.name.clone(), vec![i]);
+                }
             }
-            let versions = by_name.entry(p.name.clone()).or_default();
-            if versions
-                .iter()
-                .any(|&i| kept[i].version == p.version && kept[i].arch == p.arch)
-            {
-                continue;
-            }
-            versions.push(kept.len());
-            kept.push(p);
         }
+        if duplicate.contains(&true) {
+            // Rare (the same file listed twice): drop the copies and index
+            // again, which then finds none.
+            let mut flags = duplicate.into_iter();
+            packages.retain(|_| !flags.next().unwrap_or(false));
+            return Universe::new(packages, arch);
+        }
+        let kept = packages;
         for versions in by_name.values_mut() {
             versions.sort_by(|&a, &b| {
                 kept[b]
@@ -1231,6 +1242,20 @@ mod tests {
             sorted(&resolve(&u, &request(Variant::Essential, &[("a", None)])).unwrap()),
             ["a", "c"]
         );
+    }
+
+    #[test]
+    fn duplicate_versions_are_kept_once() {
+        let u = universe(&[
+            ("a", "1", ""),
+            ("b", "1", ""),
+            ("a", "1", ""),
+            ("a", "2", ""),
+        ]);
+        assert_eq!(u.packages().len(), 3);
+        let versions: Vec<String> = u.versions("a").map(|p| p.version.to_string()).collect();
+        assert_eq!(versions, ["2", "1"]);
+        assert_eq!(u.candidate("b").unwrap().name, "b");
     }
 
     #[test]
