@@ -663,6 +663,48 @@ mod tests {
         }
     }
 
+    /// Deterministic mutation smoke test: corrupted stanzas give errors,
+    /// never panics, in every parser of this layer.
+    #[test]
+    fn mutated_input_never_panics() {
+        let base = format!(
+            "{}\n{}",
+            stanza("a", "Depends: b (>= 1:2.0~rc1-3) | c:any [amd64 !i386] <!nocheck>, d\nProvides: e (= 1)\n"),
+            stanza("f", "Pre-Depends: g\nEssential: yes\nMulti-Arch: same\n")
+        );
+        let pieces = [
+            "\n", " ", ":", "(", ")", "|", ",", "[", "]", "<", ">", "!", "~", "-", "é", "\u{0}",
+            "\n\n", "=", "",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % bound
+        };
+        for _ in 0..3000 {
+            let mut text = base.clone();
+            for _ in 0..1 + next(3) {
+                let mut at = next(text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let cut = (at + next(4)).min(text.len());
+                let cut = (cut..=text.len())
+                    .find(|&c| text.is_char_boundary(c))
+                    .unwrap_or(text.len());
+                text.replace_range(at..cut, pieces[next(pieces.len())]);
+            }
+            let _ = parse_packages(&text);
+            let _ = super::super::release::Release::parse(&text);
+            for line in text.lines() {
+                let _ = relation::parse_relations(line);
+                let _ = Version::parse_lax(line);
+            }
+        }
+    }
+
     #[test]
     fn field_names_are_case_insensitive() {
         let text = stanza("a", "pre-depends: b\n");
