@@ -93,7 +93,7 @@ pub struct BinaryPackage {
 }
 
 impl BinaryPackage {
-    /// `name (= version)` as the package provides itself, for messages.
+    /// `name version arch`, for messages.
     pub fn id(&self) -> String {
         format!("{} {} {}", self.name, self.version, self.arch)
     }
