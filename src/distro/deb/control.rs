@@ -137,7 +137,12 @@ impl<'a> Iterator for Paragraphs<'a> {
     type Item = Result<Paragraph<'a>, ControlError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut para = Paragraph::default();
+        // Archive stanzas have 15–25 fields; sizing once avoids four
+        // reallocations per stanza on a 60k-stanza Packages file.
+        let mut para = Paragraph {
+            line: 0,
+            fields: Vec::with_capacity(24),
+        };
         loop {
             let Some((line, start)) = self.next_line() else {
                 return (!para.is_empty()).then_some(Ok(para));

@@ -42,8 +42,15 @@ pub struct Atom {
     /// `any`, `native` or an architecture name, from `name:qual`.
     pub arch_qual: Option<String>,
     pub constraint: Option<(Op, Version)>,
+    /// `[…]` and `<…>` lists; boxed because binary indexes almost never
+    /// carry them and an index holds hundreds of thousands of atoms.
+    pub restrictions: Option<Box<Restrictions>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Restrictions {
     /// `[amd64 !i386]`; empty when absent.
-    pub arch_restriction: Vec<ArchTerm>,
+    pub arches: Vec<ArchTerm>,
     /// `<!nocheck> <stage1 cross>`: a disjunction of conjunctions; empty
     /// when absent.
     pub profiles: Vec<Vec<ProfileTerm>>,
@@ -69,30 +76,37 @@ impl Atom {
             name: name.to_string(),
             arch_qual: None,
             constraint: None,
-            arch_restriction: Vec::new(),
-            profiles: Vec::new(),
+            restrictions: None,
         }
     }
 
     /// Whether this atom is in force when installing for `arch` with no
     /// build profile active.
     pub fn applies(&self, arch: &str) -> bool {
-        self.arch_allows(arch) && self.profiles_allow()
+        self.restrictions
+            .as_deref()
+            .is_none_or(|r| r.arch_allows(arch) && r.profiles_allow())
     }
 
+    /// Whether `version` meets this atom's constraint (always, when it has none).
+    pub fn version_matches(&self, version: &Version) -> bool {
+        match &self.constraint {
+            None => true,
+            Some((op, wanted)) => version.satisfies(*op, wanted),
+        }
+    }
+}
+
+impl Restrictions {
     fn arch_allows(&self, arch: &str) -> bool {
-        if self.arch_restriction.is_empty() {
+        if self.arches.is_empty() {
             return true;
         }
-        let mut positives = self
-            .arch_restriction
-            .iter()
-            .filter(|t| !t.negated)
-            .peekable();
+        let mut positives = self.arches.iter().filter(|t| !t.negated).peekable();
         let listed_ok =
             positives.peek().is_none() || positives.any(|t| arch_matches(&t.arch, arch));
         let excluded = self
-            .arch_restriction
+            .arches
             .iter()
             .any(|t| t.negated && arch_matches(&t.arch, arch));
         listed_ok && !excluded
@@ -105,14 +119,6 @@ impl Atom {
                 .profiles
                 .iter()
                 .any(|group| group.iter().all(|term| term.negated))
-    }
-
-    /// Whether `version` meets this atom's constraint (always, when it has none).
-    pub fn version_matches(&self, version: &Version) -> bool {
-        match &self.constraint {
-            None => true,
-            Some((op, wanted)) => version.satisfies(*op, wanted),
-        }
     }
 }
 
@@ -145,15 +151,18 @@ impl fmt::Display for Atom {
         if let Some((op, v)) = &self.constraint {
             write!(f, " ({op} {v})")?;
         }
-        if !self.arch_restriction.is_empty() {
-            let terms: Vec<String> = self
-                .arch_restriction
+        let Some(r) = self.restrictions.as_deref() else {
+            return Ok(());
+        };
+        if !r.arches.is_empty() {
+            let terms: Vec<String> = r
+                .arches
                 .iter()
                 .map(|t| format!("{}{}", if t.negated { "!" } else { "" }, t.arch))
                 .collect();
             write!(f, " [{}]", terms.join(" "))?;
         }
-        for group in &self.profiles {
+        for group in &r.profiles {
             let terms: Vec<String> = group
                 .iter()
                 .map(|t| format!("{}{}", if t.negated { "!" } else { "" }, t.name))
@@ -182,15 +191,21 @@ pub fn parse_relations(text: &str) -> Result<Vec<Dependency>, RelationError> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    text.split(',')
-        .map(|element| {
-            let alternatives = element
-                .split('|')
-                .map(|alt| parse_atom(alt, element))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Dependency { alternatives })
-        })
-        .collect()
+    // Sized exactly: an index holds hundreds of thousands of these, and
+    // `collect` over a fallible iterator would over-allocate.
+    let mut deps = Vec::with_capacity(count_byte(text, b',') + 1);
+    for element in text.split(',') {
+        let mut alternatives = Vec::with_capacity(count_byte(element, b'|') + 1);
+        for alt in element.split('|') {
+            alternatives.push(parse_atom(alt, element)?);
+        }
+        deps.push(Dependency { alternatives });
+    }
+    Ok(deps)
+}
+
+fn count_byte(text: &str, byte: u8) -> usize {
+    text.bytes().filter(|&b| b == byte).count()
 }
 
 /// Parses a Provides field: plain atoms, versioned only with `=`.
@@ -198,21 +213,21 @@ pub fn parse_provides(text: &str) -> Result<Vec<Atom>, RelationError> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    text.split(',')
-        .map(|element| {
-            if element.contains('|') {
-                return Err(error(element, "alternatives are not allowed in Provides"));
-            }
-            let atom = parse_atom(element, element)?;
-            if matches!(atom.constraint, Some((op, _)) if op != Op::Eq) {
-                return Err(error(element, "Provides may only use the '=' relation"));
-            }
-            if !atom.arch_restriction.is_empty() || !atom.profiles.is_empty() {
-                return Err(error(element, "Provides takes no restriction lists"));
-            }
-            Ok(atom)
-        })
-        .collect()
+    let mut provides = Vec::with_capacity(count_byte(text, b',') + 1);
+    for element in text.split(',') {
+        if element.contains('|') {
+            return Err(error(element, "alternatives are not allowed in Provides"));
+        }
+        let atom = parse_atom(element, element)?;
+        if matches!(atom.constraint, Some((op, _)) if op != Op::Eq) {
+            return Err(error(element, "Provides may only use the '=' relation"));
+        }
+        if atom.restrictions.is_some() {
+            return Err(error(element, "Provides takes no restriction lists"));
+        }
+        provides.push(atom);
+    }
+    Ok(provides)
 }
 
 /// A small cursor over one atom's text.
@@ -296,10 +311,11 @@ fn parse_atom(text: &str, element: &str) -> Result<Atom, RelationError> {
         let inner = c
             .until(b']')
             .ok_or_else(|| error(element, "unclosed '['"))?;
-        atom.arch_restriction = parse_terms(inner, element, "architecture list")?
-            .into_iter()
-            .map(|(negated, arch)| ArchTerm { negated, arch })
-            .collect();
+        atom.restrictions.get_or_insert_default().arches =
+            parse_terms(inner, element, "architecture list")?
+                .into_iter()
+                .map(|(negated, arch)| ArchTerm { negated, arch })
+                .collect();
         c.skip_ws();
     }
     while c.peek() == Some(b'<') {
@@ -311,7 +327,10 @@ fn parse_atom(text: &str, element: &str) -> Result<Atom, RelationError> {
             .into_iter()
             .map(|(negated, name)| ProfileTerm { negated, name })
             .collect();
-        atom.profiles.push(group);
+        atom.restrictions
+            .get_or_insert_default()
+            .profiles
+            .push(group);
         c.skip_ws();
     }
     if let Some(b) = c.peek() {
@@ -381,9 +400,10 @@ mod tests {
             ("b", Some("any"))
         );
         let c = &deps[1].alternatives[0];
-        assert_eq!(c.arch_restriction.len(), 2);
-        assert!(c.arch_restriction[1].negated);
-        assert_eq!(c.profiles[0][0].name, "nocheck");
+        let r = c.restrictions.as_deref().unwrap();
+        assert_eq!(r.arches.len(), 2);
+        assert!(r.arches[1].negated);
+        assert_eq!(r.profiles[0][0].name, "nocheck");
         let d = &deps[2].alternatives[0];
         assert_eq!(d.constraint.as_ref().unwrap().0, Op::Lt);
         assert_eq!(d.constraint.as_ref().unwrap().1.to_string(), "2:3-1");

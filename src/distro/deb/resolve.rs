@@ -121,23 +121,34 @@ pub struct Universe {
 impl Universe {
     /// Keeps the packages for `arch` and `all`; a version listed twice
     /// (e.g. an `all` package in two Packages files) is kept once.
-    pub fn new(packages: Vec<BinaryPackage>, arch: &str) -> Universe {
-        let mut kept: Vec<BinaryPackage> = Vec::with_capacity(packages.len());
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        for p in packages {
-            if p.arch != arch && p.arch != "all" {
-                continue;
+    pub fn new(mut packages: Vec<BinaryPackage>, arch: &str) -> Universe {
+        packages.retain(|p| p.arch == arch || p.arch == "all");
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(packages.len());
+        let mut duplicate = vec![false; packages.len()];
+        for (i, p) in packages.iter().enumerate() {
+            match by_name.get_mut(p.name.as_str()) {
+                Some(versions) => {
+                    let same =
+                        |&j: &usize| packages[j].version == p.version && packages[j].arch == p.arch;
+                    if versions.iter().any(same) {
+                        duplicate[i] = true;
+                    } else {
+                        versions.push(i);
+                    }
+                }
+                None => {
+                    by_name.insert(p.name.clone(), vec![i]);
+                }
             }
-            let versions = by_name.entry(p.name.clone()).or_default();
-            if versions
-                .iter()
-                .any(|&i| kept[i].version == p.version && kept[i].arch == p.arch)
-            {
-                continue;
-            }
-            versions.push(kept.len());
-            kept.push(p);
         }
+        if duplicate.contains(&true) {
+            // Rare (the same file listed twice): drop the copies and index
+            // again, which then finds none.
+            let mut flags = duplicate.into_iter();
+            packages.retain(|_| !flags.next().unwrap_or(false));
+            return Universe::new(packages, arch);
+        }
+        let kept = packages;
         for versions in by_name.values_mut() {
             versions.sort_by(|&a, &b| {
                 kept[b]
@@ -171,6 +182,15 @@ impl Universe {
     /// Every version of `name`, highest first.
     pub fn versions(&self, name: &str) -> impl Iterator<Item = &BinaryPackage> + '_ {
         self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.packages[i])
+    }
+
+    /// Every package version that lists `name` in its Provides.
+    pub fn providers(&self, name: &str) -> impl Iterator<Item = &BinaryPackage> + '_ {
+        self.providers
             .get(name)
             .into_iter()
             .flatten()
@@ -454,7 +474,10 @@ impl<'u> Resolver<'u> {
     fn choose(&self, atom: &Atom, from: Option<usize>) -> Result<usize, String> {
         let real = self.candidate(&atom.name);
         let real_problem = match real {
-            Some(i) => match self.real_satisfies(i, atom, from) {
+            Some(i) => match self
+                .real_satisfies(i, atom, from)
+                .and_then(|()| self.clash(i).map_or(Ok(()), Err))
+            {
                 Ok(()) => return Ok(i),
                 Err(problem) => Some(problem),
             },
@@ -471,6 +494,7 @@ impl<'u> Resolver<'u> {
             // installed.
             .filter(|&i| self.candidate(&self.pkg(i).name) == Some(i))
             .filter(|&i| self.provides_satisfies(i, atom, from))
+            .filter(|&i| self.clash(i).is_none())
             .collect();
         providers.sort_by(|&a, &b| {
             let (pa, pb) = (self.pkg(a), self.pkg(b));
@@ -586,30 +610,86 @@ impl<'u> Resolver<'u> {
         selected.sort_by(|&a, &b| self.pkg(a).name.cmp(&self.pkg(b).name));
         for &i in &selected {
             let p = self.pkg(i);
-            for (kind, deps) in [("conflicts with", &p.conflicts), ("breaks", &p.breaks)] {
-                for atom in deps.iter().flat_map(|d| &d.alternatives) {
-                    if !atom.applies(self.arch) {
-                        continue;
-                    }
-                    if let Some(other) = self.conflicting(i, atom) {
-                        return Err(ResolveError::Conflict {
-                            package: p.id(),
-                            kind,
-                            relation: atom.to_string(),
-                            other: self.pkg(other).id(),
-                            chains: format!(
-                                "{} required by: {}; {} required by: {}",
-                                p.name,
-                                self.chain(i),
-                                self.pkg(other).name,
-                                self.chain(other)
-                            ),
-                        });
-                    }
+            for (kind, atom) in self.negative_atoms(p) {
+                if let Some(other) = self.conflicting(i, atom) {
+                    return Err(ResolveError::Conflict {
+                        package: p.id(),
+                        kind,
+                        relation: atom.to_string(),
+                        other: self.pkg(other).id(),
+                        chains: format!(
+                            "{} required by: {}; {} required by: {}",
+                            p.name,
+                            self.chain(i),
+                            self.pkg(other).name,
+                            self.chain(other)
+                        ),
+                    });
                 }
             }
         }
         Ok(())
+    }
+
+    /// Why candidate `c` cannot join the selection: it conflicts with (or
+    /// breaks) a selected package, or a selected package conflicts with
+    /// (or breaks) it. Lets an alternative be skipped the way apt does.
+    fn clash(&self, c: usize) -> Option<String> {
+        let cand = self.pkg(c);
+        for (kind, atom) in self.negative_atoms(cand) {
+            if let Some(other) = self.conflicting(c, atom) {
+                return Some(format!(
+                    "{} {kind} {atom}, which the selected {} satisfies",
+                    cand.id(),
+                    self.pkg(other).id()
+                ));
+            }
+        }
+        let mut selected: Vec<usize> = self
+            .selected
+            .values()
+            .copied()
+            .filter(|&s| s != c)
+            .collect();
+        selected.sort_by(|&a, &b| self.pkg(a).name.cmp(&self.pkg(b).name));
+        for s in selected {
+            let sel = self.pkg(s);
+            for (kind, atom) in self.negative_atoms(sel) {
+                let hits_real = atom.name == cand.name && atom.version_matches(&cand.version);
+                if hits_real || self.provides_satisfies(c, atom, None) {
+                    return Some(format!(
+                        "the selected {} {kind} {atom}, which {} satisfies",
+                        sel.id(),
+                        cand.id()
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Applicable Conflicts and Breaks atoms of `p`.
+    fn negative_atoms<'p>(
+        &self,
+        p: &'p BinaryPackage,
+    ) -> impl Iterator<Item = (&'static str, &'p Atom)> + 'p
+    where
+        'u: 'p,
+    {
+        let arch: &'u str = self.arch;
+        let conflicts = p
+            .conflicts
+            .iter()
+            .flat_map(|d| &d.alternatives)
+            .map(|a| ("conflicts with", a));
+        let breaks = p
+            .breaks
+            .iter()
+            .flat_map(|d| &d.alternatives)
+            .map(|a| ("breaks", a));
+        conflicts
+            .chain(breaks)
+            .filter(move |(_, a)| a.applies(arch))
     }
 
     /// A selected package other than `i` matched by `atom`. A package may
@@ -1110,6 +1190,49 @@ mod tests {
     }
 
     #[test]
+    fn alternatives_skip_candidates_that_conflict_with_the_selection() {
+        let u = universe(&[
+            ("sysvinit-core", "3", "Conflicts: systemd-sysv\n"),
+            ("systemd-sysv", "257", ""),
+            ("runit-init", "2", "Breaks: sysvinit-core\n"),
+            (
+                "init",
+                "1",
+                "Depends: systemd-sysv | runit-init | sysvinit-core\n",
+            ),
+            ("x", "1", "Depends: mta\n"),
+            ("exim", "4", "Provides: mta\nConflicts: sysvinit-core\n"),
+            ("postfix", "3", "Provides: mta\n"),
+        ]);
+        let req = request(
+            Variant::Essential,
+            &[("sysvinit-core", None), ("init", None)],
+        );
+        let plan = resolve(&u, &req).unwrap();
+        assert_eq!(sorted(&plan), ["init", "sysvinit-core"]);
+        let req = request(Variant::Essential, &[("sysvinit-core", None), ("x", None)]);
+        assert_eq!(
+            sorted(&resolve(&u, &req).unwrap()),
+            ["postfix", "sysvinit-core", "x"]
+        );
+        let u = universe(&[
+            ("a", "1", "Conflicts: b\n"),
+            ("c", "1", "Depends: b\n"),
+            ("b", "1", ""),
+        ]);
+        let err = resolve(
+            &u,
+            &request(Variant::Essential, &[("a", None), ("c", None)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c depends on b but the selected a 1 amd64 conflicts with b"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn arch_restrictions_drop_inapplicable_alternatives() {
         let u = universe(&[
             ("a", "1", "Depends: b [arm64], c [!arm64]\n"),
@@ -1122,12 +1245,33 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_versions_are_kept_once() {
+        let u = universe(&[
+            ("a", "1", ""),
+            ("b", "1", ""),
+            ("a", "1", ""),
+            ("a", "2", ""),
+        ]);
+        assert_eq!(u.packages().len(), 3);
+        let versions: Vec<String> = u.versions("a").map(|p| p.version.to_string()).collect();
+        assert_eq!(versions, ["2", "1"]);
+        assert_eq!(u.candidate("b").unwrap().name, "b");
+    }
+
+    #[test]
     fn foreign_architectures_are_ignored() {
         let u = universe(&[
             ("a", "1", "Architecture: arm64\n"),
-            ("b", "1", "Architecture: all\n"),
+            ("b", "1", "Architecture: all\nProvides: v\n"),
         ]);
         assert_eq!(u.packages().len(), 1);
+        assert_eq!(
+            u.providers("v")
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            ["b"]
+        );
+        assert_eq!(u.candidate("b").map(|p| p.arch.as_str()), Some("all"));
         let err = resolve(&u, &request(Variant::Essential, &[("a", None)])).unwrap_err();
         assert!(matches!(err, ResolveError::NoSuchPackage { .. }));
         let mut req = request(Variant::Essential, &[]);
@@ -1233,7 +1377,14 @@ mod tests {
             eprintln!("SKIP: {PATH} not found");
             return;
         };
-        let u = Universe::new(parse_packages(&text).unwrap(), "amd64");
+        let packages = parse_packages(&text).unwrap();
+        let start = std::time::Instant::now();
+        let u = Universe::new(packages, "amd64");
+        eprintln!(
+            "trixie universe of {} packages built in {:?}",
+            u.packages().len(),
+            start.elapsed()
+        );
         let cases: [(Variant, &[&str]); 4] = [
             (Variant::Essential, &["?essential"]),
             (

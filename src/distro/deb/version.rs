@@ -29,14 +29,16 @@ pub struct VersionError {
 /// A parsed Debian version. Equality and ordering are dpkg's: `1.0`,
 /// `0:1.0` and `1.0-0` are all equal, so `Version` deliberately has no
 /// `Hash` impl (a structural hash would disagree with `Eq`).
+///
+/// The text is kept once, as written (trimmed), with the upstream part's
+/// bounds: one allocation per version, and `Display` gives back exactly
+/// what was parsed.
 #[derive(Debug, Clone)]
 pub struct Version {
     epoch: u32,
-    upstream: String,
-    revision: String,
-    /// Whether the text spelled out an epoch (`0:1.0`), so that `Display`
-    /// gives back exactly what was parsed.
-    epoch_written: bool,
+    upstream_start: u32,
+    upstream_end: u32,
+    text: Box<str>,
 }
 
 impl Version {
@@ -65,12 +67,14 @@ impl Version {
     }
 
     pub fn upstream(&self) -> &str {
-        &self.upstream
+        &self.text[self.upstream_start as usize..self.upstream_end as usize]
     }
 
     /// The Debian revision; empty when the version has none.
     pub fn revision(&self) -> &str {
-        &self.revision
+        self.text
+            .get(self.upstream_end as usize + 1..)
+            .unwrap_or("")
     }
 
     /// Whether `self OP other` holds, e.g. `installed.satisfies(Op::Ge, &wanted)`.
@@ -101,7 +105,10 @@ fn parse_inner(text: &str) -> Result<(Version, Option<&'static str>), VersionErr
     if trimmed.contains(|c: char| c.is_ascii_whitespace()) {
         return Err(fail("version string has embedded spaces"));
     }
-    let (epoch, epoch_written, rest) = match trimmed.split_once(':') {
+    if u32::try_from(trimmed.len()).is_err() {
+        return Err(fail("version string is too long"));
+    }
+    let (epoch, rest) = match trimmed.split_once(':') {
         Some((epoch_text, rest)) => {
             if epoch_text.is_empty() {
                 return Err(fail("epoch in version is empty"));
@@ -117,9 +124,9 @@ fn parse_inner(text: &str) -> Result<(Version, Option<&'static str>), VersionErr
             if rest.is_empty() {
                 return Err(fail("nothing after colon in version number"));
             }
-            (epoch, true, rest)
+            (epoch, rest)
         }
-        None => (0, false, trimmed),
+        None => (0, trimmed),
     };
     let (upstream, revision) = match rest.rsplit_once('-') {
         Some((_, "")) => return Err(fail("revision number is empty")),
@@ -138,11 +145,13 @@ fn parse_inner(text: &str) -> Result<(Version, Option<&'static str>), VersionErr
     } else {
         None
     };
+    // Both parts are suffixes/prefixes of `trimmed`, whose length fits u32.
+    let upstream_start = (trimmed.len() - rest.len()) as u32;
     let version = Version {
         epoch,
-        upstream: upstream.to_string(),
-        revision: revision.to_string(),
-        epoch_written,
+        upstream_start,
+        upstream_end: upstream_start + upstream.len() as u32,
+        text: trimmed.into(),
     };
     Ok((version, warning))
 }
@@ -165,14 +174,7 @@ impl FromStr for Version {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.epoch_written || self.epoch != 0 {
-            write!(f, "{}:", self.epoch)?;
-        }
-        f.write_str(&self.upstream)?;
-        if !self.revision.is_empty() {
-            write!(f, "-{}", self.revision)?;
-        }
-        Ok(())
+        f.write_str(&self.text)
     }
 }
 
@@ -180,8 +182,8 @@ impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
         self.epoch
             .cmp(&other.epoch)
-            .then_with(|| compare_part(&self.upstream, &other.upstream))
-            .then_with(|| compare_part(&self.revision, &other.revision))
+            .then_with(|| compare_part(self.upstream(), other.upstream()))
+            .then_with(|| compare_part(self.revision(), other.revision()))
     }
 }
 
