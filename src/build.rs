@@ -13,7 +13,9 @@ use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOpti
 use crate::distro::deb::resolve::Variant as DebVariant;
 use crate::fetch::{Cache, ClientConfig, Fetcher};
 use crate::image::oci::{self, Empty, History, ImageConfig};
-use crate::image::{ImageBuilder, ImageError, ImageReference, LayerCompression, LayerOptions, Output};
+use crate::image::{
+    ImageBuilder, ImageError, ImageReference, LayerCompression, LayerOptions, Output,
+};
 use crate::keys::{self, KeyError};
 use crate::mirror::{self, MirrorError, MirrorQuery};
 use crate::recipe::{Distro, Recipe, Variant};
@@ -32,7 +34,10 @@ pub enum BuildError {
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error("recipe {recipe}: keys: {source}")]
-    Keyring { recipe: PathBuf, source: KeyringError },
+    Keyring {
+        recipe: PathBuf,
+        source: KeyringError,
+    },
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
     #[error(transparent)]
@@ -44,11 +49,20 @@ pub enum BuildError {
     #[error("{distro} recipes are not supported by this version of rootstrap yet")]
     Unsupported { distro: &'static str },
     #[error("cannot use cache directory {path}: {source}")]
-    CacheDir { path: PathBuf, source: std::io::Error },
+    CacheDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create a temporary rootfs in {path}: {source}")]
-    WorkDir { path: PathBuf, source: std::io::Error },
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write rootfs output {path}: {source}")]
-    RootfsOutput { path: PathBuf, source: std::io::Error },
+    RootfsOutput {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
 }
@@ -96,7 +110,9 @@ impl BuildOutput {
 
 /// Parses `oci:DIR`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
 pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
-    let (kind, path) = spec.split_once(':').ok_or_else(|| BuildError::OutputSpec(spec.into()))?;
+    let (kind, path) = spec
+        .split_once(':')
+        .ok_or_else(|| BuildError::OutputSpec(spec.into()))?;
     if path.is_empty() {
         return Err(BuildError::OutputSpec(spec.into()));
     }
@@ -194,7 +210,11 @@ pub fn default_cache_dir() -> PathBuf {
         .join("rootstrap")
 }
 
-fn prepare(recipe: &Recipe, opts: &SourceOptions, reporter: &SharedReporter) -> Result<Prepared, BuildError> {
+fn prepare(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    reporter: &SharedReporter,
+) -> Result<Prepared, BuildError> {
     if !recipe.source.distro.is_deb() {
         return Err(BuildError::Unsupported {
             distro: recipe.source.distro.name(),
@@ -218,7 +238,12 @@ fn prepare(recipe: &Recipe, opts: &SourceOptions, reporter: &SharedReporter) -> 
     })?;
     let cache = Cache::open(&cache_dir)?;
     let cache_lock = cache.lock(reporter.as_ref())?;
-    let fetcher = Fetcher::new(ClientConfig::default().with_env_proxies(), cache, reporter.clone(), opts.offline)?;
+    let fetcher = Fetcher::new(
+        ClientConfig::default().with_env_proxies(),
+        cache,
+        reporter.clone(),
+        opts.offline,
+    )?;
 
     let host_sources = mirror::host_apt_sources(Path::new("/etc/apt"));
     let probe = |uri: &str| {
@@ -244,7 +269,10 @@ fn prepare(recipe: &Recipe, opts: &SourceOptions, reporter: &SharedReporter) -> 
         mirror,
         suite,
         components: recipe.source.components.clone(),
-        arch: opts.arch.clone().unwrap_or_else(|| recipe.source.arch.clone()),
+        arch: opts
+            .arch
+            .clone()
+            .unwrap_or_else(|| recipe.source.arch.clone()),
         variant: deb_variant(recipe.source.variant),
         include: recipe
             .package_requests()
@@ -260,7 +288,11 @@ fn prepare(recipe: &Recipe, opts: &SourceOptions, reporter: &SharedReporter) -> 
     })
 }
 
-fn plan_report(recipe: &Recipe, src: &DebSource, plan: &crate::distro::deb::resolve::Plan<'_>) -> PlanReport {
+fn plan_report(
+    recipe: &Recipe,
+    src: &DebSource,
+    plan: &crate::distro::deb::resolve::Plan<'_>,
+) -> PlanReport {
     let packages: Vec<PlannedPackage> = plan
         .packages
         .iter()
@@ -286,10 +318,20 @@ fn plan_report(recipe: &Recipe, src: &DebSource, plan: &crate::distro::deb::reso
 }
 
 /// `rootstrap resolve`: the plan, without installing anything.
-pub fn resolve(recipe: &Recipe, opts: &SourceOptions, reporter: SharedReporter) -> Result<PlanReport, BuildError> {
+pub fn resolve(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    reporter: SharedReporter,
+) -> Result<PlanReport, BuildError> {
     let prepared = prepare(recipe, opts, &reporter)?;
     reporter.stage("fetch and verify the index");
-    let index = bootstrap::load_index(&prepared.fetcher, &prepared.keyring, &prepared.src, SystemTime::now(), reporter.as_ref())?;
+    let index = bootstrap::load_index(
+        &prepared.fetcher,
+        &prepared.keyring,
+        &prepared.src,
+        SystemTime::now(),
+        reporter.as_ref(),
+    )?;
     reporter.stage("resolve");
     let plan = bootstrap::plan(&index, &prepared.src)?;
     Ok(plan_report(recipe, &prepared.src, &plan))
@@ -299,13 +341,22 @@ pub fn resolve(recipe: &Recipe, opts: &SourceOptions, reporter: SharedReporter) 
 /// Release's Date — never the wall clock.
 fn epoch_for(release_date: Option<i64>) -> Result<i64, BuildError> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse::<i64>().ok().filter(|e| *e >= 0).ok_or(BuildError::Epoch(v)),
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|e| *e >= 0)
+            .ok_or(BuildError::Epoch(v)),
         Err(_) => Ok(release_date.unwrap_or(0)),
     }
 }
 
 /// `rootstrap build`.
-pub fn build(recipe: &Recipe, opts: &BuildOptions, reporter: SharedReporter) -> Result<BuildReport, BuildError> {
+pub fn build(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    reporter: SharedReporter,
+) -> Result<BuildReport, BuildError> {
     for (i, out) in opts.outputs.iter().enumerate() {
         if opts.outputs[..i].iter().any(|o| o.path() == out.path()) {
             return Err(BuildError::DuplicateOutput(out.path().to_owned()));
@@ -316,7 +367,13 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, reporter: SharedReporter) -> 
     let src = &prepared.src;
 
     reporter.stage("fetch and verify the index");
-    let index = bootstrap::load_index(&prepared.fetcher, &prepared.keyring, src, SystemTime::now(), reporter.as_ref())?;
+    let index = bootstrap::load_index(
+        &prepared.fetcher,
+        &prepared.keyring,
+        src,
+        SystemTime::now(),
+        reporter.as_ref(),
+    )?;
     reporter.stage("resolve");
     let plan = bootstrap::plan(&index, src)?;
     let report = plan_report(recipe, src, &plan);
@@ -345,7 +402,14 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, reporter: SharedReporter) -> 
     };
     let run_scripts = src.arch == host_deb_arch();
     let apt_source = (src.mirror.starts_with("http://") || src.mirror.starts_with("https://"))
-        .then(|| format!("deb {} {} {}", src.mirror, src.suite, src.components.join(" ")));
+        .then(|| {
+            format!(
+                "deb {} {} {}",
+                src.mirror,
+                src.suite,
+                src.components.join(" ")
+            )
+        });
     bootstrap::install(
         rootfs.path(),
         &plan,
@@ -368,7 +432,10 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, reporter: SharedReporter) -> 
     let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
     let layer_opts = LayerOptions {
         source_date_epoch: Some(epoch),
-        exclude: ["proc", "sys", "dev", "tmp", "run"].iter().map(PathBuf::from).collect(),
+        exclude: ["proc", "sys", "dev", "tmp", "run"]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
     };
     let history = History {
         created: Some(oci::format_timestamp(epoch)),
@@ -413,8 +480,15 @@ pub fn build(recipe: &Recipe, opts: &BuildOptions, reporter: SharedReporter) -> 
     })
 }
 
-fn reference_for(recipe: &Recipe, opts: &BuildOptions) -> Result<Option<ImageReference>, BuildError> {
-    let name = opts.tags.first().cloned().or_else(|| recipe.image.name.clone());
+fn reference_for(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+) -> Result<Option<ImageReference>, BuildError> {
+    let name = opts
+        .tags
+        .first()
+        .cloned()
+        .or_else(|| recipe.image.name.clone());
     Ok(match name {
         Some(n) => Some(ImageReference::parse(&n)?),
         None => None,
@@ -432,7 +506,11 @@ fn apply_image_spec(config: &mut ImageConfig, recipe: &Recipe) {
     c.labels = spec.labels.clone();
     c.stop_signal = spec.stop_signal.clone();
     for p in &spec.exposed_ports {
-        let key = if p.contains('/') { p.clone() } else { format!("{p}/tcp") };
+        let key = if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        };
         c.exposed_ports.insert(key, Empty {});
     }
     for v in &spec.volumes {
@@ -471,7 +549,10 @@ fn copy_rootfs(from: &Path, to: &Path) -> Result<(), BuildError> {
             "refusing to replace an existing directory",
         )));
     }
-    let parent = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = to
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = TempPath::new(unique_dir(parent, "rootstrap-out"));
     // cp -a keeps hard links, devices, xattrs and ownership, and never
     // follows symlinks inside the tree; it is the host's own tool, not
@@ -484,7 +565,9 @@ fn copy_rootfs(from: &Path, to: &Path) -> Result<(), BuildError> {
         .status()
         .map_err(err)?;
     if !status.success() {
-        return Err(err(std::io::Error::other(format!("cp -a failed: {status}"))));
+        return Err(err(std::io::Error::other(format!(
+            "cp -a failed: {status}"
+        ))));
     }
     std::fs::rename(tmp.path(), to).map_err(err)?;
     tmp.persist();
@@ -498,13 +581,22 @@ mod tests {
     #[test]
     fn output_specs() {
         let image = |o| BuildOutput::Image(o);
-        assert_eq!(parse_output("oci:out").unwrap(), image(Output::OciDir("out".into())));
+        assert_eq!(
+            parse_output("oci:out").unwrap(),
+            image(Output::OciDir("out".into()))
+        );
         assert_eq!(
             parse_output("docker-archive:/tmp/x.tar").unwrap(),
             image(Output::DockerArchive("/tmp/x.tar".into()))
         );
-        assert_eq!(parse_output("tar:r.tar.gz").unwrap(), image(Output::RootfsTar("r.tar.gz".into())));
-        assert_eq!(parse_output("rootfs:dir").unwrap(), BuildOutput::RootfsDir("dir".into()));
+        assert_eq!(
+            parse_output("tar:r.tar.gz").unwrap(),
+            image(Output::RootfsTar("r.tar.gz".into()))
+        );
+        assert_eq!(
+            parse_output("rootfs:dir").unwrap(),
+            BuildOutput::RootfsDir("dir".into())
+        );
         for bad in ["oci", "oci:", "zip:x", ":x"] {
             assert!(parse_output(bad).is_err(), "{bad}");
         }

@@ -35,7 +35,10 @@ pub fn installed_packages(image: &OpenedImage) -> Result<Vec<InstalledPackage>, 
             let is_dpkg = path == DPKG_STATUS;
             if (is_dpkg || path == APK_INSTALLED) && h.kind == EntryKind::File {
                 let mut bytes = Vec::new();
-                tar.data().take(DB_LIMIT).read_to_end(&mut bytes).map_err(ImageError::io(path.to_owned()))?;
+                tar.data()
+                    .take(DB_LIMIT)
+                    .read_to_end(&mut bytes)
+                    .map_err(ImageError::io(path.to_owned()))?;
                 found = Some((is_dpkg, bytes));
             }
         }
@@ -44,7 +47,11 @@ pub fn installed_packages(image: &OpenedImage) -> Result<Vec<InstalledPackage>, 
         return Ok(Vec::new());
     };
     let text = String::from_utf8_lossy(&bytes);
-    let mut pkgs = if is_dpkg { parse_dpkg_status(&text) } else { parse_apk_installed(&text) };
+    let mut pkgs = if is_dpkg {
+        parse_dpkg_status(&text)
+    } else {
+        parse_apk_installed(&text)
+    };
     pkgs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(pkgs)
 }
@@ -52,7 +59,10 @@ pub fn installed_packages(image: &OpenedImage) -> Result<Vec<InstalledPackage>, 
 fn parse_dpkg_status(text: &str) -> Vec<InstalledPackage> {
     control::paragraphs(text)
         .flatten()
-        .filter(|p| p.get("Status").is_some_and(|s| s.ends_with(" installed") || s.ends_with(" unpacked")))
+        .filter(|p| {
+            p.get("Status")
+                .is_some_and(|s| s.ends_with(" installed") || s.ends_with(" unpacked"))
+        })
         .filter_map(|p| {
             Some(InstalledPackage {
                 name: p.get("Package")?.to_owned(),
@@ -66,7 +76,12 @@ fn parse_dpkg_status(text: &str) -> Vec<InstalledPackage> {
 fn parse_apk_installed(text: &str) -> Vec<InstalledPackage> {
     text.split("\n\n")
         .filter_map(|record| {
-            let field = |k: &str| record.lines().find_map(|l| l.strip_prefix(k)).map(str::to_owned);
+            let field = |k: &str| {
+                record
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(str::to_owned)
+            };
             Some(InstalledPackage {
                 name: field("P:")?,
                 version: field("V:")?,
@@ -82,7 +97,8 @@ mod tests {
 
     #[test]
     fn reads_both_databases() {
-        let status = "Package: b\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n\
+        let status =
+            "Package: b\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n\
                       Package: gone\nStatus: deinstall ok config-files\nVersion: 2\n\n";
         assert_eq!(
             parse_dpkg_status(status),
@@ -92,8 +108,12 @@ mod tests {
                 arch: "amd64".into()
             }]
         );
-        let apk = "C:Q1x=\nP:musl\nV:1.2.5-r0\nA:x86_64\n\nC:Q1y=\nP:busybox\nV:1.36.1-r29\nA:x86_64\n\n";
-        let names: Vec<_> = parse_apk_installed(apk).into_iter().map(|p| p.name).collect();
+        let apk =
+            "C:Q1x=\nP:musl\nV:1.2.5-r0\nA:x86_64\n\nC:Q1y=\nP:busybox\nV:1.36.1-r29\nA:x86_64\n\n";
+        let names: Vec<_> = parse_apk_installed(apk)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         assert_eq!(names, ["musl", "busybox"]);
     }
 }

@@ -21,7 +21,10 @@ use term::TermReporter;
 fn main() -> ExitCode {
     // The sandbox helper is this same executable, re-exec'd: it must take
     // over before anything else (threads, signal handlers) starts.
-    if std::env::args_os().nth(1).is_some_and(|a| a == sandbox::HELPER_ARG) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == sandbox::HELPER_ARG)
+    {
         sandbox::helper_main();
     }
     let cli = Cli::parse();
@@ -82,7 +85,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
-                let width = plan.packages.iter().map(|p| p.name.len()).max().unwrap_or(0);
+                let width = plan
+                    .packages
+                    .iter()
+                    .map(|p| p.name.len())
+                    .max()
+                    .unwrap_or(0);
                 for p in &plan.packages {
                     println!("{:width$}  {:<30} {:>10}", p.name, p.version, human(p.size));
                 }
@@ -101,7 +109,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inspect(args) => {
             let source = ImageSource::parse(&args.image)?;
-            let image = OpenedImage::open(&source, None).with_context(|| format!("opening {}", args.image))?;
+            let image = OpenedImage::open(&source, None)
+                .with_context(|| format!("opening {}", args.image))?;
             fsck(&image).with_context(|| format!("verifying {}", args.image))?;
             let report = inspect(&image);
             let packages = rootstrap::inspect::installed_packages(&image)?;
@@ -127,7 +136,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_network: args.network == NetworkMode::None,
                 sandbox_helper: None,
             };
-            let status = rootstrap::run::run(&args.image, &opts).with_context(|| format!("running {}", args.image))?;
+            let status = rootstrap::run::run(&args.image, &opts)
+                .with_context(|| format!("running {}", args.image))?;
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Recipes => {
@@ -142,8 +152,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dockerfile(DockerfileCommand::Parse { file }) => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let dump = rootstrap::dockerfile::dump_file(&text).with_context(|| file.display().to_string())?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let dump = rootstrap::dockerfile::dump_file(&text)
+                .with_context(|| file.display().to_string())?;
             print!("{dump}");
             Ok(ExitCode::SUCCESS)
         }

@@ -8,7 +8,9 @@ use crate::cleanup::TempPath;
 use crate::image::{unpack_layers, ImageError, ImageSource, OpenedImage};
 use crate::rootfs::image_sink::RootSink;
 use crate::rootfs::safe::Root;
-use crate::rootfs::sandbox::{self, ExitStatus, Network, RunSpec, Sandbox, SandboxError, StdinMode};
+use crate::rootfs::sandbox::{
+    self, ExitStatus, Network, RunSpec, Sandbox, SandboxError, StdinMode,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -17,7 +19,10 @@ pub enum RunError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error("cannot create a temporary root in {path}: {source}")]
-    Temp { path: PathBuf, source: std::io::Error },
+    Temp {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the image has no Entrypoint or Cmd and no command was given")]
     NoCommand,
     #[error("invalid environment assignment {0:?}: expected KEY=VALUE")]
@@ -62,7 +67,9 @@ pub fn run(image: &str, opts: &RunOptions) -> Result<ExitStatus, RunError> {
     }
     let mut env: Vec<(String, String)> = Vec::new();
     for kv in cfg.env.iter().chain(&opts.env) {
-        let (k, v) = kv.split_once('=').ok_or_else(|| RunError::Env(kv.clone()))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| RunError::Env(kv.clone()))?;
         env.retain(|(existing, _)| existing != k);
         env.push((k.to_owned(), v.to_owned()));
     }
@@ -74,11 +81,20 @@ pub fn run(image: &str, opts: &RunOptions) -> Result<ExitStatus, RunError> {
         .or_else(|| cfg.working_dir.clone())
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
-    if let Some(user) = opts.user.as_ref().or(cfg.user.as_ref()).filter(|u| !u.is_empty()) {
+    if let Some(user) = opts
+        .user
+        .as_ref()
+        .or(cfg.user.as_ref())
+        .filter(|u| !u.is_empty())
+    {
         let ids = sandbox::lookup_user(dir.path(), user)?;
         spec.user = Some(ids);
     }
-    spec.network = if opts.no_network { Network::None } else { Network::Host };
+    spec.network = if opts.no_network {
+        Network::None
+    } else {
+        Network::Host
+    };
     spec.stdin = StdinMode::Inherit;
     let sandbox = match &opts.sandbox_helper {
         Some(p) => Sandbox::with_helper(p),

@@ -17,7 +17,10 @@ pub enum SinkError {
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Writes layer entries into a root. Owners are applied only when running
@@ -72,7 +75,8 @@ impl UnpackSink for RootSink<'_> {
             }
             EntryKind::Symlink(target) => {
                 self.remove_non_dir(&p)?;
-                self.root.symlink(target.as_os_str().as_encoded_bytes(), &p)?;
+                self.root
+                    .symlink(target.as_os_str().as_encoded_bytes(), &p)?;
             }
             EntryKind::HardLink(target) => {
                 self.remove_non_dir(&p)?;
@@ -81,11 +85,13 @@ impl UnpackSink for RootSink<'_> {
             }
             EntryKind::CharDevice { major, minor } => {
                 self.remove_non_dir(&p)?;
-                self.root.mknod(&p, NodeKind::CharDev, h.mode, *major, *minor)?;
+                self.root
+                    .mknod(&p, NodeKind::CharDev, h.mode, *major, *minor)?;
             }
             EntryKind::BlockDevice { major, minor } => {
                 self.remove_non_dir(&p)?;
-                self.root.mknod(&p, NodeKind::BlockDev, h.mode, *major, *minor)?;
+                self.root
+                    .mknod(&p, NodeKind::BlockDev, h.mode, *major, *minor)?;
             }
             EntryKind::Fifo => {
                 self.remove_non_dir(&p)?;

@@ -753,7 +753,9 @@ impl Root {
         let fd = self
             .resolve(p, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(fs_err("readdir", p))?;
-        let mut dir = rfs::Dir::read_from(&fd).map_err(errno).map_err(fs_err("readdir", p))?;
+        let mut dir = rfs::Dir::read_from(&fd)
+            .map_err(errno)
+            .map_err(fs_err("readdir", p))?;
         let mut names = Vec::new();
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(errno).map_err(fs_err("readdir", p))?;

@@ -16,9 +16,9 @@ use super::stage2::{self, Stage2Package};
 use super::version::Version;
 use crate::archive::decompress;
 use crate::archive::tar::EntryKind;
-use crate::rootfs::extract::Claimed;
 use crate::fetch::{FetchItem, Fetcher};
 use crate::report::Reporter;
+use crate::rootfs::extract::Claimed;
 use crate::rootfs::safe::{FileKind, RelPath, Root};
 use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
 use crate::verify::{verify_inrelease, Keyring, Sha256Digest};
@@ -104,7 +104,9 @@ pub struct LoadedIndex {
 }
 
 fn now_secs(now: SystemTime) -> i64 {
-    now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Fetches and verifies InRelease, then each component's Packages index
@@ -119,10 +121,11 @@ pub fn load_index(
     let dists = format!("{}/dists/{}", src.mirror, src.suite);
     let url = format!("{dists}/InRelease");
     let bytes = fetcher.fetch_bytes(&url, INRELEASE_LIMIT)?;
-    let verified = verify_inrelease(&bytes, keyring, now).map_err(|source| BootstrapError::Signature {
-        url: url.clone(),
-        source,
-    })?;
+    let verified =
+        verify_inrelease(&bytes, keyring, now).map_err(|source| BootstrapError::Signature {
+            url: url.clone(),
+            source,
+        })?;
     let release = Release::parse(&verified.text).map_err(|source| BootstrapError::Release {
         url: url.clone(),
         source,
@@ -172,7 +175,11 @@ pub fn load_index(
     })
 }
 
-fn read_index(path: &Path, compression: super::release::Compression, url: &str) -> Result<String, BootstrapError> {
+fn read_index(
+    path: &Path,
+    compression: super::release::Compression,
+    url: &str,
+) -> Result<String, BootstrapError> {
     use std::io::Read;
     let kind = match compression {
         super::release::Compression::Xz => decompress::Compression::Xz,
@@ -216,7 +223,11 @@ pub fn plan<'u>(index: &'u LoadedIndex, src: &DebSource) -> Result<Plan<'u>, Boo
 
 /// Downloads every planned .deb into the cache (verified against the
 /// Packages size and SHA-256), in plan order.
-pub fn fetch_packages(fetcher: &Fetcher, mirror: &str, plan: &Plan<'_>) -> Result<Vec<PathBuf>, BootstrapError> {
+pub fn fetch_packages(
+    fetcher: &Fetcher,
+    mirror: &str,
+    plan: &Plan<'_>,
+) -> Result<Vec<PathBuf>, BootstrapError> {
     let items: Vec<FetchItem> = plan
         .packages
         .iter()
@@ -255,17 +266,27 @@ pub fn install(
         source,
     })?;
     let unpacked = unpack_all(&root, &plan.packages, debs)?;
-    let arch = plan.packages.first().map(|_| native_arch(plan)).unwrap_or_default();
+    let arch = plan
+        .packages
+        .first()
+        .map(|_| native_arch(plan))
+        .unwrap_or_default();
     dpkgdb::write_database(&root, &unpacked, &arch)?;
     if let Some(line) = &opts.apt_source {
         root.mkdir_all(&RelPath::from_archive(b"etc/apt")?, 0o755)?;
-        root.write_file(&RelPath::from_archive(b"etc/apt/sources.list")?, format!("{line}\n").as_bytes(), 0o644)?;
+        root.write_file(
+            &RelPath::from_archive(b"etc/apt/sources.list")?,
+            format!("{line}\n").as_bytes(),
+            0o644,
+        )?;
     }
     if opts.run_scripts {
         reporter.stage("configure (maintainer scripts in the sandbox)");
         run_stage2(root_dir, plan, &unpacked, &arch, opts.sandbox, reporter)?;
     } else {
-        reporter.warn("foreign architecture: maintainer scripts were not run; packages stay 'unpacked'");
+        reporter.warn(
+            "foreign architecture: maintainer scripts were not run; packages stay 'unpacked'",
+        );
     }
     normalise(&root, opts.epoch)?;
     Ok(())
@@ -286,7 +307,11 @@ fn native_arch(plan: &Plan<'_>) -> String {
 /// unpacked once more at the end, in plan order, so the result never depends
 /// on which thread finished last), and the path leaves the replaced
 /// package's file list, as dpkg does.
-fn unpack_all(root: &Root, pkgs: &[&BinaryPackage], debs: &[PathBuf]) -> Result<Vec<UnpackedPackage>, BootstrapError> {
+fn unpack_all(
+    root: &Root,
+    pkgs: &[&BinaryPackage],
+    debs: &[PathBuf],
+) -> Result<Vec<UnpackedPackage>, BootstrapError> {
     let owners: Mutex<HashMap<Vec<u8>, usize>> = Mutex::new(HashMap::new());
     // (replacer, replaced, path) for every path taken over.
     let taken: Mutex<Vec<(usize, usize, Vec<u8>)>> = Mutex::new(Vec::new());
@@ -341,7 +366,9 @@ fn unpack_all(root: &Root, pkgs: &[&BinaryPackage], debs: &[PathBuf]) -> Result<
         unpacked[i] = dpkgdb::unpack_deb(root, &debs[i], &opts, &owned_by_others)?;
     }
     for (_, replaced, path) in &taken {
-        unpacked[*replaced].files.retain(|f| f.path.as_bytes() != path.as_slice());
+        unpacked[*replaced]
+            .files
+            .retain(|f| f.path.as_bytes() != path.as_slice());
     }
     Ok(unpacked)
 }
@@ -376,7 +403,10 @@ fn run_stage2(
         })
         .collect();
     let _policy = sandbox::policy_rc_d_guard(root_dir)?;
-    let mut spec = RunSpec::new(root_dir, vec!["/bin/sh".into(), "-c".into(), stage2::script(&order, arch)]);
+    let mut spec = RunSpec::new(
+        root_dir,
+        vec!["/bin/sh".into(), "-c".into(), stage2::script(&order, arch)],
+    );
     spec.env = stage2::script_env();
     spec.network = Network::None;
     let mut lines = Vec::new();
@@ -432,11 +462,17 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
         }
     }
     let machine_id = RelPath::from_archive(b"etc/machine-id")?;
-    if root.lstat(&machine_id)?.is_some_and(|m| m.kind == FileKind::File) {
+    if root
+        .lstat(&machine_id)?
+        .is_some_and(|m| m.kind == FileKind::File)
+    {
         root.write_file(&machine_id, b"", 0o444)?;
     }
     let shadow = RelPath::from_archive(b"etc/shadow")?;
-    if root.lstat(&shadow)?.is_some_and(|m| m.kind == FileKind::File) {
+    if root
+        .lstat(&shadow)?
+        .is_some_and(|m| m.kind == FileKind::File)
+    {
         let text = String::from_utf8_lossy(&root.read_file(&shadow)?).into_owned();
         let clamped = clamp_shadow(&text, epoch / 86400);
         if clamped != text {
