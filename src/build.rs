@@ -43,7 +43,7 @@ pub enum BuildError {
     #[error(transparent)]
     Cache(#[from] crate::fetch::CacheError),
     #[error(transparent)]
-    Bootstrap(#[from] BootstrapError),
+    Bootstrap(Box<BootstrapError>),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("{distro} recipes are not supported by this version of rootstrap yet")]
@@ -65,6 +65,12 @@ pub enum BuildError {
     },
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
+}
+
+impl From<BootstrapError> for BuildError {
+    fn from(e: BootstrapError) -> Self {
+        BuildError::Bootstrap(Box::new(e))
+    }
 }
 
 /// Options shared by `build` and `resolve`.
