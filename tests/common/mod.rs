@@ -3,3 +3,4 @@
 
 pub mod debrepo;
 pub mod httpd;
+pub mod signing;

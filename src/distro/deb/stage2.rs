@@ -4,6 +4,9 @@
 //! the target's dpkg configure everything (`postinst configure`, in its own
 //! dependency order) inside the sandbox.
 //!
+//! dpkg is called by its full path: a busybox `sh` built with
+//! "prefer applets" would otherwise run its own `dpkg` applet.
+//!
 //! One sandbox run does it all, driven by a shell script generated here, so
 //! the sandbox start-up cost is paid once. The script marks each step on
 //! stdout so a failure can be attributed to the package and script at fault.
@@ -47,7 +50,7 @@ pub fn script_env() -> Vec<(String, String)> {
 pub fn script(order: &[Stage2Package], native_arch: &str) -> String {
     let mut s = String::from(
         "set -e\n\
-         DPKG_RUNNING_VERSION=$(dpkg-query --showformat='${Version}' --show dpkg)\n\
+         DPKG_RUNNING_VERSION=$(/usr/bin/dpkg-query --showformat='${Version}' --show dpkg)\n\
          export DPKG_RUNNING_VERSION DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT=\n",
     );
     for p in order.iter().filter(|p| p.has_preinst) {
@@ -60,13 +63,13 @@ pub fn script(order: &[Stage2Package], native_arch: &str) -> String {
         ));
     }
     s.push_str(&format!("echo '{STEP_MARKER} dpkg --configure'\n"));
-    s.push_str("dpkg --force-confdef --force-confold --configure -a\n");
+    s.push_str("/usr/bin/dpkg --force-confdef --force-confold --configure -a\n");
     s.push_str(&format!("echo '{STEP_MARKER} triggers'\n"));
-    s.push_str("dpkg --triggers-only -a\n");
+    s.push_str("/usr/bin/dpkg --triggers-only -a\n");
     s.push_str(&format!(
         "echo '{STEP_MARKER} done'\n\
          # the native architecture dpkg recorded must be the one we asked for\n\
-         test \"$(dpkg --print-architecture)\" = {}\n",
+         test \"$(/usr/bin/dpkg --print-architecture)\" = {}\n",
         quote(native_arch)
     ));
     s
