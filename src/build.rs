@@ -17,6 +17,7 @@ use crate::image::{
     ImageBuilder, ImageError, ImageReference, LayerCompression, LayerOptions, Output,
 };
 use crate::keys::{self, KeyError};
+use crate::layer_cache::{self, LayerCache, LayerEntry};
 use crate::mirror::{self, MirrorError, MirrorQuery};
 use crate::recipe::{Distro, Recipe, Variant};
 use crate::report::SharedReporter;
@@ -169,6 +170,7 @@ pub struct BuildReport {
 /// Everything resolved from the recipe + command line before any network I/O.
 struct Prepared {
     src: DebSource,
+    cache_dir: PathBuf,
     keyring: Keyring,
     fetcher: Fetcher,
     _cache_lock: crate::fetch::CacheLock,
@@ -288,6 +290,7 @@ fn prepare(
     };
     Ok(Prepared {
         src,
+        cache_dir,
         keyring,
         fetcher,
         _cache_lock: cache_lock,
@@ -394,18 +397,6 @@ pub fn build(
     reporter.stage("fetch and verify packages");
     let debs = bootstrap::fetch_packages(&prepared.fetcher, &src.mirror, &plan)?;
 
-    reporter.stage("unpack");
-    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let rootfs = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
-    std::fs::create_dir(rootfs.path()).map_err(|source| BuildError::WorkDir {
-        path: work.clone(),
-        source,
-    })?;
-    set_mode(rootfs.path(), 0o755);
-    let sandbox = match &opts.sandbox_helper {
-        Some(p) => Sandbox::with_helper(p),
-        None => Sandbox::new(),
-    };
     let run_scripts = src.arch == host_deb_arch();
     let apt_source = (src.mirror.starts_with("http://") || src.mirror.starts_with("https://"))
         .then(|| {
@@ -416,33 +407,6 @@ pub fn build(
                 src.components.join(" ")
             )
         });
-    bootstrap::install(
-        rootfs.path(),
-        &plan,
-        &debs,
-        &InstallOptions {
-            run_scripts,
-            sandbox: &sandbox,
-            epoch,
-            apt_source,
-        },
-        reporter.as_ref(),
-    )?;
-
-    reporter.stage("pack the layer");
-    let (arch, variant) = oci_platform(&src.arch);
-    let mut config = ImageConfig::new(&arch, "linux");
-    config.variant = variant;
-    config.created = Some(oci::format_timestamp(epoch));
-    apply_image_spec(&mut config, recipe);
-    let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
-    let layer_opts = LayerOptions {
-        source_date_epoch: Some(epoch),
-        exclude: ["proc", "sys", "dev", "tmp", "run"]
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
-    };
     let history = History {
         created: Some(oci::format_timestamp(epoch)),
         created_by: Some(format!(
@@ -456,8 +420,122 @@ pub fn build(
         )),
         ..History::default()
     };
-    let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
-    let diff_id = layer.diff_id.hex();
+    let (arch, variant) = oci_platform(&src.arch);
+    let mut config = ImageConfig::new(&arch, "linux");
+    config.variant = variant;
+    config.created = Some(oci::format_timestamp(epoch));
+    apply_image_spec(&mut config, recipe);
+    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
+
+    // Everything the base layer is made of: same inputs, same layer.
+    let mut key_parts = vec![
+        env!("CARGO_PKG_VERSION").to_owned(),
+        format!("{:?}", recipe.source.distro),
+        src.suite.clone(),
+        src.arch.clone(),
+        src.variant.to_string(),
+        epoch.to_string(),
+        run_scripts.to_string(),
+        apt_source.clone().unwrap_or_default(),
+    ];
+    key_parts.extend(
+        plan.packages
+            .iter()
+            .map(|p| format!("{} {} {}", p.name, p.arch, hex::encode(p.sha256))),
+    );
+    let cache_key = layer_cache::key(&key_parts);
+    let layers = LayerCache::new(&prepared.cache_dir);
+    let wants_tree = opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o, BuildOutput::RootfsDir(_)));
+    let mut rootfs = None;
+    let cached = if wants_tree {
+        None
+    } else {
+        layers.get(&cache_key)
+    };
+    let reused = match cached {
+        Some((blob, entry)) => {
+            let parsed = (
+                crate::image::Sha256Digest::parse(&entry.digest),
+                crate::image::Sha256Digest::parse(&entry.diff_id),
+            );
+            match parsed {
+                (Ok(digest), Ok(diff_id)) => {
+                    match builder.add_cached_layer(
+                        &blob,
+                        digest,
+                        diff_id,
+                        entry.uncompressed_size,
+                        history.clone(),
+                    ) {
+                        Ok(_) => {
+                            reporter
+                                .stage("reuse the cached base layer (same packages and settings)");
+                            true
+                        }
+                        Err(e) => {
+                            reporter.warn(&format!("cached layer unusable ({e}); rebuilding it"));
+                            layers.evict(&cache_key);
+                            false
+                        }
+                    }
+                }
+                _ => {
+                    layers.evict(&cache_key);
+                    false
+                }
+            }
+        }
+        None => false,
+    };
+    if !reused {
+        reporter.stage("unpack");
+        let dir = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
+        std::fs::create_dir(dir.path()).map_err(|source| BuildError::WorkDir {
+            path: work.clone(),
+            source,
+        })?;
+        set_mode(dir.path(), 0o755);
+        let sandbox = match &opts.sandbox_helper {
+            Some(p) => Sandbox::with_helper(p),
+            None => Sandbox::new(),
+        };
+        bootstrap::install(
+            dir.path(),
+            &plan,
+            &debs,
+            &InstallOptions {
+                run_scripts,
+                sandbox: &sandbox,
+                epoch,
+                apt_source,
+            },
+            reporter.as_ref(),
+        )?;
+
+        reporter.stage("pack the layer");
+        let layer_opts = LayerOptions {
+            source_date_epoch: Some(epoch),
+            exclude: ["proc", "sys", "dev", "tmp", "run"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+        };
+        let layer = builder.add_layer_from_dir(dir.path(), &layer_opts, history)?;
+        let entry = LayerEntry {
+            digest: layer.descriptor.digest.clone(),
+            diff_id: layer.diff_id.to_string(),
+            uncompressed_size: layer.uncompressed_size.unwrap_or(0),
+        };
+        if let Err(e) = layers.put(&cache_key, layer.path(), &entry) {
+            reporter.warn(&format!("could not store the layer in the cache: {e}"));
+        }
+        rootfs = Some(dir);
+    }
+    let diff_id = builder.layers()[0].diff_id.hex();
 
     reporter.stage("write outputs");
     let mut written = Vec::new();
@@ -465,7 +543,10 @@ pub fn build(
     for out in &opts.outputs {
         let result = match out {
             BuildOutput::RootfsDir(dir) => {
-                copy_rootfs(rootfs.path(), dir)?;
+                let tree = rootfs
+                    .as_ref()
+                    .expect("a rootfs output disables layer reuse");
+                copy_rootfs(tree.path(), dir)?;
                 None
             }
             BuildOutput::Image(image_out) => {

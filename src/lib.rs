@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod image;
 pub mod inspect;
 pub mod keys;
+pub mod layer_cache;
 pub mod mirror;
 pub mod recipe;
 pub mod report;

@@ -228,26 +228,9 @@ impl ImageBuilder {
     }
 
     fn copy_base_layer(&mut self, base: &OpenedImage, layer: &LayerRef) -> Result<(), ImageError> {
-        let tmp_path = self.blobs.path().join(format!("tmp-{}", self.next_tmp));
-        self.next_tmp += 1;
-        let ctx = || format!("copying base layer {}", layer.member);
-        let file = File::create(&tmp_path).map_err(ImageError::io(ctx()))?;
-        let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
-        io::copy(&mut base.open_member(&layer.member)?, &mut out).map_err(ImageError::io(ctx()))?;
-        let (buf, digest, size) = out.finish();
-        buf.into_inner()
-            .map_err(|e| ImageError::io(ctx())(e.into_error()))?
-            .sync_all()
-            .map_err(ImageError::io(ctx()))?;
-        if let Some(expected) = layer.digest.filter(|d| *d != digest) {
-            let _ = fs::remove_file(&tmp_path);
-            return Err(ImageError::DigestMismatch {
-                digest: expected.to_string(),
-                actual: digest.to_string(),
-            });
-        }
-        let blob_path = self.blobs.path().join(digest.hex());
-        fs::rename(&tmp_path, &blob_path).map_err(ImageError::io(ctx()))?;
+        let ctx = format!("copying base layer {}", layer.member);
+        let (blob_path, digest, size) =
+            self.copy_verified_blob(&mut base.open_member(&layer.member)?, layer.digest, &ctx)?;
         let media_type = match &layer.media_type {
             Some(m) => m.clone(),
             None => sniff_layer_media_type(&blob_path)?.to_string(),
@@ -260,6 +243,63 @@ impl ImageBuilder {
             path: blob_path,
         });
         Ok(())
+    }
+
+    /// Adds a layer blob produced by an earlier build (a layer cache hit).
+    /// The blob is copied and re-hashed; a digest other than `digest` is an
+    /// error, so a corrupted cache entry is never used.
+    pub fn add_cached_layer(
+        &mut self,
+        blob: &Path,
+        digest: Sha256Digest,
+        diff_id: Sha256Digest,
+        uncompressed_size: u64,
+        mut history: History,
+    ) -> Result<&LayerBlob, ImageError> {
+        let ctx = format!("copying cached layer {}", blob.display());
+        let mut file = File::open(blob).map_err(ImageError::io(ctx.clone()))?;
+        let (blob_path, digest, size) = self.copy_verified_blob(&mut file, Some(digest), &ctx)?;
+        history.empty_layer = false;
+        self.config.history.push(history);
+        self.layers.push(LayerBlob {
+            descriptor: Descriptor::new(self.compression.layer_media_type(), digest, size),
+            diff_id,
+            uncompressed_size: Some(uncompressed_size),
+            entries: None,
+            path: blob_path,
+        });
+        Ok(self.layers.last().expect("layer was just pushed"))
+    }
+
+    /// Copies a blob into the builder's directory, hashing as it goes, and
+    /// checks it against `expected`.
+    fn copy_verified_blob(
+        &mut self,
+        from: &mut dyn io::Read,
+        expected: Option<Sha256Digest>,
+        ctx: &str,
+    ) -> Result<(PathBuf, Sha256Digest, u64), ImageError> {
+        let tmp_path = self.blobs.path().join(format!("tmp-{}", self.next_tmp));
+        self.next_tmp += 1;
+        let ctx = || ctx.to_owned();
+        let file = File::create(&tmp_path).map_err(ImageError::io(ctx()))?;
+        let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
+        io::copy(from, &mut out).map_err(ImageError::io(ctx()))?;
+        let (buf, digest, size) = out.finish();
+        buf.into_inner()
+            .map_err(|e| ImageError::io(ctx())(e.into_error()))?
+            .sync_all()
+            .map_err(ImageError::io(ctx()))?;
+        if let Some(expected) = expected.filter(|d| *d != digest) {
+            let _ = fs::remove_file(&tmp_path);
+            return Err(ImageError::DigestMismatch {
+                digest: expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        let blob_path = self.blobs.path().join(digest.hex());
+        fs::rename(&tmp_path, &blob_path).map_err(ImageError::io(ctx()))?;
+        Ok((blob_path, digest, size))
     }
 
     /// Replace all layers by one squashed layer (`--squash`). History is kept;
