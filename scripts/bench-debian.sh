@@ -14,15 +14,19 @@ mkdir -p "$bench"
 cargo build --release --quiet
 rs=$PWD/target/release/rootstrap
 
-# Which packages any of the three tools will want, so the mirror has them all.
+keyring=$bench/keyring
+mkdir -p "$keyring"
+for k in keys/debian/*.pgp; do cp "$k" "$keyring/$(basename "$k" .pgp).gpg"; done
+
+# Which packages any of the three tools will want, so the mirror has them all
+# (mmdebstrap's minbase set equals rootstrap's: scripts/e2e-debian.sh checks it).
 names=$bench/names-$suite.txt
 if [ ! -s "$names" ]; then
     {
         "$rs" resolve "recipes/debian-$suite.toml" --mirror "$upstream" --json |
             python3 -c 'import json,sys; [print(p["name"]) for p in json.load(sys.stdin)["packages"]]'
-        debootstrap --print-debs --variant=minbase "$suite" "$bench/dbs-print" "$upstream" | tr ' ' '\n'
-        mmdebstrap --variant=minbase --simulate --keyring=keys/debian "$suite" /dev/null "$upstream" 2>/dev/null |
-            awk '/^Inst /{print $2}'
+        debootstrap --print-debs --variant=minbase --keyring="$bench/keyring/debian-archive-$suite-automatic.gpg" \
+            "$suite" "$bench/dbs-print" "$upstream" | tr ' ' '\n' || true
     } | sort -u | grep . >"$names"
     rm -rf "$bench/dbs-print"
 fi
@@ -34,10 +38,6 @@ server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 sleep 1
 mirror=http://127.0.0.1:$port
-
-keyring=$bench/keyring
-mkdir -p "$keyring"
-for k in keys/debian/*.pgp; do cp "$k" "$keyring/$(basename "$k" .pgp).gpg"; done
 
 # measure NAME COMMAND...: wall seconds and peak RSS (MB) into $bench/NAME.{t,rss}
 measure() {

@@ -413,8 +413,10 @@ impl ImageBuilder {
         reference: Option<&ImageReference>,
     ) -> Result<(), ImageError> {
         let parent = parent_dir(target);
+        // tempfile's default 0700 would make the finished layout private.
         let tmp = tempfile::Builder::new()
             .prefix(".rootstrap-oci-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .tempdir_in(parent)
             .map_err(ImageError::io(format!(
                 "creating a temporary directory in {}",
@@ -591,8 +593,11 @@ fn sync_dir(dir: &Path) -> Result<(), ImageError> {
 
 pub(crate) fn temp_file_beside(target: &Path) -> Result<tempfile::NamedTempFile, ImageError> {
     let parent = parent_dir(target);
+    // tempfile's default 0600 would make the finished output private; the
+    // umask still applies, as for any file a tool creates.
     tempfile::Builder::new()
         .prefix(".rootstrap-out-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(parent)
         .map_err(ImageError::io(format!(
             "creating a temporary file in {}",
