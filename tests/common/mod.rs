@@ -1,5 +1,6 @@
 //! Helpers shared by integration tests (`mod common;`).
 #![allow(dead_code)]
 
+pub mod apkrepo;
 pub mod debrepo;
 pub mod httpd;
