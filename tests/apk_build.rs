@@ -8,10 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::apkrepo::{self, FixtureRepo, SigningKey};
+use common::apkrepo::{self, FixtureRepo, PackageSpec, SigningKey};
 use common::httpd::TestServer;
 use rootstrap::distro::apk::bootstrap::{self, ApkSource, LoadedIndexes};
-use rootstrap::distro::apk::{parse_index, TrustedKeys};
+use rootstrap::distro::apk::{installed, parse_index, TrustedKeys};
 
 const RELEASE: &str = "v3.20";
 
@@ -35,16 +35,26 @@ struct Setup {
 }
 
 fn setup(arch: &str, busybox: &[u8]) -> Setup {
+    setup_with(arch, busybox, &[])
+}
+
+/// A fixture repository plus `extra` packages, which the recipe installs.
+fn setup_with(arch: &str, busybox: &[u8], extra: &[PackageSpec]) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let repo =
+    let mut repo =
         apkrepo::write_minirootfs_repo(&tmp.path().join("mirror"), RELEASE, "main", arch, busybox)
             .unwrap();
+    for spec in extra {
+        repo.add_package(spec).unwrap();
+    }
+    let install: Vec<String> = extra.iter().map(|p| format!("{:?}", p.name)).collect();
     let server = TestServer::serve(&repo.root);
     let recipe = tmp.path().join("alpine-test.toml");
     std::fs::write(
         &recipe,
         format!(
-            "[source]\ndistro = \"alpine\"\nrelease = \"{RELEASE}\"\nrepositories = [\"main\"]\narch = \"{arch}\"\nkeys = [\"alpine\"]\n\n[image]\ncmd = [\"/bin/sh\"]\n"
+            "[source]\ndistro = \"alpine\"\nrelease = \"{RELEASE}\"\nrepositories = [\"main\"]\narch = \"{arch}\"\nkeys = [\"alpine\"]\n\n[packages]\ninstall = [{}]\n\n[image]\ncmd = [\"/bin/sh\"]\n",
+            install.join(", ")
         ),
     )
     .unwrap();
@@ -167,6 +177,16 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
             "{name} not in installed db:\n{installed}"
         );
     }
+    // The database parses back (the format apk-tools reads) with each
+    // package's files, checksummed.
+    let records = installed::parse_installed("installed", &installed).unwrap();
+    assert_eq!(records.len(), s.repo.packages.len());
+    let bb_rec = records.iter().find(|r| r.pkg.name == "busybox").unwrap();
+    let bin = bb_rec.dirs.iter().find(|d| d.path == "bin").unwrap();
+    assert!(bin
+        .files
+        .iter()
+        .any(|f| f.name == "busybox" && f.checksum.is_some()));
     // Ownership and mode as the package says, recorded as apk records it.
     assert!(installed.contains("R:shadow\na:0:42:640\n"), "{installed}");
     let shadow = std::fs::metadata(rootfs.join("etc/shadow")).unwrap();
@@ -379,6 +399,78 @@ fn signed_build_has_no_untrusted_label() {
     // Scripts skipped: no applet links, but everything is installed.
     assert!(!rootfs.join("bin/ls").exists());
     assert!(rootfs.join("bin/busybox").is_file());
+}
+
+/// Runs a build that must fail at extraction (before any script), with
+/// `needle` in the error, and leave no output.
+fn assert_extraction_refused(test: &str, evil: PackageSpec, needle: &str) {
+    let Some(bb) = busybox_or_skip(test) else {
+        return;
+    };
+    let s = setup_with(std::env::consts::ARCH, &bb, &[evil]);
+    let oci = s.out("oci");
+    let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+    assert!(!o.status.success(), "{test}: build succeeded");
+    let err = stderr(&o);
+    assert!(
+        err.contains(needle) && err.contains("evil-1-r0"),
+        "{test}: {err}"
+    );
+    assert!(!oci.exists());
+}
+
+#[test]
+fn package_overwriting_another_packages_file_is_refused() {
+    // HOSTILE 16: evil ships /etc/passwd, owned by alpine-baselayout-data.
+    let mut evil = PackageSpec::new("evil", "1-r0", std::env::consts::ARCH);
+    evil.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/passwd", 0o644, b"root::0:0::/:/bin/sh\n"),
+    ];
+    assert_extraction_refused(
+        "overwrite",
+        evil,
+        "trying to overwrite /etc/passwd, owned by alpine-baselayout-data",
+    );
+}
+
+#[test]
+fn hardlink_to_a_file_of_another_package_is_refused() {
+    // HOSTILE 8: the link target exists in the rootfs, but not in this package.
+    let mut evil = PackageSpec::new("evil", "1-r0", std::env::consts::ARCH);
+    evil.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::hardlink("etc/shadow-copy", "etc/shadow"),
+    ];
+    assert_extraction_refused("hardlink", evil, "no hard link target in archive");
+}
+
+#[test]
+fn symlink_escape_stays_inside_the_rootfs() {
+    // HOSTILE 3/4: a link pointing far above the root, then a file through it.
+    let Some(bb) = busybox_or_skip("symlink_escape") else {
+        return;
+    };
+    let marker = format!("rootstrap-escape-{:08x}", rand::random::<u32>());
+    let mut evil = PackageSpec::new("evil", "1-r0", "aarch64");
+    evil.entries = vec![
+        apkrepo::symlink("up", "../../../../../../../../.."),
+        apkrepo::file(&format!("up/{marker}"), 0o644, b"x"),
+    ];
+    let s = setup_with("aarch64", &bb, &[evil]);
+    let rootfs = s.out("rootfs");
+    let o = s.build(&[], &[format!("rootfs:{}", rootfs.display())]);
+    let outside = Path::new("/").join(&marker);
+    assert!(!outside.exists(), "file written outside the rootfs");
+    let _ = std::fs::remove_file(&outside);
+    if o.status.success() {
+        assert!(
+            rootfs.join(&marker).is_file(),
+            "file should land inside the rootfs"
+        );
+    } else {
+        assert!(stderr(&o).contains("evil-1-r0"), "{}", stderr(&o));
+    }
 }
 
 #[test]

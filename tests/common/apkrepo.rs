@@ -424,6 +424,15 @@ impl FixtureRepo {
         )
     }
 
+    /// Builds `spec` signed with the repository key, writes it and re-signs
+    /// the index.
+    pub fn add_package(&mut self, spec: &PackageSpec) -> std::io::Result<()> {
+        let built = build_package(spec, Some(&self.key));
+        std::fs::write(self.arch_dir.join(spec.file_name()), &built.bytes)?;
+        self.packages.push(built);
+        self.write_index(Some(&self.key))
+    }
+
     pub fn package_path(&self, name: &str) -> Option<PathBuf> {
         self.packages
             .iter()
