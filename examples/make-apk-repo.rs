@@ -9,7 +9,6 @@
 //! apk-tools package has no apk binary: the image runs /bin/sh (busybox),
 //! not apk.
 
-#[allow(dead_code)]
 #[path = "../tests/common/apkrepo.rs"]
 mod apkrepo;
 

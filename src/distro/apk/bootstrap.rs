@@ -48,25 +48,28 @@ const STEP_MARKER: &str = "rootstrap-step:";
 pub enum ApkBootstrapError {
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
-    #[error("{url}: {source}")]
-    Index { url: String, source: ApkError },
-    #[error("{package}: {source}")]
-    Package { package: String, source: ApkError },
-    #[error("{package}: cannot read the downloaded file {path}: {source}")]
+    // Fields are named `error`, not `source`: the message already includes
+    // it, and a chained source would print it twice.
+    #[error("{url}: {error}")]
+    Index { url: String, error: ApkError },
+    /// Every ApkError names the package (or file) at fault.
+    #[error(transparent)]
+    Package(ApkError),
+    #[error("{package}: cannot read the downloaded file {path}: {error}")]
     Read {
         package: String,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid package request {0:?}")]
     Request(String),
     #[error(transparent)]
     Solve(#[from] SolveError),
-    #[error("{package}: entry {entry:?}: {source}")]
+    #[error("{package}: entry {entry:?}: {error}")]
     EntryPath {
         package: String,
         entry: String,
-        source: crate::rootfs::safe::PathError,
+        error: crate::rootfs::safe::PathError,
     },
     #[error("{package}: entry {entry:?}: {reason}")]
     Entry {
@@ -80,10 +83,10 @@ pub enum ApkBootstrapError {
         path: String,
         owner: String,
     },
-    #[error("rootfs {path}: {source}")]
+    #[error("rootfs {path}: {error}")]
     Rootfs {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("rootfs: {0}")]
     Fs(#[from] crate::rootfs::safe::FsError),
@@ -202,10 +205,10 @@ pub fn load_indexes(
     for repo_url in src.repository_urls() {
         let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
         let bytes = fetcher.fetch_bytes(&url, INDEX_LIMIT)?;
-        let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|source| {
+        let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
             ApkBootstrapError::Index {
                 url: url.clone(),
-                source,
+                error,
             }
         })?;
         match &index.trust {
@@ -285,10 +288,10 @@ fn fetch_one(
     let key = cache_key(pkg);
     let path = fetcher.fetch_sized(&url, pkg.size, &key)?;
     let verified = std::fs::read(&path)
-        .map_err(|source| ApkBootstrapError::Read {
+        .map_err(|error| ApkBootstrapError::Read {
             package: pkg.id(),
             path: path.clone(),
-            source,
+            error,
         })
         .and_then(|bytes| {
             let apk = open_package(&bytes, pkg, keys, src.allow_untrusted)?;
@@ -304,24 +307,8 @@ fn fetch_one(
 }
 
 impl From<ApkError> for ApkBootstrapError {
-    fn from(source: ApkError) -> Self {
-        let package = match &source {
-            ApkError::Gzip { what, .. }
-            | ApkError::Format { what, .. }
-            | ApkError::Tar { what, .. }
-            | ApkError::Unsigned { what }
-            | ApkError::UntrustedKey { what, .. }
-            | ApkError::SignatureTooLarge { what, .. }
-            | ApkError::UnknownSignatureAlgorithm { what, .. }
-            | ApkError::BadSignature { what, .. }
-            | ApkError::IndexSyntax { what, .. }
-            | ApkError::IdentityMismatch { what, .. }
-            | ApkError::SizeMismatch { what, .. }
-            | ApkError::DataHashMismatch { what, .. }
-            | ApkError::FileChecksumMismatch { what, .. } => what.clone(),
-            ApkError::Key { file, .. } => file.clone(),
-        };
-        ApkBootstrapError::Package { package, source }
+    fn from(e: ApkError) -> Self {
+        ApkBootstrapError::Package(e)
     }
 }
 
@@ -359,9 +346,9 @@ pub fn install(
     opts: &InstallOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<InstallReport, ApkBootstrapError> {
-    let root = Root::open(root_dir).map_err(|source| ApkBootstrapError::Rootfs {
+    let root = Root::open(root_dir).map_err(|error| ApkBootstrapError::Rootfs {
         path: root_dir.to_owned(),
-        source,
+        error,
     })?;
     create_skeleton(&root)?;
     let mut records = extract_all(&root, plan, apks)?;
@@ -486,11 +473,11 @@ fn drop_file(records: &mut [InstalledPackage], owner: usize, rel: &RelPath) {
 
 /// The entry's path inside the root; `None` for the root itself.
 fn entry_path(package: &str, e: &TarEntry) -> Result<Option<RelPath>, ApkBootstrapError> {
-    let rel = RelPath::from_archive(e.path.as_bytes()).map_err(|source| {
+    let rel = RelPath::from_archive(e.path.as_bytes()).map_err(|error| {
         ApkBootstrapError::EntryPath {
             package: package.to_owned(),
             entry: e.path.clone(),
-            source,
+            error,
         }
     })?;
     Ok((!rel.is_root()).then_some(rel))
