@@ -272,7 +272,11 @@ fn prepare(
     let (mirror, origin) = mirror::choose(&query, &host_sources, &probe)?;
     reporter.info(&format!("mirror {mirror} (from {origin})"));
 
-    let key_files = keys::load_keys(recipe.dir(), &recipe.path, &recipe.source.keys)?;
+    let key_files = match &opts.keys_dir {
+        // `--keys DIR`: every file in DIR replaces the recipe's keys.
+        Some(dir) => keys::load_keys(dir, &recipe.path, &[".".to_owned()])?,
+        None => keys::load_keys(recipe.dir(), &recipe.path, &recipe.source.keys)?,
+    };
     let mut key_bytes = Vec::new();
     for k in &key_files {
         key_bytes.extend_from_slice(&k.bytes);

@@ -302,3 +302,30 @@ impl Write for BlobWriter {
         self.temp.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamped_blobs_are_trusted_only_while_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = Sha256Digest([7; 32]);
+        let mut w = cache.writer().unwrap();
+        w.write_all(b"package bytes").unwrap();
+        let path = w.commit(&cache, &key).unwrap();
+        assert_eq!(cache.get_stamped(&key, 13), Some(path.clone()));
+        // Wrong size: evicted.
+        assert_eq!(cache.get_stamped(&key, 14), None);
+        assert!(!path.exists());
+
+        let mut w = cache.writer().unwrap();
+        w.write_all(b"package bytes").unwrap();
+        let path = w.commit(&cache, &key).unwrap();
+        // Same size, rewritten in place: the stamp no longer matches.
+        std::fs::write(&path, b"PACKAGE BYTES").unwrap();
+        assert_eq!(cache.get_stamped(&key, 13), None);
+        assert!(!path.exists());
+    }
+}

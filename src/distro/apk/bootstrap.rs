@@ -473,13 +473,12 @@ fn drop_file(records: &mut [InstalledPackage], owner: usize, rel: &RelPath) {
 
 /// The entry's path inside the root; `None` for the root itself.
 fn entry_path(package: &str, e: &TarEntry) -> Result<Option<RelPath>, ApkBootstrapError> {
-    let rel = RelPath::from_archive(e.path.as_bytes()).map_err(|error| {
-        ApkBootstrapError::EntryPath {
+    let rel =
+        RelPath::from_archive(e.path.as_bytes()).map_err(|error| ApkBootstrapError::EntryPath {
             package: package.to_owned(),
             entry: e.path.clone(),
             error,
-        }
-    })?;
+        })?;
     Ok((!rel.is_root()).then_some(rel))
 }
 
