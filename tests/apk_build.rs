@@ -524,3 +524,89 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
     assert!(pos("musl") < pos("apk-tools"));
     assert!(LoadedIndexes::newest_build_time(&plan).is_some());
 }
+
+#[test]
+fn real_alpine_package_installs_with_a_matching_database() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/conformance/apkindex"
+    );
+    let (Ok(index_bytes), Ok(apk_bytes), Ok(test_key)) = (
+        std::fs::read(format!("{dir}/apko-rsa256-signed/APKINDEX.tar.gz")),
+        std::fs::read(format!(
+            "{dir}/alpine-real-apk/alpine-baselayout-3.2.0-r23.aarch64.apk"
+        )),
+        std::fs::read_to_string(format!("{dir}/apko-rsa256-signed/test-rsa256.rsa.pub")),
+    ) else {
+        eprintln!("SKIP: {dir} not found");
+        return;
+    };
+    let mut keys = TrustedKeys::new();
+    for (name, pem) in rootstrap::keys::SHIPPED {
+        if let Some(file) = name.strip_prefix("alpine/") {
+            keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
+        }
+    }
+    keys.add_pem("test-rsa256.rsa.pub", &test_key).unwrap();
+    let index = parse_index(&index_bytes, &keys, false).unwrap();
+    let pkg = &index.packages[0];
+    let apk = rootstrap::distro::apk::open_package(&apk_bytes, pkg, &keys, false).unwrap();
+    let src = ApkSource {
+        mirror: "http://mirror.invalid".into(),
+        release: "v3.16".into(),
+        repositories: vec!["main".into()],
+        arch: "aarch64".into(),
+        extra: Vec::new(),
+        allow_untrusted: false,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = rootstrap::rootfs::sandbox::Sandbox::new();
+    let report = bootstrap::install(
+        tmp.path(),
+        &[pkg],
+        &[apk],
+        &src,
+        &bootstrap::InstallOptions {
+            run_scripts: false,
+            sandbox: &sandbox,
+            keys: &[],
+        },
+        rootstrap::report::silent().as_ref(),
+    )
+    .unwrap();
+    assert!(report.scripts_skipped);
+
+    let root = tmp.path();
+    let db = read(root, "lib/apk/db/installed");
+    assert!(
+        db.starts_with("C:Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=\nP:alpine-baselayout\nV:3.2.0-r23\n"),
+        "{db}"
+    );
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let mut files = 0;
+    for d in &records[0].dirs {
+        assert!(root.join(&d.path).is_dir(), "F:{} missing", d.path);
+        for f in &d.files {
+            let p = root.join(&d.path).join(&f.name);
+            let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+            if meta.file_type().is_file() {
+                use sha1::Digest;
+                let want = f.checksum.as_ref().expect("Z: for a file");
+                let got = sha1::Sha1::digest(std::fs::read(&p).unwrap());
+                assert_eq!(want.bytes(), got.as_slice(), "{p:?} content");
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 5, "only {files} files checked");
+    let scripts = std::fs::read(root.join("lib/apk/db/scripts.tar")).unwrap();
+    assert!(contains(
+        &scripts,
+        b"alpine-baselayout-3.2.0-r23.Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=.post-install"
+    ));
+    assert_eq!(read(root, "etc/apk/arch"), "aarch64\n");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
