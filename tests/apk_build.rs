@@ -455,6 +455,8 @@ fn symlink_escape_stays_inside_the_rootfs() {
     let mut evil = PackageSpec::new("evil", "1-r0", "aarch64");
     evil.entries = vec![
         apkrepo::symlink("up", "../../../../../../../../.."),
+        // HOSTILE 6: a directory entry over the link must not chmod its target.
+        apkrepo::dir("up", 0o777),
         apkrepo::file(&format!("up/{marker}"), 0o644, b"x"),
     ];
     let s = setup_with("aarch64", &bb, &[evil]);
@@ -468,6 +470,9 @@ fn symlink_escape_stays_inside_the_rootfs() {
             rootfs.join(&marker).is_file(),
             "file should land inside the rootfs"
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&rootfs).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "the link's target was chmodded");
     } else {
         assert!(stderr(&o).contains("evil-1-r0"), "{}", stderr(&o));
     }

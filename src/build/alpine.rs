@@ -275,7 +275,7 @@ pub(super) fn build(
     let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
     let layer_opts = LayerOptions {
         source_date_epoch: Some(epoch),
-        exclude: ["proc", "sys", "dev", "run"]
+        exclude: ["proc", "sys", "dev", "run", "tmp"]
             .iter()
             .map(PathBuf::from)
             .collect(),

@@ -22,7 +22,7 @@ use super::tar::{EntryKind, TarEntry};
 use super::ApkError;
 use crate::fetch::Fetcher;
 use crate::report::Reporter;
-use crate::rootfs::safe::{NodeKind, RelPath, Root};
+use crate::rootfs::safe::{FileKind, NodeKind, RelPath, Root};
 use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
 use crate::verify::Sha256Digest;
 
@@ -502,9 +502,21 @@ fn extract_entry(
     let mode = e.mode & 0o7777;
     match e.kind {
         EntryKind::Directory => {
-            if !root.mkdir(rel, mode)? {
-                // An existing directory keeps its place; apk re-applies the ACL.
+            let existing = root.lstat(rel)?;
+            if existing.is_some_and(|m| m.kind == FileKind::Symlink) {
+                // A directory entry over a symlink (e.g. a merged /usr) goes
+                // through it as apk's mkdir does, but never chowns or chmods
+                // its target (HOSTILE 6); a link leading nowhere inside the
+                // root is an error.
+                if !root.is_dir(rel) {
+                    return Err(bad(
+                        "directory entry over a symlink that is not a directory",
+                    ));
+                }
+                return Ok(());
             }
+            // An existing directory keeps its place; apk re-applies the ACL.
+            root.mkdir(rel, mode)?;
             set_owner_mode(root, rel, e, mode, chown)?;
         }
         EntryKind::File => {
