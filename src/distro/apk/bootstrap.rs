@@ -351,11 +351,7 @@ pub fn install(
         error,
     })?;
     create_skeleton(&root)?;
-    let mut records = extract_all(&root, plan, apks)?;
-    for (rec, pkg) in records.iter_mut().zip(plan) {
-        rec.pkg = (*pkg).clone();
-        rec.pkg.repo_tag = None;
-    }
+    let records = extract_all(&root, plan, apks)?;
     write_database(&root, &records, plan, apks, src, opts.keys)?;
     let mut report = InstallReport::default();
     if opts.run_scripts {
@@ -446,8 +442,11 @@ fn extract_all(
         for (other, rel) in taken {
             drop_file(&mut records, other, &rel);
         }
+        let mut record = (*pkg).clone();
+        // The installed db has no repository tags.
+        record.repo_tag = None;
         records.push(InstalledPackage {
-            pkg: (*pkg).clone(),
+            pkg: record,
             dirs: installed::dirs_from_entries(&entries),
         });
     }
