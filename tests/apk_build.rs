@@ -615,3 +615,49 @@ fn real_alpine_package_installs_with_a_matching_database() {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
+    let Some(bb) = busybox_or_skip("resolve_prints_the_plan") else {
+        return;
+    };
+    let s = setup(std::env::consts::ARCH, &bb);
+    let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .arg("resolve")
+        .arg(&s.recipe)
+        .arg("--mirror")
+        .arg(s.mirror())
+        .arg("--keys")
+        .arg(&s.repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .arg("--json")
+        .env_remove("ROOTSTRAP_MIRROR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = plan["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), s.repo.packages.len(), "{names:?}");
+    assert!(
+        names.contains(&"busybox-binsh"),
+        "/bin/sh provider chosen: {names:?}"
+    );
+    assert_eq!(s.apk_requests(), 0, "resolve downloaded packages");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .arg("resolve")
+        .arg(&s.recipe)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .env_remove("ROOTSTRAP_MIRROR")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--mirror"), "{}", stderr(&o));
+}
