@@ -312,9 +312,12 @@ fn tampered_package_is_refused_and_nothing_is_written() {
         .unwrap()
         .bytes;
     std::fs::write(&path, good).unwrap();
+    let musl_utils_url = format!("/{RELEASE}/main/{}/{}", pkg.spec.arch, pkg.spec.file_name());
+    let fetched = s.server.requests(&musl_utils_url);
     if is_root() {
         let o = s.build(&[], &[format!("oci:{}", oci.display())]);
         assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(s.server.requests(&musl_utils_url), fetched + 1);
     }
 }
 
