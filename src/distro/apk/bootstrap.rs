@@ -403,9 +403,8 @@ fn is_root_user() -> bool {
 }
 
 /// Extracts all packages in order. Non-directory paths belong to one
-/// package; a later package may take one over only if it `replaces` the
-/// owner or comes from the same origin (apk's rule), and the path then
-/// leaves the owner's file list.
+/// package; when a later package ships the same path, apk's rule decides
+/// (see [`overwrite_decision`]) and the loser's record no longer lists it.
 fn extract_all(
     root: &Root,
     plan: &[&ApkPackage],
@@ -418,19 +417,26 @@ fn extract_all(
         let entries = apk.data_entries()?;
         let mut own_files: BTreeSet<RelPath> = BTreeSet::new();
         let mut taken: Vec<(usize, RelPath)> = Vec::new();
+        let mut kept: Vec<RelPath> = Vec::new();
         for e in &entries {
             let rel = entry_path(&pkg.id(), e)?;
             let Some(rel) = rel else { continue };
             if e.kind != EntryKind::Directory {
-                if let Some(&other) = owners.get(&rel) {
-                    if other != i && !may_overwrite(pkg, plan[other]) {
-                        return Err(ApkBootstrapError::Overwrite {
-                            package: pkg.id(),
-                            path: String::from_utf8_lossy(rel.as_bytes()).into_owned(),
-                            owner: plan[other].id(),
-                        });
+                if let Some(&other) = owners.get(&rel).filter(|&&o| o != i) {
+                    match overwrite_decision(pkg, plan[other]) {
+                        Overwrite::Yes => taken.push((other, rel.clone())),
+                        Overwrite::KeepOriginal => {
+                            kept.push(rel);
+                            continue;
+                        }
+                        Overwrite::Conflict => {
+                            return Err(ApkBootstrapError::Overwrite {
+                                package: pkg.id(),
+                                path: String::from_utf8_lossy(rel.as_bytes()).into_owned(),
+                                owner: plan[other].id(),
+                            })
+                        }
                     }
-                    taken.push((other, rel.clone()));
                 }
                 owners.insert(rel.clone(), i);
             }
@@ -449,13 +455,44 @@ fn extract_all(
             pkg: record,
             dirs: installed::dirs_from_entries(&entries),
         });
+        for rel in kept {
+            drop_file(&mut records, i, &rel);
+        }
     }
     Ok(records)
 }
 
-fn may_overwrite(new: &ApkPackage, owner: &ApkPackage) -> bool {
-    (!new.origin.is_empty() && new.origin == owner.origin)
-        || new.replaces.iter().any(|r| r.name == owner.name)
+#[derive(Debug, PartialEq, Eq)]
+enum Overwrite {
+    Yes,
+    /// The owner replaces the new package with a higher priority: the
+    /// owner's copy stays and the new package does not own the path.
+    KeepOriginal,
+    Conflict,
+}
+
+/// apk-tools' rule for a path already owned by another package: same
+/// origin overwrites; otherwise `replaces` on either side, weighed by
+/// `replaces_priority`; otherwise "trying to overwrite" (HOSTILE 16).
+fn overwrite_decision(new: &ApkPackage, owner: &ApkPackage) -> Overwrite {
+    if !new.origin.is_empty() && new.origin == owner.origin {
+        return Overwrite::Yes;
+    }
+    let prio = |by: &ApkPackage, of: &ApkPackage| -> i64 {
+        if by.replaces.iter().any(|r| !r.conflict && r.name == of.name) {
+            i64::from(by.replaces_priority.unwrap_or(0))
+        } else {
+            -1
+        }
+    };
+    let (owner_prio, new_prio) = (prio(owner, new), prio(new, owner));
+    if owner_prio > new_prio {
+        Overwrite::KeepOriginal
+    } else if new_prio >= 0 {
+        Overwrite::Yes
+    } else {
+        Overwrite::Conflict
+    }
 }
 
 /// Removes a taken-over file from an earlier package's record.
@@ -892,24 +929,21 @@ mod tests {
 
     #[test]
     fn overwrite_rule_follows_apk() {
-        let mut a = ApkPackage {
-            name: "a".into(),
-            origin: "a".into(),
+        let pkg = |name: &str, origin: &str| ApkPackage {
+            name: name.into(),
+            origin: origin.into(),
             ..Default::default()
         };
-        let b = ApkPackage {
-            name: "b".into(),
-            origin: "b".into(),
-            ..Default::default()
-        };
-        assert!(!may_overwrite(&a, &b));
+        let (mut a, mut b) = (pkg("a", "a"), pkg("b", "b"));
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::Conflict);
+        assert_eq!(overwrite_decision(&pkg("c", "b"), &b), Overwrite::Yes);
         a.replaces.push(Dependency::any("b"));
-        assert!(may_overwrite(&a, &b));
-        let c = ApkPackage {
-            name: "c".into(),
-            origin: "b".into(),
-            ..Default::default()
-        };
-        assert!(may_overwrite(&c, &b));
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::Yes);
+        // Both replace each other: the higher replaces_priority keeps its copy.
+        b.replaces.push(Dependency::any("a"));
+        b.replaces_priority = Some(10);
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::KeepOriginal);
+        a.replaces_priority = Some(10);
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::Yes);
     }
 }
