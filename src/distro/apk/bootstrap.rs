@@ -687,7 +687,13 @@ fn write_database(
         if name.is_empty() {
             continue;
         }
-        root.write_file(&keys_dir.join(name.as_bytes())?, &k.bytes, 0o644)?;
+        let path = keys_dir.join(name.as_bytes())?;
+        // alpine-keys ships most of them (possibly as symlinks): what a
+        // package installed is what its database record describes.
+        if root.lstat(&path)?.is_some() {
+            continue;
+        }
+        root.write_file(&path, &k.bytes, 0o644)?;
     }
     Ok(())
 }
