@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+mod alpine;
+
 use crate::cleanup::TempPath;
 use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOptions};
 use crate::distro::deb::resolve::Variant as DebVariant;
@@ -47,6 +49,10 @@ pub enum BuildError {
     Bootstrap(Box<BootstrapError>),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Alpine(Box<crate::distro::apk::bootstrap::ApkBootstrapError>),
+    #[error("trusted keys: {0}")]
+    ApkKeys(crate::distro::apk::ApkError),
     #[error("{distro} recipes are not supported by this version of rootstrap yet")]
     Unsupported { distro: &'static str },
     #[error("cannot use cache directory {path}: {source}")]
@@ -85,6 +91,11 @@ pub struct SourceOptions {
     pub arch: Option<String>,
     /// Only use what is in the cache.
     pub offline: bool,
+    /// `--keys DIR`: trust these keys instead of the recipe's.
+    pub keys_dir: Option<PathBuf>,
+    /// `--allow-untrusted`: accept unsigned or untrusted Alpine indexes and
+    /// packages (recorded in the image as `org.rootstrap.untrusted=true`).
+    pub allow_untrusted: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -263,7 +274,11 @@ fn prepare(
     let (mirror, origin) = mirror::choose(&query, &host_sources, &probe)?;
     reporter.info(&format!("mirror {mirror} (from {origin})"));
 
-    let key_files = keys::load_keys(recipe.dir(), &recipe.path, &recipe.source.keys)?;
+    let key_files = match &opts.keys_dir {
+        // `--keys DIR`: every file in DIR replaces the recipe's keys.
+        Some(dir) => keys::load_keys(dir, &recipe.path, &[".".to_owned()])?,
+        None => keys::load_keys(recipe.dir(), &recipe.path, &recipe.source.keys)?,
+    };
     let mut key_bytes = Vec::new();
     for k in &key_files {
         key_bytes.extend_from_slice(&k.bytes);
@@ -332,6 +347,9 @@ pub fn resolve(
     opts: &SourceOptions,
     reporter: SharedReporter,
 ) -> Result<PlanReport, BuildError> {
+    if recipe.source.distro == Distro::Alpine {
+        return alpine::resolve(recipe, opts, reporter);
+    }
     let prepared = prepare(recipe, opts, &reporter)?;
     reporter.stage("fetch and verify the index");
     let index = bootstrap::load_index(
@@ -372,6 +390,9 @@ pub fn build(
         }
     }
     let tags = reference_for(recipe, opts)?;
+    if recipe.source.distro == Distro::Alpine {
+        return alpine::build(recipe, opts, tags, reporter);
+    }
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
 

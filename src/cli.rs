@@ -67,6 +67,13 @@ pub struct SourceArgs {
     /// Target architecture, overriding the recipe (amd64, arm64, ...).
     #[arg(long)]
     pub arch: Option<String>,
+    /// Directory of trusted keys (Alpine: *.rsa.pub), used instead of the recipe's keys.
+    #[arg(long, value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// Accept unsigned or untrusted Alpine indexes and packages; the image is
+    /// labelled org.rootstrap.untrusted=true.
+    #[arg(long)]
+    pub allow_untrusted: bool,
 }
 
 #[derive(Debug, Args)]

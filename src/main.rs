@@ -46,6 +46,8 @@ fn source_options(args: &SourceArgs) -> SourceOptions {
         cache_dir: args.cache_dir.clone(),
         arch: args.arch.clone(),
         offline: false,
+        keys_dir: args.keys.clone(),
+        allow_untrusted: args.allow_untrusted,
     }
 }
 

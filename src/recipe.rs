@@ -275,6 +275,14 @@ impl Recipe {
 /// Recipes shipped with rootstrap, embedded so `rootstrap build debian-trixie`
 /// works from any directory.
 pub static SHIPPED: &[(&str, &str)] = &[
+    ("alpine-3.20", include_str!("../recipes/alpine-3.20.toml")),
+    ("alpine-3.21", include_str!("../recipes/alpine-3.21.toml")),
+    ("alpine-3.22", include_str!("../recipes/alpine-3.22.toml")),
+    (
+        "alpine-3.22-aarch64",
+        include_str!("../recipes/alpine-3.22-aarch64.toml"),
+    ),
+    ("alpine-edge", include_str!("../recipes/alpine-edge.toml")),
     (
         "debian-bookworm",
         include_str!("../recipes/debian-bookworm.toml"),

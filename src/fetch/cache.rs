@@ -161,6 +161,21 @@ impl Cache {
         }
     }
 
+    /// A blob stored under a key that is *not* its content hash (e.g. an
+    /// apk package, known only by its control-member SHA-1 and size): it is
+    /// returned only while its verified stamp still matches, as it cannot be
+    /// re-hashed against the key. Anything else is evicted; the caller
+    /// verifies the content itself and evicts it on failure (HOSTILE 18/36).
+    pub fn get_stamped(&self, key: &Sha256Digest, size: u64) -> Option<PathBuf> {
+        let path = self.blob_path(key);
+        let meta = fs::symlink_metadata(&path).ok()?;
+        if meta.file_type().is_file() && meta.len() == size && self.stamp_matches(key, &meta) {
+            return Some(path);
+        }
+        self.evict(key);
+        None
+    }
+
     /// Removes a blob and its stamp (best effort: a missing file is fine).
     pub fn evict(&self, digest: &Sha256Digest) {
         let _ = fs::remove_file(self.stamp_path(digest));
@@ -285,5 +300,32 @@ impl Write for BlobWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.temp.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamped_blobs_are_trusted_only_while_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = Sha256Digest([7; 32]);
+        let mut w = cache.writer().unwrap();
+        w.write_all(b"package bytes").unwrap();
+        let path = w.commit(&cache, &key).unwrap();
+        assert_eq!(cache.get_stamped(&key, 13), Some(path.clone()));
+        // Wrong size: evicted.
+        assert_eq!(cache.get_stamped(&key, 14), None);
+        assert!(!path.exists());
+
+        let mut w = cache.writer().unwrap();
+        w.write_all(b"package bytes").unwrap();
+        let path = w.commit(&cache, &key).unwrap();
+        // Same size, rewritten in place: the stamp no longer matches.
+        std::fs::write(&path, b"PACKAGE BYTES").unwrap();
+        assert_eq!(cache.get_stamped(&key, 13), None);
+        assert!(!path.exists());
     }
 }

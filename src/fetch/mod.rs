@@ -143,6 +143,44 @@ impl Fetcher {
         self.fetch_one(&item, &AtomicBool::new(false))
     }
 
+    /// Downloads a file known only by its exact `size` (no SHA-256 in the
+    /// index, as with apk packages) into the cache under `key`, a digest the
+    /// caller derives from the file's identity. A warm cache is trusted by
+    /// its stamp; the caller must verify the content and [`Cache::evict`]
+    /// `key` if that fails.
+    pub fn fetch_sized(
+        &self,
+        url: &str,
+        size: u64,
+        key: &Sha256Digest,
+    ) -> Result<PathBuf, FetchError> {
+        if let Some(path) = self.cache.get_stamped(key, size) {
+            return Ok(path);
+        }
+        if self.offline {
+            return Err(FetchError::Offline { url: redact(url) });
+        }
+        let mut writer = self.cache.writer()?;
+        let id = self.reporter.download_start(&display_name(url), Some(size));
+        let result = self.client.get(
+            url,
+            size,
+            &mut writer,
+            &|n| self.reporter.download_progress(id, n),
+            &AtomicBool::new(false),
+        );
+        self.reporter.download_done(id);
+        let got = result?;
+        if got != size {
+            return Err(FetchError::SizeMismatch {
+                url: redact(url),
+                expected: size,
+                actual: got,
+            });
+        }
+        Ok(writer.commit(&self.cache, key)?)
+    }
+
     fn fetch_one(&self, item: &FetchItem, cancel: &AtomicBool) -> Result<PathBuf, FetchError> {
         if let Some(path) = self.cache.get_sized(&item.sha256, item.size) {
             return Ok(path);

@@ -8,6 +8,7 @@
 //! data tars; the shared reader in src/archive can replace it (only
 //! `tar::parse_entries` and `tar::TarEntry` are used).
 
+pub mod bootstrap;
 pub mod gzsplit;
 pub mod index;
 pub mod installed;

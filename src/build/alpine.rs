@@ -1,0 +1,338 @@
+//! The build pipeline for Alpine recipes: the same stages as the Debian
+//! path in the parent module (index → plan → packages → rootfs → layer →
+//! outputs), with the apk back end in `distro::apk::bootstrap`.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    apply_image_spec, copy_rootfs, default_cache_dir, epoch_for, set_mode, unique_dir, BuildError,
+    BuildOptions, BuildOutput, BuildReport, PlanReport, PlannedPackage, SourceOptions,
+};
+use crate::cleanup::TempPath;
+use crate::distro::apk::bootstrap::{
+    self as apk, ApkBootstrapError, ApkSource, InstallOptions, KeyFile, LoadedIndexes,
+};
+use crate::distro::apk::{ApkPackage, TrustedKeys};
+use crate::fetch::{Cache, CacheLock, ClientConfig, Fetcher};
+use crate::image::oci::{self, History, ImageConfig};
+use crate::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions};
+use crate::keys::{self, KeyError};
+use crate::mirror::{self, MirrorQuery};
+use crate::recipe::Recipe;
+use crate::report::SharedReporter;
+use crate::rootfs::sandbox::Sandbox;
+
+/// Label set when `--allow-untrusted` let an unverified index or package in.
+pub const UNTRUSTED_LABEL: &str = "org.rootstrap.untrusted";
+/// Label set when package scripts could not run (foreign architecture).
+pub const SCRIPTS_LABEL: &str = "org.rootstrap.scripts";
+
+impl From<ApkBootstrapError> for BuildError {
+    fn from(e: ApkBootstrapError) -> Self {
+        BuildError::Alpine(Box::new(e))
+    }
+}
+
+struct Prepared {
+    src: ApkSource,
+    keys: TrustedKeys,
+    key_files: Vec<KeyFile>,
+    fetcher: Fetcher,
+    _cache_lock: CacheLock,
+}
+
+fn prepare(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    reporter: &SharedReporter,
+) -> Result<Prepared, BuildError> {
+    let release = recipe.release_name().to_owned();
+    let env_mirror = std::env::var(mirror::MIRROR_ENV).ok();
+    let query = MirrorQuery {
+        cli: opts.mirror.as_deref(),
+        env: env_mirror.as_deref(),
+        recipe: recipe.source.mirror.as_deref(),
+        distro: recipe.source.distro.name(),
+        suite: &release,
+        // Host apt sources never serve Alpine.
+        use_host_sources: false,
+    };
+    let (mirror, origin) = mirror::choose(&query, &[], &|_| false)?;
+    reporter.info(&format!("mirror {mirror} (from {origin})"));
+
+    let key_files = match &opts.keys_dir {
+        Some(dir) => read_key_dir(dir)?,
+        None => keys::load_keys(recipe.dir(), &recipe.path, &recipe.source.keys)?
+            .into_iter()
+            .map(|k| KeyFile {
+                name: k.file_name,
+                bytes: k.bytes,
+            })
+            .collect(),
+    };
+    let mut trusted = TrustedKeys::new();
+    for k in key_files.iter().filter(|k| k.name.ends_with(".rsa.pub")) {
+        trusted
+            .add_pem(&k.name, &String::from_utf8_lossy(&k.bytes))
+            .map_err(BuildError::ApkKeys)?;
+    }
+
+    let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::CacheDir {
+        path: cache_dir.clone(),
+        source,
+    })?;
+    let cache = Cache::open(&cache_dir)?;
+    let cache_lock = cache.lock(reporter.as_ref())?;
+    let fetcher = Fetcher::new(
+        ClientConfig::default().with_env_proxies(),
+        cache,
+        reporter.clone(),
+        opts.offline,
+    )?;
+    let extra = recipe
+        .package_requests()
+        .into_iter()
+        .map(|r| match r.version {
+            Some(v) => format!("{}={v}", r.name),
+            None => r.name,
+        })
+        .collect();
+    Ok(Prepared {
+        src: ApkSource {
+            mirror,
+            release,
+            repositories: recipe.source.repositories.clone(),
+            arch: opts
+                .arch
+                .clone()
+                .unwrap_or_else(|| recipe.source.arch.clone()),
+            extra,
+            allow_untrusted: opts.allow_untrusted,
+        },
+        keys: trusted,
+        key_files: key_files
+            .into_iter()
+            .filter(|k| k.name.ends_with(".rsa.pub"))
+            .collect(),
+        fetcher,
+        _cache_lock: cache_lock,
+    })
+}
+
+/// `--keys DIR`: every `*.rsa.pub` in DIR, by name.
+fn read_key_dir(dir: &Path) -> Result<Vec<KeyFile>, BuildError> {
+    let err = |path: &Path, source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".rsa.pub") && p.is_file())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for path in names {
+        let bytes = std::fs::read(&path).map_err(|e| err(&path, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(KeyFile { name, bytes });
+    }
+    Ok(out)
+}
+
+fn plan_report(recipe: &Recipe, src: &ApkSource, plan: &[&ApkPackage]) -> PlanReport {
+    let packages: Vec<PlannedPackage> = plan
+        .iter()
+        .map(|p| PlannedPackage {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            arch: p.arch.clone(),
+            size: p.size,
+            installed_size_kib: Some(p.installed_size / 1024),
+            why: if src.world().iter().any(|w| w == &p.name) {
+                "world".into()
+            } else {
+                "dependency".into()
+            },
+        })
+        .collect();
+    PlanReport {
+        distro: recipe.source.distro.name().into(),
+        suite: src.release.clone(),
+        arch: src.arch.clone(),
+        variant: "minirootfs".into(),
+        mirror: src.mirror.clone(),
+        download_bytes: packages.iter().map(|p| p.size).sum(),
+        installed_kib: packages.iter().filter_map(|p| p.installed_size_kib).sum(),
+        packages,
+    }
+}
+
+/// `rootstrap resolve` for an Alpine recipe.
+pub(super) fn resolve(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    reporter: SharedReporter,
+) -> Result<PlanReport, BuildError> {
+    let prepared = prepare(recipe, opts, &reporter)?;
+    reporter.stage("fetch and verify the indexes");
+    let index = apk::load_indexes(
+        &prepared.fetcher,
+        &prepared.keys,
+        &prepared.src,
+        reporter.as_ref(),
+    )?;
+    reporter.stage("resolve");
+    let plan = apk::plan(&index, &prepared.src)?;
+    Ok(plan_report(recipe, &prepared.src, &plan))
+}
+
+/// OCI architecture and variant for an apk architecture name.
+fn oci_platform(apk_arch: &str) -> (String, Option<String>) {
+    match apk_arch {
+        "x86_64" => ("amd64".into(), None),
+        "aarch64" => ("arm64".into(), Some("v8".into())),
+        "armv7" => ("arm".into(), Some("v7".into())),
+        "armhf" => ("arm".into(), Some("v6".into())),
+        "x86" => ("386".into(), None),
+        "ppc64le" => ("ppc64le".into(), None),
+        other => (other.into(), None),
+    }
+}
+
+/// `rootstrap build` for an Alpine recipe.
+pub(super) fn build(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    tags: Option<ImageReference>,
+    reporter: SharedReporter,
+) -> Result<BuildReport, BuildError> {
+    let prepared = prepare(recipe, &opts.source, &reporter)?;
+    let src = &prepared.src;
+
+    reporter.stage("fetch and verify the indexes");
+    let index: LoadedIndexes =
+        apk::load_indexes(&prepared.fetcher, &prepared.keys, src, reporter.as_ref())?;
+    reporter.stage("resolve");
+    let plan = apk::plan(&index, src)?;
+    let report = plan_report(recipe, src, &plan);
+    reporter.info(&format!(
+        "{} packages, {:.1} MB to download",
+        report.packages.len(),
+        report.download_bytes as f64 / 1e6
+    ));
+    let epoch = epoch_for(LoadedIndexes::newest_build_time(&plan))?;
+
+    reporter.stage("fetch and verify packages");
+    let apks = apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?;
+    let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
+
+    reporter.stage("install");
+    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let rootfs = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
+    std::fs::create_dir(rootfs.path()).map_err(|source| BuildError::WorkDir {
+        path: work.clone(),
+        source,
+    })?;
+    set_mode(rootfs.path(), 0o755);
+    let sandbox = match &opts.sandbox_helper {
+        Some(p) => Sandbox::with_helper(p),
+        None => Sandbox::new(),
+    };
+    let installed = apk::install(
+        rootfs.path(),
+        &plan,
+        &apks,
+        src,
+        &InstallOptions {
+            run_scripts: src.arch == apk::host_apk_arch(),
+            sandbox: &sandbox,
+            keys: &prepared.key_files,
+        },
+        reporter.as_ref(),
+    )?;
+
+    reporter.stage("pack the layer");
+    let (arch, variant) = oci_platform(&src.arch);
+    let mut config = ImageConfig::new(&arch, "linux");
+    config.variant = variant;
+    config.created = Some(oci::format_timestamp(epoch));
+    apply_image_spec(&mut config, recipe);
+    let labels = &mut config.config.labels;
+    labels
+        .entry("org.opencontainers.image.base.name".into())
+        .or_insert_with(|| "scratch".into());
+    if untrusted {
+        labels.insert(UNTRUSTED_LABEL.into(), "true".into());
+    }
+    if installed.scripts_skipped {
+        labels.insert(SCRIPTS_LABEL.into(), "not-run".into());
+    }
+    let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
+    let layer_opts = LayerOptions {
+        source_date_epoch: Some(epoch),
+        exclude: ["proc", "sys", "dev", "run", "tmp"]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+    };
+    let history = History {
+        created: Some(oci::format_timestamp(epoch)),
+        created_by: Some(format!(
+            "rootstrap {}: alpine {} {} ({} packages{})",
+            env!("CARGO_PKG_VERSION"),
+            src.release,
+            src.arch,
+            report.packages.len(),
+            if installed.scripts_skipped {
+                ", scripts not run"
+            } else {
+                ""
+            }
+        )),
+        ..History::default()
+    };
+    let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
+    let diff_id = layer.diff_id.hex();
+
+    reporter.stage("write outputs");
+    let mut written = Vec::new();
+    let mut manifest_digest = None;
+    for out in &opts.outputs {
+        let result = match out {
+            BuildOutput::RootfsDir(dir) => {
+                copy_rootfs(rootfs.path(), dir)?;
+                None
+            }
+            BuildOutput::Image(image_out) => {
+                let w = builder.write(image_out, tags.as_ref())?;
+                let digest = format!("sha256:{}", w.manifest_digest.hex());
+                manifest_digest.get_or_insert(digest.clone());
+                Some(digest)
+            }
+        };
+        reporter.info(&format!("wrote {}", out.path().display()));
+        written.push((out.clone(), result));
+    }
+    Ok(BuildReport {
+        plan: report,
+        outputs: written,
+        diff_id,
+        manifest_digest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        assert_eq!(oci_platform("x86_64"), ("amd64".into(), None));
+        assert_eq!(oci_platform("aarch64"), ("arm64".into(), Some("v8".into())));
+    }
+}

@@ -1,0 +1,955 @@
+//! The Alpine back end, end to end, as `apk add --initdb` does it: signed
+//! APKINDEX per repository → solved world → verified .apk files → files in
+//! the rootfs (through the safe rootfs API only) → the apk database that the
+//! target's own apk-tools reads → package scripts and triggers in the sandbox.
+//!
+//! Nothing from a package reaches the rootfs until every planned package has
+//! passed `open_package` (signature, `C:` identity, size, datahash) and its
+//! per-file checksums, so a tampered package leaves nothing behind.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::index::{parse_index, ApkPackage, Dependency};
+use super::installed::{self, InstalledPackage, ScriptEntry};
+use super::package::{open_package, VerifiedApk};
+use super::sign::{Trust, TrustedKeys};
+use super::solver::{solve_with, SolveError, SolveOptions};
+use super::tar::{EntryKind, TarEntry};
+use super::ApkError;
+use crate::fetch::Fetcher;
+use crate::report::Reporter;
+use crate::rootfs::safe::{FileKind, NodeKind, RelPath, Root};
+use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
+use crate::verify::Sha256Digest;
+
+/// Real indexes are 1–3 MB; anything near this is not an APKINDEX.
+const INDEX_LIMIT: u64 = 64 << 20;
+
+/// What the official minirootfs installs (`alpine-make-rootfs` default).
+pub const DEFAULT_WORLD: &[&str] = &[
+    "alpine-baselayout",
+    "alpine-keys",
+    "apk-tools",
+    "busybox",
+    "libc-utils",
+];
+
+/// Where package scripts are staged inside the rootfs while they run (apk
+/// 2.14 uses the same directory), removed afterwards.
+const EXEC_DIR: &str = "lib/apk/exec";
+/// Prefix of the progress lines the generated script prints.
+const STEP_MARKER: &str = "rootstrap-step:";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApkBootstrapError {
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    // Fields are named `error`, not `source`: the message already includes
+    // it, and a chained source would print it twice.
+    #[error("{url}: {error}")]
+    Index { url: String, error: ApkError },
+    /// Every ApkError names the package (or file) at fault.
+    #[error(transparent)]
+    Package(ApkError),
+    #[error("{package}: cannot read the downloaded file {path}: {error}")]
+    Read {
+        package: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("invalid package request {0:?}")]
+    Request(String),
+    #[error(transparent)]
+    Solve(#[from] SolveError),
+    #[error("{package}: entry {entry:?}: {error}")]
+    EntryPath {
+        package: String,
+        entry: String,
+        error: crate::rootfs::safe::PathError,
+    },
+    #[error("{package}: entry {entry:?}: {reason}")]
+    Entry {
+        package: String,
+        entry: String,
+        reason: String,
+    },
+    #[error("{package}: trying to overwrite /{path}, owned by {owner}")]
+    Overwrite {
+        package: String,
+        path: String,
+        owner: String,
+    },
+    #[error("rootfs {path}: {error}")]
+    Rootfs {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("rootfs: {0}")]
+    Fs(#[from] crate::rootfs::safe::FsError),
+    #[error(transparent)]
+    Path(#[from] crate::rootfs::safe::PathError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("package scripts failed at {step} ({status}); last output:\n{tail}")]
+    Scripts {
+        step: String,
+        status: String,
+        tail: String,
+    },
+}
+
+/// Where and what to install.
+#[derive(Debug, Clone)]
+pub struct ApkSource {
+    /// Mirror root, e.g. `https://mirror.example/alpine` (no trailing `/`).
+    pub mirror: String,
+    /// `v3.20`, `edge`.
+    pub release: String,
+    /// `main`, `community`.
+    pub repositories: Vec<String>,
+    /// apk architecture (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// World entries (`name`, `name=version`, `name>=v`) beyond [`DEFAULT_WORLD`].
+    pub extra: Vec<String>,
+    /// Accept unsigned or untrusted indexes and packages (apk's `--allow-untrusted`).
+    pub allow_untrusted: bool,
+}
+
+impl ApkSource {
+    /// `<mirror>/<release>/<repo>` for each repository, as /etc/apk/repositories lists them.
+    pub fn repository_urls(&self) -> Vec<String> {
+        self.repositories
+            .iter()
+            .map(|r| format!("{}/{}/{}", self.mirror, self.release, r))
+            .collect()
+    }
+
+    /// The world: the minirootfs set plus the recipe's packages, sorted and
+    /// de-duplicated as apk writes /etc/apk/world.
+    pub fn world(&self) -> Vec<String> {
+        let mut w: BTreeSet<String> = DEFAULT_WORLD.iter().map(|s| s.to_string()).collect();
+        w.extend(self.extra.iter().cloned());
+        w.into_iter().collect()
+    }
+}
+
+/// One verified repository index.
+#[derive(Debug, Clone)]
+pub struct RepoIndex {
+    /// `<mirror>/<release>/<repo>`; packages live under `<url>/<arch>/`.
+    pub url: String,
+    pub description: Option<String>,
+    pub trust: Trust,
+    pub packages: usize,
+}
+
+/// All repositories' packages, each remembering the repository it came from.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedIndexes {
+    pub repos: Vec<RepoIndex>,
+    pub packages: Vec<ApkPackage>,
+    /// `packages[i]` came from `repos[origin[i]]`.
+    pub origin: Vec<usize>,
+}
+
+impl LoadedIndexes {
+    /// Adds one parsed index (also used by tests that read an index from disk).
+    pub fn add(&mut self, url: String, index: super::ApkIndex) {
+        let repo = self.repos.len();
+        self.repos.push(RepoIndex {
+            url,
+            description: index.description,
+            trust: index.trust,
+            packages: index.packages.len(),
+        });
+        self.origin
+            .extend(std::iter::repeat_n(repo, index.packages.len()));
+        self.packages.extend(index.packages);
+    }
+
+    /// Whether any index was accepted without a trusted signature.
+    pub fn untrusted(&self) -> bool {
+        self.repos
+            .iter()
+            .any(|r| matches!(r.trust, Trust::AllowedUntrusted { .. }))
+    }
+
+    /// Repository URL of a package of this set.
+    fn repo_of(&self, pkg: &ApkPackage) -> Option<&str> {
+        let i = self.packages.iter().position(|p| std::ptr::eq(p, pkg))?;
+        Some(self.repos[self.origin[i]].url.as_str())
+    }
+
+    /// Newest build time among `pkgs` (the default SOURCE_DATE_EPOCH).
+    pub fn newest_build_time(pkgs: &[&ApkPackage]) -> Option<i64> {
+        pkgs.iter()
+            .filter_map(|p| p.build_time)
+            .max()
+            .map(|t| t as i64)
+    }
+}
+
+/// Fetches and verifies `<mirror>/<release>/<repo>/<arch>/APKINDEX.tar.gz`
+/// for every repository.
+pub fn load_indexes(
+    fetcher: &Fetcher,
+    keys: &TrustedKeys,
+    src: &ApkSource,
+    reporter: &dyn Reporter,
+) -> Result<LoadedIndexes, ApkBootstrapError> {
+    let mut loaded = LoadedIndexes::default();
+    for repo_url in src.repository_urls() {
+        let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
+        let bytes = fetcher.fetch_bytes(&url, INDEX_LIMIT)?;
+        let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
+            ApkBootstrapError::Index {
+                url: url.clone(),
+                error,
+            }
+        })?;
+        match &index.trust {
+            Trust::Verified { key } => reporter.info(&format!(
+                "{url}: {} packages, signed by {key}",
+                index.packages.len()
+            )),
+            Trust::AllowedUntrusted { reason } => reporter.warn(&format!(
+                "{url}: UNTRUSTED ({reason}), allowed by --allow-untrusted"
+            )),
+        }
+        loaded.add(repo_url, index);
+    }
+    Ok(loaded)
+}
+
+/// Resolves the world against the loaded indexes, in install order.
+pub fn plan<'a>(
+    index: &'a LoadedIndexes,
+    src: &ApkSource,
+) -> Result<Vec<&'a ApkPackage>, ApkBootstrapError> {
+    let world = parse_world(&src.world())?;
+    let opts = SolveOptions {
+        arch: Some(src.arch.clone()),
+        ..SolveOptions::default()
+    };
+    Ok(solve_with(&index.packages, &[], &world, &opts)?.install)
+}
+
+fn parse_world(entries: &[String]) -> Result<Vec<Dependency>, ApkBootstrapError> {
+    entries
+        .iter()
+        .map(|w| Dependency::parse(w).ok_or_else(|| ApkBootstrapError::Request(w.clone())))
+        .collect()
+}
+
+/// Cache key of a package: its control identity and size (the index gives
+/// no SHA-256 of the whole file).
+fn cache_key(pkg: &ApkPackage) -> Sha256Digest {
+    let ident = pkg
+        .checksum
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| pkg.id());
+    let mut h = Sha256::new();
+    h.update(b"rootstrap apk package v1\0");
+    h.update(ident.as_bytes());
+    h.update(b"\0");
+    h.update(pkg.size.to_le_bytes());
+    Sha256Digest(h.finalize().into())
+}
+
+/// Downloads (or takes from the cache) and fully verifies every planned
+/// package, in plan order. A package that fails verification is evicted
+/// from the cache and the error names it.
+pub fn fetch_packages(
+    fetcher: &Fetcher,
+    index: &LoadedIndexes,
+    plan: &[&ApkPackage],
+    keys: &TrustedKeys,
+    src: &ApkSource,
+) -> Result<Vec<VerifiedApk>, ApkBootstrapError> {
+    plan.par_iter()
+        .map(|pkg| fetch_one(fetcher, index, pkg, keys, src))
+        .collect()
+}
+
+fn fetch_one(
+    fetcher: &Fetcher,
+    index: &LoadedIndexes,
+    pkg: &ApkPackage,
+    keys: &TrustedKeys,
+    src: &ApkSource,
+) -> Result<VerifiedApk, ApkBootstrapError> {
+    let repo = index.repo_of(pkg).unwrap_or(&src.mirror);
+    let url = format!("{repo}/{}/{}-{}.apk", src.arch, pkg.name, pkg.version);
+    let key = cache_key(pkg);
+    let path = fetcher.fetch_sized(&url, pkg.size, &key)?;
+    let verified = std::fs::read(&path)
+        .map_err(|error| ApkBootstrapError::Read {
+            package: pkg.id(),
+            path: path.clone(),
+            error,
+        })
+        .and_then(|bytes| {
+            let apk = open_package(&bytes, pkg, keys, src.allow_untrusted)?;
+            // Per-file checksums are part of "verified": check them now so
+            // extraction never starts on a package that would fail half-way.
+            apk.data_entries()?;
+            Ok(apk)
+        });
+    if verified.is_err() {
+        fetcher.cache().evict(&key);
+    }
+    verified
+}
+
+impl From<ApkError> for ApkBootstrapError {
+    fn from(e: ApkError) -> Self {
+        ApkBootstrapError::Package(e)
+    }
+}
+
+/// A trust anchor to copy into /etc/apk/keys.
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// How [`install`] finishes the rootfs.
+pub struct InstallOptions<'a> {
+    /// Run package scripts and triggers (false for a foreign architecture).
+    pub run_scripts: bool,
+    pub sandbox: &'a Sandbox,
+    /// Keys written to /etc/apk/keys.
+    pub keys: &'a [KeyFile],
+}
+
+/// What [`install`] did, for the image's labels and history.
+#[derive(Debug, Clone, Default)]
+pub struct InstallReport {
+    pub scripts_run: usize,
+    pub triggers_run: usize,
+    pub scripts_skipped: bool,
+}
+
+/// Extracts the verified packages (in plan order) into `root_dir`, writes
+/// the apk database and configuration, then runs scripts and triggers.
+pub fn install(
+    root_dir: &Path,
+    plan: &[&ApkPackage],
+    apks: &[VerifiedApk],
+    src: &ApkSource,
+    opts: &InstallOptions<'_>,
+    reporter: &dyn Reporter,
+) -> Result<InstallReport, ApkBootstrapError> {
+    let root = Root::open(root_dir).map_err(|error| ApkBootstrapError::Rootfs {
+        path: root_dir.to_owned(),
+        error,
+    })?;
+    create_skeleton(&root)?;
+    let records = extract_all(&root, plan, apks)?;
+    write_database(&root, &records, plan, apks, src, opts.keys)?;
+    let mut report = InstallReport::default();
+    if opts.run_scripts {
+        reporter.stage("run package scripts (in the sandbox)");
+        report = run_scripts(
+            &root,
+            root_dir,
+            plan,
+            apks,
+            &records,
+            opts.sandbox,
+            reporter,
+        )?;
+    } else {
+        reporter.warn(&format!(
+            "foreign architecture {}: package scripts were not run",
+            src.arch
+        ));
+        report.scripts_skipped = true;
+    }
+    Ok(report)
+}
+
+/// The directories apk's `--initdb` creates before installing anything.
+fn create_skeleton(root: &Root) -> Result<(), ApkBootstrapError> {
+    for (dir, mode) in [
+        ("tmp", 0o1777),
+        ("dev", 0o755),
+        ("etc", 0o755),
+        ("etc/apk", 0o755),
+        ("lib", 0o755),
+        ("lib/apk", 0o755),
+        ("lib/apk/db", 0o755),
+        ("var", 0o755),
+        ("var/cache", 0o755),
+        ("var/cache/apk", 0o755),
+        ("var/cache/misc", 0o755),
+    ] {
+        let p = RelPath::from_archive(dir.as_bytes())?;
+        if root.mkdir(&p, mode)? {
+            root.set_mode(&p, mode)?;
+        }
+    }
+    Ok(())
+}
+
+fn is_root_user() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Extracts all packages in order. Non-directory paths belong to one
+/// package; when a later package ships the same path, apk's rule decides
+/// (see [`overwrite_decision`]) and the loser's record no longer lists it.
+fn extract_all(
+    root: &Root,
+    plan: &[&ApkPackage],
+    apks: &[VerifiedApk],
+) -> Result<Vec<InstalledPackage>, ApkBootstrapError> {
+    let chown = is_root_user();
+    let mut owners: HashMap<RelPath, usize> = HashMap::new();
+    let mut records = Vec::with_capacity(apks.len());
+    for (i, (pkg, apk)) in plan.iter().zip(apks).enumerate() {
+        let entries = apk.data_entries()?;
+        let mut own_files: BTreeSet<RelPath> = BTreeSet::new();
+        let mut taken: Vec<(usize, RelPath)> = Vec::new();
+        let mut kept: Vec<RelPath> = Vec::new();
+        for e in &entries {
+            let rel = entry_path(&pkg.id(), e)?;
+            let Some(rel) = rel else { continue };
+            if e.kind != EntryKind::Directory {
+                if let Some(&other) = owners.get(&rel).filter(|&&o| o != i) {
+                    match overwrite_decision(pkg, plan[other]) {
+                        Overwrite::Yes => taken.push((other, rel.clone())),
+                        Overwrite::KeepOriginal => {
+                            kept.push(rel);
+                            continue;
+                        }
+                        Overwrite::Conflict => {
+                            return Err(ApkBootstrapError::Overwrite {
+                                package: pkg.id(),
+                                path: String::from_utf8_lossy(rel.as_bytes()).into_owned(),
+                                owner: plan[other].id(),
+                            })
+                        }
+                    }
+                }
+                owners.insert(rel.clone(), i);
+            }
+            extract_entry(root, &pkg.id(), apk, e, &rel, &own_files, chown)?;
+            if e.kind == EntryKind::File {
+                own_files.insert(rel);
+            }
+        }
+        for (other, rel) in taken {
+            drop_file(&mut records, other, &rel);
+        }
+        let mut record = (*pkg).clone();
+        // The installed db has no repository tags.
+        record.repo_tag = None;
+        records.push(InstalledPackage {
+            pkg: record,
+            dirs: installed::dirs_from_entries(&entries),
+        });
+        for rel in kept {
+            drop_file(&mut records, i, &rel);
+        }
+    }
+    Ok(records)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Overwrite {
+    Yes,
+    /// The owner replaces the new package with a higher priority: the
+    /// owner's copy stays and the new package does not own the path.
+    KeepOriginal,
+    Conflict,
+}
+
+/// apk-tools' rule for a path already owned by another package: same
+/// origin overwrites; otherwise `replaces` on either side, weighed by
+/// `replaces_priority`; otherwise "trying to overwrite" (HOSTILE 16).
+fn overwrite_decision(new: &ApkPackage, owner: &ApkPackage) -> Overwrite {
+    if !new.origin.is_empty() && new.origin == owner.origin {
+        return Overwrite::Yes;
+    }
+    let prio = |by: &ApkPackage, of: &ApkPackage| -> i64 {
+        if by.replaces.iter().any(|r| !r.conflict && r.name == of.name) {
+            i64::from(by.replaces_priority.unwrap_or(0))
+        } else {
+            -1
+        }
+    };
+    let (owner_prio, new_prio) = (prio(owner, new), prio(new, owner));
+    if owner_prio > new_prio {
+        Overwrite::KeepOriginal
+    } else if new_prio >= 0 {
+        Overwrite::Yes
+    } else {
+        Overwrite::Conflict
+    }
+}
+
+/// Removes a taken-over file from an earlier package's record.
+fn drop_file(records: &mut [InstalledPackage], owner: usize, rel: &RelPath) {
+    let Some(rec) = records.get_mut(owner) else {
+        return;
+    };
+    let path = String::from_utf8_lossy(rel.as_bytes());
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", &path));
+    for d in rec.dirs.iter_mut().filter(|d| d.path == parent) {
+        d.files.retain(|f| f.name != name);
+    }
+}
+
+/// The entry's path inside the root; `None` for the root itself.
+fn entry_path(package: &str, e: &TarEntry) -> Result<Option<RelPath>, ApkBootstrapError> {
+    let rel =
+        RelPath::from_archive(e.path.as_bytes()).map_err(|error| ApkBootstrapError::EntryPath {
+            package: package.to_owned(),
+            entry: e.path.clone(),
+            error,
+        })?;
+    Ok((!rel.is_root()).then_some(rel))
+}
+
+fn extract_entry(
+    root: &Root,
+    package: &str,
+    apk: &VerifiedApk,
+    e: &TarEntry,
+    rel: &RelPath,
+    own_files: &BTreeSet<RelPath>,
+    chown: bool,
+) -> Result<(), ApkBootstrapError> {
+    let bad = |reason: &str| ApkBootstrapError::Entry {
+        package: package.to_owned(),
+        entry: e.path.clone(),
+        reason: reason.to_owned(),
+    };
+    if let Some(parent) = rel.parent() {
+        root.mkdir_all(&parent, 0o755)?;
+    }
+    let mode = e.mode & 0o7777;
+    match e.kind {
+        EntryKind::Directory => {
+            let existing = root.lstat(rel)?;
+            if existing.is_some_and(|m| m.kind == FileKind::Symlink) {
+                // A directory entry over a symlink (e.g. a merged /usr) goes
+                // through it as apk's mkdir does, but never chowns or chmods
+                // its target (HOSTILE 6); a link leading nowhere inside the
+                // root is an error.
+                if !root.is_dir(rel) {
+                    return Err(bad(
+                        "directory entry over a symlink that is not a directory",
+                    ));
+                }
+                return Ok(());
+            }
+            // An existing directory keeps its place; apk re-applies the ACL.
+            root.mkdir(rel, mode)?;
+            set_owner_mode(root, rel, e, mode, chown)?;
+        }
+        EntryKind::File => {
+            root.write_file(rel, apk.content(e), mode)?;
+            set_owner_mode(root, rel, e, mode, chown)?;
+            root.set_mtime(rel, e.mtime as i64)?;
+        }
+        EntryKind::Symlink => {
+            root.symlink(e.link_name.as_bytes(), rel)?;
+            if chown {
+                root.set_owner(rel, e.uid, e.gid)?;
+            }
+        }
+        EntryKind::HardLink => {
+            // HOSTILE 8: only a regular file this package already extracted.
+            if e.link_name.starts_with('/') {
+                return Err(bad("hard link target is absolute"));
+            }
+            let target = RelPath::from_archive(e.link_name.as_bytes())
+                .map_err(|_| bad("invalid hard link target"))?;
+            if !own_files.contains(&target) {
+                return Err(bad("no hard link target in archive"));
+            }
+            root.hardlink(&target, rel)?;
+        }
+        EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
+            let kind = match e.kind {
+                EntryKind::CharDevice => NodeKind::CharDev,
+                EntryKind::BlockDevice => NodeKind::BlockDev,
+                _ => NodeKind::Fifo,
+            };
+            root.mknod(rel, kind, mode, e.dev_major, e.dev_minor)?;
+            if chown {
+                root.set_owner(rel, e.uid, e.gid)?;
+                root.set_mode(rel, mode)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_owner_mode(
+    root: &Root,
+    rel: &RelPath,
+    e: &TarEntry,
+    mode: u32,
+    chown: bool,
+) -> Result<(), ApkBootstrapError> {
+    if chown {
+        root.set_owner(rel, e.uid, e.gid)?;
+    }
+    // After chown, which clears setuid/setgid.
+    root.set_mode(rel, mode)?;
+    Ok(())
+}
+
+fn rel(path: &str) -> Result<RelPath, ApkBootstrapError> {
+    Ok(RelPath::from_archive(path.as_bytes())?)
+}
+
+/// `triggers = /bin /usr/bin …` from a package's .PKGINFO.
+fn trigger_globs(apk: &VerifiedApk) -> Vec<String> {
+    apk.pkginfo
+        .get_all("triggers")
+        .flat_map(|v| v.split_whitespace())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Writes lib/apk/db/{installed,scripts.tar,triggers,lock} and
+/// etc/apk/{world,repositories,arch,keys/} as apk-tools leaves them.
+fn write_database(
+    root: &Root,
+    records: &[InstalledPackage],
+    plan: &[&ApkPackage],
+    apks: &[VerifiedApk],
+    src: &ApkSource,
+    keys: &[KeyFile],
+) -> Result<(), ApkBootstrapError> {
+    root.write_file(
+        &rel("lib/apk/db/installed")?,
+        &installed::write_installed(records),
+        0o644,
+    )?;
+    let mut scripts = Vec::new();
+    for (rec, apk) in records.iter().zip(apks) {
+        for (name, content) in &apk.scripts {
+            scripts.push(ScriptEntry {
+                pkg: &rec.pkg,
+                script: name,
+                content,
+            });
+        }
+    }
+    // mtime 0: apk stamps the install time here; a reproducible image cannot.
+    root.write_file(
+        &rel("lib/apk/db/scripts.tar")?,
+        &installed::write_scripts_tar(&scripts, 0),
+        0o644,
+    )?;
+    let globs: Vec<Vec<String>> = apks.iter().map(trigger_globs).collect();
+    let triggers: Vec<(&ApkPackage, &[String])> = plan
+        .iter()
+        .zip(&globs)
+        .map(|(p, g)| (*p, g.as_slice()))
+        .collect();
+    root.write_file(
+        &rel("lib/apk/db/triggers")?,
+        &installed::write_triggers(&triggers),
+        0o644,
+    )?;
+    root.write_file(&rel("lib/apk/db/lock")?, b"", 0o600)?;
+
+    let mut world = src.world().join("\n");
+    world.push('\n');
+    root.write_file(&rel("etc/apk/world")?, world.as_bytes(), 0o644)?;
+    let mut repos = src.repository_urls().join("\n");
+    repos.push('\n');
+    root.write_file(&rel("etc/apk/repositories")?, repos.as_bytes(), 0o644)?;
+    root.write_file(
+        &rel("etc/apk/arch")?,
+        format!("{}\n", src.arch).as_bytes(),
+        0o644,
+    )?;
+    let keys_dir = rel("etc/apk/keys")?;
+    root.mkdir_all(&keys_dir, 0o755)?;
+    for k in keys {
+        let name = Path::new(&k.name)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.is_empty() {
+            continue;
+        }
+        let path = keys_dir.join(name.as_bytes())?;
+        // alpine-keys ships most of them (possibly as symlinks): what a
+        // package installed is what its database record describes.
+        if root.lstat(&path)?.is_some() {
+            continue;
+        }
+        root.write_file(&path, &k.bytes, 0o644)?;
+    }
+    Ok(())
+}
+
+/// Single-quotes a word for /bin/sh.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Does an apk trigger glob (`*` and `?` wildcards) match a directory?
+fn glob_matches(glob: &[u8], path: &[u8]) -> bool {
+    match (glob.first(), path.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_matches(&glob[1..], path) || (!path.is_empty() && glob_matches(glob, &path[1..]))
+        }
+        (Some(b'?'), Some(_)) => glob_matches(&glob[1..], &path[1..]),
+        (Some(g), Some(p)) if g == p => glob_matches(&glob[1..], &path[1..]),
+        _ => false,
+    }
+}
+
+/// One script run: staged file name, argument list, label for messages.
+struct Step {
+    file: String,
+    args: Vec<String>,
+    label: String,
+}
+
+/// The shell script that runs every step in order, marking each on stdout.
+fn script_for(steps: &[Step]) -> String {
+    let mut s = String::from("set -e\ncd /\n");
+    for st in steps {
+        s.push_str(&format!(
+            "echo {}\n",
+            quote(&format!("{STEP_MARKER} {}", st.label))
+        ));
+        s.push_str(&quote(&format!("/{EXEC_DIR}/{}", st.file)));
+        for a in &st.args {
+            s.push(' ');
+            s.push_str(&quote(a));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!("echo '{STEP_MARKER} done'\n"));
+    s
+}
+
+/// Runs, in apk's order, each package's `.pre-install` and `.post-install`
+/// (argument: the new version), then each `.trigger` whose globs match a
+/// directory the transaction touched (arguments: those directories).
+/// Pre-install scripts see the package's files already in place: everything
+/// is extracted first so the whole set runs in one sandbox start.
+fn run_scripts(
+    root: &Root,
+    root_dir: &Path,
+    plan: &[&ApkPackage],
+    apks: &[VerifiedApk],
+    records: &[InstalledPackage],
+    sandbox: &Sandbox,
+    reporter: &dyn Reporter,
+) -> Result<InstallReport, ApkBootstrapError> {
+    let mut steps = Vec::new();
+    let mut staged: BTreeMap<String, &[u8]> = BTreeMap::new();
+    let mut report = InstallReport::default();
+    for (pkg, apk) in plan.iter().zip(apks) {
+        for script in [".pre-install", ".post-install"] {
+            if let Some(content) = apk.scripts.get(script) {
+                let file = format!("{}-{}{}", pkg.name, pkg.version, script);
+                staged.insert(file.clone(), content);
+                steps.push(Step {
+                    file,
+                    args: vec![pkg.version.clone()],
+                    label: format!("{} {script}", pkg.id()),
+                });
+                report.scripts_run += 1;
+            }
+        }
+    }
+    let touched: BTreeSet<String> = records
+        .iter()
+        .flat_map(|r| r.dirs.iter().map(|d| format!("/{}", d.path)))
+        .collect();
+    for (pkg, apk) in plan.iter().zip(apks) {
+        let Some(content) = apk.scripts.get(".trigger") else {
+            continue;
+        };
+        let globs = trigger_globs(apk);
+        let matched: Vec<String> = touched
+            .iter()
+            .filter(|d| {
+                globs
+                    .iter()
+                    .any(|g| glob_matches(g.as_bytes(), d.as_bytes()))
+            })
+            .cloned()
+            .collect();
+        if matched.is_empty() {
+            continue;
+        }
+        let file = format!("{}-{}.trigger", pkg.name, pkg.version);
+        staged.insert(file.clone(), content);
+        steps.push(Step {
+            file,
+            args: matched,
+            label: format!("{} .trigger", pkg.id()),
+        });
+        report.triggers_run += 1;
+    }
+    if steps.is_empty() {
+        return Ok(report);
+    }
+    let exec = rel(EXEC_DIR)?;
+    root.mkdir_all(&exec, 0o755)?;
+    for (file, content) in &staged {
+        root.write_file(&exec.join(file.as_bytes())?, content, 0o755)?;
+    }
+    let result = run_in_sandbox(root_dir, &script_for(&steps), sandbox, reporter);
+    root.remove_all(&exec)?;
+    result?;
+    Ok(report)
+}
+
+fn run_in_sandbox(
+    root_dir: &Path,
+    script: &str,
+    sandbox: &Sandbox,
+    reporter: &dyn Reporter,
+) -> Result<(), ApkBootstrapError> {
+    let mut spec = RunSpec::new(
+        root_dir,
+        vec!["/bin/sh".into(), "-c".into(), script.to_owned()],
+    );
+    spec.env = vec![
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("HOME".into(), "/root".into()),
+        ("LANG".into(), "C".into()),
+    ];
+    spec.network = Network::None;
+    let mut lines = Vec::new();
+    let status = sandbox.run(&spec, &mut |line| {
+        if !line.text.starts_with(STEP_MARKER) {
+            reporter.command_output(&line.text);
+        }
+        lines.push(line.text);
+    })?;
+    if !status.success() {
+        let step = lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(STEP_MARKER))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "start-up".into());
+        return Err(ApkBootstrapError::Scripts {
+            step,
+            status: status.to_string(),
+            tail: lines[lines.len().saturating_sub(30)..].join("\n"),
+        });
+    }
+    Ok(())
+}
+
+/// apk's architecture name for this machine (what can run scripts natively).
+pub fn host_apk_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86" => "x86",
+        "arm" => "armv7",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_fnmatch() {
+        assert!(glob_matches(b"/bin", b"/bin"));
+        assert!(!glob_matches(b"/bin", b"/sbin"));
+        assert!(glob_matches(
+            b"/usr/share/fonts/*",
+            b"/usr/share/fonts/misc"
+        ));
+        assert!(!glob_matches(b"/usr/share/fonts/*", b"/usr/share"));
+        assert!(glob_matches(b"/lib/modules/?", b"/lib/modules/6"));
+    }
+
+    #[test]
+    fn script_quotes_and_orders_steps() {
+        let steps = vec![
+            Step {
+                file: "a-1.pre-install".into(),
+                args: vec!["1".into()],
+                label: "a-1 .pre-install".into(),
+            },
+            Step {
+                file: "b-2.trigger".into(),
+                args: vec!["/bin".into(), "/x y".into()],
+                label: "b-2 .trigger".into(),
+            },
+        ];
+        let s = script_for(&steps);
+        let a = s.find("'/lib/apk/exec/a-1.pre-install' '1'").unwrap();
+        let b = s.find("'/lib/apk/exec/b-2.trigger' '/bin' '/x y'").unwrap();
+        assert!(a < b);
+        assert!(s.starts_with("set -e\n"));
+    }
+
+    #[test]
+    fn world_is_sorted_and_deduplicated() {
+        let src = ApkSource {
+            mirror: "http://m".into(),
+            release: "v3.20".into(),
+            repositories: vec!["main".into(), "community".into()],
+            arch: "x86_64".into(),
+            extra: vec!["curl".into(), "busybox".into()],
+            allow_untrusted: false,
+        };
+        assert_eq!(
+            src.world(),
+            [
+                "alpine-baselayout",
+                "alpine-keys",
+                "apk-tools",
+                "busybox",
+                "curl",
+                "libc-utils"
+            ]
+        );
+        assert_eq!(
+            src.repository_urls(),
+            ["http://m/v3.20/main", "http://m/v3.20/community"]
+        );
+    }
+
+    #[test]
+    fn overwrite_rule_follows_apk() {
+        let pkg = |name: &str, origin: &str| ApkPackage {
+            name: name.into(),
+            origin: origin.into(),
+            ..Default::default()
+        };
+        let (mut a, mut b) = (pkg("a", "a"), pkg("b", "b"));
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::Conflict);
+        assert_eq!(overwrite_decision(&pkg("c", "b"), &b), Overwrite::Yes);
+        a.replaces.push(Dependency::any("b"));
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::Yes);
+        // Both replace each other: the higher replaces_priority keeps its copy.
+        b.replaces.push(Dependency::any("a"));
+        b.replaces_priority = Some(10);
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::KeepOriginal);
+        a.replaces_priority = Some(10);
+        assert_eq!(overwrite_decision(&a, &b), Overwrite::Yes);
+    }
+}

@@ -1,0 +1,666 @@
+//! `rootstrap build` of Alpine recipes against a repository generated at
+//! test time (real signed v2 packages around the host's static busybox),
+//! served over HTTP on 127.0.0.1; plus resolving the minirootfs world
+//! against the real Alpine 3.16 index from ../shared/conformance.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::apkrepo::{self, FixtureRepo, PackageSpec, SigningKey};
+use common::httpd::TestServer;
+use rootstrap::distro::apk::bootstrap::{self, ApkSource, LoadedIndexes};
+use rootstrap::distro::apk::{installed, parse_index, TrustedKeys};
+
+const RELEASE: &str = "v3.20";
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn busybox_or_skip(test: &str) -> Option<Vec<u8>> {
+    let bb = apkrepo::host_static_busybox();
+    if bb.is_none() {
+        eprintln!("SKIP: {test}: no static busybox on the host (install busybox-static)");
+    }
+    bb
+}
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    repo: FixtureRepo,
+    server: TestServer,
+    recipe: PathBuf,
+}
+
+fn setup(arch: &str, busybox: &[u8]) -> Setup {
+    setup_with(arch, busybox, &[])
+}
+
+/// A fixture repository plus `extra` packages, which the recipe installs.
+fn setup_with(arch: &str, busybox: &[u8], extra: &[PackageSpec]) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut repo =
+        apkrepo::write_minirootfs_repo(&tmp.path().join("mirror"), RELEASE, "main", arch, busybox)
+            .unwrap();
+    for spec in extra {
+        repo.add_package(spec).unwrap();
+    }
+    let install: Vec<String> = extra.iter().map(|p| format!("{:?}", p.name)).collect();
+    let server = TestServer::serve(&repo.root);
+    let recipe = tmp.path().join("alpine-test.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[source]\ndistro = \"alpine\"\nrelease = \"{RELEASE}\"\nrepositories = [\"main\"]\narch = \"{arch}\"\nkeys = [\"alpine\"]\n\n[packages]\ninstall = [{}]\n\n[image]\ncmd = [\"/bin/sh\"]\n",
+            install.join(", ")
+        ),
+    )
+    .unwrap();
+    Setup {
+        tmp,
+        repo,
+        server,
+        recipe,
+    }
+}
+
+impl Setup {
+    fn mirror(&self) -> String {
+        self.server.base_url().trim_end_matches('/').to_owned()
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn build(&self, extra: &[&str], outputs: &[String]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rootstrap"));
+        cmd.arg("build")
+            .arg(&self.recipe)
+            .arg("--mirror")
+            .arg(self.mirror())
+            .arg("--keys")
+            .arg(&self.repo.keys_dir)
+            .arg("--cache-dir")
+            .arg(self.out("cache"))
+            .arg("--work-dir")
+            .arg(self.tmp.path())
+            .args(extra);
+        for o in outputs {
+            cmd.arg("--output").arg(o);
+        }
+        cmd.env_remove("ROOTSTRAP_MIRROR");
+        cmd.env_remove("SOURCE_DATE_EPOCH");
+        cmd.output().unwrap()
+    }
+
+    fn apk_requests(&self) -> usize {
+        self.repo
+            .packages
+            .iter()
+            .map(|p| {
+                self.server.requests(&format!(
+                    "/{RELEASE}/main/{}/{}",
+                    p.spec.arch,
+                    p.spec.file_name()
+                ))
+            })
+            .sum()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn read(root: &Path, p: &str) -> String {
+    std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// Labels of the image in an OCI layout directory.
+fn oci_labels(dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let blob = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    let config = blob(manifest["config"]["digest"].as_str().unwrap());
+    config["config"]["Labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn builds_a_runnable_alpine_image_from_a_signed_repository() {
+    let Some(bb) = busybox_or_skip("builds_a_runnable_alpine_image") else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("SKIP: builds_a_runnable_alpine_image: package scripts need the sandbox (root)");
+        return;
+    }
+    let s = setup(std::env::consts::ARCH, &bb);
+    let oci = s.out("oci");
+    let archive = s.out("alpine.tar");
+    let rootfs = s.out("rootfs");
+    let o = s.build(
+        &[],
+        &[
+            format!("oci:{}", oci.display()),
+            format!("docker-archive:{}", archive.display()),
+            format!("rootfs:{}", rootfs.display()),
+        ],
+    );
+    assert!(o.status.success(), "build failed:\n{}", stderr(&o));
+    assert!(archive.is_file() && oci.join("index.json").is_file());
+
+    let installed = read(&rootfs, "lib/apk/db/installed");
+    for name in [
+        "alpine-baselayout",
+        "alpine-baselayout-data",
+        "alpine-keys",
+        "apk-tools",
+        "busybox",
+        "busybox-binsh",
+        "libc-utils",
+        "musl",
+        "musl-utils",
+    ] {
+        assert!(
+            installed.contains(&format!("\nP:{name}\n")),
+            "{name} not in installed db:\n{installed}"
+        );
+    }
+    // The database parses back (the format apk-tools reads) with each
+    // package's files, checksummed.
+    let records = installed::parse_installed("installed", &installed).unwrap();
+    assert_eq!(records.len(), s.repo.packages.len());
+    let bb_rec = records.iter().find(|r| r.pkg.name == "busybox").unwrap();
+    let bin = bb_rec.dirs.iter().find(|d| d.path == "bin").unwrap();
+    assert!(bin
+        .files
+        .iter()
+        .any(|f| f.name == "busybox" && f.checksum.is_some()));
+    // Ownership and mode as the package says, recorded as apk records it.
+    assert!(installed.contains("R:shadow\na:0:42:640\n"), "{installed}");
+    let shadow = std::fs::metadata(rootfs.join("etc/shadow")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((shadow.gid(), shadow.mode() & 0o7777), (42, 0o640));
+    let host = std::fs::metadata(rootfs.join("etc/hostname")).unwrap();
+    let link = std::fs::metadata(rootfs.join("etc/hostname.hardlink")).unwrap();
+    assert_eq!(host.ino(), link.ino(), "hard link extracted as a link");
+
+    assert_eq!(
+        read(&rootfs, "etc/apk/world"),
+        "alpine-baselayout\nalpine-keys\napk-tools\nbusybox\nlibc-utils\n"
+    );
+    assert_eq!(
+        read(&rootfs, "etc/apk/repositories"),
+        format!("{}/{RELEASE}/main\n", s.mirror())
+    );
+    assert_eq!(
+        read(&rootfs, "etc/apk/arch"),
+        format!("{}\n", std::env::consts::ARCH)
+    );
+    assert_eq!(
+        read(&rootfs, &format!("etc/apk/keys/{}", s.repo.key.name)),
+        s.repo.key.public_pem()
+    );
+    assert!(rootfs.join("lib/apk/db/scripts.tar").is_file());
+    assert!(read(&rootfs, "lib/apk/db/triggers")
+        .contains(" /bin /usr/bin /sbin /usr/sbin /lib/modules/*\n"));
+    assert!(rootfs.join("lib/apk/db/lock").is_file());
+    assert!(
+        !rootfs.join("lib/apk/exec").exists(),
+        "staged scripts removed"
+    );
+
+    // Scripts ran in apk's order: pre-install with the version, busybox's
+    // post-install made the applet links, the trigger saw the directories.
+    assert_eq!(
+        read(&rootfs, "etc/.fixture-pre-install"),
+        "pre-install 3.20.0-r0\n"
+    );
+    let ls = std::fs::read_link(rootfs.join("bin/ls")).expect("busybox applet link bin/ls");
+    assert!(ls.to_string_lossy().ends_with("busybox"), "{ls:?}");
+    let triggered = read(&rootfs, "etc/.fixture-busybox-trigger");
+    assert!(
+        triggered.split_whitespace().any(|d| d == "/bin"),
+        "{triggered}"
+    );
+
+    let run = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .args([
+            "run",
+            &format!("oci:{}", oci.display()),
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo ok",
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "run failed:\n{}", stderr(&run));
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "ok\n");
+
+    // A warm rebuild takes every package from the cache.
+    let before = s.apk_requests();
+    assert_eq!(before, s.repo.packages.len());
+    let again = s.out("oci2");
+    let o = s.build(&[], &[format!("oci:{}", again.display())]);
+    assert!(o.status.success(), "warm build failed:\n{}", stderr(&o));
+    assert_eq!(
+        s.apk_requests(),
+        before,
+        "warm build downloaded packages again"
+    );
+    assert_eq!(
+        std::fs::read(oci.join("index.json")).unwrap(),
+        std::fs::read(again.join("index.json")).unwrap(),
+        "rebuild is reproducible"
+    );
+}
+
+#[test]
+fn tampered_package_is_refused_and_nothing_is_written() {
+    let Some(bb) = busybox_or_skip("tampered_package_is_refused") else {
+        return;
+    };
+    let s = setup(std::env::consts::ARCH, &bb);
+    let pkg = s
+        .repo
+        .packages
+        .iter()
+        .find(|p| p.spec.name == "musl-utils")
+        .unwrap();
+    let path = s.repo.package_path("musl-utils").unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = pkg.data_range.start + pkg.data_range.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let oci = s.out("oci");
+    let archive = s.out("alpine.tar");
+    let o = s.build(
+        &[],
+        &[
+            format!("oci:{}", oci.display()),
+            format!("docker-archive:{}", archive.display()),
+        ],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("musl-utils-1.2.5-r0"), "{err}");
+    assert!(
+        !oci.exists() && !archive.exists(),
+        "output written despite a bad package"
+    );
+
+    // The bad copy was evicted: once the mirror serves the right file, the
+    // build fetches it again rather than trusting the cache.
+    let good = &s
+        .repo
+        .packages
+        .iter()
+        .find(|p| p.spec.name == "musl-utils")
+        .unwrap()
+        .bytes;
+    std::fs::write(&path, good).unwrap();
+    let musl_utils_url = format!("/{RELEASE}/main/{}/{}", pkg.spec.arch, pkg.spec.file_name());
+    let fetched = s.server.requests(&musl_utils_url);
+    if is_root() {
+        let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(s.server.requests(&musl_utils_url), fetched + 1);
+    }
+}
+
+#[test]
+fn index_signed_by_an_unknown_key_is_refused() {
+    let Some(bb) = busybox_or_skip("index_signed_by_an_unknown_key") else {
+        return;
+    };
+    let s = setup(std::env::consts::ARCH, &bb);
+    let stranger = SigningKey::generate("stranger.rsa.pub");
+    s.repo.write_index(Some(&stranger)).unwrap();
+    let oci = s.out("oci");
+    let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("APKINDEX") && err.contains("stranger.rsa.pub"),
+        "{err}"
+    );
+    assert!(!oci.exists());
+}
+
+#[test]
+fn allow_untrusted_accepts_an_unsigned_index_and_labels_the_image() {
+    let Some(bb) = busybox_or_skip("allow_untrusted") else {
+        return;
+    };
+    // A foreign architecture, so no scripts run and no root is needed.
+    let foreign = if std::env::consts::ARCH == "aarch64" {
+        "x86_64"
+    } else {
+        "aarch64"
+    };
+    let s = setup(foreign, &bb);
+    s.repo.write_index(None).unwrap();
+    let oci = s.out("oci");
+
+    let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+    assert!(
+        !o.status.success(),
+        "unsigned index accepted without the flag"
+    );
+    assert!(stderr(&o).contains("not signed"), "{}", stderr(&o));
+    assert!(!oci.exists());
+
+    let o = s.build(&["--allow-untrusted"], &[format!("oci:{}", oci.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("scripts were not run"), "{err}");
+    let labels = oci_labels(&oci);
+    assert_eq!(labels["org.rootstrap.untrusted"], "true");
+    assert_eq!(labels["org.rootstrap.scripts"], "not-run");
+}
+
+#[test]
+fn signed_build_has_no_untrusted_label() {
+    let Some(bb) = busybox_or_skip("signed_build_has_no_untrusted_label") else {
+        return;
+    };
+    let foreign = if std::env::consts::ARCH == "aarch64" {
+        "x86_64"
+    } else {
+        "aarch64"
+    };
+    let s = setup(foreign, &bb);
+    let oci = s.out("oci");
+    let rootfs = s.out("rootfs");
+    let o = s.build(
+        &[],
+        &[
+            format!("oci:{}", oci.display()),
+            format!("rootfs:{}", rootfs.display()),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let labels = oci_labels(&oci);
+    assert!(
+        !labels.contains_key("org.rootstrap.untrusted"),
+        "{labels:?}"
+    );
+    assert_eq!(read(&rootfs, "etc/apk/arch"), format!("{foreign}\n"));
+    // Scripts skipped: no applet links, but everything is installed.
+    assert!(!rootfs.join("bin/ls").exists());
+    assert!(rootfs.join("bin/busybox").is_file());
+}
+
+/// Runs a build that must fail at extraction (before any script), with
+/// `needle` in the error, and leave no output.
+fn assert_extraction_refused(test: &str, evil: PackageSpec, needle: &str) {
+    let Some(bb) = busybox_or_skip(test) else {
+        return;
+    };
+    let s = setup_with(std::env::consts::ARCH, &bb, &[evil]);
+    let oci = s.out("oci");
+    let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+    assert!(!o.status.success(), "{test}: build succeeded");
+    let err = stderr(&o);
+    assert!(
+        err.contains(needle) && err.contains("evil-1-r0"),
+        "{test}: {err}"
+    );
+    assert!(!oci.exists());
+}
+
+#[test]
+fn package_overwriting_another_packages_file_is_refused() {
+    // HOSTILE 16: evil ships /etc/passwd, owned by alpine-baselayout-data.
+    let mut evil = PackageSpec::new("evil", "1-r0", std::env::consts::ARCH);
+    evil.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/passwd", 0o644, b"root::0:0::/:/bin/sh\n"),
+    ];
+    assert_extraction_refused(
+        "overwrite",
+        evil,
+        "trying to overwrite /etc/passwd, owned by alpine-baselayout-data",
+    );
+}
+
+#[test]
+fn hardlink_to_a_file_of_another_package_is_refused() {
+    // HOSTILE 8: the link target exists in the rootfs, but not in this package.
+    let mut evil = PackageSpec::new("evil", "1-r0", std::env::consts::ARCH);
+    evil.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::hardlink("etc/shadow-copy", "etc/shadow"),
+    ];
+    assert_extraction_refused("hardlink", evil, "no hard link target in archive");
+}
+
+#[test]
+fn symlink_escape_stays_inside_the_rootfs() {
+    // HOSTILE 3/4: a link pointing far above the root, then a file through it.
+    let Some(bb) = busybox_or_skip("symlink_escape") else {
+        return;
+    };
+    let marker = format!("rootstrap-escape-{:08x}", rand::random::<u32>());
+    let mut evil = PackageSpec::new("evil", "1-r0", "aarch64");
+    evil.entries = vec![
+        apkrepo::symlink("up", "../../../../../../../../.."),
+        // HOSTILE 6: a directory entry over the link must not chmod its target.
+        apkrepo::dir("up", 0o777),
+        apkrepo::file(&format!("up/{marker}"), 0o644, b"x"),
+    ];
+    let s = setup_with("aarch64", &bb, &[evil]);
+    let rootfs = s.out("rootfs");
+    let o = s.build(&[], &[format!("rootfs:{}", rootfs.display())]);
+    let outside = Path::new("/").join(&marker);
+    assert!(!outside.exists(), "file written outside the rootfs");
+    let _ = std::fs::remove_file(&outside);
+    if o.status.success() {
+        assert!(
+            rootfs.join(&marker).is_file(),
+            "file should land inside the rootfs"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&rootfs).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "the link's target was chmodded");
+    } else {
+        assert!(stderr(&o).contains("evil-1-r0"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/conformance/apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz"
+    );
+    let Ok(bytes) = std::fs::read(path) else {
+        eprintln!("SKIP: {path} not found");
+        return;
+    };
+    let mut keys = TrustedKeys::new();
+    for (name, pem) in rootstrap::keys::SHIPPED {
+        if let Some(file) = name.strip_prefix("alpine/") {
+            keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
+        }
+    }
+    let index = parse_index(&bytes, &keys, false).unwrap();
+    let mut loaded = LoadedIndexes::default();
+    loaded.add("http://mirror.invalid/v3.16/main".into(), index);
+    let src = ApkSource {
+        mirror: "http://mirror.invalid".into(),
+        release: "v3.16".into(),
+        repositories: vec!["main".into()],
+        arch: "x86_64".into(),
+        extra: Vec::new(),
+        allow_untrusted: false,
+    };
+    let plan = bootstrap::plan(&loaded, &src).unwrap();
+    let names: Vec<&str> = plan.iter().map(|p| p.name.as_str()).collect();
+    println!(
+        "alpine v3.16 minirootfs world resolves to {} packages: {names:?}",
+        plan.len()
+    );
+    for want in [
+        "alpine-baselayout",
+        "alpine-keys",
+        "apk-tools",
+        "busybox",
+        "libc-utils",
+        "musl",
+        "musl-utils",
+        "ca-certificates-bundle",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    // Install order: a package's dependencies come before it.
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("musl") < pos("busybox"));
+    assert!(pos("musl") < pos("apk-tools"));
+    assert!(LoadedIndexes::newest_build_time(&plan).is_some());
+}
+
+#[test]
+fn real_alpine_package_installs_with_a_matching_database() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/conformance/apkindex"
+    );
+    let (Ok(index_bytes), Ok(apk_bytes), Ok(test_key)) = (
+        std::fs::read(format!("{dir}/apko-rsa256-signed/APKINDEX.tar.gz")),
+        std::fs::read(format!(
+            "{dir}/alpine-real-apk/alpine-baselayout-3.2.0-r23.aarch64.apk"
+        )),
+        std::fs::read_to_string(format!("{dir}/apko-rsa256-signed/test-rsa256.rsa.pub")),
+    ) else {
+        eprintln!("SKIP: {dir} not found");
+        return;
+    };
+    let mut keys = TrustedKeys::new();
+    for (name, pem) in rootstrap::keys::SHIPPED {
+        if let Some(file) = name.strip_prefix("alpine/") {
+            keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
+        }
+    }
+    keys.add_pem("test-rsa256.rsa.pub", &test_key).unwrap();
+    let index = parse_index(&index_bytes, &keys, false).unwrap();
+    let pkg = &index.packages[0];
+    let apk = rootstrap::distro::apk::open_package(&apk_bytes, pkg, &keys, false).unwrap();
+    let src = ApkSource {
+        mirror: "http://mirror.invalid".into(),
+        release: "v3.16".into(),
+        repositories: vec!["main".into()],
+        arch: "aarch64".into(),
+        extra: Vec::new(),
+        allow_untrusted: false,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sandbox = rootstrap::rootfs::sandbox::Sandbox::new();
+    let report = bootstrap::install(
+        tmp.path(),
+        &[pkg],
+        &[apk],
+        &src,
+        &bootstrap::InstallOptions {
+            run_scripts: false,
+            sandbox: &sandbox,
+            keys: &[],
+        },
+        rootstrap::report::silent().as_ref(),
+    )
+    .unwrap();
+    assert!(report.scripts_skipped);
+
+    let root = tmp.path();
+    let db = read(root, "lib/apk/db/installed");
+    assert!(
+        db.starts_with("C:Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=\nP:alpine-baselayout\nV:3.2.0-r23\n"),
+        "{db}"
+    );
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let mut files = 0;
+    for d in &records[0].dirs {
+        assert!(root.join(&d.path).is_dir(), "F:{} missing", d.path);
+        for f in &d.files {
+            let p = root.join(&d.path).join(&f.name);
+            let meta = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+            if meta.file_type().is_file() {
+                use sha1::Digest;
+                let want = f.checksum.as_ref().expect("Z: for a file");
+                let got = sha1::Sha1::digest(std::fs::read(&p).unwrap());
+                assert_eq!(want.bytes(), got.as_slice(), "{p:?} content");
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 5, "only {files} files checked");
+    let scripts = std::fs::read(root.join("lib/apk/db/scripts.tar")).unwrap();
+    assert!(contains(
+        &scripts,
+        b"alpine-baselayout-3.2.0-r23.Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=.post-install"
+    ));
+    assert_eq!(read(root, "etc/apk/arch"), "aarch64\n");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
+    let Some(bb) = busybox_or_skip("resolve_prints_the_plan") else {
+        return;
+    };
+    let s = setup(std::env::consts::ARCH, &bb);
+    let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .arg("resolve")
+        .arg(&s.recipe)
+        .arg("--mirror")
+        .arg(s.mirror())
+        .arg("--keys")
+        .arg(&s.repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .arg("--json")
+        .env_remove("ROOTSTRAP_MIRROR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = plan["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), s.repo.packages.len(), "{names:?}");
+    assert!(
+        names.contains(&"busybox-binsh"),
+        "/bin/sh provider chosen: {names:?}"
+    );
+    assert_eq!(s.apk_requests(), 0, "resolve downloaded packages");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .arg("resolve")
+        .arg(&s.recipe)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .env_remove("ROOTSTRAP_MIRROR")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--mirror"), "{}", stderr(&o));
+}
