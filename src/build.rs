@@ -65,6 +65,8 @@ pub enum BuildError {
     },
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
+    #[error(transparent)]
+    Dockerfile(#[from] crate::dockerfile::builder::BuildError),
 }
 
 impl From<BootstrapError> for BuildError {
@@ -458,6 +460,19 @@ pub fn build(
     };
     let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
     let diff_id = layer.diff_id.hex();
+    if let Some(dockerfile) = recipe.build.as_ref().and_then(|b| b.dockerfile.as_ref()) {
+        reporter.stage("dockerfile steps");
+        crate::dockerfile::builder::apply_recipe_dockerfile(
+            &mut builder,
+            rootfs.path(),
+            recipe,
+            dockerfile,
+            &work,
+            epoch,
+            &sandbox,
+            reporter.as_ref(),
+        )?;
+    }
 
     reporter.stage("write outputs");
     let mut written = Vec::new();

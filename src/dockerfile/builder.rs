@@ -255,6 +255,34 @@ pub fn apply_steps(
     Ok(())
 }
 
+/// The seam for `src/build.rs`: runs a recipe's `[build] dockerfile`
+/// (relative to the recipe; context: `[build] context` or the Dockerfile's
+/// directory) on top of the image whose rootfs is `rootfs`.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_recipe_dockerfile(
+    image: &mut ImageBuilder,
+    rootfs: &Path,
+    recipe: &crate::recipe::Recipe,
+    dockerfile: &str,
+    work_dir: &Path,
+    epoch: i64,
+    sandbox: &Sandbox,
+    reporter: &dyn Reporter,
+) -> Result<(), BuildError> {
+    let base = recipe.path.parent().unwrap_or(Path::new("."));
+    let file = base.join(dockerfile);
+    let text =
+        std::fs::read_to_string(&file).map_err(io_err(format!("reading {}", file.display())))?;
+    let context = match recipe.build.as_ref().and_then(|b| b.context.as_ref()) {
+        Some(c) => base.join(c),
+        None => file.parent().unwrap_or(base).to_path_buf(),
+    };
+    let mut opts = BuildOptions::new(work_dir.to_path_buf());
+    opts.source_date_epoch = Some(epoch);
+    opts.sandbox = sandbox.clone();
+    apply_steps(image, rootfs, &text, &context, &opts, reporter)
+}
+
 fn declares(command: &Command, name: &str) -> bool {
     matches!(&command.instruction, Instruction::Arg(pairs) if pairs.iter().any(|(k, _)| k == name))
 }
