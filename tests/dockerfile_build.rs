@@ -414,3 +414,64 @@ fn squash_gives_one_layer_and_target_stops_early() {
     assert!(!fs_.entries.contains_key(Path::new("bin/ls")));
     assert!(fs_.entries.contains_key(Path::new("bin/cat")));
 }
+
+/// Serves `body` for every request on a loopback port (until the test ends).
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_url_checks_the_checksum_and_hides_credentials() {
+    if !can_run() {
+        return;
+    }
+    use sha2::{Digest, Sha256};
+    const BODY: &[u8] = b"downloaded\n";
+    let port = serve(BODY);
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let url = format!("http://user:s3cr3t@127.0.0.1:{port}/dir/payload.txt");
+    let good = format!("sha256:{}", hex::encode(Sha256::digest(BODY)));
+    let bad = format!("sha256:{}", "0".repeat(64));
+    for (checksum, ok) in [(&good, true), (&bad, false)] {
+        let ctx = tmp.path().join(format!("ctx-{ok}"));
+        fs::create_dir(&ctx).unwrap();
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {base}\nADD --checksum={checksum} {url} /dl/\n"),
+        )
+        .unwrap();
+        let out = tmp.path().join(format!("out-{ok}"));
+        let out_arg = format!("oci:{}", out.display());
+        let result = build(&ctx, &["--output", &out_arg]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+        assert_eq!(result.status.success(), ok, "{stderr}");
+        if !ok {
+            assert!(stderr.contains("checksum mismatch"), "{stderr}");
+            assert!(!out.exists());
+            continue;
+        }
+        let image = open(&out);
+        assert_eq!(entry(&files(&image), "dl/payload.txt").1, BODY);
+        let config = serde_json::to_string(&image.config).unwrap();
+        assert!(!config.contains("s3cr3t"), "{config}");
+        assert!(config.contains("ADD --checksum"), "{config}");
+    }
+}
