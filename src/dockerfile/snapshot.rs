@@ -280,6 +280,9 @@ fn append_node(
     header.uid = u64::from(node.uid);
     header.gid = u64::from(node.gid);
     header.mtime = epoch.map_or(secs, |e| secs.min(e));
+    if matches!(node.kind, NodeType::File | NodeType::Dir) {
+        header.xattrs = layer_xattrs(&root.path().join(path));
+    }
     if node.kind != NodeType::File {
         return tar.append(&header, &mut io::empty());
     }
@@ -301,6 +304,31 @@ fn append_node(
         source: io::Error::new(e.kind(), e.to_string()),
     })?;
     tar.append(&header, &mut file.take(node.size))
+}
+
+/// The xattrs a layer carries (as `image::layer` packs them): file
+/// capabilities and `user.*`. Unreadable ones are left out: a filesystem
+/// without xattr support simply has none.
+fn layer_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![0u8; 64 * 1024];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
+        return out;
+    };
+    for raw in names[..n.min(names.len())].split(|&b| b == 0) {
+        let Ok(name) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        if name != "security.capability" && !name.starts_with("user.") {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(got) = rustix::fs::lgetxattr(path, name, &mut value[..]) {
+            value.truncate(got);
+            out.insert(name.to_string(), value);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -383,5 +411,43 @@ mod tests {
                 Change::Upsert(b"d/y".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn layer_tar_holds_changes_whiteouts_and_clamped_mtimes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("keep")).unwrap();
+        std::fs::write(dir.path().join("keep/same"), b"same").unwrap();
+        std::fs::write(dir.path().join("gone"), b"x").unwrap();
+        let before = snapshot(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join("gone")).unwrap();
+        std::fs::write(dir.path().join("keep/new"), b"new!").unwrap();
+        let xattr_ok = rustix::fs::setxattr(
+            dir.path().join("keep/new"),
+            "user.t",
+            b"v",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_ok();
+        let after = snapshot(dir.path()).unwrap();
+        let changes = diff(&before, &after);
+        let root = Root::open(dir.path()).unwrap();
+        let mut out = Vec::new();
+        write_diff(&root, &after, &changes, Some(100), &mut out).unwrap();
+        let mut reader = crate::image::TarReader::new(&out[..]);
+        let mut seen = Vec::new();
+        while let Some(h) = reader.next_entry().unwrap() {
+            let mut data = Vec::new();
+            reader.data().read_to_end(&mut data).unwrap();
+            if h.path == Path::new("keep/new") {
+                assert_eq!(data, b"new!");
+                assert_eq!(h.mtime, 100);
+                if xattr_ok {
+                    assert_eq!(h.xattrs.get("user.t").map(Vec::as_slice), Some(&b"v"[..]));
+                }
+            }
+            seen.push(h.path.display().to_string());
+        }
+        assert_eq!(seen, [".wh.gone", "keep", "keep/new"]);
     }
 }
