@@ -396,6 +396,8 @@ fn squash_gives_one_layer_and_target_stops_early() {
         ctx.join("Dockerfile"),
         format!(
             "FROM {base} AS first\nRUN echo 1 > /one\nRUN rm /bin/ls\n\
+             RUN <<EOF\necho heredoc > /h\necho \"$0\" >> /h\nEOF\n\
+             RUN [\"/bin/sh\", \"-c\", \"echo exec > /e\"]\n\
              FROM first\nRUN false\n"
         ),
     )
@@ -413,6 +415,8 @@ fn squash_gives_one_layer_and_target_stops_early() {
     assert_eq!(entry(&fs_, "one").1, b"1\n");
     assert!(!fs_.entries.contains_key(Path::new("bin/ls")));
     assert!(fs_.entries.contains_key(Path::new("bin/cat")));
+    assert_eq!(entry(&fs_, "h").1, b"heredoc\n/bin/sh\n");
+    assert_eq!(entry(&fs_, "e").1, b"exec\n");
 }
 
 /// Serves `body` for every request on a loopback port (until the test ends).

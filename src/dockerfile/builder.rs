@@ -1206,4 +1206,65 @@ mod tests {
         assert_eq!(url_file_name("https://u:p@h.example/a/b.tar?x=1"), "b.tar");
         assert_eq!(url_file_name("https://h.example/"), "index.html");
     }
+
+    #[test]
+    fn apply_steps_adds_layers_on_top_of_a_base() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        let ctx = tmp.path().join("ctx");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("f"), b"from context").unwrap();
+        let mut image = ImageBuilder::new_in(
+            tmp.path(),
+            ImageConfig::new("amd64", "linux"),
+            LayerCompression::Gzip,
+        )
+        .unwrap();
+        image
+            .add_layer_from_dir(&rootfs, &Default::default(), History::default())
+            .unwrap();
+        let opts = BuildOptions::new(tmp.path().to_path_buf());
+        let silent = crate::report::Silent;
+        let text = "ENV A=b\nCOPY f /etc/f\nLABEL x=$A\n";
+        apply_steps(&mut image, &rootfs, text, &ctx, &opts, &silent).unwrap();
+        assert_eq!(image.layers().len(), 2);
+        assert_eq!(image.config().config.env, ["A=b"]);
+        assert_eq!(
+            image.config().config.labels.get("x").map(String::as_str),
+            Some("b")
+        );
+        assert_eq!(
+            std::fs::read(rootfs.join("etc/f")).unwrap(),
+            b"from context"
+        );
+        let history: Vec<_> = image
+            .config()
+            .history
+            .iter()
+            .map(|h| h.empty_layer)
+            .collect();
+        assert_eq!(history, [false, true, false, true]);
+
+        let err = apply_steps(
+            &mut image,
+            &rootfs,
+            "ENV A=b\nFROM x\n",
+            &ctx,
+            &opts,
+            &silent,
+        )
+        .unwrap_err();
+        assert!(matches!(err, BuildError::FromInRecipe(2)), "{err}");
+        let err = apply_steps(
+            &mut image,
+            &rootfs,
+            "ENV A=b\nCOPY missing /x\n",
+            &ctx,
+            &opts,
+            &silent,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
 }
