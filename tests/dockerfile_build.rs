@@ -64,6 +64,7 @@ fn make_base(dir: &Path) -> String {
 
 fn rootstrap(args: &[&str]) -> ProcOutput {
     let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
         .args(["--progress", "plain"])
         .args(args)
         .output()
@@ -478,4 +479,32 @@ fn add_url_checks_the_checksum_and_hides_credentials() {
         assert!(!config.contains("s3cr3t"), "{config}");
         assert!(config.contains("ADD --checksum"), "{config}");
     }
+}
+
+#[test]
+fn same_epoch_gives_the_same_image() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(ctx.join("f"), "x").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN mkdir -p /a/b && echo 1 > /a/b/c\nCOPY f /a/\nENV X=1\n"),
+    )
+    .unwrap();
+    let digests: Vec<String> = (0..2)
+        .map(|i| {
+            let out_arg = format!("oci:{}", tmp.path().join(format!("out{i}")).display());
+            let result = build(&ctx, &["--output", &out_arg]);
+            assert!(result.status.success());
+            let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+            stdout.split_whitespace().nth(1).unwrap().to_string()
+        })
+        .collect();
+    assert!(digests[0].starts_with("sha256:"));
+    assert_eq!(digests[0], digests[1]);
 }

@@ -195,6 +195,9 @@ pub fn build(
     let Some(Some(mut last)) = run.done.pop() else {
         return Err(BuildError::NoStage);
     };
+    if let Some(epoch) = opts.source_date_epoch {
+        last.image.config_mut().created = Some(oci::format_timestamp(epoch));
+    }
     if opts.squash {
         last.image.squash()?;
     }
@@ -585,6 +588,14 @@ impl Runner<'_> {
         match &instruction {
             Instruction::Run { .. } => {
                 self.with_layer(state, &at, shown, |r, s| r.run(s, &instruction, &at))
+            }
+            Instruction::Copy { parents: true, .. } => {
+                Err(at.fail("COPY --parents is not supported"))
+            }
+            Instruction::Copy { spec, .. } | Instruction::Add { spec, .. }
+                if !spec.exclude.is_empty() =>
+            {
+                Err(at.fail("--exclude is not supported"))
             }
             Instruction::Copy { spec, from, .. } => self.with_layer(state, &at, shown, |r, s| {
                 r.copy(s, spec, from.as_deref(), None, &at)
