@@ -8,7 +8,7 @@
 use std::io;
 
 use crate::dockerfile::DockerIgnore;
-use crate::rootfs::safe::{FileKind, FsError, PathError, RelPath, Root};
+use crate::rootfs::safe::{FileKind, FsError, NodeKind, PathError, RelPath, Root};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -152,8 +152,20 @@ pub fn copy_path(
                 to, dst, meta.mode, meta.uid, meta.gid, meta.mtime, opts, false,
             )?;
         }
-        // Devices, FIFOs and sockets have no place in a build context.
-        FileKind::CharDev | FileKind::BlockDev | FileKind::Fifo | FileKind::Socket => {}
+        FileKind::CharDev | FileKind::BlockDev | FileKind::Fifo => {
+            let kind = match meta.kind {
+                FileKind::CharDev => NodeKind::CharDev,
+                FileKind::BlockDev => NodeKind::BlockDev,
+                _ => NodeKind::Fifo,
+            };
+            let (major, minor) = (rustix::fs::major(meta.rdev), rustix::fs::minor(meta.rdev));
+            to.mknod(dst, kind, meta.mode, major, minor)?;
+            finish(
+                to, dst, meta.mode, meta.uid, meta.gid, meta.mtime, opts, true,
+            )?;
+        }
+        // A socket cannot be carried in an image.
+        FileKind::Socket => {}
     }
     Ok(())
 }
