@@ -369,19 +369,22 @@ fn add_of_a_tar_escaping_with_dotdot_is_refused() {
         raw_tar(&[("../../../../../../tmp/rootstrap-evil", b"x")]),
     )
     .unwrap();
-    fs::write(
-        ctx.join("Dockerfile"),
-        format!("FROM {base}\nADD evil.tar /x/\n"),
-    )
-    .unwrap();
-    let out = tmp.path().join("out");
-    let out_arg = format!("oci:{}", out.display());
-    let result = build(&ctx, &["--output", &out_arg]);
-    assert!(!result.status.success());
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("evil.tar"), "{stderr}");
-    assert!(!Path::new("/tmp/rootstrap-evil").exists());
-    assert!(!out.exists());
+    // Into a subdirectory (via a scratch dir) and straight into the root.
+    for dst in ["/x/", "/"] {
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {base}\nADD evil.tar {dst}\n"),
+        )
+        .unwrap();
+        let out = tmp.path().join("out");
+        let out_arg = format!("oci:{}", out.display());
+        let result = build(&ctx, &["--output", &out_arg]);
+        assert!(!result.status.success());
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains("evil.tar"), "{stderr}");
+        assert!(!Path::new("/tmp/rootstrap-evil").exists());
+        assert!(!out.exists());
+    }
 }
 
 #[test]

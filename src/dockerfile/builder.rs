@@ -325,6 +325,7 @@ fn predefined_args() -> HashMap<String, String> {
 /// The build context: a root (so symlinks in it resolve inside it) and its
 /// `.dockerignore`.
 struct Context {
+    dir: PathBuf,
     root: Root,
     ignore: Option<DockerIgnore>,
 }
@@ -356,7 +357,11 @@ impl Context {
                     })
                 }
             };
-        Ok(Context { root, ignore })
+        Ok(Context {
+            dir: dir.to_path_buf(),
+            root,
+            ignore,
+        })
     }
 }
 
@@ -498,17 +503,30 @@ impl Runner<'_> {
         if base.starts_with("oci:") || base.starts_with("docker-archive:") {
             return ImageSource::parse(base).map_err(|e| at.fail(e));
         }
-        if base.ends_with(".toml") {
+        let recipe = match base.strip_prefix("recipe:") {
+            Some(name) => Some(PathBuf::from(name)),
+            // A recipe file: relative to the context when it is there.
+            None if base.ends_with(".toml") => {
+                let in_context = self.ctx.dir.join(base);
+                Some(if Path::new(base).is_relative() && in_context.exists() {
+                    in_context
+                } else {
+                    PathBuf::from(base)
+                })
+            }
+            None => None,
+        };
+        if let Some(recipe) = recipe {
             let Some(build_recipe) = self.opts.recipe_base else {
                 return Err(at.fail("FROM a recipe is not available here"));
             };
-            let dir = build_recipe(Path::new(base))
+            let dir = build_recipe(&recipe)
                 .map_err(|e| at.fail(format!("building recipe {base}: {e}")))?;
             return Ok(ImageSource::OciDir(dir));
         }
         Err(at.fail(format!(
-            "base {base:?}: only scratch, an earlier stage, oci:DIR, docker-archive:FILE or a recipe .toml \
-             are supported (no registry or local image store yet)"
+            "base {base:?}: only scratch, an earlier stage, oci:DIR, docker-archive:FILE, a recipe .toml \
+             or recipe:NAME are supported (no registry or local image store yet)"
         )))
     }
 
@@ -918,16 +936,22 @@ impl Runner<'_> {
         dst: &RelPath,
         at: &StepAt,
     ) -> Result<(), BuildError> {
-        let tmp = tempfile::Builder::new()
-            .prefix(".rootstrap-add-")
-            .tempdir_in(&self.opts.work_dir)
-            .map_err(|e| at.fail(e))?;
-        let tmp_root = Root::open(tmp.path()).map_err(|e| at.fail(e))?;
         let file = source.open_read(path).map_err(|e| at.fail(e))?;
         let reader = decompress::decoder(compression, std::io::BufReader::new(file), u64::MAX)
             .map_err(|e| at.fail(e))?;
         let mut xopts = ExtractOptions::new(String::from_utf8_lossy(path.as_bytes()).into_owned());
         xopts.mtime_clamp = self.opts.source_date_epoch;
+        if dst.is_root() {
+            // The classic `ADD rootfs.tar.gz /`: straight into the root,
+            // keeping hard links.
+            extract_tar(state.root, reader, &xopts, &|_, _| Ok(())).map_err(|e| at.fail(e))?;
+            return Ok(());
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".rootstrap-add-")
+            .tempdir_in(&self.opts.work_dir)
+            .map_err(|e| at.fail(e))?;
+        let tmp_root = Root::open(tmp.path()).map_err(|e| at.fail(e))?;
         extract_tar(&tmp_root, reader, &xopts, &|_, _| Ok(())).map_err(|e| at.fail(e))?;
         let opts = CopyOptions {
             owner: None,
