@@ -57,4 +57,24 @@ check "rootstrap run (sandbox, no daemon)" \
 
 docker rmi "$img" >/dev/null
 
+echo "=== recipe [build] dockerfile (steps on top of the recipe's image)"
+mkdir -p "$work/recipe"
+cp "recipes/debian-$suite.toml" "$work/recipe/recipe.toml"
+printf '\n[build]\ndockerfile = "Dockerfile"\n' >>"$work/recipe/recipe.toml"
+printf 'RUN echo from-recipe-steps > /etc/rootstrap-steps\nENV STEPS=1\n' >"$work/recipe/Dockerfile"
+img2=rootstrap-e2e/recipe-steps:$suite
+"$rs" --progress plain build "$work/recipe/recipe.toml" -t "$img2" --output "docker-archive:$work/recipe.tar"
+docker load -i "$work/recipe.tar"
+check "recipe steps: file from RUN" test "$(docker run --rm "$img2" cat /etc/rootstrap-steps)" = from-recipe-steps
+check "recipe steps: ENV" test "$(docker run --rm "$img2" sh -c 'echo $STEPS')" = 1
+docker rmi "$img2" >/dev/null
+
+echo "=== FROM recipe:debian-$suite"
+mkdir -p "$work/from-recipe"
+printf 'FROM recipe:debian-%s\nRUN echo ok > /from-recipe\n' "$suite" >"$work/from-recipe/Dockerfile"
+"$rs" --progress plain build -f "$work/from-recipe/Dockerfile" "$work/from-recipe" \
+    --output "oci:$work/from-recipe-oci"
+check "FROM recipe: rootstrap run" \
+    sh -c "'$rs' run 'oci:$work/from-recipe-oci' -- cat /from-recipe | grep -qx ok"
+
 [ "$fail" = 0 ] && echo "e2e-dockerfile: all checks passed" || { echo "e2e-dockerfile: FAILED"; exit 1; }

@@ -213,6 +213,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     let source = source_options(&args.source);
     let from_recipe = |path: &std::path::Path| -> Result<std::path::PathBuf, String> {
         let recipe = recipe::find(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(base_dir.path()).map_err(|e| e.to_string())?;
         let out = base_dir.path().join(format!(
             "{:x}",
             Sha256::digest(path.as_os_str().as_encoded_bytes())
