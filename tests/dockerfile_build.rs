@@ -37,7 +37,7 @@ fn make_base(dir: &Path) -> String {
     fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
     fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "cat", "echo", "id", "mkdir", "rm", "touch", "ls", "true",
+        "sh", "cat", "echo", "id", "mkdir", "rm", "touch", "ls", "true", "ip",
     ] {
         symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
     }
@@ -402,6 +402,7 @@ fn squash_gives_one_layer_and_target_stops_early() {
             "FROM {base} AS first\nRUN echo 1 > /one\nRUN rm /bin/ls\n\
              RUN <<EOF\necho heredoc > /h\necho \"$0\" >> /h\nEOF\n\
              RUN [\"/bin/sh\", \"-c\", \"echo exec > /e\"]\n\
+             RUN --network=none ip -o link > /net\n\
              FROM first\nRUN false\n"
         ),
     )
@@ -421,6 +422,35 @@ fn squash_gives_one_layer_and_target_stops_early() {
     assert!(fs_.entries.contains_key(Path::new("bin/cat")));
     assert_eq!(entry(&fs_, "h").1, b"heredoc\n/bin/sh\n");
     assert_eq!(entry(&fs_, "e").1, b"exec\n");
+    // --network=none: a fresh namespace holding only the loopback interface.
+    let net = String::from_utf8_lossy(&entry(&fs_, "net").1).into_owned();
+    assert_eq!(net.lines().count(), 1, "{net}");
+    assert!(net.contains(": lo:"), "{net}");
+}
+
+/// HOSTILE 40: a WORKDIR through /proc/self/fd never gives RUN a working
+/// directory outside the root.
+#[test]
+fn workdir_through_proc_self_fd_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nWORKDIR /proc/self/fd/3\nRUN ls ../../../../ > /escaped\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = format!("oci:{}", out.display());
+    let result = build(&ctx, &["--output", &out_arg]);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("step #3 (line 3)"), "{stderr}");
+    assert!(!out.exists());
 }
 
 /// Serves `body` for every request on a loopback port (until the test ends).
