@@ -263,7 +263,7 @@ fn multi_stage_build_with_metadata_and_hostile_paths() {
     assert_eq!(image.config.author.as_deref(), Some("someone"));
     let history = &image.config.history;
     assert!(history.iter().any(|h| h.created_by.as_deref()
-        == Some("RUN echo \"$GREETING $OVERRIDE\" > /greeting")
+        == Some("RUN /bin/sh -c echo \"$GREETING $OVERRIDE\" > /greeting")
         && !h.empty_layer));
     assert!(history
         .iter()

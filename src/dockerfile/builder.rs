@@ -605,7 +605,14 @@ impl Runner<'_> {
         let instruction = command.expand(&lookup, self.stages.escape)?;
         match &instruction {
             Instruction::Run { .. } => {
-                self.with_layer(state, &at, shown, |r, s| r.run(s, &instruction, &at))
+                // As Docker records it: the shell spelled out.
+                let created_by = match instruction.run_command() {
+                    Some(RunCommand::Shell(line)) => {
+                        redact(&format!("RUN {} {line}", state.shell().join(" ")))
+                    }
+                    _ => shown,
+                };
+                self.with_layer(state, &at, created_by, |r, s| r.run(s, &instruction, &at))
             }
             Instruction::Copy { parents: true, .. } => {
                 Err(at.fail("COPY --parents is not supported"))
