@@ -403,12 +403,25 @@ fn squash_gives_one_layer_and_target_stops_early() {
              RUN <<EOF\necho heredoc > /h\necho \"$0\" >> /h\nEOF\n\
              RUN [\"/bin/sh\", \"-c\", \"echo exec > /e\"]\n\
              RUN --network=none ip -o link > /net\n\
-             FROM first\nRUN false\n"
+             FROM first\nRUN false\n\
+             FROM {base} AS unrelated\nRUN false\n\
+             FROM {base} AS final\nCOPY --from=first /one /one\n"
         ),
     )
     .unwrap();
     let out = tmp.path().join("out");
     let out_arg = format!("oci:{}", out.display());
+    let result = build(
+        &ctx,
+        &["--output", &out_arg, "--target", "first", "--squash"],
+    );
+    assert!(result.status.success());
+    // Stages the target does not depend on are skipped (`RUN false`).
+    let final_out = tmp.path().join("final");
+    let final_arg = format!("oci:{}", final_out.display());
+    let result = build(&ctx, &["--output", &final_arg]);
+    assert!(result.status.success());
+    assert_eq!(entry(&files(&open(&final_out)), "one").1, b"1\n");
     let result = build(
         &ctx,
         &["--output", &out_arg, "--target", "first", "--squash"],

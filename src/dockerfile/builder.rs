@@ -160,8 +160,12 @@ pub fn build(
         step: 0,
         fetcher: None,
     };
-    for index in 0..=target {
-        let stage = &stages.stages[index];
+    let needed = needed_stages(&stages, target, &global);
+    for (index, stage) in stages.stages.iter().enumerate().take(target + 1) {
+        if !needed[index] {
+            run.done.push(None);
+            continue;
+        }
         run.step += 1;
         let (base, _platform) = stages.expand_base(stage, &global)?;
         reporter.info(&format!("#{} {}", run.step, stage_from_line(stage, &base)));
@@ -284,6 +288,43 @@ pub fn apply_recipe_dockerfile(
     opts.source_date_epoch = Some(epoch);
     opts.sandbox = sandbox.clone();
     apply_steps(image, rootfs, &text, &context, &opts, reporter)
+}
+
+/// Which stages up to `target` the target depends on (through FROM or
+/// `COPY --from`), as BuildKit skips the others. A reference that still
+/// holds a `$` (a stage ARG) conservatively needs every earlier stage.
+fn needed_stages(stages: &Stages, target: usize, global: &HashMap<String, String>) -> Vec<bool> {
+    let mut needed = vec![false; target + 1];
+    needed[target] = true;
+    for i in (0..=target).rev() {
+        if !needed[i] {
+            continue;
+        }
+        let stage = &stages.stages[i];
+        let base = stages
+            .expand_base(stage, global)
+            .map(|(b, _)| b)
+            .unwrap_or_else(|_| stage.base.clone());
+        let copies = stage.commands.iter().filter_map(|c| match &c.instruction {
+            Instruction::Copy { from: Some(f), .. } => Some(f.clone()),
+            _ => None,
+        });
+        for reference in std::iter::once(base).chain(copies) {
+            if reference.contains('$') {
+                needed[..i].iter_mut().for_each(|n| *n = true);
+                continue;
+            }
+            let lower = reference.to_ascii_lowercase();
+            let by_name = stages.stages[..i]
+                .iter()
+                .position(|s| s.name.as_deref() == Some(lower.as_str()));
+            if let Some(j) = by_name.or_else(|| reference.parse::<usize>().ok().filter(|&j| j < i))
+            {
+                needed[j] = true;
+            }
+        }
+    }
+    needed
 }
 
 fn declares(command: &Command, name: &str) -> bool {
