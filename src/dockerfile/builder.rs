@@ -506,7 +506,7 @@ struct Runner<'a> {
     global: &'a HashMap<String, String>,
     done: Vec<Option<Finished>>,
     step: usize,
-    fetcher: Option<(Fetcher, tempfile::TempDir)>,
+    fetcher: Option<(Fetcher, TempPath)>,
 }
 
 impl Runner<'_> {
@@ -519,18 +519,23 @@ impl Runner<'_> {
         }
     }
 
-    fn new_rootfs(&self, at: &StepAt) -> Result<TempPath, BuildError> {
+    /// A directory under the work dir that also vanishes on Ctrl-C.
+    fn temp_dir(&self, prefix: &str, at: &StepAt) -> Result<TempPath, BuildError> {
         let dir = tempfile::Builder::new()
-            .prefix(".rootstrap-stage-")
+            .prefix(prefix)
             .tempdir_in(&self.opts.work_dir)
             .map_err(|e| {
                 at.fail(format!(
-                    "creating a rootfs in {}: {e}",
+                    "creating a directory in {}: {e}",
                     self.opts.work_dir.display()
                 ))
             })?
             .keep();
-        let path = TempPath::new(dir);
+        Ok(TempPath::new(dir))
+    }
+
+    fn new_rootfs(&self, at: &StepAt) -> Result<TempPath, BuildError> {
+        let path = self.temp_dir(".rootstrap-stage-", at)?;
         std::fs::set_permissions(
             path.path(),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -598,10 +603,7 @@ impl Runner<'_> {
         }
         let (source, _tmp) = match self.stage_index(base) {
             Some(i) => {
-                let tmp = tempfile::Builder::new()
-                    .prefix(".rootstrap-stage-image-")
-                    .tempdir_in(&self.opts.work_dir)
-                    .map_err(|e| at.fail(e))?;
+                let tmp = self.temp_dir(".rootstrap-stage-image-", at)?;
                 let dir = tmp.path().join("oci");
                 let prev = self.done[i]
                     .as_ref()
@@ -995,10 +997,7 @@ impl Runner<'_> {
             extract_tar(state.root, reader, &xopts, &|_, _| Ok(())).map_err(|e| at.fail(e))?;
             return Ok(());
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(".rootstrap-add-")
-            .tempdir_in(&self.opts.work_dir)
-            .map_err(|e| at.fail(e))?;
+        let tmp = self.temp_dir(".rootstrap-add-", at)?;
         let tmp_root = Root::open(tmp.path()).map_err(|e| at.fail(e))?;
         extract_tar(&tmp_root, reader, &xopts, &|_, _| Ok(())).map_err(|e| at.fail(e))?;
         let opts = CopyOptions {
@@ -1019,10 +1018,7 @@ impl Runner<'_> {
         at: &StepAt,
     ) -> Result<Vec<u8>, BuildError> {
         if self.fetcher.is_none() {
-            let dir = tempfile::Builder::new()
-                .prefix(".rootstrap-fetch-")
-                .tempdir_in(&self.opts.work_dir)
-                .map_err(|e| at.fail(e))?;
+            let dir = self.temp_dir(".rootstrap-fetch-", at)?;
             let cache = Cache::open(dir.path()).map_err(|e| at.fail(e))?;
             let fetcher = Fetcher::new(
                 ClientConfig::default().with_env_proxies(),
