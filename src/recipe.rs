@@ -403,6 +403,17 @@ exposed_ports = ["8080/tcp", "53/udp"]
     }
 
     #[test]
+    fn parses_the_build_section() {
+        assert_eq!(parse(DEBIAN).unwrap().build, None);
+        let text = format!("{DEBIAN}\n[build]\ndockerfile = \"Dockerfile\"\n");
+        let build = parse(&text).unwrap().build.unwrap();
+        assert_eq!(build.dockerfile.as_deref(), Some("Dockerfile"));
+        assert_eq!(build.context, None);
+        let bad = format!("{DEBIAN}\n[build]\ndockerfil = \"x\"\n");
+        assert!(parse(&bad).unwrap_err().to_string().contains("dockerfil"));
+    }
+
+    #[test]
     fn rejects_unknown_fields_naming_them() {
         let text = DEBIAN.replace("variant = \"minbase\"", "varient = \"minbase\"");
         let err = parse(&text).unwrap_err().to_string();
