@@ -1325,6 +1325,28 @@ mod tests {
             .collect();
         assert_eq!(history, [false, true, false, true]);
 
+        // ENTRYPOINT drops an inherited CMD, but not one set in the same stage.
+        image.config_mut().config.cmd = Some(vec!["inherited".into()]);
+        apply_steps(
+            &mut image,
+            &rootfs,
+            "ENTRYPOINT [\"/e\"]\n",
+            &ctx,
+            &opts,
+            &silent,
+        )
+        .unwrap();
+        assert_eq!(image.config().config.cmd, None);
+        let text = "CMD [\"c\"]\nENTRYPOINT /e\nHEALTHCHECK NONE\n";
+        apply_steps(&mut image, &rootfs, text, &ctx, &opts, &silent).unwrap();
+        let config = &image.config().config;
+        assert_eq!(config.cmd.as_deref(), Some(&["c".to_string()][..]));
+        assert_eq!(
+            config.entrypoint.as_deref(),
+            Some(&["/bin/sh".to_string(), "-c".into(), "/e".into()][..])
+        );
+        assert_eq!(config.healthcheck.as_ref().unwrap().test, ["NONE"]);
+
         let err = apply_steps(
             &mut image,
             &rootfs,
