@@ -188,9 +188,12 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     }
     opts.target = args.dockerfile.target.clone();
     opts.squash = args.dockerfile.squash;
-    opts.source_date_epoch = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        let parsed = epoch.trim().parse::<i64>().ok().filter(|e| *e >= 0);
+        opts.source_date_epoch = Some(parsed.with_context(|| {
+            format!("invalid SOURCE_DATE_EPOCH {epoch:?}: expected a non-negative integer")
+        })?);
+    }
     let mut outputs = Vec::new();
     for o in &args.outputs {
         match build::parse_output(o)? {
