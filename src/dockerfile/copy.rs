@@ -256,4 +256,23 @@ mod tests {
             Err(CopyError::Missing(_))
         ));
     }
+
+    #[test]
+    fn sources_never_leave_the_context() {
+        let ctx = tempfile::tempdir().unwrap();
+        symlink("/etc", ctx.path().join("d")).unwrap();
+        symlink("../../../../etc", ctx.path().join("up")).unwrap();
+        let from = Root::open(ctx.path()).unwrap();
+        for src in [
+            "../../../../etc/passwd",
+            "d/passwd",
+            "up/passwd",
+            "/etc/passwd",
+        ] {
+            assert!(
+                matches!(expand_source(&from, src, None), Err(CopyError::Missing(_))),
+                "{src}"
+            );
+        }
+    }
 }
