@@ -72,6 +72,8 @@ pub enum BuildError {
     },
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
+    #[error(transparent)]
+    Dockerfile(#[from] crate::dockerfile::builder::BuildError),
 }
 
 impl From<BootstrapError> for BuildError {
@@ -467,11 +469,20 @@ pub fn build(
     );
     let cache_key = layer_cache::key(&key_parts);
     let layers = LayerCache::new(&prepared.cache_dir);
+    // The tree itself is needed for a rootfs output and for Dockerfile steps.
     let wants_tree = opts
         .outputs
         .iter()
-        .any(|o| matches!(o, BuildOutput::RootfsDir(_)));
+        .any(|o| matches!(o, BuildOutput::RootfsDir(_)))
+        || recipe
+            .build
+            .as_ref()
+            .is_some_and(|b| b.dockerfile.is_some());
     let mut rootfs = None;
+    let sandbox = match &opts.sandbox_helper {
+        Some(p) => Sandbox::with_helper(p),
+        None => Sandbox::new(),
+    };
     let cached = if wants_tree {
         None
     } else {
@@ -520,10 +531,6 @@ pub fn build(
             source,
         })?;
         set_mode(dir.path(), 0o755);
-        let sandbox = match &opts.sandbox_helper {
-            Some(p) => Sandbox::with_helper(p),
-            None => Sandbox::new(),
-        };
         bootstrap::install(
             dir.path(),
             &plan,
@@ -557,6 +564,22 @@ pub fn build(
         rootfs = Some(dir);
     }
     let diff_id = builder.layers()[0].diff_id.hex();
+    if let Some(dockerfile) = recipe.build.as_ref().and_then(|b| b.dockerfile.as_ref()) {
+        reporter.stage("dockerfile steps");
+        let tree = rootfs
+            .as_ref()
+            .expect("a recipe Dockerfile disables layer reuse");
+        crate::dockerfile::builder::apply_recipe_dockerfile(
+            &mut builder,
+            tree.path(),
+            recipe,
+            dockerfile,
+            &work,
+            epoch,
+            &sandbox,
+            reporter.as_ref(),
+        )?;
+    }
 
     reporter.stage("write outputs");
     let mut written = Vec::new();

@@ -90,6 +90,25 @@ pub struct BuildArgs {
     /// Directory for the temporary rootfs (default: $TMPDIR).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub dockerfile: DockerfileArgs,
+}
+
+/// `build -f Dockerfile CONTEXT`: the positional argument is then the build context.
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    /// Build this Dockerfile instead of a recipe; RECIPE is then the build context directory.
+    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
+    pub file: Option<PathBuf>,
+    /// Build argument for the Dockerfile (KEY=VALUE; KEY alone takes it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Stop at this Dockerfile stage (name or index).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Squash the whole image (base layers included) into one layer.
+    #[arg(long)]
+    pub squash: bool,
 }
 
 #[derive(Debug, Args)]

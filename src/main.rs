@@ -14,6 +14,7 @@ use rootstrap::build::{self, BuildOptions, SourceOptions};
 use rootstrap::image::{fsck, inspect, ImageSource, OpenedImage};
 use rootstrap::recipe;
 use rootstrap::rootfs::sandbox;
+use sha2::{Digest as _, Sha256};
 
 use cli::{Cli, Command, DockerfileCommand, NetworkMode, SourceArgs};
 use term::TermReporter;
@@ -54,6 +55,11 @@ fn source_options(args: &SourceArgs) -> SourceOptions {
 fn run(cli: Cli) -> Result<ExitCode> {
     let reporter = Arc::new(TermReporter::new(cli.progress, cli.quiet));
     match cli.command {
+        Command::Build(args) if args.dockerfile.file.is_some() => {
+            let result = dockerfile_build(&args, reporter.clone());
+            reporter.finish();
+            result
+        }
         Command::Build(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
             let outputs = args
@@ -162,6 +168,82 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `rootstrap build -f Dockerfile CONTEXT`.
+fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Result<ExitCode> {
+    use rootstrap::dockerfile::builder;
+    let file = args.dockerfile.file.clone().unwrap_or_default();
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut opts =
+        builder::BuildOptions::new(args.work_dir.clone().unwrap_or_else(std::env::temp_dir));
+    for kv in &args.dockerfile.build_args {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => match std::env::var(kv) {
+                Ok(v) => (kv.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        opts.build_args.insert(k, v);
+    }
+    opts.target = args.dockerfile.target.clone();
+    opts.squash = args.dockerfile.squash;
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        let parsed = epoch.trim().parse::<i64>().ok().filter(|e| *e >= 0);
+        opts.source_date_epoch = Some(parsed.with_context(|| {
+            format!("invalid SOURCE_DATE_EPOCH {epoch:?}: expected a non-negative integer")
+        })?);
+    }
+    let mut outputs = Vec::new();
+    for o in &args.outputs {
+        match build::parse_output(o)? {
+            build::BuildOutput::Image(out) => outputs.push(out),
+            build::BuildOutput::RootfsDir(_) => {
+                anyhow::bail!("{o}: rootfs: outputs are not available for Dockerfile builds")
+            }
+        }
+    }
+    let tag = args
+        .tags
+        .first()
+        .map(|t| rootstrap::image::ImageReference::parse(t))
+        .transpose()?;
+    // `FROM some-recipe.toml`: build the recipe into a temporary OCI dir.
+    let base_dir = rootstrap::cleanup::TempPath::new(
+        opts.work_dir
+            .join(format!(".rootstrap-from-recipe-{}", std::process::id())),
+    );
+    let source = source_options(&args.source);
+    let from_recipe = |path: &std::path::Path| -> Result<std::path::PathBuf, String> {
+        let recipe = recipe::find(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(base_dir.path()).map_err(|e| e.to_string())?;
+        let out = base_dir.path().join(format!(
+            "{:x}",
+            Sha256::digest(path.as_os_str().as_encoded_bytes())
+        ));
+        let build_opts = BuildOptions {
+            source: source.clone(),
+            outputs: vec![build::BuildOutput::Image(rootstrap::image::Output::OciDir(
+                out.clone(),
+            ))],
+            tags: Vec::new(),
+            work_dir: args.work_dir.clone(),
+            sandbox_helper: None,
+        };
+        build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
+        Ok(out)
+    };
+    opts.recipe_base = Some(&from_recipe);
+    let context = std::path::PathBuf::from(&args.source.recipe);
+    let built = builder::build(&text, &context, &opts, reporter.as_ref())
+        .with_context(|| format!("building {}", file.display()))?;
+    for out in &outputs {
+        let written = built.image.write(out, tag.as_ref())?;
+        println!("{}  {}", out.path().display(), written.manifest_digest);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn human(bytes: u64) -> String {

@@ -121,9 +121,23 @@ pub struct Recipe {
     pub packages: Packages,
     #[serde(default)]
     pub image: ImageSpec,
+    /// Follow-on Dockerfile steps applied on top of the base image.
+    #[serde(default)]
+    pub build: Option<BuildSection>,
     /// The file the recipe was read from; key paths resolve against its directory.
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// `[build]`: a FROM-less Dockerfile run on top of the recipe's image.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// Path relative to the recipe's directory.
+    pub dockerfile: Option<String>,
+    /// Build context, relative to the recipe's directory (default: the
+    /// Dockerfile's directory).
+    pub context: Option<String>,
 }
 
 /// A package request from `[packages] install`: a name and an optional pin.
@@ -394,6 +408,17 @@ exposed_ports = ["8080/tcp", "53/udp"]
             }
         );
         assert_eq!(r.dir(), Path::new("recipes"));
+    }
+
+    #[test]
+    fn parses_the_build_section() {
+        assert_eq!(parse(DEBIAN).unwrap().build, None);
+        let text = format!("{DEBIAN}\n[build]\ndockerfile = \"Dockerfile\"\n");
+        let build = parse(&text).unwrap().build.unwrap();
+        assert_eq!(build.dockerfile.as_deref(), Some("Dockerfile"));
+        assert_eq!(build.context, None);
+        let bad = format!("{DEBIAN}\n[build]\ndockerfil = \"x\"\n");
+        assert!(parse(&bad).unwrap_err().to_string().contains("dockerfil"));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! instructions grouped into build stages ([`instructions`]), `RUN --mount`
 //! specs ([`mounts`]) and `.dockerignore` ([`dockerignore`]).
 //!
-//! Everything here is pure: text in, values out.
+//! Everything here is pure (text in, values out) except [`builder`], which
+//! runs parsed stages against a rootfs, the sandbox and the image writer.
 
+pub mod builder;
+mod copy;
 mod directives;
 pub mod dockerignore;
 pub mod dump;
@@ -15,6 +18,7 @@ pub mod instructions;
 mod line_parsers;
 pub mod mounts;
 mod parser;
+pub mod snapshot;
 
 pub use directives::Directive;
 pub use dockerignore::{parse_dockerignore, DockerIgnore};

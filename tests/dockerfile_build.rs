@@ -1,0 +1,556 @@
+//! Dockerfile builds through the CLI binary on a base image made at test time
+//! from the host's static busybox. RUN needs root (namespaces, chroot), so
+//! every test here skips with a notice without it or without busybox.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output as ProcOutput};
+
+use rootstrap::image::oci::{History, ImageConfig};
+use rootstrap::image::{
+    unpack_layers, EntryKind, ImageBuilder, ImageSource, LayerCompression, LayerOptions,
+    MemorySink, OpenedImage, Output, TarHeader, TarReader,
+};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn can_run() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: Dockerfile builds with RUN need root");
+        return false;
+    }
+    if !Path::new(BUSYBOX).exists() {
+        eprintln!("SKIP: {BUSYBOX} not found (install busybox-static)");
+        return false;
+    }
+    true
+}
+
+/// A busybox rootfs with an `app` user, `/t -> /etc` and a /tmp, packed as
+/// an OCI layout at `dir/base`. Returns `oci:<path>`.
+fn make_base(dir: &Path) -> String {
+    let rootfs = dir.join("base-rootfs");
+    for d in ["bin", "etc", "tmp", "home/app"] {
+        fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "cat", "echo", "id", "mkdir", "rm", "touch", "ls", "true", "ip",
+    ] {
+        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1001:\n").unwrap();
+    symlink("/etc", rootfs.join("t")).unwrap();
+    let mut builder = ImageBuilder::new_in(
+        dir,
+        ImageConfig::new("amd64", "linux"),
+        LayerCompression::Gzip,
+    )
+    .unwrap();
+    builder
+        .add_layer_from_dir(&rootfs, &LayerOptions::default(), History::default())
+        .unwrap();
+    let out = dir.join("base");
+    builder.write(&Output::OciDir(out.clone()), None).unwrap();
+    format!("oci:{}", out.display())
+}
+
+fn rootstrap(args: &[&str]) -> ProcOutput {
+    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .args(["--progress", "plain"])
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "rootstrap {args:?}\n--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn build(ctx: &Path, extra: &[&str]) -> ProcOutput {
+    let dockerfile = ctx.join("Dockerfile");
+    let mut args = vec![
+        "build",
+        "-f",
+        dockerfile.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    rootstrap(&args)
+}
+
+fn open(dir: &Path) -> OpenedImage {
+    OpenedImage::open(&ImageSource::OciDir(dir.to_path_buf()), None).unwrap()
+}
+
+fn files(image: &OpenedImage) -> MemorySink {
+    let mut sink = MemorySink::default();
+    unpack_layers(image, &mut sink).unwrap();
+    sink
+}
+
+fn entry<'a>(sink: &'a MemorySink, path: &str) -> &'a (TarHeader, Vec<u8>) {
+    sink.entries
+        .get(Path::new(path))
+        .unwrap_or_else(|| panic!("{path} missing from the image"))
+}
+
+fn layer_paths(image: &OpenedImage) -> Vec<Vec<String>> {
+    (0..image.layers.len())
+        .map(|i| {
+            let mut reader = TarReader::new(image.open_layer(i).unwrap());
+            let mut names = Vec::new();
+            while let Some(h) = reader.next_entry().unwrap() {
+                names.push(h.path.display().to_string());
+            }
+            names
+        })
+        .collect()
+}
+
+/// A ustar archive written by hand, so it can hold hostile names.
+fn raw_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in entries {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0000000");
+        h[116..123].copy_from_slice(b"0000000");
+        h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+const DOCKERFILE: &str = r#"ARG BASE
+from ${BASE} as builder
+RUN echo built > /artifact
+
+FROM ${BASE}
+ARG GREETING=hello
+ARG OVERRIDE=from-arg
+ENV OVERRIDE=from-env
+RUN echo "$GREETING $OVERRIDE" > /greeting
+WORKDIR /srv
+WORKDIR app
+COPY --from=builder /artifact /copied
+COPY --chown=app:app --chmod=0640 f.txt /owned.txt
+COPY link /link
+COPY f.txt /t/x
+COPY . /ctx/
+ADD good.tar /unpacked/
+RUN touch /del-me
+RUN rm /del-me
+USER app
+RUN id -u > /tmp/uid
+EXPOSE 80 53/udp
+VOLUME /data
+LABEL org.example.k=v
+MAINTAINER someone
+STOPSIGNAL SIGTERM
+HEALTHCHECK CMD true
+ONBUILD RUN touch /tmp/onbuild-fired
+CMD ["/bin/sh"]
+"#;
+
+#[test]
+fn multi_stage_build_with_metadata_and_hostile_paths() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), DOCKERFILE).unwrap();
+    fs::write(ctx.join("f.txt"), "file\n").unwrap();
+    fs::write(ctx.join("ignored.txt"), "nope\n").unwrap();
+    fs::write(ctx.join(".dockerignore"), "ignored.txt\n").unwrap();
+    symlink("/etc/shadow", ctx.join("link")).unwrap();
+    fs::write(ctx.join("good.tar"), raw_tar(&[("inner.txt", b"inner\n")])).unwrap();
+    let out = tmp.path().join("out");
+    let base_arg = format!("BASE={base}");
+    let out_arg = format!("oci:{}", out.display());
+    let result = build(
+        &ctx,
+        &[
+            "-t",
+            "rootstrap-test/dockerfile:1",
+            "--output",
+            &out_arg,
+            "--build-arg",
+            &base_arg,
+            "--build-arg",
+            "GREETING=hi",
+        ],
+    );
+    assert!(result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("#2 RUN echo built"), "{stderr}");
+
+    let image = open(&out);
+    let fs_ = files(&image);
+    assert_eq!(entry(&fs_, "greeting").1, b"hi from-env\n");
+    assert_eq!(entry(&fs_, "copied").1, b"built\n");
+    let (owned, data) = entry(&fs_, "owned.txt");
+    assert_eq!((owned.uid, owned.gid, owned.mode), (1000, 1001, 0o640));
+    assert_eq!(data, b"file\n");
+    // HOSTILE 38: the context link is copied as a link, never read.
+    assert_eq!(
+        entry(&fs_, "link").0.kind,
+        EntryKind::Symlink(PathBuf::from("/etc/shadow"))
+    );
+    // HOSTILE 37: /t -> /etc inside the image; the file lands in its /etc.
+    assert_eq!(entry(&fs_, "etc/x").1, b"file\n");
+    assert_eq!(
+        entry(&fs_, "t").0.kind,
+        EntryKind::Symlink(PathBuf::from("/etc"))
+    );
+    assert_eq!(entry(&fs_, "ctx/f.txt").1, b"file\n");
+    assert!(!fs_.entries.contains_key(Path::new("ctx/ignored.txt")));
+    assert_eq!(entry(&fs_, "unpacked/inner.txt").1, b"inner\n");
+    assert_eq!(entry(&fs_, "srv/app").0.kind, EntryKind::Dir);
+    assert_eq!(entry(&fs_, "tmp/uid").1, b"1000\n");
+    assert!(!fs_.entries.contains_key(Path::new("del-me")));
+
+    let layers = layer_paths(&image);
+    assert!(
+        layers.iter().any(|l| l.iter().any(|p| p == ".wh.del-me")),
+        "no whiteout for /del-me in {layers:?}"
+    );
+
+    let config = &image.config.config;
+    assert_eq!(config.working_dir.as_deref(), Some("/srv/app"));
+    assert_eq!(config.user.as_deref(), Some("app"));
+    assert!(config.exposed_ports.contains_key("80/tcp"));
+    assert!(config.exposed_ports.contains_key("53/udp"));
+    assert!(config.volumes.contains_key("/data"));
+    assert_eq!(
+        config.labels.get("org.example.k").map(String::as_str),
+        Some("v")
+    );
+    assert_eq!(config.stop_signal.as_deref(), Some("SIGTERM"));
+    let hc = config.healthcheck.as_ref().unwrap();
+    assert_eq!(hc.test, ["CMD-SHELL", "true"]);
+    assert_eq!(hc.interval, Some(30_000_000_000));
+    assert_eq!(hc.timeout, Some(30_000_000_000));
+    assert_eq!(hc.retries, Some(3));
+    assert_eq!(config.on_build, ["RUN touch /tmp/onbuild-fired"]);
+    assert_eq!(config.cmd.as_deref(), Some(&["/bin/sh".to_string()][..]));
+    assert!(config.env.iter().any(|e| e == "OVERRIDE=from-env"));
+    assert!(!config.env.iter().any(|e| e.starts_with("GREETING=")));
+    assert_eq!(image.config.author.as_deref(), Some("someone"));
+    let history = &image.config.history;
+    assert!(history.iter().any(|h| h.created_by.as_deref()
+        == Some("RUN /bin/sh -c echo \"$GREETING $OVERRIDE\" > /greeting")
+        && !h.empty_layer));
+    assert!(history
+        .iter()
+        .any(|h| h.created_by.as_deref() == Some("ENV OVERRIDE=from-env") && h.empty_layer));
+    let layer_entries = history.iter().filter(|h| !h.empty_layer).count();
+    assert_eq!(layer_entries, image.layers.len());
+
+    // ONBUILD fires in a child build.
+    let child_ctx = tmp.path().join("child");
+    fs::create_dir(&child_ctx).unwrap();
+    fs::write(
+        child_ctx.join("Dockerfile"),
+        format!("FROM oci:{}\nRUN true\n", out.display()),
+    )
+    .unwrap();
+    let child = tmp.path().join("child-out");
+    let child_arg = format!("oci:{}", child.display());
+    assert!(build(&child_ctx, &["--output", &child_arg])
+        .status
+        .success());
+    let child_image = open(&child);
+    assert!(files(&child_image)
+        .entries
+        .contains_key(Path::new("tmp/onbuild-fired")));
+    assert!(child_image.config.config.on_build.is_empty());
+
+    docker_run(tmp.path(), &ctx, &base_arg);
+}
+
+/// Loads the image into Docker and runs it, when a daemon is reachable.
+fn docker_run(tmp: &Path, ctx: &Path, base_arg: &str) {
+    let reachable = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !reachable {
+        eprintln!("SKIP: no Docker daemon reachable; not loading the image");
+        return;
+    }
+    let archive = tmp.join("image.tar");
+    let archive_arg = format!("docker-archive:{}", archive.display());
+    let tag = "rootstrap-test/dockerfile:1";
+    assert!(build(
+        ctx,
+        &["-t", tag, "--output", &archive_arg, "--build-arg", base_arg]
+    )
+    .status
+    .success());
+    let load = Command::new("docker")
+        .args(["load", "-i"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{load:?}");
+    let run = Command::new("docker")
+        .args(["run", "--rm", tag, "cat", "/greeting", "/etc/x"])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from-env\nfile\n"
+    );
+}
+
+#[test]
+fn failing_run_names_the_step_and_writes_nothing() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN echo ok\nRUN exit 3\nRUN echo never\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out.tar");
+    let out_arg = format!("docker-archive:{}", out.display());
+    let result = build(&ctx, &["--output", &out_arg]);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("step #3 (line 3)"), "{stderr}");
+    assert!(stderr.contains("exit code 3"), "{stderr}");
+    assert!(!stderr.contains("#4 RUN echo never"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn add_of_a_tar_escaping_with_dotdot_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(
+        ctx.join("evil.tar"),
+        raw_tar(&[("../../../../../../tmp/rootstrap-evil", b"x")]),
+    )
+    .unwrap();
+    // Into a subdirectory (via a scratch dir) and straight into the root.
+    for dst in ["/x/", "/"] {
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {base}\nADD evil.tar {dst}\n"),
+        )
+        .unwrap();
+        let out = tmp.path().join("out");
+        let out_arg = format!("oci:{}", out.display());
+        let result = build(&ctx, &["--output", &out_arg]);
+        assert!(!result.status.success());
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains("evil.tar"), "{stderr}");
+        assert!(!Path::new("/tmp/rootstrap-evil").exists());
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn squash_gives_one_layer_and_target_stops_early() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base} AS first\nRUN echo 1 > /one\nRUN rm /bin/ls\n\
+             RUN <<EOF\necho heredoc > /h\necho \"$0\" >> /h\nEOF\n\
+             RUN [\"/bin/sh\", \"-c\", \"echo exec > /e\"]\n\
+             RUN --network=none ip -o link > /net\n\
+             FROM first\nRUN false\n\
+             FROM {base} AS unrelated\nRUN false\n\
+             FROM {base} AS final\nCOPY --from=first /one /one\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = format!("oci:{}", out.display());
+    let result = build(
+        &ctx,
+        &["--output", &out_arg, "--target", "first", "--squash"],
+    );
+    assert!(result.status.success());
+    // Stages the target does not depend on are skipped (`RUN false`).
+    let final_out = tmp.path().join("final");
+    let final_arg = format!("oci:{}", final_out.display());
+    let result = build(&ctx, &["--output", &final_arg]);
+    assert!(result.status.success());
+    assert_eq!(entry(&files(&open(&final_out)), "one").1, b"1\n");
+    let result = build(
+        &ctx,
+        &["--output", &out_arg, "--target", "first", "--squash"],
+    );
+    assert!(result.status.success());
+    let image = open(&out);
+    assert_eq!(image.layers.len(), 1);
+    let fs_ = files(&image);
+    assert_eq!(entry(&fs_, "one").1, b"1\n");
+    assert!(!fs_.entries.contains_key(Path::new("bin/ls")));
+    assert!(fs_.entries.contains_key(Path::new("bin/cat")));
+    assert_eq!(entry(&fs_, "h").1, b"heredoc\n/bin/sh\n");
+    assert_eq!(entry(&fs_, "e").1, b"exec\n");
+    // --network=none: a fresh namespace holding only the loopback interface.
+    let net = String::from_utf8_lossy(&entry(&fs_, "net").1).into_owned();
+    assert_eq!(net.lines().count(), 1, "{net}");
+    assert!(net.contains(": lo:"), "{net}");
+}
+
+/// HOSTILE 40: a WORKDIR through /proc/self/fd never gives RUN a working
+/// directory outside the root.
+#[test]
+fn workdir_through_proc_self_fd_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nWORKDIR /proc/self/fd/3\nRUN ls ../../../../ > /escaped\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = format!("oci:{}", out.display());
+    let result = build(&ctx, &["--output", &out_arg]);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("step #3 (line 3)"), "{stderr}");
+    assert!(!out.exists());
+}
+
+/// Serves `body` for every request on a loopback port (until the test ends).
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_url_checks_the_checksum_and_hides_credentials() {
+    if !can_run() {
+        return;
+    }
+    use sha2::{Digest, Sha256};
+    const BODY: &[u8] = b"downloaded\n";
+    let port = serve(BODY);
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let url = format!("http://user:s3cr3t@127.0.0.1:{port}/dir/payload.txt");
+    let good = format!("sha256:{}", hex::encode(Sha256::digest(BODY)));
+    let bad = format!("sha256:{}", "0".repeat(64));
+    for (checksum, ok) in [(&good, true), (&bad, false)] {
+        let ctx = tmp.path().join(format!("ctx-{ok}"));
+        fs::create_dir(&ctx).unwrap();
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM {base}\nADD --checksum={checksum} {url} /dl/\n"),
+        )
+        .unwrap();
+        let out = tmp.path().join(format!("out-{ok}"));
+        let out_arg = format!("oci:{}", out.display());
+        let result = build(&ctx, &["--output", &out_arg]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+        assert_eq!(result.status.success(), ok, "{stderr}");
+        if !ok {
+            assert!(stderr.contains("checksum mismatch"), "{stderr}");
+            assert!(!out.exists());
+            continue;
+        }
+        let image = open(&out);
+        assert_eq!(entry(&files(&image), "dl/payload.txt").1, BODY);
+        let config = serde_json::to_string(&image.config).unwrap();
+        assert!(!config.contains("s3cr3t"), "{config}");
+        assert!(config.contains("ADD --checksum"), "{config}");
+    }
+}
+
+#[test]
+fn same_epoch_gives_the_same_image() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(ctx.join("f"), "x").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN mkdir -p /a/b && echo 1 > /a/b/c\nCOPY f /a/\nENV X=1\n"),
+    )
+    .unwrap();
+    let digests: Vec<String> = (0..2)
+        .map(|i| {
+            let out_arg = format!("oci:{}", tmp.path().join(format!("out{i}")).display());
+            let result = build(&ctx, &["--output", &out_arg]);
+            assert!(result.status.success());
+            let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+            stdout.split_whitespace().nth(1).unwrap().to_string()
+        })
+        .collect();
+    assert!(digests[0].starts_with("sha256:"));
+    assert_eq!(digests[0], digests[1]);
+}
