@@ -581,20 +581,46 @@ pub fn build(
         )?;
     }
 
+    let tree = rootfs.as_ref().map(|t| t.path());
+    let (outputs, manifest_digest) = write_outputs(
+        &builder,
+        &opts.outputs,
+        tags.as_ref(),
+        tree,
+        reporter.as_ref(),
+    )?;
+    Ok(BuildReport {
+        plan: report,
+        outputs,
+        diff_id,
+        manifest_digest,
+    })
+}
+
+type WrittenOutputs = (Vec<(BuildOutput, Option<String>)>, Option<String>);
+
+/// Writes every requested output; returns each with its manifest digest
+/// (none for `rootfs:`), and the first digest. `tree` is the finished rootfs,
+/// needed only for `rootfs:` outputs (which is why those disable layer reuse).
+fn write_outputs(
+    builder: &ImageBuilder,
+    outputs: &[BuildOutput],
+    reference: Option<&ImageReference>,
+    tree: Option<&Path>,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<WrittenOutputs, BuildError> {
     reporter.stage("write outputs");
     let mut written = Vec::new();
     let mut manifest_digest = None;
-    for out in &opts.outputs {
+    for out in outputs {
         let result = match out {
             BuildOutput::RootfsDir(dir) => {
-                let tree = rootfs
-                    .as_ref()
-                    .expect("a rootfs output disables layer reuse");
-                copy_rootfs(tree.path(), dir)?;
+                let tree = tree.expect("a rootfs output keeps the tree");
+                copy_rootfs(tree, dir)?;
                 None
             }
             BuildOutput::Image(image_out) => {
-                let w = builder.write(image_out, tags.as_ref())?;
+                let w = builder.write(image_out, reference)?;
                 let digest = format!("sha256:{}", w.manifest_digest.hex());
                 manifest_digest.get_or_insert(digest.clone());
                 Some(digest)
@@ -603,12 +629,7 @@ pub fn build(
         reporter.info(&format!("wrote {}", out.path().display()));
         written.push((out.clone(), result));
     }
-    Ok(BuildReport {
-        plan: report,
-        outputs: written,
-        diff_id,
-        manifest_digest,
-    })
+    Ok((written, manifest_digest))
 }
 
 fn reference_for(

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    apply_image_spec, copy_rootfs, default_cache_dir, epoch_for, set_mode, unique_dir, BuildError,
-    BuildOptions, BuildOutput, BuildReport, PlanReport, PlannedPackage, SourceOptions,
+    apply_image_spec, default_cache_dir, epoch_for, set_mode, unique_dir, BuildError, BuildOptions,
+    BuildReport, PlanReport, PlannedPackage, SourceOptions,
 };
 use crate::cleanup::TempPath;
 use crate::distro::apk::bootstrap::{
@@ -299,28 +299,16 @@ pub(super) fn build(
     let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
     let diff_id = layer.diff_id.hex();
 
-    reporter.stage("write outputs");
-    let mut written = Vec::new();
-    let mut manifest_digest = None;
-    for out in &opts.outputs {
-        let result = match out {
-            BuildOutput::RootfsDir(dir) => {
-                copy_rootfs(rootfs.path(), dir)?;
-                None
-            }
-            BuildOutput::Image(image_out) => {
-                let w = builder.write(image_out, tags.as_ref())?;
-                let digest = format!("sha256:{}", w.manifest_digest.hex());
-                manifest_digest.get_or_insert(digest.clone());
-                Some(digest)
-            }
-        };
-        reporter.info(&format!("wrote {}", out.path().display()));
-        written.push((out.clone(), result));
-    }
+    let (outputs, manifest_digest) = super::write_outputs(
+        &builder,
+        &opts.outputs,
+        tags.as_ref(),
+        Some(rootfs.path()),
+        reporter.as_ref(),
+    )?;
     Ok(BuildReport {
         plan: report,
-        outputs: written,
+        outputs,
         diff_id,
         manifest_digest,
     })
