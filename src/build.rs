@@ -360,6 +360,7 @@ pub fn resolve(
         &prepared.src,
         SystemTime::now(),
         reporter.as_ref(),
+        Some(&prepared.cache_dir),
     )?;
     reporter.stage("resolve");
     let plan = bootstrap::plan(&index, &prepared.src)?;
@@ -405,6 +406,7 @@ pub fn build(
         src,
         SystemTime::now(),
         reporter.as_ref(),
+        Some(&prepared.cache_dir),
     )?;
     reporter.stage("resolve");
     let plan = bootstrap::plan(&index, src)?;

@@ -117,6 +117,7 @@ pub fn load_index(
     src: &DebSource,
     now: SystemTime,
     reporter: &dyn Reporter,
+    plan_cache: Option<&Path>,
 ) -> Result<LoadedIndex, BootstrapError> {
     let dists = format!("{}/dists/{}", src.mirror, src.suite);
     let url = format!("{dists}/InRelease");
@@ -145,8 +146,8 @@ pub fn load_index(
             .unwrap_or_else(|| "(no date)".into())
     ));
 
-    let mut packages = Vec::new();
-    let mut index_files = Vec::new();
+    // Which index files this Release names, before fetching any of them.
+    let mut wanted = Vec::new();
     for component in &src.components {
         let (path, file, compression) =
             release
@@ -155,24 +156,103 @@ pub fn load_index(
                     url: url.clone(),
                     source,
                 })?;
-        let index_url = format!("{dists}/{path}");
-        let digest = Sha256Digest(file.sha256);
-        let local = fetcher.fetch_verified(&index_url, file.size, &digest)?;
-        let text = read_index(&local, compression, &index_url)?;
+        wanted.push((
+            format!("{dists}/{path}"),
+            file.size,
+            Sha256Digest(file.sha256),
+            compression,
+        ));
+    }
+    let index_files: Vec<(String, Sha256Digest)> =
+        wanted.iter().map(|(u, _, d, _)| (u.clone(), *d)).collect();
+    let plans = plan_cache.map(|dir| PlanCache::new(dir, src, &index_files));
+    if let Some(universe) = plans.as_ref().and_then(|c| c.load(src)) {
+        reporter.info("package plan reused (same signed indexes and request)");
+        return Ok(LoadedIndex {
+            universe,
+            release,
+            signed_by: verified.signer_fingerprint,
+            index_files,
+        });
+    }
+
+    let mut packages = Vec::new();
+    for (index_url, size, digest, compression) in &wanted {
+        let local = fetcher.fetch_verified(index_url, *size, digest)?;
+        let text = read_index(&local, *compression, index_url)?;
         let parsed = parse_packages(&text).map_err(|source| BootstrapError::Packages {
             url: index_url.clone(),
             source,
         })?;
         reporter.info(&format!("{index_url}: {} packages", parsed.len()));
         packages.extend(parsed);
-        index_files.push((index_url, digest));
     }
-    Ok(LoadedIndex {
+    let loaded = LoadedIndex {
         universe: Universe::new(packages, &src.arch),
         release,
         signed_by: verified.signer_fingerprint,
         index_files,
-    })
+    };
+    if let Some(cache) = &plans {
+        if let Ok(plan) = plan_in(&loaded.universe, src) {
+            cache.store(&plan);
+        }
+    }
+    Ok(loaded)
+}
+
+/// The packages of a resolved plan, keyed by the signed index digests and
+/// the request. A warm build then parses ~80 stanzas instead of the whole
+/// 60 MB index. The plan is resolved again from them, and used only if that
+/// selects every cached package — the sub-universe must be closed under the
+/// request, or the full index is loaded as usual.
+struct PlanCache {
+    path: PathBuf,
+}
+
+impl PlanCache {
+    fn new(cache_dir: &Path, src: &DebSource, index_files: &[(String, Sha256Digest)]) -> PlanCache {
+        let mut parts = vec![
+            "plan-v1".to_owned(),
+            src.arch.clone(),
+            src.variant.to_string(),
+        ];
+        parts.extend(
+            src.include
+                .iter()
+                .map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or(""))),
+        );
+        parts.extend(index_files.iter().map(|(_, d)| d.to_string()));
+        let key = crate::layer_cache::key(&parts);
+        PlanCache {
+            path: cache_dir.join("plans").join(format!("{key}.packages")),
+        }
+    }
+
+    fn load(&self, src: &DebSource) -> Option<Universe> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let packages = parse_packages(&text).ok()?;
+        let count = packages.len();
+        let universe = Universe::new(packages, &src.arch);
+        let closed = plan_in(&universe, src).is_ok_and(|p| p.packages.len() == count);
+        closed.then_some(universe)
+    }
+
+    fn store(&self, plan: &Plan<'_>) {
+        let text: String = plan.packages.iter().map(|p| p.to_stanza()).collect();
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        let ok = std::fs::create_dir_all(dir).is_ok()
+            && std::fs::write(&tmp, text).is_ok()
+            && std::fs::rename(&tmp, &self.path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }
 
 fn read_index(
@@ -201,6 +281,10 @@ fn read_index(
 
 /// Resolves the source's variant and extra packages against the universe.
 pub fn plan<'u>(index: &'u LoadedIndex, src: &DebSource) -> Result<Plan<'u>, BootstrapError> {
+    plan_in(&index.universe, src)
+}
+
+fn plan_in<'u>(universe: &'u Universe, src: &DebSource) -> Result<Plan<'u>, BootstrapError> {
     let mut include = Vec::new();
     for (name, pin) in &src.include {
         let pin = match pin {
@@ -218,7 +302,7 @@ pub fn plan<'u>(index: &'u LoadedIndex, src: &DebSource) -> Result<Plan<'u>, Boo
         include,
         arch: src.arch.clone(),
     };
-    Ok(resolve::resolve(&index.universe, &req)?)
+    Ok(resolve::resolve(universe, &req)?)
 }
 
 /// Downloads every planned .deb into the cache (verified against the

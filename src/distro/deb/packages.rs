@@ -98,6 +98,74 @@ impl BinaryPackage {
         format!("{} {} {}", self.name, self.version, self.arch)
     }
 
+    /// A Packages stanza carrying every field this type keeps, so that
+    /// `parse_packages(&p.to_stanza())` gives `p` back. Used to cache a
+    /// resolved plan without keeping the whole index.
+    pub fn to_stanza(&self) -> String {
+        use std::fmt::Write;
+        let join = |deps: &[Dependency]| {
+            deps.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\n",
+            self.name, self.version, self.arch
+        );
+        let multi_arch = match self.multi_arch {
+            MultiArch::No => None,
+            MultiArch::Same => Some("same"),
+            MultiArch::Foreign => Some("foreign"),
+            MultiArch::Allowed => Some("allowed"),
+        };
+        let priority = match self.priority {
+            Priority::Required => Some("required"),
+            Priority::Important => Some("important"),
+            Priority::Standard => Some("standard"),
+            Priority::Optional => Some("optional"),
+            Priority::Extra => Some("extra"),
+            Priority::Unknown => None,
+        };
+        let provides = self
+            .provides
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let fields: [(&str, Option<String>); 16] = [
+            ("Multi-Arch", multi_arch.map(str::to_owned)),
+            ("Priority", priority.map(str::to_owned)),
+            ("Essential", self.essential.then(|| "yes".to_owned())),
+            ("Depends", Some(join(&self.depends))),
+            ("Pre-Depends", Some(join(&self.pre_depends))),
+            ("Recommends", Some(join(&self.recommends))),
+            ("Conflicts", Some(join(&self.conflicts))),
+            ("Breaks", Some(join(&self.breaks))),
+            ("Provides", Some(provides)),
+            ("Replaces", Some(join(&self.replaces))),
+            ("Installed-Size", self.installed_size.map(|n| n.to_string())),
+            ("Source", self.source.clone()),
+            ("Section", self.section.clone()),
+            ("Maintainer", self.maintainer.clone()),
+            ("Homepage", self.homepage.clone()),
+            ("Description", self.synopsis.clone()),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                let _ = writeln!(s, "{name}: {v}");
+            }
+        }
+        let _ = write!(
+            s,
+            "Filename: {}\nSize: {}\nSHA256: {}\n\n",
+            self.filename,
+            self.size,
+            hex::encode(self.sha256)
+        );
+        s
+    }
+
     /// The source package name (the binary's own name when unset).
     pub fn source_name(&self) -> &str {
         self.source
@@ -492,6 +560,21 @@ mod tests {
         format!(
             "Package: {name}\nVersion: 1.0-1\nArchitecture: amd64\n{extra}Filename: pool/main/{name}_1.0-1_amd64.deb\nSize: 1234\nSHA256: {SHA}\n"
         )
+    }
+
+    #[test]
+    fn to_stanza_round_trips() {
+        let text = "Package: libc-bin\nSource: glibc (2.41-12)\nVersion: 1:2.41-12\nInstalled-Size: 2628\n\
+            Maintainer: M <x@y>\nArchitecture: amd64\nMulti-Arch: foreign\n\
+            Depends: libc6 (>> 2.41) | libc6-udeb, b:any [amd64 !i386] <!nocheck>\nPre-Depends: dpkg (>= 1.19)\n\
+            Recommends: manpages\nBreaks: old (<< 1)\nConflicts: c\nReplaces: r\nProvides: x (= 1), y\n\
+            Essential: yes\nDescription: GNU C Library: Binaries\n more text\nHomepage: https://example.org\n\
+            Section: libs\nPriority: required\nFilename: pool/main/g/glibc/libc-bin_2.41-12_amd64.deb\n\
+            Size: 609356\nSHA256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n\n\
+            Package: plain\nVersion: 1\nArchitecture: all\nFilename: p.deb\nSize: 1\nSHA256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+        let parsed = parse_packages(text).unwrap();
+        let again: String = parsed.iter().map(BinaryPackage::to_stanza).collect();
+        assert_eq!(parse_packages(&again).unwrap(), parsed);
     }
 
     #[test]
