@@ -252,23 +252,11 @@ fn prepare(
         use_host_sources: true,
     };
 
-    let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::CacheDir {
-        path: cache_dir.clone(),
-        source,
-    })?;
-    let cache = Cache::open(&cache_dir)?;
-    let cache_lock = cache.lock(reporter.as_ref())?;
-    let fetcher = Fetcher::new(
-        ClientConfig::default().with_env_proxies(),
-        cache,
-        reporter.clone(),
-        opts.offline,
-    )?;
+    let (cache_dir, cache_lock, fetcher) = open_fetcher(opts, reporter)?;
 
     let host_sources = mirror::host_apt_sources(Path::new("/etc/apt"));
     let probe = |uri: &str| {
-        // A HEAD-sized probe: the InRelease is fetched again for real below.
+        // The InRelease is small; it is fetched again, and verified, below.
         fetcher
             .fetch_bytes(&format!("{uri}/dists/{suite}/InRelease"), 16 << 20)
             .is_ok()
@@ -365,6 +353,28 @@ pub fn resolve(
     reporter.stage("resolve");
     let plan = bootstrap::plan(&index, &prepared.src)?;
     Ok(plan_report(recipe, &prepared.src, &plan))
+}
+
+/// Opens (and locks, for the whole build) the download cache and the
+/// fetcher on it.
+pub(crate) fn open_fetcher(
+    opts: &SourceOptions,
+    reporter: &SharedReporter,
+) -> Result<(PathBuf, crate::fetch::CacheLock, Fetcher), BuildError> {
+    let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::CacheDir {
+        path: cache_dir.clone(),
+        source,
+    })?;
+    let cache = Cache::open(&cache_dir)?;
+    let cache_lock = cache.lock(reporter.as_ref())?;
+    let fetcher = Fetcher::new(
+        ClientConfig::default().with_env_proxies(),
+        cache,
+        reporter.clone(),
+        opts.offline,
+    )?;
+    Ok((cache_dir, cache_lock, fetcher))
 }
 
 /// The reproducible timestamp: SOURCE_DATE_EPOCH when set, else the signed

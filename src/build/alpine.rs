@@ -5,15 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    apply_image_spec, default_cache_dir, epoch_for, set_mode, unique_dir, BuildError, BuildOptions,
-    BuildReport, PlanReport, PlannedPackage, SourceOptions,
+    apply_image_spec, epoch_for, set_mode, unique_dir, BuildError, BuildOptions, BuildReport,
+    PlanReport, PlannedPackage, SourceOptions,
 };
 use crate::cleanup::TempPath;
 use crate::distro::apk::bootstrap::{
     self as apk, ApkBootstrapError, ApkSource, InstallOptions, KeyFile, LoadedIndexes,
 };
 use crate::distro::apk::{ApkPackage, TrustedKeys};
-use crate::fetch::{Cache, CacheLock, ClientConfig, Fetcher};
+use crate::fetch::{CacheLock, Fetcher};
 use crate::image::oci::{self, History, ImageConfig};
 use crate::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions};
 use crate::keys::{self, KeyError};
@@ -77,19 +77,7 @@ fn prepare(
             .map_err(BuildError::ApkKeys)?;
     }
 
-    let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    std::fs::create_dir_all(&cache_dir).map_err(|source| BuildError::CacheDir {
-        path: cache_dir.clone(),
-        source,
-    })?;
-    let cache = Cache::open(&cache_dir)?;
-    let cache_lock = cache.lock(reporter.as_ref())?;
-    let fetcher = Fetcher::new(
-        ClientConfig::default().with_env_proxies(),
-        cache,
-        reporter.clone(),
-        opts.offline,
-    )?;
+    let (_cache_dir, cache_lock, fetcher) = super::open_fetcher(opts, reporter)?;
     let extra = recipe
         .package_requests()
         .into_iter()
