@@ -47,6 +47,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run a command in a built image inside the sandbox (like `docker run --rm`).
     Run(RunArgs),
+    /// Push an image to a registry (OCI distribution API), keeping its digest.
+    Push(PushArgs),
     /// List the recipes shipped with rootstrap.
     Recipes,
     /// Dockerfile utilities.
@@ -127,6 +129,23 @@ pub struct InspectArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// oci:DIR or docker-archive:FILE
+    pub image: String,
+    /// Where to: REGISTRY[:PORT]/REPOSITORY[:TAG] (tag defaults to latest).
+    pub destination: String,
+    /// Talk plain HTTP to the registry (always the case for localhost and 127.0.0.0/8).
+    #[arg(long)]
+    pub insecure: bool,
+    /// User name for the registry (else ~/.docker/config.json `auths`).
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password or token for --username from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Args)]

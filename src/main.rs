@@ -148,6 +148,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("running {}", args.image))?;
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
+        Command::Push(args) => {
+            let source = ImageSource::parse(&args.image)?;
+            let image = OpenedImage::open(&source, None)
+                .with_context(|| format!("opening {}", args.image))?;
+            fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
+            let credentials = match &args.username {
+                Some(username) => {
+                    let mut password = String::new();
+                    std::io::stdin()
+                        .read_line(&mut password)
+                        .context("reading the password from stdin")?;
+                    Some(rootstrap::image::registry::Credentials {
+                        username: username.clone(),
+                        password: password.trim_end_matches(['\r', '\n']).to_owned(),
+                    })
+                }
+                None => None,
+            };
+            let opts = rootstrap::image::registry::PushOptions {
+                insecure: args.insecure,
+                credentials,
+            };
+            let result =
+                rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref());
+            reporter.finish();
+            let report = result
+                .with_context(|| format!("pushing {} to {}", args.image, args.destination))?;
+            eprintln!(
+                "{} blobs uploaded, {} already present",
+                report.blobs_uploaded, report.blobs_present
+            );
+            println!("{}", report.pushed);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Recipes => {
             for (name, text) in recipe::SHIPPED {
                 let summary = text

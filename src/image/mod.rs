@@ -13,6 +13,7 @@ pub mod layout;
 pub mod oci;
 pub mod read;
 pub mod reference;
+pub mod registry;
 pub mod squash;
 pub mod tar;
 

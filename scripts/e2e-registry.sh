@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# End-to-end push: build Debian trixie with rootstrap, push it to a real
+# registry server (Debian's docker-registry, CNCF distribution) on
+# 127.0.0.1, then `docker pull` and `docker run` it from there — the digest
+# docker reports must be the one rootstrap printed.
+# Needs: root, dockerd running (scripts/dockerd.sh start), docker-registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /var/tmp/rootstrap-e2e-registry.XXXXXX)
+port=${REGISTRY_PORT:-5000}
+registry_pid=
+cleanup() {
+    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export ROOTSTRAP_CACHE_DIR=${ROOTSTRAP_CACHE_DIR:-$work/cache}
+
+cat >"$work/config.yml" <<CONF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$port
+CONF
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+
+if [ -n "${ROOTSTRAP_BIN:-}" ]; then
+    rs=$ROOTSTRAP_BIN
+else
+    cargo build --release --quiet
+    rs=$PWD/target/release/rootstrap
+fi
+"$rs" --progress plain build recipes/debian-trixie.toml --output "oci:$work/oci"
+pushed=$("$rs" --progress plain push "oci:$work/oci" "127.0.0.1:$port/rootstrap/debian:trixie")
+echo "pushed $pushed"
+digest=${pushed##*@}
+
+ref=127.0.0.1:$port/rootstrap/debian:trixie
+docker rmi "$ref" >/dev/null 2>&1 || true
+docker pull "$ref"
+fail=0
+pulled=$(docker inspect --format '{{index .RepoDigests 0}}' "$ref")
+if [ "${pulled##*@}" = "$digest" ]; then echo "PASS docker pull gives the pushed digest ($digest)"; else echo "FAIL pulled $pulled, pushed $digest"; fail=1; fi
+if [ "$(docker run --rm "$ref" sh -c 'dpkg-query -W bash >/dev/null && echo ok')" = ok ]; then echo "PASS docker run of the pulled image"; else echo "FAIL docker run of the pulled image"; fail=1; fi
+# A second push uploads nothing.
+again=$("$rs" --progress plain push "oci:$work/oci" "$ref" 2>&1 >/dev/null | tail -1)
+case "$again" in "0 blobs uploaded"*) echo "PASS re-push uploads nothing ($again)";; *) echo "FAIL re-push: $again"; fail=1;; esac
+docker rmi "$ref" >/dev/null 2>&1 || true
+exit $fail

@@ -1,0 +1,748 @@
+//! Pushing an image to a registry over the OCI distribution API.
+//!
+//! The image is pushed exactly as it is stored: blobs and the manifest keep
+//! their bytes, so the registry's digest is the digest the build printed.
+//! Blobs the registry already has are skipped (HEAD first), uploads are
+//! monolithic (POST then one PUT), and authentication follows the registry's
+//! challenge: anonymous first, then Basic, or a Bearer token from the realm
+//! it names (Docker Hub, GHCR, Harbor, distribution's token auth).
+//!
+//! Written here rather than taken from a crate: the Rust registry clients
+//! (oci-client, oci-distribution) are async and pull in tokio + reqwest, while
+//! the rest of rootstrap is synchronous on ureq; the protocol subset a push
+//! needs is five requests.
+
+use std::io::Read;
+
+use base64::Engine as _;
+
+use super::read::OpenedImage;
+use super::reference::ImageReference;
+use super::Sha256Digest;
+use crate::report::Reporter;
+
+/// Manifests larger than this are refused (also the cap on error bodies read).
+const MAX_MANIFEST: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{reference}: name a registry host to push to, e.g. localhost:5000/{reference}")]
+    NoRegistry { reference: String },
+    #[error("{image}: has no OCI manifest blob (a legacy docker-save archive); rebuild it with rootstrap, or convert it to oci:DIR first")]
+    NoManifest { image: String },
+    #[error("{method} {url}: HTTP {status}: {message}")]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{method} {url}: {message}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        message: String,
+    },
+    #[error("{url}: authentication required and {reason}")]
+    Auth { url: String, reason: String },
+    #[error("{url}: upload location {location:?} is not a usable URL")]
+    BadLocation { url: String, location: String },
+    #[error("registry stored the manifest as {actual}, expected {expected}")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("reading {what} from the image: {source}")]
+    Image {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// User name and password (or token) for a registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.username)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// Use plain HTTP. Always on for localhost and 127.0.0.0/8, as Docker does.
+    pub insecure: bool,
+    /// Explicit credentials; else `~/.docker/config.json`'s `auths` entry.
+    pub credentials: Option<Credentials>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReport {
+    /// `HOST/REPO:TAG@sha256:…`
+    pub pushed: String,
+    pub manifest_digest: Sha256Digest,
+    pub blobs_uploaded: usize,
+    pub blobs_present: usize,
+}
+
+/// Pushes `image` as `reference`. The manifest is pushed last, so a failed
+/// push never leaves a tag pointing at missing blobs.
+pub fn push(
+    image: &OpenedImage,
+    reference: &ImageReference,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<PushReport, RegistryError> {
+    let host = reference
+        .registry
+        .clone()
+        .ok_or_else(|| RegistryError::NoRegistry {
+            reference: reference.familiar(),
+        })?;
+    let manifest_digest = image
+        .manifest_digest
+        .ok_or_else(|| RegistryError::NoManifest {
+            image: format!("{:?}", image.source),
+        })?;
+    let manifest_bytes = read_member(
+        image,
+        &blob_member(&manifest_digest),
+        MAX_MANIFEST,
+        "the manifest",
+    )?;
+    if Sha256Digest::of(&manifest_bytes) != manifest_digest {
+        return Err(RegistryError::Image {
+            what: "the manifest".into(),
+            source: format!("blob does not hash to {manifest_digest}").into(),
+        });
+    }
+    let media_type = image
+        .manifest
+        .as_ref()
+        .and_then(|m| m.media_type.clone())
+        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+
+    let mut session = Session::new(&host, &reference.repository, opts);
+    let mut blobs: Vec<(Sha256Digest, u64, String)> = vec![(
+        image.config_digest,
+        image.config_size,
+        blob_member(&image.config_digest),
+    )];
+    for layer in &image.layers {
+        let digest = layer.digest.ok_or_else(|| RegistryError::NoManifest {
+            image: format!("{:?}", image.source),
+        })?;
+        blobs.push((digest, layer.size, layer.member.clone()));
+    }
+
+    let (mut uploaded, mut present) = (0, 0);
+    for (digest, size, member) in &blobs {
+        if session.has_blob(digest)? {
+            reporter.info(&format!("{digest}: already in the registry"));
+            present += 1;
+            continue;
+        }
+        let id = reporter.download_start(&format!("push {}", &digest.hex()[..12]), Some(*size));
+        let result = session.upload_blob(image, digest, *size, member);
+        reporter.download_done(id);
+        result?;
+        uploaded += 1;
+    }
+
+    let stored = session.put_manifest(&reference.tag, &media_type, &manifest_bytes)?;
+    if let Some(actual) = stored {
+        if actual != manifest_digest.to_string() {
+            return Err(RegistryError::DigestMismatch {
+                expected: manifest_digest.to_string(),
+                actual,
+            });
+        }
+    }
+    Ok(PushReport {
+        pushed: format!(
+            "{host}/{}:{}@{manifest_digest}",
+            reference.repository, reference.tag
+        ),
+        manifest_digest,
+        blobs_uploaded: uploaded,
+        blobs_present: present,
+    })
+}
+
+fn blob_member(digest: &Sha256Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+fn read_member(
+    image: &OpenedImage,
+    member: &str,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let image_err = |e: Box<dyn std::error::Error + Send + Sync>| RegistryError::Image {
+        what: what.into(),
+        source: e,
+    };
+    let mut bytes = Vec::new();
+    image
+        .open_member(member)
+        .map_err(|e| image_err(Box::new(e)))?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| image_err(Box::new(e)))?;
+    if bytes.len() as u64 > limit {
+        return Err(image_err(format!("larger than {limit} bytes").into()));
+    }
+    Ok(bytes)
+}
+
+/// Docker treats these registries as insecure (plain HTTP) by default.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+}
+
+/// Docker Hub's API lives on another host than its image names.
+fn api_host(host: &str) -> &str {
+    if host == "docker.io" || host == "index.docker.io" {
+        "registry-1.docker.io"
+    } else {
+        host
+    }
+}
+
+enum Authorization {
+    None,
+    Header(String),
+}
+
+struct Session {
+    agent: ureq::Agent,
+    base: String,
+    host: String,
+    repository: String,
+    credentials: Option<Credentials>,
+    auth: Authorization,
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, PartialEq, Eq)]
+enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+}
+
+impl Session {
+    fn new(host: &str, repository: &str, opts: &PushOptions) -> Session {
+        let scheme = if opts.insecure || is_loopback_host(host) {
+            "http"
+        } else {
+            "https"
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(std::time::Duration::from_secs(30))
+            .timeout_read(std::time::Duration::from_secs(300))
+            .redirects(5)
+            .user_agent(concat!("rootstrap/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Session {
+            agent,
+            base: format!("{scheme}://{}", api_host(host)),
+            host: host.to_owned(),
+            repository: repository.to_owned(),
+            credentials: opts
+                .credentials
+                .clone()
+                .or_else(|| docker_config_credentials(host)),
+            auth: Authorization::None,
+        }
+    }
+
+    fn blob_url(&self, digest: &Sha256Digest) -> String {
+        format!("{}/v2/{}/blobs/{digest}", self.base, self.repository)
+    }
+
+    fn has_blob(&mut self, digest: &Sha256Digest) -> Result<bool, RegistryError> {
+        let url = self.blob_url(digest);
+        match self.send("HEAD", &url, &[], Body::Empty) {
+            Ok(_) => Ok(true),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn upload_blob(
+        &mut self,
+        image: &OpenedImage,
+        digest: &Sha256Digest,
+        size: u64,
+        member: &str,
+    ) -> Result<(), RegistryError> {
+        let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
+        let response = self.send("POST", &start, &[], Body::Empty)?;
+        let location = response
+            .header("Location")
+            .ok_or_else(|| RegistryError::BadLocation {
+                url: start.clone(),
+                location: String::new(),
+            })?
+            .to_owned();
+        let upload = upload_url(&start, &location, digest)?;
+        let open = || {
+            image.open_member(member).map_err(|e| RegistryError::Image {
+                what: format!("blob {digest}"),
+                source: Box::new(e),
+            })
+        };
+        self.send(
+            "PUT",
+            &upload,
+            &[("Content-Type", "application/octet-stream")],
+            Body::Blob { open: &open, size },
+        )?;
+        Ok(())
+    }
+
+    /// Returns the digest the registry says it stored, when it says.
+    fn put_manifest(
+        &mut self,
+        tag: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Option<String>, RegistryError> {
+        let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
+        let response = self.send(
+            "PUT",
+            &url,
+            &[("Content-Type", media_type)],
+            Body::Bytes(bytes),
+        )?;
+        Ok(response.header("Docker-Content-Digest").map(str::to_owned))
+    }
+
+    /// Sends a request, answering one authentication challenge if the
+    /// registry asks for it.
+    fn send(
+        &mut self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<ureq::Response, RegistryError> {
+        match self.send_once(method, url, headers, &body) {
+            Err(Attempt::Unauthorized(challenge)) => {
+                self.authenticate(url, &challenge)?;
+                self.send_once(method, url, headers, &body)
+                    .map_err(|a| a.into_error(method, url))
+            }
+            other => other.map_err(|a| a.into_error(method, url)),
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+    ) -> Result<ureq::Response, Attempt> {
+        let mut request = self.agent.request(method, url);
+        for (k, v) in headers {
+            request = request.set(k, v);
+        }
+        // Credentials go only to the registry itself, never to a storage
+        // backend an upload Location may point at.
+        if let Authorization::Header(value) = &self.auth {
+            if same_origin(url, &self.base) {
+                request = request.set("Authorization", value);
+            }
+        }
+        let result = match body {
+            Body::Empty => request.call(),
+            Body::Bytes(b) => request.send_bytes(b),
+            Body::Blob { open, size } => {
+                let reader = open().map_err(Attempt::Failed)?;
+                request
+                    .set("Content-Length", &size.to_string())
+                    .send(reader.take(*size))
+            }
+        };
+        match result {
+            Ok(r) => Ok(r),
+            Err(ureq::Error::Status(401, r)) => {
+                let header = r.header("WWW-Authenticate").unwrap_or("").to_owned();
+                Err(Attempt::Unauthorized(header))
+            }
+            Err(ureq::Error::Status(status, r)) => Err(Attempt::Status(status, error_message(r))),
+            Err(ureq::Error::Transport(t)) => Err(Attempt::Transport(t.to_string())),
+        }
+    }
+
+    fn authenticate(&mut self, url: &str, header: &str) -> Result<(), RegistryError> {
+        let auth_err = |reason: String| RegistryError::Auth {
+            url: url.to_owned(),
+            reason,
+        };
+        let challenge = parse_challenge(header).ok_or_else(|| {
+            auth_err(format!(
+                "the registry's challenge {header:?} is not understood"
+            ))
+        })?;
+        match challenge {
+            Challenge::Basic => {
+                let creds = self.credentials.as_ref().ok_or_else(|| {
+                    auth_err(format!(
+                        "no credentials for {} (pass --username/--password-stdin or `docker login`)",
+                        self.host
+                    ))
+                })?;
+                self.auth = Authorization::Header(basic_header(creds));
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                let scope =
+                    scope.unwrap_or_else(|| format!("repository:{}:pull,push", self.repository));
+                let mut token_url = url::Url::parse(&realm)
+                    .map_err(|e| auth_err(format!("token realm {realm:?} is invalid: {e}")))?;
+                {
+                    let mut q = token_url.query_pairs_mut();
+                    if let Some(s) = &service {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("scope", &scope);
+                }
+                let mut request = self.agent.get(token_url.as_str());
+                if let Some(creds) = &self.credentials {
+                    request = request.set("Authorization", &basic_header(creds));
+                }
+                let response = request.call().map_err(|e| match e {
+                    ureq::Error::Status(status, r) => auth_err(format!(
+                        "the token service answered HTTP {status}: {}",
+                        error_message(r)
+                    )),
+                    ureq::Error::Transport(t) => auth_err(format!("the token service: {t}")),
+                })?;
+                let mut body = String::new();
+                response
+                    .into_reader()
+                    .take(MAX_MANIFEST)
+                    .read_to_string(&mut body)
+                    .map_err(|e| auth_err(format!("reading the token: {e}")))?;
+                let json: serde_json::Value = serde_json::from_str(&body)
+                    .map_err(|e| auth_err(format!("the token response is not JSON: {e}")))?;
+                let token = json
+                    .get("token")
+                    .or_else(|| json.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| auth_err("the token response has no token".into()))?;
+                self.auth = Authorization::Header(format!("Bearer {token}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    Blob {
+        #[allow(clippy::type_complexity)]
+        open: &'a dyn Fn() -> Result<Box<dyn Read + 'a>, RegistryError>,
+        size: u64,
+    },
+}
+
+enum Attempt {
+    Unauthorized(String),
+    Status(u16, String),
+    Transport(String),
+    Failed(RegistryError),
+}
+
+impl Attempt {
+    fn into_error(self, method: &'static str, url: &str) -> RegistryError {
+        match self {
+            Attempt::Unauthorized(_) => RegistryError::Status {
+                method,
+                url: url.to_owned(),
+                status: 401,
+                message: "credentials refused".into(),
+            },
+            Attempt::Status(status, message) => RegistryError::Status {
+                method,
+                url: url.to_owned(),
+                status,
+                message,
+            },
+            Attempt::Transport(message) => RegistryError::Transport {
+                method,
+                url: url.to_owned(),
+                message,
+            },
+            Attempt::Failed(e) => e,
+        }
+    }
+}
+
+/// The registry's JSON error (`{"errors":[{"code","message"}]}`), or its text.
+fn error_message(response: ureq::Response) -> String {
+    let mut body = String::new();
+    let _ = response
+        .into_reader()
+        .take(64 * 1024)
+        .read_to_string(&mut body);
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) {
+        if let Some(errors) = json.get("errors").and_then(|e| e.as_array()) {
+            let parts: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.get("code").and_then(|c| c.as_str()).unwrap_or("ERROR"),
+                        e.get("message").and_then(|m| m.as_str()).unwrap_or("")
+                    )
+                })
+                .collect();
+            if !parts.is_empty() {
+                return parts.join("; ");
+            }
+        }
+    }
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        "no details".into()
+    } else {
+        trimmed.chars().take(300).collect()
+    }
+}
+
+/// The Location of an upload may be relative and may carry a query
+/// (state tokens); the digest is appended to it.
+fn upload_url(start: &str, location: &str, digest: &Sha256Digest) -> Result<String, RegistryError> {
+    let bad = || RegistryError::BadLocation {
+        url: start.to_owned(),
+        location: location.to_owned(),
+    };
+    let base = url::Url::parse(start).map_err(|_| bad())?;
+    let mut url = base.join(location).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad());
+    }
+    url.query_pairs_mut()
+        .append_pair("digest", &digest.to_string());
+    Ok(url.into())
+}
+
+fn same_origin(url: &str, base: &str) -> bool {
+    match (url::Url::parse(url), url::Url::parse(base)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+fn basic_header(creds: &Credentials) -> String {
+    let raw = format!("{}:{}", creds.username, creds.password);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// Parses `Basic realm="…"` or `Bearer realm="…",service="…",scope="…"`.
+fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_auth_params(rest)?;
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    Some(Challenge::Bearer {
+        realm: get("realm")?,
+        service: get("service"),
+        scope: get("scope"),
+    })
+}
+
+/// `k="v", k2=v2` with quoted strings that may contain commas.
+fn parse_auth_params(s: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(c) if *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Some(out);
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        chars.next()?; // '='
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        out.push((key.trim().to_owned(), value.trim().to_owned()));
+    }
+}
+
+/// `~/.docker/config.json` → `auths[host].auth` (base64 `user:password`).
+/// Credential helpers are not run: they execute arbitrary programs.
+fn docker_config_credentials(host: &str) -> Option<Credentials> {
+    let path = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".docker")))?
+        .join("config.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    credentials_from_docker_config(&text, host)
+}
+
+fn credentials_from_docker_config(text: &str, host: &str) -> Option<Credentials> {
+    let json: serde_json::Value = serde_json::from_str(text).ok()?;
+    let auths = json.get("auths")?.as_object()?;
+    let keys = [
+        host.to_owned(),
+        format!("https://{host}"),
+        format!("http://{host}"),
+        if host == "docker.io" {
+            "https://index.docker.io/v1/".to_owned()
+        } else {
+            String::new()
+        },
+    ];
+    let entry = keys.iter().find_map(|k| auths.get(k))?;
+    let encoded = entry.get("auth")?.as_str()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (username, password) = text.split_once(':')?;
+    Some(Credentials {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenge_with_quoted_commas() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(
+            c,
+            Some(Challenge::Bearer {
+                realm: "https://auth.example/token".into(),
+                service: Some("registry.example".into()),
+                scope: Some("repository:a/b:pull,push".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn basic_and_unknown_challenges() {
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge(r#"Bearer service="x""#), None, "no realm");
+        assert_eq!(parse_challenge(r#"Bearer realm="unterminated"#), None);
+    }
+
+    #[test]
+    fn upload_location_relative_absolute_and_with_query() {
+        let d = Sha256Digest::of(b"x");
+        let start = "http://127.0.0.1:5000/v2/a/blobs/uploads/";
+        let u = upload_url(start, "/v2/a/blobs/uploads/uuid?_state=abc", &d).unwrap();
+        assert_eq!(
+            u,
+            format!(
+                "http://127.0.0.1:5000/v2/a/blobs/uploads/uuid?_state=abc&digest=sha256%3A{}",
+                d.hex()
+            )
+        );
+        let u = upload_url(start, "https://storage.example/up/1", &d).unwrap();
+        assert!(u.starts_with("https://storage.example/up/1?digest="));
+        assert!(upload_url(start, "file:///etc/passwd", &d).is_err());
+    }
+
+    #[test]
+    fn credentials_only_to_the_registry_origin() {
+        assert!(same_origin(
+            "http://127.0.0.1:5000/v2/x/blobs/uploads/1",
+            "http://127.0.0.1:5000"
+        ));
+        assert!(!same_origin(
+            "https://storage.example/up",
+            "http://127.0.0.1:5000"
+        ));
+    }
+
+    #[test]
+    fn loopback_registries_use_http() {
+        assert!(is_loopback_host("localhost:5000"));
+        assert!(is_loopback_host("127.0.0.1:5000"));
+        assert!(is_loopback_host("localhost"));
+        assert!(!is_loopback_host("registry.example:5000"));
+        assert!(!is_loopback_host("localhost.example"));
+    }
+
+    #[test]
+    fn docker_config_auths() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("me:s3cr:et");
+        let cfg = format!(r#"{{"auths":{{"reg.example:5000":{{"auth":"{auth}"}}}}}}"#);
+        let c = credentials_from_docker_config(&cfg, "reg.example:5000").unwrap();
+        assert_eq!(c.username, "me");
+        assert_eq!(c.password, "s3cr:et");
+        assert!(credentials_from_docker_config(&cfg, "other").is_none());
+        assert!(credentials_from_docker_config("not json", "x").is_none());
+        assert!(format!("{c:?}").contains("redacted"));
+        assert!(!format!("{c:?}").contains("s3cr"));
+    }
+}

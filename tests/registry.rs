@@ -1,0 +1,303 @@
+//! `rootstrap push` against a real registry server: Debian's docker-registry
+//! (CNCF distribution), started on 127.0.0.1 for each test. Skipped with a
+//! notice when the binary is not installed (.ci/run installs it).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rootstrap::image::oci::{self, History, ImageConfig};
+use rootstrap::image::{
+    ImageBuilder, ImageReference, LayerCompression, LayerOptions, Output, Sha256Digest,
+};
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+const EPOCH: i64 = 1_700_000_000;
+
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// `htpasswd`: a bcrypt line enabling Basic auth, or none for anonymous.
+    fn start(htpasswd: Option<&str>) -> Option<Registry> {
+        if !Path::new(REGISTRY_BIN).exists() {
+            eprintln!("SKIP: {REGISTRY_BIN} not installed (apt-get install docker-registry)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(line) = htpasswd {
+            let file = dir.path().join("htpasswd");
+            fs::write(&file, format!("{line}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        fs::write(&config_path, config).unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(registry)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn get(&self, path: &str, auth: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
+        let mut req = ureq::get(&format!("http://{}{path}", self.host())).set(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        );
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        match req.call() {
+            Ok(r) => {
+                let status = r.status();
+                let digest = r.header("Docker-Content-Digest").map(str::to_owned);
+                let mut body = Vec::new();
+                r.into_reader().read_to_end(&mut body).unwrap();
+                (status, body, digest)
+            }
+            Err(ureq::Error::Status(s, _)) => (s, Vec::new(), None),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+}
+
+/// A two-layer image written as oci:DIR; returns the layout and its manifest digest.
+fn make_image(work: &Path, marker: &str) -> (PathBuf, Sha256Digest) {
+    make_image_as(work, marker, Output::OciDir(work.join("oci")))
+}
+
+fn make_image_as(work: &Path, marker: &str, out: Output) -> (PathBuf, Sha256Digest) {
+    let tree = work.join("tree");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/marker"), marker).unwrap();
+    let mut config = ImageConfig::new("amd64", "linux");
+    config.created = Some(oci::format_timestamp(EPOCH));
+    config.config.cmd = Some(vec!["/bin/sh".into()]);
+    let mut b = ImageBuilder::new_in(work, config, LayerCompression::Gzip).unwrap();
+    let opts = LayerOptions {
+        source_date_epoch: Some(EPOCH),
+        exclude: Vec::new(),
+    };
+    let history = |s: &str| History {
+        created: Some(oci::format_timestamp(EPOCH)),
+        created_by: Some(s.into()),
+        ..History::default()
+    };
+    b.add_layer_from_dir(&tree, &opts, history("base")).unwrap();
+    fs::write(tree.join("etc/second"), "2").unwrap();
+    b.add_layer_from_dir(&tree, &opts, history("second"))
+        .unwrap();
+    let reference = ImageReference::parse("test/image:1").unwrap();
+    let written = b.write(&out, Some(&reference)).unwrap();
+    (out.path().to_path_buf(), written.manifest_digest)
+}
+
+fn rootstrap(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .args(["--progress", "plain"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("DOCKER_CONFIG", "/nonexistent-rootstrap-test")
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+#[test]
+fn push_keeps_the_digest_and_skips_blobs_already_there() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "one");
+    let image = format!("oci:{}", oci_dir.display());
+    let dest = format!("{}/rootstrap/test:v1", registry.host());
+
+    let out = rootstrap(&["push", &image, &dest], None);
+    assert!(out.status.success(), "push failed: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("{dest}@{digest}"));
+    assert!(text(&out.stderr).contains("3 blobs uploaded, 0 already present"));
+
+    // The registry serves the manifest byte for byte, under our digest.
+    let (status, body, served) = registry.get("/v2/rootstrap/test/manifests/v1", None);
+    assert_eq!(status, 200);
+    assert_eq!(Sha256Digest::of(&body), digest);
+    assert_eq!(served.as_deref(), Some(digest.to_string().as_str()));
+    let manifest: oci::Manifest = serde_json::from_slice(&body).unwrap();
+    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        let (status, bytes, _) =
+            registry.get(&format!("/v2/rootstrap/test/blobs/{}", blob.digest), None);
+        assert_eq!(status, 200, "{}", blob.digest);
+        assert_eq!(Sha256Digest::of(&bytes).to_string(), blob.digest);
+        assert_eq!(bytes.len() as u64, blob.size);
+    }
+
+    // A second push (another tag) uploads nothing.
+    let dest2 = format!("{}/rootstrap/test:v2", registry.host());
+    let out = rootstrap(&["push", &image, &dest2], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("0 blobs uploaded, 3 already present"));
+    let (_, body, _) = registry.get("/v2/rootstrap/test/manifests/v2", None);
+    assert_eq!(Sha256Digest::of(&body), digest);
+}
+
+#[test]
+fn push_a_docker_archive() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (archive, digest) = make_image_as(
+        work.path(),
+        "archive",
+        Output::DockerArchive(work.path().join("image.tar")),
+    );
+    let dest = format!("{}/archive/img:latest", registry.host());
+    let out = rootstrap(
+        &[
+            "push",
+            &format!("docker-archive:{}", archive.display()),
+            &dest,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (status, body, _) = registry.get("/v2/archive/img/manifests/latest", None);
+    assert_eq!(status, 200);
+    assert_eq!(Sha256Digest::of(&body), digest);
+}
+
+#[test]
+fn basic_auth_registry_needs_credentials() {
+    // bcrypt of "s3cret" (cost 5), made with libxcrypt's crypt(3).
+    let line = "alice:$2b$05$rWbOV2/9DPEeSf9ML91fGuIXo/c92yukF7g5DlJR5t9W4QddrEYXm";
+    let Some(registry) = Registry::start(Some(line)) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "auth");
+    let image = format!("oci:{}", oci_dir.display());
+    let dest = format!("{}/private/img:1", registry.host());
+
+    let out = rootstrap(&["push", &image, &dest], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("authentication required") && err.contains("no credentials"),
+        "{err}"
+    );
+
+    let out = rootstrap(
+        &[
+            "push",
+            &image,
+            &dest,
+            "--username",
+            "alice",
+            "--password-stdin",
+        ],
+        Some("wrong\n"),
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+
+    let out = rootstrap(
+        &[
+            "push",
+            &image,
+            &dest,
+            "--username",
+            "alice",
+            "--password-stdin",
+        ],
+        Some("s3cret\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let auth = format!("Basic {}", base64_encode("alice:s3cret"));
+    let (status, body, _) = registry.get("/v2/private/img/manifests/1", Some(&auth));
+    assert_eq!(status, 200);
+    assert_eq!(Sha256Digest::of(&body), digest);
+}
+
+#[test]
+fn push_refuses_a_name_without_registry_and_an_unreachable_one() {
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, _) = make_image(work.path(), "x");
+    let image = format!("oci:{}", oci_dir.display());
+    let out = rootstrap(&["push", &image, "myimage:1"], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("name a registry host"));
+
+    // A port nobody listens on: a clear transport error naming the URL.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = rootstrap(&["push", &image, &format!("127.0.0.1:{port}/x:1")], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!("127.0.0.1:{port}/v2/x/blobs/")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
