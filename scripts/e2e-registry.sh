@@ -52,4 +52,11 @@ if [ "$(docker run --rm "$ref" sh -c 'dpkg-query -W bash >/dev/null && echo ok')
 again=$("$rs" --progress plain push "oci:$work/oci" "$ref" 2>&1 >/dev/null | tail -1)
 case "$again" in "0 blobs uploaded"*) echo "PASS re-push uploads nothing ($again)";; *) echo "FAIL re-push: $again"; fail=1;; esac
 docker rmi "$ref" >/dev/null 2>&1 || true
+
+# `--output registry:` pushes straight from the build: same image, same digest.
+direct=$("$rs" --progress plain build recipes/debian-trixie.toml --output "registry:127.0.0.1:$port/rootstrap/direct:1" | awk '/^registry:/ {print $2}')
+if [ "$direct" = "$digest" ]; then echo "PASS build --output registry: pushes the same digest"; else echo "FAIL build --output registry: gave '$direct', expected $digest"; fail=1; fi
+docker pull -q "127.0.0.1:$port/rootstrap/direct:1" >/dev/null
+if [ "$(docker run --rm "127.0.0.1:$port/rootstrap/direct:1" echo ok)" = ok ]; then echo "PASS docker run of the image pushed by build"; else echo "FAIL docker run of the image pushed by build"; fail=1; fi
+docker rmi "127.0.0.1:$port/rootstrap/direct:1" >/dev/null 2>&1 || true
 exit $fail

@@ -83,7 +83,8 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub source: SourceArgs,
     /// Where to write the image: oci:DIR, docker-archive:FILE, tar:FILE (rootfs tarball;
-    /// .gz/.zst compress) or rootfs:DIR. May be given several times.
+    /// .gz/.zst compress), rootfs:DIR, or registry:HOST[:PORT]/REPO[:TAG] (pushed when the
+    /// build succeeds; see `rootstrap push`). May be given several times.
     #[arg(short, long = "output", value_name = "KIND:PATH", required = true)]
     pub outputs: Vec<String>,
     /// Image reference to record (NAME[:TAG]); defaults to the recipe's image.name.

@@ -62,11 +62,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Build(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
-            let outputs = args
-                .outputs
+            let (specs, pushes) = split_registry_outputs(&args.outputs)?;
+            let staging = registry_staging(&pushes, args.work_dir.as_deref());
+            let mut outputs = specs
                 .iter()
                 .map(|o| build::parse_output(o))
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(dir) = &staging {
+                outputs.push(build::BuildOutput::Image(rootstrap::image::Output::OciDir(
+                    dir.path().to_owned(),
+                )));
+            }
             let opts = BuildOptions {
                 source: source_options(&args.source),
                 outputs,
@@ -78,10 +84,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             reporter.finish();
             let report = result.with_context(|| format!("building {}", recipe.path.display()))?;
             for (out, digest) in &report.outputs {
+                if staging.as_ref().is_some_and(|s| s.path() == out.path()) {
+                    continue;
+                }
                 match digest {
                     Some(d) => println!("{}  {d}", out.path().display()),
                     None => println!("{}", out.path().display()),
                 }
+            }
+            if let Some(dir) = &staging {
+                push_all(dir.path(), &pushes, reporter.as_ref())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -231,8 +243,13 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             format!("invalid SOURCE_DATE_EPOCH {epoch:?}: expected a non-negative integer")
         })?);
     }
+    let (specs, pushes) = split_registry_outputs(&args.outputs)?;
+    let staging = registry_staging(&pushes, args.work_dir.as_deref());
     let mut outputs = Vec::new();
-    for o in &args.outputs {
+    if let Some(dir) = &staging {
+        outputs.push(rootstrap::image::Output::OciDir(dir.path().to_owned()));
+    }
+    for o in &specs {
         match build::parse_output(o)? {
             build::BuildOutput::Image(out) => outputs.push(out),
             build::BuildOutput::RootfsDir(_) => {
@@ -276,9 +293,71 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
         .with_context(|| format!("building {}", file.display()))?;
     for out in &outputs {
         let written = built.image.write(out, tag.as_ref())?;
+        if staging.as_ref().is_some_and(|s| s.path() == out.path()) {
+            continue;
+        }
         println!("{}  {}", out.path().display(), written.manifest_digest);
     }
+    if let Some(dir) = &staging {
+        push_all(dir.path(), &pushes, reporter.as_ref())?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Separates `registry:REF` outputs (pushed after the build) from the
+/// outputs the build writes itself; each REF is checked before building.
+fn split_registry_outputs(specs: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let mut local = Vec::new();
+    let mut pushes = Vec::new();
+    for spec in specs {
+        match spec.strip_prefix("registry:") {
+            Some(reference) => {
+                let parsed = rootstrap::image::ImageReference::parse(reference)?;
+                if parsed.registry.is_none() {
+                    anyhow::bail!(
+                        "{spec}: name the registry host, e.g. registry:localhost:5000/{reference}"
+                    );
+                }
+                pushes.push(reference.to_owned());
+            }
+            None => local.push(spec.clone()),
+        }
+    }
+    Ok((local, pushes))
+}
+
+/// The OCI layout a build writes before pushing it; removed afterwards.
+fn registry_staging(
+    pushes: &[String],
+    work_dir: Option<&std::path::Path>,
+) -> Option<rootstrap::cleanup::TempPath> {
+    if pushes.is_empty() {
+        return None;
+    }
+    let parent = work_dir.map_or_else(std::env::temp_dir, |p| p.to_owned());
+    Some(rootstrap::cleanup::TempPath::new(
+        parent.join(format!(".rootstrap-push-{}", std::process::id())),
+    ))
+}
+
+fn push_all(
+    layout: &std::path::Path,
+    references: &[String],
+    reporter: &dyn rootstrap::report::Reporter,
+) -> Result<()> {
+    let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
+    for reference in references {
+        let parsed = rootstrap::image::ImageReference::parse(reference)?;
+        let report = rootstrap::image::registry::push(
+            &image,
+            &parsed,
+            &rootstrap::image::registry::PushOptions::default(),
+            reporter,
+        )
+        .with_context(|| format!("pushing to {reference}"))?;
+        println!("registry:{reference}  {}", report.manifest_digest);
+    }
+    Ok(())
 }
 
 fn human(bytes: u64) -> String {

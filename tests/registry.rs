@@ -301,3 +301,71 @@ fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[test]
+fn dockerfile_build_with_registry_output() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, _) = make_image(work.path(), "base");
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM oci:{}\nENV GREETING=hello\n", oci_dir.display()),
+    )
+    .unwrap();
+    let staging = work.path().join("staging");
+    fs::create_dir_all(&staging).unwrap();
+    let dest = format!("{}/df/img:1", registry.host());
+    let ctx_s = ctx.display().to_string();
+    let dockerfile = ctx.join("Dockerfile").display().to_string();
+    let out = rootstrap(
+        &[
+            "build",
+            "-f",
+            &dockerfile,
+            &ctx_s,
+            "--work-dir",
+            &staging.display().to_string(),
+            "--output",
+            &format!("registry:{dest}"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let digest = line
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("registry:{dest}  ")))
+        .unwrap_or_else(|| panic!("no registry line in {line}"))
+        .to_owned();
+    let (status, body, _) = registry.get("/v2/df/img/manifests/1", None);
+    assert_eq!(status, 200);
+    assert_eq!(Sha256Digest::of(&body).to_string(), digest);
+    let manifest: oci::Manifest = serde_json::from_slice(&body).unwrap();
+    let (_, config, _) = registry.get(
+        &format!("/v2/df/img/blobs/{}", manifest.config.digest),
+        None,
+    );
+    let config: ImageConfig = serde_json::from_slice(&config).unwrap();
+    assert!(config.config.env.iter().any(|e| e == "GREETING=hello"));
+    // The staging layout is gone.
+    assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+
+    // A registry: output without a host is refused before anything is built.
+    let out = rootstrap(
+        &[
+            "build",
+            "-f",
+            &dockerfile,
+            &ctx_s,
+            "--output",
+            "registry:img:1",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("name the registry host"));
+}
