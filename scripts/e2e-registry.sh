@@ -58,5 +58,12 @@ direct=$("$rs" --progress plain build recipes/debian-trixie.toml --output "regis
 if [ "$direct" = "$digest" ]; then echo "PASS build --output registry: pushes the same digest"; else echo "FAIL build --output registry: gave '$direct', expected $digest"; fail=1; fi
 docker pull -q "127.0.0.1:$port/rootstrap/direct:1" >/dev/null
 if [ "$(docker run --rm "127.0.0.1:$port/rootstrap/direct:1" echo ok)" = ok ]; then echo "PASS docker run of the image pushed by build"; else echo "FAIL docker run of the image pushed by build"; fail=1; fi
-docker rmi "127.0.0.1:$port/rootstrap/direct:1" >/dev/null 2>&1 || true
+
+# The other direction: an image docker pushes (Docker schema 2 media types)
+# is pulled by rootstrap and run in its own sandbox.
+docker tag "127.0.0.1:$port/rootstrap/direct:1" "127.0.0.1:$port/from/docker:1"
+docker push -q "127.0.0.1:$port/from/docker:1" >/dev/null
+"$rs" --progress plain pull "127.0.0.1:$port/from/docker:1" --output "oci:$work/pulled"
+if [ "$("$rs" run "oci:$work/pulled" -- sh -c 'dpkg-query -W bash >/dev/null && echo ok')" = ok ]; then echo "PASS rootstrap pull of a docker-pushed image runs in the sandbox"; else echo "FAIL rootstrap pull + run"; fail=1; fi
+docker rmi "127.0.0.1:$port/rootstrap/direct:1" "127.0.0.1:$port/from/docker:1" >/dev/null 2>&1 || true
 exit $fail

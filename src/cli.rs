@@ -49,6 +49,8 @@ pub enum Command {
     Run(RunArgs),
     /// Push an image to a registry (OCI distribution API), keeping its digest.
     Push(PushArgs),
+    /// Pull an image from a registry into an OCI layout directory.
+    Pull(PullArgs),
     /// List the recipes shipped with rootstrap.
     Recipes,
     /// Dockerfile utilities.
@@ -130,6 +132,21 @@ pub struct InspectArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// REGISTRY[:PORT]/REPOSITORY[:TAG]
+    pub source: String,
+    /// Where to write: oci:DIR (must not exist).
+    #[arg(short, long = "output", value_name = "oci:DIR")]
+    pub output: String,
+    /// Platform to pick from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Talk plain HTTP to the registry (always the case for localhost and 127.0.0.0/8).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Args)]

@@ -195,6 +195,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", report.pushed);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pull(args) => {
+            let reference = rootstrap::image::reference::ImageReference::parse(&args.source)?;
+            let dest = args
+                .output
+                .strip_prefix("oci:")
+                .with_context(|| format!("{}: pull writes oci:DIR", args.output))?;
+            let host = rootstrap::image::oci::oci_arch(std::env::consts::ARCH).0;
+            let (os, arch) = match &args.platform {
+                Some(p) => p
+                    .split_once('/')
+                    .with_context(|| format!("--platform {p}: expected OS/ARCH"))?,
+                None => ("linux", host),
+            };
+            let opts = rootstrap::image::registry::PushOptions {
+                insecure: args.insecure,
+                credentials: None,
+            };
+            let result = rootstrap::image::registry::pull(
+                &reference,
+                (arch, os),
+                &opts,
+                std::path::Path::new(dest),
+                reporter.as_ref(),
+            );
+            reporter.finish();
+            let report = result.with_context(|| format!("pulling {}", args.source))?;
+            println!("{}  {}", args.output, report.manifest_digest);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Recipes => {
             for (name, text) in recipe::SHIPPED {
                 let summary = text

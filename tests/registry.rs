@@ -369,3 +369,58 @@ fn dockerfile_build_with_registry_output() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("name the registry host"));
 }
+
+#[test]
+fn pull_round_trips_a_pushed_image() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "pull");
+    let dest = format!("{}/round/trip:1", registry.host());
+    let out = rootstrap(
+        &["push", &format!("oci:{}", oci_dir.display()), &dest],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let pulled = work.path().join("pulled");
+    let out_spec = format!("oci:{}", pulled.display());
+    let out = rootstrap(&["pull", &dest, "--output", &out_spec], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("{out_spec}  {digest}"));
+    // The pulled layout is a complete image: inspect re-hashes every blob.
+    let out = rootstrap(&["inspect", &out_spec], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let marker = fs::read(pulled.join("blobs/sha256").join(digest.hex())).unwrap();
+    assert_eq!(Sha256Digest::of(&marker), digest);
+
+    // Pulling onto an existing path is refused; a missing tag names the URL.
+    let out = rootstrap(&["pull", &dest, "--output", &out_spec], None);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("already exists"));
+    let missing = work.path().join("missing");
+    let out = rootstrap(
+        &[
+            "pull",
+            &format!("{}/round/trip:nope", registry.host()),
+            "--output",
+            &format!("oci:{}", missing.display()),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("404") && err.contains("/v2/round/trip/manifests/nope"),
+        "{err}"
+    );
+    assert!(!missing.exists());
+    // No staging directory left behind.
+    let leftovers: Vec<_> = fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".pull-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
