@@ -225,7 +225,7 @@ pub fn pull(
                     .is_some_and(|p| p.architecture == platform.0 && p.os == platform.1)
             })
             .ok_or_else(|| RegistryError::Image {
-                what: format!("{}", reference.familiar()),
+                what: reference.familiar(),
                 source: format!(
                     "no image for {}/{} in the index (it has: {})",
                     platform.1,
