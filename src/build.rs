@@ -386,6 +386,29 @@ pub(crate) fn open_fetcher(
     Ok((cache_dir, cache_lock, fetcher))
 }
 
+/// Sets the umask to 022 while the rootfs and its layer are made, and puts
+/// the user's back when dropped (before the outputs are written, so those
+/// get the user's permissions). Files created in the rootfs — by rootstrap
+/// itself and by package scripts in the sandbox, which inherit it — must not
+/// depend on the caller's umask; 022 is what debootstrap and mmdebstrap use.
+pub(crate) struct RootfsUmask {
+    previous: rustix::fs::Mode,
+}
+
+impl RootfsUmask {
+    pub(crate) fn set() -> RootfsUmask {
+        RootfsUmask {
+            previous: rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022)),
+        }
+    }
+}
+
+impl Drop for RootfsUmask {
+    fn drop(&mut self) {
+        rustix::process::umask(self.previous);
+    }
+}
+
 /// The reproducible timestamp: SOURCE_DATE_EPOCH when set, else the signed
 /// Release's Date — never the wall clock.
 fn epoch_for(release_date: Option<i64>) -> Result<i64, BuildError> {
@@ -438,6 +461,7 @@ pub fn build(
     }
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
+    let umask = RootfsUmask::set();
 
     reporter.stage("fetch and verify the index");
     let index = bootstrap::load_index(
@@ -615,6 +639,7 @@ pub fn build(
         )?;
     }
 
+    drop(umask);
     let tree = rootfs.as_ref().map(|t| t.path());
     let (outputs, manifest_digest) = write_outputs(
         &builder,

@@ -201,6 +201,7 @@ pub(super) fn build(
 ) -> Result<BuildReport, BuildError> {
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
+    let umask = super::RootfsUmask::set();
 
     reporter.stage("fetch and verify the indexes");
     let index: LoadedIndexes =
@@ -287,6 +288,7 @@ pub(super) fn build(
     let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
     let diff_id = layer.diff_id.hex();
 
+    drop(umask);
     let (outputs, manifest_digest) = super::write_outputs(
         &builder,
         &opts.outputs,
