@@ -547,13 +547,15 @@ const VOLATILE: &[&str] = &[
 /// Directories whose matching files are all volatile: (directory, which
 /// names). Backups (`*-old`) are written on every database update, apt's
 /// binary caches and downloaded lists depend on when they were made.
-const VOLATILE_IN: &[(&str, fn(&[u8]) -> bool)] = &[
+const VOLATILE_IN: &[(&str, NameFilter)] = &[
     ("var/lib/dpkg", is_old_backup),
     ("var/cache/debconf", is_old_backup),
     ("var/cache/apt", is_apt_binary_cache),
     ("var/lib/apt/lists", is_apt_list),
     ("var/lib/apt/lists/partial", |_| true),
 ];
+
+type NameFilter = fn(&[u8]) -> bool;
 
 fn is_old_backup(name: &[u8]) -> bool {
     name.ends_with(b"-old")
@@ -610,7 +612,7 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
 fn remove_files_in(
     root: &Root,
     dir: &str,
-    volatile: fn(&[u8]) -> bool,
+    volatile: NameFilter,
 ) -> Result<(), BootstrapError> {
     let rel = RelPath::from_archive(dir.as_bytes())?;
     if !root.lstat(&rel)?.is_some_and(|m| m.kind == FileKind::Dir) {
