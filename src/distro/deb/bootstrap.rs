@@ -609,11 +609,7 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
 
 /// Removes the non-directory entries of `dir` whose names match; a missing
 /// directory, or one that is a symlink, is left alone.
-fn remove_files_in(
-    root: &Root,
-    dir: &str,
-    volatile: NameFilter,
-) -> Result<(), BootstrapError> {
+fn remove_files_in(root: &Root, dir: &str, volatile: NameFilter) -> Result<(), BootstrapError> {
     let rel = RelPath::from_archive(dir.as_bytes())?;
     if !root.lstat(&rel)?.is_some_and(|m| m.kind == FileKind::Dir) {
         return Ok(());
