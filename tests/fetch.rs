@@ -775,17 +775,20 @@ fn signed_indexes_are_kept_for_offline_use_and_refreshed_online() {
     let e = env();
     e.srv.put("/dists/x/InRelease", b"first signed copy");
     let url = e.srv.url("/dists/x/InRelease");
-    assert_eq!(
-        e.fetcher.fetch_index(&url, 100).unwrap(),
-        b"first signed copy"
-    );
-    // Online, every run asks the mirror again (and keeps the newer copy).
+    let first = e.fetcher.fetch_index(&url, 100).unwrap();
+    assert_eq!(first, b"first signed copy");
+    e.fetcher.keep_index(&url, &first);
+    // Online, every run asks the mirror again; the caller keeps what it
+    // verified.
     e.srv.put("/dists/x/InRelease", b"second signed copy");
-    assert_eq!(
-        e.fetcher.fetch_index(&url, 100).unwrap(),
-        b"second signed copy"
-    );
+    let second = e.fetcher.fetch_index(&url, 100).unwrap();
+    assert_eq!(second, b"second signed copy");
+    e.fetcher.keep_index(&url, &second);
     assert_eq!(e.srv.requests("/dists/x/InRelease"), 2);
+    // A download that failed verification is never kept, so the last good
+    // copy survives it.
+    e.srv.put("/dists/x/InRelease", b"tampered copy");
+    e.fetcher.fetch_index(&url, 100).unwrap();
 
     let offline = offline_fetcher(&e.cache_dir);
     assert_eq!(
@@ -794,7 +797,7 @@ fn signed_indexes_are_kept_for_offline_use_and_refreshed_online() {
     );
     assert_eq!(
         e.srv.requests("/dists/x/InRelease"),
-        2,
+        3,
         "offline: no request"
     );
     // The limit still applies to the kept copy.
@@ -813,11 +816,12 @@ fn signed_indexes_are_kept_for_offline_use_and_refreshed_online() {
 }
 
 #[test]
-fn plain_downloads_are_not_kept_as_indexes() {
+fn unverified_downloads_are_not_kept_as_indexes() {
     let e = env();
     e.srv.put("/add-url", b"payload");
     let url = e.srv.url("/add-url");
     assert_eq!(e.fetcher.fetch_bytes(&url, 100).unwrap(), b"payload");
+    assert_eq!(e.fetcher.fetch_index(&url, 100).unwrap(), b"payload");
     let offline = offline_fetcher(&e.cache_dir);
     assert!(matches!(
         offline.fetch_index(&url, 100).unwrap_err(),

@@ -457,3 +457,27 @@ fn alpine_builds_from_a_file_mirror_and_offline() {
     // the mirror it was built from.
     assert!(!from_file.is_empty() && from_file != first);
 }
+
+/// Only verified copies are kept: a tampered download online neither
+/// passes nor replaces the last good copy an offline run uses.
+#[test]
+fn a_tampered_download_does_not_replace_the_kept_index() {
+    let f = DebFixture::new();
+    let repo = f.write_repo("repo", |_| {});
+    let server = TestServer::serve(&repo);
+    let recipe = f.recipe(&format!(
+        "mirror = \"{}\"",
+        server.base_url().trim_end_matches('/')
+    ));
+    let cache = f.path("cache");
+    assert_ok(&resolve(&recipe, &cache, &[]));
+    let inrelease = repo.join("dists/fixture/InRelease");
+    let text = std::fs::read_to_string(&inrelease).unwrap();
+    std::fs::write(
+        &inrelease,
+        text.replacen("Suite: stable", "Suite: stablE", 1),
+    )
+    .unwrap();
+    assert_fails_with(&resolve(&recipe, &cache, &[]), &["InRelease", "signature"]);
+    assert_ok(&resolve(&recipe, &cache, &["--offline"]));
+}

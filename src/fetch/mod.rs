@@ -141,30 +141,35 @@ impl Fetcher {
     }
 
     /// Downloads a signed index file whose digest is not known in advance
-    /// (InRelease, APKINDEX.tar.gz), refusing more than `limit` bytes. Each
-    /// download is also recorded in the cache under a key derived from the
-    /// URL; `--offline` returns that last copy instead. The bytes are never
-    /// trusted because of where they came from: the caller verifies the
-    /// signature (and dates) of a cached copy exactly as of a fresh one.
-    /// `file://` URLs are read in place, online or offline.
+    /// (InRelease, APKINDEX.tar.gz), refusing more than `limit` bytes.
+    /// `--offline` returns the copy last kept by [`Fetcher::keep_index`]
+    /// instead. The bytes are never trusted because of where they came
+    /// from: the caller verifies the signature (and dates) of a kept copy
+    /// exactly as of a fresh one. `file://` URLs are read in place, online
+    /// or offline.
     pub fn fetch_index(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
-        if is_local(url) {
-            return self.fetch_bytes(url, limit);
-        }
-        let key = index_key(url);
-        if self.offline {
+        if self.offline && !is_local(url) {
             return self
                 .cache
-                .get_index(&key, limit)
+                .get_index(&index_key(url), limit)
                 .ok_or_else(|| FetchError::Offline { url: redact(url) });
         }
-        let body = self.fetch_bytes(url, limit)?;
-        if let Err(e) = self.cache.put_index(&key, &body) {
-            // Only an offline rebuild needs the copy; this build goes on.
+        self.fetch_bytes(url, limit)
+    }
+
+    /// Keeps `body`, fetched from `url` and verified by the caller, as the
+    /// copy an offline run of [`Fetcher::fetch_index`] uses. Called only
+    /// after verification, so a tampered or expired download never replaces
+    /// the last good copy. Failing to keep it only costs offline use later,
+    /// so it is reported, not returned.
+    pub fn keep_index(&self, url: &str, body: &[u8]) {
+        if self.offline || is_local(url) {
+            return;
+        }
+        if let Err(e) = self.cache.put_index(&index_key(url), body) {
             self.reporter
                 .warn(&format!("cannot keep {} for offline use: {e}", redact(url)));
         }
-        Ok(body)
     }
 
     /// Returns a cached, verified copy of `url`, downloading it if needed.

@@ -211,6 +211,7 @@ pub fn load_indexes(
                 error,
             }
         })?;
+        fetcher.keep_index(&url, &bytes);
         match &index.trust {
             Trust::Verified { key } => reporter.info(&format!(
                 "{url}: {} packages, signed by {key}",

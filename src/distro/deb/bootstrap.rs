@@ -144,6 +144,7 @@ pub fn load_index(
             url: url.clone(),
             source,
         })?;
+    fetcher.keep_index(&url, &bytes);
     reporter.info(&format!(
         "{url}: signed by {}, dated {}",
         verified.signer_fingerprint,
