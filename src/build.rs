@@ -386,6 +386,13 @@ pub(crate) fn open_fetcher(
     Ok((cache_dir, cache_lock, fetcher))
 }
 
+/// `--work-dir` (default $TMPDIR), made absolute: the sandbox needs an
+/// absolute root, and a relative one would also depend on the caller's cwd.
+pub(crate) fn work_dir(opts: &BuildOptions) -> Result<PathBuf, BuildError> {
+    let dir = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::path::absolute(&dir).map_err(|source| BuildError::WorkDir { path: dir, source })
+}
+
 /// Sets the umask to 022 while the rootfs and its layer are made, and puts
 /// the user's back when dropped (before the outputs are written, so those
 /// get the user's permissions). Files created in the rootfs — by rootstrap
@@ -506,7 +513,7 @@ pub fn build(
     config.variant = variant;
     config.created = Some(oci::format_timestamp(epoch));
     apply_image_spec(&mut config, recipe);
-    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = work_dir(opts)?;
     let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
 
     // Everything the base layer is made of: same inputs, same layer.

@@ -318,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_mirror_is_taken_without_probing_anything() {
+        let host = vec!["http://host.example/debian".to_owned()];
+        let probed = std::cell::Cell::new(0);
+        let probe = |_: &str| {
+            probed.set(probed.get() + 1);
+            true
+        };
+        for q in [
+            query(Some("file:///srv/mirror"), None, None),
+            query(None, Some("http://env.example"), None),
+            query(None, None, Some("http://recipe.example")),
+        ] {
+            choose(&q, &host, &probe).unwrap();
+        }
+        assert_eq!(probed.get(), 0);
+    }
+
+    #[test]
     fn host_sources_are_probed_and_failures_listed() {
         let host = vec![
             "http://a.example/x".to_owned(),

@@ -29,6 +29,8 @@ struct Conditions {
     umask: &'static str,
     locale: &'static str,
     threads: &'static str,
+    /// Pass `--work-dir` relative to the build's current directory.
+    relative_work_dir: bool,
 }
 
 const COLD_UTC: Conditions = Conditions {
@@ -38,6 +40,7 @@ const COLD_UTC: Conditions = Conditions {
     umask: "022",
     locale: "C",
     threads: "1",
+    relative_work_dir: false,
 };
 /// Different in every respect; run twice on one cache (cold, then warm).
 const ODD: Conditions = Conditions {
@@ -47,14 +50,20 @@ const ODD: Conditions = Conditions {
     umask: "077",
     locale: "de_DE.UTF-8",
     threads: "2",
+    relative_work_dir: true,
 };
 
 /// Runs the built `rootstrap` with `args` under `c`, in a fresh work
 /// directory and writing `oci:<dir>/out-<tag>`. The umask is set by a shell
 /// that then execs rootstrap, so it applies to rootstrap itself.
 fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Output, PathBuf) {
-    let work = dir.join(format!("work-{tag}"));
-    std::fs::create_dir_all(&work).unwrap();
+    let name = format!("work-{tag}");
+    std::fs::create_dir_all(dir.join(&name)).unwrap();
+    let work = if c.relative_work_dir {
+        PathBuf::from(&name)
+    } else {
+        dir.join(&name)
+    };
     let out = dir.join(format!("out-{tag}"));
     let output = Command::new("sh")
         .arg("-c")
@@ -74,6 +83,7 @@ fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Outpu
         .env("RAYON_NUM_THREADS", c.threads)
         .env_remove("ROOTSTRAP_MIRROR")
         .env_remove("SOURCE_DATE_EPOCH")
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(

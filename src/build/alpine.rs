@@ -221,7 +221,7 @@ pub(super) fn build(
     let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
 
     reporter.stage("install");
-    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = super::work_dir(opts)?;
     let rootfs = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
     std::fs::create_dir(rootfs.path()).map_err(|source| BuildError::WorkDir {
         path: work.clone(),
