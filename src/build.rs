@@ -254,14 +254,22 @@ fn prepare(
 
     let (cache_dir, cache_lock, fetcher) = open_fetcher(opts, reporter)?;
 
-    let host_sources = mirror::host_apt_sources(Path::new("/etc/apt"));
-    let probe = |uri: &str| {
-        // The InRelease is small; it is fetched again, and verified, below.
-        fetcher
-            .fetch_bytes(&format!("{uri}/dists/{suite}/InRelease"), 16 << 20)
-            .is_ok()
+    let snapshot = recipe.source.snapshot.clone();
+    let (mirror, origin) = match &snapshot {
+        Some(timestamp) => mirror::choose_snapshot(&query, timestamp)?,
+        None => {
+            let host_sources = mirror::host_apt_sources(Path::new("/etc/apt"));
+            let probe = |uri: &str| {
+                // The InRelease is small; it is fetched again, and verified,
+                // below. Offline, the copy kept from the last online run
+                // answers.
+                fetcher
+                    .fetch_index(&format!("{uri}/dists/{suite}/InRelease"), 16 << 20)
+                    .is_ok()
+            };
+            mirror::choose(&query, &host_sources, &probe)?
+        }
     };
-    let (mirror, origin) = mirror::choose(&query, &host_sources, &probe)?;
     reporter.info(&format!("mirror {mirror} (from {origin})"));
 
     let key_files = match &opts.keys_dir {
@@ -292,6 +300,7 @@ fn prepare(
             .into_iter()
             .map(|r| (r.name, r.version))
             .collect(),
+        snapshot,
     };
     Ok(Prepared {
         src,
@@ -377,6 +386,36 @@ pub(crate) fn open_fetcher(
     Ok((cache_dir, cache_lock, fetcher))
 }
 
+/// `--work-dir` (default $TMPDIR), made absolute: the sandbox needs an
+/// absolute root, and a relative one would also depend on the caller's cwd.
+pub(crate) fn work_dir(opts: &BuildOptions) -> Result<PathBuf, BuildError> {
+    let dir = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::path::absolute(&dir).map_err(|source| BuildError::WorkDir { path: dir, source })
+}
+
+/// Sets the umask to 022 while the rootfs and its layer are made, and puts
+/// the user's back when dropped (before the outputs are written, so those
+/// get the user's permissions). Files created in the rootfs — by rootstrap
+/// itself and by package scripts in the sandbox, which inherit it — must not
+/// depend on the caller's umask; 022 is what debootstrap and mmdebstrap use.
+pub(crate) struct RootfsUmask {
+    previous: rustix::fs::Mode,
+}
+
+impl RootfsUmask {
+    pub(crate) fn set() -> RootfsUmask {
+        RootfsUmask {
+            previous: rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022)),
+        }
+    }
+}
+
+impl Drop for RootfsUmask {
+    fn drop(&mut self) {
+        rustix::process::umask(self.previous);
+    }
+}
+
 /// The reproducible timestamp: SOURCE_DATE_EPOCH when set, else the signed
 /// Release's Date — never the wall clock.
 fn epoch_for(release_date: Option<i64>) -> Result<i64, BuildError> {
@@ -389,6 +428,27 @@ fn epoch_for(release_date: Option<i64>) -> Result<i64, BuildError> {
             .ok_or(BuildError::Epoch(v)),
         Err(_) => Ok(release_date.unwrap_or(0)),
     }
+}
+
+/// The `deb` line written to the image's /etc/apt/sources.list, or none
+/// for a `file://` mirror (that directory does not exist in the image). A
+/// snapshot's Release has long expired, so apt in the image is told not to
+/// check Valid-Until for it — as this build did not.
+fn apt_source_line(src: &DebSource) -> Option<String> {
+    let remote = src.mirror.starts_with("http://") || src.mirror.starts_with("https://");
+    let options = if src.snapshot.is_some() {
+        "[check-valid-until=no] "
+    } else {
+        ""
+    };
+    remote.then(|| {
+        format!(
+            "deb {options}{} {} {}",
+            src.mirror,
+            src.suite,
+            src.components.join(" ")
+        )
+    })
 }
 
 /// `rootstrap build`.
@@ -408,6 +468,7 @@ pub fn build(
     }
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
+    let umask = RootfsUmask::set();
 
     reporter.stage("fetch and verify the index");
     let index = bootstrap::load_index(
@@ -433,15 +494,7 @@ pub fn build(
     let debs = bootstrap::fetch_packages(&prepared.fetcher, &src.mirror, &plan)?;
 
     let run_scripts = src.arch == host_deb_arch();
-    let apt_source = (src.mirror.starts_with("http://") || src.mirror.starts_with("https://"))
-        .then(|| {
-            format!(
-                "deb {} {} {}",
-                src.mirror,
-                src.suite,
-                src.components.join(" ")
-            )
-        });
+    let apt_source = apt_source_line(src);
     let history = History {
         created: Some(oci::format_timestamp(epoch)),
         created_by: Some(format!(
@@ -460,7 +513,7 @@ pub fn build(
     config.variant = variant;
     config.created = Some(oci::format_timestamp(epoch));
     apply_image_spec(&mut config, recipe);
-    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = work_dir(opts)?;
     let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
 
     // Everything the base layer is made of: same inputs, same layer.
@@ -593,6 +646,7 @@ pub fn build(
         )?;
     }
 
+    drop(umask);
     let tree = rootfs.as_ref().map(|t| t.path());
     let (outputs, manifest_digest) = write_outputs(
         &builder,
@@ -764,6 +818,31 @@ mod tests {
         for bad in ["oci", "oci:", "zip:x", ":x"] {
             assert!(parse_output(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn apt_source_names_only_reachable_mirrors() {
+        let mut src = DebSource {
+            mirror: "http://m.example/debian".into(),
+            suite: "trixie".into(),
+            components: vec!["main".into(), "contrib".into()],
+            arch: "amd64".into(),
+            variant: DebVariant::Minbase,
+            include: Vec::new(),
+            snapshot: None,
+        };
+        assert_eq!(
+            apt_source_line(&src).as_deref(),
+            Some("deb http://m.example/debian trixie main contrib")
+        );
+        src.snapshot = Some("20250101T000000Z".into());
+        src.mirror = "http://s.example/archive/debian/20250101T000000Z".into();
+        assert_eq!(
+            apt_source_line(&src).as_deref(),
+            Some("deb [check-valid-until=no] http://s.example/archive/debian/20250101T000000Z trixie main contrib")
+        );
+        src.mirror = "file:///srv/mirror".into();
+        assert_eq!(apt_source_line(&src), None);
     }
 
     #[test]

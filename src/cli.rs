@@ -78,6 +78,10 @@ pub struct SourceArgs {
     /// labelled org.rootstrap.untrusted=true.
     #[arg(long)]
     pub allow_untrusted: bool,
+    /// Use only the download cache (and file:// mirrors): no network. Signed
+    /// indexes kept from the last online run are verified again.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +237,25 @@ mod tests {
         assert_eq!(b.outputs, ["oci:out", "docker-archive:x.tar"]);
         assert_eq!(b.tags, ["me/deb:1"]);
         assert_eq!(b.source.mirror.as_deref(), Some("http://m"));
+    }
+
+    #[test]
+    fn offline_is_accepted_by_build_and_resolve() {
+        let cli = Cli::parse_from(["rootstrap", "build", "r.toml", "-o", "oci:o", "--offline"]);
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert!(b.source.offline);
+        let cli = Cli::parse_from(["rootstrap", "resolve", "--offline", "r.toml"]);
+        let Command::Resolve(r) = cli.command else {
+            panic!()
+        };
+        assert!(r.source.offline);
+        let cli = Cli::parse_from(["rootstrap", "resolve", "r.toml"]);
+        let Command::Resolve(r) = cli.command else {
+            panic!()
+        };
+        assert!(!r.source.offline);
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn source_options(args: &SourceArgs) -> SourceOptions {
         mirror: args.mirror.clone(),
         cache_dir: args.cache_dir.clone(),
         arch: args.arch.clone(),
-        offline: false,
+        offline: args.offline,
         keys_dir: args.keys.clone(),
         allow_untrusted: args.allow_untrusted,
     }

@@ -6,6 +6,11 @@
 //! run internal mirrors and proxies; this order lets them point every build
 //! at one without editing shipped recipes, and a Debian host "just works"
 //! with the mirror it already uses.
+//!
+//! A recipe with `snapshot = "YYYYMMDDTHHMMSSZ"` reads the same setting as
+//! the root of a snapshot service instead (the host's apt sources are never
+//! one), and builds from `<root>/archive/<debian|debian-security>/<timestamp>`,
+//! the layout of Debian's snapshot archive.
 
 use std::path::Path;
 
@@ -18,6 +23,12 @@ pub const MIRROR_ENV: &str = "ROOTSTRAP_MIRROR";
 pub enum MirrorError {
     #[error("invalid mirror URL {0:?}: expected http://, https:// or file:// followed by a host or path")]
     InvalidUrl(String),
+    #[error(
+        "invalid snapshot {0:?}: expected a UTC timestamp YYYYMMDDTHHMMSSZ, e.g. 20250101T000000Z"
+    )]
+    InvalidSnapshot(String),
+    #[error("snapshot {timestamp}: no snapshot service: pass --mirror URL (the service root, above archive/), set ${MIRROR_ENV} or the recipe's mirror")]
+    NoSnapshotService { timestamp: String },
     #[error("no mirror for {distro} {suite}: pass --mirror URL or set ${MIRROR_ENV}{tried}")]
     NoneFound {
         distro: String,
@@ -96,6 +107,65 @@ pub fn choose(
             )
         },
     })
+}
+
+/// Checks a snapshot timestamp strictly: exactly `YYYYMMDDTHHMMSSZ`, a real
+/// UTC date and time (it becomes a URL path component, so nothing else may
+/// pass).
+pub fn check_snapshot(timestamp: &str) -> Result<(), MirrorError> {
+    let invalid = || MirrorError::InvalidSnapshot(timestamp.to_owned());
+    let b = timestamp.as_bytes();
+    let shape_ok = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    if !shape_ok {
+        return Err(invalid());
+    }
+    chrono::NaiveDateTime::parse_from_str(&timestamp[..15], "%Y%m%dT%H%M%S")
+        .map(|_| ())
+        .map_err(|_| invalid())
+}
+
+/// The snapshot archive serving `suite`: security updates live in their own.
+pub fn snapshot_archive(suite: &str) -> &'static str {
+    if suite.ends_with("-security") {
+        "debian-security"
+    } else {
+        "debian"
+    }
+}
+
+/// `<root>/archive/<archive>/<timestamp>`: the mirror URL of a Debian
+/// snapshot, given the service root.
+pub fn snapshot_url(root: &str, suite: &str, timestamp: &str) -> Result<String, MirrorError> {
+    check_snapshot(timestamp)?;
+    Ok(format!(
+        "{}/archive/{}/{timestamp}",
+        normalise(root)?,
+        snapshot_archive(suite)
+    ))
+}
+
+/// Picks the snapshot service root (`--mirror`, `$ROOTSTRAP_MIRROR`, the
+/// recipe's `mirror`; never the host's apt sources) and returns the
+/// snapshot's mirror URL.
+pub fn choose_snapshot(
+    q: &MirrorQuery<'_>,
+    timestamp: &str,
+) -> Result<(String, MirrorOrigin), MirrorError> {
+    check_snapshot(timestamp)?;
+    let explicit = MirrorQuery {
+        use_host_sources: false,
+        ..*q
+    };
+    let (root, origin) = choose(&explicit, &[], &|_| false).map_err(|e| match e {
+        MirrorError::NoneFound { .. } => MirrorError::NoSnapshotService {
+            timestamp: timestamp.to_owned(),
+        },
+        other => other,
+    })?;
+    Ok((snapshot_url(&root, q.suite, timestamp)?, origin))
 }
 
 /// Validates a mirror URL and drops trailing slashes so paths join cleanly.
@@ -248,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_mirror_is_taken_without_probing_anything() {
+        let host = vec!["http://host.example/debian".to_owned()];
+        let probed = std::cell::Cell::new(0);
+        let probe = |_: &str| {
+            probed.set(probed.get() + 1);
+            true
+        };
+        for q in [
+            query(Some("file:///srv/mirror"), None, None),
+            query(None, Some("http://env.example"), None),
+            query(None, None, Some("http://recipe.example")),
+        ] {
+            choose(&q, &host, &probe).unwrap();
+        }
+        assert_eq!(probed.get(), 0);
+    }
+
+    #[test]
     fn host_sources_are_probed_and_failures_listed() {
         let host = vec![
             "http://a.example/x".to_owned(),
@@ -268,6 +356,51 @@ mod tests {
         let mut q = query(None, None, None);
         q.use_host_sources = false;
         assert!(choose(&q, &host, &|_| true).is_err());
+    }
+
+    #[test]
+    fn snapshot_urls_follow_the_archive_layout() {
+        assert_eq!(
+            snapshot_url("http://snap.example/", "trixie", "20250101T000000Z").unwrap(),
+            "http://snap.example/archive/debian/20250101T000000Z"
+        );
+        assert_eq!(
+            snapshot_url("file:///srv/snap", "trixie-security", "20250101T000000Z").unwrap(),
+            "file:///srv/snap/archive/debian-security/20250101T000000Z"
+        );
+        let mut q = query(None, Some("http://env.example"), None);
+        let (url, origin) = choose_snapshot(&q, "20241231T235959Z").unwrap();
+        assert_eq!(url, "http://env.example/archive/debian/20241231T235959Z");
+        assert_eq!(origin, MirrorOrigin::Environment);
+        q.env = None;
+        // Host apt sources are never taken for a snapshot service.
+        let err = choose_snapshot(&q, "20241231T235959Z").unwrap_err();
+        assert!(
+            matches!(err, MirrorError::NoSnapshotService { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn snapshot_timestamps_are_strict() {
+        check_snapshot("20250101T000000Z").unwrap();
+        check_snapshot("20240229T235959Z").unwrap();
+        for bad in [
+            "",
+            "20250101",
+            "20250101T000000",
+            "20250101t000000z",
+            "2025-01-01T00:00:00Z",
+            "20250101T000000Z/",
+            "../../../etc/x",
+            "20251301T000000Z",
+            "20250230T000000Z",
+            "20250101T246000Z",
+            "+0250101T000000Z",
+            "２0250101T000000Z",
+        ] {
+            assert!(check_snapshot(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

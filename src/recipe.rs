@@ -78,6 +78,10 @@ pub struct Source {
     pub arch: String,
     /// Optional mirror; `--mirror` and the environment take precedence.
     pub mirror: Option<String>,
+    /// Debian only: build from the snapshot archive at this UTC time
+    /// (`20250101T000000Z`). The mirror setting then names the snapshot
+    /// service root, and Valid-Until is not checked for this source.
+    pub snapshot: Option<String>,
     /// Trust anchors: paths relative to the recipe's directory, or names of
     /// keys shipped with rootstrap (`debian/debian-archive-trixie-stable.pgp`).
     pub keys: Vec<String>,
@@ -223,6 +227,16 @@ impl Recipe {
             if !is_plain_name(c) {
                 return Err(self.invalid("source.components", format!("invalid name {c:?}")));
             }
+        }
+        if let Some(ts) = &src.snapshot {
+            if src.distro != Distro::Debian {
+                return Err(self.invalid(
+                    "source.snapshot",
+                    "only Debian's snapshot archive layout is supported",
+                ));
+            }
+            crate::mirror::check_snapshot(ts)
+                .map_err(|e| self.invalid("source.snapshot", e.to_string()))?;
         }
         if !is_plain_name(&src.arch) {
             return Err(self.invalid(
@@ -408,6 +422,34 @@ exposed_ports = ["8080/tcp", "53/udp"]
             }
         );
         assert_eq!(r.dir(), Path::new("recipes"));
+    }
+
+    #[test]
+    fn snapshot_is_validated_strictly_and_debian_only() {
+        let with = |ts: &str| {
+            DEBIAN.replace(
+                "arch = \"amd64\"",
+                &format!("arch = \"amd64\"\nsnapshot = \"{ts}\""),
+            )
+        };
+        let r = parse(&with("20250101T000000Z")).unwrap();
+        assert_eq!(r.source.snapshot.as_deref(), Some("20250101T000000Z"));
+        assert_eq!(parse(DEBIAN).unwrap().source.snapshot, None);
+        for bad in [
+            "2025-01-01",
+            "20250101T000000Z/../x",
+            "20251340T000000Z",
+            "",
+        ] {
+            let err = parse(&with(bad)).unwrap_err().to_string();
+            assert!(err.contains("source.snapshot"), "{bad:?}: {err}");
+        }
+        let ubuntu = with("20250101T000000Z").replace("distro = \"debian\"", "distro = \"ubuntu\"");
+        let err = parse(&ubuntu).unwrap_err().to_string();
+        assert!(
+            err.contains("source.snapshot") && err.contains("Debian"),
+            "{err}"
+        );
     }
 
     #[test]

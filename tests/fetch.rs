@@ -759,3 +759,128 @@ fn http_proxy_is_used_for_remote_hosts() {
         );
     }
 }
+
+fn offline_fetcher(cache_dir: &Path) -> Fetcher {
+    Fetcher::new(
+        quick_config(),
+        Cache::open(cache_dir).unwrap(),
+        report::silent(),
+        true,
+    )
+    .unwrap()
+}
+
+#[test]
+fn signed_indexes_are_kept_for_offline_use_and_refreshed_online() {
+    let e = env();
+    e.srv.put("/dists/x/InRelease", b"first signed copy");
+    let url = e.srv.url("/dists/x/InRelease");
+    let first = e.fetcher.fetch_index(&url, 100).unwrap();
+    assert_eq!(first, b"first signed copy");
+    e.fetcher.keep_index(&url, &first);
+    // Online, every run asks the mirror again; the caller keeps what it
+    // verified.
+    e.srv.put("/dists/x/InRelease", b"second signed copy");
+    let second = e.fetcher.fetch_index(&url, 100).unwrap();
+    assert_eq!(second, b"second signed copy");
+    e.fetcher.keep_index(&url, &second);
+    assert_eq!(e.srv.requests("/dists/x/InRelease"), 2);
+    // A download that failed verification is never kept, so the last good
+    // copy survives it.
+    e.srv.put("/dists/x/InRelease", b"tampered copy");
+    e.fetcher.fetch_index(&url, 100).unwrap();
+
+    let offline = offline_fetcher(&e.cache_dir);
+    assert_eq!(
+        offline.fetch_index(&url, 100).unwrap(),
+        b"second signed copy"
+    );
+    assert_eq!(
+        e.srv.requests("/dists/x/InRelease"),
+        3,
+        "offline: no request"
+    );
+    // The limit still applies to the kept copy.
+    assert!(offline.fetch_index(&url, 5).is_err());
+
+    // Nothing kept for this URL: the error names it and says what to do.
+    let miss = e.srv.url("/dists/y/InRelease");
+    let err = offline.fetch_index(&miss, 100).unwrap_err();
+    assert!(matches!(err, FetchError::Offline { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("/dists/y/InRelease") && text.contains("online"),
+        "{text}"
+    );
+    assert_eq!(e.srv.requests("/dists/y/InRelease"), 0);
+}
+
+#[test]
+fn unverified_downloads_are_not_kept_as_indexes() {
+    let e = env();
+    e.srv.put("/add-url", b"payload");
+    let url = e.srv.url("/add-url");
+    assert_eq!(e.fetcher.fetch_bytes(&url, 100).unwrap(), b"payload");
+    assert_eq!(e.fetcher.fetch_index(&url, 100).unwrap(), b"payload");
+    let offline = offline_fetcher(&e.cache_dir);
+    assert!(matches!(
+        offline.fetch_index(&url, 100).unwrap_err(),
+        FetchError::Offline { .. }
+    ));
+}
+
+#[test]
+fn offline_still_reads_file_urls() {
+    let e = env();
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(3_000, 4);
+    std::fs::write(dir.path().join("pkg.deb"), &data).unwrap();
+    std::fs::write(dir.path().join("InRelease"), b"local index").unwrap();
+    let url = |name: &str| {
+        url::Url::from_file_path(dir.path().join(name))
+            .unwrap()
+            .to_string()
+    };
+    let offline = offline_fetcher(&e.cache_dir);
+    assert_eq!(
+        offline.fetch_index(&url("InRelease"), 100).unwrap(),
+        b"local index"
+    );
+    assert_eq!(
+        offline.fetch_bytes(&url("InRelease"), 100).unwrap(),
+        b"local index"
+    );
+    let path = offline
+        .fetch_verified(&url("pkg.deb"), 3_000, &digest(&data))
+        .unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), data);
+    let key = Sha256Digest([5; 32]);
+    assert!(offline.fetch_sized(&url("pkg.deb"), 3_000, &key).is_ok());
+    // Still offline for the network.
+    assert!(matches!(
+        offline.fetch_bytes(&e.srv.url("/x"), 10).unwrap_err(),
+        FetchError::Offline { .. }
+    ));
+}
+
+#[test]
+fn a_file_mirror_path_cannot_escape_the_mirror_directory() {
+    let top = tempfile::tempdir().unwrap();
+    let mirror = top.path().join("mirror");
+    std::fs::create_dir_all(mirror.join("pool")).unwrap();
+    std::fs::write(top.path().join("secret.deb"), b"outside the mirror").unwrap();
+    let base = url::Url::from_directory_path(&mirror).unwrap().to_string();
+    for hostile in [
+        "../secret.deb",
+        "pool/../../secret.deb",
+        "pool/%2e%2e/%2e%2e/secret.deb",
+        "pool/..%2f..%2fsecret.deb",
+    ] {
+        let err = rootstrap::fetch::join_mirror(&base, hostile).unwrap_err();
+        assert!(
+            matches!(err, FetchError::UnsafePath { .. }) && err.to_string().contains(hostile),
+            "{hostile}: {err}"
+        );
+    }
+    assert!(rootstrap::fetch::join_mirror(&base, "pool/ok.deb").is_ok());
+}

@@ -201,6 +201,7 @@ pub(super) fn build(
 ) -> Result<BuildReport, BuildError> {
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
+    let umask = super::RootfsUmask::set();
 
     reporter.stage("fetch and verify the indexes");
     let index: LoadedIndexes =
@@ -220,7 +221,7 @@ pub(super) fn build(
     let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
 
     reporter.stage("install");
-    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = super::work_dir(opts)?;
     let rootfs = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
     std::fs::create_dir(rootfs.path()).map_err(|source| BuildError::WorkDir {
         path: work.clone(),
@@ -287,6 +288,7 @@ pub(super) fn build(
     let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
     let diff_id = layer.diff_id.hex();
 
+    drop(umask);
     let (outputs, manifest_digest) = super::write_outputs(
         &builder,
         &opts.outputs,

@@ -45,6 +45,7 @@ pub struct Cache {
     root: PathBuf,
     blobs: PathBuf,
     stamps: PathBuf,
+    indexes: PathBuf,
 }
 
 /// Exclusive lock on a cache directory; released when dropped.
@@ -61,10 +62,13 @@ impl Cache {
         let stamps = root.join("stamps").join("sha256");
         fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
         fs::create_dir_all(&stamps).map_err(io_err(&stamps))?;
+        let indexes = root.join("indexes").join("sha256");
+        fs::create_dir_all(&indexes).map_err(io_err(&indexes))?;
         Ok(Cache {
             root,
             blobs,
             stamps,
+            indexes,
         })
     }
 
@@ -105,7 +109,7 @@ impl Cache {
     }
 
     fn remove_stale_temps(&self) {
-        for dir in [&self.blobs, &self.stamps] {
+        for dir in [&self.blobs, &self.stamps, &self.indexes] {
             let Ok(entries) = fs::read_dir(dir) else {
                 continue;
             };
@@ -193,6 +197,28 @@ impl Cache {
             &self.stamp_path(digest),
             stamp_of(meta).as_bytes(),
         );
+    }
+
+    /// Records the last copy of a signed index file fetched from a URL
+    /// (InRelease, APKINDEX.tar.gz) under `key`, a digest of that URL, so an
+    /// offline run can use it. Replaced atomically: a reader sees the old or
+    /// the new copy, never a mix.
+    pub fn put_index(&self, key: &Sha256Digest, data: &[u8]) -> Result<(), CacheError> {
+        let dest = self.indexes.join(key.to_hex());
+        write_atomically(&self.indexes, &dest, data).map_err(io_err(&dest))
+    }
+
+    /// The copy stored by [`Cache::put_index`], if any and if it is a regular
+    /// file of at most `limit` bytes. Not trusted: the caller verifies its
+    /// signature every time, exactly as for a fresh download.
+    pub fn get_index(&self, key: &Sha256Digest, limit: u64) -> Option<Vec<u8>> {
+        let path = self.indexes.join(key.to_hex());
+        let meta = fs::symlink_metadata(&path).ok()?;
+        if !meta.file_type().is_file() || meta.len() > limit {
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        fs::read(&path).ok().filter(|d| d.len() as u64 <= limit)
     }
 
     /// Starts writing a new blob; finish with [`BlobWriter::commit`].
@@ -306,6 +332,30 @@ impl Write for BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_copies_are_replaced_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let key = Sha256Digest([3; 32]);
+        assert_eq!(cache.get_index(&key, 100), None);
+        cache.put_index(&key, b"first").unwrap();
+        cache.put_index(&key, b"second").unwrap();
+        assert_eq!(cache.get_index(&key, 100).as_deref(), Some(&b"second"[..]));
+        // Larger than the caller accepts: dropped, not read into memory.
+        assert_eq!(cache.get_index(&key, 3), None);
+        assert_eq!(cache.get_index(&key, 100), None);
+        // A symlink planted in its place is never followed.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"planted").unwrap();
+        std::os::unix::fs::symlink(
+            &target,
+            dir.path().join("indexes/sha256").join(key.to_hex()),
+        )
+        .unwrap();
+        assert_eq!(cache.get_index(&key, 100), None);
+        assert_eq!(std::fs::read(&target).unwrap(), b"planted");
+    }
 
     #[test]
     fn stamped_blobs_are_trusted_only_while_untouched() {

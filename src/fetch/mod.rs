@@ -50,8 +50,14 @@ pub enum FetchError {
         expected: Sha256Digest,
         actual: Sha256Digest,
     },
-    #[error("{url}: not in the cache and running offline")]
+    #[error("{url}: not in the cache and running --offline; run once online with this cache directory first")]
     Offline { url: String },
+    #[error("{url}: path {path:?} would leave the mirror: {reason}")]
+    UnsafePath {
+        url: String,
+        path: String,
+        reason: String,
+    },
     #[error("{url}: {source}")]
     File { url: String, source: std::io::Error },
     #[error("{url}: cannot store download: {source}")]
@@ -108,10 +114,17 @@ impl Fetcher {
         Ok(self.cache.lock(self.reporter.as_ref())?)
     }
 
-    /// Downloads a small file whose hash is not known in advance (InRelease,
-    /// Release.gpg), refusing more than `limit` bytes. Never cached.
+    /// Whether `url` needs the network now: `--offline` blocks only those,
+    /// since a `file://` mirror is a local directory.
+    fn blocked(&self, url: &str) -> bool {
+        self.offline && !is_local(url)
+    }
+
+    /// Downloads a small file whose hash is not known in advance, refusing
+    /// more than `limit` bytes. Never cached (see [`Fetcher::fetch_index`]
+    /// for signed index files).
     pub fn fetch_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
-        if self.offline {
+        if self.blocked(url) {
             return Err(FetchError::Offline { url: redact(url) });
         }
         let mut body = Vec::new();
@@ -125,6 +138,38 @@ impl Fetcher {
         );
         self.reporter.download_done(id);
         result.map(|_| body)
+    }
+
+    /// Downloads a signed index file whose digest is not known in advance
+    /// (InRelease, APKINDEX.tar.gz), refusing more than `limit` bytes.
+    /// `--offline` returns the copy last kept by [`Fetcher::keep_index`]
+    /// instead. The bytes are never trusted because of where they came
+    /// from: the caller verifies the signature (and dates) of a kept copy
+    /// exactly as of a fresh one. `file://` URLs are read in place, online
+    /// or offline.
+    pub fn fetch_index(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        if self.offline && !is_local(url) {
+            return self
+                .cache
+                .get_index(&index_key(url), limit)
+                .ok_or_else(|| FetchError::Offline { url: redact(url) });
+        }
+        self.fetch_bytes(url, limit)
+    }
+
+    /// Keeps `body`, fetched from `url` and verified by the caller, as the
+    /// copy an offline run of [`Fetcher::fetch_index`] uses. Called only
+    /// after verification, so a tampered or expired download never replaces
+    /// the last good copy. Failing to keep it only costs offline use later,
+    /// so it is reported, not returned.
+    pub fn keep_index(&self, url: &str, body: &[u8]) {
+        if self.offline || is_local(url) {
+            return;
+        }
+        if let Err(e) = self.cache.put_index(&index_key(url), body) {
+            self.reporter
+                .warn(&format!("cannot keep {} for offline use: {e}", redact(url)));
+        }
     }
 
     /// Returns a cached, verified copy of `url`, downloading it if needed.
@@ -157,7 +202,7 @@ impl Fetcher {
         if let Some(path) = self.cache.get_stamped(key, size) {
             return Ok(path);
         }
-        if self.offline {
+        if self.blocked(url) {
             return Err(FetchError::Offline { url: redact(url) });
         }
         let mut writer = self.cache.writer()?;
@@ -185,7 +230,7 @@ impl Fetcher {
         if let Some(path) = self.cache.get_sized(&item.sha256, item.size) {
             return Ok(path);
         }
-        if self.offline {
+        if self.blocked(&item.url) {
             return Err(FetchError::Offline {
                 url: redact(&item.url),
             });
@@ -275,6 +320,93 @@ impl Fetcher {
     }
 }
 
+fn is_local(url: &str) -> bool {
+    url.get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("file:"))
+}
+
+/// Cache key of the last copy of an index file: its URL, without
+/// credentials (they may change; the file does not).
+fn index_key(url: &str) -> Sha256Digest {
+    let without_credentials = match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => redact(url),
+    };
+    Sha256Digest::of(format!("rootstrap-index-v1\0{without_credentials}").as_bytes())
+}
+
+/// `base/rel` for a path named by a repository index (a Packages
+/// `Filename`, an apk `name-version.apk`), refused unless the URL really
+/// names a file below `base`: no absolute path, no `.`/`..`/empty component
+/// (also percent-encoded, which URL parsing would resolve), no `?`/`#`, no
+/// backslash or control character. With a `file://` mirror anything else
+/// would read outside the mirror directory.
+pub fn join_mirror(base: &str, rel: &str) -> Result<String, FetchError> {
+    let base = base.trim_end_matches('/');
+    let joined = format!("{base}/{rel}");
+    let refuse = |reason: &str| FetchError::UnsafePath {
+        url: redact(&joined),
+        path: rel.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if rel.starts_with('/') {
+        return Err(refuse("absolute path"));
+    }
+    if rel
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\\' | '?' | '#'))
+    {
+        return Err(refuse("backslash, '?', '#' or control character"));
+    }
+    for component in rel.split('/') {
+        let decoded = percent_decode(component);
+        if decoded.is_empty() || decoded == b"." || decoded == b".." || decoded.contains(&b'/') {
+            return Err(refuse("empty, '.' or '..' component"));
+        }
+    }
+    // Whatever URL parsing makes of it must still be exactly base + rel.
+    let parsed_base = url::Url::parse(base).map_err(|e| FetchError::InvalidUrl {
+        url: redact(base),
+        reason: e.to_string(),
+    })?;
+    let parsed = url::Url::parse(&joined).map_err(|e| FetchError::InvalidUrl {
+        url: redact(&joined),
+        reason: e.to_string(),
+    })?;
+    let expected = format!("{}/{rel}", parsed_base.path().trim_end_matches('/'));
+    if parsed.path() != expected || parsed.host_str() != parsed_base.host_str() {
+        return Err(refuse("the URL does not resolve below the mirror"));
+    }
+    Ok(joined)
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn display_name(url: &str) -> String {
     let clean = redact(url);
     clean
@@ -282,4 +414,58 @@ fn display_name(url: &str) -> String {
         .find(|s| !s.is_empty())
         .unwrap_or(&clean)
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_paths_stay_below_the_mirror() {
+        let base = "file:///srv/mirror/debian";
+        assert_eq!(
+            join_mirror(base, "pool/main/a/apt/apt_3.0_amd64.deb").unwrap(),
+            "file:///srv/mirror/debian/pool/main/a/apt/apt_3.0_amd64.deb"
+        );
+        assert_eq!(
+            join_mirror("http://m.example/d/", "pool/x_1%3a2_all.deb").unwrap(),
+            "http://m.example/d/pool/x_1%3a2_all.deb"
+        );
+        for bad in [
+            "../../etc/passwd",
+            "pool/../../../etc/passwd",
+            "/etc/passwd",
+            "pool/%2e%2e/%2E%2e/etc/passwd",
+            "pool/.%2e/x",
+            "pool/%2e/x",
+            "pool//x.deb",
+            "pool/a%2f..%2f..%2fx",
+            "pool/x.deb?/../../y",
+            "pool/x.deb#frag",
+            "pool\\..\\x",
+            "pool/x\n.deb",
+            "",
+        ] {
+            let err = join_mirror(base, bad).unwrap_err();
+            assert!(
+                matches!(err, FetchError::UnsafePath { .. }),
+                "{bad:?}: {err}"
+            );
+        }
+        // The apk layout: a hostile package name cannot climb out either.
+        assert!(join_mirror("file:///m/v3.20/main", "x86_64/../../../../etc/x-1.apk").is_err());
+    }
+
+    #[test]
+    fn index_keys_ignore_credentials_only() {
+        assert_eq!(
+            index_key("https://u:p@m.example/d/InRelease"),
+            index_key("https://m.example/d/InRelease")
+        );
+        assert_ne!(
+            index_key("https://m.example/d/InRelease"),
+            index_key("https://m.example/e/InRelease")
+        );
+        assert!(is_local("file:///x") && is_local("FILE:///x") && !is_local("http://x"));
+    }
 }

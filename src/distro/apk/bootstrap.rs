@@ -204,13 +204,14 @@ pub fn load_indexes(
     let mut loaded = LoadedIndexes::default();
     for repo_url in src.repository_urls() {
         let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
-        let bytes = fetcher.fetch_bytes(&url, INDEX_LIMIT)?;
+        let bytes = fetcher.fetch_index(&url, INDEX_LIMIT)?;
         let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
             ApkBootstrapError::Index {
                 url: url.clone(),
                 error,
             }
         })?;
+        fetcher.keep_index(&url, &bytes);
         match &index.trust {
             Trust::Verified { key } => reporter.info(&format!(
                 "{url}: {} packages, signed by {key}",
@@ -284,7 +285,10 @@ fn fetch_one(
     src: &ApkSource,
 ) -> Result<VerifiedApk, ApkBootstrapError> {
     let repo = index.repo_of(pkg).unwrap_or(&src.mirror);
-    let url = format!("{repo}/{}/{}-{}.apk", src.arch, pkg.name, pkg.version);
+    let url = crate::fetch::join_mirror(
+        repo,
+        &format!("{}/{}-{}.apk", src.arch, pkg.name, pkg.version),
+    )?;
     let key = cache_key(pkg);
     let path = fetcher.fetch_sized(&url, pkg.size, &key)?;
     let verified = std::fs::read(&path)

@@ -91,6 +91,9 @@ pub struct DebSource {
     pub variant: Variant,
     /// `[packages] install`, with optional version pins.
     pub include: Vec<(String, Option<String>)>,
+    /// The snapshot timestamp when `mirror` is a Debian snapshot: its
+    /// Release's Valid-Until is then not checked.
+    pub snapshot: Option<String>,
 }
 
 /// A verified Release and the package universe built from its indexes.
@@ -121,7 +124,7 @@ pub fn load_index(
 ) -> Result<LoadedIndex, BootstrapError> {
     let dists = format!("{}/dists/{}", src.mirror, src.suite);
     let url = format!("{dists}/InRelease");
-    let bytes = fetcher.fetch_bytes(&url, INRELEASE_LIMIT)?;
+    let bytes = fetcher.fetch_index(&url, INRELEASE_LIMIT)?;
     let verified =
         verify_inrelease(&bytes, keyring, now).map_err(|source| BootstrapError::Signature {
             url: url.clone(),
@@ -132,11 +135,16 @@ pub fn load_index(
         source,
     })?;
     release
-        .check(&ReleasePolicy::new(now_secs(now), &src.suite))
+        .check(&ReleasePolicy::for_source(
+            now_secs(now),
+            &src.suite,
+            src.snapshot.is_some(),
+        ))
         .map_err(|source| BootstrapError::Release {
             url: url.clone(),
             source,
         })?;
+    fetcher.keep_index(&url, &bytes);
     reporter.info(&format!(
         "{url}: signed by {}, dated {}",
         verified.signer_fingerprint,
@@ -312,16 +320,18 @@ pub fn fetch_packages(
     mirror: &str,
     plan: &Plan<'_>,
 ) -> Result<Vec<PathBuf>, BootstrapError> {
-    let items: Vec<FetchItem> = plan
+    let items = plan
         .packages
         .iter()
-        .map(|p| FetchItem {
-            url: format!("{mirror}/{}", p.filename),
-            size: p.size,
-            sha256: Sha256Digest(p.sha256),
-            name: p.name.clone(),
+        .map(|p| {
+            Ok(FetchItem {
+                url: crate::fetch::join_mirror(mirror, &p.filename)?,
+                size: p.size,
+                sha256: Sha256Digest(p.sha256),
+                name: p.name.clone(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<FetchItem>, crate::fetch::FetchError>>()?;
     Ok(fetcher.fetch_all(&items)?)
 }
 
@@ -512,7 +522,7 @@ fn run_stage2(
 }
 
 /// Files installs leave behind that differ on every run (logs, caches,
-/// backups): removed so builds are reproducible (HOSTILE 44).
+/// backups, random seeds): removed so builds are reproducible (HOSTILE 44).
 const VOLATILE: &[&str] = &[
     "var/log/dpkg.log",
     "var/log/alternatives.log",
@@ -521,21 +531,50 @@ const VOLATILE: &[&str] = &[
     "var/log/apt/term.log",
     "var/log/apt/eipp.log.xz",
     "var/cache/ldconfig/aux-cache",
-    "var/cache/apt/pkgcache.bin",
-    "var/cache/apt/srcpkgcache.bin",
-    "var/lib/dpkg/status-old",
-    "var/lib/dpkg/available-old",
-    "var/lib/dpkg/diversions-old",
-    "var/lib/dpkg/statoverride-old",
-    "var/cache/debconf/config.dat-old",
-    "var/cache/debconf/templates.dat-old",
+    "var/lib/systemd/catalog/database",
+    "var/lib/systemd/random-seed",
+    "etc/apt/apt.conf.d/01autoremove-kernels",
+    "usr/share/info/dir.old",
     "etc/passwd-",
     "etc/group-",
     "etc/shadow-",
     "etc/gshadow-",
+    "etc/subuid-",
+    "etc/subgid-",
     "run/mount/utab",
     "usr/sbin/policy-rc.d",
 ];
+
+/// Directories whose matching files are all volatile: (directory, which
+/// names). Backups (`*-old`) are written on every database update, apt's
+/// binary caches and downloaded lists depend on when they were made.
+const VOLATILE_IN: &[(&str, NameFilter)] = &[
+    ("var/lib/dpkg", is_old_backup),
+    ("var/cache/debconf", is_old_backup),
+    ("var/cache/apt", is_apt_binary_cache),
+    ("var/lib/apt/lists", is_apt_list),
+    ("var/lib/apt/lists/partial", |_| true),
+];
+
+type NameFilter = fn(&[u8]) -> bool;
+
+fn is_old_backup(name: &[u8]) -> bool {
+    name.ends_with(b"-old")
+}
+
+fn is_apt_binary_cache(name: &[u8]) -> bool {
+    name.ends_with(b".bin")
+}
+
+/// Everything in apt's lists directory but its lock (and `partial/`,
+/// emptied separately).
+fn is_apt_list(name: &[u8]) -> bool {
+    name != b"lock"
+}
+
+/// Files that must stay but whose content is per-machine: emptied, as
+/// systemd expects an empty machine-id in images ("first boot").
+const EMPTIED: &[&str] = &["etc/machine-id", "var/lib/dbus/machine-id"];
 
 /// Normalises what package scripts leave behind (DESIGN: reproducibility).
 pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
@@ -545,12 +584,15 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
             root.remove(&rel)?;
         }
     }
-    let machine_id = RelPath::from_archive(b"etc/machine-id")?;
-    if root
-        .lstat(&machine_id)?
-        .is_some_and(|m| m.kind == FileKind::File)
-    {
-        root.write_file(&machine_id, b"", 0o444)?;
+    for (dir, volatile) in VOLATILE_IN {
+        remove_files_in(root, dir, *volatile)?;
+    }
+    for path in EMPTIED {
+        let rel = RelPath::from_archive(path.as_bytes())?;
+        // A symlink (dbus's usually points at /etc/machine-id) is left alone.
+        if root.lstat(&rel)?.is_some_and(|m| m.kind == FileKind::File) {
+            root.write_file(&rel, b"", 0o444)?;
+        }
     }
     let shadow = RelPath::from_archive(b"etc/shadow")?;
     if root
@@ -561,6 +603,25 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
         let clamped = clamp_shadow(&text, epoch / 86400);
         if clamped != text {
             root.write_file(&shadow, clamped.as_bytes(), 0o640)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the non-directory entries of `dir` whose names match; a missing
+/// directory, or one that is a symlink, is left alone.
+fn remove_files_in(root: &Root, dir: &str, volatile: NameFilter) -> Result<(), BootstrapError> {
+    let rel = RelPath::from_archive(dir.as_bytes())?;
+    if !root.lstat(&rel)?.is_some_and(|m| m.kind == FileKind::Dir) {
+        return Ok(());
+    }
+    for name in root.read_dir(&rel)? {
+        if !volatile(&name) {
+            continue;
+        }
+        let entry = rel.join(&name)?;
+        if root.lstat(&entry)?.is_some_and(|m| m.kind != FileKind::Dir) {
+            root.remove(&entry)?;
         }
     }
     Ok(())
@@ -590,6 +651,68 @@ fn clamp_shadow(text: &str, max_day: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalise_removes_volatile_files_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let write = |p: &str, data: &[u8]| {
+            let rel = RelPath::from_archive(p.as_bytes()).unwrap();
+            root.mkdir_all(&rel.parent().unwrap(), 0o755).unwrap();
+            root.write_file(&rel, data, 0o644).unwrap();
+        };
+        let removed = [
+            "var/log/dpkg.log",
+            "var/log/apt/eipp.log.xz",
+            "var/cache/ldconfig/aux-cache",
+            "var/lib/dpkg/status-old",
+            "var/lib/dpkg/triggers-old",
+            "var/cache/debconf/templates.dat-old",
+            "var/cache/debconf/passwords.dat-old",
+            "var/cache/apt/pkgcache.bin",
+            "var/cache/apt/srcpkgcache.bin",
+            "var/lib/apt/lists/deb.example_debian_dists_trixie_InRelease",
+            "var/lib/apt/lists/partial/x_Packages",
+            "var/lib/systemd/random-seed",
+            "etc/shadow-",
+        ];
+        let kept = [
+            "var/lib/dpkg/status",
+            "var/cache/debconf/templates.dat",
+            "var/lib/apt/lists/lock",
+            "var/cache/apt/archives/lock",
+            "etc/passwd",
+        ];
+        for p in removed.iter().chain(&kept) {
+            write(p, b"data\n");
+        }
+        write("etc/machine-id", b"0123456789abcdef0123456789abcdef\n");
+        write("etc/shadow", b"root:*:30000:0:99999:7:::\n");
+        let dbus = RelPath::from_archive(b"var/lib/dbus/machine-id").unwrap();
+        root.mkdir_all(&dbus.parent().unwrap(), 0o755).unwrap();
+        root.symlink(b"/etc/machine-id", &dbus).unwrap();
+
+        normalise(&root, 20000 * 86400).unwrap();
+        for p in removed {
+            assert!(!dir.path().join(p).exists(), "{p} should be gone");
+        }
+        for p in kept {
+            assert!(dir.path().join(p).exists(), "{p} should stay");
+        }
+        assert!(dir.path().join("var/lib/apt/lists/partial").is_dir());
+        assert_eq!(
+            std::fs::read(dir.path().join("etc/machine-id")).unwrap(),
+            b""
+        );
+        assert_eq!(
+            std::fs::read_link(dir.path().join("var/lib/dbus/machine-id")).unwrap(),
+            Path::new("/etc/machine-id")
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("etc/shadow")).unwrap(),
+            "root:*:20000:0:99999:7:::\n"
+        );
+    }
 
     #[test]
     fn shadow_last_change_is_clamped() {

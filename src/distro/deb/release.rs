@@ -149,6 +149,16 @@ impl<'a> ReleasePolicy<'a> {
             previous_identity: None,
         }
     }
+
+    /// The policy for one source: a snapshot's Release is a frozen copy
+    /// whose Valid-Until is long past, so only for a snapshot source is that
+    /// check off; signature, Date, suite and replay checks stay on.
+    pub fn for_source(now: i64, expected_suite: &'a str, snapshot: bool) -> Self {
+        ReleasePolicy {
+            ignore_valid_until: snapshot,
+            ..ReleasePolicy::new(now, expected_suite)
+        }
+    }
 }
 
 /// Parses an RFC 2822 date as found in Release files. Archives write the
@@ -562,6 +572,26 @@ mod tests {
         ));
         policy.ignore_valid_until = true;
         r.check(&policy).unwrap();
+    }
+
+    #[test]
+    fn valid_until_is_skipped_only_for_snapshot_sources() {
+        let r = Release::parse(&sample()).unwrap();
+        let later = DATE + 365 * 86400;
+        assert!(matches!(
+            r.check(&ReleasePolicy::for_source(later, "trixie", false)),
+            Err(ReleaseError::Expired { .. })
+        ));
+        r.check(&ReleasePolicy::for_source(later, "trixie", true))
+            .unwrap();
+        // Everything else is still checked for a snapshot.
+        assert!(matches!(
+            r.check(&ReleasePolicy::for_source(DATE - 3600, "trixie", true)),
+            Err(ReleaseError::DateInFuture { .. })
+        ));
+        assert!(r
+            .check(&ReleasePolicy::for_source(later, "bookworm", true))
+            .is_err());
     }
 
     #[test]
