@@ -103,6 +103,18 @@ pub fn installed_packages(image: &OpenedImage) -> Result<Vec<InstalledPackage>, 
     Ok(pkgs)
 }
 
+/// Packages of a dpkg status file (`is_dpkg`) or an apk installed db,
+/// sorted by name.
+pub fn packages_from_db(is_dpkg: bool, text: &str) -> Vec<InstalledPackage> {
+    let mut pkgs = if is_dpkg {
+        parse_dpkg_status(text)
+    } else {
+        parse_apk_installed(text)
+    };
+    pkgs.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    pkgs
+}
+
 fn parse_dpkg_status(text: &str) -> Vec<InstalledPackage> {
     control::paragraphs(text)
         .flatten()
