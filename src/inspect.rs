@@ -512,4 +512,59 @@ mod tests {
             .collect();
         assert_eq!(names, ["musl", "busybox"]);
     }
+
+    #[test]
+    fn dep5_synopses_only_from_machine_readable_files() {
+        let dep5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+                    Files: *\nLicense: GPL-2+\n\nFiles: a\nLicense: BSD-3-clause\n text\n\n\
+                    License: GPL-2+\n Full text.\n";
+        assert_eq!(dep5_licenses(dep5), ["GPL-2+", "BSD-3-clause"]);
+        assert!(dep5_licenses("This package is GPL-2.\nLicense: MIT\n").is_empty());
+        assert!(dep5_licenses("").is_empty());
+    }
+
+    #[test]
+    fn os_release_values_unquoted() {
+        let r = parse_os_release(
+            "# c\nID=debian\nPRETTY_NAME=\"Debian \\\"13\\\"\"\nVERSION_ID='13'\nbad line\n",
+        );
+        assert_eq!(r.get("ID").map(String::as_str), Some("debian"));
+        assert_eq!(
+            r.get("PRETTY_NAME").map(String::as_str),
+            Some("Debian \"13\"")
+        );
+        assert_eq!(r.get("VERSION_ID").map(String::as_str), Some("13"));
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn links_resolve_inside_the_root_only() {
+        assert_eq!(
+            resolve_link("etc/os-release", "../usr/lib/os-release").as_deref(),
+            Some("usr/lib/os-release")
+        );
+        assert_eq!(
+            resolve_link("usr/share/doc/a", "/usr/share/doc/b").as_deref(),
+            Some("usr/share/doc/b")
+        );
+        assert_eq!(resolve_link("etc/x", "../../../outside"), None);
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let mut files = BTreeMap::new();
+        files.insert("a".to_string(), Collected::Link("b".into()));
+        files.insert("b".to_string(), Collected::Link("a".into()));
+        assert!(lookup(&files, "a").is_none());
+    }
+
+    #[test]
+    fn apk_checksum_and_origin() {
+        let db = "C:Q1ERERERERERERERERERERERERERE=\nP:busybox-binsh\nV:1\nA:x86_64\nL:GPL-2.0-only\no:busybox\nF:bin\nR:sh\nZ:Q1AAAA\n\n";
+        let r = apk_records(db);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].source_name, "busybox");
+        assert_eq!(r[0].apk_checksum_sha1.as_deref(), Some(&[0x11u8; 20][..]));
+        assert_eq!(r[0].licenses, ["GPL-2.0-only"]);
+    }
 }

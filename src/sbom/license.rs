@@ -124,6 +124,24 @@ const DEBIAN_ALIASES: &[(&str, &str)] = &[
     ("zlib", "Zlib"),
 ];
 
+/// Debian's names for exceptions (`GPL-3+ with Bison exception`).
+const EXCEPTION_ALIASES: &[(&str, &str)] = &[
+    ("Bison exception", "Bison-exception-2.2"),
+    ("Bison-2.2 exception", "Bison-exception-2.2"),
+    ("Linux-syscall-note exception", "Linux-syscall-note"),
+    ("GCC-exception-3.1 exception", "GCC-exception-3.1"),
+    ("Classpath exception", "Classpath-exception-2.0"),
+    ("LLVM exception", "LLVM-exception"),
+];
+
+fn spdx_exception(words: &str) -> Option<&'static str> {
+    EXCEPTION_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(words))
+        .map(|(_, id)| *id)
+        .or_else(|| find_ci(SPDX_EXCEPTIONS, words))
+}
+
 fn find_ci<'a>(list: &[&'a str], name: &str) -> Option<&'a str> {
     list.iter()
         .copied()
@@ -181,7 +199,13 @@ fn license_ref(name: &str) -> String {
             }
         })
         .collect();
-    let body = body.trim_matches('-');
+    let mut collapsed = String::with_capacity(body.len());
+    for c in body.chars() {
+        if !(c == '-' && collapsed.ends_with('-')) {
+            collapsed.push(c);
+        }
+    }
+    let body = collapsed.trim_matches('-');
     format!(
         "LicenseRef-{}",
         if body.is_empty() { "unknown" } else { body }
@@ -190,7 +214,8 @@ fn license_ref(name: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
-    License(String),
+    /// SPDX form, distribution's original words.
+    License(String, String),
     And,
     Or,
     Open,
@@ -265,7 +290,7 @@ impl Converter {
                 "with" => {
                     // `X with Y [exception]`: an SPDX exception, or else the
                     // whole phrase becomes one reference.
-                    let Some(Token::License(base)) = tokens.pop() else {
+                    let Some(Token::License(base, original_base)) = tokens.pop() else {
                         return None;
                     };
                     let mut j = i + 1;
@@ -278,20 +303,20 @@ impl Converter {
                         j += 1;
                     }
                     let exception = words[i + 1..j].join(" ");
-                    let original_base = base.clone();
-                    let term = match find_ci(SPDX_EXCEPTIONS, &exception) {
+                    let original = format!("{original_base} with {exception}");
+                    let term = match spdx_exception(&exception) {
                         Some(e) if !base.starts_with("LicenseRef-") => format!("{base} WITH {e}"),
-                        _ => self.reference(&format!("{original_base} with {exception}")),
+                        _ => self.reference(&original),
                     };
                     i = j;
-                    tokens.push(Token::License(term));
+                    tokens.push(Token::License(term, original));
                     continue;
                 }
-                _ => Token::License(self.term(w)),
+                _ => Token::License(self.term(w), w.clone()),
             };
             // Two licenses side by side (`GPL-2+, LGPL-2+`): both apply.
-            if matches!(token, Token::License(_) | Token::Open)
-                && matches!(tokens.last(), Some(Token::License(_) | Token::Close))
+            if matches!(token, Token::License(..) | Token::Open)
+                && matches!(tokens.last(), Some(Token::License(..) | Token::Close))
             {
                 tokens.push(Token::And);
             }
@@ -313,7 +338,7 @@ fn well_formed(tokens: &[Token]) -> bool {
     }
     fn term(t: &[Token], i: usize) -> Option<usize> {
         match t.get(i)? {
-            Token::License(_) => Some(i + 1),
+            Token::License(..) => Some(i + 1),
             Token::Open => {
                 let j = expr(t, i + 1)?;
                 matches!(t.get(j), Some(Token::Close)).then_some(j + 1)
@@ -328,7 +353,7 @@ fn render(tokens: &[Token]) -> String {
     let mut out = String::new();
     for t in tokens {
         let s = match t {
-            Token::License(l) => l.as_str(),
+            Token::License(l, _) => l.as_str(),
             Token::And => "AND",
             Token::Or => "OR",
             Token::Open => "(",
@@ -418,6 +443,19 @@ mod tests {
     }
 
     #[test]
+    fn debian_exception_phrases() {
+        assert_eq!(
+            debian(&["GPL-3+ with Bison exception"]),
+            "GPL-3.0-or-later WITH Bison-exception-2.2"
+        );
+        // An unknown base keeps its original words, referenced once.
+        assert_eq!(
+            debian(&["BSD-3-clause-Cambridge with BINARY LIBRARY-LIKE PACKAGES exception"]),
+            "LicenseRef-BSD-3-clause-Cambridge-with-BINARY-LIBRARY-LIKE-PACKAGES-exception"
+        );
+    }
+
+    #[test]
     fn exceptions_and_unknown_phrases() {
         assert_eq!(
             debian(&["GPL-3+ with GCC-exception-3.1"]),
@@ -425,10 +463,7 @@ mod tests {
         );
         let l = LicenseExpression::from_debian(&["GPL-2+ with OpenSSL exception".into()])
             .expect("a license");
-        assert_eq!(
-            l.expression,
-            "LicenseRef-GPL-2.0-or-later-with-OpenSSL-exception"
-        );
+        assert_eq!(l.expression, "LicenseRef-GPL-2-with-OpenSSL-exception");
         assert_eq!(l.refs.len(), 1);
     }
 
