@@ -113,6 +113,16 @@ impl UnpackSink for FileTree {
             APK_INSTALLED => Some(false),
             _ => None,
         };
+        let mut shared = None;
+        if let EntryKind::HardLink(target) = &header.kind {
+            // Looked up before the removal below, which may remove the target.
+            shared = self.entries.get(target).cloned();
+        }
+        if header.kind != EntryKind::Dir {
+            // A non-directory replaces whatever subtree was there (and the
+            // package database captured at this path, if it was one).
+            self.remove_subtree(&header.path);
+        }
         let (mut sha256, mut size, mut link_target, mut device) = (None, header.size, None, None);
         match &header.kind {
             EntryKind::File => {
@@ -133,7 +143,7 @@ impl UnpackSink for FileTree {
                 size = n;
             }
             EntryKind::HardLink(target) => {
-                let shared = self.entries.get(target).ok_or_else(|| {
+                let shared = shared.ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::NotFound,
                         format!("hard link target {} missing", target.display()),
@@ -151,10 +161,6 @@ impl UnpackSink for FileTree {
                 device = Some(format!("{major}:{minor}"));
             }
             EntryKind::Dir | EntryKind::Fifo => {}
-        }
-        if header.kind != EntryKind::Dir {
-            // A non-directory replaces whatever subtree was there.
-            self.remove_subtree(&header.path);
         }
         self.entries.insert(
             header.path.clone(),
