@@ -74,6 +74,8 @@ pub enum BuildError {
     Epoch(String),
     #[error(transparent)]
     Dockerfile(#[from] crate::dockerfile::builder::BuildError),
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
 }
 
 impl From<BootstrapError> for BuildError {
@@ -695,6 +697,10 @@ fn write_outputs(
         reporter.info(&format!("wrote {}", out.path().display()));
         written.push((out.clone(), result));
     }
+    // SBOMs next to / inside each image output. The .deb checksums are not
+    // passed down here yet, so Debian packages carry none.
+    let name = reference.map(ImageReference::familiar);
+    crate::sbom::write_build_sboms(builder, &written, name.as_deref(), &Default::default())?;
     Ok((written, manifest_digest))
 }
 

@@ -56,6 +56,39 @@ pub enum Command {
     /// Dockerfile utilities.
     #[command(subcommand)]
     Dockerfile(DockerfileCommand),
+    /// Write an SBOM (SPDX 2.3 or CycloneDX 1.5 JSON) of an image's installed packages.
+    Sbom(SbomArgs),
+    /// Compare two images: config, packages and files (exit 0 identical, 1 different, 2 error).
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SbomFormatArg {
+    Spdx,
+    Cyclonedx,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// oci:DIR or docker-archive:FILE
+    pub image: String,
+    /// Document format.
+    #[arg(long, value_enum, default_value_t = SbomFormatArg::Spdx)]
+    pub format: SbomFormatArg,
+    /// Write to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// oci:DIR or docker-archive:FILE
+    pub image_a: String,
+    /// oci:DIR or docker-archive:FILE
+    pub image_b: String,
+    /// Print the differences as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

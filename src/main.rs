@@ -235,6 +235,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sbom(args) => {
+            sbom(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Diff(args) => Ok(match diff(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("rootstrap: error: {e:#}");
+                ExitCode::from(2)
+            }
+        }),
         Command::Dockerfile(DockerfileCommand::Parse { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -387,6 +399,51 @@ fn push_all(
         println!("registry:{reference}  {}", report.manifest_digest);
     }
     Ok(())
+}
+
+fn open_verified(spec: &str) -> Result<OpenedImage> {
+    let source = ImageSource::parse(spec)?;
+    let image = OpenedImage::open(&source, None).with_context(|| format!("opening {spec}"))?;
+    fsck(&image).with_context(|| format!("verifying {spec}"))?;
+    Ok(image)
+}
+
+/// `rootstrap sbom IMAGE [--format] [-o FILE]`.
+fn sbom(args: &cli::SbomArgs) -> Result<()> {
+    use rootstrap::sbom::{ImageIdentity, Sbom, SbomFormat};
+    let image = open_verified(&args.image)?;
+    let inventory = rootstrap::inspect::package_inventory(&image)
+        .with_context(|| format!("reading the packages of {}", args.image))?;
+    let model = Sbom::from_inventory(
+        &inventory,
+        ImageIdentity::of_image(&image),
+        &Default::default(),
+    );
+    let format = match args.format {
+        cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
+        cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,
+    };
+    let bytes = format.render(&model);
+    match &args.output {
+        Some(path) => rootstrap::sbom::output::write_file(path, &bytes)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?,
+    }
+    Ok(())
+}
+
+/// `rootstrap diff A B [--json]`; true when identical.
+fn diff(args: &cli::DiffArgs) -> Result<bool> {
+    let a = open_verified(&args.image_a)?;
+    let b = open_verified(&args.image_b)?;
+    let d = rootstrap::image::diff::diff_images(&a, &b)
+        .with_context(|| format!("comparing {} and {}", args.image_a, args.image_b))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        println!("{d}");
+    }
+    Ok(d.is_identical())
 }
 
 fn human(bytes: u64) -> String {

@@ -496,6 +496,106 @@ impl ImageBuilder {
     }
 }
 
+/// An artifact to attach to an image in an OCI layout: one blob, e.g. an SBOM.
+#[derive(Debug, Clone)]
+pub struct Artifact<'a> {
+    /// Also the media type of the blob (`application/spdx+json`).
+    pub artifact_type: &'a str,
+    pub data: &'a [u8],
+    /// `org.opencontainers.image.title` of the blob.
+    pub title: &'a str,
+    /// Annotations of the artifact manifest and of its index.json entry.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Adds an OCI 1.1 artifact manifest to the layout at `dir`: `artifactType`,
+/// the empty config, the data as its single layer, and a `subject` pointing
+/// at the image manifest `subject` (which index.json must list). index.json
+/// gains an entry with `artifactType` set, which image readers skip. Adding
+/// the same artifact twice leaves one entry. Returns the entry.
+pub fn attach_artifact(
+    dir: &Path,
+    subject: Sha256Digest,
+    artifact: &Artifact<'_>,
+) -> Result<Descriptor, ImageError> {
+    let index_path = dir.join("index.json");
+    let invalid = |reason: String| ImageError::Invalid {
+        location: dir.display().to_string(),
+        reason,
+    };
+    let index_bytes = fs::read(&index_path)
+        .map_err(ImageError::io(format!("reading {}", index_path.display())))?;
+    let mut index: Index =
+        serde_json::from_slice(&index_bytes).map_err(|source| ImageError::Json {
+            what: index_path.display().to_string(),
+            source,
+        })?;
+    let subject_desc = index
+        .manifests
+        .iter()
+        .find(|d| d.digest == subject.to_string())
+        .ok_or_else(|| invalid(format!("index.json does not list the image {subject}")))?;
+    let blob_dir = dir.join("blobs/sha256");
+    let empty = b"{}";
+    let config = Descriptor::new(oci::MEDIA_TYPE_EMPTY, Sha256Digest::of(empty), 2);
+    let mut layer = Descriptor::new(
+        artifact.artifact_type,
+        Sha256Digest::of(artifact.data),
+        artifact.data.len() as u64,
+    );
+    layer.annotations.insert(
+        "org.opencontainers.image.title".into(),
+        artifact.title.into(),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::MEDIA_TYPE_MANIFEST,
+        "artifactType": artifact.artifact_type,
+        "config": {
+            "mediaType": config.media_type,
+            "digest": config.digest,
+            "size": config.size,
+            "data": "e30=",
+        },
+        "layers": [layer],
+        "subject": {
+            "mediaType": subject_desc.media_type,
+            "digest": subject_desc.digest,
+            "size": subject_desc.size,
+        },
+        "annotations": artifact.annotations,
+    });
+    let manifest = canonical_json(&manifest)?;
+    let mut entry = Descriptor::new(
+        oci::MEDIA_TYPE_MANIFEST,
+        Sha256Digest::of(&manifest),
+        manifest.len() as u64,
+    );
+    entry.artifact_type = Some(artifact.artifact_type.to_owned());
+    entry.annotations = artifact.annotations.clone();
+    for (digest, bytes) in [
+        (&config.digest, &empty[..]),
+        (&layer.digest, artifact.data),
+        (&entry.digest, &manifest[..]),
+    ] {
+        let path = blob_dir.join(digest_hex(digest));
+        if !path.exists() {
+            let tmp = temp_file_beside(&path)?;
+            fs::write(tmp.path(), bytes)
+                .map_err(ImageError::io(format!("writing {}", path.display())))?;
+            persist(tmp, &path)?;
+        }
+    }
+    if !index.manifests.contains(&entry) {
+        index.manifests.push(entry.clone());
+        let tmp = temp_file_beside(&index_path)?;
+        fs::write(tmp.path(), canonical_json(&index)?)
+            .map_err(ImageError::io(format!("writing {}", index_path.display())))?;
+        persist(tmp, &index_path)?;
+    }
+    Ok(entry)
+}
+
 /// Compression of a layer blob, from its media type.
 fn blob_compression(media_type: &str) -> Option<LayerCompression> {
     match media_type {

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod compress;
+pub mod diff;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
@@ -26,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 pub use compress::{BlobInfo, Compressor, GzipOptions, LayerCompression, ParallelGzipWriter};
 pub use inspect::{inspect, InspectReport};
 pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
-pub use layout::{ImageBuilder, LayerBlob, Output, WrittenImage};
+pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob, Output, WrittenImage};
 pub use read::{
     fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage, UnpackSink,
 };

@@ -24,6 +24,7 @@ pub const DOCKER_MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.docker.image.roo
 pub const DOCKER_MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
 
 /// Serialize with sorted keys and no whitespace, so equal values give equal bytes.
@@ -79,6 +80,14 @@ pub struct Descriptor {
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// OCI 1.1: set on index entries of artifact manifests (SBOMs,
+    /// signatures) so readers can tell them from images without fetching them.
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub artifact_type: Option<String>,
 }
 
 impl Descriptor {
@@ -89,6 +98,7 @@ impl Descriptor {
             size,
             annotations: BTreeMap::new(),
             platform: None,
+            artifact_type: None,
         }
     }
 }

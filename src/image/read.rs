@@ -279,17 +279,17 @@ fn select_manifest(
         location: source.location(),
         reason,
     };
+    // Artifacts (SBOMs, signatures) refer to images; they are not images.
+    let images = index.manifests.iter().filter(|d| d.artifact_type.is_none());
     let candidates: Vec<&Descriptor> = match name {
-        Some(n) => index
-            .manifests
-            .iter()
+        Some(n) => images
             .filter(|d| {
                 ref_names(d)
                     .iter()
                     .any(|r| *r == n || r.ends_with(&format!(":{n}")))
             })
             .collect(),
-        None => index.manifests.iter().collect(),
+        None => images.collect(),
     };
     let desc = match candidates.as_slice() {
         [one] => *one,

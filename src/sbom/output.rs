@@ -1,0 +1,135 @@
+//! Where SBOMs go: next to docker-archive and tar outputs
+//! (`<output>.spdx.json`, `<output>.cdx.json`), and into OCI layouts as
+//! artifacts whose `subject` is the image manifest.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::{ImageIdentity, Sbom, SbomFormat};
+use crate::build::BuildOutput;
+use crate::image::compress::auto_decoder;
+use crate::image::layout::{persist, temp_file_beside};
+use crate::image::{attach_artifact, Artifact, ImageBuilder, ImageError, Output, Sha256Digest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("writing SBOM {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("image output {output}: build recorded no manifest digest {digest:?}")]
+    Digest { output: PathBuf, digest: String },
+}
+
+/// `<output>` + `.spdx.json` / `.cdx.json`.
+pub fn sidecar_path(output: &Path, format: SbomFormat) -> PathBuf {
+    let mut name = OsString::from(output.as_os_str());
+    name.push(format.file_suffix());
+    PathBuf::from(name)
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SbomError> {
+    let tmp = temp_file_beside(path)?;
+    std::fs::write(tmp.path(), bytes).map_err(|source| SbomError::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    persist(tmp, path)?;
+    Ok(())
+}
+
+/// Adds both SBOMs of `sbom` to the OCI layout `dir` as artifacts referring
+/// to the image manifest `sbom.image.digest`.
+pub fn attach_to_oci_layout(dir: &Path, sbom: &Sbom) -> Result<(), SbomError> {
+    for format in SbomFormat::ALL {
+        let data = format.render(sbom);
+        let title = format!("sbom{}", format.file_suffix());
+        let annotations: BTreeMap<String, String> = [
+            (
+                "org.opencontainers.image.created".to_owned(),
+                sbom.image.created.clone(),
+            ),
+            ("org.rootstrap.sbom".to_owned(), format.label().to_owned()),
+        ]
+        .into();
+        attach_artifact(
+            dir,
+            sbom.image.digest,
+            &Artifact {
+                artifact_type: format.media_type(),
+                data: &data,
+                title: &title,
+                annotations,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// After a build: the SBOMs of the image `builder` holds, for each image
+/// output (`outputs` as `write_outputs` returns them, with their manifest
+/// digests). `deb_sha256` gives the `.deb` checksums the plan knows (may be
+/// empty). Returns the files written or extended.
+pub fn write_build_sboms(
+    builder: &ImageBuilder,
+    outputs: &[(BuildOutput, Option<String>)],
+    reference: Option<&str>,
+    deb_sha256: &BTreeMap<String, [u8; 32]>,
+) -> Result<Vec<PathBuf>, SbomError> {
+    let images: Vec<(&Output, &Option<String>)> = outputs
+        .iter()
+        .filter_map(|(o, d)| match o {
+            BuildOutput::Image(out) => Some((out, d)),
+            BuildOutput::RootfsDir(_) => None,
+        })
+        .collect();
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let layers = builder.layers().iter().map(|l| {
+        let f = std::fs::File::open(l.path()).map_err(ImageError::io(format!(
+            "opening layer {}",
+            l.path().display()
+        )))?;
+        auto_decoder(BufReader::with_capacity(256 * 1024, f))
+            .map_err(ImageError::io(format!(
+                "reading layer {}",
+                l.path().display()
+            )))
+            .map(|r| -> Box<dyn Read> { r })
+    });
+    let inventory = crate::inspect::collect_inventory(layers)?;
+    let mut written = Vec::new();
+    for (out, digest) in images {
+        let digest = digest
+            .as_deref()
+            .and_then(|d| Sha256Digest::parse(d).ok())
+            .ok_or_else(|| SbomError::Digest {
+                output: out.path().to_owned(),
+                digest: digest.clone().unwrap_or_default(),
+            })?;
+        let identity = ImageIdentity::new(reference, digest, builder.config().created.as_deref());
+        let sbom = Sbom::from_inventory(&inventory, identity, deb_sha256);
+        match out {
+            Output::OciDir(dir) => {
+                attach_to_oci_layout(dir, &sbom)?;
+                written.push(dir.clone());
+            }
+            Output::DockerArchive(path) | Output::RootfsTar(path) => {
+                for format in SbomFormat::ALL {
+                    let target = sidecar_path(path, format);
+                    write_file(&target, &format.render(&sbom))?;
+                    written.push(target);
+                }
+            }
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,355 @@
+//! SBOMs of small Debian- and Alpine-shaped images made with ImageBuilder:
+//! the fields and purls, determinism, the OCI artifacts (subject = image
+//! manifest) and the files written after a build.
+
+mod support_images;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use rootstrap::build::BuildOutput;
+use rootstrap::image::{fsck, ImageSource, OpenedImage, Output};
+use rootstrap::inspect::package_inventory;
+use rootstrap::sbom::{
+    attach_to_oci_layout, cyclonedx, sidecar_path, spdx, write_build_sboms, ImageIdentity, Sbom,
+    SbomFormat,
+};
+use serde_json::Value;
+use support_images::{config, file, image, Entry};
+
+const STATUS_1: &str = "\
+Package: libc6
+Status: install ok installed
+Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
+Architecture: amd64
+Multi-Arch: same
+Source: glibc
+Version: 2.41-7
+
+Package: libstdc++6
+Status: install ok installed
+Maintainer: Debian GCC Maintainers <debian-gcc@lists.debian.org>
+Architecture: amd64
+Source: gcc-14 (14.2.0-19)
+Version: 14.2.0-19
+
+Package: bash
+Status: install ok installed
+Maintainer: Matthias Klose <doko@debian.org>
+Architecture: amd64
+Version: 5.2.37-1.1+b1
+
+Package: removed-pkg
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+";
+
+const DEP5_HEADER: &str =
+    "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: x\n\n";
+
+fn debian_layers() -> Vec<Vec<Entry>> {
+    let libc_copyright = format!(
+        "{DEP5_HEADER}Files: *\nCopyright: 1991 FSF\nLicense: LGPL-2.1+\n\nFiles: debian/*\nCopyright: x\nLicense: GPL-2+\n\nLicense: LGPL-2.1+\n The text.\n"
+    );
+    let gcc_copyright =
+        format!("{DEP5_HEADER}Files: *\nCopyright: FSF\nLicense: GPL-3+ with GCC-exception-3.1\n");
+    let status_2 = format!(
+        "{STATUS_1}\nPackage: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\nVersion: 1:1.3.dfsg+really1.3.1-1\n"
+    );
+    vec![
+        vec![
+            Entry::Dir("etc"),
+            Entry::Symlink("etc/os-release", "../usr/lib/os-release"),
+            file(
+                "usr/lib/os-release",
+                "PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nID=debian\nVERSION_CODENAME=trixie\n",
+            ),
+            file("var/lib/dpkg/status", STATUS_1),
+            file("usr/share/doc/libc6/copyright", &libc_copyright),
+            file("usr/share/doc/gcc-14-base/copyright", &gcc_copyright),
+            Entry::Symlink("usr/share/doc/libstdc++6", "gcc-14-base"),
+            file("usr/share/doc/bash/copyright", "This is free-form text.\nGPL-3+\n"),
+            file(
+                "usr/share/doc/zlib1g/copyright",
+                &format!("{DEP5_HEADER}Files: *\nCopyright: x\nLicense: Zlib\n"),
+            ),
+        ],
+        // A later layer: a new status file, and libc6's docs removed.
+        vec![
+            file("var/lib/dpkg/status", &status_2),
+            Entry::Whiteout("usr/share/doc/libc6"),
+        ],
+    ]
+}
+
+fn open(spec: &str) -> OpenedImage {
+    OpenedImage::open(&ImageSource::parse(spec).unwrap(), None).unwrap()
+}
+
+fn sbom_of(image: &OpenedImage) -> Sbom {
+    let inventory = package_inventory(image).unwrap();
+    Sbom::from_inventory(&inventory, ImageIdentity::of_image(image), &BTreeMap::new())
+}
+
+fn by_name<'a>(packages: &'a [Value], name: &str) -> &'a Value {
+    packages
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no package {name}"))
+}
+
+fn write_oci(work: &Path, layers: &[Vec<Entry>]) -> (std::path::PathBuf, String) {
+    let b = image(work, config(&[]), layers);
+    let dir = work.join("oci");
+    let reference = rootstrap::image::ImageReference::parse("test/debian:1").unwrap();
+    let w = b
+        .write(&Output::OciDir(dir.clone()), Some(&reference))
+        .unwrap();
+    (dir, w.manifest_digest.to_string())
+}
+
+#[test]
+fn debian_spdx_fields_purls_and_licenses() {
+    let work = tempfile::tempdir().unwrap();
+    let (dir, digest) = write_oci(work.path(), &debian_layers());
+    let img = open(&format!("oci:{}", dir.display()));
+    let doc = spdx::to_json(&sbom_of(&img));
+    assert_eq!(doc["creationInfo"]["created"], "2025-01-01T00:00:00Z");
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(doc["documentNamespace"].as_str().unwrap().ends_with(hex));
+    let pkgs = doc["packages"].as_array().unwrap();
+    // The image itself, then 4 installed packages (not the deinstalled one).
+    assert_eq!(pkgs.len(), 5, "{pkgs:#?}");
+    assert_eq!(pkgs[0]["versionInfo"], digest);
+    let purl = |p: &Value| p["externalRefs"][0]["referenceLocator"].clone();
+    let libstdc = by_name(pkgs, "libstdc++6");
+    assert_eq!(
+        purl(libstdc),
+        "pkg:deb/debian/libstdc%2B%2B6@14.2.0-19?arch=amd64&distro=trixie"
+    );
+    // Through the usr/share/doc/libstdc++6 -> gcc-14-base symlink.
+    assert_eq!(
+        libstdc["licenseDeclared"],
+        "GPL-3.0-or-later WITH GCC-exception-3.1"
+    );
+    assert_eq!(
+        libstdc["sourceInfo"],
+        "built package from: gcc-14 14.2.0-19"
+    );
+    assert_eq!(
+        libstdc["supplier"],
+        "Person: Debian GCC Maintainers (debian-gcc@lists.debian.org)"
+    );
+    let zlib = by_name(pkgs, "zlib1g");
+    assert_eq!(
+        purl(zlib),
+        "pkg:deb/debian/zlib1g@1%3A1.3.dfsg%2Breally1.3.1-1?arch=amd64&distro=trixie"
+    );
+    assert_eq!(zlib["licenseDeclared"], "Zlib");
+    assert_eq!(zlib["supplier"], "NOASSERTION");
+    // Whited out in the second layer, and a free-form copyright file.
+    assert_eq!(by_name(pkgs, "libc6")["licenseDeclared"], "NOASSERTION");
+    assert_eq!(by_name(pkgs, "bash")["licenseDeclared"], "NOASSERTION");
+    assert_eq!(
+        by_name(pkgs, "libc6")["sourceInfo"],
+        "built package from: glibc 2.41-7"
+    );
+    assert!(pkgs[1..].iter().all(|p| p.get("checksums").is_none()));
+    let contains = doc["relationships"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["relationshipType"] == "CONTAINS")
+        .count();
+    assert_eq!(contains, 4);
+}
+
+#[test]
+fn build_checksums_reach_debian_packages() {
+    let work = tempfile::tempdir().unwrap();
+    let (dir, _) = write_oci(work.path(), &debian_layers());
+    let img = open(&format!("oci:{}", dir.display()));
+    let inventory = package_inventory(&img).unwrap();
+    let sums: BTreeMap<String, [u8; 32]> = [("bash".to_string(), [0xab; 32])].into();
+    let bom = cyclonedx::to_json(&Sbom::from_inventory(
+        &inventory,
+        ImageIdentity::of_image(&img),
+        &sums,
+    ));
+    let components = bom["components"].as_array().unwrap();
+    let bash = by_name(components, "bash");
+    assert_eq!(bash["hashes"][0]["alg"], "SHA-256");
+    assert_eq!(bash["hashes"][0]["content"], "ab".repeat(32));
+    assert!(by_name(components, "libc6").get("hashes").is_none());
+}
+
+#[test]
+fn alpine_cyclonedx_and_spdx() {
+    let sha1 = [0x11u8; 20];
+    // base64 of twenty 0x11 bytes.
+    let c = "Q1ERERERERERERERERERERERERERE=";
+    let installed = format!(
+        "C:{c}\nP:musl\nV:1.2.5-r9\nA:x86_64\nS:1\nI:2\nT:the C library\nU:https://musl.libc.org/\nL:MIT\no:musl\nm:Natanael Copa <ncopa@alpinelinux.org>\nF:lib\nR:ld-musl-x86_64.so.1\nZ:Q1abc=\n\n\
+         P:busybox-binsh\nV:1.37.0-r12\nA:x86_64\nL:GPL-2.0-only\no:busybox\n\n\
+         P:weird\nV:1\nA:x86_64\nL:custom:foo (\n\n"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let layers = vec![vec![
+        file("etc/os-release", "ID=alpine\nVERSION_ID=3.22.0\n"),
+        file("lib/apk/db/installed", &installed),
+    ]];
+    let (dir, _) = write_oci(work.path(), &layers);
+    let img = open(&format!("oci:{}", dir.display()));
+    let sbom = sbom_of(&img);
+    let bom = cyclonedx::to_json(&sbom);
+    let components = bom["components"].as_array().unwrap();
+    assert_eq!(components.len(), 3);
+    let musl = by_name(components, "musl");
+    assert_eq!(musl["purl"], "pkg:apk/alpine/musl@1.2.5-r9?arch=x86_64");
+    assert_eq!(musl["hashes"][0]["alg"], "SHA-1");
+    assert_eq!(musl["hashes"][0]["content"], hex::encode(sha1));
+    assert_eq!(musl["licenses"][0]["expression"], "MIT");
+    assert_eq!(musl["supplier"]["name"], "Natanael Copa");
+    let binsh = by_name(components, "busybox-binsh");
+    assert!(binsh["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "rootstrap:package:source-name" && p["value"] == "busybox"));
+    // An apk L: field that is no expression becomes one LicenseRef, defined
+    // in the SPDX document.
+    let doc = spdx::to_json(&sbom);
+    let weird = by_name(doc["packages"].as_array().unwrap(), "weird");
+    let lic = weird["licenseDeclared"].as_str().unwrap();
+    assert!(lic.starts_with("LicenseRef-"), "{lic}");
+    assert_eq!(doc["hasExtractedLicensingInfos"][0]["licenseId"], lic);
+}
+
+#[test]
+fn documents_are_deterministic() {
+    let work = tempfile::tempdir().unwrap();
+    let (dir, _) = write_oci(work.path(), &debian_layers());
+    let spec = format!("oci:{}", dir.display());
+    let run = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+            .args(["sbom", &spec, "--format", format])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    for format in ["spdx", "cyclonedx"] {
+        let first = run(format);
+        assert_eq!(first, run(format), "{format} output differs between runs");
+        let v: Value = serde_json::from_slice(&first).unwrap();
+        assert!(v.is_object());
+    }
+    // -o writes the same bytes.
+    let path = work.path().join("x.cdx.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .args(["sbom", &spec, "--format", "cyclonedx", "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&path).unwrap(), run("cyclonedx"));
+}
+
+#[test]
+fn oci_artifacts_refer_to_the_image() {
+    let work = tempfile::tempdir().unwrap();
+    let (dir, digest) = write_oci(work.path(), &debian_layers());
+    let img = open(&format!("oci:{}", dir.display()));
+    let sbom = sbom_of(&img);
+    drop(img);
+    attach_to_oci_layout(&dir, &sbom).unwrap();
+    // Attaching again does not duplicate the entries.
+    attach_to_oci_layout(&dir, &sbom).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 3, "{manifests:#?}");
+    let blob = |d: &Value| {
+        std::fs::read(
+            dir.join("blobs/sha256")
+                .join(d.as_str().unwrap().trim_start_matches("sha256:")),
+        )
+        .unwrap()
+    };
+    for (entry, format) in manifests[1..].iter().zip(SbomFormat::ALL) {
+        assert_eq!(entry["artifactType"], format.media_type());
+        assert_eq!(entry["annotations"]["org.rootstrap.sbom"], format.label());
+        let manifest: Value = serde_json::from_slice(&blob(&entry["digest"])).unwrap();
+        assert_eq!(manifest["artifactType"], format.media_type());
+        assert_eq!(manifest["subject"]["digest"], digest.as_str());
+        assert_eq!(manifest["subject"]["mediaType"], manifests[0]["mediaType"]);
+        assert_eq!(
+            manifest["config"]["mediaType"],
+            "application/vnd.oci.empty.v1+json"
+        );
+        assert_eq!(blob(&manifest["config"]["digest"]), b"{}");
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1);
+        assert_eq!(blob(&layers[0]["digest"]), format.render(&sbom));
+    }
+    // Readers still find the one image, by default and by name, and fsck
+    // accepts the extra blobs.
+    let img = open(&format!("oci:{}", dir.display()));
+    assert_eq!(img.manifest_digest.unwrap().to_string(), digest);
+    fsck(&img).unwrap();
+    let named = OpenedImage::open(&ImageSource::OciDir(dir.clone()), Some("1")).unwrap();
+    assert_eq!(named.manifest_digest.unwrap().to_string(), digest);
+    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .args(["inspect", &format!("oci:{}", dir.display())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn build_outputs_get_sboms() {
+    let work = tempfile::tempdir().unwrap();
+    let b = image(work.path(), config(&[]), &debian_layers());
+    let reference = rootstrap::image::ImageReference::parse("test/debian:1").unwrap();
+    let oci_dir = work.path().join("oci");
+    let archive = work.path().join("img.tar");
+    let rootfs_tar = work.path().join("rootfs.tar.gz");
+    let mut outputs = Vec::new();
+    for out in [
+        Output::OciDir(oci_dir.clone()),
+        Output::DockerArchive(archive.clone()),
+        Output::RootfsTar(rootfs_tar.clone()),
+    ] {
+        let w = b.write(&out, Some(&reference)).unwrap();
+        outputs.push((BuildOutput::Image(out), Some(w.manifest_digest.to_string())));
+    }
+    outputs.push((BuildOutput::RootfsDir(work.path().join("tree")), None));
+    let written =
+        write_build_sboms(&b, &outputs, Some(&reference.familiar()), &BTreeMap::new()).unwrap();
+    assert_eq!(written.len(), 5, "{written:?}");
+    // The archive's documents equal what `rootstrap sbom` derives from it.
+    let img = open(&format!("docker-archive:{}", archive.display()));
+    let from_archive = sbom_of(&img);
+    for format in SbomFormat::ALL {
+        let sidecar = std::fs::read(sidecar_path(&archive, format)).unwrap();
+        assert_eq!(sidecar, format.render(&from_archive));
+        assert!(sidecar_path(&rootfs_tar, format).exists());
+    }
+    assert!(archive.with_file_name("img.tar.spdx.json").exists());
+    // docker-archive: nothing was added inside the archive.
+    let img = open(&format!("docker-archive:{}", archive.display()));
+    fsck(&img).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(oci_dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
+}
