@@ -52,6 +52,26 @@ pub enum Command {
     /// Dockerfile utilities.
     #[command(subcommand)]
     Dockerfile(DockerfileCommand),
+    /// List the images in the local image store (built with `build -f … -t NAME:TAG`).
+    Images(StoreArgs),
+    /// Remove an image from the local image store.
+    Rmi(RmiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Cache directory holding the image store (default: the user's cache dir).
+    #[arg(long, env = "ROOTSTRAP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// NAME[:TAG] (tag defaults to latest); several may be given.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -82,7 +102,12 @@ pub struct BuildArgs {
     pub source: SourceArgs,
     /// Where to write the image: oci:DIR, docker-archive:FILE, tar:FILE (rootfs tarball;
     /// .gz/.zst compress) or rootfs:DIR. May be given several times.
-    #[arg(short, long = "output", value_name = "KIND:PATH", required = true)]
+    #[arg(
+        short,
+        long = "output",
+        value_name = "KIND:PATH",
+        required_unless_present = "file"
+    )]
     pub outputs: Vec<String>,
     /// Image reference to record (NAME[:TAG]); defaults to the recipe's image.name.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
@@ -109,6 +134,9 @@ pub struct DockerfileArgs {
     /// Squash the whole image (base layers included) into one layer.
     #[arg(long)]
     pub squash: bool,
+    /// Run every Dockerfile step instead of reusing the step cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Args)]

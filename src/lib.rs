@@ -20,4 +20,5 @@ pub mod recipe;
 pub mod report;
 pub mod rootfs;
 pub mod run;
+pub mod store;
 pub mod verify;

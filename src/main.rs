@@ -159,6 +159,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Images(args) => {
+            let store = image_store(args.cache_dir.as_deref());
+            let images = store.list().context("reading the local image store")?;
+            println!(
+                "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                "REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE"
+            );
+            for image in images {
+                let short = image.digest.trim_start_matches("sha256:");
+                println!(
+                    "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                    image.name,
+                    image.tag,
+                    &short[..short.len().min(12)],
+                    image.created.as_deref().unwrap_or("-"),
+                    human(image.size)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rmi(args) => {
+            let store = image_store(args.store.cache_dir.as_deref());
+            for name in &args.images {
+                let removed = store
+                    .remove(name)
+                    .with_context(|| format!("removing {name}"))?;
+                println!("Untagged: {}", removed.reference());
+                println!("Deleted: {}", removed.digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dockerfile(DockerfileCommand::Parse { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -168,6 +199,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The local image store under the cache directory.
+fn image_store(cache_dir: Option<&std::path::Path>) -> rootstrap::store::ImageStore {
+    let dir = cache_dir
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(build::default_cache_dir);
+    rootstrap::store::ImageStore::new(&dir)
 }
 
 /// `rootstrap build -f Dockerfile CONTEXT`.
@@ -190,6 +229,16 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     }
     opts.target = args.dockerfile.target.clone();
     opts.squash = args.dockerfile.squash;
+    let cache_dir = args
+        .source
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    if !args.dockerfile.no_cache {
+        opts.cache = Some(builder::StepCache::new(&cache_dir));
+    }
+    let store = rootstrap::store::ImageStore::new(&cache_dir);
+    opts.store = Some(store.clone());
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let parsed = epoch.trim().parse::<i64>().ok().filter(|e| *e >= 0);
         opts.source_date_epoch = Some(parsed.with_context(|| {
@@ -205,11 +254,15 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             }
         }
     }
-    let tag = args
+    let tags = args
         .tags
-        .first()
+        .iter()
         .map(|t| rootstrap::image::ImageReference::parse(t))
-        .transpose()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    if outputs.is_empty() && tags.is_empty() {
+        anyhow::bail!("nothing to write: give --output KIND:PATH and/or -t NAME:TAG");
+    }
+    let tag = tags.first().cloned();
     // `FROM some-recipe.toml`: build the recipe into a temporary OCI dir.
     let base_dir = rootstrap::cleanup::TempPath::new(
         opts.work_dir
@@ -242,6 +295,12 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     for out in &outputs {
         let written = built.image.write(out, tag.as_ref())?;
         println!("{}  {}", out.path().display(), written.manifest_digest);
+    }
+    for reference in &tags {
+        let stored = store
+            .put(&built.image, reference)
+            .with_context(|| format!("storing {}", reference.familiar()))?;
+        println!("{}  {}", stored.reference(), stored.digest);
     }
     Ok(ExitCode::SUCCESS)
 }

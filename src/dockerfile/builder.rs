@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use super::copy::{self, CopyError, CopyOptions};
 use super::snapshot::{diff, snapshot, write_diff};
+use super::step_cache::{digest_sources, step_key, CachedLayer, StepEntry};
 use super::{
     parse, parse_dockerignore, parse_instructions, Command, CopySpec, DockerIgnore, Healthcheck,
     Instruction, ParseError, RunCommand, ShellOrExec, Stages,
@@ -35,6 +36,8 @@ use crate::rootfs::extract::{extract_tar, ExtractOptions};
 use crate::rootfs::image_sink::RootSink;
 use crate::rootfs::safe::{FileKind, RelPath, Root};
 use crate::rootfs::sandbox::{lookup_user, ExitStatus, Network, RunSpec, Sandbox};
+
+pub use super::step_cache::StepCache;
 
 /// Builds the base image of a `FROM some-recipe.toml` stage and returns the
 /// OCI layout directory it was written to. Supplied by the caller so this
@@ -58,6 +61,10 @@ pub struct BuildOptions<'a> {
     pub sandbox: Sandbox,
     pub compression: LayerCompression,
     pub recipe_base: Option<RecipeBase<'a>>,
+    /// The step cache; `None` (`--no-cache`) runs every step.
+    pub cache: Option<StepCache>,
+    /// The local image store `FROM name:tag` looks in first.
+    pub store: Option<crate::store::ImageStore>,
 }
 
 impl BuildOptions<'_> {
@@ -71,6 +78,8 @@ impl BuildOptions<'_> {
             sandbox: Sandbox::new(),
             compression: LayerCompression::Gzip,
             recipe_base: None,
+            cache: None,
+            store: None,
         }
     }
 }
@@ -115,16 +124,62 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildErr
 }
 
 /// A finished build: the image (write it with [`ImageBuilder::write`]) and
-/// the final stage's rootfs, removed when this is dropped.
+/// the final stage's rootfs, removed when this is dropped. Layers reused
+/// from the step cache are applied to the rootfs only when something needs
+/// it: call [`Built::materialize`] before reading `rootfs`.
 pub struct Built {
     pub image: ImageBuilder,
     pub rootfs: TempPath,
+    applied: usize,
+    work_dir: PathBuf,
+}
+
+impl Built {
+    /// Brings `rootfs` up to date with every layer of `image` and returns it.
+    pub fn materialize(&mut self) -> Result<&Path, BuildError> {
+        let root = Root::open(self.rootfs.path())
+            .map_err(io_err(format!("opening {}", self.rootfs.path().display())))?;
+        materialize(&self.work_dir, &self.image, &root, &mut self.applied)?;
+        Ok(self.rootfs.path())
+    }
 }
 
 /// A finished (or base) stage kept for `COPY --from` and `FROM <stage>`.
 struct Finished {
     image: ImageBuilder,
     rootfs: TempPath,
+    /// How many of `image`'s layers are applied to `rootfs` (the others
+    /// came from the step cache or the base image and wait for a step that
+    /// needs the files).
+    applied: usize,
+}
+
+/// Applies the layers of `image` that `root` does not hold yet (`applied`
+/// onwards), through the same whiteout-aware unpacker as a base image.
+fn materialize(
+    work_dir: &Path,
+    image: &ImageBuilder,
+    root: &Root,
+    applied: &mut usize,
+) -> Result<(), BuildError> {
+    let total = image.layers().len();
+    if *applied >= total {
+        return Ok(());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".rootstrap-apply-")
+        .tempdir_in(work_dir)
+        .map_err(io_err(format!(
+            "creating a directory in {}",
+            work_dir.display()
+        )))?;
+    let dir = tmp.path().join("oci");
+    image.write(&Output::OciDir(dir.clone()), None)?;
+    let mut opened = OpenedImage::open(&ImageSource::OciDir(dir), None)?;
+    opened.layers.drain(..*applied);
+    unpack_layers(&opened, &mut RootSink::new(root))?;
+    *applied = total;
+    Ok(())
 }
 
 /// Parses `text` and builds it with `context` as the build context.
@@ -179,12 +234,13 @@ pub fn build(
             "opening {}",
             finished.rootfs.path().display()
         )))?;
-        let mut state = StageState::new(&mut finished.image, &root);
+        let mut state = StageState::new(&mut finished.image, &root, finished.applied);
         run.trigger_onbuild(&mut state)?;
         for command in &stage.commands {
             run.step += 1;
             run.execute(&mut state, command)?;
         }
+        finished.applied = state.applied;
         run.done.push(Some(finished));
     }
     for name in opts.build_args.keys() {
@@ -208,6 +264,8 @@ pub fn build(
     Ok(Built {
         image: last.image,
         rootfs: last.rootfs,
+        applied: last.applied,
+        work_dir: opts.work_dir.clone(),
     })
 }
 
@@ -249,13 +307,17 @@ pub fn apply_steps(
         fetcher: None,
     };
     let root = Root::open(rootfs).map_err(io_err(format!("opening {}", rootfs.display())))?;
-    let mut state = StageState::new(image, &root);
+    let applied = image.layers().len();
+    let mut state = StageState::new(image, &root, applied);
     if let Some(stage) = stages.stages.first() {
         for command in &stage.commands {
             run.step += 1;
             run.execute(&mut state, command)?;
         }
     }
+    // The caller goes on using the rootfs: bring it up to date.
+    let mut applied = state.applied;
+    materialize(&opts.work_dir, image, &root, &mut applied)?;
     if opts.squash {
         image.squash()?;
     }
@@ -432,15 +494,18 @@ struct StageState<'a> {
     args: BTreeMap<String, String>,
     /// CMD set in this stage (ENTRYPOINT then keeps it).
     cmd_set: bool,
+    /// Layers of `image` already applied to `root` (see [`materialize`]).
+    applied: usize,
 }
 
 impl<'a> StageState<'a> {
-    fn new(image: &'a mut ImageBuilder, root: &'a Root) -> Self {
+    fn new(image: &'a mut ImageBuilder, root: &'a Root, applied: usize) -> Self {
         StageState {
             image,
             root,
             args: BTreeMap::new(),
             cmd_set: false,
+            applied,
         }
     }
 
@@ -544,10 +609,27 @@ impl Runner<'_> {
         Ok(path)
     }
 
-    /// An image source for FROM / COPY --from that is not a stage.
-    fn image_source(&self, base: &str, at: &StepAt) -> Result<ImageSource, BuildError> {
+    /// An image source (and the name to pick in it) for FROM / COPY --from
+    /// that is not a stage. The local image store comes first.
+    fn image_source(
+        &self,
+        base: &str,
+        at: &StepAt,
+    ) -> Result<(ImageSource, Option<String>), BuildError> {
         if base.starts_with("oci:") || base.starts_with("docker-archive:") {
-            return ImageSource::parse(base).map_err(|e| at.fail(e));
+            return ImageSource::parse(base)
+                .map(|s| (s, None))
+                .map_err(|e| at.fail(e));
+        }
+        if let Some(store) = self
+            .opts
+            .store
+            .as_ref()
+            .filter(|_| !base.starts_with("recipe:"))
+        {
+            if let Some(found) = store.lookup(base).map_err(|e| at.fail(e))? {
+                return Ok(found);
+            }
         }
         let recipe = match base.strip_prefix("recipe:") {
             Some(name) => Some(PathBuf::from(name)),
@@ -568,11 +650,12 @@ impl Runner<'_> {
             };
             let dir = build_recipe(&recipe)
                 .map_err(|e| at.fail(format!("building recipe {base}: {e}")))?;
-            return Ok(ImageSource::OciDir(dir));
+            return Ok((ImageSource::OciDir(dir), None));
         }
         Err(at.fail(format!(
-            "base {base:?}: only scratch, an earlier stage, oci:DIR, docker-archive:FILE, a recipe .toml \
-             or recipe:NAME are supported (no registry or local image store yet)"
+            "image {base:?} is not in the local image store (see `rootstrap images`), and pulling \
+             from a registry is not supported yet; use an image built here with -t, a recipe \
+             (recipe:NAME or a .toml file), oci:DIR, docker-archive:FILE, an earlier stage or scratch"
         )))
     }
 
@@ -599,7 +682,11 @@ impl Runner<'_> {
                 .env
                 .push(format!("PATH={}", crate::rootfs::sandbox::DEFAULT_PATH));
             let image = ImageBuilder::new_in(&self.opts.work_dir, config, self.opts.compression)?;
-            return Ok(Finished { image, rootfs });
+            return Ok(Finished {
+                image,
+                rootfs,
+                applied: 0,
+            });
         }
         let (source, _tmp) = match self.stage_index(base) {
             Some(i) => {
@@ -609,15 +696,19 @@ impl Runner<'_> {
                     .as_ref()
                     .ok_or_else(|| at.fail("stage not available"))?;
                 prev.image.write(&Output::OciDir(dir.clone()), None)?;
-                (ImageSource::OciDir(dir), Some(tmp))
+                ((ImageSource::OciDir(dir), None), Some(tmp))
             }
             None => (self.image_source(base, at)?, None),
         };
-        let opened = OpenedImage::open(&source, None).map_err(|e| at.fail(e))?;
+        let opened = OpenedImage::open(&source.0, source.1.as_deref()).map_err(|e| at.fail(e))?;
         let image = ImageBuilder::from_image(&self.opts.work_dir, &opened, self.opts.compression)?;
-        let root = Root::open(rootfs.path()).map_err(|e| at.fail(e))?;
-        unpack_layers(&opened, &mut RootSink::new(&root)).map_err(|e| at.fail(e))?;
-        Ok(Finished { image, rootfs })
+        // The files are unpacked when a step first needs them, so a build
+        // whose steps all come from the cache never unpacks the base.
+        Ok(Finished {
+            image,
+            rootfs,
+            applied: 0,
+        })
     }
 
     /// ONBUILD triggers of the base run first, then are dropped from the
@@ -655,7 +746,10 @@ impl Runner<'_> {
                     }
                     _ => shown,
                 };
-                self.with_layer(state, &at, created_by, |r, s| r.run(s, &instruction, &at))
+                let key = self.cache_key(state, &instruction, Some(String::new()))?;
+                self.with_layer(state, &at, created_by, key, |r, s| {
+                    r.run(s, &instruction, &at)
+                })
             }
             Instruction::Copy { parents: true, .. } => {
                 Err(at.fail("COPY --parents is not supported"))
@@ -665,21 +759,30 @@ impl Runner<'_> {
             {
                 Err(at.fail("--exclude is not supported"))
             }
-            Instruction::Copy { spec, from, .. } => self.with_layer(state, &at, shown, |r, s| {
-                r.copy(s, spec, from.as_deref(), None, &at)
-            }),
+            Instruction::Copy { spec, from, .. } => {
+                let inputs = self.copy_inputs(spec, from.as_deref(), None, &at);
+                let key = self.cache_key(state, &instruction, inputs)?;
+                self.with_layer(state, &at, shown, key, |r, s| {
+                    r.copy(s, spec, from.as_deref(), None, &at)
+                })
+            }
             Instruction::Add {
                 spec,
                 checksum,
                 unpack,
                 ..
-            } => self.with_layer(state, &at, shown, |r, s| {
-                r.copy(s, spec, None, Some((checksum.as_deref(), *unpack)), &at)
-            }),
+            } => {
+                let inputs = self.copy_inputs(spec, None, Some(checksum.as_deref()), &at);
+                let key = self.cache_key(state, &instruction, inputs)?;
+                self.with_layer(state, &at, shown, key, |r, s| {
+                    r.copy(s, spec, None, Some((checksum.as_deref(), *unpack)), &at)
+                })
+            }
             Instruction::Workdir(dir) => {
                 let dir = join_container_path(&state.workdir(), dir);
                 state.config().working_dir = Some(dir.clone());
-                self.with_layer(state, &at, shown, |_, s| make_workdir(s, &dir, &at))
+                let key = self.cache_key(state, &instruction, Some(String::new()))?;
+                self.with_layer(state, &at, shown, key, |_, s| make_workdir(s, &dir, &at))
             }
             Instruction::Arg(pairs) => {
                 for (name, default) in pairs {
@@ -705,31 +808,151 @@ impl Runner<'_> {
         }
     }
 
+    /// The step-cache key of a file-changing step, or `None` when there is
+    /// no cache or the step cannot be cached (`extra` is `None`: its inputs
+    /// are not known before it runs). `extra` digests what the step reads
+    /// besides the image: copied files, the source stage.
+    fn cache_key(
+        &self,
+        state: &StageState<'_>,
+        instruction: &Instruction,
+        extra: Option<String>,
+    ) -> Result<Option<String>, BuildError> {
+        let (Some(_), Some(extra)) = (&self.opts.cache, extra) else {
+            return Ok(None);
+        };
+        // The config holds the parent layers (diff_ids), env, user, workdir,
+        // shell and platform: everything of the image a step can see.
+        let config = oci::canonical_json(&state.image.final_config())?;
+        // Build args reach only RUN (as its environment); elsewhere they
+        // already are in the expanded instruction.
+        let args: String = match instruction {
+            Instruction::Run { .. } => state
+                .args
+                .iter()
+                .map(|(k, v)| format!("{k}={v}\0"))
+                .collect(),
+            _ => String::new(),
+        };
+        let settings = format!(
+            "{:?} {:?}",
+            self.opts.compression, self.opts.source_date_epoch
+        );
+        Ok(Some(step_key(&[
+            &config,
+            format!("{instruction:?}").as_bytes(),
+            args.as_bytes(),
+            extra.as_bytes(),
+            settings.as_bytes(),
+        ])))
+    }
+
+    /// What COPY/ADD reads, as a digest for the cache key; `None` when it
+    /// cannot be known up front (an ADD of a URL without --checksum, a
+    /// source that does not exist: the step then runs and reports it).
+    fn copy_inputs(
+        &mut self,
+        spec: &CopySpec,
+        from: Option<&str>,
+        add_checksum: Option<Option<&str>>,
+        at: &StepAt,
+    ) -> Option<String> {
+        self.opts.cache.as_ref()?;
+        let urls = spec.srcs.iter().any(|s| is_url(s));
+        if urls && add_checksum.is_some_and(|c| c.is_none()) {
+            return None;
+        }
+        let Some(name) = from else {
+            let mut paths = Vec::new();
+            for src in spec.srcs.iter().filter(|s| !is_url(s)) {
+                paths.extend(
+                    copy::expand_source(&self.ctx.root, src, self.ctx.ignore.as_ref()).ok()?,
+                );
+            }
+            let digest = digest_sources(&self.ctx.root, &paths, self.ctx.ignore.as_ref()).ok()?;
+            return Some(format!("context:{digest}"));
+        };
+        // Another stage or image: its config names its layers.
+        let config = match self.stage_index(name) {
+            Some(i) => self.done[i].as_ref()?.image.final_config(),
+            None => {
+                let (source, pick) = self.image_source(name, at).ok()?;
+                OpenedImage::open(&source, pick.as_deref()).ok()?.config
+            }
+        };
+        let bytes = oci::canonical_json(&config).ok()?;
+        Some(format!("from:{}", Sha256Digest::of(&bytes)))
+    }
+
     /// Runs a file-changing step between two snapshots and records the
     /// difference as a layer (or an empty history entry if nothing changed).
+    /// With a cache `key`, a recorded outcome is reused instead, and a fresh
+    /// one is recorded.
     fn with_layer(
         &mut self,
         state: &mut StageState<'_>,
         at: &StepAt,
         created_by: String,
+        key: Option<String>,
         step: impl FnOnce(&mut Self, &mut StageState<'_>) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
+        let history = self.history(created_by);
+        if let (Some(cache), Some(key)) = (&self.opts.cache, &key) {
+            if let Some(entry) = cache.get(key) {
+                if reuse(state, cache, &entry, history.clone()) {
+                    self.reporter.info(&format!("#{} CACHED", self.step));
+                    return Ok(());
+                }
+            }
+        }
+        materialize(
+            &self.opts.work_dir,
+            state.image,
+            state.root,
+            &mut state.applied,
+        )
+        .map_err(|e| at.fail(format!("applying cached layers: {e}")))?;
         let dir = state.root.path().to_path_buf();
         let before = snapshot(&dir).map_err(|e| at.fail(format!("scanning the rootfs: {e}")))?;
         step(self, state)?;
         let after = snapshot(&dir).map_err(|e| at.fail(format!("scanning the rootfs: {e}")))?;
         let changes = diff(&before, &after);
-        let history = self.history(created_by);
         if changes.is_empty() {
             state.image.add_empty_history(history);
+            self.remember(key.as_deref(), StepEntry { layer: None }, None);
             return Ok(());
         }
         let epoch = self.opts.source_date_epoch;
         let root = state.root;
-        state
+        let layer = state
             .image
             .add_layer_with(history, |w| write_diff(root, &after, &changes, epoch, w))?;
+        let entry = StepEntry {
+            layer: Some(CachedLayer {
+                digest: layer.descriptor.digest.clone(),
+                diff_id: layer.diff_id.to_string(),
+                uncompressed_size: layer.uncompressed_size.unwrap_or(0),
+            }),
+        };
+        let blob = layer.path().to_path_buf();
+        // The rootfs already holds what the new layer records.
+        state.applied = state.image.layers().len();
+        self.remember(key.as_deref(), entry, Some(&blob));
         Ok(())
+    }
+
+    /// Records a step's outcome; a cache that cannot be written only costs
+    /// a warning.
+    fn remember(&self, key: Option<&str>, entry: StepEntry, blob: Option<&Path>) {
+        if let (Some(cache), Some(key)) = (&self.opts.cache, key) {
+            if let Err(e) = cache.put(key, &entry, blob) {
+                self.reporter.warn(&format!(
+                    "step #{}: cannot write the step cache in {}: {e}",
+                    self.step,
+                    cache.dir().display()
+                ));
+            }
+        }
     }
 
     fn run(
@@ -866,14 +1089,21 @@ impl Runner<'_> {
         let (source, ignore): (&Root, Option<&DockerIgnore>) = match from {
             None => (&self.ctx.root, self.ctx.ignore.as_ref()),
             Some(name) => {
+                let work_dir = &self.opts.work_dir;
+                let bring_up_to_date = |f: &mut Finished| {
+                    let root = Root::open(f.rootfs.path()).map_err(|e| at.fail(e))?;
+                    materialize(work_dir, &f.image, &root, &mut f.applied)
+                        .map_err(|e| at.fail(format!("--from={name}: {e}")))?;
+                    Ok::<_, BuildError>(f.rootfs.path().to_path_buf())
+                };
                 let dir = match self.stage_index(name) {
-                    Some(i) => self.done[i]
-                        .as_ref()
-                        .map(|f| f.rootfs.path().to_path_buf())
-                        .ok_or_else(|| at.fail("stage not available"))?,
+                    Some(i) => match self.done.get_mut(i) {
+                        Some(Some(f)) => bring_up_to_date(f)?,
+                        _ => return Err(at.fail("stage not available")),
+                    },
                     None => {
-                        let f = self.open_base(name, at)?;
-                        let p = f.rootfs.path().to_path_buf();
+                        let mut f = self.open_base(name, at)?;
+                        let p = bring_up_to_date(&mut f)?;
                         other_image = Some(f);
                         p
                     }
@@ -1049,6 +1279,36 @@ impl Runner<'_> {
         }
         Ok(data)
     }
+}
+
+/// Adds a cached step outcome to the image; false when the entry cannot be
+/// used (a blob gone or corrupt), and the step must run.
+fn reuse(
+    state: &mut StageState<'_>,
+    cache: &StepCache,
+    entry: &StepEntry,
+    history: History,
+) -> bool {
+    let Some(layer) = &entry.layer else {
+        state.image.add_empty_history(history);
+        return true;
+    };
+    let (Ok(digest), Ok(diff_id)) = (
+        Sha256Digest::parse(&layer.digest),
+        Sha256Digest::parse(&layer.diff_id),
+    ) else {
+        return false;
+    };
+    state
+        .image
+        .add_cached_layer(
+            &cache.blob(&layer.digest),
+            digest,
+            diff_id,
+            layer.uncompressed_size,
+            history,
+        )
+        .is_ok()
 }
 
 fn is_url(src: &str) -> bool {
