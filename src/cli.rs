@@ -77,6 +77,7 @@ pub struct RmiArgs {
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Recipe file (recipes/debian-trixie.toml) or the name of a shipped recipe (debian-trixie).
+    /// With `build -f DOCKERFILE`: the build context directory (default: `.`).
     pub recipe: String,
     /// Package mirror URL (http://, https:// or file://); overrides $ROOTSTRAP_MIRROR and the recipe.
     #[arg(long)]
@@ -193,6 +194,27 @@ pub enum DockerfileCommand {
     },
 }
 
+/// The command line as parsed: as [`Cli`], except that `build -f
+/// DOCKERFILE` needs no RECIPE (the build context then defaults to `.`, the
+/// current directory). The derive cannot say this because RECIPE sits in
+/// [`SourceArgs`], which `resolve` shares and which has no `-f`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("build", |build| {
+        build.mut_arg("recipe", |arg| {
+            arg.required(false)
+                .required_unless_present("file")
+                .default_value_if("file", clap::builder::ArgPredicate::IsPresent, ".")
+        })
+    })
+}
+
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +223,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn dockerfile_context_defaults_to_the_current_directory() {
+        use clap::FromArgMatches;
+        let parse = |args: &[&str]| {
+            command()
+                .try_get_matches_from(args)
+                .and_then(|m| Cli::from_arg_matches(&m))
+        };
+        let cli = parse(&["rootstrap", "build", "-f", "Dockerfile", "-t", "x"]).unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.source.recipe, ".");
+        let cli = parse(&["rootstrap", "build", "-f", "D", "ctx", "-o", "oci:o"]).unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.source.recipe, "ctx");
+        assert!(parse(&["rootstrap", "build", "-o", "oci:o"]).is_err());
+        assert!(parse(&["rootstrap", "build", "recipe.toml"]).is_err());
+        assert!(parse(&["rootstrap", "resolve"]).is_err());
     }
 
     #[test]

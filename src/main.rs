@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use rootstrap::build::{self, BuildOptions, SourceOptions};
 use rootstrap::image::{fsck, inspect, ImageSource, OpenedImage};
 use rootstrap::recipe;
@@ -28,7 +27,7 @@ fn main() -> ExitCode {
     {
         sandbox::helper_main();
     }
-    let cli = Cli::parse();
+    let cli = cli::parse();
     if let Err(e) = rootstrap::cleanup::install_signal_handlers() {
         eprintln!("rootstrap: warning: cannot install signal handlers: {e}");
     }
