@@ -138,6 +138,9 @@ pub struct DockerfileArgs {
     /// Run every Dockerfile step instead of reusing the step cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -200,6 +200,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `--secret id=ID,src=FILE` (also `source=`) or `id=ID,env=VAR`; without
+/// src or env, the environment variable named like the id, as Docker does.
+fn read_secret(spec: &str) -> Result<(String, Vec<u8>)> {
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(v.to_string()),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => anyhow::bail!(
+                "--secret {spec}: unexpected {field:?} (id=ID,src=FILE or id=ID,env=VAR)"
+            ),
+        }
+    }
+    let id = id.with_context(|| format!("--secret {spec}: id=ID is required"))?;
+    let data = match (src, env) {
+        (Some(path), _) => {
+            std::fs::read(&path).with_context(|| format!("--secret {spec}: reading {path}"))?
+        }
+        (None, var) => {
+            let var = var.unwrap_or_else(|| id.clone());
+            std::env::var(&var)
+                .with_context(|| format!("--secret {spec}: environment variable {var} is not set"))?
+                .into_bytes()
+        }
+    };
+    Ok((id, data))
+}
+
 /// The local image store under the cache directory.
 fn image_store(cache_dir: Option<&std::path::Path>) -> rootstrap::store::ImageStore {
     let dir = cache_dir
@@ -238,6 +268,11 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     }
     let store = rootstrap::store::ImageStore::new(&cache_dir);
     opts.store = Some(store.clone());
+    opts.mount_cache_dir = Some(cache_dir.join("dockerfile-mounts"));
+    for spec in &args.dockerfile.secrets {
+        let (id, data) = read_secret(spec)?;
+        opts.secrets.insert(id, data);
+    }
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let parsed = epoch.trim().parse::<i64>().ok().filter(|e| *e >= 0);
         opts.source_date_epoch = Some(parsed.with_context(|| {

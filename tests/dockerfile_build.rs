@@ -720,3 +720,106 @@ fn tagged_images_are_stored_listed_used_and_removed() {
     assert!(err.contains("not in the local image store"), "{err}");
     assert!(err.contains("registry"), "{err}");
 }
+
+#[test]
+fn run_mounts_never_land_in_the_layer() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    let cache = tmp.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    fs::create_dir_all(ctx.join("src")).unwrap();
+    fs::write(ctx.join("src/input"), "from context").unwrap();
+    fs::write(ctx.join("src/ignored.log"), "hidden").unwrap();
+    fs::write(ctx.join(".dockerignore"), "**/*.log\n").unwrap();
+    symlink("/etc/hostname", ctx.join("hostlink")).unwrap();
+    let secret = tmp.path().join("token");
+    fs::write(&secret, "s3cr3t-value").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base} AS other\nRUN echo staged > /staged\n\
+             FROM {base}\n\
+             RUN --mount=type=cache,target=/var/cache/x,id=c1 \
+               cat /var/cache/x/count 2>/dev/null > /seen; echo run >> /var/cache/x/count\n\
+             RUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/f && cat /scratch/f > /tmpfs-ok\n\
+             RUN --mount=type=bind,source=src,target=/src cat /src/input > /bound && \
+               (ls /src/ignored.log 2>/dev/null || echo absent > /ignored) && \
+               (touch /src/new 2>/dev/null && echo rw > /bind-rw || echo ro > /bind-ro)\n\
+             RUN --mount=type=bind,from=other,source=/staged,target=/s,rw cat /s > /from-stage && echo x >> /s\n\
+             RUN --mount=type=secret,id=tok cat /run/secrets/tok | busybox wc -c > /secret-len\n\
+             RUN --mount=type=secret,id=tok,env=TOK echo ${{#TOK}} > /secret-env-len\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = format!("oci:{}", out.display());
+    let secret_arg = format!("id=tok,src={}", secret.display());
+    let args = [
+        "--cache-dir",
+        cache_arg,
+        "--no-cache",
+        "--secret",
+        &secret_arg,
+        "--output",
+        &out_arg,
+    ];
+    assert!(build(&ctx, &args).status.success());
+    let image = open(&out);
+    let sink = files(&image);
+    assert_eq!(entry(&sink, "seen").1, b"");
+    assert_eq!(entry(&sink, "tmpfs-ok").1, b"t\n");
+    assert_eq!(entry(&sink, "bound").1, b"from context");
+    assert_eq!(entry(&sink, "ignored").1, b"absent\n");
+    assert_eq!(entry(&sink, "bind-ro").1, b"ro\n");
+    assert_eq!(entry(&sink, "from-stage").1, b"staged\n");
+    assert_eq!(entry(&sink, "secret-len").1, b"12\n");
+    assert_eq!(entry(&sink, "secret-env-len").1, b"12\n");
+    for layer in layer_paths(&image) {
+        for path in layer {
+            for mounted in ["var/cache/x", "scratch", "src", "s", "run/secrets"] {
+                assert!(
+                    path != mounted && !path.starts_with(&format!("{mounted}/")),
+                    "mount point {path} landed in a layer"
+                );
+            }
+        }
+    }
+    let everything = fs::read_dir(out.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| fs::read(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>();
+    let config = serde_json::to_string(&image.config).unwrap();
+    assert!(!config.contains("s3cr3t"), "{config}");
+    assert!(everything
+        .iter()
+        .all(|b| !b.windows(6).any(|w| w == b"s3cr3t")));
+
+    // The cache mount persists across builds.
+    assert!(build(&ctx, &args).status.success());
+    assert_eq!(entry(&files(&open(&out)), "seen").1, b"run\n");
+
+    // A required secret that is missing stops the build.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=secret,id=nope,required true\n"),
+    )
+    .unwrap();
+    let missing = build(&ctx, &["--cache-dir", cache_arg, "--output", &out_arg]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("secret \"nope\" is required"));
+
+    // A bind source that is a symlink out of the context resolves inside
+    // it (there is no etc/hostname there): the host file is never mounted.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=bind,source=hostlink,target=/h cat /h\n"),
+    )
+    .unwrap();
+    let escape = build(&ctx, &["--cache-dir", cache_arg, "--output", &out_arg]);
+    assert!(!escape.status.success());
+    assert!(String::from_utf8_lossy(&escape.stderr).contains("\"hostlink\": not found"));
+}

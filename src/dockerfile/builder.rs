@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::copy::{self, CopyError, CopyOptions};
+use super::mounts::{CacheSharing, Mount, MountType};
 use super::snapshot::{diff, snapshot, write_diff};
 use super::step_cache::{digest_sources, step_key, CachedLayer, StepEntry};
 use super::{
-    parse, parse_dockerignore, parse_instructions, Command, CopySpec, DockerIgnore, Healthcheck,
-    Instruction, ParseError, RunCommand, ShellOrExec, Stages,
+    expand_word, parse, parse_dockerignore, parse_instructions, parse_mount, Command, CopySpec,
+    DockerIgnore, EnvLookup, Healthcheck, Instruction, ParseError, RunCommand, ShellOrExec, Stages,
 };
 use crate::archive::decompress::{self, Compression};
 use crate::cleanup::TempPath;
@@ -35,7 +36,9 @@ use crate::report::Reporter;
 use crate::rootfs::extract::{extract_tar, ExtractOptions};
 use crate::rootfs::image_sink::RootSink;
 use crate::rootfs::safe::{FileKind, RelPath, Root};
-use crate::rootfs::sandbox::{lookup_user, ExitStatus, Network, RunSpec, Sandbox};
+use crate::rootfs::sandbox::{
+    lookup_user, BindMount, ExitStatus, Network, RunSpec, Sandbox, TmpfsMount,
+};
 
 pub use super::step_cache::StepCache;
 
@@ -65,6 +68,11 @@ pub struct BuildOptions<'a> {
     pub cache: Option<StepCache>,
     /// The local image store `FROM name:tag` looks in first.
     pub store: Option<crate::store::ImageStore>,
+    /// Where `RUN --mount=type=cache` directories persist between builds
+    /// (`None`: a directory that lives as long as the build).
+    pub mount_cache_dir: Option<PathBuf>,
+    /// `--secret id=…`: what `RUN --mount=type=secret,id=…` exposes.
+    pub secrets: HashMap<String, Vec<u8>>,
 }
 
 impl BuildOptions<'_> {
@@ -80,6 +88,8 @@ impl BuildOptions<'_> {
             recipe_base: None,
             cache: None,
             store: None,
+            mount_cache_dir: None,
+            secrets: HashMap::new(),
         }
     }
 }
@@ -214,6 +224,7 @@ pub fn build(
         done: Vec::new(),
         step: 0,
         fetcher: None,
+        scratch: None,
     };
     let needed = needed_stages(&stages, target, &global);
     for (index, stage) in stages.stages.iter().enumerate().take(target + 1) {
@@ -305,6 +316,7 @@ pub fn apply_steps(
         done: Vec::new(),
         step: 0,
         fetcher: None,
+        scratch: None,
     };
     let root = Root::open(rootfs).map_err(io_err(format!("opening {}", rootfs.display())))?;
     let applied = image.layers().len();
@@ -367,9 +379,18 @@ fn needed_stages(stages: &Stages, target: usize, global: &HashMap<String, String
             .expand_base(stage, global)
             .map(|(b, _)| b)
             .unwrap_or_else(|_| stage.base.clone());
-        let copies = stage.commands.iter().filter_map(|c| match &c.instruction {
-            Instruction::Copy { from: Some(f), .. } => Some(f.clone()),
-            _ => None,
+        let copies = stage.commands.iter().flat_map(|c| match &c.instruction {
+            Instruction::Copy { from: Some(f), .. } => vec![f.clone()],
+            // `RUN --mount=…,from=stage`; a spec with `$` is resolved later,
+            // so keep its raw text, which makes every earlier stage needed.
+            Instruction::Run { mounts, .. } => mounts
+                .iter()
+                .filter_map(|m| match parse_mount(m) {
+                    Ok(mount) => mount.from,
+                    Err(_) => m.contains('$').then(|| m.clone()),
+                })
+                .collect(),
+            _ => Vec::new(),
         });
         for reference in std::iter::once(base).chain(copies) {
             if reference.contains('$') {
@@ -572,6 +593,8 @@ struct Runner<'a> {
     done: Vec<Option<Finished>>,
     step: usize,
     fetcher: Option<(Fetcher, TempPath)>,
+    /// Per-build directory for cache mounts when there is no cache dir.
+    scratch: Option<TempPath>,
 }
 
 impl Runner<'_> {
@@ -739,6 +762,8 @@ impl Runner<'_> {
         let instruction = command.expand(&lookup, self.stages.escape)?;
         match &instruction {
             Instruction::Run { .. } => {
+                let instruction = expand_mounts(&instruction, &lookup, self.stages.escape)
+                    .map_err(|e| at.fail(e))?;
                 // As Docker records it: the shell spelled out.
                 let created_by = match instruction.run_command() {
                     Some(RunCommand::Shell(line)) => {
@@ -746,7 +771,8 @@ impl Runner<'_> {
                     }
                     _ => shown,
                 };
-                let key = self.cache_key(state, &instruction, Some(String::new()))?;
+                let inputs = self.run_inputs(&instruction, &at);
+                let key = self.cache_key(state, &instruction, inputs)?;
                 self.with_layer(state, &at, created_by, key, |r, s| {
                     r.run(s, &instruction, &at)
                 })
@@ -872,7 +898,44 @@ impl Runner<'_> {
             let digest = digest_sources(&self.ctx.root, &paths, self.ctx.ignore.as_ref()).ok()?;
             return Some(format!("context:{digest}"));
         };
-        // Another stage or image: its config names its layers.
+        self.other_image_inputs(name, at)
+    }
+
+    /// What RUN reads besides the image: the sources of its bind mounts
+    /// (cache, tmpfs and secret mounts do not count, as in BuildKit).
+    fn run_inputs(&mut self, instruction: &Instruction, at: &StepAt) -> Option<String> {
+        self.opts.cache.as_ref()?;
+        let Instruction::Run { mounts, .. } = instruction else {
+            return Some(String::new());
+        };
+        let mut inputs = String::new();
+        for raw in mounts {
+            let mount = parse_mount(raw).ok()?;
+            if mount.kind != MountType::Bind {
+                continue;
+            }
+            let part = match mount.from.as_deref() {
+                Some(name) => self.other_image_inputs(name, at)?,
+                None => {
+                    let src = mount.source.as_deref().unwrap_or("/");
+                    let rel = context_rel(src).ok()?;
+                    let resolved = copy::resolve_in_root(&self.ctx.root, &rel).ok()?;
+                    let ignore = self.ctx.ignore.as_ref();
+                    format!(
+                        "context:{}",
+                        digest_sources(&self.ctx.root, &[resolved], ignore).ok()?
+                    )
+                }
+            };
+            inputs.push_str(&part);
+            inputs.push('\0');
+        }
+        Some(inputs)
+    }
+
+    /// A stage's or image's identity for the cache key: its config, which
+    /// names its layers.
+    fn other_image_inputs(&mut self, name: &str, at: &StepAt) -> Option<String> {
         let config = match self.stage_index(name) {
             Some(i) => self.done[i].as_ref()?.image.final_config(),
             None => {
@@ -970,9 +1033,6 @@ impl Runner<'_> {
         else {
             return Ok(());
         };
-        if !mounts.is_empty() {
-            return Err(at.fail("RUN --mount is not supported"));
-        }
         if security.as_deref().is_some_and(|s| s != "sandbox") {
             return Err(at.fail("RUN --security=insecure is not supported"));
         }
@@ -1033,8 +1093,16 @@ impl Runner<'_> {
             Some(u) => Some(lookup_user(state.root.path(), &u).map_err(|e| at.fail(e))?),
             None => None,
         };
+        let prepared = self.prepare_mounts(state, mounts, at)?;
+        for (k, v) in &prepared.env {
+            env.retain(|(existing, _)| existing != k);
+            env.push((k.clone(), v.clone()));
+        }
         let mut spec = RunSpec::new(state.root.path(), argv);
         spec.env = env;
+        spec.extra_mounts = prepared.read_only.clone();
+        spec.writable_mounts = prepared.writable.clone();
+        spec.tmpfs_mounts = prepared.tmpfs.clone();
         spec.cwd = cwd;
         spec.user = user;
         spec.network = network;
@@ -1043,6 +1111,7 @@ impl Runner<'_> {
         let result = self.opts.sandbox.run(&spec, &mut |line| {
             reporter.command_output(&format!("#{step} {}", line.text));
         });
+        drop(prepared);
         if let Some(rel) = script_path {
             state.root.remove(&rel).map_err(|e| at.fail(e))?;
         }
@@ -1055,6 +1124,226 @@ impl Runner<'_> {
                 status,
             });
         }
+        Ok(())
+    }
+
+    /// Turns `RUN --mount` specs into what the sandbox mounts. Nothing
+    /// mounted is part of the rootfs, so none of it lands in the layer.
+    fn prepare_mounts(
+        &mut self,
+        state: &StageState<'_>,
+        mounts: &[String],
+        at: &StepAt,
+    ) -> Result<PreparedMounts, BuildError> {
+        let mut prepared = PreparedMounts::default();
+        let workdir = state.workdir();
+        for raw in mounts {
+            let fail = |e: &dyn std::fmt::Display| at.fail(format!("--mount={raw}: {e}"));
+            let m = parse_mount(raw).map_err(|e| fail(&e))?;
+            let target = m
+                .target
+                .as_deref()
+                .map(|t| join_container_path(&workdir, t));
+            let need_target = || target.clone().ok_or_else(|| fail(&"a target is required"));
+            match m.kind {
+                MountType::Cache => {
+                    let target = need_target()?;
+                    if m.from.is_some() {
+                        return Err(fail(&"cache mounts seeded from= are not supported"));
+                    }
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self.cache_mount_dir(&id, &m, at)?;
+                    if matches!(
+                        m.sharing,
+                        Some(CacheSharing::Locked | CacheSharing::Private)
+                    ) {
+                        prepared.locks.push(lock_file(&dir).map_err(|e| fail(&e))?);
+                    }
+                    let mount = BindMount {
+                        source: dir,
+                        target,
+                    };
+                    if m.read_only {
+                        prepared.read_only.push(mount);
+                    } else {
+                        prepared.writable.push(mount);
+                    }
+                }
+                MountType::Tmpfs => prepared.tmpfs.push(TmpfsMount {
+                    target: need_target()?,
+                    size: m.size,
+                }),
+                MountType::Bind => {
+                    let target = need_target()?;
+                    let source = self.bind_source(&m, &mut prepared, at)?;
+                    let mount = BindMount { source, target };
+                    if m.read_only {
+                        prepared.read_only.push(mount);
+                    } else {
+                        prepared.writable.push(mount);
+                    }
+                }
+                MountType::Secret => self.mount_secret(&m, target, &mut prepared, at)?,
+                MountType::Ssh => return Err(fail(&"ssh mounts are not supported")),
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// The persistent directory of a cache mount, created on first use with
+    /// the mount's mode and owner.
+    fn cache_mount_dir(&mut self, id: &str, m: &Mount, at: &StepAt) -> Result<PathBuf, BuildError> {
+        let base = match &self.opts.mount_cache_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                if self.scratch.is_none() {
+                    self.scratch = Some(self.temp_dir(".rootstrap-mounts-", at)?);
+                }
+                match &self.scratch {
+                    Some(t) => t.path().to_path_buf(),
+                    None => return Err(at.fail("no scratch directory")),
+                }
+            }
+        };
+        let name = Sha256Digest::of(id.as_bytes()).hex();
+        let dir = base.join(&name[..32]);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let fail =
+            |e: std::io::Error| at.fail(format!("cache mount {id:?} in {}: {e}", base.display()));
+        std::fs::create_dir_all(&base).map_err(fail)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempdir_in(&base)
+            .map_err(fail)?;
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o755)),
+        )
+        .map_err(fail)?;
+        if m.uid.is_some() || m.gid.is_some() {
+            std::os::unix::fs::chown(tmp.path(), m.uid, m.gid).map_err(fail)?;
+        }
+        let made = tmp.keep();
+        // Another build may have created it meanwhile: theirs wins.
+        if std::fs::rename(&made, &dir).is_err() {
+            let _ = std::fs::remove_dir(&made);
+        }
+        Ok(dir)
+    }
+
+    /// The host path a bind mount shows: the source inside the context, a
+    /// stage or an image, with symlinks resolved inside that root. A
+    /// writable mount, or a context with a .dockerignore, gets a copy (what
+    /// the command writes is discarded, ignored files stay hidden).
+    fn bind_source(
+        &mut self,
+        m: &Mount,
+        prepared: &mut PreparedMounts,
+        at: &StepAt,
+    ) -> Result<PathBuf, BuildError> {
+        let src = m.source.as_deref().unwrap_or("/");
+        let fail = |e: &dyn std::fmt::Display| at.fail(format!("bind mount source {src:?}: {e}"));
+        let (root_dir, ignore) = match m.from.as_deref() {
+            None => (self.ctx.dir.clone(), self.ctx.ignore.clone()),
+            Some(name) => {
+                let work_dir = self.opts.work_dir.clone();
+                let mut finished = match self.stage_index(name) {
+                    Some(i) => self.done.get_mut(i).and_then(Option::take),
+                    None => Some(self.open_base(name, at)?),
+                };
+                let Some(f) = finished.as_mut() else {
+                    return Err(fail(&format!("stage {name} is not available")));
+                };
+                let root = Root::open(f.rootfs.path()).map_err(|e| fail(&e))?;
+                materialize(&work_dir, &f.image, &root, &mut f.applied).map_err(|e| fail(&e))?;
+                let dir = f.rootfs.path().to_path_buf();
+                // A stage goes back where it was; an image lives as long as the run.
+                match self.stage_index(name) {
+                    Some(i) => self.done[i] = finished,
+                    None => prepared.images.extend(finished),
+                }
+                (dir, None)
+            }
+        };
+        let root_dir = std::fs::canonicalize(&root_dir).map_err(|e| fail(&e))?;
+        let root = Root::open(&root_dir).map_err(|e| fail(&e))?;
+        let rel = context_rel(src).map_err(|e| fail(&e))?;
+        let resolved = copy::resolve_in_root(&root, &rel).map_err(|e| fail(&e))?;
+        if root.lstat(&resolved).map_err(|e| fail(&e))?.is_none() {
+            return Err(fail(&"not found"));
+        }
+        if m.read_only && ignore.is_none() {
+            use std::os::unix::ffi::OsStrExt;
+            return Ok(root_dir.join(std::ffi::OsStr::from_bytes(resolved.as_bytes())));
+        }
+        let tmp = self.temp_dir(".rootstrap-bind-", at)?;
+        let copy_root = Root::open(tmp.path()).map_err(|e| fail(&e))?;
+        let data = RelPath::from_archive(b"data").map_err(|e| fail(&e))?;
+        let opts = CopyOptions {
+            owner: None,
+            chmod: None,
+            epoch: None,
+            ignore: ignore.as_ref(),
+        };
+        copy::copy_path(&root, &resolved, &copy_root, &data, &opts).map_err(|e| fail(&e))?;
+        let path = tmp.path().join("data");
+        prepared.temps.push(tmp);
+        Ok(path)
+    }
+
+    /// `type=secret`: the `--secret` value as a read-only file at the target
+    /// (default /run/secrets/<id>) and/or an environment variable.
+    fn mount_secret(
+        &mut self,
+        m: &Mount,
+        target: Option<String>,
+        prepared: &mut PreparedMounts,
+        at: &StepAt,
+    ) -> Result<(), BuildError> {
+        let id = m.id.clone().or_else(|| {
+            target
+                .as_deref()
+                .and_then(|t| t.rsplit('/').find(|s| !s.is_empty()))
+                .map(str::to_string)
+        });
+        let Some(id) = id else {
+            return Err(at.fail("secret mount without an id"));
+        };
+        let Some(data) = self.opts.secrets.get(&id) else {
+            if m.required {
+                return Err(at.fail(format!(
+                    "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
+                )));
+            }
+            return Ok(());
+        };
+        if let Some(var) = &m.env {
+            prepared
+                .env
+                .push((var.clone(), String::from_utf8_lossy(data).into_owned()));
+            if target.is_none() {
+                return Ok(());
+            }
+        }
+        let tmp = self.temp_dir(".rootstrap-secret-", at)?;
+        let file = tmp.path().join("secret");
+        let fail = |e: std::io::Error| at.fail(format!("secret {id:?}: {e}"));
+        std::fs::write(&file, data).map_err(fail)?;
+        std::fs::set_permissions(
+            &file,
+            std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o400)),
+        )
+        .map_err(fail)?;
+        if m.uid.is_some() || m.gid.is_some() {
+            std::os::unix::fs::chown(&file, m.uid, m.gid).map_err(fail)?;
+        }
+        prepared.read_only.push(BindMount {
+            source: file,
+            target: target.unwrap_or_else(|| format!("/run/secrets/{id}")),
+        });
+        prepared.temps.push(tmp);
         Ok(())
     }
 
@@ -1279,6 +1568,57 @@ impl Runner<'_> {
         }
         Ok(data)
     }
+}
+
+/// What a RUN's `--mount`s need during the command.
+#[derive(Default)]
+struct PreparedMounts {
+    read_only: Vec<BindMount>,
+    writable: Vec<BindMount>,
+    tmpfs: Vec<TmpfsMount>,
+    env: Vec<(String, String)>,
+    /// Copies and secret files, removed after the command.
+    temps: Vec<TempPath>,
+    /// Images bind-mounted from, kept until the command ends.
+    images: Vec<Finished>,
+    /// Held `sharing=locked` cache locks.
+    locks: Vec<std::fs::File>,
+}
+
+/// An exclusive lock beside a cache mount directory, held while its file
+/// lives.
+fn lock_file(dir: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.with_extension("lock"))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}
+
+/// A source path in the context or a stage (`/`, `.` and `` are the root).
+fn context_rel(src: &str) -> Result<RelPath, crate::rootfs::safe::PathError> {
+    RelPath::from_container_path(src.as_bytes()).or_else(|e| match e {
+        crate::rootfs::safe::PathError::Empty => Ok(RelPath::root()),
+        e => Err(e),
+    })
+}
+
+/// RUN `--mount` values with the stage's ARGs and ENV substituted, as
+/// BuildKit does before parsing them.
+fn expand_mounts(
+    instruction: &Instruction,
+    lookup: EnvLookup<'_>,
+    escape: char,
+) -> Result<Instruction, String> {
+    let mut out = instruction.clone();
+    if let Instruction::Run { mounts, .. } = &mut out {
+        for m in mounts.iter_mut() {
+            *m = expand_word(m, lookup, escape).map_err(|e| format!("--mount={m}: {e}"))?;
+        }
+    }
+    Ok(out)
 }
 
 /// Adds a cached step outcome to the image; false when the entry cannot be
