@@ -60,6 +60,10 @@ pub enum Command {
     Sbom(SbomArgs),
     /// Compare two images: config, packages and files (exit 0 identical, 1 different, 2 error).
     Diff(DiffArgs),
+    /// List the images in the local image store (built with `build -f … -t NAME:TAG`).
+    Images(StoreArgs),
+    /// Remove an image from the local image store.
+    Rmi(RmiArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,9 +95,27 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Cache directory holding the image store (default: the user's cache dir).
+    #[arg(long, env = "ROOTSTRAP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// NAME[:TAG] (tag defaults to latest); several may be given.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Recipe file (recipes/debian-trixie.toml) or the name of a shipped recipe (debian-trixie).
+    /// With `build -f DOCKERFILE`: the build context directory (default: `.`).
     pub recipe: String,
     /// Package mirror URL (http://, https:// or file://); overrides $ROOTSTRAP_MIRROR and the recipe.
     #[arg(long)]
@@ -124,7 +146,12 @@ pub struct BuildArgs {
     /// Where to write the image: oci:DIR, docker-archive:FILE, tar:FILE (rootfs tarball;
     /// .gz/.zst compress), rootfs:DIR, or registry:HOST[:PORT]/REPO[:TAG] (pushed when the
     /// build succeeds; see `rootstrap push`). May be given several times.
-    #[arg(short, long = "output", value_name = "KIND:PATH", required = true)]
+    #[arg(
+        short,
+        long = "output",
+        value_name = "KIND:PATH",
+        required_unless_present = "file"
+    )]
     pub outputs: Vec<String>,
     /// Image reference to record (NAME[:TAG]); defaults to the recipe's image.name.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
@@ -151,6 +178,12 @@ pub struct DockerfileArgs {
     /// Squash the whole image (base layers included) into one layer.
     #[arg(long)]
     pub squash: bool,
+    /// Run every Dockerfile step instead of reusing the step cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE")]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +272,27 @@ pub enum DockerfileCommand {
     },
 }
 
+/// The command line as parsed: as [`Cli`], except that `build -f
+/// DOCKERFILE` needs no RECIPE (the build context then defaults to `.`, the
+/// current directory). The derive cannot say this because RECIPE sits in
+/// [`SourceArgs`], which `resolve` shares and which has no `-f`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().mut_subcommand("build", |build| {
+        build.mut_arg("recipe", |arg| {
+            arg.required(false)
+                .required_unless_present("file")
+                .default_value_if("file", clap::builder::ArgPredicate::IsPresent, ".")
+        })
+    })
+}
+
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +301,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn dockerfile_context_defaults_to_the_current_directory() {
+        use clap::FromArgMatches;
+        let parse = |args: &[&str]| {
+            command()
+                .try_get_matches_from(args)
+                .and_then(|m| Cli::from_arg_matches(&m))
+        };
+        let cli = parse(&["rootstrap", "build", "-f", "Dockerfile", "-t", "x"]).unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.source.recipe, ".");
+        let cli = parse(&["rootstrap", "build", "-f", "D", "ctx", "-o", "oci:o"]).unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.source.recipe, "ctx");
+        assert!(parse(&["rootstrap", "build", "-o", "oci:o"]).is_err());
+        assert!(parse(&["rootstrap", "build", "recipe.toml"]).is_err());
+        assert!(parse(&["rootstrap", "resolve"]).is_err());
     }
 
     #[test]

@@ -21,4 +21,5 @@ pub mod report;
 pub mod rootfs;
 pub mod run;
 pub mod sbom;
+pub mod store;
 pub mod verify;

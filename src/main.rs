@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use rootstrap::build::{self, BuildOptions, SourceOptions};
 use rootstrap::image::{fsck, inspect, ImageSource, OpenedImage};
 use rootstrap::recipe;
@@ -28,7 +27,7 @@ fn main() -> ExitCode {
     {
         sandbox::helper_main();
     }
-    let cli = Cli::parse();
+    let cli = cli::parse();
     if let Err(e) = rootstrap::cleanup::install_signal_handlers() {
         eprintln!("rootstrap: warning: cannot install signal handlers: {e}");
     }
@@ -247,6 +246,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(2)
             }
         }),
+        Command::Images(args) => {
+            let store = image_store(args.cache_dir.as_deref());
+            let images = store.list().context("reading the local image store")?;
+            println!(
+                "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                "REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE"
+            );
+            for image in images {
+                let short = image.digest.trim_start_matches("sha256:");
+                println!(
+                    "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                    image.name,
+                    image.tag,
+                    &short[..short.len().min(12)],
+                    image.created.as_deref().unwrap_or("-"),
+                    human(image.size)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rmi(args) => {
+            let store = image_store(args.store.cache_dir.as_deref());
+            for name in &args.images {
+                let removed = store
+                    .remove(name)
+                    .with_context(|| format!("removing {name}"))?;
+                println!("Untagged: {}", removed.reference());
+                println!("Deleted: {}", removed.digest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dockerfile(DockerfileCommand::Parse { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -256,6 +286,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `--secret id=ID,src=FILE` (also `source=`) or `id=ID,env=VAR`; without
+/// src or env, the environment variable named like the id, as Docker does.
+fn read_secret(spec: &str) -> Result<(String, Vec<u8>)> {
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(v.to_string()),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => anyhow::bail!(
+                "--secret {spec}: unexpected {field:?} (id=ID,src=FILE or id=ID,env=VAR)"
+            ),
+        }
+    }
+    let id = id.with_context(|| format!("--secret {spec}: id=ID is required"))?;
+    let data = match (src, env) {
+        (Some(path), _) => {
+            std::fs::read(&path).with_context(|| format!("--secret {spec}: reading {path}"))?
+        }
+        (None, var) => {
+            let var = var.unwrap_or_else(|| id.clone());
+            std::env::var(&var)
+                .with_context(|| format!("--secret {spec}: environment variable {var} is not set"))?
+                .into_bytes()
+        }
+    };
+    Ok((id, data))
+}
+
+/// The local image store under the cache directory.
+fn image_store(cache_dir: Option<&std::path::Path>) -> rootstrap::store::ImageStore {
+    let dir = cache_dir
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(build::default_cache_dir);
+    rootstrap::store::ImageStore::new(&dir)
 }
 
 /// `rootstrap build -f Dockerfile CONTEXT`.
@@ -278,6 +346,21 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     }
     opts.target = args.dockerfile.target.clone();
     opts.squash = args.dockerfile.squash;
+    let cache_dir = args
+        .source
+        .cache_dir
+        .clone()
+        .unwrap_or_else(build::default_cache_dir);
+    if !args.dockerfile.no_cache {
+        opts.cache = Some(builder::StepCache::new(&cache_dir));
+    }
+    let store = rootstrap::store::ImageStore::new(&cache_dir);
+    opts.store = Some(store.clone());
+    opts.mount_cache_dir = Some(cache_dir.join("dockerfile-mounts"));
+    for spec in &args.dockerfile.secrets {
+        let (id, data) = read_secret(spec)?;
+        opts.secrets.insert(id, data);
+    }
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let parsed = epoch.trim().parse::<i64>().ok().filter(|e| *e >= 0);
         opts.source_date_epoch = Some(parsed.with_context(|| {
@@ -298,11 +381,15 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             }
         }
     }
-    let tag = args
+    let tags = args
         .tags
-        .first()
+        .iter()
         .map(|t| rootstrap::image::ImageReference::parse(t))
-        .transpose()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    if outputs.is_empty() && tags.is_empty() {
+        anyhow::bail!("nothing to write: give --output KIND:PATH and/or -t NAME:TAG");
+    }
+    let tag = tags.first().cloned();
     // `FROM some-recipe.toml`: build the recipe into a temporary OCI dir.
     let base_dir = rootstrap::cleanup::TempPath::new(
         opts.work_dir
@@ -338,6 +425,12 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             continue;
         }
         println!("{}  {}", out.path().display(), written.manifest_digest);
+    }
+    for reference in &tags {
+        let stored = store
+            .put(&built.image, reference)
+            .with_context(|| format!("storing {}", reference.familiar()))?;
+        println!("{}  {}", stored.reference(), stored.digest);
     }
     if let Some(dir) = &staging {
         push_all(dir.path(), &pushes, reporter.as_ref())?;

@@ -85,6 +85,10 @@ fn build(ctx: &Path, extra: &[&str]) -> ProcOutput {
         dockerfile.to_str().unwrap(),
         ctx.to_str().unwrap(),
     ];
+    // Isolated from the user's step cache unless a test names its own.
+    if !extra.contains(&"--cache-dir") {
+        args.push("--no-cache");
+    }
     args.extend_from_slice(extra);
     rootstrap(&args)
 }
@@ -553,4 +557,269 @@ fn same_epoch_gives_the_same_image() {
         .collect();
     assert!(digests[0].starts_with("sha256:"));
     assert_eq!(digests[0], digests[1]);
+}
+
+/// The manifest digest a build prints for its (single) output.
+fn printed_digest(result: &ProcOutput) -> String {
+    assert!(result.status.success(), "build failed");
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    stdout.split_whitespace().nth(1).unwrap().to_string()
+}
+
+fn cached_steps(result: &ProcOutput) -> usize {
+    String::from_utf8_lossy(&result.stderr)
+        .lines()
+        .filter(|l| l.ends_with(" CACHED"))
+        .count()
+}
+
+#[test]
+fn step_cache_reuses_unchanged_steps_byte_for_byte() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    let cache = tmp.path().join("cache");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(ctx.join("a.txt"), "a").unwrap();
+    fs::write(ctx.join("b.txt"), "b").unwrap();
+    // Random RUN output: a fresh run can never give the same layer, so an
+    // equal digest proves the layer was reused.
+    let random = "busybox head -c 16 /dev/urandom | busybox od -An -tx1";
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base} AS gen\nRUN {random} > /gen\n\
+             FROM {base}\nCOPY a.txt /a.txt\nRUN {random} > /r1\nCOPY b.txt /b.txt\n\
+             COPY --from=gen /gen /gen\nARG V=1\nRUN {random} > /r2-$V\nENV X=1\n"
+        ),
+    )
+    .unwrap();
+    let cache_arg = cache.to_str().unwrap();
+    let out = |i: usize| tmp.path().join(format!("out{i}"));
+    let run = |i: usize, extra: &[&str]| {
+        let out_arg = format!("oci:{}", out(i).display());
+        let mut args = vec!["--cache-dir", cache_arg, "--output", &out_arg];
+        args.extend_from_slice(extra);
+        build(&ctx, &args)
+    };
+    let first = run(0, &[]);
+    assert_eq!(cached_steps(&first), 0);
+    let d0 = printed_digest(&first);
+
+    let second = run(1, &[]);
+    assert_eq!(cached_steps(&second), 6, "every file step is reused");
+    assert_eq!(printed_digest(&second), d0);
+    assert_eq!(
+        fs::read(out(0).join("index.json")).unwrap(),
+        fs::read(out(1).join("index.json")).unwrap()
+    );
+
+    let fresh = run(2, &["--no-cache"]);
+    assert_eq!(cached_steps(&fresh), 0);
+    assert_ne!(printed_digest(&fresh), d0, "--no-cache runs the steps");
+
+    // A changed COPY source re-runs that step and every later one; the
+    // COPY --from then needs the cached `gen` stage's files on disk.
+    fs::write(ctx.join("b.txt"), "b2").unwrap();
+    let changed = run(3, &[]);
+    assert_eq!(cached_steps(&changed), 3, "gen RUN, COPY a.txt, RUN r1");
+    let d3 = printed_digest(&changed);
+    assert_ne!(d3, d0);
+    let (before, after) = (files(&open(&out(0))), files(&open(&out(3))));
+    assert_eq!(entry(&before, "r1").1, entry(&after, "r1").1);
+    assert_eq!(entry(&before, "gen").1, entry(&after, "gen").1);
+    assert_eq!(entry(&after, "b.txt").1, b"b2");
+    assert_ne!(entry(&before, "r2-1").1, entry(&after, "r2-1").1);
+
+    // A build argument in scope is part of a RUN step's key.
+    let with_arg = run(4, &["--build-arg", "V=2"]);
+    assert_eq!(cached_steps(&with_arg), 5);
+    assert!(files(&open(&out(4)))
+        .entries
+        .contains_key(Path::new("r2-2")));
+}
+
+#[test]
+fn tagged_images_are_stored_listed_used_and_removed() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    let cache = tmp.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    fs::create_dir(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN echo one > /one\n"),
+    )
+    .unwrap();
+    let first = build(&ctx, &["--cache-dir", cache_arg, "-t", "me/base:1"]);
+    assert!(first.status.success());
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(stdout.starts_with("me/base:1  sha256:"), "{stdout}");
+
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM me/base:1\nRUN echo two > /two\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("child");
+    let out_arg = format!("oci:{}", out.display());
+    let child = build(
+        &ctx,
+        &[
+            "--cache-dir",
+            cache_arg,
+            "-t",
+            "me/child",
+            "--output",
+            &out_arg,
+        ],
+    );
+    assert!(child.status.success());
+    let sink = files(&open(&out));
+    assert_eq!(entry(&sink, "one").1, b"one\n");
+    assert_eq!(entry(&sink, "two").1, b"two\n");
+
+    let list = rootstrap(&["images", "--cache-dir", cache_arg]);
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(rows[0][..2], ["me/base", "1"]);
+    assert_eq!(rows[1][..2], ["me/child", "latest"]);
+
+    let blobs = || {
+        fs::read_dir(cache.join("images/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+    assert!(rootstrap(&["rmi", "--cache-dir", cache_arg, "me/child"])
+        .status
+        .success());
+    assert!(blobs() < before, "the child's own blobs are collected");
+    let missing = rootstrap(&["rmi", "--cache-dir", cache_arg, "me/child"]);
+    assert!(!missing.status.success());
+    // The base's blobs are still there and usable.
+    let again = build(&ctx, &["--cache-dir", cache_arg, "--output", &out_arg]);
+    assert!(again.status.success());
+
+    fs::write(ctx.join("Dockerfile"), "FROM nosuch/image:3\n").unwrap();
+    let unknown = build(&ctx, &["--cache-dir", cache_arg, "--output", &out_arg]);
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(err.contains("not in the local image store"), "{err}");
+    assert!(err.contains("registry"), "{err}");
+}
+
+#[test]
+fn run_mounts_never_land_in_the_layer() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    let cache = tmp.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    fs::create_dir_all(ctx.join("src")).unwrap();
+    fs::write(ctx.join("src/input"), "from context").unwrap();
+    fs::write(ctx.join("src/ignored.log"), "hidden").unwrap();
+    fs::write(ctx.join(".dockerignore"), "**/*.log\n").unwrap();
+    symlink("/etc/hostname", ctx.join("hostlink")).unwrap();
+    let secret = tmp.path().join("token");
+    fs::write(&secret, "s3cr3t-value").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base} AS other\nRUN echo staged > /staged\n\
+             FROM {base}\n\
+             RUN --mount=type=cache,target=/var/cache/x,id=c1 \
+               cat /var/cache/x/count 2>/dev/null > /seen; echo run >> /var/cache/x/count\n\
+             RUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/f && cat /scratch/f > /tmpfs-ok\n\
+             RUN --mount=type=bind,source=src,target=/src cat /src/input > /bound && \
+               (ls /src/ignored.log 2>/dev/null || echo absent > /ignored) && \
+               (touch /src/new 2>/dev/null && echo rw > /bind-rw || echo ro > /bind-ro)\n\
+             RUN --mount=type=bind,from=other,source=/staged,target=/s,rw cat /s > /from-stage && echo x >> /s\n\
+             RUN --mount=type=secret,id=tok cat /run/secrets/tok | busybox wc -c > /secret-len\n\
+             RUN --mount=type=secret,id=tok,env=TOK echo ${{#TOK}} > /secret-env-len\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = format!("oci:{}", out.display());
+    let secret_arg = format!("id=tok,src={}", secret.display());
+    let args = [
+        "--cache-dir",
+        cache_arg,
+        "--no-cache",
+        "--secret",
+        &secret_arg,
+        "--output",
+        &out_arg,
+    ];
+    assert!(build(&ctx, &args).status.success());
+    let image = open(&out);
+    let sink = files(&image);
+    assert_eq!(entry(&sink, "seen").1, b"");
+    assert_eq!(entry(&sink, "tmpfs-ok").1, b"t\n");
+    assert_eq!(entry(&sink, "bound").1, b"from context");
+    assert_eq!(entry(&sink, "ignored").1, b"absent\n");
+    assert_eq!(entry(&sink, "bind-ro").1, b"ro\n");
+    assert_eq!(entry(&sink, "from-stage").1, b"staged\n");
+    assert_eq!(entry(&sink, "secret-len").1, b"12\n");
+    assert_eq!(entry(&sink, "secret-env-len").1, b"12\n");
+    for layer in layer_paths(&image) {
+        for path in layer {
+            for mounted in ["var/cache/x", "scratch", "src", "s", "run/secrets"] {
+                assert!(
+                    path != mounted && !path.starts_with(&format!("{mounted}/")),
+                    "mount point {path} landed in a layer"
+                );
+            }
+        }
+    }
+    let everything = fs::read_dir(out.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| fs::read(e.unwrap().path()).unwrap())
+        .collect::<Vec<_>>();
+    let config = serde_json::to_string(&image.config).unwrap();
+    assert!(!config.contains("s3cr3t"), "{config}");
+    assert!(everything
+        .iter()
+        .all(|b| !b.windows(6).any(|w| w == b"s3cr3t")));
+
+    // The cache mount persists across builds.
+    assert!(build(&ctx, &args).status.success());
+    assert_eq!(entry(&files(&open(&out)), "seen").1, b"run\n");
+
+    // A required secret that is missing stops the build.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=secret,id=nope,required true\n"),
+    )
+    .unwrap();
+    let missing = build(&ctx, &["--cache-dir", cache_arg, "--output", &out_arg]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("secret \"nope\" is required"));
+
+    // A bind source that is a symlink out of the context resolves inside
+    // it (there is no etc/hostname there): the host file is never mounted.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=bind,source=hostlink,target=/h cat /h\n"),
+    )
+    .unwrap();
+    let escape = build(&ctx, &["--cache-dir", cache_arg, "--output", &out_arg]);
+    assert!(!escape.status.success());
+    assert!(String::from_utf8_lossy(&escape.stderr).contains("\"hostlink\": not found"));
 }

@@ -17,10 +17,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::copy::{self, CopyError, CopyOptions};
+use super::mounts::{CacheSharing, Mount, MountType};
 use super::snapshot::{diff, snapshot, write_diff};
+use super::step_cache::{digest_sources, step_key, CachedLayer, StepEntry};
 use super::{
-    parse, parse_dockerignore, parse_instructions, Command, CopySpec, DockerIgnore, Healthcheck,
-    Instruction, ParseError, RunCommand, ShellOrExec, Stages,
+    expand_word, parse, parse_dockerignore, parse_instructions, parse_mount, Command, CopySpec,
+    DockerIgnore, EnvLookup, Healthcheck, Instruction, ParseError, RunCommand, ShellOrExec, Stages,
 };
 use crate::archive::decompress::{self, Compression};
 use crate::cleanup::TempPath;
@@ -34,7 +36,11 @@ use crate::report::Reporter;
 use crate::rootfs::extract::{extract_tar, ExtractOptions};
 use crate::rootfs::image_sink::RootSink;
 use crate::rootfs::safe::{FileKind, RelPath, Root};
-use crate::rootfs::sandbox::{lookup_user, ExitStatus, Network, RunSpec, Sandbox};
+use crate::rootfs::sandbox::{
+    lookup_user, BindMount, ExitStatus, Network, RunSpec, Sandbox, TmpfsMount,
+};
+
+pub use super::step_cache::StepCache;
 
 /// Builds the base image of a `FROM some-recipe.toml` stage and returns the
 /// OCI layout directory it was written to. Supplied by the caller so this
@@ -58,6 +64,15 @@ pub struct BuildOptions<'a> {
     pub sandbox: Sandbox,
     pub compression: LayerCompression,
     pub recipe_base: Option<RecipeBase<'a>>,
+    /// The step cache; `None` (`--no-cache`) runs every step.
+    pub cache: Option<StepCache>,
+    /// The local image store `FROM name:tag` looks in first.
+    pub store: Option<crate::store::ImageStore>,
+    /// Where `RUN --mount=type=cache` directories persist between builds
+    /// (`None`: a directory that lives as long as the build).
+    pub mount_cache_dir: Option<PathBuf>,
+    /// `--secret id=…`: what `RUN --mount=type=secret,id=…` exposes.
+    pub secrets: HashMap<String, Vec<u8>>,
 }
 
 impl BuildOptions<'_> {
@@ -71,6 +86,10 @@ impl BuildOptions<'_> {
             sandbox: Sandbox::new(),
             compression: LayerCompression::Gzip,
             recipe_base: None,
+            cache: None,
+            store: None,
+            mount_cache_dir: None,
+            secrets: HashMap::new(),
         }
     }
 }
@@ -115,16 +134,62 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildErr
 }
 
 /// A finished build: the image (write it with [`ImageBuilder::write`]) and
-/// the final stage's rootfs, removed when this is dropped.
+/// the final stage's rootfs, removed when this is dropped. Layers reused
+/// from the step cache are applied to the rootfs only when something needs
+/// it: call [`Built::materialize`] before reading `rootfs`.
 pub struct Built {
     pub image: ImageBuilder,
     pub rootfs: TempPath,
+    applied: usize,
+    work_dir: PathBuf,
+}
+
+impl Built {
+    /// Brings `rootfs` up to date with every layer of `image` and returns it.
+    pub fn materialize(&mut self) -> Result<&Path, BuildError> {
+        let root = Root::open(self.rootfs.path())
+            .map_err(io_err(format!("opening {}", self.rootfs.path().display())))?;
+        materialize(&self.work_dir, &self.image, &root, &mut self.applied)?;
+        Ok(self.rootfs.path())
+    }
 }
 
 /// A finished (or base) stage kept for `COPY --from` and `FROM <stage>`.
 struct Finished {
     image: ImageBuilder,
     rootfs: TempPath,
+    /// How many of `image`'s layers are applied to `rootfs` (the others
+    /// came from the step cache or the base image and wait for a step that
+    /// needs the files).
+    applied: usize,
+}
+
+/// Applies the layers of `image` that `root` does not hold yet (`applied`
+/// onwards), through the same whiteout-aware unpacker as a base image.
+fn materialize(
+    work_dir: &Path,
+    image: &ImageBuilder,
+    root: &Root,
+    applied: &mut usize,
+) -> Result<(), BuildError> {
+    let total = image.layers().len();
+    if *applied >= total {
+        return Ok(());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".rootstrap-apply-")
+        .tempdir_in(work_dir)
+        .map_err(io_err(format!(
+            "creating a directory in {}",
+            work_dir.display()
+        )))?;
+    let dir = tmp.path().join("oci");
+    image.write(&Output::OciDir(dir.clone()), None)?;
+    let mut opened = OpenedImage::open(&ImageSource::OciDir(dir), None)?;
+    opened.layers.drain(..*applied);
+    unpack_layers(&opened, &mut RootSink::new(root))?;
+    *applied = total;
+    Ok(())
 }
 
 /// Parses `text` and builds it with `context` as the build context.
@@ -159,6 +224,7 @@ pub fn build(
         done: Vec::new(),
         step: 0,
         fetcher: None,
+        scratch: None,
     };
     let needed = needed_stages(&stages, target, &global);
     for (index, stage) in stages.stages.iter().enumerate().take(target + 1) {
@@ -179,12 +245,13 @@ pub fn build(
             "opening {}",
             finished.rootfs.path().display()
         )))?;
-        let mut state = StageState::new(&mut finished.image, &root);
+        let mut state = StageState::new(&mut finished.image, &root, finished.applied);
         run.trigger_onbuild(&mut state)?;
         for command in &stage.commands {
             run.step += 1;
             run.execute(&mut state, command)?;
         }
+        finished.applied = state.applied;
         run.done.push(Some(finished));
     }
     for name in opts.build_args.keys() {
@@ -208,6 +275,8 @@ pub fn build(
     Ok(Built {
         image: last.image,
         rootfs: last.rootfs,
+        applied: last.applied,
+        work_dir: opts.work_dir.clone(),
     })
 }
 
@@ -247,15 +316,20 @@ pub fn apply_steps(
         done: Vec::new(),
         step: 0,
         fetcher: None,
+        scratch: None,
     };
     let root = Root::open(rootfs).map_err(io_err(format!("opening {}", rootfs.display())))?;
-    let mut state = StageState::new(image, &root);
+    let applied = image.layers().len();
+    let mut state = StageState::new(image, &root, applied);
     if let Some(stage) = stages.stages.first() {
         for command in &stage.commands {
             run.step += 1;
             run.execute(&mut state, command)?;
         }
     }
+    // The caller goes on using the rootfs: bring it up to date.
+    let mut applied = state.applied;
+    materialize(&opts.work_dir, image, &root, &mut applied)?;
     if opts.squash {
         image.squash()?;
     }
@@ -305,9 +379,18 @@ fn needed_stages(stages: &Stages, target: usize, global: &HashMap<String, String
             .expand_base(stage, global)
             .map(|(b, _)| b)
             .unwrap_or_else(|_| stage.base.clone());
-        let copies = stage.commands.iter().filter_map(|c| match &c.instruction {
-            Instruction::Copy { from: Some(f), .. } => Some(f.clone()),
-            _ => None,
+        let copies = stage.commands.iter().flat_map(|c| match &c.instruction {
+            Instruction::Copy { from: Some(f), .. } => vec![f.clone()],
+            // `RUN --mount=…,from=stage`; a spec with `$` is resolved later,
+            // so keep its raw text, which makes every earlier stage needed.
+            Instruction::Run { mounts, .. } => mounts
+                .iter()
+                .filter_map(|m| match parse_mount(m) {
+                    Ok(mount) => mount.from,
+                    Err(_) => m.contains('$').then(|| m.clone()),
+                })
+                .collect(),
+            _ => Vec::new(),
         });
         for reference in std::iter::once(base).chain(copies) {
             if reference.contains('$') {
@@ -432,15 +515,18 @@ struct StageState<'a> {
     args: BTreeMap<String, String>,
     /// CMD set in this stage (ENTRYPOINT then keeps it).
     cmd_set: bool,
+    /// Layers of `image` already applied to `root` (see [`materialize`]).
+    applied: usize,
 }
 
 impl<'a> StageState<'a> {
-    fn new(image: &'a mut ImageBuilder, root: &'a Root) -> Self {
+    fn new(image: &'a mut ImageBuilder, root: &'a Root, applied: usize) -> Self {
         StageState {
             image,
             root,
             args: BTreeMap::new(),
             cmd_set: false,
+            applied,
         }
     }
 
@@ -507,6 +593,8 @@ struct Runner<'a> {
     done: Vec<Option<Finished>>,
     step: usize,
     fetcher: Option<(Fetcher, TempPath)>,
+    /// Per-build directory for cache mounts when there is no cache dir.
+    scratch: Option<TempPath>,
 }
 
 impl Runner<'_> {
@@ -544,10 +632,27 @@ impl Runner<'_> {
         Ok(path)
     }
 
-    /// An image source for FROM / COPY --from that is not a stage.
-    fn image_source(&self, base: &str, at: &StepAt) -> Result<ImageSource, BuildError> {
+    /// An image source (and the name to pick in it) for FROM / COPY --from
+    /// that is not a stage. The local image store comes first.
+    fn image_source(
+        &self,
+        base: &str,
+        at: &StepAt,
+    ) -> Result<(ImageSource, Option<String>), BuildError> {
         if base.starts_with("oci:") || base.starts_with("docker-archive:") {
-            return ImageSource::parse(base).map_err(|e| at.fail(e));
+            return ImageSource::parse(base)
+                .map(|s| (s, None))
+                .map_err(|e| at.fail(e));
+        }
+        if let Some(store) = self
+            .opts
+            .store
+            .as_ref()
+            .filter(|_| !base.starts_with("recipe:"))
+        {
+            if let Some(found) = store.lookup(base).map_err(|e| at.fail(e))? {
+                return Ok(found);
+            }
         }
         let recipe = match base.strip_prefix("recipe:") {
             Some(name) => Some(PathBuf::from(name)),
@@ -568,11 +673,12 @@ impl Runner<'_> {
             };
             let dir = build_recipe(&recipe)
                 .map_err(|e| at.fail(format!("building recipe {base}: {e}")))?;
-            return Ok(ImageSource::OciDir(dir));
+            return Ok((ImageSource::OciDir(dir), None));
         }
         Err(at.fail(format!(
-            "base {base:?}: only scratch, an earlier stage, oci:DIR, docker-archive:FILE, a recipe .toml \
-             or recipe:NAME are supported (no registry or local image store yet)"
+            "image {base:?} is not in the local image store (see `rootstrap images`), and pulling \
+             from a registry is not supported yet; use an image built here with -t, a recipe \
+             (recipe:NAME or a .toml file), oci:DIR, docker-archive:FILE, an earlier stage or scratch"
         )))
     }
 
@@ -599,7 +705,11 @@ impl Runner<'_> {
                 .env
                 .push(format!("PATH={}", crate::rootfs::sandbox::DEFAULT_PATH));
             let image = ImageBuilder::new_in(&self.opts.work_dir, config, self.opts.compression)?;
-            return Ok(Finished { image, rootfs });
+            return Ok(Finished {
+                image,
+                rootfs,
+                applied: 0,
+            });
         }
         let (source, _tmp) = match self.stage_index(base) {
             Some(i) => {
@@ -609,15 +719,19 @@ impl Runner<'_> {
                     .as_ref()
                     .ok_or_else(|| at.fail("stage not available"))?;
                 prev.image.write(&Output::OciDir(dir.clone()), None)?;
-                (ImageSource::OciDir(dir), Some(tmp))
+                ((ImageSource::OciDir(dir), None), Some(tmp))
             }
             None => (self.image_source(base, at)?, None),
         };
-        let opened = OpenedImage::open(&source, None).map_err(|e| at.fail(e))?;
+        let opened = OpenedImage::open(&source.0, source.1.as_deref()).map_err(|e| at.fail(e))?;
         let image = ImageBuilder::from_image(&self.opts.work_dir, &opened, self.opts.compression)?;
-        let root = Root::open(rootfs.path()).map_err(|e| at.fail(e))?;
-        unpack_layers(&opened, &mut RootSink::new(&root)).map_err(|e| at.fail(e))?;
-        Ok(Finished { image, rootfs })
+        // The files are unpacked when a step first needs them, so a build
+        // whose steps all come from the cache never unpacks the base.
+        Ok(Finished {
+            image,
+            rootfs,
+            applied: 0,
+        })
     }
 
     /// ONBUILD triggers of the base run first, then are dropped from the
@@ -648,6 +762,8 @@ impl Runner<'_> {
         let instruction = command.expand(&lookup, self.stages.escape)?;
         match &instruction {
             Instruction::Run { .. } => {
+                let instruction = expand_mounts(&instruction, &lookup, self.stages.escape)
+                    .map_err(|e| at.fail(e))?;
                 // As Docker records it: the shell spelled out.
                 let created_by = match instruction.run_command() {
                     Some(RunCommand::Shell(line)) => {
@@ -655,7 +771,11 @@ impl Runner<'_> {
                     }
                     _ => shown,
                 };
-                self.with_layer(state, &at, created_by, |r, s| r.run(s, &instruction, &at))
+                let inputs = self.run_inputs(&instruction, &at);
+                let key = self.cache_key(state, &instruction, inputs)?;
+                self.with_layer(state, &at, created_by, key, |r, s| {
+                    r.run(s, &instruction, &at)
+                })
             }
             Instruction::Copy { parents: true, .. } => {
                 Err(at.fail("COPY --parents is not supported"))
@@ -665,21 +785,30 @@ impl Runner<'_> {
             {
                 Err(at.fail("--exclude is not supported"))
             }
-            Instruction::Copy { spec, from, .. } => self.with_layer(state, &at, shown, |r, s| {
-                r.copy(s, spec, from.as_deref(), None, &at)
-            }),
+            Instruction::Copy { spec, from, .. } => {
+                let inputs = self.copy_inputs(spec, from.as_deref(), None, &at);
+                let key = self.cache_key(state, &instruction, inputs)?;
+                self.with_layer(state, &at, shown, key, |r, s| {
+                    r.copy(s, spec, from.as_deref(), None, &at)
+                })
+            }
             Instruction::Add {
                 spec,
                 checksum,
                 unpack,
                 ..
-            } => self.with_layer(state, &at, shown, |r, s| {
-                r.copy(s, spec, None, Some((checksum.as_deref(), *unpack)), &at)
-            }),
+            } => {
+                let inputs = self.copy_inputs(spec, None, Some(checksum.as_deref()), &at);
+                let key = self.cache_key(state, &instruction, inputs)?;
+                self.with_layer(state, &at, shown, key, |r, s| {
+                    r.copy(s, spec, None, Some((checksum.as_deref(), *unpack)), &at)
+                })
+            }
             Instruction::Workdir(dir) => {
                 let dir = join_container_path(&state.workdir(), dir);
                 state.config().working_dir = Some(dir.clone());
-                self.with_layer(state, &at, shown, |_, s| make_workdir(s, &dir, &at))
+                let key = self.cache_key(state, &instruction, Some(String::new()))?;
+                self.with_layer(state, &at, shown, key, |_, s| make_workdir(s, &dir, &at))
             }
             Instruction::Arg(pairs) => {
                 for (name, default) in pairs {
@@ -705,31 +834,188 @@ impl Runner<'_> {
         }
     }
 
+    /// The step-cache key of a file-changing step, or `None` when there is
+    /// no cache or the step cannot be cached (`extra` is `None`: its inputs
+    /// are not known before it runs). `extra` digests what the step reads
+    /// besides the image: copied files, the source stage.
+    fn cache_key(
+        &self,
+        state: &StageState<'_>,
+        instruction: &Instruction,
+        extra: Option<String>,
+    ) -> Result<Option<String>, BuildError> {
+        let (Some(_), Some(extra)) = (&self.opts.cache, extra) else {
+            return Ok(None);
+        };
+        // The config holds the parent layers (diff_ids), env, user, workdir,
+        // shell and platform: everything of the image a step can see.
+        let config = oci::canonical_json(&state.image.final_config())?;
+        // Build args reach only RUN (as its environment); elsewhere they
+        // already are in the expanded instruction.
+        let args: String = match instruction {
+            Instruction::Run { .. } => state
+                .args
+                .iter()
+                .map(|(k, v)| format!("{k}={v}\0"))
+                .collect(),
+            _ => String::new(),
+        };
+        let settings = format!(
+            "{:?} {:?}",
+            self.opts.compression, self.opts.source_date_epoch
+        );
+        Ok(Some(step_key(&[
+            &config,
+            format!("{instruction:?}").as_bytes(),
+            args.as_bytes(),
+            extra.as_bytes(),
+            settings.as_bytes(),
+        ])))
+    }
+
+    /// What COPY/ADD reads, as a digest for the cache key; `None` when it
+    /// cannot be known up front (an ADD of a URL without --checksum, a
+    /// source that does not exist: the step then runs and reports it).
+    fn copy_inputs(
+        &mut self,
+        spec: &CopySpec,
+        from: Option<&str>,
+        add_checksum: Option<Option<&str>>,
+        at: &StepAt,
+    ) -> Option<String> {
+        self.opts.cache.as_ref()?;
+        let urls = spec.srcs.iter().any(|s| is_url(s));
+        if urls && add_checksum.is_some_and(|c| c.is_none()) {
+            return None;
+        }
+        let Some(name) = from else {
+            let mut paths = Vec::new();
+            for src in spec.srcs.iter().filter(|s| !is_url(s)) {
+                paths.extend(
+                    copy::expand_source(&self.ctx.root, src, self.ctx.ignore.as_ref()).ok()?,
+                );
+            }
+            let digest = digest_sources(&self.ctx.root, &paths, self.ctx.ignore.as_ref()).ok()?;
+            return Some(format!("context:{digest}"));
+        };
+        self.other_image_inputs(name, at)
+    }
+
+    /// What RUN reads besides the image: the sources of its bind mounts
+    /// (cache, tmpfs and secret mounts do not count, as in BuildKit).
+    fn run_inputs(&mut self, instruction: &Instruction, at: &StepAt) -> Option<String> {
+        self.opts.cache.as_ref()?;
+        let Instruction::Run { mounts, .. } = instruction else {
+            return Some(String::new());
+        };
+        let mut inputs = String::new();
+        for raw in mounts {
+            let mount = parse_mount(raw).ok()?;
+            if mount.kind != MountType::Bind {
+                continue;
+            }
+            let part = match mount.from.as_deref() {
+                Some(name) => self.other_image_inputs(name, at)?,
+                None => {
+                    let src = mount.source.as_deref().unwrap_or("/");
+                    let rel = context_rel(src).ok()?;
+                    let resolved = copy::resolve_in_root(&self.ctx.root, &rel).ok()?;
+                    let ignore = self.ctx.ignore.as_ref();
+                    format!(
+                        "context:{}",
+                        digest_sources(&self.ctx.root, &[resolved], ignore).ok()?
+                    )
+                }
+            };
+            inputs.push_str(&part);
+            inputs.push('\0');
+        }
+        Some(inputs)
+    }
+
+    /// A stage's or image's identity for the cache key: its config, which
+    /// names its layers.
+    fn other_image_inputs(&mut self, name: &str, at: &StepAt) -> Option<String> {
+        let config = match self.stage_index(name) {
+            Some(i) => self.done[i].as_ref()?.image.final_config(),
+            None => {
+                let (source, pick) = self.image_source(name, at).ok()?;
+                OpenedImage::open(&source, pick.as_deref()).ok()?.config
+            }
+        };
+        let bytes = oci::canonical_json(&config).ok()?;
+        Some(format!("from:{}", Sha256Digest::of(&bytes)))
+    }
+
     /// Runs a file-changing step between two snapshots and records the
     /// difference as a layer (or an empty history entry if nothing changed).
+    /// With a cache `key`, a recorded outcome is reused instead, and a fresh
+    /// one is recorded.
     fn with_layer(
         &mut self,
         state: &mut StageState<'_>,
         at: &StepAt,
         created_by: String,
+        key: Option<String>,
         step: impl FnOnce(&mut Self, &mut StageState<'_>) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
+        let history = self.history(created_by);
+        if let (Some(cache), Some(key)) = (&self.opts.cache, &key) {
+            if let Some(entry) = cache.get(key) {
+                if reuse(state, cache, &entry, history.clone()) {
+                    self.reporter.info(&format!("#{} CACHED", self.step));
+                    return Ok(());
+                }
+            }
+        }
+        materialize(
+            &self.opts.work_dir,
+            state.image,
+            state.root,
+            &mut state.applied,
+        )
+        .map_err(|e| at.fail(format!("applying cached layers: {e}")))?;
         let dir = state.root.path().to_path_buf();
         let before = snapshot(&dir).map_err(|e| at.fail(format!("scanning the rootfs: {e}")))?;
         step(self, state)?;
         let after = snapshot(&dir).map_err(|e| at.fail(format!("scanning the rootfs: {e}")))?;
         let changes = diff(&before, &after);
-        let history = self.history(created_by);
         if changes.is_empty() {
             state.image.add_empty_history(history);
+            self.remember(key.as_deref(), StepEntry { layer: None }, None);
             return Ok(());
         }
         let epoch = self.opts.source_date_epoch;
         let root = state.root;
-        state
+        let layer = state
             .image
             .add_layer_with(history, |w| write_diff(root, &after, &changes, epoch, w))?;
+        let entry = StepEntry {
+            layer: Some(CachedLayer {
+                digest: layer.descriptor.digest.clone(),
+                diff_id: layer.diff_id.to_string(),
+                uncompressed_size: layer.uncompressed_size.unwrap_or(0),
+            }),
+        };
+        let blob = layer.path().to_path_buf();
+        // The rootfs already holds what the new layer records.
+        state.applied = state.image.layers().len();
+        self.remember(key.as_deref(), entry, Some(&blob));
         Ok(())
+    }
+
+    /// Records a step's outcome; a cache that cannot be written only costs
+    /// a warning.
+    fn remember(&self, key: Option<&str>, entry: StepEntry, blob: Option<&Path>) {
+        if let (Some(cache), Some(key)) = (&self.opts.cache, key) {
+            if let Err(e) = cache.put(key, &entry, blob) {
+                self.reporter.warn(&format!(
+                    "step #{}: cannot write the step cache in {}: {e}",
+                    self.step,
+                    cache.dir().display()
+                ));
+            }
+        }
     }
 
     fn run(
@@ -747,9 +1033,6 @@ impl Runner<'_> {
         else {
             return Ok(());
         };
-        if !mounts.is_empty() {
-            return Err(at.fail("RUN --mount is not supported"));
-        }
         if security.as_deref().is_some_and(|s| s != "sandbox") {
             return Err(at.fail("RUN --security=insecure is not supported"));
         }
@@ -810,8 +1093,16 @@ impl Runner<'_> {
             Some(u) => Some(lookup_user(state.root.path(), &u).map_err(|e| at.fail(e))?),
             None => None,
         };
+        let prepared = self.prepare_mounts(state, mounts, at)?;
+        for (k, v) in &prepared.env {
+            env.retain(|(existing, _)| existing != k);
+            env.push((k.clone(), v.clone()));
+        }
         let mut spec = RunSpec::new(state.root.path(), argv);
         spec.env = env;
+        spec.extra_mounts = prepared.read_only.clone();
+        spec.writable_mounts = prepared.writable.clone();
+        spec.tmpfs_mounts = prepared.tmpfs.clone();
         spec.cwd = cwd;
         spec.user = user;
         spec.network = network;
@@ -820,6 +1111,7 @@ impl Runner<'_> {
         let result = self.opts.sandbox.run(&spec, &mut |line| {
             reporter.command_output(&format!("#{step} {}", line.text));
         });
+        drop(prepared);
         if let Some(rel) = script_path {
             state.root.remove(&rel).map_err(|e| at.fail(e))?;
         }
@@ -832,6 +1124,226 @@ impl Runner<'_> {
                 status,
             });
         }
+        Ok(())
+    }
+
+    /// Turns `RUN --mount` specs into what the sandbox mounts. Nothing
+    /// mounted is part of the rootfs, so none of it lands in the layer.
+    fn prepare_mounts(
+        &mut self,
+        state: &StageState<'_>,
+        mounts: &[String],
+        at: &StepAt,
+    ) -> Result<PreparedMounts, BuildError> {
+        let mut prepared = PreparedMounts::default();
+        let workdir = state.workdir();
+        for raw in mounts {
+            let fail = |e: &dyn std::fmt::Display| at.fail(format!("--mount={raw}: {e}"));
+            let m = parse_mount(raw).map_err(|e| fail(&e))?;
+            let target = m
+                .target
+                .as_deref()
+                .map(|t| join_container_path(&workdir, t));
+            let need_target = || target.clone().ok_or_else(|| fail(&"a target is required"));
+            match m.kind {
+                MountType::Cache => {
+                    let target = need_target()?;
+                    if m.from.is_some() {
+                        return Err(fail(&"cache mounts seeded from= are not supported"));
+                    }
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self.cache_mount_dir(&id, &m, at)?;
+                    if matches!(
+                        m.sharing,
+                        Some(CacheSharing::Locked | CacheSharing::Private)
+                    ) {
+                        prepared.locks.push(lock_file(&dir).map_err(|e| fail(&e))?);
+                    }
+                    let mount = BindMount {
+                        source: dir,
+                        target,
+                    };
+                    if m.read_only {
+                        prepared.read_only.push(mount);
+                    } else {
+                        prepared.writable.push(mount);
+                    }
+                }
+                MountType::Tmpfs => prepared.tmpfs.push(TmpfsMount {
+                    target: need_target()?,
+                    size: m.size,
+                }),
+                MountType::Bind => {
+                    let target = need_target()?;
+                    let source = self.bind_source(&m, &mut prepared, at)?;
+                    let mount = BindMount { source, target };
+                    if m.read_only {
+                        prepared.read_only.push(mount);
+                    } else {
+                        prepared.writable.push(mount);
+                    }
+                }
+                MountType::Secret => self.mount_secret(&m, target, &mut prepared, at)?,
+                MountType::Ssh => return Err(fail(&"ssh mounts are not supported")),
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// The persistent directory of a cache mount, created on first use with
+    /// the mount's mode and owner.
+    fn cache_mount_dir(&mut self, id: &str, m: &Mount, at: &StepAt) -> Result<PathBuf, BuildError> {
+        let base = match &self.opts.mount_cache_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                if self.scratch.is_none() {
+                    self.scratch = Some(self.temp_dir(".rootstrap-mounts-", at)?);
+                }
+                match &self.scratch {
+                    Some(t) => t.path().to_path_buf(),
+                    None => return Err(at.fail("no scratch directory")),
+                }
+            }
+        };
+        let name = Sha256Digest::of(id.as_bytes()).hex();
+        let dir = base.join(&name[..32]);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let fail =
+            |e: std::io::Error| at.fail(format!("cache mount {id:?} in {}: {e}", base.display()));
+        std::fs::create_dir_all(&base).map_err(fail)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempdir_in(&base)
+            .map_err(fail)?;
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o755)),
+        )
+        .map_err(fail)?;
+        if m.uid.is_some() || m.gid.is_some() {
+            std::os::unix::fs::chown(tmp.path(), m.uid, m.gid).map_err(fail)?;
+        }
+        let made = tmp.keep();
+        // Another build may have created it meanwhile: theirs wins.
+        if std::fs::rename(&made, &dir).is_err() {
+            let _ = std::fs::remove_dir(&made);
+        }
+        Ok(dir)
+    }
+
+    /// The host path a bind mount shows: the source inside the context, a
+    /// stage or an image, with symlinks resolved inside that root. A
+    /// writable mount, or a context with a .dockerignore, gets a copy (what
+    /// the command writes is discarded, ignored files stay hidden).
+    fn bind_source(
+        &mut self,
+        m: &Mount,
+        prepared: &mut PreparedMounts,
+        at: &StepAt,
+    ) -> Result<PathBuf, BuildError> {
+        let src = m.source.as_deref().unwrap_or("/");
+        let fail = |e: &dyn std::fmt::Display| at.fail(format!("bind mount source {src:?}: {e}"));
+        let (root_dir, ignore) = match m.from.as_deref() {
+            None => (self.ctx.dir.clone(), self.ctx.ignore.clone()),
+            Some(name) => {
+                let work_dir = self.opts.work_dir.clone();
+                let mut finished = match self.stage_index(name) {
+                    Some(i) => self.done.get_mut(i).and_then(Option::take),
+                    None => Some(self.open_base(name, at)?),
+                };
+                let Some(f) = finished.as_mut() else {
+                    return Err(fail(&format!("stage {name} is not available")));
+                };
+                let root = Root::open(f.rootfs.path()).map_err(|e| fail(&e))?;
+                materialize(&work_dir, &f.image, &root, &mut f.applied).map_err(|e| fail(&e))?;
+                let dir = f.rootfs.path().to_path_buf();
+                // A stage goes back where it was; an image lives as long as the run.
+                match self.stage_index(name) {
+                    Some(i) => self.done[i] = finished,
+                    None => prepared.images.extend(finished),
+                }
+                (dir, None)
+            }
+        };
+        let root_dir = std::fs::canonicalize(&root_dir).map_err(|e| fail(&e))?;
+        let root = Root::open(&root_dir).map_err(|e| fail(&e))?;
+        let rel = context_rel(src).map_err(|e| fail(&e))?;
+        let resolved = copy::resolve_in_root(&root, &rel).map_err(|e| fail(&e))?;
+        if root.lstat(&resolved).map_err(|e| fail(&e))?.is_none() {
+            return Err(fail(&"not found"));
+        }
+        if m.read_only && ignore.is_none() {
+            use std::os::unix::ffi::OsStrExt;
+            return Ok(root_dir.join(std::ffi::OsStr::from_bytes(resolved.as_bytes())));
+        }
+        let tmp = self.temp_dir(".rootstrap-bind-", at)?;
+        let copy_root = Root::open(tmp.path()).map_err(|e| fail(&e))?;
+        let data = RelPath::from_archive(b"data").map_err(|e| fail(&e))?;
+        let opts = CopyOptions {
+            owner: None,
+            chmod: None,
+            epoch: None,
+            ignore: ignore.as_ref(),
+        };
+        copy::copy_path(&root, &resolved, &copy_root, &data, &opts).map_err(|e| fail(&e))?;
+        let path = tmp.path().join("data");
+        prepared.temps.push(tmp);
+        Ok(path)
+    }
+
+    /// `type=secret`: the `--secret` value as a read-only file at the target
+    /// (default /run/secrets/<id>) and/or an environment variable.
+    fn mount_secret(
+        &mut self,
+        m: &Mount,
+        target: Option<String>,
+        prepared: &mut PreparedMounts,
+        at: &StepAt,
+    ) -> Result<(), BuildError> {
+        let id = m.id.clone().or_else(|| {
+            target
+                .as_deref()
+                .and_then(|t| t.rsplit('/').find(|s| !s.is_empty()))
+                .map(str::to_string)
+        });
+        let Some(id) = id else {
+            return Err(at.fail("secret mount without an id"));
+        };
+        let Some(data) = self.opts.secrets.get(&id) else {
+            if m.required {
+                return Err(at.fail(format!(
+                    "secret {id:?} is required but was not given (--secret id={id},src=FILE)"
+                )));
+            }
+            return Ok(());
+        };
+        if let Some(var) = &m.env {
+            prepared
+                .env
+                .push((var.clone(), String::from_utf8_lossy(data).into_owned()));
+            if target.is_none() {
+                return Ok(());
+            }
+        }
+        let tmp = self.temp_dir(".rootstrap-secret-", at)?;
+        let file = tmp.path().join("secret");
+        let fail = |e: std::io::Error| at.fail(format!("secret {id:?}: {e}"));
+        std::fs::write(&file, data).map_err(fail)?;
+        std::fs::set_permissions(
+            &file,
+            std::os::unix::fs::PermissionsExt::from_mode(m.mode.unwrap_or(0o400)),
+        )
+        .map_err(fail)?;
+        if m.uid.is_some() || m.gid.is_some() {
+            std::os::unix::fs::chown(&file, m.uid, m.gid).map_err(fail)?;
+        }
+        prepared.read_only.push(BindMount {
+            source: file,
+            target: target.unwrap_or_else(|| format!("/run/secrets/{id}")),
+        });
+        prepared.temps.push(tmp);
         Ok(())
     }
 
@@ -866,14 +1378,21 @@ impl Runner<'_> {
         let (source, ignore): (&Root, Option<&DockerIgnore>) = match from {
             None => (&self.ctx.root, self.ctx.ignore.as_ref()),
             Some(name) => {
+                let work_dir = &self.opts.work_dir;
+                let bring_up_to_date = |f: &mut Finished| {
+                    let root = Root::open(f.rootfs.path()).map_err(|e| at.fail(e))?;
+                    materialize(work_dir, &f.image, &root, &mut f.applied)
+                        .map_err(|e| at.fail(format!("--from={name}: {e}")))?;
+                    Ok::<_, BuildError>(f.rootfs.path().to_path_buf())
+                };
                 let dir = match self.stage_index(name) {
-                    Some(i) => self.done[i]
-                        .as_ref()
-                        .map(|f| f.rootfs.path().to_path_buf())
-                        .ok_or_else(|| at.fail("stage not available"))?,
+                    Some(i) => match self.done.get_mut(i) {
+                        Some(Some(f)) => bring_up_to_date(f)?,
+                        _ => return Err(at.fail("stage not available")),
+                    },
                     None => {
-                        let f = self.open_base(name, at)?;
-                        let p = f.rootfs.path().to_path_buf();
+                        let mut f = self.open_base(name, at)?;
+                        let p = bring_up_to_date(&mut f)?;
                         other_image = Some(f);
                         p
                     }
@@ -1049,6 +1568,87 @@ impl Runner<'_> {
         }
         Ok(data)
     }
+}
+
+/// What a RUN's `--mount`s need during the command.
+#[derive(Default)]
+struct PreparedMounts {
+    read_only: Vec<BindMount>,
+    writable: Vec<BindMount>,
+    tmpfs: Vec<TmpfsMount>,
+    env: Vec<(String, String)>,
+    /// Copies and secret files, removed after the command.
+    temps: Vec<TempPath>,
+    /// Images bind-mounted from, kept until the command ends.
+    images: Vec<Finished>,
+    /// Held `sharing=locked` cache locks.
+    locks: Vec<std::fs::File>,
+}
+
+/// An exclusive lock beside a cache mount directory, held while its file
+/// lives.
+fn lock_file(dir: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.with_extension("lock"))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(file)
+}
+
+/// A source path in the context or a stage (`/`, `.` and `` are the root).
+fn context_rel(src: &str) -> Result<RelPath, crate::rootfs::safe::PathError> {
+    RelPath::from_container_path(src.as_bytes()).or_else(|e| match e {
+        crate::rootfs::safe::PathError::Empty => Ok(RelPath::root()),
+        e => Err(e),
+    })
+}
+
+/// RUN `--mount` values with the stage's ARGs and ENV substituted, as
+/// BuildKit does before parsing them.
+fn expand_mounts(
+    instruction: &Instruction,
+    lookup: EnvLookup<'_>,
+    escape: char,
+) -> Result<Instruction, String> {
+    let mut out = instruction.clone();
+    if let Instruction::Run { mounts, .. } = &mut out {
+        for m in mounts.iter_mut() {
+            *m = expand_word(m, lookup, escape).map_err(|e| format!("--mount={m}: {e}"))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Adds a cached step outcome to the image; false when the entry cannot be
+/// used (a blob gone or corrupt), and the step must run.
+fn reuse(
+    state: &mut StageState<'_>,
+    cache: &StepCache,
+    entry: &StepEntry,
+    history: History,
+) -> bool {
+    let Some(layer) = &entry.layer else {
+        state.image.add_empty_history(history);
+        return true;
+    };
+    let (Ok(digest), Ok(diff_id)) = (
+        Sha256Digest::parse(&layer.digest),
+        Sha256Digest::parse(&layer.diff_id),
+    ) else {
+        return false;
+    };
+    state
+        .image
+        .add_cached_layer(
+            &cache.blob(&layer.digest),
+            digest,
+            diff_id,
+            layer.uncompressed_size,
+            history,
+        )
+        .is_ok()
 }
 
 fn is_url(src: &str) -> bool {

@@ -276,3 +276,84 @@ mod tests {
         }
     }
 }
+
+/// Most symlinks followed while resolving one path (as Linux's ELOOP).
+const MAX_LINK_HOPS: usize = 40;
+
+/// `path` with every symlink in it followed inside `root` (an absolute link
+/// target restarts at `root`, `..` stops at it), so the host path
+/// `root/<result>` names what `path` means inside the root and nothing
+/// outside it. Used for `RUN --mount=type=bind` sources, which the sandbox
+/// mounts by host path; the result may not exist.
+pub fn resolve_in_root(root: &Root, path: &RelPath) -> Result<RelPath, CopyError> {
+    let split = |raw: &[u8]| -> Vec<Vec<u8>> {
+        raw.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let mut todo = split(path.as_bytes());
+    let mut current = RelPath::root();
+    let mut hops = 0;
+    while let Some(component) = todo.pop() {
+        match component.as_slice() {
+            b"." => continue,
+            b".." => {
+                current = current.parent().unwrap_or_else(RelPath::root);
+                continue;
+            }
+            _ => {}
+        }
+        let next = current.join(&component)?;
+        let is_link = from_meta(root.lstat(&next)?).is_some_and(|k| k == FileKind::Symlink);
+        if !is_link {
+            current = next;
+            continue;
+        }
+        hops += 1;
+        if hops > MAX_LINK_HOPS {
+            return Err(CopyError::Io {
+                path: shown(path),
+                source: io::Error::other("too many levels of symbolic links"),
+            });
+        }
+        let target = root.read_link(&next)?;
+        if target.starts_with(b"/") {
+            current = RelPath::root();
+        }
+        todo.extend(split(&target));
+    }
+    Ok(current)
+}
+
+fn from_meta(meta: Option<crate::rootfs::safe::Meta>) -> Option<FileKind> {
+    meta.map(|m| m.kind)
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        symlink("/a", r.join("abs")).unwrap();
+        symlink("../../../../a/b", r.join("a/up")).unwrap();
+        symlink("/etc/shadow", r.join("host")).unwrap();
+        symlink("loop", r.join("loop")).unwrap();
+        let root = Root::open(r).unwrap();
+        let resolve = |p: &str| {
+            resolve_in_root(&root, &RelPath::from_container_path(p.as_bytes()).unwrap())
+                .map(|p| shown(&p))
+        };
+        assert_eq!(resolve("abs/b").unwrap(), "a/b");
+        assert_eq!(resolve("a/up").unwrap(), "a/b");
+        // Stays in the root even when the host path exists.
+        assert_eq!(resolve("host").unwrap(), "etc/shadow");
+        assert!(resolve("loop").is_err());
+    }
+}

@@ -19,6 +19,7 @@ mod line_parsers;
 pub mod mounts;
 mod parser;
 pub mod snapshot;
+pub mod step_cache;
 
 pub use directives::Directive;
 pub use dockerignore::{parse_dockerignore, DockerIgnore};

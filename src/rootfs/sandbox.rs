@@ -76,6 +76,16 @@ pub struct BindMount {
     pub target: String,
 }
 
+/// An empty tmpfs mounted for the run (Dockerfile `RUN --mount=type=tmpfs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    /// Absolute path inside the root; a missing mount point is created for
+    /// the run and removed afterwards.
+    pub target: String,
+    /// Size limit in bytes (the kernel's default, half of RAM, when `None`).
+    pub size: Option<u64>,
+}
+
 /// Everything that describes one sandboxed command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -96,6 +106,14 @@ pub struct RunSpec {
     pub hostname: String,
     pub stdin: StdinMode,
     pub extra_mounts: Vec<BindMount>,
+    /// Read-write bind mounts, mounted after `extra_mounts` (Dockerfile
+    /// `RUN --mount=type=cache`): what the command writes there stays in
+    /// the host directory, not in the root.
+    #[serde(default)]
+    pub writable_mounts: Vec<BindMount>,
+    /// Empty tmpfs mounts, mounted last.
+    #[serde(default)]
+    pub tmpfs_mounts: Vec<TmpfsMount>,
 }
 
 impl RunSpec {
@@ -112,6 +130,8 @@ impl RunSpec {
             hostname: "rootstrap".to_string(),
             stdin: StdinMode::Null,
             extra_mounts: Vec::new(),
+            writable_mounts: Vec::new(),
+            tmpfs_mounts: Vec::new(),
         }
     }
 }
@@ -585,18 +605,23 @@ fn validate(spec: &RunSpec) -> Result<(), SandboxError> {
     if spec.hostname.is_empty() || spec.hostname.len() > 64 {
         return invalid(format!("hostname {:?} must be 1-64 bytes", spec.hostname));
     }
-    for mount in &spec.extra_mounts {
-        let target = &mount.target;
+    let tmpfs = spec.tmpfs_mounts.iter().map(|t| (&t.target, None));
+    let binds = spec
+        .extra_mounts
+        .iter()
+        .chain(&spec.writable_mounts)
+        .map(|m| (&m.target, Some(&m.source)));
+    for (target, source) in binds.chain(tmpfs) {
         if !target.starts_with('/') || target.split('/').any(|c| c == "..") || target.contains('\0')
         {
             return invalid(format!(
                 "bind mount target {target:?} must be absolute without '..'"
             ));
         }
-        if !mount.source.is_absolute() {
+        if let Some(source) = source.filter(|s| !s.is_absolute()) {
             return invalid(format!(
                 "bind mount source {} is not absolute",
-                mount.source.display()
+                source.display()
             ));
         }
     }
@@ -681,6 +706,18 @@ mod tests {
                 s.extra_mounts.push(BindMount {
                     source: "/tmp".into(),
                     target: "/a/../../b".into(),
+                })
+            }),
+            Box::new(|s| {
+                s.writable_mounts.push(BindMount {
+                    source: "relative".into(),
+                    target: "/c".into(),
+                })
+            }),
+            Box::new(|s| {
+                s.tmpfs_mounts.push(TmpfsMount {
+                    target: "t".into(),
+                    size: None,
                 })
             }),
         ];

@@ -248,6 +248,13 @@ fn setup_root(spec: &RunSpec) -> SetupResult<()> {
         let source = path_cstring(&bind.source)?;
         bind_read_only(&root_fd, &source, &bind.target)?;
     }
+    for bind in &spec.writable_mounts {
+        let source = path_cstring(&bind.source)?;
+        bind_writable(&root_fd, &source, &bind.target)?;
+    }
+    for tmpfs in &spec.tmpfs_mounts {
+        mount_tmpfs(&root_fd, tmpfs)?;
+    }
     let hostname = spec.hostname.as_bytes();
     // SAFETY: pointer and length of a live buffer.
     sys("set hostname", unsafe {
@@ -346,6 +353,44 @@ fn mount_resolv_conf(root_fd: &OwnedFd) -> SetupResult<()> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Err(e) => Err(format!("open /etc/resolv.conf in root: {e}")),
     }
+}
+
+/// A read-write bind mount (no setuid, no device nodes).
+fn bind_writable(root_fd: &OwnedFd, source: &CStr, target: &str) -> SetupResult<()> {
+    let relative = target.trim_start_matches('/');
+    let target_fd = openat2_in_root(root_fd, relative, libc::O_PATH)
+        .map_err(|e| format!("bind mount target {target}: {e}"))?;
+    let what = format!("bind {} to {target}", source.to_string_lossy());
+    mount(
+        source,
+        &fd_path(&target_fd),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+        &what,
+    )?;
+    let top =
+        openat2_in_root(root_fd, relative, libc::O_PATH).map_err(|e| format!("{what}: {e}"))?;
+    mount_remount(&fd_path(&top), libc::MS_NOSUID | libc::MS_NODEV, &what)
+}
+
+fn mount_tmpfs(root_fd: &OwnedFd, tmpfs: &super::TmpfsMount) -> SetupResult<()> {
+    let relative = tmpfs.target.trim_start_matches('/');
+    let target_fd = openat2_in_root(root_fd, relative, libc::O_PATH)
+        .map_err(|e| format!("tmpfs mount target {}: {e}", tmpfs.target))?;
+    let data = match tmpfs.size {
+        Some(size) => format!("mode=1777,size={size}"),
+        None => "mode=1777".to_string(),
+    };
+    let data = CString::new(data).map_err(|e| e.to_string())?;
+    mount(
+        c"tmpfs",
+        &fd_path(&target_fd),
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&data),
+        &format!("mount tmpfs on {}", tmpfs.target),
+    )
 }
 
 fn bind_read_only(root_fd: &OwnedFd, source: &CStr, target: &str) -> SetupResult<()> {

@@ -62,7 +62,13 @@ pub(super) fn create_mount_points(spec: &RunSpec) -> Result<Stubs, SandboxError>
     {
         wanted.push(("etc/resolv.conf".into(), StubKind::File));
     }
-    for mount in &spec.extra_mounts {
+    for target in &spec.tmpfs_mounts {
+        wanted.push((
+            target.target.trim_start_matches('/').to_string(),
+            StubKind::Dir,
+        ));
+    }
+    for mount in spec.extra_mounts.iter().chain(&spec.writable_mounts) {
         let kind = if mount.source.is_dir() {
             StubKind::Dir
         } else {

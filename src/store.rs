@@ -1,0 +1,357 @@
+//! The local image store: images built with `-t NAME:TAG`, kept in one OCI
+//! image layout (`<data dir>/images`) so blobs are shared between images.
+//!
+//! `index.json` lists one manifest per name; its
+//! `org.opencontainers.image.ref.name` annotation holds the full familiar
+//! name (`myorg/app:1`), which is what `FROM myorg/app:1` looks up, so the
+//! store is also a valid `oci:` source on its own. Changes happen under an
+//! exclusive lock on `<store>/lock`; `index.json` is replaced by rename, so
+//! a reader never sees half of it.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use crate::image::oci::{self, Descriptor, Index, Manifest};
+use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, Output};
+
+/// When the image was stored (RFC 3339), in its index entry.
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// Sum of the manifest's config and layer blob sizes, in bytes.
+pub const ANNOTATION_SIZE: &str = "org.rootstrap.size";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{path}: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error("no image {0:?} in the local image store (see `rootstrap images`)")]
+    NotFound(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+/// One stored image, as `rootstrap images` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredImage {
+    /// Repository, e.g. `myorg/app` (with the registry when one was named).
+    pub name: String,
+    pub tag: String,
+    /// `sha256:<hex>` of the manifest.
+    pub digest: String,
+    /// The image config's `created`, else when it was stored.
+    pub created: Option<String>,
+    /// Bytes of the (compressed) blobs the image references.
+    pub size: u64,
+}
+
+impl StoredImage {
+    /// `name:tag`, the key in the store.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.name, self.tag)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    dir: PathBuf,
+}
+
+/// The familiar `name:tag` of a reference string (tag `latest` when none).
+fn familiar(name: &str) -> Result<String, ImageError> {
+    ImageReference::parse(name).map(|r| r.familiar())
+}
+
+impl ImageStore {
+    /// The store inside rootstrap's data directory (the cache dir).
+    pub fn new(data_dir: &Path) -> ImageStore {
+        ImageStore {
+            dir: data_dir.join("images"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index.json")
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.dir
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap_or(digest))
+    }
+
+    fn read_index(&self) -> Result<Index, StoreError> {
+        let path = self.index_path();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(empty_index()),
+            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    fn write_index(&self, index: &Index) -> Result<(), StoreError> {
+        let path = self.index_path();
+        let bytes = oci::canonical_json(index)?;
+        let tmp = self
+            .dir
+            .join(format!(".index.json.tmp-{}", std::process::id()));
+        let context = format!("writing {}", path.display());
+        fs::write(&tmp, bytes)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                io_err(context)(e)
+            })
+    }
+
+    /// Holds the store's lock until dropped (the lock goes with the fd).
+    fn lock(&self) -> Result<File, StoreError> {
+        fs::create_dir_all(self.dir.join("blobs/sha256"))
+            .map_err(io_err(format!("creating {}", self.dir.display())))?;
+        let path = self.dir.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(format!("opening {}", path.display())))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(format!("locking {}", path.display()))(e.into()))?;
+        let layout = self.dir.join("oci-layout");
+        if !layout.exists() {
+            fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+                .map_err(io_err(format!("writing {}", layout.display())))?;
+        }
+        Ok(file)
+    }
+
+    /// Stores `image` as `reference`, replacing an image of that name.
+    pub fn put(
+        &self,
+        image: &ImageBuilder,
+        reference: &ImageReference,
+    ) -> Result<StoredImage, StoreError> {
+        let _lock = self.lock()?;
+        let name = reference.familiar();
+        let staging = tempfile::Builder::new()
+            .prefix(".put-")
+            .tempdir_in(&self.dir)
+            .map_err(io_err(format!(
+                "creating a directory in {}",
+                self.dir.display()
+            )))?;
+        let layout = staging.path().join("oci");
+        let written = image.write(&Output::OciDir(layout.clone()), None)?;
+        // Blobs move into the shared directory; ones already there stay.
+        let staged_blobs = layout.join("blobs/sha256");
+        let entries = fs::read_dir(&staged_blobs)
+            .map_err(io_err(format!("reading {}", staged_blobs.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err(format!("reading {}", staged_blobs.display())))?;
+            let dest = self.dir.join("blobs/sha256").join(entry.file_name());
+            if !dest.exists() {
+                fs::rename(entry.path(), &dest)
+                    .map_err(io_err(format!("storing {}", dest.display())))?;
+            }
+        }
+        let staged_index: Index = serde_json::from_slice(
+            &fs::read(layout.join("index.json"))
+                .map_err(io_err(format!("reading {}", layout.display())))?,
+        )
+        .map_err(|e| StoreError::Corrupt {
+            path: layout.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut desc =
+            staged_index
+                .manifests
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: layout.display().to_string(),
+                    reason: "no manifest written".into(),
+                })?;
+        let config = image.final_config();
+        let created = config
+            .created
+            .clone()
+            .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let size = image
+            .layers()
+            .iter()
+            .map(|l| l.descriptor.size)
+            .sum::<u64>()
+            + oci::canonical_json(&config)?.len() as u64;
+        desc.annotations.clear();
+        desc.annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), name.clone());
+        desc.annotations
+            .insert(ANNOTATION_CREATED.into(), created.clone());
+        desc.annotations
+            .insert(ANNOTATION_SIZE.into(), size.to_string());
+        let mut index = self.read_index()?;
+        let replaced = remove_named(&mut index, &name);
+        index.manifests.push(desc);
+        self.write_index(&index)?;
+        if replaced {
+            self.collect_garbage(&index)?;
+        }
+        Ok(StoredImage {
+            name: reference_name(&name),
+            tag: reference.tag.clone(),
+            digest: written.manifest_digest.to_string(),
+            created: Some(created),
+            size,
+        })
+    }
+
+    /// Every stored image, sorted by name.
+    pub fn list(&self) -> Result<Vec<StoredImage>, StoreError> {
+        let index = self.read_index()?;
+        let mut images: Vec<StoredImage> = index.manifests.iter().filter_map(stored).collect();
+        images.sort_by_key(StoredImage::reference);
+        Ok(images)
+    }
+
+    /// Where `FROM name` finds a stored image: the store as an OCI layout
+    /// and the name to select in it. `None` when no such image is stored
+    /// (or `name` is not an image reference at all).
+    pub fn lookup(&self, name: &str) -> Result<Option<(ImageSource, Option<String>)>, StoreError> {
+        let Ok(wanted) = familiar(name) else {
+            return Ok(None);
+        };
+        let index = self.read_index()?;
+        let found = index.manifests.iter().any(|d| ref_name(d) == Some(&wanted));
+        Ok(found.then(|| (ImageSource::OciDir(self.dir.clone()), Some(wanted))))
+    }
+
+    /// Removes `name` (`NAME[:TAG]`) and the blobs no other image uses.
+    pub fn remove(&self, name: &str) -> Result<StoredImage, StoreError> {
+        let wanted = familiar(name)?;
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let removed = index
+            .manifests
+            .iter()
+            .find(|d| ref_name(d) == Some(&wanted))
+            .and_then(stored)
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        remove_named(&mut index, &wanted);
+        self.write_index(&index)?;
+        self.collect_garbage(&index)?;
+        Ok(removed)
+    }
+
+    /// Deletes every blob that no manifest of `index` references (the caller
+    /// holds the lock). Returns the bytes freed.
+    fn collect_garbage(&self, index: &Index) -> Result<u64, StoreError> {
+        let mut keep: HashSet<String> = HashSet::new();
+        for desc in &index.manifests {
+            keep.insert(hex_of(&desc.digest));
+            let path = self.blob_path(&desc.digest);
+            let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            keep.insert(hex_of(&manifest.config.digest));
+            keep.extend(manifest.layers.iter().map(|l| hex_of(&l.digest)));
+        }
+        let blobs = self.dir.join("blobs/sha256");
+        let mut freed = 0;
+        let entries =
+            fs::read_dir(&blobs).map_err(io_err(format!("reading {}", blobs.display())))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) {
+                freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(entry.path())
+                    .map_err(io_err(format!("removing {}", entry.path().display())))?;
+            }
+        }
+        Ok(freed)
+    }
+}
+
+fn empty_index() -> Index {
+    Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
+        manifests: Vec::new(),
+        annotations: Default::default(),
+    }
+}
+
+fn hex_of(digest: &str) -> String {
+    digest.strip_prefix("sha256:").unwrap_or(digest).to_string()
+}
+
+fn ref_name(desc: &Descriptor) -> Option<&String> {
+    desc.annotations.get(oci::ANNOTATION_REF_NAME)
+}
+
+/// Drops the entries named `name`; true if there was one.
+fn remove_named(index: &mut Index, name: &str) -> bool {
+    let before = index.manifests.len();
+    index
+        .manifests
+        .retain(|d| ref_name(d).map(String::as_str) != Some(name));
+    index.manifests.len() != before
+}
+
+/// `myorg/app:1` → `myorg/app` (a colon before the last `/` is a port).
+fn reference_name(familiar: &str) -> String {
+    let last_slash = familiar.rfind('/').map_or(0, |i| i + 1);
+    match familiar[last_slash..].rfind(':') {
+        Some(i) => familiar[..last_slash + i].to_string(),
+        None => familiar.to_string(),
+    }
+}
+
+fn stored(desc: &Descriptor) -> Option<StoredImage> {
+    let full = ref_name(desc)?;
+    let name = reference_name(full);
+    let tag = full.get(name.len() + 1..).unwrap_or("latest").to_string();
+    Some(StoredImage {
+        name,
+        tag,
+        digest: desc.digest.clone(),
+        created: desc.annotations.get(ANNOTATION_CREATED).cloned(),
+        size: desc
+            .annotations
+            .get(ANNOTATION_SIZE)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_at_the_tag_not_the_port() {
+        assert_eq!(reference_name("myorg/app:1"), "myorg/app");
+        assert_eq!(reference_name("localhost:5000/app:1"), "localhost:5000/app");
+        assert_eq!(familiar("app").unwrap(), "app:latest");
+        assert!(familiar("UPPER").is_err());
+    }
+}
