@@ -292,7 +292,8 @@ fn read_index(
     let file = std::fs::File::open(path).map_err(err)?;
     let (pieces, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     let mut text = String::with_capacity(size_hint.unwrap_or(0) as usize);
-    let mut stanzas = Vec::new();
+    // Archive stanzas average ~820 bytes.
+    let mut stanzas = Vec::with_capacity(text.capacity() / 800);
     let (decoded, summarized) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode_in_pieces(kind, file, &pieces));
         let summarized: Result<(), BootstrapError> = (|| {

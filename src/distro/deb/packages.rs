@@ -193,8 +193,10 @@ pub fn parse_packages(text: &str) -> Result<Vec<BinaryPackage>, PackagesError> {
 pub struct StanzaSummary {
     /// Byte range of the stanza in the index text.
     pub range: Range<usize>,
-    pub name: String,
-    pub arch: String,
+    /// Byte ranges of the Package and Architecture values (ranges rather
+    /// than strings: ~70k small allocations fewer for a whole index).
+    pub name: Range<usize>,
+    pub arch: Range<usize>,
     pub essential: bool,
     pub priority: Priority,
     /// The names listed in Provides.
@@ -226,11 +228,30 @@ pub fn summarize_piece(
         .map_err(|e| shift_line(e, count_lines(&text[..start])))
 }
 
+impl StanzaSummary {
+    /// The package name, from the text the summary was made of.
+    pub fn name<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.name.clone()).unwrap_or("")
+    }
+
+    /// The architecture, from the text the summary was made of.
+    pub fn arch<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.arch.clone()).unwrap_or("")
+    }
+}
+
 fn summary(text: &str, para: &Paragraph<'_>, pkg: BinaryPackage) -> StanzaSummary {
+    // parse_stanza accepted the paragraph, so both fields are present and
+    // their values are the package's name and architecture.
+    let value_range = |field: &str| {
+        para.get(field)
+            .and_then(|v| span_in(text, v))
+            .unwrap_or(0..0)
+    };
     StanzaSummary {
         range: stanza_range(text, para),
-        name: pkg.name,
-        arch: pkg.arch,
+        name: value_range("Package"),
+        arch: value_range("Architecture"),
         essential: pkg.essential,
         priority: pkg.priority,
         provides: pkg.provides.into_iter().map(|a| a.name).collect(),
@@ -260,18 +281,20 @@ pub fn parse_stanza_at(text: &str, range: Range<usize>) -> Result<BinaryPackage,
 /// field name to the end of its last value (every name and value is a
 /// slice of the text).
 fn stanza_range(text: &str, para: &Paragraph<'_>) -> Range<usize> {
-    let base = text.as_ptr() as usize;
     let (mut start, mut end) = (usize::MAX, 0);
     for (name, value) in para.fields() {
-        for piece in [name, value] {
-            let at = (piece.as_ptr() as usize).wrapping_sub(base);
-            if at <= text.len() && piece.len() <= text.len() - at {
-                start = start.min(at);
-                end = end.max(at + piece.len());
-            }
+        for span in [name, value].into_iter().filter_map(|p| span_in(text, p)) {
+            start = start.min(span.start);
+            end = end.max(span.end);
         }
     }
     start.min(end)..end
+}
+
+/// Where `piece` lies in `text`, if it is a slice of it.
+fn span_in(text: &str, piece: &str) -> Option<Range<usize>> {
+    let at = (piece.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    (at <= text.len() && piece.len() <= text.len() - at).then(|| at..at + piece.len())
 }
 
 fn parse_chunked(text: &str, chunk_bytes: usize) -> Result<Vec<BinaryPackage>, PackagesError> {
@@ -865,7 +888,7 @@ mod tests {
         assert_eq!(summaries.len(), full.len());
         for (s, p) in summaries.iter().zip(&full) {
             assert_eq!(parse_stanza_at(&text, s.range.clone()).unwrap(), *p);
-            assert_eq!((&s.name, &s.arch), (&p.name, &p.arch));
+            assert_eq!((s.name(&text), s.arch(&text)), (&*p.name, &*p.arch));
             assert_eq!((s.essential, s.priority), (p.essential, p.priority));
         }
         assert_eq!(summaries[0].provides, ["v", "w"]);

@@ -172,13 +172,19 @@ impl Universe {
             summaries.push(s);
         }
         let mut u = Universe::empty(arch, texts);
+        // Sized once: growing by doubling would briefly hold both copies.
+        let total = summaries.iter().map(Vec::len).sum();
+        u.slots.reserve_exact(total);
+        u.by_name.reserve(total);
+        let texts = std::mem::take(&mut u.texts);
         for (t, stanzas) in summaries.into_iter().enumerate() {
             for s in stanzas {
-                if s.arch != arch && s.arch != "all" {
+                let text = &texts[t];
+                if s.arch(text) != arch && s.arch(text) != "all" {
                     continue;
                 }
                 let i = u.slots.len();
-                u.index(i, &s.name, s.provides.iter().map(String::as_str));
+                u.index(i, s.name(text), s.provides.iter().map(String::as_str));
                 u.slots.push(Slot {
                     essential: s.essential,
                     priority: s.priority,
@@ -187,6 +193,7 @@ impl Universe {
                 });
             }
         }
+        u.texts = texts;
         u.order_versions();
         u
     }
