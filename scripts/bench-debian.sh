@@ -5,6 +5,8 @@
 #
 # usage: scripts/bench-debian.sh [SUITE]   (as root; default trixie)
 # Needs: mmdebstrap, debootstrap, GNU time (apt-get install mmdebstrap debootstrap time)
+# The machine is shared: the load average printed at the end says how noisy
+# the run was; compare ratios from one run, not wall times across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite=${1:-trixie}
@@ -73,3 +75,7 @@ echo "| --- | ---: | ---: | ---: |"
 for n in rootstrap-cold rootstrap-warm rootstrap-cold-oci mmdebstrap debootstrap; do
     echo "| $n | $(cat "$bench/$n.t") | $(ratio "$(cat "$bench/$n.t")") | $(cat "$bench/$n.rss") |"
 done
+echo
+echo "Phases of rootstrap-cold (seconds since start, from its --progress plain log):"
+grep -E '==>|packages$|downloaded|wrote ' "$bench/rootstrap-cold.log" | grep -v '^\[.*|' || true
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -5,6 +5,8 @@
 //! Filename is validated here because it later becomes a URL path and a
 //! cache name.
 
+use std::ops::Range;
+
 use super::control::{self, ControlError, Paragraph};
 use super::relation::{self, Atom, Dependency, RelationError};
 use super::version::Version;
@@ -183,12 +185,134 @@ pub fn parse_packages(text: &str) -> Result<Vec<BinaryPackage>, PackagesError> {
     parse_chunked(text, CHUNK_BYTES)
 }
 
+/// What resolution needs up front about one stanza of an index that is
+/// kept as text: the full [`BinaryPackage`] is parsed again from `range`
+/// (with [`parse_stanza_at`]) only for the packages resolution touches, so
+/// the parsed index is never in memory all at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StanzaSummary {
+    /// Byte range of the stanza in the index text.
+    pub range: Range<usize>,
+    /// Byte ranges of the Package and Architecture values (ranges rather
+    /// than strings: ~70k small allocations fewer for a whole index).
+    pub name: Range<usize>,
+    pub arch: Range<usize>,
+    pub essential: bool,
+    pub priority: Priority,
+    /// The names listed in Provides.
+    pub provides: Vec<String>,
+}
+
+/// Checks every stanza exactly as [`parse_packages`] does (same errors,
+/// same line numbers) but keeps only a summary of each.
+pub fn summarize_packages(text: &str) -> Result<Vec<StanzaSummary>, PackagesError> {
+    parse_chunked_with(text, CHUNK_BYTES, &|para, pkg| summary(text, para, pkg))
+}
+
+/// [`summarize_packages`] for the stanzas in `text[piece]` only, for an
+/// index summarized piece by piece as it is decoded: `piece` must start
+/// and end at stanza boundaries. Ranges and error lines are relative to
+/// the whole `text`.
+pub fn summarize_piece(
+    text: &str,
+    piece: Range<usize>,
+) -> Result<Vec<StanzaSummary>, PackagesError> {
+    let start = piece.start;
+    let Some(slice) = text.get(piece) else {
+        return Err(PackagesError::Syntax(ControlError {
+            line: text.get(..start).map_or(0, count_lines) + 1,
+            msg: "piece outside the index".into(),
+        }));
+    };
+    parse_serial(slice, &|para, pkg| summary(text, para, pkg))
+        .map_err(|e| shift_line(e, count_lines(&text[..start])))
+}
+
+impl StanzaSummary {
+    /// The package name, from the text the summary was made of.
+    pub fn name<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.name.clone()).unwrap_or("")
+    }
+
+    /// The architecture, from the text the summary was made of.
+    pub fn arch<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.arch.clone()).unwrap_or("")
+    }
+}
+
+fn summary(text: &str, para: &Paragraph<'_>, pkg: BinaryPackage) -> StanzaSummary {
+    // parse_stanza accepted the paragraph, so both fields are present and
+    // their values are the package's name and architecture.
+    let value_range = |field: &str| {
+        para.get(field)
+            .and_then(|v| span_in(text, v))
+            .unwrap_or(0..0)
+    };
+    StanzaSummary {
+        range: stanza_range(text, para),
+        name: value_range("Package"),
+        arch: value_range("Architecture"),
+        essential: pkg.essential,
+        priority: pkg.priority,
+        provides: pkg.provides.into_iter().map(|a| a.name).collect(),
+    }
+}
+
+/// Parses the stanza at `range` of `text` (a range from
+/// [`summarize_packages`] on the same text).
+pub fn parse_stanza_at(text: &str, range: Range<usize>) -> Result<BinaryPackage, PackagesError> {
+    // Counted only on error: lines before the stanza, for the message.
+    let lines_before = || text.get(..range.start).map_or(0, count_lines);
+    let Some(stanza) = text.get(range.clone()) else {
+        return Err(PackagesError::Syntax(ControlError {
+            line: lines_before() + 1,
+            msg: "stanza range outside the index".into(),
+        }));
+    };
+    let parsed = match control::paragraphs(stanza).next() {
+        None => Err(PackagesError::NoName { line: 1 }),
+        Some(Err(e)) => Err(PackagesError::from(e)),
+        Some(Ok(para)) => parse_stanza(&para),
+    };
+    parsed.map_err(|e| shift_line(e, lines_before()))
+}
+
+/// The bytes of `text` a paragraph parsed from it spans: from its first
+/// field name to the end of its last value (every name and value is a
+/// slice of the text).
+fn stanza_range(text: &str, para: &Paragraph<'_>) -> Range<usize> {
+    let (mut start, mut end) = (usize::MAX, 0);
+    for (name, value) in para.fields() {
+        for span in [name, value].into_iter().filter_map(|p| span_in(text, p)) {
+            start = start.min(span.start);
+            end = end.max(span.end);
+        }
+    }
+    start.min(end)..end
+}
+
+/// Where `piece` lies in `text`, if it is a slice of it.
+fn span_in(text: &str, piece: &str) -> Option<Range<usize>> {
+    let at = (piece.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    (at <= text.len() && piece.len() <= text.len() - at).then(|| at..at + piece.len())
+}
+
 fn parse_chunked(text: &str, chunk_bytes: usize) -> Result<Vec<BinaryPackage>, PackagesError> {
+    parse_chunked_with(text, chunk_bytes, &|_, pkg| pkg)
+}
+
+/// Parses `text` in parallel pieces and maps each parsed stanza through
+/// `keep` as soon as it is parsed.
+fn parse_chunked_with<T: Send>(
+    text: &str,
+    chunk_bytes: usize,
+    keep: &(dyn Fn(&Paragraph<'_>, BinaryPackage) -> T + Sync),
+) -> Result<Vec<T>, PackagesError> {
     use rayon::prelude::*;
     let chunks = split_at_stanzas(text, chunk_bytes);
-    let parsed: Vec<Result<Vec<BinaryPackage>, PackagesError>> = chunks
+    let parsed: Vec<Result<Vec<T>, PackagesError>> = chunks
         .par_iter()
-        .map(|&(_, chunk)| parse_serial(chunk))
+        .map(|&(_, chunk)| parse_serial(chunk, keep))
         .collect();
     let mut out = Vec::with_capacity(parsed.iter().map(|r| r.as_ref().map_or(0, Vec::len)).sum());
     for (result, &(start, _)) in parsed.into_iter().zip(&chunks) {
@@ -203,11 +327,16 @@ fn parse_chunked(text: &str, chunk_bytes: usize) -> Result<Vec<BinaryPackage>, P
 /// Work unit for parallel parsing: big enough that scheduling is noise.
 const CHUNK_BYTES: usize = 2 << 20;
 
-fn parse_serial(text: &str) -> Result<Vec<BinaryPackage>, PackagesError> {
+fn parse_serial<T>(
+    text: &str,
+    keep: &dyn Fn(&Paragraph<'_>, BinaryPackage) -> T,
+) -> Result<Vec<T>, PackagesError> {
     // A Packages stanza averages about 800 bytes.
     let mut out = Vec::with_capacity(text.len() / 700 + 1);
     for para in control::paragraphs(text) {
-        out.push(parse_stanza(&para?)?);
+        let para = para?;
+        let pkg = parse_stanza(&para)?;
+        out.push(keep(&para, pkg));
     }
     Ok(out)
 }
@@ -719,7 +848,7 @@ mod tests {
         let text: String = (0..50)
             .map(|i| format!("{}\n", stanza(&format!("p{i}"), "Description: é\n")))
             .collect();
-        let serial = parse_serial(&text).unwrap();
+        let serial = parse_serial(&text, &|_, p| p).unwrap();
         for size in [1, 7, 100, 1000, 1 << 20] {
             assert_eq!(
                 parse_chunked(&text, size).unwrap(),
@@ -744,6 +873,55 @@ mod tests {
                 "chunk size {size}"
             );
         }
+    }
+
+    #[test]
+    fn summaries_point_at_stanzas_that_parse_back_to_the_same_package() {
+        let text = format!(
+            "{}\n# comment\n\n{}\n{}",
+            stanza("a", "Essential: yes\nProvides: v (= 1), w\n"),
+            stanza("b", "Priority: required\nDescription: x\n more\n .\n"),
+            stanza("c", "").trim_end()
+        );
+        let full = parse_packages(&text).unwrap();
+        let summaries = summarize_packages(&text).unwrap();
+        assert_eq!(summaries.len(), full.len());
+        for (s, p) in summaries.iter().zip(&full) {
+            assert_eq!(parse_stanza_at(&text, s.range.clone()).unwrap(), *p);
+            assert_eq!((s.name(&text), s.arch(&text)), (&*p.name, &*p.arch));
+            assert_eq!((s.essential, s.priority), (p.essential, p.priority));
+        }
+        assert_eq!(summaries[0].provides, ["v", "w"]);
+        assert_eq!(summaries[1].priority, Priority::Required);
+        assert!(parse_stanza_at(&text, 0..text.len() + 1).is_err());
+    }
+
+    #[test]
+    fn piecewise_summaries_match_whole_ones() {
+        let text: String = (0..20)
+            .map(|i| format!("{}\n", stanza(&format!("p{i}"), "")))
+            .collect();
+        let whole = summarize_packages(&text).unwrap();
+        let cut = text[..text.len() / 2].rfind("\n\n").unwrap() + 2;
+        let mut pieces = summarize_piece(&text, 0..cut).unwrap();
+        pieces.extend(summarize_piece(&text, cut..text.len()).unwrap());
+        assert_eq!(pieces, whole);
+        let broken = text.replace("Package: p15\nVersion: 1.0-1\n", "Package: p15\n");
+        let cut = broken[..broken.len() / 2].rfind("\n\n").unwrap() + 2;
+        assert_eq!(
+            summarize_piece(&broken, cut..broken.len()).unwrap_err(),
+            parse_packages(&broken).unwrap_err()
+        );
+        assert!(summarize_piece(&text, 0..text.len() + 1).is_err());
+    }
+
+    #[test]
+    fn summaries_report_the_same_errors_as_a_full_parse() {
+        let text = format!("{}\n{}", stanza("a", ""), stanza("b", "Depends: (\n"));
+        assert_eq!(
+            summarize_packages(&text).unwrap_err(),
+            parse_packages(&text).unwrap_err()
+        );
     }
 
     /// Deterministic mutation smoke test: corrupted stanzas give errors,

@@ -18,8 +18,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::ops::Range;
+use std::sync::OnceLock;
 
-use super::packages::{BinaryPackage, MultiArch, Priority};
+use super::packages::{parse_stanza_at, BinaryPackage, MultiArch, Priority, StanzaSummary};
 use super::relation::{Atom, Dependency};
 use super::version::{Op, Version};
 
@@ -108,75 +110,181 @@ pub struct Request {
 
 /// All package versions installable on one native architecture (plus
 /// `all`), indexed by name and by provided name.
+///
+/// A universe built from index text ([`Universe::from_indexes`]) keeps the
+/// text and parses a stanza fully only when it is first looked at: a
+/// minbase resolution touches a few hundred of trixie's 69k stanzas, so the
+/// whole parsed index (~145 MB) never exists.
 #[derive(Debug, Clone)]
 pub struct Universe {
     arch: String,
-    packages: Vec<BinaryPackage>,
+    /// Index texts the lazily parsed slots point into.
+    texts: Vec<String>,
+    slots: Vec<Slot>,
     /// Versions of each name, highest first.
     by_name: HashMap<String, Vec<usize>>,
     /// Package versions providing each virtual name.
     providers: HashMap<String, Vec<usize>>,
 }
 
+/// One package version: what variant selection needs, and the full
+/// package once parsed.
+#[derive(Debug, Clone)]
+struct Slot {
+    essential: bool,
+    priority: Priority,
+    /// (text, byte range) of the stanza; unused when built parsed.
+    stanza: Option<(usize, Range<usize>)>,
+    parsed: OnceLock<Box<BinaryPackage>>,
+}
+
 impl Universe {
     /// Keeps the packages for `arch` and `all`; a version listed twice
     /// (e.g. an `all` package in two Packages files) is kept once.
-    pub fn new(mut packages: Vec<BinaryPackage>, arch: &str) -> Universe {
-        packages.retain(|p| p.arch == arch || p.arch == "all");
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(packages.len());
-        let mut duplicate = vec![false; packages.len()];
-        for (i, p) in packages.iter().enumerate() {
-            match by_name.get_mut(p.name.as_str()) {
-                Some(versions) => {
-                    let same =
-                        |&j: &usize| packages[j].version == p.version && packages[j].arch == p.arch;
-                    if versions.iter().any(same) {
-                        duplicate[i] = true;
-                    } else {
-                        versions.push(i);
-                    }
-                }
-                None => {
-                    by_name.insert(p.name.clone(), vec![i]);
-                }
+    pub fn new(packages: Vec<BinaryPackage>, arch: &str) -> Universe {
+        let mut u = Universe::empty(arch, Vec::new());
+        for p in packages {
+            if p.arch != arch && p.arch != "all" {
+                continue;
             }
-        }
-        if duplicate.contains(&true) {
-            // Rare (the same file listed twice): drop the copies and index
-            // again, which then finds none.
-            let mut flags = duplicate.into_iter();
-            packages.retain(|_| !flags.next().unwrap_or(false));
-            return Universe::new(packages, arch);
-        }
-        let kept = packages;
-        for versions in by_name.values_mut() {
-            versions.sort_by(|&a, &b| {
-                kept[b]
-                    .version
-                    .cmp(&kept[a].version)
-                    .then(kept[a].arch.cmp(&kept[b].arch))
+            let i = u.slots.len();
+            u.index(i, &p.name, p.provides.iter().map(|a| a.name.as_str()));
+            u.slots.push(Slot {
+                essential: p.essential,
+                priority: p.priority,
+                stanza: None,
+                parsed: OnceLock::from(Box::new(p)),
             });
         }
-        let mut providers: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, p) in kept.iter().enumerate() {
-            for provided in &p.provides {
-                providers.entry(provided.name.clone()).or_default().push(i);
+        u.order_versions();
+        u
+    }
+
+    /// Builds a universe over Packages index texts, each with the stanza
+    /// summaries [`summarize_packages`](super::packages::summarize_packages)
+    /// made of it (which checked every stanza). Same selection and
+    /// de-duplication as [`Universe::new`].
+    pub fn from_indexes(indexes: Vec<(String, Vec<StanzaSummary>)>, arch: &str) -> Universe {
+        let mut texts = Vec::with_capacity(indexes.len());
+        let mut summaries = Vec::with_capacity(indexes.len());
+        for (text, s) in indexes {
+            texts.push(text);
+            summaries.push(s);
+        }
+        let mut u = Universe::empty(arch, texts);
+        // Sized once: growing by doubling would briefly hold both copies.
+        let total = summaries.iter().map(Vec::len).sum();
+        u.slots.reserve_exact(total);
+        u.by_name.reserve(total);
+        let texts = std::mem::take(&mut u.texts);
+        for (t, stanzas) in summaries.into_iter().enumerate() {
+            for s in stanzas {
+                let text = &texts[t];
+                if s.arch(text) != arch && s.arch(text) != "all" {
+                    continue;
+                }
+                let i = u.slots.len();
+                u.index(i, s.name(text), s.provides.iter().map(String::as_str));
+                u.slots.push(Slot {
+                    essential: s.essential,
+                    priority: s.priority,
+                    stanza: Some((t, s.range)),
+                    parsed: OnceLock::new(),
+                });
             }
         }
+        u.texts = texts;
+        u.order_versions();
+        u
+    }
+
+    fn empty(arch: &str, texts: Vec<String>) -> Universe {
         Universe {
             arch: arch.to_string(),
-            packages: kept,
-            by_name,
-            providers,
+            texts,
+            slots: Vec::new(),
+            by_name: HashMap::new(),
+            providers: HashMap::new(),
         }
+    }
+
+    fn index<'n>(&mut self, i: usize, name: &str, provides: impl Iterator<Item = &'n str>) {
+        match self.by_name.get_mut(name) {
+            Some(versions) => versions.push(i),
+            None => {
+                self.by_name.insert(name.to_owned(), vec![i]);
+            }
+        }
+        for provided in provides {
+            match self.providers.get_mut(provided) {
+                Some(list) => list.push(i),
+                None => {
+                    self.providers.insert(provided.to_owned(), vec![i]);
+                }
+            }
+        }
+    }
+
+    /// Sorts each name's versions highest first (ties by architecture) and
+    /// drops repeated (version, architecture) pairs, keeping the first.
+    /// Parses only names listed more than once.
+    fn order_versions(&mut self) {
+        let mut dropped = HashSet::new();
+        let mut by_name = std::mem::take(&mut self.by_name);
+        for versions in by_name.values_mut().filter(|v| v.len() > 1) {
+            versions.sort_by(|&a, &b| {
+                let (pa, pb) = (self.get(a), self.get(b));
+                pb.version.cmp(&pa.version).then(pa.arch.cmp(&pb.arch))
+            });
+            let mut kept: Vec<usize> = Vec::with_capacity(versions.len());
+            for &i in versions.iter() {
+                let p = self.get(i);
+                let same =
+                    |&k: &usize| self.get(k).version == p.version && self.get(k).arch == p.arch;
+                if kept.iter().any(same) {
+                    dropped.insert(i);
+                } else {
+                    kept.push(i);
+                }
+            }
+            *versions = kept;
+        }
+        self.by_name = by_name;
+        if !dropped.is_empty() {
+            for list in self.providers.values_mut() {
+                list.retain(|i| !dropped.contains(i));
+            }
+        }
+    }
+
+    /// The package in slot `i`, parsed on first use.
+    fn get(&self, i: usize) -> &BinaryPackage {
+        let slot = &self.slots[i];
+        slot.parsed.get_or_init(|| {
+            let (t, range) = slot
+                .stanza
+                .clone()
+                .expect("a slot without a stanza is built parsed");
+            // summarize_packages accepted this very stanza, and parsing is
+            // deterministic, so this cannot fail.
+            Box::new(
+                parse_stanza_at(&self.texts[t], range)
+                    .expect("stanza was checked when the universe was built"),
+            )
+        })
     }
 
     pub fn arch(&self) -> &str {
         &self.arch
     }
 
-    pub fn packages(&self) -> &[BinaryPackage] {
-        &self.packages
+    /// How many package versions (after de-duplication).
+    pub fn len(&self) -> usize {
+        self.by_name.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
     }
 
     /// Every version of `name`, highest first.
@@ -185,7 +293,7 @@ impl Universe {
             .get(name)
             .into_iter()
             .flatten()
-            .map(|&i| &self.packages[i])
+            .map(|&i| self.get(i))
     }
 
     /// Every package version that lists `name` in its Provides.
@@ -194,7 +302,7 @@ impl Universe {
             .get(name)
             .into_iter()
             .flatten()
-            .map(|&i| &self.packages[i])
+            .map(|&i| self.get(i))
     }
 
     /// The highest version of `name`.
@@ -264,7 +372,7 @@ pub fn resolve<'u>(universe: &'u Universe, req: &Request) -> Result<Plan<'u>, Re
 
 impl<'u> Resolver<'u> {
     fn pkg(&self, i: usize) -> &'u BinaryPackage {
-        &self.u.packages[i]
+        self.u.get(i)
     }
 
     fn apply_pins(&mut self, include: &[(String, Option<Version>)]) -> Result<(), ResolveError> {
@@ -275,7 +383,7 @@ impl<'u> Resolver<'u> {
                 .into_iter()
                 .flatten()
                 .copied()
-                .find(|&i| self.u.packages[i].version == *version);
+                .find(|&i| self.u.get(i).version == *version);
             match found {
                 Some(i) => {
                     self.pins.insert(name.clone(), i);
@@ -309,23 +417,25 @@ impl<'u> Resolver<'u> {
         self.u.by_name.get(name).and_then(|v| v.first().copied())
     }
 
-    /// Candidates of every name matching `keep`, in any order.
-    fn candidates_where(&self, keep: impl Fn(&BinaryPackage) -> bool) -> Vec<usize> {
+    /// Candidates of every name whose (Essential, Priority) match `keep`,
+    /// in any order. Reads only the slots' summaries, so the index is not
+    /// parsed for it.
+    fn candidates_where(&self, keep: impl Fn(bool, Priority) -> bool) -> Vec<usize> {
         self.u
             .by_name
             .keys()
             .filter_map(|n| self.candidate(n))
-            .filter(|&i| keep(&self.u.packages[i]))
+            .filter(|&i| keep(self.u.slots[i].essential, self.u.slots[i].priority))
             .collect()
     }
 
     /// The variant's root set, sorted by name so selection is deterministic.
     fn variant_roots(&self) -> Result<Vec<usize>, ResolveError> {
-        let mut roots = self.candidates_where(|p| match self.variant {
-            Variant::Essential => p.essential,
-            Variant::Minbase | Variant::Buildd => p.essential || p.priority == Priority::Required,
+        let mut roots = self.candidates_where(|essential, priority| match self.variant {
+            Variant::Essential => essential,
+            Variant::Minbase | Variant::Buildd => essential || priority == Priority::Required,
             Variant::Important => {
-                p.essential || matches!(p.priority, Priority::Required | Priority::Important)
+                essential || matches!(priority, Priority::Required | Priority::Important)
             }
         });
         if self.variant != Variant::Essential {
@@ -900,13 +1010,25 @@ fn strongly_connected(succ: &[Vec<usize>]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::packages::parse_packages;
+    use super::super::packages::{parse_packages, summarize_packages};
     use super::*;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    /// Builds a universe from `name version [arch] | extra fields` lines.
+    /// Builds a lazily parsed universe (the production path) from
+    /// `name version [arch] | extra fields` lines.
     fn universe(specs: &[(&str, &str, &str)]) -> Universe {
+        let text = index_text(specs);
+        let stanzas = summarize_packages(&text).unwrap();
+        Universe::from_indexes(vec![(text, stanzas)], "amd64")
+    }
+
+    /// The same universe built from fully parsed packages.
+    fn eager_universe(specs: &[(&str, &str, &str)]) -> Universe {
+        Universe::new(parse_packages(&index_text(specs)).unwrap(), "amd64")
+    }
+
+    fn index_text(specs: &[(&str, &str, &str)]) -> String {
         let mut text = String::new();
         for (name, version, extra) in specs {
             let arch = if extra.contains("Architecture:") {
@@ -918,7 +1040,53 @@ mod tests {
                 "Package: {name}\nVersion: {version}\n{arch}{extra}Filename: pool/{name}_{version}.deb\nSize: 1\nSHA256: {SHA}\n\n"
             ));
         }
-        Universe::new(parse_packages(&text).unwrap(), "amd64")
+        text
+    }
+
+    #[test]
+    fn lazy_and_parsed_universes_resolve_alike() {
+        let specs: &[(&str, &str, &str)] = &[
+            ("a", "1", "Essential: yes\nDepends: b | c, v\n"),
+            ("b", "2", "Priority: required\nPre-Depends: d (>= 1)\n"),
+            ("b", "1", ""),
+            ("b", "2", ""),
+            ("d", "1", "Architecture: all\n"),
+            ("d", "0.5", "Architecture: arm64\n"),
+            ("e", "1", "Provides: v (= 1)\nPriority: important\n"),
+            ("apt", "3", "Depends: e\n"),
+        ];
+        let (lazy, eager) = (universe(specs), eager_universe(specs));
+        assert_eq!(lazy.len(), 6);
+        assert_eq!(eager.len(), lazy.len());
+        for variant in [Variant::Essential, Variant::Minbase, Variant::Important] {
+            let req = request(variant, &[]);
+            let (l, e) = (
+                resolve(&lazy, &req).unwrap(),
+                resolve(&eager, &req).unwrap(),
+            );
+            assert_eq!(l.packages, e.packages, "{variant}");
+            assert_eq!(l.why, e.why, "{variant}");
+        }
+        let versions = |u: &Universe| -> Vec<String> {
+            u.versions("b").map(|p| p.version.to_string()).collect()
+        };
+        assert_eq!(versions(&lazy), ["2", "1"]);
+        assert_eq!(versions(&eager), versions(&lazy));
+        assert_eq!(lazy.providers("v").count(), 1);
+    }
+
+    #[test]
+    fn lazy_universe_parses_only_what_resolution_touches() {
+        let u = universe(&[
+            ("a", "1", "Essential: yes\nDepends: b\n"),
+            ("b", "1", ""),
+            ("unrelated", "1", "Depends: x\n"),
+        ]);
+        resolve(&u, &request(Variant::Essential, &[])).unwrap();
+        let parsed: Vec<usize> = (0..u.slots.len())
+            .filter(|&i| u.slots[i].parsed.get().is_some())
+            .collect();
+        assert_eq!(parsed, [0, 1]);
     }
 
     fn request(variant: Variant, include: &[(&str, Option<&str>)]) -> Request {
@@ -1252,7 +1420,7 @@ mod tests {
             ("a", "1", ""),
             ("a", "2", ""),
         ]);
-        assert_eq!(u.packages().len(), 3);
+        assert_eq!(u.len(), 3);
         let versions: Vec<String> = u.versions("a").map(|p| p.version.to_string()).collect();
         assert_eq!(versions, ["2", "1"]);
         assert_eq!(u.candidate("b").unwrap().name, "b");
@@ -1264,7 +1432,7 @@ mod tests {
             ("a", "1", "Architecture: arm64\n"),
             ("b", "1", "Architecture: all\nProvides: v\n"),
         ]);
-        assert_eq!(u.packages().len(), 1);
+        assert_eq!(u.len(), 1);
         assert_eq!(
             u.providers("v")
                 .map(|p| p.name.as_str())
@@ -1377,14 +1545,16 @@ mod tests {
             eprintln!("SKIP: {PATH} not found");
             return;
         };
-        let packages = parse_packages(&text).unwrap();
         let start = std::time::Instant::now();
-        let u = Universe::new(packages, "amd64");
+        let stanzas = summarize_packages(&text).unwrap();
+        let u = Universe::from_indexes(vec![(text.clone(), stanzas)], "amd64");
         eprintln!(
-            "trixie universe of {} packages built in {:?}",
-            u.packages().len(),
+            "trixie lazy universe of {} packages built in {:?}",
+            u.len(),
             start.elapsed()
         );
+        let eager = Universe::new(parse_packages(&text).unwrap(), "amd64");
+        assert_eq!(eager.len(), u.len());
         let cases: [(Variant, &[&str]); 4] = [
             (Variant::Essential, &["?essential"]),
             (
@@ -1415,6 +1585,11 @@ mod tests {
             let start = std::time::Instant::now();
             let plan = resolve(&u, &req).unwrap();
             let elapsed = start.elapsed();
+            let eager_plan = resolve(&eager, &req).unwrap();
+            assert_eq!(
+                plan.packages, eager_plan.packages,
+                "{variant}: lazy vs parsed"
+            );
             let n = names(&plan);
             eprintln!(
                 "trixie {variant}: {} packages in {elapsed:?}: {}",
