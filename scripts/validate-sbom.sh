@@ -6,13 +6,20 @@
 #   docker-archive and an OCI layout, then validates the documents written
 #   next to the archive, those attached to the layout as OCI artifacts
 #   (checking their subject is the image manifest), and `rootstrap sbom`'s.
-#   Also checks `rootstrap diff` finds the two outputs identical.
+#   Also checks `rootstrap diff` finds the two outputs identical. Then the
+#   same validation for an Alpine image built from the local fixture
+#   repository (examples/make-apk-repo.rs, as e2e-alpine.sh does).
 # Env: ROOTSTRAP=path to a rootstrap binary (default: build --release);
 #      SBOM_VENV=virtualenv to (re)use (default: /tmp/rootstrap-sbom-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /var/tmp/rootstrap-sbom.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+server=
+cleanup() {
+    [ -z "$server" ] || kill "$server" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 fail=0
 check() { # name, command...
     local name=$1; shift
@@ -46,8 +53,12 @@ spdx_ok() { "$venv/bin/pyspdxtools" -i "$1" >"$work/pyspdxtools.log" 2>&1 || { c
 cdx_ok() { "$venv/bin/python" "$work/validate-cdx.py" "$@"; }
 
 if [ -z "${ROOTSTRAP:-}" ]; then
-    cargo build --release --quiet
+    cargo build --release --quiet --bin rootstrap --example make-apk-repo
     ROOTSTRAP=$PWD/target/release/rootstrap
+    make_apk_repo=$PWD/target/release/examples/make-apk-repo
+else
+    cargo build --quiet --example make-apk-repo
+    make_apk_repo=$PWD/target/debug/examples/make-apk-repo
 fi
 rs=$ROOTSTRAP
 mirror=$(bash scripts/host-mirror.sh)
@@ -98,6 +109,28 @@ with_license=$("$venv/bin/python" -c 'import json,sys; print(sum(1 for p in json
 echo "packages with a declared license: $with_license of $packages"
 
 check "rootstrap diff: archive and layout are identical" quiet "$rs" diff "docker-archive:$work/trixie.tar" "oci:$work/oci"
+
+# Alpine, from the fixture repository served on 127.0.0.1.
+"$make_apk_repo" "$work/apk-mirror"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server --bind 127.0.0.1 --directory "$work/apk-mirror" "$port" >"$work/http.log" 2>&1 &
+server=$!
+for _ in $(seq 50); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
+    sleep 0.1
+done
+"$rs" --progress plain build recipes/alpine-3.20.toml --mirror "http://127.0.0.1:$port" \
+    --keys "$work/apk-mirror/keys" --output "docker-archive:$work/alpine.tar"
+check "alpine: SPDX validates" spdx_ok "$work/alpine.tar.spdx.json"
+check "alpine: CycloneDX validates" cdx_ok "$work/alpine.tar.cdx.json"
+check "alpine: purls are pkg:apk/alpine with a SHA-1" "$venv/bin/python" -c '
+import json, sys
+bom = json.load(open(sys.argv[1]))
+assert bom["components"], "no components"
+for c in bom["components"]:
+    assert c["purl"].startswith("pkg:apk/alpine/"), c["purl"]
+    assert c["hashes"][0]["alg"] == "SHA-1", c
+' "$work/alpine.tar.cdx.json"
 
 if docker info >/dev/null 2>&1; then
     check "docker load of the archive" quiet docker load -i "$work/trixie.tar"

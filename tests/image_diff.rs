@@ -155,6 +155,12 @@ fn reports_config_packages_files_and_attributes() {
     let text = d.to_string();
     assert!(text.contains("~ p1 1.0 -> 1.1 (amd64)"), "{text}");
     assert!(text.contains("- /etc/b"), "{text}");
+    let counts = d.attribute_counts();
+    assert_eq!(counts.get("mtime"), Some(&1));
+    // etc/a and the dpkg status file.
+    assert_eq!(counts.get("sha256"), Some(&2));
+    assert!(text.contains("changed attributes: "), "{text}");
+    assert!(text.contains("xattr user.k 1"), "{text}");
 }
 
 #[test]

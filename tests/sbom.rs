@@ -353,3 +353,38 @@ fn build_outputs_get_sboms() {
         serde_json::from_slice(&std::fs::read(oci_dir.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn attaching_needs_the_subject_in_the_index() {
+    let work = tempfile::tempdir().unwrap();
+    let (dir, _) = write_oci(work.path(), &debian_layers());
+    let img = open(&format!("oci:{}", dir.display()));
+    let mut sbom = sbom_of(&img);
+    sbom.image.digest = rootstrap::image::Sha256Digest::of(b"another image");
+    let err = attach_to_oci_layout(&dir, &sbom).unwrap_err().to_string();
+    assert!(err.contains("does not list the image"), "{err}");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn image_without_a_package_database() {
+    let work = tempfile::tempdir().unwrap();
+    let layers = vec![vec![
+        file("etc/hostname", "x\n"),
+        // A doc symlink loop and one climbing out of the root lead nowhere.
+        Entry::Symlink("usr/share/doc/a", "b"),
+        Entry::Symlink("usr/share/doc/b", "a"),
+        Entry::Symlink("etc/os-release", "../../../../etc/os-release"),
+    ]];
+    let (dir, _) = write_oci(work.path(), &layers);
+    let img = open(&format!("oci:{}", dir.display()));
+    let inventory = package_inventory(&img).unwrap();
+    assert!(inventory.kind.is_none());
+    assert!(inventory.os_release.is_empty());
+    let doc = spdx::to_json(&sbom_of(&img));
+    assert_eq!(doc["packages"].as_array().unwrap().len(), 1);
+    let bom = cyclonedx::to_json(&sbom_of(&img));
+    assert_eq!(bom["components"].as_array().unwrap().len(), 0);
+}

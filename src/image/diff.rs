@@ -270,6 +270,20 @@ pub struct ImageDiff {
 }
 
 impl ImageDiff {
+    /// How many changed files differ in each attribute: a rebuild that
+    /// differs only in `mtime` is a timestamp problem, not a content one.
+    pub fn attribute_counts(&self) -> BTreeMap<&str, usize> {
+        let mut counts = BTreeMap::new();
+        for change in &self.files {
+            if let FileChange::Changed { attributes, .. } = change {
+                for a in attributes {
+                    *counts.entry(a.attribute.as_str()).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+
     /// No difference in config, packages or files (the layer blobs may
     /// still differ, e.g. in compression).
     pub fn is_identical(&self) -> bool {
@@ -510,16 +524,24 @@ impl fmt::Display for ImageDiff {
             }
         }
         if self.is_identical() {
-            write!(f, "identical")
-        } else {
-            write!(
-                f,
-                "{} config paths, {} packages, {} files differ",
-                self.config.len(),
-                p.added.len() + p.removed.len() + p.changed.len(),
-                self.files.len()
-            )
+            return write!(f, "identical");
         }
+        write!(
+            f,
+            "{} config paths, {} packages, {} files differ",
+            self.config.len(),
+            p.added.len() + p.removed.len() + p.changed.len(),
+            self.files.len()
+        )?;
+        let by_attribute = self.attribute_counts();
+        if !by_attribute.is_empty() {
+            let counts: Vec<String> = by_attribute
+                .iter()
+                .map(|(a, n)| format!("{a} {n}"))
+                .collect();
+            write!(f, " (changed attributes: {})", counts.join(", "))?;
+        }
+        Ok(())
     }
 }
 

@@ -190,7 +190,8 @@ pub struct Sbom {
 }
 
 impl Sbom {
-    /// Builds the model. `deb_sha256` maps Debian package names to the
+    /// Builds the model. `deb_sha256` maps Debian package names (or
+    /// `name:arch`, preferred when both are present) to the
     /// SHA-256 of the `.deb` that was installed (known to a build from its
     /// plan; an image alone does not record it, and then none is given).
     pub fn from_inventory(
@@ -277,7 +278,12 @@ fn package(
         });
     }
     if distro.deb {
-        if let Some(sha256) = deb_sha256.get(&p.name) {
+        // `name:arch` first: with multiarch, libc6:amd64 and libc6:i386
+        // are different files.
+        let sha256 = deb_sha256
+            .get(&format!("{}:{}", p.name, p.arch))
+            .or_else(|| deb_sha256.get(&p.name));
+        if let Some(sha256) = sha256 {
             checksums.push(Checksum {
                 algorithm: ChecksumAlgorithm::Sha256,
                 value: hex::encode(sha256),
@@ -442,7 +448,11 @@ mod tests {
         };
         inv.packages.push(record("bash", "5.2"));
         let digest = Sha256Digest::of(b"m");
-        let sums: BTreeMap<String, [u8; 32]> = [("bash".to_string(), [7u8; 32])].into();
+        let sums: BTreeMap<String, [u8; 32]> = [
+            ("bash".to_string(), [1u8; 32]),
+            ("bash:amd64".to_string(), [7u8; 32]),
+        ]
+        .into();
         let sbom = Sbom::from_inventory(&inv, ImageIdentity::new(None, digest, None), &sums);
         let names: Vec<&str> = sbom.packages.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["bash", "zlib1g"]);
