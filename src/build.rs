@@ -654,11 +654,17 @@ pub fn build(
 
     drop(umask);
     let tree = rootfs.as_ref().map(|t| t.path());
+    let deb_sha256 = plan
+        .packages
+        .iter()
+        .map(|p| (format!("{}:{}", p.name, p.arch), p.sha256))
+        .collect();
     let (outputs, manifest_digest) = write_outputs(
         &builder,
         &opts.outputs,
         tags.as_ref(),
         tree,
+        &deb_sha256,
         reporter.as_ref(),
     )?;
     Ok(BuildReport {
@@ -699,6 +705,7 @@ fn write_outputs(
     outputs: &[BuildOutput],
     reference: Option<&ImageReference>,
     tree: Option<&Path>,
+    deb_sha256: &std::collections::BTreeMap<String, [u8; 32]>,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<WrittenOutputs, BuildError> {
     reporter.stage("write outputs");
@@ -721,10 +728,10 @@ fn write_outputs(
         reporter.info(&format!("wrote {}", out.path().display()));
         written.push((out.clone(), result));
     }
-    // SBOMs next to / inside each image output. The .deb checksums are not
-    // passed down here yet, so Debian packages carry none.
+    // SBOMs next to / inside each image output, with the checksums of the
+    // .deb files the plan verified (apk's identity comes from its own db).
     let name = reference.map(ImageReference::familiar);
-    crate::sbom::write_build_sboms(builder, &written, name.as_deref(), &Default::default())?;
+    crate::sbom::write_build_sboms(builder, &written, name.as_deref(), deb_sha256)?;
     Ok((written, manifest_digest))
 }
 

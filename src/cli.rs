@@ -95,7 +95,6 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
-
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Cache directory holding the image store (default: the user's cache dir).

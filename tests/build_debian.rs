@@ -197,6 +197,47 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
         names,
         ["base-files", "busybox", "dpkg", "hello-fixture", "libc6"]
     );
+
+    // The SBOM next to the archive carries each .deb's SHA-256 as verified
+    // against the signed index.
+    let spdx: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.path("out/image.tar.spdx.json")).expect("SBOM next to the archive"),
+    )
+    .unwrap();
+    let hello = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hello-fixture")
+        .expect("hello-fixture in the SPDX document");
+    let deb = find_file(&f.path("repo"), "hello-fixture_")
+        .expect("hello-fixture .deb in the fixture repo");
+    let want = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(deb).unwrap())
+    );
+    assert!(
+        hello["checksums"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["algorithm"] == "SHA256" && c["checksumValue"] == want.as_str()),
+        "{hello}"
+    );
+}
+
+fn find_file(dir: &Path, prefix: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, prefix) {
+                return Some(found);
+            }
+        } else if entry.file_name().to_string_lossy().starts_with(prefix) {
+            return Some(path);
+        }
+    }
+    None
 }
 
 #[test]

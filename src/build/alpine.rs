@@ -294,6 +294,7 @@ pub(super) fn build(
         &opts.outputs,
         tags.as_ref(),
         Some(rootfs.path()),
+        &Default::default(),
         reporter.as_ref(),
     )?;
     Ok(BuildReport {
