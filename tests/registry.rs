@@ -424,3 +424,85 @@ fn pull_round_trips_a_pushed_image() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn dockerfile_from_a_registry_image() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, base_digest) = make_image(work.path(), "from-registry");
+    let base = format!("{}/bases/tiny:1", registry.host());
+    let out = rootstrap(
+        &["push", &format!("oci:{}", oci_dir.display()), &base],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let ctx = work.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    // The same base twice (FROM and COPY --from) is pulled once.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nCOPY --from={base} /etc/marker /copied\nLABEL stage=child\n"),
+    )
+    .unwrap();
+    let result = work.path().join("child");
+    let out = rootstrap(
+        &[
+            "build",
+            "-f",
+            &ctx.join("Dockerfile").display().to_string(),
+            &ctx.display().to_string(),
+            "--no-cache",
+            "--output",
+            &format!("oci:{}", result.display()),
+        ],
+        None,
+    );
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches(&format!("pull {base}")).count(), 1, "{err}");
+    let built = rootstrap::image::OpenedImage::open(
+        &rootstrap::image::ImageSource::OciDir(result.clone()),
+        None,
+    )
+    .unwrap();
+    let base_image = rootstrap::image::OpenedImage::open(
+        &rootstrap::image::ImageSource::OciDir(oci_dir.clone()),
+        None,
+    )
+    .unwrap();
+    assert_ne!(built.manifest_digest, Some(base_digest));
+    // The base's layers come first, unchanged.
+    assert_eq!(built.layers[..2], base_image.layers[..2]);
+    assert_eq!(
+        built.config.config.labels.get("stage").map(String::as_str),
+        Some("child")
+    );
+
+    // A tag the registry does not have: the error names the image and the URL.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {}/bases/tiny:missing\n", registry.host()),
+    )
+    .unwrap();
+    let out = rootstrap(
+        &[
+            "build",
+            "-f",
+            &ctx.join("Dockerfile").display().to_string(),
+            &ctx.display().to_string(),
+            "--output",
+            &format!("oci:{}", work.path().join("never").display()),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bases/tiny:missing") && err.contains("/v2/bases/tiny/manifests/missing"),
+        "{err}"
+    );
+    assert!(!work.path().join("never").exists());
+}

@@ -29,8 +29,8 @@ use crate::cleanup::TempPath;
 use crate::fetch::{redact, Cache, ClientConfig, Fetcher};
 use crate::image::oci::{self, History, ImageConfig};
 use crate::image::{
-    unpack_layers, ImageBuilder, ImageError, ImageSource, LayerCompression, OpenedImage, Output,
-    Sha256Digest,
+    unpack_layers, ImageBuilder, ImageError, ImageReference, ImageSource, LayerCompression,
+    OpenedImage, Output, Sha256Digest,
 };
 use crate::report::Reporter;
 use crate::rootfs::extract::{extract_tar, ExtractOptions};
@@ -225,6 +225,7 @@ pub fn build(
         step: 0,
         fetcher: None,
         scratch: None,
+        pulled: Default::default(),
     };
     let needed = needed_stages(&stages, target, &global);
     for (index, stage) in stages.stages.iter().enumerate().take(target + 1) {
@@ -317,6 +318,7 @@ pub fn apply_steps(
         step: 0,
         fetcher: None,
         scratch: None,
+        pulled: Default::default(),
     };
     let root = Root::open(rootfs).map_err(io_err(format!("opening {}", rootfs.display())))?;
     let applied = image.layers().len();
@@ -595,6 +597,9 @@ struct Runner<'a> {
     fetcher: Option<(Fetcher, TempPath)>,
     /// Per-build directory for cache mounts when there is no cache dir.
     scratch: Option<TempPath>,
+    /// Images pulled from registries in this build, by FROM reference, so
+    /// the cache key and the stage read the same pull.
+    pulled: std::cell::RefCell<HashMap<String, TempPath>>,
 }
 
 impl Runner<'_> {
@@ -675,11 +680,53 @@ impl Runner<'_> {
                 .map_err(|e| at.fail(format!("building recipe {base}: {e}")))?;
             return Ok((ImageSource::OciDir(dir), None));
         }
-        Err(at.fail(format!(
-            "image {base:?} is not in the local image store (see `rootstrap images`), and pulling \
-             from a registry is not supported yet; use an image built here with -t, a recipe \
-             (recipe:NAME or a .toml file), oci:DIR, docker-archive:FILE, an earlier stage or scratch"
-        )))
+        // Anything else is a registry reference, Docker Hub when no host is
+        // named (`debian:bookworm` = docker.io/library/debian:bookworm).
+        let mut reference = ImageReference::parse(base).map_err(|e| {
+            at.fail(format!(
+                "{e}; FROM takes an image built here with -t, HOST[:PORT]/NAME[:TAG], a recipe \
+                 (recipe:NAME or a .toml file), oci:DIR, docker-archive:FILE, an earlier stage \
+                 or scratch"
+            ))
+        })?;
+        if reference.registry.is_none() {
+            reference.registry = Some("docker.io".into());
+            if !reference.repository.contains('/') {
+                reference.repository = format!("library/{}", reference.repository);
+            }
+        }
+        self.pull(base, &reference, at)
+    }
+
+    /// `FROM host[:port]/name:tag`: pulled once per build into the work dir.
+    fn pull(
+        &self,
+        base: &str,
+        reference: &ImageReference,
+        at: &StepAt,
+    ) -> Result<(ImageSource, Option<String>), BuildError> {
+        if let Some(dir) = self.pulled.borrow().get(base) {
+            return Ok((ImageSource::OciDir(dir.path().join("oci")), None));
+        }
+        let tmp = self.temp_dir(".rootstrap-pull-", at)?;
+        let dest = tmp.path().join("oci");
+        self.reporter.stage(&format!("pull {base}"));
+        let (arch, _) = host_platform();
+        crate::image::registry::pull(
+            reference,
+            (arch, "linux"),
+            &crate::image::registry::PushOptions::default(),
+            &dest,
+            self.reporter,
+        )
+        .map_err(|e| {
+            at.fail(format!(
+                "{base} is not in the local image store (see `rootstrap images`), and pulling it \
+                 from its registry failed: {e}"
+            ))
+        })?;
+        self.pulled.borrow_mut().insert(base.to_owned(), tmp);
+        Ok((ImageSource::OciDir(dest), None))
     }
 
     fn stage_index(&self, name: &str) -> Option<usize> {
