@@ -419,13 +419,27 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     let context = std::path::PathBuf::from(&args.source.recipe);
     let built = builder::build(&text, &context, &opts, reporter.as_ref())
         .with_context(|| format!("building {}", file.display()))?;
+    let mut written_outputs = Vec::new();
     for out in &outputs {
         let written = built.image.write(out, tag.as_ref())?;
         if staging.as_ref().is_some_and(|s| s.path() == out.path()) {
             continue;
         }
         println!("{}  {}", out.path().display(), written.manifest_digest);
+        written_outputs.push((
+            build::BuildOutput::Image(out.clone()),
+            Some(written.manifest_digest.to_string()),
+        ));
     }
+    // The same SBOMs a recipe build writes, from the final image's package db.
+    let name = tag.as_ref().map(|t| t.familiar());
+    rootstrap::sbom::write_build_sboms(
+        &built.image,
+        &written_outputs,
+        name.as_deref(),
+        &Default::default(),
+    )
+    .context("writing SBOMs")?;
     for reference in &tags {
         let stored = store
             .put(&built.image, reference)

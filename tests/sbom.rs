@@ -388,3 +388,36 @@ fn image_without_a_package_database() {
     let bom = cyclonedx::to_json(&sbom_of(&img));
     assert_eq!(bom["components"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn dockerfile_builds_get_sboms_too() {
+    let work = tempfile::tempdir().unwrap();
+    let (dir, _) = write_oci(work.path(), &debian_layers());
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM oci:{}\nLABEL child=yes\n", dir.display()),
+    )
+    .unwrap();
+    let archive = work.path().join("child.tar");
+    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .args(["build", "-f"])
+        .arg(ctx.join("Dockerfile"))
+        .arg(&ctx)
+        .arg("--output")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spdx: Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("child.tar.spdx.json")).unwrap())
+            .unwrap();
+    let pkgs = spdx["packages"].as_array().unwrap();
+    assert_eq!(by_name(pkgs, "zlib1g")["licenseDeclared"], "Zlib");
+    assert!(work.path().join("child.tar.cdx.json").exists());
+}
