@@ -53,6 +53,12 @@ pub struct SolveOptions {
     /// Prefer repository copies over installed ones of the same version
     /// (`apk upgrade --available`), so changed packages get replaced.
     pub available: bool,
+    /// Always take the newest version of a name, failing rather than falling
+    /// back to an older one (`apk upgrade --latest`).
+    pub latest: bool,
+    /// Names being deleted (`apk del`): their providers lose the
+    /// "keep what is installed" preference.
+    pub removing: Vec<String>,
 }
 
 /// The package set to have installed, in apk's install order (dependencies first).
@@ -316,10 +322,13 @@ impl<'a> Solver<'a> {
         let Some(list) = self.by_name.get(d.name.as_str()) else {
             return Vec::new();
         };
+        // With --latest apk picks the newest provider before looking at
+        // the version constraint, and fails if that one does not fit.
+        let latest = self.opts.latest && d.tag.is_none() && tags.is_empty();
         let mut out: Vec<usize> = list
             .iter()
             .copied()
-            .filter(|&c| self.provides_dep(c, d) && self.tag_allows(c, tags))
+            .filter(|&c| (latest || self.provides_dep(c, d)) && self.tag_allows(c, tags))
             .filter(|&c| {
                 // A virtual name (unversioned provide) is only auto-selected when
                 // the provider declares a priority.
@@ -333,6 +342,13 @@ impl<'a> Solver<'a> {
             })
             .collect();
         out.sort_by(|&a, &b| self.prefer(a, b, d));
+        if latest {
+            if let Some(&best) = out.first() {
+                out.retain(|&c| self.rank(c, best, d) == Ordering::Equal);
+                // Among equals apk prefers one without errors.
+                out.sort_by_key(|&c| !self.provides_dep(c, d));
+            }
+        }
         out
     }
 
@@ -348,24 +364,44 @@ impl<'a> Solver<'a> {
             .and_then(|p| p.version.as_deref())
     }
 
+    /// Is `c` a provider of a name being deleted (apk's `APK_SOLVERF_REMOVE`)?
+    fn removing(&self, c: usize) -> bool {
+        let pkg = self.cands[c].pkg;
+        self.opts
+            .removing
+            .iter()
+            .any(|n| *n == pkg.name || pkg.provides.iter().any(|p| p.name == *n))
+    }
+
     /// apk's `compare_providers` order: preferred pinning, keep installed
-    /// (unless upgrading), newest version of the requested name, newest
-    /// version of the package itself, installed, provider_priority.
-    fn prefer(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
+    /// (unless upgrading or removing, and for unversioned virtual names only
+    /// within one package name), newest version of the requested name, newest
+    /// version of the package itself, provider_priority, installed.
+    fn rank(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
         let (ca, cb) = (&self.cands[a], &self.cands[b]);
+        let removing = self.removing(a) || self.removing(b);
+        let (va, vb) = (self.provided_as(a, &d.name), self.provided_as(b, &d.name));
         // Inherited pins only allow a tagged repository; the main one (or
         // the dependency's own @tag) stays preferred.
         let preferred = |c: &Candidate| c.pkg.repo_tag.is_none() || c.pkg.repo_tag == d.tag;
-        let keep_installed = |c: &Candidate| !self.opts.upgrade && c.installed;
+        let keep_installed = !self.opts.upgrade
+            && !self.opts.latest
+            && !removing
+            && (ca.pkg.name == cb.pkg.name || va.is_some() || vb.is_some());
+        let by_installed = |keep: bool| {
+            if keep {
+                cb.installed.cmp(&ca.installed)
+            } else {
+                Ordering::Equal
+            }
+        };
         preferred(cb)
             .cmp(&preferred(ca))
-            .then_with(|| keep_installed(cb).cmp(&keep_installed(ca)))
-            .then_with(
-                || match (self.provided_as(b, &d.name), self.provided_as(a, &d.name)) {
-                    (Some(vb), Some(va)) => version::compare(vb, va),
-                    _ => Ordering::Equal,
-                },
-            )
+            .then_with(|| by_installed(keep_installed))
+            .then_with(|| match (vb, va) {
+                (Some(vb), Some(va)) => version::compare(vb, va),
+                _ => Ordering::Equal,
+            })
             .then_with(|| {
                 if ca.pkg.name == cb.pkg.name {
                     version::compare(&cb.pkg.version, &ca.pkg.version)
@@ -373,22 +409,43 @@ impl<'a> Solver<'a> {
                     Ordering::Equal
                 }
             })
-            .then_with(|| cb.installed.cmp(&ca.installed))
             .then_with(|| {
                 cb.pkg
                     .provider_priority
                     .unwrap_or(0)
                     .cmp(&ca.pkg.provider_priority.unwrap_or(0))
             })
-            .then_with(|| ca.pkg.name.cmp(&cb.pkg.name))
+            .then_with(|| by_installed(!removing))
     }
 
-    fn record_failure(&mut self, d: &Dependency, requirer: Option<usize>) {
+    /// `rank` with a total tie-break (apk's is repository order).
+    fn prefer(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
+        self.rank(a, b, d)
+            .then_with(|| self.cands[a].pkg.name.cmp(&self.cands[b].pkg.name))
+    }
+
+    fn record_failure(&mut self, d: &Dependency, requirer: Option<usize>, tags: &[String]) {
         if self.first_failure.is_some() {
             return;
         }
         let dependency = d.to_string();
         let required_by = self.who(requirer);
+        if let Some(&newest) = self.candidates(d, tags).first() {
+            if self.opts.latest && !self.provides_dep(newest, d) {
+                let why = self
+                    .incompatibility(newest)
+                    .unwrap_or_else(|| format!("it does not satisfy {d}"));
+                self.first_failure = Some(SolveError::Unsatisfiable {
+                    dependency,
+                    required_by,
+                    reason: format!(
+                        "{} (the newest, as --latest asks): {why}",
+                        self.cands[newest].pkg.id()
+                    ),
+                });
+                return;
+            }
+        }
         let all: Vec<usize> = self
             .by_name
             .get(d.name.as_str())
@@ -497,7 +554,7 @@ impl<'a> Solver<'a> {
                 continue;
             }
             for c in candidates {
-                if !self.compatible(c) {
+                if !self.provides_dep(c, &d) || !self.compatible(c) {
                     continue;
                 }
                 let qlen = self.select(c, tags.clone());
@@ -506,7 +563,7 @@ impl<'a> Solver<'a> {
                 }
                 self.unselect(qlen);
             }
-            self.record_failure(&d, requirer);
+            self.record_failure(&d, requirer, &tags);
             return Ok(false);
         }
         self.try_install_if(pos)
@@ -893,6 +950,60 @@ mod tests {
         let world = [Dependency::any("a"), Dependency::parse("!b").unwrap()];
         let err = solve(&repo, &[], &world).unwrap_err().to_string();
         assert!(err.contains("!b") && err.contains("b-1"), "{err}");
+    }
+
+    #[test]
+    fn upgrade_prefers_provider_priority_over_installed() {
+        let repo = parse_index_text(
+            "t",
+            "P:busybox-binsh\nV:1\np:/bin/sh\nk:100\n\nP:dash-binsh\nV:1\np:/bin/sh\nk:60\n",
+        )
+        .unwrap();
+        let installed = vec![repo[1].clone()];
+        let world = [Dependency::any("/bin/sh")];
+        let keep = solve(&repo, &installed, &world).unwrap();
+        assert_eq!(
+            names(&keep),
+            ["busybox-binsh-1"],
+            "unversioned virtual: priority wins"
+        );
+        let opts = SolveOptions {
+            upgrade: true,
+            ..Default::default()
+        };
+        let up = solve_with(&repo, &installed, &world, &opts).unwrap();
+        assert_eq!(names(&up), ["busybox-binsh-1"]);
+    }
+
+    #[test]
+    fn deleting_a_provider_drops_the_installed_preference() {
+        let repo =
+            parse_index_text("t", "P:wine\nV:2\n\nP:wine-staging\nV:10\np:wine=1\n").unwrap();
+        let installed = vec![repo[1].clone()];
+        let world = [Dependency::any("wine")];
+        let kept = solve(&repo, &installed, &world).unwrap();
+        assert_eq!(names(&kept), ["wine-staging-10"]);
+        let opts = SolveOptions {
+            removing: vec!["wine-staging".into()],
+            ..Default::default()
+        };
+        let s = solve_with(&repo, &installed, &world, &opts).unwrap();
+        assert_eq!(names(&s), ["wine-2"]);
+    }
+
+    #[test]
+    fn latest_fails_instead_of_falling_back() {
+        let repo = parse_index_text("t", "P:a\nV:1\n\nP:a\nV:2\n").unwrap();
+        let world = [Dependency::parse("a<2").unwrap()];
+        assert_eq!(names(&solve(&repo, &[], &world).unwrap()), ["a-1"]);
+        let opts = SolveOptions {
+            latest: true,
+            ..Default::default()
+        };
+        let err = solve_with(&repo, &[], &world, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a-2") && err.contains("a<2"), "{err}");
     }
 
     #[test]
