@@ -221,11 +221,16 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         "staged scripts removed"
     );
 
-    // Scripts ran in apk's order: pre-install with the version, busybox's
-    // post-install made the applet links, the trigger saw the directories.
+    // Scripts ran in apk's order: pre-install with the version and before
+    // the package's files, busybox's post-install made the applet links,
+    // the trigger saw the directories.
     assert_eq!(
         read(&rootfs, "etc/.fixture-pre-install"),
-        "pre-install 3.20.0-r0\n"
+        "pre-install 3.20.0-r0 files-absent\n"
+    );
+    assert!(
+        !installed.contains("\nf:"),
+        "no broken scripts:\n{installed}"
     );
     let ls = std::fs::read_link(rootfs.join("bin/ls")).expect("busybox applet link bin/ls");
     assert!(ls.to_string_lossy().ends_with("busybox"), "{ls:?}");
@@ -373,8 +378,8 @@ fn allow_untrusted_accepts_an_unsigned_index_and_labels_the_image() {
 }
 
 #[test]
-fn signed_build_has_no_untrusted_label() {
-    let Some(bb) = busybox_or_skip("signed_build_has_no_untrusted_label") else {
+fn foreign_arch_build_runs_no_scripts_and_marks_them_pending() {
+    let Some(bb) = busybox_or_skip("foreign_arch_build_runs_no_scripts") else {
         return;
     };
     let foreign = if std::env::consts::ARCH == "aarch64" {
@@ -402,6 +407,81 @@ fn signed_build_has_no_untrusted_label() {
     // Scripts skipped: no applet links, but everything is installed.
     assert!(!rootfs.join("bin/ls").exists());
     assert!(rootfs.join("bin/busybox").is_file());
+    assert!(!rootfs.join("etc/.fixture-pre-install").exists());
+    assert!(!rootfs.join("etc/.fixture-busybox-trigger").exists());
+    // The log says so, the image says so, and the database marks exactly the
+    // packages with scripts as broken-script (f:s), which `apk fix` repairs
+    // by reinstalling them on a machine of that architecture.
+    let err = stderr(&o);
+    assert!(err.contains("package scripts were not run"), "{err}");
+    assert_eq!(labels["org.rootstrap.scripts"], "not-run");
+    let db = read(&rootfs, "lib/apk/db/installed");
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let marked: Vec<&str> = records
+        .iter()
+        .filter(|r| r.broken.script)
+        .map(|r| r.pkg.name.as_str())
+        .collect();
+    assert_eq!(marked, ["busybox", "alpine-baselayout"], "{db}");
+    // The scripts are kept for that later run.
+    let scripts = std::fs::read(rootfs.join("lib/apk/db/scripts.tar")).unwrap();
+    assert!(contains(&scripts, b".pre-install") && contains(&scripts, b".post-install"));
+}
+
+#[test]
+fn script_without_its_interpreter_yet_is_marked_broken_like_apk() {
+    let Some(bb) = busybox_or_skip("script_without_its_interpreter_yet") else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("SKIP: script_without_its_interpreter_yet: scripts need the sandbox (root)");
+        return;
+    }
+    // Sorted first in the world and depending on nothing, so it is installed
+    // before busybox: no /bin/sh exists when its scripts are due.
+    let mut early = PackageSpec::new("aaa-early", "1-r0", std::env::consts::ARCH);
+    early.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/early", 0o644, b"x\n"),
+    ];
+    early.scripts = vec![
+        (
+            ".pre-install".into(),
+            b"#!/bin/sh\ntouch /etc/early-pre\n".to_vec(),
+        ),
+        (
+            ".post-install".into(),
+            b"#!/bin/sh\ntouch /etc/early-post\n".to_vec(),
+        ),
+    ];
+    let s = setup_with(std::env::consts::ARCH, &bb, &[early]);
+    let rootfs = s.out("rootfs");
+    let o = s.build(&[], &[format!("rootfs:{}", rootfs.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("aaa-early-1-r0 .pre-install: not run, /bin/sh is not installed yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains("aaa-early-1-r0 .post-install: not run"),
+        "{err}"
+    );
+    assert!(rootfs.join("etc/early").is_file());
+    assert!(!rootfs.join("etc/early-pre").exists() && !rootfs.join("etc/early-post").exists());
+    let db = read(&rootfs, "lib/apk/db/installed");
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let marked: Vec<&str> = records
+        .iter()
+        .filter(|r| r.broken.script)
+        .map(|r| r.pkg.name.as_str())
+        .collect();
+    assert_eq!(marked, ["aaa-early"], "{db}");
+    // Later packages' scripts ran normally, pre-install before its files.
+    assert_eq!(
+        read(&rootfs, "etc/.fixture-pre-install"),
+        "pre-install 3.20.0-r0 files-absent\n"
+    );
 }
 
 /// Runs a build that must fail at extraction (before any script), with
@@ -583,9 +663,14 @@ fn real_alpine_package_installs_with_a_matching_database() {
     )
     .unwrap();
     assert!(report.scripts_skipped);
+    assert_eq!(report.scripts_not_run, ["alpine-baselayout-3.2.0-r23"]);
 
     let root = tmp.path();
     let db = read(root, "lib/apk/db/installed");
+    assert!(
+        db.contains("\nf:s\nF:"),
+        "pending scripts recorded as apk does:\n{db}"
+    );
     assert!(
         db.starts_with("C:Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=\nP:alpine-baselayout\nV:3.2.0-r23\n"),
         "{db}"

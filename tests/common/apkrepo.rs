@@ -471,7 +471,7 @@ pub fn minirootfs_packages(
     ];
     baselayout.scripts = vec![(
         ".pre-install".into(),
-        b"#!/bin/sh\n# fixture: records that pre-install ran, with its argument\necho \"pre-install $1\" > /etc/.fixture-pre-install\n".to_vec(),
+        b"#!/bin/sh\n# fixture: records that pre-install ran, with its argument, and whether\n# the package's own files (/var/empty) were already extracted.\nif [ -e /var/empty ]; then files=present; else files=absent; fi\necho \"pre-install $1 files-$files\" > /etc/.fixture-pre-install\n".to_vec(),
     )];
 
     let mut data = PackageSpec::new("alpine-baselayout-data", v, arch);

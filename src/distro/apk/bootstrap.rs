@@ -7,7 +7,7 @@
 //! passed `open_package` (signature, `C:` identity, size, datahash) and its
 //! per-file checksums, so a tampered package leaves nothing behind.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -333,11 +333,15 @@ pub struct InstallOptions<'a> {
 pub struct InstallReport {
     pub scripts_run: usize,
     pub triggers_run: usize,
+    /// Scripts run disabled (foreign architecture).
     pub scripts_skipped: bool,
+    /// Packages whose scripts did not run (their records carry `f:s`).
+    pub scripts_not_run: Vec<String>,
 }
 
-/// Extracts the verified packages (in plan order) into `root_dir`, writes
-/// the apk database and configuration, then runs scripts and triggers.
+/// Installs the verified packages (in plan order) into `root_dir` as apk
+/// does: per package `.pre-install`, then its files, then `.post-install`;
+/// triggers once everything is in; the database and configuration last.
 pub fn install(
     root_dir: &Path,
     plan: &[&ApkPackage],
@@ -351,28 +355,39 @@ pub fn install(
         error,
     })?;
     create_skeleton(&root)?;
-    let records = extract_all(&root, plan, apks)?;
-    write_database(&root, &records, plan, apks, src, opts.keys)?;
-    let mut report = InstallReport::default();
     if opts.run_scripts {
-        reporter.stage("run package scripts (in the sandbox)");
-        report = run_scripts(
-            &root,
-            root_dir,
-            plan,
-            apks,
-            &records,
-            opts.sandbox,
-            reporter,
-        )?;
+        reporter.info("package scripts run in the sandbox, in apk's order");
     } else {
         reporter.warn(&format!(
-            "foreign architecture {}: package scripts were not run",
-            src.arch
+            "foreign architecture {}: package scripts were not run (nor triggers); the \
+             packages that have scripts are marked in lib/apk/db/installed (f:s), so that \
+             `apk fix` on a {} machine runs them",
+            src.arch, src.arch
         ));
-        report.scripts_skipped = true;
     }
-    Ok(report)
+    let mut scripts = ScriptRunner {
+        root: &root,
+        root_dir,
+        sandbox: opts.sandbox,
+        reporter,
+        enabled: opts.run_scripts,
+        pending: Vec::new(),
+        broken: BTreeSet::new(),
+        report: InstallReport {
+            scripts_skipped: !opts.run_scripts,
+            ..InstallReport::default()
+        },
+    };
+    let mut records = extract_all(&root, plan, apks, &mut scripts)?;
+    scripts.queue_triggers(plan, apks, &records);
+    scripts.flush()?;
+    for &i in &scripts.broken {
+        if let Some(r) = records.get_mut(i) {
+            r.broken.script = true;
+        }
+    }
+    write_database(&root, &records, plan, apks, src, opts.keys)?;
+    Ok(scripts.report)
 }
 
 /// The directories apk's `--initdb` creates before installing anything.
@@ -409,11 +424,13 @@ fn extract_all(
     root: &Root,
     plan: &[&ApkPackage],
     apks: &[VerifiedApk],
+    scripts: &mut ScriptRunner<'_>,
 ) -> Result<Vec<InstalledPackage>, ApkBootstrapError> {
     let chown = is_root_user();
     let mut owners: HashMap<RelPath, usize> = HashMap::new();
     let mut records = Vec::with_capacity(apks.len());
     for (i, (pkg, apk)) in plan.iter().zip(apks).enumerate() {
+        scripts.before_files(i, pkg, apk)?;
         let entries = apk.data_entries()?;
         let mut own_files: BTreeSet<RelPath> = BTreeSet::new();
         let mut taken: Vec<(usize, RelPath)> = Vec::new();
@@ -448,16 +465,16 @@ fn extract_all(
         for (other, rel) in taken {
             drop_file(&mut records, other, &rel);
         }
-        let mut record = (*pkg).clone();
-        // The installed db has no repository tags.
-        record.repo_tag = None;
+        // The record keeps the package's repository tag: apk writes it as `s:`.
         records.push(InstalledPackage {
-            pkg: record,
+            pkg: (*pkg).clone(),
             dirs: installed::dirs_from_entries(&entries),
+            ..InstalledPackage::default()
         });
         for rel in kept {
             drop_file(&mut records, i, &rel);
         }
+        scripts.after_files(i, pkg, apk);
     }
     Ok(records)
 }
@@ -721,6 +738,7 @@ struct Step {
     file: String,
     args: Vec<String>,
     label: String,
+    content: Vec<u8>,
 }
 
 /// The shell script that runs every step in order, marking each on stdout.
@@ -742,91 +760,216 @@ fn script_for(steps: &[Step]) -> String {
     s
 }
 
-/// Runs, in apk's order, each package's `.pre-install` and `.post-install`
-/// (argument: the new version), then each `.trigger` whose globs match a
-/// directory the transaction touched (arguments: those directories).
-/// Pre-install scripts see the package's files already in place: everything
-/// is extracted first so the whole set runs in one sandbox start.
-fn run_scripts(
-    root: &Root,
-    root_dir: &Path,
-    plan: &[&ApkPackage],
-    apks: &[VerifiedApk],
-    records: &[InstalledPackage],
-    sandbox: &Sandbox,
-    reporter: &dyn Reporter,
-) -> Result<InstallReport, ApkBootstrapError> {
-    let mut steps = Vec::new();
-    let mut staged: BTreeMap<String, &[u8]> = BTreeMap::new();
-    let mut report = InstallReport::default();
-    for (pkg, apk) in plan.iter().zip(apks) {
-        for script in [".pre-install", ".post-install"] {
-            if let Some(content) = apk.scripts.get(script) {
-                let file = format!("{}-{}{}", pkg.name, pkg.version, script);
-                staged.insert(file.clone(), content);
-                steps.push(Step {
-                    file,
-                    args: vec![pkg.version.clone()],
-                    label: format!("{} {script}", pkg.id()),
-                });
-                report.scripts_run += 1;
+/// Runs package scripts in apk's order while packages are installed:
+/// `before_files` (`.pre-install`) and `after_files` (`.post-install`) per
+/// package, `.trigger`s at the end. Scripts that run between the same two
+/// extractions (one package's `.post-install`, the next one's
+/// `.pre-install`) share one sandbox start.
+///
+/// A script whose interpreter (`#!` line, and the `/bin/sh` that runs the
+/// batch) is not in the rootfs yet cannot run; apk tries it anyway, fails,
+/// marks the package `f:s` (broken script) and goes on. We do the same
+/// without the failed exec: warn, mark `f:s`, go on, so `apk fix` in the
+/// image runs it later. With real Alpine this does not happen, since every
+/// package with a script depends on /bin/sh.
+struct ScriptRunner<'a> {
+    root: &'a Root,
+    root_dir: &'a Path,
+    sandbox: &'a Sandbox,
+    reporter: &'a dyn Reporter,
+    enabled: bool,
+    /// Steps to run at the next flush, with the plan index of their package.
+    pending: Vec<(usize, Step)>,
+    /// Plan indexes of packages whose scripts did not run.
+    broken: BTreeSet<usize>,
+    report: InstallReport,
+}
+
+impl ScriptRunner<'_> {
+    fn step(pkg: &ApkPackage, script: &str, content: &[u8], args: Vec<String>) -> Step {
+        Step {
+            file: format!("{}-{}{}", pkg.name, pkg.version, script),
+            args,
+            label: format!("{} {script}", pkg.id()),
+            content: content.to_vec(),
+        }
+    }
+
+    fn not_run(&mut self, i: usize, pkg: &ApkPackage) {
+        if self.broken.insert(i) {
+            self.report.scripts_not_run.push(pkg.id());
+        }
+    }
+
+    /// `.pre-install` runs before any file of the package is in place.
+    fn before_files(
+        &mut self,
+        i: usize,
+        pkg: &ApkPackage,
+        apk: &VerifiedApk,
+    ) -> Result<(), ApkBootstrapError> {
+        let has_scripts = [".pre-install", ".post-install"]
+            .iter()
+            .any(|s| apk.scripts.contains_key(*s));
+        if !self.enabled {
+            if has_scripts {
+                self.not_run(i, pkg);
+            }
+            return Ok(());
+        }
+        if let Some(content) = apk.scripts.get(".pre-install") {
+            let step = Self::step(pkg, ".pre-install", content, vec![pkg.version.clone()]);
+            self.pending.push((i, step));
+        }
+        // The previous package's .post-install and this .pre-install both
+        // belong between the two packages' files: one sandbox start.
+        self.flush()
+    }
+
+    fn after_files(&mut self, i: usize, pkg: &ApkPackage, apk: &VerifiedApk) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(content) = apk.scripts.get(".post-install") {
+            let step = Self::step(pkg, ".post-install", content, vec![pkg.version.clone()]);
+            self.pending.push((i, step));
+        }
+    }
+
+    /// Each `.trigger` whose globs match a directory the transaction
+    /// touched, with those directories as arguments.
+    fn queue_triggers(
+        &mut self,
+        plan: &[&ApkPackage],
+        apks: &[VerifiedApk],
+        records: &[InstalledPackage],
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let touched: BTreeSet<String> = records
+            .iter()
+            .flat_map(|r| r.dirs.iter().map(|d| format!("/{}", d.path)))
+            .collect();
+        for (i, (pkg, apk)) in plan.iter().zip(apks).enumerate() {
+            let Some(content) = apk.scripts.get(".trigger") else {
+                continue;
+            };
+            let globs = trigger_globs(apk);
+            let matched: Vec<String> = touched
+                .iter()
+                .filter(|d| {
+                    globs
+                        .iter()
+                        .any(|g| glob_matches(g.as_bytes(), d.as_bytes()))
+                })
+                .cloned()
+                .collect();
+            if !matched.is_empty() {
+                self.pending
+                    .push((i, Self::step(pkg, ".trigger", content, matched)));
             }
         }
     }
-    let touched: BTreeSet<String> = records
-        .iter()
-        .flat_map(|r| r.dirs.iter().map(|d| format!("/{}", d.path)))
-        .collect();
-    for (pkg, apk) in plan.iter().zip(apks) {
-        let Some(content) = apk.scripts.get(".trigger") else {
-            continue;
-        };
-        let globs = trigger_globs(apk);
-        let matched: Vec<String> = touched
-            .iter()
-            .filter(|d| {
-                globs
-                    .iter()
-                    .any(|g| glob_matches(g.as_bytes(), d.as_bytes()))
-            })
-            .cloned()
-            .collect();
-        if matched.is_empty() {
-            continue;
+
+    /// The interpreter a script needs (its `#!` line; /bin/sh without one)
+    /// that the rootfs does not have yet.
+    fn missing_interpreter(&self, step: &Step) -> Result<Option<String>, ApkBootstrapError> {
+        let interp = step
+            .content
+            .strip_prefix(b"#!")
+            .and_then(|rest| rest.split(|&b| b == b'\n').next())
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .and_then(|line| line.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "/bin/sh".to_owned());
+        Ok((!self.has_file(&interp)?).then_some(interp))
+    }
+
+    /// Runs the pending steps (one sandbox start when /bin/sh exists).
+    fn flush(&mut self) -> Result<(), ApkBootstrapError> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        let file = format!("{}-{}.trigger", pkg.name, pkg.version);
-        staged.insert(file.clone(), content);
-        steps.push(Step {
-            file,
-            args: matched,
-            label: format!("{} .trigger", pkg.id()),
-        });
-        report.triggers_run += 1;
+        let pending = std::mem::take(&mut self.pending);
+        let mut steps = Vec::new();
+        for (i, step) in pending {
+            if let Some(missing) = self.missing_interpreter(&step)? {
+                self.reporter.warn(&format!(
+                    "{}: not run, {missing} is not installed yet; the package is marked \
+                     as having a broken script (f:s), as apk does, so `apk fix` runs it",
+                    step.label
+                ));
+                let id = step.label.split(' ').next().unwrap_or_default().to_owned();
+                if self.broken.insert(i) {
+                    self.report.scripts_not_run.push(id);
+                }
+                continue;
+            }
+            if step.file.ends_with(".trigger") {
+                self.report.triggers_run += 1;
+            } else {
+                self.report.scripts_run += 1;
+            }
+            steps.push(step);
+        }
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let exec = rel(EXEC_DIR)?;
+        self.root.mkdir_all(&exec, 0o755)?;
+        for st in &steps {
+            self.root
+                .write_file(&exec.join(st.file.as_bytes())?, &st.content, 0o755)?;
+        }
+        let result = self.run_steps(&steps);
+        self.root.remove_all(&exec)?;
+        result
     }
-    if steps.is_empty() {
-        return Ok(report);
+
+    /// With a /bin/sh in the rootfs, one shell runs every step; before it
+    /// exists (busybox's own .post-install runs `#!/bin/busybox sh`), each
+    /// script is executed directly, as apk execs it.
+    fn run_steps(&self, steps: &[Step]) -> Result<(), ApkBootstrapError> {
+        if self.has_file("/bin/sh")? {
+            let argv = vec!["/bin/sh".into(), "-c".into(), script_for(steps)];
+            return run_in_sandbox(self.root_dir, argv, None, self.sandbox, self.reporter);
+        }
+        for st in steps {
+            let mut argv = vec![format!("/{EXEC_DIR}/{}", st.file)];
+            argv.extend(st.args.iter().cloned());
+            run_in_sandbox(
+                self.root_dir,
+                argv,
+                Some(&st.label),
+                self.sandbox,
+                self.reporter,
+            )?;
+        }
+        Ok(())
     }
-    let exec = rel(EXEC_DIR)?;
-    root.mkdir_all(&exec, 0o755)?;
-    for (file, content) in &staged {
-        root.write_file(&exec.join(file.as_bytes())?, content, 0o755)?;
+
+    /// Does `path` resolve, inside the rootfs, to a regular file?
+    fn has_file(&self, path: &str) -> Result<bool, ApkBootstrapError> {
+        Ok(match RelPath::from_container_path(path.as_bytes()) {
+            Ok(p) => self
+                .root
+                .stat(&p)?
+                .is_some_and(|m| m.kind == FileKind::File),
+            Err(_) => false,
+        })
     }
-    let result = run_in_sandbox(root_dir, &script_for(&steps), sandbox, reporter);
-    root.remove_all(&exec)?;
-    result?;
-    Ok(report)
 }
 
+/// Runs `argv` in the rootfs; a failure names `step` (or, for a batch
+/// script, the last step marker it printed).
 fn run_in_sandbox(
     root_dir: &Path,
-    script: &str,
+    argv: Vec<String>,
+    step: Option<&str>,
     sandbox: &Sandbox,
     reporter: &dyn Reporter,
 ) -> Result<(), ApkBootstrapError> {
-    let mut spec = RunSpec::new(
-        root_dir,
-        vec!["/bin/sh".into(), "-c".into(), script.to_owned()],
-    );
+    let mut spec = RunSpec::new(root_dir, argv);
     spec.env = vec![
         (
             "PATH".into(),
@@ -844,12 +987,14 @@ fn run_in_sandbox(
         lines.push(line.text);
     })?;
     if !status.success() {
-        let step = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix(STEP_MARKER))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|| "start-up".into());
+        let step = step.map(str::to_owned).unwrap_or_else(|| {
+            lines
+                .iter()
+                .rev()
+                .find_map(|l| l.strip_prefix(STEP_MARKER))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| "start-up".into())
+        });
         return Err(ApkBootstrapError::Scripts {
             step,
             status: status.to_string(),
@@ -892,11 +1037,13 @@ mod tests {
                 file: "a-1.pre-install".into(),
                 args: vec!["1".into()],
                 label: "a-1 .pre-install".into(),
+                content: Vec::new(),
             },
             Step {
                 file: "b-2.trigger".into(),
                 args: vec!["/bin".into(), "/x y".into()],
                 label: "b-2 .trigger".into(),
+                content: Vec::new(),
             },
         ];
         let s = script_for(&steps);
