@@ -484,6 +484,100 @@ fn script_without_its_interpreter_yet_is_marked_broken_like_apk() {
     );
 }
 
+fn foreign_arch() -> &'static str {
+    if std::env::consts::ARCH == "aarch64" {
+        "x86_64"
+    } else {
+        "aarch64"
+    }
+}
+
+#[test]
+fn tagged_repository_is_used_only_for_pinned_requests() {
+    let Some(bb) = busybox_or_skip("tagged_repository") else {
+        return;
+    };
+    let arch = foreign_arch();
+    // main carries `both` 1; edge carries `both` 2 and `edgy` (which needs
+    // musl, only in main: a pinned package's dependencies come from main).
+    let mut both1 = PackageSpec::new("both", "1-r0", arch);
+    both1.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/both", 0o644, b"1\n"),
+    ];
+    let s = setup_with(arch, &bb, &[both1]);
+    let mut both2 = PackageSpec::new("both", "2-r0", arch);
+    both2.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/both", 0o644, b"2\n"),
+    ];
+    let mut edgy = PackageSpec::new("edgy", "9-r0", arch);
+    edgy.depends = vec![format!("so:libc.musl-{arch}.so.1")];
+    edgy.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/edgy", 0o644, b"e\n"),
+    ];
+    s.repo
+        .add_repository("edge/main", arch, &[both2, edgy])
+        .unwrap();
+
+    let recipe = std::fs::read_to_string(&s.recipe).unwrap().replace(
+        "repositories = [\"main\"]",
+        "repositories = [\"main\", \"@edge edge/main\"]",
+    );
+    std::fs::write(
+        &s.recipe,
+        recipe.replace(
+            "install = [\"both\"]",
+            "install = [\"both\", \"edgy@edge\"]",
+        ),
+    )
+    .unwrap();
+    let rootfs = s.out("rootfs");
+    let o = s.build(&[], &[format!("rootfs:{}", rootfs.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&rootfs, "etc/both"), "1\n", "unpinned: main's version");
+    assert_eq!(read(&rootfs, "etc/edgy"), "e\n");
+    assert_eq!(
+        read(&rootfs, "etc/apk/repositories"),
+        format!("{m}/{RELEASE}/main\n@edge {m}/edge/main\n", m = s.mirror())
+    );
+    let world = read(&rootfs, "etc/apk/world");
+    assert!(
+        world.contains("\nboth\n") && world.contains("\nedgy@edge\n"),
+        "{world}"
+    );
+    // apk records the tag a package was installed under as `s:`.
+    let db = read(&rootfs, "lib/apk/db/installed");
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let tag_of = |n: &str| {
+        records
+            .iter()
+            .find(|r| r.pkg.name == n)
+            .map(|r| r.pkg.repo_tag.clone())
+            .unwrap_or_else(|| panic!("{n} not installed"))
+    };
+    assert_eq!(tag_of("edgy"), Some("edge".to_string()));
+    assert_eq!(tag_of("both"), None);
+    assert_eq!(tag_of("musl"), None);
+
+    // Without the pin, the tagged repository's package is not available.
+    let recipe = std::fs::read_to_string(&s.recipe).unwrap();
+    std::fs::write(&s.recipe, recipe.replace("edgy@edge", "edgy")).unwrap();
+    let o = s.build(&[], &[format!("rootfs:{}", s.out("rootfs2").display())]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("edgy"), "{}", stderr(&o));
+    // A tag no repository has is a recipe error.
+    std::fs::write(&s.recipe, recipe.replace("edgy@edge", "edgy@nope")).unwrap();
+    let o = s.build(&[], &[format!("rootfs:{}", s.out("rootfs3").display())]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no repository is tagged @nope"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// Runs a build that must fail at extraction (before any script), with
 /// `needle` in the error, and leave no output.
 fn assert_extraction_refused(test: &str, evil: PackageSpec, needle: &str) {

@@ -141,7 +141,11 @@ fn plan_report(recipe: &Recipe, src: &ApkSource, plan: &[&ApkPackage]) -> PlanRe
             arch: p.arch.clone(),
             size: p.size,
             installed_size_kib: Some(p.installed_size / 1024),
-            why: if src.world().iter().any(|w| w == &p.name) {
+            why: if src
+                .world()
+                .iter()
+                .any(|w| w.split(['@', '<', '>', '=', '~']).next() == Some(p.name.as_str()))
+            {
                 "world".into()
             } else {
                 "dependency".into()

@@ -433,6 +433,31 @@ impl FixtureRepo {
         self.write_index(Some(&self.key))
     }
 
+    /// Writes another repository `<root>/<path>/<arch>/` (e.g. `edge/main`)
+    /// holding `specs`, signed with the same key; returns its packages.
+    pub fn add_repository(
+        &self,
+        path: &str,
+        arch: &str,
+        specs: &[PackageSpec],
+    ) -> std::io::Result<Vec<BuiltPackage>> {
+        let dir = self.root.join(path).join(arch);
+        std::fs::create_dir_all(&dir)?;
+        let built: Vec<BuiltPackage> = specs
+            .iter()
+            .map(|s| build_package(s, Some(&self.key)))
+            .collect();
+        for b in &built {
+            std::fs::write(dir.join(b.spec.file_name()), &b.bytes)?;
+        }
+        let stanzas: Vec<&str> = built.iter().map(|p| p.stanza.as_str()).collect();
+        std::fs::write(
+            dir.join("APKINDEX.tar.gz"),
+            build_index(&stanzas, Some(&self.key)),
+        )?;
+        Ok(built)
+    }
+
     pub fn package_path(&self, name: &str) -> Option<PathBuf> {
         self.packages
             .iter()

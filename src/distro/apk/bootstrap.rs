@@ -63,6 +63,10 @@ pub enum ApkBootstrapError {
     },
     #[error("invalid package request {0:?}")]
     Request(String),
+    #[error("invalid repository {0:?} (want `main`, `@tag release/repo` or `@tag https://…`)")]
+    Repository(String),
+    #[error("package request {request:?}: no repository is tagged @{tag}")]
+    UnknownTag { request: String, tag: String },
     #[error(transparent)]
     Solve(#[from] SolveError),
     #[error("{package}: entry {entry:?}: {error}")]
@@ -119,13 +123,112 @@ pub struct ApkSource {
     pub allow_untrusted: bool,
 }
 
+/// One recipe `repositories` entry: `main` (under `<mirror>/<release>/`),
+/// or a tagged repository `@edge edge/main` (under `<mirror>/`) or
+/// `@edge https://host/alpine/edge/main`. Packages of a tagged repository
+/// are installed only when asked for as `name@tag` (or needed by one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSpec {
+    pub tag: Option<String>,
+    pub location: RepoLocation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoLocation {
+    /// A repository of the recipe's release: `main`.
+    Name(String),
+    /// A path under the mirror: `edge/main`.
+    MirrorPath(String),
+    /// A full `http://` or `https://` URL (not changed by `--mirror`).
+    Url(String),
+}
+
+/// One `/etc/apk/repositories` line: `[@tag ]url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoLine {
+    pub tag: Option<String>,
+    pub url: String,
+}
+
+impl std::fmt::Display for RepoLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tag {
+            Some(t) => write!(f, "@{t} {}", self.url),
+            None => f.write_str(&self.url),
+        }
+    }
+}
+
+fn is_plain_word(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+}
+
+/// Parses a recipe `repositories` entry; `None` if it is malformed.
+pub fn parse_repository(entry: &str) -> Option<RepoSpec> {
+    let Some(tagged) = entry.strip_prefix('@') else {
+        return is_plain_word(entry).then(|| RepoSpec {
+            tag: None,
+            location: RepoLocation::Name(entry.to_owned()),
+        });
+    };
+    let (tag, location) = tagged.split_once(' ')?;
+    let location = location.trim();
+    if !is_plain_word(tag) {
+        return None;
+    }
+    let location = if let Some(rest) = location
+        .strip_prefix("https://")
+        .or_else(|| location.strip_prefix("http://"))
+    {
+        let host_ok = !rest.is_empty() && !rest.starts_with('/');
+        let clean = !location
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'));
+        if !host_ok || !clean {
+            return None;
+        }
+        RepoLocation::Url(location.trim_end_matches('/').to_owned())
+    } else {
+        let path = location.trim_end_matches('/');
+        if !path.split('/').all(is_plain_word) {
+            return None;
+        }
+        RepoLocation::MirrorPath(path.to_owned())
+    };
+    Some(RepoSpec {
+        tag: Some(tag.to_owned()),
+        location,
+    })
+}
+
 impl ApkSource {
-    /// `<mirror>/<release>/<repo>` for each repository, as /etc/apk/repositories lists them.
-    pub fn repository_urls(&self) -> Vec<String> {
+    /// Each repository's `[@tag ]url` line, as /etc/apk/repositories lists
+    /// them; packages live under `<url>/<arch>/`.
+    pub fn repository_lines(&self) -> Result<Vec<RepoLine>, ApkBootstrapError> {
         self.repositories
             .iter()
-            .map(|r| format!("{}/{}/{}", self.mirror, self.release, r))
+            .map(|entry| {
+                let spec = parse_repository(entry)
+                    .ok_or_else(|| ApkBootstrapError::Repository(entry.clone()))?;
+                let url = match spec.location {
+                    RepoLocation::Name(n) => format!("{}/{}/{n}", self.mirror, self.release),
+                    RepoLocation::MirrorPath(p) => format!("{}/{p}", self.mirror),
+                    RepoLocation::Url(u) => u,
+                };
+                Ok(RepoLine { tag: spec.tag, url })
+            })
             .collect()
+    }
+
+    /// The repositories' URLs (tagged or not).
+    pub fn repository_urls(&self) -> Vec<String> {
+        self.repository_lines()
+            .map(|l| l.into_iter().map(|l| l.url).collect())
+            .unwrap_or_default()
     }
 
     /// The world: the minirootfs set plus the recipe's packages, sorted and
@@ -142,6 +245,8 @@ impl ApkSource {
 pub struct RepoIndex {
     /// `<mirror>/<release>/<repo>`; packages live under `<url>/<arch>/`.
     pub url: String,
+    /// The repository's `@tag`, if it has one.
+    pub tag: Option<String>,
     pub description: Option<String>,
     pub trust: Trust,
     pub packages: usize,
@@ -159,9 +264,18 @@ pub struct LoadedIndexes {
 impl LoadedIndexes {
     /// Adds one parsed index (also used by tests that read an index from disk).
     pub fn add(&mut self, url: String, index: super::ApkIndex) {
+        self.add_tagged(url, None, index)
+    }
+
+    /// Adds the index of a repository tagged `tag`: its packages carry it.
+    pub fn add_tagged(&mut self, url: String, tag: Option<String>, mut index: super::ApkIndex) {
+        for p in &mut index.packages {
+            p.repo_tag = tag.clone();
+        }
         let repo = self.repos.len();
         self.repos.push(RepoIndex {
             url,
+            tag,
             description: index.description,
             trust: index.trust,
             packages: index.packages.len(),
@@ -202,7 +316,8 @@ pub fn load_indexes(
     reporter: &dyn Reporter,
 ) -> Result<LoadedIndexes, ApkBootstrapError> {
     let mut loaded = LoadedIndexes::default();
-    for repo_url in src.repository_urls() {
+    for line in src.repository_lines()? {
+        let repo_url = line.url;
         let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
         let bytes = fetcher.fetch_bytes(&url, INDEX_LIMIT)?;
         let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
@@ -220,7 +335,7 @@ pub fn load_indexes(
                 "{url}: UNTRUSTED ({reason}), allowed by --allow-untrusted"
             )),
         }
-        loaded.add(repo_url, index);
+        loaded.add_tagged(repo_url, line.tag, index);
     }
     Ok(loaded)
 }
@@ -231,6 +346,16 @@ pub fn plan<'a>(
     src: &ApkSource,
 ) -> Result<Vec<&'a ApkPackage>, ApkBootstrapError> {
     let world = parse_world(&src.world())?;
+    for d in &world {
+        if let Some(tag) = &d.tag {
+            if !index.repos.iter().any(|r| r.tag.as_ref() == Some(tag)) {
+                return Err(ApkBootstrapError::UnknownTag {
+                    request: d.to_string(),
+                    tag: tag.clone(),
+                });
+            }
+        }
+    }
     let opts = SolveOptions {
         arch: Some(src.arch.clone()),
         ..SolveOptions::default()
@@ -686,8 +811,10 @@ fn write_database(
     let mut world = src.world().join("\n");
     world.push('\n');
     root.write_file(&rel("etc/apk/world")?, world.as_bytes(), 0o644)?;
-    let mut repos = src.repository_urls().join("\n");
-    repos.push('\n');
+    let mut repos = String::new();
+    for line in src.repository_lines()? {
+        repos.push_str(&format!("{line}\n"));
+    }
     root.write_file(&rel("etc/apk/repositories")?, repos.as_bytes(), 0o644)?;
     root.write_file(
         &rel("etc/apk/arch")?,
@@ -1078,6 +1205,49 @@ mod tests {
             src.repository_urls(),
             ["http://m/v3.20/main", "http://m/v3.20/community"]
         );
+    }
+
+    #[test]
+    fn tagged_repositories_resolve_and_print_like_apk() {
+        let src = ApkSource {
+            mirror: "http://m".into(),
+            release: "v3.20".into(),
+            repositories: vec![
+                "main".into(),
+                "@edge edge/main".into(),
+                "@t https://other.example/alpine/edge/testing/".into(),
+            ],
+            arch: "x86_64".into(),
+            extra: vec![],
+            allow_untrusted: false,
+        };
+        let lines: Vec<String> = src
+            .repository_lines()
+            .unwrap()
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "http://m/v3.20/main",
+                "@edge http://m/edge/main",
+                "@t https://other.example/alpine/edge/testing"
+            ]
+        );
+        for bad in [
+            "@edge",
+            "@ edge/main",
+            "@e ../main",
+            "@e /abs",
+            "@e ftp://x/y",
+            "@e https:///x",
+            "@e https://h/x y",
+            "a/b",
+            "@e\tedge/main",
+        ] {
+            assert_eq!(parse_repository(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! upgrading". The search is a depth-first backtracking search over candidates
 //! in apk's preference order, so the first solution found is apk's choice.
 
-use super::index::{ApkPackage, Dependency};
+use super::index::{ApkPackage, Checksum, Dependency};
 use super::version;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,6 +90,9 @@ pub fn solve<'a>(
 struct Candidate<'a> {
     pkg: &'a ApkPackage,
     installed: bool,
+    /// Repository tags this package is available under (None: an untagged
+    /// repository, or installed with no `s:` tag), like apk's `pkg->repos`.
+    tags: BTreeSet<Option<&'a str>>,
     /// Names this package occupies exclusively: its own and versioned provides.
     owned: Vec<&'a str>,
 }
@@ -116,6 +119,17 @@ struct Solver<'a> {
     first_failure: Option<SolveError>,
 }
 
+/// Records another copy of an already known package (same identity, or the
+/// installed one and its repository copy). The untagged repository's copy
+/// is the one kept, so downloads and the installed record use it.
+fn merge_copy<'a>(c: &mut Candidate<'a>, copy: &'a ApkPackage, copy_installed: bool) {
+    let tag = copy.repo_tag.as_deref();
+    if !c.installed && !copy_installed && tag.is_none() && c.pkg.repo_tag.is_some() {
+        c.pkg = copy;
+    }
+    c.tags.insert(tag);
+}
+
 fn provided_version(p: &Dependency) -> Option<&str> {
     p.version.as_deref()
 }
@@ -129,7 +143,7 @@ impl<'a> Solver<'a> {
     ) -> Self {
         let mut cands: Vec<Candidate<'a>> = Vec::new();
         let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        let mut seen_ids = BTreeSet::new();
+        let mut seen_ids: BTreeMap<&Checksum, usize> = BTreeMap::new();
         let arch_ok = |p: &ApkPackage| match &opts.arch {
             Some(a) => p.arch.is_empty() || p.arch == "noarch" || p.arch == *a,
             None => true,
@@ -147,26 +161,34 @@ impl<'a> Solver<'a> {
             if !is_installed && !arch_ok(pkg) {
                 continue;
             }
+            // A package in an untagged repository is available unpinned,
+            // whatever tagged repository also carries it.
+            let tag = pkg.repo_tag.as_deref();
             // apk identifies packages by checksum: a second stanza with an
-            // identity already seen is the same package.
+            // identity already seen is the same package, now known in one
+            // more repository.
             if let Some(id) = &pkg.checksum {
-                if !seen_ids.insert(id.clone()) {
+                if let Some(&i) = seen_ids.get(id) {
+                    merge_copy(&mut cands[i], pkg, is_installed);
                     continue;
                 }
+                seen_ids.insert(id, cands.len());
             }
-            match seen.get(&(pkg.name.as_str(), pkg.version.as_str())) {
-                // The same package from an untagged repository beats a tagged copy.
-                Some(&i) => {
-                    if cands[i].pkg.repo_tag.is_some()
-                        && pkg.repo_tag.is_none()
-                        && !cands[i].installed
-                    {
-                        cands[i].pkg = pkg;
-                    }
+            let key = (pkg.name.as_str(), pkg.version.as_str());
+            if let Some(&i) = seen.get(&key) {
+                // A different build of the same version in a repository of
+                // another tag is a package of its own (`name@tag` picks it).
+                let other_repo_build = !is_installed
+                    && !cands[i].installed
+                    && !cands[i].tags.contains(&tag)
+                    && pkg.checksum.is_some();
+                if !other_repo_build {
+                    merge_copy(&mut cands[i], pkg, is_installed);
                     continue;
                 }
-                None => seen.insert((pkg.name.as_str(), pkg.version.as_str()), cands.len()),
-            };
+            } else {
+                seen.insert(key, cands.len());
+            }
             let mut owned = vec![pkg.name.as_str()];
             owned.extend(
                 pkg.provides
@@ -177,6 +199,7 @@ impl<'a> Solver<'a> {
             cands.push(Candidate {
                 pkg,
                 installed: is_installed,
+                tags: BTreeSet::from([tag]),
                 owned,
             });
         }
@@ -242,10 +265,10 @@ impl<'a> Solver<'a> {
     /// Packages from a tagged repository are only allowed when pinned
     /// (`name@tag`), directly or inherited from the package that needs them.
     fn tag_allows(&self, c: usize, tags: &[String]) -> bool {
-        match &self.cands[c].pkg.repo_tag {
-            None => true,
-            Some(t) => tags.contains(t),
-        }
+        self.cands[c]
+            .tags
+            .iter()
+            .any(|t| t.is_none_or(|t| tags.iter().any(|a| a == t)))
     }
 
     fn satisfied(&self, d: &Dependency) -> bool {
@@ -381,9 +404,10 @@ impl<'a> Solver<'a> {
         let (ca, cb) = (&self.cands[a], &self.cands[b]);
         let removing = self.removing(a) || self.removing(b);
         let (va, vb) = (self.provided_as(a, &d.name), self.provided_as(b, &d.name));
-        // Inherited pins only allow a tagged repository; the main one (or
-        // the dependency's own @tag) stays preferred.
-        let preferred = |c: &Candidate| c.pkg.repo_tag.is_none() || c.pkg.repo_tag == d.tag;
+        // apk's pinning_preferred: a `name@tag` request prefers that tag's
+        // repository; anything else (including dependencies that inherit a
+        // pin, which only *allows* the tagged repository) prefers untagged.
+        let preferred = |c: &Candidate| c.tags.contains(&d.tag.as_deref());
         let keep_installed = !self.opts.upgrade
             && !self.opts.latest
             && !removing
