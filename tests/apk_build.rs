@@ -265,11 +265,25 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         before,
         "warm build downloaded packages again"
     );
+    // Same signed index bytes, keys and request: the plan is reused rather
+    // than verifying and parsing the whole index again.
+    assert!(stderr(&o).contains("package plan reused"), "{}", stderr(&o));
     assert_eq!(
         std::fs::read(oci.join("index.json")).unwrap(),
         std::fs::read(again.join("index.json")).unwrap(),
         "rebuild is reproducible"
     );
+
+    // A changed index is verified and parsed again.
+    let mut s = s;
+    let mut extra = PackageSpec::new("unrelated", "1-r0", std::env::consts::ARCH);
+    extra.entries = vec![apkrepo::dir("etc", 0o755)];
+    s.repo.add_package(&extra).unwrap();
+    let third = s.out("oci3");
+    let o = s.build(&[], &[format!("oci:{}", third.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("package plan reused"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("10 packages, signed by"), "{}", stderr(&o));
 }
 
 #[test]

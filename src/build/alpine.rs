@@ -39,6 +39,7 @@ struct Prepared {
     key_files: Vec<KeyFile>,
     fetcher: Fetcher,
     _cache_lock: CacheLock,
+    cache_dir: PathBuf,
 }
 
 fn prepare(
@@ -77,7 +78,7 @@ fn prepare(
             .map_err(BuildError::ApkKeys)?;
     }
 
-    let (_cache_dir, cache_lock, fetcher) = super::open_fetcher(opts, reporter)?;
+    let (cache_dir, cache_lock, fetcher) = super::open_fetcher(opts, reporter)?;
     let extra = recipe
         .package_requests()
         .into_iter()
@@ -105,6 +106,7 @@ fn prepare(
             .collect(),
         fetcher,
         _cache_lock: cache_lock,
+        cache_dir,
     })
 }
 
@@ -177,6 +179,7 @@ pub(super) fn resolve(
         &prepared.keys,
         &prepared.src,
         reporter.as_ref(),
+        Some(&prepared.cache_dir),
     )?;
     reporter.stage("resolve");
     let plan = apk::plan(&index, &prepared.src)?;
@@ -207,8 +210,13 @@ pub(super) fn build(
     let src = &prepared.src;
 
     reporter.stage("fetch and verify the indexes");
-    let index: LoadedIndexes =
-        apk::load_indexes(&prepared.fetcher, &prepared.keys, src, reporter.as_ref())?;
+    let index: LoadedIndexes = apk::load_indexes(
+        &prepared.fetcher,
+        &prepared.keys,
+        src,
+        reporter.as_ref(),
+        Some(&prepared.cache_dir),
+    )?;
     reporter.stage("resolve");
     let plan = apk::plan(&index, src)?;
     let report = plan_report(recipe, src, &plan);

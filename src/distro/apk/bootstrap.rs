@@ -7,7 +7,7 @@
 //! passed `open_package` (signature, `C:` identity, size, datahash) and its
 //! per-file checksums, so a tampered package leaves nothing behind.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -231,12 +231,23 @@ impl ApkSource {
             .unwrap_or_default()
     }
 
-    /// The world: the minirootfs set plus the recipe's packages, sorted and
-    /// de-duplicated as apk writes /etc/apk/world.
+    /// The world: the minirootfs set plus the recipe's packages, one entry
+    /// per name (a later `name=1.2` or `name@tag` replaces `name`, as
+    /// `apk add` does), sorted by name as apk writes /etc/apk/world.
     pub fn world(&self) -> Vec<String> {
-        let mut w: BTreeSet<String> = DEFAULT_WORLD.iter().map(|s| s.to_string()).collect();
-        w.extend(self.extra.iter().cloned());
-        w.into_iter().collect()
+        let mut w: BTreeMap<String, String> = BTreeMap::new();
+        for entry in DEFAULT_WORLD
+            .iter()
+            .copied()
+            .chain(self.extra.iter().map(String::as_str))
+        {
+            let name = entry
+                .split(['@', '<', '>', '=', '~'])
+                .next()
+                .unwrap_or(entry);
+            w.insert(name.to_owned(), entry.to_owned());
+        }
+        w.into_values().collect()
     }
 }
 
@@ -245,6 +256,8 @@ impl ApkSource {
 pub struct RepoIndex {
     /// `<mirror>/<release>/<repo>`; packages live under `<url>/<arch>/`.
     pub url: String,
+    /// SHA-256 of the APKINDEX.tar.gz bytes (zero for indexes added by tests).
+    pub sha256: Sha256Digest,
     /// The repository's `@tag`, if it has one.
     pub tag: Option<String>,
     pub description: Option<String>,
@@ -275,6 +288,7 @@ impl LoadedIndexes {
         let repo = self.repos.len();
         self.repos.push(RepoIndex {
             url,
+            sha256: Sha256Digest([0; 32]),
             tag,
             description: index.description,
             trust: index.trust,
@@ -308,18 +322,46 @@ impl LoadedIndexes {
 }
 
 /// Fetches and verifies `<mirror>/<release>/<repo>/<arch>/APKINDEX.tar.gz`
-/// for every repository.
+/// for every repository. With `plan_cache` (a directory), a build whose
+/// indexes are byte-identical to an earlier one's (same trusted keys, same
+/// request) reuses that build's plan: the few planned stanzas are read
+/// instead of decompressing, verifying and parsing every index again.
 pub fn load_indexes(
     fetcher: &Fetcher,
     keys: &TrustedKeys,
     src: &ApkSource,
     reporter: &dyn Reporter,
+    plan_cache: Option<&Path>,
 ) -> Result<LoadedIndexes, ApkBootstrapError> {
-    let mut loaded = LoadedIndexes::default();
+    let mut fetched = Vec::new();
     for line in src.repository_lines()? {
-        let repo_url = line.url;
-        let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
+        let url = format!("{}/{}/APKINDEX.tar.gz", line.url, src.arch);
         let bytes = fetcher.fetch_bytes(&url, INDEX_LIMIT)?;
+        let digest = Sha256Digest(Sha256::digest(&bytes).into());
+        fetched.push((line, url, bytes, digest));
+    }
+    let digests: Vec<(String, Sha256Digest)> = fetched
+        .iter()
+        .map(|(l, _, _, d)| (l.to_string(), *d))
+        .collect();
+    let plans = plan_cache.map(|dir| PlanCache::new(dir, src, keys, &digests));
+    if let Some(hit) = plans.as_ref().and_then(|c| c.load(src)) {
+        for r in &hit.repos {
+            reporter.info(&format!(
+                "{}/{}/APKINDEX.tar.gz: unchanged ({} packages, {}); package plan reused",
+                r.url,
+                src.arch,
+                r.packages,
+                match &r.trust {
+                    Trust::Verified { key } => format!("signed by {key}"),
+                    Trust::AllowedUntrusted { reason } => format!("UNTRUSTED: {reason}"),
+                }
+            ));
+        }
+        return Ok(hit);
+    }
+    let mut loaded = LoadedIndexes::default();
+    for (line, url, bytes, digest) in fetched {
         let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
             ApkBootstrapError::Index {
                 url: url.clone(),
@@ -335,9 +377,147 @@ pub fn load_indexes(
                 "{url}: UNTRUSTED ({reason}), allowed by --allow-untrusted"
             )),
         }
-        loaded.add_tagged(repo_url, line.tag, index);
+        loaded.add_tagged(line.url, line.tag, index);
+        if let Some(r) = loaded.repos.last_mut() {
+            r.sha256 = digest;
+        }
+    }
+    if let Some(cache) = &plans {
+        if let Ok(planned) = plan(&loaded, src) {
+            cache.store(&loaded, &planned);
+        }
     }
     Ok(loaded)
+}
+
+/// A resolved plan keyed by the index digests, the trusted key set, the
+/// request and the architecture (the Alpine counterpart of the Debian plan
+/// cache). It is used only if the plan resolves again, from the cached
+/// stanzas alone, to every cached package.
+struct PlanCache {
+    path: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedRepo {
+    url: String,
+    tag: Option<String>,
+    description: Option<String>,
+    signed_by: Option<String>,
+    untrusted: Option<String>,
+    packages: usize,
+    sha256: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedPlan {
+    repos: Vec<CachedRepo>,
+    /// (index into `repos`, stanza) per planned package.
+    packages: Vec<(usize, String)>,
+}
+
+impl PlanCache {
+    fn new(
+        dir: &Path,
+        src: &ApkSource,
+        keys: &TrustedKeys,
+        indexes: &[(String, Sha256Digest)],
+    ) -> PlanCache {
+        let mut parts = vec![
+            "apk-plan-v1".to_owned(),
+            src.arch.clone(),
+            src.allow_untrusted.to_string(),
+            keys.digest(),
+        ];
+        parts.extend(src.world());
+        parts.push(String::new());
+        parts.extend(indexes.iter().map(|(line, d)| format!("{line} {d}")));
+        let key = crate::layer_cache::key(&parts);
+        PlanCache {
+            path: dir.join("plans").join(format!("{key}.apk.json")),
+        }
+    }
+
+    fn load(&self, src: &ApkSource) -> Option<LoadedIndexes> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        let cached: CachedPlan = serde_json::from_slice(&bytes).ok()?;
+        let mut loaded = LoadedIndexes::default();
+        for r in &cached.repos {
+            let trust = match (&r.signed_by, &r.untrusted) {
+                (Some(key), None) => Trust::Verified { key: key.clone() },
+                (None, Some(reason)) => Trust::AllowedUntrusted {
+                    reason: reason.clone(),
+                },
+                _ => return None,
+            };
+            loaded.repos.push(RepoIndex {
+                url: r.url.clone(),
+                sha256: Sha256Digest(hex::decode(&r.sha256).ok()?.try_into().ok()?),
+                tag: r.tag.clone(),
+                description: r.description.clone(),
+                trust,
+                packages: r.packages,
+            });
+        }
+        for (repo, stanza) in &cached.packages {
+            let rec = installed::parse_installed("plan cache", stanza).ok()?;
+            let [rec] = <[InstalledPackage; 1]>::try_from(rec).ok()?;
+            if *repo >= loaded.repos.len() || rec.pkg.repo_tag != loaded.repos[*repo].tag {
+                return None;
+            }
+            loaded.packages.push(rec.pkg);
+            loaded.origin.push(*repo);
+        }
+        let closed = plan(&loaded, src).is_ok_and(|p| p.len() == loaded.packages.len());
+        closed.then_some(loaded)
+    }
+
+    fn store(&self, loaded: &LoadedIndexes, planned: &[&ApkPackage]) {
+        let repos = loaded
+            .repos
+            .iter()
+            .map(|r| CachedRepo {
+                url: r.url.clone(),
+                tag: r.tag.clone(),
+                description: r.description.clone(),
+                signed_by: r.trust.signer().map(str::to_owned),
+                untrusted: match &r.trust {
+                    Trust::AllowedUntrusted { reason } => Some(reason.clone()),
+                    Trust::Verified { .. } => None,
+                },
+                packages: r.packages,
+                sha256: hex::encode(r.sha256.0),
+            })
+            .collect();
+        let mut packages = Vec::new();
+        for p in planned {
+            let (Some(i), Ok(text)) = (
+                loaded.packages.iter().position(|q| std::ptr::eq(q, *p)),
+                String::from_utf8(installed::write_installed(&[InstalledPackage {
+                    pkg: (*p).clone(),
+                    ..InstalledPackage::default()
+                }])),
+            ) else {
+                return;
+            };
+            packages.push((loaded.origin[i], text));
+        }
+        let Ok(json) = serde_json::to_vec(&CachedPlan { repos, packages }) else {
+            return;
+        };
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        let ok = std::fs::create_dir_all(dir).is_ok()
+            && std::fs::write(&tmp, json).is_ok()
+            && std::fs::rename(&tmp, &self.path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }
 
 /// Resolves the world against the loaded indexes, in install order.
@@ -1187,7 +1367,11 @@ mod tests {
             release: "v3.20".into(),
             repositories: vec!["main".into(), "community".into()],
             arch: "x86_64".into(),
-            extra: vec!["curl".into(), "busybox".into()],
+            extra: vec![
+                "curl".into(),
+                "busybox=1.36.1-r0".into(),
+                "curl-dev@edge".into(),
+            ],
             allow_untrusted: false,
         };
         assert_eq!(
@@ -1196,8 +1380,9 @@ mod tests {
                 "alpine-baselayout",
                 "alpine-keys",
                 "apk-tools",
-                "busybox",
+                "busybox=1.36.1-r0",
                 "curl",
+                "curl-dev@edge",
                 "libc-utils"
             ]
         );
