@@ -282,8 +282,16 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
     let third = s.out("oci3");
     let o = s.build(&[], &[format!("oci:{}", third.display())]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("package plan reused"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("10 packages, signed by"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("package plan reused"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("10 packages, signed by"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -437,6 +445,28 @@ fn foreign_arch_build_runs_no_scripts_and_marks_them_pending() {
         .map(|r| r.pkg.name.as_str())
         .collect();
     assert_eq!(marked, ["busybox", "alpine-baselayout"], "{db}");
+    // Directories and database files with the modes apk's --initdb and
+    // commit give them (apk_db_create, apk_db_write_config).
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        ("tmp", 0o1777),
+        ("etc/apk", 0o755),
+        ("etc/apk/keys", 0o755),
+        ("lib/apk/db", 0o755),
+        ("var/cache/apk", 0o755),
+        ("var/cache/misc", 0o755),
+        ("lib/apk/db/installed", 0o644),
+        ("lib/apk/db/scripts.tar", 0o644),
+        ("lib/apk/db/triggers", 0o644),
+        ("lib/apk/db/lock", 0o600),
+        ("etc/apk/world", 0o644),
+        ("etc/apk/repositories", 0o644),
+        ("etc/apk/arch", 0o644),
+    ] {
+        let meta =
+            std::fs::symlink_metadata(rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o7777, mode, "{path}");
+    }
     // The scripts are kept for that later run.
     let scripts = std::fs::read(rootfs.join("lib/apk/db/scripts.tar")).unwrap();
     assert!(contains(&scripts, b".pre-install") && contains(&scripts, b".post-install"));
