@@ -528,6 +528,33 @@ fn script_without_its_interpreter_yet_is_marked_broken_like_apk() {
     );
 }
 
+#[test]
+fn failing_script_fails_the_build_and_names_it() {
+    let Some(bb) = busybox_or_skip("failing_script") else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("SKIP: failing_script: scripts need the sandbox (root)");
+        return;
+    }
+    // HOSTILE 43: a failing maintainer script is an error naming the script.
+    let mut bad = PackageSpec::new("zzz-failing", "1-r0", std::env::consts::ARCH);
+    bad.depends = vec!["/bin/sh".into()];
+    bad.entries = vec![apkrepo::dir("etc", 0o755)];
+    bad.scripts = vec![(
+        ".post-install".into(),
+        b"#!/bin/sh\necho about to fail\nexit 3\n".to_vec(),
+    )];
+    let s = setup_with(std::env::consts::ARCH, &bb, &[bad]);
+    let oci = s.out("oci");
+    let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("zzz-failing-1-r0 .post-install"), "{err}");
+    assert!(err.contains("about to fail"), "{err}");
+    assert!(!oci.exists(), "no output after a failed script");
+}
+
 fn foreign_arch() -> &'static str {
     if std::env::consts::ARCH == "aarch64" {
         "x86_64"
