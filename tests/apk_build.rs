@@ -436,6 +436,10 @@ fn foreign_arch_build_runs_no_scripts_and_marks_them_pending() {
     // by reinstalling them on a machine of that architecture.
     let err = stderr(&o);
     assert!(err.contains("package scripts were not run"), "{err}");
+    assert!(
+        err.contains("marked for `apk fix` (f:s): busybox-1.36.1-r29, alpine-baselayout-3.20.0-r0"),
+        "{err}"
+    );
     assert_eq!(labels["org.rootstrap.scripts"], "not-run");
     let db = read(&rootfs, "lib/apk/db/installed");
     let records = installed::parse_installed("installed", &db).unwrap();

@@ -256,6 +256,13 @@ pub(super) fn build(
         reporter.as_ref(),
     )?;
 
+    if !installed.scripts_not_run.is_empty() {
+        reporter.warn(&format!(
+            "scripts not run, marked for `apk fix` (f:s): {}",
+            installed.scripts_not_run.join(", ")
+        ));
+    }
+
     reporter.stage("pack the layer");
     let (arch, variant) = oci_platform(&src.arch);
     let mut config = ImageConfig::new(&arch, "linux");
