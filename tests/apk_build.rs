@@ -783,6 +783,62 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
 }
 
 #[test]
+fn warm_resolve_of_the_real_index_reuses_the_plan() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/conformance/apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz"
+    );
+    let Ok(bytes) = std::fs::read(path) else {
+        eprintln!("SKIP: {path} not found");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = tmp.path().join("mirror");
+    std::fs::create_dir_all(mirror.join("v3.16/main/x86_64")).unwrap();
+    std::fs::write(mirror.join("v3.16/main/x86_64/APKINDEX.tar.gz"), bytes).unwrap();
+    let server = TestServer::serve(&mirror);
+    let recipe = tmp.path().join("alpine-3.16.toml");
+    std::fs::write(
+        &recipe,
+        "[source]\ndistro = \"alpine\"\nrelease = \"v3.16\"\nrepositories = [\"main\"]\narch = \"x86_64\"\nkeys = [\"alpine\"]\n",
+    )
+    .unwrap();
+    let resolve = || {
+        let start = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+            .arg("resolve")
+            .arg(&recipe)
+            .arg("--mirror")
+            .arg(server.base_url().trim_end_matches('/'))
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .arg("--json")
+            .env_remove("ROOTSTRAP_MIRROR")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        (o, start.elapsed())
+    };
+    let (cold, cold_t) = resolve();
+    let (warm, warm_t) = resolve();
+    println!("resolve alpine-base on the real 3.16 index: cold {cold_t:?}, warm {warm_t:?}");
+    assert!(!stderr(&cold).contains("package plan reused"));
+    assert!(
+        stderr(&warm).contains("package plan reused"),
+        "{}",
+        stderr(&warm)
+    );
+    assert!(
+        stderr(&warm).contains("4929 packages, signed by alpine-devel@"),
+        "{}",
+        stderr(&warm)
+    );
+    // The plan read back from the cached stanzas is the same plan.
+    assert_eq!(cold.stdout, warm.stdout);
+    assert_eq!(server.requests("/v3.16/main/x86_64/APKINDEX.tar.gz"), 2);
+}
+
+#[test]
 fn real_alpine_package_installs_with_a_matching_database() {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
