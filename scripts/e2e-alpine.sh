@@ -38,13 +38,36 @@ start=$(date +%s.%N)
 "$rs" --progress plain build recipes/alpine-3.20.toml \
     --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys" \
     --output "docker-archive:$work/alpine.tar" --output "oci:$work/alpine-oci" -t "$img"
-echo "rootstrap build: $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "rootstrap build (cold cache): $(echo "$(date +%s.%N) - $start" | bc) s"
 "$rs" inspect "docker-archive:$work/alpine.tar"
+start=$(date +%s.%N)
+"$rs" --progress plain build recipes/alpine-3.20.toml \
+    --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys" \
+    --output "oci:$work/alpine-oci-warm" 2>"$work/warm.log"
+echo "rootstrap build (warm cache): $(echo "$(date +%s.%N) - $start" | bc) s"
+check "alpine: warm build reuses the plan" grep -q "package plan reused" "$work/warm.log"
+check "alpine: warm build is byte-identical" cmp -s "$work/alpine-oci/index.json" "$work/alpine-oci-warm/index.json"
+
+# A foreign architecture: built without running scripts, and it says so.
+APK_ARCH=aarch64 APK_RELEASE=v3.22 target/release/examples/make-apk-repo "$work/mirror-arm" >/dev/null
+cp "$work"/mirror-arm/keys/* "$work/mirror/keys/"
+mkdir -p "$work/mirror/v3.22" && cp -r "$work/mirror-arm/v3.22/main" "$work/mirror/v3.22/"
+"$rs" --progress plain build recipes/alpine-3.22-aarch64.toml \
+    --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys" \
+    --output "rootfs:$work/arm-rootfs" 2>"$work/arm.log"
+check "aarch64: the log says scripts were not run" grep -q "package scripts were not run" "$work/arm.log"
+check "aarch64: packages with scripts are marked f:s for apk fix" \
+    test "$(grep -c '^f:s$' "$work/arm-rootfs/lib/apk/db/installed")" = 2
+check "aarch64: no script output in the rootfs" test ! -e "$work/arm-rootfs/etc/.fixture-pre-install"
 
 docker load -i "$work/alpine.tar"
 check "alpine: docker run /bin/sh -c 'echo ok'" test "$(docker run --rm "$img" /bin/sh -c 'echo ok')" = ok
 check "alpine: busybox applet links made by the post-install script" \
     test "$(docker run --rm "$img" /bin/sh -c 'test -L /bin/ls && ls /etc/apk/world >/dev/null && echo yes')" = yes
+check "alpine: pre-install ran before its package's files were extracted" \
+    test "$(docker run --rm "$img" cat /etc/.fixture-pre-install)" = "pre-install 3.20.0-r0 files-absent"
+check "alpine: no package has a broken script" \
+    sh -c "! docker run --rm '$img' grep -q '^f:' /lib/apk/db/installed"
 check "alpine: installed db lists busybox" \
     sh -c "docker run --rm '$img' /bin/sh -c 'grep -qx P:busybox /lib/apk/db/installed && echo yes' | grep -qx yes"
 check "alpine: default cmd is /bin/sh" \

@@ -223,7 +223,7 @@ impl Recipe {
                 );
             }
         }
-        for c in src.components.iter().chain(&src.repositories) {
+        for c in &src.components {
             if !is_plain_name(c) {
                 return Err(self.invalid("source.components", format!("invalid name {c:?}")));
             }
@@ -238,6 +238,21 @@ impl Recipe {
             crate::mirror::check_snapshot(ts)
                 .map_err(|e| self.invalid("source.snapshot", e.to_string()))?;
         }
+        let mut repo_tags = Vec::new();
+        for r in &src.repositories {
+            match crate::distro::apk::bootstrap::parse_repository(r) {
+                Some(spec) => repo_tags.extend(spec.tag),
+                None => {
+                    return Err(self.invalid(
+                        "source.repositories",
+                        format!(
+                            "invalid repository {r:?} (want a name like \"main\", \
+                             \"@tag release/repo\" or \"@tag https://…\")"
+                        ),
+                    ))
+                }
+            }
+        }
         if !is_plain_name(&src.arch) {
             return Err(self.invalid(
                 "source.arch",
@@ -249,7 +264,20 @@ impl Recipe {
         }
         for req in &self.packages.install {
             let parsed = parse_package_request(req);
-            if parsed.name.is_empty() || !is_package_name(&parsed.name) {
+            // Alpine: `name@tag` asks for a package of the repository tagged `tag`.
+            let (name, tag) = match parsed.name.split_once('@') {
+                Some((n, t)) if !src.distro.is_deb() => (n, Some(t)),
+                _ => (parsed.name.as_str(), None),
+            };
+            if let Some(t) = tag {
+                if !repo_tags.iter().any(|r| r == t) {
+                    return Err(self.invalid(
+                        "packages.install",
+                        format!("{req:?}: no repository is tagged @{t}"),
+                    ));
+                }
+            }
+            if name.is_empty() || !is_package_name(name) {
                 return Err(self.invalid(
                     "packages.install",
                     format!("invalid package name in {req:?}"),
@@ -508,6 +536,35 @@ keys = ["alpine"]
         assert_eq!(parse(ok).unwrap().release_name(), "v3.20");
         let err = parse(&ok.replace("release = \"v3.20\"", "suite = \"v3.20\"")).unwrap_err();
         assert!(err.to_string().contains("release"), "{err}");
+    }
+
+    #[test]
+    fn alpine_tagged_repositories_and_pinned_requests() {
+        let base = r#"
+[source]
+distro = "alpine"
+release = "v3.20"
+repositories = ["main", "@edge edge/main", "@testing https://mirror.invalid/alpine/edge/testing"]
+arch = "x86_64"
+keys = ["alpine"]
+
+[packages]
+install = ["curl@edge", "foo@testing=1.0-r0", "bar"]
+"#;
+        let r = parse(base).unwrap();
+        let reqs = r.package_requests();
+        assert_eq!(reqs[0].name, "curl@edge");
+        assert_eq!(
+            (reqs[1].name.as_str(), reqs[1].version.as_deref()),
+            ("foo@testing", Some("1.0-r0"))
+        );
+        let err = parse(&base.replace("curl@edge", "curl@nope")).unwrap_err();
+        assert!(
+            err.to_string().contains("no repository is tagged @nope"),
+            "{err}"
+        );
+        let err = parse(&base.replace("@edge edge/main", "@edge ../main")).unwrap_err();
+        assert!(err.to_string().contains("invalid repository"), "{err}");
     }
 
     #[test]

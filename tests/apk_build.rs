@@ -221,11 +221,16 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         "staged scripts removed"
     );
 
-    // Scripts ran in apk's order: pre-install with the version, busybox's
-    // post-install made the applet links, the trigger saw the directories.
+    // Scripts ran in apk's order: pre-install with the version and before
+    // the package's files, busybox's post-install made the applet links,
+    // the trigger saw the directories.
     assert_eq!(
         read(&rootfs, "etc/.fixture-pre-install"),
-        "pre-install 3.20.0-r0\n"
+        "pre-install 3.20.0-r0 files-absent\n"
+    );
+    assert!(
+        !installed.contains("\nf:"),
+        "no broken scripts:\n{installed}"
     );
     let ls = std::fs::read_link(rootfs.join("bin/ls")).expect("busybox applet link bin/ls");
     assert!(ls.to_string_lossy().ends_with("busybox"), "{ls:?}");
@@ -260,10 +265,32 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         before,
         "warm build downloaded packages again"
     );
+    // Same signed index bytes, keys and request: the plan is reused rather
+    // than verifying and parsing the whole index again.
+    assert!(stderr(&o).contains("package plan reused"), "{}", stderr(&o));
     assert_eq!(
         std::fs::read(oci.join("index.json")).unwrap(),
         std::fs::read(again.join("index.json")).unwrap(),
         "rebuild is reproducible"
+    );
+
+    // A changed index is verified and parsed again.
+    let mut s = s;
+    let mut extra = PackageSpec::new("unrelated", "1-r0", std::env::consts::ARCH);
+    extra.entries = vec![apkrepo::dir("etc", 0o755)];
+    s.repo.add_package(&extra).unwrap();
+    let third = s.out("oci3");
+    let o = s.build(&[], &[format!("oci:{}", third.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("package plan reused"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("10 packages, signed by"),
+        "{}",
+        stderr(&o)
     );
 }
 
@@ -373,8 +400,8 @@ fn allow_untrusted_accepts_an_unsigned_index_and_labels_the_image() {
 }
 
 #[test]
-fn signed_build_has_no_untrusted_label() {
-    let Some(bb) = busybox_or_skip("signed_build_has_no_untrusted_label") else {
+fn foreign_arch_build_runs_no_scripts_and_marks_them_pending() {
+    let Some(bb) = busybox_or_skip("foreign_arch_build_runs_no_scripts") else {
         return;
     };
     let foreign = if std::env::consts::ARCH == "aarch64" {
@@ -402,6 +429,228 @@ fn signed_build_has_no_untrusted_label() {
     // Scripts skipped: no applet links, but everything is installed.
     assert!(!rootfs.join("bin/ls").exists());
     assert!(rootfs.join("bin/busybox").is_file());
+    assert!(!rootfs.join("etc/.fixture-pre-install").exists());
+    assert!(!rootfs.join("etc/.fixture-busybox-trigger").exists());
+    // The log says so, the image says so, and the database marks exactly the
+    // packages with scripts as broken-script (f:s), which `apk fix` repairs
+    // by reinstalling them on a machine of that architecture.
+    let err = stderr(&o);
+    assert!(err.contains("package scripts were not run"), "{err}");
+    assert!(
+        err.contains("marked for `apk fix` (f:s): busybox-1.36.1-r29, alpine-baselayout-3.20.0-r0"),
+        "{err}"
+    );
+    assert_eq!(labels["org.rootstrap.scripts"], "not-run");
+    let db = read(&rootfs, "lib/apk/db/installed");
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let marked: Vec<&str> = records
+        .iter()
+        .filter(|r| r.broken.script)
+        .map(|r| r.pkg.name.as_str())
+        .collect();
+    assert_eq!(marked, ["busybox", "alpine-baselayout"], "{db}");
+    // Directories and database files with the modes apk's --initdb and
+    // commit give them (apk_db_create, apk_db_write_config).
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        ("tmp", 0o1777),
+        ("etc/apk", 0o755),
+        ("etc/apk/keys", 0o755),
+        ("lib/apk/db", 0o755),
+        ("var/cache/apk", 0o755),
+        ("var/cache/misc", 0o755),
+        ("lib/apk/db/installed", 0o644),
+        ("lib/apk/db/scripts.tar", 0o644),
+        ("lib/apk/db/triggers", 0o644),
+        ("lib/apk/db/lock", 0o600),
+        ("etc/apk/world", 0o644),
+        ("etc/apk/repositories", 0o644),
+        ("etc/apk/arch", 0o644),
+    ] {
+        let meta =
+            std::fs::symlink_metadata(rootfs.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o7777, mode, "{path}");
+    }
+    // The scripts are kept for that later run.
+    let scripts = std::fs::read(rootfs.join("lib/apk/db/scripts.tar")).unwrap();
+    assert!(contains(&scripts, b".pre-install") && contains(&scripts, b".post-install"));
+}
+
+#[test]
+fn script_without_its_interpreter_yet_is_marked_broken_like_apk() {
+    let Some(bb) = busybox_or_skip("script_without_its_interpreter_yet") else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("SKIP: script_without_its_interpreter_yet: scripts need the sandbox (root)");
+        return;
+    }
+    // Sorted first in the world and depending on nothing, so it is installed
+    // before busybox: no /bin/sh exists when its scripts are due.
+    let mut early = PackageSpec::new("aaa-early", "1-r0", std::env::consts::ARCH);
+    early.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/early", 0o644, b"x\n"),
+    ];
+    early.scripts = vec![
+        (
+            ".pre-install".into(),
+            b"#!/bin/sh\ntouch /etc/early-pre\n".to_vec(),
+        ),
+        (
+            ".post-install".into(),
+            b"#!/bin/sh\ntouch /etc/early-post\n".to_vec(),
+        ),
+    ];
+    let s = setup_with(std::env::consts::ARCH, &bb, &[early]);
+    let rootfs = s.out("rootfs");
+    let o = s.build(&[], &[format!("rootfs:{}", rootfs.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("aaa-early-1-r0 .pre-install: not run, /bin/sh is not installed yet"),
+        "{err}"
+    );
+    assert!(
+        err.contains("aaa-early-1-r0 .post-install: not run"),
+        "{err}"
+    );
+    assert!(rootfs.join("etc/early").is_file());
+    assert!(!rootfs.join("etc/early-pre").exists() && !rootfs.join("etc/early-post").exists());
+    let db = read(&rootfs, "lib/apk/db/installed");
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let marked: Vec<&str> = records
+        .iter()
+        .filter(|r| r.broken.script)
+        .map(|r| r.pkg.name.as_str())
+        .collect();
+    assert_eq!(marked, ["aaa-early"], "{db}");
+    // Later packages' scripts ran normally, pre-install before its files.
+    assert_eq!(
+        read(&rootfs, "etc/.fixture-pre-install"),
+        "pre-install 3.20.0-r0 files-absent\n"
+    );
+}
+
+#[test]
+fn failing_script_fails_the_build_and_names_it() {
+    let Some(bb) = busybox_or_skip("failing_script") else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("SKIP: failing_script: scripts need the sandbox (root)");
+        return;
+    }
+    // HOSTILE 43: a failing maintainer script is an error naming the script.
+    let mut bad = PackageSpec::new("zzz-failing", "1-r0", std::env::consts::ARCH);
+    bad.depends = vec!["/bin/sh".into()];
+    bad.entries = vec![apkrepo::dir("etc", 0o755)];
+    bad.scripts = vec![(
+        ".post-install".into(),
+        b"#!/bin/sh\necho about to fail\nexit 3\n".to_vec(),
+    )];
+    let s = setup_with(std::env::consts::ARCH, &bb, &[bad]);
+    let oci = s.out("oci");
+    let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("zzz-failing-1-r0 .post-install"), "{err}");
+    assert!(err.contains("about to fail"), "{err}");
+    assert!(!oci.exists(), "no output after a failed script");
+}
+
+fn foreign_arch() -> &'static str {
+    if std::env::consts::ARCH == "aarch64" {
+        "x86_64"
+    } else {
+        "aarch64"
+    }
+}
+
+#[test]
+fn tagged_repository_is_used_only_for_pinned_requests() {
+    let Some(bb) = busybox_or_skip("tagged_repository") else {
+        return;
+    };
+    let arch = foreign_arch();
+    // main carries `both` 1; edge carries `both` 2 and `edgy` (which needs
+    // musl, only in main: a pinned package's dependencies come from main).
+    let mut both1 = PackageSpec::new("both", "1-r0", arch);
+    both1.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/both", 0o644, b"1\n"),
+    ];
+    let s = setup_with(arch, &bb, &[both1]);
+    let mut both2 = PackageSpec::new("both", "2-r0", arch);
+    both2.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/both", 0o644, b"2\n"),
+    ];
+    let mut edgy = PackageSpec::new("edgy", "9-r0", arch);
+    edgy.depends = vec![format!("so:libc.musl-{arch}.so.1")];
+    edgy.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/edgy", 0o644, b"e\n"),
+    ];
+    s.repo
+        .add_repository("edge/main", arch, &[both2, edgy])
+        .unwrap();
+
+    let recipe = std::fs::read_to_string(&s.recipe).unwrap().replace(
+        "repositories = [\"main\"]",
+        "repositories = [\"main\", \"@edge edge/main\"]",
+    );
+    std::fs::write(
+        &s.recipe,
+        recipe.replace(
+            "install = [\"both\"]",
+            "install = [\"both\", \"edgy@edge\"]",
+        ),
+    )
+    .unwrap();
+    let rootfs = s.out("rootfs");
+    let o = s.build(&[], &[format!("rootfs:{}", rootfs.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read(&rootfs, "etc/both"), "1\n", "unpinned: main's version");
+    assert_eq!(read(&rootfs, "etc/edgy"), "e\n");
+    assert_eq!(
+        read(&rootfs, "etc/apk/repositories"),
+        format!("{m}/{RELEASE}/main\n@edge {m}/edge/main\n", m = s.mirror())
+    );
+    let world = read(&rootfs, "etc/apk/world");
+    assert!(
+        world.contains("\nboth\n") && world.contains("\nedgy@edge\n"),
+        "{world}"
+    );
+    // apk records the tag a package was installed under as `s:`.
+    let db = read(&rootfs, "lib/apk/db/installed");
+    let records = installed::parse_installed("installed", &db).unwrap();
+    let tag_of = |n: &str| {
+        records
+            .iter()
+            .find(|r| r.pkg.name == n)
+            .map(|r| r.pkg.repo_tag.clone())
+            .unwrap_or_else(|| panic!("{n} not installed"))
+    };
+    assert_eq!(tag_of("edgy"), Some("edge".to_string()));
+    assert_eq!(tag_of("both"), None);
+    assert_eq!(tag_of("musl"), None);
+
+    // Without the pin, the tagged repository's package is not available.
+    let recipe = std::fs::read_to_string(&s.recipe).unwrap();
+    std::fs::write(&s.recipe, recipe.replace("edgy@edge", "edgy")).unwrap();
+    let o = s.build(&[], &[format!("rootfs:{}", s.out("rootfs2").display())]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("edgy"), "{}", stderr(&o));
+    // A tag no repository has is a recipe error.
+    std::fs::write(&s.recipe, recipe.replace("edgy@edge", "edgy@nope")).unwrap();
+    let o = s.build(&[], &[format!("rootfs:{}", s.out("rootfs3").display())]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no repository is tagged @nope"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Runs a build that must fail at extraction (before any script), with
@@ -534,6 +783,62 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
 }
 
 #[test]
+fn warm_resolve_of_the_real_index_reuses_the_plan() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/conformance/apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz"
+    );
+    let Ok(bytes) = std::fs::read(path) else {
+        eprintln!("SKIP: {path} not found");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = tmp.path().join("mirror");
+    std::fs::create_dir_all(mirror.join("v3.16/main/x86_64")).unwrap();
+    std::fs::write(mirror.join("v3.16/main/x86_64/APKINDEX.tar.gz"), bytes).unwrap();
+    let server = TestServer::serve(&mirror);
+    let recipe = tmp.path().join("alpine-3.16.toml");
+    std::fs::write(
+        &recipe,
+        "[source]\ndistro = \"alpine\"\nrelease = \"v3.16\"\nrepositories = [\"main\"]\narch = \"x86_64\"\nkeys = [\"alpine\"]\n",
+    )
+    .unwrap();
+    let resolve = || {
+        let start = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+            .arg("resolve")
+            .arg(&recipe)
+            .arg("--mirror")
+            .arg(server.base_url().trim_end_matches('/'))
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .arg("--json")
+            .env_remove("ROOTSTRAP_MIRROR")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        (o, start.elapsed())
+    };
+    let (cold, cold_t) = resolve();
+    let (warm, warm_t) = resolve();
+    println!("resolve alpine-base on the real 3.16 index: cold {cold_t:?}, warm {warm_t:?}");
+    assert!(!stderr(&cold).contains("package plan reused"));
+    assert!(
+        stderr(&warm).contains("package plan reused"),
+        "{}",
+        stderr(&warm)
+    );
+    assert!(
+        stderr(&warm).contains("4929 packages, signed by alpine-devel@"),
+        "{}",
+        stderr(&warm)
+    );
+    // The plan read back from the cached stanzas is the same plan.
+    assert_eq!(cold.stdout, warm.stdout);
+    assert_eq!(server.requests("/v3.16/main/x86_64/APKINDEX.tar.gz"), 2);
+}
+
+#[test]
 fn real_alpine_package_installs_with_a_matching_database() {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -583,9 +888,14 @@ fn real_alpine_package_installs_with_a_matching_database() {
     )
     .unwrap();
     assert!(report.scripts_skipped);
+    assert_eq!(report.scripts_not_run, ["alpine-baselayout-3.2.0-r23"]);
 
     let root = tmp.path();
     let db = read(root, "lib/apk/db/installed");
+    assert!(
+        db.contains("\nf:s\nF:"),
+        "pending scripts recorded as apk does:\n{db}"
+    );
     assert!(
         db.starts_with("C:Q1LLq2qDNrS/qRnhxQ3hsY/sHbQnc=\nP:alpine-baselayout\nV:3.2.0-r23\n"),
         "{db}"

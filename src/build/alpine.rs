@@ -39,6 +39,7 @@ struct Prepared {
     key_files: Vec<KeyFile>,
     fetcher: Fetcher,
     _cache_lock: CacheLock,
+    cache_dir: PathBuf,
 }
 
 fn prepare(
@@ -77,7 +78,7 @@ fn prepare(
             .map_err(BuildError::ApkKeys)?;
     }
 
-    let (_cache_dir, cache_lock, fetcher) = super::open_fetcher(opts, reporter)?;
+    let (cache_dir, cache_lock, fetcher) = super::open_fetcher(opts, reporter)?;
     let extra = recipe
         .package_requests()
         .into_iter()
@@ -105,6 +106,7 @@ fn prepare(
             .collect(),
         fetcher,
         _cache_lock: cache_lock,
+        cache_dir,
     })
 }
 
@@ -141,7 +143,11 @@ fn plan_report(recipe: &Recipe, src: &ApkSource, plan: &[&ApkPackage]) -> PlanRe
             arch: p.arch.clone(),
             size: p.size,
             installed_size_kib: Some(p.installed_size / 1024),
-            why: if src.world().iter().any(|w| w == &p.name) {
+            why: if src
+                .world()
+                .iter()
+                .any(|w| w.split(['@', '<', '>', '=', '~']).next() == Some(p.name.as_str()))
+            {
                 "world".into()
             } else {
                 "dependency".into()
@@ -173,6 +179,7 @@ pub(super) fn resolve(
         &prepared.keys,
         &prepared.src,
         reporter.as_ref(),
+        Some(&prepared.cache_dir),
     )?;
     reporter.stage("resolve");
     let plan = apk::plan(&index, &prepared.src)?;
@@ -204,8 +211,13 @@ pub(super) fn build(
     let umask = super::RootfsUmask::set();
 
     reporter.stage("fetch and verify the indexes");
-    let index: LoadedIndexes =
-        apk::load_indexes(&prepared.fetcher, &prepared.keys, src, reporter.as_ref())?;
+    let index: LoadedIndexes = apk::load_indexes(
+        &prepared.fetcher,
+        &prepared.keys,
+        src,
+        reporter.as_ref(),
+        Some(&prepared.cache_dir),
+    )?;
     reporter.stage("resolve");
     let plan = apk::plan(&index, src)?;
     let report = plan_report(recipe, src, &plan);
@@ -244,6 +256,13 @@ pub(super) fn build(
         },
         reporter.as_ref(),
     )?;
+
+    if !installed.scripts_not_run.is_empty() {
+        reporter.warn(&format!(
+            "scripts not run, marked for `apk fix` (f:s): {}",
+            installed.scripts_not_run.join(", ")
+        ));
+    }
 
     reporter.stage("pack the layer");
     let (arch, variant) = oci_platform(&src.arch);

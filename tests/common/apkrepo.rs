@@ -433,6 +433,31 @@ impl FixtureRepo {
         self.write_index(Some(&self.key))
     }
 
+    /// Writes another repository `<root>/<path>/<arch>/` (e.g. `edge/main`)
+    /// holding `specs`, signed with the same key; returns its packages.
+    pub fn add_repository(
+        &self,
+        path: &str,
+        arch: &str,
+        specs: &[PackageSpec],
+    ) -> std::io::Result<Vec<BuiltPackage>> {
+        let dir = self.root.join(path).join(arch);
+        std::fs::create_dir_all(&dir)?;
+        let built: Vec<BuiltPackage> = specs
+            .iter()
+            .map(|s| build_package(s, Some(&self.key)))
+            .collect();
+        for b in &built {
+            std::fs::write(dir.join(b.spec.file_name()), &b.bytes)?;
+        }
+        let stanzas: Vec<&str> = built.iter().map(|p| p.stanza.as_str()).collect();
+        std::fs::write(
+            dir.join("APKINDEX.tar.gz"),
+            build_index(&stanzas, Some(&self.key)),
+        )?;
+        Ok(built)
+    }
+
     pub fn package_path(&self, name: &str) -> Option<PathBuf> {
         self.packages
             .iter()
@@ -471,7 +496,7 @@ pub fn minirootfs_packages(
     ];
     baselayout.scripts = vec![(
         ".pre-install".into(),
-        b"#!/bin/sh\n# fixture: records that pre-install ran, with its argument\necho \"pre-install $1\" > /etc/.fixture-pre-install\n".to_vec(),
+        b"#!/bin/sh\n# fixture: records that pre-install ran, with its argument, and whether\n# the package's own files (/var/empty) were already extracted.\nif [ -e /var/empty ]; then files=present; else files=absent; fi\necho \"pre-install $1 files-$files\" > /etc/.fixture-pre-install\n".to_vec(),
     )];
 
     let mut data = PackageSpec::new("alpine-baselayout-data", v, arch);

@@ -63,6 +63,10 @@ pub enum ApkBootstrapError {
     },
     #[error("invalid package request {0:?}")]
     Request(String),
+    #[error("invalid repository {0:?} (want `main`, `@tag release/repo` or `@tag https://…`)")]
+    Repository(String),
+    #[error("package request {request:?}: no repository is tagged @{tag}")]
+    UnknownTag { request: String, tag: String },
     #[error(transparent)]
     Solve(#[from] SolveError),
     #[error("{package}: entry {entry:?}: {error}")]
@@ -119,21 +123,131 @@ pub struct ApkSource {
     pub allow_untrusted: bool,
 }
 
+/// One recipe `repositories` entry: `main` (under `<mirror>/<release>/`),
+/// or a tagged repository `@edge edge/main` (under `<mirror>/`) or
+/// `@edge https://host/alpine/edge/main`. Packages of a tagged repository
+/// are installed only when asked for as `name@tag` (or needed by one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSpec {
+    pub tag: Option<String>,
+    pub location: RepoLocation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoLocation {
+    /// A repository of the recipe's release: `main`.
+    Name(String),
+    /// A path under the mirror: `edge/main`.
+    MirrorPath(String),
+    /// A full `http://` or `https://` URL (not changed by `--mirror`).
+    Url(String),
+}
+
+/// One `/etc/apk/repositories` line: `[@tag ]url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoLine {
+    pub tag: Option<String>,
+    pub url: String,
+}
+
+impl std::fmt::Display for RepoLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tag {
+            Some(t) => write!(f, "@{t} {}", self.url),
+            None => f.write_str(&self.url),
+        }
+    }
+}
+
+fn is_plain_word(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+}
+
+/// Parses a recipe `repositories` entry; `None` if it is malformed.
+pub fn parse_repository(entry: &str) -> Option<RepoSpec> {
+    let Some(tagged) = entry.strip_prefix('@') else {
+        return is_plain_word(entry).then(|| RepoSpec {
+            tag: None,
+            location: RepoLocation::Name(entry.to_owned()),
+        });
+    };
+    let (tag, location) = tagged.split_once(' ')?;
+    let location = location.trim();
+    if !is_plain_word(tag) {
+        return None;
+    }
+    let location = if let Some(rest) = location
+        .strip_prefix("https://")
+        .or_else(|| location.strip_prefix("http://"))
+    {
+        let host_ok = !rest.is_empty() && !rest.starts_with('/');
+        let clean = !location
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'));
+        if !host_ok || !clean {
+            return None;
+        }
+        RepoLocation::Url(location.trim_end_matches('/').to_owned())
+    } else {
+        let path = location.trim_end_matches('/');
+        if !path.split('/').all(is_plain_word) {
+            return None;
+        }
+        RepoLocation::MirrorPath(path.to_owned())
+    };
+    Some(RepoSpec {
+        tag: Some(tag.to_owned()),
+        location,
+    })
+}
+
 impl ApkSource {
-    /// `<mirror>/<release>/<repo>` for each repository, as /etc/apk/repositories lists them.
-    pub fn repository_urls(&self) -> Vec<String> {
+    /// Each repository's `[@tag ]url` line, as /etc/apk/repositories lists
+    /// them; packages live under `<url>/<arch>/`.
+    pub fn repository_lines(&self) -> Result<Vec<RepoLine>, ApkBootstrapError> {
         self.repositories
             .iter()
-            .map(|r| format!("{}/{}/{}", self.mirror, self.release, r))
+            .map(|entry| {
+                let spec = parse_repository(entry)
+                    .ok_or_else(|| ApkBootstrapError::Repository(entry.clone()))?;
+                let url = match spec.location {
+                    RepoLocation::Name(n) => format!("{}/{}/{n}", self.mirror, self.release),
+                    RepoLocation::MirrorPath(p) => format!("{}/{p}", self.mirror),
+                    RepoLocation::Url(u) => u,
+                };
+                Ok(RepoLine { tag: spec.tag, url })
+            })
             .collect()
     }
 
-    /// The world: the minirootfs set plus the recipe's packages, sorted and
-    /// de-duplicated as apk writes /etc/apk/world.
+    /// The repositories' URLs (tagged or not).
+    pub fn repository_urls(&self) -> Vec<String> {
+        self.repository_lines()
+            .map(|l| l.into_iter().map(|l| l.url).collect())
+            .unwrap_or_default()
+    }
+
+    /// The world: the minirootfs set plus the recipe's packages, one entry
+    /// per name (a later `name=1.2` or `name@tag` replaces `name`, as
+    /// `apk add` does), sorted by name as apk writes /etc/apk/world.
     pub fn world(&self) -> Vec<String> {
-        let mut w: BTreeSet<String> = DEFAULT_WORLD.iter().map(|s| s.to_string()).collect();
-        w.extend(self.extra.iter().cloned());
-        w.into_iter().collect()
+        let mut w: BTreeMap<String, String> = BTreeMap::new();
+        for entry in DEFAULT_WORLD
+            .iter()
+            .copied()
+            .chain(self.extra.iter().map(String::as_str))
+        {
+            let name = entry
+                .split(['@', '<', '>', '=', '~'])
+                .next()
+                .unwrap_or(entry);
+            w.insert(name.to_owned(), entry.to_owned());
+        }
+        w.into_values().collect()
     }
 }
 
@@ -142,6 +256,10 @@ impl ApkSource {
 pub struct RepoIndex {
     /// `<mirror>/<release>/<repo>`; packages live under `<url>/<arch>/`.
     pub url: String,
+    /// SHA-256 of the APKINDEX.tar.gz bytes (zero for indexes added by tests).
+    pub sha256: Sha256Digest,
+    /// The repository's `@tag`, if it has one.
+    pub tag: Option<String>,
     pub description: Option<String>,
     pub trust: Trust,
     pub packages: usize,
@@ -159,9 +277,19 @@ pub struct LoadedIndexes {
 impl LoadedIndexes {
     /// Adds one parsed index (also used by tests that read an index from disk).
     pub fn add(&mut self, url: String, index: super::ApkIndex) {
+        self.add_tagged(url, None, index)
+    }
+
+    /// Adds the index of a repository tagged `tag`: its packages carry it.
+    pub fn add_tagged(&mut self, url: String, tag: Option<String>, mut index: super::ApkIndex) {
+        for p in &mut index.packages {
+            p.repo_tag = tag.clone();
+        }
         let repo = self.repos.len();
         self.repos.push(RepoIndex {
             url,
+            sha256: Sha256Digest([0; 32]),
+            tag,
             description: index.description,
             trust: index.trust,
             packages: index.packages.len(),
@@ -194,17 +322,46 @@ impl LoadedIndexes {
 }
 
 /// Fetches and verifies `<mirror>/<release>/<repo>/<arch>/APKINDEX.tar.gz`
-/// for every repository.
+/// for every repository. With `plan_cache` (a directory), a build whose
+/// indexes are byte-identical to an earlier one's (same trusted keys, same
+/// request) reuses that build's plan: the few planned stanzas are read
+/// instead of decompressing, verifying and parsing every index again.
 pub fn load_indexes(
     fetcher: &Fetcher,
     keys: &TrustedKeys,
     src: &ApkSource,
     reporter: &dyn Reporter,
+    plan_cache: Option<&Path>,
 ) -> Result<LoadedIndexes, ApkBootstrapError> {
-    let mut loaded = LoadedIndexes::default();
-    for repo_url in src.repository_urls() {
-        let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
+    let mut fetched = Vec::new();
+    for line in src.repository_lines()? {
+        let url = format!("{}/{}/APKINDEX.tar.gz", line.url, src.arch);
         let bytes = fetcher.fetch_index(&url, INDEX_LIMIT)?;
+        let digest = Sha256Digest(Sha256::digest(&bytes).into());
+        fetched.push((line, url, bytes, digest));
+    }
+    let digests: Vec<(String, Sha256Digest)> = fetched
+        .iter()
+        .map(|(l, _, _, d)| (l.to_string(), *d))
+        .collect();
+    let plans = plan_cache.map(|dir| PlanCache::new(dir, src, keys, &digests));
+    if let Some(hit) = plans.as_ref().and_then(|c| c.load(src)) {
+        for r in &hit.repos {
+            reporter.info(&format!(
+                "{}/{}/APKINDEX.tar.gz: unchanged ({} packages, {}); package plan reused",
+                r.url,
+                src.arch,
+                r.packages,
+                match &r.trust {
+                    Trust::Verified { key } => format!("signed by {key}"),
+                    Trust::AllowedUntrusted { reason } => format!("UNTRUSTED: {reason}"),
+                }
+            ));
+        }
+        return Ok(hit);
+    }
+    let mut loaded = LoadedIndexes::default();
+    for (line, url, bytes, digest) in fetched {
         let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
             ApkBootstrapError::Index {
                 url: url.clone(),
@@ -221,9 +378,147 @@ pub fn load_indexes(
                 "{url}: UNTRUSTED ({reason}), allowed by --allow-untrusted"
             )),
         }
-        loaded.add(repo_url, index);
+        loaded.add_tagged(line.url, line.tag, index);
+        if let Some(r) = loaded.repos.last_mut() {
+            r.sha256 = digest;
+        }
+    }
+    if let Some(cache) = &plans {
+        if let Ok(planned) = plan(&loaded, src) {
+            cache.store(&loaded, &planned);
+        }
     }
     Ok(loaded)
+}
+
+/// A resolved plan keyed by the index digests, the trusted key set, the
+/// request and the architecture (the Alpine counterpart of the Debian plan
+/// cache). It is used only if the plan resolves again, from the cached
+/// stanzas alone, to every cached package.
+struct PlanCache {
+    path: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedRepo {
+    url: String,
+    tag: Option<String>,
+    description: Option<String>,
+    signed_by: Option<String>,
+    untrusted: Option<String>,
+    packages: usize,
+    sha256: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedPlan {
+    repos: Vec<CachedRepo>,
+    /// (index into `repos`, stanza) per planned package.
+    packages: Vec<(usize, String)>,
+}
+
+impl PlanCache {
+    fn new(
+        dir: &Path,
+        src: &ApkSource,
+        keys: &TrustedKeys,
+        indexes: &[(String, Sha256Digest)],
+    ) -> PlanCache {
+        let mut parts = vec![
+            "apk-plan-v1".to_owned(),
+            src.arch.clone(),
+            src.allow_untrusted.to_string(),
+            keys.digest(),
+        ];
+        parts.extend(src.world());
+        parts.push(String::new());
+        parts.extend(indexes.iter().map(|(line, d)| format!("{line} {d}")));
+        let key = crate::layer_cache::key(&parts);
+        PlanCache {
+            path: dir.join("plans").join(format!("{key}.apk.json")),
+        }
+    }
+
+    fn load(&self, src: &ApkSource) -> Option<LoadedIndexes> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        let cached: CachedPlan = serde_json::from_slice(&bytes).ok()?;
+        let mut loaded = LoadedIndexes::default();
+        for r in &cached.repos {
+            let trust = match (&r.signed_by, &r.untrusted) {
+                (Some(key), None) => Trust::Verified { key: key.clone() },
+                (None, Some(reason)) => Trust::AllowedUntrusted {
+                    reason: reason.clone(),
+                },
+                _ => return None,
+            };
+            loaded.repos.push(RepoIndex {
+                url: r.url.clone(),
+                sha256: Sha256Digest(hex::decode(&r.sha256).ok()?.try_into().ok()?),
+                tag: r.tag.clone(),
+                description: r.description.clone(),
+                trust,
+                packages: r.packages,
+            });
+        }
+        for (repo, stanza) in &cached.packages {
+            let rec = installed::parse_installed("plan cache", stanza).ok()?;
+            let [rec] = <[InstalledPackage; 1]>::try_from(rec).ok()?;
+            if *repo >= loaded.repos.len() || rec.pkg.repo_tag != loaded.repos[*repo].tag {
+                return None;
+            }
+            loaded.packages.push(rec.pkg);
+            loaded.origin.push(*repo);
+        }
+        let closed = plan(&loaded, src).is_ok_and(|p| p.len() == loaded.packages.len());
+        closed.then_some(loaded)
+    }
+
+    fn store(&self, loaded: &LoadedIndexes, planned: &[&ApkPackage]) {
+        let repos = loaded
+            .repos
+            .iter()
+            .map(|r| CachedRepo {
+                url: r.url.clone(),
+                tag: r.tag.clone(),
+                description: r.description.clone(),
+                signed_by: r.trust.signer().map(str::to_owned),
+                untrusted: match &r.trust {
+                    Trust::AllowedUntrusted { reason } => Some(reason.clone()),
+                    Trust::Verified { .. } => None,
+                },
+                packages: r.packages,
+                sha256: hex::encode(r.sha256.0),
+            })
+            .collect();
+        let mut packages = Vec::new();
+        for p in planned {
+            let (Some(i), Ok(text)) = (
+                loaded.packages.iter().position(|q| std::ptr::eq(q, *p)),
+                String::from_utf8(installed::write_installed(&[InstalledPackage {
+                    pkg: (*p).clone(),
+                    ..InstalledPackage::default()
+                }])),
+            ) else {
+                return;
+            };
+            packages.push((loaded.origin[i], text));
+        }
+        let Ok(json) = serde_json::to_vec(&CachedPlan { repos, packages }) else {
+            return;
+        };
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        let ok = std::fs::create_dir_all(dir).is_ok()
+            && std::fs::write(&tmp, json).is_ok()
+            && std::fs::rename(&tmp, &self.path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }
 
 /// Resolves the world against the loaded indexes, in install order.
@@ -232,6 +527,16 @@ pub fn plan<'a>(
     src: &ApkSource,
 ) -> Result<Vec<&'a ApkPackage>, ApkBootstrapError> {
     let world = parse_world(&src.world())?;
+    for d in &world {
+        if let Some(tag) = &d.tag {
+            if !index.repos.iter().any(|r| r.tag.as_ref() == Some(tag)) {
+                return Err(ApkBootstrapError::UnknownTag {
+                    request: d.to_string(),
+                    tag: tag.clone(),
+                });
+            }
+        }
+    }
     let opts = SolveOptions {
         arch: Some(src.arch.clone()),
         ..SolveOptions::default()
@@ -337,11 +642,15 @@ pub struct InstallOptions<'a> {
 pub struct InstallReport {
     pub scripts_run: usize,
     pub triggers_run: usize,
+    /// Scripts run disabled (foreign architecture).
     pub scripts_skipped: bool,
+    /// Packages whose scripts did not run (their records carry `f:s`).
+    pub scripts_not_run: Vec<String>,
 }
 
-/// Extracts the verified packages (in plan order) into `root_dir`, writes
-/// the apk database and configuration, then runs scripts and triggers.
+/// Installs the verified packages (in plan order) into `root_dir` as apk
+/// does: per package `.pre-install`, then its files, then `.post-install`;
+/// triggers once everything is in; the database and configuration last.
 pub fn install(
     root_dir: &Path,
     plan: &[&ApkPackage],
@@ -355,28 +664,39 @@ pub fn install(
         error,
     })?;
     create_skeleton(&root)?;
-    let records = extract_all(&root, plan, apks)?;
-    write_database(&root, &records, plan, apks, src, opts.keys)?;
-    let mut report = InstallReport::default();
     if opts.run_scripts {
-        reporter.stage("run package scripts (in the sandbox)");
-        report = run_scripts(
-            &root,
-            root_dir,
-            plan,
-            apks,
-            &records,
-            opts.sandbox,
-            reporter,
-        )?;
+        reporter.info("package scripts run in the sandbox, in apk's order");
     } else {
         reporter.warn(&format!(
-            "foreign architecture {}: package scripts were not run",
-            src.arch
+            "foreign architecture {}: package scripts were not run (nor triggers); the \
+             packages that have scripts are marked in lib/apk/db/installed (f:s), so that \
+             `apk fix` on a {} machine runs them",
+            src.arch, src.arch
         ));
-        report.scripts_skipped = true;
     }
-    Ok(report)
+    let mut scripts = ScriptRunner {
+        root: &root,
+        root_dir,
+        sandbox: opts.sandbox,
+        reporter,
+        enabled: opts.run_scripts,
+        pending: Vec::new(),
+        broken: BTreeSet::new(),
+        report: InstallReport {
+            scripts_skipped: !opts.run_scripts,
+            ..InstallReport::default()
+        },
+    };
+    let mut records = extract_all(&root, plan, apks, &mut scripts)?;
+    scripts.queue_triggers(plan, apks, &records);
+    scripts.flush()?;
+    for &i in &scripts.broken {
+        if let Some(r) = records.get_mut(i) {
+            r.broken.script = true;
+        }
+    }
+    write_database(&root, &records, plan, apks, src, opts.keys)?;
+    Ok(scripts.report)
 }
 
 /// The directories apk's `--initdb` creates before installing anything.
@@ -413,11 +733,13 @@ fn extract_all(
     root: &Root,
     plan: &[&ApkPackage],
     apks: &[VerifiedApk],
+    scripts: &mut ScriptRunner<'_>,
 ) -> Result<Vec<InstalledPackage>, ApkBootstrapError> {
     let chown = is_root_user();
     let mut owners: HashMap<RelPath, usize> = HashMap::new();
     let mut records = Vec::with_capacity(apks.len());
     for (i, (pkg, apk)) in plan.iter().zip(apks).enumerate() {
+        scripts.before_files(i, pkg, apk)?;
         let entries = apk.data_entries()?;
         let mut own_files: BTreeSet<RelPath> = BTreeSet::new();
         let mut taken: Vec<(usize, RelPath)> = Vec::new();
@@ -452,16 +774,16 @@ fn extract_all(
         for (other, rel) in taken {
             drop_file(&mut records, other, &rel);
         }
-        let mut record = (*pkg).clone();
-        // The installed db has no repository tags.
-        record.repo_tag = None;
+        // The record keeps the package's repository tag: apk writes it as `s:`.
         records.push(InstalledPackage {
-            pkg: record,
+            pkg: (*pkg).clone(),
             dirs: installed::dirs_from_entries(&entries),
+            ..InstalledPackage::default()
         });
         for rel in kept {
             drop_file(&mut records, i, &rel);
         }
+        scripts.after_files(i, pkg, apk);
     }
     Ok(records)
 }
@@ -673,8 +995,10 @@ fn write_database(
     let mut world = src.world().join("\n");
     world.push('\n');
     root.write_file(&rel("etc/apk/world")?, world.as_bytes(), 0o644)?;
-    let mut repos = src.repository_urls().join("\n");
-    repos.push('\n');
+    let mut repos = String::new();
+    for line in src.repository_lines()? {
+        repos.push_str(&format!("{line}\n"));
+    }
     root.write_file(&rel("etc/apk/repositories")?, repos.as_bytes(), 0o644)?;
     root.write_file(
         &rel("etc/apk/arch")?,
@@ -725,6 +1049,7 @@ struct Step {
     file: String,
     args: Vec<String>,
     label: String,
+    content: Vec<u8>,
 }
 
 /// The shell script that runs every step in order, marking each on stdout.
@@ -746,91 +1071,216 @@ fn script_for(steps: &[Step]) -> String {
     s
 }
 
-/// Runs, in apk's order, each package's `.pre-install` and `.post-install`
-/// (argument: the new version), then each `.trigger` whose globs match a
-/// directory the transaction touched (arguments: those directories).
-/// Pre-install scripts see the package's files already in place: everything
-/// is extracted first so the whole set runs in one sandbox start.
-fn run_scripts(
-    root: &Root,
-    root_dir: &Path,
-    plan: &[&ApkPackage],
-    apks: &[VerifiedApk],
-    records: &[InstalledPackage],
-    sandbox: &Sandbox,
-    reporter: &dyn Reporter,
-) -> Result<InstallReport, ApkBootstrapError> {
-    let mut steps = Vec::new();
-    let mut staged: BTreeMap<String, &[u8]> = BTreeMap::new();
-    let mut report = InstallReport::default();
-    for (pkg, apk) in plan.iter().zip(apks) {
-        for script in [".pre-install", ".post-install"] {
-            if let Some(content) = apk.scripts.get(script) {
-                let file = format!("{}-{}{}", pkg.name, pkg.version, script);
-                staged.insert(file.clone(), content);
-                steps.push(Step {
-                    file,
-                    args: vec![pkg.version.clone()],
-                    label: format!("{} {script}", pkg.id()),
-                });
-                report.scripts_run += 1;
+/// Runs package scripts in apk's order while packages are installed:
+/// `before_files` (`.pre-install`) and `after_files` (`.post-install`) per
+/// package, `.trigger`s at the end. Scripts that run between the same two
+/// extractions (one package's `.post-install`, the next one's
+/// `.pre-install`) share one sandbox start.
+///
+/// A script whose interpreter (`#!` line, and the `/bin/sh` that runs the
+/// batch) is not in the rootfs yet cannot run; apk tries it anyway, fails,
+/// marks the package `f:s` (broken script) and goes on. We do the same
+/// without the failed exec: warn, mark `f:s`, go on, so `apk fix` in the
+/// image runs it later. With real Alpine this does not happen, since every
+/// package with a script depends on /bin/sh.
+struct ScriptRunner<'a> {
+    root: &'a Root,
+    root_dir: &'a Path,
+    sandbox: &'a Sandbox,
+    reporter: &'a dyn Reporter,
+    enabled: bool,
+    /// Steps to run at the next flush, with the plan index of their package.
+    pending: Vec<(usize, Step)>,
+    /// Plan indexes of packages whose scripts did not run.
+    broken: BTreeSet<usize>,
+    report: InstallReport,
+}
+
+impl ScriptRunner<'_> {
+    fn step(pkg: &ApkPackage, script: &str, content: &[u8], args: Vec<String>) -> Step {
+        Step {
+            file: format!("{}-{}{}", pkg.name, pkg.version, script),
+            args,
+            label: format!("{} {script}", pkg.id()),
+            content: content.to_vec(),
+        }
+    }
+
+    fn not_run(&mut self, i: usize, pkg: &ApkPackage) {
+        if self.broken.insert(i) {
+            self.report.scripts_not_run.push(pkg.id());
+        }
+    }
+
+    /// `.pre-install` runs before any file of the package is in place.
+    fn before_files(
+        &mut self,
+        i: usize,
+        pkg: &ApkPackage,
+        apk: &VerifiedApk,
+    ) -> Result<(), ApkBootstrapError> {
+        let has_scripts = [".pre-install", ".post-install"]
+            .iter()
+            .any(|s| apk.scripts.contains_key(*s));
+        if !self.enabled {
+            if has_scripts {
+                self.not_run(i, pkg);
+            }
+            return Ok(());
+        }
+        if let Some(content) = apk.scripts.get(".pre-install") {
+            let step = Self::step(pkg, ".pre-install", content, vec![pkg.version.clone()]);
+            self.pending.push((i, step));
+        }
+        // The previous package's .post-install and this .pre-install both
+        // belong between the two packages' files: one sandbox start.
+        self.flush()
+    }
+
+    fn after_files(&mut self, i: usize, pkg: &ApkPackage, apk: &VerifiedApk) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(content) = apk.scripts.get(".post-install") {
+            let step = Self::step(pkg, ".post-install", content, vec![pkg.version.clone()]);
+            self.pending.push((i, step));
+        }
+    }
+
+    /// Each `.trigger` whose globs match a directory the transaction
+    /// touched, with those directories as arguments.
+    fn queue_triggers(
+        &mut self,
+        plan: &[&ApkPackage],
+        apks: &[VerifiedApk],
+        records: &[InstalledPackage],
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let touched: BTreeSet<String> = records
+            .iter()
+            .flat_map(|r| r.dirs.iter().map(|d| format!("/{}", d.path)))
+            .collect();
+        for (i, (pkg, apk)) in plan.iter().zip(apks).enumerate() {
+            let Some(content) = apk.scripts.get(".trigger") else {
+                continue;
+            };
+            let globs = trigger_globs(apk);
+            let matched: Vec<String> = touched
+                .iter()
+                .filter(|d| {
+                    globs
+                        .iter()
+                        .any(|g| glob_matches(g.as_bytes(), d.as_bytes()))
+                })
+                .cloned()
+                .collect();
+            if !matched.is_empty() {
+                self.pending
+                    .push((i, Self::step(pkg, ".trigger", content, matched)));
             }
         }
     }
-    let touched: BTreeSet<String> = records
-        .iter()
-        .flat_map(|r| r.dirs.iter().map(|d| format!("/{}", d.path)))
-        .collect();
-    for (pkg, apk) in plan.iter().zip(apks) {
-        let Some(content) = apk.scripts.get(".trigger") else {
-            continue;
-        };
-        let globs = trigger_globs(apk);
-        let matched: Vec<String> = touched
-            .iter()
-            .filter(|d| {
-                globs
-                    .iter()
-                    .any(|g| glob_matches(g.as_bytes(), d.as_bytes()))
-            })
-            .cloned()
-            .collect();
-        if matched.is_empty() {
-            continue;
+
+    /// The interpreter a script needs (its `#!` line; /bin/sh without one)
+    /// that the rootfs does not have yet.
+    fn missing_interpreter(&self, step: &Step) -> Result<Option<String>, ApkBootstrapError> {
+        let interp = step
+            .content
+            .strip_prefix(b"#!")
+            .and_then(|rest| rest.split(|&b| b == b'\n').next())
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .and_then(|line| line.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "/bin/sh".to_owned());
+        Ok((!self.has_file(&interp)?).then_some(interp))
+    }
+
+    /// Runs the pending steps (one sandbox start when /bin/sh exists).
+    fn flush(&mut self) -> Result<(), ApkBootstrapError> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        let file = format!("{}-{}.trigger", pkg.name, pkg.version);
-        staged.insert(file.clone(), content);
-        steps.push(Step {
-            file,
-            args: matched,
-            label: format!("{} .trigger", pkg.id()),
-        });
-        report.triggers_run += 1;
+        let pending = std::mem::take(&mut self.pending);
+        let mut steps = Vec::new();
+        for (i, step) in pending {
+            if let Some(missing) = self.missing_interpreter(&step)? {
+                self.reporter.warn(&format!(
+                    "{}: not run, {missing} is not installed yet; the package is marked \
+                     as having a broken script (f:s), as apk does, so `apk fix` runs it",
+                    step.label
+                ));
+                let id = step.label.split(' ').next().unwrap_or_default().to_owned();
+                if self.broken.insert(i) {
+                    self.report.scripts_not_run.push(id);
+                }
+                continue;
+            }
+            if step.file.ends_with(".trigger") {
+                self.report.triggers_run += 1;
+            } else {
+                self.report.scripts_run += 1;
+            }
+            steps.push(step);
+        }
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let exec = rel(EXEC_DIR)?;
+        self.root.mkdir_all(&exec, 0o755)?;
+        for st in &steps {
+            self.root
+                .write_file(&exec.join(st.file.as_bytes())?, &st.content, 0o755)?;
+        }
+        let result = self.run_steps(&steps);
+        self.root.remove_all(&exec)?;
+        result
     }
-    if steps.is_empty() {
-        return Ok(report);
+
+    /// With a /bin/sh in the rootfs, one shell runs every step; before it
+    /// exists (busybox's own .post-install runs `#!/bin/busybox sh`), each
+    /// script is executed directly, as apk execs it.
+    fn run_steps(&self, steps: &[Step]) -> Result<(), ApkBootstrapError> {
+        if self.has_file("/bin/sh")? {
+            let argv = vec!["/bin/sh".into(), "-c".into(), script_for(steps)];
+            return run_in_sandbox(self.root_dir, argv, None, self.sandbox, self.reporter);
+        }
+        for st in steps {
+            let mut argv = vec![format!("/{EXEC_DIR}/{}", st.file)];
+            argv.extend(st.args.iter().cloned());
+            run_in_sandbox(
+                self.root_dir,
+                argv,
+                Some(&st.label),
+                self.sandbox,
+                self.reporter,
+            )?;
+        }
+        Ok(())
     }
-    let exec = rel(EXEC_DIR)?;
-    root.mkdir_all(&exec, 0o755)?;
-    for (file, content) in &staged {
-        root.write_file(&exec.join(file.as_bytes())?, content, 0o755)?;
+
+    /// Does `path` resolve, inside the rootfs, to a regular file?
+    fn has_file(&self, path: &str) -> Result<bool, ApkBootstrapError> {
+        Ok(match RelPath::from_container_path(path.as_bytes()) {
+            Ok(p) => self
+                .root
+                .stat(&p)?
+                .is_some_and(|m| m.kind == FileKind::File),
+            Err(_) => false,
+        })
     }
-    let result = run_in_sandbox(root_dir, &script_for(&steps), sandbox, reporter);
-    root.remove_all(&exec)?;
-    result?;
-    Ok(report)
 }
 
+/// Runs `argv` in the rootfs; a failure names `step` (or, for a batch
+/// script, the last step marker it printed).
 fn run_in_sandbox(
     root_dir: &Path,
-    script: &str,
+    argv: Vec<String>,
+    step: Option<&str>,
     sandbox: &Sandbox,
     reporter: &dyn Reporter,
 ) -> Result<(), ApkBootstrapError> {
-    let mut spec = RunSpec::new(
-        root_dir,
-        vec!["/bin/sh".into(), "-c".into(), script.to_owned()],
-    );
+    let mut spec = RunSpec::new(root_dir, argv);
     spec.env = vec![
         (
             "PATH".into(),
@@ -848,12 +1298,14 @@ fn run_in_sandbox(
         lines.push(line.text);
     })?;
     if !status.success() {
-        let step = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix(STEP_MARKER))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|| "start-up".into());
+        let step = step.map(str::to_owned).unwrap_or_else(|| {
+            lines
+                .iter()
+                .rev()
+                .find_map(|l| l.strip_prefix(STEP_MARKER))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| "start-up".into())
+        });
         return Err(ApkBootstrapError::Scripts {
             step,
             status: status.to_string(),
@@ -896,11 +1348,13 @@ mod tests {
                 file: "a-1.pre-install".into(),
                 args: vec!["1".into()],
                 label: "a-1 .pre-install".into(),
+                content: Vec::new(),
             },
             Step {
                 file: "b-2.trigger".into(),
                 args: vec!["/bin".into(), "/x y".into()],
                 label: "b-2 .trigger".into(),
+                content: Vec::new(),
             },
         ];
         let s = script_for(&steps);
@@ -917,7 +1371,11 @@ mod tests {
             release: "v3.20".into(),
             repositories: vec!["main".into(), "community".into()],
             arch: "x86_64".into(),
-            extra: vec!["curl".into(), "busybox".into()],
+            extra: vec![
+                "curl".into(),
+                "busybox=1.36.1-r0".into(),
+                "curl-dev@edge".into(),
+            ],
             allow_untrusted: false,
         };
         assert_eq!(
@@ -926,8 +1384,9 @@ mod tests {
                 "alpine-baselayout",
                 "alpine-keys",
                 "apk-tools",
-                "busybox",
+                "busybox=1.36.1-r0",
                 "curl",
+                "curl-dev@edge",
                 "libc-utils"
             ]
         );
@@ -935,6 +1394,49 @@ mod tests {
             src.repository_urls(),
             ["http://m/v3.20/main", "http://m/v3.20/community"]
         );
+    }
+
+    #[test]
+    fn tagged_repositories_resolve_and_print_like_apk() {
+        let src = ApkSource {
+            mirror: "http://m".into(),
+            release: "v3.20".into(),
+            repositories: vec![
+                "main".into(),
+                "@edge edge/main".into(),
+                "@t https://other.example/alpine/edge/testing/".into(),
+            ],
+            arch: "x86_64".into(),
+            extra: vec![],
+            allow_untrusted: false,
+        };
+        let lines: Vec<String> = src
+            .repository_lines()
+            .unwrap()
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "http://m/v3.20/main",
+                "@edge http://m/edge/main",
+                "@t https://other.example/alpine/edge/testing"
+            ]
+        );
+        for bad in [
+            "@edge",
+            "@ edge/main",
+            "@e ../main",
+            "@e /abs",
+            "@e ftp://x/y",
+            "@e https:///x",
+            "@e https://h/x y",
+            "a/b",
+            "@e\tedge/main",
+        ] {
+            assert_eq!(parse_repository(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

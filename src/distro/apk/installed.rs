@@ -41,11 +41,58 @@ pub struct InstalledDir {
     pub files: Vec<InstalledFile>,
 }
 
-/// One package record of the installed database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One package record of the installed database. The package's repository
+/// tag (`pkg.repo_tag`) is written as `s:`, as apk records a package that
+/// came from a tagged repository.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstalledPackage {
     pub pkg: ApkPackage,
     pub dirs: Vec<InstalledDir>,
+    /// `f:` flags, as apk keeps them.
+    pub broken: BrokenFlags,
+}
+
+/// The `f:` line: what `apk fix` (with no arguments) will repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BrokenFlags {
+    /// `f`: some files are missing or modified.
+    pub files: bool,
+    /// `s`: a package script failed or never ran; `apk fix` reinstalls the
+    /// package, which runs its scripts again.
+    pub script: bool,
+    /// `x`: extended attributes could not be applied.
+    pub xattr: bool,
+    /// `S`: file checksums are SHA-256 truncated to 160 bits.
+    pub sha256_160: bool,
+}
+
+impl BrokenFlags {
+    fn letters(&self) -> String {
+        [
+            (self.files, 'f'),
+            (self.script, 's'),
+            (self.xattr, 'x'),
+            (self.sha256_160, 'S'),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect()
+    }
+
+    fn parse(v: &str) -> Option<Self> {
+        let mut f = Self::default();
+        for c in v.chars() {
+            match c {
+                'f' => f.files = true,
+                's' => f.script = true,
+                'x' => f.xattr = true,
+                'S' => f.sha256_160 = true,
+                _ => return None,
+            }
+        }
+        Some(f)
+    }
 }
 
 fn write_header(out: &mut String, p: &ApkPackage) {
@@ -107,6 +154,13 @@ pub fn write_installed(pkgs: &[InstalledPackage]) -> Vec<u8> {
     let mut out = String::new();
     for ip in pkgs {
         write_header(&mut out, &ip.pkg);
+        if let Some(tag) = &ip.pkg.repo_tag {
+            let _ = writeln!(out, "s:{tag}");
+        }
+        let flags = ip.broken.letters();
+        if !flags.is_empty() {
+            let _ = writeln!(out, "f:{flags}");
+        }
         for d in &ip.dirs {
             let _ = writeln!(out, "F:{}", d.path);
             if !d.acl.is_default(DEFAULT_DIR_MODE) {
@@ -149,20 +203,28 @@ pub fn parse_installed(what: &str, text: &str) -> Result<Vec<InstalledPackage>, 
     let mut out = Vec::new();
     let mut header = String::new();
     let mut dirs: Vec<InstalledDir> = Vec::new();
+    let mut tag: Option<String> = None;
+    let mut broken = BrokenFlags::default();
     let syntax = |line: usize, reason: &str| ApkError::IndexSyntax {
         what: what.to_string(),
         line,
         reason: reason.to_string(),
     };
-    let mut flush = |header: &mut String, dirs: &mut Vec<InstalledDir>| -> Result<(), ApkError> {
+    let mut flush = |header: &mut String,
+                     dirs: &mut Vec<InstalledDir>,
+                     tag: &mut Option<String>,
+                     broken: &mut BrokenFlags|
+     -> Result<(), ApkError> {
         if header.is_empty() {
             return Ok(());
         }
         let mut pkgs = parse_index_text(what, header)?;
-        let pkg = pkgs.pop().ok_or_else(|| syntax(0, "empty record"))?;
+        let mut pkg = pkgs.pop().ok_or_else(|| syntax(0, "empty record"))?;
+        pkg.repo_tag = tag.take();
         out.push(InstalledPackage {
             pkg,
             dirs: std::mem::take(dirs),
+            broken: std::mem::take(broken),
         });
         header.clear();
         Ok(())
@@ -170,13 +232,15 @@ pub fn parse_installed(what: &str, text: &str) -> Result<Vec<InstalledPackage>, 
     for (i, line) in text.lines().enumerate() {
         let no = i + 1;
         if line.is_empty() {
-            flush(&mut header, &mut dirs)?;
+            flush(&mut header, &mut dirs, &mut tag, &mut broken)?;
             continue;
         }
         let (k, v) = line
             .split_once(':')
             .ok_or_else(|| syntax(no, "expected K:value"))?;
         match k {
+            "s" => tag = Some(v.to_string()),
+            "f" => broken = BrokenFlags::parse(v).ok_or_else(|| syntax(no, "unknown f: flag"))?,
             "F" => dirs.push(InstalledDir {
                 path: v.to_string(),
                 acl: Acl {
@@ -222,7 +286,7 @@ pub fn parse_installed(what: &str, text: &str) -> Result<Vec<InstalledPackage>, 
             }
         }
     }
-    flush(&mut header, &mut dirs)?;
+    flush(&mut header, &mut dirs, &mut tag, &mut broken)?;
     Ok(out)
 }
 
@@ -374,6 +438,17 @@ mod tests {
         let parsed = parse_installed("t", text).unwrap();
         assert_eq!(parsed[0].dirs[1].acl.mode, 0o1777);
         assert_eq!(String::from_utf8(write_installed(&parsed)).unwrap(), text);
+    }
+
+    #[test]
+    fn tag_and_broken_flags_round_trip_in_apk_order() {
+        let text = "C:Q1Kj3RbNPwNvV6ReC0gZp9n/p08QE=\nP:a\nV:1\nS:1\nI:1\nr:b\nq:3\ns:edge\nf:sS\nF:bin\n\n";
+        let parsed = parse_installed("t", text).unwrap();
+        assert_eq!(parsed[0].pkg.repo_tag.as_deref(), Some("edge"));
+        assert!(parsed[0].broken.script && parsed[0].broken.sha256_160);
+        assert!(!parsed[0].broken.files);
+        assert_eq!(String::from_utf8(write_installed(&parsed)).unwrap(), text);
+        assert!(parse_installed("t", "P:a\nV:1\nf:z\n").is_err());
     }
 
     #[test]

@@ -64,6 +64,24 @@ impl TrustedKeys {
         self.keys.is_empty()
     }
 
+    /// SHA-256 over every key's name, modulus and exponent: changes when the
+    /// trusted set does (so cached verification results are not reused).
+    pub fn digest(&self) -> String {
+        use rsa::traits::PublicKeyParts;
+        let mut h = Sha256::new();
+        for (name, key) in &self.keys {
+            for part in [
+                name.as_bytes(),
+                &key.n().to_bytes_be(),
+                &key.e().to_bytes_be(),
+            ] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
     fn get(&self, name: &str) -> Option<&RsaPublicKey> {
         self.keys.get(name)
     }

@@ -5,7 +5,7 @@
 //! upgrading". The search is a depth-first backtracking search over candidates
 //! in apk's preference order, so the first solution found is apk's choice.
 
-use super::index::{ApkPackage, Dependency};
+use super::index::{ApkPackage, Checksum, Dependency};
 use super::version;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +53,12 @@ pub struct SolveOptions {
     /// Prefer repository copies over installed ones of the same version
     /// (`apk upgrade --available`), so changed packages get replaced.
     pub available: bool,
+    /// Always take the newest version of a name, failing rather than falling
+    /// back to an older one (`apk upgrade --latest`).
+    pub latest: bool,
+    /// Names being deleted (`apk del`): their providers lose the
+    /// "keep what is installed" preference.
+    pub removing: Vec<String>,
 }
 
 /// The package set to have installed, in apk's install order (dependencies first).
@@ -84,6 +90,9 @@ pub fn solve<'a>(
 struct Candidate<'a> {
     pkg: &'a ApkPackage,
     installed: bool,
+    /// Repository tags this package is available under (None: an untagged
+    /// repository, or installed with no `s:` tag), like apk's `pkg->repos`.
+    tags: BTreeSet<Option<&'a str>>,
     /// Names this package occupies exclusively: its own and versioned provides.
     owned: Vec<&'a str>,
 }
@@ -110,6 +119,17 @@ struct Solver<'a> {
     first_failure: Option<SolveError>,
 }
 
+/// Records another copy of an already known package (same identity, or the
+/// installed one and its repository copy). The untagged repository's copy
+/// is the one kept, so downloads and the installed record use it.
+fn merge_copy<'a>(c: &mut Candidate<'a>, copy: &'a ApkPackage, copy_installed: bool) {
+    let tag = copy.repo_tag.as_deref();
+    if !c.installed && !copy_installed && tag.is_none() && c.pkg.repo_tag.is_some() {
+        c.pkg = copy;
+    }
+    c.tags.insert(tag);
+}
+
 fn provided_version(p: &Dependency) -> Option<&str> {
     p.version.as_deref()
 }
@@ -123,7 +143,7 @@ impl<'a> Solver<'a> {
     ) -> Self {
         let mut cands: Vec<Candidate<'a>> = Vec::new();
         let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-        let mut seen_ids = BTreeSet::new();
+        let mut seen_ids: BTreeMap<&Checksum, usize> = BTreeMap::new();
         let arch_ok = |p: &ApkPackage| match &opts.arch {
             Some(a) => p.arch.is_empty() || p.arch == "noarch" || p.arch == *a,
             None => true,
@@ -141,26 +161,34 @@ impl<'a> Solver<'a> {
             if !is_installed && !arch_ok(pkg) {
                 continue;
             }
+            // A package in an untagged repository is available unpinned,
+            // whatever tagged repository also carries it.
+            let tag = pkg.repo_tag.as_deref();
             // apk identifies packages by checksum: a second stanza with an
-            // identity already seen is the same package.
+            // identity already seen is the same package, now known in one
+            // more repository.
             if let Some(id) = &pkg.checksum {
-                if !seen_ids.insert(id.clone()) {
+                if let Some(&i) = seen_ids.get(id) {
+                    merge_copy(&mut cands[i], pkg, is_installed);
                     continue;
                 }
+                seen_ids.insert(id, cands.len());
             }
-            match seen.get(&(pkg.name.as_str(), pkg.version.as_str())) {
-                // The same package from an untagged repository beats a tagged copy.
-                Some(&i) => {
-                    if cands[i].pkg.repo_tag.is_some()
-                        && pkg.repo_tag.is_none()
-                        && !cands[i].installed
-                    {
-                        cands[i].pkg = pkg;
-                    }
+            let key = (pkg.name.as_str(), pkg.version.as_str());
+            if let Some(&i) = seen.get(&key) {
+                // A different build of the same version in a repository of
+                // another tag is a package of its own (`name@tag` picks it).
+                let other_repo_build = !is_installed
+                    && !cands[i].installed
+                    && !cands[i].tags.contains(&tag)
+                    && pkg.checksum.is_some();
+                if !other_repo_build {
+                    merge_copy(&mut cands[i], pkg, is_installed);
                     continue;
                 }
-                None => seen.insert((pkg.name.as_str(), pkg.version.as_str()), cands.len()),
-            };
+            } else {
+                seen.insert(key, cands.len());
+            }
             let mut owned = vec![pkg.name.as_str()];
             owned.extend(
                 pkg.provides
@@ -171,6 +199,7 @@ impl<'a> Solver<'a> {
             cands.push(Candidate {
                 pkg,
                 installed: is_installed,
+                tags: BTreeSet::from([tag]),
                 owned,
             });
         }
@@ -236,10 +265,10 @@ impl<'a> Solver<'a> {
     /// Packages from a tagged repository are only allowed when pinned
     /// (`name@tag`), directly or inherited from the package that needs them.
     fn tag_allows(&self, c: usize, tags: &[String]) -> bool {
-        match &self.cands[c].pkg.repo_tag {
-            None => true,
-            Some(t) => tags.contains(t),
-        }
+        self.cands[c]
+            .tags
+            .iter()
+            .any(|t| t.is_none_or(|t| tags.iter().any(|a| a == t)))
     }
 
     fn satisfied(&self, d: &Dependency) -> bool {
@@ -316,10 +345,13 @@ impl<'a> Solver<'a> {
         let Some(list) = self.by_name.get(d.name.as_str()) else {
             return Vec::new();
         };
+        // With --latest apk picks the newest provider before looking at
+        // the version constraint, and fails if that one does not fit.
+        let latest = self.opts.latest && d.tag.is_none() && tags.is_empty();
         let mut out: Vec<usize> = list
             .iter()
             .copied()
-            .filter(|&c| self.provides_dep(c, d) && self.tag_allows(c, tags))
+            .filter(|&c| (latest || self.provides_dep(c, d)) && self.tag_allows(c, tags))
             .filter(|&c| {
                 // A virtual name (unversioned provide) is only auto-selected when
                 // the provider declares a priority.
@@ -333,6 +365,13 @@ impl<'a> Solver<'a> {
             })
             .collect();
         out.sort_by(|&a, &b| self.prefer(a, b, d));
+        if latest {
+            if let Some(&best) = out.first() {
+                out.retain(|&c| self.rank(c, best, d) == Ordering::Equal);
+                // Among equals apk prefers one without errors.
+                out.sort_by_key(|&c| !self.provides_dep(c, d));
+            }
+        }
         out
     }
 
@@ -348,24 +387,45 @@ impl<'a> Solver<'a> {
             .and_then(|p| p.version.as_deref())
     }
 
+    /// Is `c` a provider of a name being deleted (apk's `APK_SOLVERF_REMOVE`)?
+    fn removing(&self, c: usize) -> bool {
+        let pkg = self.cands[c].pkg;
+        self.opts
+            .removing
+            .iter()
+            .any(|n| *n == pkg.name || pkg.provides.iter().any(|p| p.name == *n))
+    }
+
     /// apk's `compare_providers` order: preferred pinning, keep installed
-    /// (unless upgrading), newest version of the requested name, newest
-    /// version of the package itself, installed, provider_priority.
-    fn prefer(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
+    /// (unless upgrading or removing, and for unversioned virtual names only
+    /// within one package name), newest version of the requested name, newest
+    /// version of the package itself, provider_priority, installed.
+    fn rank(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
         let (ca, cb) = (&self.cands[a], &self.cands[b]);
-        // Inherited pins only allow a tagged repository; the main one (or
-        // the dependency's own @tag) stays preferred.
-        let preferred = |c: &Candidate| c.pkg.repo_tag.is_none() || c.pkg.repo_tag == d.tag;
-        let keep_installed = |c: &Candidate| !self.opts.upgrade && c.installed;
+        let removing = self.removing(a) || self.removing(b);
+        let (va, vb) = (self.provided_as(a, &d.name), self.provided_as(b, &d.name));
+        // apk's pinning_preferred: a `name@tag` request prefers that tag's
+        // repository; anything else (including dependencies that inherit a
+        // pin, which only *allows* the tagged repository) prefers untagged.
+        let preferred = |c: &Candidate| c.tags.contains(&d.tag.as_deref());
+        let keep_installed = !self.opts.upgrade
+            && !self.opts.latest
+            && !removing
+            && (ca.pkg.name == cb.pkg.name || va.is_some() || vb.is_some());
+        let by_installed = |keep: bool| {
+            if keep {
+                cb.installed.cmp(&ca.installed)
+            } else {
+                Ordering::Equal
+            }
+        };
         preferred(cb)
             .cmp(&preferred(ca))
-            .then_with(|| keep_installed(cb).cmp(&keep_installed(ca)))
-            .then_with(
-                || match (self.provided_as(b, &d.name), self.provided_as(a, &d.name)) {
-                    (Some(vb), Some(va)) => version::compare(vb, va),
-                    _ => Ordering::Equal,
-                },
-            )
+            .then_with(|| by_installed(keep_installed))
+            .then_with(|| match (vb, va) {
+                (Some(vb), Some(va)) => version::compare(vb, va),
+                _ => Ordering::Equal,
+            })
             .then_with(|| {
                 if ca.pkg.name == cb.pkg.name {
                     version::compare(&cb.pkg.version, &ca.pkg.version)
@@ -373,22 +433,43 @@ impl<'a> Solver<'a> {
                     Ordering::Equal
                 }
             })
-            .then_with(|| cb.installed.cmp(&ca.installed))
             .then_with(|| {
                 cb.pkg
                     .provider_priority
                     .unwrap_or(0)
                     .cmp(&ca.pkg.provider_priority.unwrap_or(0))
             })
-            .then_with(|| ca.pkg.name.cmp(&cb.pkg.name))
+            .then_with(|| by_installed(!removing))
     }
 
-    fn record_failure(&mut self, d: &Dependency, requirer: Option<usize>) {
+    /// `rank` with a total tie-break (apk's is repository order).
+    fn prefer(&self, a: usize, b: usize, d: &Dependency) -> Ordering {
+        self.rank(a, b, d)
+            .then_with(|| self.cands[a].pkg.name.cmp(&self.cands[b].pkg.name))
+    }
+
+    fn record_failure(&mut self, d: &Dependency, requirer: Option<usize>, tags: &[String]) {
         if self.first_failure.is_some() {
             return;
         }
         let dependency = d.to_string();
         let required_by = self.who(requirer);
+        if let Some(&newest) = self.candidates(d, tags).first() {
+            if self.opts.latest && !self.provides_dep(newest, d) {
+                let why = self
+                    .incompatibility(newest)
+                    .unwrap_or_else(|| format!("it does not satisfy {d}"));
+                self.first_failure = Some(SolveError::Unsatisfiable {
+                    dependency,
+                    required_by,
+                    reason: format!(
+                        "{} (the newest, as --latest asks): {why}",
+                        self.cands[newest].pkg.id()
+                    ),
+                });
+                return;
+            }
+        }
         let all: Vec<usize> = self
             .by_name
             .get(d.name.as_str())
@@ -497,7 +578,7 @@ impl<'a> Solver<'a> {
                 continue;
             }
             for c in candidates {
-                if !self.compatible(c) {
+                if !self.provides_dep(c, &d) || !self.compatible(c) {
                     continue;
                 }
                 let qlen = self.select(c, tags.clone());
@@ -506,7 +587,7 @@ impl<'a> Solver<'a> {
                 }
                 self.unselect(qlen);
             }
-            self.record_failure(&d, requirer);
+            self.record_failure(&d, requirer, &tags);
             return Ok(false);
         }
         self.try_install_if(pos)
@@ -893,6 +974,60 @@ mod tests {
         let world = [Dependency::any("a"), Dependency::parse("!b").unwrap()];
         let err = solve(&repo, &[], &world).unwrap_err().to_string();
         assert!(err.contains("!b") && err.contains("b-1"), "{err}");
+    }
+
+    #[test]
+    fn upgrade_prefers_provider_priority_over_installed() {
+        let repo = parse_index_text(
+            "t",
+            "P:busybox-binsh\nV:1\np:/bin/sh\nk:100\n\nP:dash-binsh\nV:1\np:/bin/sh\nk:60\n",
+        )
+        .unwrap();
+        let installed = vec![repo[1].clone()];
+        let world = [Dependency::any("/bin/sh")];
+        let keep = solve(&repo, &installed, &world).unwrap();
+        assert_eq!(
+            names(&keep),
+            ["busybox-binsh-1"],
+            "unversioned virtual: priority wins"
+        );
+        let opts = SolveOptions {
+            upgrade: true,
+            ..Default::default()
+        };
+        let up = solve_with(&repo, &installed, &world, &opts).unwrap();
+        assert_eq!(names(&up), ["busybox-binsh-1"]);
+    }
+
+    #[test]
+    fn deleting_a_provider_drops_the_installed_preference() {
+        let repo =
+            parse_index_text("t", "P:wine\nV:2\n\nP:wine-staging\nV:10\np:wine=1\n").unwrap();
+        let installed = vec![repo[1].clone()];
+        let world = [Dependency::any("wine")];
+        let kept = solve(&repo, &installed, &world).unwrap();
+        assert_eq!(names(&kept), ["wine-staging-10"]);
+        let opts = SolveOptions {
+            removing: vec!["wine-staging".into()],
+            ..Default::default()
+        };
+        let s = solve_with(&repo, &installed, &world, &opts).unwrap();
+        assert_eq!(names(&s), ["wine-2"]);
+    }
+
+    #[test]
+    fn latest_fails_instead_of_falling_back() {
+        let repo = parse_index_text("t", "P:a\nV:1\n\nP:a\nV:2\n").unwrap();
+        let world = [Dependency::parse("a<2").unwrap()];
+        assert_eq!(names(&solve(&repo, &[], &world).unwrap()), ["a-1"]);
+        let opts = SolveOptions {
+            latest: true,
+            ..Default::default()
+        };
+        let err = solve_with(&repo, &[], &world, &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a-2") && err.contains("a<2"), "{err}");
     }
 
     #[test]
