@@ -640,6 +640,18 @@ fn step_cache_reuses_unchanged_steps_byte_for_byte() {
     assert!(files(&open(&out(4)))
         .entries
         .contains_key(Path::new("r2-2")));
+
+    // Corrupt cached blobs are detected (re-hashed on use): the steps run
+    // again, and the next build is served from fresh entries.
+    for blob in fs::read_dir(cache.join("dockerfile-steps/blobs")).unwrap() {
+        fs::write(blob.unwrap().path(), b"corrupt").unwrap();
+    }
+    let repaired = run(5, &["--build-arg", "V=2"]);
+    assert_eq!(cached_steps(&repaired), 0);
+    let d5 = printed_digest(&repaired);
+    let again = run(6, &["--build-arg", "V=2"]);
+    assert_eq!(cached_steps(&again), 6);
+    assert_eq!(printed_digest(&again), d5);
 }
 
 #[test]
