@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 suite=${1:-trixie}
 bench=${BENCH_DIR:-/var/tmp/rootstrap-bench-dockerfile}
 mkdir -p "$bench"
-cargo build --release --quiet --bin rootstrap
-rs=$PWD/target/release/rootstrap
+[ -n "${ROOTSTRAP_BIN:-}" ] || cargo build --release --quiet --bin rootstrap
+rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
 command -v buildah >/dev/null || { echo "buildah not found: apt-get install buildah"; exit 1; }
 
 ctx=$bench/ctx

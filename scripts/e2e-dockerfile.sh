@@ -31,8 +31,12 @@ check() { # name, command...
     if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
 }
 
-cargo build --release --quiet --bin rootstrap --example make-apk-repo
-rs=$PWD/target/release/rootstrap
+# ROOTSTRAP_BIN / MAKE_APK_REPO_BIN: use these binaries instead of a release build.
+if [ -z "${ROOTSTRAP_BIN:-}" ]; then
+    cargo build --release --quiet --bin rootstrap --example make-apk-repo
+fi
+rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
+make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
 
 # history_of IMAGE: "CREATED_BY<TAB>SIZE" per history entry, oldest first.
 history_of() { docker history --no-trunc --format '{{.CreatedBy}}	{{.Size}}' "$1" | tac; }
@@ -91,7 +95,7 @@ docker rmi "$img" >/dev/null
 echo "=== local image store: -t, images, FROM name:tag, rmi"
 check "rootstrap images lists $img" sh -c "'$rs' images | grep -q '^rootstrap-e2e/dockerfile  *$suite '"
 mkdir -p "$work/child"
-printf 'FROM %s\nRUN echo child > /child\n' "$img" >"$work/child/Dockerfile"
+printf 'FROM %s\nUSER root\nRUN echo child > /child\n' "$img" >"$work/child/Dockerfile"
 (cd "$work/child" && "$rs" --progress plain build -f Dockerfile --output "oci:$work/child-oci")
 check "FROM a stored image: parent's files and the new one" \
     sh -c "'$rs' run 'oci:$work/child-oci' -- cat /etc/motd-rootstrap /child | tr '\n' ' ' | grep -qx 'built-by-rootstrap child '"
@@ -119,7 +123,7 @@ check "FROM recipe: rootstrap run" \
     sh -c "'$rs' run 'oci:$work/from-recipe-oci' -- cat /from-recipe | grep -qx ok"
 
 echo "=== multi-stage Dockerfile on an Alpine fixture rootfs"
-target/release/examples/make-apk-repo "$work/apk-mirror"
+"$make_apk_repo" "$work/apk-mirror"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m http.server --bind 127.0.0.1 --directory "$work/apk-mirror" "$port" >"$work/http.log" 2>&1 &
 server=$!

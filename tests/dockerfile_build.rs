@@ -640,6 +640,18 @@ fn step_cache_reuses_unchanged_steps_byte_for_byte() {
     assert!(files(&open(&out(4)))
         .entries
         .contains_key(Path::new("r2-2")));
+
+    // Corrupt cached blobs are detected (re-hashed on use): the steps run
+    // again, and the next build is served from fresh entries.
+    for blob in fs::read_dir(cache.join("dockerfile-steps/blobs")).unwrap() {
+        fs::write(blob.unwrap().path(), b"corrupt").unwrap();
+    }
+    let repaired = run(5, &["--build-arg", "V=2"]);
+    assert_eq!(cached_steps(&repaired), 0);
+    let d5 = printed_digest(&repaired);
+    let again = run(6, &["--build-arg", "V=2"]);
+    assert_eq!(cached_steps(&again), 6);
+    assert_eq!(printed_digest(&again), d5);
 }
 
 #[test]
@@ -742,8 +754,8 @@ fn run_mounts_never_land_in_the_layer() {
         ctx.join("Dockerfile"),
         format!(
             "FROM {base} AS other\nRUN echo staged > /staged\n\
-             FROM {base}\n\
-             RUN --mount=type=cache,target=/var/cache/x,id=c1 \
+             FROM {base}\nARG CID=c1\n\
+             RUN --mount=type=cache,target=/var/cache/x,id=$CID \
                cat /var/cache/x/count 2>/dev/null > /seen; echo run >> /var/cache/x/count\n\
              RUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/f && cat /scratch/f > /tmpfs-ok\n\
              RUN --mount=type=bind,source=src,target=/src cat /src/input > /bound && \
@@ -801,6 +813,15 @@ fn run_mounts_never_land_in_the_layer() {
     // The cache mount persists across builds.
     assert!(build(&ctx, &args).status.success());
     assert_eq!(entry(&files(&open(&out)), "seen").1, b"run\n");
+
+    // `id=$CID` was expanded: a literal id=c1 names the same cache.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=cache,target=/c,id=c1 cat /c/count > /count\n"),
+    )
+    .unwrap();
+    assert!(build(&ctx, &args).status.success());
+    assert_eq!(entry(&files(&open(&out)), "count").1, b"run\nrun\n");
 
     // A required secret that is missing stops the build.
     fs::write(

@@ -1686,16 +1686,16 @@ fn reuse(
     ) else {
         return false;
     };
-    state
-        .image
-        .add_cached_layer(
-            &cache.blob(&layer.digest),
-            digest,
-            diff_id,
-            layer.uncompressed_size,
-            history,
-        )
-        .is_ok()
+    let blob = cache.blob(&layer.digest);
+    let added =
+        state
+            .image
+            .add_cached_layer(&blob, digest, diff_id, layer.uncompressed_size, history);
+    if added.is_err() {
+        // A corrupt blob: drop it so the fresh run stores a good one.
+        let _ = std::fs::remove_file(&blob);
+    }
+    added.is_ok()
 }
 
 fn is_url(src: &str) -> bool {

@@ -97,7 +97,7 @@ impl StepCache {
     }
 
     /// Records `entry` for `key`; a layer's blob is copied from `blob`
-    /// first (unless the same blob is already stored).
+    /// first.
     pub fn put(&self, key: &str, entry: &StepEntry, blob: Option<&Path>) -> io::Result<()> {
         std::fs::create_dir_all(self.dir.join("blobs"))?;
         let unique = format!("{}-{key}", std::process::id());
@@ -108,17 +108,17 @@ impl StepCache {
                     layer.digest
                 )));
             }
+            // Always replaced, never trusted because it exists: a blob
+            // found corrupt by another entry's use may still sit there.
             let dest = self.blob(&layer.digest);
-            if !dest.is_file() {
-                let tmp = self.dir.join("blobs").join(format!(".tmp-{unique}"));
-                let copied = std::fs::hard_link(src, &tmp)
-                    .or_else(|_| std::fs::copy(src, &tmp).map(|_| ()))
-                    .and_then(|()| std::fs::rename(&tmp, &dest));
-                if copied.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                copied?;
+            let tmp = self.dir.join("blobs").join(format!(".tmp-{unique}"));
+            let copied = std::fs::hard_link(src, &tmp)
+                .or_else(|_| std::fs::copy(src, &tmp).map(|_| ()))
+                .and_then(|()| std::fs::rename(&tmp, &dest));
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&tmp);
             }
+            copied?;
         }
         let tmp = self.dir.join(format!(".tmp-{unique}.json"));
         let written = serde_json::to_vec(entry)
