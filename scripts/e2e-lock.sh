@@ -9,6 +9,7 @@
 #   (the figures in BENCHMARKS.md, "Lockfiles").
 # Needs: root (maintainer scripts run in the sandbox), bc.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 suite=${SUITE:-trixie}
 work=$(mktemp -d /var/tmp/rootstrap-e2e-lock.XXXXXX)

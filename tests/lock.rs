@@ -705,3 +705,42 @@ fn alpine_pinned_versions_are_honoured() {
     assert!(!o.status.success(), "an unavailable pin must fail:\n{err}");
     assert!(err.contains("busybox") && err.contains("9.9-r0"), "{err}");
 }
+
+#[test]
+fn hostile_lock_paths_are_refused_before_anything_is_written() {
+    let f = Deb::new(base_packages());
+    let file = f.lock("cache");
+    let lock = read_lock(&file);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let outside = f.path("escaped.deb");
+    for (evil, needle) in [
+        ("../../../escaped.deb", "\"..\""),
+        (outside.to_str().unwrap(), "absolute"),
+    ] {
+        let hostile = text.replacen(lock.packages[0].path.as_str(), evil, 1);
+        std::fs::write(&file, hostile).unwrap();
+        let o = Command::new(BIN)
+            .args(["mirror", file.to_str().unwrap(), "-o"])
+            .arg(f.path("mirror"))
+            .arg("--cache-dir")
+            .arg(f.path("cache"))
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{evil}: must fail");
+        assert!(
+            err.contains("fixture.lock") && err.contains("package[0]") && err.contains(needle),
+            "{err}"
+        );
+        assert!(!f.path("mirror").exists() && !outside.exists());
+        let o = f.build(
+            "out",
+            "cache",
+            &f.mirror(),
+            &["--lock", file.to_str().unwrap(), "--locked"],
+        );
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("package[0]"), "{}", stderr(&o));
+        assert_eq!(entries(&f.path("out")), Vec::<String>::new());
+    }
+}
