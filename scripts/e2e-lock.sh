@@ -22,8 +22,13 @@ check() { # name, command...
     if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
 }
 
-cargo build --release --quiet
-rs=$PWD/target/release/rootstrap
+# ROOTSTRAP_BIN: use this binary instead of building the release one.
+if [ -n "${ROOTSTRAP_BIN:-}" ]; then
+    rs=$ROOTSTRAP_BIN
+else
+    cargo build --release --quiet
+    rs=$PWD/target/release/rootstrap
+fi
 recipe=recipes/debian-$suite.toml
 lock=$work/debian-$suite.lock
 
@@ -54,13 +59,13 @@ du -sh "$work/mirror" | awk '{print "partial mirror: " $1}'
 from_mirror=$(build from-mirror cache-3 --mirror "file://$work/mirror" --lock "$lock" --locked --offline)
 
 printf '%-32s %-73s %s\n' build "manifest digest" "wall (s)"
-for row in "resolving, cold cache:resolved-cold:$resolved_cold" \
-    "--locked, cold cache:locked-cold:$locked_cold" \
-    "resolving, warm cache:resolved-warm:$resolved_warm" \
-    "--locked, warm cache:locked-warm:$locked_warm" \
-    "--locked, 2nd fresh cache:locked-other:$locked_other" \
-    "--locked, file:// mirror offline:from-mirror:$from_mirror"; do
-    IFS=: read -r label name digest <<<"$row"
+for row in "resolving, cold cache|resolved-cold|$resolved_cold" \
+    "--locked, cold cache|locked-cold|$locked_cold" \
+    "resolving, warm cache|resolved-warm|$resolved_warm" \
+    "--locked, warm cache|locked-warm|$locked_warm" \
+    "--locked, 2nd fresh cache|locked-other|$locked_other" \
+    "--locked, file:// mirror offline|from-mirror|$from_mirror"; do
+    IFS='|' read -r label name digest <<<"$row"
     printf '%-32s %-73s %.1f\n' "$label" "$digest" "$(cat "$work/$name.time")"
 done
 
