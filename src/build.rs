@@ -9,6 +9,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 mod alpine;
+mod locked;
+
+pub use locked::{read_lock, write_mirror, LockReport, LockRequest, MirrorReport};
 
 use crate::cleanup::TempPath;
 use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOptions};
@@ -76,6 +79,36 @@ pub enum BuildError {
     Dockerfile(#[from] crate::dockerfile::builder::BuildError),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("lockfile {path}: {source}")]
+    LockIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--locked: the lockfile {0} does not exist (write it with `rootstrap lock`)")]
+    LockMissing(PathBuf),
+    #[error("lockfile {file} was made for {field} {lock:?}, this build is for {build:?}")]
+    LockSource {
+        file: PathBuf,
+        field: &'static str,
+        lock: String,
+        build: String,
+    },
+    #[error("{what}: cannot be recorded in a lock: {reason}")]
+    LockUnsafePath { what: String, reason: String },
+    #[error("lockfile {file} does not match the signed index ({} package(s)):\n  {}", problems.len(), problems.join("\n  "))]
+    LockMismatch {
+        file: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("cannot write the mirror {path}: {source}")]
+    MirrorOutput {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: not in the cache and no mirror to fetch from (pass --mirror): {}", missing.join(", "))]
+    MirrorMissing { file: PathBuf, missing: Vec<String> },
 }
 
 impl From<BootstrapError> for BuildError {
@@ -112,6 +145,8 @@ pub struct BuildOptions {
     pub work_dir: Option<PathBuf>,
     /// The sandbox helper executable (default: this executable).
     pub sandbox_helper: Option<PathBuf>,
+    /// `--lock FILE [--locked]`.
+    pub lock: Option<LockRequest>,
 }
 
 /// Where a build writes: an image output, or the finished tree itself.
@@ -366,6 +401,40 @@ pub fn resolve(
     Ok(plan_report(recipe, &prepared.src, &plan))
 }
 
+/// `rootstrap lock`: resolves the recipe and writes its lockfile to `out`
+/// (atomically). Alpine packages are downloaded and verified to learn their
+/// SHA-256; Debian ones are not (the signed index has it).
+pub fn lock(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    out: &Path,
+    reporter: SharedReporter,
+) -> Result<LockReport, BuildError> {
+    let recipe_sha256 = locked::recipe_digest(recipe)?;
+    let lock = if recipe.source.distro == Distro::Alpine {
+        alpine::lock(recipe, opts, recipe_sha256, reporter)?
+    } else {
+        let prepared = prepare(recipe, opts, &reporter)?;
+        reporter.stage("fetch and verify the index");
+        let index = bootstrap::load_index(
+            &prepared.fetcher,
+            &prepared.keyring,
+            &prepared.src,
+            SystemTime::now(),
+            reporter.as_ref(),
+            Some(&prepared.cache_dir),
+        )?;
+        reporter.stage("resolve");
+        let plan = bootstrap::plan(&index, &prepared.src)?;
+        locked::deb_lockfile(recipe, recipe_sha256, &prepared.src, &index, &plan)?
+    };
+    locked::write_lock(out, &lock)?;
+    Ok(LockReport {
+        file: out.to_owned(),
+        lock,
+    })
+}
+
 /// Opens (and locks, for the whole build) the download cache and the
 /// fetcher on it.
 pub(crate) fn open_fetcher(
@@ -379,11 +448,17 @@ pub(crate) fn open_fetcher(
     })?;
     let cache = Cache::open(&cache_dir)?;
     let cache_lock = cache.lock(reporter.as_ref())?;
+    // A file:// mirror is no network: `--offline --mirror file://DIR` (a
+    // `rootstrap mirror` copy) reads it rather than refusing every file.
+    let local_mirror = opts
+        .mirror
+        .as_deref()
+        .is_some_and(|m| m.starts_with("file://"));
     let fetcher = Fetcher::new(
         ClientConfig::default().with_env_proxies(),
         cache,
         reporter.clone(),
-        opts.offline,
+        opts.offline && !local_mirror,
     )?;
     Ok((cache_dir, cache_lock, fetcher))
 }
@@ -465,24 +540,58 @@ pub fn build(
         }
     }
     let tags = reference_for(recipe, opts)?;
+    let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
     if recipe.source.distro == Distro::Alpine {
-        return alpine::build(recipe, opts, tags, reporter);
+        return alpine::build(recipe, opts, tags, lock_ctx, reporter);
     }
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
     let umask = RootfsUmask::set();
+    if let Some(ctx) = &lock_ctx {
+        ctx.check_source(&locked::deb_lock_source(recipe, src), reporter.as_ref())?;
+    }
+    let lock = lock_ctx.as_ref().and_then(|c| c.locked());
 
     reporter.stage("fetch and verify the index");
-    let index = bootstrap::load_index(
-        &prepared.fetcher,
-        &prepared.keyring,
-        src,
-        SystemTime::now(),
-        reporter.as_ref(),
-        Some(&prepared.cache_dir),
-    )?;
-    reporter.stage("resolve");
-    let plan = bootstrap::plan(&index, src)?;
+    let load = |plan_cache| {
+        bootstrap::load_index(
+            &prepared.fetcher,
+            &prepared.keyring,
+            src,
+            SystemTime::now(),
+            reporter.as_ref(),
+            plan_cache,
+        )
+    };
+    let mut index = load(Some(&prepared.cache_dir))?;
+    let plan = match lock {
+        Some(lock) => {
+            reporter.stage("check the lock against the index");
+            // The plan cache holds only a resolved sub-universe: when it
+            // lacks a locked package, look in the whole index.
+            if bootstrap::plan_from_lock(&index, &lock.packages).is_err() {
+                index = load(None)?;
+            }
+            bootstrap::plan_from_lock(&index, &lock.packages).map_err(|e| match e {
+                BootstrapError::Locked { problems } => BuildError::LockMismatch {
+                    file: opts
+                        .lock
+                        .as_ref()
+                        .map(|l| l.file.clone())
+                        .unwrap_or_default(),
+                    problems,
+                },
+                other => other.into(),
+            })?
+        }
+        None => {
+            reporter.stage("resolve");
+            bootstrap::plan(&index, src)?
+        }
+    };
+    if let (Some(ctx), None) = (&lock_ctx, lock) {
+        ctx.report_drift(&locked::deb_locked_packages(&plan)?, reporter.as_ref());
+    }
     let report = plan_report(recipe, src, &plan);
     reporter.info(&format!(
         "{} packages, {:.1} MB to download, {:.1} MB installed",
@@ -490,13 +599,21 @@ pub fn build(
         report.download_bytes as f64 / 1e6,
         report.installed_kib as f64 * 1024.0 / 1e6
     ));
-    let epoch = epoch_for(index.release.date)?;
+    let epoch = epoch_for(match lock {
+        Some(l) => Some(l.source_date_epoch),
+        None => index.release.date,
+    })?;
 
     reporter.stage("fetch and verify packages");
-    let debs = bootstrap::fetch_packages(&prepared.fetcher, &src.mirror, &plan)?;
+    let debs = match lock {
+        Some(l) => bootstrap::fetch_locked_packages(&prepared.fetcher, &src.mirror, &l.packages)?,
+        None => bootstrap::fetch_packages(&prepared.fetcher, &src.mirror, &plan)?,
+    };
 
     let run_scripts = src.arch == host_deb_arch();
-    let apt_source = apt_source_line(src);
+    let mut image_src = src.clone();
+    image_src.mirror = locked::image_mirror(lock, &src.mirror).to_string();
+    let apt_source = apt_source_line(&image_src);
     let history = History {
         created: Some(oci::format_timestamp(epoch)),
         created_by: Some(format!(
@@ -667,6 +784,12 @@ pub fn build(
         &deb_sha256,
         reporter.as_ref(),
     )?;
+    if let Some(ctx) = &lock_ctx {
+        ctx.write_if_new(
+            || locked::deb_lockfile(recipe, ctx.recipe_sha256, src, &index, &plan),
+            reporter.as_ref(),
+        )?;
+    }
     Ok(BuildReport {
         plan: report,
         outputs,

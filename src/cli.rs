@@ -64,6 +64,10 @@ pub enum Command {
     Images(StoreArgs),
     /// Remove an image from the local image store.
     Rmi(RmiArgs),
+    /// Resolve a recipe and write its lockfile (the exact package set, for `build --locked`).
+    Lock(LockArgs),
+    /// Write a partial mirror holding exactly what a lockfile needs (servable as-is, or as file://).
+    Mirror(MirrorArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,6 +164,39 @@ pub struct BuildArgs {
     pub work_dir: Option<PathBuf>,
     #[command(flatten)]
     pub dockerfile: DockerfileArgs,
+    /// Lockfile: without --locked, report drift against it (or write it if it does not exist).
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
+    /// Install exactly the packages of --lock FILE (no resolution); fail if any is missing or differs.
+    #[arg(long, requires = "lock")]
+    pub locked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where to write the lockfile.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// The lockfile.
+    pub lock: PathBuf,
+    /// Directory to create (must not exist or be empty).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Mirror to fetch what the cache lacks (default: $ROOTSTRAP_MIRROR, then the lock's).
+    #[arg(long)]
+    pub mirror: Option<String>,
+    /// Download cache directory (default: the user's cache dir).
+    #[arg(long, env = "ROOTSTRAP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use only the download cache; no network.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `build -f Dockerfile CONTEXT`: the positional argument is then the build context.
@@ -366,6 +403,39 @@ mod tests {
             panic!()
         };
         assert!(!r.source.offline);
+    }
+
+    #[test]
+    fn parses_lock_locked_and_mirror() {
+        let cli = Cli::parse_from([
+            "rootstrap",
+            "build",
+            "r.toml",
+            "-o",
+            "oci:x",
+            "--lock",
+            "r.lock",
+            "--locked",
+        ]);
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.lock.as_deref(), Some(std::path::Path::new("r.lock")));
+        assert!(b.locked);
+        assert!(
+            Cli::try_parse_from(["rootstrap", "build", "r.toml", "-o", "oci:x", "--locked"])
+                .is_err()
+        );
+        let cli = Cli::parse_from(["rootstrap", "lock", "r.toml", "-o", "r.lock", "--offline"]);
+        let Command::Lock(l) = cli.command else {
+            panic!()
+        };
+        assert!(l.source.offline);
+        let cli = Cli::parse_from(["rootstrap", "mirror", "r.lock", "-o", "dir"]);
+        let Command::Mirror(m) = cli.command else {
+            panic!()
+        };
+        assert_eq!(m.output, std::path::Path::new("dir"));
     }
 
     #[test]

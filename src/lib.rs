@@ -15,6 +15,7 @@ pub mod image;
 pub mod inspect;
 pub mod keys;
 pub mod layer_cache;
+pub mod lock;
 pub mod mirror;
 pub mod recipe;
 pub mod report;

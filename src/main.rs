@@ -78,6 +78,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tags: args.tags.clone(),
                 work_dir: args.work_dir.clone(),
                 sandbox_helper: None,
+                lock: args.lock.clone().map(|file| build::LockRequest {
+                    file,
+                    locked: args.locked,
+                }),
             };
             let result = build::build(&recipe, &opts, reporter.clone());
             reporter.finish();
@@ -277,6 +281,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lock(args) => {
+            let recipe = recipe::find(&args.source.recipe)?;
+            let result = build::lock(
+                &recipe,
+                &source_options(&args.source),
+                &args.output,
+                reporter.clone(),
+            );
+            reporter.finish();
+            let report = result.with_context(|| format!("locking {}", recipe.path.display()))?;
+            println!(
+                "{}: {} packages, {} index files",
+                report.file.display(),
+                report.lock.packages.len(),
+                report.lock.index.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mirror(args) => {
+            let opts = SourceOptions {
+                mirror: args.mirror.clone(),
+                cache_dir: args.cache_dir.clone(),
+                offline: args.offline,
+                ..SourceOptions::default()
+            };
+            let result = build::write_mirror(&args.lock, &args.output, &opts, reporter.clone());
+            reporter.finish();
+            let report = result.with_context(|| format!("mirroring {}", args.lock.display()))?;
+            println!(
+                "{}: {} files, {} ({} from the cache)",
+                report.dir.display(),
+                report.files,
+                human(report.bytes),
+                report.from_cache
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dockerfile(DockerfileCommand::Parse { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -411,6 +452,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             tags: Vec::new(),
             work_dir: args.work_dir.clone(),
             sandbox_helper: None,
+            lock: None,
         };
         build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
         Ok(out)

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::locked;
 use super::{
     apply_image_spec, epoch_for, set_mode, unique_dir, BuildError, BuildOptions, BuildReport,
     PlanReport, PlannedPackage, SourceOptions,
@@ -199,37 +200,126 @@ fn oci_platform(apk_arch: &str) -> (String, Option<String>) {
     }
 }
 
+/// `rootstrap lock` for an Alpine recipe: resolves, then fetches and
+/// verifies every package to record its SHA-256.
+pub(super) fn lock(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    recipe_sha256: crate::verify::Sha256Digest,
+    reporter: SharedReporter,
+) -> Result<crate::lock::Lockfile, BuildError> {
+    let prepared = prepare(recipe, opts, &reporter)?;
+    let src = &prepared.src;
+    reporter.stage("fetch and verify the indexes");
+    let (index, index_files) = locked::apk_load_indexes_recorded(
+        &prepared.fetcher,
+        &prepared.keys,
+        src,
+        reporter.as_ref(),
+    )?;
+    reporter.stage("resolve");
+    let plan = apk::plan(&index, src)?;
+    reporter.stage("fetch and verify packages");
+    apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?;
+    Ok(crate::lock::Lockfile {
+        recipe_sha256,
+        source_date_epoch: LoadedIndexes::newest_build_time(&plan).unwrap_or(0),
+        source: locked::apk_lock_source(recipe, src),
+        index: index_files,
+        packages: locked::apk_locked_packages(&prepared.fetcher, &index, src, &plan)?,
+    })
+}
+
 /// `rootstrap build` for an Alpine recipe.
 pub(super) fn build(
     recipe: &Recipe,
     opts: &BuildOptions,
     tags: Option<ImageReference>,
+    lock_ctx: Option<locked::LockContext>,
     reporter: SharedReporter,
 ) -> Result<BuildReport, BuildError> {
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
     let umask = super::RootfsUmask::set();
 
+    if let Some(ctx) = &lock_ctx {
+        ctx.check_source(&locked::apk_lock_source(recipe, src), reporter.as_ref())?;
+    }
+    let lock = lock_ctx.as_ref().and_then(|c| c.locked());
+
     reporter.stage("fetch and verify the indexes");
-    let index: LoadedIndexes = apk::load_indexes(
-        &prepared.fetcher,
-        &prepared.keys,
-        src,
-        reporter.as_ref(),
-        Some(&prepared.cache_dir),
-    )?;
-    reporter.stage("resolve");
-    let plan = apk::plan(&index, src)?;
+    let (index, index_files) = match &lock_ctx {
+        Some(_) => locked::apk_load_indexes_recorded(
+            &prepared.fetcher,
+            &prepared.keys,
+            src,
+            reporter.as_ref(),
+        )?,
+        None => (
+            apk::load_indexes(
+                &prepared.fetcher,
+                &prepared.keys,
+                src,
+                reporter.as_ref(),
+                Some(&prepared.cache_dir),
+            )?,
+            Vec::new(),
+        ),
+    };
+    let plan = match (lock, &lock_ctx) {
+        (Some(l), Some(ctx)) => {
+            reporter.stage("check the lock against the indexes");
+            locked::apk_plan_from_lock(&index, src, &ctx.request.file, &l.packages)?
+        }
+        _ => {
+            reporter.stage("resolve");
+            apk::plan(&index, src)?
+        }
+    };
     let report = plan_report(recipe, src, &plan);
     reporter.info(&format!(
         "{} packages, {:.1} MB to download",
         report.packages.len(),
         report.download_bytes as f64 / 1e6
     ));
-    let epoch = epoch_for(LoadedIndexes::newest_build_time(&plan))?;
+    let epoch = epoch_for(match lock {
+        Some(l) => Some(l.source_date_epoch),
+        None => LoadedIndexes::newest_build_time(&plan),
+    })?;
 
     reporter.stage("fetch and verify packages");
-    let apks = apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?;
+    let apks = match lock {
+        Some(l) => locked::apk_fetch_locked(
+            &prepared.fetcher,
+            &src.mirror,
+            &l.packages,
+            &plan,
+            &prepared.keys,
+            src.allow_untrusted,
+        )?,
+        None => apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?,
+    };
+    // Without --locked: drift against the lock, and the lock's contents if
+    // it is to be written.
+    let resolved_lock = match (&lock_ctx, lock) {
+        (Some(ctx), None) => {
+            let packages = locked::apk_locked_packages(&prepared.fetcher, &index, src, &plan)?;
+            ctx.report_drift(&packages, reporter.as_ref());
+            Some(crate::lock::Lockfile {
+                recipe_sha256: ctx.recipe_sha256,
+                source_date_epoch: LoadedIndexes::newest_build_time(&plan).unwrap_or(0),
+                source: locked::apk_lock_source(recipe, src),
+                index: index_files,
+                packages,
+            })
+        }
+        _ => None,
+    };
+    // The image names the lock's mirror, not where the files came from.
+    let image_src = ApkSource {
+        mirror: locked::image_mirror(lock, &src.mirror),
+        ..src.clone()
+    };
     let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
 
     reporter.stage("install");
@@ -248,7 +338,7 @@ pub(super) fn build(
         rootfs.path(),
         &plan,
         &apks,
-        src,
+        &image_src,
         &InstallOptions {
             run_scripts: src.arch == apk::host_apk_arch(),
             sandbox: &sandbox,
@@ -316,6 +406,9 @@ pub(super) fn build(
         &Default::default(),
         reporter.as_ref(),
     )?;
+    if let (Some(ctx), Some(lockfile)) = (&lock_ctx, resolved_lock) {
+        ctx.write_if_new(|| Ok(lockfile), reporter.as_ref())?;
+    }
     Ok(BuildReport {
         plan: report,
         outputs,

@@ -553,7 +553,7 @@ fn parse_world(entries: &[String]) -> Result<Vec<Dependency>, ApkBootstrapError>
 
 /// Cache key of a package: its control identity and size (the index gives
 /// no SHA-256 of the whole file).
-fn cache_key(pkg: &ApkPackage) -> Sha256Digest {
+pub fn cache_key(pkg: &ApkPackage) -> Sha256Digest {
     let ident = pkg
         .checksum
         .as_ref()

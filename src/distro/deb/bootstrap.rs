@@ -58,6 +58,8 @@ pub enum BootstrapError {
         pin: String,
         message: String,
     },
+    #[error("the lock does not match the signed index ({} package(s)):\n  {}", problems.len(), problems.join("\n  "))]
+    Locked { problems: Vec<String> },
     #[error(transparent)]
     Unpack(#[from] dpkgdb::UnpackError),
     #[error(transparent)]
@@ -104,6 +106,9 @@ pub struct LoadedIndex {
     pub signed_by: String,
     /// Every index file used, with its digest (for lockfiles and logs).
     pub index_files: Vec<(String, Sha256Digest)>,
+    /// Digest and size of the InRelease bytes verified, which are also kept
+    /// in the download cache under that digest (`rootstrap mirror`).
+    pub inrelease: (Sha256Digest, u64),
 }
 
 fn now_secs(now: SystemTime) -> i64 {
@@ -130,6 +135,7 @@ pub fn load_index(
             url: url.clone(),
             source,
         })?;
+    let inrelease = remember_in_cache(fetcher, &bytes, reporter);
     let release = Release::parse(&verified.text).map_err(|source| BootstrapError::Release {
         url: url.clone(),
         source,
@@ -184,6 +190,7 @@ pub fn load_index(
             release,
             signed_by: verified.signer_fingerprint,
             index_files,
+            inrelease,
         });
     }
 
@@ -199,6 +206,7 @@ pub fn load_index(
         release,
         signed_by: verified.signer_fingerprint,
         index_files,
+        inrelease,
     };
     if let Some(cache) = &plans {
         if let Ok(plan) = plan_in(&loaded.universe, src) {
@@ -206,6 +214,27 @@ pub fn load_index(
         }
     }
     Ok(loaded)
+}
+
+/// Keeps a fetched index file in the content-addressed cache, so a lock
+/// that records its digest can later be turned into a mirror. Best effort:
+/// a full disk only costs that.
+fn remember_in_cache(
+    fetcher: &Fetcher,
+    bytes: &[u8],
+    reporter: &dyn Reporter,
+) -> (Sha256Digest, u64) {
+    let digest = Sha256Digest::of(bytes);
+    if fetcher
+        .cache()
+        .get_sized(&digest, bytes.len() as u64)
+        .is_none()
+    {
+        if let Err(e) = fetcher.cache().insert_bytes(bytes) {
+            reporter.warn(&format!("could not keep the InRelease in the cache: {e}"));
+        }
+    }
+    (digest, bytes.len() as u64)
 }
 
 /// The packages of a resolved plan, keyed by the signed index digests and
@@ -381,6 +410,68 @@ fn decode_in_pieces(
 /// Resolves the source's variant and extra packages against the universe.
 pub fn plan<'u>(index: &'u LoadedIndex, src: &DebSource) -> Result<Plan<'u>, BootstrapError> {
     plan_in(&index.universe, src)
+}
+
+/// The plan of a lock (`build --locked`): exactly the locked packages, in
+/// the lock's order, each looked up in the verified index by name, version
+/// and architecture and required to have the locked size and SHA-256. Every
+/// package that is missing or differs is named in one error.
+pub fn plan_from_lock<'u>(
+    index: &'u LoadedIndex,
+    locked: &[crate::lock::LockedPackage],
+) -> Result<Plan<'u>, BootstrapError> {
+    let mut packages = Vec::with_capacity(locked.len());
+    let mut problems = Vec::new();
+    for want in locked {
+        let found = index
+            .universe
+            .versions(&want.name)
+            .find(|p| p.arch == want.arch && p.version.to_string() == want.version);
+        match found {
+            None => problems.push(format!(
+                "{} {} ({}): not in the signed index",
+                want.name, want.version, want.arch
+            )),
+            Some(p) if p.sha256 != want.sha256.0 || p.size != want.size => problems.push(format!(
+                "{} {} ({}): the index has sha256 {} ({} bytes), the lock {} ({} bytes)",
+                want.name,
+                want.version,
+                want.arch,
+                Sha256Digest(p.sha256),
+                p.size,
+                want.sha256,
+                want.size
+            )),
+            Some(p) => packages.push(p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(BootstrapError::Locked { problems });
+    }
+    let why = packages
+        .iter()
+        .map(|p| (p.name.clone(), "lock".to_owned()))
+        .collect();
+    Ok(Plan { packages, why })
+}
+
+/// Downloads the locked packages by their locked path, size and SHA-256,
+/// in lock order.
+pub fn fetch_locked_packages(
+    fetcher: &Fetcher,
+    mirror: &str,
+    locked: &[crate::lock::LockedPackage],
+) -> Result<Vec<PathBuf>, BootstrapError> {
+    let items: Vec<FetchItem> = locked
+        .iter()
+        .map(|p| FetchItem {
+            url: p.path.url(mirror),
+            size: p.size,
+            sha256: p.sha256,
+            name: p.name.clone(),
+        })
+        .collect();
+    Ok(fetcher.fetch_all(&items)?)
 }
 
 fn plan_in<'u>(universe: &'u Universe, src: &DebSource) -> Result<Plan<'u>, BootstrapError> {
