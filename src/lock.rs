@@ -553,6 +553,15 @@ impl fmt::Display for Drift {
                 "changed {} {} -> {} ({})",
                 new.name, old.version, new.version, new.arch
             ),
+            Drift::Changed { old, new } if old.checksum != new.checksum => write!(
+                f,
+                "changed {} {} ({}): same version, different package (C:{} -> C:{})",
+                new.name,
+                new.version,
+                new.arch,
+                old.checksum.as_deref().unwrap_or("-"),
+                new.checksum.as_deref().unwrap_or("-")
+            ),
             Drift::Changed { old, new } => write!(
                 f,
                 "changed {} {} ({}): same version, different file (sha256 {} -> {})",
