@@ -927,6 +927,18 @@ mod tests {
             drift(&locked, &reordered).is_empty(),
             "order alone is not drift"
         );
+        let mut apk_old = deb("musl", "1.2.5-r0", 7);
+        apk_old.checksum = Some("Q1old=".into());
+        let mut apk_new = apk_old.clone();
+        apk_new.checksum = Some("Q1new=".into());
+        let lines: Vec<String> = drift(&[apk_old], &[apk_new])
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            ["changed musl 1.2.5-r0 (amd64): same version, different package (C:Q1old= -> C:Q1new=)"]
+        );
     }
 
     #[test]
