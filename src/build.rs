@@ -401,6 +401,40 @@ pub fn resolve(
     Ok(plan_report(recipe, &prepared.src, &plan))
 }
 
+/// `rootstrap resolve --lock FILE`: the plan, and how it drifted from the
+/// lock. Nothing is downloaded, so only what the signed index says is
+/// compared: name, version, architecture, size, and the SHA-256 (Debian) or
+/// the `C:` identity (Alpine).
+pub fn resolve_with_lock(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    lock_file: &Path,
+    reporter: SharedReporter,
+) -> Result<(PlanReport, Vec<crate::lock::Drift>), BuildError> {
+    let lock = read_lock(lock_file)?;
+    let (report, resolved) = if recipe.source.distro == Distro::Alpine {
+        alpine::resolve_for_drift(recipe, opts, &lock, reporter)?
+    } else {
+        let prepared = prepare(recipe, opts, &reporter)?;
+        reporter.stage("fetch and verify the index");
+        let index = bootstrap::load_index(
+            &prepared.fetcher,
+            &prepared.keyring,
+            &prepared.src,
+            SystemTime::now(),
+            reporter.as_ref(),
+            Some(&prepared.cache_dir),
+        )?;
+        reporter.stage("resolve");
+        let plan = bootstrap::plan(&index, &prepared.src)?;
+        (
+            plan_report(recipe, &prepared.src, &plan),
+            locked::deb_locked_packages(&plan)?,
+        )
+    };
+    Ok((report, crate::lock::drift(&lock.packages, &resolved)))
+}
+
 /// `rootstrap lock`: resolves the recipe and writes its lockfile to `out`
 /// (atomically). Alpine packages are downloaded and verified to learn their
 /// SHA-256; Debian ones are not (the signed index has it).

@@ -229,6 +229,9 @@ pub struct ResolveArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also report how the plan drifted from this lockfile (exit status 1 if it did).
+    #[arg(long, value_name = "FILE")]
+    pub lock: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -553,6 +553,15 @@ impl fmt::Display for Drift {
                 "changed {} {} -> {} ({})",
                 new.name, old.version, new.version, new.arch
             ),
+            Drift::Changed { old, new } if old.checksum != new.checksum => write!(
+                f,
+                "changed {} {} ({}): same version, different package (C:{} -> C:{})",
+                new.name,
+                new.version,
+                new.arch,
+                old.checksum.as_deref().unwrap_or("-"),
+                new.checksum.as_deref().unwrap_or("-")
+            ),
             Drift::Changed { old, new } => write!(
                 f,
                 "changed {} {} ({}): same version, different file (sha256 {} -> {})",
@@ -917,6 +926,18 @@ mod tests {
         assert!(
             drift(&locked, &reordered).is_empty(),
             "order alone is not drift"
+        );
+        let mut apk_old = deb("musl", "1.2.5-r0", 7);
+        apk_old.checksum = Some("Q1old=".into());
+        let mut apk_new = apk_old.clone();
+        apk_new.checksum = Some("Q1new=".into());
+        let lines: Vec<String> = drift(&[apk_old], &[apk_new])
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            ["changed musl 1.2.5-r0 (amd64): same version, different package (C:Q1old= -> C:Q1new=)"]
         );
     }
 

@@ -102,11 +102,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Resolve(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
-            let result = build::resolve(&recipe, &source_options(&args.source), reporter.clone());
+            let opts = source_options(&args.source);
+            let result = match &args.lock {
+                Some(lock) => build::resolve_with_lock(&recipe, &opts, lock, reporter.clone())
+                    .map(|(plan, drift)| (plan, Some(drift))),
+                None => build::resolve(&recipe, &opts, reporter.clone()).map(|plan| (plan, None)),
+            };
             reporter.finish();
-            let plan = result.with_context(|| format!("resolving {}", recipe.path.display()))?;
+            let (plan, drift) =
+                result.with_context(|| format!("resolving {}", recipe.path.display()))?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
+                let mut value = serde_json::to_value(&plan)?;
+                if let Some(drift) = &drift {
+                    value["drift"] = drift.iter().map(|d| d.to_string()).collect();
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 let width = plan
                     .packages
@@ -127,8 +137,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     human(plan.download_bytes),
                     human(plan.installed_kib * 1024)
                 );
+                if let (Some(drift), Some(lock)) = (&drift, &args.lock) {
+                    match drift.len() {
+                        0 => println!("{}: no drift", lock.display()),
+                        n => println!("{}: {n} package(s) drifted:", lock.display()),
+                    }
+                    for d in drift {
+                        println!("  {d}");
+                    }
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            // Like `git diff --exit-code`: a stale lock fails a CI check.
+            Ok(match drift {
+                Some(d) if !d.is_empty() => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            })
         }
         Command::Inspect(args) => {
             let source = ImageSource::parse(&args.image)?;

@@ -352,6 +352,28 @@ fn resolving_build_reports_drift_against_the_lock() {
         before,
         "an existing lock is never rewritten"
     );
+
+    // `resolve --lock` says the same without building, and fails like
+    // `git diff --exit-code`.
+    let o = f.run(
+        &[
+            "resolve",
+            f.path("recipe.toml").to_str().unwrap(),
+            "--lock",
+            file.to_str().unwrap(),
+        ],
+        "cache",
+        &f.mirror(),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{}", stderr(&o));
+    assert!(stdout.contains("3 package(s) drifted"), "{stdout}");
+    assert!(stdout.contains("  added   new-tool 0.1"), "{stdout}");
+    assert!(stdout.contains("  removed old-tool 1.0"), "{stdout}");
+    assert!(
+        stdout.contains("  changed hello-fixture 2.0-1 -> 2.0-2"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -619,6 +641,18 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
         &["--lock", lock_arg, "--locked"],
     );
     assert_eq!(digest(&locked), resolved);
+    let o = f.run(
+        &[
+            "resolve",
+            f.path("recipe.toml").to_str().unwrap(),
+            "--lock",
+            lock_arg,
+        ],
+        "cache-a",
+        &f.mirror(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no drift"));
 
     let o = Command::new(BIN)
         .args(["mirror", lock_arg, "-o"])
@@ -680,6 +714,25 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     assert!(!o.status.success(), "must fail:\n{err}");
     assert!(err.contains("busybox") && err.contains("C:"), "{err}");
     assert!(!f.path("bad").exists());
+    // The same change, seen by `resolve --lock` from the index alone.
+    let o = Command::new(BIN)
+        .args(["resolve"])
+        .arg(f.path("recipe.toml"))
+        .arg("--keys")
+        .arg(&repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(f.path("cache-b"))
+        .arg("--mirror")
+        .arg(server2.base_url().trim_end_matches('/'))
+        .args(["--lock", lock_arg])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{}", stderr(&o));
+    assert!(
+        stdout.contains("changed busybox") && stdout.contains("different package (C:Q1"),
+        "{stdout}"
+    );
 }
 
 #[test]

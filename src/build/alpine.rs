@@ -187,6 +187,32 @@ pub(super) fn resolve(
     Ok(plan_report(recipe, &prepared.src, &plan))
 }
 
+/// `rootstrap resolve --lock` for an Alpine recipe: the plan as lock
+/// entries without downloading. The index has no SHA-256, so a package with
+/// the lock's version and `C:` identity takes the lock's; any other change
+/// shows in the version or the identity.
+pub(super) fn resolve_for_drift(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    lock: &crate::lock::Lockfile,
+    reporter: SharedReporter,
+) -> Result<(PlanReport, Vec<crate::lock::LockedPackage>), BuildError> {
+    let prepared = prepare(recipe, opts, &reporter)?;
+    let src = &prepared.src;
+    reporter.stage("fetch and verify the indexes");
+    let index = apk::load_indexes(
+        &prepared.fetcher,
+        &prepared.keys,
+        src,
+        reporter.as_ref(),
+        Some(&prepared.cache_dir),
+    )?;
+    reporter.stage("resolve");
+    let plan = apk::plan(&index, src)?;
+    let packages = locked::apk_identities(&index, src, &plan, &lock.packages)?;
+    Ok((plan_report(recipe, src, &plan), packages))
+}
+
 /// OCI architecture and variant for an apk architecture name.
 fn oci_platform(apk_arch: &str) -> (String, Option<String>) {
     match apk_arch {

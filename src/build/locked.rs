@@ -461,6 +461,44 @@ pub(super) fn apk_locked_packages(
         .collect()
 }
 
+/// Lock entries for planned packages without downloading them: the SHA-256
+/// is the lock's when the version, size and `C:` identity are the lock's,
+/// else unknown (zero), which the identity or version then explains.
+pub(super) fn apk_identities(
+    index: &LoadedIndexes,
+    src: &ApkSource,
+    plan: &[&ApkPackage],
+    locked: &[LockedPackage],
+) -> Result<Vec<LockedPackage>, BuildError> {
+    plan.iter()
+        .map(|pkg| {
+            let checksum = pkg.checksum.as_ref().map(|c| c.to_string());
+            let sha256 = locked
+                .iter()
+                .find(|l| {
+                    l.name == pkg.name
+                        && l.arch == pkg.arch
+                        && l.version == pkg.version
+                        && l.size == pkg.size
+                        && l.checksum == checksum
+                })
+                .map_or(Sha256Digest([0; 32]), |l| l.sha256);
+            Ok(LockedPackage {
+                name: pkg.name.clone(),
+                version: pkg.version.clone(),
+                arch: pkg.arch.clone(),
+                path: lock_path(
+                    &pkg.id(),
+                    &apk_rel_path(index, src, pkg).unwrap_or_default(),
+                )?,
+                size: pkg.size,
+                sha256,
+                checksum,
+            })
+        })
+        .collect()
+}
+
 /// The locked packages looked up in the verified indexes (same name,
 /// version, architecture, repository path, size and `C:` identity), in lock
 /// order; every one missing or different is named in one error.
