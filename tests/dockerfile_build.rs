@@ -871,3 +871,31 @@ fn run_mounts_never_land_in_the_layer() {
     assert!(!escape.status.success());
     assert!(String::from_utf8_lossy(&escape.stderr).contains("\"hostlink\": not found"));
 }
+
+#[test]
+fn without_a_context_argument_the_current_directory_is_the_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    let elsewhere = tmp.path().join("dockerfiles");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(ctx.join("hello"), "from cwd").unwrap();
+    fs::write(elsewhere.join("hello"), "from the Dockerfile's directory").unwrap();
+    let dockerfile = elsewhere.join("Dockerfile");
+    fs::write(&dockerfile, "FROM scratch\nCOPY hello /hello\n").unwrap();
+    let out = tmp.path().join("out");
+    let result = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .current_dir(&ctx)
+        .args(["--progress", "plain", "build", "--no-cache", "-f"])
+        .arg(&dockerfile)
+        .arg("--output")
+        .arg(format!("oci:{}", out.display()))
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(entry(&files(&open(&out)), "hello").1, b"from cwd");
+}
