@@ -59,7 +59,7 @@ bh() {
     buildah --root "$bench/buildah-root" --runroot "$bench/buildah-run" --storage-driver vfs "$@"
 }
 bh_build() {
-    bh bud --isolation chroot --layers -q -f "$ctx/Dockerfile" -t localhost/bench-dockerfile "$ctx"
+    bh bud --isolation chroot --layers -f "$ctx/Dockerfile" -t localhost/bench-dockerfile "$ctx"
 }
 
 rm -rf "$bench/rs-cache" "$bench/rs-out"
@@ -71,10 +71,13 @@ time_of rootstrap-warm rs_build
 grep -c ' CACHED$' "$bench/rootstrap-warm.log" | xargs echo "rootstrap-warm CACHED steps:"
 time_of buildah-cold bh_build
 time_of buildah-warm bh_build
+grep -c 'Using cache' "$bench/buildah-warm.log" | xargs echo "buildah-warm 'Using cache' steps:"
 
 echo v2 >"$ctx/extra.txt"
 time_of rootstrap-onefile rs_build
 time_of buildah-onefile bh_build
+grep -c ' CACHED$' "$bench/rootstrap-onefile.log" | xargs echo "rootstrap-onefile CACHED steps:"
+grep -c 'Using cache' "$bench/buildah-onefile.log" | xargs echo "buildah-onefile 'Using cache' steps:"
 echo v1 >"$ctx/extra.txt"
 
 ratio() { echo "scale=2; $(cat "$bench/$1.t") / $(cat "$bench/$2.t")" | bc; }

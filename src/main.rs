@@ -281,12 +281,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE"
             );
             for image in images {
-                let short = image.digest.trim_start_matches("sha256:");
+                let short: String = image
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
                 println!(
                     "{:<40} {:<16} {:<14} {:<22} {:>10}",
                     image.name,
                     image.tag,
-                    &short[..short.len().min(12)],
+                    short,
                     image.created.as_deref().unwrap_or("-"),
                     human(image.size)
                 );

@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::image::oci::{self, Descriptor, Index, Manifest};
-use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, Output};
+use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, Output, Sha256Digest};
 
 /// When the image was stored (RFC 3339), in its index entry.
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
@@ -264,6 +264,12 @@ impl ImageStore {
     fn collect_garbage(&self, index: &Index) -> Result<u64, StoreError> {
         let mut keep: HashSet<String> = HashSet::new();
         for desc in &index.manifests {
+            if Sha256Digest::parse(&desc.digest).is_err() {
+                return Err(StoreError::Corrupt {
+                    path: self.index_path().display().to_string(),
+                    reason: format!("invalid manifest digest {:?}", desc.digest),
+                });
+            }
             keep.insert(hex_of(&desc.digest));
             let path = self.blob_path(&desc.digest);
             let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;

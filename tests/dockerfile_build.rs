@@ -814,6 +814,33 @@ fn run_mounts_never_land_in_the_layer() {
     assert!(build(&ctx, &args).status.success());
     assert_eq!(entry(&files(&open(&out)), "seen").1, b"run\n");
 
+    // HOSTILE 41 (CVE-2024-23651): a cache `source=` through a symlink an
+    // earlier RUN planted in the cache stays inside the cache.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base}\n\
+             RUN --mount=type=cache,target=/c,id=evil ln -sfn /etc /c/etc-link && ln -sfn / /c/root-link\n\
+             RUN --mount=type=cache,target=/x,id=evil,source=etc-link ls /x > /via-etc-link\n\
+             RUN --mount=type=cache,target=/y,id=evil,source=root-link ls /y > /via-root-link\n"
+        ),
+    )
+    .unwrap();
+    assert!(build(&ctx, &args).status.success());
+    let sink = files(&open(&out));
+    assert_eq!(
+        entry(&sink, "via-etc-link").1,
+        b"",
+        "host /etc must not show"
+    );
+    let listing = String::from_utf8_lossy(&entry(&sink, "via-root-link").1).into_owned();
+    let names: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        names,
+        ["etc", "etc-link", "root-link"],
+        "the cache's own root"
+    );
+
     // `id=$CID` was expanded: a literal id=c1 names the same cache.
     fs::write(
         ctx.join("Dockerfile"),
@@ -843,4 +870,32 @@ fn run_mounts_never_land_in_the_layer() {
     let escape = build(&ctx, &["--cache-dir", cache_arg, "--output", &out_arg]);
     assert!(!escape.status.success());
     assert!(String::from_utf8_lossy(&escape.stderr).contains("\"hostlink\": not found"));
+}
+
+#[test]
+fn without_a_context_argument_the_current_directory_is_the_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    let elsewhere = tmp.path().join("dockerfiles");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(ctx.join("hello"), "from cwd").unwrap();
+    fs::write(elsewhere.join("hello"), "from the Dockerfile's directory").unwrap();
+    let dockerfile = elsewhere.join("Dockerfile");
+    fs::write(&dockerfile, "FROM scratch\nCOPY hello /hello\n").unwrap();
+    let out = tmp.path().join("out");
+    let result = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        .current_dir(&ctx)
+        .args(["--progress", "plain", "build", "--no-cache", "-f"])
+        .arg(&dockerfile)
+        .arg("--output")
+        .arg(format!("oci:{}", out.display()))
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(entry(&files(&open(&out)), "hello").1, b"from cwd");
 }

@@ -108,3 +108,33 @@ fn a_corrupt_index_is_reported_with_its_path() {
     let err = store.list().unwrap_err().to_string();
     assert!(err.contains("index.json"), "{err}");
 }
+
+#[test]
+fn a_hostile_manifest_digest_is_refused_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(tmp.path());
+    store
+        .put(
+            &image(tmp.path(), "a"),
+            &ImageReference::parse("a").unwrap(),
+        )
+        .unwrap();
+    store
+        .put(
+            &image(tmp.path(), "b"),
+            &ImageReference::parse("b").unwrap(),
+        )
+        .unwrap();
+    let index = store.dir().join("index.json");
+    let text = fs::read_to_string(&index).unwrap();
+    let digest = text
+        .split("\"digest\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    fs::write(&index, text.replace(digest, "sha256:../../../etc/passwd")).unwrap();
+    let err = store.remove("b").unwrap_err().to_string();
+    assert!(err.contains("invalid manifest digest"), "{err}");
+}

@@ -1206,10 +1206,11 @@ impl Runner<'_> {
                     ) {
                         prepared.locks.push(lock_file(&dir).map_err(|e| fail(&e))?);
                     }
-                    let mount = BindMount {
-                        source: dir,
-                        target,
+                    let source = match m.source.as_deref() {
+                        Some(sub) => cache_subdir(&dir, sub).map_err(|e| fail(&e))?,
+                        None => dir,
                     };
+                    let mount = BindMount { source, target };
                     if m.read_only {
                         prepared.read_only.push(mount);
                     } else {
@@ -1642,6 +1643,21 @@ fn lock_file(dir: &Path) -> std::io::Result<std::fs::File> {
         .open(dir.with_extension("lock"))?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
     Ok(file)
+}
+
+/// `source=` of a cache mount: a directory inside the cache, created if
+/// missing. Symlinks an earlier RUN left in the cache resolve inside it, so
+/// the mount never shows a host path (CVE-2024-23651).
+fn cache_subdir(dir: &Path, sub: &str) -> Result<PathBuf, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let root = Root::open(dir).map_err(|e| e.to_string())?;
+    let rel = context_rel(sub).map_err(|e| e.to_string())?;
+    let resolved = copy::resolve_in_root(&root, &rel).map_err(|e| e.to_string())?;
+    if !resolved.is_root() {
+        root.mkdir_all(&resolved, 0o755)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(dir.join(std::ffi::OsStr::from_bytes(resolved.as_bytes())))
 }
 
 /// A source path in the context or a stage (`/`, `.` and `` are the root).
