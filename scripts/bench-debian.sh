@@ -45,12 +45,15 @@ mirror=http://127.0.0.1:$port
 measure() {
     local name=$1; shift
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -f '%e %M' -o "$bench/$name.time" "$@" >"$bench/$name.log" 2>&1 || {
+    /usr/bin/time -f '%e %M %U %S' -o "$bench/$name.time" "$@" >"$bench/$name.log" 2>&1 || {
         echo "$name failed:"; tail -20 "$bench/$name.log"; exit 1; }
-    read -r t rss <"$bench/$name.time"
+    read -r t rss user sys <"$bench/$name.time"
     echo "$t" >"$bench/$name.t"
     echo $((rss / 1024)) >"$bench/$name.rss"
-    echo "$name: ${t}s, peak RSS $((rss / 1024)) MB"
+    # CPU seconds (user + system, waited-for children included): less
+    # sensitive than wall time to other load on a shared machine.
+    python3 -c "print(f'{$user + $sys:.2f}')" >"$bench/$name.cpu"
+    echo "$name: ${t}s, CPU $(cat "$bench/$name.cpu")s, peak RSS $((rss / 1024)) MB"
 }
 
 rm -rf "$bench/cache" "$bench/out" && mkdir -p "$bench/out"
@@ -68,12 +71,14 @@ measure debootstrap sh -c "debootstrap --variant=minbase --keyring='$keyring/deb
 rm -rf "$bench/dbs"
 
 mm=$(cat "$bench/mmdebstrap.t")
-ratio() { python3 -c "print(f'{$1/$mm:.3f}')"; }
+mm_cpu=$(cat "$bench/mmdebstrap.cpu")
+ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
 echo
-echo "| tool | wall (s) | × mmdebstrap | peak RSS (MB) |"
-echo "| --- | ---: | ---: | ---: |"
+echo "| tool | wall (s) | × mmdebstrap | CPU (s) | CPU × mmdebstrap | peak RSS (MB) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for n in rootstrap-cold rootstrap-warm rootstrap-cold-oci mmdebstrap debootstrap; do
-    echo "| $n | $(cat "$bench/$n.t") | $(ratio "$(cat "$bench/$n.t")") | $(cat "$bench/$n.rss") |"
+    t=$(cat "$bench/$n.t") cpu=$(cat "$bench/$n.cpu")
+    echo "| $n | $t | $(ratio "$t" "$mm") | $cpu | $(ratio "$cpu" "$mm_cpu") | $(cat "$bench/$n.rss") |"
 done
 echo
 echo "Phases of rootstrap-cold (seconds since start, from its --progress plain log):"
