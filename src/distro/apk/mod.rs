@@ -13,6 +13,7 @@ pub mod gzsplit;
 pub mod index;
 pub mod installed;
 pub mod package;
+mod plan_cache;
 pub mod sign;
 pub mod solver;
 pub mod tar;
