@@ -888,7 +888,7 @@ fn write_outputs(
     // SBOMs next to / inside each image output, with the checksums of the
     // .deb files the plan verified (apk's identity comes from its own db).
     let name = reference.map(ImageReference::familiar);
-    crate::sbom::write_build_sboms(builder, &written, name.as_deref(), deb_sha256)?;
+    crate::sbom::write_build_sboms(builder, &written, name.as_deref(), deb_sha256, tree)?;
     Ok((written, manifest_digest))
 }
 

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::distro::deb::control;
 use crate::image::tar::{EntryKind, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::image::{ImageError, OpenedImage, TarReader};
+use crate::rootfs::safe::{FileKind, RelPath, Root};
 
 /// The package databases we know, by path inside the image.
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
@@ -385,6 +387,82 @@ where
     I: IntoIterator<Item = Result<Box<dyn Read + 'a>, ImageError>>,
 {
     let files = collect_merged(layers)?;
+    Ok(inventory_of(&files))
+}
+
+/// The same inventory as [`collect_inventory`], read from a finished rootfs
+/// directory instead of its layers: a build that still has the tree reads a
+/// few hundred small files rather than decoding the whole layer again.
+/// Every access goes through [`Root`], so a symlink in the tree never leads
+/// outside it.
+pub fn collect_inventory_from_tree(rootfs: &Path) -> Result<PackageInventory, ImageError> {
+    let root = Root::open(rootfs).map_err(ImageError::io(format!(
+        "opening {} for its package inventory",
+        rootfs.display()
+    )))?;
+    let mut files: BTreeMap<String, Collected> = BTreeMap::new();
+    let mut wanted_paths: Vec<String> = [DPKG_STATUS, APK_INSTALLED]
+        .iter()
+        .chain(OS_RELEASE.iter())
+        .map(|p| (*p).to_owned())
+        .collect();
+    let doc = RelPath::from_archive(DOC_DIR.trim_end_matches('/').as_bytes())
+        .map_err(|e| tree_err(DOC_DIR, e))?;
+    if root.is_dir(&doc) {
+        for name in root.read_dir(&doc).map_err(|e| tree_err(DOC_DIR, e))? {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            wanted_paths.push(format!("{DOC_DIR}{name}"));
+            wanted_paths.push(format!("{DOC_DIR}{name}/copyright"));
+        }
+    }
+    for path in wanted_paths {
+        if let Some(c) = collect_from_tree(&root, &path)? {
+            files.insert(path, c);
+        }
+    }
+    Ok(inventory_of(&files))
+}
+
+fn tree_err(path: &str, e: impl std::fmt::Display) -> ImageError {
+    ImageError::Invalid {
+        location: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// One wanted path of the tree, as the layer walk would have collected it.
+fn collect_from_tree(root: &Root, path: &str) -> Result<Option<Collected>, ImageError> {
+    let Ok(rel) = RelPath::from_archive(path.as_bytes()) else {
+        return Ok(None);
+    };
+    let Some(meta) = root.lstat(&rel).map_err(|e| tree_err(path, e))? else {
+        return Ok(None);
+    };
+    Ok(match meta.kind {
+        FileKind::Symlink => {
+            let target = root.read_link(&rel).map_err(|e| tree_err(path, e))?;
+            Some(Collected::Link(
+                String::from_utf8_lossy(&target).into_owned(),
+            ))
+        }
+        FileKind::File if wanted(path) => {
+            let mut bytes = Vec::new();
+            root.open_read(&rel)
+                .map_err(|e| tree_err(path, e))?
+                .take(entry_limit(path))
+                .read_to_end(&mut bytes)
+                .map_err(ImageError::io(format!("reading {path}")))?;
+            Some(if is_copyright(path) {
+                Collected::Licenses(dep5_licenses(&String::from_utf8_lossy(&bytes)))
+            } else {
+                Collected::Data(bytes)
+            })
+        }
+        _ => None,
+    })
+}
+
+fn inventory_of(files: &BTreeMap<String, Collected>) -> PackageInventory {
     let os_release = OS_RELEASE
         .iter()
         .find_map(|p| match lookup(&files, p) {
@@ -407,11 +485,11 @@ where
         _ => (None, Vec::new()),
     };
     packages.sort_by(|a, b| (&a.name, &a.arch, &a.version).cmp(&(&b.name, &b.arch, &b.version)));
-    Ok(PackageInventory {
+    PackageInventory {
         kind,
         os_release,
         packages,
-    })
+    }
 }
 
 fn non_empty(v: Option<&str>) -> Option<String> {

@@ -508,6 +508,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
         &written_outputs,
         name.as_deref(),
         &Default::default(),
+        None,
     )
     .context("writing SBOMs")?;
     for reference in &tags {

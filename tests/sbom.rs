@@ -334,8 +334,14 @@ fn build_outputs_get_sboms() {
         outputs.push((BuildOutput::Image(out), Some(w.manifest_digest.to_string())));
     }
     outputs.push((BuildOutput::RootfsDir(work.path().join("tree")), None));
-    let written =
-        write_build_sboms(&b, &outputs, Some(&reference.familiar()), &BTreeMap::new()).unwrap();
+    let written = write_build_sboms(
+        &b,
+        &outputs,
+        Some(&reference.familiar()),
+        &BTreeMap::new(),
+        None,
+    )
+    .unwrap();
     assert_eq!(written.len(), 5, "{written:?}");
     // The archive's documents equal what `rootstrap sbom` derives from it.
     let img = open(&format!("docker-archive:{}", archive.display()));
@@ -420,4 +426,60 @@ fn dockerfile_builds_get_sboms_too() {
     let pkgs = spdx["packages"].as_array().unwrap();
     assert_eq!(by_name(pkgs, "zlib1g")["licenseDeclared"], "Zlib");
     assert!(work.path().join("child.tar.cdx.json").exists());
+}
+
+#[test]
+fn tree_and_layer_inventories_agree() {
+    use std::os::unix::fs::symlink;
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    let w = |rel: &str, data: &str| {
+        let p = tree.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    w("var/lib/dpkg/status", STATUS_1);
+    w(
+        "usr/share/doc/libc6/copyright",
+        &format!("{DEP5_HEADER}Files: *\nCopyright: FSF\nLicense: LGPL-2.1+\n"),
+    );
+    w(
+        "usr/share/doc/gcc-14-base/copyright",
+        &format!("{DEP5_HEADER}Files: *\nCopyright: FSF\nLicense: GPL-3+ with GCC-exception-3.1\n"),
+    );
+    w("usr/share/doc/bash/copyright", "free-form text\n");
+    w("etc/os-release", "ID=debian\nVERSION_CODENAME=trixie\n");
+    symlink("gcc-14-base", tree.join("usr/share/doc/libstdc++6")).unwrap();
+    // A link out of the tree is resolved inside it, never on the host.
+    symlink("/etc", tree.join("usr/share/doc/escape")).unwrap();
+
+    let mut b = rootstrap::image::ImageBuilder::new_in(
+        work.path(),
+        rootstrap::image::oci::ImageConfig::new("amd64", "linux"),
+        rootstrap::image::LayerCompression::Gzip,
+    )
+    .unwrap();
+    b.add_layer_from_dir(
+        &tree,
+        &rootstrap::image::LayerOptions {
+            source_date_epoch: Some(1_700_000_000),
+            exclude: Vec::new(),
+        },
+        rootstrap::image::oci::History::default(),
+    )
+    .unwrap();
+    let dir = work.path().join("oci");
+    b.write(&Output::OciDir(dir.clone()), None).unwrap();
+    let from_layers = package_inventory(&open(&format!("oci:{}", dir.display()))).unwrap();
+    let from_tree = rootstrap::inspect::collect_inventory_from_tree(&tree).unwrap();
+    assert_eq!(
+        serde_json::to_value(&from_tree).unwrap(),
+        serde_json::to_value(&from_layers).unwrap()
+    );
+    let libstdc = from_tree
+        .packages
+        .iter()
+        .find(|p| p.name == "libstdc++6")
+        .unwrap();
+    assert!(!libstdc.licenses.is_empty(), "{libstdc:?}");
 }

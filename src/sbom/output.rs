@@ -76,12 +76,14 @@ pub fn attach_to_oci_layout(dir: &Path, sbom: &Sbom) -> Result<(), SbomError> {
 /// After a build: the SBOMs of the image `builder` holds, for each image
 /// output (`outputs` as `write_outputs` returns them, with their manifest
 /// digests). `deb_sha256` gives the `.deb` checksums the plan knows (may be
-/// empty). Returns the files written or extended.
+/// empty). `tree` is the image's finished rootfs when the caller still has
+/// it. Returns the files written or extended.
 pub fn write_build_sboms(
     builder: &ImageBuilder,
     outputs: &[(BuildOutput, Option<String>)],
     reference: Option<&str>,
     deb_sha256: &BTreeMap<String, [u8; 32]>,
+    tree: Option<&Path>,
 ) -> Result<Vec<PathBuf>, SbomError> {
     let images: Vec<(&Output, &Option<String>)> = outputs
         .iter()
@@ -105,7 +107,12 @@ pub fn write_build_sboms(
             )))
             .map(|r| -> Box<dyn Read> { r })
     });
-    let inventory = crate::inspect::collect_inventory(layers)?;
+    // The finished tree, when the build still has it, says the same as the
+    // layers and is much cheaper to read.
+    let inventory = match tree {
+        Some(dir) => crate::inspect::collect_inventory_from_tree(dir)?,
+        None => crate::inspect::collect_inventory(layers)?,
+    };
     let mut written = Vec::new();
     for (out, digest) in images {
         let digest = digest
