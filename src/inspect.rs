@@ -465,16 +465,16 @@ fn collect_from_tree(root: &Root, path: &str) -> Result<Option<Collected>, Image
 fn inventory_of(files: &BTreeMap<String, Collected>) -> PackageInventory {
     let os_release = OS_RELEASE
         .iter()
-        .find_map(|p| match lookup(&files, p) {
+        .find_map(|p| match lookup(files, p) {
             Some(Collected::Data(d)) => Some(parse_os_release(&String::from_utf8_lossy(d))),
             _ => None,
         })
         .unwrap_or_default();
-    let (kind, mut packages) = match (lookup(&files, DPKG_STATUS), lookup(&files, APK_INSTALLED)) {
+    let (kind, mut packages) = match (lookup(files, DPKG_STATUS), lookup(files, APK_INSTALLED)) {
         (Some(Collected::Data(d)), _) => {
             let mut pkgs = dpkg_records(&String::from_utf8_lossy(d));
             for p in &mut pkgs {
-                p.licenses = copyright_licenses(&files, &p.name);
+                p.licenses = copyright_licenses(files, &p.name);
             }
             (Some(PackageDbKind::Dpkg), pkgs)
         }
