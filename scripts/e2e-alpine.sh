@@ -43,7 +43,7 @@ echo "rootstrap build (cold cache): $(echo "$(date +%s.%N) - $start" | bc) s"
 start=$(date +%s.%N)
 "$rs" --progress plain build recipes/alpine-3.20.toml \
     --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys" \
-    --output "oci:$work/alpine-oci-warm" 2>"$work/warm.log"
+    --output "oci:$work/alpine-oci-warm" -t "$img" 2>"$work/warm.log"
 echo "rootstrap build (warm cache): $(echo "$(date +%s.%N) - $start" | bc) s"
 check "alpine: warm build reuses the plan" grep -q "package plan reused" "$work/warm.log"
 check "alpine: warm build is byte-identical" cmp -s "$work/alpine-oci/index.json" "$work/alpine-oci-warm/index.json"
