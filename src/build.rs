@@ -638,10 +638,9 @@ pub fn build(
         None => index.release.date,
     })?;
 
-    reporter.stage("fetch and verify packages");
-    let debs = match lock {
-        Some(l) => bootstrap::fetch_locked_packages(&prepared.fetcher, &src.mirror, &l.packages)?,
-        None => bootstrap::fetch_packages(&prepared.fetcher, &src.mirror, &plan)?,
+    let fetch_items = match lock {
+        Some(l) => bootstrap::locked_fetch_items(&src.mirror, &l.packages),
+        None => bootstrap::fetch_items(&src.mirror, &plan)?,
     };
 
     let run_scripts = src.arch == host_deb_arch();
@@ -745,8 +744,13 @@ pub fn build(
         }
         None => false,
     };
-    if !reused {
-        reporter.stage("unpack");
+    if reused {
+        // The layer does not need them, but the build promises every
+        // planned package is in the cache (for --offline and `mirror`).
+        reporter.stage("fetch and verify packages");
+        prepared.fetcher.fetch_all(&fetch_items)?;
+    } else {
+        reporter.stage("fetch, verify and unpack packages");
         let dir = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
         std::fs::create_dir(dir.path()).map_err(|source| BuildError::WorkDir {
             path: work.clone(),
@@ -756,7 +760,8 @@ pub fn build(
         bootstrap::install(
             dir.path(),
             &plan,
-            &debs,
+            &prepared.fetcher,
+            &fetch_items,
             &InstallOptions {
                 run_scripts,
                 sandbox: &sandbox,

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -577,6 +577,76 @@ fn parallel_fetch_stops_at_first_error() {
     assert!(
         e.srv.total_requests() < 30,
         "remaining downloads should be cancelled, saw {}",
+        e.srv.total_requests()
+    );
+}
+
+#[test]
+fn each_file_is_handed_over_as_soon_as_it_is_verified() {
+    let e = env();
+    let mut items = Vec::new();
+    for i in 0..12u8 {
+        let data = payload(700, i);
+        let path = format!("/each{i}");
+        e.srv.put(&path, &data);
+        items.push(FetchItem {
+            url: e.srv.url(&path),
+            size: 700,
+            sha256: digest(&data),
+            name: path.clone(),
+        });
+    }
+    // The last item is slow: the others must be handed over before it is.
+    e.srv.delay("/each11", Duration::from_millis(400));
+    let seen = Mutex::new(Vec::new());
+    e.fetcher
+        .fetch_each(&items, &|index, path| {
+            assert_eq!(std::fs::read(&path).unwrap(), payload(700, index as u8));
+            seen.lock().unwrap().push(index);
+            true
+        })
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.len(), 12);
+    assert_eq!(seen.last(), Some(&11), "order handed over: {seen:?}");
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..12).collect::<Vec<_>>());
+}
+
+#[test]
+fn declining_a_file_stops_the_downloads_not_yet_started() {
+    let e = env();
+    let mut items = Vec::new();
+    for i in 0..40u8 {
+        let data = payload(300, i);
+        let path = format!("/stop{i}");
+        e.srv.put(&path, &data);
+        e.srv.delay(&path, Duration::from_millis(20));
+        items.push(FetchItem {
+            url: e.srv.url(&path),
+            size: 300,
+            sha256: digest(&data),
+            name: path.clone(),
+        });
+    }
+    let calls = AtomicUsize::new(0);
+    e.fetcher
+        .fetch_each(&items, &|_, _| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            false
+        })
+        .unwrap();
+    // Only the downloads already in flight when the first file was
+    // declined finish; nothing new starts.
+    assert!(
+        calls.load(Ordering::SeqCst) <= 8,
+        "{} handed over",
+        calls.load(Ordering::SeqCst)
+    );
+    assert!(
+        e.srv.total_requests() <= 8,
+        "downloads should stop, saw {}",
         e.srv.total_requests()
     );
 }

@@ -268,10 +268,42 @@ impl Fetcher {
     /// in the order of `items`. The first failure stops the rest and is
     /// returned.
     pub fn fetch_all(&self, items: &[FetchItem]) -> Result<Vec<PathBuf>, FetchError> {
+        let results: Vec<Mutex<Option<PathBuf>>> = items.iter().map(|_| Mutex::new(None)).collect();
+        self.fetch_each(items, &|index, path| {
+            if let Ok(mut slot) = results[index].lock() {
+                *slot = Some(path);
+            }
+            true
+        })?;
+        results
+            .into_iter()
+            .zip(items)
+            .map(|(slot, item)| {
+                slot.into_inner()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| FetchError::Cancelled {
+                        url: redact(&item.url),
+                    })
+            })
+            .collect()
+    }
+
+    /// Fetches items in the order given, up to [`MAX_PARALLEL`] at a time,
+    /// and hands each verified file to `ready` (index into `items`, cached
+    /// path) as soon as it is in the cache, from the downloading thread, so
+    /// the caller can start using it while the rest still download. `ready`
+    /// returning false stops the downloads not yet started. The first
+    /// failure stops the rest and is returned; `ready` has then been called
+    /// only for files that were complete and verified.
+    pub fn fetch_each(
+        &self,
+        items: &[FetchItem],
+        ready: &(dyn Fn(usize, PathBuf) -> bool + Sync),
+    ) -> Result<(), FetchError> {
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
         let first_error: Mutex<Option<FetchError>> = Mutex::new(None);
-        let results: Vec<Mutex<Option<PathBuf>>> = items.iter().map(|_| Mutex::new(None)).collect();
         let workers = MAX_PARALLEL.min(items.len());
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -285,8 +317,9 @@ impl Fetcher {
                     };
                     match self.fetch_one(item, &cancel) {
                         Ok(path) => {
-                            if let Ok(mut slot) = results[index].lock() {
-                                *slot = Some(path);
+                            if !ready(index, path) {
+                                cancel.store(true, Ordering::SeqCst);
+                                return;
                             }
                         }
                         Err(e) => {
@@ -302,21 +335,10 @@ impl Fetcher {
                 });
             }
         });
-        if let Some(e) = first_error.into_inner().ok().flatten() {
-            return Err(e);
+        match first_error.into_inner().ok().flatten() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        results
-            .into_iter()
-            .zip(items)
-            .map(|(slot, item)| {
-                slot.into_inner()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| FetchError::Cancelled {
-                        url: redact(&item.url),
-                    })
-            })
-            .collect()
     }
 }
 

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use rayon::prelude::*;
 
 use super::dpkgdb::{self, UnpackOptions, UnpackedPackage};
 use super::packages::{parse_packages, summarize_piece, BinaryPackage, MultiArch, StanzaSummary};
@@ -455,14 +454,10 @@ pub fn plan_from_lock<'u>(
     Ok(Plan { packages, why })
 }
 
-/// Downloads the locked packages by their locked path, size and SHA-256,
-/// in lock order.
-pub fn fetch_locked_packages(
-    fetcher: &Fetcher,
-    mirror: &str,
-    locked: &[crate::lock::LockedPackage],
-) -> Result<Vec<PathBuf>, BootstrapError> {
-    let items: Vec<FetchItem> = locked
+/// What to download for the locked packages: their locked path, size and
+/// SHA-256, in lock order.
+pub fn locked_fetch_items(mirror: &str, locked: &[crate::lock::LockedPackage]) -> Vec<FetchItem> {
+    locked
         .iter()
         .map(|p| FetchItem {
             url: p.path.url(mirror),
@@ -470,8 +465,7 @@ pub fn fetch_locked_packages(
             sha256: p.sha256,
             name: p.name.clone(),
         })
-        .collect();
-    Ok(fetcher.fetch_all(&items)?)
+        .collect()
 }
 
 fn plan_in<'u>(universe: &'u Universe, src: &DebSource) -> Result<Plan<'u>, BootstrapError> {
@@ -495,14 +489,10 @@ fn plan_in<'u>(universe: &'u Universe, src: &DebSource) -> Result<Plan<'u>, Boot
     Ok(resolve::resolve(universe, &req)?)
 }
 
-/// Downloads every planned .deb into the cache (verified against the
-/// Packages size and SHA-256), in plan order.
-pub fn fetch_packages(
-    fetcher: &Fetcher,
-    mirror: &str,
-    plan: &Plan<'_>,
-) -> Result<Vec<PathBuf>, BootstrapError> {
-    let items = plan
+/// What to download for the plan: every .deb with the size and SHA-256 the
+/// signed Packages index gives it, in plan order.
+pub fn fetch_items(mirror: &str, plan: &Plan<'_>) -> Result<Vec<FetchItem>, BootstrapError> {
+    Ok(plan
         .packages
         .iter()
         .map(|p| {
@@ -513,8 +503,7 @@ pub fn fetch_packages(
                 name: p.name.clone(),
             })
         })
-        .collect::<Result<Vec<FetchItem>, crate::fetch::FetchError>>()?;
-    Ok(fetcher.fetch_all(&items)?)
+        .collect::<Result<Vec<FetchItem>, crate::fetch::FetchError>>()?)
 }
 
 /// How [`install`] finishes the rootfs.
@@ -528,12 +517,15 @@ pub struct InstallOptions<'a> {
     pub apt_source: Option<String>,
 }
 
-/// Unpacks the planned packages into `root_dir` in parallel, writes the dpkg
-/// database, runs stage 2 in the sandbox and normalises the result.
+/// Fetches the planned packages (`items`, in plan order: see [`fetch_items`])
+/// and unpacks each into `root_dir` as soon as it is verified, on all cores,
+/// then writes the dpkg database, runs stage 2 in the sandbox and normalises
+/// the result.
 pub fn install(
     root_dir: &Path,
     plan: &Plan<'_>,
-    debs: &[PathBuf],
+    fetcher: &Fetcher,
+    items: &[FetchItem],
     opts: &InstallOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<(), BootstrapError> {
@@ -541,7 +533,7 @@ pub fn install(
         path: root_dir.to_owned(),
         source,
     })?;
-    let unpacked = unpack_all(&root, &plan.packages, debs)?;
+    let unpacked = fetch_and_unpack(&root, &plan.packages, fetcher, items)?;
     let arch = plan
         .packages
         .first()
@@ -577,56 +569,119 @@ fn native_arch(plan: &Plan<'_>) -> String {
         .to_owned()
 }
 
-/// Unpacks all packages at once. A non-directory path shipped by two
-/// packages is an error unless one Replaces the other; then the replacing
-/// package's copy wins (the replaced one skips it, or the replacer is
-/// unpacked once more at the end, in plan order, so the result never depends
-/// on which thread finished last), and the path leaves the replaced
-/// package's file list, as dpkg does.
-fn unpack_all(
+/// Unpacks every package as soon as its download is verified, several at
+/// once. A non-directory path shipped by two packages is an error unless one
+/// Replaces the other; then the replacing package's copy wins (the replaced
+/// one skips it, or the replacer is unpacked once more at the end, in plan
+/// order, so the result never depends on which thread finished last), and
+/// the path leaves the replaced package's file list, as dpkg does.
+fn fetch_and_unpack(
     root: &Root,
     pkgs: &[&BinaryPackage],
-    debs: &[PathBuf],
+    fetcher: &Fetcher,
+    items: &[FetchItem],
 ) -> Result<Vec<UnpackedPackage>, BootstrapError> {
     let owners: Mutex<HashMap<Vec<u8>, usize>> = Mutex::new(HashMap::new());
     // (replacer, replaced, path) for every path taken over.
     let taken: Mutex<Vec<(usize, usize, Vec<u8>)>> = Mutex::new(Vec::new());
     let opts = UnpackOptions::default();
-    let results: Vec<Result<UnpackedPackage, BootstrapError>> = pkgs
-        .par_iter()
-        .zip(debs.par_iter())
-        .enumerate()
-        .map(|(i, (pkg, deb))| {
-            let claim = |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {
-                if kind == EntryKind::Dir {
-                    return Ok(Claimed::Write);
-                }
-                let mut map = owners.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(&other) = map.get(path.as_bytes()) else {
-                    map.insert(path.as_bytes().to_vec(), i);
-                    return Ok(Claimed::Write);
-                };
-                let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
-                if replaces(pkg, pkgs[other]) {
-                    map.insert(path.as_bytes().to_vec(), i);
-                    taken.push((i, other, path.as_bytes().to_vec()));
-                    Ok(Claimed::Write)
-                } else if replaces(pkgs[other], pkg) {
-                    Ok(Claimed::Skip)
-                } else {
-                    Err(format!(
-                        "trying to overwrite /{path}, which is also in package {} (and {} does not Replace it)",
-                        pkgs[other].name, pkg.name
-                    ))
-                }
+    let claim_for = |i: usize| {
+        let (owners, taken) = (&owners, &taken);
+        move |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {
+            if kind == EntryKind::Dir {
+                return Ok(Claimed::Write);
+            }
+            let mut map = owners.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(&other) = map.get(path.as_bytes()) else {
+                map.insert(path.as_bytes().to_vec(), i);
+                return Ok(Claimed::Write);
             };
-            Ok(dpkgdb::unpack_deb(root, deb, &opts, &claim)?)
+            let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
+            if replaces(pkgs[i], pkgs[other]) {
+                map.insert(path.as_bytes().to_vec(), i);
+                taken.push((i, other, path.as_bytes().to_vec()));
+                Ok(Claimed::Write)
+            } else if replaces(pkgs[other], pkgs[i]) {
+                Ok(Claimed::Skip)
+            } else {
+                Err(format!(
+                    "trying to overwrite /{path}, which is also in package {} (and {} does not Replace it)",
+                    pkgs[other].name, pkgs[i].name
+                ))
+            }
+        }
+    };
+
+    // Largest first: the biggest archives take longest to unpack, so
+    // starting them first keeps every core busy until the end (ties stay in
+    // plan order).
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].size));
+    let ordered: Vec<FetchItem> = order.iter().map(|&i| items[i].clone()).collect();
+
+    let results: Vec<Mutex<Option<Result<UnpackedPackage, BootstrapError>>>> =
+        items.iter().map(|_| Mutex::new(None)).collect();
+    let paths: Vec<Mutex<Option<PathBuf>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let failed = AtomicBool::new(false);
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, PathBuf)>();
+    let ready_rx = Mutex::new(ready_rx);
+    // Downloads run on the fetcher's threads; these workers unpack what they
+    // hand over, so downloading and unpacking overlap.
+    let fetched = std::thread::scope(|scope| {
+        for _ in 0..rayon::current_num_threads().max(1) {
+            scope.spawn(|| loop {
+                let next = ready_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok((i, path)) = next else { return };
+                if failed.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let result = dpkgdb::unpack_deb(root, &path, &opts, &claim_for(i))
+                    .map_err(BootstrapError::from);
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                *paths[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            });
+        }
+        let ready_tx = ready_tx;
+        let fetched = fetcher.fetch_each(&ordered, &|k, path| {
+            !failed.load(Ordering::Relaxed) && ready_tx.send((order[k], path)).is_ok()
+        });
+        drop(ready_tx);
+        fetched
+    });
+    fetched?;
+
+    // An unpack error is the cause; packages skipped after it are not.
+    let results: Vec<Option<Result<UnpackedPackage, BootstrapError>>> = results
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    let mut unpacked = Vec::with_capacity(items.len());
+    let mut skipped = None;
+    for (result, item) in results.into_iter().zip(items) {
+        match result {
+            Some(result) => unpacked.push(result?),
+            None => {
+                skipped.get_or_insert(item);
+            }
+        }
+    }
+    if let Some(item) = skipped {
+        return Err(crate::fetch::FetchError::Cancelled {
+            url: crate::fetch::redact(&item.url),
+        }
+        .into());
+    }
+    let paths: Vec<PathBuf> = paths
+        .into_iter()
+        .map(|p| {
+            p.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_default()
         })
         .collect();
-    let mut unpacked = Vec::with_capacity(results.len());
-    for r in results {
-        unpacked.push(r?);
-    }
     let taken = taken.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut again: Vec<usize> = taken.iter().map(|(replacer, _, _)| *replacer).collect();
     again.sort_unstable();
@@ -639,7 +694,7 @@ fn unpack_all(
                 _ => Claimed::Write,
             })
         };
-        unpacked[i] = dpkgdb::unpack_deb(root, &debs[i], &opts, &owned_by_others)?;
+        unpacked[i] = dpkgdb::unpack_deb(root, &paths[i], &opts, &owned_by_others)?;
     }
     for (_, replaced, path) in &taken {
         unpacked[*replaced]
