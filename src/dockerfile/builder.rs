@@ -1150,6 +1150,9 @@ impl Runner<'_> {
         spec.extra_mounts = prepared.read_only.clone();
         spec.writable_mounts = prepared.writable.clone();
         spec.tmpfs_mounts = prepared.tmpfs.clone();
+        // The step's tree becomes a layer, so its syncs are only waiting;
+        // a cache mount's contents outlive the build, so they keep theirs.
+        spec.suppress_sync = prepared.writable.is_empty();
         spec.cwd = cwd;
         spec.user = user;
         spec.network = network;

@@ -1152,6 +1152,7 @@ fn run_in_sandbox(
     reporter: &dyn Reporter,
 ) -> Result<(), ApkBootstrapError> {
     let mut spec = RunSpec::new(root_dir, argv);
+    spec.suppress_sync = true;
     spec.env = vec![
         (
             "PATH".into(),

@@ -740,6 +740,7 @@ fn run_stage2(
     );
     spec.env = stage2::script_env();
     spec.network = Network::None;
+    spec.suppress_sync = true;
     let mut lines = Vec::new();
     let status = sandbox.run(&spec, &mut |line| {
         if !line.text.starts_with(stage2::STEP_MARKER) {

@@ -448,6 +448,10 @@ fn command_process(spec: &RunSpec, status: &StatusPipe) -> ! {
     let setup = reset_signals()
         .and_then(|()| close_fds_except(status.0))
         .and_then(|()| enter_cwd(&spec.cwd))
+        .and_then(|()| match spec.suppress_sync {
+            true => super::nosync::install(),
+            false => Ok(()),
+        })
         .and_then(|()| bound_capabilities())
         .and_then(|()| switch_user(spec.user.as_ref()))
         .and_then(|()| set_death_signal());
