@@ -76,7 +76,11 @@ impl LayerCache {
         std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".tmp-{key}-{}", std::process::id()));
         let result = (|| {
-            std::fs::copy(blob, &tmp)?;
+            // Blobs are never written after they are made, so sharing the
+            // inode is safe and saves copying a whole layer.
+            if std::fs::hard_link(blob, &tmp).is_err() {
+                std::fs::copy(blob, &tmp)?;
+            }
             std::fs::rename(&tmp, self.blob(key))?;
             let meta_tmp = tmp.with_extension("json");
             std::fs::write(

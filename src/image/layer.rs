@@ -47,6 +47,23 @@ pub fn write_layer_from_dir(
     opts: &LayerOptions,
     out: impl Write,
 ) -> Result<LayerStats, ImageError> {
+    let mut hashing = HashingWriter::new(out);
+    let entries = pack_dir(dir, opts, &mut hashing)?;
+    let (_, diff_id, uncompressed_size) = hashing.finish();
+    Ok(LayerStats {
+        diff_id,
+        uncompressed_size,
+        entries,
+    })
+}
+
+/// Writes the tar of `dir` into `out` (flushed) and returns its entry
+/// count; for callers that hash the stream themselves.
+pub(crate) fn pack_dir(
+    dir: &Path,
+    opts: &LayerOptions,
+    out: impl Write,
+) -> Result<u64, ImageError> {
     let root_meta =
         fs::symlink_metadata(dir).map_err(ImageError::io(format!("reading {}", dir.display())))?;
     if !root_meta.is_dir() {
@@ -64,27 +81,22 @@ pub fn write_layer_from_dir(
         root: dir,
         opts,
         excludes,
-        tar: TarWriter::new(HashingWriter::new(out)),
+        tar: TarWriter::new(out),
         first_link: HashMap::new(),
     };
     packer.walk_dir(Path::new(""))?;
     let entries = packer.tar.entries();
-    let hashing = packer.tar.finish()?;
-    let (mut out, diff_id, uncompressed_size) = hashing.finish();
+    let mut out = packer.tar.finish()?;
     out.flush()
         .map_err(ImageError::io("flushing layer output"))?;
-    Ok(LayerStats {
-        diff_id,
-        uncompressed_size,
-        entries,
-    })
+    Ok(entries)
 }
 
 struct Packer<'a, W: Write> {
     root: &'a Path,
     opts: &'a LayerOptions,
     excludes: Vec<PathBuf>,
-    tar: TarWriter<HashingWriter<W>>,
+    tar: TarWriter<W>,
     /// (dev, ino) of multiply-linked files → the first path written for them.
     first_link: HashMap<(u64, u64), PathBuf>,
 }

@@ -10,8 +10,8 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::compress::{auto_decoder, Compressor, GzipOptions, LayerCompression};
-use super::layer::{write_layer_from_dir, LayerOptions};
+use super::compress::{auto_decoder, BlobInfo, Compressor, GzipOptions, LayerCompression};
+use super::layer::{pack_dir, LayerOptions};
 use super::oci::{self, canonical_json, Descriptor, History, ImageConfig, Index, Manifest};
 use super::read::{LayerRef, OpenedImage};
 use super::reference::ImageReference;
@@ -140,9 +140,7 @@ impl ImageBuilder {
         opts: &LayerOptions,
         history: History,
     ) -> Result<&LayerBlob, ImageError> {
-        self.add_layer_inner(history, |out| {
-            write_layer_from_dir(dir, opts, out).map(|s| Some(s.entries))
-        })
+        self.add_layer_inner(history, |out| pack_dir(dir, opts, out).map(Some))
     }
 
     /// Add a layer whose uncompressed tar is produced by `produce` (for
@@ -171,21 +169,30 @@ impl ImageBuilder {
         self.next_tmp += 1;
         let file = File::create(&tmp_path)
             .map_err(ImageError::io(format!("creating {}", tmp_path.display())))?;
-        let compressor = Compressor::with_gzip_options(
-            BufWriter::with_capacity(256 * 1024, file),
-            self.compression,
-            self.gzip,
-        )?;
-        let mut uncompressed = HashingWriter::new(compressor);
-        let entries = match produce(&mut uncompressed) {
-            Ok(entries) => entries,
+        let buf = BufWriter::with_capacity(256 * 1024, file);
+        let written = if self.compression == LayerCompression::None {
+            // The blob is the tar itself: one hash is both digest and diff_id.
+            let mut out = HashingWriter::new(buf);
+            produce(&mut out).map(|entries| {
+                let (buf, digest, size) = out.finish();
+                (buf, entries, digest, size, BlobInfo { digest, size })
+            })
+        } else {
+            Compressor::with_gzip_options(buf, self.compression, self.gzip).and_then(|compressor| {
+                let mut uncompressed = HashingWriter::new(compressor);
+                let entries = produce(&mut uncompressed)?;
+                let (compressor, diff_id, size) = uncompressed.finish();
+                let (buf, info) = compressor.finish()?;
+                Ok((buf, entries, diff_id, size, info))
+            })
+        };
+        let (buf, entries, diff_id, uncompressed_size, info) = match written {
+            Ok(written) => written,
             Err(e) => {
                 let _ = fs::remove_file(&tmp_path);
                 return Err(e);
             }
         };
-        let (compressor, diff_id, uncompressed_size) = uncompressed.finish();
-        let (buf, info) = compressor.finish()?;
         let file = buf.into_inner().map_err(|e| {
             ImageError::io(format!("writing {}", tmp_path.display()))(e.into_error())
         })?;
