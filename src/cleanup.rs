@@ -59,10 +59,24 @@ fn unregister(path: &Path) {
 }
 
 /// Removes a file or a directory tree without following symlinks
-/// (`remove_dir_all` does not follow them).
+/// (`remove_dir_all` does not follow them). A rootfs holds thousands of
+/// files, so the subtrees two levels down (`usr/lib`, `usr/share`, …) are
+/// removed on all cores first.
 fn remove(path: &Path) {
+    use rayon::prelude::*;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => {
+            let subtrees: Vec<PathBuf> = children(path)
+                .into_iter()
+                .flat_map(|child| match is_real_dir(&child) {
+                    true => children(&child),
+                    false => vec![child],
+                })
+                .collect();
+            subtrees
+                .par_iter()
+                .with_max_len(1)
+                .for_each(|p| remove_one(p));
             let _ = std::fs::remove_dir_all(path);
         }
         Ok(_) => {
@@ -70,6 +84,24 @@ fn remove(path: &Path) {
         }
         Err(_) => {}
     }
+}
+
+fn remove_one(path: &Path) {
+    if is_real_dir(path) {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+fn children(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
 }
 
 /// Starts the watcher thread. Call once, early, from the binary.
@@ -120,6 +152,12 @@ mod tests {
         let t = dir.path().join("t");
         std::fs::create_dir(&t).unwrap();
         std::os::unix::fs::symlink(&outside, t.join("link")).unwrap();
+        // Symlinks at the depths removed in parallel, beside real subtrees.
+        std::fs::create_dir_all(t.join("usr/lib/deep")).unwrap();
+        std::fs::write(t.join("usr/lib/deep/f"), b"x").unwrap();
+        std::fs::write(t.join("usr/file"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("usr/link")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("usr/lib/link")).unwrap();
         drop(TempPath::new(t.clone()));
         assert!(!t.exists());
         assert!(outside.join("keep").exists());
