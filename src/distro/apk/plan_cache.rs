@@ -28,6 +28,9 @@ struct CachedRepo {
     untrusted: Option<String>,
     packages: usize,
     sha256: String,
+    /// Absent from plans cached before it was recorded.
+    #[serde(default)]
+    size: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -74,6 +77,7 @@ impl PlanCache {
             loaded.repos.push(RepoIndex {
                 url: r.url.clone(),
                 sha256: Sha256Digest(hex::decode(&r.sha256).ok()?.try_into().ok()?),
+                size: r.size,
                 tag: r.tag.clone(),
                 description: r.description.clone(),
                 trust,
@@ -108,6 +112,7 @@ impl PlanCache {
                 },
                 packages: r.packages,
                 sha256: hex::encode(r.sha256.0),
+                size: r.size,
             })
             .collect();
         let mut packages = Vec::new();
