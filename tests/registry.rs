@@ -392,7 +392,7 @@ fn pull_round_trips_a_pushed_image() {
     // The pulled layout is a complete image: inspect re-hashes every blob.
     let out = rootstrap(&["inspect", &out_spec], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let marker = fs::read(pulled.join("blobs/sha256").join(digest.hex())).unwrap();
+    let marker = fs::read(pulled.join("blobs/sha256").join(digest.to_hex())).unwrap();
     assert_eq!(Sha256Digest::of(&marker), digest);
 
     // Pulling onto an existing path is refused; a missing tag names the URL.

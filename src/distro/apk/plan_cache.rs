@@ -55,7 +55,11 @@ impl PlanCache {
         ];
         parts.extend(src.world());
         parts.push(String::new());
-        parts.extend(indexes.iter().map(|(line, d)| format!("{line} {d}")));
+        parts.extend(
+            indexes
+                .iter()
+                .map(|(line, d)| format!("{line} {}", d.to_hex())),
+        );
         let key = crate::layer_cache::key(&parts);
         PlanCache {
             path: dir.join("plans").join(format!("{key}.apk.json")),
