@@ -48,17 +48,20 @@ pub fn debian_source(arch: &str) -> String {
     )
 }
 
+/// The release of [`alpine_repo`]; its one repository is `main`.
+pub const ALPINE_RELEASE: &str = "v3.20";
+
 /// The minirootfs fixture repository (`v3.20/main` for `arch`) with the
 /// mirror root `mirror`.
 pub fn alpine_repo(mirror: &Path, arch: &str, busybox: &[u8]) -> FixtureRepo {
-    apkrepo::write_minirootfs_repo(mirror, "v3.20", "main", arch, busybox).unwrap()
+    apkrepo::write_minirootfs_repo(mirror, ALPINE_RELEASE, "main", arch, busybox).unwrap()
 }
 
 /// `[source]` of a recipe for [`alpine_repo`] for `arch`; further
 /// `[source]` lines may follow.
 pub fn alpine_source(arch: &str) -> String {
     format!(
-        "[source]\ndistro = \"alpine\"\nrelease = \"v3.20\"\nrepositories = [\"main\"]\n\
+        "[source]\ndistro = \"alpine\"\nrelease = \"{ALPINE_RELEASE}\"\nrepositories = [\"main\"]\n\
          arch = \"{arch}\"\nkeys = [\"alpine\"]\n"
     )
 }
