@@ -577,6 +577,12 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
         lock.index[0].path.as_str(),
         format!("v3.20/main/{}/APKINDEX.tar.gz", foreign_apk_arch())
     );
+    let index = std::fs::read(lock.index[0].path.under(&f.repo.root)).unwrap();
+    assert_eq!(lock.index[0].size, index.len() as u64);
+    assert_eq!(
+        lock.index[0].sha256,
+        rootstrap::verify::Sha256Digest::of(&index)
+    );
     for p in &lock.packages {
         let bytes = std::fs::read(p.path.under(&f.repo.root)).unwrap();
         assert_eq!(
