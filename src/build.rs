@@ -790,7 +790,7 @@ pub fn build(
         }
         rootfs = Some(dir);
     }
-    let diff_id = builder.layers()[0].diff_id.hex();
+    let diff_id = builder.layers()[0].diff_id.to_hex();
     if let Some(dockerfile) = recipe.build.as_ref().and_then(|b| b.dockerfile.as_ref()) {
         reporter.stage("dockerfile steps");
         let tree = rootfs
@@ -882,7 +882,7 @@ fn write_outputs(
             }
             BuildOutput::Image(image_out) => {
                 let w = builder.write(image_out, reference)?;
-                let digest = format!("sha256:{}", w.manifest_digest.hex());
+                let digest = format!("sha256:{}", w.manifest_digest.to_hex());
                 manifest_digest.get_or_insert(digest.clone());
                 Some(digest)
             }

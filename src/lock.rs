@@ -519,8 +519,7 @@ impl Checker<'_> {
         {
             return Err(self.err(field, format!("{s:?} is not 64 lowercase hex digits")));
         }
-        s.parse()
-            .map_err(|e: crate::verify::digest::DigestParseError| self.err(field, e.to_string()))
+        Sha256Digest::from_hex(s).map_err(|e| self.err(field, e.to_string()))
     }
 }
 
@@ -565,7 +564,11 @@ impl fmt::Display for Drift {
             Drift::Changed { old, new } => write!(
                 f,
                 "changed {} {} ({}): same version, different file (sha256 {} -> {})",
-                new.name, new.version, new.arch, old.sha256, new.sha256
+                new.name,
+                new.version,
+                new.arch,
+                old.sha256.to_hex(),
+                new.sha256.to_hex()
             ),
         }
     }

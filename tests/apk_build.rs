@@ -9,15 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::apkrepo::{self, FixtureRepo, PackageSpec, SigningKey};
+use common::fixture;
 use common::httpd::TestServer;
+use common::run::{foreign_apk_arch as foreign_arch, is_root, stderr, BIN};
 use rootstrap::distro::apk::bootstrap::{self, ApkSource, LoadedIndexes};
 use rootstrap::distro::apk::{installed, parse_index, TrustedKeys};
 
-const RELEASE: &str = "v3.20";
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+const RELEASE: &str = fixture::ALPINE_RELEASE;
 
 fn busybox_or_skip(test: &str) -> Option<Vec<u8>> {
     let bb = apkrepo::host_static_busybox();
@@ -41,9 +39,7 @@ fn setup(arch: &str, busybox: &[u8]) -> Setup {
 /// A fixture repository plus `extra` packages, which the recipe installs.
 fn setup_with(arch: &str, busybox: &[u8], extra: &[PackageSpec]) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
-    let mut repo =
-        apkrepo::write_minirootfs_repo(&tmp.path().join("mirror"), RELEASE, "main", arch, busybox)
-            .unwrap();
+    let mut repo = fixture::alpine_repo(&tmp.path().join("mirror"), arch, busybox);
     for spec in extra {
         repo.add_package(spec).unwrap();
     }
@@ -53,7 +49,8 @@ fn setup_with(arch: &str, busybox: &[u8], extra: &[PackageSpec]) -> Setup {
     std::fs::write(
         &recipe,
         format!(
-            "[source]\ndistro = \"alpine\"\nrelease = \"{RELEASE}\"\nrepositories = [\"main\"]\narch = \"{arch}\"\nkeys = [\"alpine\"]\n\n[packages]\ninstall = [{}]\n\n[image]\ncmd = [\"/bin/sh\"]\n",
+            "{}\n[packages]\ninstall = [{}]\n\n[image]\ncmd = [\"/bin/sh\"]\n",
+            fixture::alpine_source(arch),
             install.join(", ")
         ),
     )
@@ -68,7 +65,7 @@ fn setup_with(arch: &str, busybox: &[u8], extra: &[PackageSpec]) -> Setup {
 
 impl Setup {
     fn mirror(&self) -> String {
-        self.server.base_url().trim_end_matches('/').to_owned()
+        self.server.base_url()
     }
 
     fn out(&self, name: &str) -> PathBuf {
@@ -76,7 +73,7 @@ impl Setup {
     }
 
     fn build(&self, extra: &[&str], outputs: &[String]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rootstrap"));
+        let mut cmd = Command::new(BIN);
         cmd.arg("build")
             .arg(&self.recipe)
             .arg("--mirror")
@@ -109,10 +106,6 @@ impl Setup {
             })
             .sum()
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn read(root: &Path, p: &str) -> String {
@@ -240,7 +233,7 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         "{triggered}"
     );
 
-    let run = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let run = Command::new(BIN)
         .args([
             "run",
             &format!("oci:{}", oci.display()),
@@ -559,14 +552,6 @@ fn failing_script_fails_the_build_and_names_it() {
     assert!(!oci.exists(), "no output after a failed script");
 }
 
-fn foreign_arch() -> &'static str {
-    if std::env::consts::ARCH == "aarch64" {
-        "x86_64"
-    } else {
-        "aarch64"
-    }
-}
-
 #[test]
 fn tagged_repository_is_used_only_for_pinned_requests() {
     let Some(bb) = busybox_or_skip("tagged_repository") else {
@@ -805,11 +790,11 @@ fn warm_resolve_of_the_real_index_reuses_the_plan() {
     .unwrap();
     let resolve = || {
         let start = std::time::Instant::now();
-        let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        let o = Command::new(BIN)
             .arg("resolve")
             .arg(&recipe)
             .arg("--mirror")
-            .arg(server.base_url().trim_end_matches('/'))
+            .arg(server.base_url())
             .arg("--cache-dir")
             .arg(tmp.path().join("cache"))
             .arg("--json")
@@ -935,7 +920,7 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
         return;
     };
     let s = setup(std::env::consts::ARCH, &bb);
-    let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let o = Command::new(BIN)
         .arg("resolve")
         .arg(&s.recipe)
         .arg("--mirror")
@@ -963,7 +948,7 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
     );
     assert_eq!(s.apk_requests(), 0, "resolve downloaded packages");
 
-    let o = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let o = Command::new(BIN)
         .arg("resolve")
         .arg(&s.recipe)
         .arg("--cache-dir")

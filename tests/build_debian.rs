@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::debrepo::{host_runtime_packages, DebPackage, Entry, Repo};
+use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
+use common::run::{self, is_root, BIN};
 use common::signing::ArchiveKey;
 
 struct Fixture {
-    dir: tempfile::TempDir,
+    fx: DebFixture,
     server: TestServer,
 }
 
@@ -22,40 +24,37 @@ impl Fixture {
     /// Writes `packages` as a signed repository (codename `fixture`), lets
     /// `tamper` change it after signing, and serves it.
     fn new(packages: Vec<DebPackage>, tamper: impl FnOnce(&Path)) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let repo_dir = dir.path().join("repo");
-        let key = ArchiveKey::generate();
-        Repo::new("fixture", packages).write(&repo_dir, &|text| key.clearsign(text));
+        let fx = DebFixture::new();
+        let repo_dir = fx.write_repo("repo", &Repo::new("fixture", packages));
         tamper(&repo_dir);
-        std::fs::write(dir.path().join("archive.asc"), key.public_armored()).unwrap();
         for sub in ["work", "cache", "out"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            std::fs::create_dir(fx.path(sub)).unwrap();
         }
         let server = TestServer::serve(&repo_dir);
-        let fixture = Fixture { dir, server };
+        let fixture = Fixture { fx, server };
         fixture.write_recipe(&["hello-fixture"]);
         fixture
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.fx.path(rel)
     }
 
     fn write_recipe(&self, install: &[&str]) {
         let list: Vec<String> = install.iter().map(|p| format!("{p:?}")).collect();
         let recipe = format!(
-            "[source]\ndistro = \"debian\"\nsuite = \"fixture\"\ncomponents = [\"main\"]\nvariant = \"essential\"\n\
-             arch = \"amd64\"\nmirror = \"{}\"\nkeys = [\"archive.asc\"]\n\n[packages]\ninstall = [{}]\n\n\
+            "{}mirror = \"{}\"\n\n[packages]\ninstall = [{}]\n\n\
              [image]\nname = \"rootstrap-test/fixture:1\"\ncmd = [\"/bin/sh\"]\nenv = {{ FIXTURE = \"yes\" }}\n",
-            self.server.base_url().trim_end_matches('/'),
+            fixture::debian_source("amd64"),
+            self.server.base_url(),
             list.join(", ")
         );
         std::fs::write(self.path("recipe.toml"), recipe).unwrap();
     }
 
     fn build(&self) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-            .args(["--progress", "plain", "build"])
+        run::rootstrap_isolated()
+            .arg("build")
             .arg(self.path("recipe.toml"))
             .arg("--cache-dir")
             .arg(self.path("cache"))
@@ -68,8 +67,6 @@ impl Fixture {
                 "docker-archive:{}",
                 self.path("out/image.tar").display()
             ))
-            .env_remove("ROOTSTRAP_MIRROR")
-            .env_remove("SOURCE_DATE_EPOCH")
             .output()
             .unwrap()
     }
@@ -101,10 +98,6 @@ fn assert_empty(dir: &Path) {
         "{} should be empty, has {left:?}",
         dir.display()
     );
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// Small packages that need nothing from the host.
@@ -149,7 +142,7 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
     );
     assert_empty(&f.path("work"));
 
-    let rootstrap = env!("CARGO_BIN_EXE_rootstrap");
+    let rootstrap = BIN;
     let oci = format!("oci:{}", f.path("out/oci").display());
     let run = Command::new(rootstrap)
         .args(["run", &oci, "--", "/bin/sh", "-c"])

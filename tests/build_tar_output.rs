@@ -4,17 +4,16 @@
 
 mod common;
 
+use common::debrepo::{host_runtime_packages, Repo};
+use common::fixture::{self, DebFixture};
+use common::httpd::TestServer;
+use common::run::{self, is_root};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::debrepo::{host_runtime_packages, Repo};
-use common::httpd::TestServer;
-use common::signing::ArchiveKey;
 
 fn build(dir: &Path, mirror: &str, cache: &str, output: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .args(["--progress", "plain", "build"])
+    let out = run::rootstrap_isolated()
+        .arg("build")
         .arg(dir.join("recipe.toml"))
         .arg("--cache-dir")
         .arg(dir.join(cache))
@@ -22,14 +21,12 @@ fn build(dir: &Path, mirror: &str, cache: &str, output: &str) {
         .arg(dir.join("work"))
         .arg("--output")
         .arg(format!("tar:{}", dir.join(output).display()))
-        .env_remove("ROOTSTRAP_MIRROR")
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
         "build {output} via {mirror}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        run::stderr(&out)
     );
 }
 
@@ -43,7 +40,7 @@ fn gunzip(path: &PathBuf) -> Vec<u8> {
 
 #[test]
 fn plain_tar_output_equals_the_gzip_layer_cold_and_warm() {
-    if !rustix::process::geteuid().is_root() {
+    if !is_root() {
         eprintln!("SKIP: needs root (sandbox namespaces, chown)");
         return;
     }
@@ -51,19 +48,15 @@ fn plain_tar_output_equals_the_gzip_layer_cold_and_warm() {
         eprintln!("SKIP: needs the host's busybox-static and dpkg");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let key = ArchiveKey::generate();
-    Repo::new("fixture", packages).write(&dir.path().join("repo"), &|t| key.clearsign(t));
-    std::fs::write(dir.path().join("archive.asc"), key.public_armored()).unwrap();
+    let f = DebFixture::new();
+    let dir = &f.dir;
+    let repo = f.write_repo("repo", &Repo::new("fixture", packages));
     std::fs::create_dir(dir.path().join("work")).unwrap();
-    let server = TestServer::serve(&dir.path().join("repo"));
-    let mirror = server.base_url().trim_end_matches('/').to_owned();
+    let server = TestServer::serve(&repo);
+    let mirror = server.base_url();
     std::fs::write(
         dir.path().join("recipe.toml"),
-        format!(
-            "[source]\ndistro = \"debian\"\nsuite = \"fixture\"\ncomponents = [\"main\"]\n\
-             variant = \"essential\"\narch = \"amd64\"\nmirror = \"{mirror}\"\nkeys = [\"archive.asc\"]\n"
-        ),
+        format!("{}mirror = \"{mirror}\"\n", fixture::debian_source("amd64")),
     )
     .unwrap();
 

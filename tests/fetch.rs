@@ -79,7 +79,7 @@ fn verified_download_lands_in_cache_and_is_reused() {
         path,
         e.cache_dir
             .join("blobs/sha256")
-            .join(digest(&data).to_string())
+            .join(digest(&data).to_hex())
     );
     // Second fetch is a cache hit: no new request.
     let again = e
@@ -368,8 +368,8 @@ fn hash_mismatch_names_url_expected_and_actual() {
     let msg = err.to_string();
     assert!(matches!(err, FetchError::HashMismatch { .. }), "{msg}");
     assert!(msg.contains("/p.deb"), "{msg}");
-    assert!(msg.contains(&digest(&data).to_string()), "{msg}");
-    assert!(msg.contains(&digest(&wrong).to_string()), "{msg}");
+    assert!(msg.contains(&digest(&data).to_hex()), "{msg}");
+    assert!(msg.contains(&digest(&wrong).to_hex()), "{msg}");
     assert!(e.fetcher.cache().get(&digest(&data)).is_none());
     // Nothing half-written is left in the blob directory.
     let leftovers: Vec<_> = std::fs::read_dir(e.cache_dir.join("blobs/sha256"))

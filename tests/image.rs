@@ -555,7 +555,7 @@ fn docker_archive_structure() {
     let config_member = entry["Config"].as_str().unwrap();
     assert_eq!(
         config_member,
-        format!("blobs/sha256/{}", written.config_digest.hex())
+        format!("blobs/sha256/{}", written.config_digest.to_hex())
     );
     assert_eq!(
         Sha256Digest::of(&member(config_member)),
@@ -771,7 +771,7 @@ fn reads_legacy_docker_save_layout() {
     let mut cfg = config();
     cfg.rootfs.diff_ids = vec![Sha256Digest::of(&layer).to_string()];
     let cfg_bytes = serde_json::to_vec(&cfg).unwrap();
-    let cfg_name = format!("{}.json", Sha256Digest::of(&cfg_bytes).hex());
+    let cfg_name = format!("{}.json", Sha256Digest::of(&cfg_bytes).to_hex());
     let manifest = serde_json::json!([{"Config": cfg_name, "RepoTags": ["old:1"], "Layers": ["abc123/layer.tar"]}]);
     let path = work.path().join("legacy.tar");
     let mut tar = rootstrap::image::TarWriter::new(File::create(&path).unwrap());
@@ -823,7 +823,7 @@ fn hostile_manifest_paths_are_refused() {
     // A blob that is a symlink to a host file is not followed.
     let target = work.path().join("host-secret");
     fs::write(&target, b"{}").unwrap();
-    let hex = Sha256Digest::of(b"{}").hex();
+    let hex = Sha256Digest::of(b"{}").to_hex();
     symlink(&target, dir.join("blobs/sha256").join(&hex)).unwrap();
     fs::write(
         dir.join("index.json"),

@@ -15,32 +15,10 @@ use std::process::{Command, Output};
 
 use common::apkrepo;
 use common::debrepo::{DebPackage, Repo};
+use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::signing::ArchiveKey;
+use common::run::{self, foreign_apk_arch, foreign_deb_arch, stderr, BIN};
 use rootstrap::lock::{self, Lockfile};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rootstrap");
-
-/// An architecture this host cannot run, so package scripts are skipped.
-fn foreign_deb_arch() -> &'static str {
-    if std::env::consts::ARCH == "aarch64" {
-        "amd64"
-    } else {
-        "arm64"
-    }
-}
-
-fn foreign_apk_arch() -> &'static str {
-    if std::env::consts::ARCH == "aarch64" {
-        "x86_64"
-    } else {
-        "aarch64"
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The manifest digest a successful build printed for its first output.
 fn digest(o: &Output) -> String {
@@ -66,8 +44,7 @@ fn read_lock(path: &Path) -> Lockfile {
 }
 
 struct Deb {
-    dir: tempfile::TempDir,
-    key: ArchiveKey,
+    fx: DebFixture,
     server: TestServer,
 }
 
@@ -97,21 +74,17 @@ fn base_packages() -> Vec<DebPackage> {
 
 impl Deb {
     fn new(packages: Vec<DebPackage>) -> Deb {
-        let dir = tempfile::tempdir().unwrap();
-        let key = ArchiveKey::generate();
-        std::fs::write(dir.path().join("archive.asc"), key.public_armored()).unwrap();
+        let fx = DebFixture::new();
         for sub in ["work", "out"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            std::fs::create_dir(fx.path(sub)).unwrap();
         }
-        let repo_dir = dir.path().join("repo");
-        let server = TestServer::serve(&repo_dir);
-        let deb = Deb { dir, key, server };
+        let server = TestServer::serve(&fx.path("repo"));
+        let deb = Deb { fx, server };
         deb.publish(packages);
         let recipe = format!(
-            "[source]\ndistro = \"debian\"\nsuite = \"fixture\"\ncomponents = [\"main\"]\nvariant = \"essential\"\n\
-             arch = \"{}\"\nkeys = [\"archive.asc\"]\n\n[packages]\ninstall = [\"hello-fixture\"]\n\n\
+            "{}\n[packages]\ninstall = [\"hello-fixture\"]\n\n\
              [image]\nname = \"rootstrap-test/lock:1\"\ncmd = [\"/bin/sh\"]\n",
-            foreign_deb_arch()
+            fixture::debian_source(foreign_deb_arch())
         );
         std::fs::write(deb.path("recipe.toml"), recipe).unwrap();
         deb
@@ -119,31 +92,27 @@ impl Deb {
 
     /// (Re)writes the served repository with `packages`, freshly signed.
     fn publish(&self, packages: Vec<DebPackage>) {
-        let repo_dir = self.path("repo");
-        let _ = std::fs::remove_dir_all(&repo_dir);
+        let _ = std::fs::remove_dir_all(self.path("repo"));
         let mut repo = Repo::new("fixture", packages);
         repo.arch = foreign_deb_arch().into();
-        repo.write(&repo_dir, &|text| self.key.clearsign(text));
+        self.fx.write_repo("repo", &repo);
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.fx.path(rel)
     }
 
     fn mirror(&self) -> String {
-        self.server.base_url().trim_end_matches('/').to_owned()
+        self.server.base_url()
     }
 
     fn run(&self, args: &[&str], cache: &str, mirror: &str) -> Output {
-        Command::new(BIN)
-            .args(["--progress", "plain"])
+        run::rootstrap_isolated()
             .args(args)
             .arg("--cache-dir")
             .arg(self.path(cache))
             .arg("--mirror")
             .arg(mirror)
-            .env_remove("ROOTSTRAP_MIRROR")
-            .env_remove("SOURCE_DATE_EPOCH")
             .output()
             .unwrap()
     }
@@ -486,7 +455,7 @@ fn mirror_output_serves_an_offline_locked_build_with_the_same_image() {
         .unwrap();
     assert!(!o.status.success());
     assert!(!f.path("mirror3").exists());
-    assert!(entries(f.dir.path())
+    assert!(entries(f.fx.dir.path())
         .iter()
         .all(|e| !e.contains("rootstrap-mirror")));
 }
@@ -525,14 +494,7 @@ impl Apk {
     fn new(install: &[&str]) -> Option<Apk> {
         let busybox = apkrepo::host_static_busybox()?;
         let tmp = tempfile::tempdir().unwrap();
-        let repo = apkrepo::write_minirootfs_repo(
-            &tmp.path().join("mirror"),
-            "v3.20",
-            "main",
-            foreign_apk_arch(),
-            &busybox,
-        )
-        .unwrap();
+        let repo = fixture::alpine_repo(&tmp.path().join("mirror"), foreign_apk_arch(), &busybox);
         let server = TestServer::serve(&repo.root);
         let apk = Apk { tmp, repo, server };
         apk.write_recipe(install);
@@ -544,8 +506,8 @@ impl Apk {
         std::fs::write(
             self.path("recipe.toml"),
             format!(
-                "[source]\ndistro = \"alpine\"\nrelease = \"v3.20\"\nrepositories = [\"main\"]\narch = \"{}\"\nkeys = [\"alpine\"]\n\n[packages]\ninstall = [{}]\n\n[image]\ncmd = [\"/bin/sh\"]\n",
-                foreign_apk_arch(),
+                "{}\n[packages]\ninstall = [{}]\n\n[image]\ncmd = [\"/bin/sh\"]\n",
+                fixture::alpine_source(foreign_apk_arch()),
                 list.join(", ")
             ),
         )
@@ -557,8 +519,7 @@ impl Apk {
     }
 
     fn run(&self, args: &[&str], cache: &str, mirror: &str) -> Output {
-        Command::new(BIN)
-            .args(["--progress", "plain"])
+        run::rootstrap_isolated()
             .args(args)
             .arg("--keys")
             .arg(&self.repo.keys_dir)
@@ -566,14 +527,12 @@ impl Apk {
             .arg(self.path(cache))
             .arg("--mirror")
             .arg(mirror)
-            .env_remove("ROOTSTRAP_MIRROR")
-            .env_remove("SOURCE_DATE_EPOCH")
             .output()
             .unwrap()
     }
 
     fn mirror(&self) -> String {
-        self.server.base_url().trim_end_matches('/').to_owned()
+        self.server.base_url()
     }
 
     fn build(&self, name: &str, cache: &str, mirror: &str, extra: &[&str]) -> Output {
@@ -617,6 +576,12 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     assert_eq!(
         lock.index[0].path.as_str(),
         format!("v3.20/main/{}/APKINDEX.tar.gz", foreign_apk_arch())
+    );
+    let index = std::fs::read(lock.index[0].path.under(&f.repo.root)).unwrap();
+    assert_eq!(lock.index[0].size, index.len() as u64);
+    assert_eq!(
+        lock.index[0].sha256,
+        rootstrap::verify::Sha256Digest::of(&index)
     );
     for p in &lock.packages {
         let bytes = std::fs::read(p.path.under(&f.repo.root)).unwrap();
@@ -683,14 +648,11 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
         .spec
         .clone();
     busybox.description.push_str(" (rebuilt)");
-    let mut repo = apkrepo::write_minirootfs_repo(
+    let mut repo = fixture::alpine_repo(
         &f.path("mirror2"),
-        "v3.20",
-        "main",
         foreign_apk_arch(),
         &apkrepo::host_static_busybox().unwrap(),
-    )
-    .unwrap();
+    );
     // Same key as the lock's mirror is not needed for the check: the index
     // verifies with the new repository's key.
     repo.packages.retain(|p| p.spec.name != "busybox");
@@ -706,7 +668,7 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
         .arg("--cache-dir")
         .arg(f.path("cache-b"))
         .arg("--mirror")
-        .arg(server2.base_url().trim_end_matches('/'))
+        .arg(server2.base_url())
         .args(["--lock", lock_arg, "--locked"])
         .output()
         .unwrap();
@@ -723,7 +685,7 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
         .arg("--cache-dir")
         .arg(f.path("cache-b"))
         .arg("--mirror")
-        .arg(server2.base_url().trim_end_matches('/'))
+        .arg(server2.base_url())
         .args(["--lock", lock_arg])
         .output()
         .unwrap();

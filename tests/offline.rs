@@ -6,19 +6,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::apkrepo;
 use common::debrepo::{self, DebPackage, Repo};
+use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::signing::ArchiveKey;
+use common::run::{self, is_root, stderr};
 use sha2::Digest;
 
 const SNAPSHOT: &str = "20250101T000000Z";
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
 
 fn arm64(p: DebPackage) -> DebPackage {
     DebPackage {
@@ -43,62 +39,35 @@ fn packages() -> Vec<DebPackage> {
     ]
 }
 
-/// A signed arm64 repository (codename `fixture`) written under `repo_dir`.
-struct DebFixture {
-    dir: tempfile::TempDir,
-    key: ArchiveKey,
+/// The signed arm64 repository (codename `fixture`) of [`packages`],
+/// changed by `tweak`, written under `rel`.
+fn fixture_repo(f: &DebFixture, rel: &str, tweak: impl FnOnce(&mut Repo)) -> PathBuf {
+    let mut repo = Repo::new("fixture", packages());
+    repo.arch = "arm64".into();
+    tweak(&mut repo);
+    f.write_repo(rel, &repo)
 }
 
-impl DebFixture {
-    fn new() -> DebFixture {
-        let dir = tempfile::tempdir().unwrap();
-        let key = ArchiveKey::generate();
-        std::fs::write(dir.path().join("archive.asc"), key.public_armored()).unwrap();
-        DebFixture { dir, key }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write_repo(&self, rel: &str, tweak: impl FnOnce(&mut Repo)) -> PathBuf {
-        let repo_dir = self.path(rel);
-        let mut repo = Repo::new("fixture", packages());
-        repo.arch = "arm64".into();
-        tweak(&mut repo);
-        repo.write(&repo_dir, &|t| self.key.clearsign(t));
-        repo_dir
-    }
-
-    /// A recipe; `extra` is added to [source] (e.g. a mirror or snapshot).
-    fn recipe(&self, extra: &str) -> PathBuf {
-        let path = self.path("recipe.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[source]\ndistro = \"debian\"\nsuite = \"fixture\"\ncomponents = [\"main\"]\n\
-                 variant = \"essential\"\narch = \"arm64\"\nkeys = [\"archive.asc\"]\n{extra}\n\n\
-                 [packages]\ninstall = [\"hello-fixture\"]\n"
-            ),
-        )
-        .unwrap();
-        path
-    }
+/// A recipe; `extra` is added to [source] (e.g. a mirror or snapshot).
+fn write_recipe(f: &DebFixture, extra: &str) -> PathBuf {
+    let path = f.path("recipe.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{extra}\n\n[packages]\ninstall = [\"hello-fixture\"]\n",
+            fixture::debian_source("arm64")
+        ),
+    )
+    .unwrap();
+    path
 }
 
 fn rootstrap(args: &[&str], extra: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .args(["--progress", "plain"])
+    run::rootstrap_isolated()
         .args(args)
         .args(extra)
-        .env_remove("ROOTSTRAP_MIRROR")
-        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn assert_ok(o: &Output) {
@@ -164,12 +133,9 @@ fn offline_build_after_one_online_build_gives_the_same_image() {
         return;
     }
     let f = DebFixture::new();
-    let repo = f.write_repo("repo", |_| {});
+    let repo = fixture_repo(&f, "repo", |_| {});
     let server = TestServer::serve(&repo);
-    let recipe = f.recipe(&format!(
-        "mirror = \"{}\"",
-        server.base_url().trim_end_matches('/')
-    ));
+    let recipe = write_recipe(&f, &format!("mirror = \"{}\"", server.base_url()));
     let cache = f.path("cache");
     let (online, first) = build(&recipe, &cache, &f.path("online"), false, &[]);
     assert_ok(&online);
@@ -187,10 +153,10 @@ fn offline_build_after_one_online_build_gives_the_same_image() {
 #[test]
 fn offline_with_nothing_cached_names_the_url_and_says_to_go_online() {
     let f = DebFixture::new();
-    let repo = f.write_repo("repo", |_| {});
+    let repo = fixture_repo(&f, "repo", |_| {});
     let server = TestServer::serve(&repo);
-    let mirror = server.base_url().trim_end_matches('/').to_owned();
-    let recipe = f.recipe(&format!("mirror = \"{mirror}\""));
+    let mirror = server.base_url();
+    let recipe = write_recipe(&f, &format!("mirror = \"{mirror}\""));
     let out = resolve(&recipe, &f.path("cache"), &["--offline"]);
     assert_fails_with(
         &out,
@@ -203,12 +169,9 @@ fn offline_with_nothing_cached_names_the_url_and_says_to_go_online() {
 #[test]
 fn a_kept_index_is_verified_again_offline() {
     let f = DebFixture::new();
-    let repo = f.write_repo("repo", |_| {});
+    let repo = fixture_repo(&f, "repo", |_| {});
     let server = TestServer::serve(&repo);
-    let recipe = f.recipe(&format!(
-        "mirror = \"{}\"",
-        server.base_url().trim_end_matches('/')
-    ));
+    let recipe = write_recipe(&f, &format!("mirror = \"{}\"", server.base_url()));
     let cache = f.path("cache");
     assert_ok(&resolve(&recipe, &cache, &[]));
     let kept: Vec<PathBuf> = std::fs::read_dir(cache.join("indexes/sha256"))
@@ -229,12 +192,9 @@ fn a_kept_index_is_verified_again_offline() {
 #[test]
 fn a_kept_index_still_expires_offline() {
     let f = DebFixture::new();
-    let repo = f.write_repo("repo", |r| r.valid_until_offset = Some(3));
+    let repo = fixture_repo(&f, "repo", |r| r.valid_until_offset = Some(3));
     let server = TestServer::serve(&repo);
-    let recipe = f.recipe(&format!(
-        "mirror = \"{}\"",
-        server.base_url().trim_end_matches('/')
-    ));
+    let recipe = write_recipe(&f, &format!("mirror = \"{}\"", server.base_url()));
     let cache = f.path("cache");
     assert_ok(&resolve(&recipe, &cache, &[]));
     std::thread::sleep(std::time::Duration::from_secs(5));
@@ -251,8 +211,8 @@ fn a_file_mirror_builds_online_and_offline_without_an_apt_source() {
         return;
     }
     let f = DebFixture::new();
-    let repo = f.write_repo("mirror dir", |_| {});
-    let recipe = f.recipe("");
+    let repo = fixture_repo(&f, "mirror dir", |_| {});
+    let recipe = write_recipe(&f, "");
     let mirror = file_url(&repo);
     let (online, first) = build(
         &recipe,
@@ -310,7 +270,7 @@ fn resign(f: &DebFixture, repo: &Path, edit: impl Fn(&str) -> String) {
 #[test]
 fn a_filename_escaping_the_file_mirror_is_refused() {
     let f = DebFixture::new();
-    let repo = f.write_repo("top/mirror", |_| {});
+    let repo = fixture_repo(&f, "top/mirror", |_| {});
     let real = "pool/main/h/hello-fixture/hello-fixture_2.0-1_arm64.deb";
     std::fs::copy(repo.join(real), f.path("top/secret.deb")).unwrap();
     resign(&f, &repo, |text| {
@@ -320,7 +280,7 @@ fn a_filename_escaping_the_file_mirror_is_refused() {
         )
     });
     let (out, _) = build(
-        &f.recipe(""),
+        &write_recipe(&f, ""),
         &f.path("cache"),
         &f.path("out"),
         false,
@@ -334,7 +294,8 @@ fn a_filename_escaping_the_file_mirror_is_refused() {
 /// Release whose Valid-Until passed long ago.
 fn snapshot_service(f: &DebFixture) -> PathBuf {
     let root = f.path("snapshot-service");
-    f.write_repo(
+    fixture_repo(
+        f,
         &format!("snapshot-service/archive/debian/{SNAPSHOT}"),
         |r| {
             r.date_offset = -30 * 86400;
@@ -352,10 +313,11 @@ fn a_snapshot_source_builds_although_its_release_has_expired() {
     }
     let f = DebFixture::new();
     let server = TestServer::serve(&snapshot_service(&f));
-    let service = server.base_url().trim_end_matches('/').to_owned();
-    let recipe = f.recipe(&format!(
-        "mirror = \"{service}\"\nsnapshot = \"{SNAPSHOT}\""
-    ));
+    let service = server.base_url();
+    let recipe = write_recipe(
+        &f,
+        &format!("mirror = \"{service}\"\nsnapshot = \"{SNAPSHOT}\""),
+    );
     let (out, _) = build(&recipe, &f.path("cache"), &f.path("out"), true, &[]);
     assert_ok(&out);
     assert!(
@@ -374,11 +336,8 @@ fn a_snapshot_source_builds_although_its_release_has_expired() {
 fn the_same_expired_release_is_refused_without_snapshot() {
     let f = DebFixture::new();
     let server = TestServer::serve(&snapshot_service(&f));
-    let direct = format!(
-        "{}/archive/debian/{SNAPSHOT}",
-        server.base_url().trim_end_matches('/')
-    );
-    let recipe = f.recipe(&format!("mirror = \"{direct}\""));
+    let direct = format!("{}/archive/debian/{SNAPSHOT}", server.base_url());
+    let recipe = write_recipe(&f, &format!("mirror = \"{direct}\""));
     let (out, _) = build(&recipe, &f.path("cache"), &f.path("out"), false, &[]);
     assert_fails_with(&out, &["InRelease", "Valid-Until"]);
     assert!(!f.path("out").exists());
@@ -387,7 +346,7 @@ fn the_same_expired_release_is_refused_without_snapshot() {
 #[test]
 fn a_snapshot_needs_a_service_root_and_ignores_host_sources() {
     let f = DebFixture::new();
-    let recipe = f.recipe(&format!("snapshot = \"{SNAPSHOT}\""));
+    let recipe = write_recipe(&f, &format!("snapshot = \"{SNAPSHOT}\""));
     assert_fails_with(
         &resolve(&recipe, &f.path("cache"), &[]),
         &[SNAPSHOT, "--mirror", "snapshot service"],
@@ -405,21 +364,9 @@ fn alpine_builds_from_a_file_mirror_and_offline() {
     let dir = tempfile::tempdir().unwrap();
     // A foreign architecture: package scripts do not run, so the busybox
     // payload is only file content.
-    let repo = apkrepo::write_minirootfs_repo(
-        &dir.path().join("mirror"),
-        "v3.20",
-        "main",
-        "aarch64",
-        b"not a real busybox",
-    )
-    .unwrap();
+    let repo = fixture::alpine_repo(&dir.path().join("mirror"), "aarch64", b"not a real busybox");
     let recipe = dir.path().join("alpine.toml");
-    std::fs::write(
-        &recipe,
-        "[source]\ndistro = \"alpine\"\nrelease = \"v3.20\"\nrepositories = [\"main\"]\n\
-         arch = \"aarch64\"\nkeys = [\"alpine\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&recipe, fixture::alpine_source("aarch64")).unwrap();
     let keys = repo.keys_dir.display().to_string();
     let path = |p: &str| dir.path().join(p);
 
@@ -434,7 +381,7 @@ fn alpine_builds_from_a_file_mirror_and_offline() {
     assert_ok(&local);
 
     let server = TestServer::serve(&repo.root);
-    let http = server.base_url().trim_end_matches('/').to_owned();
+    let http = server.base_url();
     let (online, first) = build(
         &recipe,
         &path("cache"),
@@ -463,12 +410,9 @@ fn alpine_builds_from_a_file_mirror_and_offline() {
 #[test]
 fn a_tampered_download_does_not_replace_the_kept_index() {
     let f = DebFixture::new();
-    let repo = f.write_repo("repo", |_| {});
+    let repo = fixture_repo(&f, "repo", |_| {});
     let server = TestServer::serve(&repo);
-    let recipe = f.recipe(&format!(
-        "mirror = \"{}\"",
-        server.base_url().trim_end_matches('/')
-    ));
+    let recipe = write_recipe(&f, &format!("mirror = \"{}\"", server.base_url()));
     let cache = f.path("cache");
     assert_ok(&resolve(&recipe, &cache, &[]));
     let inrelease = repo.join("dists/fixture/InRelease");

@@ -2,6 +2,8 @@
 //! (CNCF distribution), started on 127.0.0.1 for each test. Skipped with a
 //! notice when the binary is not installed (.ci/run installs it).
 
+mod common;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -13,6 +15,8 @@ use rootstrap::image::oci::{self, History, ImageConfig};
 use rootstrap::image::{
     ImageBuilder, ImageReference, LayerCompression, LayerOptions, Output, Sha256Digest,
 };
+
+use common::run::{self, text};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const EPOCH: i64 = 1_700_000_000;
@@ -135,8 +139,7 @@ fn make_image_as(work: &Path, marker: &str, out: Output) -> (PathBuf, Sha256Dige
 }
 
 fn rootstrap(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .args(["--progress", "plain"])
+    let mut child = run::rootstrap()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -151,10 +154,6 @@ fn rootstrap(args: &[&str], stdin: Option<&str>) -> std::process::Output {
         }
     }
     child.wait_with_output().unwrap()
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
 }
 
 #[test]
@@ -392,7 +391,7 @@ fn pull_round_trips_a_pushed_image() {
     // The pulled layout is a complete image: inspect re-hashes every blob.
     let out = rootstrap(&["inspect", &out_spec], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let marker = fs::read(pulled.join("blobs/sha256").join(digest.hex())).unwrap();
+    let marker = fs::read(pulled.join("blobs/sha256").join(digest.to_hex())).unwrap();
     assert_eq!(Sha256Digest::of(&marker), digest);
 
     // Pulling onto an existing path is refused; a missing tag names the URL.

@@ -14,12 +14,9 @@ use std::process::{Command, Output};
 
 use common::apkrepo;
 use common::debrepo::{host_runtime_packages, DebPackage, Repo};
+use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::signing::ArchiveKey;
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+use common::run::{self, is_root};
 
 /// The conditions one build runs under.
 struct Conditions {
@@ -68,7 +65,7 @@ fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Outpu
     let output = Command::new("sh")
         .arg("-c")
         .arg(format!("umask {}; exec \"$0\" \"$@\"", c.umask))
-        .arg(env!("CARGO_BIN_EXE_rootstrap"))
+        .arg(run::BIN)
         .args(["--progress", "plain", "build"])
         .args(args)
         .arg("--cache-dir")
@@ -90,7 +87,7 @@ fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Outpu
         output.status.success(),
         "build {tag} ({}) failed:\n{}",
         c.name,
-        String::from_utf8_lossy(&output.stderr)
+        run::stderr(&output)
     );
     (output, out)
 }
@@ -276,19 +273,17 @@ fn debian_builds_are_bit_identical_across_caches_zones_umasks_locales_and_thread
             .file("usr/share/messy/README", 0o644, b"leaves things behind\n")
             .script("postinst", MESSY_POSTINST),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let key = ArchiveKey::generate();
-    Repo::new("fixture", packages).write(&dir.path().join("repo"), &|t| key.clearsign(t));
-    std::fs::write(dir.path().join("archive.asc"), key.public_armored()).unwrap();
-    let server = TestServer::serve(&dir.path().join("repo"));
+    let f = DebFixture::new();
+    let dir = &f.dir;
+    let repo = f.write_repo("repo", &Repo::new("fixture", packages));
+    let server = TestServer::serve(&repo);
     let recipe = dir.path().join("recipe.toml");
     std::fs::write(
         &recipe,
         format!(
-            "[source]\ndistro = \"debian\"\nsuite = \"fixture\"\ncomponents = [\"main\"]\n\
-             variant = \"essential\"\narch = \"amd64\"\nmirror = \"{}\"\nkeys = [\"archive.asc\"]\n\n\
-             [packages]\ninstall = [\"messy\"]\n",
-            server.base_url().trim_end_matches('/')
+            "{}mirror = \"{}\"\n\n[packages]\ninstall = [\"messy\"]\n",
+            fixture::debian_source("amd64"),
+            server.base_url()
         ),
     )
     .unwrap();
@@ -353,26 +348,14 @@ fn alpine_builds_are_bit_identical_across_caches_zones_umasks_locales_and_thread
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let repo = apkrepo::write_minirootfs_repo(
-        &dir.path().join("mirror"),
-        "v3.20",
-        "main",
-        "x86_64",
-        &busybox,
-    )
-    .unwrap();
+    let repo = fixture::alpine_repo(&dir.path().join("mirror"), "x86_64", &busybox);
     let server = TestServer::serve(&repo.root);
     let recipe = dir.path().join("alpine.toml");
-    std::fs::write(
-        &recipe,
-        "[source]\ndistro = \"alpine\"\nrelease = \"v3.20\"\nrepositories = [\"main\"]\n\
-         arch = \"x86_64\"\nkeys = [\"alpine\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&recipe, fixture::alpine_source("x86_64")).unwrap();
     let args = vec![
         recipe.display().to_string(),
         "--mirror".into(),
-        server.base_url().trim_end_matches('/').to_owned(),
+        server.base_url(),
         "--keys".into(),
         repo.keys_dir.display().to_string(),
     ];
@@ -401,28 +384,16 @@ fn source_date_epoch_wins_over_the_release_date() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let repo = apkrepo::write_minirootfs_repo(
-        &dir.path().join("mirror"),
-        "v3.20",
-        "main",
-        "x86_64",
-        &busybox,
-    )
-    .unwrap();
+    let repo = fixture::alpine_repo(&dir.path().join("mirror"), "x86_64", &busybox);
     let server = TestServer::serve(&repo.root);
     let recipe = dir.path().join("alpine.toml");
-    std::fs::write(
-        &recipe,
-        "[source]\ndistro = \"alpine\"\nrelease = \"v3.20\"\nrepositories = [\"main\"]\n\
-         arch = \"x86_64\"\nkeys = [\"alpine\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&recipe, fixture::alpine_source("x86_64")).unwrap();
     let out = dir.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let status = Command::new(run::BIN)
         .arg("build")
         .arg(&recipe)
         .arg("--mirror")
-        .arg(server.base_url().trim_end_matches('/'))
+        .arg(server.base_url())
         .arg("--keys")
         .arg(&repo.keys_dir)
         .arg("--cache-dir")
@@ -435,11 +406,7 @@ fn source_date_epoch_wins_over_the_release_date() {
         .env_remove("ROOTSTRAP_MIRROR")
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert!(status.status.success(), "{}", run::stderr(&status));
     let (_, config) = manifest_and_config(&out);
     assert_eq!(config["created"], "2009-02-13T23:31:30Z");
 }

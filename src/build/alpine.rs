@@ -421,7 +421,7 @@ pub(super) fn build(
         ..History::default()
     };
     let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
-    let diff_id = layer.diff_id.hex();
+    let diff_id = layer.diff_id.to_hex();
 
     drop(umask);
     let (outputs, manifest_digest) = super::write_outputs(

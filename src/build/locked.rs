@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::{BuildError, SourceOptions};
 use crate::cleanup::TempPath;
 use crate::distro::apk::bootstrap::{self as apk, ApkBootstrapError, ApkSource, LoadedIndexes};
-use crate::distro::apk::{open_package, parse_index, ApkPackage, Trust, TrustedKeys, VerifiedApk};
+use crate::distro::apk::{open_package, ApkPackage, TrustedKeys, VerifiedApk};
 use crate::distro::deb::bootstrap::{DebSource, LoadedIndex};
 use crate::distro::deb::resolve::Plan;
 use crate::fetch::{FetchItem, Fetcher};
@@ -20,9 +20,6 @@ use crate::lock::{self, Drift, Layout, LockPath, LockSource, LockedFile, LockedP
 use crate::recipe::Recipe;
 use crate::report::{Reporter, SharedReporter};
 use crate::verify::Sha256Digest;
-
-/// APKINDEX files are 1–3 MB; anything near this is not one.
-const APKINDEX_LIMIT: u64 = 64 << 20;
 
 /// `build --lock FILE [--locked]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,65 +330,47 @@ pub(super) fn apk_lock_source(recipe: &Recipe, src: &ApkSource) -> LockSource {
     }
 }
 
-/// `apk::load_indexes`, also keeping each APKINDEX.tar.gz in the cache and
-/// returning it as a lock index entry (`rootstrap mirror` copies it).
+/// `apk::load_indexes_for_lock`, with each APKINDEX.tar.gz as a lock index
+/// entry (`rootstrap mirror` copies it from the cache). A repository outside
+/// the mirror is refused before anything is downloaded.
 pub(super) fn apk_load_indexes_recorded(
     fetcher: &Fetcher,
     keys: &TrustedKeys,
     src: &ApkSource,
     reporter: &dyn Reporter,
 ) -> Result<(LoadedIndexes, Vec<LockedFile>), BuildError> {
-    let mut loaded = LoadedIndexes::default();
-    let mut files = Vec::new();
     for line in src.repository_lines().map_err(BuildError::from)? {
-        let url = format!("{}/{}/APKINDEX.tar.gz", line.url, src.arch);
-        let rel = apk_repo_rel(src, &line.url)
-            .map(|r| format!("{r}/{}/APKINDEX.tar.gz", src.arch))
-            .ok_or_else(|| BuildError::LockUnsafePath {
-                what: url.clone(),
-                reason: format!(
-                    "the repository is not under the mirror {}; a lock records paths relative to it",
-                    src.mirror
-                ),
-            })?;
-        let bytes = fetcher.fetch_index(&url, APKINDEX_LIMIT)?;
-        let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
-            BuildError::from(ApkBootstrapError::Index {
-                url: url.clone(),
-                error,
-            })
-        })?;
-        fetcher.keep_index(&url, &bytes);
-        match &index.trust {
-            Trust::Verified { key } => reporter.info(&format!(
-                "{url}: {} packages, signed by {key}",
-                index.packages.len()
-            )),
-            Trust::AllowedUntrusted { reason } => reporter.warn(&format!(
-                "{url}: UNTRUSTED ({reason}), allowed by --allow-untrusted"
-            )),
-        }
-        let sha256 = Sha256Digest::of(&bytes);
-        if fetcher
-            .cache()
-            .get_sized(&sha256, bytes.len() as u64)
-            .is_none()
-        {
-            if let Err(e) = fetcher.cache().insert_bytes(&bytes) {
-                reporter.warn(&format!("could not keep {url} in the cache: {e}"));
-            }
-        }
-        files.push(LockedFile {
-            path: lock_path(&url, &rel)?,
-            size: bytes.len() as u64,
-            sha256,
-        });
-        loaded.add_tagged(line.url, line.tag, index);
-        if let Some(r) = loaded.repos.last_mut() {
-            r.sha256 = sha256;
-        }
+        apk_index_path(src, &line.url)?;
     }
+    let loaded = apk::load_indexes_for_lock(fetcher, keys, src, reporter)?;
+    let files = loaded
+        .repos
+        .iter()
+        .map(|r| {
+            Ok(LockedFile {
+                path: apk_index_path(src, &r.url)?,
+                size: r.size,
+                sha256: r.sha256,
+            })
+        })
+        .collect::<Result<_, BuildError>>()?;
     Ok((loaded, files))
+}
+
+/// `<release>/<repository>/<arch>/APKINDEX.tar.gz`: a repository's index
+/// relative to the mirror, as a lock records it.
+fn apk_index_path(src: &ApkSource, repo_url: &str) -> Result<LockPath, BuildError> {
+    let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
+    let rel = apk_repo_rel(src, repo_url)
+        .map(|r| format!("{r}/{}/APKINDEX.tar.gz", src.arch))
+        .ok_or_else(|| BuildError::LockUnsafePath {
+            what: url.clone(),
+            reason: format!(
+                "the repository is not under the mirror {}; a lock records paths relative to it",
+                src.mirror
+            ),
+        })?;
+    lock_path(&url, &rel)
 }
 
 /// A repository URL relative to the mirror (`v3.20/main`), if it is under it.

@@ -1256,7 +1256,7 @@ impl Runner<'_> {
                 }
             }
         };
-        let name = Sha256Digest::of(id.as_bytes()).hex();
+        let name = Sha256Digest::of(id.as_bytes()).to_hex();
         let dir = base.join(&name[..32]);
         if dir.is_dir() {
             return Ok(dir);

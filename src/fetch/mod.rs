@@ -44,7 +44,7 @@ pub enum FetchError {
         expected: u64,
         actual: u64,
     },
-    #[error("{url}: SHA-256 mismatch: expected {expected}, got {actual}")]
+    #[error("{url}: SHA-256 mismatch: expected {}, got {}", expected.to_hex(), actual.to_hex())]
     HashMismatch {
         url: String,
         expected: Sha256Digest,

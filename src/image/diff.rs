@@ -139,7 +139,7 @@ impl UnpackSink for FileTree {
                     }
                 }
                 let (_, digest, n) = hasher.finish();
-                sha256 = Some(digest.hex());
+                sha256 = Some(digest.to_hex());
                 size = n;
             }
             EntryKind::HardLink(target) => {

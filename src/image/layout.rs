@@ -198,7 +198,7 @@ impl ImageBuilder {
         })?;
         file.sync_all()
             .map_err(ImageError::io(format!("syncing {}", tmp_path.display())))?;
-        let blob_path = self.blobs.path().join(info.digest.hex());
+        let blob_path = self.blobs.path().join(info.digest.to_hex());
         fs::rename(&tmp_path, &blob_path)
             .map_err(ImageError::io(format!("renaming {}", tmp_path.display())))?;
         history.empty_layer = false;
@@ -304,7 +304,7 @@ impl ImageBuilder {
                 actual: digest.to_string(),
             });
         }
-        let blob_path = self.blobs.path().join(digest.hex());
+        let blob_path = self.blobs.path().join(digest.to_hex());
         fs::rename(&tmp_path, &blob_path).map_err(ImageError::io(ctx()))?;
         Ok((blob_path, digest, size))
     }

@@ -378,7 +378,7 @@ fn parse_diff_ids(
         .rootfs
         .diff_ids
         .iter()
-        .map(|d| Sha256Digest::parse(d))
+        .map(|d| Ok(Sha256Digest::parse(d)?))
         .collect()
 }
 

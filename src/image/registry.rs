@@ -145,7 +145,7 @@ pub fn push(
             present += 1;
             continue;
         }
-        let id = reporter.download_start(&format!("push {}", &digest.hex()[..12]), Some(*size));
+        let id = reporter.download_start(&format!("push {}", &digest.to_hex()[..12]), Some(*size));
         let result = session.upload_blob(image, digest, *size, member);
         reporter.download_done(id);
         result?;
@@ -271,13 +271,14 @@ pub fn pull(
     let mut total = 0;
     for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
         let want = parse_digest(&desc.digest)?;
-        let id = reporter.download_start(&format!("pull {}", &want.hex()[..12]), Some(desc.size));
-        let result = session.download_blob(&want, desc.size, &blobs_dir.join(want.hex()));
+        let id =
+            reporter.download_start(&format!("pull {}", &want.to_hex()[..12]), Some(desc.size));
+        let result = session.download_blob(&want, desc.size, &blobs_dir.join(want.to_hex()));
         reporter.download_done(id);
         result?;
         total += desc.size;
     }
-    std::fs::write(blobs_dir.join(digest.hex()), &bytes)
+    std::fs::write(blobs_dir.join(digest.to_hex()), &bytes)
         .map_err(io_err("the manifest blob".into()))?;
     let mut descriptor = super::oci::Descriptor::new(&media_type, digest, bytes.len() as u64);
     descriptor.annotations.insert(
@@ -342,7 +343,7 @@ fn parse_digest(s: &str) -> Result<Sha256Digest, RegistryError> {
 }
 
 fn blob_member(digest: &Sha256Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
+    format!("blobs/sha256/{}", digest.to_hex())
 }
 
 fn read_member(
@@ -947,7 +948,7 @@ mod tests {
             u,
             format!(
                 "http://127.0.0.1:5000/v2/a/blobs/uploads/uuid?_state=abc&digest=sha256%3A{}",
-                d.hex()
+                d.to_hex()
             )
         );
         let u = upload_url(start, "https://storage.example/up/1", &d).unwrap();

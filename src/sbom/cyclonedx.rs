@@ -81,7 +81,7 @@ pub fn to_json(sbom: &Sbom) -> Value {
                 "bom-ref": IMAGE_REF,
                 "name": image.name,
                 "version": image.digest.to_string(),
-                "hashes": [{"alg": "SHA-256", "content": image.digest.hex()}],
+                "hashes": [{"alg": "SHA-256", "content": image.digest.to_hex()}],
             },
         },
         "components": components,

@@ -119,7 +119,7 @@ fn extracted_licenses(sbom: &Sbom) -> Vec<Value> {
 /// The SPDX 2.3 document as JSON.
 pub fn to_json(sbom: &Sbom) -> Value {
     let image = &sbom.image;
-    let digest_hex = image.digest.hex();
+    let digest_hex = image.digest.to_hex();
     let mut image_pkg = json!({
         "name": image.name,
         "SPDXID": "SPDXRef-Image",
@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");
         assert_eq!(doc["creationInfo"]["created"], "2025-05-01T00:00:00Z");
         let ns = doc["documentNamespace"].as_str().unwrap_or_default();
-        assert!(ns.ends_with(&Sha256Digest::of(b"manifest").hex()), "{ns}");
+        assert!(
+            ns.ends_with(&Sha256Digest::of(b"manifest").to_hex()),
+            "{ns}"
+        );
         let pkgs = doc["packages"].as_array().cloned().unwrap_or_default();
         assert_eq!(pkgs.len(), 3);
         assert_eq!(pkgs[1]["SPDXID"], "SPDXRef-Package-0-g--");

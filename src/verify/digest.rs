@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-/// A SHA-256 digest. Displays and parses as 64 lowercase hex digits.
+/// A SHA-256 digest. Displays as `sha256:<hex>` (the OCI form, what image
+/// manifests and registries use); [`Sha256Digest::to_hex`] is the bare
+/// lowercase hex of Debian indexes, locks and the download cache.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sha256Digest(pub [u8; 32]);
 
@@ -20,40 +21,67 @@ pub enum DigestParseError {
     NotHex(String),
 }
 
+/// Why a string is not an OCI `sha256:<64 lowercase hex>` digest.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("blob {digest}: {reason}")]
+pub struct OciDigestError {
+    pub digest: String,
+    pub reason: &'static str,
+}
+
 impl Sha256Digest {
     /// Digest of an in-memory buffer.
     pub fn of(data: &[u8]) -> Self {
         Sha256Digest(Sha256::digest(data).into())
     }
 
-    /// Lowercase hex form (what Debian indices and OCI use).
+    /// Lowercase hex form (what Debian indices and OCI blob paths use).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
-}
 
-impl fmt::Display for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Sha256Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha256Digest({})", self.to_hex())
-    }
-}
-
-impl FromStr for Sha256Digest {
-    type Err = DigestParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(s: &str) -> Result<Self, DigestParseError> {
         if s.len() != 64 {
             return Err(DigestParseError::Length(s.to_string()));
         }
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).map_err(|_| DigestParseError::NotHex(s.to_string()))?;
         Ok(Sha256Digest(out))
+    }
+
+    /// Parses the OCI form `sha256:<64 lowercase hex>`; any other algorithm
+    /// is rejected.
+    pub fn parse(s: &str) -> Result<Self, OciDigestError> {
+        let bad = |reason| OciDigestError {
+            digest: s.to_string(),
+            reason,
+        };
+        let hex_part = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| bad("only sha256 digests are supported"))?;
+        if hex_part.len() != 64
+            || !hex_part
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad("not 64 lowercase hex digits"));
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| bad("not hex"))?;
+        Ok(Sha256Digest(out))
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.to_hex())
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256Digest({})", self.to_hex())
     }
 }
 
@@ -159,24 +187,45 @@ mod tests {
     #[test]
     fn known_vector() {
         assert_eq!(sha256_hex(b"abc"), ABC);
-        assert_eq!(Sha256Digest::of(b"abc").to_string(), ABC);
+        assert_eq!(Sha256Digest::of(b"abc").to_hex(), ABC);
+        assert_eq!(
+            Sha256Digest::of(b"abc").to_string(),
+            format!("sha256:{ABC}")
+        );
     }
 
     #[test]
     fn parse_round_trip_and_errors() {
-        let d: Sha256Digest = ABC.parse().unwrap();
-        assert_eq!(d.to_string(), ABC);
-        let upper: Sha256Digest = ABC.to_uppercase().parse().unwrap();
+        let d = Sha256Digest::from_hex(ABC).unwrap();
+        assert_eq!(d.to_hex(), ABC);
+        let upper = Sha256Digest::from_hex(&ABC.to_uppercase()).unwrap();
         assert_eq!(upper, d);
         assert!(matches!(
-            "abc".parse::<Sha256Digest>(),
+            Sha256Digest::from_hex("abc"),
             Err(DigestParseError::Length(_))
         ));
         let bad = format!("{}zz", &ABC[..62]);
         assert!(matches!(
-            bad.parse::<Sha256Digest>(),
+            Sha256Digest::from_hex(&bad),
             Err(DigestParseError::NotHex(_))
         ));
+    }
+
+    #[test]
+    fn oci_form_round_trips_and_rejects_other_forms() {
+        let d = Sha256Digest::from_hex(ABC).unwrap();
+        assert_eq!(Sha256Digest::parse(&d.to_string()), Ok(d));
+        let err = Sha256Digest::parse(ABC).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("blob {ABC}: only sha256 digests are supported")
+        );
+        let upper = format!("sha256:{}", ABC.to_uppercase());
+        assert_eq!(
+            Sha256Digest::parse(&upper).unwrap_err().reason,
+            "not 64 lowercase hex digits"
+        );
+        assert!(Sha256Digest::parse("sha512:abc").is_err());
     }
 
     #[test]

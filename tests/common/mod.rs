@@ -3,5 +3,7 @@
 
 pub mod apkrepo;
 pub mod debrepo;
+pub mod fixture;
 pub mod httpd;
+pub mod run;
 pub mod signing;

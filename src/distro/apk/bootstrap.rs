@@ -259,6 +259,9 @@ pub struct RepoIndex {
     pub url: String,
     /// SHA-256 of the APKINDEX.tar.gz bytes (zero for indexes added by tests).
     pub sha256: Sha256Digest,
+    /// Size of the APKINDEX.tar.gz (zero for indexes added by tests); with
+    /// `sha256` and `url`, what a lock records of the index.
+    pub size: u64,
     /// The repository's `@tag`, if it has one.
     pub tag: Option<String>,
     pub description: Option<String>,
@@ -290,6 +293,7 @@ impl LoadedIndexes {
         self.repos.push(RepoIndex {
             url,
             sha256: Sha256Digest([0; 32]),
+            size: 0,
             tag,
             description: index.description,
             trust: index.trust,
@@ -334,6 +338,39 @@ pub fn load_indexes(
     reporter: &dyn Reporter,
     plan_cache: Option<&Path>,
 ) -> Result<LoadedIndexes, ApkBootstrapError> {
+    load(
+        fetcher,
+        keys,
+        src,
+        reporter,
+        IndexUse::Resolve { plan_cache },
+    )
+}
+
+/// [`load_indexes`] for a lock: every index is verified and parsed (no plan
+/// reuse), and each is also kept in the download cache under its SHA-256,
+/// where `rootstrap mirror` and locked builds find the files a lock names.
+pub fn load_indexes_for_lock(
+    fetcher: &Fetcher,
+    keys: &TrustedKeys,
+    src: &ApkSource,
+    reporter: &dyn Reporter,
+) -> Result<LoadedIndexes, ApkBootstrapError> {
+    load(fetcher, keys, src, reporter, IndexUse::Lock)
+}
+
+enum IndexUse<'a> {
+    Resolve { plan_cache: Option<&'a Path> },
+    Lock,
+}
+
+fn load(
+    fetcher: &Fetcher,
+    keys: &TrustedKeys,
+    src: &ApkSource,
+    reporter: &dyn Reporter,
+    purpose: IndexUse<'_>,
+) -> Result<LoadedIndexes, ApkBootstrapError> {
     let mut fetched = Vec::new();
     for line in src.repository_lines()? {
         let url = format!("{}/{}/APKINDEX.tar.gz", line.url, src.arch);
@@ -341,11 +378,18 @@ pub fn load_indexes(
         let digest = Sha256Digest(Sha256::digest(&bytes).into());
         fetched.push((line, url, bytes, digest));
     }
-    let digests: Vec<(String, Sha256Digest)> = fetched
-        .iter()
-        .map(|(l, _, _, d)| (l.to_string(), *d))
-        .collect();
-    let plans = plan_cache.map(|dir| PlanCache::new(dir, src, keys, &digests));
+    let plans = match purpose {
+        IndexUse::Resolve {
+            plan_cache: Some(dir),
+        } => {
+            let digests: Vec<(String, Sha256Digest)> = fetched
+                .iter()
+                .map(|(l, _, _, d)| (l.to_string(), *d))
+                .collect();
+            Some(PlanCache::new(dir, src, keys, &digests))
+        }
+        IndexUse::Resolve { plan_cache: None } | IndexUse::Lock => None,
+    };
     if let Some(hit) = plans.as_ref().and_then(|c| c.load(src)) {
         for r in &hit.repos {
             reporter.info(&format!(
@@ -361,6 +405,7 @@ pub fn load_indexes(
         }
         return Ok(hit);
     }
+    let keep_blobs = matches!(purpose, IndexUse::Lock);
     let mut loaded = LoadedIndexes::default();
     for (line, url, bytes, digest) in fetched {
         let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
@@ -379,9 +424,16 @@ pub fn load_indexes(
                 "{url}: UNTRUSTED ({reason}), allowed by --allow-untrusted"
             )),
         }
+        let size = bytes.len() as u64;
+        if keep_blobs && fetcher.cache().get_sized(&digest, size).is_none() {
+            if let Err(e) = fetcher.cache().insert_bytes(&bytes) {
+                reporter.warn(&format!("could not keep {url} in the cache: {e}"));
+            }
+        }
         loaded.add_tagged(line.url, line.tag, index);
         if let Some(r) = loaded.repos.last_mut() {
             r.sha256 = digest;
+            r.size = size;
         }
     }
     if let Some(cache) = &plans {

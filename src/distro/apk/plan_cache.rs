@@ -28,6 +28,9 @@ struct CachedRepo {
     untrusted: Option<String>,
     packages: usize,
     sha256: String,
+    /// Absent from plans cached before it was recorded.
+    #[serde(default)]
+    size: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -52,7 +55,11 @@ impl PlanCache {
         ];
         parts.extend(src.world());
         parts.push(String::new());
-        parts.extend(indexes.iter().map(|(line, d)| format!("{line} {d}")));
+        parts.extend(
+            indexes
+                .iter()
+                .map(|(line, d)| format!("{line} {}", d.to_hex())),
+        );
         let key = crate::layer_cache::key(&parts);
         PlanCache {
             path: dir.join("plans").join(format!("{key}.apk.json")),
@@ -74,6 +81,7 @@ impl PlanCache {
             loaded.repos.push(RepoIndex {
                 url: r.url.clone(),
                 sha256: Sha256Digest(hex::decode(&r.sha256).ok()?.try_into().ok()?),
+                size: r.size,
                 tag: r.tag.clone(),
                 description: r.description.clone(),
                 trust,
@@ -108,6 +116,7 @@ impl PlanCache {
                 },
                 packages: r.packages,
                 sha256: hex::encode(r.sha256.0),
+                size: r.size,
             })
             .collect();
         let mut packages = Vec::new();

@@ -257,7 +257,7 @@ impl PlanCache {
                 .iter()
                 .map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or(""))),
         );
-        parts.extend(index_files.iter().map(|(_, d)| d.to_string()));
+        parts.extend(index_files.iter().map(|(_, d)| d.to_hex()));
         let key = crate::layer_cache::key(&parts);
         PlanCache {
             path: cache_dir.join("plans").join(format!("{key}.packages")),
@@ -436,9 +436,9 @@ pub fn plan_from_lock<'u>(
                 want.name,
                 want.version,
                 want.arch,
-                Sha256Digest(p.sha256),
+                Sha256Digest(p.sha256).to_hex(),
                 p.size,
-                want.sha256,
+                want.sha256.to_hex(),
                 want.size
             )),
             Some(p) => packages.push(p),
