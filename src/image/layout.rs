@@ -193,11 +193,11 @@ impl ImageBuilder {
                 return Err(e);
             }
         };
-        let file = buf.into_inner().map_err(|e| {
+        // Not synced: this is a work file. Outputs sync what they write or
+        // link (`link_or_copy`), and caches verify blobs when they reuse them.
+        buf.into_inner().map_err(|e| {
             ImageError::io(format!("writing {}", tmp_path.display()))(e.into_error())
         })?;
-        file.sync_all()
-            .map_err(ImageError::io(format!("syncing {}", tmp_path.display())))?;
         let blob_path = self.blobs.path().join(info.digest.to_hex());
         fs::rename(&tmp_path, &blob_path)
             .map_err(ImageError::io(format!("renaming {}", tmp_path.display())))?;
@@ -293,10 +293,9 @@ impl ImageBuilder {
         let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
         io::copy(from, &mut out).map_err(ImageError::io(ctx()))?;
         let (buf, digest, size) = out.finish();
+        // A work file, not synced: see `add_layer_inner`.
         buf.into_inner()
-            .map_err(|e| ImageError::io(ctx())(e.into_error()))?
-            .sync_all()
-            .map_err(ImageError::io(ctx()))?;
+            .map_err(|e| ImageError::io(ctx())(e.into_error()))?;
         if let Some(expected) = expected.filter(|d| *d != digest) {
             let _ = fs::remove_file(&tmp_path);
             return Err(ImageError::DigestMismatch {
@@ -680,16 +679,19 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
         .map_err(ImageError::io(format!("syncing {}", path.display())))
 }
 
+/// Puts `src` at `dest` (a link when both are on one file system) and
+/// syncs it: the builder's own blobs are work files that were never synced.
 fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
-    if fs::hard_link(src, dest).is_ok() {
-        return Ok(());
+    if fs::hard_link(src, dest).is_err() {
+        fs::copy(src, dest).map_err(ImageError::io(format!(
+            "copying {} to {}",
+            src.display(),
+            dest.display()
+        )))?;
     }
-    fs::copy(src, dest).map_err(ImageError::io(format!(
-        "copying {} to {}",
-        src.display(),
-        dest.display()
-    )))?;
-    Ok(())
+    File::open(dest)
+        .and_then(|f| f.sync_all())
+        .map_err(ImageError::io(format!("syncing {}", dest.display())))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ImageError> {
