@@ -809,7 +809,6 @@ pub fn build(
     }
 
     drop(umask);
-    let tree = rootfs.as_ref().map(|t| t.path());
     let deb_sha256 = plan
         .packages
         .iter()
@@ -819,7 +818,7 @@ pub fn build(
         &builder,
         &opts.outputs,
         tags.as_ref(),
-        tree,
+        rootfs,
         &deb_sha256,
         reporter.as_ref(),
     )?;
@@ -860,13 +859,54 @@ fn base_layer_compression(outputs: &[BuildOutput]) -> LayerCompression {
 type WrittenOutputs = (Vec<(BuildOutput, Option<String>)>, Option<String>);
 
 /// Writes every requested output; returns each with its manifest digest
-/// (none for `rootfs:`), and the first digest. `tree` is the finished rootfs,
-/// needed only for `rootfs:` outputs (which is why those disable layer reuse).
+/// (none for `rootfs:`), and the first digest. `rootfs` is the finished
+/// tree when the build made one: `rootfs:` outputs copy it (which is why
+/// they disable layer reuse) and the SBOMs take its package inventory.
+/// Without a `rootfs:` output the tree is removed on another thread while
+/// the outputs are written.
 fn write_outputs(
     builder: &ImageBuilder,
     outputs: &[BuildOutput],
     reference: Option<&ImageReference>,
+    rootfs: Option<TempPath>,
+    deb_sha256: &std::collections::BTreeMap<String, [u8; 32]>,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<WrittenOutputs, BuildError> {
+    let inventory = match &rootfs {
+        Some(tree) => Some(crate::inspect::collect_inventory_from_tree(tree.path())?),
+        None => None,
+    };
+    let copies_tree = outputs
+        .iter()
+        .any(|o| matches!(o, BuildOutput::RootfsDir(_)));
+    let (tree, removal) = match rootfs {
+        Some(tree) if !copies_tree => (None, Some(std::thread::spawn(move || drop(tree)))),
+        kept => (kept, None),
+    };
+    let written = write_outputs_from(
+        builder,
+        outputs,
+        reference,
+        tree.as_ref().map(TempPath::path),
+        inventory.as_ref(),
+        deb_sha256,
+        reporter,
+    );
+    drop(tree);
+    if let Some(removal) = removal {
+        // Removal cannot fail in a way worth reporting (TempPath ignores
+        // errors); joining only keeps the process alive until it is done.
+        let _ = removal.join();
+    }
+    written
+}
+
+fn write_outputs_from(
+    builder: &ImageBuilder,
+    outputs: &[BuildOutput],
+    reference: Option<&ImageReference>,
     tree: Option<&Path>,
+    inventory: Option<&crate::inspect::PackageInventory>,
     deb_sha256: &std::collections::BTreeMap<String, [u8; 32]>,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<WrittenOutputs, BuildError> {
@@ -893,7 +933,7 @@ fn write_outputs(
     // SBOMs next to / inside each image output, with the checksums of the
     // .deb files the plan verified (apk's identity comes from its own db).
     let name = reference.map(ImageReference::familiar);
-    crate::sbom::write_build_sboms(builder, &written, name.as_deref(), deb_sha256, tree)?;
+    crate::sbom::write_build_sboms(builder, &written, name.as_deref(), deb_sha256, inventory)?;
     Ok((written, manifest_digest))
 }
 

@@ -428,7 +428,7 @@ pub(super) fn build(
         &builder,
         &opts.outputs,
         tags.as_ref(),
-        Some(rootfs.path()),
+        Some(rootfs),
         &Default::default(),
         reporter.as_ref(),
     )?;

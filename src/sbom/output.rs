@@ -76,14 +76,15 @@ pub fn attach_to_oci_layout(dir: &Path, sbom: &Sbom) -> Result<(), SbomError> {
 /// After a build: the SBOMs of the image `builder` holds, for each image
 /// output (`outputs` as `write_outputs` returns them, with their manifest
 /// digests). `deb_sha256` gives the `.deb` checksums the plan knows (may be
-/// empty). `tree` is the image's finished rootfs when the caller still has
-/// it. Returns the files written or extended.
+/// empty). `known` is the inventory of the image's finished rootfs when the
+/// caller had the tree; without it the layers are read. Returns the files
+/// written or extended.
 pub fn write_build_sboms(
     builder: &ImageBuilder,
     outputs: &[(BuildOutput, Option<String>)],
     reference: Option<&str>,
     deb_sha256: &BTreeMap<String, [u8; 32]>,
-    tree: Option<&Path>,
+    known: Option<&crate::inspect::PackageInventory>,
 ) -> Result<Vec<PathBuf>, SbomError> {
     let images: Vec<(&Output, &Option<String>)> = outputs
         .iter()
@@ -107,11 +108,15 @@ pub fn write_build_sboms(
             )))
             .map(|r| -> Box<dyn Read> { r })
     });
-    // The finished tree, when the build still has it, says the same as the
-    // layers and is much cheaper to read.
-    let inventory = match tree {
-        Some(dir) => crate::inspect::collect_inventory_from_tree(dir)?,
-        None => crate::inspect::collect_inventory(layers)?,
+    // The inventory of the finished tree, when the build had one, says the
+    // same as the layers and is much cheaper to get.
+    let collected;
+    let inventory = match known {
+        Some(known) => known,
+        None => {
+            collected = crate::inspect::collect_inventory(layers)?;
+            &collected
+        }
     };
     let mut written = Vec::new();
     for (out, digest) in images {
@@ -123,7 +128,7 @@ pub fn write_build_sboms(
                 digest: digest.clone().unwrap_or_default(),
             })?;
         let identity = ImageIdentity::new(reference, digest, builder.config().created.as_deref());
-        let sbom = Sbom::from_inventory(&inventory, identity, deb_sha256);
+        let sbom = Sbom::from_inventory(inventory, identity, deb_sha256);
         match out {
             Output::OciDir(dir) => {
                 attach_to_oci_layout(dir, &sbom)?;
