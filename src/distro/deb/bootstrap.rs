@@ -375,7 +375,13 @@ fn decode_in_pieces(
     pieces: &std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> std::io::Result<()> {
     use std::io::Read;
-    let mut reader = decompress::decoder(kind, file, PACKAGES_LIMIT)?;
+    // The file came from `fetch_verified` (SHA-256 from the signed Release).
+    let mut reader = decompress::decoder_for(
+        kind,
+        file,
+        PACKAGES_LIMIT,
+        decompress::Integrity::AlreadyVerified,
+    )?;
     let mut buf = Vec::with_capacity(2 * INDEX_PIECE);
     let mut chunk = vec![0u8; 128 * 1024];
     loop {
@@ -584,7 +590,11 @@ fn fetch_and_unpack(
     let owners: Mutex<HashMap<Vec<u8>, usize>> = Mutex::new(HashMap::new());
     // (replacer, replaced, path) for every path taken over.
     let taken: Mutex<Vec<(usize, usize, Vec<u8>)>> = Mutex::new(Vec::new());
-    let opts = UnpackOptions::default();
+    // Every file comes from the fetcher, checked against the signed index.
+    let opts = UnpackOptions {
+        integrity: decompress::Integrity::AlreadyVerified,
+        ..UnpackOptions::default()
+    };
     let claim_for = |i: usize| {
         let (owners, taken) = (&owners, &taken);
         move |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {

@@ -174,18 +174,23 @@ impl<R: Read> DebFile<R> {
 
     /// The decompressed data tar, failing once more than `limit` bytes come
     /// out (HOSTILE 14).
-    pub fn into_data<'a>(self, limit: u64) -> Result<Box<dyn Read + 'a>, DebError>
+    pub fn into_data<'a>(
+        self,
+        limit: u64,
+        integrity: decompress::Integrity,
+    ) -> Result<Box<dyn Read + 'a>, DebError>
     where
         R: 'a,
     {
         let name = self.name.clone();
-        decompress::decoder(self.data_compression, self.ar.into_member_reader(), limit).map_err(
-            |e| DebError::Io {
+        let member = self.ar.into_member_reader();
+        decompress::decoder_for(self.data_compression, member, limit, integrity).map_err(|e| {
+            DebError::Io {
                 deb: name,
                 what: "data.tar",
                 source: e,
-            },
-        )
+            }
+        })
     }
 }
 
@@ -359,7 +364,7 @@ mod tests {
         assert_eq!(d.control.conffiles(), ["/etc/a"]);
         assert_eq!(d.control.get("postinst").unwrap(), b"#!/bin/sh\n");
         let mut data = Vec::new();
-        d.into_data(1 << 20)
+        d.into_data(1 << 20, decompress::Integrity::Check)
             .unwrap()
             .read_to_end(&mut data)
             .unwrap();

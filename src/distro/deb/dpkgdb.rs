@@ -455,6 +455,9 @@ pub struct UnpackOptions {
     /// Cap on the decompressed data tar. `None`: 4 × Installed-Size plus
     /// 64 MiB for tar headers (HOSTILE 14).
     pub data_limit: Option<u64>,
+    /// `AlreadyVerified` when the .deb's SHA-256 was checked against a
+    /// signed index: the data member's own xz check is then skipped.
+    pub integrity: crate::archive::decompress::Integrity,
 }
 
 impl Default for UnpackOptions {
@@ -463,6 +466,7 @@ impl Default for UnpackOptions {
             preserve_owner: rustix::process::geteuid().is_root(),
             mtime_clamp: None,
             data_limit: None,
+            integrity: crate::archive::decompress::Integrity::Check,
         }
     }
 }
@@ -512,7 +516,7 @@ pub fn unpack_deb(
         })?;
         xopts.conffiles.insert(p);
     }
-    let data = deb.into_data(limit)?;
+    let data = deb.into_data(limit, opts.integrity)?;
     let files = extract_tar_with(root, data, &xopts, claim)?;
     Ok(UnpackedPackage::new(control, files, &package)?)
 }
