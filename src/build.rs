@@ -386,7 +386,24 @@ pub fn resolve(
     if recipe.source.distro == Distro::Alpine {
         return alpine::resolve(recipe, opts, reporter);
     }
-    let prepared = prepare(recipe, opts, &reporter)?;
+    with_deb_plan(recipe, opts, &reporter, |src, _, plan| {
+        Ok(plan_report(recipe, src, plan))
+    })
+}
+
+/// Fetches and verifies the Debian index the recipe names, resolves its
+/// plan, and hands both to `then` (the plan borrows the index).
+fn with_deb_plan<T>(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    reporter: &SharedReporter,
+    then: impl FnOnce(
+        &DebSource,
+        &bootstrap::LoadedIndex,
+        &crate::distro::deb::resolve::Plan<'_>,
+    ) -> Result<T, BuildError>,
+) -> Result<T, BuildError> {
+    let prepared = prepare(recipe, opts, reporter)?;
     reporter.stage("fetch and verify the index");
     let index = bootstrap::load_index(
         &prepared.fetcher,
@@ -398,7 +415,7 @@ pub fn resolve(
     )?;
     reporter.stage("resolve");
     let plan = bootstrap::plan(&index, &prepared.src)?;
-    Ok(plan_report(recipe, &prepared.src, &plan))
+    then(&prepared.src, &index, &plan)
 }
 
 /// `rootstrap resolve --lock FILE`: the plan, and how it drifted from the
@@ -415,22 +432,12 @@ pub fn resolve_with_lock(
     let (report, resolved) = if recipe.source.distro == Distro::Alpine {
         alpine::resolve_for_drift(recipe, opts, &lock, reporter)?
     } else {
-        let prepared = prepare(recipe, opts, &reporter)?;
-        reporter.stage("fetch and verify the index");
-        let index = bootstrap::load_index(
-            &prepared.fetcher,
-            &prepared.keyring,
-            &prepared.src,
-            SystemTime::now(),
-            reporter.as_ref(),
-            Some(&prepared.cache_dir),
-        )?;
-        reporter.stage("resolve");
-        let plan = bootstrap::plan(&index, &prepared.src)?;
-        (
-            plan_report(recipe, &prepared.src, &plan),
-            locked::deb_locked_packages(&plan)?,
-        )
+        with_deb_plan(recipe, opts, &reporter, |src, _, plan| {
+            Ok((
+                plan_report(recipe, src, plan),
+                locked::deb_locked_packages(plan)?,
+            ))
+        })?
     };
     Ok((report, crate::lock::drift(&lock.packages, &resolved)))
 }
@@ -448,19 +455,9 @@ pub fn lock(
     let lock = if recipe.source.distro == Distro::Alpine {
         alpine::lock(recipe, opts, recipe_sha256, reporter)?
     } else {
-        let prepared = prepare(recipe, opts, &reporter)?;
-        reporter.stage("fetch and verify the index");
-        let index = bootstrap::load_index(
-            &prepared.fetcher,
-            &prepared.keyring,
-            &prepared.src,
-            SystemTime::now(),
-            reporter.as_ref(),
-            Some(&prepared.cache_dir),
-        )?;
-        reporter.stage("resolve");
-        let plan = bootstrap::plan(&index, &prepared.src)?;
-        locked::deb_lockfile(recipe, recipe_sha256, &prepared.src, &index, &plan)?
+        with_deb_plan(recipe, opts, &reporter, |src, index, plan| {
+            locked::deb_lockfile(recipe, recipe_sha256, src, index, plan)
+        })?
     };
     locked::write_lock(out, &lock)?;
     Ok(LockReport {
