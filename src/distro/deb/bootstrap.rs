@@ -615,7 +615,7 @@ fn fetch_and_unpack(
                 Ok(Claimed::Skip)
             } else {
                 Err(format!(
-                    "trying to overwrite /{path}, which is also in package {} (and {} does not Replace it)",
+                    "trying to overwrite {path}, which is also in package {} (and {} does not Replace it)",
                     pkgs[other].name, pkgs[i].name
                 ))
             }
@@ -629,9 +629,9 @@ fn fetch_and_unpack(
     order.sort_by_key(|&i| std::cmp::Reverse(items[i].size));
     let ordered: Vec<FetchItem> = order.iter().map(|&i| items[i].clone()).collect();
 
-    let results: Vec<Mutex<Option<Result<UnpackedPackage, BootstrapError>>>> =
-        items.iter().map(|_| Mutex::new(None)).collect();
-    let paths: Vec<Mutex<Option<PathBuf>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    // Per package, once handed over: its cached file and how unpacking it went.
+    type Slot = Mutex<Option<(PathBuf, Result<UnpackedPackage, BootstrapError>)>>;
+    let slots: Vec<Slot> = items.iter().map(|_| Mutex::new(None)).collect();
     let failed = AtomicBool::new(false);
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, PathBuf)>();
     let ready_rx = Mutex::new(ready_rx);
@@ -650,8 +650,7 @@ fn fetch_and_unpack(
                 if result.is_err() {
                     failed.store(true, Ordering::Relaxed);
                 }
-                *paths[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
-                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some((path, result));
             });
         }
         let ready_tx = ready_tx;
@@ -664,15 +663,15 @@ fn fetch_and_unpack(
     fetched?;
 
     // An unpack error is the cause; packages skipped after it are not.
-    let results: Vec<Option<Result<UnpackedPackage, BootstrapError>>> = results
-        .into_iter()
-        .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .collect();
     let mut unpacked = Vec::with_capacity(items.len());
+    let mut paths = Vec::with_capacity(items.len());
     let mut skipped = None;
-    for (result, item) in results.into_iter().zip(items) {
-        match result {
-            Some(result) => unpacked.push(result?),
+    for (slot, item) in slots.into_iter().zip(items) {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some((path, result)) => {
+                unpacked.push(result?);
+                paths.push(path);
+            }
             None => {
                 skipped.get_or_insert(item);
             }
@@ -684,14 +683,6 @@ fn fetch_and_unpack(
         }
         .into());
     }
-    let paths: Vec<PathBuf> = paths
-        .into_iter()
-        .map(|p| {
-            p.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .unwrap_or_default()
-        })
-        .collect();
     let taken = taken.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut again: Vec<usize> = taken.iter().map(|(replacer, _, _)| *replacer).collect();
     again.sort_unstable();
