@@ -389,3 +389,72 @@ fn unsatisfiable_pin_names_the_package_and_versions() {
     f.write_recipe(&["hello-fixture=9.9"]);
     f.assert_fails_cleanly(&["hello-fixture", "9.9", "2.0-1"]);
 }
+
+/// Two packages shipping one path: `old-tool` (large, so it is fetched and
+/// unpacked first) and `new-tool`.
+fn overlapping_packages(new_replaces_old: bool) -> Vec<DebPackage> {
+    let new = DebPackage::new("new-tool", "1.0").depends("old-tool").file(
+        "usr/share/tool/data",
+        0o644,
+        b"new\n",
+    );
+    vec![
+        DebPackage::new("old-tool", "1.0")
+            .file("usr/share/tool/data", 0o644, b"old\n")
+            .file("usr/share/tool/padding", 0o644, &vec![7u8; 2 << 20]),
+        if new_replaces_old {
+            new.replaces("old-tool")
+        } else {
+            new
+        },
+    ]
+}
+
+#[test]
+fn a_path_shipped_by_two_packages_without_replaces_is_refused() {
+    let mut packages = minimal_packages();
+    packages.extend(overlapping_packages(false));
+    let f = Fixture::new(packages, |_| {});
+    f.write_recipe(&["new-tool"]);
+    f.assert_fails_cleanly(&[
+        "trying to overwrite /usr/share/tool/data",
+        "does not Replace it",
+    ]);
+}
+
+#[test]
+fn a_path_shipped_by_two_packages_goes_to_the_one_that_replaces_the_other() {
+    if !is_root() {
+        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+        return;
+    }
+    let Some(mut packages) = host_runtime_packages() else {
+        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+        return;
+    };
+    packages.extend(overlapping_packages(true));
+    let f = Fixture::new(packages, |_| {});
+    f.write_recipe(&["new-tool"]);
+    let out = f.build();
+    assert!(
+        out.status.success(),
+        "build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let oci = format!("oci:{}", f.path("out/oci").display());
+    let run = Command::new(BIN)
+        .args(["run", &oci, "--", "/bin/sh", "-c"])
+        .arg(
+            "cat /usr/share/tool/data; \
+             grep -c /usr/share/tool/data /var/lib/dpkg/info/new-tool.list; \
+             grep -c /usr/share/tool/data /var/lib/dpkg/info/old-tool.list || true",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "new\n1\n0\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

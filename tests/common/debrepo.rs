@@ -44,6 +44,7 @@ pub struct DebPackage {
     pub depends: String,
     pub pre_depends: String,
     pub provides: String,
+    pub replaces: String,
     pub multi_arch: String,
     pub entries: Vec<Entry>,
     /// Maintainer scripts and other control members: (name, content).
@@ -74,6 +75,11 @@ impl DebPackage {
 
     pub fn depends(mut self, d: &str) -> Self {
         self.depends = d.into();
+        self
+    }
+
+    pub fn replaces(mut self, r: &str) -> Self {
+        self.replaces = r.into();
         self
     }
 
@@ -126,6 +132,7 @@ impl DebPackage {
             ("Pre-Depends", &self.pre_depends),
             ("Depends", &self.depends),
             ("Provides", &self.provides),
+            ("Replaces", &self.replaces),
         ] {
             if !v.is_empty() {
                 c.push_str(&format!("{k}: {v}\n"));
