@@ -64,26 +64,20 @@ fn unregister(path: &Path) {
 /// removed on all cores first.
 fn remove(path: &Path) {
     use rayon::prelude::*;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            let subtrees: Vec<PathBuf> = children(path)
-                .into_iter()
-                .flat_map(|child| match is_real_dir(&child) {
-                    true => children(&child),
-                    false => vec![child],
-                })
-                .collect();
-            subtrees
-                .par_iter()
-                .with_max_len(1)
-                .for_each(|p| remove_one(p));
-            let _ = std::fs::remove_dir_all(path);
-        }
-        Ok(_) => {
-            let _ = std::fs::remove_file(path);
-        }
-        Err(_) => {}
+    if is_real_dir(path) {
+        let subtrees: Vec<PathBuf> = children(path)
+            .into_iter()
+            .flat_map(|child| match is_real_dir(&child) {
+                true => children(&child),
+                false => vec![child],
+            })
+            .collect();
+        subtrees
+            .par_iter()
+            .with_max_len(1)
+            .for_each(|p| remove_one(p));
     }
+    remove_one(path);
 }
 
 fn remove_one(path: &Path) {
