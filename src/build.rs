@@ -869,9 +869,11 @@ fn write_outputs(
     deb_sha256: &std::collections::BTreeMap<String, [u8; 32]>,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<WrittenOutputs, BuildError> {
+    // Only image outputs get SBOMs.
+    let has_image = outputs.iter().any(|o| matches!(o, BuildOutput::Image(_)));
     let inventory = match &rootfs {
-        Some(tree) => Some(crate::inspect::collect_inventory_from_tree(tree.path())?),
-        None => None,
+        Some(tree) if has_image => Some(crate::inspect::collect_inventory_from_tree(tree.path())?),
+        _ => None,
     };
     let copies_tree = outputs
         .iter()
