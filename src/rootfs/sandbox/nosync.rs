@@ -8,6 +8,11 @@
 //! Only the system calls whose whole job is durability are filtered;
 //! every other call, and every call of a foreign ABI (x32, ia32), runs as
 //! usual.
+//!
+//! The program is a handful of BPF instructions built from libc's
+//! constants, so it is written here rather than pulled in through a
+//! filter-compiler crate (seccompiler, libseccomp) for one fixed rule set;
+//! the unit test below runs it the way the kernel does.
 
 /// `seccomp_data.arch` of the native ABI, or `None` where no filter is
 /// defined (the command then runs with real syncs).
