@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::httpd::TestServer;
-use rootstrap::fetch::{Cache, ClientConfig, FetchError, FetchItem, Fetcher};
+use rootstrap::fetch::{Cache, ClientConfig, FetchError, FetchItem, Fetcher, MAX_PARALLEL};
 use rootstrap::report::{self, Reporter};
 use rootstrap::verify::Sha256Digest;
 
@@ -62,6 +62,27 @@ fn payload(n: usize, seed: u8) -> Vec<u8> {
 
 fn digest(data: &[u8]) -> Sha256Digest {
     Sha256Digest::of(data)
+}
+
+/// `count` files of `size` bytes served at `/{prefix}{i}`, each delayed by
+/// `delay`, as fetch items named after their paths.
+fn served_items(e: &Env, prefix: &str, count: u8, size: usize, delay: Duration) -> Vec<FetchItem> {
+    (0..count)
+        .map(|i| {
+            let data = payload(size, i);
+            let path = format!("/{prefix}{i}");
+            e.srv.put(&path, &data);
+            if !delay.is_zero() {
+                e.srv.delay(&path, delay);
+            }
+            FetchItem {
+                url: e.srv.url(&path),
+                size: size as u64,
+                sha256: digest(&data),
+                name: path,
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -557,19 +578,7 @@ fn parallel_fetch_keeps_order_and_reports_progress() {
 #[test]
 fn parallel_fetch_stops_at_first_error() {
     let e = env();
-    let mut items = Vec::new();
-    for i in 0..30u8 {
-        let data = payload(500, i);
-        let path = format!("/q{i}");
-        e.srv.put(&path, &data);
-        e.srv.delay(&path, Duration::from_millis(30));
-        items.push(FetchItem {
-            url: e.srv.url(&path),
-            size: 500,
-            sha256: digest(&data),
-            name: path.clone(),
-        });
-    }
+    let items = served_items(&e, "q", 30, 500, Duration::from_millis(30));
     e.srv.set_status("/q0", 404);
     let err = e.fetcher.fetch_all(&items).unwrap_err();
     assert!(matches!(err, FetchError::Http { status: 404, .. }), "{err}");
@@ -584,18 +593,7 @@ fn parallel_fetch_stops_at_first_error() {
 #[test]
 fn each_file_is_handed_over_as_soon_as_it_is_verified() {
     let e = env();
-    let mut items = Vec::new();
-    for i in 0..12u8 {
-        let data = payload(700, i);
-        let path = format!("/each{i}");
-        e.srv.put(&path, &data);
-        items.push(FetchItem {
-            url: e.srv.url(&path),
-            size: 700,
-            sha256: digest(&data),
-            name: path.clone(),
-        });
-    }
+    let items = served_items(&e, "each", 12, 700, Duration::ZERO);
     // The last item is slow: the others must be handed over before it is.
     e.srv.delay("/each11", Duration::from_millis(400));
     let seen = Mutex::new(Vec::new());
@@ -617,19 +615,7 @@ fn each_file_is_handed_over_as_soon_as_it_is_verified() {
 #[test]
 fn declining_a_file_stops_the_downloads_not_yet_started() {
     let e = env();
-    let mut items = Vec::new();
-    for i in 0..40u8 {
-        let data = payload(300, i);
-        let path = format!("/stop{i}");
-        e.srv.put(&path, &data);
-        e.srv.delay(&path, Duration::from_millis(20));
-        items.push(FetchItem {
-            url: e.srv.url(&path),
-            size: 300,
-            sha256: digest(&data),
-            name: path.clone(),
-        });
-    }
+    let items = served_items(&e, "stop", 40, 300, Duration::from_millis(20));
     let calls = AtomicUsize::new(0);
     e.fetcher
         .fetch_each(&items, &|_, _| {
@@ -640,12 +626,12 @@ fn declining_a_file_stops_the_downloads_not_yet_started() {
     // Only the downloads already in flight when the first file was
     // declined finish; nothing new starts.
     assert!(
-        calls.load(Ordering::SeqCst) <= 8,
+        calls.load(Ordering::SeqCst) <= MAX_PARALLEL,
         "{} handed over",
         calls.load(Ordering::SeqCst)
     );
     assert!(
-        e.srv.total_requests() <= 8,
+        e.srv.total_requests() <= MAX_PARALLEL,
         "downloads should stop, saw {}",
         e.srv.total_requests()
     );
