@@ -310,13 +310,70 @@ fn packages_index_not_matching_the_release_is_refused() {
         let dir = repo.join("dists/fixture/main/binary-amd64");
         let mut text = std::fs::read_to_string(dir.join("Packages")).unwrap();
         text.push_str("Package: injected\nVersion: 1\nArchitecture: amd64\nFilename: pool/x.deb\nSize: 1\nSHA256: 00\n\n");
+        // Whichever compression the build picks, it is the tampered text.
         std::fs::write(
             dir.join("Packages.xz"),
             common::debrepo::xz(text.as_bytes()),
         )
         .unwrap();
+        std::fs::write(
+            dir.join("Packages.gz"),
+            common::debrepo::gzip(text.as_bytes()),
+        )
+        .unwrap();
     });
-    f.assert_fails_cleanly(&["Packages.xz"]);
+    f.assert_fails_cleanly(&["binary-amd64/Packages."]);
+}
+
+/// `rootstrap lock` against a fixture whose mirror lacks some of the
+/// Packages files its Release lists: the lock's [[index]] entries.
+fn lock_without(missing: &[&str]) -> Result<String, String> {
+    let f = Fixture::new(minimal_packages(), |repo| {
+        for name in missing {
+            std::fs::remove_file(repo.join("dists/fixture/main/binary-amd64").join(name)).unwrap();
+        }
+    });
+    let lock = f.path("out/fixture.lock");
+    let out = run::rootstrap_isolated()
+        .arg("lock")
+        .arg(f.path("recipe.toml"))
+        .arg("-o")
+        .arg(&lock)
+        .arg("--cache-dir")
+        .arg(f.path("cache"))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(std::fs::read_to_string(&lock).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn a_listed_packages_index_the_mirror_lacks_falls_back_to_another_compression() {
+    // One of these two is the build's first choice, so the fallback runs.
+    for (missing, read) in [
+        ("Packages.xz", "Packages.gz"),
+        ("Packages.gz", "Packages.xz"),
+    ] {
+        let lock = lock_without(&[missing]).unwrap_or_else(|e| panic!("without {missing}:\n{e}"));
+        // The lock names the file that was read, so a mirror made from it works.
+        assert!(
+            lock.contains(&format!("dists/fixture/main/binary-amd64/{read}\"")),
+            "{lock}"
+        );
+        assert!(!lock.contains(missing), "{lock}");
+    }
+}
+
+#[test]
+fn a_mirror_without_any_listed_packages_index_names_the_last_one_tried() {
+    let err = lock_without(&["Packages.xz", "Packages.gz", "Packages"]).unwrap_err();
+    assert!(
+        err.contains("HTTP 404") && err.contains("binary-amd64/Packages"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -286,15 +286,11 @@ fn deb_index_files(index: &LoadedIndex, src: &DebSource) -> Result<Vec<LockedFil
         sha256: index.inrelease.0,
         size: index.inrelease.1,
     }];
-    for component in &src.components {
-        // load_index already found this entry; it cannot fail here.
-        let Ok((path, file, _)) = index.release.packages_index(component, &src.arch) else {
-            continue;
-        };
+    for used in &index.index_files {
         files.push(LockedFile {
-            path: lock_path(path, &format!("{dists}/{path}"))?,
-            size: file.size,
-            sha256: Sha256Digest(file.sha256),
+            path: lock_path(&used.path, &format!("{dists}/{}", used.path))?,
+            size: used.size,
+            sha256: used.sha256,
         });
     }
     Ok(files)

@@ -68,6 +68,20 @@ pub enum FetchError {
     Cache(#[from] CacheError),
 }
 
+impl FetchError {
+    /// The mirror (or, offline, the cache) does not have the file: a
+    /// caller with an alternative (another compression of the same index)
+    /// may try that instead.
+    pub fn is_missing(&self) -> bool {
+        match self {
+            FetchError::Http { status, .. } => matches!(status, 404 | 410),
+            FetchError::File { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            FetchError::Offline { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// One file to download, with what the signed index says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchItem {

@@ -5,11 +5,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::dpkgdb::{self, UnpackOptions, UnpackedPackage};
-use super::packages::{parse_packages, summarize_piece, BinaryPackage, MultiArch, StanzaSummary};
-use super::release::{Compression, Release, ReleasePolicy};
+use super::index_choice;
+use super::packages::{
+    parse_packages, piece_error_in, summarize_detached, BinaryPackage, MultiArch, PackagesError,
+    StanzaSummary,
+};
+use super::release::{Compression, IndexFile, Release, ReleasePolicy};
 use super::resolve::{self, Plan, Request, Universe, Variant};
 use super::stage2::{self, Stage2Package};
 use super::version::Version;
@@ -97,14 +101,23 @@ pub struct DebSource {
     pub snapshot: Option<String>,
 }
 
+/// A Packages file a build read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedIndex {
+    /// Path relative to `dists/<suite>/`, as the Release lists it.
+    pub path: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+}
+
 /// A verified Release and the package universe built from its indexes.
 pub struct LoadedIndex {
     pub release: Release,
     pub universe: Universe,
     /// InRelease URL and the fingerprint of the key that signed it.
     pub signed_by: String,
-    /// Every index file used, with its digest (for lockfiles and logs).
-    pub index_files: Vec<(String, Sha256Digest)>,
+    /// The Packages file read for each component (for lockfiles).
+    pub index_files: Vec<UsedIndex>,
     /// Digest and size of the InRelease bytes verified, which are also kept
     /// in the download cache under that digest (`rootstrap mirror`).
     pub inrelease: (Sha256Digest, u64),
@@ -128,7 +141,9 @@ pub fn load_index(
 ) -> Result<LoadedIndex, BootstrapError> {
     let dists = format!("{}/dists/{}", src.mirror, src.suite);
     let url = format!("{dists}/InRelease");
+    let started = Instant::now();
     let bytes = fetcher.fetch_index(&url, INRELEASE_LIMIT)?;
+    let link = index_choice::link_speed(bytes.len(), started.elapsed().as_secs_f64());
     let verified =
         verify_inrelease(&bytes, keyring, now).map_err(|source| BootstrapError::Signature {
             url: url.clone(),
@@ -162,43 +177,35 @@ pub fn load_index(
     // Which index files this Release names, before fetching any of them.
     let mut wanted = Vec::new();
     for component in &src.components {
-        let (path, file, compression) =
-            release
-                .packages_index(component, &src.arch)
-                .map_err(|source| BootstrapError::Release {
-                    url: url.clone(),
-                    source,
-                })?;
-        wanted.push((
-            format!("{dists}/{path}"),
-            file.size,
-            Sha256Digest(file.sha256),
-            compression,
-            uncompressed_size(&release, path),
-        ));
+        let listed = release
+            .packages_indexes(component, &src.arch)
+            .map_err(|source| BootstrapError::Release {
+                url: url.clone(),
+                source,
+            })?;
+        wanted.push(ComponentIndex::choose(&release, listed, fetcher, link));
     }
-    let index_files: Vec<(String, Sha256Digest)> = wanted
-        .iter()
-        .map(|(u, _, d, _, _)| (u.clone(), *d))
-        .collect();
-    let plans = plan_cache.map(|dir| PlanCache::new(dir, src, &index_files));
+    let plans = plan_cache.map(|dir| PlanCache::new(dir, src, &wanted));
     if let Some(universe) = plans.as_ref().and_then(|c| c.load(src)) {
         reporter.info("package plan reused (same signed indexes and request)");
         return Ok(LoadedIndex {
             universe,
             release,
             signed_by: verified.signer_fingerprint,
-            index_files,
+            index_files: wanted.iter().map(|w| w.options[0].clone()).collect(),
             inrelease,
         });
     }
 
     let mut indexes = Vec::new();
-    for (index_url, size, digest, compression, text_size) in &wanted {
-        let local = fetcher.fetch_verified(index_url, *size, digest)?;
-        let (text, stanzas) = read_index(&local, *compression, index_url, *text_size)?;
+    let mut index_files = Vec::new();
+    for w in &wanted {
+        let (used, compression, local) = w.fetch(fetcher, &dists)?;
+        let index_url = format!("{dists}/{}", used.path);
+        let (text, stanzas) = read_index(&local, compression, &index_url, w.text_size)?;
         reporter.info(&format!("{index_url}: {} packages", stanzas.len()));
         indexes.push((text, stanzas));
+        index_files.push(used);
     }
     let loaded = LoadedIndex {
         universe: Universe::from_indexes(indexes, &src.arch),
@@ -213,6 +220,75 @@ pub fn load_index(
         }
     }
     Ok(loaded)
+}
+
+/// One component's Packages indexes, in the order to try them.
+struct ComponentIndex {
+    /// Best first (see [`index_choice`]); never empty.
+    options: Vec<UsedIndex>,
+    compressions: Vec<Compression>,
+    /// The decoded text's size, when the Release lists it.
+    text_size: Option<u64>,
+    /// Names the index whatever compression is read: the decoded text's
+    /// digest when the Release lists it, else the first option's.
+    identity: Sha256Digest,
+}
+
+impl ComponentIndex {
+    fn choose(
+        release: &Release,
+        listed: Vec<(&str, &IndexFile, Compression)>,
+        fetcher: &Fetcher,
+        link_bytes_per_sec: f64,
+    ) -> ComponentIndex {
+        let text = text_entry(release, listed[0].0);
+        let candidates: Vec<index_choice::Candidate> = listed
+            .iter()
+            .map(|(_, file, compression)| index_choice::Candidate {
+                compression: *compression,
+                size: file.size,
+                text_size: text.map(|t| t.size),
+                cached: fetcher
+                    .cache()
+                    .get_sized(&Sha256Digest(file.sha256), file.size)
+                    .is_some(),
+            })
+            .collect();
+        let order = index_choice::order_by_cost(&candidates, link_bytes_per_sec);
+        let options: Vec<UsedIndex> = order
+            .iter()
+            .map(|&i| UsedIndex {
+                path: listed[i].0.to_owned(),
+                size: listed[i].1.size,
+                sha256: Sha256Digest(listed[i].1.sha256),
+            })
+            .collect();
+        ComponentIndex {
+            identity: text.map_or(options[0].sha256, |t| Sha256Digest(t.sha256)),
+            compressions: order.iter().map(|&i| listed[i].2).collect(),
+            text_size: text.map(|t| t.size.min(PACKAGES_SIZE_HINT_LIMIT)),
+            options,
+        }
+    }
+
+    /// Fetches the first option the mirror has, checked against the
+    /// Release; a listed file the mirror lacks falls through to the next.
+    fn fetch(
+        &self,
+        fetcher: &Fetcher,
+        dists: &str,
+    ) -> Result<(UsedIndex, Compression, PathBuf), BootstrapError> {
+        let mut options = self.options.iter().zip(&self.compressions).peekable();
+        loop {
+            let (used, compression) = options.next().expect("never empty");
+            let url = format!("{dists}/{}", used.path);
+            match fetcher.fetch_verified(&url, used.size, &used.sha256) {
+                Ok(local) => return Ok((used.clone(), *compression, local)),
+                Err(e) if e.is_missing() && options.peek().is_some() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
 /// Keeps a fetched index file in the content-addressed cache, so a lock
@@ -246,7 +322,7 @@ struct PlanCache {
 }
 
 impl PlanCache {
-    fn new(cache_dir: &Path, src: &DebSource, index_files: &[(String, Sha256Digest)]) -> PlanCache {
+    fn new(cache_dir: &Path, src: &DebSource, indexes: &[ComponentIndex]) -> PlanCache {
         let mut parts = vec![
             "plan-v1".to_owned(),
             src.arch.clone(),
@@ -257,7 +333,7 @@ impl PlanCache {
                 .iter()
                 .map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or(""))),
         );
-        parts.extend(index_files.iter().map(|(_, d)| d.to_hex()));
+        parts.extend(indexes.iter().map(|i| i.identity.to_hex()));
         let key = crate::layer_cache::key(&parts);
         PlanCache {
             path: cache_dir.join("plans").join(format!("{key}.packages")),
@@ -290,17 +366,16 @@ impl PlanCache {
     }
 }
 
-/// The decoded size of an index, when the Release lists the uncompressed
-/// file: read_index reserves it up front instead of growing by doubling
-/// (which briefly holds 1.5× the text). Capped, since it is only a hint.
-fn uncompressed_size(release: &Release, path: &str) -> Option<u64> {
+/// The Release's entry for the decoded text of the index at `path` (the
+/// uncompressed `Packages`, which Debian lists but does not serve): its
+/// size lets read_index reserve the text up front instead of growing by
+/// doubling (which briefly holds 1.5× the text).
+fn text_entry<'r>(release: &'r Release, path: &str) -> Option<&'r IndexFile> {
     let stem = [Compression::Xz, Compression::Gz]
         .iter()
-        .find_map(|c| path.strip_suffix(c.extension()))?;
-    release
-        .files
-        .get(stem)
-        .map(|f| f.size.min(PACKAGES_SIZE_HINT_LIMIT))
+        .find_map(|c| path.strip_suffix(c.extension()))
+        .unwrap_or(path);
+    release.files.get(stem)
 }
 
 /// Largest up-front reservation taken from a Release's size field.
@@ -328,11 +403,14 @@ fn read_index(
     let file = std::fs::File::open(path).map_err(err)?;
     let (pieces, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     let mut text = String::with_capacity(size_hint.unwrap_or(0) as usize);
-    // Archive stanzas average ~820 bytes.
-    let mut stanzas = Vec::with_capacity(text.capacity() / 800);
-    let (decoded, summarized) = std::thread::scope(|scope| {
+    // (piece start, its summaries), in whatever order the checks finish.
+    type Checked = (usize, Result<Vec<StanzaSummary>, PackagesError>);
+    let checked: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
+    let (decoded, assembled) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode_in_pieces(kind, file, &pieces));
-        let summarized: Result<(), BootstrapError> = (|| {
+        // Pieces are checked on the pool while the next ones decode (gzip
+        // decodes faster than one core can check), and appended here.
+        let assembled: Result<(), BootstrapError> = rayon::in_place_scope(|pool| {
             for piece in &received {
                 let piece = String::from_utf8(piece).map_err(|_| {
                     err(std::io::Error::new(
@@ -342,25 +420,38 @@ fn read_index(
                 })?;
                 let start = text.len();
                 text.push_str(&piece);
-                stanzas.extend(summarize_piece(&text, start..text.len()).map_err(|source| {
-                    BootstrapError::Packages {
-                        url: url.to_owned(),
-                        source,
-                    }
-                })?);
+                let checked = &checked;
+                pool.spawn(move |_| {
+                    let result = summarize_detached(&piece, start);
+                    checked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((start, result));
+                });
             }
             Ok(())
-        })();
+        });
         // The decoder stops at its next send once nobody receives.
         drop(received);
         let decoded = decoder
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the index decoder thread panicked")));
-        (decoded, summarized)
+        (decoded, assembled)
     });
     // A decoding failure explains a parse failure of the piece it cut short.
     decoded.map_err(err)?;
-    summarized?;
+    assembled?;
+    let mut checked = checked.into_inner().unwrap_or_else(|e| e.into_inner());
+    checked.sort_unstable_by_key(|(start, _)| *start);
+    // Archive stanzas average ~820 bytes.
+    let mut stanzas = Vec::with_capacity(text.len() / 800);
+    for (start, result) in checked {
+        // The first error in file order, as a serial check would report it.
+        stanzas.extend(result.map_err(|e| BootstrapError::Packages {
+            url: url.to_owned(),
+            source: piece_error_in(e, &text, start),
+        })?);
+    }
     Ok((text, stanzas))
 }
 

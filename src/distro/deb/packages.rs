@@ -228,6 +228,28 @@ pub fn summarize_piece(
         .map_err(|e| shift_line(e, count_lines(&text[..start])))
 }
 
+/// [`summarize_piece`] for a piece held apart from the text it will be
+/// part of (so pieces can be checked in parallel while the text is still
+/// being decoded): `piece` starts `offset` bytes into the whole text and
+/// ends at a stanza boundary. Ranges are relative to the whole text; an
+/// error's line is relative to the piece until [`piece_error_in`] places it.
+pub fn summarize_detached(piece: &str, offset: usize) -> Result<Vec<StanzaSummary>, PackagesError> {
+    let mut summaries = parse_serial(piece, &|para, pkg| summary(piece, para, pkg))?;
+    let shift = |r: &mut Range<usize>| *r = r.start + offset..r.end + offset;
+    for s in &mut summaries {
+        shift(&mut s.range);
+        shift(&mut s.name);
+        shift(&mut s.arch);
+    }
+    Ok(summaries)
+}
+
+/// Gives an error from [`summarize_detached`] its line in the whole `text`,
+/// where the piece started at byte `offset`.
+pub fn piece_error_in(err: PackagesError, text: &str, offset: usize) -> PackagesError {
+    shift_line(err, text.get(..offset).map_or(0, count_lines))
+}
+
 impl StanzaSummary {
     /// The package name, from the text the summary was made of.
     pub fn name<'t>(&self, text: &'t str) -> &'t str {

@@ -299,14 +299,26 @@ impl Release {
         Ok(())
     }
 
-    /// The Packages index to fetch for `component`/`arch`: `.xz`, else
-    /// `.gz`, else uncompressed, among the files the Release lists with
-    /// a SHA256 digest.
+    /// The Packages index to fetch for `component`/`arch` by default: `.xz`,
+    /// else `.gz`, else uncompressed, among the files the Release lists
+    /// with a SHA256 digest.
     pub fn packages_index(
         &self,
         component: &str,
         arch: &str,
     ) -> Result<(&str, &IndexFile, Compression), ReleaseError> {
+        self.packages_indexes(component, arch)
+            .map(|mut all| all.swap_remove(0))
+    }
+
+    /// Every Packages index the Release lists for `component`/`arch` with
+    /// a SHA256 digest, `.xz` first, then `.gz`, then uncompressed (which
+    /// Debian lists but does not serve); never empty.
+    pub fn packages_indexes(
+        &self,
+        component: &str,
+        arch: &str,
+    ) -> Result<Vec<(&str, &IndexFile, Compression)>, ReleaseError> {
         if !self.architectures.is_empty() && !self.architectures.iter().any(|a| a == arch) {
             return Err(ReleaseError::UnknownArchitecture {
                 arch: arch.to_string(),
@@ -321,14 +333,17 @@ impl Release {
         }
         let mut refused = None;
         for prefix in prefixes {
+            let mut found = Vec::new();
             for compression in [Compression::Xz, Compression::Gz, Compression::None] {
                 let path = format!("{prefix}/binary-{arch}/Packages{}", compression.extension());
                 if let Some((key, file)) = self.files.get_key_value(&path) {
-                    return Ok((key.as_str(), file, compression));
-                }
-                if refused.is_none() {
+                    found.push((key.as_str(), file, compression));
+                } else if refused.is_none() {
                     refused = self.unusable_files.get(&path).cloned();
                 }
+            }
+            if !found.is_empty() {
+                return Ok(found);
             }
         }
         Err(refused.unwrap_or_else(|| ReleaseError::NoPackagesIndex {
@@ -516,6 +531,24 @@ mod tests {
         assert_eq!(
             Release::by_hash_path(path, file),
             format!("main/binary-amd64/by-hash/SHA256/{SHA_B}")
+        );
+    }
+
+    #[test]
+    fn lists_every_compression_of_an_index_best_first() {
+        let r = Release::parse(&sample()).unwrap();
+        let all: Vec<(&str, Compression)> = r
+            .packages_indexes("main", "amd64")
+            .unwrap()
+            .into_iter()
+            .map(|(path, _, c)| (path, c))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                ("main/binary-amd64/Packages.xz", Compression::Xz),
+                ("main/binary-amd64/Packages", Compression::None),
+            ]
         );
     }
 
