@@ -353,14 +353,23 @@ pub fn write_database(
     let mut status = String::new();
     let mut file_triggers = String::new();
     let mut named_triggers: BTreeMap<String, String> = BTreeMap::new();
-    for pkg in sorted {
+    for pkg in &sorted {
         if !seen.insert(pkg.db_name()) {
             return Err(DpkgDbError::Invalid {
                 package: pkg.db_name(),
                 msg: "package listed twice".into(),
             });
         }
-        write_info_files(root, db, pkg)?;
+    }
+    // ~400 small files, on all cores: this sits between unpacking and
+    // stage 2, with nothing else to overlap it.
+    {
+        use rayon::prelude::*;
+        sorted
+            .par_iter()
+            .try_for_each(|pkg| write_info_files(root, db, pkg))?;
+    }
+    for pkg in sorted {
         collect_trigger_interests(pkg, &mut file_triggers, &mut named_triggers);
         status.push_str(&pkg.status_stanza()?);
         status.push('\n');
