@@ -17,6 +17,7 @@ use super::read::{LayerRef, OpenedImage};
 use super::reference::ImageReference;
 use super::squash::squash_layers;
 use super::{HashingWriter, ImageError, Sha256Digest};
+use crate::verify::ThreadedHashingWriter;
 
 /// Where to write the image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,11 +172,14 @@ impl ImageBuilder {
             .map_err(ImageError::io(format!("creating {}", tmp_path.display())))?;
         let buf = BufWriter::with_capacity(256 * 1024, file);
         let written = if self.compression == LayerCompression::None {
-            // The blob is the tar itself: one hash is both digest and diff_id.
-            let mut out = HashingWriter::new(buf);
-            produce(&mut out).map(|entries| {
-                let (buf, digest, size) = out.finish();
-                (buf, entries, digest, size, BlobInfo { digest, size })
+            // The blob is the tar itself: one hash is both digest and diff_id,
+            // computed on another core while the tree is read.
+            let mut out = ThreadedHashingWriter::new(buf);
+            produce(&mut out).and_then(|entries| {
+                let (buf, digest, size) = out
+                    .finish()
+                    .map_err(ImageError::io(format!("writing {}", tmp_path.display())))?;
+                Ok((buf, entries, digest, size, BlobInfo { digest, size }))
             })
         } else {
             Compressor::with_gzip_options(buf, self.compression, self.gzip).and_then(|compressor| {

@@ -7,7 +7,9 @@ pub mod digest;
 pub mod pgp;
 
 pub use self::clearsign::{split_clearsigned, ClearSignError, ClearSigned};
-pub use self::digest::{sha256_hex, HashingReader, HashingWriter, Sha256Digest};
+pub use self::digest::{
+    sha256_hex, HashingReader, HashingWriter, Sha256Digest, ThreadedHashingWriter,
+};
 pub use self::pgp::{
     verify_detached, verify_inrelease, DetachedVerified, Keyring, KeyringError, Verified,
     VerifyError,
