@@ -406,6 +406,9 @@ fn read_index(
     // (piece start, its summaries), in whatever order the checks finish.
     type Checked = (usize, Result<Vec<StanzaSummary>, PackagesError>);
     let checked: Mutex<Vec<Checked>> = Mutex::new(Vec::new());
+    // Pieces handed to the pool and not yet checked: bounded, so a checker
+    // slower than the decoder does not hold a second copy of the text.
+    let in_flight = (Mutex::new(0usize), std::sync::Condvar::new());
     let (decoded, assembled) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decode_in_pieces(kind, file, &pieces));
         // Pieces are checked on the pool while the next ones decode (gzip
@@ -420,13 +423,22 @@ fn read_index(
                 })?;
                 let start = text.len();
                 text.push_str(&piece);
-                let checked = &checked;
+                let (count, changed) = &in_flight;
+                let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+                while *n >= MAX_PIECES_IN_FLIGHT {
+                    n = changed.wait(n).unwrap_or_else(|e| e.into_inner());
+                }
+                *n += 1;
+                drop(n);
+                let (checked, in_flight) = (&checked, &in_flight);
                 pool.spawn(move |_| {
                     let result = summarize_detached(&piece, start);
                     checked
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push((start, result));
+                    *in_flight.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                    in_flight.1.notify_one();
                 });
             }
             Ok(())
@@ -454,6 +466,9 @@ fn read_index(
     }
     Ok((text, stanzas))
 }
+
+/// Most decoded pieces waiting for or in a check at once.
+const MAX_PIECES_IN_FLIGHT: usize = 4;
 
 /// Bytes per piece handed from the decoder to the parser.
 const INDEX_PIECE: usize = 1 << 20;
