@@ -197,8 +197,8 @@ const HASH_CHUNK: usize = 1 << 20;
 
 impl<W: Write> ThreadedHashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
-        let (give_back, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (give_back, spent) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
         let hasher = std::thread::spawn(move || {
             let mut hasher = Sha256::new();
             for mut chunk in chunks {
