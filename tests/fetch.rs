@@ -827,6 +827,23 @@ fn offline_fetcher(cache_dir: &Path) -> Fetcher {
 }
 
 #[test]
+fn an_index_download_reports_its_speed_and_an_offline_read_none() {
+    let e = env();
+    let body = payload(1 << 20, 5);
+    e.srv.put("/dists/x/InRelease", &body);
+    let url = e.srv.url("/dists/x/InRelease");
+    let (got, speed) = e.fetcher.fetch_index_timed(&url, 2 << 20).unwrap();
+    assert!(got == body);
+    let speed = speed.expect("downloaded");
+    // Loopback: far above the ~13 MB/s at which the .gz index pays off.
+    assert!(speed.is_finite() && speed > 1e6, "{speed}");
+    e.fetcher.keep_index(&url, &got);
+    let offline = offline_fetcher(&e.cache_dir);
+    let (kept, speed) = offline.fetch_index_timed(&url, 2 << 20).unwrap();
+    assert!(kept == body && speed.is_none());
+}
+
+#[test]
 fn signed_indexes_are_kept_for_offline_use_and_refreshed_online() {
     let e = env();
     e.srv.put("/dists/x/InRelease", b"first signed copy");

@@ -13,6 +13,7 @@ pub use self::cache::{Cache, CacheError, CacheLock};
 pub use self::http::{redact, resolve_redirect, Client, ClientConfig};
 use crate::report::SharedReporter;
 use crate::verify::Sha256Digest;
+use std::time::Instant;
 
 /// Most downloads in flight at once in [`Fetcher::fetch_all`].
 pub const MAX_PARALLEL: usize = 8;
@@ -138,20 +139,44 @@ impl Fetcher {
     /// more than `limit` bytes. Never cached (see [`Fetcher::fetch_index`]
     /// for signed index files).
     pub fn fetch_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.fetch_bytes_timed(url, limit).map(|(body, _)| body)
+    }
+
+    /// [`Fetcher::fetch_bytes`], also returning how fast the body arrived in
+    /// bytes per second: counted from its first bytes, so connection set-up
+    /// and the server's latency do not count, or over the whole request
+    /// when the body came in one piece.
+    fn fetch_bytes_timed(&self, url: &str, limit: u64) -> Result<(Vec<u8>, f64), FetchError> {
         if self.blocked(url) {
             return Err(FetchError::Offline { url: redact(url) });
         }
         let mut body = Vec::new();
         let id = self.reporter.download_start(&display_name(url), None);
+        let started = Instant::now();
+        // (when the first bytes came, how many)
+        let first = std::cell::Cell::new(None::<(Instant, u64)>);
         let result = self.client.get(
             url,
             limit,
             &mut body,
-            &|n| self.reporter.download_progress(id, n),
+            &|n| {
+                if first.get().is_none() {
+                    first.set(Some((Instant::now(), n)));
+                }
+                self.reporter.download_progress(id, n)
+            },
             &AtomicBool::new(false),
         );
         self.reporter.download_done(id);
-        result.map(|_| body)
+        result?;
+        let total = body.len() as u64;
+        let speed = match first.get() {
+            Some((at, n)) if total > n && at.elapsed().as_secs_f64() > 0.0 => {
+                (total - n) as f64 / at.elapsed().as_secs_f64()
+            }
+            _ => total as f64 / started.elapsed().as_secs_f64().max(1e-4),
+        };
+        Ok((body, speed))
     }
 
     /// Downloads a signed index file whose digest is not known in advance
@@ -162,13 +187,29 @@ impl Fetcher {
     /// exactly as of a fresh one. `file://` URLs are read in place, online
     /// or offline.
     pub fn fetch_index(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.fetch_index_timed(url, limit).map(|(body, _)| body)
+    }
+
+    /// [`Fetcher::fetch_index`], also returning the speed the body arrived
+    /// at (see `fetch_bytes_timed`); `None` when nothing was downloaded
+    /// (`--offline`, `file://`).
+    pub fn fetch_index_timed(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, Option<f64>), FetchError> {
         if self.offline && !is_local(url) {
             return self
                 .cache
                 .get_index(&index_key(url), limit)
+                .map(|body| (body, None))
                 .ok_or_else(|| FetchError::Offline { url: redact(url) });
         }
-        self.fetch_bytes(url, limit)
+        if is_local(url) {
+            return self.fetch_bytes(url, limit).map(|body| (body, None));
+        }
+        self.fetch_bytes_timed(url, limit)
+            .map(|(body, speed)| (body, Some(speed)))
     }
 
     /// Keeps `body`, fetched from `url` and verified by the caller, as the

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::dpkgdb::{self, UnpackOptions, UnpackedPackage};
 use super::index_choice;
@@ -141,9 +141,9 @@ pub fn load_index(
 ) -> Result<LoadedIndex, BootstrapError> {
     let dists = format!("{}/dists/{}", src.mirror, src.suite);
     let url = format!("{dists}/InRelease");
-    let started = Instant::now();
-    let bytes = fetcher.fetch_index(&url, INRELEASE_LIMIT)?;
-    let link = index_choice::link_speed(bytes.len(), started.elapsed().as_secs_f64());
+    let (bytes, speed) = fetcher.fetch_index_timed(&url, INRELEASE_LIMIT)?;
+    // Nothing downloaded (offline, file://): reading is as fast as it gets.
+    let link = speed.unwrap_or(f64::INFINITY);
     let verified =
         verify_inrelease(&bytes, keyring, now).map_err(|source| BootstrapError::Signature {
             url: url.clone(),
