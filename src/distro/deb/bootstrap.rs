@@ -192,7 +192,7 @@ pub fn load_index(
             universe,
             release,
             signed_by: verified.signer_fingerprint,
-            index_files: wanted.iter().map(|w| w.options[0].clone()).collect(),
+            index_files: wanted.iter().map(ComponentIndex::already_read).collect(),
             inrelease,
         });
     }
@@ -225,13 +225,19 @@ pub fn load_index(
 /// One component's Packages indexes, in the order to try them.
 struct ComponentIndex {
     /// Best first (see [`index_choice`]); never empty.
-    options: Vec<UsedIndex>,
-    compressions: Vec<Compression>,
+    options: Vec<IndexOption>,
     /// The decoded text's size, when the Release lists it.
     text_size: Option<u64>,
     /// Names the index whatever compression is read: the decoded text's
     /// digest when the Release lists it, else the first option's.
     identity: Sha256Digest,
+}
+
+struct IndexOption {
+    file: UsedIndex,
+    compression: Compression,
+    /// In the download cache when the choice was made.
+    cached: bool,
 }
 
 impl ComponentIndex {
@@ -242,33 +248,57 @@ impl ComponentIndex {
         link_bytes_per_sec: f64,
     ) -> ComponentIndex {
         let text = text_entry(release, listed[0].0);
-        let candidates: Vec<index_choice::Candidate> = listed
+        let cached: Vec<bool> = listed
             .iter()
-            .map(|(_, file, compression)| index_choice::Candidate {
-                compression: *compression,
-                size: file.size,
-                text_size: text.map(|t| t.size),
-                cached: fetcher
+            .map(|(_, file, _)| {
+                fetcher
                     .cache()
                     .get_sized(&Sha256Digest(file.sha256), file.size)
-                    .is_some(),
+                    .is_some()
             })
             .collect();
-        let order = index_choice::order_by_cost(&candidates, link_bytes_per_sec);
-        let options: Vec<UsedIndex> = order
+        let candidates: Vec<index_choice::Candidate> = listed
             .iter()
-            .map(|&i| UsedIndex {
-                path: listed[i].0.to_owned(),
-                size: listed[i].1.size,
-                sha256: Sha256Digest(listed[i].1.sha256),
-            })
+            .zip(&cached)
+            .map(
+                |((_, file, compression), &cached)| index_choice::Candidate {
+                    compression: *compression,
+                    size: file.size,
+                    text_size: text.map(|t| t.size),
+                    cached,
+                },
+            )
             .collect();
+        let options: Vec<IndexOption> =
+            index_choice::order_by_cost(&candidates, link_bytes_per_sec)
+                .into_iter()
+                .map(|i| IndexOption {
+                    file: UsedIndex {
+                        path: listed[i].0.to_owned(),
+                        size: listed[i].1.size,
+                        sha256: Sha256Digest(listed[i].1.sha256),
+                    },
+                    compression: listed[i].2,
+                    cached: cached[i],
+                })
+                .collect();
         ComponentIndex {
-            identity: text.map_or(options[0].sha256, |t| Sha256Digest(t.sha256)),
-            compressions: order.iter().map(|&i| listed[i].2).collect(),
+            identity: text.map_or(options[0].file.sha256, |t| Sha256Digest(t.sha256)),
             text_size: text.map(|t| t.size.min(PACKAGES_SIZE_HINT_LIMIT)),
             options,
         }
+    }
+
+    /// The file a plan-cache hit stands for: the plan was stored by a build
+    /// that read one of these, so it is in the cache (a lock records it, and
+    /// `rootstrap mirror` copies it from there); the first choice otherwise.
+    fn already_read(&self) -> UsedIndex {
+        self.options
+            .iter()
+            .find(|o| o.cached)
+            .unwrap_or(&self.options[0])
+            .file
+            .clone()
     }
 
     /// Fetches the first option the mirror has, checked against the
@@ -278,12 +308,13 @@ impl ComponentIndex {
         fetcher: &Fetcher,
         dists: &str,
     ) -> Result<(UsedIndex, Compression, PathBuf), BootstrapError> {
-        let mut options = self.options.iter().zip(&self.compressions).peekable();
+        let mut options = self.options.iter().peekable();
         loop {
-            let (used, compression) = options.next().expect("never empty");
+            let option = options.next().expect("never empty");
+            let used = &option.file;
             let url = format!("{dists}/{}", used.path);
             match fetcher.fetch_verified(&url, used.size, &used.sha256) {
-                Ok(local) => return Ok((used.clone(), *compression, local)),
+                Ok(local) => return Ok((used.clone(), option.compression, local)),
                 Err(e) if e.is_missing() && options.peek().is_some() => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -1009,6 +1040,31 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_reused_plan_stands_for_the_index_file_in_the_cache() {
+        let option = |path: &str, compression, cached| IndexOption {
+            file: UsedIndex {
+                path: path.into(),
+                size: 1,
+                sha256: Sha256Digest([0; 32]),
+            },
+            compression,
+            cached,
+        };
+        // A fast link ranks the .gz first, but only the .xz was ever read.
+        let mut index = ComponentIndex {
+            options: vec![
+                option("main/binary-amd64/Packages.gz", Compression::Gz, false),
+                option("main/binary-amd64/Packages.xz", Compression::Xz, true),
+            ],
+            text_size: None,
+            identity: Sha256Digest([0; 32]),
+        };
+        assert_eq!(index.already_read().path, "main/binary-amd64/Packages.xz");
+        index.options[1].cached = false;
+        assert_eq!(index.already_read().path, "main/binary-amd64/Packages.gz");
     }
 
     #[test]
