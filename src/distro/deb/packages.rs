@@ -209,29 +209,10 @@ pub fn summarize_packages(text: &str) -> Result<Vec<StanzaSummary>, PackagesErro
     parse_chunked_with(text, CHUNK_BYTES, &|para, pkg| summary(text, para, pkg))
 }
 
-/// [`summarize_packages`] for the stanzas in `text[piece]` only, for an
-/// index summarized piece by piece as it is decoded: `piece` must start
-/// and end at stanza boundaries. Ranges and error lines are relative to
-/// the whole `text`.
-pub fn summarize_piece(
-    text: &str,
-    piece: Range<usize>,
-) -> Result<Vec<StanzaSummary>, PackagesError> {
-    let start = piece.start;
-    let Some(slice) = text.get(piece) else {
-        return Err(PackagesError::Syntax(ControlError {
-            line: text.get(..start).map_or(0, count_lines) + 1,
-            msg: "piece outside the index".into(),
-        }));
-    };
-    parse_serial(slice, &|para, pkg| summary(text, para, pkg))
-        .map_err(|e| shift_line(e, count_lines(&text[..start])))
-}
-
-/// [`summarize_piece`] for a piece held apart from the text it will be
-/// part of (so pieces can be checked in parallel while the text is still
-/// being decoded): `piece` starts `offset` bytes into the whole text and
-/// ends at a stanza boundary. Ranges are relative to the whole text; an
+/// [`summarize_packages`] for one piece of an index summarized piece by
+/// piece as it is decoded, held apart from the text it will be part of (so
+/// pieces can be checked in parallel): `piece` starts `offset` bytes into
+/// the whole text and ends at a stanza boundary. Ranges are relative to the whole text; an
 /// error's line is relative to the piece until [`piece_error_in`] places it.
 pub fn summarize_detached(piece: &str, offset: usize) -> Result<Vec<StanzaSummary>, PackagesError> {
     let mut summaries = parse_serial(piece, &|para, pkg| summary(piece, para, pkg))?;
@@ -925,16 +906,16 @@ mod tests {
             .collect();
         let whole = summarize_packages(&text).unwrap();
         let cut = text[..text.len() / 2].rfind("\n\n").unwrap() + 2;
-        let mut pieces = summarize_piece(&text, 0..cut).unwrap();
-        pieces.extend(summarize_piece(&text, cut..text.len()).unwrap());
+        let mut pieces = summarize_detached(&text[..cut], 0).unwrap();
+        pieces.extend(summarize_detached(&text[cut..], cut).unwrap());
         assert_eq!(pieces, whole);
         let broken = text.replace("Package: p15\nVersion: 1.0-1\n", "Package: p15\n");
         let cut = broken[..broken.len() / 2].rfind("\n\n").unwrap() + 2;
+        let err = summarize_detached(&broken[cut..], cut).unwrap_err();
         assert_eq!(
-            summarize_piece(&broken, cut..broken.len()).unwrap_err(),
+            piece_error_in(err, &broken, cut),
             parse_packages(&broken).unwrap_err()
         );
-        assert!(summarize_piece(&text, 0..text.len() + 1).is_err());
     }
 
     #[test]
