@@ -299,18 +299,6 @@ impl Release {
         Ok(())
     }
 
-    /// The Packages index to fetch for `component`/`arch` by default: `.xz`,
-    /// else `.gz`, else uncompressed, among the files the Release lists
-    /// with a SHA256 digest.
-    pub fn packages_index(
-        &self,
-        component: &str,
-        arch: &str,
-    ) -> Result<(&str, &IndexFile, Compression), ReleaseError> {
-        self.packages_indexes(component, arch)
-            .map(|mut all| all.swap_remove(0))
-    }
-
     /// Every Packages index the Release lists for `component`/`arch` with
     /// a SHA256 digest, `.xz` first, then `.gz`, then uncompressed (which
     /// Debian lists but does not serve); never empty.
@@ -464,6 +452,16 @@ fn split_hash_line<'a>(
 mod tests {
     use super::*;
 
+    /// The first choice of [`Release::packages_indexes`].
+    fn packages_index<'r>(
+        r: &'r Release,
+        component: &str,
+        arch: &str,
+    ) -> Result<(&'r str, &'r IndexFile, Compression), ReleaseError> {
+        r.packages_indexes(component, arch)
+            .map(|mut all| all.swap_remove(0))
+    }
+
     const SHA_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const SHA_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     // 2024-11-09 10:46:01 UTC
@@ -516,17 +514,18 @@ mod tests {
     #[test]
     fn chooses_xz_then_gz_then_plain() {
         let r = Release::parse(&sample()).unwrap();
-        let (path, file, c) = r.packages_index("main", "amd64").unwrap();
+        let (path, file, c) = packages_index(&r, "main", "amd64").unwrap();
         assert_eq!(
             (path, file.size, c),
             ("main/binary-amd64/Packages.xz", 4, Compression::Xz)
         );
-        let err = r
-            .packages_index("contrib", "amd64")
+        let err = packages_index(&r, "contrib", "amd64")
             .unwrap_err()
             .to_string();
         assert!(err.contains("contrib") && err.contains("amd64"), "{err}");
-        let err = r.packages_index("main", "riscv64").unwrap_err().to_string();
+        let err = packages_index(&r, "main", "riscv64")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("riscv64"), "{err}");
         assert_eq!(
             Release::by_hash_path(path, file),
@@ -555,14 +554,14 @@ mod tests {
     #[test]
     fn accepts_updates_prefix_of_security_components() {
         let r = Release::parse(&sample()).unwrap();
-        let (path, _, _) = r.packages_index("updates/main", "amd64").unwrap();
+        let (path, _, _) = packages_index(&r, "updates/main", "amd64").unwrap();
         assert_eq!(path, "main/binary-amd64/Packages.xz");
     }
 
     #[test]
     fn hostile_26_weak_hashes_only_are_refused() {
         let r = Release::parse(&sample()).unwrap();
-        let err = r.packages_index("main", "arm64").unwrap_err();
+        let err = packages_index(&r, "main", "arm64").unwrap_err();
         assert!(matches!(err, ReleaseError::WeakHashOnly { .. }), "{err}");
         assert!(err.to_string().contains("main/binary-arm64/Packages.gz"));
         let weak = "Suite: x\nDate: Sat, 09 Nov 2024 10:46:01 UTC\nMD5Sum:\n 0123 10 main/binary-amd64/Packages\nSHA1:\n 0123 10 main/binary-amd64/Packages\n";
@@ -700,7 +699,7 @@ mod tests {
         let end = text.find("-----BEGIN PGP SIGNATURE").unwrap_or(text.len());
         let r = Release::parse(&text[start..end]).unwrap();
         assert_eq!(r.codename.as_deref(), Some("bookworm"));
-        let (path, file, c) = r.packages_index("main", "amd64").unwrap();
+        let (path, file, c) = packages_index(&r, "main", "amd64").unwrap();
         assert_eq!(
             (path, c),
             ("main/binary-amd64/Packages.xz", Compression::Xz)
