@@ -971,14 +971,15 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
         }
     }
     let shadow = RelPath::from_archive(b"etc/shadow")?;
-    if root
-        .lstat(&shadow)?
-        .is_some_and(|m| m.kind == FileKind::File)
-    {
+    if let Some(meta) = root.lstat(&shadow)?.filter(|m| m.kind == FileKind::File) {
         let text = String::from_utf8_lossy(&root.read_file(&shadow)?).into_owned();
         let clamped = clamp_shadow(&text, epoch / 86400);
         if clamped != text {
-            root.write_file(&shadow, clamped.as_bytes(), 0o640)?;
+            // Rewritten in place of passwd's: same mode, and its group
+            // (`shadow`, which lets unix_chkpwd read it) stays.
+            root.write_file(&shadow, clamped.as_bytes(), meta.mode)?;
+            root.set_owner(&shadow, meta.uid, meta.gid)?;
+            root.set_mode(&shadow, meta.mode)?;
         }
     }
     Ok(())
@@ -1142,6 +1143,16 @@ mod tests {
         }
         write("etc/machine-id", b"0123456789abcdef0123456789abcdef\n");
         write("etc/shadow", b"root:*:30000:0:99999:7:::\n");
+        let shadow = RelPath::from_archive(b"etc/shadow").unwrap();
+        // Group `shadow` needs root to set; otherwise our own group stands in.
+        let gid = if rustix::process::geteuid().is_root() {
+            42
+        } else {
+            rustix::process::getegid().as_raw()
+        };
+        let uid = rustix::process::geteuid().as_raw();
+        root.set_owner(&shadow, uid, gid).unwrap();
+        root.set_mode(&shadow, 0o640).unwrap();
         let dbus = RelPath::from_archive(b"var/lib/dbus/machine-id").unwrap();
         root.mkdir_all(&dbus.parent().unwrap(), 0o755).unwrap();
         root.symlink(b"/etc/machine-id", &dbus).unwrap();
@@ -1165,6 +1176,12 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("etc/shadow")).unwrap(),
             "root:*:20000:0:99999:7:::\n"
+        );
+        let meta = std::fs::metadata(dir.path().join("etc/shadow")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (uid, gid, 0o640)
         );
     }
 
