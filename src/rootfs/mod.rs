@@ -3,5 +3,6 @@
 
 pub mod extract;
 pub mod image_sink;
+pub mod merge;
 pub mod safe;
 pub mod sandbox;

@@ -719,6 +719,16 @@ impl Root {
             .map_err(fs_err("rename", from))
     }
 
+    /// Moves `from` in the root `src` to `to` in this root, replacing a
+    /// non-directory at `to`. Both roots must be on one filesystem.
+    pub fn rename_from(&self, src: &Root, from: &RelPath, to: &RelPath) -> FsResult<()> {
+        let (fdir, fleaf) = src.parent(from).map_err(fs_err("rename", from))?;
+        let (tdir, tleaf) = self.parent(to).map_err(fs_err("rename", to))?;
+        rfs::renameat(&fdir, &fleaf, &tdir, &tleaf)
+            .map_err(errno)
+            .map_err(fs_err("rename", to))
+    }
+
     pub fn read_link(&self, p: &RelPath) -> FsResult<Vec<u8>> {
         let (dir, leaf) = self.parent(p).map_err(fs_err("readlink", p))?;
         rfs::readlinkat(&dir, &leaf, Vec::new())
