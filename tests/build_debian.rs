@@ -129,7 +129,9 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
             .file("usr/bin/hello-fixture", 0o755, b"#!/bin/sh\necho hello from the fixture\n")
             .file("etc/hello.conf", 0o644, b"greeting=hello\n")
             .script("conffiles", "/etc/hello.conf\n")
-            .script("preinst", "#!/bin/sh\nset -e\n[ \"$1\" = install ] && echo preinst-ran > /var/lib/hello-preinst\nexit 0\n")
+            // dpkg runs a preinst with the control members in tmp.ci (debconf
+            // reads the package name there).
+            .script("preinst", "#!/bin/sh\nset -e\n[ \"$1\" = install ] && { echo preinst-ran; sed -n 1p /var/lib/dpkg/tmp.ci/control; } > /var/lib/hello-preinst\nexit 0\n")
             .script("postinst", "#!/bin/sh\nset -e\n[ \"$1\" = configure ] && echo configured > /etc/hello-configured\nexit 0\n"),
     );
     let f = Fixture::new(packages, |_| {});
@@ -148,6 +150,7 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
         .args(["run", &oci, "--", "/bin/sh", "-c"])
         .arg(
             "cat /var/lib/hello-preinst /etc/hello-configured; \
+             test -e /var/lib/dpkg/tmp.ci || test -e /var/lib/dpkg/rootstrap-ci || echo no-leftovers; \
              dpkg-query -W -f '${Status}\\n' hello-fixture busybox dpkg libc6; \
              hello-fixture; test -e /etc/hello.conf.dpkg-new || echo conffile-in-place; \
              /usr/bin/dpkg --audit && echo audit-clean; echo FIXTURE=$FIXTURE",
@@ -162,7 +165,7 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
     );
     assert_eq!(
         stdout,
-        "preinst-ran\nconfigured\ninstall ok installed\ninstall ok installed\ninstall ok installed\n\
+        "preinst-ran\nPackage: hello-fixture\nconfigured\nno-leftovers\ninstall ok installed\ninstall ok installed\ninstall ok installed\n\
          install ok installed\nhello from the fixture\nconffile-in-place\naudit-clean\nFIXTURE=yes\n"
     );
 
@@ -481,6 +484,17 @@ fn a_path_shipped_by_two_packages_without_replaces_is_refused() {
 
 #[test]
 fn a_path_shipped_by_two_packages_goes_to_the_one_that_replaces_the_other() {
+    assert_replacer_wins(false);
+}
+
+/// The replacer is not Essential, the replaced package is: the replacer
+/// is then unpacked with the Essential set, before it is configured.
+#[test]
+fn a_package_replacing_an_essential_ones_file_wins_it() {
+    assert_replacer_wins(true);
+}
+
+fn assert_replacer_wins(old_is_essential: bool) {
     if !is_root() {
         eprintln!("SKIP: needs root (sandbox namespaces, chown)");
         return;
@@ -489,7 +503,11 @@ fn a_path_shipped_by_two_packages_goes_to_the_one_that_replaces_the_other() {
         eprintln!("SKIP: needs the host's busybox-static and dpkg");
         return;
     };
-    packages.extend(overlapping_packages(true));
+    let mut overlapping = overlapping_packages(true);
+    if old_is_essential {
+        overlapping[0] = overlapping[0].clone().essential();
+    }
+    packages.extend(overlapping);
     let f = Fixture::new(packages, |_| {});
     f.write_recipe(&["new-tool"]);
     let out = f.build();
@@ -514,4 +532,90 @@ fn a_path_shipped_by_two_packages_goes_to_the_one_that_replaces_the_other() {
         "stderr: {}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// An Essential package with a file trigger, and a package outside the
+/// Essential set that ships a file under it: the Essential set is
+/// configured first, so the trigger must fire for the later package, as
+/// dpkg fires it when it unpacks such a file.
+#[test]
+fn a_file_trigger_of_the_essential_set_fires_for_packages_configured_after_it() {
+    if !is_root() {
+        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+        return;
+    }
+    let Some(mut packages) = host_runtime_packages() else {
+        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+        return;
+    };
+    packages.push(
+        DebPackage::new("watcher", "1.0")
+            .essential()
+            .depends("busybox")
+            .dir("usr/share/watched")
+            .file("usr/share/watched/base", 0o644, b"base\n")
+            .script("triggers", "interest /usr/share/watched\n")
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\ncase \"$1\" in configure|triggered) \
+                 ls /usr/share/watched > /var/lib/watched-seen; echo \"$1\" >> /var/lib/watcher-calls;; esac\n",
+            ),
+    );
+    packages.push(DebPackage::new("watched-extra", "1.0").file(
+        "usr/share/watched/extra",
+        0o644,
+        b"extra\n",
+    ));
+    let f = Fixture::new(packages, |_| {});
+    f.write_recipe(&["watched-extra"]);
+    let out = f.build();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "build failed:\n{stderr}");
+    assert_empty(&f.path("work"));
+    let oci = format!("oci:{}", f.path("out/oci").display());
+    let run = Command::new(BIN)
+        .args(["run", &oci, "--", "/bin/sh", "-c"])
+        .arg("cat /var/lib/watched-seen /var/lib/watcher-calls; /usr/bin/dpkg --audit && echo audit-clean")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "base\nextra\nconfigure\ntriggered\naudit-clean\n",
+        "stderr: {}\nbuild: {stderr}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// A failing script of the Essential set fails the build while the other
+/// packages are still being unpacked on the side: the error names the
+/// script, and neither the rootfs nor the staging directory is left.
+#[test]
+fn a_failing_essential_script_fails_the_build_and_leaves_nothing() {
+    if !is_root() {
+        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+        return;
+    }
+    let Some(mut packages) = host_runtime_packages() else {
+        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+        return;
+    };
+    packages.push(
+        DebPackage::new("broken-essential", "1.0")
+            .essential()
+            .depends("busybox")
+            .script(
+                "postinst",
+                "#!/bin/sh\necho broken-essential says no >&2\nexit 3\n",
+            ),
+    );
+    packages.push(DebPackage::new("hello-fixture", "2.0-1").file(
+        "usr/share/hello/padding",
+        0o644,
+        &vec![7u8; 4 << 20],
+    ));
+    let f = Fixture::new(packages, |_| {});
+    f.assert_fails_cleanly(&[
+        "maintainer scripts failed at dpkg --configure",
+        "broken-essential says no",
+    ]);
 }

@@ -8,6 +8,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::dpkgdb::{self, UnpackOptions, UnpackedPackage};
+use super::essential_first;
 use super::index_choice;
 use super::packages::{
     parse_packages, piece_error_in, summarize_detached, BinaryPackage, MultiArch, PackagesError,
@@ -19,9 +20,11 @@ use super::stage2::{self, Stage2Package};
 use super::version::Version;
 use crate::archive::decompress;
 use crate::archive::tar::EntryKind;
+use crate::cleanup::TempPath;
 use crate::fetch::{FetchItem, Fetcher};
 use crate::report::Reporter;
 use crate::rootfs::extract::Claimed;
+use crate::rootfs::merge::{self, MergeError};
 use crate::rootfs::safe::{FileKind, RelPath, Root};
 use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
 use crate::verify::{verify_inrelease, Keyring, Sha256Digest};
@@ -78,6 +81,8 @@ pub enum BootstrapError {
     Path(#[from] crate::rootfs::safe::PathError),
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    #[error("moving the packages unpacked on the side into the rootfs: {0}")]
+    Merge(#[from] MergeError),
     #[error("maintainer scripts failed at {step} ({status}); last output:\n{tail}")]
     Stage2 {
         step: String,
@@ -664,6 +669,12 @@ pub struct InstallOptions<'a> {
 /// and unpacks each into `root_dir` as soon as it is verified, on all cores,
 /// then writes the dpkg database, runs stage 2 in the sandbox and normalises
 /// the result.
+///
+/// When stage 2 runs, the Essential set (see [`essential_first`]) is
+/// unpacked and configured first, while the other packages are fetched and
+/// unpacked into a staging directory next to `root_dir` on one thread; they
+/// move in once the first dpkg run is over, and a second run configures
+/// them, as mmdebstrap's apt run does after its Essential set.
 pub fn install(
     root_dir: &Path,
     plan: &Plan<'_>,
@@ -672,17 +683,24 @@ pub fn install(
     opts: &InstallOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<(), BootstrapError> {
-    let root = Root::open(root_dir).map_err(|source| BootstrapError::Rootfs {
-        path: root_dir.to_owned(),
-        source,
-    })?;
-    let unpacked = fetch_and_unpack(&root, &plan.packages, fetcher, items)?;
+    let root = open_root(root_dir)?;
+    let unpacker = Unpacker::new(&plan.packages, fetcher, items);
     let arch = plan
         .packages
         .first()
         .map(|_| native_arch(plan))
         .unwrap_or_default();
-    dpkgdb::write_database(&root, &unpacked, &arch)?;
+    let first = match opts.run_scripts {
+        true => essential_first::first_set(&plan.packages),
+        false => vec![true; plan.packages.len()],
+    };
+    let (mut first, mut rest): (Vec<usize>, Vec<usize>) =
+        (0..plan.packages.len()).partition(|&i| first[i]);
+    if first.is_empty() {
+        std::mem::swap(&mut first, &mut rest);
+    }
+    let unpacked_first = unpacker.unpack(&root, &first, Workers::AllCores)?;
+    dpkgdb::write_database(&root, &unpacked_first, &arch)?;
     if let Some(line) = &opts.apt_source {
         root.mkdir_all(&RelPath::from_archive(b"etc/apt")?, 0o755)?;
         root.write_file(
@@ -691,16 +709,76 @@ pub fn install(
             0o644,
         )?;
     }
-    if opts.run_scripts {
-        reporter.stage("configure (maintainer scripts in the sandbox)");
-        run_stage2(root_dir, plan, &unpacked, &arch, opts.sandbox, reporter)?;
-    } else {
+    let stage2 = |which: &[usize], unpacked: &[UnpackedPackage], activate: &[String]| {
+        let pkgs: Vec<&BinaryPackage> = which.iter().map(|&i| plan.packages[i]).collect();
+        run_stage2(
+            root_dir,
+            &pkgs,
+            unpacked,
+            activate,
+            &arch,
+            opts.sandbox,
+            reporter,
+        )
+    };
+    if !opts.run_scripts {
         reporter.warn(
             "foreign architecture: maintainer scripts were not run; packages stay 'unpacked'",
         );
+    } else if rest.is_empty() {
+        reporter.stage("configure (maintainer scripts in the sandbox)");
+        stage2(&first, &unpacked_first, &[])?;
+    } else {
+        reporter.stage(&format!(
+            "configure {} Essential-set packages in the sandbox; unpack {} more meanwhile",
+            first.len(),
+            rest.len()
+        ));
+        let staging = TempPath::new(sibling(root_dir, "staging"));
+        std::fs::create_dir(staging.path()).map_err(|source| BootstrapError::Rootfs {
+            path: staging.path().to_owned(),
+            source,
+        })?;
+        let staged = open_root(staging.path())?;
+        // Unpacking is left to finish even when the scripts fail: a bad
+        // package is reported before a failed script, as when everything
+        // was unpacked before stage 2, whichever thread was quicker.
+        let (unpacked_rest, configured) = std::thread::scope(|scope| {
+            let unpacking = scope.spawn(|| unpacker.unpack(&staged, &rest, Workers::Background));
+            let configured = stage2(&first, &unpacked_first, &[]);
+            let unpacked = unpacking
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (unpacked, configured)
+        });
+        let unpacked_rest = unpacked_rest?;
+        configured?;
+        merge::move_tree(&staged, &root)?;
+        drop(staging);
+        dpkgdb::add_to_database(&root, &unpacked_rest)?;
+        let activate = dpkgdb::file_triggers_activated(&unpacked_first, &unpacked_rest);
+        reporter.stage(&format!(
+            "configure the other {} packages in the sandbox",
+            rest.len()
+        ));
+        stage2(&rest, &unpacked_rest, &activate)?;
     }
     normalise(&root, opts.epoch)?;
     Ok(())
+}
+
+fn open_root(dir: &Path) -> Result<Root, BootstrapError> {
+    Root::open(dir).map_err(|source| BootstrapError::Rootfs {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// `<dir>-<suffix>`: next to `dir`, so on the same filesystem.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(format!("-{suffix}"));
+    PathBuf::from(name)
 }
 
 fn native_arch(plan: &Plan<'_>) -> String {
@@ -712,134 +790,201 @@ fn native_arch(plan: &Plan<'_>) -> String {
         .to_owned()
 }
 
-/// Unpacks every package as soon as its download is verified, several at
-/// once. A non-directory path shipped by two packages is an error unless one
+/// Fetches and unpacks planned packages, and knows across calls which
+/// package each path came from.
+///
+/// A non-directory path shipped by two packages is an error unless one
 /// Replaces the other; then the replacing package's copy wins (the replaced
-/// one skips it, or the replacer is unpacked once more at the end, in plan
-/// order, so the result never depends on which thread finished last), and
-/// the path leaves the replaced package's file list, as dpkg does.
-fn fetch_and_unpack(
-    root: &Root,
-    pkgs: &[&BinaryPackage],
-    fetcher: &Fetcher,
-    items: &[FetchItem],
-) -> Result<Vec<UnpackedPackage>, BootstrapError> {
-    let owners: Mutex<HashMap<Vec<u8>, usize>> = Mutex::new(HashMap::new());
-    // (replacer, replaced, path) for every path taken over.
-    let taken: Mutex<Vec<(usize, usize, Vec<u8>)>> = Mutex::new(Vec::new());
-    // Every file comes from the fetcher, checked against the signed index.
-    let opts = UnpackOptions {
-        integrity: decompress::Integrity::AlreadyVerified,
-        ..UnpackOptions::default()
-    };
-    let claim_for = |i: usize| {
-        let (owners, taken) = (&owners, &taken);
-        move |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {
-            if kind == EntryKind::Dir {
-                return Ok(Claimed::Write);
-            }
-            let mut map = owners.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(&other) = map.get(path.as_bytes()) else {
-                map.insert(path.as_bytes().to_vec(), i);
-                return Ok(Claimed::Write);
-            };
-            let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
-            if replaces(pkgs[i], pkgs[other]) {
-                map.insert(path.as_bytes().to_vec(), i);
-                taken.push((i, other, path.as_bytes().to_vec()));
-                Ok(Claimed::Write)
-            } else if replaces(pkgs[other], pkgs[i]) {
-                Ok(Claimed::Skip)
-            } else {
-                Err(format!(
-                    "trying to overwrite {path}, which is also in package {} (and {} does not Replace it)",
-                    pkgs[other].name, pkgs[i].name
-                ))
-            }
-        }
-    };
+/// one skips it, or the replacer is unpacked once more at the end of the
+/// call, in plan order, so the result never depends on which thread
+/// finished last), and the path leaves the replaced package's file list, as
+/// dpkg does. A replacer and the package it replaces are unpacked in the
+/// same call, or the replacer in an earlier one ([`essential_first`]
+/// arranges that).
+struct Unpacker<'a> {
+    pkgs: &'a [&'a BinaryPackage],
+    fetcher: &'a Fetcher,
+    /// In plan order, one per package.
+    items: &'a [FetchItem],
+    /// Path → index of the package whose copy is on disk.
+    owners: Mutex<HashMap<Vec<u8>, usize>>,
+    /// Set by the first failure: what has not started yet is skipped.
+    failed: AtomicBool,
+}
 
-    // Largest first: the biggest archives take longest to unpack, so
-    // starting them first keeps every core busy until the end (ties stay in
-    // plan order).
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].size));
-    let ordered: Vec<FetchItem> = order.iter().map(|&i| items[i].clone()).collect();
-
-    // Per package, once handed over: its cached file and how unpacking it went.
-    type Slot = Mutex<Option<(PathBuf, Result<UnpackedPackage, BootstrapError>)>>;
-    let slots: Vec<Slot> = items.iter().map(|_| Mutex::new(None)).collect();
-    let failed = AtomicBool::new(false);
-    let (ready_tx, ready_rx) = mpsc::channel::<(usize, PathBuf)>();
-    let ready_rx = Mutex::new(ready_rx);
-    // Downloads run on the fetcher's threads; these workers unpack what they
-    // hand over, so downloading and unpacking overlap.
-    let fetched = std::thread::scope(|scope| {
-        for _ in 0..rayon::current_num_threads().max(1) {
-            scope.spawn(|| loop {
-                let next = ready_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                let Ok((i, path)) = next else { return };
-                if failed.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let result = dpkgdb::unpack_deb(root, &path, &opts, &claim_for(i))
-                    .map_err(BootstrapError::from);
-                if result.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some((path, result));
-            });
-        }
-        let ready_tx = ready_tx;
-        let fetched = fetcher.fetch_each(&ordered, &|k, path| {
-            !failed.load(Ordering::Relaxed) && ready_tx.send((order[k], path)).is_ok()
-        });
-        drop(ready_tx);
-        fetched
-    });
-    fetched?;
-
-    // An unpack error is the cause; packages skipped after it are not.
-    let mut unpacked = Vec::with_capacity(items.len());
-    let mut paths = Vec::with_capacity(items.len());
-    let mut skipped = None;
-    for (slot, item) in slots.into_iter().zip(items) {
-        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some((path, result)) => {
-                unpacked.push(result?);
-                paths.push(path);
-            }
-            None => {
-                skipped.get_or_insert(item);
-            }
+impl<'a> Unpacker<'a> {
+    fn new(pkgs: &'a [&'a BinaryPackage], fetcher: &'a Fetcher, items: &'a [FetchItem]) -> Self {
+        Unpacker {
+            pkgs,
+            fetcher,
+            items,
+            owners: Mutex::new(HashMap::new()),
+            failed: AtomicBool::new(false),
         }
     }
-    if let Some(item) = skipped {
-        return Err(crate::fetch::FetchError::Cancelled {
-            url: crate::fetch::redact(&item.url),
-        }
-        .into());
-    }
-    let taken = taken.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut again: Vec<usize> = taken.iter().map(|(replacer, _, _)| *replacer).collect();
-    again.sort_unstable();
-    again.dedup();
-    for i in again {
-        let owned_by_others = |path: &RelPath, _: EntryKind| -> Result<Claimed, String> {
-            let map = owners.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(match map.get(path.as_bytes()) {
-                Some(&owner) if owner != i => Claimed::Skip,
-                _ => Claimed::Write,
-            })
+
+    /// Fetches the packages `which` (plan indices) and unpacks each into
+    /// `root` as soon as it is verified. The result is in the order of
+    /// `which`.
+    fn unpack(
+        &self,
+        root: &Root,
+        which: &[usize],
+        workers: Workers,
+    ) -> Result<Vec<UnpackedPackage>, BootstrapError> {
+        let pkgs = self.pkgs;
+        // (replacer, replaced, path) for every path taken over.
+        let taken: Mutex<Vec<(usize, usize, Vec<u8>)>> = Mutex::new(Vec::new());
+        // Every file comes from the fetcher, checked against the signed index.
+        let opts = UnpackOptions {
+            integrity: decompress::Integrity::AlreadyVerified,
+            ..UnpackOptions::default()
         };
-        unpacked[i] = dpkgdb::unpack_deb(root, &paths[i], &opts, &owned_by_others)?;
+        let claim_for = |i: usize| {
+            let (owners, taken) = (&self.owners, &taken);
+            move |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {
+                if kind == EntryKind::Dir {
+                    return Ok(Claimed::Write);
+                }
+                let mut map = owners.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(&other) = map.get(path.as_bytes()) else {
+                    map.insert(path.as_bytes().to_vec(), i);
+                    return Ok(Claimed::Write);
+                };
+                let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
+                if replaces(pkgs[i], pkgs[other]) {
+                    map.insert(path.as_bytes().to_vec(), i);
+                    taken.push((i, other, path.as_bytes().to_vec()));
+                    Ok(Claimed::Write)
+                } else if replaces(pkgs[other], pkgs[i]) {
+                    Ok(Claimed::Skip)
+                } else {
+                    Err(format!(
+                        "trying to overwrite {path}, which is also in package {} (and {} does not Replace it)",
+                        pkgs[other].name, pkgs[i].name
+                    ))
+                }
+            }
+        };
+
+        // Largest first: the biggest archives take longest to unpack, so
+        // starting them first keeps every core busy until the end (ties
+        // stay in plan order). `order[k]` is a position in `which`.
+        let mut order: Vec<usize> = (0..which.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(self.items[which[k]].size));
+        let ordered: Vec<FetchItem> = order
+            .iter()
+            .map(|&k| self.items[which[k]].clone())
+            .collect();
+
+        // Per package, once handed over: its cached file and how unpacking went.
+        type Slot = Mutex<Option<(PathBuf, Result<UnpackedPackage, BootstrapError>)>>;
+        let slots: Vec<Slot> = which.iter().map(|_| Mutex::new(None)).collect();
+        let failed = &self.failed;
+        let (ready_tx, ready_rx) = mpsc::channel::<(usize, PathBuf)>();
+        let ready_rx = Mutex::new(ready_rx);
+        // Downloads run on the fetcher's threads; these workers unpack what
+        // they hand over, so downloading and unpacking overlap.
+        let fetched = std::thread::scope(|scope| {
+            let threads = match workers {
+                Workers::AllCores => rayon::current_num_threads().max(1),
+                Workers::Background => 1,
+            };
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    if workers == Workers::Background {
+                        lower_this_threads_priority();
+                    }
+                    loop {
+                        let next = ready_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((k, path)) = next else { return };
+                        if failed.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        let result = dpkgdb::unpack_deb(root, &path, &opts, &claim_for(which[k]))
+                            .map_err(BootstrapError::from);
+                        if result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        *slots[k].lock().unwrap_or_else(|e| e.into_inner()) = Some((path, result));
+                    }
+                });
+            }
+            let ready_tx = ready_tx;
+            let fetched = self.fetcher.fetch_each(&ordered, &|n, path| {
+                !failed.load(Ordering::Relaxed) && ready_tx.send((order[n], path)).is_ok()
+            });
+            drop(ready_tx);
+            fetched
+        });
+        fetched?;
+
+        // An unpack error is the cause; packages skipped after it are not.
+        let mut unpacked = Vec::with_capacity(which.len());
+        let mut paths = Vec::with_capacity(which.len());
+        let mut skipped = None;
+        for (slot, &i) in slots.into_iter().zip(which) {
+            match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some((path, result)) => {
+                    unpacked.push(result?);
+                    paths.push(path);
+                }
+                None => {
+                    skipped.get_or_insert(&self.items[i]);
+                }
+            }
+        }
+        if let Some(item) = skipped {
+            return Err(crate::fetch::FetchError::Cancelled {
+                url: crate::fetch::redact(&item.url),
+            }
+            .into());
+        }
+        let position = |i: usize| which.iter().position(|&w| w == i);
+        let taken = taken.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut again: Vec<usize> = taken.iter().map(|(replacer, _, _)| *replacer).collect();
+        again.sort_unstable();
+        again.dedup();
+        for i in again {
+            let owned_by_others = |path: &RelPath, _: EntryKind| -> Result<Claimed, String> {
+                let map = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(match map.get(path.as_bytes()) {
+                    Some(&owner) if owner != i => Claimed::Skip,
+                    _ => Claimed::Write,
+                })
+            };
+            if let Some(k) = position(i) {
+                unpacked[k] = dpkgdb::unpack_deb(root, &paths[k], &opts, &owned_by_others)?;
+            }
+        }
+        for (_, replaced, path) in &taken {
+            debug_assert!(position(*replaced).is_some(), "replaced in an earlier call");
+            if let Some(k) = position(*replaced) {
+                unpacked[k]
+                    .files
+                    .retain(|f| f.path.as_bytes() != path.as_slice());
+            }
+        }
+        Ok(unpacked)
     }
-    for (_, replaced, path) in &taken {
-        unpacked[*replaced]
-            .files
-            .retain(|f| f.path.as_bytes() != path.as_slice());
-    }
-    Ok(unpacked)
+}
+
+/// How [`Unpacker::unpack`] spreads its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workers {
+    /// One thread per core: nothing else is running.
+    AllCores,
+    /// One thread at the lowest priority, so the maintainer scripts
+    /// running meanwhile (the build's critical path) never wait for it: it
+    /// only takes what they leave idle.
+    Background,
+}
+
+/// Nice 19 for the calling thread (Linux keeps a nice value per thread;
+/// threads it starts inherit it). Best effort: at worst it competes.
+fn lower_this_threads_priority() {
+    let tid = rustix::thread::gettid();
+    let _ = rustix::process::setpriority_process(Some(tid), 19);
 }
 
 fn replaces(a: &BinaryPackage, b: &BinaryPackage) -> bool {
@@ -850,14 +995,14 @@ fn replaces(a: &BinaryPackage, b: &BinaryPackage) -> bool {
 
 fn run_stage2(
     root_dir: &Path,
-    plan: &Plan<'_>,
+    pkgs: &[&BinaryPackage],
     unpacked: &[UnpackedPackage],
+    activate: &[String],
     arch: &str,
     sandbox: &Sandbox,
     reporter: &dyn Reporter,
 ) -> Result<(), BootstrapError> {
-    let order: Vec<Stage2Package> = plan
-        .packages
+    let order: Vec<Stage2Package> = pkgs
         .iter()
         .zip(unpacked)
         .map(|(p, u)| Stage2Package {
@@ -871,10 +1016,21 @@ fn run_stage2(
             has_preinst: u.control.get("preinst").is_some(),
         })
         .collect();
+    let root = open_root(root_dir)?;
+    let staging = RelPath::from_archive(stage2::PREINST_STAGING.as_bytes())?;
+    for (n, (p, u)) in order.iter().zip(unpacked).enumerate() {
+        if p.has_preinst {
+            dpkgdb::write_control_dir(&root, &staging.join(n.to_string().as_bytes())?, u)?;
+        }
+    }
     let _policy = sandbox::policy_rc_d_guard(root_dir)?;
     let mut spec = RunSpec::new(
         root_dir,
-        vec!["/bin/sh".into(), "-c".into(), stage2::script(&order, arch)],
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            stage2::script(&order, activate, arch),
+        ],
     );
     spec.env = stage2::script_env();
     spec.network = Network::None;

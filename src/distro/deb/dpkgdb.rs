@@ -347,54 +347,148 @@ pub fn write_database(
         0o644,
     )?;
 
-    let mut sorted: Vec<&UnpackedPackage> = pkgs.iter().collect();
-    sorted.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
-    let mut seen = HashSet::new();
-    let mut status = String::new();
-    let mut file_triggers = String::new();
-    let mut named_triggers: BTreeMap<String, String> = BTreeMap::new();
-    for pkg in &sorted {
-        if !seen.insert(pkg.db_name()) {
-            return Err(DpkgDbError::Invalid {
-                package: pkg.db_name(),
-                msg: "package listed twice".into(),
-            });
-        }
-    }
-    // ~400 small files, on all cores: this sits between unpacking and
-    // stage 2, with nothing else to overlap it.
-    {
-        use rayon::prelude::*;
-        sorted
-            .par_iter()
-            .try_for_each(|pkg| write_info_files(root, db, pkg))?;
-    }
-    for pkg in sorted {
-        collect_trigger_interests(pkg, &mut file_triggers, &mut named_triggers);
-        status.push_str(&pkg.status_stanza()?);
-        status.push('\n');
-    }
-    if !file_triggers.is_empty() {
+    let records = Records::of(root, db, pkgs)?;
+    if !records.file_triggers.is_empty() {
         root.write_file(
             &rel(&format!("{db}/triggers/File"))?,
-            file_triggers.as_bytes(),
+            records.file_triggers.as_bytes(),
             0o644,
         )?;
     }
-    for (name, body) in named_triggers {
-        // Trigger names come from packages: one plain path component only.
-        if name.contains('/') || name.starts_with('.') {
-            continue;
-        }
-        root.write_file(
-            &rel(&format!("{db}/triggers"))?.join(name.as_bytes())?,
-            body.as_bytes(),
-            0o644,
-        )?;
+    for (name, body) in &records.named_triggers {
+        root.write_file(&named_trigger_file(db, name)?, body.as_bytes(), 0o644)?;
     }
     // Written last: a half-written database has no status yet.
-    root.write_file(&rel(&format!("{db}/status"))?, status.as_bytes(), 0o644)?;
+    root.write_file(
+        &rel(&format!("{db}/status"))?,
+        records.status.as_bytes(),
+        0o644,
+    )?;
     Ok(())
+}
+
+/// Adds `pkgs`, unpacked after a dpkg run configured the packages recorded
+/// so far, to the database that run left: their info files, their trigger
+/// interests and their `install ok unpacked` stanzas join dpkg's own
+/// (dpkg sorts the status file again when it next writes it).
+pub fn add_to_database(root: &Root, pkgs: &[UnpackedPackage]) -> Result<(), DpkgDbError> {
+    let db = "var/lib/dpkg";
+    let records = Records::of(root, db, pkgs)?;
+    append(
+        root,
+        &rel(&format!("{db}/triggers/File"))?,
+        &records.file_triggers,
+    )?;
+    for (name, body) in &records.named_triggers {
+        append(root, &named_trigger_file(db, name)?, body)?;
+    }
+    let status_path = rel(&format!("{db}/status"))?;
+    let mut status = root.read_file(&status_path)?;
+    if !status.is_empty() && !status.ends_with(b"\n\n") {
+        status.push(b'\n');
+    }
+    status.extend_from_slice(records.status.as_bytes());
+    root.write_file(&status_path, &status, 0o644)?;
+    Ok(())
+}
+
+/// What recording some packages adds to the database, with their info
+/// files already written.
+struct Records {
+    status: String,
+    file_triggers: String,
+    named_triggers: BTreeMap<String, String>,
+}
+
+impl Records {
+    /// Writes the info files of `pkgs` (on all cores: ~400 small files,
+    /// between unpacking and stage 2, with nothing else to overlap them)
+    /// and collects the rest, sorted by package as dpkg writes it.
+    fn of(root: &Root, db: &str, pkgs: &[UnpackedPackage]) -> Result<Records, DpkgDbError> {
+        let mut sorted: Vec<&UnpackedPackage> = pkgs.iter().collect();
+        sorted.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        let mut seen = HashSet::new();
+        for pkg in &sorted {
+            if !seen.insert(pkg.db_name()) {
+                return Err(DpkgDbError::Invalid {
+                    package: pkg.db_name(),
+                    msg: "package listed twice".into(),
+                });
+            }
+        }
+        {
+            use rayon::prelude::*;
+            sorted
+                .par_iter()
+                .try_for_each(|pkg| write_info_files(root, db, pkg))?;
+        }
+        let mut records = Records {
+            status: String::new(),
+            file_triggers: String::new(),
+            named_triggers: BTreeMap::new(),
+        };
+        for pkg in sorted {
+            collect_trigger_interests(pkg, &mut records.file_triggers, &mut records.named_triggers);
+            records.status.push_str(&pkg.status_stanza()?);
+            records.status.push('\n');
+        }
+        // Trigger names come from packages: one plain path component only.
+        records
+            .named_triggers
+            .retain(|name, _| !name.contains('/') && !name.starts_with('.'));
+        Ok(records)
+    }
+}
+
+fn named_trigger_file(db: &str, name: &str) -> Result<RelPath, DpkgDbError> {
+    Ok(rel(&format!("{db}/triggers"))?.join(name.as_bytes())?)
+}
+
+/// Appends `text` to the file at `p` (created when missing).
+fn append(root: &Root, p: &RelPath, text: &str) -> Result<(), DpkgDbError> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut body = match root.read_file(p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if !body.is_empty() && !body.ends_with(b"\n") {
+        body.push(b'\n');
+    }
+    body.extend_from_slice(text.as_bytes());
+    root.write_file(p, &body, 0o644)?;
+    Ok(())
+}
+
+/// The file-trigger interests of the `configured` packages that files of
+/// `added` fall under: dpkg activates them when it unpacks such a file, so
+/// packages unpacked after the interested one was configured must activate
+/// them (`dpkg-trigger`) before they are configured in turn.
+pub fn file_triggers_activated(
+    configured: &[UnpackedPackage],
+    added: &[UnpackedPackage],
+) -> Vec<String> {
+    let mut interests: Vec<String> = configured
+        .iter()
+        .flat_map(trigger_interests)
+        .map(|(trigger, _)| trigger)
+        .filter(|t| t.starts_with('/'))
+        .collect();
+    interests.sort();
+    interests.dedup();
+    interests
+        .into_iter()
+        .filter(|interest| {
+            let interest = interest.trim_end_matches('/').as_bytes();
+            added.iter().flat_map(|p| &p.files).any(|f| {
+                let path = f.path.to_absolute();
+                path.starts_with(interest)
+                    && (path.len() == interest.len() || path[interest.len()] == b'/')
+            })
+        })
+        .collect()
 }
 
 fn write_info_files(root: &Root, db: &str, pkg: &UnpackedPackage) -> Result<(), DpkgDbError> {
@@ -426,31 +520,72 @@ fn write_info_files(root: &Root, db: &str, pkg: &UnpackedPackage) -> Result<(), 
     Ok(())
 }
 
-/// `interest[-await|-noawait] <name>` lines of the package's `triggers`.
-fn collect_trigger_interests(
+/// Writes every control member of `pkg` (`control` included, scripts
+/// executable) into the directory `dir`, as dpkg lays them out in
+/// `tmp.ci` while it runs a preinst.
+pub fn write_control_dir(
+    root: &Root,
+    dir: &RelPath,
     pkg: &UnpackedPackage,
-    files: &mut String,
-    named: &mut BTreeMap<String, String>,
-) {
+) -> Result<(), DpkgDbError> {
+    root.mkdir_all(dir, 0o755)?;
+    for (name, data) in &pkg.control.files {
+        if name.contains('/') || name.is_empty() || name.starts_with('.') {
+            return Err(DpkgDbError::Invalid {
+                package: pkg.name.clone(),
+                msg: format!("invalid control member name {name:?}"),
+            });
+        }
+        let mode = if SCRIPTS.contains(&name.as_str()) {
+            0o755
+        } else {
+            0o644
+        };
+        root.write_file(&dir.join(name.as_bytes())?, data, mode)?;
+    }
+    Ok(())
+}
+
+/// `interest[-await|-noawait] <name>` lines of the package's `triggers`,
+/// as (trigger, noawait).
+fn trigger_interests(pkg: &UnpackedPackage) -> Vec<(String, bool)> {
     let Some(raw) = pkg.control.get("triggers") else {
-        return;
+        return Vec::new();
     };
-    let who = pkg.db_name();
+    let mut out = Vec::new();
     for line in String::from_utf8_lossy(raw).lines() {
         let line = line.split('#').next().unwrap_or("").trim();
         let mut words = line.split_whitespace();
         let (Some(directive), Some(trigger)) = (words.next(), words.next()) else {
             continue;
         };
-        let entry = match directive {
-            "interest" | "interest-await" => who.clone(),
-            "interest-noawait" => format!("{who}/noawait"),
-            _ => continue,
+        match directive {
+            "interest" | "interest-await" => out.push((trigger.to_string(), false)),
+            "interest-noawait" => out.push((trigger.to_string(), true)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Adds the package's trigger interests to `triggers/File` lines (`files`)
+/// and to the named triggers' files (`named`).
+fn collect_trigger_interests(
+    pkg: &UnpackedPackage,
+    files: &mut String,
+    named: &mut BTreeMap<String, String>,
+) {
+    let who = pkg.db_name();
+    for (trigger, noawait) in trigger_interests(pkg) {
+        let entry = if noawait {
+            format!("{who}/noawait")
+        } else {
+            who.clone()
         };
         if trigger.starts_with('/') {
             let _ = writeln!(files, "{trigger} {entry}");
         } else {
-            let _ = writeln!(named.entry(trigger.to_string()).or_default(), "{entry}");
+            let _ = writeln!(named.entry(trigger).or_default(), "{entry}");
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod control;
 pub mod debfile;
 pub mod dpkgdb;
+pub mod essential_first;
 pub mod index_choice;
 pub mod packages;
 pub mod relation;

@@ -14,6 +14,13 @@
 /// Marker prefix written before each step; parsed back by [`failed_step`].
 pub const STEP_MARKER: &str = "rootstrap-step:";
 
+/// Where each package's control members wait for its preinst, one
+/// directory per package numbered by its place in the stage-2 order. Each
+/// moves to `var/lib/dpkg/tmp.ci` while its preinst runs, as under dpkg:
+/// debconf takes the package's name from `tmp.ci/control` there, and
+/// records it as the owner of the questions the preinst registers.
+pub const PREINST_STAGING: &str = "var/lib/dpkg/rootstrap-ci";
+
 /// One package as stage 2 needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage2Package {
@@ -45,21 +52,35 @@ pub fn script_env() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Builds the stage-2 script: preinsts in `order`, then `dpkg --configure -a`,
-/// then pending triggers.
-pub fn script(order: &[Stage2Package], native_arch: &str) -> String {
+/// Builds the stage-2 script: preinsts in `order`, then the file triggers
+/// in `activate` (see [`super::dpkgdb::file_triggers_activated`]), then
+/// `dpkg --configure -a`, then pending triggers.
+pub fn script(order: &[Stage2Package], activate: &[String], native_arch: &str) -> String {
     let mut s = String::from(
         "set -e\n\
          DPKG_RUNNING_VERSION=$(/usr/bin/dpkg-query --showformat='${Version}' --show dpkg)\n\
          export DPKG_RUNNING_VERSION DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT=\n",
     );
-    for p in order.iter().filter(|p| p.has_preinst) {
-        let (name, info, arch) = (quote(&p.name), quote(&p.info_name), quote(&p.arch));
+    for (n, p) in order.iter().enumerate().filter(|(_, p)| p.has_preinst) {
+        let (name, arch) = (quote(&p.name), quote(&p.arch));
         s.push_str(&format!(
             "echo '{STEP_MARKER} preinst {}'\n\
+             rm -rf /var/lib/dpkg/tmp.ci\n\
+             mv /{PREINST_STAGING}/{n} /var/lib/dpkg/tmp.ci\n\
              DPKG_MAINTSCRIPT_PACKAGE={name} DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst \
-             /var/lib/dpkg/info/{info}.preinst install\n",
+             /var/lib/dpkg/tmp.ci/preinst install\n\
+             rm -rf /var/lib/dpkg/tmp.ci\n",
             p.info_name
+        ));
+    }
+    if order.iter().any(|p| p.has_preinst) {
+        s.push_str(&format!("rmdir /{PREINST_STAGING}\n"));
+    }
+    for path in activate {
+        s.push_str(&format!(
+            "echo {}\n/usr/bin/dpkg-trigger --no-await {}\n",
+            quote(&format!("{STEP_MARKER} dpkg-trigger {path}")),
+            quote(path)
         ));
     }
     s.push_str(&format!("echo '{STEP_MARKER} dpkg --configure'\n"));
@@ -110,20 +131,42 @@ mod tests {
                 pkg("no-scripts", false),
                 pkg("dash", true),
             ],
+            &[],
             "amd64",
         );
-        let bp = s.find("'base-passwd'.preinst install").unwrap();
-        let dash = s.find("'dash'.preinst install").unwrap();
+        let bp = s
+            .find("mv /var/lib/dpkg/rootstrap-ci/0 /var/lib/dpkg/tmp.ci")
+            .unwrap();
+        let dash = s
+            .find("mv /var/lib/dpkg/rootstrap-ci/2 /var/lib/dpkg/tmp.ci")
+            .unwrap();
+        let run = s.rfind("/var/lib/dpkg/tmp.ci/preinst install").unwrap();
         let conf = s.find("--configure -a").unwrap();
-        assert!(bp < dash && dash < conf);
-        assert!(!s.contains("no-scripts.preinst"));
+        assert!(bp < dash && dash < run && run < conf);
+        assert!(s.contains("DPKG_MAINTSCRIPT_PACKAGE='dash'"));
+        assert!(!s.contains("rootstrap-ci/1 "));
+    }
+
+    #[test]
+    fn file_triggers_are_activated_before_configure() {
+        let s = script(
+            &[pkg("zsh", true)],
+            &["/usr/share/debianutils/shells.d".into()],
+            "amd64",
+        );
+        let pre = s.find("DPKG_MAINTSCRIPT_PACKAGE='zsh'").unwrap();
+        let trig = s
+            .find("/usr/bin/dpkg-trigger --no-await '/usr/share/debianutils/shells.d'")
+            .unwrap();
+        let conf = s.find("--configure -a").unwrap();
+        assert!(pre < trig && trig < conf);
     }
 
     #[test]
     fn names_are_quoted() {
         assert_eq!(quote("a'b"), r"'a'\''b'");
-        let s = script(&[pkg("x';rm -rf /;'", true)], "amd64");
-        assert!(s.contains(r"'x'\'';rm -rf /;'\'''"));
+        let s = script(&[pkg("x';rm -rf /;'", true)], &[], "amd64");
+        assert!(s.contains(r"DPKG_MAINTSCRIPT_PACKAGE='x'\'';rm -rf /;'\'''"));
     }
 
     #[test]
