@@ -714,6 +714,85 @@ mod tests {
         assert_eq!(named.len(), 1);
     }
 
+    fn with_files(control: &str, triggers: Option<&[u8]>, paths: &[&str]) -> UnpackedPackage {
+        let extra: Vec<(&str, &[u8])> = triggers.map(|t| ("triggers", t)).into_iter().collect();
+        let mut p = pkg(control, &extra);
+        p.files = paths
+            .iter()
+            .map(|path| Extracted {
+                path: RelPath::from_archive(path.as_bytes()).unwrap(),
+                kind: EntryKind::File,
+                md5: Some([0; 16]),
+                size: 0,
+                mode: 0o644,
+                link_target: None,
+            })
+            .collect();
+        p
+    }
+
+    #[test]
+    fn file_triggers_fire_for_paths_at_or_under_the_interest_only() {
+        let watcher = with_files(
+            "Package: watcher\nVersion: 1\nArchitecture: all\n",
+            Some(b"interest /usr/share/watched\ninterest-noawait /etc/other/\ninterest named\n"),
+            &[],
+        );
+        let near_miss = with_files(
+            "Package: a\nVersion: 1\nArchitecture: all\n",
+            None,
+            &["usr/share/watchedness/x", "usr/share/watch"],
+        );
+        assert!(file_triggers_activated(std::slice::from_ref(&watcher), &[near_miss]).is_empty());
+        let hits = with_files(
+            "Package: b\nVersion: 1\nArchitecture: all\n",
+            None,
+            &["usr/share/watched/x/y", "etc/other"],
+        );
+        assert_eq!(
+            file_triggers_activated(&[watcher], &[hits]),
+            ["/etc/other/", "/usr/share/watched"]
+        );
+    }
+
+    #[test]
+    fn packages_added_later_join_the_database_dpkg_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let first = with_files(
+            "Package: libc-bin\nVersion: 1\nArchitecture: amd64\n",
+            Some(b"interest-noawait ldconfig\ninterest /usr/share/watched\n"),
+            &["usr/sbin/ldconfig"],
+        );
+        write_database(&root, &[first], "amd64").unwrap();
+        let db = dir.path().join("var/lib/dpkg");
+        // As dpkg leaves it after configuring: rewritten, installed.
+        std::fs::write(
+            db.join("status"),
+            "Package: libc-bin\nStatus: install ok installed\nVersion: 1\n",
+        )
+        .unwrap();
+        let later = with_files(
+            "Package: libfoo\nVersion: 2\nArchitecture: amd64\nMulti-Arch: same\n",
+            Some(b"interest-noawait ldconfig\n"),
+            &["usr/lib/libfoo.so.2"],
+        );
+        add_to_database(&root, &[later]).unwrap();
+        let read = |p: &str| std::fs::read_to_string(db.join(p)).unwrap();
+        assert_eq!(
+            read("status"),
+            "Package: libc-bin\nStatus: install ok installed\nVersion: 1\n\n\
+             Package: libfoo\nStatus: install ok unpacked\nArchitecture: amd64\n\
+             Multi-Arch: same\nVersion: 2\n\n"
+        );
+        assert_eq!(
+            read("triggers/ldconfig"),
+            "libc-bin/noawait\nlibfoo:amd64/noawait\n"
+        );
+        assert_eq!(read("triggers/File"), "/usr/share/watched libc-bin\n");
+        assert_eq!(read("info/libfoo:amd64.list"), "/.\n/usr/lib/libfoo.so.2\n");
+    }
+
     #[test]
     fn rejects_bad_package_names() {
         let mut files = BTreeMap::new();
