@@ -23,9 +23,11 @@ start)
     ;;
 stop)
     [ -f "$state/pid" ] || exit 0
-    kill "$(cat "$state/pid")" 2>/dev/null || true
+    # Read once: dockerd removes its pid file as it exits.
+    pid=$(cat "$state/pid")
+    kill "$pid" 2>/dev/null || true
     for _ in $(seq 30); do
-        kill -0 "$(cat "$state/pid")" 2>/dev/null || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 1
     done
     rm -f "$state/pid"
