@@ -690,12 +690,12 @@ pub fn install(
         .first()
         .map(|_| native_arch(plan))
         .unwrap_or_default();
-    let first = match opts.run_scripts {
+    let in_first = match opts.run_scripts {
         true => essential_first::first_set(&plan.packages),
         false => vec![true; plan.packages.len()],
     };
     let (mut first, mut rest): (Vec<usize>, Vec<usize>) =
-        (0..plan.packages.len()).partition(|&i| first[i]);
+        (0..plan.packages.len()).partition(|&i| in_first[i]);
     if first.is_empty() {
         std::mem::swap(&mut first, &mut rest);
     }
@@ -712,7 +712,7 @@ pub fn install(
     let stage2 = |which: &[usize], unpacked: &[UnpackedPackage], activate: &[String]| {
         let pkgs: Vec<&BinaryPackage> = which.iter().map(|&i| plan.packages[i]).collect();
         run_stage2(
-            root_dir,
+            &root,
             &pkgs,
             unpacked,
             activate,
@@ -994,7 +994,7 @@ fn replaces(a: &BinaryPackage, b: &BinaryPackage) -> bool {
 }
 
 fn run_stage2(
-    root_dir: &Path,
+    root: &Root,
     pkgs: &[&BinaryPackage],
     unpacked: &[UnpackedPackage],
     activate: &[String],
@@ -1016,16 +1016,15 @@ fn run_stage2(
             has_preinst: u.control.get("preinst").is_some(),
         })
         .collect();
-    let root = open_root(root_dir)?;
     let staging = RelPath::from_archive(stage2::PREINST_STAGING.as_bytes())?;
     for (n, (p, u)) in order.iter().zip(unpacked).enumerate() {
         if p.has_preinst {
-            dpkgdb::write_control_dir(&root, &staging.join(n.to_string().as_bytes())?, u)?;
+            dpkgdb::write_control_dir(root, &staging.join(n.to_string().as_bytes())?, u)?;
         }
     }
-    let _policy = sandbox::policy_rc_d_guard(root_dir)?;
+    let _policy = sandbox::policy_rc_d_guard(root.path())?;
     let mut spec = RunSpec::new(
-        root_dir,
+        root.path(),
         vec![
             "/bin/sh".into(),
             "-c".into(),

@@ -41,21 +41,20 @@ pub fn first_set(pkgs: &[&BinaryPackage]) -> Vec<bool> {
                 todo.extend(providers.filter(|&&j| !first[j]));
             }
         }
-        // A package outside that Replaces one inside joins, with its
-        // dependencies; repeat until nothing more joins.
-        todo = (0..pkgs.len())
-            .filter(|&i| !first[i])
-            .filter(|&i| {
-                pkgs[i]
-                    .replaces
-                    .iter()
-                    .flat_map(|d| &d.alternatives)
-                    .any(|atom| {
-                        pkgs.iter()
-                            .enumerate()
-                            .any(|(j, p)| first[j] && p.name == atom.name)
-                    })
+        // A package outside that Replaces one inside (by its real name, as
+        // unpacking settles a shared path) joins, with its dependencies;
+        // repeat until nothing more joins.
+        let replaces_one_inside = |i: usize| {
+            let mut replaced = pkgs[i].replaces.iter().flat_map(|d| &d.alternatives);
+            replaced.any(|atom| {
+                let named = by_name.get(atom.name.as_str()).into_iter().flatten();
+                named
+                    .filter(|&&j| pkgs[j].name == atom.name)
+                    .any(|&j| first[j])
             })
+        };
+        todo = (0..pkgs.len())
+            .filter(|&i| !first[i] && replaces_one_inside(i))
             .collect();
         if todo.is_empty() {
             return first;
