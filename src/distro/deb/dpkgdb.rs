@@ -374,22 +374,14 @@ pub fn write_database(
 pub fn add_to_database(root: &Root, pkgs: &[UnpackedPackage]) -> Result<(), DpkgDbError> {
     let db = "var/lib/dpkg";
     let records = Records::of(root, db, pkgs)?;
-    append(
-        root,
-        &rel(&format!("{db}/triggers/File"))?,
-        &records.file_triggers,
-    )?;
+    let triggers = rel(&format!("{db}/triggers/File"))?;
+    append(root, &triggers, &records.file_triggers, b"\n")?;
     for (name, body) in &records.named_triggers {
-        append(root, &named_trigger_file(db, name)?, body)?;
+        append(root, &named_trigger_file(db, name)?, body, b"\n")?;
     }
-    let status_path = rel(&format!("{db}/status"))?;
-    let mut status = root.read_file(&status_path)?;
-    if !status.is_empty() && !status.ends_with(b"\n\n") {
-        status.push(b'\n');
-    }
-    status.extend_from_slice(records.status.as_bytes());
-    root.write_file(&status_path, &status, 0o644)?;
-    Ok(())
+    // Stanzas are separated by a blank line.
+    let status = rel(&format!("{db}/status"))?;
+    append(root, &status, &records.status, b"\n\n")
 }
 
 /// What recording some packages adds to the database, with their info
@@ -444,8 +436,10 @@ fn named_trigger_file(db: &str, name: &str) -> Result<RelPath, DpkgDbError> {
     Ok(rel(&format!("{db}/triggers"))?.join(name.as_bytes())?)
 }
 
-/// Appends `text` to the file at `p` (created when missing).
-fn append(root: &Root, p: &RelPath, text: &str) -> Result<(), DpkgDbError> {
+/// Appends `text` to the file at `p` (created when missing), after
+/// newlines enough for a non-empty file to end with `separator` (only
+/// newlines).
+fn append(root: &Root, p: &RelPath, text: &str, separator: &[u8]) -> Result<(), DpkgDbError> {
     if text.is_empty() {
         return Ok(());
     }
@@ -454,7 +448,7 @@ fn append(root: &Root, p: &RelPath, text: &str) -> Result<(), DpkgDbError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e.into()),
     };
-    if !body.is_empty() && !body.ends_with(b"\n") {
+    while !body.is_empty() && !body.ends_with(separator) {
         body.push(b'\n');
     }
     body.extend_from_slice(text.as_bytes());
@@ -491,15 +485,30 @@ pub fn file_triggers_activated(
         .collect()
 }
 
+/// Control member names become (parts of) file names: no `/`, not empty.
+fn check_member_name(pkg: &UnpackedPackage, name: &str) -> Result<(), DpkgDbError> {
+    if name.contains('/') || name.is_empty() {
+        return Err(DpkgDbError::Invalid {
+            package: pkg.name.clone(),
+            msg: format!("invalid control member name {name:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// A control member's mode once written out: maintainer scripts run.
+fn member_mode(name: &str) -> u32 {
+    if SCRIPTS.contains(&name) {
+        0o755
+    } else {
+        0o644
+    }
+}
+
 fn write_info_files(root: &Root, db: &str, pkg: &UnpackedPackage) -> Result<(), DpkgDbError> {
     let base = pkg.db_name();
     let info = |ext: &str| -> Result<RelPath, DpkgDbError> {
-        if ext.contains('/') || ext.is_empty() {
-            return Err(DpkgDbError::Invalid {
-                package: pkg.name.clone(),
-                msg: format!("invalid control member name {ext:?}"),
-            });
-        }
+        check_member_name(pkg, ext)?;
         Ok(rel(&format!("{db}/info/{base}.{ext}"))?)
     };
     root.write_file(&info("list")?, &pkg.list_file(), 0o644)?;
@@ -510,12 +519,7 @@ fn write_info_files(root: &Root, db: &str, pkg: &UnpackedPackage) -> Result<(), 
         if name == "control" || name == "md5sums" {
             continue;
         }
-        let mode = if SCRIPTS.contains(&name.as_str()) {
-            0o755
-        } else {
-            0o644
-        };
-        root.write_file(&info(name)?, data, mode)?;
+        root.write_file(&info(name)?, data, member_mode(name))?;
     }
     Ok(())
 }
@@ -530,18 +534,15 @@ pub fn write_control_dir(
 ) -> Result<(), DpkgDbError> {
     root.mkdir_all(dir, 0o755)?;
     for (name, data) in &pkg.control.files {
-        if name.contains('/') || name.is_empty() || name.starts_with('.') {
+        check_member_name(pkg, name)?;
+        // Here the name is a whole path component: `.` and `..` must not pass.
+        if name.starts_with('.') {
             return Err(DpkgDbError::Invalid {
                 package: pkg.name.clone(),
                 msg: format!("invalid control member name {name:?}"),
             });
         }
-        let mode = if SCRIPTS.contains(&name.as_str()) {
-            0o755
-        } else {
-            0o644
-        };
-        root.write_file(&dir.join(name.as_bytes())?, data, mode)?;
+        root.write_file(&dir.join(name.as_bytes())?, data, member_mode(name))?;
     }
     Ok(())
 }
