@@ -9,10 +9,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::debrepo::{host_runtime_packages, DebPackage, Entry, Repo};
+use common::debrepo::{sandbox_runtime_packages, DebPackage, Entry, Repo};
 use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::run::{self, is_root, BIN};
+use common::run::{self, BIN};
 use common::signing::ArchiveKey;
 
 struct Fixture {
@@ -71,6 +71,16 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Runs `script` with `/bin/sh -c` in the built `oci:` image, in the
+    /// sandbox (`rootstrap run`).
+    fn run(&self, script: &str) -> Output {
+        let oci = format!("oci:{}", self.path("out/oci").display());
+        Command::new(BIN)
+            .args(["run", &oci, "--", "/bin/sh", "-c", script])
+            .output()
+            .unwrap()
+    }
+
     /// A failed build must exit non-zero, say `needles` on stderr, and leave
     /// no output and no temporary rootfs.
     fn assert_fails_cleanly(&self, needles: &[&str]) {
@@ -115,12 +125,7 @@ fn minimal_packages() -> Vec<DebPackage> {
 
 #[test]
 fn builds_a_runnable_image_with_the_targets_own_dpkg() {
-    if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
-        return;
-    }
-    let Some(mut packages) = host_runtime_packages() else {
-        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+    let Some(mut packages) = sandbox_runtime_packages() else {
         return;
     };
     packages.push(
@@ -144,19 +149,13 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
     );
     assert_empty(&f.path("work"));
 
-    let rootstrap = BIN;
-    let oci = format!("oci:{}", f.path("out/oci").display());
-    let run = Command::new(rootstrap)
-        .args(["run", &oci, "--", "/bin/sh", "-c"])
-        .arg(
-            "cat /var/lib/hello-preinst /etc/hello-configured; \
-             test -e /var/lib/dpkg/tmp.ci || test -e /var/lib/dpkg/rootstrap-ci || echo no-leftovers; \
-             dpkg-query -W -f '${Status}\\n' hello-fixture busybox dpkg libc6; \
-             hello-fixture; test -e /etc/hello.conf.dpkg-new || echo conffile-in-place; \
-             /usr/bin/dpkg --audit && echo audit-clean; echo FIXTURE=$FIXTURE",
-        )
-        .output()
-        .unwrap();
+    let run = f.run(
+        "cat /var/lib/hello-preinst /etc/hello-configured; \
+         test -e /var/lib/dpkg/tmp.ci || test -e /var/lib/dpkg/rootstrap-ci || echo no-leftovers; \
+         dpkg-query -W -f '${Status}\\n' hello-fixture busybox dpkg libc6; \
+         hello-fixture; test -e /etc/hello.conf.dpkg-new || echo conffile-in-place; \
+         /usr/bin/dpkg --audit && echo audit-clean; echo FIXTURE=$FIXTURE",
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -169,7 +168,7 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
          install ok installed\nhello from the fixture\nconffile-in-place\naudit-clean\nFIXTURE=yes\n"
     );
 
-    let inspect = Command::new(rootstrap)
+    let inspect = Command::new(BIN)
         .args(["inspect", "--json"])
         .arg(format!(
             "docker-archive:{}",
@@ -238,12 +237,7 @@ fn find_file(dir: &Path, prefix: &str) -> Option<std::path::PathBuf> {
 
 #[test]
 fn rebuild_from_a_warm_cache_is_byte_identical_and_downloads_no_package() {
-    if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
-        return;
-    }
-    let Some(packages) = host_runtime_packages() else {
-        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+    let Some(packages) = sandbox_runtime_packages() else {
         return;
     };
     let f = Fixture::new(packages, |_| {});
@@ -495,12 +489,7 @@ fn a_package_replacing_an_essential_ones_file_wins_it() {
 }
 
 fn assert_replacer_wins(old_is_essential: bool) {
-    if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
-        return;
-    }
-    let Some(mut packages) = host_runtime_packages() else {
-        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+    let Some(mut packages) = sandbox_runtime_packages() else {
         return;
     };
     let mut overlapping = overlapping_packages(true);
@@ -516,16 +505,11 @@ fn assert_replacer_wins(old_is_essential: bool) {
         "build failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let oci = format!("oci:{}", f.path("out/oci").display());
-    let run = Command::new(BIN)
-        .args(["run", &oci, "--", "/bin/sh", "-c"])
-        .arg(
-            "cat /usr/share/tool/data; \
-             grep -c /usr/share/tool/data /var/lib/dpkg/info/new-tool.list; \
-             grep -c /usr/share/tool/data /var/lib/dpkg/info/old-tool.list || true",
-        )
-        .output()
-        .unwrap();
+    let run = f.run(
+        "cat /usr/share/tool/data; \
+         grep -c /usr/share/tool/data /var/lib/dpkg/info/new-tool.list; \
+         grep -c /usr/share/tool/data /var/lib/dpkg/info/old-tool.list || true",
+    );
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         "new\n1\n0\n",
@@ -540,12 +524,7 @@ fn assert_replacer_wins(old_is_essential: bool) {
 /// dpkg fires it when it unpacks such a file.
 #[test]
 fn a_file_trigger_of_the_essential_set_fires_for_packages_configured_after_it() {
-    if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
-        return;
-    }
-    let Some(mut packages) = host_runtime_packages() else {
-        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+    let Some(mut packages) = sandbox_runtime_packages() else {
         return;
     };
     packages.push(
@@ -572,12 +551,9 @@ fn a_file_trigger_of_the_essential_set_fires_for_packages_configured_after_it() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "build failed:\n{stderr}");
     assert_empty(&f.path("work"));
-    let oci = format!("oci:{}", f.path("out/oci").display());
-    let run = Command::new(BIN)
-        .args(["run", &oci, "--", "/bin/sh", "-c"])
-        .arg("cat /var/lib/watched-seen /var/lib/watcher-calls; /usr/bin/dpkg --audit && echo audit-clean")
-        .output()
-        .unwrap();
+    let run = f.run(
+        "cat /var/lib/watched-seen /var/lib/watcher-calls; /usr/bin/dpkg --audit && echo audit-clean",
+    );
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
         "base\nextra\nconfigure\ntriggered\naudit-clean\n",
@@ -591,12 +567,7 @@ fn a_file_trigger_of_the_essential_set_fires_for_packages_configured_after_it() 
 /// script, and neither the rootfs nor the staging directory is left.
 #[test]
 fn a_failing_essential_script_fails_the_build_and_leaves_nothing() {
-    if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
-        return;
-    }
-    let Some(mut packages) = host_runtime_packages() else {
-        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+    let Some(mut packages) = sandbox_runtime_packages() else {
         return;
     };
     packages.push(

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::debrepo::{host_runtime_packages, Repo};
+use common::debrepo::{sandbox_runtime_packages, Repo};
 use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::run::{self, is_root};
+use common::run;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -40,12 +40,7 @@ fn gunzip(path: &PathBuf) -> Vec<u8> {
 
 #[test]
 fn plain_tar_output_equals_the_gzip_layer_cold_and_warm() {
-    if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
-        return;
-    }
-    let Some(packages) = host_runtime_packages() else {
-        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+    let Some(packages) = sandbox_runtime_packages() else {
         return;
     };
     let f = DebFixture::new();

@@ -446,6 +446,21 @@ impl Repo {
     }
 }
 
+/// [`host_runtime_packages`] for a test that builds with scripts run in
+/// the sandbox; None, after saying why on stderr, when the test must skip
+/// (not root, or no busybox-static and dpkg on the host).
+pub fn sandbox_runtime_packages() -> Option<Vec<DebPackage>> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+        return None;
+    }
+    let packages = host_runtime_packages();
+    if packages.is_none() {
+        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+    }
+    packages
+}
+
 /// Packages made from the host's static busybox and its real dpkg (with the
 /// shared libraries dpkg links against), enough for stage 2 to run the
 /// target's own dpkg. None when the host lacks them (the test then skips).
