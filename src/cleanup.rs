@@ -101,12 +101,15 @@ fn children(dir: &Path) -> Vec<PathBuf> {
 /// Starts the watcher thread. Call once, early, from the binary.
 pub fn install_signal_handlers() -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::io::Write;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                eprintln!("rootstrap: interrupted, cleaning up");
+                // Not eprintln!: it panics when stderr is gone (a closed
+                // pipe), and a panic here would skip the cleanup and exit.
+                let _ = writeln!(std::io::stderr(), "rootstrap: interrupted, cleaning up");
                 let paths =
                     std::mem::take(&mut *REGISTERED.lock().unwrap_or_else(|e| e.into_inner()));
                 for p in paths.iter().rev() {
