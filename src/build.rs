@@ -10,6 +10,7 @@ use serde::Serialize;
 
 mod alpine;
 mod locked;
+mod tree_dir;
 
 pub use locked::{read_lock, write_mirror, LockReport, LockRequest, MirrorReport};
 
@@ -142,7 +143,9 @@ pub struct BuildOptions {
     pub outputs: Vec<BuildOutput>,
     /// `-t`; default: the recipe's image.name.
     pub tags: Vec<String>,
-    /// Where the temporary rootfs lives; default: $TMPDIR.
+    /// `--work-dir`: where temporary trees and blobs live (default: $TMPDIR).
+    /// Given, it also holds a recipe build's rootfs, which otherwise may be
+    /// made in memory (`tree_dir`).
     pub work_dir: Option<PathBuf>,
     /// The sandbox helper executable (default: this executable).
     pub sandbox_helper: Option<PathBuf>,
@@ -700,14 +703,15 @@ pub fn build(
     let cache_key = layer_cache::key(&key_parts);
     let layers = LayerCache::new(&prepared.cache_dir);
     // The tree itself is needed for a rootfs output and for Dockerfile steps.
+    let recipe_has_dockerfile = recipe
+        .build
+        .as_ref()
+        .is_some_and(|b| b.dockerfile.is_some());
     let wants_tree = opts
         .outputs
         .iter()
         .any(|o| matches!(o, BuildOutput::RootfsDir(_)))
-        || recipe
-            .build
-            .as_ref()
-            .is_some_and(|b| b.dockerfile.is_some());
+        || recipe_has_dockerfile;
     let mut rootfs = None;
     let sandbox = match &opts.sandbox_helper {
         Some(p) => Sandbox::with_helper(p),
@@ -760,12 +764,10 @@ pub fn build(
         prepared.fetcher.fetch_all(&fetch_items)?;
     } else {
         reporter.stage("fetch, verify and unpack packages");
-        let dir = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
-        std::fs::create_dir(dir.path()).map_err(|source| BuildError::WorkDir {
-            path: work.clone(),
-            source,
-        })?;
-        set_mode(dir.path(), 0o755);
+        let planned =
+            tree_dir::planned_bytes(plan.packages.iter().map(|p| (p.installed_size, p.size)));
+        let parent = tree_dir::choose(opts, planned, recipe_has_dockerfile)?;
+        let dir = tree_dir::make_tree(&parent, reporter.as_ref())?;
         bootstrap::install(
             dir.path(),
             &plan,

@@ -6,8 +6,12 @@
 //! entry: they are tied to us by PR_SET_PDEATHSIG and their mounts live in a
 //! private mount namespace, so both vanish when we exit.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
 
 static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -17,6 +21,9 @@ static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub struct TempPath {
     path: PathBuf,
     keep: bool,
+    /// For [`TempPath::locked_dir`]: the directory's flock, released only
+    /// after the directory is removed (fields drop after `Drop::drop`).
+    lock: Option<OwnedFd>,
 }
 
 impl TempPath {
@@ -26,7 +33,21 @@ impl TempPath {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(path.clone());
-        TempPath { path, keep: false }
+        TempPath {
+            path,
+            keep: false,
+            lock: None,
+        }
+    }
+
+    /// Creates the directory `path` (mode 0755) and holds an exclusive flock
+    /// on it while the guard lives, so [`remove_abandoned`] can tell it from
+    /// one whose process died without cleaning up.
+    pub fn locked_dir(path: PathBuf) -> std::io::Result<TempPath> {
+        let mut guard = TempPath::new(path);
+        rustix::fs::mkdir(guard.path(), rustix::fs::Mode::from_raw_mode(0o755))?;
+        guard.lock = Some(lock_dir(guard.path())?);
+        Ok(guard)
     }
 
     pub fn path(&self) -> &Path {
@@ -56,6 +77,69 @@ fn unregister(path: &Path) {
     if let Some(i) = reg.iter().rposition(|p| p == path) {
         reg.remove(i);
     }
+}
+
+/// How long a directory must have existed before [`remove_abandoned`] may
+/// take it: far longer than the instant between its `mkdir` and its lock.
+const ABANDONED_AFTER: Duration = Duration::from_secs(10);
+
+fn lock_dir(dir: &Path) -> std::io::Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive)?;
+    Ok(fd)
+}
+
+/// Removes the directories named `prefix*` in `parent` that were made by
+/// [`TempPath::locked_dir`] in a process that is gone (killed with SIGKILL,
+/// by the OOM killer): nobody holds their lock. A directory named
+/// `<dir>-staging` goes with `<dir>`. A flock dies with its process in any
+/// PID namespace, so unlike a PID in the name it cannot be mistaken.
+/// Returns what was removed.
+pub fn remove_abandoned(parent: &Path, prefix: &str) -> Vec<PathBuf> {
+    remove_abandoned_after(parent, prefix, ABANDONED_AFTER)
+}
+
+fn remove_abandoned_after(parent: &Path, prefix: &str, min_age: Duration) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let owner = parent.join(name.strip_suffix("-staging").unwrap_or(name));
+        if is_abandoned(&owner, min_age) {
+            let path = entry.path();
+            remove(&path);
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// Old enough and unlocked, or gone (for a staging directory's owner).
+fn is_abandoned(dir: &Path, min_age: Duration) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return true;
+    };
+    if !meta.is_dir() {
+        return false;
+    }
+    let changed = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            u64::try_from(std::os::unix::fs::MetadataExt::ctime(&meta)).unwrap_or(0),
+        );
+    let old = SystemTime::now()
+        .duration_since(changed)
+        .is_ok_and(|age| age >= min_age);
+    old && lock_dir(dir).is_ok()
 }
 
 /// Removes a file or a directory tree without following symlinks
@@ -138,6 +222,53 @@ mod tests {
         let kept = TempPath::new(b.clone()).persist();
         assert!(kept.exists());
         assert!(!REGISTERED.lock().unwrap().contains(&b));
+    }
+
+    /// A locked directory whose lock is gone, as after its process died.
+    fn abandoned_dir(path: PathBuf) {
+        let mut guard = TempPath::locked_dir(path).unwrap();
+        drop(guard.lock.take());
+        guard.persist();
+    }
+
+    #[test]
+    fn a_held_tree_and_its_staging_directory_are_not_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = TempPath::locked_dir(dir.path().join(".rs-tree-1")).unwrap();
+        std::fs::create_dir(dir.path().join(".rs-tree-1-staging")).unwrap();
+        let removed = remove_abandoned_after(dir.path(), ".rs-tree-", Duration::ZERO);
+        assert!(removed.is_empty(), "{removed:?}");
+        assert!(tree.path().is_dir());
+        drop(tree);
+        assert!(!dir.path().join(".rs-tree-1").exists());
+    }
+
+    #[test]
+    fn trees_of_dead_builds_go_with_their_staging_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        abandoned_dir(dir.path().join(".rs-tree-1"));
+        std::fs::create_dir_all(dir.path().join(".rs-tree-1/usr/lib")).unwrap();
+        std::fs::create_dir(dir.path().join(".rs-tree-1-staging")).unwrap();
+        // A staging directory whose tree is already gone.
+        std::fs::create_dir(dir.path().join(".rs-tree-2-staging")).unwrap();
+        std::fs::create_dir(dir.path().join("someone-elses")).unwrap();
+        let mut removed = remove_abandoned_after(dir.path(), ".rs-tree-", Duration::ZERO);
+        removed.sort();
+        let names: Vec<_> = removed.iter().map(|p| p.file_name().unwrap()).collect();
+        assert_eq!(
+            names,
+            [".rs-tree-1", ".rs-tree-1-staging", ".rs-tree-2-staging"]
+        );
+        assert!(dir.path().join("someone-elses").is_dir());
+    }
+
+    #[test]
+    fn a_fresh_unlocked_directory_is_left_alone() {
+        // The instant between a tree's mkdir and its lock must not count.
+        let dir = tempfile::tempdir().unwrap();
+        abandoned_dir(dir.path().join(".rs-tree-1"));
+        assert!(remove_abandoned(dir.path(), ".rs-tree-").is_empty());
+        assert!(dir.path().join(".rs-tree-1").is_dir());
     }
 
     #[test]

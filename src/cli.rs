@@ -159,7 +159,8 @@ pub struct BuildArgs {
     /// Image reference to record (NAME[:TAG]); defaults to the recipe's image.name.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
-    /// Directory for the temporary rootfs (default: $TMPDIR).
+    /// Directory for the temporary rootfs (default: memory, /dev/shm, when
+    /// the planned tree fits and no Dockerfile steps follow; else $TMPDIR).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     #[command(flatten)]

@@ -53,22 +53,29 @@ impl Fixture {
     }
 
     fn build(&self) -> Output {
-        run::rootstrap_isolated()
-            .arg("build")
+        self.build_command()
+            .arg("--work-dir")
+            .arg(self.path("work"))
+            .output()
+            .unwrap()
+    }
+
+    /// `rootstrap build` of the fixture's recipe to `out/`, with the
+    /// default work directory.
+    fn build_command(&self) -> Command {
+        let mut cmd = run::rootstrap_isolated();
+        cmd.arg("build")
             .arg(self.path("recipe.toml"))
             .arg("--cache-dir")
             .arg(self.path("cache"))
-            .arg("--work-dir")
-            .arg(self.path("work"))
             .arg("--output")
             .arg(format!("oci:{}", self.path("out/oci").display()))
             .arg("--output")
             .arg(format!(
                 "docker-archive:{}",
                 self.path("out/image.tar").display()
-            ))
-            .output()
-            .unwrap()
+            ));
+        cmd
     }
 
     /// Runs `script` with `/bin/sh -c` in the built `oci:` image, in the
@@ -589,4 +596,134 @@ fn a_failing_essential_script_fails_the_build_and_leaves_nothing() {
         "maintainer scripts failed at dpkg --configure",
         "broken-essential says no",
     ]);
+}
+
+/// With no `--work-dir` and no `$TMPDIR`, a small tree is made in
+/// /dev/shm; a build failing there leaves nothing behind either.
+#[test]
+fn a_build_failing_in_memory_leaves_nothing_in_dev_shm() {
+    if !common::run::shm_has_room() {
+        eprintln!("skipping: /dev/shm is not a tmpfs with room for a fixture tree");
+        return;
+    }
+    let Some(mut packages) = sandbox_runtime_packages() else {
+        return;
+    };
+    packages.push(
+        DebPackage::new("broken-essential", "1.0")
+            .essential()
+            .depends("busybox")
+            .script(
+                "postinst",
+                "#!/bin/sh\necho broken-essential says no >&2\nexit 3\n",
+            ),
+    );
+    packages.push(DebPackage::new("hello-fixture", "2.0-1"));
+    let f = Fixture::new(packages, |_| {});
+    let child = f
+        .build_command()
+        .env_remove("TMPDIR")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "build should fail:\n{stderr}");
+    assert!(
+        stderr.contains("rootfs made in memory (/dev/shm)"),
+        "the tree should have been made in memory:\n{stderr}"
+    );
+    assert!(stderr.contains("broken-essential says no"), "{stderr}");
+    assert_empty(&f.path("out"));
+    let prefix = format!(".rootstrap-rootfs-{pid}-");
+    let left: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+/// Trees in /dev/shm hold memory until removed. A build stopped with
+/// SIGTERM removes its own; one killed with SIGKILL cannot, and the next
+/// build in memory removes it, once it is old enough not to be
+/// mid-creation, and only because no process holds its lock.
+#[test]
+fn a_stopped_builds_tree_leaves_dev_shm_and_a_killed_ones_goes_with_the_next_build() {
+    use std::io::{BufRead, BufReader};
+    if !common::run::shm_has_room() {
+        eprintln!("skipping: /dev/shm is not a tmpfs with room for a fixture tree");
+        return;
+    }
+    let Some(mut packages) = sandbox_runtime_packages() else {
+        return;
+    };
+    packages.push(
+        DebPackage::new("slow", "1.0")
+            .depends("busybox")
+            .script("postinst", "#!/bin/sh\n/usr/bin/busybox sleep 60\n"),
+    );
+    packages.push(DebPackage::new("hello-fixture", "2.0-1"));
+    let f = Fixture::new(packages, |_| {});
+    f.write_recipe(&["hello-fixture", "slow"]);
+    let trees_of = |pid: u32| -> Vec<String> {
+        let prefix = format!(".rootstrap-rootfs-{pid}-");
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&prefix))
+            .collect()
+    };
+    // Starts the build and returns once its slow postinst runs.
+    let start_build = || {
+        let mut child = f
+            .build_command()
+            .env_remove("TMPDIR")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut log = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("configure the other") {
+            line.clear();
+            assert!(log.read_line(&mut line).unwrap() > 0, "build ended early");
+        }
+        assert!(!trees_of(child.id()).is_empty(), "no tree in /dev/shm");
+        child
+    };
+
+    // By now the build's stderr has no reader (the closure dropped it), as
+    // when a log pipe's reader has gone: the cleanup must not depend on it.
+    let stopped = start_build();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&stopped),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let pid = stopped.id();
+    let status = stopped.wait_with_output().unwrap().status;
+    assert!(!status.success());
+    assert_eq!(trees_of(pid), Vec::<String>::new(), "SIGTERM left its tree");
+
+    let mut killed = start_build();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let trees = || trees_of(killed.id());
+    assert!(
+        !trees().is_empty(),
+        "the killed build's tree should be left"
+    );
+
+    // Younger trees are spared (they may be a build between mkdir and lock).
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    f.write_recipe(&["hello-fixture"]);
+    let out = f.build_command().env_remove("TMPDIR").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("left by a build that was killed"),
+        "the next build should say it removed the tree:\n{stderr}"
+    );
+    assert!(trees().is_empty(), "left in /dev/shm: {:?}", trees());
 }

@@ -1,5 +1,5 @@
 //! Bit-identical output: the same recipe built several times under
-//! different conditions — cache directory (cold and warm), work directory,
+//! different conditions — cache directory (cold and warm), work directory (memory and disk),
 //! time zone, umask, locale and number of threads — must give the same OCI
 //! layout, file for file and byte for byte. One Debian fixture (with a real
 //! stage 2 run by the host's dpkg, and maintainer scripts that leave random
@@ -26,8 +26,15 @@ struct Conditions {
     umask: &'static str,
     locale: &'static str,
     threads: &'static str,
-    /// Pass `--work-dir` relative to the build's current directory.
-    relative_work_dir: bool,
+    work_dir: WorkDir,
+}
+
+enum WorkDir {
+    /// No `--work-dir` and no `$TMPDIR`: the tree is made in memory
+    /// (/dev/shm) when the machine has room, as for most users.
+    Default,
+    /// `--work-dir` relative to the build's current directory (on disk).
+    Relative,
 }
 
 const COLD_UTC: Conditions = Conditions {
@@ -37,7 +44,7 @@ const COLD_UTC: Conditions = Conditions {
     umask: "022",
     locale: "C",
     threads: "1",
-    relative_work_dir: false,
+    work_dir: WorkDir::Default,
 };
 /// Different in every respect; run twice on one cache (cold, then warm).
 const ODD: Conditions = Conditions {
@@ -47,20 +54,19 @@ const ODD: Conditions = Conditions {
     umask: "077",
     locale: "de_DE.UTF-8",
     threads: "2",
-    relative_work_dir: true,
+    work_dir: WorkDir::Relative,
 };
 
 /// Runs the built `rootstrap` with `args` under `c`, in a fresh work
 /// directory and writing `oci:<dir>/out-<tag>`. The umask is set by a shell
 /// that then execs rootstrap, so it applies to rootstrap itself.
 fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Output, PathBuf) {
-    let name = format!("work-{tag}");
-    std::fs::create_dir_all(dir.join(&name)).unwrap();
-    let work = if c.relative_work_dir {
-        PathBuf::from(&name)
-    } else {
-        dir.join(&name)
-    };
+    let mut work_args: Vec<String> = Vec::new();
+    if let WorkDir::Relative = c.work_dir {
+        let name = format!("work-{tag}");
+        std::fs::create_dir_all(dir.join(&name)).unwrap();
+        work_args = vec!["--work-dir".into(), name];
+    }
     let out = dir.join(format!("out-{tag}"));
     let output = Command::new("sh")
         .arg("-c")
@@ -70,8 +76,7 @@ fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Outpu
         .args(args)
         .arg("--cache-dir")
         .arg(dir.join(c.cache))
-        .arg("--work-dir")
-        .arg(&work)
+        .args(&work_args)
         .arg("--output")
         .arg(format!("oci:{}", out.display()))
         .env("TZ", c.tz)
@@ -80,6 +85,7 @@ fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Outpu
         .env("RAYON_NUM_THREADS", c.threads)
         .env_remove("ROOTSTRAP_MIRROR")
         .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("TMPDIR")
         .current_dir(dir)
         .output()
         .unwrap();
@@ -89,6 +95,13 @@ fn build_under(dir: &Path, c: &Conditions, tag: &str, args: &[String]) -> (Outpu
         c.name,
         run::stderr(&output)
     );
+    if matches!(c.work_dir, WorkDir::Default) && run::shm_has_room() {
+        let log = run::stderr(&output);
+        assert!(
+            log.contains("made in memory") || log.contains("reuse the cached base layer"),
+            "build {tag} should have made its tree in memory:\n{log}"
+        );
+    }
     (output, out)
 }
 

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::locked;
 use super::{
-    apply_image_spec, epoch_for, set_mode, unique_dir, BuildError, BuildOptions, BuildReport,
-    PlanReport, PlannedPackage, SourceOptions,
+    apply_image_spec, epoch_for, BuildError, BuildOptions, BuildReport, PlanReport, PlannedPackage,
+    SourceOptions,
 };
-use crate::cleanup::TempPath;
 use crate::distro::apk::bootstrap::{
     self as apk, ApkBootstrapError, ApkSource, InstallOptions, KeyFile, LoadedIndexes,
 };
@@ -349,13 +348,12 @@ pub(super) fn build(
     let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
 
     reporter.stage("install");
-    let work = super::work_dir(opts)?;
-    let rootfs = TempPath::new(unique_dir(&work, "rootstrap-rootfs"));
-    std::fs::create_dir(rootfs.path()).map_err(|source| BuildError::WorkDir {
-        path: work.clone(),
-        source,
-    })?;
-    set_mode(rootfs.path(), 0o755);
+    let planned = super::tree_dir::planned_bytes(
+        plan.iter()
+            .map(|p| (Some(p.installed_size.div_ceil(1024)), p.size)),
+    );
+    let parent = super::tree_dir::choose(opts, planned, false)?;
+    let rootfs = super::tree_dir::make_tree(&parent, reporter.as_ref())?;
     let sandbox = match &opts.sandbox_helper {
         Some(p) => Sandbox::with_helper(p),
         None => Sandbox::new(),
@@ -396,6 +394,7 @@ pub(super) fn build(
     if installed.scripts_skipped {
         labels.insert(SCRIPTS_LABEL.into(), "not-run".into());
     }
+    let work = super::work_dir(opts)?;
     let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
     let layer_opts = LayerOptions {
         source_date_epoch: Some(epoch),

@@ -32,6 +32,28 @@ pub fn stderr(o: &Output) -> String {
     text(&o.stderr)
 }
 
+/// Whether /dev/shm is a tmpfs with a few GiB free and ample memory, so a
+/// default build of a small fixture makes its tree there (see
+/// `build::tree_dir` for the rule, which these bounds are well inside).
+#[allow(clippy::unnecessary_cast)]
+pub fn shm_has_room() -> bool {
+    let shm = std::path::Path::new("/dev/shm");
+    let tmpfs =
+        rustix::fs::statfs(shm).is_ok_and(|fs| fs.f_type as i64 == libc::TMPFS_MAGIC as i64);
+    let free = rustix::fs::statvfs(shm)
+        .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+        .unwrap_or(0);
+    let available_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    tmpfs && free >= 2 << 30 && available_kib >= 8 << 20
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
