@@ -35,7 +35,7 @@ fi
 python3 scripts/partial-mirror.py "$upstream" "$suite" "$bench/mirror" <"$names"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$bench/mirror" "$port" >/dev/null 2>&1 &
+python3 scripts/serve-dir.py "$bench/mirror" "$port" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 sleep 1
@@ -61,14 +61,26 @@ measure rootstrap-cold "$rs" --progress plain build "recipes/debian-$suite.toml"
     --cache-dir "$bench/cache" --output "tar:$bench/out/rootstrap.tar"
 measure rootstrap-warm "$rs" --progress plain build "recipes/debian-$suite.toml" --mirror "$mirror" \
     --cache-dir "$bench/cache" --output "tar:$bench/out/rootstrap-warm.tar"
+# rootstrap makes a small tree in /dev/shm unless told otherwise; this run
+# keeps it on the bench directory's disk, as mmdebstrap's default run does.
+mkdir -p "$bench/work-disk"
+measure rootstrap-cold-disk "$rs" --progress plain build "recipes/debian-$suite.toml" --mirror "$mirror" \
+    --cache-dir "$bench/cache-disk" --work-dir "$bench/work-disk" --output "tar:$bench/out/rootstrap-disk.tar"
+rm -rf "$bench/cache-disk" "$bench/work-disk"
 measure rootstrap-cold-oci "$rs" --progress plain build "recipes/debian-$suite.toml" --mirror "$mirror" \
     --cache-dir "$bench/cache-oci" --output "docker-archive:$bench/out/rootstrap.docker.tar"
 rm -rf "$bench/cache-oci"
+# (The disk tree's removal is not right before mmdebstrap: on an ext4 without
+# a journal, inodes freed in the last minute make the next tree's creation
+# slower, which would count against mmdebstrap.)
 measure mmdebstrap mmdebstrap --variant=minbase --keyring="$keyring" "$suite" "$bench/out/mmdebstrap.tar" "$mirror"
 rm -rf "$bench/dbs"
 measure debootstrap sh -c "debootstrap --variant=minbase --keyring='$keyring/debian-archive-$suite-automatic.gpg' \
     '$suite' '$bench/dbs' '$mirror' && tar -C '$bench/dbs' -cf '$bench/out/debootstrap.tar' ."
 rm -rf "$bench/dbs"
+# mmdebstrap makes its tree in $TMPDIR: the same in memory, for comparison.
+measure mmdebstrap-shm env TMPDIR=/dev/shm mmdebstrap --variant=minbase --keyring="$keyring" "$suite" \
+    "$bench/out/mmdebstrap-shm.tar" "$mirror"
 
 mm=$(cat "$bench/mmdebstrap.t")
 mm_cpu=$(cat "$bench/mmdebstrap.cpu")
@@ -76,10 +88,12 @@ ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
 echo
 echo "| tool | wall (s) | × mmdebstrap | CPU (s) | CPU × mmdebstrap | peak RSS (MB) |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-for n in rootstrap-cold rootstrap-warm rootstrap-cold-oci mmdebstrap debootstrap; do
+for n in rootstrap-cold rootstrap-warm rootstrap-cold-oci rootstrap-cold-disk mmdebstrap mmdebstrap-shm debootstrap; do
     t=$(cat "$bench/$n.t") cpu=$(cat "$bench/$n.cpu")
     echo "| $n | $t | $(ratio "$t" "$mm") | $cpu | $(ratio "$cpu" "$mm_cpu") | $(cat "$bench/$n.rss") |"
 done
+echo
+echo "rootstrap-cold × mmdebstrap-shm (both trees in memory): $(ratio "$(cat "$bench/rootstrap-cold.t")" "$(cat "$bench/mmdebstrap-shm.t")")"
 echo
 echo "Phases of rootstrap-cold (seconds since start, from its --progress plain log):"
 grep -E '==>|packages$|downloaded|wrote ' "$bench/rootstrap-cold.log" | grep -v '^\[.*|' || true
