@@ -14,7 +14,8 @@
 //! Dockerfile steps follow, whose growth is unknown), and when the planned
 //! size fits with room to spare: twice the plan (package scripts, the
 //! staging directory) must fit in the tmpfs's free space and in a quarter of
-//! the memory available. Otherwise the tree goes where it always did.
+//! the memory available, a cgroup limit (a container's, a pod's) included.
+//! Otherwise the tree goes where it always did.
 
 use std::path::{Path, PathBuf};
 
@@ -117,10 +118,68 @@ fn is_tmpfs(dir: &Path) -> bool {
     rustix::fs::statfs(dir).is_ok_and(|fs| fs.f_type as i64 == libc::TMPFS_MAGIC as i64)
 }
 
-/// `MemAvailable` from /proc/meminfo: what can be used without swapping.
+/// What the build may still use: `MemAvailable` from /proc/meminfo, or
+/// less if a cgroup memory limit (a container's, a Kubernetes pod's) leaves
+/// less room. tmpfs pages count against the cgroup of the process that
+/// writes them, and /proc/meminfo in a container shows the host's memory.
 fn mem_available_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_mem_available(&text)
+    let available = parse_mem_available(&text)?;
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    Some(
+        match cgroup_memory_room(Path::new("/sys/fs/cgroup"), &cgroups) {
+            Some(room) => available.min(room),
+            None => available,
+        },
+    )
+}
+
+/// The least room (limit − usage) of this process's memory cgroup and its
+/// ancestors, v2 (`memory.max`, `memory.current`) or v1
+/// (`memory.limit_in_bytes`, `memory.usage_in_bytes`); `None` without a
+/// limit. `proc_self_cgroup` is the text of /proc/self/cgroup.
+fn cgroup_memory_room(sys_cgroup: &Path, proc_self_cgroup: &str) -> Option<u64> {
+    let mut room: Option<u64> = None;
+    for line in proc_self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (base, limit_file, usage_file) = if id == "0" && controllers.is_empty() {
+            (sys_cgroup.to_path_buf(), "memory.max", "memory.current")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                sys_cgroup.join("memory"),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        let mut dir = Some(base.join(path.trim_start_matches('/')));
+        while let Some(level) = dir {
+            let read = |name: &str| -> Option<u64> {
+                std::fs::read_to_string(level.join(name))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            };
+            // "max" (v2) does not parse: no limit at this level.
+            if let (Some(limit), Some(usage)) = (read(limit_file), read(usage_file)) {
+                let left = limit.saturating_sub(usage);
+                room = Some(room.map_or(left, |r| r.min(left)));
+            }
+            dir = if level == base {
+                None
+            } else {
+                level.parent().map(Path::to_path_buf)
+            };
+        }
+    }
+    room
 }
 
 fn parse_mem_available(meminfo: &str) -> Option<u64> {
@@ -194,6 +253,49 @@ mod tests {
         assert_eq!(parse_mem_available(meminfo), Some(23_456_789 * 1024));
         assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
         assert_eq!(parse_mem_available("MemAvailable: lots\n"), None);
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn a_cgroup_v2_limit_on_any_ancestor_bounds_the_room() {
+        let sys = tempfile::tempdir().unwrap();
+        let pod = sys.path().join("kubepods/pod1");
+        let container = pod.join("ctr");
+        write(sys.path(), "memory.max", "max\n");
+        write(sys.path(), "memory.current", "9000000000\n");
+        write(&pod, "memory.max", "2147483648\n");
+        write(&pod, "memory.current", "1073741824\n");
+        write(&container, "memory.max", "max\n");
+        write(&container, "memory.current", "1000\n");
+        let room = cgroup_memory_room(sys.path(), "0::/kubepods/pod1/ctr\n");
+        assert_eq!(room, Some(GIB));
+        // No limit anywhere: no bound.
+        assert_eq!(cgroup_memory_room(sys.path(), "0::/\n"), None);
+    }
+
+    #[test]
+    fn a_cgroup_v1_memory_limit_bounds_the_room() {
+        let sys = tempfile::tempdir().unwrap();
+        let memory = sys.path().join("memory");
+        let group = memory.join("docker/abc");
+        write(&memory, "memory.limit_in_bytes", "9223372036854771712\n");
+        write(&memory, "memory.usage_in_bytes", "5000000000\n");
+        write(&group, "memory.limit_in_bytes", "536870912\n");
+        write(&group, "memory.usage_in_bytes", "268435456\n");
+        let proc = "12:pids:/docker/abc\n4:memory:/docker/abc\n0::/\n";
+        assert_eq!(cgroup_memory_room(sys.path(), proc), Some(256 * MIB));
+    }
+
+    #[test]
+    fn a_limit_already_exceeded_leaves_no_room() {
+        let sys = tempfile::tempdir().unwrap();
+        write(sys.path(), "memory.max", "100\n");
+        write(sys.path(), "memory.current", "200\n");
+        assert_eq!(cgroup_memory_room(sys.path(), "0::/\n"), Some(0));
     }
 
     #[test]
