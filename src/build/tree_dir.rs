@@ -102,12 +102,21 @@ fn fits_in_memory(planned_bytes: u64, tmpfs_free: u64, mem_available: u64) -> bo
 }
 
 /// Free bytes of `dir` if it is a writable tmpfs directory.
+/// A hardened system may mount /dev/shm `noexec`: package scripts could
+/// not run from a tree there, so it does not count.
 fn tmpfs_free_bytes(dir: &Path) -> Option<u64> {
+    use rustix::fs::StatVfsMountFlags;
     if !is_tmpfs(dir) {
         return None;
     }
     rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).ok()?;
     let vfs = rustix::fs::statvfs(dir).ok()?;
+    if vfs
+        .f_flag
+        .intersects(StatVfsMountFlags::NOEXEC | StatVfsMountFlags::RDONLY)
+    {
+        return None;
+    }
     Some(vfs.f_bavail.saturating_mul(vfs.f_frsize))
 }
 
@@ -296,6 +305,38 @@ mod tests {
         write(sys.path(), "memory.max", "100\n");
         write(sys.path(), "memory.current", "200\n");
         assert_eq!(cgroup_memory_room(sys.path(), "0::/\n"), Some(0));
+    }
+
+    /// A tmpfs mounted for the test, unmounted when dropped.
+    struct TestTmpfs(tempfile::TempDir);
+
+    impl TestTmpfs {
+        fn mount(options: &str) -> Option<TestTmpfs> {
+            use rustix::mount::{mount, MountFlags};
+            let dir = tempfile::tempdir().ok()?;
+            let flags = match options {
+                "noexec" => MountFlags::NOEXEC,
+                _ => MountFlags::empty(),
+            };
+            mount("tmpfs", dir.path(), "tmpfs", flags, Some(c"size=8m")).ok()?;
+            Some(TestTmpfs(dir))
+        }
+    }
+
+    impl Drop for TestTmpfs {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(self.0.path(), rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+
+    #[test]
+    fn a_noexec_tmpfs_is_not_used() {
+        let (Some(plain), Some(noexec)) = (TestTmpfs::mount(""), TestTmpfs::mount("noexec")) else {
+            eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+            return;
+        };
+        assert!(tmpfs_free_bytes(plain.0.path()).is_some_and(|free| free > 0));
+        assert_eq!(tmpfs_free_bytes(noexec.0.path()), None);
     }
 
     #[test]
