@@ -764,8 +764,10 @@ pub fn build(
         prepared.fetcher.fetch_all(&fetch_items)?;
     } else {
         reporter.stage("fetch, verify and unpack packages");
-        let planned =
-            tree_dir::planned_bytes(plan.packages.iter().map(|p| (p.installed_size, p.size)));
+        let planned = tree_dir::planned_bytes(plan.packages.iter().map(|p| {
+            // Debian's Installed-Size is in KiB.
+            (p.installed_size.map(|kib| kib.saturating_mul(1024)), p.size)
+        }));
         let parent = tree_dir::choose(opts, planned, recipe_has_dockerfile)?;
         let dir = tree_dir::make_tree(&parent, reporter.as_ref())?;
         bootstrap::install(

@@ -348,10 +348,9 @@ pub(super) fn build(
     let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
 
     reporter.stage("install");
-    let planned = super::tree_dir::planned_bytes(
-        plan.iter()
-            .map(|p| (Some(p.installed_size.div_ceil(1024)), p.size)),
-    );
+    // APKINDEX's installed size (I:) is in bytes.
+    let planned =
+        super::tree_dir::planned_bytes(plan.iter().map(|p| (Some(p.installed_size), p.size)));
     let parent = super::tree_dir::choose(opts, planned, false)?;
     let rootfs = super::tree_dir::make_tree(&parent, reporter.as_ref())?;
     let sandbox = match &opts.sandbox_helper {

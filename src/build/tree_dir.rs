@@ -200,15 +200,13 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     Some(kib.saturating_mul(1024))
 }
 
-/// The plan's installed size in bytes. A package whose index gives no
-/// installed size counts as four times its download (a typical ratio for
-/// xz- and gzip-compressed package payloads), so it is not counted as zero.
+/// The plan's installed size in bytes, from each package's installed size
+/// in bytes and its download size. A package whose index gives no installed
+/// size counts as four times its download (a typical ratio for xz- and
+/// gzip-compressed package payloads), so it is not counted as zero.
 pub(crate) fn planned_bytes(packages: impl Iterator<Item = (Option<u64>, u64)>) -> u64 {
     packages
-        .map(|(installed_kib, download)| match installed_kib {
-            Some(kib) => kib.saturating_mul(1024),
-            None => download.saturating_mul(4),
-        })
+        .map(|(installed, download)| installed.unwrap_or(download.saturating_mul(4)))
         .fold(0u64, u64::saturating_add)
 }
 
@@ -247,12 +245,15 @@ mod tests {
     #[test]
     fn huge_plans_do_not_overflow() {
         assert!(!fits_in_memory(u64::MAX, u64::MAX, u64::MAX));
-        assert_eq!(planned_bytes([(Some(u64::MAX), 0)].into_iter()), u64::MAX);
+        assert_eq!(
+            planned_bytes([(Some(u64::MAX), 0), (Some(1), 0)].into_iter()),
+            u64::MAX
+        );
     }
 
     #[test]
     fn unknown_installed_size_counts_as_four_times_the_download() {
-        let plan = [(Some(1000), 400 * 1024), (None, 100)];
+        let plan = [(Some(1000 * 1024), 400 * 1024), (None, 100)];
         assert_eq!(planned_bytes(plan.into_iter()), 1000 * 1024 + 400);
     }
 
