@@ -577,15 +577,7 @@ fn a_failing_essential_script_fails_the_build_and_leaves_nothing() {
     let Some(mut packages) = sandbox_runtime_packages() else {
         return;
     };
-    packages.push(
-        DebPackage::new("broken-essential", "1.0")
-            .essential()
-            .depends("busybox")
-            .script(
-                "postinst",
-                "#!/bin/sh\necho broken-essential says no >&2\nexit 3\n",
-            ),
-    );
+    packages.push(broken_essential());
     packages.push(DebPackage::new("hello-fixture", "2.0-1").file(
         "usr/share/hello/padding",
         0o644,
@@ -598,26 +590,48 @@ fn a_failing_essential_script_fails_the_build_and_leaves_nothing() {
     ]);
 }
 
+/// An Essential package whose postinst fails, saying why on stderr.
+fn broken_essential() -> DebPackage {
+    DebPackage::new("broken-essential", "1.0")
+        .essential()
+        .depends("busybox")
+        .script(
+            "postinst",
+            "#!/bin/sh\necho broken-essential says no >&2\nexit 3\n",
+        )
+}
+
+/// Whether a default build of a fixture makes its tree in /dev/shm here;
+/// says so when the test is skipped.
+fn builds_go_to_memory() -> bool {
+    let yes = common::run::shm_has_room();
+    if !yes {
+        eprintln!("skipping: /dev/shm is not a tmpfs with room for a fixture tree");
+    }
+    yes
+}
+
+/// The rootfs trees (and staging directories) in /dev/shm of build `pid`.
+fn shm_trees_of(pid: u32) -> Vec<String> {
+    let prefix = format!(".rootstrap-rootfs-{pid}-");
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
 /// With no `--work-dir` and no `$TMPDIR`, a small tree is made in
 /// /dev/shm; a build failing there leaves nothing behind either.
 #[test]
 fn a_build_failing_in_memory_leaves_nothing_in_dev_shm() {
-    if !common::run::shm_has_room() {
-        eprintln!("skipping: /dev/shm is not a tmpfs with room for a fixture tree");
+    if !builds_go_to_memory() {
         return;
     }
     let Some(mut packages) = sandbox_runtime_packages() else {
         return;
     };
-    packages.push(
-        DebPackage::new("broken-essential", "1.0")
-            .essential()
-            .depends("busybox")
-            .script(
-                "postinst",
-                "#!/bin/sh\necho broken-essential says no >&2\nexit 3\n",
-            ),
-    );
+    packages.push(broken_essential());
     packages.push(DebPackage::new("hello-fixture", "2.0-1"));
     let f = Fixture::new(packages, |_| {});
     let child = f
@@ -636,12 +650,7 @@ fn a_build_failing_in_memory_leaves_nothing_in_dev_shm() {
     );
     assert!(stderr.contains("broken-essential says no"), "{stderr}");
     assert_empty(&f.path("out"));
-    let prefix = format!(".rootstrap-rootfs-{pid}-");
-    let left: Vec<_> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with(&prefix))
-        .collect();
+    let left = shm_trees_of(pid);
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }
 
@@ -652,8 +661,7 @@ fn a_build_failing_in_memory_leaves_nothing_in_dev_shm() {
 #[test]
 fn a_stopped_builds_tree_leaves_dev_shm_and_a_killed_ones_goes_with_the_next_build() {
     use std::io::{BufRead, BufReader};
-    if !common::run::shm_has_room() {
-        eprintln!("skipping: /dev/shm is not a tmpfs with room for a fixture tree");
+    if !builds_go_to_memory() {
         return;
     }
     let Some(mut packages) = sandbox_runtime_packages() else {
@@ -667,14 +675,6 @@ fn a_stopped_builds_tree_leaves_dev_shm_and_a_killed_ones_goes_with_the_next_bui
     packages.push(DebPackage::new("hello-fixture", "2.0-1"));
     let f = Fixture::new(packages, |_| {});
     f.write_recipe(&["hello-fixture", "slow"]);
-    let trees_of = |pid: u32| -> Vec<String> {
-        let prefix = format!(".rootstrap-rootfs-{pid}-");
-        std::fs::read_dir("/dev/shm")
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with(&prefix))
-            .collect()
-    };
     // Starts the build and returns once its slow postinst runs.
     let start_build = || {
         let mut child = f
@@ -689,7 +689,7 @@ fn a_stopped_builds_tree_leaves_dev_shm_and_a_killed_ones_goes_with_the_next_bui
             line.clear();
             assert!(log.read_line(&mut line).unwrap() > 0, "build ended early");
         }
-        assert!(!trees_of(child.id()).is_empty(), "no tree in /dev/shm");
+        assert!(!shm_trees_of(child.id()).is_empty(), "no tree in /dev/shm");
         child
     };
 
@@ -704,12 +704,16 @@ fn a_stopped_builds_tree_leaves_dev_shm_and_a_killed_ones_goes_with_the_next_bui
     let pid = stopped.id();
     let status = stopped.wait_with_output().unwrap().status;
     assert!(!status.success());
-    assert_eq!(trees_of(pid), Vec::<String>::new(), "SIGTERM left its tree");
+    assert_eq!(
+        shm_trees_of(pid),
+        Vec::<String>::new(),
+        "SIGTERM left its tree"
+    );
 
     let mut killed = start_build();
     killed.kill().unwrap();
     killed.wait().unwrap();
-    let trees = || trees_of(killed.id());
+    let trees = || shm_trees_of(killed.id());
     assert!(
         !trees().is_empty(),
         "the killed build's tree should be left"
