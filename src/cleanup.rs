@@ -7,6 +7,7 @@
 //! private mount namespace, so both vanish when we exit.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -45,7 +46,7 @@ impl TempPath {
     /// one whose process died without cleaning up.
     pub fn locked_dir(path: PathBuf) -> std::io::Result<TempPath> {
         let mut guard = TempPath::new(path);
-        rustix::fs::mkdir(guard.path(), rustix::fs::Mode::from_raw_mode(0o755))?;
+        rustix::fs::mkdir(guard.path(), Mode::from_raw_mode(0o755))?;
         guard.lock = Some(lock_dir(guard.path())?);
         Ok(guard)
     }
@@ -132,14 +133,11 @@ fn is_abandoned(dir: &Path, min_age: Duration) -> bool {
     if !meta.is_dir() {
         return false;
     }
-    let changed = SystemTime::UNIX_EPOCH
-        + Duration::from_secs(
-            u64::try_from(std::os::unix::fs::MetadataExt::ctime(&meta)).unwrap_or(0),
-        );
-    let old = SystemTime::now()
-        .duration_since(changed)
-        .is_ok_and(|age| age >= min_age);
-    old && lock_dir(dir).is_ok()
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = now.saturating_sub(u64::try_from(meta.ctime()).unwrap_or(u64::MAX));
+    age >= min_age.as_secs() && lock_dir(dir).is_ok()
 }
 
 /// Removes a file or a directory tree without following symlinks
