@@ -28,6 +28,19 @@ pub struct Cli {
     /// Only print warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// How package scripts, RUN steps and `run` are isolated (build and run):
+    /// auto (the strongest the process may use), namespaces (root),
+    /// userns (a non-root user with subordinate IDs), chroot (root without
+    /// namespace rights, as in a container or pod with default privileges).
+    #[arg(
+        long,
+        global = true,
+        env = "ROOTSTRAP_ISOLATION",
+        default_value = "auto",
+        value_name = "LEVEL",
+        hide_env_values = true
+    )]
+    pub isolation: rootstrap::rootfs::isolation::Requested,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

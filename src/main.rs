@@ -28,6 +28,14 @@ fn main() -> ExitCode {
         sandbox::helper_main();
     }
     let cli = cli::parse();
+    // Before any thread starts: entering a user namespace and probing for
+    // namespace rights need a single-threaded process.
+    if matches!(cli.command, Command::Build(_) | Command::Run(_)) {
+        if let Err(e) = rootstrap::rootfs::isolation::select(cli.isolation) {
+            eprintln!("rootstrap: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = rootstrap::cleanup::install_signal_handlers() {
         eprintln!("rootstrap: warning: cannot install signal handlers: {e}");
     }
@@ -53,6 +61,12 @@ fn source_options(args: &SourceArgs) -> SourceOptions {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let reporter = Arc::new(TermReporter::new(cli.progress, cli.quiet));
+    if let (Command::Build(_), Some(level)) =
+        (&cli.command, rootstrap::rootfs::isolation::selected())
+    {
+        use rootstrap::report::Reporter as _;
+        reporter.info(&format!("isolation: {level}"));
+    }
     match cli.command {
         Command::Build(args) if args.dockerfile.file.is_some() => {
             let result = dockerfile_build(&args, reporter.clone());

@@ -118,6 +118,13 @@ fn tmpfs_free_bytes(dir: &Path) -> Option<u64> {
     {
         return None;
     }
+    // Chroot isolation makes device nodes in the tree for each run, and a
+    // `nodev` mount (as /dev/shm usually is) would make them unusable.
+    if crate::rootfs::isolation::sandbox_mode() == crate::rootfs::isolation::SandboxMode::Chroot
+        && vfs.f_flag.contains(StatVfsMountFlags::NODEV)
+    {
+        return None;
+    }
     Some(vfs.f_bavail.saturating_mul(vfs.f_frsize))
 }
 

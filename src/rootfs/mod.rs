@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod image_sink;
+pub mod isolation;
 pub mod merge;
 pub mod safe;
 pub mod sandbox;

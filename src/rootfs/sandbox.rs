@@ -34,6 +34,8 @@ use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
+use super::isolation;
+pub use super::isolation::SandboxMode;
 pub use helper::helper_main;
 pub use policy::{policy_rc_d_guard, PolicyRcDGuard};
 pub use users::{lookup_user, resolve_user, UserIds};
@@ -56,6 +58,10 @@ pub enum Network {
     Host,
     /// A fresh network namespace with only a loopback interface (down).
     None,
+    /// No network where the isolation level can give a network namespace;
+    /// the host's (without its resolv.conf) under chroot isolation. For
+    /// package scripts, which need no network and are not asked to refuse it.
+    NoneIfIsolated,
 }
 
 /// What the command reads on standard input.
@@ -120,6 +126,11 @@ pub struct RunSpec {
     /// is a build tree, where durability is only waiting.
     #[serde(default)]
     pub suppress_sync: bool,
+    /// The command sees itself in a chroot, as package scripts do under
+    /// debootstrap and mmdebstrap: `ischroot` answers yes (PID 1's root
+    /// differs from the command's), so scripts skip restarting init.
+    #[serde(default)]
+    pub chroot_view: bool,
 }
 
 impl RunSpec {
@@ -139,6 +150,7 @@ impl RunSpec {
             writable_mounts: Vec::new(),
             tmpfs_mounts: Vec::new(),
             suppress_sync: false,
+            chroot_view: false,
         }
     }
 }
@@ -238,12 +250,17 @@ pub enum SandboxError {
     },
     #[error("user {spec:?}: {message}")]
     BadUserSpec { spec: String, message: String },
+    #[error("{root} is on a file system mounted nodev, where the device nodes chroot isolation makes in /dev cannot be opened; put the tree elsewhere (--work-dir, or TMPDIR)")]
+    NodevUnderChroot { root: PathBuf },
+    #[error("{what} needs {needs}, which isolation chroot does not have (use a host or container where rootstrap may create namespaces, or drop it)")]
+    NotUnderChroot { what: String, needs: &'static str },
 }
 
 /// What the library sends to the helper.
 #[derive(Debug, Serialize, Deserialize)]
 struct HelperRequest {
     spec: RunSpec,
+    mode: SandboxMode,
     /// The helper exits at once if its parent is no longer this process
     /// (the build died before the helper armed its death signal).
     parent_pid: i32,
@@ -262,6 +279,7 @@ enum Report {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     helper: PathBuf,
+    mode: SandboxMode,
 }
 
 impl Default for Sandbox {
@@ -277,9 +295,12 @@ enum OutputMode<'a> {
 
 impl Sandbox {
     /// A sandbox whose helper is this very executable.
+    /// A sandbox whose helper is this very executable, isolating as the
+    /// process's selected level does ([`isolation::sandbox_mode`]).
     pub fn new() -> Self {
         Sandbox {
             helper: PathBuf::from("/proc/self/exe"),
+            mode: isolation::sandbox_mode(),
         }
     }
 
@@ -288,7 +309,18 @@ impl Sandbox {
     pub fn with_helper(path: impl Into<PathBuf>) -> Self {
         Sandbox {
             helper: path.into(),
+            mode: isolation::sandbox_mode(),
         }
+    }
+
+    /// The same sandbox isolating with `mode` instead.
+    pub fn with_mode(mut self, mode: SandboxMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn mode(&self) -> SandboxMode {
+        self.mode
     }
 
     /// Runs the command, handing each line of its stdout and stderr to
@@ -311,6 +343,9 @@ impl Sandbox {
 
     fn run_with(&self, spec: &RunSpec, mode: OutputMode<'_>) -> Result<ExitStatus, SandboxError> {
         validate(spec)?;
+        if self.mode == SandboxMode::Chroot {
+            check_chroot_spec(spec)?;
+        }
         let root = std::fs::canonicalize(&spec.root).map_err(|source| SandboxError::Rootfs {
             path: spec.root.clone(),
             source,
@@ -320,13 +355,16 @@ impl Sandbox {
                 "the host's / cannot be a sandbox root".into(),
             ));
         }
+        if self.mode == SandboxMode::Chroot && is_nodev(&root) {
+            return Err(SandboxError::NodevUnderChroot { root });
+        }
         let spec = RunSpec {
             root: root.clone(),
             ..spec.clone()
         };
         // Mount points the run needs but the rootfs lacks; removed (without
         // following anything the command may have planted) when dropped.
-        let stubs = stubs::create_mount_points(&spec)?;
+        let stubs = stubs::create_mount_points(&spec, self.mode)?;
         let result = self.spawn_and_wait(&spec, mode);
         let cleanup = stubs.remove();
         let status = result?;
@@ -361,6 +399,7 @@ impl Sandbox {
 
         let request = HelperRequest {
             spec: spec.clone(),
+            mode: self.mode,
             parent_pid: rustix::process::getpid().as_raw_nonzero().get(),
         };
         match send_request(spec_write, &request) {
@@ -583,6 +622,28 @@ fn interpret_reports(
         helper: helper.to_path_buf(),
         status: helper_status,
     })
+}
+
+fn is_nodev(path: &Path) -> bool {
+    rustix::fs::statvfs(path).is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NODEV))
+}
+
+/// What chroot isolation cannot give is refused, never silently dropped.
+fn check_chroot_spec(spec: &RunSpec) -> Result<(), SandboxError> {
+    let refuse = |what: String, needs| Err(SandboxError::NotUnderChroot { what, needs });
+    if spec.network == Network::None {
+        return refuse("network none".into(), "a network namespace");
+    }
+    let mounts = spec
+        .extra_mounts
+        .iter()
+        .chain(&spec.writable_mounts)
+        .map(|m| &m.target)
+        .chain(spec.tmpfs_mounts.iter().map(|t| &t.target));
+    if let Some(target) = mounts.into_iter().next() {
+        return refuse(format!("a mount at {target}"), "the right to mount");
+    }
+    Ok(())
 }
 
 fn validate(spec: &RunSpec) -> Result<(), SandboxError> {

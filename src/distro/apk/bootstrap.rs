@@ -1213,7 +1213,8 @@ fn run_in_sandbox(
         ("HOME".into(), "/root".into()),
         ("LANG".into(), "C".into()),
     ];
-    spec.network = Network::None;
+    spec.network = Network::NoneIfIsolated;
+    spec.chroot_view = true;
     let mut lines = Vec::new();
     let status = sandbox.run(&spec, &mut |line| {
         if !line.text.starts_with(STEP_MARKER) {

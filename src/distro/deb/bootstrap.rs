@@ -1032,7 +1032,8 @@ fn run_stage2(
         ],
     );
     spec.env = stage2::script_env();
-    spec.network = Network::None;
+    spec.network = Network::NoneIfIsolated;
+    spec.chroot_view = true;
     spec.suppress_sync = true;
     let mut lines = Vec::new();
     let status = sandbox.run(&spec, &mut |line| {

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{HelperRequest, Network, Report, RunSpec, DEFAULT_PATH};
+use super::{HelperRequest, Network, Report, RunSpec, SandboxMode, DEFAULT_PATH};
 
 /// Largest run specification the helper accepts.
 const MAX_SPEC: u64 = 16 << 20;
@@ -110,6 +110,9 @@ fn helper_process(spec_fd: RawFd, status: &StatusPipe) -> SetupResult<i32> {
         return Err("the build process exited before the sandbox started".into());
     }
     mark_all_fds_cloexec()?;
+    if request.mode == SandboxMode::Chroot {
+        return chroot_helper(&request.spec, status);
+    }
     unshare_namespaces(request.spec.network)?;
     // Nothing mounted from here on may propagate back to the host.
     // SAFETY: mount(2) with a constant target and NULL source/type/data.
@@ -139,6 +142,140 @@ fn helper_process(spec_fd: RawFd, status: &StatusPipe) -> SetupResult<i32> {
     }
 }
 
+/// Docker's default capabilities less CAP_MKNOD and CAP_SYS_CHROOT: under
+/// chroot isolation nothing mounts /dev nodev and no pivot_root hides the
+/// host, so a command must neither make device nodes nor chroot its way
+/// back out.
+const CHROOT_CAPS: &[u32] = &[0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31];
+
+/// Chroot isolation (no namespace rights): the command is forked into
+/// chroot(2); this process stays outside as a subreaper, so whatever the
+/// command leaves running is killed when it ends (there is no PID
+/// namespace to do it).
+fn chroot_helper(spec: &RunSpec, status: &StatusPipe) -> SetupResult<i32> {
+    // Same uid, no PID namespace: the command must not ptrace us.
+    // SAFETY: prctl with integer arguments.
+    sys("set non-dumpable", unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0)
+    })?;
+    // SAFETY: prctl with integer arguments.
+    sys("become a subreaper", unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    })?;
+    let root = path_cstring(&spec.root)?;
+    let root_fd = open_path(&root, libc::O_PATH | libc::O_DIRECTORY)?;
+    let command = match fork()? {
+        0 => chroot_command(spec, status, &root_fd),
+        pid => pid,
+    };
+    drop(root_fd);
+    let wait_status = wait_for(command)?;
+    kill_leftovers();
+    let report = if libc::WIFSIGNALED(wait_status) {
+        Report::Signaled(libc::WTERMSIG(wait_status))
+    } else {
+        Report::Exited(libc::WEXITSTATUS(wait_status))
+    };
+    status.send(&report);
+    Ok(shell_code(wait_status))
+}
+
+fn chroot_command(spec: &RunSpec, status: &StatusPipe, root_fd: &OwnedFd) -> ! {
+    let setup = set_death_signal()
+        // SAFETY: fchdir to a directory descriptor, chroot and chdir to
+        // constant paths.
+        .and_then(|()| sys("enter root", unsafe { libc::fchdir(root_fd.as_raw_fd()) }))
+        .and_then(|()| sys("chroot", unsafe { libc::chroot(c".".as_ptr()) }))
+        .and_then(|()| sys("chdir /", unsafe { libc::chdir(c"/".as_ptr()) }))
+        .and_then(|()| reset_signals())
+        .and_then(|()| close_fds_except(status.0))
+        .and_then(|()| enter_cwd(&spec.cwd))
+        .and_then(|()| match spec.suppress_sync {
+            true => suppress_sync_without_admin(spec),
+            false => Ok(()),
+        })
+        .and_then(|()| bound_capabilities(CHROOT_CAPS))
+        .and_then(|()| switch_user(spec.user.as_ref()))
+        .and_then(|()| set_death_signal());
+    if let Err(message) = setup {
+        status.send(&Report::SetupFailed(message));
+        exit_now(127);
+    }
+    let env = environment(&spec.env);
+    let message = exec_command(&spec.argv, &env);
+    status.send(&Report::ExecFailed {
+        program: spec.argv[0].clone(),
+        message,
+    });
+    exit_now(127)
+}
+
+/// Without CAP_SYS_ADMIN a seccomp filter needs `no_new_privs`, which
+/// would also stop set-uid programs: taken only for a root command, which
+/// set-uid programs cannot raise anyway. Others keep real syncs.
+fn suppress_sync_without_admin(spec: &RunSpec) -> SetupResult<()> {
+    if super::nosync::install().is_ok() {
+        return Ok(());
+    }
+    let runs_as_root = spec.user.as_ref().is_none_or(|(uid, _, _)| *uid == 0);
+    if !runs_as_root {
+        return Ok(());
+    }
+    // SAFETY: prctl with integer arguments.
+    sys("set no_new_privs", unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    })?;
+    super::nosync::install()
+}
+
+/// Kills and reaps every process left under this subreaper; bounded, so a
+/// fork bomb cannot keep the helper here forever.
+fn kill_leftovers() {
+    let me = std::process::id();
+    for _ in 0..1000 {
+        loop {
+            let mut st = 0;
+            // SAFETY: reaping our own children without blocking.
+            let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if r > 0 {
+                continue;
+            }
+            if r < 0 {
+                return; // ECHILD: nothing left
+            }
+            break;
+        }
+        for pid in children_of(me) {
+            // SAFETY: signalling a child of ours.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The processes whose parent is `parent`, from /proc/PID/stat.
+fn children_of(parent: u32) -> Vec<libc::pid_t> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parent_pid(&stat))
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Field 4 of /proc/PID/stat, after the command name (which may hold
+/// spaces and parentheses, hence the last ')').
+fn parent_pid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn read_request(spec_fd: RawFd) -> SetupResult<HelperRequest> {
     // SAFETY: the library passed us this descriptor and nothing else owns it.
     let file = unsafe { File::from_raw_fd(spec_fd) };
@@ -152,7 +289,7 @@ fn read_request(spec_fd: RawFd) -> SetupResult<HelperRequest> {
 fn unshare_namespaces(network: Network) -> SetupResult<()> {
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    if network == Network::None {
+    if matches!(network, Network::None | Network::NoneIfIsolated) {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: the helper is single-threaded (it was just executed).
@@ -165,7 +302,17 @@ fn unshare_namespaces(network: Network) -> SetupResult<()> {
 fn init_process(spec: &RunSpec, status: &StatusPipe, alive: OwnedFd) -> ! {
     let setup = set_death_signal()
         .and_then(|()| exit_if_parent_gone(&alive))
-        .and_then(|()| setup_root(spec));
+        .and_then(|()| setup_root(spec))
+        // Installed while init still has CAP_SYS_ADMIN; the command inherits it.
+        .and_then(|()| match spec.suppress_sync {
+            true => super::nosync::install(),
+            false => Ok(()),
+        })
+        // Init keeps no more than the command gets: nothing to misuse, and
+        // the command (same uid, no more capabilities) may then look at
+        // /proc/1/root, which is how `ischroot` tells a chroot.
+        .and_then(|()| bound_capabilities(DEFAULT_CAPS))
+        .and_then(|()| keep_only(DEFAULT_CAPS));
     drop(alive);
     if let Err(message) = setup {
         status.send(&Report::SetupFailed(message));
@@ -260,7 +407,52 @@ fn setup_root(spec: &RunSpec) -> SetupResult<()> {
     sys("set hostname", unsafe {
         libc::sethostname(hostname.as_ptr().cast(), hostname.len())
     })?;
+    if spec.chroot_view {
+        let parent = path_cstring(spec.root.parent().unwrap_or(Path::new("/")))?;
+        let outer = outer_root(&parent, &root_fd)?;
+        return enter_root(&outer);
+    }
     enter_root(&root_fd)
+}
+
+/// Where the command's root is mounted in the chroot view: init (PID 1)
+/// stays in a small tmpfs holding only the rootfs at [`INNER_ROOT`], and
+/// the command chroots into it, so PID 1's root differs from the
+/// command's, as when debootstrap runs scripts from the host. Through
+/// `/proc/1/root` the command reaches only that tmpfs and its own root.
+const INNER_ROOT: &CStr = c"/root";
+
+/// Stacks the tmpfs on the rootfs's parent directory (in this private
+/// mount namespace only) and binds the prepared tree, held by `root_fd`,
+/// with its mounts, inside it. Not on the rootfs itself: a mount stacked
+/// on the prepared bind would be what `root_fd`'s path leads to.
+fn outer_root(parent: &CStr, root_fd: &OwnedFd) -> SetupResult<OwnedFd> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount(
+        c"rootstrap",
+        parent,
+        Some(c"tmpfs"),
+        flags,
+        Some(c"mode=755,size=64k"),
+        "mount the outer root",
+    )?;
+    let outer = open_path(parent, libc::O_PATH | libc::O_DIRECTORY)?;
+    let name = c"root";
+    // SAFETY: mkdirat relative to a directory we own.
+    sys("mkdir the inner root", unsafe {
+        libc::mkdirat(outer.as_raw_fd(), name.as_ptr(), 0o755)
+    })?;
+    let target = CString::new(format!("{}/root", fd_path(&outer).to_string_lossy()))
+        .map_err(|e| e.to_string())?;
+    mount(
+        &fd_path(root_fd),
+        &target,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+        "bind the rootfs into the outer root",
+    )?;
+    Ok(outer)
 }
 
 /// A fresh tmpfs with only the listed devices, devpts and shm.
@@ -447,12 +639,12 @@ fn enter_root(root_fd: &OwnedFd) -> SetupResult<()> {
 fn command_process(spec: &RunSpec, status: &StatusPipe) -> ! {
     let setup = reset_signals()
         .and_then(|()| close_fds_except(status.0))
-        .and_then(|()| enter_cwd(&spec.cwd))
-        .and_then(|()| match spec.suppress_sync {
-            true => super::nosync::install(),
+        .and_then(|()| match spec.chroot_view {
+            true => enter_inner_root(),
             false => Ok(()),
         })
-        .and_then(|()| bound_capabilities())
+        .and_then(|()| enter_cwd(&spec.cwd))
+        .and_then(|()| bound_capabilities(DEFAULT_CAPS))
         .and_then(|()| switch_user(spec.user.as_ref()))
         .and_then(|()| set_death_signal());
     if let Err(message) = setup {
@@ -466,6 +658,14 @@ fn command_process(spec: &RunSpec, status: &StatusPipe) -> ! {
         message,
     });
     exit_now(127)
+}
+
+fn enter_inner_root() -> SetupResult<()> {
+    // SAFETY: chroot and chdir to constant paths.
+    sys("chroot into the inner root", unsafe {
+        libc::chroot(INNER_ROOT.as_ptr())
+    })?;
+    sys("chdir /", unsafe { libc::chdir(c"/".as_ptr()) })
 }
 
 /// CVE-2024-21626: with no descriptor left open, `/proc/self/fd/N` cannot
@@ -489,9 +689,9 @@ fn enter_cwd(cwd: &str) -> SetupResult<()> {
     Ok(())
 }
 
-fn bound_capabilities() -> SetupResult<()> {
+fn bound_capabilities(keep: &[u32]) -> SetupResult<()> {
     for cap in 0..64u32 {
-        if DEFAULT_CAPS.contains(&cap) {
+        if keep.contains(&cap) {
             continue;
         }
         // SAFETY: prctl with integer arguments.
@@ -518,6 +718,18 @@ fn bound_capabilities() -> SetupResult<()> {
     };
     let mut sets = rustix::thread::capabilities(None).map_err(|e| format!("capget: {e}"))?;
     sets.inheritable = rustix::thread::CapabilitySet::empty();
+    rustix::thread::set_capabilities(None, sets).map_err(|e| format!("capset: {e}"))
+}
+
+/// Reduces the permitted and effective sets to `keep`.
+fn keep_only(keep: &[u32]) -> SetupResult<()> {
+    use rustix::thread::CapabilitySet;
+    let mask = keep.iter().fold(0u64, |m, c| m | 1 << c);
+    let keep = CapabilitySet::from_bits_retain(mask);
+    let mut sets = rustix::thread::capabilities(None).map_err(|e| format!("capget: {e}"))?;
+    sets.permitted &= keep;
+    sets.effective &= keep;
+    sets.inheritable = CapabilitySet::empty();
     rustix::thread::set_capabilities(None, sets).map_err(|e| format!("capset: {e}"))
 }
 
@@ -891,4 +1103,26 @@ fn mount_remount(target: &CStr, flags: libc::c_ulong, what: &str) -> SetupResult
         )
     };
     sys(what, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_pid_survives_odd_command_names() {
+        assert_eq!(parent_pid("12 (a) b) c) S 7 12 12 0"), Some(7));
+        assert_eq!(parent_pid("12 (sh) R 1 12"), Some(1));
+        assert_eq!(parent_pid("garbage"), None);
+    }
+
+    #[test]
+    fn chroot_capabilities_are_the_default_less_mknod_and_chroot() {
+        let expected: Vec<u32> = DEFAULT_CAPS
+            .iter()
+            .copied()
+            .filter(|c| *c != 27 && *c != 18)
+            .collect();
+        assert_eq!(CHROOT_CAPS, &expected[..]);
+    }
 }

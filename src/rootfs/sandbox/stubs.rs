@@ -11,13 +11,31 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 
-use super::{Network, RunSpec, SandboxError};
+use super::{Network, RunSpec, SandboxError, SandboxMode};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum StubKind {
     Dir,
     File,
+    /// Chroot isolation: a device node made for the run (no /dev mount).
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    /// Chroot isolation: a copy of a host file (no bind mount).
+    Copy(Vec<u8>),
 }
+
+/// The devices chroot isolation makes in /dev for a run (the namespaces
+/// sandbox bind-mounts the host's): name, major, minor.
+const CHROOT_DEVICES: &[(&str, u32, u32)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// One created entry: the directory it lives in (held open, so renames by
 /// the command cannot redirect removal), its name, and the parent's
@@ -37,8 +55,13 @@ pub(super) struct Stubs {
     created: Vec<Stub>,
 }
 
-/// Creates whatever mount points `spec` needs that the root lacks.
-pub(super) fn create_mount_points(spec: &RunSpec) -> Result<Stubs, SandboxError> {
+/// Creates whatever mount points `spec` needs that the root lacks; under
+/// chroot isolation, the device nodes and resolv.conf copy that stand in
+/// for the mounts.
+pub(super) fn create_mount_points(
+    spec: &RunSpec,
+    mode: SandboxMode,
+) -> Result<Stubs, SandboxError> {
     let root_err = |source: io::Error| SandboxError::Rootfs {
         path: spec.root.clone(),
         source,
@@ -56,11 +79,30 @@ pub(super) fn create_mount_points(spec: &RunSpec) -> Result<Stubs, SandboxError>
         ("proc".into(), StubKind::Dir),
         ("dev".into(), StubKind::Dir),
     ];
+    if mode == SandboxMode::Chroot {
+        for (name, major, minor) in CHROOT_DEVICES {
+            wanted.push((
+                format!("dev/{name}"),
+                StubKind::CharDevice {
+                    major: *major,
+                    minor: *minor,
+                },
+            ));
+        }
+    }
     if spec.network == Network::Host
         && Path::new("/etc/resolv.conf").exists()
         && is_dir_in_root(&root, "etc")
     {
-        wanted.push(("etc/resolv.conf".into(), StubKind::File));
+        let kind = match mode {
+            SandboxMode::Namespaces => StubKind::File,
+            // Only when the root has none: the copy is removed afterwards.
+            SandboxMode::Chroot => match std::fs::read("/etc/resolv.conf") {
+                Ok(bytes) => StubKind::Copy(bytes),
+                Err(_) => StubKind::File,
+            },
+        };
+        wanted.push(("etc/resolv.conf".into(), kind));
     }
     for target in &spec.tmpfs_mounts {
         wanted.push((
@@ -141,12 +183,12 @@ impl Stubs {
                 continue;
             }
             let this_kind = if i + 1 == components.len() {
-                kind
+                kind.clone()
             } else {
                 StubKind::Dir
             };
             let before = rustix::fs::fstat(&parent).map_err(|e| err(e.into()))?;
-            create_entry(&parent, name, this_kind).map_err(err)?;
+            create_entry(&parent, name, &this_kind).map_err(err)?;
             let after = rustix::fs::fstat(&parent).map_err(|e| err(e.into()))?;
             self.created.push(Stub {
                 parent,
@@ -187,16 +229,32 @@ fn timespec(sec: i64, nsec: impl TryInto<i64>) -> Timespec {
     }
 }
 
-fn create_entry(parent: &OwnedFd, name: &str, kind: StubKind) -> io::Result<()> {
+fn create_entry(parent: &OwnedFd, name: &str, kind: &StubKind) -> io::Result<()> {
+    let new_file = || {
+        rustix::fs::openat(
+            parent,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+    };
     match kind {
         StubKind::Dir => rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o755))?,
-        StubKind::File => {
-            rustix::fs::openat(
+        StubKind::File => drop(new_file()?),
+        StubKind::Copy(bytes) => {
+            let file = std::fs::File::from(new_file()?);
+            std::io::Write::write_all(&mut &file, bytes)?;
+        }
+        StubKind::CharDevice { major, minor } => {
+            rustix::fs::mknodat(
                 parent,
                 name,
-                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o644),
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(0o666),
+                rustix::fs::makedev(*major, *minor),
             )?;
+            // The umask must not narrow the node's mode.
+            rustix::fs::chmodat(parent, name, Mode::from_raw_mode(0o666), AtFlags::empty())?;
         }
     }
     Ok(())
@@ -209,9 +267,15 @@ fn remove_stub(stub: &Stub) -> io::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let file_type = FileType::from_raw_mode(st.st_mode);
-    let ours = match stub.kind {
+    let ours = match &stub.kind {
         StubKind::Dir => file_type == FileType::Directory,
         StubKind::File => file_type == FileType::RegularFile && st.st_size == 0,
+        // A copy the command edited is still ours: it came from the host.
+        StubKind::Copy(_) => file_type == FileType::RegularFile,
+        StubKind::CharDevice { major, minor } => {
+            file_type == FileType::CharacterDevice
+                && st.st_rdev == rustix::fs::makedev(*major, *minor)
+        }
     };
     if !ours {
         return Ok(());
@@ -223,7 +287,7 @@ fn remove_stub(stub: &Stub) -> io::Result<()> {
     let untouched = timespec(parent.st_mtime, parent.st_mtime_nsec) == stub.parent_mtime_after;
     let flags = match stub.kind {
         StubKind::Dir => AtFlags::REMOVEDIR,
-        StubKind::File => AtFlags::empty(),
+        _ => AtFlags::empty(),
     };
     match rustix::fs::unlinkat(&stub.parent, stub.name.as_str(), flags) {
         Ok(()) => {}
@@ -260,7 +324,7 @@ mod tests {
             source: root.join("etc"),
             target: "/mnt/a/b".into(),
         });
-        let stubs = create_mount_points(&spec).unwrap();
+        let stubs = create_mount_points(&spec, SandboxMode::Namespaces).unwrap();
         for dir in ["proc", "dev", "mnt/a/b"] {
             assert!(root.join(dir).is_dir(), "{dir} missing");
         }
@@ -278,7 +342,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("proc")).unwrap();
         std::os::unix::fs::symlink("/nowhere", tmp.path().join("dev")).unwrap();
-        let stubs = create_mount_points(&spec(tmp.path())).unwrap();
+        let stubs = create_mount_points(&spec(tmp.path()), SandboxMode::Namespaces).unwrap();
         assert!(stubs.created.is_empty());
         stubs.remove().unwrap();
         assert!(std::fs::symlink_metadata(tmp.path().join("dev"))
@@ -301,7 +365,7 @@ mod tests {
             source: outside.path().join("file"),
             target: "/ctx-file".into(),
         });
-        let stubs = create_mount_points(&spec).unwrap();
+        let stubs = create_mount_points(&spec, SandboxMode::Namespaces).unwrap();
         std::fs::remove_dir(root.join("proc")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("victim"), root.join("proc")).unwrap();
         std::fs::remove_file(root.join("ctx-file")).unwrap();
@@ -323,7 +387,7 @@ mod tests {
     #[test]
     fn filled_stub_is_kept() {
         let tmp = tempfile::tempdir().unwrap();
-        let stubs = create_mount_points(&spec(tmp.path())).unwrap();
+        let stubs = create_mount_points(&spec(tmp.path()), SandboxMode::Namespaces).unwrap();
         std::fs::write(tmp.path().join("dev/made-by-command"), "x").unwrap();
         stubs.remove().unwrap();
         assert!(tmp.path().join("dev/made-by-command").exists());
