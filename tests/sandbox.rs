@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rootstrap::rootfs::sandbox::{
     self, lookup_user, policy_rc_d_guard, BindMount, ExitStatus, Network, OutputLine, RunSpec,
-    Sandbox, SandboxError, StdinMode, Stream, DEFAULT_PATH, HELPER_ARG,
+    Sandbox, SandboxError, SandboxMode, StdinMode, Stream, DEFAULT_PATH, HELPER_ARG,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -135,6 +135,25 @@ fn main() {
             "sigterm_of_build_leaves_no_process",
             sigterm_of_build_leaves_no_process,
         ),
+        ("package_scripts_see_a_chroot", package_scripts_see_a_chroot),
+        ("chroot_mode_runs_commands", chroot_mode_runs_commands),
+        (
+            "chroot_mode_devices_exist_only_during_the_run",
+            chroot_mode_devices_exist_only_during_the_run,
+        ),
+        (
+            "chroot_mode_cannot_mknod_or_chroot_out",
+            chroot_mode_cannot_mknod_or_chroot_out,
+        ),
+        (
+            "chroot_mode_kills_leftover_daemons",
+            chroot_mode_kills_leftover_daemons,
+        ),
+        (
+            "chroot_mode_refuses_mounts_and_network_none",
+            chroot_mode_refuses_mounts_and_network_none,
+        ),
+        ("chroot_mode_suppresses_syncs", chroot_mode_suppresses_syncs),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -1004,4 +1023,147 @@ fn leftover_daemon_is_killed_when_the_command_ends() -> TestResult {
         processes_with("sleep 47401").is_empty()
     });
     check(gone, || "the daemon survived the run".into())
+}
+
+// ------------------------------------------- chroot view and chroot mode
+
+fn run_chroot(spec: &RunSpec) -> Result<Run, String> {
+    let mut lines = Vec::new();
+    let status = Sandbox::new()
+        .with_mode(SandboxMode::Chroot)
+        .run(spec, &mut |line| lines.push(line))
+        .map_err(|e| format!("run failed: {e}"))?;
+    let result = Run { status, lines };
+    if !result.status.success() {
+        return Err(format!("{}: {}", result.status, result.all_text()));
+    }
+    Ok(result)
+}
+
+/// `ischroot` compares / with /proc/1/root: package scripts (chroot_view)
+/// must see them differ, as under debootstrap; RUN steps, as in Docker, not.
+fn package_scripts_see_a_chroot() -> TestResult {
+    let root = Rootfs::new(true);
+    let script = "[ \"$(stat -L -c %i /)\" = \"$(stat -L -c %i /proc/1/root)\" ] && echo same || echo differ";
+    let plain = run_ok(&root.spec(&["sh", "-c", script]))?;
+    check_eq(plain.stdout(), vec!["same".to_string()], "RUN view")?;
+    let mut spec = root.spec(&["sh", "-c", script]);
+    spec.chroot_view = true;
+    let scripts = run_ok(&spec)?;
+    check_eq(scripts.stdout(), vec!["differ".to_string()], "script view")?;
+    // Through PID 1's root the command reaches only its own tree.
+    spec.argv = vec!["sh".into(), "-c".into(), "ls /proc/1/root".into()];
+    let outer = run_ok(&spec)?;
+    check_eq(outer.stdout(), vec!["root".to_string()], "outer root")
+}
+
+fn chroot_mode_runs_commands() -> TestResult {
+    let root = Rootfs::new(false);
+    let mut spec = root.spec(&["sh", "-c", "id -u; pwd; echo err >&2; exit 3"]);
+    spec.user = Some((1000, 1000, vec![29]));
+    spec.cwd = "/home/app".into();
+    let mut lines = Vec::new();
+    let status = Sandbox::new()
+        .with_mode(SandboxMode::Chroot)
+        .run(&spec, &mut |line| lines.push(line))
+        .map_err(|e| e.to_string())?;
+    let result = Run { status, lines };
+    check_eq(result.status, ExitStatus::Exited(3), "status")?;
+    check_eq(
+        result.stdout(),
+        vec!["1000".to_string(), "/home/app".into()],
+        "output",
+    )?;
+    // Nothing the run needed is left in the tree.
+    let left: Vec<String> = std::fs::read_dir(root.path())
+        .map_err(|e| e.to_string())?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    check(!left.iter().any(|n| n == "dev" || n == "proc"), || {
+        format!("stubs left: {left:?}")
+    })
+}
+
+fn chroot_mode_devices_exist_only_during_the_run() -> TestResult {
+    let root = Rootfs::new(true);
+    let before = snapshot(root.path());
+    let result = run_chroot(&root.spec(&[
+        "sh",
+        "-c",
+        "echo gone > /dev/null && head -c 4 /dev/zero | wc -c && ls /dev",
+    ]))?;
+    check_eq(
+        result.stdout(),
+        vec![
+            "4".to_string(),
+            "full".into(),
+            "null".into(),
+            "random".into(),
+            "tty".into(),
+            "urandom".into(),
+            "zero".into(),
+        ],
+        "devices",
+    )?;
+    let changes = diff(&before, &snapshot(root.path()));
+    check(changes.is_empty(), || format!("tree changed: {changes:?}"))
+}
+
+fn chroot_mode_cannot_mknod_or_chroot_out() -> TestResult {
+    let root = Rootfs::new(true);
+    let script = "mknod /tmp/mem c 1 1 2>/dev/null && echo made || echo no-mknod; \
+                  mkdir -p /tmp/x && chroot /tmp/x /bin/true 2>/dev/null && echo chrooted || echo no-chroot";
+    let result = run_chroot(&root.spec(&["sh", "-c", script]))?;
+    check_eq(
+        result.stdout(),
+        vec!["no-mknod".to_string(), "no-chroot".into()],
+        "capabilities",
+    )
+}
+
+fn chroot_mode_kills_leftover_daemons() -> TestResult {
+    let root = Rootfs::new(true);
+    let result = run_chroot(&root.spec(&["sh", "-c", "setsid sleep 47402 & echo started"]))?;
+    check_eq(result.stdout(), vec!["started".to_string()], "output")?;
+    let gone = wait_until(Duration::from_secs(5), || {
+        processes_with("sleep 47402").is_empty()
+    });
+    check(gone, || "the daemon survived the run".into())
+}
+
+fn chroot_mode_refuses_mounts_and_network_none() -> TestResult {
+    let root = Rootfs::new(true);
+    let mut spec = root.spec(&["true"]);
+    spec.network = Network::None;
+    let sandbox = Sandbox::new().with_mode(SandboxMode::Chroot);
+    let refused = |spec: &RunSpec| {
+        matches!(
+            sandbox.run(spec, &mut |_| {}),
+            Err(SandboxError::NotUnderChroot { .. })
+        )
+    };
+    check(refused(&spec), || "network none accepted".into())?;
+    spec.network = Network::NoneIfIsolated;
+    check(!refused(&spec), || "package-script network refused".into())?;
+    spec.tmpfs_mounts.push(sandbox::TmpfsMount {
+        target: "/mnt".into(),
+        size: None,
+    });
+    check(refused(&spec), || "tmpfs mount accepted".into())
+}
+
+fn chroot_mode_suppresses_syncs() -> TestResult {
+    let root = Rootfs::new(true);
+    // fdatasync on /dev/null fails with EINVAL when the kernel runs it.
+    let script = "sync -d /dev/null 2>/dev/null && echo synced || echo real";
+    let mut spec = root.spec(&["sh", "-c", script]);
+    spec.suppress_sync = true;
+    // Here the helper has CAP_SYS_ADMIN; in a container without it, the
+    // no_new_privs path runs (scripts/e2e-pod.sh builds with it).
+    check_eq(
+        run_chroot(&spec)?.stdout(),
+        vec!["synced".to_string()],
+        "root",
+    )
 }
