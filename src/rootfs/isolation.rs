@@ -164,7 +164,7 @@ pub enum IsolationError {
          rootstrap runs package scripts and RUN steps isolated from the host, and needs one of:\n  \
          - root allowed to create namespaces (--isolation namespaces),\n  \
          - a non-root user with subordinate IDs in /etc/subuid and /etc/subgid, Debian's `uidmap` package (newuidmap, newgidmap) and user namespaces enabled (--isolation userns),\n  \
-         - root with CAP_SYS_CHROOT and CAP_MKNOD, as in a container with Docker's default capabilities (--isolation chroot)"
+         - root with CAP_SYS_CHROOT, CAP_MKNOD and CAP_SETPCAP, as in a container with Docker's default capabilities (--isolation chroot)"
     )]
     NothingUsable { detail: String },
     #[error("isolation {level} needs {what}")]
@@ -216,8 +216,8 @@ pub fn select(requested: Requested) -> Result<&'static Level, IsolationError> {
 pub trait Probe {
     fn is_root(&self) -> bool;
     fn namespaces(&self) -> Result<(), String>;
-    /// CAP_SYS_CHROOT and CAP_MKNOD in the effective set; `Err` names the
-    /// missing ones.
+    /// CAP_SYS_CHROOT, CAP_MKNOD and CAP_SETPCAP (to narrow the commands'
+    /// bounding set) in the effective set; `Err` names the missing ones.
     fn chroot_caps(&self) -> Result<(), String>;
     fn user_mapping(&self) -> Result<UserMapping, IsolationError>;
 }
@@ -306,6 +306,7 @@ impl Probe for HostProbe {
         let missing: Vec<&str> = [
             (CapabilitySet::SYS_CHROOT, "CAP_SYS_CHROOT"),
             (CapabilitySet::MKNOD, "CAP_MKNOD"),
+            (CapabilitySet::SETPCAP, "CAP_SETPCAP"),
         ]
         .into_iter()
         .filter(|(cap, _)| !caps.effective.contains(*cap))
