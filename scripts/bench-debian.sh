@@ -4,6 +4,11 @@
 # run. Prints a markdown table of wall times, ratios and peak RSS.
 #
 # usage: scripts/bench-debian.sh [SUITE]   (as root; default trixie)
+# With BENCH_LEVELS=1 (the default) it also measures each isolation level
+# beside its peer: rootless (userns, as user $BENCH_USER, created with
+# subordinate IDs if missing) beside `mmdebstrap --mode=unshare` as that
+# user, and the pod level (chroot isolation in a `docker run` with default
+# privileges; needs dockerd) beside mmdebstrap in the same container.
 # Needs: mmdebstrap, debootstrap, GNU time (apt-get install mmdebstrap debootstrap time)
 # The machine is shared: the load average printed at the end says how noisy
 # the run was; compare ratios from one run, not wall times across runs.
@@ -82,6 +87,53 @@ rm -rf "$bench/dbs"
 measure mmdebstrap-shm env TMPDIR=/dev/shm mmdebstrap --variant=minbase --keyring="$keyring" "$suite" \
     "$bench/out/mmdebstrap-shm.tar" "$mirror"
 
+levels=()
+if [ "${BENCH_LEVELS:-1}" = 1 ]; then
+    user=${BENCH_USER:-rsbuild}
+    id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
+    grep -q "^$user:" /etc/subuid || usermod --add-subuids 300000-365535 "$user"
+    grep -q "^$user:" /etc/subgid || usermod --add-subgids 300000-365535 "$user"
+    rl=$bench/rootless && rm -rf "$rl" && mkdir -p "$rl" && chown "$user" "$rl"
+    chmod -R a+rX "$keyring"
+    as_user=(runuser -u "$user" -- env HOME="$rl")
+    measure rootstrap-rootless-cold "${as_user[@]}" "$rs" --progress plain build "$PWD/recipes/debian-$suite.toml" \
+        --mirror "$mirror" --cache-dir "$rl/cache" --output "tar:$rl/rootstrap.tar"
+    measure rootstrap-rootless-warm "${as_user[@]}" "$rs" --progress plain build "$PWD/recipes/debian-$suite.toml" \
+        --mirror "$mirror" --cache-dir "$rl/cache" --output "tar:$rl/rootstrap-warm.tar"
+    measure mmdebstrap-unshare "${as_user[@]}" mmdebstrap --mode=unshare --variant=minbase --keyring="$keyring" \
+        "$suite" "$rl/mmdebstrap.tar" "$mirror"
+    levels+=(rootstrap-rootless-cold rootstrap-rootless-warm mmdebstrap-unshare)
+
+    # The pod level: a container with Docker's default seccomp profile and
+    # capabilities, the image a rootstrap trixie with mmdebstrap added.
+    if docker info >/dev/null 2>&1; then
+        pod_image=rootstrap-bench/pod:$suite
+        if ! docker image inspect "$pod_image" >/dev/null 2>&1; then
+            "$rs" -q build recipes/debian-trixie.toml --mirror "$upstream" --cache-dir "$bench/pod-image-cache" \
+                --output "docker-archive:$bench/pod-image.tar" >/dev/null
+            docker load -q -i "$bench/pod-image.tar" >/dev/null
+            docker run --name rootstrap-bench-pod --network host rootstrap/debian:trixie \
+                sh -c "echo 'deb $upstream trixie main' > /etc/apt/sources.list && apt-get update -qq && \
+                       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null"
+            docker commit -q rootstrap-bench-pod "$pod_image" >/dev/null
+            docker rm rootstrap-bench-pod >/dev/null
+        fi
+        pd=$bench/pod && rm -rf "$pd" && mkdir -p "$pd"
+        pod=(docker run --rm --network host -v "$rs:/usr/local/bin/rootstrap:ro" -v "$PWD:$PWD:ro"
+            -v "$keyring:$keyring:ro" -v "$pd:$pd" "$pod_image")
+        measure rootstrap-pod-cold "${pod[@]}" rootstrap --progress plain build "$PWD/recipes/debian-$suite.toml" \
+            --mirror "$mirror" --cache-dir "$pd/cache" --output "tar:$pd/rootstrap.tar"
+        measure rootstrap-pod-warm "${pod[@]}" rootstrap --progress plain build "$PWD/recipes/debian-$suite.toml" \
+            --mirror "$mirror" --cache-dir "$pd/cache" --output "tar:$pd/rootstrap-warm.tar"
+        grep -q "isolation: chroot" "$bench/rootstrap-pod-cold.log" || { echo "pod run was not at the chroot level"; exit 1; }
+        # mmdebstrap's own choice in such a container (its unshare and root
+        # modes need what the default profile refuses).
+        measure mmdebstrap-pod "${pod[@]}" mmdebstrap --variant=minbase --keyring="$keyring" \
+            "$suite" "$pd/mmdebstrap.tar" "$mirror"
+        levels+=(rootstrap-pod-cold rootstrap-pod-warm mmdebstrap-pod)
+    fi
+fi
+
 mm=$(cat "$bench/mmdebstrap.t")
 mm_cpu=$(cat "$bench/mmdebstrap.cpu")
 ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
@@ -97,4 +149,18 @@ echo "rootstrap-cold × mmdebstrap-shm (both trees in memory): $(ratio "$(cat "$
 echo
 echo "Phases of rootstrap-cold (seconds since start, from its --progress plain log):"
 grep -E '==>|packages$|downloaded|wrote ' "$bench/rootstrap-cold.log" | grep -v '^\[.*|' || true
+if [ ${#levels[@]} -gt 0 ]; then
+    echo
+    echo "Isolation levels, each beside its peer in the same conditions:"
+    echo "| level | rootstrap cold (s) | warm (s) | peer | peer (s) | cold × peer | warm × peer |"
+    echo "| --- | ---: | ---: | --- | ---: | ---: | ---: |"
+    row() { # label rootstrap-prefix peer
+        local c w p
+        c=$(cat "$bench/$2-cold.t") w=$(cat "$bench/$2-warm.t") p=$(cat "$bench/$3.t")
+        echo "| $1 | $c | $w | $3 | $p | $(ratio "$c" "$p") | $(ratio "$w" "$p") |"
+    }
+    row "namespaces (root)" rootstrap mmdebstrap
+    row "userns (rootless)" rootstrap-rootless mmdebstrap-unshare
+    [ -e "$bench/mmdebstrap-pod.t" ] && row "chroot (pod)" rootstrap-pod mmdebstrap-pod
+fi
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

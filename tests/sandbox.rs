@@ -22,6 +22,8 @@ const BUSYBOX: &str = "/bin/busybox";
 const BUILD_ARG: &str = "__test-build";
 /// The same, with the command's stdin inherited from the build.
 const BUILD_STDIN_ARG: &str = "__test-build-stdin";
+/// The same, under chroot isolation.
+const BUILD_CHROOT_ARG: &str = "__test-build-chroot";
 
 type TestResult = Result<(), String>;
 type TestCase = (&'static str, fn() -> TestResult);
@@ -36,6 +38,9 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some(BUILD_STDIN_ARG) {
         build_process(&args[2..], StdinMode::Inherit);
+    }
+    if args.get(1).map(String::as_str) == Some(BUILD_CHROOT_ARG) {
+        build_process_in(&args[2..], StdinMode::Null, SandboxMode::Chroot);
     }
     if !rustix::process::geteuid().is_root() {
         eprintln!("SKIP: sandbox tests need root");
@@ -154,6 +159,10 @@ fn main() {
             chroot_mode_refuses_mounts_and_network_none,
         ),
         ("chroot_mode_suppresses_syncs", chroot_mode_suppresses_syncs),
+        (
+            "chroot_mode_killed_build_leaves_no_process",
+            chroot_mode_killed_build_leaves_no_process,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -788,9 +797,13 @@ fn host_mounts_unchanged_after_runs() -> TestResult {
 
 /// The stand-in build process: runs one sandboxed command and reports.
 fn build_process(args: &[String], stdin: StdinMode) -> ! {
+    build_process_in(args, stdin, SandboxMode::Namespaces)
+}
+
+fn build_process_in(args: &[String], stdin: StdinMode, mode: SandboxMode) -> ! {
     let mut spec = RunSpec::new(&args[0], args[1..].to_vec());
     spec.stdin = stdin;
-    let status = Sandbox::new().run_inherit(&spec);
+    let status = Sandbox::new().with_mode(mode).run_inherit(&spec);
     std::process::exit(if status.is_ok() { 0 } else { 2 })
 }
 
@@ -844,17 +857,38 @@ fn killed_build_leaves_nothing(
     target: Target,
     marker: u32,
 ) -> TestResult {
+    killed_build_in_mode_leaves_nothing(signal, target, marker, BUILD_ARG)
+}
+
+fn killed_build_in_mode_leaves_nothing(
+    signal: rustix::process::Signal,
+    target: Target,
+    marker: u32,
+    build_arg: &str,
+) -> TestResult {
     let root = Rootfs::new(true);
     let mounts_before = mountinfo();
     let (fg, bg) = (format!("sleep {marker}"), format!("sleep {}", marker + 1));
     let script = format!("setsid {bg} & {fg}");
-    let mut build = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .arg(BUILD_ARG)
+    let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    command
+        .arg(build_arg)
         .arg(root.path())
         .args(["sh", "-c", &script])
-        .process_group(0)
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        .process_group(0);
+    // A background job of a non-interactive shell starts with SIGINT and
+    // SIGQUIT ignored, and that would be inherited: the stand-in build must
+    // die of the signals the test sends, as a build in a terminal does.
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    let mut build = command.spawn().map_err(|e| e.to_string())?;
     let started = wait_until(Duration::from_secs(10), || {
         !processes_with(&fg).is_empty() && !processes_with(&bg).is_empty()
     });
@@ -869,7 +903,14 @@ fn killed_build_leaves_nothing(
         Target::Group => rustix::process::kill_process_group(pid, signal),
     }
     .map_err(|e| e.to_string())?;
-    let _ = build.wait();
+    let exited = wait_until(Duration::from_secs(10), || {
+        !matches!(build.try_wait(), Ok(None))
+    });
+    if !exited {
+        let _ = build.kill();
+        let _ = build.wait();
+        return Err(format!("the build ignored signal {signal:?} for 10 s"));
+    }
     let gone = wait_until(Duration::from_secs(10), || {
         processes_with(&fg).is_empty() && processes_with(&bg).is_empty()
     });
@@ -893,6 +934,15 @@ fn sigterm_of_build_leaves_no_process() -> TestResult {
 
 fn ctrl_c_on_build_group_leaves_no_process() -> TestResult {
     killed_build_leaves_nothing(rustix::process::Signal::INT, Target::Group, 47_301)
+}
+
+/// Chroot isolation has no PID namespace to take the processes with it:
+/// the helper, told by SIGTERM that the build is gone, kills them.
+fn chroot_mode_killed_build_leaves_no_process() -> TestResult {
+    use rustix::process::Signal;
+    killed_build_in_mode_leaves_nothing(Signal::TERM, Target::Process, 47_401, BUILD_CHROOT_ARG)?;
+    killed_build_in_mode_leaves_nothing(Signal::INT, Target::Group, 47_501, BUILD_CHROOT_ARG)?;
+    killed_build_in_mode_leaves_nothing(Signal::KILL, Target::Process, 47_601, BUILD_CHROOT_ARG)
 }
 
 /// `StdinMode::Null`: a command reading stdin sees EOF at once;

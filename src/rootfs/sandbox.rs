@@ -711,8 +711,20 @@ impl KillOnDrop {
 }
 
 impl Drop for KillOnDrop {
+    /// SIGTERM first: under chroot isolation the helper then kills what
+    /// the command started (no PID namespace does it); SIGKILL if it has
+    /// not gone within a second.
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            for _ in 0..100 {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

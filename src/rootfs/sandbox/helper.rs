@@ -111,7 +111,7 @@ fn helper_process(spec_fd: RawFd, status: &StatusPipe) -> SetupResult<i32> {
     }
     mark_all_fds_cloexec()?;
     if request.mode == SandboxMode::Chroot {
-        return chroot_helper(&request.spec, status);
+        return chroot_helper(&request.spec, status, request.parent_pid);
     }
     unshare_namespaces(request.spec.network)?;
     // Nothing mounted from here on may propagate back to the host.
@@ -152,7 +152,7 @@ const CHROOT_CAPS: &[u32] = &[0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 29, 31];
 /// chroot(2); this process stays outside as a subreaper, so whatever the
 /// command leaves running is killed when it ends (there is no PID
 /// namespace to do it).
-fn chroot_helper(spec: &RunSpec, status: &StatusPipe) -> SetupResult<i32> {
+fn chroot_helper(spec: &RunSpec, status: &StatusPipe, parent: i32) -> SetupResult<i32> {
     // Same uid, no PID namespace: the command must not ptrace us.
     // SAFETY: prctl with integer arguments.
     sys("set non-dumpable", unsafe {
@@ -164,12 +164,45 @@ fn chroot_helper(spec: &RunSpec, status: &StatusPipe) -> SetupResult<i32> {
     })?;
     let root = path_cstring(&spec.root)?;
     let root_fd = open_path(&root, libc::O_PATH | libc::O_DIRECTORY)?;
+    // No PID namespace dies with the build here: when the build goes, this
+    // helper must live long enough to kill what the command started, so
+    // its parent's death is a catchable SIGTERM rather than SIGKILL.
+    catch_termination()?;
+    // SAFETY: prctl with integer arguments.
+    sys("set death signal", unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })?;
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        return Err("the build process exited before the sandbox started".into());
+    }
     let command = match fork()? {
         0 => chroot_command(spec, status, &root_fd),
         pid => pid,
     };
     drop(root_fd);
-    let wait_status = wait_for(command)?;
+    let wait_status = loop {
+        let mut wait_status = 0;
+        // SAFETY: waiting for our own child.
+        if unsafe { libc::waitpid(command, &mut wait_status, 0) } == command {
+            break wait_status;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(format!("waitpid: {}", io::Error::last_os_error()));
+        }
+        if TERMINATED.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(command, libc::SIGKILL) };
+            kill_leftovers();
+            exit_now(128 + libc::SIGTERM);
+        }
+    };
     kill_leftovers();
     let report = if libc::WIFSIGNALED(wait_status) {
         Report::Signaled(libc::WTERMSIG(wait_status))
@@ -208,6 +241,30 @@ fn chroot_command(spec: &RunSpec, status: &StatusPipe, root_fd: &OwnedFd) -> ! {
         message,
     });
     exit_now(127)
+}
+
+static TERMINATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_termination(_: libc::c_int) {
+    TERMINATED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// SIGTERM and SIGINT set a flag and interrupt `waitpid` (no SA_RESTART).
+fn catch_termination() -> SetupResult<()> {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction with a handler that only stores to an
+        // atomic, which is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = note_termination as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            sys(
+                "install a signal handler",
+                libc::sigaction(signal, &action, std::ptr::null_mut()),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Without CAP_SYS_ADMIN a seccomp filter needs `no_new_privs`, which
