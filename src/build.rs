@@ -17,6 +17,7 @@ pub use locked::{read_lock, write_mirror, LockReport, LockRequest, MirrorReport}
 use crate::cleanup::TempPath;
 use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOptions};
 use crate::distro::deb::packages::BinaryPackage;
+use crate::distro::deb::release_memory::ReleaseMemory;
 use crate::distro::deb::resolve::{Plan, Universe, Variant as DebVariant};
 use crate::fetch::{Cache, ClientConfig, Fetcher};
 use crate::image::oci::{self, Empty, History, ImageConfig};
@@ -135,6 +136,10 @@ pub struct SourceOptions {
     /// `--allow-untrusted`: accept unsigned or untrusted Alpine indexes and
     /// packages (recorded in the image as `org.rootstrap.untrusted=true`).
     pub allow_untrusted: bool,
+    /// `--accept-release-change`: accept, once, a Debian Release older than
+    /// the last one accepted from that source, or one whose Origin, Label,
+    /// Suite or Codename changed.
+    pub accept_release_change: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -416,6 +421,10 @@ fn with_deb_plan<T>(
         SystemTime::now(),
         reporter.as_ref(),
         Some(&prepared.cache_dir),
+        Some(&ReleaseMemory::new(
+            &prepared.cache_dir,
+            opts.accept_release_change,
+        )),
     )?;
     reporter.stage("resolve");
     let plan = bootstrap::plan(&index, &prepared.src)?;
@@ -588,6 +597,7 @@ pub fn build(
     let lock = lock_ctx.as_ref().and_then(|c| c.locked());
 
     reporter.stage("fetch and verify the index");
+    let memory = ReleaseMemory::new(&prepared.cache_dir, opts.source.accept_release_change);
     let load = |plan_cache| {
         bootstrap::load_index(
             &prepared.fetcher,
@@ -596,6 +606,7 @@ pub fn build(
             SystemTime::now(),
             reporter.as_ref(),
             plan_cache,
+            Some(&memory),
         )
     };
     let mut index = load(Some(&prepared.cache_dir))?;

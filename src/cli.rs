@@ -149,6 +149,11 @@ pub struct SourceArgs {
     /// labelled org.rootstrap.untrusted=true.
     #[arg(long)]
     pub allow_untrusted: bool,
+    /// Accept, this once, a Debian Release older than the last one accepted
+    /// from the same source, or one whose Origin, Label, Suite or Codename
+    /// changed (it becomes the remembered one).
+    #[arg(long)]
+    pub accept_release_change: bool,
     /// Use only the download cache (and file:// mirrors): no network. Signed
     /// indexes kept from the last online run are verified again.
     #[arg(long)]

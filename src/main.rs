@@ -42,10 +42,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rootstrap: error: {e:#}");
+            eprintln!("rootstrap: error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", as anyhow's `{:#}` does, but
+/// without a cause whose text its parent's message already carries (many
+/// library errors name their source in their own message).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn source_options(args: &SourceArgs) -> SourceOptions {
@@ -56,6 +74,7 @@ fn source_options(args: &SourceArgs) -> SourceOptions {
         offline: args.offline,
         keys_dir: args.keys.clone(),
         allow_untrusted: args.allow_untrusted,
+        accept_release_change: args.accept_release_change,
     }
 }
 

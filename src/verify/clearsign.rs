@@ -31,7 +31,7 @@ pub struct ClearSigned {
 pub enum ClearSignError {
     #[error("clearsigned file is not valid UTF-8")]
     NotUtf8,
-    #[error("clearsigned file does not start with {BEGIN_MESSAGE:?}")]
+    #[error("not signed: the file does not start with {BEGIN_MESSAGE:?} (a captive portal or proxy page?)")]
     NoBeginLine,
     #[error("line {line}: armour header {header:?} is not allowed (only \"Hash:\")")]
     ForbiddenHeader { line: usize, header: String },

@@ -14,7 +14,8 @@ use super::packages::{
     parse_packages, piece_error_in, summarize_detached, BinaryPackage, MultiArch, PackagesError,
     StanzaSummary,
 };
-use super::release::{Compression, IndexFile, Release, ReleasePolicy};
+use super::release::{Compression, IndexFile, Release, ReleaseError, ReleasePolicy};
+use super::release_memory::ReleaseMemory;
 use super::resolve::{self, Plan, Request, Universe, Variant};
 use super::stage2::{self, Stage2Package};
 use super::version::Version;
@@ -136,6 +137,11 @@ fn now_secs(now: SystemTime) -> i64 {
 
 /// Fetches and verifies InRelease, then each component's Packages index
 /// (checked against the signed Release), and builds the universe.
+///
+/// With `memory`, the Release must be no older than the last one accepted
+/// from the same URL and have the same identity; it becomes the remembered
+/// one, and the kept copy for offline builds, only once the Packages
+/// indexes it lists were fetched and verified too.
 pub fn load_index(
     fetcher: &Fetcher,
     keyring: &Keyring,
@@ -143,6 +149,7 @@ pub fn load_index(
     now: SystemTime,
     reporter: &dyn Reporter,
     plan_cache: Option<&Path>,
+    memory: Option<&ReleaseMemory>,
 ) -> Result<LoadedIndex, BootstrapError> {
     let dists = format!("{}/dists/{}", src.mirror, src.suite);
     let url = format!("{dists}/InRelease");
@@ -159,17 +166,28 @@ pub fn load_index(
         url: url.clone(),
         source,
     })?;
-    release
-        .check(&ReleasePolicy::for_source(
-            now_secs(now),
-            &src.suite,
-            src.snapshot.is_some(),
-        ))
-        .map_err(|source| BootstrapError::Release {
-            url: url.clone(),
-            source,
-        })?;
-    fetcher.keep_index(&url, &bytes);
+    let mut policy = ReleasePolicy::for_source(now_secs(now), &src.suite, src.snapshot.is_some());
+    if let Some(previous) = memory.and_then(|m| m.previous(&url)) {
+        policy.previous_date = Some(previous.date);
+        policy.previous_identity = Some(previous.identity());
+    }
+    match release.check(&policy) {
+        Ok(()) => {}
+        Err(source @ (ReleaseError::Replay { .. } | ReleaseError::Drift { .. }))
+            if memory.is_some_and(|m| m.accept_change) =>
+        {
+            reporter.warn(&format!(
+                "{}: {source}; accepted once (--accept-release-change)",
+                crate::fetch::redact(&url)
+            ));
+        }
+        Err(source) => {
+            return Err(BootstrapError::Release {
+                url: url.clone(),
+                source,
+            })
+        }
+    }
     reporter.info(&format!(
         "{url}: signed by {}, dated {}",
         verified.signer_fingerprint,
@@ -191,8 +209,20 @@ pub fn load_index(
         wanted.push(ComponentIndex::choose(&release, listed, fetcher, link));
     }
     let plans = plan_cache.map(|dir| PlanCache::new(dir, src, &wanted));
+    let accepted = |release: &Release| {
+        fetcher.keep_index(&url, &bytes);
+        if let Some(memory) = memory {
+            if let Err(e) = memory.remember(&url, release) {
+                reporter.warn(&format!(
+                    "cannot remember the Release of {}: {e}",
+                    crate::fetch::redact(&url)
+                ));
+            }
+        }
+    };
     if let Some(universe) = plans.as_ref().and_then(|c| c.load(src)) {
         reporter.info("package plan reused (same signed indexes and request)");
+        accepted(&release);
         return Ok(LoadedIndex {
             universe,
             release,
@@ -212,6 +242,7 @@ pub fn load_index(
         indexes.push((text, stanzas));
         index_files.push(used);
     }
+    accepted(&release);
     let loaded = LoadedIndex {
         universe: Universe::from_indexes(indexes, &src.arch),
         release,

@@ -9,6 +9,7 @@ pub mod index_choice;
 pub mod packages;
 pub mod relation;
 pub mod release;
+pub mod release_memory;
 pub mod resolve;
 pub mod stage2;
 pub mod version;

@@ -1,0 +1,131 @@
+//! Freeze and drift protection end to end (HOSTILE 24, 28, 29, 32): the
+//! last Release accepted from a source is remembered in the cache; an older
+//! one (a replayed or frozen mirror) or one whose Suite changed is refused,
+//! naming both, unless `--accept-release-change` accepts it once. A captive
+//! portal's page is "not signed". A Release whose Packages cannot be
+//! fetched changes neither the memory nor the copy kept for offline use.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::debrepo::{DebPackage, Repo};
+use common::fixture::{self, DebFixture};
+use common::httpd::TestServer;
+use common::run;
+
+fn repo(date_offset: i64, suite: &str) -> Repo {
+    let mut repo = Repo::new(
+        "fixture",
+        vec![DebPackage::new("base-files", "1.0").essential()],
+    );
+    repo.date_offset = date_offset;
+    repo.suite = suite.into();
+    repo
+}
+
+fn resolve(dir: &Path, recipe: &Path, extra: &[&str]) -> Output {
+    run::rootstrap_isolated()
+        .arg("resolve")
+        .arg(recipe)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_older_or_re_identified_release_is_refused_unless_accepted_once() {
+    let f = DebFixture::new();
+    let dir = f.dir.path();
+    let served = f.write_repo("repo", &repo(-3600, "stable"));
+    let server = TestServer::serve(&served);
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "{}mirror = \"{}\"\n",
+            fixture::debian_source("amd64"),
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let ok = |o: &Output, what: &str| assert!(o.status.success(), "{what}:\n{}", run::stderr(o));
+    ok(&resolve(dir, &recipe, &[]), "first resolve");
+
+    // The mirror now serves an older, validly signed Release.
+    f.write_repo("repo", &repo(-7200, "stable"));
+    let refused = resolve(dir, &recipe, &[]);
+    let log = run::stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{log}");
+    assert!(log.contains("older than the previously accepted"), "{log}");
+    assert_eq!(log.matches(" UTC").count(), 2, "both dates named: {log}");
+    // Accepted once, it becomes the remembered Release.
+    let accepted = resolve(dir, &recipe, &["--accept-release-change"]);
+    ok(&accepted, "accepted resolve");
+    assert!(run::stderr(&accepted).contains("accepted once"));
+    ok(&resolve(dir, &recipe, &[]), "resolve after acceptance");
+
+    // Suite changed (as stable → oldstable at a Debian release).
+    f.write_repo("repo", &repo(-60, "oldstable"));
+    let drift = resolve(dir, &recipe, &[]);
+    let log = run::stderr(&drift);
+    assert_eq!(drift.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("Suite changed from \"stable\" to \"oldstable\""),
+        "{log}"
+    );
+    ok(
+        &resolve(dir, &recipe, &["--accept-release-change"]),
+        "drift accepted",
+    );
+}
+
+#[test]
+fn a_portal_page_is_not_signed_and_a_failed_update_changes_nothing() {
+    let f = DebFixture::new();
+    let dir = f.dir.path();
+    let served = f.write_repo("repo", &repo(-7200, "stable"));
+    let server = TestServer::serve(&served);
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "{}mirror = \"{}\"\n",
+            fixture::debian_source("amd64"),
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    assert!(resolve(dir, &recipe, &[]).status.success());
+    let inrelease = served.join("dists/fixture/InRelease");
+    let good = std::fs::read(&inrelease).unwrap();
+
+    // A captive portal answers with a page.
+    std::fs::write(&inrelease, "<html><body>Please log in</body></html>\n").unwrap();
+    let portal = resolve(dir, &recipe, &[]);
+    let log = run::stderr(&portal);
+    assert_eq!(portal.status.code(), Some(1), "{log}");
+    assert!(log.contains("not signed"), "{log}");
+
+    // A newer Release (new packages) whose Packages the mirror cannot serve.
+    let mut newer = repo(-60, "stable");
+    newer.packages.push(DebPackage::new("newer", "2.0"));
+    f.write_repo("repo", &newer);
+    for name in ["Packages", "Packages.gz", "Packages.xz"] {
+        std::fs::remove_file(served.join("dists/fixture/main/binary-amd64").join(name)).unwrap();
+    }
+    let failed = resolve(dir, &recipe, &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", run::stderr(&failed));
+    // Neither the memory nor the kept copy moved: offline, the old Release
+    // is what is read, and served again it is still accepted.
+    std::fs::write(&inrelease, &good).unwrap();
+    let offline = resolve(dir, &recipe, &["--offline"]);
+    assert!(offline.status.success(), "{}", run::stderr(&offline));
+    f.write_repo("repo", &repo(-7200, "stable"));
+    std::fs::write(&inrelease, &good).unwrap();
+    let again = resolve(dir, &recipe, &[]);
+    assert!(again.status.success(), "{}", run::stderr(&again));
+}
