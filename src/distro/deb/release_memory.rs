@@ -52,8 +52,7 @@ impl ReleaseMemory {
     }
 
     fn file(&self, url: &str) -> PathBuf {
-        // Credentials in the URL are not part of the source's identity.
-        let key = crate::fetch::redact(url);
+        let key = without_credentials(url);
         self.dir.join(format!(
             "{}.json",
             hex::encode(Sha256::digest(key.as_bytes()))
@@ -65,7 +64,7 @@ impl ReleaseMemory {
     pub fn previous(&self, url: &str) -> Option<Remembered> {
         let bytes = std::fs::read(self.file(url)).ok()?;
         let record: Remembered = serde_json::from_slice(&bytes).ok()?;
-        (record.url == crate::fetch::redact(url)).then_some(record)
+        (record.url == without_credentials(url)).then_some(record)
     }
 
     /// Records `release` for `url` once everything it lists was fetched and
@@ -81,7 +80,7 @@ impl ReleaseMemory {
             }
         }
         let record = Remembered {
-            url: crate::fetch::redact(url),
+            url: without_credentials(url),
             date,
             origin: release.origin.clone(),
             label: release.label.clone(),
@@ -98,6 +97,19 @@ impl ReleaseMemory {
         std::io::Write::write_all(&mut temp, &json)?;
         temp.persist(self.file(url)).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+/// Credentials in the URL are not part of the source's identity, and are
+/// never written to the cache.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => crate::fetch::redact(url),
     }
 }
 
