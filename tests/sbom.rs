@@ -314,6 +314,21 @@ fn oci_artifacts_refer_to_the_image() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Each field on its own line: the size line once ran into the package count.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    let size_at = lines
+        .iter()
+        .position(|l| l.starts_with("Total size:"))
+        .unwrap_or_else(|| panic!("no Total size line in:\n{printed}"));
+    assert!(
+        lines[size_at].ends_with("B") && !lines[size_at].contains("packages"),
+        "{printed}"
+    );
+    assert!(
+        lines.get(size_at + 1).is_some_and(|l| l.starts_with("packages: ")),
+        "{printed}"
+    );
 }
 
 #[test]

@@ -154,6 +154,6 @@ impl fmt::Display for InspectReport {
                 l.diff_id
             )?;
         }
-        write!(f, "Total size:   {}", human_size(self.total_size))
+        writeln!(f, "Total size:   {}", human_size(self.total_size))
     }
 }
