@@ -169,7 +169,7 @@ impl BuildOutput {
     }
 }
 
-/// Parses `oci:DIR`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
+/// Parses `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
 pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
     let (kind, path) = spec
         .split_once(':')
@@ -180,6 +180,7 @@ pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
     let path = PathBuf::from(path);
     Ok(match kind {
         "oci" => BuildOutput::Image(Output::OciDir(path)),
+        "oci-archive" => BuildOutput::Image(Output::OciArchive(path)),
         "docker-archive" => BuildOutput::Image(Output::DockerArchive(path)),
         "tar" => BuildOutput::Image(Output::RootfsTar(path)),
         "rootfs" => BuildOutput::RootfsDir(path),

@@ -215,8 +215,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = result
                 .with_context(|| format!("pushing {} to {}", args.image, args.destination))?;
             eprintln!(
-                "{} blobs uploaded, {} already present",
-                report.blobs_uploaded, report.blobs_present
+                "{} blobs uploaded, {} already present, {} referrers",
+                report.blobs_uploaded, report.blobs_present, report.referrers
             );
             println!("{}", report.pushed);
             Ok(ExitCode::SUCCESS)

@@ -505,3 +505,72 @@ fn dockerfile_from_a_registry_image() {
     );
     assert!(!work.path().join("never").exists());
 }
+
+#[test]
+fn push_carries_the_sboms_as_referrers() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "sbom");
+    let image = rootstrap::image::OpenedImage::open(
+        &rootstrap::image::ImageSource::OciDir(oci_dir.clone()),
+        None,
+    )
+    .unwrap();
+    let inventory = rootstrap::inspect::package_inventory(&image).unwrap();
+    let sbom = rootstrap::sbom::Sbom::from_inventory(
+        &inventory,
+        rootstrap::sbom::ImageIdentity::of_image(&image),
+        &Default::default(),
+    );
+    rootstrap::sbom::attach_to_oci_layout(&oci_dir, &sbom).unwrap();
+    let dest = format!("{}/rootstrap/sbom:v1", registry.host());
+    let out = rootstrap(&["push", &format!("oci:{}", oci_dir.display()), &dest], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("2 referrers"), "{}", text(&out.stderr));
+
+    // What an OCI 1.1 client does: the referrers API, and where the
+    // registry has none (distribution 2.x answers 404), the fallback tag.
+    let get = |path: &str| {
+        ureq::get(&format!("http://{}{path}", registry.host()))
+            .set("Accept", oci::MEDIA_TYPE_INDEX)
+            .call()
+    };
+    let listed: oci::Index = match get(&format!("/v2/rootstrap/sbom/referrers/{digest}")) {
+        Ok(r) => serde_json::from_reader(r.into_reader()).unwrap(),
+        Err(ureq::Error::Status(404, _)) => {
+            let r = get(&format!("/v2/rootstrap/sbom/manifests/sha256-{}", digest.to_hex()))
+                .expect("the referrers tag");
+            serde_json::from_reader(r.into_reader()).unwrap()
+        }
+        Err(e) => panic!("referrers query: {e}"),
+    };
+    let mut types: Vec<_> = listed
+        .manifests
+        .iter()
+        .map(|d| d.artifact_type.clone().unwrap_or_default())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["application/spdx+json", "application/vnd.cyclonedx+json"]);
+    for artifact in &listed.manifests {
+        let (status, body, _) = registry.get(
+            &format!("/v2/rootstrap/sbom/manifests/{}", artifact.digest),
+            None,
+        );
+        assert_eq!(status, 200);
+        let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(manifest["subject"]["digest"], digest.to_string());
+        let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+        let (status, _, _) = registry.get(&format!("/v2/rootstrap/sbom/blobs/{layer}"), None);
+        assert_eq!(status, 200);
+    }
+
+    // Pushing again lists each SBOM once.
+    let out = rootstrap(&["push", &format!("oci:{}", oci_dir.display()), &dest], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    if let Ok(r) = get(&format!("/v2/rootstrap/sbom/manifests/sha256-{}", digest.to_hex())) {
+        let again: oci::Index = serde_json::from_reader(r.into_reader()).unwrap();
+        assert_eq!(again.manifests.len(), 2);
+    }
+}

@@ -86,6 +86,8 @@ pub struct PushReport {
     pub manifest_digest: Sha256Digest,
     pub blobs_uploaded: usize,
     pub blobs_present: usize,
+    /// Artifacts (SBOMs) pushed as referrers of the image.
+    pub referrers: usize,
 }
 
 /// Pushes `image` as `reference`. The manifest is pushed last, so a failed
@@ -152,7 +154,7 @@ pub fn push(
         uploaded += 1;
     }
 
-    let stored = session.put_manifest(&reference.tag, &media_type, &manifest_bytes)?;
+    let (stored, _) = session.put_manifest(&reference.tag, &media_type, &manifest_bytes)?;
     if let Some(actual) = stored {
         if actual != manifest_digest.to_string() {
             return Err(RegistryError::DigestMismatch {
@@ -161,15 +163,92 @@ pub fn push(
             });
         }
     }
+    let referrers = push_referrers(&mut session, image, manifest_digest, reporter)?;
     Ok(PushReport {
         pushed: format!(
             "{host}/{}:{}@{manifest_digest}",
             reference.repository, reference.tag
         ),
         manifest_digest,
-        blobs_uploaded: uploaded,
-        blobs_present: present,
+        blobs_uploaded: uploaded + referrers.blobs_uploaded,
+        blobs_present: present + referrers.blobs_present,
+        referrers: image.referrers.len(),
     })
+}
+
+/// Blob counts of [`push_referrers`].
+#[derive(Default)]
+struct ReferrerCounts {
+    blobs_uploaded: usize,
+    blobs_present: usize,
+}
+
+/// Pushes the image's artifacts (by digest, after the image, whose
+/// manifest their `subject` names). A registry that indexes `subject`
+/// itself says so with an `OCI-Subject` header; for one that does not
+/// (distribution 2.x), the distribution spec's fallback is kept up to date:
+/// an image index tagged `sha256-<hex of the image digest>` listing them,
+/// merged with what the tag already lists.
+fn push_referrers(
+    session: &mut Session,
+    image: &OpenedImage,
+    subject: Sha256Digest,
+    reporter: &dyn Reporter,
+) -> Result<ReferrerCounts, RegistryError> {
+    let mut counts = ReferrerCounts::default();
+    let mut unindexed = Vec::new();
+    for artifact in &image.referrers {
+        let digest = parse_digest(&artifact.digest)?;
+        let bytes = image.read_blob(&digest).map_err(|e| RegistryError::Image {
+            what: format!("artifact manifest {digest}"),
+            source: Box::new(e),
+        })?;
+        let manifest: super::oci::Manifest =
+            parse_json(&bytes, &format!("artifact manifest {digest}"))?;
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let blob_digest = parse_digest(&blob.digest)?;
+            if session.has_blob(&blob_digest)? {
+                counts.blobs_present += 1;
+                continue;
+            }
+            session.upload_blob(image, &blob_digest, blob.size, &blob_member(&blob_digest))?;
+            counts.blobs_uploaded += 1;
+        }
+        let (_, indexed) =
+            session.put_manifest(&digest.to_string(), &artifact.media_type, &bytes)?;
+        reporter.info(&format!("{digest}: pushed as a referrer of {subject}"));
+        if !indexed {
+            unindexed.push(artifact.clone());
+        }
+    }
+    if unindexed.is_empty() {
+        return Ok(counts);
+    }
+    let tag = format!("sha256-{}", subject.to_hex());
+    let mut list: super::oci::Index = match session.get_manifest(&tag) {
+        Ok((_, bytes)) => parse_json(&bytes, &format!("referrers tag {tag}"))?,
+        Err(RegistryError::Status { status: 404, .. }) => super::oci::Index {
+            schema_version: 2,
+            media_type: Some(super::oci::MEDIA_TYPE_INDEX.into()),
+            manifests: Vec::new(),
+            annotations: Default::default(),
+        },
+        Err(e) => return Err(e),
+    };
+    let before = list.manifests.len();
+    for artifact in unindexed {
+        if !list.manifests.iter().any(|d| d.digest == artifact.digest) {
+            list.manifests.push(artifact);
+        }
+    }
+    if list.manifests.len() != before {
+        let bytes = super::oci::canonical_json(&list).map_err(|e| RegistryError::Image {
+            what: "the referrers index".into(),
+            source: Box::new(e),
+        })?;
+        session.put_manifest(&tag, super::oci::MEDIA_TYPE_INDEX, &bytes)?;
+    }
+    Ok(counts)
 }
 
 /// Manifest kinds a pull accepts, best first.
@@ -557,13 +636,14 @@ impl Session {
         Ok(())
     }
 
-    /// Returns the digest the registry says it stored, when it says.
+    /// Returns the digest the registry says it stored, when it says, and
+    /// whether it indexed the manifest's `subject` (`OCI-Subject`).
     fn put_manifest(
         &mut self,
         tag: &str,
         media_type: &str,
         bytes: &[u8],
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<(Option<String>, bool), RegistryError> {
         let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
         let response = self.send(
             "PUT",
@@ -571,7 +651,10 @@ impl Session {
             &[("Content-Type", media_type)],
             Body::Bytes(bytes),
         )?;
-        Ok(response.header("Docker-Content-Digest").map(str::to_owned))
+        Ok((
+            response.header("Docker-Content-Digest").map(str::to_owned),
+            response.header("OCI-Subject").is_some(),
+        ))
     }
 
     /// Sends a request, answering one authentication challenge if the
