@@ -62,7 +62,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
             let (specs, pushes) = split_registry_outputs(&args.outputs)?;
-            let staging = registry_staging(&pushes, args.work_dir.as_deref());
+            let tags = args
+                .tags
+                .iter()
+                .map(|t| rootstrap::image::ImageReference::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            // `-t` stores the image, as `build -f` does: from the layout of
+            // an oci: output, or one staged for pushing or storing.
+            let staging = registry_staging(
+                if tags.is_empty() { &pushes } else { &args.tags },
+                args.work_dir.as_deref(),
+            );
             let mut outputs = specs
                 .iter()
                 .map(|o| build::parse_output(o))
@@ -95,7 +105,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     None => println!("{}", out.path().display()),
                 }
             }
-            if let Some(dir) = &staging {
+            if !tags.is_empty() {
+                let layout = staging.as_ref().expect("-t stages a layout").path();
+                let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
+                let store = image_store(args.source.cache_dir.as_deref());
+                for reference in &tags {
+                    let stored = store
+                        .put_opened(&image, reference)
+                        .with_context(|| format!("storing {}", reference.familiar()))?;
+                    println!("{}  {}", stored.reference(), stored.digest);
+                }
+            }
+            if let (Some(dir), false) = (&staging, pushes.is_empty()) {
                 push_all(dir.path(), &pushes, reporter.as_ref())?;
             }
             Ok(ExitCode::SUCCESS)
@@ -154,10 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Inspect(args) => {
-            let source = ImageSource::parse(&args.image)?;
-            let image = OpenedImage::open(&source, None)
-                .with_context(|| format!("opening {}", args.image))?;
-            fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let image = open_verified(&args.image, &args.store)?;
             let report = inspect(&image);
             let packages = rootstrap::inspect::installed_packages(&image)?;
             if args.json {
@@ -182,15 +200,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_network: args.network == NetworkMode::None,
                 sandbox_helper: None,
             };
-            let status = rootstrap::run::run(&args.image, &opts)
+            let (source, name) = resolve_image(&args.image, &args.store)?;
+            let status = rootstrap::run::run_image(&source, name.as_deref(), &opts)
                 .with_context(|| format!("running {}", args.image))?;
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Push(args) => {
-            let source = ImageSource::parse(&args.image)?;
-            let image = OpenedImage::open(&source, None)
-                .with_context(|| format!("opening {}", args.image))?;
-            fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let image = open_verified(&args.image, &args.store)?;
             let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
             let credentials = match &args.username {
                 Some(username) => {
@@ -442,12 +458,14 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     if let Some(dir) = &staging {
         outputs.push(rootstrap::image::Output::OciDir(dir.path().to_owned()));
     }
+    let mut rootfs_dirs = Vec::new();
     for o in &specs {
         match build::parse_output(o)? {
             build::BuildOutput::Image(out) => outputs.push(out),
-            build::BuildOutput::RootfsDir(_) => {
-                anyhow::bail!("{o}: rootfs: outputs are not available for Dockerfile builds")
+            build::BuildOutput::RootfsDir(dir) if dir.symlink_metadata().is_ok() => {
+                anyhow::bail!("{o}: refusing to replace an existing directory or file")
             }
+            build::BuildOutput::RootfsDir(dir) => rootfs_dirs.push(dir),
         }
     }
     let tags = args
@@ -455,7 +473,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
         .iter()
         .map(|t| rootstrap::image::ImageReference::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
-    if outputs.is_empty() && tags.is_empty() {
+    if outputs.is_empty() && tags.is_empty() && rootfs_dirs.is_empty() {
         anyhow::bail!("nothing to write: give --output KIND:PATH and/or -t NAME:TAG");
     }
     let tag = tags.first().cloned();
@@ -501,6 +519,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             Some(written.manifest_digest.to_string()),
         ));
     }
+    export_rootfs_outputs(&built.image, &rootfs_dirs, &opts.work_dir)?;
     // The same SBOMs a recipe build writes, from the final image's package db.
     let name = tag.as_ref().map(|t| t.familiar());
     rootstrap::sbom::write_build_sboms(
@@ -521,6 +540,30 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
         push_all(dir.path(), &pushes, reporter.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rootfs:DIR` outputs of a Dockerfile build: the final image's merged tree.
+fn export_rootfs_outputs(
+    image: &rootstrap::image::ImageBuilder,
+    dirs: &[std::path::PathBuf],
+    work_dir: &std::path::Path,
+) -> Result<()> {
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let layout = rootstrap::cleanup::TempPath::new(
+        work_dir.join(format!(".rootstrap-export-{}", std::process::id())),
+    );
+    image.write(
+        &rootstrap::image::Output::OciDir(layout.path().to_owned()),
+        None,
+    )?;
+    let opened = OpenedImage::open(&ImageSource::OciDir(layout.path().to_owned()), None)?;
+    for dir in dirs {
+        rootstrap::rootfs::export::export_rootfs(&opened, dir)?;
+        println!("{}", dir.display());
+    }
+    Ok(())
 }
 
 /// Separates `registry:REF` outputs (pushed after the build) from the
@@ -545,7 +588,8 @@ fn split_registry_outputs(specs: &[String]) -> Result<(Vec<String>, Vec<String>)
     Ok((local, pushes))
 }
 
-/// The OCI layout a build writes before pushing it; removed afterwards.
+/// The OCI layout a build writes before pushing (or storing) it; removed
+/// afterwards. None when `pushes` (or tags) is empty.
 fn registry_staging(
     pushes: &[String],
     work_dir: Option<&std::path::Path>,
@@ -579,9 +623,16 @@ fn push_all(
     Ok(())
 }
 
-fn open_verified(spec: &str) -> Result<OpenedImage> {
-    let source = ImageSource::parse(spec)?;
-    let image = OpenedImage::open(&source, None).with_context(|| format!("opening {spec}"))?;
+/// Where the image argument `spec` is (see `store::resolve_image`).
+fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<(ImageSource, Option<String>)> {
+    let store = image_store(store.cache_dir.as_deref());
+    Ok(rootstrap::store::resolve_image(spec, &store)?)
+}
+
+fn open_verified(spec: &str, store: &cli::StoreArgs) -> Result<OpenedImage> {
+    let (source, name) = resolve_image(spec, store)?;
+    let image =
+        OpenedImage::open(&source, name.as_deref()).with_context(|| format!("opening {spec}"))?;
     fsck(&image).with_context(|| format!("verifying {spec}"))?;
     Ok(image)
 }
@@ -589,19 +640,25 @@ fn open_verified(spec: &str) -> Result<OpenedImage> {
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
 fn sbom(args: &cli::SbomArgs) -> Result<()> {
     use rootstrap::sbom::{ImageIdentity, Sbom, SbomFormat};
-    let image = open_verified(&args.image)?;
-    let inventory = rootstrap::inspect::package_inventory(&image)
-        .with_context(|| format!("reading the packages of {}", args.image))?;
-    let model = Sbom::from_inventory(
-        &inventory,
-        ImageIdentity::of_image(&image),
-        &Default::default(),
-    );
+    let image = open_verified(&args.image, &args.store)?;
     let format = match args.format {
         cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
         cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,
     };
-    let bytes = format.render(&model);
+    // The document the build attached, else one derived from the image.
+    let bytes = match rootstrap::sbom::output::attached(&image, format)? {
+        Some(bytes) => bytes,
+        None => {
+            let inventory = rootstrap::inspect::package_inventory(&image)
+                .with_context(|| format!("reading the packages of {}", args.image))?;
+            let model = Sbom::from_inventory(
+                &inventory,
+                ImageIdentity::of_image(&image),
+                &Default::default(),
+            );
+            format.render(&model)
+        }
+    };
     match &args.output {
         Some(path) => rootstrap::sbom::output::write_file(path, &bytes)
             .with_context(|| format!("writing {}", path.display()))?,
@@ -612,8 +669,8 @@ fn sbom(args: &cli::SbomArgs) -> Result<()> {
 
 /// `rootstrap diff A B [--json]`; true when identical.
 fn diff(args: &cli::DiffArgs) -> Result<bool> {
-    let a = open_verified(&args.image_a)?;
-    let b = open_verified(&args.image_b)?;
+    let a = open_verified(&args.image_a, &args.store)?;
+    let b = open_verified(&args.image_b, &args.store)?;
     let d = rootstrap::image::diff::diff_images(&a, &b)
         .with_context(|| format!("comparing {} and {}", args.image_a, args.image_b))?;
     if args.json {

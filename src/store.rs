@@ -13,7 +13,9 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::image::oci::{self, Descriptor, Index, Manifest};
-use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, Output, Sha256Digest};
+use crate::image::{
+    ImageBuilder, ImageError, ImageReference, ImageSource, OpenedImage, Output, Sha256Digest,
+};
 
 /// When the image was stored (RFC 3339), in its index entry.
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
@@ -34,6 +36,31 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
     #[error("no image {0:?} in the local image store (see `rootstrap images`)")]
     NotFound(String),
+    #[error("{image}: not an image file or directory (oci:DIR, oci-archive:FILE, docker-archive:FILE) and no image of that name in the local store {store} (see `rootstrap images`; `rootstrap pull` fetches registry images)")]
+    Unresolved { image: String, store: PathBuf },
+    #[error("{0}: has no OCI manifest (a legacy docker-save archive) and cannot be stored")]
+    NoManifest(String),
+}
+
+/// Where a command finds the image named `spec`, the one rule for every
+/// command that takes an image (`run`, `inspect`, `sbom`, `diff`, `push`):
+/// `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or `docker-archive:FILE[:NAME]`
+/// name a directory or file; anything else is a `NAME[:TAG]` in the local
+/// store. (`FROM` tries a stage name first and a registry last.)
+pub fn resolve_image(
+    spec: &str,
+    store: &ImageStore,
+) -> Result<(ImageSource, Option<String>), StoreError> {
+    if crate::image::read::TRANSPORTS
+        .iter()
+        .any(|t| spec.starts_with(t))
+    {
+        return Ok(ImageSource::parse_named(spec)?);
+    }
+    store.lookup(spec)?.ok_or_else(|| StoreError::Unresolved {
+        image: spec.to_owned(),
+        store: store.dir().to_owned(),
+    })
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -217,6 +244,94 @@ impl ImageStore {
             name: reference_name(&name),
             tag: reference.tag.clone(),
             digest: written.manifest_digest.to_string(),
+            created: Some(created),
+            size,
+        })
+    }
+
+    /// Stores the image `image` (opened from a layout or archive) as
+    /// `reference`: its manifest, config and layer blobs are copied in,
+    /// each checked against its digest on the way.
+    pub fn put_opened(
+        &self,
+        image: &OpenedImage,
+        reference: &ImageReference,
+    ) -> Result<StoredImage, StoreError> {
+        let manifest_digest = image
+            .manifest_digest
+            .ok_or_else(|| StoreError::NoManifest(image.source.location()))?;
+        let _lock = self.lock()?;
+        let name = reference.familiar();
+        let mut blobs: Vec<(Sha256Digest, String)> = vec![
+            (
+                manifest_digest,
+                format!("blobs/sha256/{}", manifest_digest.to_hex()),
+            ),
+            (
+                image.config_digest,
+                format!("blobs/sha256/{}", image.config_digest.to_hex()),
+            ),
+        ];
+        for layer in &image.layers {
+            let digest = layer
+                .digest
+                .ok_or_else(|| StoreError::NoManifest(image.source.location()))?;
+            blobs.push((digest, layer.member.clone()));
+        }
+        for (digest, member) in &blobs {
+            let dest = self.blob_path(&digest.to_string());
+            if dest.exists() {
+                continue;
+            }
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".blob-")
+                .tempfile_in(self.dir.join("blobs/sha256"))
+                .map_err(io_err(format!("creating a file in {}", self.dir.display())))?;
+            let mut hashing = crate::image::HashingWriter::new(tmp.as_file_mut());
+            std::io::copy(&mut image.open_member(member)?, &mut hashing)
+                .map_err(io_err(format!("copying {member} into the store")))?;
+            let (_, actual, _) = hashing.finish();
+            if actual != *digest {
+                return Err(ImageError::DigestMismatch {
+                    digest: digest.to_string(),
+                    actual: actual.to_string(),
+                }
+                .into());
+            }
+            tmp.persist(&dest)
+                .map_err(|e| io_err(format!("storing {}", dest.display()))(e.error))?;
+        }
+        let created = image
+            .config
+            .created
+            .clone()
+            .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config_size;
+        let manifest_bytes = fs::read(self.blob_path(&manifest_digest.to_string()))
+            .map_err(io_err(format!("reading manifest {manifest_digest}")))?;
+        let media_type = image
+            .manifest
+            .as_ref()
+            .and_then(|m| m.media_type.clone())
+            .unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_owned());
+        let mut desc = Descriptor::new(&media_type, manifest_digest, manifest_bytes.len() as u64);
+        desc.annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), name.clone());
+        desc.annotations
+            .insert(ANNOTATION_CREATED.into(), created.clone());
+        desc.annotations
+            .insert(ANNOTATION_SIZE.into(), size.to_string());
+        let mut index = self.read_index()?;
+        let replaced = remove_named(&mut index, &name);
+        index.manifests.push(desc);
+        self.write_index(&index)?;
+        if replaced {
+            self.collect_garbage(&index)?;
+        }
+        Ok(StoredImage {
+            name: reference_name(&name),
+            tag: reference.tag.clone(),
+            digest: manifest_digest.to_string(),
             created: Some(created),
             size,
         })

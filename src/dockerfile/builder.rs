@@ -644,10 +644,11 @@ impl Runner<'_> {
         base: &str,
         at: &StepAt,
     ) -> Result<(ImageSource, Option<String>), BuildError> {
-        if base.starts_with("oci:") || base.starts_with("docker-archive:") {
-            return ImageSource::parse(base)
-                .map(|s| (s, None))
-                .map_err(|e| at.fail(e));
+        if crate::image::read::TRANSPORTS
+            .iter()
+            .any(|t| base.starts_with(t))
+        {
+            return ImageSource::parse_named(base).map_err(|e| at.fail(e));
         }
         if let Some(store) = self
             .opts
@@ -685,7 +686,7 @@ impl Runner<'_> {
         let mut reference = ImageReference::parse(base).map_err(|e| {
             at.fail(format!(
                 "{e}; FROM takes an image built here with -t, HOST[:PORT]/NAME[:TAG], a recipe \
-                 (recipe:NAME or a .toml file), oci:DIR, docker-archive:FILE, an earlier stage \
+                 (recipe:NAME or a .toml file), oci:DIR, oci-archive:FILE, docker-archive:FILE, an earlier stage \
                  or scratch"
             ))
         })?;

@@ -10,9 +10,9 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::archive::ArchiveKind;
 use super::compress::{auto_decoder, BlobInfo, Compressor, GzipOptions, LayerCompression};
 use super::layer::{pack_dir, LayerOptions};
-use super::archive::ArchiveKind;
 use super::oci::{self, canonical_json, Descriptor, History, ImageConfig, Index, Manifest};
 use super::read::{LayerRef, OpenedImage};
 use super::reference::ImageReference;
@@ -646,9 +646,10 @@ pub fn attach_artifact(
     persist(tmp, &index_path)?;
     // The superseded list is garbage now, unless another image shares it.
     if let Some(old) = previous {
-        let shared = index.manifests.iter().any(|d| {
-            d.annotations.get(super::read::ANNOTATION_REFERRERS) == Some(&old)
-        });
+        let shared = index
+            .manifests
+            .iter()
+            .any(|d| d.annotations.get(super::read::ANNOTATION_REFERRERS) == Some(&old));
         if !shared {
             let _ = fs::remove_file(blob_dir.join(digest_hex(&old)));
         }

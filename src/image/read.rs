@@ -530,7 +530,10 @@ fn scan_archive(
     while let Some(h) = reader.next_entry()? {
         if h.kind == EntryKind::File {
             let name = normalize_member(&h.path.to_string_lossy());
-            if members.insert(name.clone(), (reader.offset(), h.size)).is_some() {
+            if members
+                .insert(name.clone(), (reader.offset(), h.size))
+                .is_some()
+            {
                 return Err(ImageError::Invalid {
                     location: source.location(),
                     reason: format!("the archive holds {name} twice"),
