@@ -349,7 +349,9 @@ fn oci_artifacts_refer_to_the_image() {
         "{printed}"
     );
     assert!(
-        lines.get(size_at + 1).is_some_and(|l| l.starts_with("packages: ")),
+        lines
+            .get(size_at + 1)
+            .is_some_and(|l| l.starts_with("packages: ")),
         "{printed}"
     );
 }
@@ -396,7 +398,10 @@ fn build_outputs_get_sboms() {
     let index: Value =
         serde_json::from_slice(&std::fs::read(oci_dir.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
-    assert_eq!(open(&format!("oci:{}", oci_dir.display())).referrers.len(), 2);
+    assert_eq!(
+        open(&format!("oci:{}", oci_dir.display())).referrers.len(),
+        2
+    );
 }
 
 #[test]

@@ -137,6 +137,8 @@ pub struct OpenedImage {
     pub config: ImageConfig,
     pub config_digest: Sha256Digest,
     pub config_size: u64,
+    /// Path of the config blob inside the layout or archive.
+    pub config_member: String,
     pub layers: Vec<LayerRef>,
     /// Artifact manifests (SBOMs, signatures) whose `subject` is this
     /// image, as the layout records them; empty for docker archives.
@@ -510,6 +512,7 @@ fn open_oci_layout(
         manifest_digest: Some(Sha256Digest::parse(&desc.digest)?),
         config_digest: Sha256Digest::parse(&manifest.config.digest)?,
         config_size: manifest.config.size,
+        config_member: blob_member(&manifest.config.digest),
         manifest: Some(manifest),
         config,
         layers,
@@ -676,6 +679,7 @@ fn open_docker_archive(
         config,
         config_digest,
         config_size: config_bytes.len() as u64,
+        config_member: normalize_member(&entry.config),
         layers,
         store,
     })

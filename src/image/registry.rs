@@ -28,7 +28,7 @@ const MAX_MANIFEST: u64 = 4 << 20;
 pub enum RegistryError {
     #[error("{reference}: name a registry host to push to, e.g. localhost:5000/{reference}")]
     NoRegistry { reference: String },
-    #[error("{image}: has no OCI manifest blob (a legacy docker-save archive); rebuild it with rootstrap, or convert it to oci:DIR first")]
+    #[error("{image}: a layer of its manifest has no digest")]
     NoManifest { image: String },
     #[error("{method} {url}: HTTP {status}: {message}")]
     Status {
@@ -104,41 +104,13 @@ pub fn push(
         .ok_or_else(|| RegistryError::NoRegistry {
             reference: reference.familiar(),
         })?;
-    let manifest_digest = image
-        .manifest_digest
-        .ok_or_else(|| RegistryError::NoManifest {
-            image: format!("{:?}", image.source),
-        })?;
-    let manifest_bytes = read_member(
-        image,
-        &blob_member(&manifest_digest),
-        MAX_MANIFEST,
-        "the manifest",
-    )?;
-    if Sha256Digest::of(&manifest_bytes) != manifest_digest {
-        return Err(RegistryError::Image {
-            what: "the manifest".into(),
-            source: format!("blob does not hash to {manifest_digest}").into(),
-        });
-    }
-    let media_type = image
-        .manifest
-        .as_ref()
-        .and_then(|m| m.media_type.clone())
-        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+    let (manifest_bytes, media_type, blobs) = match image.manifest_digest {
+        Some(digest) => stored_manifest(image, digest)?,
+        None => legacy_manifest(image)?,
+    };
+    let manifest_digest = Sha256Digest::of(&manifest_bytes);
 
     let mut session = Session::new(&host, &reference.repository, opts);
-    let mut blobs: Vec<(Sha256Digest, u64, String)> = vec![(
-        image.config_digest,
-        image.config_size,
-        blob_member(&image.config_digest),
-    )];
-    for layer in &image.layers {
-        let digest = layer.digest.ok_or_else(|| RegistryError::NoManifest {
-            image: format!("{:?}", image.source),
-        })?;
-        blobs.push((digest, layer.size, layer.member.clone()));
-    }
 
     let (mut uploaded, mut present) = (0, 0);
     for (digest, size, member) in &blobs {
@@ -174,6 +146,115 @@ pub fn push(
         blobs_present: present + referrers.blobs_present,
         referrers: image.referrers.len(),
     })
+}
+
+/// The blobs to push: (digest, size, member in the image).
+type BlobList = Vec<(Sha256Digest, u64, String)>;
+
+/// The manifest an OCI layout or a Docker ≥ 25 archive holds, as stored.
+fn stored_manifest(
+    image: &OpenedImage,
+    manifest_digest: Sha256Digest,
+) -> Result<(Vec<u8>, String, BlobList), RegistryError> {
+    let manifest_bytes = read_member(
+        image,
+        &blob_member(&manifest_digest),
+        MAX_MANIFEST,
+        "the manifest",
+    )?;
+    if Sha256Digest::of(&manifest_bytes) != manifest_digest {
+        return Err(RegistryError::Image {
+            what: "the manifest".into(),
+            source: format!("blob does not hash to {manifest_digest}").into(),
+        });
+    }
+    let media_type = image
+        .manifest
+        .as_ref()
+        .and_then(|m| m.media_type.clone())
+        .unwrap_or_else(|| super::oci::MEDIA_TYPE_MANIFEST.into());
+    let mut blobs: BlobList = vec![(
+        image.config_digest,
+        image.config_size,
+        image.config_member.clone(),
+    )];
+    for layer in &image.layers {
+        let digest = layer.digest.ok_or_else(|| RegistryError::NoManifest {
+            image: image.source.location(),
+        })?;
+        blobs.push((digest, layer.size, layer.member.clone()));
+    }
+    Ok((manifest_bytes, media_type, blobs))
+}
+
+/// An OCI manifest for a legacy `docker save` archive (Docker < 25,
+/// buildah, skopeo), which holds none: the config and layer files as they
+/// are, each hashed here, with the layer media type their first bytes show
+/// (such archives hold uncompressed tars, which OCI allows as
+/// `…layer.v1.tar`). The digest is therefore new, as `docker push` of a
+/// loaded image also makes one.
+fn legacy_manifest(image: &OpenedImage) -> Result<(Vec<u8>, String, BlobList), RegistryError> {
+    use super::oci::{Descriptor, Manifest};
+    let image_err = |what: String| {
+        move |e: super::ImageError| RegistryError::Image {
+            what,
+            source: Box::new(e),
+        }
+    };
+    let config = Descriptor::new(
+        super::oci::MEDIA_TYPE_CONFIG,
+        image.config_digest,
+        image.config_size,
+    );
+    let mut blobs: BlobList = vec![(
+        image.config_digest,
+        image.config_size,
+        image.config_member.clone(),
+    )];
+    let mut layers = Vec::new();
+    for layer in &image.layers {
+        let member = &layer.member;
+        let read_err = |e: std::io::Error| RegistryError::Image {
+            what: format!("layer {member}"),
+            source: Box::new(e),
+        };
+        let mut reader = image
+            .open_member(member)
+            .map_err(image_err(format!("layer {member}")))?;
+        let mut head = [0u8; 4];
+        let mut filled = 0;
+        while filled < head.len() {
+            let n = reader.read(&mut head[filled..]).map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        let mut hasher = super::HashingWriter::new(std::io::sink());
+        std::io::Write::write_all(&mut hasher, &head[..filled])
+            .and_then(|()| std::io::copy(&mut reader, &mut hasher).map(drop))
+            .map_err(read_err)?;
+        let (_, digest, size) = hasher.finish();
+        let media_type = if head[..filled].starts_with(&[0x1f, 0x8b]) {
+            super::oci::MEDIA_TYPE_LAYER_GZIP
+        } else if head[..filled].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            super::oci::MEDIA_TYPE_LAYER_ZSTD
+        } else {
+            super::oci::MEDIA_TYPE_LAYER_TAR
+        };
+        layers.push(Descriptor::new(media_type, digest, size));
+        blobs.push((digest, size, member.clone()));
+    }
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(super::oci::MEDIA_TYPE_MANIFEST.into()),
+        config,
+        layers,
+        annotations: Default::default(),
+    };
+    let bytes =
+        super::oci::canonical_json(&manifest).map_err(image_err("the manifest".to_owned()))?;
+    Ok((bytes, super::oci::MEDIA_TYPE_MANIFEST.into(), blobs))
 }
 
 /// Blob counts of [`push_referrers`].
