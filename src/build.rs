@@ -151,6 +151,9 @@ pub struct BuildOptions {
     pub sandbox_helper: Option<PathBuf>,
     /// `--lock FILE [--locked]`.
     pub lock: Option<LockRequest>,
+    /// `--no-cache`: run every `[build] dockerfile` step instead of reusing
+    /// the step cache in the cache dir.
+    pub no_step_cache: bool,
 }
 
 /// Where a build writes: an image output, or the finished tree itself.
@@ -818,6 +821,8 @@ pub fn build(
             &work,
             epoch,
             &sandbox,
+            (!opts.no_step_cache)
+                .then(|| crate::dockerfile::builder::StepCache::new(&prepared.cache_dir)),
             reporter.as_ref(),
         )?;
     }

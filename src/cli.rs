@@ -221,7 +221,8 @@ pub struct DockerfileArgs {
     /// Squash the whole image (base layers included) into one layer.
     #[arg(long)]
     pub squash: bool,
-    /// Run every Dockerfile step instead of reusing the step cache.
+    /// Run every Dockerfile step (`-f`, or a recipe's `[build] dockerfile`) instead of reusing
+    /// the step cache.
     #[arg(long)]
     pub no_cache: bool,
     /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR.

@@ -92,6 +92,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     file,
                     locked: args.locked,
                 }),
+                no_step_cache: args.dockerfile.no_cache,
             };
             let result = build::build(&recipe, &opts, reporter.clone());
             reporter.finish();
@@ -499,6 +500,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             work_dir: args.work_dir.clone(),
             sandbox_helper: None,
             lock: None,
+            no_step_cache: args.dockerfile.no_cache,
         };
         build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
         Ok(out)

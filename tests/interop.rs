@@ -494,3 +494,61 @@ fn a_recipe_build_with_a_tag_is_stored_without_an_output() {
     let out = rootstrap(&cache, &["sbom", "itest/alpine:1", "--format", "cyclonedx"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_recipes_dockerfile_steps_use_the_step_cache() {
+    let Some(packages) = common::debrepo::sandbox_runtime_packages() else {
+        return;
+    };
+    let fx = common::fixture::DebFixture::new();
+    let repo = fx.write_repo("repo", &common::debrepo::Repo::new("fixture", packages));
+    let server = common::httpd::TestServer::serve(&repo);
+    fs::write(fx.path("f.txt"), "from the context\n").unwrap();
+    fs::write(
+        fx.path("Dockerfile"),
+        "RUN echo ran > /etc/steps\nCOPY f.txt /f.txt\nENV STEPS=1\n",
+    )
+    .unwrap();
+    fs::write(
+        fx.path("recipe.toml"),
+        format!(
+            "{}mirror = \"{}\"\n\n[packages]\ninstall = []\n\n[build]\ndockerfile = \"Dockerfile\"\n",
+            common::fixture::debian_source("amd64"),
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let cache = fx.path("cache");
+    let build = |out: &str, extra: &[&str]| {
+        let out_spec = format!("oci:{}", fx.path(out).display());
+        let recipe = fx.path("recipe.toml");
+        let mut cmd = common::run::rootstrap_isolated();
+        cmd.arg("build")
+            .arg(&recipe)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["-o", &out_spec])
+            .args(extra);
+        let o = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        let digest = String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned();
+        (digest, stderr.matches("CACHED").count())
+    };
+    let (first, cached) = build("one", &[]);
+    assert_eq!(cached, 0);
+    let (second, cached) = build("two", &[]);
+    assert_eq!(cached, 2, "RUN and COPY come from the cache");
+    assert_eq!(first, second, "a reused step gives the same layer");
+    let (third, cached) = build("three", &["--no-cache"]);
+    assert_eq!(cached, 0, "--no-cache runs every step");
+    assert_eq!(first, third);
+    let img = OpenedImage::open(&ImageSource::OciDir(fx.path("two")), None).unwrap();
+    let files = tree(&img);
+    assert!(files.contains(&"etc/steps".to_string()), "{files:?}");
+    assert!(files.contains(&"f.txt".to_string()));
+}

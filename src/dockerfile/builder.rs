@@ -340,7 +340,9 @@ pub fn apply_steps(
 
 /// The seam for `src/build.rs`: runs a recipe's `[build] dockerfile`
 /// (relative to the recipe; context: `[build] context` or the Dockerfile's
-/// directory) on top of the image whose rootfs is `rootfs`.
+/// directory) on top of the image whose rootfs is `rootfs`. With `cache`,
+/// steps are reused as in `build -f`: the base's config (its diff_ids)
+/// starts each key, so a reproducible base gives the same keys.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_recipe_dockerfile(
     image: &mut ImageBuilder,
@@ -350,6 +352,7 @@ pub fn apply_recipe_dockerfile(
     work_dir: &Path,
     epoch: i64,
     sandbox: &Sandbox,
+    cache: Option<StepCache>,
     reporter: &dyn Reporter,
 ) -> Result<(), BuildError> {
     let base = recipe.path.parent().unwrap_or(Path::new("."));
@@ -363,6 +366,7 @@ pub fn apply_recipe_dockerfile(
     let mut opts = BuildOptions::new(work_dir.to_path_buf());
     opts.source_date_epoch = Some(epoch);
     opts.sandbox = sandbox.clone();
+    opts.cache = cache;
     apply_steps(image, rootfs, &text, &context, &opts, reporter)
 }
 
