@@ -539,14 +539,19 @@ fn push_carries_the_sboms_as_referrers() {
 
     // What an OCI 1.1 client does: the referrers API, and where the
     // registry has none (distribution 2.x answers 404), the fallback tag.
+    // Err(status) for an HTTP error status.
     let get = |path: &str| {
         ureq::get(&format!("http://{}{path}", registry.host()))
             .set("Accept", oci::MEDIA_TYPE_INDEX)
             .call()
+            .map_err(|e| match e {
+                ureq::Error::Status(status, _) => status,
+                other => panic!("GET {path}: {other}"),
+            })
     };
     let listed: oci::Index = match get(&format!("/v2/rootstrap/sbom/referrers/{digest}")) {
         Ok(r) => serde_json::from_reader(r.into_reader()).unwrap(),
-        Err(ureq::Error::Status(404, _)) => {
+        Err(404) => {
             let r = get(&format!(
                 "/v2/rootstrap/sbom/manifests/sha256-{}",
                 digest.to_hex()
@@ -554,7 +559,7 @@ fn push_carries_the_sboms_as_referrers() {
             .expect("the referrers tag");
             serde_json::from_reader(r.into_reader()).unwrap()
         }
-        Err(e) => panic!("referrers query: {e}"),
+        Err(status) => panic!("referrers query: HTTP {status}"),
     };
     let mut types: Vec<_> = listed
         .manifests
