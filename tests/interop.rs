@@ -110,6 +110,15 @@ fn an_oci_output_is_one_named_image_with_its_sboms_as_referrers() {
     let out = rootstrap(&cache, &["sbom", &spec, "--format", "cyclonedx"]);
     assert!(out.status.success());
     assert_eq!(out.stdout, SbomFormat::CycloneDx.render(&sbom));
+    // `umoci gc` keeps what index.json reaches: the SBOMs go, the image stays.
+    let list = index["manifests"][0]["annotations"]["org.rootstrap.referrers"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    fs::remove_file(blob_path(&dir, &list)).unwrap();
+    let img = OpenedImage::open(&ImageSource::OciDir(dir.clone()), None).unwrap();
+    assert!(img.referrers.is_empty());
+    fsck(&img).unwrap();
 
     // A tag names the image by its tag.
     let tagged = work.path().join("tagged");

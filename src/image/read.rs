@@ -557,26 +557,37 @@ pub const ANNOTATION_REFERRERS: &str = "org.rootstrap.referrers";
 /// The artifacts whose subject is the image `image`: those of its
 /// referrers index, and (layouts written by oras or older rootstrap) index.json
 /// entries that carry an `artifactType` and whose manifest names the image.
+/// Artifacts whose blobs are gone are left out rather than failing the
+/// image: a tool that collects garbage from index.json (`umoci gc`) removes
+/// them and leaves the annotation.
 fn find_referrers(
     store: &Store,
     source: &ImageSource,
     index: &Index,
     image: &Descriptor,
 ) -> Result<Vec<Descriptor>, ImageError> {
+    let present = |digest: &str| store.size(&blob_member(digest)).is_some();
     let mut found: Vec<Descriptor> = Vec::new();
     if let Some(digest) = image.annotations.get(ANNOTATION_REFERRERS) {
         let digest = Sha256Digest::parse(digest)?;
-        let bytes = read_limited(
-            store,
-            source,
-            &blob_member(&digest.to_string()),
-            Some((digest, None)),
-        )?;
-        let referrers: Index = parse_json(&bytes, &format!("referrers index {digest}"))?;
-        found.extend(referrers.manifests);
+        if present(&digest.to_string()) {
+            let bytes = read_limited(
+                store,
+                source,
+                &blob_member(&digest.to_string()),
+                Some((digest, None)),
+            )?;
+            let referrers: Index = parse_json(&bytes, &format!("referrers index {digest}"))?;
+            found.extend(
+                referrers
+                    .manifests
+                    .into_iter()
+                    .filter(|d| present(&d.digest)),
+            );
+        }
     }
     for entry in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
-        if found.iter().any(|f| f.digest == entry.digest) {
+        if found.iter().any(|f| f.digest == entry.digest) || !present(&entry.digest) {
             continue;
         }
         let bytes = read_descriptor_blob(store, source, entry, "index.json")?;
