@@ -9,7 +9,7 @@
 # `rootfs:` export of the same image.
 #
 # Prints one PASS/FAIL line per check; exits non-zero if any failed.
-# Needs: root, busybox-static, skopeo, umoci, podman, buildah, docker.io
+# Needs: root, busybox-static, skopeo, umoci, podman, buildah, oci-image-tool, docker.io
 # (dockerd running: scripts/dockerd.sh start), docker-registry, python3, jq.
 # Env: ROOTSTRAP_BIN=path to use a built binary instead of `cargo build
 #      --release`; E2E_REGISTRY_PORT (default: a free port); DOCKER_HOST.
@@ -162,12 +162,23 @@ docker_cmd_prints() { # image expected
     [ "$(docker run --rm --network none --label "$prefix" "$1")" = "$2" ]
 }
 sbom_is_spdx() { "$rs" sbom "$1" | jq -e '.spdxVersion == "SPDX-2.3"' >/dev/null; }
+# oci-image-tool (1.0.0-rc1) validates layout directories; it cannot walk
+# any tar (GNU tar's own fail the same way), so archives are unpacked first.
+validates() { # oci:DIR | oci-archive:FILE | docker-archive:FILE
+    local path=${1#*:} dir
+    case $1 in
+    oci:*) dir=$path ;;
+    *) dir=$work/validate.$RANDOM && mkdir "$dir" && tar -xf "$path" -C "$dir" ;;
+    esac
+    oci-image-tool validate --type image "$dir"
+}
 one_named_image() { # layout
     jq -e '(.manifests | length) == 1 and .manifests[0].annotations["org.opencontainers.image.ref.name"] != null' "$1/index.json"
 }
 
 # Written without -t: `latest`, the name skopeo, umoci and buildah assume.
 "$rs" --progress plain build -f "$ctx/Dockerfile" "$ctx" --no-cache -o "oci:$work/df-notag" >/dev/null 2>&1
+check "untagged oci: oci-image-tool validate" validates "oci:$work/df-notag"
 check "untagged oci: skopeo inspect oci:DIR" skopeo inspect "oci:$work/df-notag"
 check "untagged oci: umoci unpack --image DIR (latest): same tree" \
     umoci_tree "$work/df-notag" "$work/df-rootfs" "$work/df-notag-umoci"
@@ -181,6 +192,9 @@ for img in df alp; do
     [ "$img" = df ] || file=/etc/os-release
     check "$img oci: one image, named" one_named_image "$work/$img-oci"
     check "$img oci: rootstrap sbom finds the attached SPDX" sbom_is_spdx "oci:$work/$img-oci"
+    for out in "oci:$work/$img-oci" "oci-archive:$work/$img.oci.tar" "docker-archive:$work/$img.tar"; do
+        check "$img ${out%%:*}: oci-image-tool validate" validates "$out"
+    done
     check "$img skopeo inspect oci:DIR" skopeo inspect "oci:$work/$img-oci"
     check "$img skopeo inspect oci-archive:" skopeo inspect "oci-archive:$work/$img.oci.tar"
     check "$img skopeo inspect docker-archive:" skopeo inspect "docker-archive:$work/$img.tar"
