@@ -176,7 +176,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Inspect(args) => {
-            let image = open_verified(&args.image, &args.store)?;
+            let (image, _held) = open_verified(&args.image, &args.store)?;
             let report = inspect(&image);
             let packages = rootstrap::inspect::installed_packages(&image)?;
             if args.json {
@@ -201,13 +201,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_network: args.network == NetworkMode::None,
                 sandbox_helper: None,
             };
-            let (source, name) = resolve_image(&args.image, &args.store)?;
-            let status = rootstrap::run::run_image(&source, name.as_deref(), &opts)
+            let image = resolve_image(&args.image, &args.store)?;
+            let status = rootstrap::run::run_image(&image.source, image.name.as_deref(), &opts)
                 .with_context(|| format!("running {}", args.image))?;
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Push(args) => {
-            let image = open_verified(&args.image, &args.store)?;
+            let (image, _held) = open_verified(&args.image, &args.store)?;
             let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
             let credentials = match &args.username {
                 Some(username) => {
@@ -626,23 +626,32 @@ fn push_all(
 }
 
 /// Where the image argument `spec` is (see `store::resolve_image`).
-fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<(ImageSource, Option<String>)> {
+fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<rootstrap::store::ResolvedImage> {
     let store = image_store(store.cache_dir.as_deref());
-    Ok(rootstrap::store::resolve_image(spec, &store)?)
+    let quiet = rootstrap::report::Silent;
+    let work_dir = std::env::temp_dir();
+    Ok(rootstrap::store::resolve_image(
+        spec, &store, &work_dir, &quiet,
+    )?)
 }
 
-fn open_verified(spec: &str, store: &cli::StoreArgs) -> Result<OpenedImage> {
-    let (source, name) = resolve_image(spec, store)?;
-    let image =
-        OpenedImage::open(&source, name.as_deref()).with_context(|| format!("opening {spec}"))?;
+/// The image `spec`, every blob re-hashed; the second value keeps a pulled
+/// image's temporary layout until the caller is done with the image.
+fn open_verified(
+    spec: &str,
+    store: &cli::StoreArgs,
+) -> Result<(OpenedImage, rootstrap::store::ResolvedImage)> {
+    let resolved = resolve_image(spec, store)?;
+    let image = OpenedImage::open(&resolved.source, resolved.name.as_deref())
+        .with_context(|| format!("opening {spec}"))?;
     fsck(&image).with_context(|| format!("verifying {spec}"))?;
-    Ok(image)
+    Ok((image, resolved))
 }
 
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
 fn sbom(args: &cli::SbomArgs) -> Result<()> {
     use rootstrap::sbom::{ImageIdentity, Sbom, SbomFormat};
-    let image = open_verified(&args.image, &args.store)?;
+    let (image, _held) = open_verified(&args.image, &args.store)?;
     let format = match args.format {
         cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
         cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,
@@ -671,8 +680,8 @@ fn sbom(args: &cli::SbomArgs) -> Result<()> {
 
 /// `rootstrap diff A B [--json]`; true when identical.
 fn diff(args: &cli::DiffArgs) -> Result<bool> {
-    let a = open_verified(&args.image_a, &args.store)?;
-    let b = open_verified(&args.image_b, &args.store)?;
+    let (a, _held_a) = open_verified(&args.image_a, &args.store)?;
+    let (b, _held_b) = open_verified(&args.image_b, &args.store)?;
     let d = rootstrap::image::diff::diff_images(&a, &b)
         .with_context(|| format!("comparing {} and {}", args.image_a, args.image_b))?;
     if args.json {

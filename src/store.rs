@@ -12,10 +12,12 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use crate::cleanup::TempPath;
 use crate::image::oci::{self, Descriptor, Index, Manifest};
 use crate::image::{
     ImageBuilder, ImageError, ImageReference, ImageSource, OpenedImage, Output, Sha256Digest,
 };
+use crate::report::Reporter;
 
 /// When the image was stored (RFC 3339), in its index entry.
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
@@ -36,32 +38,95 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
     #[error("no image {0:?} in the local image store (see `rootstrap images`)")]
     NotFound(String),
-    #[error("{image}: not an image file or directory (oci:DIR, oci-archive:FILE, docker-archive:FILE) and no image of that name in the local store {store} (see `rootstrap images`; `rootstrap pull` fetches registry images)")]
+    #[error("{image}: not an image file or directory (oci:DIR, oci-archive:FILE, docker-archive:FILE), an image in the local store {store} (see `rootstrap images`) or an image reference")]
     Unresolved { image: String, store: PathBuf },
+    #[error("{image} is not in the local image store {store} (see `rootstrap images`), and pulling it from its registry failed: {error}")]
+    Pull {
+        image: String,
+        store: PathBuf,
+        error: crate::image::registry::RegistryError,
+    },
     #[error("{0}: has no OCI manifest (a legacy docker-save archive) and cannot be stored")]
     NoManifest(String),
 }
 
+/// An image located for a command: where it is and the name to pick in
+/// it. One pulled from a registry lives in a temporary layout, removed
+/// when this is dropped.
+pub struct ResolvedImage {
+    pub source: ImageSource,
+    pub name: Option<String>,
+    _pulled: Option<TempPath>,
+}
+
 /// Where a command finds the image named `spec`, the one rule for every
-/// command that takes an image (`run`, `inspect`, `sbom`, `diff`, `push`):
-/// `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or `docker-archive:FILE[:NAME]`
-/// name a directory or file; anything else is a `NAME[:TAG]` in the local
-/// store. (`FROM` tries a stage name first and a registry last.)
+/// command that takes an image (`run`, `inspect`, `sbom`, `diff`, `push`;
+/// `FROM` and `COPY --from` try a stage name first): `oci:DIR[:REF]`,
+/// `oci-archive:FILE[:REF]` or `docker-archive:FILE[:NAME]` name a directory
+/// or file; anything else is a `NAME[:TAG]` in the local store, else an
+/// image reference pulled from its registry (Docker Hub when no host is
+/// named, as Docker does) into a temporary layout under `work_dir`.
 pub fn resolve_image(
     spec: &str,
     store: &ImageStore,
-) -> Result<(ImageSource, Option<String>), StoreError> {
+    work_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<ResolvedImage, StoreError> {
+    let found = |(source, name): (ImageSource, Option<String>)| ResolvedImage {
+        source,
+        name,
+        _pulled: None,
+    };
     if crate::image::read::TRANSPORTS
         .iter()
         .any(|t| spec.starts_with(t))
     {
-        return Ok(ImageSource::parse_named(spec)?);
+        return Ok(found(ImageSource::parse_named(spec)?));
     }
-    store.lookup(spec)?.ok_or_else(|| StoreError::Unresolved {
+    if let Some(stored) = store.lookup(spec)? {
+        return Ok(found(stored));
+    }
+    let Ok(mut reference) = ImageReference::parse(spec) else {
+        return Err(StoreError::Unresolved {
+            image: spec.to_owned(),
+            store: store.dir().to_owned(),
+        });
+    };
+    if reference.registry.is_none() {
+        reference.registry = Some("docker.io".into());
+        if !reference.repository.contains('/') {
+            reference.repository = format!("library/{}", reference.repository);
+        }
+    }
+    let tmp = TempPath::new(work_dir.join(format!(
+        ".rootstrap-pull-{}-{}",
+        std::process::id(),
+        PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )));
+    fs::create_dir_all(tmp.path()).map_err(io_err(format!("creating {}", tmp.path().display())))?;
+    let layout = tmp.path().join("oci");
+    let arch = oci::oci_arch(std::env::consts::ARCH).0;
+    crate::image::registry::pull(
+        &reference,
+        (arch, "linux"),
+        &crate::image::registry::PushOptions::default(),
+        &layout,
+        reporter,
+    )
+    .map_err(|error| StoreError::Pull {
         image: spec.to_owned(),
         store: store.dir().to_owned(),
+        error,
+    })?;
+    Ok(ResolvedImage {
+        source: ImageSource::OciDir(layout),
+        name: None,
+        _pulled: Some(tmp),
     })
 }
+
+/// Numbers the temporary layouts of one process's pulls.
+static PULLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = context.into();

@@ -675,3 +675,24 @@ fn push_a_legacy_docker_save_archive() {
     assert_eq!(status, 200);
     assert_eq!(bytes, fs::read(&layer).unwrap());
 }
+
+#[test]
+fn commands_take_a_registry_image() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "remote");
+    let local = format!("oci:{}", oci_dir.display());
+    let dest = format!("{}/rootstrap/remote:1", registry.host());
+    let out = rootstrap(&["push", &local, &dest], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Not in the store, so pulled (into a temporary layout) and read.
+    let cache = work.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let out = rootstrap(&["inspect", &dest, "--cache-dir", cache], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&digest.to_string()));
+    let out = rootstrap(&["diff", &dest, &local, "--cache-dir", cache], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
