@@ -60,7 +60,7 @@ pub enum Command {
     Sbom(SbomArgs),
     /// Compare two images: config, packages and files (exit 0 identical, 1 different, 2 error).
     Diff(DiffArgs),
-    /// List the images in the local image store (built with `build -f … -t NAME:TAG`).
+    /// List the images in the local image store (built with `build … -t NAME:TAG`).
     Images(StoreArgs),
     /// Remove an image from the local image store.
     Rmi(RmiArgs),
