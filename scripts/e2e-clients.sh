@@ -354,6 +354,10 @@ check "push: SBOM referrers of the image listed (OCI 1.1 referrers / fallback ta
 check "push: the pushed image is read by skopeo" \
     skopeo inspect --tls-verify=false "docker://127.0.0.1:$rport/out/alpine:1"
 
+# A registry name: pulled into a temporary layout, then used.
+check "registry name: rootstrap inspect HOST/REPO:TAG" "$rs" inspect "127.0.0.1:$rport/in/img1:1"
+check "registry name: rootstrap run HOST/REPO:TAG" run_prints "127.0.0.1:$rport/in/img1:1" hello-from-a-client
+
 # Stored names: the -t images are in rootstrap's store for every command.
 check "store: rootstrap inspect $prefix/alpine:1" "$rs" inspect "$prefix/alpine:1"
 check "store: rootstrap diff NAME oci:DIR (identical)" "$rs" diff "$prefix/alpine:1" "oci:$work/alp-oci"
