@@ -156,6 +156,9 @@ pub struct BuildOptions {
     pub sandbox_helper: Option<PathBuf>,
     /// `--lock FILE [--locked]`.
     pub lock: Option<LockRequest>,
+    /// `--no-cache`: run every `[build] dockerfile` step instead of reusing
+    /// the step cache in the cache dir.
+    pub no_step_cache: bool,
 }
 
 /// Where a build writes: an image output, or the finished tree itself.
@@ -174,7 +177,7 @@ impl BuildOutput {
     }
 }
 
-/// Parses `oci:DIR`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
+/// Parses `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
 pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
     let (kind, path) = spec
         .split_once(':')
@@ -185,6 +188,7 @@ pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
     let path = PathBuf::from(path);
     Ok(match kind {
         "oci" => BuildOutput::Image(Output::OciDir(path)),
+        "oci-archive" => BuildOutput::Image(Output::OciArchive(path)),
         "docker-archive" => BuildOutput::Image(Output::DockerArchive(path)),
         "tar" => BuildOutput::Image(Output::RootfsTar(path)),
         "rootfs" => BuildOutput::RootfsDir(path),
@@ -828,6 +832,8 @@ pub fn build(
             &work,
             epoch,
             &sandbox,
+            (!opts.no_step_cache)
+                .then(|| crate::dockerfile::builder::StepCache::new(&prepared.cache_dir)),
             reporter.as_ref(),
         )?;
     }

@@ -73,7 +73,7 @@ pub enum Command {
     Sbom(SbomArgs),
     /// Compare two images: config, packages and files (exit 0 identical, 1 different, 2 error).
     Diff(DiffArgs),
-    /// List the images in the local image store (built with `build -f … -t NAME:TAG`).
+    /// List the images in the local image store (built with `build … -t NAME:TAG`).
     Images(StoreArgs),
     /// Remove an image from the local image store.
     Rmi(RmiArgs),
@@ -91,8 +91,10 @@ pub enum SbomFormatArg {
 
 #[derive(Debug, Args)]
 pub struct SbomArgs {
-    /// oci:DIR or docker-archive:FILE
+    /// An image: NAME[:TAG] from the local store, oci:DIR, oci-archive:FILE or docker-archive:FILE.
     pub image: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Document format.
     #[arg(long, value_enum, default_value_t = SbomFormatArg::Spdx)]
     pub format: SbomFormatArg,
@@ -103,10 +105,12 @@ pub struct SbomArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// oci:DIR or docker-archive:FILE
+    /// An image: NAME[:TAG] from the local store, oci:DIR, oci-archive:FILE or docker-archive:FILE.
     pub image_a: String,
-    /// oci:DIR or docker-archive:FILE
+    /// An image: NAME[:TAG] from the local store, oci:DIR, oci-archive:FILE or docker-archive:FILE.
     pub image_b: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Print the differences as JSON.
     #[arg(long)]
     pub json: bool,
@@ -164,17 +168,19 @@ pub struct SourceArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Where to write the image: oci:DIR, docker-archive:FILE, tar:FILE (rootfs tarball;
-    /// .gz/.zst compress), rootfs:DIR, or registry:HOST[:PORT]/REPO[:TAG] (pushed when the
-    /// build succeeds; see `rootstrap push`). May be given several times.
+    /// Where to write the image: oci:DIR, oci-archive:FILE, docker-archive:FILE, tar:FILE
+    /// (rootfs tarball; .gz/.zst compress), rootfs:DIR, or registry:HOST[:PORT]/REPO[:TAG]
+    /// (pushed when the build succeeds; see `rootstrap push`). May be given several times;
+    /// optional with -t, which stores the image in the local store.
     #[arg(
         short,
         long = "output",
         value_name = "KIND:PATH",
-        required_unless_present = "file"
+        required_unless_present_any = ["file", "tags"]
     )]
     pub outputs: Vec<String>,
-    /// Image reference to record (NAME[:TAG]); defaults to the recipe's image.name.
+    /// Image name (NAME[:TAG]): recorded in the outputs and the image stored under it in
+    /// the local store; outputs default to the recipe's image.name, else `latest`.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
     /// Directory for the temporary rootfs (default: memory, /dev/shm, when
@@ -233,7 +239,8 @@ pub struct DockerfileArgs {
     /// Squash the whole image (base layers included) into one layer.
     #[arg(long)]
     pub squash: bool,
-    /// Run every Dockerfile step instead of reusing the step cache.
+    /// Run every Dockerfile step (`-f`, or a recipe's `[build] dockerfile`) instead of reusing
+    /// the step cache.
     #[arg(long)]
     pub no_cache: bool,
     /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR.
@@ -255,8 +262,10 @@ pub struct ResolveArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// oci:DIR or docker-archive:FILE
+    /// An image: NAME[:TAG] from the local store, oci:DIR, oci-archive:FILE or docker-archive:FILE.
     pub image: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -279,8 +288,10 @@ pub struct PullArgs {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// oci:DIR or docker-archive:FILE
+    /// An image: NAME[:TAG] from the local store, oci:DIR, oci-archive:FILE or docker-archive:FILE.
     pub image: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Where to: REGISTRY[:PORT]/REPOSITORY[:TAG] (tag defaults to latest).
     pub destination: String,
     /// Talk plain HTTP to the registry (always the case for localhost and 127.0.0.0/8).
@@ -296,8 +307,10 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// oci:DIR or docker-archive:FILE
+    /// An image: NAME[:TAG] from the local store, oci:DIR, oci-archive:FILE or docker-archive:FILE.
     pub image: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Network: share the host's (default) or none.
     #[arg(long, value_enum, default_value_t = NetworkMode::Host)]
     pub network: NetworkMode,

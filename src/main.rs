@@ -95,7 +95,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
             let (specs, pushes) = split_registry_outputs(&args.outputs)?;
-            let staging = registry_staging(&pushes, args.work_dir.as_deref());
+            let tags = args
+                .tags
+                .iter()
+                .map(|t| rootstrap::image::ImageReference::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            // `-t` stores the image, as `build -f` does: from the layout of
+            // an oci: output, or one staged for pushing or storing.
+            let staging = registry_staging(
+                if tags.is_empty() { &pushes } else { &args.tags },
+                args.work_dir.as_deref(),
+            );
             let mut outputs = specs
                 .iter()
                 .map(|o| build::parse_output(o))
@@ -115,6 +125,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     file,
                     locked: args.locked,
                 }),
+                no_step_cache: args.dockerfile.no_cache,
             };
             let result = build::build(&recipe, &opts, reporter.clone());
             reporter.finish();
@@ -128,7 +139,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     None => println!("{}", out.path().display()),
                 }
             }
-            if let Some(dir) = &staging {
+            if !tags.is_empty() {
+                let layout = staging.as_ref().expect("-t stages a layout").path();
+                let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
+                let store = image_store(args.source.cache_dir.as_deref());
+                for reference in &tags {
+                    let stored = store
+                        .put_opened(&image, reference)
+                        .with_context(|| format!("storing {}", reference.familiar()))?;
+                    println!("{}  {}", stored.reference(), stored.digest);
+                }
+            }
+            if let (Some(dir), false) = (&staging, pushes.is_empty()) {
                 push_all(dir.path(), &pushes, reporter.as_ref())?;
             }
             Ok(ExitCode::SUCCESS)
@@ -187,10 +209,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Inspect(args) => {
-            let source = ImageSource::parse(&args.image)?;
-            let image = OpenedImage::open(&source, None)
-                .with_context(|| format!("opening {}", args.image))?;
-            fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let (image, _held) = open_verified(&args.image, &args.store)?;
             let report = inspect(&image);
             let packages = rootstrap::inspect::installed_packages(&image)?;
             if args.json {
@@ -215,15 +234,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_network: args.network == NetworkMode::None,
                 sandbox_helper: None,
             };
-            let status = rootstrap::run::run(&args.image, &opts)
+            let image = resolve_image(&args.image, &args.store)?;
+            let status = rootstrap::run::run_image(&image.source, image.name.as_deref(), &opts)
                 .with_context(|| format!("running {}", args.image))?;
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Push(args) => {
-            let source = ImageSource::parse(&args.image)?;
-            let image = OpenedImage::open(&source, None)
-                .with_context(|| format!("opening {}", args.image))?;
-            fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let (image, _held) = open_verified(&args.image, &args.store)?;
             let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
             let credentials = match &args.username {
                 Some(username) => {
@@ -248,8 +265,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = result
                 .with_context(|| format!("pushing {} to {}", args.image, args.destination))?;
             eprintln!(
-                "{} blobs uploaded, {} already present",
-                report.blobs_uploaded, report.blobs_present
+                "{} blobs uploaded, {} already present, {} referrers",
+                report.blobs_uploaded, report.blobs_present, report.referrers
             );
             println!("{}", report.pushed);
             Ok(ExitCode::SUCCESS)
@@ -475,12 +492,14 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     if let Some(dir) = &staging {
         outputs.push(rootstrap::image::Output::OciDir(dir.path().to_owned()));
     }
+    let mut rootfs_dirs = Vec::new();
     for o in &specs {
         match build::parse_output(o)? {
             build::BuildOutput::Image(out) => outputs.push(out),
-            build::BuildOutput::RootfsDir(_) => {
-                anyhow::bail!("{o}: rootfs: outputs are not available for Dockerfile builds")
+            build::BuildOutput::RootfsDir(dir) if dir.symlink_metadata().is_ok() => {
+                anyhow::bail!("{o}: refusing to replace an existing directory or file")
             }
+            build::BuildOutput::RootfsDir(dir) => rootfs_dirs.push(dir),
         }
     }
     let tags = args
@@ -488,7 +507,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
         .iter()
         .map(|t| rootstrap::image::ImageReference::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
-    if outputs.is_empty() && tags.is_empty() {
+    if outputs.is_empty() && tags.is_empty() && rootfs_dirs.is_empty() {
         anyhow::bail!("nothing to write: give --output KIND:PATH and/or -t NAME:TAG");
     }
     let tag = tags.first().cloned();
@@ -514,6 +533,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             work_dir: args.work_dir.clone(),
             sandbox_helper: None,
             lock: None,
+            no_step_cache: args.dockerfile.no_cache,
         };
         build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
         Ok(out)
@@ -534,6 +554,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             Some(written.manifest_digest.to_string()),
         ));
     }
+    export_rootfs_outputs(&built.image, &rootfs_dirs, &opts.work_dir)?;
     // The same SBOMs a recipe build writes, from the final image's package db.
     let name = tag.as_ref().map(|t| t.familiar());
     rootstrap::sbom::write_build_sboms(
@@ -554,6 +575,30 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
         push_all(dir.path(), &pushes, reporter.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rootfs:DIR` outputs of a Dockerfile build: the final image's merged tree.
+fn export_rootfs_outputs(
+    image: &rootstrap::image::ImageBuilder,
+    dirs: &[std::path::PathBuf],
+    work_dir: &std::path::Path,
+) -> Result<()> {
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let layout = rootstrap::cleanup::TempPath::new(
+        work_dir.join(format!(".rootstrap-export-{}", std::process::id())),
+    );
+    image.write(
+        &rootstrap::image::Output::OciDir(layout.path().to_owned()),
+        None,
+    )?;
+    let opened = OpenedImage::open(&ImageSource::OciDir(layout.path().to_owned()), None)?;
+    for dir in dirs {
+        rootstrap::rootfs::export::export_rootfs(&opened, dir)?;
+        println!("{}", dir.display());
+    }
+    Ok(())
 }
 
 /// Separates `registry:REF` outputs (pushed after the build) from the
@@ -578,7 +623,8 @@ fn split_registry_outputs(specs: &[String]) -> Result<(Vec<String>, Vec<String>)
     Ok((local, pushes))
 }
 
-/// The OCI layout a build writes before pushing it; removed afterwards.
+/// The OCI layout a build writes before pushing (or storing) it; removed
+/// afterwards. None when `pushes` (or tags) is empty.
 fn registry_staging(
     pushes: &[String],
     work_dir: Option<&std::path::Path>,
@@ -612,29 +658,51 @@ fn push_all(
     Ok(())
 }
 
-fn open_verified(spec: &str) -> Result<OpenedImage> {
-    let source = ImageSource::parse(spec)?;
-    let image = OpenedImage::open(&source, None).with_context(|| format!("opening {spec}"))?;
+/// Where the image argument `spec` is (see `store::resolve_image`).
+fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<rootstrap::store::ResolvedImage> {
+    let store = image_store(store.cache_dir.as_deref());
+    let quiet = rootstrap::report::Silent;
+    let work_dir = std::env::temp_dir();
+    Ok(rootstrap::store::resolve_image(
+        spec, &store, &work_dir, &quiet,
+    )?)
+}
+
+/// The image `spec`, every blob re-hashed; the second value keeps a pulled
+/// image's temporary layout until the caller is done with the image.
+fn open_verified(
+    spec: &str,
+    store: &cli::StoreArgs,
+) -> Result<(OpenedImage, rootstrap::store::ResolvedImage)> {
+    let resolved = resolve_image(spec, store)?;
+    let image = OpenedImage::open(&resolved.source, resolved.name.as_deref())
+        .with_context(|| format!("opening {spec}"))?;
     fsck(&image).with_context(|| format!("verifying {spec}"))?;
-    Ok(image)
+    Ok((image, resolved))
 }
 
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
 fn sbom(args: &cli::SbomArgs) -> Result<()> {
     use rootstrap::sbom::{ImageIdentity, Sbom, SbomFormat};
-    let image = open_verified(&args.image)?;
-    let inventory = rootstrap::inspect::package_inventory(&image)
-        .with_context(|| format!("reading the packages of {}", args.image))?;
-    let model = Sbom::from_inventory(
-        &inventory,
-        ImageIdentity::of_image(&image),
-        &Default::default(),
-    );
+    let (image, _held) = open_verified(&args.image, &args.store)?;
     let format = match args.format {
         cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
         cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,
     };
-    let bytes = format.render(&model);
+    // The document the build attached, else one derived from the image.
+    let bytes = match rootstrap::sbom::output::attached(&image, format)? {
+        Some(bytes) => bytes,
+        None => {
+            let inventory = rootstrap::inspect::package_inventory(&image)
+                .with_context(|| format!("reading the packages of {}", args.image))?;
+            let model = Sbom::from_inventory(
+                &inventory,
+                ImageIdentity::of_image(&image),
+                &Default::default(),
+            );
+            format.render(&model)
+        }
+    };
     match &args.output {
         Some(path) => rootstrap::sbom::output::write_file(path, &bytes)
             .with_context(|| format!("writing {}", path.display()))?,
@@ -645,8 +713,8 @@ fn sbom(args: &cli::SbomArgs) -> Result<()> {
 
 /// `rootstrap diff A B [--json]`; true when identical.
 fn diff(args: &cli::DiffArgs) -> Result<bool> {
-    let a = open_verified(&args.image_a)?;
-    let b = open_verified(&args.image_b)?;
+    let (a, _held_a) = open_verified(&args.image_a, &args.store)?;
+    let (b, _held_b) = open_verified(&args.image_b, &args.store)?;
     let d = rootstrap::image::diff::diff_images(&a, &b)
         .with_context(|| format!("comparing {} and {}", args.image_a, args.image_b))?;
     if args.json {

@@ -41,8 +41,17 @@ pub struct RunOptions {
 
 /// Unpacks `image` and runs the command; returns its exit status.
 pub fn run(image: &str, opts: &RunOptions) -> Result<ExitStatus, RunError> {
-    let source = ImageSource::parse(image)?;
-    let opened = OpenedImage::open(&source, None)?;
+    run_image(&ImageSource::parse(image)?, None, opts)
+}
+
+/// [`run`] for an image already located (`name` selects it in a layout
+/// holding several, as the local store does).
+pub fn run_image(
+    source: &ImageSource,
+    name: Option<&str>,
+    opts: &RunOptions,
+) -> Result<ExitStatus, RunError> {
+    let opened = OpenedImage::open(source, name)?;
     let tmp_parent = std::env::temp_dir();
     let dir = TempPath::new(tmp_parent.join(format!(".rootstrap-run-{}", std::process::id())));
     std::fs::create_dir(dir.path()).map_err(|source| RunError::Temp {

@@ -12,8 +12,12 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use crate::cleanup::TempPath;
 use crate::image::oci::{self, Descriptor, Index, Manifest};
-use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, Output, Sha256Digest};
+use crate::image::{
+    ImageBuilder, ImageError, ImageReference, ImageSource, OpenedImage, Output, Sha256Digest,
+};
+use crate::report::Reporter;
 
 /// When the image was stored (RFC 3339), in its index entry.
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
@@ -34,7 +38,95 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
     #[error("no image {0:?} in the local image store (see `rootstrap images`)")]
     NotFound(String),
+    #[error("{image}: not an image file or directory (oci:DIR, oci-archive:FILE, docker-archive:FILE), an image in the local store {store} (see `rootstrap images`) or an image reference")]
+    Unresolved { image: String, store: PathBuf },
+    #[error("{image} is not in the local image store {store} (see `rootstrap images`), and pulling it from its registry failed: {error}")]
+    Pull {
+        image: String,
+        store: PathBuf,
+        error: crate::image::registry::RegistryError,
+    },
+    #[error("{0}: has no OCI manifest (a legacy docker-save archive) and cannot be stored")]
+    NoManifest(String),
 }
+
+/// An image located for a command: where it is and the name to pick in
+/// it. One pulled from a registry lives in a temporary layout, removed
+/// when this is dropped.
+pub struct ResolvedImage {
+    pub source: ImageSource,
+    pub name: Option<String>,
+    _pulled: Option<TempPath>,
+}
+
+/// Where a command finds the image named `spec`, the one rule for every
+/// command that takes an image (`run`, `inspect`, `sbom`, `diff`, `push`;
+/// `FROM` and `COPY --from` try a stage name first): `oci:DIR[:REF]`,
+/// `oci-archive:FILE[:REF]` or `docker-archive:FILE[:NAME]` name a directory
+/// or file; anything else is a `NAME[:TAG]` in the local store, else an
+/// image reference pulled from its registry (Docker Hub when no host is
+/// named, as Docker does) into a temporary layout under `work_dir`.
+pub fn resolve_image(
+    spec: &str,
+    store: &ImageStore,
+    work_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<ResolvedImage, StoreError> {
+    let found = |(source, name): (ImageSource, Option<String>)| ResolvedImage {
+        source,
+        name,
+        _pulled: None,
+    };
+    if crate::image::read::TRANSPORTS
+        .iter()
+        .any(|t| spec.starts_with(t))
+    {
+        return Ok(found(ImageSource::parse_named(spec)?));
+    }
+    if let Some(stored) = store.lookup(spec)? {
+        return Ok(found(stored));
+    }
+    let Ok(mut reference) = ImageReference::parse(spec) else {
+        return Err(StoreError::Unresolved {
+            image: spec.to_owned(),
+            store: store.dir().to_owned(),
+        });
+    };
+    if reference.registry.is_none() {
+        reference.registry = Some("docker.io".into());
+        if !reference.repository.contains('/') {
+            reference.repository = format!("library/{}", reference.repository);
+        }
+    }
+    let tmp = TempPath::new(work_dir.join(format!(
+        ".rootstrap-pull-{}-{}",
+        std::process::id(),
+        PULLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )));
+    fs::create_dir_all(tmp.path()).map_err(io_err(format!("creating {}", tmp.path().display())))?;
+    let layout = tmp.path().join("oci");
+    let arch = oci::oci_arch(std::env::consts::ARCH).0;
+    crate::image::registry::pull(
+        &reference,
+        (arch, "linux"),
+        &crate::image::registry::PushOptions::default(),
+        &layout,
+        reporter,
+    )
+    .map_err(|error| StoreError::Pull {
+        image: spec.to_owned(),
+        store: store.dir().to_owned(),
+        error,
+    })?;
+    Ok(ResolvedImage {
+        source: ImageSource::OciDir(layout),
+        name: None,
+        _pulled: Some(tmp),
+    })
+}
+
+/// Numbers the temporary layouts of one process's pulls.
+static PULLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = context.into();
@@ -217,6 +309,94 @@ impl ImageStore {
             name: reference_name(&name),
             tag: reference.tag.clone(),
             digest: written.manifest_digest.to_string(),
+            created: Some(created),
+            size,
+        })
+    }
+
+    /// Stores the image `image` (opened from a layout or archive) as
+    /// `reference`: its manifest, config and layer blobs are copied in,
+    /// each checked against its digest on the way.
+    pub fn put_opened(
+        &self,
+        image: &OpenedImage,
+        reference: &ImageReference,
+    ) -> Result<StoredImage, StoreError> {
+        let manifest_digest = image
+            .manifest_digest
+            .ok_or_else(|| StoreError::NoManifest(image.source.location()))?;
+        let _lock = self.lock()?;
+        let name = reference.familiar();
+        let mut blobs: Vec<(Sha256Digest, String)> = vec![
+            (
+                manifest_digest,
+                format!("blobs/sha256/{}", manifest_digest.to_hex()),
+            ),
+            (
+                image.config_digest,
+                format!("blobs/sha256/{}", image.config_digest.to_hex()),
+            ),
+        ];
+        for layer in &image.layers {
+            let digest = layer
+                .digest
+                .ok_or_else(|| StoreError::NoManifest(image.source.location()))?;
+            blobs.push((digest, layer.member.clone()));
+        }
+        for (digest, member) in &blobs {
+            let dest = self.blob_path(&digest.to_string());
+            if dest.exists() {
+                continue;
+            }
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".blob-")
+                .tempfile_in(self.dir.join("blobs/sha256"))
+                .map_err(io_err(format!("creating a file in {}", self.dir.display())))?;
+            let mut hashing = crate::image::HashingWriter::new(tmp.as_file_mut());
+            std::io::copy(&mut image.open_member(member)?, &mut hashing)
+                .map_err(io_err(format!("copying {member} into the store")))?;
+            let (_, actual, _) = hashing.finish();
+            if actual != *digest {
+                return Err(ImageError::DigestMismatch {
+                    digest: digest.to_string(),
+                    actual: actual.to_string(),
+                }
+                .into());
+            }
+            tmp.persist(&dest)
+                .map_err(|e| io_err(format!("storing {}", dest.display()))(e.error))?;
+        }
+        let created = image
+            .config
+            .created
+            .clone()
+            .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config_size;
+        let manifest_bytes = fs::read(self.blob_path(&manifest_digest.to_string()))
+            .map_err(io_err(format!("reading manifest {manifest_digest}")))?;
+        let media_type = image
+            .manifest
+            .as_ref()
+            .and_then(|m| m.media_type.clone())
+            .unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_owned());
+        let mut desc = Descriptor::new(&media_type, manifest_digest, manifest_bytes.len() as u64);
+        desc.annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), name.clone());
+        desc.annotations
+            .insert(ANNOTATION_CREATED.into(), created.clone());
+        desc.annotations
+            .insert(ANNOTATION_SIZE.into(), size.to_string());
+        let mut index = self.read_index()?;
+        let replaced = remove_named(&mut index, &name);
+        index.manifests.push(desc);
+        self.write_index(&index)?;
+        if replaced {
+            self.collect_garbage(&index)?;
+        }
+        Ok(StoredImage {
+            name: reference_name(&name),
+            tag: reference.tag.clone(),
+            digest: manifest_digest.to_string(),
             created: Some(created),
             size,
         })

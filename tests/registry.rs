@@ -505,3 +505,194 @@ fn dockerfile_from_a_registry_image() {
     );
     assert!(!work.path().join("never").exists());
 }
+
+#[test]
+fn push_carries_the_sboms_as_referrers() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "sbom");
+    let image = rootstrap::image::OpenedImage::open(
+        &rootstrap::image::ImageSource::OciDir(oci_dir.clone()),
+        None,
+    )
+    .unwrap();
+    let inventory = rootstrap::inspect::package_inventory(&image).unwrap();
+    let sbom = rootstrap::sbom::Sbom::from_inventory(
+        &inventory,
+        rootstrap::sbom::ImageIdentity::of_image(&image),
+        &Default::default(),
+    );
+    rootstrap::sbom::attach_to_oci_layout(&oci_dir, &sbom).unwrap();
+    let dest = format!("{}/rootstrap/sbom:v1", registry.host());
+    let out = rootstrap(
+        &["push", &format!("oci:{}", oci_dir.display()), &dest],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 referrers"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // What an OCI 1.1 client does: the referrers API, and where the
+    // registry has none (distribution 2.x answers 404), the fallback tag.
+    // Err(status) for an HTTP error status.
+    let get = |path: &str| {
+        ureq::get(&format!("http://{}{path}", registry.host()))
+            .set("Accept", oci::MEDIA_TYPE_INDEX)
+            .call()
+            .map_err(|e| match e {
+                ureq::Error::Status(status, _) => status,
+                other => panic!("GET {path}: {other}"),
+            })
+    };
+    let listed: oci::Index = match get(&format!("/v2/rootstrap/sbom/referrers/{digest}")) {
+        Ok(r) => serde_json::from_reader(r.into_reader()).unwrap(),
+        Err(404) => {
+            let r = get(&format!(
+                "/v2/rootstrap/sbom/manifests/sha256-{}",
+                digest.to_hex()
+            ))
+            .expect("the referrers tag");
+            serde_json::from_reader(r.into_reader()).unwrap()
+        }
+        Err(status) => panic!("referrers query: HTTP {status}"),
+    };
+    let mut types: Vec<_> = listed
+        .manifests
+        .iter()
+        .map(|d| d.artifact_type.clone().unwrap_or_default())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["application/spdx+json", "application/vnd.cyclonedx+json"]
+    );
+    for artifact in &listed.manifests {
+        let (status, body, _) = registry.get(
+            &format!("/v2/rootstrap/sbom/manifests/{}", artifact.digest),
+            None,
+        );
+        assert_eq!(status, 200);
+        let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(manifest["subject"]["digest"], digest.to_string());
+        let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+        let (status, _, _) = registry.get(&format!("/v2/rootstrap/sbom/blobs/{layer}"), None);
+        assert_eq!(status, 200);
+    }
+
+    // Pushing again lists each SBOM once.
+    let out = rootstrap(
+        &["push", &format!("oci:{}", oci_dir.display()), &dest],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    if let Ok(r) = get(&format!(
+        "/v2/rootstrap/sbom/manifests/sha256-{}",
+        digest.to_hex()
+    )) {
+        let again: oci::Index = serde_json::from_reader(r.into_reader()).unwrap();
+        assert_eq!(again.manifests.len(), 2);
+    }
+}
+
+#[test]
+fn push_a_legacy_docker_save_archive() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    // What `docker save` wrote before Docker 25 (and buildah still writes):
+    // manifest.json, a config file, layer tars; no OCI manifest at all.
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/marker"), "legacy").unwrap();
+    let parts = work.path().join("parts");
+    fs::create_dir_all(parts.join("abc")).unwrap();
+    let layer = parts.join("abc/layer.tar");
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&tree)
+        .arg("etc")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let diff_id = Sha256Digest::of(&fs::read(&layer).unwrap());
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+    );
+    fs::write(parts.join("cfg.json"), &config).unwrap();
+    fs::write(
+        parts.join("manifest.json"),
+        r#"[{"Config":"cfg.json","RepoTags":["legacy:1"],"Layers":["abc/layer.tar"]}]"#,
+    )
+    .unwrap();
+    let archive = work.path().join("legacy.tar");
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&parts)
+        .args(["manifest.json", "cfg.json", "abc/layer.tar"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let dest = format!("{}/rootstrap/legacy:1", registry.host());
+    let out = rootstrap(
+        &[
+            "push",
+            &format!("docker-archive:{}", archive.display()),
+            &dest,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (status, body, _) = registry.get("/v2/rootstrap/legacy/manifests/1", None);
+    assert_eq!(status, 200);
+    let manifest: oci::Manifest = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{dest}@{}", Sha256Digest::of(&body))
+    );
+    assert_eq!(
+        manifest.config.digest,
+        Sha256Digest::of(config.as_bytes()).to_string()
+    );
+    // The uncompressed layer goes as it is: its digest is its diff_id.
+    assert_eq!(manifest.layers.len(), 1);
+    assert_eq!(manifest.layers[0].media_type, oci::MEDIA_TYPE_LAYER_TAR);
+    assert_eq!(manifest.layers[0].digest, diff_id.to_string());
+    let (status, bytes, _) = registry.get(
+        &format!("/v2/rootstrap/legacy/blobs/{}", manifest.layers[0].digest),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(bytes, fs::read(&layer).unwrap());
+}
+
+#[test]
+fn commands_take_a_registry_image() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "remote");
+    let local = format!("oci:{}", oci_dir.display());
+    let dest = format!("{}/rootstrap/remote:1", registry.host());
+    let out = rootstrap(&["push", &local, &dest], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Not in the store, so pulled (into a temporary layout) and read.
+    let cache = work.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let out = rootstrap(&["inspect", &dest, "--cache-dir", cache], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&digest.to_string()));
+    let out = rootstrap(&["diff", &dest, &local, "--cache-dir", cache], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -273,8 +273,10 @@ fn oci_artifacts_refer_to_the_image() {
     attach_to_oci_layout(&dir, &sbom).unwrap();
     let index: Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    // index.json lists the image alone (skopeo, podman and umoci take every
+    // entry for an image); its entry points at the list of its referrers.
     let manifests = index["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 3, "{manifests:#?}");
+    assert_eq!(manifests.len(), 1, "{manifests:#?}");
     let blob = |d: &Value| {
         std::fs::read(
             dir.join("blobs/sha256")
@@ -282,7 +284,20 @@ fn oci_artifacts_refer_to_the_image() {
         )
         .unwrap()
     };
-    for (entry, format) in manifests[1..].iter().zip(SbomFormat::ALL) {
+    let pointer = &manifests[0]["annotations"]["org.rootstrap.referrers"];
+    let referrers: Value = serde_json::from_slice(&blob(pointer)).unwrap();
+    assert_eq!(
+        referrers["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let listed = referrers["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:#?}");
+    // The list that one SBOM made was replaced, not left behind.
+    let blobs = std::fs::read_dir(dir.join("blobs/sha256")).unwrap().count();
+    // 2 layers + config, the manifest, 2 × (document + manifest), the empty
+    // config and one list.
+    assert_eq!(blobs, 3 + 1 + 2 * 2 + 1 + 1);
+    for (entry, format) in listed.iter().zip(SbomFormat::ALL) {
         assert_eq!(entry["artifactType"], format.media_type());
         assert_eq!(entry["annotations"]["org.rootstrap.sbom"], format.label());
         let manifest: Value = serde_json::from_slice(&blob(&entry["digest"])).unwrap();
@@ -302,7 +317,15 @@ fn oci_artifacts_refer_to_the_image() {
     // accepts the extra blobs.
     let img = open(&format!("oci:{}", dir.display()));
     assert_eq!(img.manifest_digest.unwrap().to_string(), digest);
+    assert_eq!(img.referrers.len(), 2);
     fsck(&img).unwrap();
+    // `rootstrap sbom` gives the attached documents.
+    for format in SbomFormat::ALL {
+        let attached = rootstrap::sbom::output::attached(&img, format)
+            .unwrap()
+            .unwrap();
+        assert_eq!(attached, format.render(&sbom));
+    }
     let named = OpenedImage::open(&ImageSource::OciDir(dir.clone()), Some("1")).unwrap();
     assert_eq!(named.manifest_digest.unwrap().to_string(), digest);
     let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
@@ -313,6 +336,23 @@ fn oci_artifacts_refer_to_the_image() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Each field on its own line: the size line once ran into the package count.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    let size_at = lines
+        .iter()
+        .position(|l| l.starts_with("Total size:"))
+        .unwrap_or_else(|| panic!("no Total size line in:\n{printed}"));
+    assert!(
+        lines[size_at].ends_with("B") && !lines[size_at].contains("packages"),
+        "{printed}"
+    );
+    assert!(
+        lines
+            .get(size_at + 1)
+            .is_some_and(|l| l.starts_with("packages: ")),
+        "{printed}"
     );
 }
 
@@ -357,7 +397,11 @@ fn build_outputs_get_sboms() {
     fsck(&img).unwrap();
     let index: Value =
         serde_json::from_slice(&std::fs::read(oci_dir.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        open(&format!("oci:{}", oci_dir.display())).referrers.len(),
+        2
+    );
 }
 
 #[test]

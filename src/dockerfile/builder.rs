@@ -340,7 +340,9 @@ pub fn apply_steps(
 
 /// The seam for `src/build.rs`: runs a recipe's `[build] dockerfile`
 /// (relative to the recipe; context: `[build] context` or the Dockerfile's
-/// directory) on top of the image whose rootfs is `rootfs`.
+/// directory) on top of the image whose rootfs is `rootfs`. With `cache`,
+/// steps are reused as in `build -f`: the base's config (its diff_ids)
+/// starts each key, so a reproducible base gives the same keys.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_recipe_dockerfile(
     image: &mut ImageBuilder,
@@ -350,6 +352,7 @@ pub fn apply_recipe_dockerfile(
     work_dir: &Path,
     epoch: i64,
     sandbox: &Sandbox,
+    cache: Option<StepCache>,
     reporter: &dyn Reporter,
 ) -> Result<(), BuildError> {
     let base = recipe.path.parent().unwrap_or(Path::new("."));
@@ -363,6 +366,7 @@ pub fn apply_recipe_dockerfile(
     let mut opts = BuildOptions::new(work_dir.to_path_buf());
     opts.source_date_epoch = Some(epoch);
     opts.sandbox = sandbox.clone();
+    opts.cache = cache;
     apply_steps(image, rootfs, &text, &context, &opts, reporter)
 }
 
@@ -644,10 +648,11 @@ impl Runner<'_> {
         base: &str,
         at: &StepAt,
     ) -> Result<(ImageSource, Option<String>), BuildError> {
-        if base.starts_with("oci:") || base.starts_with("docker-archive:") {
-            return ImageSource::parse(base)
-                .map(|s| (s, None))
-                .map_err(|e| at.fail(e));
+        if crate::image::read::TRANSPORTS
+            .iter()
+            .any(|t| base.starts_with(t))
+        {
+            return ImageSource::parse_named(base).map_err(|e| at.fail(e));
         }
         if let Some(store) = self
             .opts
@@ -685,7 +690,7 @@ impl Runner<'_> {
         let mut reference = ImageReference::parse(base).map_err(|e| {
             at.fail(format!(
                 "{e}; FROM takes an image built here with -t, HOST[:PORT]/NAME[:TAG], a recipe \
-                 (recipe:NAME or a .toml file), oci:DIR, docker-archive:FILE, an earlier stage \
+                 (recipe:NAME or a .toml file), oci:DIR, oci-archive:FILE, docker-archive:FILE, an earlier stage \
                  or scratch"
             ))
         })?;

@@ -2,6 +2,7 @@
 //! layout (`oci-layout`, `index.json`, `blobs/sha256/…`) and a Docker
 //! `manifest.json` archive, as `docker save` has written since Docker 25.
 //! `docker load` reads `manifest.json`; OCI tools read `index.json`.
+//! oci-archive output: the same tar without `manifest.json`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -37,11 +38,21 @@ fn blob_member(digest: &str) -> String {
     format!("blobs/sha256/{}", digest_hex(digest))
 }
 
-pub(crate) fn write_docker_archive(
+/// Which archive [`write_archive`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// An OCI layout in a tar.
+    Oci,
+    /// An OCI layout in a tar that is also a `docker load` archive.
+    Docker,
+}
+
+pub(crate) fn write_archive(
     builder: &ImageBuilder,
     target: &Path,
     meta: &MetadataBlobs,
     reference: Option<&ImageReference>,
+    kind: ArchiveKind,
 ) -> Result<(), ImageError> {
     let mut tmp = temp_file_beside(target)?;
     {
@@ -69,22 +80,29 @@ pub(crate) fn write_docker_archive(
             &blob_member(&meta.manifest_desc.digest),
             &meta.manifest,
         )?;
-        let docker_manifest = vec![DockerManifestEntry {
-            config: blob_member(&meta.config_desc.digest),
-            repo_tags: reference.map(|r| vec![r.familiar()]).unwrap_or_default(),
-            layers: builder
-                .layers()
-                .iter()
-                .map(|l| blob_member(&l.descriptor.digest))
-                .collect(),
-        }];
+        let docker = kind == ArchiveKind::Docker;
+        if docker {
+            let docker_manifest = vec![DockerManifestEntry {
+                config: blob_member(&meta.config_desc.digest),
+                repo_tags: reference.map(|r| vec![r.familiar()]).unwrap_or_default(),
+                layers: builder
+                    .layers()
+                    .iter()
+                    .map(|l| blob_member(&l.descriptor.digest))
+                    .collect(),
+            }];
+            append_bytes(
+                &mut tar,
+                "manifest.json",
+                &canonical_json(&docker_manifest)?,
+            )?;
+        }
+        append_bytes(&mut tar, "oci-layout", &oci_layout_bytes())?;
         append_bytes(
             &mut tar,
-            "manifest.json",
-            &canonical_json(&docker_manifest)?,
+            "index.json",
+            &index_json(meta, reference, docker)?,
         )?;
-        append_bytes(&mut tar, "oci-layout", &oci_layout_bytes())?;
-        append_bytes(&mut tar, "index.json", &index_json(meta, reference, true)?)?;
         let mut buf = tar.finish()?;
         buf.flush()
             .map_err(ImageError::io(format!("writing {}", target.display())))?;

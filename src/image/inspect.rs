@@ -58,10 +58,7 @@ pub fn inspect(image: &OpenedImage) -> InspectReport {
             diff_id: l.diff_id.to_string(),
         })
         .collect();
-    let source = match &image.source {
-        super::ImageSource::OciDir(p) => format!("oci:{}", p.display()),
-        super::ImageSource::DockerArchive(p) => format!("docker-archive:{}", p.display()),
-    };
+    let source = image.source.location();
     InspectReport {
         source,
         reference: image.reference.clone(),
@@ -154,6 +151,6 @@ impl fmt::Display for InspectReport {
                 l.diff_id
             )?;
         }
-        write!(f, "Total size:   {}", human_size(self.total_size))
+        writeln!(f, "Total size:   {}", human_size(self.total_size))
     }
 }

@@ -10,6 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::archive::ArchiveKind;
 use super::compress::{auto_decoder, BlobInfo, Compressor, GzipOptions, LayerCompression};
 use super::layer::{pack_dir, LayerOptions};
 use super::oci::{self, canonical_json, Descriptor, History, ImageConfig, Index, Manifest};
@@ -24,6 +25,8 @@ use crate::verify::ThreadedHashingWriter;
 pub enum Output {
     /// OCI image layout directory.
     OciDir(PathBuf),
+    /// An OCI image layout as one tar (skopeo's and podman's `oci-archive:`).
+    OciArchive(PathBuf),
     /// One tar that is both an OCI layout and a `docker load` archive.
     DockerArchive(PathBuf),
     /// The squashed root filesystem as a tar: gzip for `.gz`/`.tgz`, zstd for
@@ -34,7 +37,10 @@ pub enum Output {
 impl Output {
     pub fn path(&self) -> &Path {
         match self {
-            Output::OciDir(p) | Output::DockerArchive(p) | Output::RootfsTar(p) => p,
+            Output::OciDir(p)
+            | Output::OciArchive(p)
+            | Output::DockerArchive(p)
+            | Output::RootfsTar(p) => p,
         }
     }
 }
@@ -408,8 +414,11 @@ impl ImageBuilder {
         };
         match output {
             Output::OciDir(path) => self.write_oci_dir(path, &meta, reference)?,
+            Output::OciArchive(path) => {
+                super::archive::write_archive(self, path, &meta, reference, ArchiveKind::Oci)?
+            }
             Output::DockerArchive(path) => {
-                super::archive::write_docker_archive(self, path, &meta, reference)?
+                super::archive::write_archive(self, path, &meta, reference, ArchiveKind::Docker)?
             }
             Output::RootfsTar(path) => self.write_rootfs_tar(path)?,
         }
@@ -520,9 +529,15 @@ pub struct Artifact<'a> {
 
 /// Adds an OCI 1.1 artifact manifest to the layout at `dir`: `artifactType`,
 /// the empty config, the data as its single layer, and a `subject` pointing
-/// at the image manifest `subject` (which index.json must list). index.json
-/// gains an entry with `artifactType` set, which image readers skip. Adding
-/// the same artifact twice leaves one entry. Returns the entry.
+/// at the image manifest `subject` (which index.json must list).
+///
+/// The artifact is not listed in index.json: skopeo, podman and umoci take
+/// every entry there for an image and refuse a layout with more than one
+/// when no name is given. Instead the image's entry carries
+/// [`ANNOTATION_REFERRERS`](super::read::ANNOTATION_REFERRERS): the digest of
+/// an image index blob listing its artifacts, as a registry's referrers API
+/// would answer (`rootstrap push` pushes them with the image). Adding the
+/// same artifact twice lists it once. Returns the artifact's descriptor.
 pub fn attach_artifact(
     dir: &Path,
     subject: Sha256Digest,
@@ -540,11 +555,12 @@ pub fn attach_artifact(
             what: index_path.display().to_string(),
             source,
         })?;
-    let subject_desc = index
+    let subject_at = index
         .manifests
         .iter()
-        .find(|d| d.digest == subject.to_string())
+        .position(|d| d.digest == subject.to_string())
         .ok_or_else(|| invalid(format!("index.json does not list the image {subject}")))?;
+    let subject_desc = index.manifests[subject_at].clone();
     let blob_dir = dir.join("blobs/sha256");
     let empty = b"{}";
     let config = Descriptor::new(oci::MEDIA_TYPE_EMPTY, Sha256Digest::of(empty), 2);
@@ -588,22 +604,69 @@ pub fn attach_artifact(
         (&layer.digest, artifact.data),
         (&entry.digest, &manifest[..]),
     ] {
-        let path = blob_dir.join(digest_hex(digest));
-        if !path.exists() {
-            let tmp = temp_file_beside(&path)?;
-            fs::write(tmp.path(), bytes)
-                .map_err(ImageError::io(format!("writing {}", path.display())))?;
-            persist(tmp, &path)?;
+        write_blob_once(&blob_dir, digest, bytes)?;
+    }
+    let previous = subject_desc
+        .annotations
+        .get(super::read::ANNOTATION_REFERRERS)
+        .cloned();
+    let mut referrers = match &previous {
+        Some(digest) => {
+            let path = blob_dir.join(digest_hex(digest));
+            let bytes =
+                fs::read(&path).map_err(ImageError::io(format!("reading {}", path.display())))?;
+            if Sha256Digest::of(&bytes).to_string() != *digest {
+                return Err(invalid(format!("referrers index {digest} is corrupt")));
+            }
+            serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
+                what: path.display().to_string(),
+                source,
+            })?
+        }
+        None => Index {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
+            manifests: Vec::new(),
+            annotations: BTreeMap::new(),
+        },
+    };
+    if referrers.manifests.contains(&entry) {
+        return Ok(entry);
+    }
+    referrers.manifests.push(entry.clone());
+    let referrers = canonical_json(&referrers)?;
+    let referrers_digest = Sha256Digest::of(&referrers).to_string();
+    write_blob_once(&blob_dir, &referrers_digest, &referrers)?;
+    index.manifests[subject_at]
+        .annotations
+        .insert(super::read::ANNOTATION_REFERRERS.into(), referrers_digest);
+    let tmp = temp_file_beside(&index_path)?;
+    fs::write(tmp.path(), canonical_json(&index)?)
+        .map_err(ImageError::io(format!("writing {}", index_path.display())))?;
+    persist(tmp, &index_path)?;
+    // The superseded list is garbage now, unless another image shares it.
+    if let Some(old) = previous {
+        let shared = index
+            .manifests
+            .iter()
+            .any(|d| d.annotations.get(super::read::ANNOTATION_REFERRERS) == Some(&old));
+        if !shared {
+            let _ = fs::remove_file(blob_dir.join(digest_hex(&old)));
         }
     }
-    if !index.manifests.contains(&entry) {
-        index.manifests.push(entry.clone());
-        let tmp = temp_file_beside(&index_path)?;
-        fs::write(tmp.path(), canonical_json(&index)?)
-            .map_err(ImageError::io(format!("writing {}", index_path.display())))?;
-        persist(tmp, &index_path)?;
-    }
     Ok(entry)
+}
+
+/// Writes a content-addressed blob unless it is already there.
+fn write_blob_once(blob_dir: &Path, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
+    let path = blob_dir.join(digest_hex(digest));
+    if !path.exists() {
+        let tmp = temp_file_beside(&path)?;
+        fs::write(tmp.path(), bytes)
+            .map_err(ImageError::io(format!("writing {}", path.display())))?;
+        persist(tmp, &path)?;
+    }
+    Ok(())
 }
 
 /// Compression of a layer blob, from its media type.
@@ -639,6 +702,10 @@ pub(crate) fn oci_layout_bytes() -> Vec<u8> {
     format!("{{\"imageLayoutVersion\":\"{}\"}}", oci::OCI_LAYOUT_VERSION).into_bytes()
 }
 
+/// The reference name of an image written without one: `latest`, as
+/// buildah and skopeo assume, so `umoci unpack --image DIR` finds it.
+pub const DEFAULT_REF_NAME: &str = "latest";
+
 /// index.json; `containerd_name` adds `io.containerd.image.name` (docker archives).
 pub(crate) fn index_json(
     meta: &MetadataBlobs,
@@ -647,13 +714,12 @@ pub(crate) fn index_json(
 ) -> Result<Vec<u8>, ImageError> {
     let mut desc = meta.manifest_desc.clone();
     desc.platform = Some(meta.platform.clone());
-    if let Some(r) = reference {
+    let tag = reference.map_or(DEFAULT_REF_NAME, |r| r.tag.as_str());
+    desc.annotations
+        .insert(oci::ANNOTATION_REF_NAME.into(), tag.to_owned());
+    if let Some(r) = reference.filter(|_| containerd_name) {
         desc.annotations
-            .insert(oci::ANNOTATION_REF_NAME.into(), r.tag.clone());
-        if containerd_name {
-            desc.annotations
-                .insert(oci::ANNOTATION_CONTAINERD_NAME.into(), r.fully_qualified());
-        }
+            .insert(oci::ANNOTATION_CONTAINERD_NAME.into(), r.fully_qualified());
     }
     canonical_json(&Index {
         schema_version: 2,

@@ -1,5 +1,6 @@
-//! Opening images back: `oci:DIR` layouts and `docker-archive:FILE` tars
-//! (ours, and those written by real `docker save`, old and new layouts).
+//! Opening images back: `oci:DIR` layouts, `oci-archive:FILE` (a tar of a
+//! layout) and `docker-archive:FILE` tars (ours, and those written by real
+//! `docker save`, old and new layouts).
 //!
 //! Every blob read is checked against its digest; [`fsck`] re-hashes all of
 //! them, and [`unpack_layers`] applies layers through a caller-supplied
@@ -27,27 +28,77 @@ const MAX_JSON_BLOB: u64 = 16 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
     OciDir(PathBuf),
+    /// A tar holding an OCI layout, as `skopeo copy … oci-archive:` writes.
+    OciArchive(PathBuf),
     DockerArchive(PathBuf),
 }
 
+/// The transports an image file or directory is named with.
+pub const TRANSPORTS: [&str; 3] = ["oci:", "oci-archive:", "docker-archive:"];
+
 impl ImageSource {
-    /// Parse `oci:DIR` or `docker-archive:FILE`.
+    /// Parse `oci:DIR`, `oci-archive:FILE` or `docker-archive:FILE`.
     pub fn parse(s: &str) -> Result<Self, ImageError> {
         if let Some(p) = s.strip_prefix("oci:") {
             Ok(ImageSource::OciDir(PathBuf::from(p)))
+        } else if let Some(p) = s.strip_prefix("oci-archive:") {
+            Ok(ImageSource::OciArchive(PathBuf::from(p)))
         } else if let Some(p) = s.strip_prefix("docker-archive:") {
             Ok(ImageSource::DockerArchive(PathBuf::from(p)))
         } else {
             Err(ImageError::Invalid {
                 location: s.to_string(),
-                reason: "expected oci:DIR or docker-archive:FILE".into(),
+                reason: "expected oci:DIR, oci-archive:FILE or docker-archive:FILE".into(),
             })
         }
     }
 
-    fn location(&self) -> String {
+    /// Like [`parse`](Self::parse), also taking skopeo's `oci:DIR:REF`,
+    /// `oci-archive:FILE:REF` and `docker-archive:FILE:NAME[:TAG]`: the
+    /// part after the path selects the image. A path that exists as written
+    /// wins, so a directory whose name holds a colon still opens.
+    pub fn parse_named(s: &str) -> Result<(Self, Option<String>), ImageError> {
+        let whole = Self::parse(s)?;
+        if whole.path().exists() {
+            return Ok((whole, None));
+        }
+        let prefix_len = TRANSPORTS
+            .iter()
+            .find(|t| s.starts_with(*t))
+            .map_or(0, |t| t.len());
+        let rest = &s[prefix_len..];
+        // A docker-archive name is NAME:TAG, so its path ends at the first
+        // colon that leaves an existing file; OCI references hold no colon.
+        let split = if s.starts_with("docker-archive:") {
+            rest.match_indices(':')
+                .map(|(i, _)| i)
+                .find(|&i| Path::new(&rest[..i]).is_file())
+        } else {
+            rest.rfind(':')
+        };
+        match split {
+            Some(i) if i > 0 && i + 1 < rest.len() && Path::new(&rest[..i]).exists() => {
+                let source = Self::parse(&s[..prefix_len + i])?;
+                Ok((source, Some(rest[i + 1..].to_owned())))
+            }
+            _ => Ok((whole, None)),
+        }
+    }
+
+    /// The directory or file the image is read from.
+    pub fn path(&self) -> &Path {
+        match self {
+            ImageSource::OciDir(p) | ImageSource::OciArchive(p) | ImageSource::DockerArchive(p) => {
+                p
+            }
+        }
+    }
+
+    /// How the user names it: `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`.
+    pub fn location(&self) -> String {
         match self {
             ImageSource::OciDir(p) => format!("oci:{}", p.display()),
+            ImageSource::OciArchive(p) => format!("oci-archive:{}", p.display()),
             ImageSource::DockerArchive(p) => format!("docker-archive:{}", p.display()),
         }
     }
@@ -86,7 +137,12 @@ pub struct OpenedImage {
     pub config: ImageConfig,
     pub config_digest: Sha256Digest,
     pub config_size: u64,
+    /// Path of the config blob inside the layout or archive.
+    pub config_member: String,
     pub layers: Vec<LayerRef>,
+    /// Artifact manifests (SBOMs, signatures) whose `subject` is this
+    /// image, as the layout records them; empty for docker archives.
+    pub referrers: Vec<Descriptor>,
     store: Store,
 }
 
@@ -95,9 +151,27 @@ impl OpenedImage {
     /// selects by `org.opencontainers.image.ref.name`, containerd name or RepoTag.
     pub fn open(source: &ImageSource, name: Option<&str>) -> Result<Self, ImageError> {
         match source {
-            ImageSource::OciDir(dir) => open_oci_dir(source, dir, name),
+            ImageSource::OciDir(dir) => open_oci_layout(source, Store::Dir(dir.clone()), name),
+            ImageSource::OciArchive(file) => {
+                let store = Store::Archive {
+                    path: file.clone(),
+                    members: scan_archive(source, file)?,
+                };
+                open_oci_layout(source, store, name)
+            }
             ImageSource::DockerArchive(file) => open_docker_archive(source, file, name),
         }
+    }
+
+    /// A small blob (a manifest, an SBOM document) by digest, checked
+    /// against it.
+    pub fn read_blob(&self, digest: &Sha256Digest) -> Result<Vec<u8>, ImageError> {
+        read_limited(
+            &self.store,
+            &self.source,
+            &blob_member(&digest.to_string()),
+            Some((*digest, None)),
+        )
     }
 
     fn invalid(&self, reason: impl Into<String>) -> ImageError {
@@ -243,18 +317,23 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
     })
 }
 
+/// The blob `desc` names; `what` says who names it, for the error when the
+/// blob is not there (a dangling reference).
 fn read_descriptor_blob(
     store: &Store,
     source: &ImageSource,
     desc: &Descriptor,
+    what: &str,
 ) -> Result<Vec<u8>, ImageError> {
     let digest = Sha256Digest::parse(&desc.digest)?;
-    read_limited(
-        store,
-        source,
-        &blob_member(&desc.digest),
-        Some((digest, Some(desc.size))),
-    )
+    let member = blob_member(&desc.digest);
+    if store.size(&member).is_none() {
+        return Err(ImageError::Invalid {
+            location: source.location(),
+            reason: format!("{what} names {digest}, but {member} is missing"),
+        });
+    }
+    read_limited(store, source, &member, Some((digest, Some(desc.size))))
 }
 
 fn ref_names(desc: &Descriptor) -> Vec<&str> {
@@ -274,6 +353,7 @@ fn select_manifest(
     source: &ImageSource,
     index: &Index,
     name: Option<&str>,
+    index_name: &str,
 ) -> Result<(Descriptor, Manifest), ImageError> {
     let invalid = |reason: String| ImageError::Invalid {
         location: source.location(),
@@ -291,6 +371,14 @@ fn select_manifest(
             .collect(),
         None => images.collect(),
     };
+    if let (Some(n), [_, _, ..]) = (name, candidates.as_slice()) {
+        // The same name on two entries: no reader can tell which is meant
+        // (umoci calls it an ambiguous tag), so neither is taken.
+        return Err(invalid(format!(
+            "index.json names {} images {n:?}; a name must be unique",
+            candidates.len()
+        )));
+    }
     let desc = match candidates.as_slice() {
         [one] => *one,
         [] => {
@@ -326,12 +414,13 @@ fn select_manifest(
             }
         }
     };
-    let bytes = read_descriptor_blob(store, source, desc)?;
+    let bytes = read_descriptor_blob(store, source, desc, index_name)?;
     if desc.media_type == oci::MEDIA_TYPE_INDEX
         || desc.media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
     {
         let nested: Index = parse_json(&bytes, &format!("index {}", desc.digest))?;
-        let (inner, manifest) = select_manifest(store, source, &nested, None)?;
+        let nested_name = format!("index {}", desc.digest);
+        let (inner, manifest) = select_manifest(store, source, &nested, None, &nested_name)?;
         return Ok((inner, manifest));
     }
     let manifest: Manifest = parse_json(&bytes, &format!("manifest {}", desc.digest))?;
@@ -382,12 +471,11 @@ fn parse_diff_ids(
         .collect()
 }
 
-fn open_oci_dir(
+fn open_oci_layout(
     source: &ImageSource,
-    dir: &Path,
+    store: Store,
     name: Option<&str>,
 ) -> Result<OpenedImage, ImageError> {
-    let store = Store::Dir(dir.to_path_buf());
     let layout: serde_json::Value = parse_json(
         &read_limited(&store, source, "oci-layout", None)?,
         "oci-layout",
@@ -406,17 +494,25 @@ fn open_oci_dir(
         &read_limited(&store, source, "index.json", None)?,
         "index.json",
     )?;
-    let (desc, manifest) = select_manifest(&store, source, &index, name)?;
-    let config_bytes = read_descriptor_blob(&store, source, &manifest.config)?;
+    let (desc, manifest) = select_manifest(&store, source, &index, name, "index.json")?;
+    let config_bytes = read_descriptor_blob(
+        &store,
+        source,
+        &manifest.config,
+        &format!("manifest {}", desc.digest),
+    )?;
     let config: ImageConfig =
         parse_json(&config_bytes, &format!("config {}", manifest.config.digest))?;
     let layers = layers_from_manifest(&manifest, &config, source)?;
+    let referrers = find_referrers(&store, source, &index, &desc)?;
     Ok(OpenedImage {
         source: source.clone(),
+        referrers,
         reference: ref_names(&desc).first().map(|s| s.to_string()),
         manifest_digest: Some(Sha256Digest::parse(&desc.digest)?),
         config_digest: Sha256Digest::parse(&manifest.config.digest)?,
         config_size: manifest.config.size,
+        config_member: blob_member(&manifest.config.digest),
         manifest: Some(manifest),
         config,
         layers,
@@ -424,17 +520,84 @@ fn open_oci_dir(
     })
 }
 
-fn scan_archive(path: &Path) -> Result<BTreeMap<String, (u64, u64)>, ImageError> {
+/// Where each file of the tar `path` is. A member stored twice is refused:
+/// which copy a reader takes differs between tools (tar keeps the last,
+/// some readers the first), so the archive means two different images.
+fn scan_archive(
+    source: &ImageSource,
+    path: &Path,
+) -> Result<BTreeMap<String, (u64, u64)>, ImageError> {
     let file = File::open(path).map_err(ImageError::io(format!("opening {}", path.display())))?;
     let mut reader = TarReader::new(BufReader::with_capacity(64 * 1024, file));
     let mut members = BTreeMap::new();
     while let Some(h) = reader.next_entry()? {
         if h.kind == EntryKind::File {
             let name = normalize_member(&h.path.to_string_lossy());
-            members.insert(name, (reader.offset(), h.size));
+            if members
+                .insert(name.clone(), (reader.offset(), h.size))
+                .is_some()
+            {
+                return Err(ImageError::Invalid {
+                    location: source.location(),
+                    reason: format!("the archive holds {name} twice"),
+                });
+            }
         }
     }
     Ok(members)
+}
+
+/// Annotation on an image's index.json entry: the digest of an image index
+/// (held as a blob) listing the artifacts that refer to the image, in the
+/// shape a registry's referrers API answers. rootstrap keeps artifacts out
+/// of index.json itself because skopeo, podman and umoci take every entry
+/// there as an image (skopeo: "more than one image").
+pub const ANNOTATION_REFERRERS: &str = "org.rootstrap.referrers";
+
+/// The artifacts whose subject is the image `image`: those of its
+/// referrers index, and (layouts written by oras or older rootstrap) index.json
+/// entries that carry an `artifactType` and whose manifest names the image.
+/// Artifacts whose blobs are gone are left out rather than failing the
+/// image: a tool that collects garbage from index.json (`umoci gc`) removes
+/// them and leaves the annotation.
+fn find_referrers(
+    store: &Store,
+    source: &ImageSource,
+    index: &Index,
+    image: &Descriptor,
+) -> Result<Vec<Descriptor>, ImageError> {
+    let present = |digest: &str| store.size(&blob_member(digest)).is_some();
+    let mut found: Vec<Descriptor> = Vec::new();
+    if let Some(digest) = image.annotations.get(ANNOTATION_REFERRERS) {
+        let digest = Sha256Digest::parse(digest)?;
+        if present(&digest.to_string()) {
+            let bytes = read_limited(
+                store,
+                source,
+                &blob_member(&digest.to_string()),
+                Some((digest, None)),
+            )?;
+            let referrers: Index = parse_json(&bytes, &format!("referrers index {digest}"))?;
+            found.extend(
+                referrers
+                    .manifests
+                    .into_iter()
+                    .filter(|d| present(&d.digest)),
+            );
+        }
+    }
+    for entry in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
+        if found.iter().any(|f| f.digest == entry.digest) || !present(&entry.digest) {
+            continue;
+        }
+        let bytes = read_descriptor_blob(store, source, entry, "index.json")?;
+        let manifest: serde_json::Value =
+            parse_json(&bytes, &format!("manifest {}", entry.digest))?;
+        if manifest["subject"]["digest"] == image.digest.as_str() {
+            found.push(entry.clone());
+        }
+    }
+    Ok(found)
 }
 
 fn open_docker_archive(
@@ -442,7 +605,7 @@ fn open_docker_archive(
     file: &Path,
     name: Option<&str>,
 ) -> Result<OpenedImage, ImageError> {
-    let members = scan_archive(file)?;
+    let members = scan_archive(source, file)?;
     let store = Store::Archive {
         path: file.to_path_buf(),
         members,
@@ -492,7 +655,7 @@ fn open_docker_archive(
             &read_limited(&store, source, "index.json", None)?,
             "index.json",
         )?;
-        select_manifest(&store, source, &index, None)
+        select_manifest(&store, source, &index, None, "index.json")
             .ok()
             .filter(|(_, m)| m.config.digest == config_digest.to_string())
     } else {
@@ -523,9 +686,11 @@ fn open_docker_archive(
             .map(|(d, _)| Sha256Digest::parse(&d.digest))
             .transpose()?,
         manifest: oci_manifest.map(|(_, m)| m),
+        referrers: Vec::new(),
         config,
         config_digest,
         config_size: config_bytes.len() as u64,
+        config_member: normalize_member(&entry.config),
         layers,
         store,
     })

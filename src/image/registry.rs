@@ -28,7 +28,7 @@ const MAX_MANIFEST: u64 = 4 << 20;
 pub enum RegistryError {
     #[error("{reference}: name a registry host to push to, e.g. localhost:5000/{reference}")]
     NoRegistry { reference: String },
-    #[error("{image}: has no OCI manifest blob (a legacy docker-save archive); rebuild it with rootstrap, or convert it to oci:DIR first")]
+    #[error("{image}: a layer of its manifest has no digest")]
     NoManifest { image: String },
     #[error("{method} {url}: HTTP {status}: {message}")]
     Status {
@@ -86,6 +86,8 @@ pub struct PushReport {
     pub manifest_digest: Sha256Digest,
     pub blobs_uploaded: usize,
     pub blobs_present: usize,
+    /// Artifacts (SBOMs) pushed as referrers of the image.
+    pub referrers: usize,
 }
 
 /// Pushes `image` as `reference`. The manifest is pushed last, so a failed
@@ -102,11 +104,58 @@ pub fn push(
         .ok_or_else(|| RegistryError::NoRegistry {
             reference: reference.familiar(),
         })?;
-    let manifest_digest = image
-        .manifest_digest
-        .ok_or_else(|| RegistryError::NoManifest {
-            image: format!("{:?}", image.source),
-        })?;
+    let (manifest_bytes, media_type, blobs) = match image.manifest_digest {
+        Some(digest) => stored_manifest(image, digest)?,
+        None => legacy_manifest(image)?,
+    };
+    let manifest_digest = Sha256Digest::of(&manifest_bytes);
+
+    let mut session = Session::new(&host, &reference.repository, opts);
+
+    let (mut uploaded, mut present) = (0, 0);
+    for (digest, size, member) in &blobs {
+        if session.has_blob(digest)? {
+            reporter.info(&format!("{digest}: already in the registry"));
+            present += 1;
+            continue;
+        }
+        let id = reporter.download_start(&format!("push {}", &digest.to_hex()[..12]), Some(*size));
+        let result = session.upload_blob(image, digest, *size, member);
+        reporter.download_done(id);
+        result?;
+        uploaded += 1;
+    }
+
+    let (stored, _) = session.put_manifest(&reference.tag, &media_type, &manifest_bytes)?;
+    if let Some(actual) = stored {
+        if actual != manifest_digest.to_string() {
+            return Err(RegistryError::DigestMismatch {
+                expected: manifest_digest.to_string(),
+                actual,
+            });
+        }
+    }
+    let referrers = push_referrers(&mut session, image, manifest_digest, reporter)?;
+    Ok(PushReport {
+        pushed: format!(
+            "{host}/{}:{}@{manifest_digest}",
+            reference.repository, reference.tag
+        ),
+        manifest_digest,
+        blobs_uploaded: uploaded + referrers.blobs_uploaded,
+        blobs_present: present + referrers.blobs_present,
+        referrers: image.referrers.len(),
+    })
+}
+
+/// The blobs to push: (digest, size, member in the image).
+type BlobList = Vec<(Sha256Digest, u64, String)>;
+
+/// The manifest an OCI layout or a Docker ≥ 25 archive holds, as stored.
+fn stored_manifest(
+    image: &OpenedImage,
+    manifest_digest: Sha256Digest,
+) -> Result<(Vec<u8>, String, BlobList), RegistryError> {
     let manifest_bytes = read_member(
         image,
         &blob_member(&manifest_digest),
@@ -123,53 +172,164 @@ pub fn push(
         .manifest
         .as_ref()
         .and_then(|m| m.media_type.clone())
-        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
-
-    let mut session = Session::new(&host, &reference.repository, opts);
-    let mut blobs: Vec<(Sha256Digest, u64, String)> = vec![(
+        .unwrap_or_else(|| super::oci::MEDIA_TYPE_MANIFEST.into());
+    let mut blobs: BlobList = vec![(
         image.config_digest,
         image.config_size,
-        blob_member(&image.config_digest),
+        image.config_member.clone(),
     )];
     for layer in &image.layers {
         let digest = layer.digest.ok_or_else(|| RegistryError::NoManifest {
-            image: format!("{:?}", image.source),
+            image: image.source.location(),
         })?;
         blobs.push((digest, layer.size, layer.member.clone()));
     }
+    Ok((manifest_bytes, media_type, blobs))
+}
 
-    let (mut uploaded, mut present) = (0, 0);
-    for (digest, size, member) in &blobs {
-        if session.has_blob(digest)? {
-            reporter.info(&format!("{digest}: already in the registry"));
-            present += 1;
-            continue;
+/// An OCI manifest for a legacy `docker save` archive (Docker < 25,
+/// buildah, skopeo), which holds none: the config and layer files as they
+/// are, each hashed here, with the layer media type their first bytes show
+/// (such archives hold uncompressed tars, which OCI allows as
+/// `…layer.v1.tar`). The digest is therefore new, as `docker push` of a
+/// loaded image also makes one.
+fn legacy_manifest(image: &OpenedImage) -> Result<(Vec<u8>, String, BlobList), RegistryError> {
+    use super::oci::{Descriptor, Manifest};
+    let image_err = |what: String| {
+        move |e: super::ImageError| RegistryError::Image {
+            what,
+            source: Box::new(e),
         }
-        let id = reporter.download_start(&format!("push {}", &digest.to_hex()[..12]), Some(*size));
-        let result = session.upload_blob(image, digest, *size, member);
-        reporter.download_done(id);
-        result?;
-        uploaded += 1;
+    };
+    let config = Descriptor::new(
+        super::oci::MEDIA_TYPE_CONFIG,
+        image.config_digest,
+        image.config_size,
+    );
+    let mut blobs: BlobList = vec![(
+        image.config_digest,
+        image.config_size,
+        image.config_member.clone(),
+    )];
+    let mut layers = Vec::new();
+    for layer in &image.layers {
+        let member = &layer.member;
+        let read_err = |e: std::io::Error| RegistryError::Image {
+            what: format!("layer {member}"),
+            source: Box::new(e),
+        };
+        let mut reader = image
+            .open_member(member)
+            .map_err(image_err(format!("layer {member}")))?;
+        let mut head = [0u8; 4];
+        let mut filled = 0;
+        while filled < head.len() {
+            let n = reader.read(&mut head[filled..]).map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        let mut hasher = super::HashingWriter::new(std::io::sink());
+        std::io::Write::write_all(&mut hasher, &head[..filled])
+            .and_then(|()| std::io::copy(&mut reader, &mut hasher).map(drop))
+            .map_err(read_err)?;
+        let (_, digest, size) = hasher.finish();
+        let media_type = if head[..filled].starts_with(&[0x1f, 0x8b]) {
+            super::oci::MEDIA_TYPE_LAYER_GZIP
+        } else if head[..filled].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            super::oci::MEDIA_TYPE_LAYER_ZSTD
+        } else {
+            super::oci::MEDIA_TYPE_LAYER_TAR
+        };
+        layers.push(Descriptor::new(media_type, digest, size));
+        blobs.push((digest, size, member.clone()));
     }
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(super::oci::MEDIA_TYPE_MANIFEST.into()),
+        config,
+        layers,
+        annotations: Default::default(),
+    };
+    let bytes =
+        super::oci::canonical_json(&manifest).map_err(image_err("the manifest".to_owned()))?;
+    Ok((bytes, super::oci::MEDIA_TYPE_MANIFEST.into(), blobs))
+}
 
-    let stored = session.put_manifest(&reference.tag, &media_type, &manifest_bytes)?;
-    if let Some(actual) = stored {
-        if actual != manifest_digest.to_string() {
-            return Err(RegistryError::DigestMismatch {
-                expected: manifest_digest.to_string(),
-                actual,
-            });
+/// Blob counts of [`push_referrers`].
+#[derive(Default)]
+struct ReferrerCounts {
+    blobs_uploaded: usize,
+    blobs_present: usize,
+}
+
+/// Pushes the image's artifacts (by digest, after the image, whose
+/// manifest their `subject` names). A registry that indexes `subject`
+/// itself says so with an `OCI-Subject` header; for one that does not
+/// (distribution 2.x), the distribution spec's fallback is kept up to date:
+/// an image index tagged `sha256-<hex of the image digest>` listing them,
+/// merged with what the tag already lists.
+fn push_referrers(
+    session: &mut Session,
+    image: &OpenedImage,
+    subject: Sha256Digest,
+    reporter: &dyn Reporter,
+) -> Result<ReferrerCounts, RegistryError> {
+    let mut counts = ReferrerCounts::default();
+    let mut unindexed = Vec::new();
+    for artifact in &image.referrers {
+        let digest = parse_digest(&artifact.digest)?;
+        let bytes = image.read_blob(&digest).map_err(|e| RegistryError::Image {
+            what: format!("artifact manifest {digest}"),
+            source: Box::new(e),
+        })?;
+        let manifest: super::oci::Manifest =
+            parse_json(&bytes, &format!("artifact manifest {digest}"))?;
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let blob_digest = parse_digest(&blob.digest)?;
+            if session.has_blob(&blob_digest)? {
+                counts.blobs_present += 1;
+                continue;
+            }
+            session.upload_blob(image, &blob_digest, blob.size, &blob_member(&blob_digest))?;
+            counts.blobs_uploaded += 1;
+        }
+        let (_, indexed) =
+            session.put_manifest(&digest.to_string(), &artifact.media_type, &bytes)?;
+        reporter.info(&format!("{digest}: pushed as a referrer of {subject}"));
+        if !indexed {
+            unindexed.push(artifact.clone());
         }
     }
-    Ok(PushReport {
-        pushed: format!(
-            "{host}/{}:{}@{manifest_digest}",
-            reference.repository, reference.tag
-        ),
-        manifest_digest,
-        blobs_uploaded: uploaded,
-        blobs_present: present,
-    })
+    if unindexed.is_empty() {
+        return Ok(counts);
+    }
+    let tag = format!("sha256-{}", subject.to_hex());
+    let mut list: super::oci::Index = match session.get_manifest(&tag) {
+        Ok((_, bytes)) => parse_json(&bytes, &format!("referrers tag {tag}"))?,
+        Err(RegistryError::Status { status: 404, .. }) => super::oci::Index {
+            schema_version: 2,
+            media_type: Some(super::oci::MEDIA_TYPE_INDEX.into()),
+            manifests: Vec::new(),
+            annotations: Default::default(),
+        },
+        Err(e) => return Err(e),
+    };
+    let before = list.manifests.len();
+    for artifact in unindexed {
+        if !list.manifests.iter().any(|d| d.digest == artifact.digest) {
+            list.manifests.push(artifact);
+        }
+    }
+    if list.manifests.len() != before {
+        let bytes = super::oci::canonical_json(&list).map_err(|e| RegistryError::Image {
+            what: "the referrers index".into(),
+            source: Box::new(e),
+        })?;
+        session.put_manifest(&tag, super::oci::MEDIA_TYPE_INDEX, &bytes)?;
+    }
+    Ok(counts)
 }
 
 /// Manifest kinds a pull accepts, best first.
@@ -557,13 +717,14 @@ impl Session {
         Ok(())
     }
 
-    /// Returns the digest the registry says it stored, when it says.
+    /// Returns the digest the registry says it stored, when it says, and
+    /// whether it indexed the manifest's `subject` (`OCI-Subject`).
     fn put_manifest(
         &mut self,
         tag: &str,
         media_type: &str,
         bytes: &[u8],
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<(Option<String>, bool), RegistryError> {
         let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
         let response = self.send(
             "PUT",
@@ -571,7 +732,10 @@ impl Session {
             &[("Content-Type", media_type)],
             Body::Bytes(bytes),
         )?;
-        Ok(response.header("Docker-Content-Digest").map(str::to_owned))
+        Ok((
+            response.header("Docker-Content-Digest").map(str::to_owned),
+            response.header("OCI-Subject").is_some(),
+        ))
     }
 
     /// Sends a request, answering one authentication challenge if the

@@ -1,4 +1,4 @@
-//! Where SBOMs go: next to docker-archive and tar outputs
+//! Where SBOMs go: next to oci-archive, docker-archive and tar outputs
 //! (`<output>.spdx.json`, `<output>.cdx.json`), and into OCI layouts as
 //! artifacts whose `subject` is the image manifest.
 
@@ -11,7 +11,9 @@ use super::{ImageIdentity, Sbom, SbomFormat};
 use crate::build::BuildOutput;
 use crate::image::compress::auto_decoder;
 use crate::image::layout::{persist, temp_file_beside};
-use crate::image::{attach_artifact, Artifact, ImageBuilder, ImageError, Output, Sha256Digest};
+use crate::image::{
+    attach_artifact, Artifact, ImageBuilder, ImageError, OpenedImage, Output, Sha256Digest,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
@@ -71,6 +73,35 @@ pub fn attach_to_oci_layout(dir: &Path, sbom: &Sbom) -> Result<(), SbomError> {
         )?;
     }
     Ok(())
+}
+
+/// The `format` document attached to `image` (as an artifact referring to
+/// it), if the layout holds one: the SBOM the build wrote, which also
+/// carries what only the build knew (the `.deb` checksums).
+pub fn attached(image: &OpenedImage, format: SbomFormat) -> Result<Option<Vec<u8>>, SbomError> {
+    let Some(artifact) = image
+        .referrers
+        .iter()
+        .find(|d| d.artifact_type.as_deref() == Some(format.media_type()))
+    else {
+        return Ok(None);
+    };
+    let digest = Sha256Digest::parse(&artifact.digest).map_err(ImageError::from)?;
+    let manifest = image.read_blob(&digest)?;
+    let manifest: crate::image::oci::Manifest =
+        serde_json::from_slice(&manifest).map_err(|source| ImageError::Json {
+            what: format!("artifact manifest {digest}"),
+            source,
+        })?;
+    let Some(document) = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == format.media_type())
+    else {
+        return Ok(None);
+    };
+    let document = Sha256Digest::parse(&document.digest).map_err(ImageError::from)?;
+    Ok(Some(image.read_blob(&document)?))
 }
 
 /// After a build: the SBOMs of the image `builder` holds, for each image
@@ -134,7 +165,7 @@ pub fn write_build_sboms(
                 attach_to_oci_layout(dir, &sbom)?;
                 written.push(dir.clone());
             }
-            Output::DockerArchive(path) | Output::RootfsTar(path) => {
+            Output::OciArchive(path) | Output::DockerArchive(path) | Output::RootfsTar(path) => {
                 for format in SbomFormat::ALL {
                     let target = sidecar_path(path, format);
                     write_file(&target, &format.render(&sbom))?;
