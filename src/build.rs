@@ -15,6 +15,7 @@ mod tree_dir;
 pub use locked::{read_lock, write_mirror, LockReport, LockRequest, MirrorReport};
 
 use crate::cleanup::TempPath;
+use crate::distro::deb::apt_state::AptRequest;
 use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOptions};
 use crate::distro::deb::packages::BinaryPackage;
 use crate::distro::deb::resolve::{Plan, Universe, Variant as DebVariant};
@@ -691,6 +692,11 @@ pub fn build(
         epoch.to_string(),
         run_scripts.to_string(),
         apt_source.clone().unwrap_or_default(),
+        // Which packages count as asked for (extended_states).
+        format!(
+            "apt request v1: {:?}",
+            src.include.iter().map(|(name, _)| name).collect::<Vec<_>>()
+        ),
     ];
     key_parts.extend(
         plan.packages
@@ -780,6 +786,10 @@ pub fn build(
                 sandbox: &sandbox,
                 epoch,
                 apt_source,
+                apt_request: AptRequest {
+                    variant: src.variant,
+                    include: src.include.iter().map(|(name, _)| name.clone()).collect(),
+                },
             },
             reporter.as_ref(),
         )?;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::apt_state::{self, AptRequest};
 use super::dpkgdb::{self, UnpackOptions, UnpackedPackage};
 use super::essential_first;
 use super::index_choice;
@@ -83,6 +84,8 @@ pub enum BootstrapError {
     Sandbox(#[from] sandbox::SandboxError),
     #[error("moving the packages unpacked on the side into the rootfs: {0}")]
     Merge(#[from] MergeError),
+    #[error(transparent)]
+    AptState(#[from] apt_state::AptStateError),
     #[error("maintainer scripts failed at {step} ({status}); last output:\n{tail}")]
     Stage2 {
         step: String,
@@ -663,6 +666,9 @@ pub struct InstallOptions<'a> {
     pub epoch: i64,
     /// `deb` line for /etc/apt/sources.list (mirror, suite, components).
     pub apt_source: Option<String>,
+    /// What the recipe asked for: decides which packages apt would have
+    /// marked as automatically installed.
+    pub apt_request: AptRequest,
 }
 
 /// Fetches the planned packages (`items`, in plan order: see [`fetch_items`])
@@ -709,6 +715,7 @@ pub fn install(
             0o644,
         )?;
     }
+    write_unconfigured_fstab(&root)?;
     let stage2 = |which: &[usize], unpacked: &[UnpackedPackage], activate: &[String]| {
         let pkgs: Vec<&BinaryPackage> = which.iter().map(|&i| plan.packages[i]).collect();
         run_stage2(
@@ -764,6 +771,19 @@ pub fn install(
         stage2(&rest, &unpacked_rest, &activate)?;
     }
     normalise(&root, opts.epoch)?;
+    apt_state::write_download_dirs(&root)?;
+    apt_state::write_extended_states(&root, &plan.packages, &opts.apt_request, &arch)?;
+    Ok(())
+}
+
+/// The placeholder /etc/fstab debootstrap and mmdebstrap write before any
+/// package is installed; a package that ships one keeps its own.
+fn write_unconfigured_fstab(root: &Root) -> Result<(), BootstrapError> {
+    let fstab = RelPath::from_archive(b"etc/fstab")?;
+    if root.lstat(&fstab)?.is_none() {
+        root.mkdir_all(&fstab.parent().expect("etc/fstab has a parent"), 0o755)?;
+        root.write_file(&fstab, b"# UNCONFIGURED FSTAB FOR BASE SYSTEM\n", 0o644)?;
+    }
     Ok(())
 }
 
