@@ -797,7 +797,8 @@ pub fn build(
         reporter.stage("pack the layer");
         let layer_opts = LayerOptions {
             source_date_epoch: Some(epoch),
-            exclude: ["proc", "sys", "dev", "tmp", "run"]
+            // /run is emptied but for lock in the tree (bootstrap::normalise).
+            exclude: ["proc", "sys", "dev", "tmp"]
                 .iter()
                 .map(PathBuf::from)
                 .collect(),

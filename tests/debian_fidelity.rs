@@ -2,7 +2,8 @@
 //! what mmdebstrap's tree has beyond the packages' files: apt's
 //! `extended_states` naming the packages apt would have installed only as
 //! dependencies, apt's private download directories, the placeholder
-//! /etc/fstab, and base-passwd's preinst run before any other script.
+//! /etc/fstab, /run/lock, and base-passwd's preinst run before any other
+//! script.
 
 mod common;
 
@@ -58,7 +59,13 @@ fn minbase_packages() -> Option<Vec<DebPackage>> {
             .required()
             .depends("libmount-fixture"),
         DebPackage::new("libmount-fixture", "1"),
-        DebPackage::new("hello-fixture", "1").depends("libhello"),
+        DebPackage::new("hello-fixture", "1")
+            .depends("libhello")
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\nmkdir -p /run/lock /run/hello\nchmod 1777 /run/lock\n\
+                 touch /run/hello/pid\n",
+            ),
         DebPackage::new("libhello", "1"),
     ]);
     Some(packages)
@@ -87,6 +94,8 @@ fn minbase_tree_has_what_apt_and_debootstrap_leave() {
         .arg(fx.path("cache"))
         .arg("--output")
         .arg(format!("rootfs:{}", rootfs.display()))
+        .arg("--output")
+        .arg(format!("tar:{}", fx.path("rootfs.tar").display()))
         .output()
         .unwrap();
     let stderr = run::stderr(&out);
@@ -127,6 +136,28 @@ fn minbase_tree_has_what_apt_and_debootstrap_leave() {
             "{dir}/lock"
         );
     }
+
+    // /run keeps lock (/var/lock links there), nothing else, in the tree
+    // and in the layer.
+    let run: Vec<String> = std::fs::read_dir(rootfs.join("run"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(run, ["lock"]);
+    let lock = std::fs::symlink_metadata(rootfs.join("run/lock")).unwrap();
+    assert_eq!(lock.mode() & 0o7777, 0o1777);
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(fx.path("rootfs.tar"))
+        .output()
+        .unwrap();
+    let listing = run::text(&listing.stdout);
+    let in_run: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_end_matches('/'))
+        .filter(|l| l.starts_with("run/"))
+        .collect();
+    assert_eq!(in_run, ["run/lock"], "{listing}");
 
     let fstab = rootfs.join("etc/fstab");
     assert_eq!(

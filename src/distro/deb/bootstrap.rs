@@ -1092,7 +1092,6 @@ const VOLATILE: &[&str] = &[
     "etc/gshadow-",
     "etc/subuid-",
     "etc/subgid-",
-    "run/mount/utab",
     "usr/sbin/policy-rc.d",
 ];
 
@@ -1138,6 +1137,7 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
     for (dir, volatile) in VOLATILE_IN {
         remove_files_in(root, dir, *volatile)?;
     }
+    clear_run(root)?;
     for path in EMPTIED {
         let rel = RelPath::from_archive(path.as_bytes())?;
         // A symlink (dbus's usually points at /etc/machine-id) is left alone.
@@ -1155,6 +1155,22 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
             root.write_file(&shadow, clamped.as_bytes(), meta.mode)?;
             root.set_owner(&shadow, meta.uid, meta.gid)?;
             root.set_mode(&shadow, meta.mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// Empties /run but for `lock`, as mmdebstrap does: what scripts left
+/// there belongs to a running system, but /var/lock links to /run/lock
+/// (base-files), so that stays (1777, as base-files makes it).
+fn clear_run(root: &Root) -> Result<(), BootstrapError> {
+    let run = RelPath::from_archive(b"run")?;
+    if !root.lstat(&run)?.is_some_and(|m| m.kind == FileKind::Dir) {
+        return Ok(());
+    }
+    for name in root.read_dir(&run)? {
+        if name != b"lock" {
+            root.remove_all(&run.join(&name)?)?;
         }
     }
     Ok(())
@@ -1305,8 +1321,11 @@ mod tests {
             "var/lib/apt/lists/partial/x_Packages",
             "var/lib/systemd/random-seed",
             "etc/shadow-",
+            "run/mount/utab",
+            "run/systemd/deep/state",
         ];
         let kept = [
+            "run/lock/x.lock",
             "var/lib/dpkg/status",
             "var/cache/debconf/templates.dat",
             "var/lib/apt/lists/lock",
