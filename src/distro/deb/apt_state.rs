@@ -166,8 +166,14 @@ pub fn write_download_dirs(root: &Root) -> Result<(), AptStateError> {
         if root.lstat(&partial)?.is_none() {
             root.mkdir(&partial, 0o700)?;
         }
-        root.set_owner(&partial, apt_uid, 0)?;
-        root.set_mode(&partial, 0o700)?;
+        // Whatever else a package left there is not apt's to take over.
+        if root
+            .lstat(&partial)?
+            .is_some_and(|m| m.kind == FileKind::Dir)
+        {
+            root.set_owner(&partial, apt_uid, 0)?;
+            root.set_mode(&partial, 0o700)?;
+        }
         let lock = dir.join(b"lock")?;
         if root.lstat(&lock)?.is_none() {
             root.write_file(&lock, b"", 0o640)?;
