@@ -4,8 +4,11 @@
 #   build trixie and bookworm minbase with rootstrap, `docker load` and
 #   `docker run` them, check dpkg's own audit/verify, apt inside the image,
 #   and compare the package set with what mmdebstrap --variant=minbase
-#   installs from the same mirror.
-# Needs: root, dockerd running (scripts/dockerd.sh start), mmdebstrap.
+#   installs from the same mirror, then the two trees entry by entry (path,
+#   type, mode, owner, link target, content; scripts/compare-trees.py):
+#   only the differences scripts/e2e-debian-tree-allow.txt names, each with
+#   its reason, may remain.
+# Needs: root, dockerd running (scripts/dockerd.sh start), mmdebstrap, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suites=${SUITES:-"trixie bookworm"}
@@ -31,7 +34,8 @@ for suite in $suites; do
     img=rootstrap-e2e/debian:$suite
     start=$(date +%s.%N)
     "$rs" --progress plain build "recipes/debian-$suite.toml" \
-        --output "docker-archive:$work/$suite.tar" --output "oci:$work/$suite-oci" -t "$img"
+        --output "docker-archive:$work/$suite.tar" --output "oci:$work/$suite-oci" \
+        --output "tar:$work/$suite-rootfs.tar" -t "$img"
     echo "rootstrap build: $(echo "$(date +%s.%N) - $start" | bc) s"
     "$rs" inspect "docker-archive:$work/$suite.tar"
 
@@ -59,6 +63,25 @@ for suite in $suites; do
     echo "package sets (rootstrap vs mmdebstrap --variant=minbase):"
     diff "$work/$suite.ours" "$work/$suite.mm" && echo "  identical ($(wc -l <"$work/$suite.ours") packages)"
     check "$suite: same package set as mmdebstrap" cmp -s "$work/$suite.ours" "$work/$suite.mm"
+
+    echo "trees (rootstrap vs mmdebstrap --variant=minbase), entry by entry:"
+    check "$suite: same tree as mmdebstrap but for the allow-list" \
+        python3 scripts/compare-trees.py --label "$suite" --allow scripts/e2e-debian-tree-allow.txt \
+        "$work/$suite-rootfs.tar" "$work/$suite-mm.tar"
+    # The two allowed content differences, narrowed to what they are for.
+    both() { # member, filter: the filtered member of each tarball
+        tar -xOf "$work/$suite-rootfs.tar" "$1" | "$2" >"$work/$suite.a"
+        tar -xOf "$work/$suite-mm.tar" "./$1" | "$2" >"$work/$suite.b"
+    }
+    without_dates() { cut -d: -f1-2,4-; }
+    without_signed_by() { sed -E 's/\[signed-by=[^]]*\] //'; }
+    both etc/shadow without_dates
+    check "$suite: /etc/shadow differs in last-change dates only" cmp "$work/$suite.a" "$work/$suite.b"
+    both etc/apt/sources.list without_signed_by
+    check "$suite: sources.list differs in signed-by only" cmp "$work/$suite.a" "$work/$suite.b"
+    mm_auto=$(tar -xOf "$work/$suite-mm.tar" ./var/lib/apt/extended_states | grep -c '^Auto-Installed: 1')
+    check "$suite: apt in the image reads $mm_auto automatically installed packages, as mmdebstrap's" \
+        test "$(docker run --rm "$img" apt-mark showauto | wc -l)" = "$mm_auto"
     docker rmi "$img" >/dev/null
 done
 

@@ -15,6 +15,7 @@ mod tree_dir;
 pub use locked::{read_lock, write_mirror, LockReport, LockRequest, MirrorReport};
 
 use crate::cleanup::TempPath;
+use crate::distro::deb::apt_state::AptRequest;
 use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOptions};
 use crate::distro::deb::packages::BinaryPackage;
 use crate::distro::deb::release_memory::ReleaseMemory;
@@ -706,6 +707,11 @@ pub fn build(
         epoch.to_string(),
         run_scripts.to_string(),
         apt_source.clone().unwrap_or_default(),
+        // Which packages count as asked for (extended_states).
+        format!(
+            "apt request v1: {:?}",
+            src.include.iter().map(|(name, _)| name).collect::<Vec<_>>()
+        ),
     ];
     key_parts.extend(
         plan.packages
@@ -795,6 +801,10 @@ pub fn build(
                 sandbox: &sandbox,
                 epoch,
                 apt_source,
+                apt_request: AptRequest {
+                    variant: src.variant,
+                    include: src.include.iter().map(|(name, _)| name.clone()).collect(),
+                },
             },
             reporter.as_ref(),
         )?;
@@ -802,7 +812,8 @@ pub fn build(
         reporter.stage("pack the layer");
         let layer_opts = LayerOptions {
             source_date_epoch: Some(epoch),
-            exclude: ["proc", "sys", "dev", "tmp", "run"]
+            // /run is emptied but for lock in the tree (bootstrap::normalise).
+            exclude: ["proc", "sys", "dev", "tmp"]
                 .iter()
                 .map(PathBuf::from)
                 .collect(),

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::apt_state::{self, AptRequest};
 use super::dpkgdb::{self, UnpackOptions, UnpackedPackage};
 use super::essential_first;
 use super::index_choice;
@@ -84,6 +85,8 @@ pub enum BootstrapError {
     Sandbox(#[from] sandbox::SandboxError),
     #[error("moving the packages unpacked on the side into the rootfs: {0}")]
     Merge(#[from] MergeError),
+    #[error(transparent)]
+    AptState(#[from] apt_state::AptStateError),
     #[error("maintainer scripts failed at {step} ({status}); last output:\n{tail}")]
     Stage2 {
         step: String,
@@ -694,6 +697,9 @@ pub struct InstallOptions<'a> {
     pub epoch: i64,
     /// `deb` line for /etc/apt/sources.list (mirror, suite, components).
     pub apt_source: Option<String>,
+    /// What the recipe asked for: decides which packages apt would have
+    /// marked as automatically installed.
+    pub apt_request: AptRequest,
 }
 
 /// Fetches the planned packages (`items`, in plan order: see [`fetch_items`])
@@ -740,6 +746,7 @@ pub fn install(
             0o644,
         )?;
     }
+    write_unconfigured_fstab(&root)?;
     let stage2 = |which: &[usize], unpacked: &[UnpackedPackage], activate: &[String]| {
         let pkgs: Vec<&BinaryPackage> = which.iter().map(|&i| plan.packages[i]).collect();
         run_stage2(
@@ -795,6 +802,19 @@ pub fn install(
         stage2(&rest, &unpacked_rest, &activate)?;
     }
     normalise(&root, opts.epoch)?;
+    apt_state::write_download_dirs(&root)?;
+    apt_state::write_extended_states(&root, &plan.packages, &opts.apt_request, &arch)?;
+    Ok(())
+}
+
+/// The placeholder /etc/fstab debootstrap and mmdebstrap write before any
+/// package is installed; a package that ships one keeps its own.
+fn write_unconfigured_fstab(root: &Root) -> Result<(), BootstrapError> {
+    let fstab = RelPath::from_archive(b"etc/fstab")?;
+    if root.lstat(&fstab)?.is_none() {
+        root.mkdir_all(&fstab.parent().expect("etc/fstab has a parent"), 0o755)?;
+        root.write_file(&fstab, b"# UNCONFIGURED FSTAB FOR BASE SYSTEM\n", 0o644)?;
+    }
     Ok(())
 }
 
@@ -1104,7 +1124,6 @@ const VOLATILE: &[&str] = &[
     "etc/gshadow-",
     "etc/subuid-",
     "etc/subgid-",
-    "run/mount/utab",
     "usr/sbin/policy-rc.d",
 ];
 
@@ -1150,6 +1169,7 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
     for (dir, volatile) in VOLATILE_IN {
         remove_files_in(root, dir, *volatile)?;
     }
+    clear_run(root)?;
     for path in EMPTIED {
         let rel = RelPath::from_archive(path.as_bytes())?;
         // A symlink (dbus's usually points at /etc/machine-id) is left alone.
@@ -1167,6 +1187,22 @@ pub fn normalise(root: &Root, epoch: i64) -> Result<(), BootstrapError> {
             root.write_file(&shadow, clamped.as_bytes(), meta.mode)?;
             root.set_owner(&shadow, meta.uid, meta.gid)?;
             root.set_mode(&shadow, meta.mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// Empties /run but for `lock`, as mmdebstrap does: what scripts left
+/// there belongs to a running system, but /var/lock links to /run/lock
+/// (base-files), so that stays (1777, as base-files makes it).
+fn clear_run(root: &Root) -> Result<(), BootstrapError> {
+    let run = RelPath::from_archive(b"run")?;
+    if !root.lstat(&run)?.is_some_and(|m| m.kind == FileKind::Dir) {
+        return Ok(());
+    }
+    for name in root.read_dir(&run)? {
+        if name != b"lock" {
+            root.remove_all(&run.join(&name)?)?;
         }
     }
     Ok(())
@@ -1317,8 +1353,11 @@ mod tests {
             "var/lib/apt/lists/partial/x_Packages",
             "var/lib/systemd/random-seed",
             "etc/shadow-",
+            "run/mount/utab",
+            "run/systemd/deep/state",
         ];
         let kept = [
+            "run/lock/x.lock",
             "var/lib/dpkg/status",
             "var/cache/debconf/templates.dat",
             "var/lib/apt/lists/lock",

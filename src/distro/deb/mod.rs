@@ -1,5 +1,6 @@
 //! Debian and Ubuntu (debootstrap-style) back end.
 
+pub mod apt_state;
 pub mod bootstrap;
 pub mod control;
 pub mod debfile;

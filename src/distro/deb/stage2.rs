@@ -21,6 +21,9 @@ pub const STEP_MARKER: &str = "rootstrap-step:";
 /// records it as the owner of the questions the preinst registers.
 pub const PREINST_STAGING: &str = "var/lib/dpkg/rootstrap-ci";
 
+/// The package whose preinst creates /etc/passwd and /etc/group.
+const PASSWD_PACKAGE: &str = "base-passwd";
+
 /// One package as stage 2 needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage2Package {
@@ -61,7 +64,16 @@ pub fn script(order: &[Stage2Package], activate: &[String], native_arch: &str) -
          DPKG_RUNNING_VERSION=$(/usr/bin/dpkg-query --showformat='${Version}' --show dpkg)\n\
          export DPKG_RUNNING_VERSION DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT=\n",
     );
-    for (n, p) in order.iter().enumerate().filter(|(_, p)| p.has_preinst) {
+    // base-passwd's preinst writes /etc/passwd and /etc/group. It runs
+    // first, as debootstrap installs base-passwd before anything else:
+    // other preinsts need root's entry (libc6's loads debconf, which looks
+    // up root's home with getpwuid).
+    let (passwd_first, others): (Vec<_>, Vec<_>) = order
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.has_preinst)
+        .partition(|(_, p)| p.name == PASSWD_PACKAGE);
+    for (n, p) in passwd_first.into_iter().chain(others) {
         let (name, arch) = (quote(&p.name), quote(&p.arch));
         s.push_str(&format!(
             "echo '{STEP_MARKER} preinst {}'\n\
@@ -145,6 +157,28 @@ mod tests {
         assert!(bp < dash && dash < run && run < conf);
         assert!(s.contains("DPKG_MAINTSCRIPT_PACKAGE='dash'"));
         assert!(!s.contains("rootstrap-ci/1 "));
+    }
+
+    #[test]
+    fn base_passwds_preinst_runs_before_every_other() {
+        let s = script(
+            &[
+                pkg("libc6", true),
+                pkg("base-files", false),
+                pkg("base-passwd", true),
+                pkg("dash", true),
+            ],
+            &[],
+            "amd64",
+        );
+        let at = |what: &str| s.find(what).unwrap_or_else(|| panic!("{what} in\n{s}"));
+        let passwd = at("DPKG_MAINTSCRIPT_PACKAGE='base-passwd'");
+        let libc = at("DPKG_MAINTSCRIPT_PACKAGE='libc6'");
+        let dash = at("DPKG_MAINTSCRIPT_PACKAGE='dash'");
+        assert!(passwd < libc && libc < dash);
+        // Each still takes its own control members.
+        assert!(at("mv /var/lib/dpkg/rootstrap-ci/2 ") < passwd);
+        assert!(passwd < at("mv /var/lib/dpkg/rootstrap-ci/0 "));
     }
 
     #[test]
