@@ -82,6 +82,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     file,
                     locked: args.locked,
                 }),
+                compression: args.compression,
+                slim: args.slim,
             };
             let result = build::build(&recipe, &opts, reporter.clone());
             reporter.finish();
@@ -157,8 +159,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let source = ImageSource::parse(&args.image)?;
             let image = OpenedImage::open(&source, None)
                 .with_context(|| format!("opening {}", args.image))?;
-            fsck(&image).with_context(|| format!("verifying {}", args.image))?;
-            let report = inspect(&image);
+            let checked = fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let report = inspect(&image).with_unpacked_sizes(&checked.unpacked_sizes);
             let packages = rootstrap::inspect::installed_packages(&image)?;
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
@@ -415,6 +417,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     }
     opts.target = args.dockerfile.target.clone();
     opts.squash = args.dockerfile.squash;
+    opts.compression = args.compression.unwrap_or_default();
     let cache_dir = args
         .source
         .cache_dir
@@ -481,6 +484,8 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             work_dir: args.work_dir.clone(),
             sandbox_helper: None,
             lock: None,
+            compression: args.compression,
+            slim: args.slim,
         };
         build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
         Ok(out)

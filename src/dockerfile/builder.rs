@@ -363,6 +363,7 @@ pub fn apply_recipe_dockerfile(
     let mut opts = BuildOptions::new(work_dir.to_path_buf());
     opts.source_date_epoch = Some(epoch);
     opts.sandbox = sandbox.clone();
+    opts.compression = image.compression();
     apply_steps(image, rootfs, &text, &context, &opts, reporter)
 }
 

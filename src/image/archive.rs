@@ -43,6 +43,15 @@ pub(crate) fn write_docker_archive(
     meta: &MetadataBlobs,
     reference: Option<&ImageReference>,
 ) -> Result<(), ImageError> {
+    if builder
+        .layers()
+        .iter()
+        .any(|l| l.descriptor.media_type == super::oci::MEDIA_TYPE_LAYER_ZSTD)
+    {
+        return Err(ImageError::DockerArchiveZstd {
+            path: target.to_owned(),
+        });
+    }
     let mut tmp = temp_file_beside(target)?;
     {
         let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, tmp.as_file_mut()));

@@ -23,7 +23,10 @@ use std::path::PathBuf;
 
 use crate::verify::digest::OciDigestError;
 pub use crate::verify::{HashingWriter, Sha256Digest};
-pub use compress::{BlobInfo, Compressor, GzipOptions, LayerCompression, ParallelGzipWriter};
+pub use compress::{
+    BlobInfo, Compressor, GzipOptions, LayerCompression, ParallelGzipWriter, UnknownCompression,
+    ZSTD_LEVEL,
+};
 pub use inspect::{inspect, InspectReport};
 pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
 pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob, Output, WrittenImage};
@@ -71,6 +74,8 @@ pub enum ImageError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("{path}: docker-archive with zstd layers: `docker load` reads them only from Docker Engine 23.0 on (older engines fail on the layer); build with --compression gzip (or none) for a docker-archive, or write oci:DIR for podman, skopeo and containerd")]
+    DockerArchiveZstd { path: PathBuf },
 }
 
 impl ImageError {

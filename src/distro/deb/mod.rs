@@ -10,5 +10,6 @@ pub mod packages;
 pub mod relation;
 pub mod release;
 pub mod resolve;
+pub mod slim;
 pub mod stage2;
 pub mod version;
