@@ -588,17 +588,13 @@ pub fn build(
             return Err(BuildError::DuplicateOutput(out.path().to_owned()));
         }
     }
-    if layer_compression(recipe, opts) == LayerCompression::Zstd {
-        if let Some(out) = opts
+    if layer_compression(recipe, opts) == LayerCompression::Zstd
+        && opts
             .outputs
             .iter()
-            .find(|o| matches!(o, BuildOutput::Image(Output::DockerArchive(_))))
-        {
-            return Err(ImageError::DockerArchiveZstd {
-                path: out.path().to_owned(),
-            }
-            .into());
-        }
+            .any(|o| matches!(o, BuildOutput::Image(Output::DockerArchive(_))))
+    {
+        reporter.warn(crate::image::archive::ZSTD_DOCKER_NOTE);
     }
     if opts.slim && !recipe.source.distro.is_deb() {
         return Err(BuildError::SlimUnsupported {

@@ -495,6 +495,16 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     let built = builder::build(&text, &context, &opts, reporter.as_ref())
         .with_context(|| format!("building {}", file.display()))?;
     let mut written_outputs = Vec::new();
+    if outputs
+        .iter()
+        .any(|o| matches!(o, rootstrap::image::Output::DockerArchive(_)))
+        && rootstrap::image::archive::has_zstd_layers(&built.image)
+    {
+        rootstrap::report::Reporter::warn(
+            reporter.as_ref(),
+            rootstrap::image::archive::ZSTD_DOCKER_NOTE,
+        );
+    }
     for out in &outputs {
         let written = built.image.write(out, tag.as_ref())?;
         if staging.as_ref().is_some_and(|s| s.path() == out.path()) {

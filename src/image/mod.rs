@@ -74,8 +74,6 @@ pub enum ImageError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("{path}: docker-archive with zstd layers: `docker load` reads them only from Docker Engine 23.0 on (older engines fail on the layer); build with --compression gzip (or none) for a docker-archive, or write oci:DIR for podman, skopeo and containerd")]
-    DockerArchiveZstd { path: PathBuf },
 }
 
 impl ImageError {
