@@ -14,7 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suites=${SUITES:-"trixie bookworm"}
-work=$(mktemp -d /var/tmp/rootstrap-e2e-slim.XXXXXX)
+# Lower case: podman names an image pulled from oci:PATH after the path.
+work=/var/tmp/rootstrap-e2e-slim-$$-$RANDOM
+mkdir "$work"
 podman_store=(--root "$work/podman/root" --runroot "$work/podman/run" --storage-driver vfs)
 images=()
 cleanup() {
@@ -83,6 +85,19 @@ for suite in $suites; do
         cmp -s "$work/$suite.slim" "$work/$suite.minbase"
     diff "$work/$suite.slim" "$work/$suite.minbase" || true
 done
+
+echo "=== trixie: licences of slim and minbase"
+# Copyright files are kept, so the SBOM's licences are the same.
+"$rs" --quiet build recipes/debian-trixie.toml --mirror "$mirror" --output "oci:$work/minbase-oci" >/dev/null
+licences() {
+    "$rs" sbom "oci:$1" | python3 -c "import json,sys
+for p in json.load(sys.stdin)['packages'][1:]: print(p['name'], p.get('licenseDeclared'))"
+}
+licences "$work/minbase-oci" >"$work/minbase.lic"
+licences "$work/trixie-oci" >"$work/slim.lic"
+check "trixie: SPDX licences of slim = minbase ($(wc -l <"$work/slim.lic") packages)" \
+    cmp -s "$work/minbase.lic" "$work/slim.lic"
+"$rs" inspect "oci:$work/minbase-oci" | grep -A1 '^Layers'
 
 echo "=== trixie slim, zstd layers"
 zimg=rootstrap-e2e-slim/debian:trixie-slim-zstd
