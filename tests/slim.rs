@@ -390,6 +390,51 @@ fn each_compression_is_deterministic_and_packs_the_same_tar() {
     );
     assert_eq!(digest(&o), digests[1]);
 
+    // Readers take every compression: diff sees the same files, and a
+    // Dockerfile FROM a zstd image keeps its layer and adds a gzip one.
+    for other in ["oci-zstd-0", "oci-none-0"] {
+        let o = std::process::Command::new(BIN)
+            .args([
+                "diff",
+                &out_arg("oci", &f.path("oci-gzip-0")),
+                &out_arg("oci", &f.path(other)),
+            ])
+            .output()
+            .unwrap();
+        let text = run::text(&o.stdout);
+        // The same config and files: only the layer blobs differ.
+        assert_eq!(o.status.code(), Some(0), "{other}: {text}{}", stderr(&o));
+        assert!(text.contains("identical"), "{other}: {text}");
+    }
+    let ctx = f.path("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("f"), b"on top\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM oci:{}\nCOPY f /f\n", f.path("oci-zstd-0").display()),
+    )
+    .unwrap();
+    let derived = f.path("derived");
+    let o = run::rootstrap_isolated()
+        .args(["build", "-f"])
+        .arg(ctx.join("Dockerfile"))
+        .arg(&ctx)
+        .arg("--cache-dir")
+        .arg(f.path("cache-df"))
+        .args(["--output", &out_arg("oci", &derived)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let layers = manifest(&derived)["layers"].clone();
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(
+        layers[1]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+
     // inspect shows each layer's compressed and unpacked size.
     let o = std::process::Command::new(BIN)
         .args(["inspect", &out_arg("oci", &f.path("oci-zstd-0"))])
