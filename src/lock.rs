@@ -718,6 +718,24 @@ mod tests {
     }
 
     #[test]
+    fn slim_is_written_only_when_set_and_only_for_debian_layouts() {
+        let mut lock = debian_lock();
+        let full = to_toml(&lock).unwrap();
+        assert!(!full.contains("slim"), "{full}");
+        assert!(!parse_str(&full).unwrap().source.slim);
+        lock.source.slim = true;
+        let slim = to_toml(&lock).unwrap();
+        assert!(slim.contains("\nslim = true\n"), "{slim}");
+        assert_eq!(parse_str(&slim).unwrap(), lock);
+        let alpine = to_toml(&alpine_lock()).unwrap().replace(
+            "layout = \"alpine\"\n",
+            "layout = \"alpine\"\nslim = true\n",
+        );
+        let err = parse_str(&alpine).unwrap_err().to_string();
+        assert!(err.contains("source.slim"), "{err}");
+    }
+
+    #[test]
     fn field_order_is_stable_and_documented() {
         let text = to_toml(&debian_lock()).unwrap();
         let order = [
