@@ -434,6 +434,28 @@ fn each_compression_is_deterministic_and_packs_the_same_tar() {
         layers[1]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+gzip"
     );
+    // The step cache keeps one entry per compression: the same step with
+    // --compression zstd on the same cache is a zstd layer, not the gzip one.
+    let o = run::rootstrap_isolated()
+        .args(["build", "-f"])
+        .arg(ctx.join("Dockerfile"))
+        .arg(&ctx)
+        .arg("--cache-dir")
+        .arg(f.path("cache-df"))
+        .args([
+            "--compression",
+            "zstd",
+            "--output",
+            &out_arg("oci", &f.path("derived-zstd")),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let layers = manifest(&f.path("derived-zstd"))["layers"].clone();
+    assert_eq!(
+        layers[1]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
 
     // inspect shows each layer's compressed and unpacked size.
     let o = std::process::Command::new(BIN)
