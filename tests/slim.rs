@@ -557,7 +557,7 @@ fn the_lock_records_slim_and_a_build_must_match_it() {
             &out_arg("oci", &f.path("a")),
         ],
     );
-    digest(&o);
+    let plain_digest = digest(&o);
     let text = std::fs::read_to_string(&plain_lock).unwrap();
     assert!(
         text.starts_with("#") && text.contains("version = 1"),
@@ -580,6 +580,8 @@ fn the_lock_records_slim_and_a_build_must_match_it() {
         ],
     );
     let slim_digest = digest(&o);
+    // The layer cache keeps slim and full layers apart.
+    assert_ne!(slim_digest, plain_digest);
     let text = std::fs::read_to_string(&slim_lock).unwrap();
     assert!(text.contains("slim = true"), "{text}");
 
