@@ -1,5 +1,6 @@
-//! Layer compression benchmark: rootstrap's parallel gzip (and zstd) against
-//! the system `gzip -6` (and `pigz -6` when installed), on the same bytes.
+//! Layer compression benchmark: rootstrap's parallel gzip and zstd against
+//! the system `gzip -6` and `zstd -3` (and `pigz -6` when installed), on the
+//! same bytes. LEVELS=6,7 and ZSTD_LEVELS=1,3 pick the levels tried.
 //!
 //!     cargo run --release --example gzip_bench -- [DIR] [CAP_MB]
 //!
@@ -171,13 +172,33 @@ fn main() {
             gzip6.as_ref(),
         );
     }
-    let cpu0 = cpu_seconds(libc::RUSAGE_SELF);
-    let t = Instant::now();
-    let z = zstd::stream::encode_all(data.as_slice(), 3).expect("zstd");
-    let zr = Run {
-        wall: t.elapsed().as_secs_f64(),
-        cpu: cpu_seconds(libc::RUSAGE_SELF) - cpu0,
-        size: z.len() as u64,
-    };
-    report("zstd crate -3 (1 thread)", &zr, gzip6.as_ref());
+    if let Some(z) = external("zstd", &["-3", "-c", "-q"], &path) {
+        report("zstd -3 (system, 1 core)", &z, gzip6.as_ref());
+    }
+    // The layer zstd level: ZSTD_LEVELS=1,2,3 (default 3), each with one
+    // worker and with one per core (libzstd's multithreading: same bytes).
+    let zstd_levels: Vec<i32> = std::env::var("ZSTD_LEVELS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|l| l.parse().ok()).collect())
+        .unwrap_or_else(|| vec![3]);
+    for level in zstd_levels {
+        for workers in [1, cores] {
+            let cpu0 = cpu_seconds(libc::RUSAGE_SELF);
+            let t = Instant::now();
+            let mut enc = zstd::stream::write::Encoder::new(Counter(0), level).expect("zstd");
+            enc.multithread(workers as u32).expect("zstd workers");
+            enc.write_all(&data).expect("zstd");
+            let out = enc.finish().expect("zstd");
+            let zr = Run {
+                wall: t.elapsed().as_secs_f64(),
+                cpu: cpu_seconds(libc::RUSAGE_SELF) - cpu0,
+                size: out.0,
+            };
+            report(
+                &format!("rootstrap zstd L{level} {workers} worker(s)"),
+                &zr,
+                gzip6.as_ref(),
+            );
+        }
+    }
 }

@@ -18,8 +18,12 @@ suite=${1:-trixie}
 bench=${BENCH_DIR:-/var/tmp/rootstrap-bench}
 upstream=$(bash scripts/host-mirror.sh)
 mkdir -p "$bench"
-cargo build --release --quiet
-rs=$PWD/target/release/rootstrap
+if [ -n "${ROOTSTRAP_BIN:-}" ]; then
+    rs=$ROOTSTRAP_BIN
+else
+    cargo build --release --quiet
+    rs=$PWD/target/release/rootstrap
+fi
 
 keyring=$bench/keyring
 mkdir -p "$keyring"

@@ -60,6 +60,8 @@ pub enum BuildError {
     Alpine(Box<crate::distro::apk::bootstrap::ApkBootstrapError>),
     #[error("trusted keys: {0}")]
     ApkKeys(crate::distro::apk::ApkError),
+    #[error("--slim: {distro} images have no dpkg to keep excluded paths out; slim is for Debian and Ubuntu")]
+    SlimUnsupported { distro: &'static str },
     #[error("{distro} recipes are not supported by this version of rootstrap yet")]
     Unsupported { distro: &'static str },
     #[error("cannot use cache directory {path}: {source}")]
@@ -160,6 +162,18 @@ pub struct BuildOptions {
     /// `--no-cache`: run every `[build] dockerfile` step instead of reusing
     /// the step cache in the cache dir.
     pub no_step_cache: bool,
+    /// `--compression`, overriding the recipe's `[image] compression`.
+    pub compression: Option<LayerCompression>,
+    /// `--slim`: as `slim = true` in the recipe's `[source]`.
+    pub slim: bool,
+}
+
+/// The layer compression a build uses: `--compression`, else the recipe's,
+/// else gzip.
+pub fn layer_compression(recipe: &Recipe, opts: &BuildOptions) -> LayerCompression {
+    opts.compression
+        .or(recipe.image.compression)
+        .unwrap_or_default()
 }
 
 /// Where a build writes: an image output, or the finished tree itself.
@@ -474,7 +488,7 @@ pub fn lock(
         alpine::lock(recipe, opts, recipe_sha256, reporter)?
     } else {
         with_deb_plan(recipe, opts, &reporter, |src, index, plan| {
-            locked::deb_lockfile(recipe, recipe_sha256, src, index, plan)
+            locked::deb_lockfile(recipe, recipe_sha256, src, index, plan, recipe.source.slim)
         })?
     };
     locked::write_lock(out, &lock)?;
@@ -588,6 +602,19 @@ pub fn build(
             return Err(BuildError::DuplicateOutput(out.path().to_owned()));
         }
     }
+    if layer_compression(recipe, opts) == LayerCompression::Zstd
+        && opts
+            .outputs
+            .iter()
+            .any(|o| matches!(o, BuildOutput::Image(Output::DockerArchive(_))))
+    {
+        reporter.warn(crate::image::archive::ZSTD_DOCKER_NOTE);
+    }
+    if opts.slim && !recipe.source.distro.is_deb() {
+        return Err(BuildError::SlimUnsupported {
+            distro: recipe.source.distro.name(),
+        });
+    }
     let tags = reference_for(recipe, opts)?;
     let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
     if recipe.source.distro == Distro::Alpine {
@@ -596,8 +623,12 @@ pub fn build(
     let prepared = prepare(recipe, &opts.source, &reporter)?;
     let src = &prepared.src;
     let umask = RootfsUmask::set();
+    let slim = recipe.source.slim || opts.slim;
     if let Some(ctx) = &lock_ctx {
-        ctx.check_source(&locked::deb_lock_source(recipe, src), reporter.as_ref())?;
+        ctx.check_source(
+            &locked::deb_lock_source(recipe, src, slim),
+            reporter.as_ref(),
+        )?;
     }
     let lock = lock_ctx.as_ref().and_then(|c| c.locked());
 
@@ -694,7 +725,7 @@ pub fn build(
     config.created = Some(oci::format_timestamp(epoch));
     apply_image_spec(&mut config, recipe);
     let work = work_dir(opts)?;
-    let compression = base_layer_compression(&opts.outputs);
+    let compression = base_layer_compression(&opts.outputs, layer_compression(recipe, opts));
     let mut builder = ImageBuilder::new_in(&work, config, compression)?;
 
     // Everything the base layer is made of: same inputs, same layer.
@@ -720,6 +751,9 @@ pub fn build(
     );
     if compression != LayerCompression::Gzip {
         key_parts.push(format!("layer compression {compression:?}"));
+    }
+    if slim {
+        key_parts.push("slim".to_owned());
     }
     let cache_key = layer_cache::key(&key_parts);
     let layers = LayerCache::new(&prepared.cache_dir);
@@ -805,6 +839,7 @@ pub fn build(
                     variant: src.variant,
                     include: src.include.iter().map(|(name, _)| name.clone()).collect(),
                 },
+                slim,
             },
             reporter.as_ref(),
         )?;
@@ -865,7 +900,7 @@ pub fn build(
     )?;
     if let Some(ctx) = &lock_ctx {
         ctx.write_if_new(
-            || locked::deb_lockfile(recipe, ctx.recipe_sha256, src, &index, &plan),
+            || locked::deb_lockfile(recipe, ctx.recipe_sha256, src, &index, &plan, slim),
             reporter.as_ref(),
         )?;
     }
@@ -879,9 +914,9 @@ pub fn build(
 
 /// The base layer's compression: none when no output needs a compressed
 /// layer (only plain `tar:` and `rootfs:` outputs), so a `tar:` output is a
-/// copy of the layer blob; gzip otherwise. Compressing the layer only to
-/// decode it again cost ~2 s of a 7 s trixie minbase build.
-fn base_layer_compression(outputs: &[BuildOutput]) -> LayerCompression {
+/// copy of the layer blob; `chosen` otherwise. Compressing the layer only
+/// to decode it again cost ~2 s of a 7 s trixie minbase build.
+fn base_layer_compression(outputs: &[BuildOutput], chosen: LayerCompression) -> LayerCompression {
     let needs_compressed = outputs.iter().any(|o| match o {
         BuildOutput::Image(Output::RootfsTar(path)) => {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -891,7 +926,7 @@ fn base_layer_compression(outputs: &[BuildOutput]) -> LayerCompression {
         BuildOutput::RootfsDir(_) => false,
     });
     if needs_compressed {
-        LayerCompression::Gzip
+        chosen
     } else {
         LayerCompression::None
     }
@@ -1133,7 +1168,7 @@ mod tests {
             specs.iter().map(|s| parse_output(s).unwrap()).collect()
         };
         assert_eq!(
-            base_layer_compression(&outs(&["tar:a.tar", "rootfs:dir"])),
+            base_layer_compression(&outs(&["tar:a.tar", "rootfs:dir"]), LayerCompression::Zstd),
             LayerCompression::None
         );
         for mixed in [
@@ -1142,11 +1177,13 @@ mod tests {
             &["tar:a.tar.gz"],
             &["tar:a.tar", "tar:b.tar.zst"],
         ] {
-            assert_eq!(
-                base_layer_compression(&outs(mixed)),
-                LayerCompression::Gzip,
-                "{mixed:?}"
-            );
+            for chosen in [LayerCompression::Gzip, LayerCompression::Zstd] {
+                assert_eq!(
+                    base_layer_compression(&outs(mixed), chosen),
+                    chosen,
+                    "{mixed:?}"
+                );
+            }
         }
     }
 

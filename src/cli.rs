@@ -195,6 +195,14 @@ pub struct BuildArgs {
     /// Install exactly the packages of --lock FILE (no resolution); fail if any is missing or differs.
     #[arg(long, requires = "lock")]
     pub locked: bool,
+    /// Layer compression: gzip (default; every consumer), zstd (faster, smaller;
+    /// Docker ≥ 23, containerd, podman) or none. Overrides the recipe's.
+    #[arg(long, value_name = "gzip|zstd|none")]
+    pub compression: Option<rootstrap::image::LayerCompression>,
+    /// Debian/Ubuntu: leave out docs, man/info pages and translations, as the
+    /// official -slim images do (as `slim = true` in the recipe's [source]).
+    #[arg(long)]
+    pub slim: bool,
 }
 
 #[derive(Debug, Args)]

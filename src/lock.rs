@@ -162,6 +162,11 @@ pub struct LockSource {
     /// Locked builds write it into the image's apt sources / apk
     /// repositories, so the image does not depend on where it was fetched.
     pub mirror: Option<String>,
+    /// Debian/Ubuntu `slim`: written only when true (`slim = true`), so a
+    /// lock of a full image has the same bytes as before the setting
+    /// existed, and a rootstrap that does not know it refuses a slim lock
+    /// (an unknown field) instead of building a full image from it.
+    pub slim: bool,
 }
 
 /// A signed index file (InRelease, Packages.xz, APKINDEX.tar.gz).
@@ -235,6 +240,12 @@ struct RawSource {
     layout: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mirror: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    slim: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Serialize, Deserialize)]
@@ -303,6 +314,7 @@ pub fn to_toml(lock: &Lockfile) -> Result<String, LockError> {
             variant: s.variant.clone(),
             layout: s.layout.name().into(),
             mirror: s.mirror.clone(),
+            slim: s.slim,
         },
         index: lock
             .index
@@ -449,6 +461,9 @@ impl Checker<'_> {
                 return Err(self.err("source.mirror", format!("{m:?} is not a URL")));
             }
         }
+        if raw.slim && layout != Layout::Debian {
+            return Err(self.err("source.slim", "only Debian-layout sources can be slim"));
+        }
         Ok(LockSource {
             distro: raw.distro,
             suite,
@@ -457,6 +472,7 @@ impl Checker<'_> {
             variant: raw.variant,
             layout,
             mirror: raw.mirror,
+            slim: raw.slim,
         })
     }
 
@@ -638,6 +654,7 @@ mod tests {
                 variant: "minbase".into(),
                 layout: Layout::Debian,
                 mirror: Some("http://mirror.invalid/debian".into()),
+                slim: false,
             },
             index: vec![
                 LockedFile {
@@ -667,6 +684,7 @@ mod tests {
                 variant: "minirootfs".into(),
                 layout: Layout::Alpine,
                 mirror: None,
+                slim: false,
             },
             index: vec![LockedFile {
                 path: LockPath::parse("v3.20/main/x86_64/APKINDEX.tar.gz").unwrap(),
@@ -697,6 +715,24 @@ mod tests {
             assert_eq!(back, lock);
             assert_eq!(to_toml(&back).unwrap(), text, "stable bytes");
         }
+    }
+
+    #[test]
+    fn slim_is_written_only_when_set_and_only_for_debian_layouts() {
+        let mut lock = debian_lock();
+        let full = to_toml(&lock).unwrap();
+        assert!(!full.contains("slim"), "{full}");
+        assert!(!parse_str(&full).unwrap().source.slim);
+        lock.source.slim = true;
+        let slim = to_toml(&lock).unwrap();
+        assert!(slim.contains("\nslim = true\n"), "{slim}");
+        assert_eq!(parse_str(&slim).unwrap(), lock);
+        let alpine = to_toml(&alpine_lock()).unwrap().replace(
+            "layout = \"alpine\"\n",
+            "layout = \"alpine\"\nslim = true\n",
+        );
+        let err = parse_str(&alpine).unwrap_err().to_string();
+        assert!(err.contains("source.slim"), "{err}");
     }
 
     #[test]

@@ -126,6 +126,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     locked: args.locked,
                 }),
                 no_step_cache: args.dockerfile.no_cache,
+                compression: args.compression,
+                slim: args.slim,
             };
             let result = build::build(&recipe, &opts, reporter.clone());
             reporter.finish();
@@ -209,8 +211,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Inspect(args) => {
-            let (image, _held) = open_verified(&args.image, &args.store)?;
-            let report = inspect(&image);
+            let resolved = resolve_image(&args.image, &args.store)?;
+            let image = OpenedImage::open(&resolved.source, resolved.name.as_deref())
+                .with_context(|| format!("opening {}", args.image))?;
+            let checked = fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+            let report = inspect(&image).with_unpacked_sizes(&checked.unpacked_sizes);
             let packages = rootstrap::inspect::installed_packages(&image)?;
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
@@ -465,6 +470,7 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     }
     opts.target = args.dockerfile.target.clone();
     opts.squash = args.dockerfile.squash;
+    opts.compression = args.compression.unwrap_or_default();
     let cache_dir = args
         .source
         .cache_dir
@@ -534,6 +540,8 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             sandbox_helper: None,
             lock: None,
             no_step_cache: args.dockerfile.no_cache,
+            compression: args.compression,
+            slim: args.slim,
         };
         build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
         Ok(out)
@@ -543,6 +551,16 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     let built = builder::build(&text, &context, &opts, reporter.as_ref())
         .with_context(|| format!("building {}", file.display()))?;
     let mut written_outputs = Vec::new();
+    if outputs
+        .iter()
+        .any(|o| matches!(o, rootstrap::image::Output::DockerArchive(_)))
+        && rootstrap::image::archive::has_zstd_layers(&built.image)
+    {
+        rootstrap::report::Reporter::warn(
+            reporter.as_ref(),
+            rootstrap::image::archive::ZSTD_DOCKER_NOTE,
+        );
+    }
     for out in &outputs {
         let written = built.image.write(out, tag.as_ref())?;
         if staging.as_ref().is_some_and(|s| s.path() == out.path()) {

@@ -85,6 +85,11 @@ pub struct Source {
     /// Trust anchors: paths relative to the recipe's directory, or names of
     /// keys shipped with rootstrap (`debian/debian-archive-trixie-stable.pgp`).
     pub keys: Vec<String>,
+    /// Debian/Ubuntu: leave out documentation, man and info pages and
+    /// translations, as the official `-slim` images do (a dpkg
+    /// `path-exclude` configuration that stays in the image).
+    #[serde(default)]
+    pub slim: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -115,6 +120,8 @@ pub struct ImageSpec {
     #[serde(default)]
     pub volumes: Vec<String>,
     pub stop_signal: Option<String>,
+    /// Layer compression (`gzip`, `zstd`, `none`); `--compression` wins.
+    pub compression: Option<crate::image::LayerCompression>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -182,6 +189,12 @@ impl Recipe {
 
     fn validate(&self) -> Result<(), RecipeError> {
         let src = &self.source;
+        if src.slim && !src.distro.is_deb() {
+            return Err(self.invalid(
+                "source.slim",
+                "only for Debian and Ubuntu (dpkg's path-exclude)",
+            ));
+        }
         if src.distro.is_deb() {
             match &src.suite {
                 Some(s) if is_plain_name(s) => {}

@@ -15,7 +15,7 @@ use crate::distro::apk::bootstrap::{
 use crate::distro::apk::{ApkPackage, TrustedKeys};
 use crate::fetch::{CacheLock, Fetcher};
 use crate::image::oci::{self, History, ImageConfig};
-use crate::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions};
+use crate::image::{ImageBuilder, ImageReference, LayerOptions};
 use crate::keys::{self, KeyError};
 use crate::mirror::{self, MirrorQuery};
 use crate::recipe::Recipe;
@@ -394,7 +394,7 @@ pub(super) fn build(
         labels.insert(SCRIPTS_LABEL.into(), "not-run".into());
     }
     let work = super::work_dir(opts)?;
-    let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
+    let mut builder = ImageBuilder::new_in(&work, config, super::layer_compression(recipe, opts))?;
     let layer_opts = LayerOptions {
         source_date_epoch: Some(epoch),
         exclude: ["proc", "sys", "dev", "run", "tmp"]

@@ -215,7 +215,7 @@ pub(super) fn image_mirror(locked: Option<&Lockfile>, fetched_from: &str) -> Str
 
 fn check_source(lock: &Lockfile, file: &Path, build: &LockSource) -> Result<(), BuildError> {
     let l = &lock.source;
-    let fields: [(&str, String, String); 6] = [
+    let fields: [(&str, String, String); 7] = [
         ("distro", l.distro.clone(), build.distro.clone()),
         ("layout", l.layout.name().into(), build.layout.name().into()),
         ("suite", l.suite.clone(), build.suite.clone()),
@@ -226,6 +226,7 @@ fn check_source(lock: &Lockfile, file: &Path, build: &LockSource) -> Result<(), 
         ),
         ("arch", l.arch.clone(), build.arch.clone()),
         ("variant", l.variant.clone(), build.variant.clone()),
+        ("slim", l.slim.to_string(), build.slim.to_string()),
     ];
     for (field, in_lock, in_build) in fields {
         if in_lock != in_build {
@@ -249,7 +250,8 @@ fn lock_path(field: &str, s: &str) -> Result<LockPath, BuildError> {
 
 // ---- Debian ----
 
-pub(super) fn deb_lock_source(recipe: &Recipe, src: &DebSource) -> LockSource {
+/// `slim`: the recipe's setting, or `--slim`.
+pub(super) fn deb_lock_source(recipe: &Recipe, src: &DebSource, slim: bool) -> LockSource {
     LockSource {
         distro: recipe.source.distro.name().into(),
         suite: src.suite.clone(),
@@ -258,6 +260,7 @@ pub(super) fn deb_lock_source(recipe: &Recipe, src: &DebSource) -> LockSource {
         variant: src.variant.to_string(),
         layout: Layout::Debian,
         mirror: recordable_mirror(&src.mirror),
+        slim,
     }
 }
 
@@ -302,11 +305,12 @@ pub(super) fn deb_lockfile(
     src: &DebSource,
     index: &LoadedIndex,
     plan: &Plan<'_>,
+    slim: bool,
 ) -> Result<Lockfile, BuildError> {
     Ok(Lockfile {
         recipe_sha256,
         source_date_epoch: index.release.date.unwrap_or(0).max(0),
-        source: deb_lock_source(recipe, src),
+        source: deb_lock_source(recipe, src, slim),
         index: deb_index_files(index, src)?,
         packages: deb_locked_packages(plan)?,
     })
@@ -323,6 +327,7 @@ pub(super) fn apk_lock_source(recipe: &Recipe, src: &ApkSource) -> LockSource {
         variant: "minirootfs".into(),
         layout: Layout::Alpine,
         mirror: recordable_mirror(&src.mirror),
+        slim: false,
     }
 }
 
@@ -703,6 +708,7 @@ mod tests {
                 variant: "minbase".into(),
                 layout: Layout::Debian,
                 mirror: Some("http://m/debian".into()),
+                slim: false,
             },
             index: vec![],
             packages: vec![],
@@ -723,6 +729,7 @@ mod tests {
             variant: "minbase".into(),
             layout: Layout::Debian,
             mirror: None,
+            slim: false,
         };
         let lock = Lockfile {
             recipe_sha256: Sha256Digest([0; 32]),

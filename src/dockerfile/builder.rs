@@ -367,6 +367,7 @@ pub fn apply_recipe_dockerfile(
     opts.source_date_epoch = Some(epoch);
     opts.sandbox = sandbox.clone();
     opts.cache = cache;
+    opts.compression = image.compression();
     apply_steps(image, rootfs, &text, &context, &opts, reporter)
 }
 

@@ -38,6 +38,22 @@ fn blob_member(digest: &str) -> String {
     format!("blobs/sha256/{}", digest_hex(digest))
 }
 
+/// What to tell whoever writes a docker-archive with zstd layers: which
+/// engines load it. Upstream Docker reads zstd layers from Engine 23.0
+/// (moby#41759); Debian's docker.io 20.10.24+dfsg1 loads and runs them too
+/// (scripts/e2e-slim.sh checks the installed engine).
+pub const ZSTD_DOCKER_NOTE: &str = "zstd layers in a docker-archive: `docker load` reads them from Docker Engine 23.0 \
+(and Debian's docker.io 20.10.24); older engines fail with \"invalid tar header\" — build with --compression gzip for those";
+
+/// Whether any layer of `builder` is zstd-compressed.
+pub fn has_zstd_layers(builder: &ImageBuilder) -> bool {
+    builder
+        .layers()
+        .iter()
+        .any(|l| l.descriptor.media_type == super::oci::MEDIA_TYPE_LAYER_ZSTD)
+}
+
+
 /// Which archive [`write_archive`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveKind {

@@ -12,7 +12,11 @@ pub struct LayerSummary {
     /// Blob digest when the image states one (legacy docker archives do not).
     pub digest: Option<String>,
     pub media_type: Option<String>,
+    /// The blob's size (compressed, when the layer is).
     pub size: u64,
+    /// The uncompressed tar's size, when it was measured
+    /// ([`InspectReport::with_unpacked_sizes`]).
+    pub unpacked_size: Option<u64>,
     pub diff_id: String,
 }
 
@@ -55,6 +59,7 @@ pub fn inspect(image: &OpenedImage) -> InspectReport {
             digest: l.digest.map(|d| d.to_string()),
             media_type: l.media_type.clone(),
             size: l.size,
+            unpacked_size: None,
             diff_id: l.diff_id.to_string(),
         })
         .collect();
@@ -84,6 +89,27 @@ pub fn inspect(image: &OpenedImage) -> InspectReport {
             .iter()
             .map(|h| h.created_by.clone().unwrap_or_default())
             .collect(),
+    }
+}
+
+impl InspectReport {
+    /// Adds each layer's uncompressed size (as `fsck` measures them, in
+    /// layer order).
+    pub fn with_unpacked_sizes(mut self, sizes: &[u64]) -> Self {
+        for (layer, size) in self.layers.iter_mut().zip(sizes) {
+            layer.unpacked_size = Some(*size);
+        }
+        self
+    }
+}
+
+/// The compression a layer media type names, for the layer listing.
+fn compression_name(media_type: Option<&str>) -> &'static str {
+    match media_type {
+        Some(m) if m.ends_with("+zstd") || m.ends_with(".zstd") => "zstd",
+        Some(m) if m.ends_with("+gzip") || m.ends_with(".gzip") => "gzip",
+        Some(m) if m.ends_with(".tar") => "tar",
+        _ => "?",
     }
 }
 
@@ -143,11 +169,14 @@ impl fmt::Display for InspectReport {
         }
         writeln!(f, "Layers:       {}", self.layers.len())?;
         for (i, l) in self.layers.iter().enumerate() {
+            let unpacked = l.unpacked_size.map_or_else(|| "-".to_string(), human_size);
             writeln!(
                 f,
-                "  {i:>2}  {}  {:>10}  diff_id {}",
+                "  {i:>2}  {}  {:<4} {:>10}  unpacked {:>10}  diff_id {}",
                 l.digest.as_deref().unwrap_or("(unaddressed blob)"),
+                compression_name(l.media_type.as_deref()),
                 human_size(l.size),
+                unpacked,
                 l.diff_id
             )?;
         }

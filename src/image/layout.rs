@@ -122,6 +122,11 @@ impl ImageBuilder {
         })
     }
 
+    /// The compression of the layers this builder packs.
+    pub fn compression(&self) -> LayerCompression {
+        self.compression
+    }
+
     pub fn set_gzip_options(&mut self, gzip: GzipOptions) {
         self.gzip = gzip;
     }

@@ -23,7 +23,10 @@ use std::path::PathBuf;
 
 use crate::verify::digest::OciDigestError;
 pub use crate::verify::{HashingWriter, Sha256Digest};
-pub use compress::{BlobInfo, Compressor, GzipOptions, LayerCompression, ParallelGzipWriter};
+pub use compress::{
+    BlobInfo, Compressor, GzipOptions, LayerCompression, ParallelGzipWriter, UnknownCompression,
+    ZSTD_LEVEL,
+};
 pub use inspect::{inspect, InspectReport};
 pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
 pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob, Output, WrittenImage};

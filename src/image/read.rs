@@ -697,16 +697,19 @@ fn open_docker_archive(
 }
 
 /// Totals from a successful [`fsck`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsckReport {
     pub blobs_checked: usize,
     pub layers_checked: usize,
+    /// Each layer's uncompressed tar size, measured while checking its diff_id.
+    pub unpacked_sizes: Vec<u64>,
 }
 
 /// Re-hash every blob (content-addressed files must match their names) and
 /// every layer's uncompressed stream against its diff_id.
 pub fn fsck(image: &OpenedImage) -> Result<FsckReport, ImageError> {
     let mut blobs_checked = 0;
+    let mut unpacked_sizes = Vec::with_capacity(image.layers.len());
     for member in all_blob_members(image)? {
         if let Some(expected) = digest_from_member(&member) {
             let (actual, _) = hash_stream(image.open_member(&member)?, &member)?;
@@ -735,7 +738,8 @@ pub fn fsck(image: &OpenedImage) -> Result<FsckReport, ImageError> {
                 reason: format!("descriptor says {} bytes, blob has {raw_size}", layer.size),
             });
         }
-        let (diff, _) = hash_stream(image.open_layer(i)?, &layer.member)?;
+        let (diff, unpacked) = hash_stream(image.open_layer(i)?, &layer.member)?;
+        unpacked_sizes.push(unpacked);
         if diff != layer.diff_id {
             return Err(ImageError::DigestMismatch {
                 digest: layer.diff_id.to_string(),
@@ -746,6 +750,7 @@ pub fn fsck(image: &OpenedImage) -> Result<FsckReport, ImageError> {
     Ok(FsckReport {
         blobs_checked,
         layers_checked: image.layers.len(),
+        unpacked_sizes,
     })
 }
 

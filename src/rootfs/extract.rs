@@ -71,6 +71,8 @@ pub struct Extracted {
     pub size: u64,
     pub mode: u32,
     pub link_target: Option<Vec<u8>>,
+    /// Left out by a path filter ([`Claimed::Filter`]): not on disk.
+    pub filtered: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,8 @@ struct Extractor<'a> {
     files: HashMap<RelPath, Option<[u8; 16]>>,
     /// Paths the claim told us to leave alone.
     skipped: HashSet<RelPath>,
+    /// Paths a path filter left out.
+    filtered: HashSet<RelPath>,
     written: u64,
     buf: Vec<u8>,
     entry: String,
@@ -136,6 +140,10 @@ pub enum Claimed {
     /// Leave what is there (another package that `Replaces:` this one owns
     /// the path); the entry is not returned in the extracted list.
     Skip,
+    /// Do not write the entry (dpkg's `path-exclude`), but return it,
+    /// marked `filtered` and without an MD5: dpkg still lists a filtered
+    /// path in `info/<pkg>.list` and hashes nothing for it.
+    Filter,
 }
 
 /// Extracts every entry of `tar` into `root`. `claim` decides whether this
@@ -167,6 +175,7 @@ pub fn extract_tar_with<R: Read>(
         opts,
         files: HashMap::new(),
         skipped: HashSet::new(),
+        filtered: HashSet::new(),
         written: 0,
         buf: vec![0u8; 256 * 1024],
         entry: String::new(),
@@ -223,10 +232,25 @@ impl Extractor<'_> {
             }
             return Err(self.reject(format!("a {:?} entry would replace the root", h.kind)));
         }
-        if claim(&path, h.kind).map_err(|reason| self.reject(reason))? == Claimed::Skip {
-            // The reader skips the unread data.
-            self.skipped.insert(path);
-            return Ok(None);
+        match claim(&path, h.kind).map_err(|reason| self.reject(reason))? {
+            Claimed::Write => {}
+            Claimed::Skip => {
+                // The reader skips the unread data.
+                self.skipped.insert(path);
+                return Ok(None);
+            }
+            Claimed::Filter => {
+                self.filtered.insert(path.clone());
+                return Ok(Some(Extracted {
+                    path,
+                    kind: h.kind,
+                    md5: None,
+                    size: h.size,
+                    mode: h.mode,
+                    link_target: h.link_target.clone(),
+                    filtered: true,
+                }));
+            }
         }
         let mut md5 = None;
         let mut link_target = None;
@@ -277,6 +301,7 @@ impl Extractor<'_> {
             size: h.size,
             mode: h.mode,
             link_target,
+            filtered: false,
         }))
     }
 
@@ -454,6 +479,12 @@ impl Extractor<'_> {
         if self.skipped.contains(&target) {
             return Err(self.reject(format!(
                 "hard link target {target} was skipped (owned by another package)"
+            )));
+        }
+        if self.filtered.contains(&target) {
+            // dpkg's link(2) fails the same way.
+            return Err(self.reject(format!(
+                "hard link target {target} was left out by a path-exclude filter"
             )));
         }
         let Some(md5) = self.files.get(&target) else {

@@ -18,6 +18,7 @@ use super::packages::{
 use super::release::{Compression, IndexFile, Release, ReleaseError, ReleasePolicy};
 use super::release_memory::ReleaseMemory;
 use super::resolve::{self, Plan, Request, Universe, Variant};
+use super::slim;
 use super::stage2::{self, Stage2Package};
 use super::version::Version;
 use crate::archive::decompress;
@@ -700,6 +701,8 @@ pub struct InstallOptions<'a> {
     /// What the recipe asked for: decides which packages apt would have
     /// marked as automatically installed.
     pub apt_request: AptRequest,
+    /// Leave out what the official `-slim` images leave out ([`slim`]).
+    pub slim: bool,
 }
 
 /// Fetches the planned packages (`items`, in plan order: see [`fetch_items`])
@@ -721,7 +724,20 @@ pub fn install(
     reporter: &dyn Reporter,
 ) -> Result<(), BootstrapError> {
     let root = open_root(root_dir)?;
-    let unpacker = Unpacker::new(&plan.packages, fetcher, items);
+    let filter = if opts.slim {
+        // In place before the first package is unpacked, as debuerreotype's
+        // would be for dpkg: the same rules decide what is written here.
+        root.mkdir_all(&RelPath::from_archive(b"etc/dpkg/dpkg.cfg.d")?, 0o755)?;
+        root.write_file(
+            &RelPath::from_archive(slim::DPKG_CFG_PATH.as_bytes())?,
+            slim::dpkg_cfg().as_bytes(),
+            0o644,
+        )?;
+        slim::PathFilter::slim()
+    } else {
+        slim::PathFilter::default()
+    };
+    let unpacker = Unpacker::new(&plan.packages, fetcher, items, &filter);
     let arch = plan
         .packages
         .first()
@@ -737,6 +753,7 @@ pub fn install(
         std::mem::swap(&mut first, &mut rest);
     }
     let unpacked_first = unpacker.unpack(&root, &first, Workers::AllCores)?;
+    make_man_section_dirs(&root, &unpacked_first)?;
     dpkgdb::write_database(&root, &unpacked_first, &arch)?;
     if let Some(line) = &opts.apt_source {
         root.mkdir_all(&RelPath::from_archive(b"etc/apt")?, 0o755)?;
@@ -793,6 +810,7 @@ pub fn install(
         configured?;
         merge::move_tree(&staged, &root)?;
         drop(staging);
+        make_man_section_dirs(&root, &unpacked_rest)?;
         dpkgdb::add_to_database(&root, &unpacked_rest)?;
         let activate = dpkgdb::file_triggers_activated(&unpacked_first, &unpacked_rest);
         reporter.stage(&format!(
@@ -814,6 +832,19 @@ fn write_unconfigured_fstab(root: &Root) -> Result<(), BootstrapError> {
     if root.lstat(&fstab)?.is_none() {
         root.mkdir_all(&fstab.parent().expect("etc/fstab has a parent"), 0o755)?;
         root.write_file(&fstab, b"# UNCONFIGURED FSTAB FOR BASE SYSTEM\n", 0o644)?;
+    }
+    Ok(())
+}
+
+/// The `/usr/share/man/manN` directories the slim filter left out, made
+/// again (empty), as debuerreotype's slimify does: see
+/// [`slim::is_man_section_dir`].
+fn make_man_section_dirs(root: &Root, unpacked: &[UnpackedPackage]) -> Result<(), BootstrapError> {
+    for f in unpacked.iter().flat_map(|p| &p.files) {
+        if f.filtered && f.kind == EntryKind::Dir && slim::is_man_section_dir(&f.path.to_absolute())
+        {
+            root.mkdir_all(&f.path, 0o755)?;
+        }
     }
     Ok(())
 }
@@ -861,16 +892,34 @@ struct Unpacker<'a> {
     owners: Mutex<HashMap<Vec<u8>, usize>>,
     /// Set by the first failure: what has not started yet is skipped.
     failed: AtomicBool,
+    /// dpkg's path-exclude/path-include rules (empty: keep everything).
+    filter: &'a slim::PathFilter,
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(pkgs: &'a [&'a BinaryPackage], fetcher: &'a Fetcher, items: &'a [FetchItem]) -> Self {
+    fn new(
+        pkgs: &'a [&'a BinaryPackage],
+        fetcher: &'a Fetcher,
+        items: &'a [FetchItem],
+        filter: &'a slim::PathFilter,
+    ) -> Self {
         Unpacker {
             pkgs,
             fetcher,
             items,
             owners: Mutex::new(HashMap::new()),
             failed: AtomicBool::new(false),
+            filter,
+        }
+    }
+
+    /// A path this package may write: written, or left out by the filter
+    /// (dpkg checks ownership first, then the filter).
+    fn write_or_filter(&self, path: &RelPath, kind: EntryKind) -> Claimed {
+        if !self.filter.is_empty() && self.filter.skips(&path.to_absolute(), kind) {
+            Claimed::Filter
+        } else {
+            Claimed::Write
         }
     }
 
@@ -895,18 +944,18 @@ impl<'a> Unpacker<'a> {
             let (owners, taken) = (&self.owners, &taken);
             move |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {
                 if kind == EntryKind::Dir {
-                    return Ok(Claimed::Write);
+                    return Ok(self.write_or_filter(path, kind));
                 }
                 let mut map = owners.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(&other) = map.get(path.as_bytes()) else {
                     map.insert(path.as_bytes().to_vec(), i);
-                    return Ok(Claimed::Write);
+                    return Ok(self.write_or_filter(path, kind));
                 };
                 let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
                 if replaces(pkgs[i], pkgs[other]) {
                     map.insert(path.as_bytes().to_vec(), i);
                     taken.push((i, other, path.as_bytes().to_vec()));
-                    Ok(Claimed::Write)
+                    Ok(self.write_or_filter(path, kind))
                 } else if replaces(pkgs[other], pkgs[i]) {
                     Ok(Claimed::Skip)
                 } else {
@@ -997,11 +1046,11 @@ impl<'a> Unpacker<'a> {
         again.sort_unstable();
         again.dedup();
         for i in again {
-            let owned_by_others = |path: &RelPath, _: EntryKind| -> Result<Claimed, String> {
+            let owned_by_others = |path: &RelPath, kind: EntryKind| -> Result<Claimed, String> {
                 let map = self.owners.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(match map.get(path.as_bytes()) {
                     Some(&owner) if owner != i => Claimed::Skip,
-                    _ => Claimed::Write,
+                    _ => self.write_or_filter(path, kind),
                 })
             };
             if let Some(k) = position(i) {

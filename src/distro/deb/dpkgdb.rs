@@ -727,9 +727,26 @@ mod tests {
                 size: 0,
                 mode: 0o644,
                 link_target: None,
+                filtered: false,
             })
             .collect();
         p
+    }
+
+    #[test]
+    fn generated_md5sums_leave_out_filtered_files_as_dpkg_does() {
+        let mut p = with_files(
+            "Package: x\nVersion: 1\nArchitecture: all\n",
+            None,
+            &["usr/bin/x", "usr/share/doc/x/README"],
+        );
+        p.files[1].filtered = true;
+        p.files[1].md5 = None;
+        let md5 = String::from_utf8(p.md5sums_file().unwrap()).unwrap();
+        assert_eq!(md5, format!("{}  usr/bin/x\n", "0".repeat(32)));
+        // ... but the list names both.
+        let list = String::from_utf8(p.list_file()).unwrap();
+        assert_eq!(list, "/.\n/usr/bin/x\n/usr/share/doc/x/README\n");
     }
 
     #[test]

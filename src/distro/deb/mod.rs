@@ -12,5 +12,6 @@ pub mod relation;
 pub mod release;
 pub mod release_memory;
 pub mod resolve;
+pub mod slim;
 pub mod stage2;
 pub mod version;
