@@ -119,7 +119,7 @@ if [ "${BENCH_LEVELS:-1}" = 1 ]; then
             docker run --name rootstrap-bench-pod --network host rootstrap/debian:trixie \
                 sh -c "echo 'deb $upstream trixie main' > /etc/apt/sources.list && apt-get update -qq && \
                        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null"
-            docker commit -q rootstrap-bench-pod "$pod_image" >/dev/null
+            docker commit rootstrap-bench-pod "$pod_image" >/dev/null
             docker rm rootstrap-bench-pod >/dev/null
         fi
         pd=$bench/pod && rm -rf "$pd" && mkdir -p "$pd"
