@@ -22,8 +22,12 @@ check() { # name, command...
     if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
 }
 
-cargo build --release --quiet
-rs=$PWD/target/release/rootstrap
+if [ -n "${ROOTSTRAP_BIN:-}" ]; then
+    rs=$ROOTSTRAP_BIN
+else
+    cargo build --release --quiet
+    rs=$PWD/target/release/rootstrap
+fi
 
 # mmdebstrap wants keyrings named *.gpg/*.asc
 mkdir -p "$work/keyring"
