@@ -176,6 +176,54 @@ fn rootless_user() -> Option<(u32, u32)> {
     skip("no user with 65535 subordinate IDs in /etc/subuid and /etc/subgid")
 }
 
+/// The Alpine fixture repository served on 127.0.0.1 and the build
+/// arguments for it; `None` (with a SKIP line) without root or busybox.
+struct AlpineFixture {
+    tmp: tempfile::TempDir,
+    _server: TestServer,
+    args: Vec<String>,
+}
+
+impl AlpineFixture {
+    fn new() -> Option<AlpineFixture> {
+        if !is_root() {
+            eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+            return None;
+        }
+        let Some(busybox) = apkrepo::host_static_busybox() else {
+            eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+            return None;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let repo = fixture::alpine_repo(&dir.join("mirror"), "x86_64", &busybox);
+        let server = TestServer::serve(&repo.root);
+        let recipe = dir.join("alpine.toml");
+        std::fs::write(&recipe, fixture::alpine_source("x86_64")).unwrap();
+        let args = vec![
+            recipe.display().to_string(),
+            "--mirror".into(),
+            server.base_url(),
+            "--keys".into(),
+            repo.keys_dir.display().to_string(),
+        ];
+        Some(AlpineFixture {
+            tmp,
+            _server: server,
+            args,
+        })
+    }
+}
+
+/// `build -f CTX/Dockerfile CTX`.
+fn dockerfile_args(ctx: &Path) -> Vec<String> {
+    vec![
+        "-f".to_string(),
+        ctx.join("Dockerfile").display().to_string(),
+        ctx.display().to_string(),
+    ]
+}
+
 /// Lets another user read the fixture and write its outputs and caches.
 fn open_to_everyone(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -243,29 +291,12 @@ fn debian_fixture_is_identical_at_every_level() {
 
 #[test]
 fn alpine_fixture_and_dockerfile_steps_are_identical_at_every_level() {
-    if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
-        return;
-    }
-    let Some(busybox) = apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+    let Some(alpine) = AlpineFixture::new() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let repo = fixture::alpine_repo(&dir.join("mirror"), "x86_64", &busybox);
-    let server = TestServer::serve(&repo.root);
-    let recipe = dir.join("alpine.toml");
-    std::fs::write(&recipe, fixture::alpine_source("x86_64")).unwrap();
-    let args = vec![
-        recipe.display().to_string(),
-        "--mirror".into(),
-        server.base_url(),
-        "--keys".into(),
-        repo.keys_dir.display().to_string(),
-    ];
-    let ns = built(dir, As::Root("namespaces"), "ns", &args, "namespaces");
-    let chroot = built(dir, As::Root("chroot"), "chroot", &args, "chroot");
+    let (dir, args) = (alpine.tmp.path(), &alpine.args);
+    let ns = built(dir, As::Root("namespaces"), "ns", args, "namespaces");
+    let chroot = built(dir, As::Root("chroot"), "chroot", args, "chroot");
     assert_eq!(index_digest(&ns), index_digest(&chroot));
 
     // Dockerfile steps on top: RUN, COPY --chown, chown, USER.
@@ -286,18 +317,14 @@ fn alpine_fixture_and_dockerfile_steps_are_identical_at_every_level() {
         ),
     )
     .unwrap();
-    let df_args = vec![
-        "-f".to_string(),
-        ctx.join("Dockerfile").display().to_string(),
-        ctx.display().to_string(),
-    ];
+    let df_args = dockerfile_args(&ctx);
     let df_ns = built(dir, As::Root("namespaces"), "df-ns", &df_args, "namespaces");
     let df_chroot = built(dir, As::Root("chroot"), "df-chroot", &df_args, "chroot");
     assert_eq!(index_digest(&df_ns), index_digest(&df_chroot));
 
     if let Some((uid, gid)) = rootless_user() {
         open_to_everyone(dir);
-        let user = built(dir, As::User { uid, gid }, "user", &args, "userns");
+        let user = built(dir, As::User { uid, gid }, "user", args, "userns");
         assert_eq!(index_digest(&ns), index_digest(&user));
         let df_user = built(dir, As::User { uid, gid }, "df-user", &df_args, "userns");
         assert_eq!(index_digest(&df_ns), index_digest(&df_user));
@@ -306,28 +333,11 @@ fn alpine_fixture_and_dockerfile_steps_are_identical_at_every_level() {
 
 #[test]
 fn chroot_level_refuses_what_it_cannot_isolate() {
-    if !is_root() {
-        eprintln!("SKIP: needs root");
-        return;
-    }
-    let Some(busybox) = apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+    let Some(alpine) = AlpineFixture::new() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let repo = fixture::alpine_repo(&dir.join("mirror"), "x86_64", &busybox);
-    let server = TestServer::serve(&repo.root);
-    let recipe = dir.join("alpine.toml");
-    std::fs::write(&recipe, fixture::alpine_source("x86_64")).unwrap();
-    let args = vec![
-        recipe.display().to_string(),
-        "--mirror".into(),
-        server.base_url(),
-        "--keys".into(),
-        repo.keys_dir.display().to_string(),
-    ];
-    let base = built(dir, As::Root("chroot"), "base", &args, "chroot");
+    let (dir, args) = (alpine.tmp.path(), &alpine.args);
+    let base = built(dir, As::Root("chroot"), "base", args, "chroot");
     let ctx = dir.join("ctx");
     std::fs::create_dir(&ctx).unwrap();
     for (name, step) in [
@@ -339,11 +349,7 @@ fn chroot_level_refuses_what_it_cannot_isolate() {
             format!("FROM oci:{}\n{step}\n", base.display()),
         )
         .unwrap();
-        let df_args = vec![
-            "-f".to_string(),
-            ctx.join("Dockerfile").display().to_string(),
-            ctx.display().to_string(),
-        ];
+        let df_args = dockerfile_args(&ctx);
         let (output, out) = build(dir, As::Root("chroot"), name, &df_args);
         let log = run::stderr(&output);
         assert!(!output.status.success(), "{name}: accepted under chroot");

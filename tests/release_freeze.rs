@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::debrepo::{DebPackage, Repo};
@@ -36,22 +36,26 @@ fn resolve(dir: &Path, recipe: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn an_older_or_re_identified_release_is_refused_unless_accepted_once() {
+/// A fixture repository dated `date_offset` from now, served on
+/// 127.0.0.1, and a recipe for it.
+fn served_fixture(date_offset: i64) -> (DebFixture, PathBuf, TestServer, PathBuf) {
     let f = DebFixture::new();
-    let dir = f.dir.path();
-    let served = f.write_repo("repo", &repo(-3600, "stable"));
+    let served = f.write_repo("repo", &repo(date_offset, "stable"));
     let server = TestServer::serve(&served);
-    let recipe = dir.join("recipe.toml");
+    let recipe = f.dir.path().join("recipe.toml");
+    let source = fixture::debian_source("amd64");
     std::fs::write(
         &recipe,
-        format!(
-            "{}mirror = \"{}\"\n",
-            fixture::debian_source("amd64"),
-            server.base_url()
-        ),
+        format!("{source}mirror = \"{}\"\n", server.base_url()),
     )
     .unwrap();
+    (f, served, server, recipe)
+}
+
+#[test]
+fn an_older_or_re_identified_release_is_refused_unless_accepted_once() {
+    let (f, _served, _server, recipe) = served_fixture(-3600);
+    let dir = f.dir.path();
     let ok = |o: &Output, what: &str| assert!(o.status.success(), "{what}:\n{}", run::stderr(o));
     ok(&resolve(dir, &recipe, &[]), "first resolve");
 
@@ -85,20 +89,8 @@ fn an_older_or_re_identified_release_is_refused_unless_accepted_once() {
 
 #[test]
 fn a_portal_page_is_not_signed_and_a_failed_update_changes_nothing() {
-    let f = DebFixture::new();
+    let (f, served, _server, recipe) = served_fixture(-7200);
     let dir = f.dir.path();
-    let served = f.write_repo("repo", &repo(-7200, "stable"));
-    let server = TestServer::serve(&served);
-    let recipe = dir.join("recipe.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "{}mirror = \"{}\"\n",
-            fixture::debian_source("amd64"),
-            server.base_url()
-        ),
-    )
-    .unwrap();
     assert!(resolve(dir, &recipe, &[]).status.success());
     let inrelease = served.join("dists/fixture/InRelease");
     let good = std::fs::read(&inrelease).unwrap();

@@ -53,7 +53,6 @@ pub fn has_zstd_layers(builder: &ImageBuilder) -> bool {
         .any(|l| l.descriptor.media_type == super::oci::MEDIA_TYPE_LAYER_ZSTD)
 }
 
-
 /// Which archive [`write_archive`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveKind {

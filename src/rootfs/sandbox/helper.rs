@@ -230,17 +230,7 @@ fn chroot_command(spec: &RunSpec, status: &StatusPipe, root_fd: &OwnedFd) -> ! {
         .and_then(|()| bound_capabilities(CHROOT_CAPS))
         .and_then(|()| switch_user(spec.user.as_ref()))
         .and_then(|()| set_death_signal());
-    if let Err(message) = setup {
-        status.send(&Report::SetupFailed(message));
-        exit_now(127);
-    }
-    let env = environment(&spec.env);
-    let message = exec_command(&spec.argv, &env);
-    status.send(&Report::ExecFailed {
-        program: spec.argv[0].clone(),
-        message,
-    });
-    exit_now(127)
+    exec_after(setup, spec, status)
 }
 
 static TERMINATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -704,6 +694,11 @@ fn command_process(spec: &RunSpec, status: &StatusPipe) -> ! {
         .and_then(|()| bound_capabilities(DEFAULT_CAPS))
         .and_then(|()| switch_user(spec.user.as_ref()))
         .and_then(|()| set_death_signal());
+    exec_after(setup, spec, status)
+}
+
+/// Executes the command once its setup succeeded; reports whichever failed.
+fn exec_after(setup: SetupResult<()>, spec: &RunSpec, status: &StatusPipe) -> ! {
     if let Err(message) = setup {
         status.send(&Report::SetupFailed(message));
         exit_now(127);
