@@ -478,6 +478,7 @@ mod installed_db {
                 name: name.to_string(),
                 version: format!("{ver}-{rel}"),
                 checksum: Checksum::parse(&id),
+                build_time: Some(e.mtime),
                 ..Default::default()
             };
             pkgs.push((pkg, script, reference[e.data.clone()].to_vec(), e.mtime));
@@ -490,7 +491,7 @@ mod installed_db {
                 content,
             })
             .collect();
-        let rebuilt = write_scripts_tar(&scripts, pkgs[0].3);
+        let rebuilt = write_scripts_tar(&scripts);
         println!("scripts.tar: {} entries rebuilt", scripts.len());
         let first_diff = rebuilt.iter().zip(&reference).position(|(a, b)| a != b);
         assert_eq!(first_diff, None, "first differing byte");

@@ -92,6 +92,7 @@ fn prepare(
             mirror,
             release,
             repositories: recipe.source.repositories.clone(),
+            base: recipe.packages.base.clone(),
             arch: opts
                 .arch
                 .clone()
@@ -324,6 +325,13 @@ pub(super) fn build(
         )?,
         None => apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?,
     };
+    let release = apk::release_package(&index, src, &plan);
+    let release_apk = match release {
+        Some(pkg) => {
+            apk::fetch_packages(&prepared.fetcher, &index, &[pkg], &prepared.keys, src)?.pop()
+        }
+        None => None,
+    };
     // Without --locked: drift against the lock, and the lock's contents if
     // it is to be written.
     let resolved_lock = match (&lock_ctx, lock) {
@@ -366,6 +374,7 @@ pub(super) fn build(
             run_scripts: src.arch == apk::host_apk_arch(),
             sandbox: &sandbox,
             keys: &prepared.key_files,
+            release: release.zip(release_apk.as_ref()),
         },
         reporter.as_ref(),
     )?;

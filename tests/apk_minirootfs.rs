@@ -1,0 +1,417 @@
+//! The official Alpine minirootfs, rebuilt: its packages (Alpine's real
+//! apk-tools, busybox, musl…) repacked as signed v2 packages and served on
+//! 127.0.0.1, its world built by `rootstrap build`, and the tree compared
+//! with the official tarball entry by entry, database included. The
+//! tarballs are read from ../shared/alpine-minirootfs (SKIP when absent).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::apkrepo::{self, FixtureRepo, PackageSpec};
+use common::httpd::TestServer;
+use common::minirootfs::{self, Minirootfs, TreeEntry};
+use common::run::{is_root, rootstrap_isolated, stderr, text};
+use rootstrap::distro::apk::tar::parse_entries;
+
+/// Paths whose difference from the official tree is a choice, with why.
+const ALLOWED: &[(&str, &str)] = &[
+    (
+        "",
+        "the image layer has no entry for the root directory itself (a layer \
+         describes what is inside it); the official tarball has `./`",
+    ),
+    (
+        "etc/apk/repositories",
+        "names the repository the image was built from (here the test's \
+         loopback server), so that `apk add` in the image uses it",
+    ),
+    (
+        "etc/apk/keys/",
+        "the keys that verified the build are written for later `apk add`: \
+         Alpine's (as the official build copies them, checked below) and here \
+         the test key that signed the repacked packages",
+    ),
+    (
+        "lib/apk/db/installed",
+        "compared below, field by field: only C: and S: differ (the packages \
+         were re-signed)",
+    ),
+    (
+        "lib/apk/db/scripts.tar",
+        "compared below: names carry each package's C: identity, which the \
+         re-signing changes",
+    ),
+    (
+        "lib/apk/db/triggers",
+        "compared below: lines start with the package's C: identity",
+    ),
+];
+
+/// The edge tarball's build kept none of what the packages' scripts do to
+/// users and groups; Alpine's own apk 2.14 installing the same repository
+/// does what rootstrap does (see `alpines_own_apk_installs_the_same_tree`).
+const EDGE_SCRIPT_EFFECTS: &str = "busybox's .post-install adds the klogd user and group \
+     (busybox adduser/addgroup keep the previous files as passwd-, group-, shadow-) and \
+     alpine-baselayout's .post-install chowns /etc/shadow to group shadow (42); the \
+     official edge tarball has neither, Alpine's own apk 2.14 does both";
+const EDGE_ALLOWED: &[(&str, &str)] = &[
+    ("etc/passwd", EDGE_SCRIPT_EFFECTS),
+    ("etc/passwd-", EDGE_SCRIPT_EFFECTS),
+    ("etc/group", EDGE_SCRIPT_EFFECTS),
+    ("etc/group-", EDGE_SCRIPT_EFFECTS),
+    ("etc/shadow", EDGE_SCRIPT_EFFECTS),
+    ("etc/shadow-", EDGE_SCRIPT_EFFECTS),
+];
+
+fn allowed(list: &[(&str, &str)], path: &str) -> bool {
+    ALLOWED.iter().chain(list).any(|(p, _)| {
+        if let Some(dir) = p.strip_suffix('/') {
+            path.starts_with(p) || path == dir
+        } else {
+            path == *p
+        }
+    })
+}
+
+struct Built {
+    tmp: tempfile::TempDir,
+    mini: Minirootfs,
+    repo: FixtureRepo,
+    server: TestServer,
+    recipe: PathBuf,
+}
+
+impl Built {
+    fn build(&self, outputs: &[String]) -> Output {
+        let mut cmd = rootstrap_isolated();
+        cmd.arg("build")
+            .arg(&self.recipe)
+            .arg("--mirror")
+            .arg(self.server.base_url())
+            .arg("--keys")
+            .arg(&self.repo.keys_dir)
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .arg("--work-dir")
+            .arg(self.tmp.path());
+        for o in outputs {
+            cmd.arg("--output").arg(o);
+        }
+        cmd.output().unwrap()
+    }
+}
+
+/// Repacks `tarball` into a served repository `<release>/main/<arch>` and
+/// writes a recipe for its world; `None` (SKIP) without the tarball or root.
+fn setup(test: &str, tarball: &str, release: &str) -> Option<Built> {
+    setup_with(test, tarball, release, &[])
+}
+
+fn setup_with(test: &str, tarball: &str, release: &str, extra: &[PackageSpec]) -> Option<Built> {
+    let path = minirootfs::shared_tarball(tarball)?;
+    if !is_root() {
+        eprintln!("SKIP: {test}: package scripts need the sandbox (root)");
+        return None;
+    }
+    let mini = Minirootfs::load(&path).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = minirootfs::write_repo(&tmp.path().join("mirror"), release, &mini, extra).unwrap();
+    // Alpine's keys, as the official build copies them into /etc/apk/keys,
+    // next to the test key that signed the repacked repository.
+    for (p, e) in mini.tree.iter().filter(|(p, e)| {
+        p.starts_with("etc/apk/keys/") && e.kind == rootstrap::distro::apk::tar::EntryKind::File
+    }) {
+        let name = p.rsplit('/').next().unwrap();
+        std::fs::write(repo.keys_dir.join(name), &e.content).unwrap();
+    }
+    let server = TestServer::serve(&repo.root);
+    let recipe = tmp.path().join("alpine-minirootfs.toml");
+    let world: Vec<String> = mini.world.iter().map(|w| format!("{w:?}")).collect();
+    std::fs::write(
+        &recipe,
+        format!(
+            "[source]\ndistro = \"alpine\"\nrelease = \"{release}\"\nrepositories = [\"main\"]\n\
+             arch = \"{}\"\nkeys = [\"alpine\"]\n\n[packages]\nbase = [{}]\n\n\
+             [image]\ncmd = [\"/bin/sh\"]\n",
+            mini.arch,
+            world.join(", ")
+        ),
+    )
+    .unwrap();
+    Some(Built {
+        tmp,
+        mini,
+        repo,
+        server,
+        recipe,
+    })
+}
+
+fn describe(e: Option<&TreeEntry>) -> String {
+    match e {
+        None => "absent".into(),
+        Some(e) => format!(
+            "{:?} {:o} {}:{} {}{} bytes",
+            e.kind,
+            e.mode,
+            e.uid,
+            e.gid,
+            if e.link.is_empty() {
+                String::new()
+            } else {
+                format!("-> {} ", e.link)
+            },
+            e.content.len()
+        ),
+    }
+}
+
+/// Every path, type, mode, owner, link target and content that differs,
+/// outside [`ALLOWED`].
+fn tree_differences(
+    official: &BTreeMap<String, TreeEntry>,
+    built: &BTreeMap<String, TreeEntry>,
+    also_allowed: &[(&str, &str)],
+) -> Vec<String> {
+    let paths: BTreeSet<&String> = official.keys().chain(built.keys()).collect();
+    paths
+        .into_iter()
+        .filter(|p| !allowed(also_allowed, p))
+        .filter_map(|p| {
+            let (a, b) = (official.get(p), built.get(p));
+            (a != b).then(|| format!("/{p}: official {} | rootstrap {}", describe(a), describe(b)))
+        })
+        .collect()
+}
+
+/// The installed database without the fields the re-signing changes.
+fn without_identity(installed: &str) -> String {
+    installed
+        .lines()
+        .filter(|l| !l.starts_with("C:") && !l.starts_with("S:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// scripts.tar entries as (name without the identity, mtime, mode, content).
+fn scripts_view(tar: &[u8]) -> Vec<(String, u64, u32, Vec<u8>)> {
+    parse_entries("scripts.tar", tar)
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let name = match e.path.split_once(".Q1") {
+                Some((nv, rest)) => {
+                    let script = rest.split_once("=.").map(|(_, s)| s).unwrap_or(rest);
+                    format!("{nv}.<id>.{script}")
+                }
+                None => e.path.clone(),
+            };
+            (name, e.mtime, e.mode, tar[e.data.clone()].to_vec())
+        })
+        .collect()
+}
+
+fn triggers_view(text: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|l| l.split_once(' ').map(|(_, g)| g).unwrap_or("").to_owned())
+        .collect()
+}
+
+fn assert_equals_official(test: &str, tarball: &str, release: &str, also_allowed: &[(&str, &str)]) {
+    let Some(b) = setup(test, tarball, release) else {
+        return;
+    };
+    // The image's rootfs tarball: what the official tarball is to Alpine.
+    let tar = b.tmp.path().join("rootfs.tar");
+    let o = b.build(&[format!("tar:{}", tar.display())]);
+    assert!(o.status.success(), "build failed:\n{}", stderr(&o));
+    let built = Minirootfs::from_tar("rootstrap's tar", &std::fs::read(&tar).unwrap())
+        .unwrap()
+        .tree;
+    let official = &b.mini.tree;
+
+    let diffs = tree_differences(official, &built, also_allowed);
+    assert!(
+        diffs.is_empty(),
+        "{} differences from the official tree:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    // The allowed differences are exactly what they say.
+    let key = format!("etc/apk/keys/{}", b.repo.key.name);
+    assert!(built.contains_key(&key), "{key} not written");
+    assert_eq!(
+        String::from_utf8_lossy(&built["etc/apk/repositories"].content),
+        format!("{}/{release}/main\n", b.server.base_url())
+    );
+    for (p, e) in official
+        .iter()
+        .filter(|(p, _)| p.starts_with("etc/apk/keys/"))
+    {
+        assert_eq!(built.get(p), Some(e), "/{p}");
+    }
+
+    let db = |t: &BTreeMap<String, TreeEntry>, p: &str| t[p].content.clone();
+    let installed = |t| String::from_utf8(db(t, "lib/apk/db/installed")).unwrap();
+    assert_eq!(
+        without_identity(&installed(&built)),
+        without_identity(&installed(official)),
+        "lib/apk/db/installed differs beyond C:/S:"
+    );
+    assert_eq!(
+        scripts_view(&db(&built, "lib/apk/db/scripts.tar")),
+        scripts_view(&db(official, "lib/apk/db/scripts.tar")),
+        "scripts.tar differs beyond the identities in its names"
+    );
+    assert_eq!(
+        triggers_view(&db(&built, "lib/apk/db/triggers")),
+        triggers_view(&db(official, "lib/apk/db/triggers")),
+    );
+    // The identities are the served packages' own.
+    for p in &b.repo.packages {
+        if p.spec.name != "alpine-release" {
+            let c = p.stanza.lines().next().unwrap();
+            assert!(installed(&built).contains(&format!("{c}\nP:{}\n", p.spec.name)));
+        }
+    }
+    // Every allowed difference in this tree is real, or it would not be listed.
+    for (p, _) in also_allowed {
+        assert_ne!(official.get(*p), built.get(*p), "/{p} is listed but equal");
+    }
+    println!(
+        "{test}: {} paths equal the official tree; allowed differences: {}",
+        official.len(),
+        ALLOWED.len() + also_allowed.len()
+    );
+}
+
+#[test]
+fn alpine_3_19_x86_64_equals_the_official_minirootfs() {
+    assert_equals_official(
+        "alpine_3_19_x86_64_equals_the_official_minirootfs",
+        minirootfs::X86_64_3_19,
+        "v3.19",
+        &[],
+    );
+}
+
+#[test]
+fn alpine_edge_x86_64_equals_the_official_minirootfs() {
+    assert_equals_official(
+        "alpine_edge_x86_64_equals_the_official_minirootfs",
+        minirootfs::X86_64_EDGE,
+        "edge",
+        EDGE_ALLOWED,
+    );
+}
+
+/// A served package the minirootfs does not install.
+fn hello_package(arch: &str) -> PackageSpec {
+    let mut hello = PackageSpec::new("hello-rootstrap", "1.0-r0", arch);
+    hello.depends = vec!["/bin/sh".into()];
+    hello.entries = vec![
+        apkrepo::dir("usr", 0o755),
+        apkrepo::dir("usr/bin", 0o755),
+        apkrepo::file(
+            "usr/bin/hello-rootstrap",
+            0o755,
+            b"#!/bin/sh\necho hello from a served package\n",
+        ),
+    ];
+    hello
+}
+
+/// What Alpine's own apk does in an image, one step per marker line.
+const APK_SESSION: &str = r#"set -e
+echo '== info'; apk info -v
+echo '== audit'; apk audit --system
+echo '== add'; apk add hello-rootstrap; hello-rootstrap
+echo '== del'; apk del hello-rootstrap; test ! -e /usr/bin/hello-rootstrap
+echo '== fix'; apk fix --reinstall busybox; /bin/busybox true
+echo '== verify'; apk fetch -o /tmp hello-rootstrap; apk verify /tmp/hello-rootstrap-1.0-r0.apk
+echo '== upgrade'; apk upgrade; apk info -v
+echo '== audit-after'; apk audit --system
+echo '== end'
+"#;
+
+/// The lines between `== name` and the next marker.
+fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    out.lines()
+        .skip_while(|l| *l != format!("== {name}"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("== "))
+        .collect()
+}
+
+#[test]
+fn alpines_own_apk_works_in_the_image() {
+    let test = "alpines_own_apk_works_in_the_image";
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
+        return;
+    }
+    let hello = hello_package("x86_64");
+    let Some(mut b) = setup_with(test, minirootfs::X86_64_3_19, "v3.19", &[hello]) else {
+        return;
+    };
+    let oci = b.tmp.path().join("oci");
+    let o = b.build(&[format!("oci:{}", oci.display())]);
+    assert!(o.status.success(), "build failed:\n{}", stderr(&o));
+
+    // A newer build of an installed package, for `apk upgrade`.
+    let mut newer = b
+        .repo
+        .packages
+        .iter()
+        .find(|p| p.spec.name == "ca-certificates-bundle")
+        .unwrap()
+        .spec
+        .clone();
+    newer.version = "20240226-r1".into();
+    b.repo.add_package(&newer).unwrap();
+
+    let run = rootstrap_isolated()
+        .args(["run", &format!("oci:{}", oci.display()), "--"])
+        .args(["/bin/sh", "-c", APK_SESSION])
+        .output()
+        .unwrap();
+    let out = text(&run.stdout);
+    assert!(
+        run.status.success(),
+        "apk session failed:\n{out}\n{}",
+        stderr(&run)
+    );
+    let info = section(&out, "info");
+    let installed: Vec<String> = b
+        .repo
+        .packages
+        .iter()
+        .filter(|p| {
+            !["alpine-release", "hello-rootstrap"].contains(&p.spec.name.as_str())
+                && p.spec.version != "20240226-r1"
+        })
+        .map(|p| format!("{}-{}", p.spec.name, p.spec.version))
+        .collect();
+    let mut listed: Vec<String> = info.iter().map(|l| l.to_string()).collect();
+    listed.sort();
+    let mut want = installed.clone();
+    want.sort();
+    assert_eq!(listed, want, "apk info -v:\n{out}");
+    assert_eq!(section(&out, "audit"), Vec::<&str>::new(), "{out}");
+    assert!(
+        section(&out, "add").contains(&"hello from a served package"),
+        "{out}"
+    );
+    assert!(
+        section(&out, "upgrade")
+            .iter()
+            .any(|l| *l == "ca-certificates-bundle-20240226-r1"),
+        "{out}"
+    );
+    assert_eq!(section(&out, "audit-after"), Vec::<&str>::new(), "{out}");
+    println!("{out}");
+}
