@@ -7,7 +7,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::process::Output;
 
 use common::apkrepo::{self, FixtureRepo, PackageSpec};
@@ -414,4 +416,189 @@ fn alpines_own_apk_works_in_the_image() {
     );
     assert_eq!(section(&out, "audit-after"), Vec::<&str>::new(), "{out}");
     println!("{out}");
+}
+
+/// A directory tree, read as the tarball's entries are.
+fn read_tree(root: &Path) -> BTreeMap<String, TreeEntry> {
+    use rootstrap::distro::apk::tar::EntryKind;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let full = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&full).unwrap();
+        let ft = meta.file_type();
+        let (kind, link, content) = if ft.is_dir() {
+            for e in std::fs::read_dir(&full).unwrap() {
+                stack.push(rel.join(e.unwrap().file_name()));
+            }
+            (EntryKind::Directory, String::new(), Vec::new())
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&full).unwrap();
+            (
+                EntryKind::Symlink,
+                t.to_string_lossy().into_owned(),
+                Vec::new(),
+            )
+        } else if ft.is_file() {
+            (
+                EntryKind::File,
+                String::new(),
+                std::fs::read(&full).unwrap(),
+            )
+        } else {
+            (
+                EntryKind::CharDevice,
+                format!("rdev {}", meta.rdev()),
+                Vec::new(),
+            )
+        };
+        out.insert(
+            rel.to_string_lossy().into_owned(),
+            TreeEntry {
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                link,
+                content,
+            },
+        );
+    }
+    out
+}
+
+const RELEASE_FROM_ALPINE_RELEASE: &str = "rootstrap unpacks the release's alpine-release \
+     package after installing, as the official minirootfs build does after apk";
+
+/// Where Alpine's own `apk --initdb add` and rootstrap differ on purpose.
+const PEER_ALLOWED: &[(&str, &str)] = &[
+    (
+        "dev/",
+        "apk --initdb makes device nodes; rootstrap makes none (the runtime \
+         provides /dev), as the official tarballs have none",
+    ),
+    ("etc/alpine-release", RELEASE_FROM_ALPINE_RELEASE),
+    ("etc/issue", RELEASE_FROM_ALPINE_RELEASE),
+    ("etc/os-release", RELEASE_FROM_ALPINE_RELEASE),
+    ("etc/secfixes.d/", RELEASE_FROM_ALPINE_RELEASE),
+    ("usr/lib/os-release", RELEASE_FROM_ALPINE_RELEASE),
+    (
+        "etc/shadow",
+        "rootstrap locks root's empty password (root:*:), as the official build does",
+    ),
+    (
+        "lib/apk/exec",
+        "apk 2.14's --initdb makes it 0700; the official tarballs have 0755, as rootstrap",
+    ),
+];
+
+/// The same world installed by Alpine's own apk 2.14 (the minirootfs's
+/// /sbin/apk, in a chroot of the extracted tarball, `--root` a directory
+/// inside it) and by rootstrap, from the same served repository.
+fn assert_same_as_alpines_apk(test: &str, tarball: &str, release: &str) {
+    if std::env::consts::ARCH != "x86_64" {
+        eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
+        return;
+    }
+    let Some(b) = setup(test, tarball, release) else {
+        return;
+    };
+    let peer = b.tmp.path().join("peer");
+    std::fs::create_dir(&peer).unwrap();
+    let tar = Command::new("tar")
+        .arg("-xzf")
+        .arg(minirootfs::shared_tarball(tarball).unwrap())
+        .arg("-C")
+        .arg(&peer)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    std::fs::copy(
+        b.repo.keys_dir.join(&b.repo.key.name),
+        peer.join("etc/apk/keys").join(&b.repo.key.name),
+    )
+    .unwrap();
+    std::fs::create_dir(peer.join("target")).unwrap();
+    let apk = Command::new("chroot")
+        .arg(&peer)
+        .args(["/sbin/apk", "--root", "/target", "--initdb", "--no-cache"])
+        .args(["--keys-dir", "/etc/apk/keys", "-X"])
+        .arg(format!("{}/{release}/main", b.server.base_url()))
+        .arg("add")
+        .args(&b.mini.world)
+        .output()
+        .unwrap();
+    // apk unmounts the /proc it mounted; make sure before the tree is read.
+    let _ = Command::new("umount")
+        .arg("-l")
+        .arg(peer.join("target/proc"))
+        .output();
+    assert!(
+        apk.status.success(),
+        "apk --initdb add failed:\n{}{}",
+        text(&apk.stdout),
+        stderr(&apk)
+    );
+
+    let rootfs = b.tmp.path().join("rootfs");
+    let o = b.build(&[format!("rootfs:{}", rootfs.display())]);
+    assert!(o.status.success(), "build failed:\n{}", stderr(&o));
+
+    let by_apk = read_tree(&peer.join("target"));
+    let by_rootstrap = read_tree(&rootfs);
+    let mut allowed: Vec<(&str, &str)> = PEER_ALLOWED.to_vec();
+    let key = format!("etc/apk/keys/{}", b.repo.key.name);
+    allowed.push((
+        &key,
+        "apk reads --keys-dir in place; rootstrap writes the keys that verified the build",
+    ));
+    allowed.push((
+        "etc/apk/repositories",
+        "apk does not write the -X repository; rootstrap writes the one it built from",
+    ));
+    let diffs: Vec<String> = tree_differences(&by_apk, &by_rootstrap, &allowed)
+        .into_iter()
+        // ALLOWED (against the official tarball) is not what this compares.
+        .chain(
+            [
+                "",
+                "etc/apk/keys",
+                "lib/apk/db/installed",
+                "lib/apk/db/scripts.tar",
+                "lib/apk/db/triggers",
+            ]
+            .iter()
+            .filter(|p| by_apk.get(**p) != by_rootstrap.get(**p))
+            .map(|p| format!("/{p}: differs (database files must be byte-identical)")),
+        )
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} differences from Alpine's own apk:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    println!(
+        "{test}: {} paths as Alpine's apk 2.14 installs them; installed, scripts.tar and \
+         triggers byte-identical",
+        by_apk.len()
+    );
+}
+
+#[test]
+fn alpines_own_apk_installs_the_same_tree_3_19() {
+    assert_same_as_alpines_apk(
+        "alpines_own_apk_installs_the_same_tree_3_19",
+        minirootfs::X86_64_3_19,
+        "v3.19",
+    );
+}
+
+#[test]
+fn alpines_own_apk_installs_the_same_tree_edge() {
+    assert_same_as_alpines_apk(
+        "alpines_own_apk_installs_the_same_tree_edge",
+        minirootfs::X86_64_EDGE,
+        "edge",
+    );
 }
