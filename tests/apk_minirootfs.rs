@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::process::Output;
 
-use common::apkrepo::{self, FixtureRepo, PackageSpec};
+use common::apkrepo::{FixtureRepo, PackageSpec};
 use common::httpd::TestServer;
 use common::minirootfs::{self, Minirootfs, TreeEntry};
 use common::run::{is_root, rootstrap_isolated, stderr, text};
@@ -280,6 +280,16 @@ fn assert_equals_official(test: &str, tarball: &str, release: &str, also_allowed
             assert!(installed(&built).contains(&format!("{c}\nP:{}\n", p.spec.name)));
         }
     }
+    // A warm build (the plan read back from the cache) makes the same tarball,
+    // release files included.
+    let again = b.tmp.path().join("rootfs-warm.tar");
+    let o = b.build(&[format!("tar:{}", again.display())]);
+    assert!(o.status.success(), "warm build failed:\n{}", stderr(&o));
+    assert!(stderr(&o).contains("package plan reused"), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&tar).unwrap() == std::fs::read(&again).unwrap(),
+        "the warm build's tarball differs"
+    );
     // Every allowed difference in this tree is real, or it would not be listed.
     for (p, _) in also_allowed {
         assert_ne!(official.get(*p), built.get(*p), "/{p} is listed but equal");
@@ -311,22 +321,6 @@ fn alpine_edge_x86_64_equals_the_official_minirootfs() {
     );
 }
 
-/// A served package the minirootfs does not install.
-fn hello_package(arch: &str) -> PackageSpec {
-    let mut hello = PackageSpec::new("hello-rootstrap", "1.0-r0", arch);
-    hello.depends = vec!["/bin/sh".into()];
-    hello.entries = vec![
-        apkrepo::dir("usr", 0o755),
-        apkrepo::dir("usr/bin", 0o755),
-        apkrepo::file(
-            "usr/bin/hello-rootstrap",
-            0o755,
-            b"#!/bin/sh\necho hello from a served package\n",
-        ),
-    ];
-    hello
-}
-
 /// What Alpine's own apk does in an image, one step per marker line.
 const APK_SESSION: &str = r#"set -e
 echo '== info'; apk info -v
@@ -356,7 +350,7 @@ fn alpines_own_apk_works_in_the_image() {
         eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
         return;
     }
-    let hello = hello_package("x86_64");
+    let hello = minirootfs::hello_package("x86_64");
     let Some(mut b) = setup_with(test, minirootfs::X86_64_3_19, "v3.19", &[hello]) else {
         return;
     };
@@ -365,15 +359,13 @@ fn alpines_own_apk_works_in_the_image() {
     assert!(o.status.success(), "build failed:\n{}", stderr(&o));
 
     // A newer build of an installed package, for `apk upgrade`.
-    let mut newer = b
+    let current = &b
         .repo
         .packages
         .iter()
-        .find(|p| p.spec.name == "ca-certificates-bundle")
-        .unwrap()
-        .spec
-        .clone();
-    newer.version = "20240226-r1".into();
+        .find(|p| p.spec.name == "ca-certificates-bundle");
+    let newer = minirootfs::next_build(&current.unwrap().spec);
+    assert_eq!(newer.version, "20240226-r1");
     b.repo.add_package(&newer).unwrap();
 
     let run = rootstrap_isolated()
@@ -416,6 +408,54 @@ fn alpines_own_apk_works_in_the_image() {
     );
     assert_eq!(section(&out, "audit-after"), Vec::<&str>::new(), "{out}");
     println!("{out}");
+
+    // The seed flow: a Dockerfile FROM the rootstrap base whose RUN uses
+    // Alpine's apk against the served repository, built without a daemon.
+    let ctx = b.tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM oci:{}\nRUN apk add --no-cache hello-rootstrap\nCMD [\"hello-rootstrap\"]\n",
+            oci.display()
+        ),
+    )
+    .unwrap();
+    let seeded = b.tmp.path().join("seeded");
+    let o = rootstrap_isolated()
+        .current_dir(&ctx)
+        .args(["build", "-f", "Dockerfile", "."])
+        .arg("--output")
+        .arg(format!("oci:{}", seeded.display()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "Dockerfile build failed:\n{}",
+        stderr(&o)
+    );
+    let run = rootstrap_isolated()
+        .args(["run", &format!("oci:{}", seeded.display())])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(text(&run.stdout), "hello from a served package\n");
+    // --no-cache: no index left in the layer.
+    let run = rootstrap_isolated()
+        .args(["run", &format!("oci:{}", seeded.display()), "--"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "ls /var/cache/apk | wc -l; apk info -e hello-rootstrap",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&run.stdout),
+        "0\nhello-rootstrap\n",
+        "{}",
+        stderr(&run)
+    );
 }
 
 /// A directory tree, read as the tarball's entries are.

@@ -41,6 +41,33 @@ impl SigningKey {
         }
     }
 
+    /// The key kept in `path` (PKCS#8 PEM), or a new one written there; named
+    /// after its public key, so the same file gives the same name.
+    pub fn load_or_generate(path: &Path) -> std::io::Result<SigningKey> {
+        use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+        let private = match std::fs::read_to_string(path) {
+            Ok(pem) => RsaPrivateKey::from_pkcs8_pem(&pem)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key =
+                    RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key generation");
+                let pem = key.to_pkcs8_pem(LineEnding::LF).expect("PEM encoding");
+                std::fs::write(path, pem.as_bytes())?;
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        let der = private
+            .to_public_key()
+            .to_public_key_der()
+            .expect("DER encoding");
+        let id = hex::encode(&Sha256::digest(der.as_bytes())[..4]);
+        Ok(SigningKey {
+            name: format!("rootstrap-test-{id}.rsa.pub"),
+            private,
+        })
+    }
+
     pub fn public_pem(&self) -> String {
         self.private
             .to_public_key()

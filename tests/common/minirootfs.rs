@@ -497,6 +497,44 @@ pub fn write_repo(
         "rootstrap-test-{:08x}.rsa.pub",
         rand::random::<u32>()
     ));
+    write_repo_signed(out, release, m, extra, key)
+}
+
+/// A served package the minirootfs does not install (`apk add` material).
+pub fn hello_package(arch: &str) -> PackageSpec {
+    let mut hello = PackageSpec::new("hello-rootstrap", "1.0-r0", arch);
+    hello.depends = vec!["/bin/sh".into()];
+    hello.entries = vec![
+        super::apkrepo::dir("usr", 0o755),
+        super::apkrepo::dir("usr/bin", 0o755),
+        super::apkrepo::file(
+            "usr/bin/hello-rootstrap",
+            0o755,
+            b"#!/bin/sh\necho hello from a served package\n",
+        ),
+    ];
+    hello
+}
+
+/// The next build of a package: the same contents, `-rN` one higher.
+pub fn next_build(spec: &PackageSpec) -> PackageSpec {
+    let mut newer = spec.clone();
+    newer.version = match spec.version.rsplit_once("-r") {
+        Some((v, r)) => format!("{v}-r{}", r.parse::<u64>().unwrap_or(0) + 1),
+        None => format!("{}-r1", spec.version),
+    };
+    newer
+}
+
+/// [`write_repo`] signed with a given key (a repository rewritten with the
+/// same key keeps every package's bytes and `C:` identity).
+pub fn write_repo_signed(
+    out: &Path,
+    release: &str,
+    m: &Minirootfs,
+    extra: &[PackageSpec],
+    key: SigningKey,
+) -> Result<FixtureRepo, String> {
     let arch_dir = out.join(release).join("main").join(&m.arch);
     std::fs::create_dir_all(&arch_dir).map_err(|e| format!("{}: {e}", arch_dir.display()))?;
     let keys_dir = out.join("keys");

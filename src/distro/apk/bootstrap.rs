@@ -443,7 +443,7 @@ fn load(
     }
     if let Some(cache) = &plans {
         if let Ok(planned) = plan(&loaded, src) {
-            cache.store(&loaded, &planned);
+            cache.store(&loaded, src, &planned);
         }
     }
     Ok(loaded)
