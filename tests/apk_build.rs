@@ -967,3 +967,63 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--mirror"), "{}", stderr(&o));
 }
+
+#[test]
+fn shipped_alpine_recipes_default_to_alpines_cdn_and_the_mirror_flags_override_it() {
+    // --offline with an empty cache: the mirror is chosen and named, and
+    // nothing is fetched (tests never reach Alpine's servers).
+    let tmp = tempfile::tempdir().unwrap();
+    let resolve = |recipe: &str, mirror: Option<&str>, env: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--progress", "plain", "resolve", recipe, "--offline"])
+            .arg("--cache-dir")
+            .arg(tmp.path());
+        if let Some(m) = mirror {
+            cmd.args(["--mirror", m]);
+        }
+        cmd.env_remove("ROOTSTRAP_MIRROR");
+        if let Some(e) = env {
+            cmd.env("ROOTSTRAP_MIRROR", e);
+        }
+        let o = cmd.output().unwrap();
+        assert!(!o.status.success(), "nothing cached, yet {recipe} resolved");
+        stderr(&o)
+    };
+    let shipped: Vec<&str> = rootstrap::recipe::SHIPPED
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|n| n.starts_with("alpine-"))
+        .collect();
+    assert_eq!(shipped.len(), 5, "{shipped:?}");
+    for name in shipped {
+        let recipe = rootstrap::recipe::find(name).unwrap();
+        let cdn = recipe.source.mirror.as_deref().expect("a default mirror");
+        assert!(
+            cdn.starts_with("https://") && cdn.ends_with("/alpine"),
+            "{cdn}"
+        );
+        let err = resolve(name, None, None);
+        assert!(
+            err.contains(&format!("mirror {cdn} (from recipe)")),
+            "{err}"
+        );
+        assert!(
+            err.contains("not in the cache and running --offline"),
+            "{err}"
+        );
+        let err = resolve(name, None, Some("http://127.0.0.1:9/env"));
+        assert!(
+            err.contains("mirror http://127.0.0.1:9/env (from ROOTSTRAP_MIRROR)"),
+            "{err}"
+        );
+        let err = resolve(
+            name,
+            Some("http://127.0.0.1:9/cli"),
+            Some("http://127.0.0.1:9/env"),
+        );
+        assert!(
+            err.contains("mirror http://127.0.0.1:9/cli (from --mirror)"),
+            "{err}"
+        );
+    }
+}
