@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::process::Output;
 
-use common::apkrepo::{FixtureRepo, PackageSpec};
+use common::apkrepo::{FixtureRepo, PackageSpec, SigningKey};
 use common::httpd::TestServer;
 use common::minirootfs::{self, Minirootfs, TreeEntry};
 use common::run::{is_root, rootstrap_isolated, stderr, text};
@@ -113,6 +113,19 @@ fn setup(test: &str, tarball: &str, release: &str) -> Option<Built> {
 }
 
 fn setup_with(test: &str, tarball: &str, release: &str, extra: &[PackageSpec]) -> Option<Built> {
+    setup_edited(test, tarball, release, &|specs| {
+        specs.extend(extra.iter().cloned())
+    })
+}
+
+/// [`setup`] with the repository's package specs (the minirootfs's,
+/// `alpine-release`) edited before they are built.
+fn setup_edited(
+    test: &str,
+    tarball: &str,
+    release: &str,
+    edit: &dyn Fn(&mut Vec<PackageSpec>),
+) -> Option<Built> {
     let path = minirootfs::shared_tarball(tarball)?;
     if !is_root() {
         eprintln!("SKIP: {test}: package scripts need the sandbox (root)");
@@ -120,7 +133,16 @@ fn setup_with(test: &str, tarball: &str, release: &str, extra: &[PackageSpec]) -
     }
     let mini = Minirootfs::load(&path).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let repo = minirootfs::write_repo(&tmp.path().join("mirror"), release, &mini, extra).unwrap();
+    let mut specs = minirootfs::package_specs(&mini).unwrap();
+    specs.push(minirootfs::release_package(&mini).unwrap());
+    edit(&mut specs);
+    let key = SigningKey::generate(&format!(
+        "rootstrap-test-{:08x}.rsa.pub",
+        rand::random::<u32>()
+    ));
+    let repo =
+        minirootfs::write_specs(&tmp.path().join("mirror"), release, &mini.arch, &specs, key)
+            .unwrap();
     // Alpine's keys, as the official build copies them into /etc/apk/keys,
     // next to the test key that signed the repacked repository.
     for (p, e) in mini.tree.iter().filter(|(p, e)| {
@@ -641,4 +663,84 @@ fn alpines_own_apk_installs_the_same_tree_edge() {
         minirootfs::X86_64_EDGE,
         "edge",
     );
+}
+
+/// The build fails naming every `needles`, and writes no output.
+fn assert_refused(b: &Built, needles: &[&str]) {
+    let tar = b.tmp.path().join("refused.tar");
+    let oci = b.tmp.path().join("refused-oci");
+    let o = b.build(&[
+        format!("tar:{}", tar.display()),
+        format!("oci:{}", oci.display()),
+    ]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "built despite bad input:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "error does not name {n:?}:\n{err}");
+    }
+    assert!(
+        !tar.exists() && !oci.exists(),
+        "output written despite bad input"
+    );
+    println!("refused as expected: {}", err.lines().last().unwrap_or(""));
+}
+
+#[test]
+fn a_package_whose_data_does_not_match_its_checksums_is_refused() {
+    let Some(b) = setup_edited(
+        "a_package_whose_data_does_not_match_its_checksums_is_refused",
+        minirootfs::X86_64_3_19,
+        "v3.19",
+        &|specs| {
+            let bb = specs.iter_mut().find(|s| s.name == "busybox").unwrap();
+            bb.wrong_checksum = Some("bin/busybox".into());
+        },
+    ) else {
+        return;
+    };
+    assert_refused(&b, &["busybox-1.36.1-r19", "bin/busybox"]);
+}
+
+#[test]
+fn an_index_line_apk_would_reject_is_refused() {
+    let Some(mut b) = setup(
+        "an_index_line_apk_would_reject_is_refused",
+        minirootfs::X86_64_3_19,
+        "v3.19",
+    ) else {
+        return;
+    };
+    let zlib = b
+        .repo
+        .packages
+        .iter_mut()
+        .find(|p| p.spec.name == "zlib")
+        .unwrap();
+    let installed_size = zlib
+        .stanza
+        .lines()
+        .find(|l| l.starts_with("I:"))
+        .unwrap()
+        .to_owned();
+    zlib.stanza = zlib.stanza.replace(&installed_size, "I:many");
+    b.repo.write_index(Some(&b.repo.key)).unwrap();
+    assert_refused(&b, &["APKINDEX", "package zlib: I:", "\"many\""]);
+}
+
+#[test]
+fn a_world_naming_a_package_the_repository_lacks_is_refused() {
+    let Some(b) = setup(
+        "a_world_naming_a_package_the_repository_lacks_is_refused",
+        minirootfs::X86_64_3_19,
+        "v3.19",
+    ) else {
+        return;
+    };
+    let recipe = std::fs::read_to_string(&b.recipe).unwrap();
+    std::fs::write(
+        &b.recipe,
+        recipe.replace("base = [", "install = [\"no-such-package\"]\nbase = ["),
+    )
+    .unwrap();
+    assert_refused(&b, &["no-such-package"]);
 }

@@ -167,6 +167,9 @@ pub struct PackageSpec {
     /// The index fields a real package carries; `None` gives the fixture's
     /// defaults (MIT, origin = name, [`BUILD_TIME`]).
     pub meta: Option<PackageMeta>,
+    /// A file whose `APK-TOOLS.checksum.SHA1` does not match its content
+    /// (bad input: the package is otherwise well signed and consistent).
+    pub wrong_checksum: Option<String>,
 }
 
 /// The `.PKGINFO` / index fields beyond name, version, arch and relations,
@@ -293,9 +296,10 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
 
 /// The data tar: each file and symlink preceded by a PAX header with its
 /// `APK-TOOLS.checksum.SHA1`, as abuild writes it.
-fn data_tar(entries: &[Entry], mtime: u64) -> Vec<u8> {
+fn data_tar(entries: &[Entry], mtime: u64, wrong_checksum: Option<&str>) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
+        let wrong = wrong_checksum == Some(e.path.as_str());
         let (flag, link, content): (u8, &str, &[u8]) = match &e.node {
             Node::Dir => (b'5', "", b""),
             Node::File(c) => (b'0', "", c),
@@ -303,6 +307,9 @@ fn data_tar(entries: &[Entry], mtime: u64) -> Vec<u8> {
             Node::Hardlink(t) => (b'1', t, b""),
         };
         let checksum = match &e.node {
+            Node::File(c) if wrong => {
+                Some(hex::encode(Sha1::digest([c.as_slice(), b"!"].concat())))
+            }
             Node::File(c) => Some(hex::encode(Sha1::digest(c))),
             Node::Symlink(t) => Some(hex::encode(Sha1::digest(t.as_bytes()))),
             _ => None,
@@ -365,7 +372,11 @@ pub fn build_package(spec: &PackageSpec, key: Option<&SigningKey>) -> BuiltPacka
             .max(4096),
         ..PackageMeta::default()
     });
-    let data = gzip(&data_tar(&spec.entries, meta.build_time));
+    let data = gzip(&data_tar(
+        &spec.entries,
+        meta.build_time,
+        spec.wrong_checksum.as_deref(),
+    ));
     let installed_size = meta.installed_size;
     let build_time = meta.build_time;
     let mut info = format!(

@@ -535,16 +535,28 @@ pub fn write_repo_signed(
     extra: &[PackageSpec],
     key: SigningKey,
 ) -> Result<FixtureRepo, String> {
-    let arch_dir = out.join(release).join("main").join(&m.arch);
+    let mut specs = package_specs(m)?;
+    specs.push(release_package(m)?);
+    specs.extend(extra.iter().cloned());
+    write_specs(out, release, &m.arch, &specs, key)
+}
+
+/// Builds `specs` into a signed repository `<out>/<release>/main/<arch>/`
+/// with its public key under `<out>/keys`.
+pub fn write_specs(
+    out: &Path,
+    release: &str,
+    arch: &str,
+    specs: &[PackageSpec],
+    key: SigningKey,
+) -> Result<FixtureRepo, String> {
+    let arch_dir = out.join(release).join("main").join(arch);
     std::fs::create_dir_all(&arch_dir).map_err(|e| format!("{}: {e}", arch_dir.display()))?;
     let keys_dir = out.join("keys");
     key.write_public(&keys_dir)
         .map_err(|e| format!("{}: {e}", keys_dir.display()))?;
-    let mut specs = package_specs(m)?;
-    specs.push(release_package(m)?);
-    specs.extend(extra.iter().cloned());
     let mut packages: Vec<BuiltPackage> = Vec::new();
-    for spec in &specs {
+    for spec in specs {
         let built = build_package(spec, Some(&key));
         std::fs::write(arch_dir.join(spec.file_name()), &built.bytes)
             .map_err(|e| format!("{}: {e}", spec.file_name()))?;
