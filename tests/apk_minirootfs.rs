@@ -744,3 +744,81 @@ fn a_world_naming_a_package_the_repository_lacks_is_refused() {
     .unwrap();
     assert_refused(&b, &["no-such-package"]);
 }
+
+#[test]
+fn a_locked_offline_build_from_a_partial_mirror_keeps_the_release_files() {
+    let Some(b) = setup(
+        "a_locked_offline_build_from_a_partial_mirror_keeps_the_release_files",
+        minirootfs::X86_64_3_19,
+        "v3.19",
+    ) else {
+        return;
+    };
+    let t = b.tmp.path();
+    let lock = t.join("alpine.lock");
+    let o = rootstrap_isolated()
+        .arg("lock")
+        .arg(&b.recipe)
+        .arg("--mirror")
+        .arg(b.server.base_url())
+        .arg("--keys")
+        .arg(&b.repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(t.join("cache"))
+        .arg("-o")
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "lock failed:\n{}", stderr(&o));
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(
+        text.contains("alpine-release"),
+        "the lock omits alpine-release:\n{text}"
+    );
+    let partial = t.join("partial");
+    let o = rootstrap_isolated()
+        .arg("mirror")
+        .arg(&lock)
+        .arg("-o")
+        .arg(&partial)
+        .arg("--cache-dir")
+        .arg(t.join("cache"))
+        .arg("--offline")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mirror failed:\n{}", stderr(&o));
+    let tar = t.join("locked.tar");
+    let o = rootstrap_isolated()
+        .arg("build")
+        .arg(&b.recipe)
+        .arg("--lock")
+        .arg(&lock)
+        .arg("--locked")
+        .arg("--offline")
+        .arg("--mirror")
+        .arg(format!("file://{}", partial.display()))
+        .arg("--keys")
+        .arg(&b.repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(t.join("cache-2"))
+        .arg("--work-dir")
+        .arg(t)
+        .arg("--output")
+        .arg(format!("tar:{}", tar.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "locked build failed:\n{}", stderr(&o));
+    let built = Minirootfs::from_tar("locked build", &std::fs::read(&tar).unwrap()).unwrap();
+    for f in [
+        "etc/os-release",
+        "etc/alpine-release",
+        "etc/issue",
+        "etc/secfixes.d/alpine",
+    ] {
+        assert_eq!(built.tree.get(f), b.mini.tree.get(f), "/{f}");
+    }
+    assert!(
+        !built.installed().contains("P:alpine-release\n"),
+        "alpine-release registered"
+    );
+}

@@ -208,8 +208,9 @@ pub(super) fn resolve_for_drift(
         Some(&prepared.cache_dir),
     )?;
     reporter.stage("resolve");
-    let plan = apk::plan(&index, src)?;
-    let packages = locked::apk_identities(&index, src, &plan, &lock.packages)?;
+    let all = apk::plan_with_release(&index, src)?;
+    let packages = locked::apk_identities(&index, src, &all, &lock.packages)?;
+    let (plan, _) = apk::split_release(&all, src);
     Ok((plan_report(recipe, src, &plan), packages))
 }
 
@@ -244,15 +245,15 @@ pub(super) fn lock(
         reporter.as_ref(),
     )?;
     reporter.stage("resolve");
-    let plan = apk::plan(&index, src)?;
+    let all = apk::plan_with_release(&index, src)?;
     reporter.stage("fetch and verify packages");
-    apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?;
+    apk::fetch_packages(&prepared.fetcher, &index, &all, &prepared.keys, src)?;
     Ok(crate::lock::Lockfile {
         recipe_sha256,
-        source_date_epoch: LoadedIndexes::newest_build_time(&plan).unwrap_or(0),
+        source_date_epoch: LoadedIndexes::newest_build_time(&all).unwrap_or(0),
         source: locked::apk_lock_source(recipe, src),
         index: index_files,
-        packages: locked::apk_locked_packages(&prepared.fetcher, &index, src, &plan)?,
+        packages: locked::apk_locked_packages(&prepared.fetcher, &index, src, &all)?,
     })
 }
 
@@ -292,16 +293,18 @@ pub(super) fn build(
             Vec::new(),
         ),
     };
-    let plan = match (lock, &lock_ctx) {
+    // Everything downloaded and locked: the plan plus the release package.
+    let all = match (lock, &lock_ctx) {
         (Some(l), Some(ctx)) => {
             reporter.stage("check the lock against the indexes");
             locked::apk_plan_from_lock(&index, src, &ctx.request.file, &l.packages)?
         }
         _ => {
             reporter.stage("resolve");
-            apk::plan(&index, src)?
+            apk::plan_with_release(&index, src)?
         }
     };
+    let (plan, release_at) = apk::split_release(&all, src);
     let report = plan_report(recipe, src, &plan);
     reporter.info(&format!(
         "{} packages, {:.1} MB to download",
@@ -310,37 +313,31 @@ pub(super) fn build(
     ));
     let epoch = epoch_for(match lock {
         Some(l) => Some(l.source_date_epoch),
-        None => LoadedIndexes::newest_build_time(&plan),
+        None => LoadedIndexes::newest_build_time(&all),
     })?;
 
     reporter.stage("fetch and verify packages");
-    let apks = match lock {
+    let mut apks = match lock {
         Some(l) => locked::apk_fetch_locked(
             &prepared.fetcher,
             &src.mirror,
             &l.packages,
-            &plan,
+            &all,
             &prepared.keys,
             src.allow_untrusted,
         )?,
-        None => apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?,
+        None => apk::fetch_packages(&prepared.fetcher, &index, &all, &prepared.keys, src)?,
     };
-    let release = apk::release_package(&index, src, &plan);
-    let release_apk = match release {
-        Some(pkg) => {
-            apk::fetch_packages(&prepared.fetcher, &index, &[pkg], &prepared.keys, src)?.pop()
-        }
-        None => None,
-    };
+    let release = release_at.map(|i| (all[i], apks.remove(i)));
     // Without --locked: drift against the lock, and the lock's contents if
     // it is to be written.
     let resolved_lock = match (&lock_ctx, lock) {
         (Some(ctx), None) => {
-            let packages = locked::apk_locked_packages(&prepared.fetcher, &index, src, &plan)?;
+            let packages = locked::apk_locked_packages(&prepared.fetcher, &index, src, &all)?;
             ctx.report_drift(&packages, reporter.as_ref());
             Some(crate::lock::Lockfile {
                 recipe_sha256: ctx.recipe_sha256,
-                source_date_epoch: LoadedIndexes::newest_build_time(&plan).unwrap_or(0),
+                source_date_epoch: LoadedIndexes::newest_build_time(&all).unwrap_or(0),
                 source: locked::apk_lock_source(recipe, src),
                 index: index_files,
                 packages,
@@ -374,7 +371,7 @@ pub(super) fn build(
             run_scripts: src.arch == apk::host_apk_arch(),
             sandbox: &sandbox,
             keys: &prepared.key_files,
-            release: release.zip(release_apk.as_ref()),
+            release: release.as_ref().map(|(p, a)| (*p, a)),
         },
         reporter.as_ref(),
     )?;

@@ -499,6 +499,46 @@ pub fn release_package<'a>(
         .max_by(|a, b| super::version::compare(&a.version, &b.version))
 }
 
+/// The plan plus [`release_package`]: what a build downloads and a lock
+/// records.
+pub fn plan_with_release<'a>(
+    index: &'a LoadedIndexes,
+    src: &ApkSource,
+) -> Result<Vec<&'a ApkPackage>, ApkBootstrapError> {
+    let mut all = plan(index, src)?;
+    all.extend(release_package(index, src, &all));
+    Ok(all)
+}
+
+/// Splits [`plan_with_release`]'s list (or a lock's) into the packages to
+/// install and the release package to unpack unregistered: `alpine-release`
+/// when neither the world nor another listed package depends on it.
+pub fn split_release<'a>(
+    all: &[&'a ApkPackage],
+    src: &ApkSource,
+) -> (Vec<&'a ApkPackage>, Option<usize>) {
+    let world = src.world();
+    let named =
+        |entry: &String| entry.split(['@', '<', '>', '=', '~']).next() == Some(RELEASE_PACKAGE);
+    let required = world.iter().any(named)
+        || all.iter().any(|p| {
+            p.depends
+                .iter()
+                .any(|d| !d.conflict && d.name == RELEASE_PACKAGE)
+        });
+    let at = all
+        .iter()
+        .position(|p| p.name == RELEASE_PACKAGE)
+        .filter(|_| !required);
+    let plan = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != at)
+        .map(|(_, p)| *p)
+        .collect();
+    (plan, at)
+}
+
 fn parse_world(entries: &[String]) -> Result<Vec<Dependency>, ApkBootstrapError> {
     entries
         .iter()
@@ -656,8 +696,8 @@ pub fn install(
     match opts.release {
         Some((pkg, apk)) => unpack_unregistered(&root, pkg, apk)?,
         None if !plan.iter().any(|p| p.name == RELEASE_PACKAGE) => reporter.warn(&format!(
-            "no {RELEASE_PACKAGE} package in the repositories: /etc/os-release and \
-             /etc/alpine-release are not written"
+            "no {RELEASE_PACKAGE} package (not in the repositories, or not in the lock): \
+             /etc/os-release and /etc/alpine-release are not written"
         )),
         None => {}
     }
