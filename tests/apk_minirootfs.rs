@@ -423,9 +423,7 @@ fn alpines_own_apk_works_in_the_image() {
         "{out}"
     );
     assert!(
-        section(&out, "upgrade")
-            .iter()
-            .any(|l| *l == "ca-certificates-bundle-20240226-r1"),
+        section(&out, "upgrade").contains(&"ca-certificates-bundle-20240226-r1"),
         "{out}"
     );
     assert_eq!(section(&out, "audit-after"), Vec::<&str>::new(), "{out}");
