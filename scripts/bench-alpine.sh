@@ -65,15 +65,12 @@ EOF
 
 now() { date +%s.%N; }
 apk_seed() {
-    rm -rf "$work/apk-host/target" "$work/apk.tar.gz"
-    mkdir "$work/apk-host/target"
     # shellcheck disable=SC2086 # the world is a word list
     chroot "$work/apk-host" /sbin/apk --quiet --root /target --initdb --no-cache --keys-dir /etc/apk/keys \
         -X "$url/v3.19/main" add $world
     tar -C "$work/apk-host/target" -cf - . | gzip >"$work/apk.tar.gz"
 }
 rootstrap_build() { # cache dir
-    rm -f "$work/rs.tar"
     "$rs" --progress plain build "$work/alpine.toml" --mirror "$url" --keys "$work/mirror/keys" \
         --cache-dir "$1" --output "docker-archive:$work/rs.tar" >/dev/null 2>&1
 }
@@ -89,9 +86,12 @@ timed() { # label, command...
 }
 
 for i in $(seq "$runs"); do
+    rm -rf "$work/apk-host/target" "$work/apk.tar.gz"
+    mkdir "$work/apk-host/target"
     timed apk-seed apk_seed
-    rm -rf "$work/cache"
+    rm -rf "$work/cache" "$work/rs.tar"
     timed rootstrap-cold rootstrap_build "$work/cache"
+    rm -f "$work/rs.tar"
     timed rootstrap-warm rootstrap_build "$work/cache"
     echo "run $i: apk $(du -b "$work/apk.tar.gz" | cut -f1) B, rootstrap $(du -b "$work/rs.tar" | cut -f1) B"
 done

@@ -302,12 +302,17 @@ fn assert_equals_official(test: &str, tarball: &str, release: &str, also_allowed
             assert!(installed(&built).contains(&format!("{c}\nP:{}\n", p.spec.name)));
         }
     }
-    // A warm build (the plan read back from the cache) makes the same tarball,
-    // release files included.
+    // A warm build (the plan read back from the cache, the layer reused)
+    // makes the same tarball, release files included.
     let again = b.tmp.path().join("rootfs-warm.tar");
     let o = b.build(&[format!("tar:{}", again.display())]);
     assert!(o.status.success(), "warm build failed:\n{}", stderr(&o));
     assert!(stderr(&o).contains("package plan reused"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("reuse the cached base layer"),
+        "{}",
+        stderr(&o)
+    );
     assert!(
         std::fs::read(&tar).unwrap() == std::fs::read(&again).unwrap(),
         "the warm build's tarball differs"

@@ -17,6 +17,7 @@ use crate::fetch::{CacheLock, Fetcher};
 use crate::image::oci::{self, History, ImageConfig};
 use crate::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions};
 use crate::keys::{self, KeyError};
+use crate::layer_cache::{LayerCache, LayerEntry};
 use crate::mirror::{self, MirrorQuery};
 use crate::recipe::Recipe;
 use crate::report::SharedReporter;
@@ -214,6 +215,53 @@ pub(super) fn resolve_for_drift(
     Ok((plan_report(recipe, src, &plan), packages))
 }
 
+/// The base layer cache key: everything the layer is made of — the
+/// packages by `C:` identity (the release package included), the world and
+/// repositories written to /etc/apk, the keys, the epoch, whether scripts
+/// run and as whom.
+fn base_layer_key(
+    src: &ApkSource,
+    all: &[&ApkPackage],
+    keys: &[KeyFile],
+    epoch: i64,
+    run_scripts: bool,
+) -> Result<String, BuildError> {
+    use sha2::Digest as _;
+    let mut parts = vec![
+        "alpine-base-layer-v1".to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+        src.arch.clone(),
+        epoch.to_string(),
+        run_scripts.to_string(),
+        rustix::process::geteuid().is_root().to_string(),
+    ];
+    parts.extend(src.world());
+    for line in src.repository_lines()? {
+        parts.push(format!("repository {line}"));
+    }
+    for k in keys {
+        parts.push(format!(
+            "key {} {}",
+            k.name,
+            hex::encode(sha2::Sha256::digest(&k.bytes))
+        ));
+    }
+    for p in all {
+        parts.push(format!(
+            "package {} {} {} {} {}",
+            p.name,
+            p.version,
+            p.arch,
+            p.checksum
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            p.repo_tag.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(crate::layer_cache::key(&parts))
+}
+
 /// OCI architecture and variant for an apk architecture name.
 fn oci_platform(apk_arch: &str) -> (String, Option<String>) {
     match apk_arch {
@@ -352,38 +400,7 @@ pub(super) fn build(
     };
     let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
 
-    reporter.stage("install");
-    // APKINDEX's installed size (I:) is in bytes.
-    let planned =
-        super::tree_dir::planned_bytes(plan.iter().map(|p| (Some(p.installed_size), p.size)));
-    let parent = super::tree_dir::choose(opts, planned, false)?;
-    let rootfs = super::tree_dir::make_tree(&parent, reporter.as_ref())?;
-    let sandbox = match &opts.sandbox_helper {
-        Some(p) => Sandbox::with_helper(p),
-        None => Sandbox::new(),
-    };
-    let installed = apk::install(
-        rootfs.path(),
-        &plan,
-        &apks,
-        &image_src,
-        &InstallOptions {
-            run_scripts: src.arch == apk::host_apk_arch(),
-            sandbox: &sandbox,
-            keys: &prepared.key_files,
-            release: release.as_ref().map(|(p, a)| (*p, a)),
-        },
-        reporter.as_ref(),
-    )?;
-
-    if !installed.scripts_not_run.is_empty() {
-        reporter.warn(&format!(
-            "scripts not run, marked for `apk fix` (f:s): {}",
-            installed.scripts_not_run.join(", ")
-        ));
-    }
-
-    reporter.stage("pack the layer");
+    let run_scripts = src.arch == apk::host_apk_arch();
     let (arch, variant) = oci_platform(&src.arch);
     let mut config = ImageConfig::new(&arch, "linux");
     config.variant = variant;
@@ -396,18 +413,11 @@ pub(super) fn build(
     if untrusted {
         labels.insert(UNTRUSTED_LABEL.into(), "true".into());
     }
-    if installed.scripts_skipped {
+    if !run_scripts {
         labels.insert(SCRIPTS_LABEL.into(), "not-run".into());
     }
     let work = super::work_dir(opts)?;
     let mut builder = ImageBuilder::new_in(&work, config, LayerCompression::Gzip)?;
-    let layer_opts = LayerOptions {
-        source_date_epoch: Some(epoch),
-        exclude: ["proc", "sys", "dev", "run", "tmp"]
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
-    };
     let history = History {
         created: Some(oci::format_timestamp(epoch)),
         created_by: Some(format!(
@@ -416,23 +426,101 @@ pub(super) fn build(
             src.release,
             src.arch,
             report.packages.len(),
-            if installed.scripts_skipped {
-                ", scripts not run"
-            } else {
-                ""
-            }
+            if run_scripts { "" } else { ", scripts not run" }
         )),
         ..History::default()
     };
-    let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
-    let diff_id = layer.diff_id.to_hex();
+
+    // The same packages, settings and keys make the same layer: a warm
+    // rebuild reuses the compressed one (re-hashed as it is used).
+    let layers = LayerCache::new(&prepared.cache_dir);
+    let cache_key = base_layer_key(&image_src, &all, &prepared.key_files, epoch, run_scripts)?;
+    let wants_tree = opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o, super::BuildOutput::RootfsDir(_)));
+    let cached = (!wants_tree)
+        .then(|| layers.get(&cache_key))
+        .flatten()
+        .and_then(|(blob, entry)| {
+            let digest = crate::image::Sha256Digest::parse(&entry.digest).ok()?;
+            let diff_id = crate::image::Sha256Digest::parse(&entry.diff_id).ok()?;
+            match builder.add_cached_layer(
+                &blob,
+                digest,
+                diff_id,
+                entry.uncompressed_size,
+                history.clone(),
+            ) {
+                Ok(_) => Some(()),
+                Err(e) => {
+                    reporter.warn(&format!("cached layer unusable ({e}); rebuilding it"));
+                    None
+                }
+            }
+        });
+    let rootfs = if cached.is_some() {
+        reporter.stage("reuse the cached base layer (same packages, keys and settings)");
+        None
+    } else {
+        layers.evict(&cache_key);
+        reporter.stage("install");
+        // APKINDEX's installed size (I:) is in bytes.
+        let planned =
+            super::tree_dir::planned_bytes(plan.iter().map(|p| (Some(p.installed_size), p.size)));
+        let parent = super::tree_dir::choose(opts, planned, false)?;
+        let rootfs = super::tree_dir::make_tree(&parent, reporter.as_ref())?;
+        let sandbox = match &opts.sandbox_helper {
+            Some(p) => Sandbox::with_helper(p),
+            None => Sandbox::new(),
+        };
+        let installed = apk::install(
+            rootfs.path(),
+            &plan,
+            &apks,
+            &image_src,
+            &InstallOptions {
+                run_scripts,
+                sandbox: &sandbox,
+                keys: &prepared.key_files,
+                release: release.as_ref().map(|(p, a)| (*p, a)),
+            },
+            reporter.as_ref(),
+        )?;
+        if !installed.scripts_not_run.is_empty() {
+            reporter.warn(&format!(
+                "scripts not run, marked for `apk fix` (f:s): {}",
+                installed.scripts_not_run.join(", ")
+            ));
+        }
+
+        reporter.stage("pack the layer");
+        let layer_opts = LayerOptions {
+            source_date_epoch: Some(epoch),
+            exclude: ["proc", "sys", "dev", "run", "tmp"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+        };
+        let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
+        let entry = LayerEntry {
+            digest: layer.descriptor.digest.clone(),
+            diff_id: layer.diff_id.to_string(),
+            uncompressed_size: layer.uncompressed_size.unwrap_or(0),
+        };
+        if let Err(e) = layers.put(&cache_key, layer.path(), &entry) {
+            reporter.warn(&format!("could not store the layer in the cache: {e}"));
+        }
+        Some(rootfs)
+    };
+    let diff_id = builder.layers()[0].diff_id.to_hex();
 
     drop(umask);
     let (outputs, manifest_digest) = super::write_outputs(
         &builder,
         &opts.outputs,
         tags.as_ref(),
-        Some(rootfs),
+        rootfs,
         &Default::default(),
         reporter.as_ref(),
     )?;
