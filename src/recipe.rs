@@ -98,6 +98,10 @@ pub struct Packages {
     /// Extra packages, optionally pinned as `name=version`.
     #[serde(default)]
     pub install: Vec<String>,
+    /// Alpine only: the base world in place of the minirootfs set
+    /// (`alpine-baselayout alpine-keys apk-tools busybox libc-utils`), for
+    /// releases whose official minirootfs carries another one.
+    pub base: Option<Vec<String>>,
 }
 
 /// Image configuration, mirroring the OCI config fields users set in a
@@ -240,6 +244,9 @@ impl Recipe {
             if !is_plain_name(c) {
                 return Err(self.invalid("source.components", format!("invalid name {c:?}")));
             }
+        }
+        if self.packages.base.is_some() && src.distro.is_deb() {
+            return Err(self.invalid("packages.base", "only for Alpine"));
         }
         if let Some(ts) = &src.snapshot {
             if src.distro != Distro::Debian {

@@ -209,8 +209,12 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
     assert!(read(&rootfs, "lib/apk/db/triggers")
         .contains(" /bin /usr/bin /sbin /usr/sbin /lib/modules/*\n"));
     assert!(rootfs.join("lib/apk/db/lock").is_file());
-    assert!(
-        !rootfs.join("lib/apk/exec").exists(),
+    // apk keeps lib/apk/exec, empty once the staged scripts are gone.
+    assert_eq!(
+        std::fs::read_dir(rootfs.join("lib/apk/exec"))
+            .expect("lib/apk/exec")
+            .count(),
+        0,
         "staged scripts removed"
     );
 
@@ -441,7 +445,8 @@ fn foreign_arch_build_runs_no_scripts_and_marks_them_pending() {
         .filter(|r| r.broken.script)
         .map(|r| r.pkg.name.as_str())
         .collect();
-    assert_eq!(marked, ["busybox", "alpine-baselayout"], "{db}");
+    // The database is sorted by name, as apk 2.14 writes it.
+    assert_eq!(marked, ["alpine-baselayout", "busybox"], "{db}");
     // Directories and database files with the modes apk's --initdb and
     // commit give them (apk_db_create, apk_db_write_config).
     use std::os::unix::fs::PermissionsExt;
@@ -739,6 +744,7 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
         release: "v3.16".into(),
         repositories: vec!["main".into()],
         arch: "x86_64".into(),
+        base: None,
         extra: Vec::new(),
         allow_untrusted: false,
     };
@@ -854,6 +860,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
         release: "v3.16".into(),
         repositories: vec!["main".into()],
         arch: "aarch64".into(),
+        base: None,
         extra: Vec::new(),
         allow_untrusted: false,
     };
@@ -868,6 +875,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
             run_scripts: false,
             sandbox: &sandbox,
             keys: &[],
+            release: None,
         },
         rootstrap::report::silent().as_ref(),
     )
@@ -958,4 +966,64 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
         .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--mirror"), "{}", stderr(&o));
+}
+
+#[test]
+fn shipped_alpine_recipes_default_to_alpines_cdn_and_the_mirror_flags_override_it() {
+    // --offline with an empty cache: the mirror is chosen and named, and
+    // nothing is fetched (tests never reach Alpine's servers).
+    let tmp = tempfile::tempdir().unwrap();
+    let resolve = |recipe: &str, mirror: Option<&str>, env: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--progress", "plain", "resolve", recipe, "--offline"])
+            .arg("--cache-dir")
+            .arg(tmp.path());
+        if let Some(m) = mirror {
+            cmd.args(["--mirror", m]);
+        }
+        cmd.env_remove("ROOTSTRAP_MIRROR");
+        if let Some(e) = env {
+            cmd.env("ROOTSTRAP_MIRROR", e);
+        }
+        let o = cmd.output().unwrap();
+        assert!(!o.status.success(), "nothing cached, yet {recipe} resolved");
+        stderr(&o)
+    };
+    let shipped: Vec<&str> = rootstrap::recipe::SHIPPED
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|n| n.starts_with("alpine-"))
+        .collect();
+    assert_eq!(shipped.len(), 5, "{shipped:?}");
+    for name in shipped {
+        let recipe = rootstrap::recipe::find(name).unwrap();
+        let cdn = recipe.source.mirror.as_deref().expect("a default mirror");
+        assert!(
+            cdn.starts_with("https://") && cdn.ends_with("/alpine"),
+            "{cdn}"
+        );
+        let err = resolve(name, None, None);
+        assert!(
+            err.contains(&format!("mirror {cdn} (from recipe)")),
+            "{err}"
+        );
+        assert!(
+            err.contains("not in the cache and running --offline"),
+            "{err}"
+        );
+        let err = resolve(name, None, Some("http://127.0.0.1:9/env"));
+        assert!(
+            err.contains("mirror http://127.0.0.1:9/env (from ROOTSTRAP_MIRROR)"),
+            "{err}"
+        );
+        let err = resolve(
+            name,
+            Some("http://127.0.0.1:9/cli"),
+            Some("http://127.0.0.1:9/env"),
+        );
+        assert!(
+            err.contains("mirror http://127.0.0.1:9/cli (from --mirror)"),
+            "{err}"
+        );
+    }
 }

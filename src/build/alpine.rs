@@ -15,8 +15,9 @@ use crate::distro::apk::bootstrap::{
 use crate::distro::apk::{ApkPackage, TrustedKeys};
 use crate::fetch::{CacheLock, Fetcher};
 use crate::image::oci::{self, History, ImageConfig};
-use crate::image::{ImageBuilder, ImageReference, LayerOptions};
+use crate::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions};
 use crate::keys::{self, KeyError};
+use crate::layer_cache::{LayerCache, LayerEntry};
 use crate::mirror::{self, MirrorQuery};
 use crate::recipe::Recipe;
 use crate::report::SharedReporter;
@@ -92,6 +93,7 @@ fn prepare(
             mirror,
             release,
             repositories: recipe.source.repositories.clone(),
+            base: recipe.packages.base.clone(),
             arch: opts
                 .arch
                 .clone()
@@ -207,9 +209,59 @@ pub(super) fn resolve_for_drift(
         Some(&prepared.cache_dir),
     )?;
     reporter.stage("resolve");
-    let plan = apk::plan(&index, src)?;
-    let packages = locked::apk_identities(&index, src, &plan, &lock.packages)?;
+    let all = apk::plan_with_release(&index, src)?;
+    let packages = locked::apk_identities(&index, src, &all, &lock.packages)?;
+    let (plan, _) = apk::split_release(&all, src);
     Ok((plan_report(recipe, src, &plan), packages))
+}
+
+/// The base layer cache key: everything the layer is made of — the
+/// packages by `C:` identity (the release package included), the world and
+/// repositories written to /etc/apk, the keys, the epoch, whether scripts
+/// run and as whom.
+fn base_layer_key(
+    src: &ApkSource,
+    all: &[&ApkPackage],
+    keys: &[KeyFile],
+    epoch: i64,
+    run_scripts: bool,
+    compression: LayerCompression,
+) -> Result<String, BuildError> {
+    use sha2::Digest as _;
+    let mut parts = vec![
+        "alpine-base-layer-v1".to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+        src.arch.clone(),
+        epoch.to_string(),
+        run_scripts.to_string(),
+        format!("compression {compression:?}"),
+        rustix::process::geteuid().is_root().to_string(),
+    ];
+    parts.extend(src.world());
+    for line in src.repository_lines()? {
+        parts.push(format!("repository {line}"));
+    }
+    for k in keys {
+        parts.push(format!(
+            "key {} {}",
+            k.name,
+            hex::encode(sha2::Sha256::digest(&k.bytes))
+        ));
+    }
+    for p in all {
+        parts.push(format!(
+            "package {} {} {} {} {}",
+            p.name,
+            p.version,
+            p.arch,
+            p.checksum
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            p.repo_tag.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(crate::layer_cache::key(&parts))
 }
 
 /// OCI architecture and variant for an apk architecture name.
@@ -243,15 +295,15 @@ pub(super) fn lock(
         reporter.as_ref(),
     )?;
     reporter.stage("resolve");
-    let plan = apk::plan(&index, src)?;
+    let all = apk::plan_with_release(&index, src)?;
     reporter.stage("fetch and verify packages");
-    apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?;
+    apk::fetch_packages(&prepared.fetcher, &index, &all, &prepared.keys, src)?;
     Ok(crate::lock::Lockfile {
         recipe_sha256,
-        source_date_epoch: LoadedIndexes::newest_build_time(&plan).unwrap_or(0),
+        source_date_epoch: LoadedIndexes::newest_build_time(&all).unwrap_or(0),
         source: locked::apk_lock_source(recipe, src),
         index: index_files,
-        packages: locked::apk_locked_packages(&prepared.fetcher, &index, src, &plan)?,
+        packages: locked::apk_locked_packages(&prepared.fetcher, &index, src, &all)?,
     })
 }
 
@@ -291,16 +343,18 @@ pub(super) fn build(
             Vec::new(),
         ),
     };
-    let plan = match (lock, &lock_ctx) {
+    // Everything downloaded and locked: the plan plus the release package.
+    let all = match (lock, &lock_ctx) {
         (Some(l), Some(ctx)) => {
             reporter.stage("check the lock against the indexes");
             locked::apk_plan_from_lock(&index, src, &ctx.request.file, &l.packages)?
         }
         _ => {
             reporter.stage("resolve");
-            apk::plan(&index, src)?
+            apk::plan_with_release(&index, src)?
         }
     };
+    let (plan, release_at) = apk::split_release(&all, src);
     let report = plan_report(recipe, src, &plan);
     reporter.info(&format!(
         "{} packages, {:.1} MB to download",
@@ -309,30 +363,31 @@ pub(super) fn build(
     ));
     let epoch = epoch_for(match lock {
         Some(l) => Some(l.source_date_epoch),
-        None => LoadedIndexes::newest_build_time(&plan),
+        None => LoadedIndexes::newest_build_time(&all),
     })?;
 
     reporter.stage("fetch and verify packages");
-    let apks = match lock {
+    let mut apks = match lock {
         Some(l) => locked::apk_fetch_locked(
             &prepared.fetcher,
             &src.mirror,
             &l.packages,
-            &plan,
+            &all,
             &prepared.keys,
             src.allow_untrusted,
         )?,
-        None => apk::fetch_packages(&prepared.fetcher, &index, &plan, &prepared.keys, src)?,
+        None => apk::fetch_packages(&prepared.fetcher, &index, &all, &prepared.keys, src)?,
     };
+    let release = release_at.map(|i| (all[i], apks.remove(i)));
     // Without --locked: drift against the lock, and the lock's contents if
     // it is to be written.
     let resolved_lock = match (&lock_ctx, lock) {
         (Some(ctx), None) => {
-            let packages = locked::apk_locked_packages(&prepared.fetcher, &index, src, &plan)?;
+            let packages = locked::apk_locked_packages(&prepared.fetcher, &index, src, &all)?;
             ctx.report_drift(&packages, reporter.as_ref());
             Some(crate::lock::Lockfile {
                 recipe_sha256: ctx.recipe_sha256,
-                source_date_epoch: LoadedIndexes::newest_build_time(&plan).unwrap_or(0),
+                source_date_epoch: LoadedIndexes::newest_build_time(&all).unwrap_or(0),
                 source: locked::apk_lock_source(recipe, src),
                 index: index_files,
                 packages,
@@ -347,37 +402,7 @@ pub(super) fn build(
     };
     let untrusted = index.untrusted() || apks.iter().any(|a| a.trust.signer().is_none());
 
-    reporter.stage("install");
-    // APKINDEX's installed size (I:) is in bytes.
-    let planned =
-        super::tree_dir::planned_bytes(plan.iter().map(|p| (Some(p.installed_size), p.size)));
-    let parent = super::tree_dir::choose(opts, planned, false)?;
-    let rootfs = super::tree_dir::make_tree(&parent, reporter.as_ref())?;
-    let sandbox = match &opts.sandbox_helper {
-        Some(p) => Sandbox::with_helper(p),
-        None => Sandbox::new(),
-    };
-    let installed = apk::install(
-        rootfs.path(),
-        &plan,
-        &apks,
-        &image_src,
-        &InstallOptions {
-            run_scripts: src.arch == apk::host_apk_arch(),
-            sandbox: &sandbox,
-            keys: &prepared.key_files,
-        },
-        reporter.as_ref(),
-    )?;
-
-    if !installed.scripts_not_run.is_empty() {
-        reporter.warn(&format!(
-            "scripts not run, marked for `apk fix` (f:s): {}",
-            installed.scripts_not_run.join(", ")
-        ));
-    }
-
-    reporter.stage("pack the layer");
+    let run_scripts = src.arch == apk::host_apk_arch();
     let (arch, variant) = oci_platform(&src.arch);
     let mut config = ImageConfig::new(&arch, "linux");
     config.variant = variant;
@@ -390,18 +415,12 @@ pub(super) fn build(
     if untrusted {
         labels.insert(UNTRUSTED_LABEL.into(), "true".into());
     }
-    if installed.scripts_skipped {
+    if !run_scripts {
         labels.insert(SCRIPTS_LABEL.into(), "not-run".into());
     }
     let work = super::work_dir(opts)?;
-    let mut builder = ImageBuilder::new_in(&work, config, super::layer_compression(recipe, opts))?;
-    let layer_opts = LayerOptions {
-        source_date_epoch: Some(epoch),
-        exclude: ["proc", "sys", "dev", "run", "tmp"]
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
-    };
+    let compression = super::layer_compression(recipe, opts);
+    let mut builder = ImageBuilder::new_in(&work, config, compression)?;
     let history = History {
         created: Some(oci::format_timestamp(epoch)),
         created_by: Some(format!(
@@ -410,23 +429,108 @@ pub(super) fn build(
             src.release,
             src.arch,
             report.packages.len(),
-            if installed.scripts_skipped {
-                ", scripts not run"
-            } else {
-                ""
-            }
+            if run_scripts { "" } else { ", scripts not run" }
         )),
         ..History::default()
     };
-    let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
-    let diff_id = layer.diff_id.to_hex();
+
+    // The same packages, settings and keys make the same layer: a warm
+    // rebuild reuses the compressed one (re-hashed as it is used).
+    let layers = LayerCache::new(&prepared.cache_dir);
+    let cache_key = base_layer_key(
+        &image_src,
+        &all,
+        &prepared.key_files,
+        epoch,
+        run_scripts,
+        compression,
+    )?;
+    let wants_tree = opts
+        .outputs
+        .iter()
+        .any(|o| matches!(o, super::BuildOutput::RootfsDir(_)));
+    let cached = (!wants_tree)
+        .then(|| layers.get(&cache_key))
+        .flatten()
+        .and_then(|(blob, entry)| {
+            let digest = crate::image::Sha256Digest::parse(&entry.digest).ok()?;
+            let diff_id = crate::image::Sha256Digest::parse(&entry.diff_id).ok()?;
+            match builder.add_cached_layer(
+                &blob,
+                digest,
+                diff_id,
+                entry.uncompressed_size,
+                history.clone(),
+            ) {
+                Ok(_) => Some(()),
+                Err(e) => {
+                    reporter.warn(&format!("cached layer unusable ({e}); rebuilding it"));
+                    None
+                }
+            }
+        });
+    let rootfs = if cached.is_some() {
+        reporter.stage("reuse the cached base layer (same packages, keys and settings)");
+        None
+    } else {
+        layers.evict(&cache_key);
+        reporter.stage("install");
+        // APKINDEX's installed size (I:) is in bytes.
+        let planned =
+            super::tree_dir::planned_bytes(plan.iter().map(|p| (Some(p.installed_size), p.size)));
+        let parent = super::tree_dir::choose(opts, planned, false)?;
+        let rootfs = super::tree_dir::make_tree(&parent, reporter.as_ref())?;
+        let sandbox = match &opts.sandbox_helper {
+            Some(p) => Sandbox::with_helper(p),
+            None => Sandbox::new(),
+        };
+        let installed = apk::install(
+            rootfs.path(),
+            &plan,
+            &apks,
+            &image_src,
+            &InstallOptions {
+                run_scripts,
+                sandbox: &sandbox,
+                keys: &prepared.key_files,
+                release: release.as_ref().map(|(p, a)| (*p, a)),
+            },
+            reporter.as_ref(),
+        )?;
+        if !installed.scripts_not_run.is_empty() {
+            reporter.warn(&format!(
+                "scripts not run, marked for `apk fix` (f:s): {}",
+                installed.scripts_not_run.join(", ")
+            ));
+        }
+
+        reporter.stage("pack the layer");
+        let layer_opts = LayerOptions {
+            source_date_epoch: Some(epoch),
+            exclude: ["proc", "sys", "dev", "run", "tmp"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+        };
+        let layer = builder.add_layer_from_dir(rootfs.path(), &layer_opts, history)?;
+        let entry = LayerEntry {
+            digest: layer.descriptor.digest.clone(),
+            diff_id: layer.diff_id.to_string(),
+            uncompressed_size: layer.uncompressed_size.unwrap_or(0),
+        };
+        if let Err(e) = layers.put(&cache_key, layer.path(), &entry) {
+            reporter.warn(&format!("could not store the layer in the cache: {e}"));
+        }
+        Some(rootfs)
+    };
+    let diff_id = builder.layers()[0].diff_id.to_hex();
 
     drop(umask);
     let (outputs, manifest_digest) = super::write_outputs(
         &builder,
         &opts.outputs,
         tags.as_ref(),
-        Some(rootfs),
+        rootfs,
         &Default::default(),
         reporter.as_ref(),
     )?;

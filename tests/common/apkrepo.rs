@@ -41,6 +41,33 @@ impl SigningKey {
         }
     }
 
+    /// The key kept in `path` (PKCS#8 PEM), or a new one written there; named
+    /// after its public key, so the same file gives the same name.
+    pub fn load_or_generate(path: &Path) -> std::io::Result<SigningKey> {
+        use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+        let private = match std::fs::read_to_string(path) {
+            Ok(pem) => RsaPrivateKey::from_pkcs8_pem(&pem)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key =
+                    RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("RSA key generation");
+                let pem = key.to_pkcs8_pem(LineEnding::LF).expect("PEM encoding");
+                std::fs::write(path, pem.as_bytes())?;
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        let der = private
+            .to_public_key()
+            .to_public_key_der()
+            .expect("DER encoding");
+        let id = hex::encode(&Sha256::digest(der.as_bytes())[..4]);
+        Ok(SigningKey {
+            name: format!("rootstrap-test-{id}.rsa.pub"),
+            private,
+        })
+    }
+
     pub fn public_pem(&self) -> String {
         self.private
             .to_public_key()
@@ -137,6 +164,29 @@ pub struct PackageSpec {
     /// `(".post-install", content)` …
     pub scripts: Vec<(String, Vec<u8>)>,
     pub entries: Vec<Entry>,
+    /// The index fields a real package carries; `None` gives the fixture's
+    /// defaults (MIT, origin = name, [`BUILD_TIME`]).
+    pub meta: Option<PackageMeta>,
+    /// A file whose `APK-TOOLS.checksum.SHA1` does not match its content
+    /// (bad input: the package is otherwise well signed and consistent).
+    pub wrong_checksum: Option<String>,
+}
+
+/// The `.PKGINFO` / index fields beyond name, version, arch and relations,
+/// for packages rebuilt from a real database record.
+#[derive(Debug, Clone, Default)]
+pub struct PackageMeta {
+    pub url: String,
+    pub license: String,
+    pub origin: String,
+    pub maintainer: String,
+    pub build_time: u64,
+    pub commit: Option<String>,
+    /// The record's `I:`, kept as the original build computed it.
+    pub installed_size: u64,
+    pub replaces: Vec<String>,
+    pub install_if: Vec<String>,
+    pub replaces_priority: Option<u32>,
 }
 
 impl PackageSpec {
@@ -185,6 +235,7 @@ struct Header<'a> {
     size: u64,
     flag: u8,
     link: &'a str,
+    mtime: u64,
 }
 
 fn tar_header(h: &Header<'_>) -> [u8; 512] {
@@ -198,7 +249,7 @@ fn tar_header(h: &Header<'_>) -> [u8; 512] {
     octal(&mut b[108..116], u64::from(h.uid));
     octal(&mut b[116..124], u64::from(h.gid));
     octal(&mut b[124..136], h.size);
-    octal(&mut b[136..148], BUILD_TIME);
+    octal(&mut b[136..148], h.mtime);
     b[156] = h.flag;
     b[157..157 + h.link.len()].copy_from_slice(h.link.as_bytes());
     b[257..263].copy_from_slice(b"ustar\0");
@@ -217,6 +268,10 @@ fn push_padded(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 fn push_file(out: &mut Vec<u8>, name: &str, mode: u32, content: &[u8]) {
+    push_file_at(out, name, mode, content, BUILD_TIME);
+}
+
+fn push_file_at(out: &mut Vec<u8>, name: &str, mode: u32, content: &[u8], mtime: u64) {
     out.extend_from_slice(&tar_header(&Header {
         name,
         mode,
@@ -225,6 +280,7 @@ fn push_file(out: &mut Vec<u8>, name: &str, mode: u32, content: &[u8]) {
         size: content.len() as u64,
         flag: b'0',
         link: "",
+        mtime,
     }));
     push_padded(out, content);
 }
@@ -240,9 +296,10 @@ fn pax_record(key: &str, value: &str) -> Vec<u8> {
 
 /// The data tar: each file and symlink preceded by a PAX header with its
 /// `APK-TOOLS.checksum.SHA1`, as abuild writes it.
-fn data_tar(entries: &[Entry]) -> Vec<u8> {
+fn data_tar(entries: &[Entry], mtime: u64, wrong_checksum: Option<&str>) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
+        let wrong = wrong_checksum == Some(e.path.as_str());
         let (flag, link, content): (u8, &str, &[u8]) = match &e.node {
             Node::Dir => (b'5', "", b""),
             Node::File(c) => (b'0', "", c),
@@ -250,6 +307,9 @@ fn data_tar(entries: &[Entry]) -> Vec<u8> {
             Node::Hardlink(t) => (b'1', t, b""),
         };
         let checksum = match &e.node {
+            Node::File(c) if wrong => {
+                Some(hex::encode(Sha1::digest([c.as_slice(), b"!"].concat())))
+            }
             Node::File(c) => Some(hex::encode(Sha1::digest(c))),
             Node::Symlink(t) => Some(hex::encode(Sha1::digest(t.as_bytes()))),
             _ => None,
@@ -264,6 +324,7 @@ fn data_tar(entries: &[Entry]) -> Vec<u8> {
                 size: pax.len() as u64,
                 flag: b'x',
                 link: "",
+                mtime,
             }));
             push_padded(&mut out, &pax);
         }
@@ -280,6 +341,7 @@ fn data_tar(entries: &[Entry]) -> Vec<u8> {
             size: content.len() as u64,
             flag,
             link,
+            mtime,
         }));
         push_padded(&mut out, content);
     }
@@ -293,25 +355,55 @@ fn q1(data: &[u8]) -> String {
 
 /// Builds a signed (or, with `key` None, unsigned) v2 package.
 pub fn build_package(spec: &PackageSpec, key: Option<&SigningKey>) -> BuiltPackage {
-    let data = gzip(&data_tar(&spec.entries));
-    let installed_size: u64 = spec
-        .entries
-        .iter()
-        .map(|e| match &e.node {
-            Node::File(c) => (c.len() as u64).div_ceil(4096) * 4096,
-            _ => 0,
-        })
-        .sum::<u64>()
-        .max(4096);
+    let meta = spec.meta.clone().unwrap_or_else(|| PackageMeta {
+        url: "https://example.invalid/".into(),
+        license: "MIT".into(),
+        origin: spec.name.clone(),
+        maintainer: "fixture".into(),
+        build_time: BUILD_TIME,
+        installed_size: spec
+            .entries
+            .iter()
+            .map(|e| match &e.node {
+                Node::File(c) => (c.len() as u64).div_ceil(4096) * 4096,
+                _ => 0,
+            })
+            .sum::<u64>()
+            .max(4096),
+        ..PackageMeta::default()
+    });
+    let data = gzip(&data_tar(
+        &spec.entries,
+        meta.build_time,
+        spec.wrong_checksum.as_deref(),
+    ));
+    let installed_size = meta.installed_size;
+    let build_time = meta.build_time;
     let mut info = format!(
-        "# Generated by rootstrap's test fixture\npkgname = {}\npkgver = {}\npkgdesc = {}\nurl = https://example.invalid/\nbuilddate = {BUILD_TIME}\npackager = fixture\nsize = {installed_size}\narch = {}\norigin = {}\nlicense = MIT\n",
-        spec.name, spec.version, spec.description, spec.arch, spec.name
+        "# Generated by rootstrap's test fixture\npkgname = {}\npkgver = {}\npkgdesc = {}\nurl = {}\nbuilddate = {build_time}\npackager = {}\nsize = {installed_size}\narch = {}\norigin = {}\n",
+        spec.name, spec.version, spec.description, meta.url, meta.maintainer, spec.arch, meta.origin
     );
+    if let Some(c) = &meta.commit {
+        info.push_str(&format!("commit = {c}\n"));
+    }
+    if spec.meta.is_some() {
+        info.push_str(&format!("maintainer = {}\n", meta.maintainer));
+    }
+    info.push_str(&format!("license = {}\n", meta.license));
+    for r in &meta.replaces {
+        info.push_str(&format!("replaces = {r}\n"));
+    }
+    if let Some(q) = meta.replaces_priority {
+        info.push_str(&format!("replaces_priority = {q}\n"));
+    }
     for d in &spec.depends {
         info.push_str(&format!("depend = {d}\n"));
     }
     for p in &spec.provides {
         info.push_str(&format!("provides = {p}\n"));
+    }
+    if !meta.install_if.is_empty() {
+        info.push_str(&format!("install_if = {}\n", meta.install_if.join(" ")));
     }
     if let Some(k) = spec.provider_priority {
         info.push_str(&format!("provider_priority = {k}\n"));
@@ -326,9 +418,15 @@ pub fn build_package(spec: &PackageSpec, key: Option<&SigningKey>) -> BuiltPacka
     // Control and signature members end without the tar trailer, as
     // abuild cuts it so the three members read as one archive.
     let mut control_tar = Vec::new();
-    push_file(&mut control_tar, ".PKGINFO", 0o644, info.as_bytes());
+    push_file_at(
+        &mut control_tar,
+        ".PKGINFO",
+        0o644,
+        info.as_bytes(),
+        build_time,
+    );
     for (name, content) in &spec.scripts {
-        push_file(&mut control_tar, name, 0o755, content);
+        push_file_at(&mut control_tar, name, 0o755, content, build_time);
     }
     let control = gzip(&control_tar);
     let mut bytes = Vec::new();
@@ -347,24 +445,40 @@ pub fn build_package(spec: &PackageSpec, key: Option<&SigningKey>) -> BuiltPacka
     bytes.extend_from_slice(&data);
     let data_range = data_start..bytes.len();
 
+    // Field order as apk-tools writes index entries.
     let mut stanza = format!(
-        "C:{}\nP:{}\nV:{}\nA:{}\nS:{}\nI:{installed_size}\nT:{}\nU:https://example.invalid/\nL:MIT\no:{}\nm:fixture\nt:{BUILD_TIME}\n",
+        "C:{}\nP:{}\nV:{}\nA:{}\nS:{}\nI:{installed_size}\nT:{}\nU:{}\nL:{}\no:{}\nm:{}\nt:{build_time}\n",
         q1(&control),
         spec.name,
         spec.version,
         spec.arch,
         bytes.len(),
         spec.description,
-        spec.name
+        meta.url,
+        meta.license,
+        meta.origin,
+        meta.maintainer,
     );
+    if let Some(c) = &meta.commit {
+        stanza.push_str(&format!("c:{c}\n"));
+    }
+    if let Some(k) = spec.provider_priority {
+        stanza.push_str(&format!("k:{k}\n"));
+    }
     if !spec.depends.is_empty() {
         stanza.push_str(&format!("D:{}\n", spec.depends.join(" ")));
     }
     if !spec.provides.is_empty() {
         stanza.push_str(&format!("p:{}\n", spec.provides.join(" ")));
     }
-    if let Some(k) = spec.provider_priority {
-        stanza.push_str(&format!("k:{k}\n"));
+    if !meta.install_if.is_empty() {
+        stanza.push_str(&format!("i:{}\n", meta.install_if.join(" ")));
+    }
+    if !meta.replaces.is_empty() {
+        stanza.push_str(&format!("r:{}\n", meta.replaces.join(" ")));
+    }
+    if let Some(q) = meta.replaces_priority {
+        stanza.push_str(&format!("q:{q}\n"));
     }
     BuiltPackage {
         spec: spec.clone(),

@@ -5,5 +5,6 @@ pub mod apkrepo;
 pub mod debrepo;
 pub mod fixture;
 pub mod httpd;
+pub mod minirootfs;
 pub mod run;
 pub mod signing;

@@ -7,7 +7,7 @@
 //! passed `open_package` (signature, `C:` identity, size, datahash) and its
 //! per-file checksums, so a tampered package leaves nothing behind.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::index::{parse_index, ApkPackage, Dependency};
 use super::installed::{self, InstalledPackage, ScriptEntry};
-use super::package::{open_package, VerifiedApk};
+use super::package::{open_package, VerifiedApk, SCRIPT_NAMES};
 use super::plan_cache::PlanCache;
 use super::sign::{Trust, TrustedKeys};
 use super::solver::{solve_with, SolveError, SolveOptions};
@@ -118,7 +118,9 @@ pub struct ApkSource {
     pub repositories: Vec<String>,
     /// apk architecture (`x86_64`, `aarch64`).
     pub arch: String,
-    /// World entries (`name`, `name=version`, `name>=v`) beyond [`DEFAULT_WORLD`].
+    /// The base world; `None` is [`DEFAULT_WORLD`].
+    pub base: Option<Vec<String>>,
+    /// World entries (`name`, `name=version`, `name>=v`) beyond the base.
     pub extra: Vec<String>,
     /// Accept unsigned or untrusted indexes and packages (apk's `--allow-untrusted`).
     pub allow_untrusted: bool,
@@ -237,9 +239,12 @@ impl ApkSource {
     /// `apk add` does), sorted by name as apk writes /etc/apk/world.
     pub fn world(&self) -> Vec<String> {
         let mut w: BTreeMap<String, String> = BTreeMap::new();
-        for entry in DEFAULT_WORLD
-            .iter()
-            .copied()
+        let base: Vec<&str> = match &self.base {
+            Some(b) => b.iter().map(String::as_str).collect(),
+            None => DEFAULT_WORLD.to_vec(),
+        };
+        for entry in base
+            .into_iter()
             .chain(self.extra.iter().map(String::as_str))
         {
             let name = entry
@@ -438,7 +443,7 @@ fn load(
     }
     if let Some(cache) = &plans {
         if let Ok(planned) = plan(&loaded, src) {
-            cache.store(&loaded, &planned);
+            cache.store(&loaded, src, &planned);
         }
     }
     Ok(loaded)
@@ -465,6 +470,73 @@ pub fn plan<'a>(
         ..SolveOptions::default()
     };
     Ok(solve_with(&index.packages, &[], &world, &opts)?.install)
+}
+
+/// The package whose files identify the release (`/etc/os-release`,
+/// `/etc/alpine-release`, `/etc/issue`, `/etc/secfixes.d/alpine`).
+pub const RELEASE_PACKAGE: &str = "alpine-release";
+
+/// The release's `alpine-release` package (newest in the untagged
+/// repositories) when the plan does not install it: the official
+/// minirootfs build unpacks it without registering it, and rootstrap does
+/// the same, so scanners that read /etc/os-release identify every image.
+pub fn release_package<'a>(
+    index: &'a LoadedIndexes,
+    src: &ApkSource,
+    plan: &[&ApkPackage],
+) -> Option<&'a ApkPackage> {
+    if plan.iter().any(|p| p.name == RELEASE_PACKAGE) {
+        return None;
+    }
+    index
+        .packages
+        .iter()
+        .filter(|p| {
+            p.name == RELEASE_PACKAGE
+                && p.repo_tag.is_none()
+                && (p.arch == src.arch || p.arch == "noarch")
+        })
+        .max_by(|a, b| super::version::compare(&a.version, &b.version))
+}
+
+/// The plan plus [`release_package`]: what a build downloads and a lock
+/// records.
+pub fn plan_with_release<'a>(
+    index: &'a LoadedIndexes,
+    src: &ApkSource,
+) -> Result<Vec<&'a ApkPackage>, ApkBootstrapError> {
+    let mut all = plan(index, src)?;
+    all.extend(release_package(index, src, &all));
+    Ok(all)
+}
+
+/// Splits [`plan_with_release`]'s list (or a lock's) into the packages to
+/// install and the release package to unpack unregistered: `alpine-release`
+/// when neither the world nor another listed package depends on it.
+pub fn split_release<'a>(
+    all: &[&'a ApkPackage],
+    src: &ApkSource,
+) -> (Vec<&'a ApkPackage>, Option<usize>) {
+    let world = src.world();
+    let named =
+        |entry: &String| entry.split(['@', '<', '>', '=', '~']).next() == Some(RELEASE_PACKAGE);
+    let required = world.iter().any(named)
+        || all.iter().any(|p| {
+            p.depends
+                .iter()
+                .any(|d| !d.conflict && d.name == RELEASE_PACKAGE)
+        });
+    let at = all
+        .iter()
+        .position(|p| p.name == RELEASE_PACKAGE)
+        .filter(|_| !required);
+    let plan = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != at)
+        .map(|(_, p)| *p)
+        .collect();
+    (plan, at)
 }
 
 fn parse_world(entries: &[String]) -> Result<Vec<Dependency>, ApkBootstrapError> {
@@ -558,6 +630,9 @@ pub struct InstallOptions<'a> {
     pub sandbox: &'a Sandbox,
     /// Keys written to /etc/apk/keys.
     pub keys: &'a [KeyFile],
+    /// [`release_package`], fetched: its files are unpacked at the end,
+    /// not registered in the database.
+    pub release: Option<(&'a ApkPackage, &'a VerifiedApk)>,
 }
 
 /// What [`install`] did, for the image's labels and history.
@@ -586,7 +661,7 @@ pub fn install(
         path: root_dir.to_owned(),
         error,
     })?;
-    create_skeleton(&root)?;
+    let mut unclaimed = create_skeleton(&root)?;
     if opts.run_scripts {
         reporter.info("package scripts run in the sandbox, in apk's order");
     } else {
@@ -610,7 +685,7 @@ pub fn install(
             ..InstallReport::default()
         },
     };
-    let mut records = extract_all(&root, plan, apks, &mut scripts)?;
+    let mut records = extract_all(&root, plan, apks, &mut scripts, &mut unclaimed)?;
     scripts.queue_triggers(plan, apks, &records);
     scripts.flush()?;
     for &i in &scripts.broken {
@@ -618,13 +693,77 @@ pub fn install(
             r.broken.script = true;
         }
     }
+    match opts.release {
+        Some((pkg, apk)) => unpack_unregistered(&root, pkg, apk)?,
+        None if !plan.iter().any(|p| p.name == RELEASE_PACKAGE) => reporter.warn(&format!(
+            "no {RELEASE_PACKAGE} package (not in the repositories, or not in the lock): \
+             /etc/os-release and /etc/alpine-release are not written"
+        )),
+        None => {}
+    }
+    lock_root_password(&root)?;
     write_database(&root, &records, plan, apks, src, opts.keys)?;
     Ok(scripts.report)
 }
 
-/// The directories apk's `--initdb` creates before installing anything.
-fn create_skeleton(root: &Root) -> Result<(), ApkBootstrapError> {
+/// alpine-baselayout-data ships `/etc/shadow` with root's password empty
+/// (`root::`); the official minirootfs build locks it (`root:*:`) after
+/// installing, since images that shipped it empty let anyone become root
+/// (CVE-2019-5021). rootstrap does the same; mode and owner stay.
+fn lock_root_password(root: &Root) -> Result<(), ApkBootstrapError> {
+    let shadow = rel("etc/shadow")?;
+    let Some(meta) = root.lstat(&shadow)? else {
+        return Ok(());
+    };
+    if meta.kind != FileKind::File {
+        return Ok(());
+    }
+    let text = root.read_file(&shadow)?;
+    let Some(rest) = text.strip_prefix(b"root::") else {
+        return Ok(());
+    };
+    let mut locked = b"root:*:".to_vec();
+    locked.extend_from_slice(rest);
+    root.write_file(&shadow, &locked, meta.mode)?;
+    if is_root_user() {
+        root.set_owner(&shadow, meta.uid, meta.gid)?;
+    }
+    root.set_mode(&shadow, meta.mode)?;
+    Ok(())
+}
+
+/// Unpacks a package's files without registering it, as `tar -x` of the
+/// package would (the official minirootfs build does this with
+/// `alpine-release`), except that it never replaces what an installed
+/// package put there: existing directories keep their mode, existing paths
+/// stay.
+fn unpack_unregistered(
+    root: &Root,
+    pkg: &ApkPackage,
+    apk: &VerifiedApk,
+) -> Result<(), ApkBootstrapError> {
+    let chown = is_root_user();
+    let id = pkg.id();
+    for e in &apk.data_entries()? {
+        let Some(rel) = entry_path(&id, e)? else {
+            continue;
+        };
+        if root.lstat(&rel)?.is_some() {
+            continue;
+        }
+        extract_entry(root, &id, apk, e, &rel, &BTreeSet::new(), chown)?;
+    }
+    Ok(())
+}
+
+/// The directories apk's `--initdb` creates before installing anything
+/// (`proc` 0555 is where apk mounts /proc for scripts; `lib/apk/exec` is
+/// where it stages them). Returns them: apk leaves a directory that existed
+/// before any package claimed it with its mode when the package's differs.
+fn create_skeleton(root: &Root) -> Result<HashSet<RelPath>, ApkBootstrapError> {
+    let mut made = HashSet::new();
     for (dir, mode) in [
+        ("proc", 0o555),
         ("tmp", 0o1777),
         ("dev", 0o755),
         ("etc", 0o755),
@@ -636,13 +775,15 @@ fn create_skeleton(root: &Root) -> Result<(), ApkBootstrapError> {
         ("var/cache", 0o755),
         ("var/cache/apk", 0o755),
         ("var/cache/misc", 0o755),
+        ("lib/apk/exec", 0o755),
     ] {
         let p = RelPath::from_archive(dir.as_bytes())?;
         if root.mkdir(&p, mode)? {
             root.set_mode(&p, mode)?;
         }
+        made.insert(p);
     }
-    Ok(())
+    Ok(made)
 }
 
 fn is_root_user() -> bool {
@@ -657,6 +798,7 @@ fn extract_all(
     plan: &[&ApkPackage],
     apks: &[VerifiedApk],
     scripts: &mut ScriptRunner<'_>,
+    unclaimed: &mut HashSet<RelPath>,
 ) -> Result<Vec<InstalledPackage>, ApkBootstrapError> {
     let chown = is_root_user();
     let mut owners: HashMap<RelPath, usize> = HashMap::new();
@@ -688,6 +830,15 @@ fn extract_all(
                     }
                 }
                 owners.insert(rel.clone(), i);
+            }
+            if e.kind == EntryKind::Directory && unclaimed.remove(&rel) {
+                let differs = root.lstat(&rel)?.is_some_and(|m| {
+                    m.kind == FileKind::Dir
+                        && (m.mode != e.mode & 0o7777 || m.uid != e.uid || m.gid != e.gid)
+                });
+                if differs {
+                    continue;
+                }
             }
             extract_entry(root, &pkg.id(), apk, e, &rel, &own_files, chown)?;
             if e.kind == EntryKind::File {
@@ -881,25 +1032,31 @@ fn write_database(
     src: &ApkSource,
     keys: &[KeyFile],
 ) -> Result<(), ApkBootstrapError> {
+    // apk 2.14 writes the installed database sorted by package name.
+    let mut sorted: Vec<&InstalledPackage> = records.iter().collect();
+    sorted.sort_by(|a, b| a.pkg.name.cmp(&b.pkg.name));
     root.write_file(
         &rel("lib/apk/db/installed")?,
-        &installed::write_installed(records),
+        &installed::write_installed(sorted),
         0o644,
     )?;
+    // scripts.tar keeps install order and, per package, apk's order of
+    // script types, each stamped with the package's build time.
     let mut scripts = Vec::new();
     for (rec, apk) in records.iter().zip(apks) {
-        for (name, content) in &apk.scripts {
-            scripts.push(ScriptEntry {
-                pkg: &rec.pkg,
-                script: name,
-                content,
-            });
+        for name in SCRIPT_NAMES {
+            if let Some(content) = apk.scripts.get(name) {
+                scripts.push(ScriptEntry {
+                    pkg: &rec.pkg,
+                    script: name,
+                    content,
+                });
+            }
         }
     }
-    // mtime 0: apk stamps the install time here; a reproducible image cannot.
     root.write_file(
         &rel("lib/apk/db/scripts.tar")?,
-        &installed::write_scripts_tar(&scripts, 0),
+        &installed::write_scripts_tar(&scripts),
         0o644,
     )?;
     let globs: Vec<Vec<String>> = apks.iter().map(trigger_globs).collect();
@@ -1156,7 +1313,10 @@ impl ScriptRunner<'_> {
                 .write_file(&exec.join(st.file.as_bytes())?, &st.content, 0o755)?;
         }
         let result = self.run_steps(&steps);
-        self.root.remove_all(&exec)?;
+        // apk leaves lib/apk/exec in place, empty.
+        for st in &steps {
+            self.root.remove_all(&exec.join(st.file.as_bytes())?)?;
+        }
         result
     }
 
@@ -1296,6 +1456,7 @@ mod tests {
             release: "v3.20".into(),
             repositories: vec!["main".into(), "community".into()],
             arch: "x86_64".into(),
+            base: None,
             extra: vec![
                 "curl".into(),
                 "busybox=1.36.1-r0".into(),
@@ -1332,6 +1493,7 @@ mod tests {
                 "@t https://other.example/alpine/edge/testing/".into(),
             ],
             arch: "x86_64".into(),
+            base: None,
             extra: vec![],
             allow_untrusted: false,
         };

@@ -318,12 +318,25 @@ fn finish(what: &str, line: usize, pkg: ApkPackage) -> Result<ApkPackage, ApkErr
     Ok(pkg)
 }
 
+/// `package NAME: ` for the record starting at line index `start` (its
+/// `P:` may come after the bad line, as `C:` leads a record), or nothing.
+fn record_label(lines: &[&str], start: usize) -> String {
+    lines
+        .iter()
+        .skip(start)
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("P:"))
+        .map(|name| format!("package {name}: "))
+        .unwrap_or_default()
+}
+
 /// Parses the APKINDEX text format: `K:value` lines, records separated by
 /// blank lines. `what` names the source in errors.
 pub fn parse_index_text(what: &str, text: &str) -> Result<Vec<ApkPackage>, ApkError> {
     let mut out = Vec::new();
     let mut cur: Option<(usize, ApkPackage)> = None;
-    for (i, raw) in text.lines().enumerate() {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, raw) in lines.iter().enumerate() {
         let line = i + 1;
         if raw.is_empty() {
             if let Some((start, pkg)) = cur.take() {
@@ -336,12 +349,23 @@ pub fn parse_index_text(what: &str, text: &str) -> Result<Vec<ApkPackage>, ApkEr
             return Err(ApkError::IndexSyntax {
                 what: what.to_string(),
                 line,
-                reason: format!("expected K:value, got {raw:?}"),
+                reason: format!(
+                    "{}expected K:value, got {raw:?}",
+                    record_label(&lines, cur.as_ref().map_or(i, |c| c.0 - 1))
+                ),
             });
         };
         let value = chars.as_str();
-        let (_, pkg) = cur.get_or_insert_with(|| (line, ApkPackage::default()));
-        apply_field(what, line, pkg, key, value)?;
+        let (start, pkg) = cur.get_or_insert_with(|| (line, ApkPackage::default()));
+        let start = *start;
+        apply_field(what, line, pkg, key, value).map_err(|e| match e {
+            ApkError::IndexSyntax { what, line, reason } => ApkError::IndexSyntax {
+                what,
+                line,
+                reason: format!("{}{reason}", record_label(&lines, start - 1)),
+            },
+            other => other,
+        })?;
     }
     if let Some((start, pkg)) = cur.take() {
         out.push(finish(what, start, pkg)?);
@@ -505,5 +529,24 @@ mod archive_tests {
             matches!(err, ApkError::UnknownSignatureAlgorithm { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_bad_line_names_its_package_even_before_p() {
+        let text =
+            "C:Q1Meo+LHGPSi3uY9gIouEVb9z8Fbo=\nP:zlib\nV:1-r0\nI:many\n\nC:Q1x\nP:musl\nV:1-r0\n";
+        let err = parse_index_text("APKINDEX", text).unwrap_err().to_string();
+        assert!(
+            err.contains("line 4") && err.contains("package zlib: I:"),
+            "{err}"
+        );
+        let err = parse_index_text("APKINDEX", "P:a\nV:1-r0\n\nC:bad\nP:musl\nV:1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("package musl: bad C:"), "{err}");
+        let err = parse_index_text("APKINDEX", "P:busybox\nV:1-r0\ngarbage\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("package busybox: expected K:value"), "{err}");
     }
 }

@@ -150,7 +150,7 @@ fn write_header(out: &mut String, p: &ApkPackage) {
 /// Serialises `lib/apk/db/installed`: per package the index header, then
 /// `F:` directories with `M:` when not root:root 0755, each followed by its
 /// `R:` files with `a:` when not root:root 0644 and `Z:` checksums.
-pub fn write_installed(pkgs: &[InstalledPackage]) -> Vec<u8> {
+pub fn write_installed<'a>(pkgs: impl IntoIterator<Item = &'a InstalledPackage>) -> Vec<u8> {
     let mut out = String::new();
     for ip in pkgs {
         write_header(&mut out, &ip.pkg);
@@ -391,10 +391,12 @@ fn gnu_header(name: &str, size: u64, mode: u32, mtime: u64) -> [u8; 512] {
 }
 
 /// Serialises `scripts.tar`: entries named `<name>-<ver>.<Q1 identity>.<script>`
-/// (GNU tar headers, root:root 0755, `mtime`), as apk-tools writes it.
-pub fn write_scripts_tar(scripts: &[ScriptEntry], mtime: u64) -> Vec<u8> {
+/// (GNU tar headers, root:root 0755, the package's build time as mtime),
+/// as apk-tools writes it.
+pub fn write_scripts_tar(scripts: &[ScriptEntry]) -> Vec<u8> {
     let mut out = Vec::new();
     for s in scripts {
+        let mtime = s.pkg.build_time.unwrap_or(0);
         let id = s
             .pkg
             .checksum
@@ -457,16 +459,14 @@ mod tests {
             name: "busybox".into(),
             version: "1.0-r0".into(),
             checksum: Checksum::parse("Q1Meo+LHGPSi3uY9gIouEVb9z8Fbo="),
+            build_time: Some(1),
             ..Default::default()
         };
-        let tar = write_scripts_tar(
-            &[ScriptEntry {
-                pkg: &pkg,
-                script: ".post-install",
-                content: b"#!/bin/sh\n",
-            }],
-            1,
-        );
+        let tar = write_scripts_tar(&[ScriptEntry {
+            pkg: &pkg,
+            script: ".post-install",
+            content: b"#!/bin/sh\n",
+        }]);
         let e = parse_entries("t", &tar).unwrap();
         assert_eq!(
             e[0].path,

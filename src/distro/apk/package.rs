@@ -12,14 +12,15 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// Control-member files apk runs as package scripts.
+/// Control-member files apk runs as package scripts, in apk-tools' own
+/// order of script types (the order `scripts.tar` keeps a package's scripts).
 pub const SCRIPT_NAMES: [&str; 7] = [
     ".pre-install",
     ".post-install",
-    ".pre-upgrade",
-    ".post-upgrade",
     ".pre-deinstall",
     ".post-deinstall",
+    ".pre-upgrade",
+    ".post-upgrade",
     ".trigger",
 ];
 

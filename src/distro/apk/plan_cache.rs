@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::bootstrap::{plan, ApkSource, LoadedIndexes, RepoIndex};
+use super::bootstrap::{plan, release_package, ApkSource, LoadedIndexes, RepoIndex};
 use super::index::ApkPackage;
 use super::installed::{self, InstalledPackage};
 use super::sign::{Trust, TrustedKeys};
@@ -97,11 +97,18 @@ impl PlanCache {
             loaded.packages.push(rec.pkg);
             loaded.origin.push(*repo);
         }
-        let closed = plan(&loaded, src).is_ok_and(|p| p.len() == loaded.packages.len());
+        // The stanzas are the plan plus, when the plan lacks it, the
+        // release package (unpacked unregistered).
+        let closed = plan(&loaded, src).is_ok_and(|p| {
+            let release = usize::from(release_package(&loaded, src, &p).is_some());
+            p.len() + release == loaded.packages.len()
+        });
         closed.then_some(loaded)
     }
 
-    pub(super) fn store(&self, loaded: &LoadedIndexes, planned: &[&ApkPackage]) {
+    pub(super) fn store(&self, loaded: &LoadedIndexes, src: &ApkSource, planned: &[&ApkPackage]) {
+        let mut planned = planned.to_vec();
+        planned.extend(release_package(loaded, src, &planned));
         let repos = loaded
             .repos
             .iter()
@@ -120,7 +127,7 @@ impl PlanCache {
             })
             .collect();
         let mut packages = Vec::new();
-        for p in planned {
+        for p in &planned {
             let (Some(i), Ok(text)) = (
                 loaded.packages.iter().position(|q| std::ptr::eq(q, *p)),
                 String::from_utf8(installed::write_installed(&[InstalledPackage {

@@ -59,12 +59,20 @@ pub struct SolveOptions {
     /// Names being deleted (`apk del`): their providers lose the
     /// "keep what is installed" preference.
     pub removing: Vec<String>,
+    /// Names to upgrade while everything else stays (`apk upgrade NAME…`,
+    /// apk 3's pre-upgrade set). Unlike apk, their dependencies do not
+    /// inherit the upgrade.
+    pub upgrade_names: Vec<String>,
 }
 
 /// The package set to have installed, in apk's install order (dependencies first).
 #[derive(Debug, Clone)]
 pub struct Solution<'a> {
     pub install: Vec<&'a ApkPackage>,
+    /// Per `install` entry, the repository tag it is installed under (apk's
+    /// `s:`): its own request's or the one it inherited; `None` when an
+    /// untagged repository carries it.
+    pub pinned: Vec<Option<String>>,
 }
 
 /// What must change to get from the installed set to a solution.
@@ -75,6 +83,8 @@ pub enum Change<'a> {
     Downgrade(&'a ApkPackage, &'a ApkPackage),
     /// Same version, different package identity (rebuilt upstream).
     Replace(&'a ApkPackage, &'a ApkPackage),
+    /// The same package, now installed under another repository tag.
+    Repin(&'a ApkPackage, Option<String>),
     Remove(&'a ApkPackage),
 }
 
@@ -93,6 +103,8 @@ struct Candidate<'a> {
     /// Repository tags this package is available under (None: an untagged
     /// repository, or installed with no `s:` tag), like apk's `pkg->repos`.
     tags: BTreeSet<Option<&'a str>>,
+    /// Some repository carries it (not only the installed database).
+    in_repo: bool,
     /// Names this package occupies exclusively: its own and versioned provides.
     owned: Vec<&'a str>,
 }
@@ -128,6 +140,7 @@ fn merge_copy<'a>(c: &mut Candidate<'a>, copy: &'a ApkPackage, copy_installed: b
         c.pkg = copy;
     }
     c.tags.insert(tag);
+    c.in_repo |= !copy_installed;
 }
 
 fn provided_version(p: &Dependency) -> Option<&str> {
@@ -200,8 +213,20 @@ impl<'a> Solver<'a> {
                 pkg,
                 installed: is_installed,
                 tags: BTreeSet::from([tag]),
+                in_repo: !is_installed,
                 owned,
             });
+        }
+        // `apk upgrade --available`: an installed package no repository
+        // carries any more gives way to one that is available (a downgrade
+        // if need be).
+        if opts.available {
+            let available: BTreeSet<&str> = cands
+                .iter()
+                .filter(|c| c.in_repo)
+                .map(|c| c.pkg.name.as_str())
+                .collect();
+            cands.retain(|c| c.in_repo || !available.contains(c.pkg.name.as_str()));
         }
         let mut by_name: BTreeMap<&'a str, Vec<usize>> = BTreeMap::new();
         let mut install_if = Vec::new();
@@ -408,8 +433,11 @@ impl<'a> Solver<'a> {
         // repository; anything else (including dependencies that inherit a
         // pin, which only *allows* the tagged repository) prefers untagged.
         let preferred = |c: &Candidate| c.tags.contains(&d.tag.as_deref());
+        let upgrading = |c: &Candidate| self.opts.upgrade_names.contains(&c.pkg.name);
         let keep_installed = !self.opts.upgrade
             && !self.opts.latest
+            && !upgrading(ca)
+            && !upgrading(cb)
             && !removing
             && (ca.pkg.name == cb.pkg.name || va.is_some() || vb.is_some());
         let by_installed = |keep: bool| {
@@ -659,6 +687,22 @@ impl<'a> Solver<'a> {
 
     /// Dependencies first (depth-first post-order from the sorted world), then
     /// whatever was pulled in by install_if, in selection order.
+    /// The tag selected candidate `c` is installed under: none when an
+    /// untagged repository carries it, else the first tag its selection
+    /// allowed that carries it.
+    fn pinned_tag(&self, c: usize) -> Option<String> {
+        let cand = &self.cands[c];
+        if cand.tags.contains(&None) {
+            return None;
+        }
+        let pos = self.selected.iter().position(|&s| s == c)?;
+        self.selected_tags[pos]
+            .iter()
+            .find(|t| cand.tags.contains(&Some(t.as_str())))
+            .cloned()
+            .or_else(|| cand.pkg.repo_tag.clone())
+    }
+
     fn install_order(&self) -> Vec<usize> {
         let mut done = BTreeSet::new();
         let mut order = Vec::new();
@@ -738,12 +782,10 @@ pub fn solve_with<'a>(
     let mut solver = Solver::new(repo, installed, world, opts);
     if solver.search(0)? {
         let solver = prefer_install_if(solver, repo, installed, world, opts)?;
-        let install = solver
-            .install_order()
-            .into_iter()
-            .map(|i| solver.cands[i].pkg)
-            .collect();
-        return Ok(Solution { install });
+        let order = solver.install_order();
+        let pinned = order.iter().map(|&i| solver.pinned_tag(i)).collect();
+        let install = order.into_iter().map(|i| solver.cands[i].pkg).collect();
+        return Ok(Solution { install, pinned });
     }
     Err(solver.first_failure.take().unwrap_or_else(|| {
         let conflict = world
@@ -815,7 +857,8 @@ impl<'a> Solution<'a> {
             .into_iter()
             .map(Change::Remove)
             .collect();
-        for &new in &self.install {
+        for (i, &new) in self.install.iter().enumerate() {
+            let pin = self.pinned.get(i).cloned().flatten();
             match installed.iter().find(|o| o.name == new.name) {
                 None => out.push(Change::Install(new)),
                 Some(old) => match version::compare(&new.version, &old.version) {
@@ -824,6 +867,7 @@ impl<'a> Solution<'a> {
                     Ordering::Equal if new.checksum.is_some() && new.checksum != old.checksum => {
                         out.push(Change::Replace(old, new))
                     }
+                    Ordering::Equal if pin != old.repo_tag => out.push(Change::Repin(new, pin)),
                     Ordering::Equal => {}
                 },
             }
