@@ -258,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = rootstrap::image::registry::PushOptions {
                 insecure: args.insecure,
                 credentials,
+                ..Default::default()
             };
             let result =
                 rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref());
@@ -286,7 +287,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let opts = rootstrap::image::registry::PushOptions {
                 insecure: args.insecure,
-                credentials: None,
+                ..Default::default()
             };
             let result = rootstrap::image::registry::pull(
                 &reference,
