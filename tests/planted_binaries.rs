@@ -10,6 +10,8 @@
 //! Dockerfile builds; the NSS modules need a C compiler (else they are
 //! planted as non-ELF files and the test says so).
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -73,7 +75,9 @@ struct Markers {
 
 impl Markers {
     fn new(name: &str) -> Markers {
-        let dir = std::env::temp_dir().join(format!(
+        // /var/tmp: a recipe build leaves /tmp out of the image, and the
+        // in-sandbox marks are looked for in the image.
+        let dir = Path::new("/var/tmp").join(format!(
             "rootstrap-planted-{name}-{}-{}",
             std::process::id(),
             std::time::SystemTime::now()
@@ -367,4 +371,89 @@ fn add_of_a_decompression_bomb_is_capped() {
     );
     assert!(!out.exists(), "nothing at the output path");
     assert!(markers.left().is_empty());
+}
+
+/// The same plants arriving in a package of a recipe build (Alpine fixture
+/// repository on 127.0.0.1), with a post-install script that runs them in
+/// the sandbox: the build, its scripts and the packing that follows leave
+/// no marker on the host. (/usr/local and the library directories: the
+/// other PATH directories belong to busybox's applet links.)
+#[test]
+fn a_recipe_build_never_runs_planted_files_on_the_host() {
+    use common::apkrepo::{self, PackageSpec};
+    if !can_run() {
+        return;
+    }
+    let Some(busybox) = apkrepo::host_static_busybox() else {
+        eprintln!("SKIP: no static busybox on the host");
+        return;
+    };
+    let arch = std::env::consts::ARCH;
+    let work = tempfile::tempdir().unwrap();
+    let markers = Markers::new("recipe");
+    let (lib, _) = planted_library(work.path(), &markers);
+    let tool = planted_tool(&markers);
+    let mut spec = PackageSpec::new("planted", "1.0-r0", arch);
+    spec.depends = vec!["busybox".into()];
+    for d in ["usr/local/sbin", "usr/local/bin"] {
+        for t in TOOLS {
+            spec.entries
+                .push(apkrepo::file(&format!("{d}/{t}"), 0o755, tool.as_bytes()));
+        }
+    }
+    for d in ["lib", "usr/lib", "usr/local/lib"] {
+        for m in NSS_MODULES {
+            spec.entries
+                .push(apkrepo::file(&format!("{d}/{m}"), 0o755, &lib));
+        }
+    }
+    spec.scripts.push((
+        ".post-install".into(),
+        b"#!/bin/sh\nexport PATH=/usr/local/sbin:/usr/local/bin:$PATH\ngzip; xz; tar; ldconfig; getent passwd root; sh -c true\nexit 0\n".to_vec(),
+    ));
+    let mut repo = common::fixture::alpine_repo(&work.path().join("mirror"), arch, &busybox);
+    repo.add_package(&spec).unwrap();
+    let server = common::httpd::TestServer::serve(&repo.root);
+    let recipe = work.path().join("planted.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "{}\n[packages]\ninstall = [\"planted\"]\n",
+            common::fixture::alpine_source(arch)
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    let result = Command::new(common::run::BIN)
+        .arg("build")
+        .arg(&recipe)
+        .arg("--mirror")
+        .arg(server.base_url())
+        .arg("--keys")
+        .arg(&repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(work.path().join("cache"))
+        .arg("--work-dir")
+        .arg(work.path())
+        .arg("--output")
+        .arg(format!("oci:{}", out.display()))
+        .env_remove("ROOTSTRAP_MIRROR")
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let left = markers.left();
+    assert!(left.is_empty(), "planted files ran on the host: {left:?}");
+    // The script did run them, inside the sandbox.
+    let image = OpenedImage::open(&ImageSource::OciDir(out), None).unwrap();
+    let mut sink = MemorySink::default();
+    unpack_layers(&image, &mut sink).unwrap();
+    let inside = markers.dir.strip_prefix("/").unwrap();
+    assert!(
+        sink.entries.keys().any(|p| p.starts_with(inside)),
+        "the post-install script should have run the planted tools in the sandbox"
+    );
 }
