@@ -354,7 +354,7 @@ fn an_oversize_manifest_is_refused() {
 }
 
 fn index_of(digest: &Sha256Digest, media_type: &str, size: usize) -> Vec<u8> {
-    let mut d = Descriptor::new(media_type, digest.clone(), size as u64);
+    let mut d = Descriptor::new(media_type, *digest, size as u64);
     d.platform = Some(Platform {
         architecture: oci::oci_arch(std::env::consts::ARCH).0.into(),
         os: "linux".into(),
