@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use rootstrap::distro::deb::{control, packages, relation, release, version::Version};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     for p in control::paragraphs(text) {
         if let Ok(p) = p {
             for (_, v) in p.fields() {

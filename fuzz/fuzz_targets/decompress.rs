@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(mut r) = decoder_for(c, data, CAP, integrity) {
             let mut counted = CountingSink(0);
             let _ = std::io::copy(&mut r, &mut counted);
-            assert!(counted.0 <= CAP, "decoder produced {} bytes past the cap", counted.0);
+            assert!(
+                counted.0 <= CAP,
+                "decoder produced {} bytes past the cap",
+                counted.0
+            );
         }
     }
 });

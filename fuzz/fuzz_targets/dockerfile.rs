@@ -6,10 +6,16 @@ use rootstrap::dockerfile::{self, parse_instructions};
 use std::collections::HashMap;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(file) = dockerfile::parse(text) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(file) = dockerfile::parse(text) else {
+        return;
+    };
     let _ = dockerfile::dump(&file);
-    let Ok(stages) = parse_instructions(&file) else { return };
+    let Ok(stages) = parse_instructions(&file) else {
+        return;
+    };
     let env: HashMap<String, String> = [("A".to_string(), "a b".to_string())].into();
     let lookup = |n: &str| env.get(n).cloned();
     let _ = stages.global_arg_values(&env, &HashMap::new());

@@ -13,7 +13,9 @@ fuzz_target!(|data: &[u8]| {
         ImageSource::DockerArchive(file.path().to_owned()),
         ImageSource::OciArchive(file.path().to_owned()),
     ] {
-        let Ok(image) = OpenedImage::open(&source, None) else { continue };
+        let Ok(image) = OpenedImage::open(&source, None) else {
+            continue;
+        };
         let _ = fsck(&image);
         let _ = unpack_layers(&image, &mut MemorySink::default());
     }

@@ -5,7 +5,9 @@ use rootstrap::lock::{self, LockPath};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(parsed) = lock::parse(text, Path::new("fuzz.lock")) {
         // What parses must serialise and parse back to the same lock.
         let written = lock::to_toml(&parsed).expect("a parsed lock serialises");
@@ -14,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(p) = LockPath::parse(text) {
         let under = p.under(Path::new("/cache"));
-        assert!(under.starts_with("/cache"), "{p:?} escapes: {}", under.display());
+        assert!(
+            under.starts_with("/cache"),
+            "{p:?} escapes: {}",
+            under.display()
+        );
     }
 });
