@@ -263,6 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = rootstrap::image::registry::PushOptions {
                 insecure: args.insecure,
                 credentials,
+                ..Default::default()
             };
             let result =
                 rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref());
@@ -291,7 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let opts = rootstrap::image::registry::PushOptions {
                 insecure: args.insecure,
-                credentials: None,
+                ..Default::default()
             };
             let result = rootstrap::image::registry::pull(
                 &reference,

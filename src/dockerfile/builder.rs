@@ -50,6 +50,13 @@ pub type RecipeBase<'a> = &'a dyn Fn(&Path) -> Result<PathBuf, String>;
 /// Largest file `ADD <url>` downloads.
 const MAX_URL_BYTES: u64 = 1 << 30;
 
+/// `ADD` of a compressed tar stops once the tar it decompresses to grows
+/// past this many times the compressed size (and past the floor below):
+/// real archives stay far below it, a decompression bomb (HOSTILE 14,
+/// CVE-2017-14992) runs into it after a bounded amount of work and disk.
+const ADD_MAX_EXPANSION: u64 = 100;
+const ADD_MIN_CAP: u64 = 256 << 20;
+
 pub struct BuildOptions<'a> {
     /// `--build-arg K=V`.
     pub build_args: HashMap<String, String>,
@@ -1563,7 +1570,8 @@ impl Runner<'_> {
         at: &StepAt,
     ) -> Result<(), BuildError> {
         let file = source.open_read(path).map_err(|e| at.fail(e))?;
-        let reader = decompress::decoder(compression, std::io::BufReader::new(file), u64::MAX)
+        let cap = add_decompression_cap(compression, &file).map_err(|e| at.fail(e))?;
+        let reader = decompress::decoder(compression, std::io::BufReader::new(file), cap)
             .map_err(|e| at.fail(e))?;
         let mut xopts = ExtractOptions::new(String::from_utf8_lossy(path.as_bytes()).into_owned());
         xopts.mtime_clamp = self.opts.source_date_epoch;
@@ -1740,6 +1748,17 @@ fn url_file_name(url: &str) -> String {
 
 /// Whether a context file is a tar archive (plain or gz/xz/zst), which ADD
 /// unpacks; returns its compression.
+/// How many bytes an ADD'ed archive may decompress to.
+fn add_decompression_cap(compression: Compression, file: &std::fs::File) -> std::io::Result<u64> {
+    if compression == Compression::None {
+        return Ok(u64::MAX);
+    }
+    let compressed = file.metadata()?.len();
+    Ok(compressed
+        .saturating_mul(ADD_MAX_EXPANSION)
+        .max(ADD_MIN_CAP))
+}
+
 fn tar_archive(root: &Root, path: &RelPath) -> std::io::Result<Option<Compression>> {
     let file = root
         .open_read(path)

@@ -24,6 +24,14 @@ use crate::report::Reporter;
 /// Manifests larger than this are refused (also the cap on error bodies read).
 const MAX_MANIFEST: u64 = 4 << 20;
 
+/// How long one registry request may take, besides its body's allowance.
+const DEFAULT_REQUEST_TIME: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A blob transfer may take one more second per this many bytes, so a server
+/// that trickles bytes (slow loris) cannot hold a pull or push forever while
+/// a big layer on a slow link still has its time.
+const MIN_BYTES_PER_SECOND: u64 = 16 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{reference}: name a registry host to push to, e.g. localhost:5000/{reference}")]
@@ -49,6 +57,12 @@ pub enum RegistryError {
     BadLocation { url: String, location: String },
     #[error("registry stored the manifest as {actual}, expected {expected}")]
     DigestMismatch { expected: String, actual: String },
+    #[error("{what} {expected}: the registry served content whose digest is {actual}")]
+    ServedWrongContent {
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("reading {what} from the image: {source}")]
     Image {
         what: String,
@@ -76,6 +90,9 @@ pub struct PushOptions {
     pub insecure: bool,
     /// Explicit credentials; else `~/.docker/config.json`'s `auths` entry.
     pub credentials: Option<Credentials>,
+    /// The time a request may take before its body's size allowance
+    /// ([`MIN_BYTES_PER_SECOND`]); `None` is 300 s.
+    pub request_time: Option<std::time::Duration>,
 }
 
 /// What a push did.
@@ -404,9 +421,22 @@ pub fn pull(
         (media_type, bytes) = session.get_manifest(&expected.to_string())?;
         digest = Sha256Digest::of(&bytes);
         if digest != expected {
-            return Err(RegistryError::DigestMismatch {
+            return Err(RegistryError::ServedWrongContent {
+                what: "manifest",
                 expected: expected.to_string(),
                 actual: digest.to_string(),
+            });
+        }
+        // One level only: an index naming an index is how a registry makes
+        // a client walk a chain (or a loop through tags) without end.
+        if is_index(&media_type, &bytes) {
+            return Err(RegistryError::Image {
+                what: reference.familiar(),
+                source: format!(
+                    "the index entry for {}/{} ({expected}) is itself an index; nested indexes are not followed",
+                    platform.1, platform.0
+                )
+                .into(),
             });
         }
     }
@@ -436,7 +466,7 @@ pub fn pull(
         let result = session.download_blob(&want, desc.size, &blobs_dir.join(want.to_hex()));
         reporter.download_done(id);
         result?;
-        total += desc.size;
+        total = desc.size.saturating_add(total);
     }
     std::fs::write(blobs_dir.join(digest.to_hex()), &bytes)
         .map_err(io_err("the manifest blob".into()))?;
@@ -559,6 +589,7 @@ struct Session {
     repository: String,
     credentials: Option<Credentials>,
     auth: Authorization,
+    request_time: std::time::Duration,
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -595,7 +626,14 @@ impl Session {
                 .clone()
                 .or_else(|| docker_config_credentials(host)),
             auth: Authorization::None,
+            request_time: opts.request_time.unwrap_or(DEFAULT_REQUEST_TIME),
         }
+    }
+
+    /// The whole-request deadline for a transfer of `size` bytes.
+    fn time_for(&self, size: u64) -> std::time::Duration {
+        self.request_time
+            .saturating_add(std::time::Duration::from_secs(size / MIN_BYTES_PER_SECOND))
     }
 
     fn blob_url(&self, digest: &Sha256Digest) -> String {
@@ -673,7 +711,8 @@ impl Session {
             });
         }
         if reference.starts_with("sha256:") && Sha256Digest::of(&bytes).to_string() != reference {
-            return Err(RegistryError::DigestMismatch {
+            return Err(RegistryError::ServedWrongContent {
+                what: "manifest",
                 expected: reference.to_owned(),
                 actual: Sha256Digest::of(&bytes).to_string(),
             });
@@ -690,7 +729,7 @@ impl Session {
         path: &std::path::Path,
     ) -> Result<(), RegistryError> {
         let url = self.blob_url(digest);
-        let response = self.send("GET", &url, &[], Body::Empty)?;
+        let response = self.send_sized("GET", &url, &[], Body::Empty, size)?;
         let transport = |message: String| RegistryError::Transport {
             method: "GET",
             url: url.clone(),
@@ -699,8 +738,11 @@ impl Session {
         let file = std::fs::File::create(path)
             .map_err(|e| transport(format!("creating {}: {e}", path.display())))?;
         let mut writer = super::HashingWriter::new(std::io::BufWriter::new(file));
-        std::io::copy(&mut response.into_reader().take(size + 1), &mut writer)
-            .map_err(|e| transport(e.to_string()))?;
+        std::io::copy(
+            &mut response.into_reader().take(size.saturating_add(1)),
+            &mut writer,
+        )
+        .map_err(|e| transport(e.to_string()))?;
         let (mut inner, actual, written) = writer.finish();
         std::io::Write::flush(&mut inner).map_err(|e| transport(e.to_string()))?;
         if written != size {
@@ -709,7 +751,8 @@ impl Session {
             )));
         }
         if actual != *digest {
-            return Err(RegistryError::DigestMismatch {
+            return Err(RegistryError::ServedWrongContent {
+                what: "blob",
                 expected: digest.to_string(),
                 actual: actual.to_string(),
             });
@@ -747,10 +790,27 @@ impl Session {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<ureq::Response, RegistryError> {
-        match self.send_once(method, url, headers, &body) {
+        let size = match body {
+            Body::Blob { size, .. } => size,
+            _ => 0,
+        };
+        self.send_sized(method, url, headers, body, size)
+    }
+
+    /// [`Session::send`] for a transfer of `size` bytes (its deadline).
+    fn send_sized(
+        &mut self,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+        size: u64,
+    ) -> Result<ureq::Response, RegistryError> {
+        let deadline = self.time_for(size);
+        match self.send_once(method, url, headers, &body, deadline) {
             Err(Attempt::Unauthorized(challenge)) => {
                 self.authenticate(url, &challenge)?;
-                self.send_once(method, url, headers, &body)
+                self.send_once(method, url, headers, &body, deadline)
                     .map_err(|a| a.into_error(method, url))
             }
             other => other.map_err(|a| a.into_error(method, url)),
@@ -763,8 +823,9 @@ impl Session {
         url: &str,
         headers: &[(&str, &str)],
         body: &Body<'_>,
+        deadline: std::time::Duration,
     ) -> Result<ureq::Response, Attempt> {
-        let mut request = self.agent.request(method, url);
+        let mut request = self.agent.request(method, url).timeout(deadline);
         for (k, v) in headers {
             request = request.set(k, v);
         }
@@ -825,6 +886,7 @@ impl Session {
                     scope.unwrap_or_else(|| format!("repository:{}:pull,push", self.repository));
                 let mut token_url = url::Url::parse(&realm)
                     .map_err(|e| auth_err(format!("token realm {realm:?} is invalid: {e}")))?;
+                self.check_realm(&token_url)?;
                 {
                     let mut q = token_url.query_pairs_mut();
                     if let Some(s) = &service {
@@ -832,7 +894,10 @@ impl Session {
                     }
                     q.append_pair("scope", &scope);
                 }
-                let mut request = self.agent.get(token_url.as_str());
+                let mut request = self
+                    .agent
+                    .get(token_url.as_str())
+                    .timeout(self.request_time);
                 if let Some(creds) = &self.credentials {
                     request = request.set("Authorization", &basic_header(creds));
                 }
@@ -860,6 +925,39 @@ impl Session {
             }
         }
         Ok(())
+    }
+}
+
+impl Session {
+    /// A token realm gets the user's credentials, so it must be reached at
+    /// least as safely as the registry: never over plain HTTP from an HTTPS
+    /// registry, and never over plain HTTP on another host while there are
+    /// credentials to send (a registry naming any realm it likes would
+    /// otherwise collect them in clear text).
+    fn check_realm(&self, realm: &url::Url) -> Result<(), RegistryError> {
+        let refuse = |reason: String| RegistryError::Auth {
+            url: realm.to_string(),
+            reason,
+        };
+        let registry = url::Url::parse(&self.base).map_err(|e| refuse(e.to_string()))?;
+        match realm.scheme() {
+            "https" => Ok(()),
+            "http" if registry.scheme() == "https" => Err(refuse(format!(
+                "the token realm is plain HTTP while the registry {} is HTTPS; refusing to downgrade",
+                self.host
+            ))),
+            "http" if realm.origin() != registry.origin() && self.credentials.is_some() => {
+                Err(refuse(format!(
+                    "the token realm is on another host ({}) over plain HTTP; refusing to send the credentials for {} there",
+                    realm.host_str().unwrap_or("?"),
+                    self.host
+                )))
+            }
+            "http" => Ok(()),
+            other => Err(refuse(format!(
+                "the token realm uses {other:?}, not http(s)"
+            ))),
+        }
     }
 }
 
