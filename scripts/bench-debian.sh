@@ -100,9 +100,9 @@ if [ "${BENCH_LEVELS:-1}" = 1 ]; then
     rl=$bench/rootless && rm -rf "$rl" && mkdir -p "$rl" && chown "$user" "$rl"
     chmod -R a+rX "$keyring"
     as_user=(runuser -u "$user" -- env HOME="$rl")
-    measure rootstrap-rootless-cold "${as_user[@]}" "$rs" --progress plain build "$PWD/recipes/debian-$suite.toml" \
+    measure rootstrap-rootless-cold "${as_user[@]}" "$rs" --progress plain build "debian-$suite" \
         --mirror "$mirror" --cache-dir "$rl/cache" --output "tar:$rl/rootstrap.tar"
-    measure rootstrap-rootless-warm "${as_user[@]}" "$rs" --progress plain build "$PWD/recipes/debian-$suite.toml" \
+    measure rootstrap-rootless-warm "${as_user[@]}" "$rs" --progress plain build "debian-$suite" \
         --mirror "$mirror" --cache-dir "$rl/cache" --output "tar:$rl/rootstrap-warm.tar"
     measure mmdebstrap-unshare "${as_user[@]}" mmdebstrap --mode=unshare --variant=minbase --keyring="$keyring" \
         "$suite" "$rl/mmdebstrap.tar" "$mirror"

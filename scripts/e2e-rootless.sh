@@ -42,11 +42,16 @@ id -u "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$user"
 grep -q "^$user:" /etc/subuid || usermod --add-subuids 300000-365535 "$user"
 grep -q "^$user:" /etc/subgid || usermod --add-subgids 300000-365535 "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
-mkdir -p "$work/out"
+mkdir -p "$work/out" "$work/bin"
 chown "$user" "$work/out"
+# The user may not reach this checkout (a clone under /root, say): it gets
+# its own copy of the binary, shipped recipe names (recipes and keys are
+# built in), and a working directory of its own.
+install -m 755 "$rs" "$work/bin/rootstrap"
+urs=$work/bin/rootstrap
 as_user() {
-    runuser -u "$user" -- env HOME="$home" SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" \
-        ROOTSTRAP_CACHE_DIR="$work/out/cache" "$@"
+    (cd "$work/out" && runuser -u "$user" -- env HOME="$home" SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" \
+        ROOTSTRAP_CACHE_DIR="$work/out/cache" "$@")
 }
 digest_of() { awk -v p="$1" '$1 == p {print $2}' "$2"; }
 
@@ -57,7 +62,7 @@ chmod 644 "$work/trixie.lock"
 "$rs" --progress plain build recipes/debian-trixie.toml --lock "$work/trixie.lock" --locked \
     --mirror "$mirror" --cache-dir "$work/root-cache" --output "oci:$work/root-trixie" \
     >"$work/root-trixie.log" 2>&1
-as_user "$rs" --progress plain build "$repo/recipes/debian-trixie.toml" --lock "$work/trixie.lock" \
+as_user "$urs" --progress plain build debian-trixie --lock "$work/trixie.lock" \
     --locked --mirror "$mirror" --output "oci:$work/out/trixie" \
     --output "docker-archive:$work/out/trixie.tar" >"$work/user-trixie.log" 2>&1 ||
     { tail -30 "$work/user-trixie.log"; echo "FAIL rootless trixie build"; exit 1; }
@@ -80,10 +85,10 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 python3 -m http.server --bind 127.0.0.1 --directory "$work/mirror" "$port" >"$work/http.log" 2>&1 &
 server=$!
 for _ in $(seq 50); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.1; done
-alpine_args=(recipes/alpine-3.20.toml --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys")
+alpine_args=(alpine-3.20 --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys")
 "$rs" --progress plain build "${alpine_args[@]}" --cache-dir "$work/root-cache" \
     --output "oci:$work/root-alpine" >"$work/root-alpine.log" 2>&1
-as_user "$rs" --progress plain build "${alpine_args[@]}" --output "oci:$work/out/alpine" \
+as_user "$urs" --progress plain build "${alpine_args[@]}" --output "oci:$work/out/alpine" \
     --output "docker-archive:$work/out/alpine.tar" >"$work/user-alpine.log" 2>&1 ||
     { tail -30 "$work/user-alpine.log"; echo "FAIL rootless alpine build"; exit 1; }
 root_d=$(digest_of "$work/root-alpine" "$work/root-alpine.log")
@@ -107,7 +112,7 @@ EOF
 chmod -R a+rX "$work/ctx"
 "$rs" --progress plain build -f "$work/ctx/Dockerfile" "$work/ctx" --cache-dir "$work/root-cache" \
     --output "oci:$work/root-app" >"$work/root-app.log" 2>&1
-as_user "$rs" --progress plain build -f "$work/ctx/Dockerfile" "$work/ctx" \
+as_user "$urs" --progress plain build -f "$work/ctx/Dockerfile" "$work/ctx" \
     --output "oci:$work/out/app" --output "docker-archive:$work/out/app.tar" -t rootstrap-e2e/rootless-app:1 \
     >"$work/user-app.log" 2>&1 || { tail -30 "$work/user-app.log"; echo "FAIL rootless Dockerfile build"; exit 1; }
 root_d=$(digest_of "$work/root-app" "$work/root-app.log")
@@ -119,22 +124,22 @@ check "dockerfile: docker run as uid 1234" \
 check "dockerfile: owners kept (1234:4321 0640)" \
     test "$(docker run --rm rootstrap-e2e/rootless-app:1 stat -c %u:%g:%a greeting.txt)" = 1234:4321:640
 check "rootstrap run as the user (the image's USER and CMD)" \
-    test "$(as_user "$rs" run "oci:$work/out/app")" = rootless
+    test "$(as_user "$urs" run "oci:$work/out/app")" = rootless
 
 # Interrupted: SIGINT during the install leaves nothing of the user's.
 shm_trees() { find /dev/shm "$work/out" -maxdepth 1 -name '.rootstrap-rootfs-*' 2>/dev/null | wc -l; }
-as_user "$rs" --progress plain build "${alpine_args[@]}" --cache-dir "$work/out/int-cache" \
+as_user "$urs" --progress plain build "${alpine_args[@]}" --cache-dir "$work/out/int-cache" \
     --output "oci:$work/out/int" >"$work/int.log" 2>&1 &
 pid=$!
 for _ in $(seq 200); do grep -q "==> install" "$work/int.log" 2>/dev/null && break; sleep 0.02; done
-pkill -INT -u "$user" -f "rootstrap --progress plain build" || true
+pkill -INT -u "$user" -f "bin/rootstrap --progress plain build" || true
 wait "$pid" || true
 check "interrupted: nothing at the output path" test ! -e "$work/out/int"
 check "interrupted: no tree left" test "$(shm_trees)" = 0
 
 # Killed: SIGKILL leaves a tree owned by subordinate IDs; the next rootless
 # build removes it (from inside the namespace, where the user may).
-as_user "$rs" --progress plain build recipes/debian-trixie.toml --lock "$work/trixie.lock" --locked \
+as_user "$urs" --progress plain build debian-trixie --lock "$work/trixie.lock" --locked \
     --mirror "$mirror" --cache-dir "$work/out/kill-cache" --output "oci:$work/out/killed" \
     >"$work/killed.log" 2>&1 &
 pid=$!
@@ -144,7 +149,7 @@ wait "$pid" 2>/dev/null || true
 sleep 11 # trees younger than 10 s are never taken for abandoned ones
 left=$(shm_trees)
 check "killed: SIGKILL left a tree (owned by subordinate IDs)" test "$left" -ge 1
-as_user "$rs" --progress plain build "${alpine_args[@]}" --output "oci:$work/out/after" \
+as_user "$urs" --progress plain build "${alpine_args[@]}" --output "oci:$work/out/after" \
     >"$work/after.log" 2>&1
 check "killed: the next rootless build removed the $left tree(s) left" test "$(shm_trees)" = 0
 

@@ -43,7 +43,23 @@ enum As {
 
 fn build(dir: &Path, who: As, tag: &str, args: &[String]) -> (Output, PathBuf) {
     let out = dir.join(format!("out-{tag}"));
-    let mut cmd = run::rootstrap_isolated();
+    let mut cmd = match who {
+        As::Root(_) => run::rootstrap_isolated(),
+        // The user may not reach the build directory (a checkout under
+        // /root, say): it runs a copy of the binary in the fixture's
+        // directory, which `open_to_everyone` opened.
+        As::User { .. } => {
+            let copy = dir.join("rootstrap-for-user");
+            if !copy.exists() {
+                std::fs::copy(run::BIN, &copy).unwrap();
+            }
+            let mut cmd = Command::new(copy);
+            cmd.args(["--progress", "plain"])
+                .env_remove("ROOTSTRAP_MIRROR")
+                .env_remove("SOURCE_DATE_EPOCH");
+            cmd
+        }
+    };
     cmd.arg("build")
         .args(args)
         .arg("--cache-dir")
