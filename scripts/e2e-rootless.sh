@@ -149,7 +149,9 @@ wait "$pid" 2>/dev/null || true
 sleep 11 # trees younger than 10 s are never taken for abandoned ones
 left=$(shm_trees)
 check "killed: SIGKILL left a tree (owned by subordinate IDs)" test "$left" -ge 1
-as_user "$urs" --progress plain build "${alpine_args[@]}" --output "oci:$work/out/after" \
+# (A fresh cache: a warm one would reuse the base layer and make no tree.)
+as_user "$urs" --progress plain build "${alpine_args[@]}" --cache-dir "$work/out/after-cache" \
+    --output "oci:$work/out/after" \
     >"$work/after.log" 2>&1
 check "killed: the next rootless build removed the $left tree(s) left" test "$(shm_trees)" = 0
 
