@@ -271,7 +271,7 @@ impl ImageStore {
             path: layout.display().to_string(),
             reason: e.to_string(),
         })?;
-        let mut desc =
+        let desc =
             staged_index
                 .manifests
                 .into_iter()
@@ -291,20 +291,7 @@ impl ImageStore {
             .map(|l| l.descriptor.size)
             .sum::<u64>()
             + oci::canonical_json(&config)?.len() as u64;
-        desc.annotations.clear();
-        desc.annotations
-            .insert(oci::ANNOTATION_REF_NAME.into(), name.clone());
-        desc.annotations
-            .insert(ANNOTATION_CREATED.into(), created.clone());
-        desc.annotations
-            .insert(ANNOTATION_SIZE.into(), size.to_string());
-        let mut index = self.read_index()?;
-        let replaced = remove_named(&mut index, &name);
-        index.manifests.push(desc);
-        self.write_index(&index)?;
-        if replaced {
-            self.collect_garbage(&index)?;
-        }
+        self.name_manifest(desc, &name, &created, size)?;
         Ok(StoredImage {
             name: reference_name(&name),
             tag: reference.tag.clone(),
@@ -379,20 +366,8 @@ impl ImageStore {
             .as_ref()
             .and_then(|m| m.media_type.clone())
             .unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_owned());
-        let mut desc = Descriptor::new(&media_type, manifest_digest, manifest_bytes.len() as u64);
-        desc.annotations
-            .insert(oci::ANNOTATION_REF_NAME.into(), name.clone());
-        desc.annotations
-            .insert(ANNOTATION_CREATED.into(), created.clone());
-        desc.annotations
-            .insert(ANNOTATION_SIZE.into(), size.to_string());
-        let mut index = self.read_index()?;
-        let replaced = remove_named(&mut index, &name);
-        index.manifests.push(desc);
-        self.write_index(&index)?;
-        if replaced {
-            self.collect_garbage(&index)?;
-        }
+        let desc = Descriptor::new(&media_type, manifest_digest, manifest_bytes.len() as u64);
+        self.name_manifest(desc, &name, &created, size)?;
         Ok(StoredImage {
             name: reference_name(&name),
             tag: reference.tag.clone(),
@@ -400,6 +375,33 @@ impl ImageStore {
             created: Some(created),
             size,
         })
+    }
+
+    /// Lists `desc` in the index under `name` with its creation time and
+    /// size, replacing an image of that name (whose blobs no other image
+    /// uses are then dropped). The caller holds the store's lock.
+    fn name_manifest(
+        &self,
+        mut desc: Descriptor,
+        name: &str,
+        created: &str,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        desc.annotations.clear();
+        desc.annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), name.to_owned());
+        desc.annotations
+            .insert(ANNOTATION_CREATED.into(), created.to_owned());
+        desc.annotations
+            .insert(ANNOTATION_SIZE.into(), size.to_string());
+        let mut index = self.read_index()?;
+        let replaced = remove_named(&mut index, name);
+        index.manifests.push(desc);
+        self.write_index(&index)?;
+        if replaced {
+            self.collect_garbage(&index)?;
+        }
+        Ok(())
     }
 
     /// Every stored image, sorted by name.
