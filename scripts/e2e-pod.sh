@@ -38,19 +38,8 @@ fi
 mirror=$(bash scripts/host-mirror.sh)
 export SOURCE_DATE_EPOCH=1754000000
 
-cat >"$work/config.yml" <<CONF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-CONF
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+. scripts/registry.sh
+start_registry "$work/registry" "$port"
 
 # The pod's image: a trixie built by rootstrap (it has the glibc the binary
 # needs); the binary itself is mounted in, as a CI job would fetch it.

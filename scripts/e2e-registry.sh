@@ -16,19 +16,8 @@ cleanup() {
 trap cleanup EXIT
 export ROOTSTRAP_CACHE_DIR=${ROOTSTRAP_CACHE_DIR:-$work/cache}
 
-cat >"$work/config.yml" <<CONF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-CONF
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+. scripts/registry.sh
+start_registry "$work/registry" "$port"
 
 if [ -n "${ROOTSTRAP_BIN:-}" ]; then
     rs=$ROOTSTRAP_BIN
