@@ -1,7 +1,7 @@
 //! The fixture .deb builder is itself checked against the real dpkg-deb, so
 //! the integration tests that rely on it exercise real-format packages.
 
-mod common;
+use crate::common;
 
 use common::debrepo::{host_runtime_packages, DebPackage};
 

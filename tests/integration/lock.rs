@@ -8,7 +8,7 @@
 //! no maintainer script runs and no root is needed; what is compared is the
 //! package set, the fetch path and the image bytes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,7 +6,7 @@
 //! and dated files behind) and one Alpine fixture (with package scripts).
 //! The default epoch must come from the inputs, never the clock.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

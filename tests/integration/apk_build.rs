@@ -3,7 +3,7 @@
 //! served over HTTP on 127.0.0.1; plus resolving the minirootfs world
 //! against the real Alpine 3.16 index from ../shared/conformance.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -10,7 +10,7 @@
 //! Dockerfile builds; the NSS modules need a C compiler (else they are
 //! planted as non-ELF files and the test says so).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

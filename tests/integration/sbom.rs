@@ -2,7 +2,7 @@
 //! the fields and purls, determinism, the OCI artifacts (subject = image
 //! manifest) and the files written after a build.
 
-mod support_images;
+use crate::support_images;
 
 use std::collections::BTreeMap;
 use std::path::Path;

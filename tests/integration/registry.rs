@@ -2,7 +2,7 @@
 //! (CNCF distribution), started on 127.0.0.1 for each test. Skipped with a
 //! notice when the binary is not installed (.ci/run installs it).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@
 //! scripts set. A user with no usable level gets a clear error and nothing
 //! at the output path.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! Debian fixtures are for a foreign architecture (arm64), so no package
 //! script runs and the builds need no sandbox; Alpine likewise (aarch64).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

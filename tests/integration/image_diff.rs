@@ -2,7 +2,7 @@
 //! ImageBuilder: config paths, packages, files and their attributes, whiteouts,
 //! and the diff(1)-like exit codes.
 
-mod support_images;
+use crate::support_images;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! packaged into the fixture) inside the sandbox; the hostile cases check
 //! that a bad repository gives a clear error and leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

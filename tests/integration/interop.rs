@@ -4,8 +4,8 @@
 //! and refusals of broken layouts and archives. The real clients (skopeo,
 //! umoci, podman, buildah, docker) are exercised by scripts/e2e-clients.sh.
 
-mod common;
-mod support_images;
+use crate::common;
+use crate::support_images;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 //! * Compression: the same inputs give the same digest per compression; the
 //!   uncompressed layers (diff_ids) are equal across compressions.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

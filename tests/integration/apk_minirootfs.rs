@@ -4,7 +4,7 @@
 //! with the official tarball entry by entry, database included. The
 //! tarballs are read from ../shared/alpine-minirootfs (SKIP when absent).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
