@@ -41,17 +41,9 @@ pub const RELEASE_FILES: &[&str] = &[
     "usr/lib/os-release",
 ];
 
-/// `../shared/alpine-minirootfs/<name>`, or `None` with a printed SKIP.
+/// `../shared/alpine-minirootfs/<name>`, or `None` after a skip.
 pub fn shared_tarball(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/alpine-minirootfs")
-        .join(name);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("SKIP: {} not found", path.display());
-        None
-    }
+    super::conformance::shared(&format!("alpine-minirootfs/{name}"))
 }
 
 /// One path of the tarball's tree.

@@ -4,11 +4,13 @@
 //! against the real Alpine 3.16 index from ../shared/conformance.
 
 use crate::common;
+use crate::common::skip::skip;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::apkrepo::{self, FixtureRepo, PackageSpec, SigningKey};
+use common::conformance;
 use common::fixture;
 use common::httpd::TestServer;
 use common::run::{foreign_apk_arch as foreign_arch, is_root, stderr, BIN};
@@ -20,7 +22,9 @@ const RELEASE: &str = fixture::ALPINE_RELEASE;
 fn busybox_or_skip(test: &str) -> Option<Vec<u8>> {
     let bb = apkrepo::host_static_busybox();
     if bb.is_none() {
-        eprintln!("SKIP: {test}: no static busybox on the host (install busybox-static)");
+        skip(format!(
+            "{test}: no static busybox on the host (install busybox-static)"
+        ));
     }
     bb
 }
@@ -135,7 +139,7 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         return;
     };
     if !is_root() {
-        eprintln!("SKIP: builds_a_runnable_alpine_image: package scripts need the sandbox (root)");
+        skip("package scripts need the sandbox (root)");
         return;
     }
     let s = setup(std::env::consts::ARCH, &bb);
@@ -480,7 +484,7 @@ fn script_without_its_interpreter_yet_is_marked_broken_like_apk() {
         return;
     };
     if !is_root() {
-        eprintln!("SKIP: script_without_its_interpreter_yet: scripts need the sandbox (root)");
+        skip("scripts need the sandbox (root)");
         return;
     }
     // Sorted first in the world and depending on nothing, so it is installed
@@ -536,7 +540,7 @@ fn failing_script_fails_the_build_and_names_it() {
         return;
     };
     if !is_root() {
-        eprintln!("SKIP: failing_script: scripts need the sandbox (root)");
+        skip("scripts need the sandbox (root)");
         return;
     }
     // HOSTILE 43: a failing maintainer script is an error naming the script.
@@ -722,14 +726,11 @@ fn symlink_escape_stays_inside_the_rootfs() {
 
 #[test]
 fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz"
-    );
-    let Ok(bytes) = std::fs::read(path) else {
-        eprintln!("SKIP: {path} not found");
+    let Some(path) = conformance::path("apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz")
+    else {
         return;
     };
+    let bytes = std::fs::read(&path).unwrap();
     let mut keys = TrustedKeys::new();
     for (name, pem) in rootstrap::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
@@ -775,14 +776,11 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
 
 #[test]
 fn warm_resolve_of_the_real_index_reuses_the_plan() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz"
-    );
-    let Ok(bytes) = std::fs::read(path) else {
-        eprintln!("SKIP: {path} not found");
+    let Some(path) = conformance::path("apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz")
+    else {
         return;
     };
+    let bytes = std::fs::read(&path).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mirror = tmp.path().join("mirror");
     std::fs::create_dir_all(mirror.join("v3.16/main/x86_64")).unwrap();
@@ -831,10 +829,10 @@ fn warm_resolve_of_the_real_index_reuses_the_plan() {
 
 #[test]
 fn real_alpine_package_installs_with_a_matching_database() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/apkindex"
-    );
+    let Some(dir) = conformance::path("apkindex") else {
+        return;
+    };
+    let dir = dir.display();
     let (Ok(index_bytes), Ok(apk_bytes), Ok(test_key)) = (
         std::fs::read(format!("{dir}/apko-rsa256-signed/APKINDEX.tar.gz")),
         std::fs::read(format!(
@@ -842,7 +840,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
         )),
         std::fs::read_to_string(format!("{dir}/apko-rsa256-signed/test-rsa256.rsa.pub")),
     ) else {
-        eprintln!("SKIP: {dir} not found");
+        skip(format!("{dir} not found"));
         return;
     };
     let mut keys = TrustedKeys::new();

@@ -5,6 +5,7 @@
 //! tarballs are read from ../shared/alpine-minirootfs (SKIP when absent).
 
 use crate::common;
+use crate::common::skip::{not_applicable, skip};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -128,7 +129,7 @@ fn setup_edited(
 ) -> Option<Built> {
     let path = minirootfs::shared_tarball(tarball)?;
     if !is_root() {
-        eprintln!("SKIP: {test}: package scripts need the sandbox (root)");
+        skip(format!("{test}: package scripts need the sandbox (root)"));
         return None;
     }
     let mini = Minirootfs::load(&path).unwrap();
@@ -374,7 +375,7 @@ fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
 fn alpines_own_apk_works_in_the_image() {
     let test = "alpines_own_apk_works_in_the_image";
     if std::env::consts::ARCH != "x86_64" {
-        eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
+        not_applicable("the x86_64 minirootfs runs natively only on x86_64");
         return;
     }
     let hello = minirootfs::hello_package("x86_64");
@@ -562,7 +563,7 @@ const PEER_ALLOWED: &[(&str, &str)] = &[
 /// inside it) and by rootstrap, from the same served repository.
 fn assert_same_as_alpines_apk(test: &str, tarball: &str, release: &str) {
     if std::env::consts::ARCH != "x86_64" {
-        eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
+        not_applicable("the x86_64 minirootfs runs natively only on x86_64");
         return;
     }
     let Some(b) = setup(test, tarball, release) else {

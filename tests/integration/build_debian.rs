@@ -5,6 +5,7 @@
 //! that a bad repository gives a clear error and leaves nothing behind.
 
 use crate::common;
+use crate::common::skip::not_applicable;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -606,7 +607,7 @@ fn broken_essential() -> DebPackage {
 fn builds_go_to_memory() -> bool {
     let yes = common::run::shm_has_room();
     if !yes {
-        eprintln!("skipping: /dev/shm is not a tmpfs with room for a fixture tree");
+        not_applicable("/dev/shm is not a tmpfs with room for a fixture tree");
     }
     yes
 }

@@ -2,6 +2,7 @@
 //! from the host's static busybox. RUN needs root (namespaces, chroot), so
 //! every test here skips with a notice without it or without busybox.
 
+use crate::common::skip::skip;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,11 +18,11 @@ const BUSYBOX: &str = "/bin/busybox";
 
 fn can_run() -> bool {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: Dockerfile builds with RUN need root");
+        skip("Dockerfile builds with RUN need root");
         return false;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("SKIP: {BUSYBOX} not found (install busybox-static)");
+        skip(format!("{BUSYBOX} not found (install busybox-static)"));
         return false;
     }
     true
@@ -304,7 +305,7 @@ fn docker_run(tmp: &Path, ctx: &Path, base_arg: &str) {
         .output()
         .is_ok_and(|o| o.status.success());
     if !reachable {
-        eprintln!("SKIP: no Docker daemon reachable; not loading the image");
+        skip("no Docker daemon reachable; not loading the image");
         return;
     }
     let archive = tmp.join("image.tar");

@@ -5,6 +5,7 @@
 //! umoci, podman, buildah, docker) are exercised by scripts/e2e-clients.sh.
 
 use crate::common;
+use crate::common::skip::skip;
 use crate::support_images;
 
 use std::fs;
@@ -374,7 +375,7 @@ fn stored_names_work_for_every_command() {
         // found and unpacked, so any failure must come from the command.
         assert!(!stderr(&out).contains("local store"), "{}", stderr(&out));
     } else {
-        eprintln!("SKIP: rootstrap run needs root");
+        skip("rootstrap run needs root");
     }
 }
 
@@ -434,11 +435,11 @@ fn dockerfile_rootfs_and_tar_outputs_hold_the_merged_tree() {
 #[test]
 fn a_recipe_build_with_a_tag_is_stored_without_an_output() {
     let Some(busybox) = common::apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+        skip("no static busybox on the host (install busybox-static)");
         return;
     };
     if !common::run::is_root() {
-        eprintln!("SKIP: an Alpine build runs package scripts, which needs root");
+        skip("an Alpine build runs package scripts, which needs root");
         return;
     }
     let work = tempfile::tempdir().unwrap();

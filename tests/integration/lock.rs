@@ -9,6 +9,7 @@
 //! package set, the fetch path and the image bytes.
 
 use crate::common;
+use crate::common::skip::skip;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -555,7 +556,7 @@ impl Apk {
 #[test]
 fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     let Some(f) = Apk::new(&[]) else {
-        eprintln!("SKIP: alpine lock test: no static busybox on the host (install busybox-static)");
+        skip("alpine lock test: no static busybox on the host (install busybox-static)");
         return;
     };
     let file = f.path("alpine.lock");
@@ -700,7 +701,7 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
 #[test]
 fn alpine_pinned_versions_are_honoured() {
     let Some(f) = Apk::new(&["busybox=1.36.1-r29"]) else {
-        eprintln!("SKIP: alpine pin test: no static busybox on the host (install busybox-static)");
+        skip("alpine pin test: no static busybox on the host (install busybox-static)");
         return;
     };
     let o = f.run(

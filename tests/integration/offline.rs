@@ -4,6 +4,7 @@
 //! script runs and the builds need no sandbox; Alpine likewise (aarch64).
 
 use crate::common;
+use crate::common::skip::skip;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -129,7 +130,7 @@ fn resolve(recipe: &Path, cache: &Path, args: &[&str]) -> Output {
 #[test]
 fn offline_build_after_one_online_build_gives_the_same_image() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let f = DebFixture::new();
@@ -207,7 +208,7 @@ fn a_kept_index_still_expires_offline() {
 #[test]
 fn a_file_mirror_builds_online_and_offline_without_an_apt_source() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let f = DebFixture::new();
@@ -308,7 +309,7 @@ fn snapshot_service(f: &DebFixture) -> PathBuf {
 #[test]
 fn a_snapshot_source_builds_although_its_release_has_expired() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let f = DebFixture::new();
@@ -358,7 +359,7 @@ fn a_snapshot_needs_a_service_root_and_ignores_host_sources() {
 #[test]
 fn alpine_builds_from_a_file_mirror_and_offline() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,7 @@
 //! planted as non-ELF files and the test says so).
 
 use crate::common;
+use crate::common::skip::skip;
 
 use std::fs;
 use std::io::Write;
@@ -57,11 +58,11 @@ const NSS_MODULES: [&str; 5] = [
 
 fn can_run() -> bool {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: Dockerfile builds with RUN need root");
+        skip("Dockerfile builds with RUN need root");
         return false;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("SKIP: {BUSYBOX} not found (install busybox-static)");
+        skip(format!("{BUSYBOX} not found (install busybox-static)"));
         return false;
     }
     true
@@ -385,7 +386,7 @@ fn a_recipe_build_never_runs_planted_files_on_the_host() {
         return;
     }
     let Some(busybox) = apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host");
+        skip("no static busybox on the host");
         return;
     };
     let arch = std::env::consts::ARCH;
