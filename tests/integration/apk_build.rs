@@ -7,13 +7,13 @@ use crate::common;
 use crate::common::skip::skip;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::apkrepo::{self, FixtureRepo, PackageSpec, SigningKey};
 use common::conformance;
 use common::fixture;
 use common::httpd::TestServer;
-use common::run::{foreign_apk_arch as foreign_arch, is_root, stderr, BIN};
+use common::run::{self, foreign_apk_arch as foreign_arch, is_root, stderr};
 use rootstrap::distro::apk::bootstrap::{self, ApkSource, LoadedIndexes};
 use rootstrap::distro::apk::{installed, parse_index, TrustedKeys};
 
@@ -77,7 +77,7 @@ impl Setup {
     }
 
     fn build(&self, extra: &[&str], outputs: &[String]) -> Output {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = run::rootstrap();
         cmd.arg("build")
             .arg(&self.recipe)
             .arg("--mirror")
@@ -241,7 +241,7 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         "{triggered}"
     );
 
-    let run = Command::new(BIN)
+    let run = run::rootstrap()
         .args([
             "run",
             &format!("oci:{}", oci.display()),
@@ -794,7 +794,7 @@ fn warm_resolve_of_the_real_index_reuses_the_plan() {
     .unwrap();
     let resolve = || {
         let start = std::time::Instant::now();
-        let o = Command::new(BIN)
+        let o = run::rootstrap()
             .arg("resolve")
             .arg(&recipe)
             .arg("--mirror")
@@ -926,7 +926,7 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
         return;
     };
     let s = setup(std::env::consts::ARCH, &bb);
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .arg("resolve")
         .arg(&s.recipe)
         .arg("--mirror")
@@ -954,7 +954,7 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
     );
     assert_eq!(s.apk_requests(), 0, "resolve downloaded packages");
 
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .arg("resolve")
         .arg(&s.recipe)
         .arg("--cache-dir")
@@ -972,8 +972,8 @@ fn shipped_alpine_recipes_default_to_alpines_cdn_and_the_mirror_flags_override_i
     // nothing is fetched (tests never reach Alpine's servers).
     let tmp = tempfile::tempdir().unwrap();
     let resolve = |recipe: &str, mirror: Option<&str>, env: Option<&str>| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--progress", "plain", "resolve", recipe, "--offline"])
+        let mut cmd = run::rootstrap();
+        cmd.args(["resolve", recipe, "--offline"])
             .arg("--cache-dir")
             .arg(tmp.path());
         if let Some(m) = mirror {

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use common::debrepo::{sandbox_runtime_packages, DebPackage, Entry, Repo};
 use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::run::{self, BIN};
+use common::run;
 use common::signing::ArchiveKey;
 
 struct Fixture {
@@ -83,7 +83,7 @@ impl Fixture {
     /// sandbox (`rootstrap run`).
     fn run(&self, script: &str) -> Output {
         let oci = format!("oci:{}", self.path("out/oci").display());
-        Command::new(BIN)
+        run::rootstrap()
             .args(["run", &oci, "--", "/bin/sh", "-c", script])
             .output()
             .unwrap()
@@ -176,7 +176,7 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
          install ok installed\nhello from the fixture\nconffile-in-place\naudit-clean\nFIXTURE=yes\n"
     );
 
-    let inspect = Command::new(BIN)
+    let inspect = run::rootstrap()
         .args(["inspect", "--json"])
         .arg(format!(
             "docker-archive:{}",

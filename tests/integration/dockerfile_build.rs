@@ -2,6 +2,7 @@
 //! from the host's static busybox. RUN needs root (namespaces, chroot), so
 //! every test here skips with a notice without it or without busybox.
 
+use crate::common::run;
 use crate::common::skip::skip;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -64,18 +65,11 @@ fn make_base(dir: &Path) -> String {
 }
 
 fn rootstrap(args: &[&str]) -> ProcOutput {
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--progress", "plain"])
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "rootstrap {args:?}\n--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run::logged(
+        run::rootstrap()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(args),
+    )
 }
 
 fn build(ctx: &Path, extra: &[&str]) -> ProcOutput {
@@ -885,9 +879,9 @@ fn without_a_context_argument_the_current_directory_is_the_context() {
     let dockerfile = elsewhere.join("Dockerfile");
     fs::write(&dockerfile, "FROM scratch\nCOPY hello /hello\n").unwrap();
     let out = tmp.path().join("out");
-    let result = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let result = run::rootstrap()
         .current_dir(&ctx)
-        .args(["--progress", "plain", "build", "--no-cache", "-f"])
+        .args(["build", "--no-cache", "-f"])
         .arg(&dockerfile)
         .arg("--output")
         .arg(format!("oci:{}", out.display()))

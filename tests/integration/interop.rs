@@ -49,19 +49,12 @@ fn index_of(dir: &Path) -> Value {
 }
 
 fn rootstrap(cache: &Path, args: &[&str]) -> ProcOutput {
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .env("ROOTSTRAP_CACHE_DIR", cache)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--progress", "plain"])
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "rootstrap {args:?}\n--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::run::logged(
+        common::run::rootstrap()
+            .env("ROOTSTRAP_CACHE_DIR", cache)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(args),
+    )
 }
 
 fn stderr(o: &ProcOutput) -> String {

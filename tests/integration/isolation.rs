@@ -408,7 +408,7 @@ fn no_usable_level_is_a_clear_error_with_nothing_written() {
     let tmp = tempfile::tempdir().unwrap();
     open_to_everyone(tmp.path());
     let out = tmp.path().join("out");
-    let output = Command::new(run::BIN)
+    let output = run::rootstrap()
         .args(["build", "alpine-3.20", "--output"])
         .arg(format!("oci:{}", out.display()))
         .env_remove("ROOTSTRAP_ISOLATION")

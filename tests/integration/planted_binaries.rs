@@ -11,6 +11,7 @@
 //! planted as non-ELF files and the test says so).
 
 use crate::common;
+use crate::common::run;
 use crate::common::skip::skip;
 
 use std::fs;
@@ -221,18 +222,11 @@ fn make_base(work: &Path, markers: &Markers) -> (String, PathBuf, bool) {
 }
 
 fn rootstrap(args: &[&str]) -> ProcOutput {
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--progress", "plain"])
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "rootstrap {args:?}\n--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run::logged(
+        run::rootstrap()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(args),
+    )
 }
 
 fn build(ctx: &Path, out: &Path) -> ProcOutput {

@@ -398,7 +398,7 @@ fn source_date_epoch_wins_over_the_release_date() {
     let recipe = dir.path().join("alpine.toml");
     std::fs::write(&recipe, fixture::alpine_source("x86_64")).unwrap();
     let out = dir.path().join("out");
-    let status = Command::new(run::BIN)
+    let status = run::rootstrap()
         .arg("build")
         .arg(&recipe)
         .arg("--mirror")
