@@ -2,6 +2,7 @@
 //! from the host's static busybox. RUN needs root (namespaces, chroot), so
 //! every test here skips with a notice without it or without busybox.
 
+use crate::common::httpd::TestServer;
 use crate::common::run;
 use crate::common::skip::skip;
 use std::fs;
@@ -465,27 +466,6 @@ fn workdir_through_proc_self_fd_is_refused() {
     assert!(!out.exists());
 }
 
-/// Serves `body` for every request on a loopback port (until the test ends).
-fn serve(body: &'static [u8]) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body);
-        }
-    });
-    port
-}
-
 #[test]
 fn add_url_checks_the_checksum_and_hides_credentials() {
     if !can_run() {
@@ -493,8 +473,10 @@ fn add_url_checks_the_checksum_and_hides_credentials() {
     }
     use sha2::{Digest, Sha256};
     const BODY: &[u8] = b"downloaded\n";
-    let port = serve(BODY);
     let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::serve(tmp.path());
+    server.put("/dir/payload.txt", BODY);
+    let port = server.addr().port();
     let base = make_base(tmp.path());
     let url = format!("http://user:s3cr3t@127.0.0.1:{port}/dir/payload.txt");
     let good = format!("sha256:{}", hex::encode(Sha256::digest(BODY)));
