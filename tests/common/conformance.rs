@@ -19,10 +19,10 @@ pub fn path(rel: &str) -> Option<PathBuf> {
     existing(shared_root().join("conformance").join(rel))
 }
 
-/// `../shared/<rel>` (data beside `conformance/`, like
-/// `alpine-minirootfs/…`), or `None` after a skip naming it.
-pub fn shared(rel: &str) -> Option<PathBuf> {
-    existing(shared_root().join(rel))
+/// `../shared/alpine-minirootfs/<name>` (an official minirootfs tarball),
+/// or `None` after a skip naming it.
+pub fn minirootfs_tarball(name: &str) -> Option<PathBuf> {
+    existing(shared_root().join("alpine-minirootfs").join(name))
 }
 
 fn existing(path: PathBuf) -> Option<PathBuf> {

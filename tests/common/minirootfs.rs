@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use rootstrap::distro::apk::tar::{parse_entries, EntryKind};
@@ -40,11 +40,6 @@ pub const RELEASE_FILES: &[&str] = &[
     "etc/secfixes.d/alpine",
     "usr/lib/os-release",
 ];
-
-/// `../shared/alpine-minirootfs/<name>`, or `None` after a skip.
-pub fn shared_tarball(name: &str) -> Option<PathBuf> {
-    super::conformance::shared(&format!("alpine-minirootfs/{name}"))
-}
 
 /// One path of the tarball's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]

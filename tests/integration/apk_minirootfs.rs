@@ -14,6 +14,7 @@ use std::process::Command;
 use std::process::Output;
 
 use common::apkrepo::{FixtureRepo, PackageSpec, SigningKey};
+use common::conformance;
 use common::httpd::TestServer;
 use common::minirootfs::{self, Minirootfs, TreeEntry};
 use common::run::{is_root, rootstrap_isolated, stderr, text};
@@ -127,7 +128,7 @@ fn setup_edited(
     release: &str,
     edit: &dyn Fn(&mut Vec<PackageSpec>),
 ) -> Option<Built> {
-    let path = minirootfs::shared_tarball(tarball)?;
+    let path = conformance::minirootfs_tarball(tarball)?;
     if !is_root() {
         skip(format!("{test}: package scripts need the sandbox (root)"));
         return None;
@@ -573,7 +574,7 @@ fn assert_same_as_alpines_apk(test: &str, tarball: &str, release: &str) {
     std::fs::create_dir(&peer).unwrap();
     let tar = Command::new("tar")
         .arg("-xzf")
-        .arg(minirootfs::shared_tarball(tarball).unwrap())
+        .arg(conformance::minirootfs_tarball(tarball).unwrap())
         .arg("-C")
         .arg(&peer)
         .status()
