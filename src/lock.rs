@@ -621,6 +621,25 @@ fn same_file(a: &LockedPackage, b: &LockedPackage) -> bool {
     a.version == b.version && a.sha256 == b.sha256 && a.size == b.size && a.checksum == b.checksum
 }
 
+/// The mirror recorded in a lock: http(s) only, and never one carrying
+/// credentials (the lock is meant to be committed).
+pub fn recordable_mirror(mirror: &str) -> Option<String> {
+    let rest = mirror
+        .strip_prefix("http://")
+        .or_else(|| mirror.strip_prefix("https://"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    (!authority.contains('@')).then(|| mirror.trim_end_matches('/').to_owned())
+}
+
+/// The mirror an image's apt sources / apk repositories name: the lock's,
+/// when a locked build has one, so the image does not depend on where the
+/// files were fetched from (a `rootstrap mirror` copy, a proxy).
+pub fn image_mirror(locked: Option<&Lockfile>, fetched_from: &str) -> String {
+    locked
+        .and_then(|l| l.source.mirror.clone())
+        .unwrap_or_else(|| fetched_from.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,20 +3,15 @@
 //! `rootstrap mirror` (lockfile + cache → a partial mirror on disk).
 //!
 //! The lock format itself is `crate::lock`; this module only connects it to
-//! the Debian and Alpine back ends and to the download cache.
+//! a build and to the download cache; what a lock records of each
+//! distribution is the back ends' (`crate::distro::*::backend`).
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::{BuildError, SourceOptions};
 use crate::cleanup::TempPath;
-use crate::distro::apk::bootstrap::{self as apk, ApkBootstrapError, ApkSource, LoadedIndexes};
-use crate::distro::apk::{open_package, ApkPackage, TrustedKeys, VerifiedApk};
-use crate::distro::deb::bootstrap::{DebSource, LoadedIndex};
-use crate::distro::deb::resolve::Plan;
-use crate::fetch::{FetchItem, Fetcher};
-use crate::lock::{self, Drift, Layout, LockPath, LockSource, LockedFile, LockedPackage, Lockfile};
+use crate::fetch::FetchItem;
+use crate::lock::{self, Drift, LockPath, LockSource, LockedPackage, Lockfile};
 use crate::recipe::Recipe;
 use crate::report::{Reporter, SharedReporter};
 use crate::verify::Sha256Digest;
@@ -194,25 +189,6 @@ pub(super) fn recipe_digest(recipe: &Recipe) -> Result<Sha256Digest, BuildError>
     }
 }
 
-/// The mirror recorded in a lock: http(s) only, and never one carrying
-/// credentials (the lock is meant to be committed).
-fn recordable_mirror(mirror: &str) -> Option<String> {
-    let rest = mirror
-        .strip_prefix("http://")
-        .or_else(|| mirror.strip_prefix("https://"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    (!authority.contains('@')).then(|| mirror.trim_end_matches('/').to_owned())
-}
-
-/// The mirror an image's apt sources / apk repositories name: the lock's,
-/// when a locked build has one, so the image does not depend on where the
-/// files were fetched from (a `rootstrap mirror` copy, a proxy).
-pub(super) fn image_mirror(locked: Option<&Lockfile>, fetched_from: &str) -> String {
-    locked
-        .and_then(|l| l.source.mirror.clone())
-        .unwrap_or_else(|| fetched_from.to_owned())
-}
-
 fn check_source(lock: &Lockfile, file: &Path, build: &LockSource) -> Result<(), BuildError> {
     let l = &lock.source;
     let fields: [(&str, String, String); 7] = [
@@ -239,328 +215,6 @@ fn check_source(lock: &Lockfile, file: &Path, build: &LockSource) -> Result<(), 
         }
     }
     Ok(())
-}
-
-fn lock_path(field: &str, s: &str) -> Result<LockPath, BuildError> {
-    LockPath::parse(s).map_err(|reason| BuildError::LockUnsafePath {
-        what: field.to_owned(),
-        reason,
-    })
-}
-
-// ---- Debian ----
-
-/// `slim`: the recipe's setting, or `--slim`.
-pub(super) fn deb_lock_source(recipe: &Recipe, src: &DebSource, slim: bool) -> LockSource {
-    LockSource {
-        distro: recipe.source.distro.name().into(),
-        suite: src.suite.clone(),
-        components: src.components.clone(),
-        arch: src.arch.clone(),
-        variant: src.variant.to_string(),
-        layout: Layout::Debian,
-        mirror: recordable_mirror(&src.mirror),
-        slim,
-    }
-}
-
-pub(super) fn deb_locked_packages(plan: &Plan<'_>) -> Result<Vec<LockedPackage>, BuildError> {
-    plan.packages
-        .iter()
-        .map(|p| {
-            Ok(LockedPackage {
-                name: p.name.clone(),
-                version: p.version.to_string(),
-                arch: p.arch.clone(),
-                path: lock_path(&p.name, &p.filename)?,
-                size: p.size,
-                sha256: Sha256Digest(p.sha256),
-                checksum: None,
-            })
-        })
-        .collect()
-}
-
-/// InRelease and the Packages file of each component, relative to the mirror.
-fn deb_index_files(index: &LoadedIndex, src: &DebSource) -> Result<Vec<LockedFile>, BuildError> {
-    let dists = format!("dists/{}", src.suite);
-    let mut files = vec![LockedFile {
-        path: lock_path("InRelease", &format!("{dists}/InRelease"))?,
-        sha256: index.inrelease.0,
-        size: index.inrelease.1,
-    }];
-    for used in &index.index_files {
-        files.push(LockedFile {
-            path: lock_path(&used.path, &format!("{dists}/{}", used.path))?,
-            size: used.size,
-            sha256: used.sha256,
-        });
-    }
-    Ok(files)
-}
-
-pub(super) fn deb_lockfile(
-    recipe: &Recipe,
-    recipe_sha256: Sha256Digest,
-    src: &DebSource,
-    index: &LoadedIndex,
-    plan: &Plan<'_>,
-    slim: bool,
-) -> Result<Lockfile, BuildError> {
-    Ok(Lockfile {
-        recipe_sha256,
-        source_date_epoch: index.release.date.unwrap_or(0).max(0),
-        source: deb_lock_source(recipe, src, slim),
-        index: deb_index_files(index, src)?,
-        packages: deb_locked_packages(plan)?,
-    })
-}
-
-// ---- Alpine ----
-
-pub(super) fn apk_lock_source(recipe: &Recipe, src: &ApkSource) -> LockSource {
-    LockSource {
-        distro: recipe.source.distro.name().into(),
-        suite: src.release.clone(),
-        components: src.repositories.clone(),
-        arch: src.arch.clone(),
-        variant: "minirootfs".into(),
-        layout: Layout::Alpine,
-        mirror: recordable_mirror(&src.mirror),
-        slim: false,
-    }
-}
-
-/// `apk::load_indexes_for_lock`, with each APKINDEX.tar.gz as a lock index
-/// entry (`rootstrap mirror` copies it from the cache). A repository outside
-/// the mirror is refused before anything is downloaded.
-pub(super) fn apk_load_indexes_recorded(
-    fetcher: &Fetcher,
-    keys: &TrustedKeys,
-    src: &ApkSource,
-    reporter: &dyn Reporter,
-) -> Result<(LoadedIndexes, Vec<LockedFile>), BuildError> {
-    for line in src.repository_lines().map_err(BuildError::from)? {
-        apk_index_path(src, &line.url)?;
-    }
-    let loaded = apk::load_indexes_for_lock(fetcher, keys, src, reporter)?;
-    let files = loaded
-        .repos
-        .iter()
-        .map(|r| {
-            Ok(LockedFile {
-                path: apk_index_path(src, &r.url)?,
-                size: r.size,
-                sha256: r.sha256,
-            })
-        })
-        .collect::<Result<_, BuildError>>()?;
-    Ok((loaded, files))
-}
-
-/// `<release>/<repository>/<arch>/APKINDEX.tar.gz`: a repository's index
-/// relative to the mirror, as a lock records it.
-fn apk_index_path(src: &ApkSource, repo_url: &str) -> Result<LockPath, BuildError> {
-    let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
-    let rel = apk_repo_rel(src, repo_url)
-        .map(|r| format!("{r}/{}/APKINDEX.tar.gz", src.arch))
-        .ok_or_else(|| BuildError::LockUnsafePath {
-            what: url.clone(),
-            reason: format!(
-                "the repository is not under the mirror {}; a lock records paths relative to it",
-                src.mirror
-            ),
-        })?;
-    lock_path(&url, &rel)
-}
-
-/// A repository URL relative to the mirror (`v3.20/main`), if it is under it.
-fn apk_repo_rel(src: &ApkSource, repo_url: &str) -> Option<String> {
-    let mirror = src.mirror.trim_end_matches('/');
-    repo_url
-        .strip_prefix(mirror)?
-        .strip_prefix('/')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-}
-
-/// `<release>/<repository>/<arch>/<name>-<version>.apk` of a package of `index`.
-fn apk_rel_path(index: &LoadedIndexes, src: &ApkSource, pkg: &ApkPackage) -> Option<String> {
-    let i = index.packages.iter().position(|p| std::ptr::eq(p, pkg))?;
-    let repo = index.repos.get(*index.origin.get(i)?)?;
-    Some(format!(
-        "{}/{}/{}-{}.apk",
-        apk_repo_rel(src, &repo.url)?,
-        src.arch,
-        pkg.name,
-        pkg.version
-    ))
-}
-
-/// The lock entries of fetched, verified packages: their SHA-256 comes from
-/// the cached file (the index has none), which is also kept in the cache
-/// under that digest for `rootstrap mirror` and `--locked` builds.
-pub(super) fn apk_locked_packages(
-    fetcher: &Fetcher,
-    index: &LoadedIndexes,
-    src: &ApkSource,
-    plan: &[&ApkPackage],
-) -> Result<Vec<LockedPackage>, BuildError> {
-    plan.par_iter()
-        .map(|pkg| {
-            let read_err = |path: PathBuf, error| {
-                BuildError::from(ApkBootstrapError::Read {
-                    package: pkg.id(),
-                    path,
-                    error,
-                })
-            };
-            let key = apk::cache_key(pkg);
-            let cached = fetcher.cache().get_stamped(&key, pkg.size).ok_or_else(|| {
-                read_err(
-                    fetcher.cache().blob_path(&key),
-                    std::io::ErrorKind::NotFound.into(),
-                )
-            })?;
-            let bytes = std::fs::read(&cached).map_err(|e| read_err(cached.clone(), e))?;
-            let sha256 = Sha256Digest::of(&bytes);
-            if fetcher.cache().get_sized(&sha256, pkg.size).is_none() {
-                fetcher.cache().insert_bytes(&bytes)?;
-            }
-            let rel = apk_rel_path(index, src, pkg).unwrap_or_default();
-            Ok(LockedPackage {
-                name: pkg.name.clone(),
-                version: pkg.version.clone(),
-                arch: pkg.arch.clone(),
-                path: lock_path(&pkg.id(), &rel)?,
-                size: pkg.size,
-                sha256,
-                checksum: pkg.checksum.as_ref().map(|c| c.to_string()),
-            })
-        })
-        .collect()
-}
-
-/// Lock entries for planned packages without downloading them: the SHA-256
-/// is the lock's when the version, size and `C:` identity are the lock's,
-/// else unknown (zero), which the identity or version then explains.
-pub(super) fn apk_identities(
-    index: &LoadedIndexes,
-    src: &ApkSource,
-    plan: &[&ApkPackage],
-    locked: &[LockedPackage],
-) -> Result<Vec<LockedPackage>, BuildError> {
-    plan.iter()
-        .map(|pkg| {
-            let checksum = pkg.checksum.as_ref().map(|c| c.to_string());
-            let sha256 = locked
-                .iter()
-                .find(|l| {
-                    l.name == pkg.name
-                        && l.arch == pkg.arch
-                        && l.version == pkg.version
-                        && l.size == pkg.size
-                        && l.checksum == checksum
-                })
-                .map_or(Sha256Digest([0; 32]), |l| l.sha256);
-            Ok(LockedPackage {
-                name: pkg.name.clone(),
-                version: pkg.version.clone(),
-                arch: pkg.arch.clone(),
-                path: lock_path(
-                    &pkg.id(),
-                    &apk_rel_path(index, src, pkg).unwrap_or_default(),
-                )?,
-                size: pkg.size,
-                sha256,
-                checksum,
-            })
-        })
-        .collect()
-}
-
-/// The locked packages looked up in the verified indexes (same name,
-/// version, architecture, repository path, size and `C:` identity), in lock
-/// order; every one missing or different is named in one error.
-pub(super) fn apk_plan_from_lock<'a>(
-    index: &'a LoadedIndexes,
-    src: &ApkSource,
-    file: &Path,
-    locked: &[LockedPackage],
-) -> Result<Vec<&'a ApkPackage>, BuildError> {
-    let mut plan = Vec::with_capacity(locked.len());
-    let mut problems = Vec::new();
-    for want in locked {
-        let candidates: Vec<&ApkPackage> = index
-            .packages
-            .iter()
-            .filter(|p| p.name == want.name && p.version == want.version && p.arch == want.arch)
-            .filter(|p| apk_rel_path(index, src, p).as_deref() == Some(want.path.as_str()))
-            .collect();
-        let what = format!("{} {} ({})", want.name, want.version, want.arch);
-        match candidates.first() {
-            None => problems.push(format!("{what}: not in the signed index at {}", want.path)),
-            Some(p) => {
-                let identity = p.checksum.as_ref().map(|c| c.to_string());
-                if identity != want.checksum || p.size != want.size {
-                    problems.push(format!(
-                        "{what}: the index has C:{} ({} bytes), the lock C:{} ({} bytes)",
-                        identity.as_deref().unwrap_or("-"),
-                        p.size,
-                        want.checksum.as_deref().unwrap_or("-"),
-                        want.size
-                    ));
-                } else {
-                    plan.push(*p);
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(BuildError::LockMismatch {
-            file: file.to_owned(),
-            problems,
-        });
-    }
-    Ok(plan)
-}
-
-/// Downloads the locked packages by path, size and SHA-256 (content-addressed
-/// in the cache), then verifies each as apk does against its index entry.
-pub(super) fn apk_fetch_locked(
-    fetcher: &Fetcher,
-    mirror: &str,
-    locked: &[LockedPackage],
-    plan: &[&ApkPackage],
-    keys: &TrustedKeys,
-    allow_untrusted: bool,
-) -> Result<Vec<VerifiedApk>, BuildError> {
-    let items: Vec<FetchItem> = locked
-        .iter()
-        .map(|p| FetchItem {
-            url: p.path.url(mirror),
-            size: p.size,
-            sha256: p.sha256,
-            name: p.name.clone(),
-        })
-        .collect();
-    let paths = fetcher.fetch_all(&items)?;
-    paths
-        .par_iter()
-        .zip(plan.par_iter())
-        .map(|(path, pkg)| {
-            let bytes = std::fs::read(path).map_err(|error| ApkBootstrapError::Read {
-                package: pkg.id(),
-                path: path.clone(),
-                error,
-            })?;
-            let apk = open_package(&bytes, pkg, keys, allow_untrusted)
-                .map_err(ApkBootstrapError::Package)?;
-            apk.data_entries().map_err(ApkBootstrapError::Package)?;
-            Ok(apk)
-        })
-        .collect::<Result<Vec<_>, ApkBootstrapError>>()
-        .map_err(BuildError::from)
 }
 
 // ---- rootstrap mirror ----
@@ -680,6 +334,8 @@ pub fn write_mirror(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::lock::{image_mirror, recordable_mirror, Layout};
 
     #[test]
     fn only_plain_http_mirrors_are_recorded() {

@@ -2,4 +2,5 @@
 //! a resolved plan, and an installed rootfs.
 
 pub mod apk;
+pub mod backend;
 pub mod deb;

@@ -8,10 +8,12 @@
 //! data tars; the shared reader in src/archive can replace it (only
 //! `tar::parse_entries` and `tar::TarEntry` are used).
 
+pub mod backend;
 pub mod bootstrap;
 pub mod gzsplit;
 pub mod index;
 pub mod installed;
+pub(crate) mod lock;
 pub mod package;
 mod plan_cache;
 pub mod sign;
