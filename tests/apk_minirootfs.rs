@@ -415,7 +415,11 @@ fn an_alpine_recipes_dockerfile_steps_apply() {
         stderr(&run)
     );
     let (_, log) = build("oci-steps-again");
-    assert_eq!(log.matches("CACHED").count(), 1, "the RUN step is reused:\n{log}");
+    assert_eq!(
+        log.matches("CACHED").count(),
+        1,
+        "the RUN step is reused:\n{log}"
+    );
 }
 
 #[test]
