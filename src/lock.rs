@@ -621,6 +621,20 @@ fn same_file(a: &LockedPackage, b: &LockedPackage) -> bool {
     a.version == b.version && a.sha256 == b.sha256 && a.size == b.size && a.checksum == b.checksum
 }
 
+/// What to download for the locked packages: their locked path under
+/// `mirror`, size and SHA-256, in lock order.
+pub fn fetch_items(mirror: &str, locked: &[LockedPackage]) -> Vec<crate::fetch::FetchItem> {
+    locked
+        .iter()
+        .map(|p| crate::fetch::FetchItem {
+            url: p.path.url(mirror),
+            size: p.size,
+            sha256: p.sha256,
+            name: p.name.clone(),
+        })
+        .collect()
+}
+
 /// The mirror recorded in a lock: http(s) only, and never one carrying
 /// credentials (the lock is meant to be committed).
 pub fn recordable_mirror(mirror: &str) -> Option<String> {

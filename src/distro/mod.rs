@@ -4,3 +4,4 @@
 pub mod apk;
 pub mod backend;
 pub mod deb;
+pub mod platform;

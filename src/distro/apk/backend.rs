@@ -12,6 +12,7 @@ use crate::distro::backend::{
     planned_bytes, Backend, BackendError, BaseImage, Context, InstallSettings, Locked, PlanReport,
     PlannedPackage, SourceOptions,
 };
+use crate::distro::platform;
 use crate::keys::{self, KeyError};
 use crate::lock::{self, LockSource, LockedFile, LockedPackage, Lockfile};
 use crate::mirror::{self, MirrorQuery};
@@ -49,19 +50,6 @@ pub struct ApkPlan<'i> {
 pub struct ApkFetched {
     apks: Vec<VerifiedApk>,
     release: Option<VerifiedApk>,
-}
-
-/// OCI architecture and variant for an apk architecture name.
-fn oci_platform(apk_arch: &str) -> (String, Option<String>) {
-    match apk_arch {
-        "x86_64" => ("amd64".into(), None),
-        "aarch64" => ("arm64".into(), Some("v8".into())),
-        "armv7" => ("arm".into(), Some("v7".into())),
-        "armhf" => ("arm".into(), Some("v6".into())),
-        "x86" => ("386".into(), None),
-        "ppc64le" => ("ppc64le".into(), None),
-        other => (other.into(), None),
-    }
 }
 
 /// `--keys DIR`: every `*.rsa.pub` in DIR, by name.
@@ -389,7 +377,7 @@ impl Backend for ApkBackend {
             .layer_key(plan, locked)
             .unwrap_or_else(|e| vec![format!("unusable: {e}")]);
         BaseImage {
-            platform: oci_platform(&self.src.arch),
+            platform: platform::oci_platform(platform::ALPINE, &self.src.arch),
             labels,
             created_by: format!(
                 "rootstrap {}: alpine {} {} ({} packages{})",
@@ -448,16 +436,5 @@ impl Backend for ApkBackend {
     /// apk's database records each package's identity itself.
     fn package_checksums(&self, _plan: &ApkPlan<'_>) -> BTreeMap<String, [u8; 32]> {
         BTreeMap::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platforms() {
-        assert_eq!(oci_platform("x86_64"), ("amd64".into(), None));
-        assert_eq!(oci_platform("aarch64"), ("arm64".into(), Some("v8".into())));
     }
 }

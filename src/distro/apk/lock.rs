@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::bootstrap::{self as apk, ApkBootstrapError, ApkSource, LoadedIndexes};
 use super::{open_package, ApkPackage, TrustedKeys, VerifiedApk};
 use crate::distro::backend::{lock_path, BackendError};
-use crate::fetch::{FetchItem, Fetcher};
+use crate::fetch::Fetcher;
 use crate::lock::{self, Layout, LockPath, LockSource, LockedFile, LockedPackage};
 use crate::report::Reporter;
 use crate::verify::Sha256Digest;
@@ -228,16 +228,7 @@ pub(crate) fn fetch_locked(
     keys: &TrustedKeys,
     allow_untrusted: bool,
 ) -> Result<Vec<VerifiedApk>, BackendError> {
-    let items: Vec<FetchItem> = locked
-        .iter()
-        .map(|p| FetchItem {
-            url: p.path.url(mirror),
-            size: p.size,
-            sha256: p.sha256,
-            name: p.name.clone(),
-        })
-        .collect();
-    let paths = fetcher.fetch_all(&items)?;
+    let paths = fetcher.fetch_all(&lock::fetch_items(mirror, locked))?;
     paths
         .par_iter()
         .zip(plan.par_iter())

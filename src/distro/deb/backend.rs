@@ -15,6 +15,7 @@ use crate::distro::backend::{
     lock_path, Backend, BackendError, BaseImage, Context, InstallSettings, Locked, PlanReport,
     PlannedPackage, SourceOptions,
 };
+use crate::distro::platform;
 use crate::fetch::FetchItem;
 use crate::keys;
 use crate::lock::{self, Layout, LockSource, LockedFile, LockedPackage, Lockfile};
@@ -71,19 +72,6 @@ pub fn host_deb_arch() -> &'static str {
     }
 }
 
-/// OCI architecture and variant for a Debian architecture name.
-fn oci_platform(deb_arch: &str) -> (String, Option<String>) {
-    match deb_arch {
-        "amd64" => ("amd64".into(), None),
-        "arm64" => ("arm64".into(), Some("v8".into())),
-        "armhf" => ("arm".into(), Some("v7".into())),
-        "armel" => ("arm".into(), Some("v5".into())),
-        "i386" => ("386".into(), None),
-        "ppc64el" => ("ppc64le".into(), None),
-        other => (other.into(), None),
-    }
-}
-
 /// The `deb` line written to the image's /etc/apt/sources.list, or none
 /// for a `file://` mirror (that directory does not exist in the image). A
 /// snapshot's Release has long expired, so apt in the image is told not to
@@ -103,6 +91,24 @@ fn apt_source_line(src: &DebSource) -> Option<String> {
             src.components.join(" ")
         )
     })
+}
+
+/// The plan's packages as lock entries.
+fn lock_entries(plan: &DebPlan<'_>) -> Result<Vec<LockedPackage>, BackendError> {
+    plan.packages
+        .iter()
+        .map(|p| {
+            Ok(LockedPackage {
+                name: p.name.clone(),
+                version: p.version.to_string(),
+                arch: p.arch.clone(),
+                path: lock_path(&p.name, &p.filename)?,
+                size: p.size,
+                sha256: Sha256Digest(p.sha256),
+                checksum: None,
+            })
+        })
+        .collect()
 }
 
 impl DebBackend {
@@ -330,20 +336,7 @@ impl Backend for DebBackend {
         plan: &DebPlan<'_>,
         _ctx: &Context,
     ) -> Result<Vec<LockedPackage>, BackendError> {
-        plan.packages
-            .iter()
-            .map(|p| {
-                Ok(LockedPackage {
-                    name: p.name.clone(),
-                    version: p.version.to_string(),
-                    arch: p.arch.clone(),
-                    path: lock_path(&p.name, &p.filename)?,
-                    size: p.size,
-                    sha256: Sha256Digest(p.sha256),
-                    checksum: None,
-                })
-            })
-            .collect()
+        lock_entries(plan)
     }
 
     /// The signed index has every package's SHA-256: the entries are the
@@ -353,20 +346,7 @@ impl Backend for DebBackend {
         plan: &DebPlan<'_>,
         _lock: &Lockfile,
     ) -> Result<Vec<LockedPackage>, BackendError> {
-        plan.packages
-            .iter()
-            .map(|p| {
-                Ok(LockedPackage {
-                    name: p.name.clone(),
-                    version: p.version.to_string(),
-                    arch: p.arch.clone(),
-                    path: lock_path(&p.name, &p.filename)?,
-                    size: p.size,
-                    sha256: Sha256Digest(p.sha256),
-                    checksum: None,
-                })
-            })
-            .collect()
+        lock_entries(plan)
     }
 
     /// Nothing is downloaded yet: `install` fetches while it unpacks.
@@ -377,7 +357,7 @@ impl Backend for DebBackend {
         _ctx: &Context,
     ) -> Result<Vec<FetchItem>, BackendError> {
         Ok(match locked {
-            Some(l) => bootstrap::locked_fetch_items(&self.src.mirror, &l.lock.packages),
+            Some(l) => lock::fetch_items(&self.src.mirror, &l.lock.packages),
             None => bootstrap::fetch_items(&self.src.mirror, &plan.as_plan())?,
         })
     }
@@ -419,7 +399,7 @@ impl Backend for DebBackend {
             layer_key.push("slim".to_owned());
         }
         BaseImage {
-            platform: oci_platform(&src.arch),
+            platform: platform::oci_platform(platform::DEBIAN, &src.arch),
             labels: Vec::new(),
             created_by: format!(
                 "rootstrap {}: {} {} {} {} ({} packages)",
@@ -506,11 +486,5 @@ mod tests {
         );
         src.mirror = "file:///srv/mirror".into();
         assert_eq!(apt_source_line(&src), None);
-    }
-
-    #[test]
-    fn platforms() {
-        assert_eq!(oci_platform("amd64"), ("amd64".into(), None));
-        assert_eq!(oci_platform("armhf"), ("arm".into(), Some("v7".into())));
     }
 }

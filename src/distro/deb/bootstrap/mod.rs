@@ -120,7 +120,7 @@ mod unpack;
 pub use index::{load_index, LoadedIndex, UsedIndex};
 pub use install::{install, InstallOptions};
 pub use normalise::normalise;
-pub use plan::{fetch_items, locked_fetch_items, plan, plan_from_lock};
+pub use plan::{fetch_items, plan, plan_from_lock};
 
 use plan::plan_in;
 use unpack::{Unpacker, Workers};

@@ -50,20 +50,6 @@ pub fn plan_from_lock<'u>(
     Ok(Plan { packages, why })
 }
 
-/// What to download for the locked packages: their locked path, size and
-/// SHA-256, in lock order.
-pub fn locked_fetch_items(mirror: &str, locked: &[crate::lock::LockedPackage]) -> Vec<FetchItem> {
-    locked
-        .iter()
-        .map(|p| FetchItem {
-            url: p.path.url(mirror),
-            size: p.size,
-            sha256: p.sha256,
-            name: p.name.clone(),
-        })
-        .collect()
-}
-
 pub(super) fn plan_in<'u>(
     universe: &'u Universe,
     src: &DebSource,
