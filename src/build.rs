@@ -11,13 +11,15 @@ mod locked;
 mod pipeline;
 mod tree_dir;
 
-pub use crate::distro::apk::backend::{SCRIPTS_LABEL, UNTRUSTED_LABEL};
+pub use crate::distro::apk::backend::UNTRUSTED_LABEL;
 pub use crate::distro::backend::{PlanReport, PlannedPackage, SourceOptions};
 pub use crate::distro::deb::backend::host_deb_arch;
 pub use locked::{read_lock, write_mirror, LockReport, LockRequest, MirrorReport};
+pub use pipeline::SCRIPTS_LABEL;
 
 use crate::cleanup::TempPath;
 use crate::distro::backend::{self, BackendError, Context};
+use crate::distro::platform::Platform;
 use crate::fetch::{Cache, ClientConfig, Fetcher};
 use crate::image::oci::{Empty, ImageConfig};
 use crate::image::{ImageBuilder, ImageError, ImageReference, LayerCompression, Output};
@@ -32,6 +34,15 @@ pub enum BuildError {
     DuplicateOutput(PathBuf),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Emulation(#[from] crate::rootfs::emulation::EmulationError),
+    #[error("{what} works on one platform at a time; this build is for {platforms}: pass --platform with one of them")]
+    OnePlatform {
+        what: &'static str,
+        platforms: String,
+    },
+    #[error("output {output} holds one platform's image; this build is for {platforms}: write them to an oci:DIR output (an image index), or build one platform per output with --platform")]
+    OnePlatformOutput { output: PathBuf, platforms: String },
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
     #[error(transparent)]
@@ -105,6 +116,13 @@ pub struct BuildOptions {
     pub compression: Option<LayerCompression>,
     /// `--slim`: as `slim = true` in the recipe's `[source]`.
     pub slim: bool,
+    /// `--platform A,B`: the platforms to build into one image index
+    /// (overrides the recipe's `platforms` and `arch`).
+    pub platforms: Vec<Platform>,
+    /// `--skip-foreign-scripts`: a foreign architecture's package scripts
+    /// are not run (the image is labelled); otherwise they run through
+    /// binfmt_misc, and a missing interpreter stops the build.
+    pub skip_foreign_scripts: bool,
 }
 
 /// The layer compression a build uses: `--compression`, else the recipe's,
@@ -254,7 +272,8 @@ pub fn resolve(
     reporter: SharedReporter,
 ) -> Result<PlanReport, BuildError> {
     let ctx = open_context(opts, &reporter)?;
-    backend::with_backend(recipe, opts, false, ctx, pipeline::Resolve { lock: None })?
+    let opts = &single_platform_source(recipe, opts)?;
+    backend::with_backend(recipe, opts, false, &ctx, pipeline::Resolve { lock: None })?
         .map(|(report, _)| report)
 }
 
@@ -270,13 +289,9 @@ pub fn resolve_with_lock(
 ) -> Result<(PlanReport, Vec<crate::lock::Drift>), BuildError> {
     let lock = read_lock(lock_file)?;
     let ctx = open_context(opts, &reporter)?;
-    let (report, resolved) = backend::with_backend(
-        recipe,
-        opts,
-        false,
-        ctx,
-        pipeline::Resolve { lock: Some(&lock) },
-    )??;
+    let opts = &single_platform_source(recipe, opts)?;
+    let job = pipeline::Resolve { lock: Some(&lock) };
+    let (report, resolved) = backend::with_backend(recipe, opts, false, &ctx, job)??;
     Ok((report, crate::lock::drift(&lock.packages, &resolved)))
 }
 
@@ -291,8 +306,9 @@ pub fn lock(
 ) -> Result<LockReport, BuildError> {
     let recipe_sha256 = locked::recipe_digest(recipe)?;
     let ctx = open_context(opts, &reporter)?;
+    let opts = &single_platform_source(recipe, opts)?;
     let job = pipeline::Lock { recipe_sha256 };
-    let lock = backend::with_backend(recipe, opts, recipe.source.slim, ctx, job)??;
+    let lock = backend::with_backend(recipe, opts, recipe.source.slim, &ctx, job)??;
     locked::write_lock(out, &lock)?;
     Ok(LockReport {
         file: out.to_owned(),
@@ -300,7 +316,55 @@ pub fn lock(
     })
 }
 
-/// `rootstrap build`.
+/// `resolve` and `lock` work on one platform: a recipe listing several
+/// needs `--platform` or `--arch` to say which.
+fn single_platform_source(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+) -> Result<SourceOptions, BuildError> {
+    let mut opts = opts.clone();
+    if opts.arch.is_none() && opts.platform.is_none() {
+        match recipe.source.platforms.as_slice() {
+            [] => {}
+            [one] => opts.platform = Some(Platform::parse(one).map_err(BackendError::from)?),
+            many => {
+                return Err(BuildError::OnePlatform {
+                    what: "resolving and locking",
+                    platforms: many.join(","),
+                })
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// The platforms a build makes: `--platform`, else the recipe's
+/// `platforms`, else its `arch` (one image, no index).
+fn build_platforms(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+) -> Result<Vec<Option<Platform>>, BuildError> {
+    if !opts.platforms.is_empty() {
+        return Ok(opts.platforms.iter().cloned().map(Some).collect());
+    }
+    if opts.source.arch.is_some() || opts.source.platform.is_some() {
+        return Ok(vec![opts.source.platform.clone()]);
+    }
+    if recipe.source.platforms.is_empty() {
+        return Ok(vec![None]);
+    }
+    let platforms = recipe
+        .source
+        .platforms
+        .iter()
+        .map(|p| Platform::parse(p).map(Some))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BackendError::from)?;
+    Ok(platforms)
+}
+
+/// `rootstrap build`: one image, or with several platforms one image
+/// index over one image per platform.
 pub fn build(
     recipe: &Recipe,
     opts: &BuildOptions,
@@ -319,17 +383,116 @@ pub fn build(
     {
         reporter.warn(crate::image::archive::ZSTD_DOCKER_NOTE);
     }
+    let platforms = build_platforms(recipe, opts)?;
+    let listed = platforms
+        .iter()
+        .flatten()
+        .map(Platform::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if platforms.len() > 1 {
+        // Checked before anything is built.
+        if let Some(out) = opts
+            .outputs
+            .iter()
+            .find(|o| !matches!(o, BuildOutput::Image(Output::OciDir(_))))
+        {
+            return Err(BuildError::OnePlatformOutput {
+                output: out.path().to_owned(),
+                platforms: listed,
+            });
+        }
+        if opts.lock.is_some() {
+            return Err(BuildError::OnePlatform {
+                what: "--lock",
+                platforms: listed,
+            });
+        }
+    }
     let tags = reference_for(recipe, opts)?;
     let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
     let slim = recipe.source.slim || opts.slim;
     let ctx = open_context(&opts.source, &reporter)?;
-    let job = pipeline::Build {
-        recipe,
-        opts,
-        tags,
-        lock_ctx,
-    };
-    backend::with_backend(recipe, &opts.source, slim, ctx, job)?
+    let mut built = Vec::new();
+    for platform in &platforms {
+        let mut source = opts.source.clone();
+        if let Some(p) = platform {
+            if platforms.len() > 1 {
+                reporter.stage(&format!("platform {p}"));
+            }
+            source.platform = Some(p.clone());
+        }
+        let job = pipeline::Build {
+            recipe,
+            opts,
+            lock_ctx: lock_ctx.as_ref(),
+        };
+        built.push(backend::with_backend(recipe, &source, slim, &ctx, job)??);
+    }
+    if built.len() > 1 {
+        return write_index_outputs(built, &opts.outputs, tags.as_ref(), reporter.as_ref());
+    }
+    let one = built.pop().expect("one platform at least");
+    let (outputs, manifest_digest) = write_outputs(
+        &one.builder,
+        &opts.outputs,
+        tags.as_ref(),
+        one.rootfs,
+        &one.checksums,
+        reporter.as_ref(),
+    )?;
+    if let (Some(lc), Some(lock)) = (&lock_ctx, one.new_lock) {
+        lc.write_if_new(|| Ok(lock), reporter.as_ref())?;
+    }
+    Ok(BuildReport {
+        plan: one.report,
+        outputs,
+        diff_id: one.diff_id,
+        manifest_digest,
+    })
+}
+
+/// A multi-platform build's outputs: OCI layouts holding the image index.
+/// The trees are removed first; SBOMs are not attached to index layouts
+/// yet (README "Not yet").
+fn write_index_outputs(
+    built: Vec<pipeline::Built>,
+    outputs: &[BuildOutput],
+    reference: Option<&ImageReference>,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<BuildReport, BuildError> {
+    reporter.stage("write outputs");
+    let mut builders = Vec::new();
+    let mut first = None;
+    for b in built {
+        drop(b.rootfs);
+        first.get_or_insert((b.report, b.diff_id));
+        builders.push(b.builder);
+    }
+    let images: Vec<&ImageBuilder> = builders.iter().collect();
+    let mut written = Vec::new();
+    let mut digest = None;
+    for out in outputs {
+        let BuildOutput::Image(Output::OciDir(dir)) = out else {
+            unreachable!("checked before building");
+        };
+        let w = crate::image::multi::write_index_layout(&images, dir, reference)?;
+        let d = w.index_digest.to_string();
+        digest.get_or_insert(d.clone());
+        reporter.info(&format!(
+            "wrote {} (image index of {} platforms)",
+            dir.display(),
+            w.manifests.len()
+        ));
+        written.push((out.clone(), Some(d)));
+    }
+    let (plan, diff_id) = first.expect("one platform at least");
+    Ok(BuildReport {
+        plan,
+        outputs: written,
+        diff_id,
+        manifest_digest: digest,
+    })
 }
 
 /// The base layer's compression: none when no output needs a compressed

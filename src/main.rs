@@ -71,10 +71,33 @@ fn source_options(args: &SourceArgs) -> SourceOptions {
         mirror: args.mirror.clone(),
         cache_dir: args.cache_dir.clone(),
         arch: args.arch.clone(),
+        // One platform is a source setting; several are a build's (an index).
+        platform: match &args.platform {
+            Some(list) if list.0.len() == 1 => list.0.first().cloned(),
+            _ => None,
+        },
         offline: args.offline,
         keys_dir: args.keys.clone(),
         allow_untrusted: args.allow_untrusted,
         accept_release_change: args.accept_release_change,
+    }
+}
+
+/// `resolve` and `lock` take one `--platform`.
+fn one_platform(args: &SourceArgs, command: &str) -> Result<()> {
+    match &args.platform {
+        Some(list) if list.0.len() > 1 => anyhow::bail!(
+            "rootstrap {command} works on one platform at a time: run it once per --platform"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// `--platform A,B`: the platforms of an image index (none for one).
+fn several_platforms(args: &SourceArgs) -> Vec<rootstrap::distro::platform::Platform> {
+    match &args.platform {
+        Some(list) if list.0.len() > 1 => list.0.clone(),
+        _ => Vec::new(),
     }
 }
 
@@ -128,6 +151,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_step_cache: args.dockerfile.no_cache,
                 compression: args.compression,
                 slim: args.slim,
+                skip_foreign_scripts: args.skip_foreign_scripts,
+                platforms: several_platforms(&args.source),
             };
             let result = build::build(&recipe, &opts, reporter.clone());
             reporter.finish();
@@ -159,6 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Resolve(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
+            one_platform(&args.source, "resolve")?;
             let opts = source_options(&args.source);
             let result = match &args.lock {
                 Some(lock) => build::resolve_with_lock(&recipe, &opts, lock, reporter.clone())
@@ -367,6 +393,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lock(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
+            one_platform(&args.source, "lock")?;
             let result = build::lock(
                 &recipe,
                 &source_options(&args.source),
@@ -543,6 +570,9 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
             no_step_cache: args.dockerfile.no_cache,
             compression: args.compression,
             slim: args.slim,
+            skip_foreign_scripts: args.skip_foreign_scripts,
+            // `FROM recipe.toml`: the Dockerfile build's one platform.
+            platforms: Vec::new(),
         };
         build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
         Ok(out)

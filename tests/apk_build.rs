@@ -387,7 +387,10 @@ fn allow_untrusted_accepts_an_unsigned_index_and_labels_the_image() {
     assert!(stderr(&o).contains("not signed"), "{}", stderr(&o));
     assert!(!oci.exists());
 
-    let o = s.build(&["--allow-untrusted"], &[format!("oci:{}", oci.display())]);
+    let o = s.build(
+        &["--allow-untrusted", "--skip-foreign-scripts"],
+        &[format!("oci:{}", oci.display())],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("scripts were not run"), "{err}");
@@ -410,7 +413,7 @@ fn foreign_arch_build_runs_no_scripts_and_marks_them_pending() {
     let oci = s.out("oci");
     let rootfs = s.out("rootfs");
     let o = s.build(
-        &[],
+        &["--skip-foreign-scripts"],
         &[
             format!("oci:{}", oci.display()),
             format!("rootfs:{}", rootfs.display()),
@@ -1025,5 +1028,109 @@ fn shipped_alpine_recipes_default_to_alpines_cdn_and_the_mirror_flags_override_i
             err.contains("mirror http://127.0.0.1:9/cli (from --mirror)"),
             "{err}"
         );
+    }
+}
+
+/// `--platform A,B` makes one OCI image index with one manifest per
+/// platform, each the image a one-platform build makes; outputs that hold
+/// one image are refused before anything is built.
+#[test]
+fn two_platforms_make_one_image_index() {
+    let Some(bb) = busybox_or_skip("two_platforms_make_one_image_index") else {
+        return;
+    };
+    if std::env::consts::ARCH != "x86_64" || !is_root() {
+        eprintln!("SKIP: two_platforms_make_one_image_index: needs an x86_64 host and root");
+        return;
+    }
+    let s = setup("x86_64", &bb);
+    // The aarch64 packages beside the x86_64 ones, under the same mirror
+    // (their signing key joins the keys directory).
+    let arm = fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
+    assert_eq!(arm.keys_dir, s.repo.keys_dir);
+    let both = [
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--skip-foreign-scripts",
+    ];
+
+    let refused = s.out("one.tar");
+    let o = s.build(&both, &[format!("docker-archive:{}", refused.display())]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("one.tar") && err.contains("linux/amd64,linux/arm64"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("fetch and verify"),
+        "refused before building: {err}"
+    );
+    assert!(!refused.exists());
+
+    let multi = s.out("multi");
+    let o = s.build(&both, &[format!("oci:{}", multi.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let blob = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(multi.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap()
+    };
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(multi.join("index.json")).unwrap()).unwrap();
+    let entries = top["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index = blob(entries[0]["digest"].as_str().unwrap());
+    let manifests = index["manifests"].as_array().unwrap();
+    let platforms: Vec<String> = manifests
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            format!("{}/{}/{}", p["os"], p["architecture"], p["variant"])
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        ["\"linux\"/\"amd64\"/null", "\"linux\"/\"arm64\"/\"v8\""]
+    );
+    for m in manifests {
+        let manifest = blob(m["digest"].as_str().unwrap());
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["architecture"], m["platform"]["architecture"]);
+    }
+    // The foreign platform's scripts did not run, and its image says so.
+    let arm_config = blob(
+        blob(manifests[1]["digest"].as_str().unwrap())["config"]["digest"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        arm_config["config"]["Labels"]["org.rootstrap.scripts"],
+        "not-run"
+    );
+    let amd_config = blob(
+        blob(manifests[0]["digest"].as_str().unwrap())["config"]["digest"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(amd_config["config"]["Labels"]
+        .get("org.rootstrap.scripts")
+        .is_none());
+
+    // Each manifest is the one a one-platform build makes.
+    for (platform, m) in ["linux/amd64", "linux/arm64"].iter().zip(manifests) {
+        let single = s.out(&format!("single-{}", platform.replace('/', "-")));
+        let o = s.build(
+            &["--platform", platform, "--skip-foreign-scripts"],
+            &[format!("oci:{}", single.display())],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let top: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(single.join("index.json")).unwrap()).unwrap();
+        assert_eq!(top["manifests"][0]["digest"], m["digest"], "{platform}");
     }
 }

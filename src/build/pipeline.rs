@@ -7,16 +7,17 @@ use std::path::PathBuf;
 use super::locked::LockContext;
 use super::{
     apply_image_spec, base_layer_compression, epoch_for, layer_compression, tree_dir, work_dir,
-    write_outputs, BuildError, BuildOptions, BuildOutput, BuildReport, RootfsUmask,
+    BuildError, BuildOptions, BuildOutput, RootfsUmask,
 };
 use crate::distro::backend::{
     Backend, BaseImage, Context, InstallSettings, Locked, PlanReport, WithBackend,
 };
 use crate::image::oci::{self, History, ImageConfig};
-use crate::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions};
+use crate::image::{ImageBuilder, LayerCompression, LayerOptions};
 use crate::layer_cache::{self, LayerCache, LayerEntry};
 use crate::lock::{LockedPackage, Lockfile};
 use crate::recipe::Recipe;
+use crate::rootfs::emulation::{self, Emulation};
 use crate::rootfs::sandbox::Sandbox;
 use crate::verify::Sha256Digest;
 
@@ -29,9 +30,9 @@ pub(super) struct Resolve<'a> {
 impl WithBackend for Resolve<'_> {
     type Output = Result<(PlanReport, Vec<LockedPackage>), BuildError>;
 
-    fn run<B: Backend>(self, backend: B, ctx: Context) -> Self::Output {
-        let mut index = backend.load_index(&ctx, false)?;
-        let plan = backend.plan(&mut index, None, &ctx)?;
+    fn run<B: Backend>(self, backend: B, ctx: &Context) -> Self::Output {
+        let mut index = backend.load_index(ctx, false)?;
+        let plan = backend.plan(&mut index, None, ctx)?;
         let entries = match self.lock {
             Some(lock) => backend.drift_entries(&plan, lock)?,
             None => Vec::new(),
@@ -48,13 +49,13 @@ pub(super) struct Lock {
 impl WithBackend for Lock {
     type Output = Result<Lockfile, BuildError>;
 
-    fn run<B: Backend>(self, backend: B, ctx: Context) -> Self::Output {
-        let mut index = backend.load_index(&ctx, true)?;
-        let plan = backend.plan(&mut index, None, &ctx)?;
+    fn run<B: Backend>(self, backend: B, ctx: &Context) -> Self::Output {
+        let mut index = backend.load_index(ctx, true)?;
+        let plan = backend.plan(&mut index, None, ctx)?;
         // Where the index has no SHA-256 (Alpine), it comes from the
         // verified download.
-        backend.fetch(&plan, None, &ctx)?;
-        lockfile(&backend, &plan, self.recipe_sha256, &ctx)
+        backend.fetch(&plan, None, ctx)?;
+        lockfile(&backend, &plan, self.recipe_sha256, ctx)
     }
 }
 
@@ -73,44 +74,55 @@ fn lockfile<B: Backend>(
     })
 }
 
-/// `rootstrap build`.
+/// `rootstrap build` of one platform: the image, not yet written.
 pub(super) struct Build<'a> {
     pub recipe: &'a Recipe,
     pub opts: &'a BuildOptions,
-    pub tags: Option<ImageReference>,
-    pub lock_ctx: Option<LockContext>,
+    pub lock_ctx: Option<&'a LockContext>,
+}
+
+/// One platform's image, built: what the outputs are written from.
+pub(super) struct Built {
+    pub builder: ImageBuilder,
+    /// The finished tree, when the build made one (not for a reused layer).
+    pub rootfs: Option<crate::cleanup::TempPath>,
+    /// SHA-256 of each package file, for the SBOMs.
+    pub checksums: std::collections::BTreeMap<String, [u8; 32]>,
+    pub report: PlanReport,
+    pub diff_id: String,
+    /// `--lock FILE` naming no file yet: the lock to write after the outputs.
+    pub new_lock: Option<Lockfile>,
 }
 
 impl WithBackend for Build<'_> {
-    type Output = Result<BuildReport, BuildError>;
+    type Output = Result<Built, BuildError>;
 
-    fn run<B: Backend>(self, backend: B, ctx: Context) -> Self::Output {
-        build(&backend, &ctx, self)
+    fn run<B: Backend>(self, backend: B, ctx: &Context) -> Self::Output {
+        build(&backend, ctx, self)
     }
 }
 
-fn build<B: Backend>(
-    backend: &B,
-    ctx: &Context,
-    job: Build<'_>,
-) -> Result<BuildReport, BuildError> {
+fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built, BuildError> {
     let Build {
         recipe,
         opts,
-        tags,
         lock_ctx,
     } = job;
     let reporter = ctx.reporter.as_ref();
     let umask = RootfsUmask::set();
-    if let Some(lc) = &lock_ctx {
+    if let Some(lc) = lock_ctx {
         lc.check_source(&backend.lock_source(), reporter)?;
     }
-    let locked = lock_ctx.as_ref().and_then(|lc| {
+    let locked = lock_ctx.and_then(|lc| {
         lc.locked().map(|lock| Locked {
             file: &lc.request.file,
             lock,
         })
     });
+
+    // Before anything is downloaded: can this platform's scripts run here?
+    let (arch, variant) = backend.platform();
+    let run_scripts = scripts_run_here(&arch, opts.skip_foreign_scripts, reporter)?;
 
     let mut index = backend.load_index(ctx, lock_ctx.is_some())?;
     let plan = backend.plan(&mut index, locked, ctx)?;
@@ -126,18 +138,24 @@ fn build<B: Backend>(
         None => backend.index_date(&plan),
     })?;
     let fetched = backend.fetch(&plan, locked, ctx)?;
-    if let Some(lc) = lock_ctx.as_ref().filter(|lc| lc.existing.is_some()) {
+    if let Some(lc) = lock_ctx.filter(|lc| lc.existing.is_some()) {
         if locked.is_none() {
             lc.report_drift(&backend.locked_packages(&plan, ctx)?, reporter);
         }
     }
 
-    let base = backend.base_image(&plan, &fetched, locked, epoch);
-    let mut config = ImageConfig::new(&base.platform.0, "linux");
-    config.variant = base.platform.1.clone();
+    let base = backend.base_image(&plan, &fetched, locked, run_scripts);
+    let mut config = ImageConfig::new(&arch, "linux");
+    config.variant = variant;
     config.created = Some(oci::format_timestamp(epoch));
     apply_image_spec(&mut config, recipe);
     config.config.labels.extend(base.labels.iter().cloned());
+    if !run_scripts {
+        config
+            .config
+            .labels
+            .insert(SCRIPTS_LABEL.to_owned(), "not-run".to_owned());
+    }
     let work = work_dir(opts)?;
     let compression = base_layer_compression(&opts.outputs, layer_compression(recipe, opts));
     let mut builder = ImageBuilder::new_in(&work, config, compression)?;
@@ -159,7 +177,7 @@ fn build<B: Backend>(
             .iter()
             .any(|o| matches!(o, BuildOutput::RootfsDir(_)));
     let layers = LayerCache::new(&ctx.cache_dir);
-    let cache_key = base_layer_key(&base, epoch, compression);
+    let cache_key = base_layer_key(&base, epoch, run_scripts, compression);
     let rootfs =
         if !wants_tree && reuse_cached_layer(&layers, &cache_key, &mut builder, &history, ctx) {
             backend.keep_in_cache(&fetched, ctx)?;
@@ -171,7 +189,7 @@ fn build<B: Backend>(
             let settings = InstallSettings {
                 sandbox: &sandbox,
                 epoch,
-                run_scripts: base.run_scripts,
+                run_scripts,
                 locked,
             };
             backend.install(dir.path(), &plan, &fetched, &settings, ctx)?;
@@ -213,37 +231,71 @@ fn build<B: Backend>(
     }
 
     drop(umask);
-    let (outputs, manifest_digest) = write_outputs(
-        &builder,
-        &opts.outputs,
-        tags.as_ref(),
+    // The lock a resolving build writes once its outputs are written.
+    let new_lock = match lock_ctx {
+        Some(lc) if lc.existing.is_none() && !lc.request.locked => {
+            Some(lockfile(backend, &plan, lc.recipe_sha256, ctx)?)
+        }
+        _ => None,
+    };
+    Ok(Built {
+        builder,
         rootfs,
-        &backend.package_checksums(&plan),
-        reporter,
-    )?;
-    if let Some(lc) = &lock_ctx {
-        lc.write_if_new(|| lockfile(backend, &plan, lc.recipe_sha256, ctx), reporter)?;
-    }
-    Ok(BuildReport {
-        plan: report,
-        outputs,
+        checksums: backend.package_checksums(&plan),
+        report,
         diff_id,
-        manifest_digest,
+        new_lock,
     })
 }
 
 /// Everything the base layer is made of: same inputs, same layer.
-fn base_layer_key(base: &BaseImage, epoch: i64, compression: LayerCompression) -> String {
+fn base_layer_key(
+    base: &BaseImage,
+    epoch: i64,
+    run_scripts: bool,
+    compression: LayerCompression,
+) -> String {
     let mut parts = vec![
         "base-layer-v2".to_owned(),
         env!("CARGO_PKG_VERSION").to_owned(),
         epoch.to_string(),
-        base.run_scripts.to_string(),
+        run_scripts.to_string(),
         format!("layer compression {compression:?}"),
         base.created_by.clone(),
     ];
     parts.extend(base.layer_key.iter().cloned());
     layer_cache::key(&parts)
+}
+
+/// Label set when package scripts did not run (`--skip-foreign-scripts`).
+pub const SCRIPTS_LABEL: &str = "org.rootstrap.scripts";
+
+/// Whether package scripts of `arch` run: natively, or through a
+/// binfmt_misc interpreter. A foreign architecture's are not run with
+/// `skip` (`--skip-foreign-scripts`); without it, a missing interpreter
+/// stops the build saying what to install.
+fn scripts_run_here(
+    arch: &str,
+    skip: bool,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<bool, BuildError> {
+    match emulation::check(arch) {
+        Ok(Emulation::Native) => Ok(true),
+        Ok(Emulation::Interpreter { .. }) | Err(_) if skip => {
+            reporter.warn(&format!(
+                "--skip-foreign-scripts: {arch} package scripts are not run (the image is labelled {SCRIPTS_LABEL}=not-run)"
+            ));
+            Ok(false)
+        }
+        Ok(Emulation::Interpreter { entry, path }) => {
+            reporter.info(&format!(
+                "{arch} programs run through binfmt_misc entry {entry} ({})",
+                path.display()
+            ));
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Adds the cached base layer to the image when there is a usable one

@@ -31,6 +31,9 @@ pub struct SourceOptions {
     pub cache_dir: Option<PathBuf>,
     /// `--arch`, overriding the recipe.
     pub arch: Option<String>,
+    /// `--platform` (one), overriding the recipe: the back end maps it to
+    /// its own architecture name.
+    pub platform: Option<crate::distro::platform::Platform>,
     /// Only use what is in the cache.
     pub offline: bool,
     /// `--keys DIR`: trust these keys instead of the recipe's.
@@ -95,6 +98,10 @@ pub enum BackendError {
     Alpine(Box<ApkBootstrapError>),
     #[error("--slim: {distro} images have no dpkg to keep excluded paths out; slim is for Debian and Ubuntu")]
     SlimUnsupported { distro: &'static str },
+    #[error(transparent)]
+    Platform(#[from] crate::distro::platform::PlatformError),
+    #[error("--arch {arch} and --platform {platform} both name the architecture: give one")]
+    ArchAndPlatform { arch: String, platform: String },
     #[error("{what}: cannot be recorded in a lock: {reason}")]
     LockUnsafePath { what: String, reason: String },
     #[error("lockfile {file} does not match the signed index ({} package(s)):\n  {}", problems.len(), problems.join("\n  "))]
@@ -150,18 +157,34 @@ pub struct Locked<'a> {
     pub lock: &'a Lockfile,
 }
 
-/// What the image records about the base layer: its platform, labels and
-/// history line, and how the layer is made.
+/// The architecture a build is for, in the distribution's spelling: the
+/// command line's `--arch` or `--platform`, else the recipe's.
+pub fn target_arch(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    table: crate::distro::platform::ArchTable,
+) -> Result<String, BackendError> {
+    match (&opts.arch, &opts.platform) {
+        (Some(arch), Some(platform)) => Err(BackendError::ArchAndPlatform {
+            arch: arch.clone(),
+            platform: platform.to_string(),
+        }),
+        (Some(arch), None) => Ok(arch.clone()),
+        (None, Some(platform)) => Ok(platform
+            .distro_arch(table, recipe.source.distro.name())?
+            .to_owned()),
+        (None, None) => Ok(recipe.source.arch.clone()),
+    }
+}
+
+/// What the image records about the base layer: its labels and history
+/// line, and how the layer is made.
 #[derive(Debug, Clone)]
 pub struct BaseImage {
-    /// OCI architecture and variant (`arm64`, `v8`).
-    pub platform: (String, Option<String>),
-    /// Labels the back end adds (untrusted, scripts not run).
+    /// Labels the back end adds (untrusted).
     pub labels: Vec<(String, String)>,
     /// The history entry's `created_by`.
     pub created_by: String,
-    /// Whether package scripts run (false for a foreign architecture).
-    pub run_scripts: bool,
     /// Everything the base layer is made of beyond the packages' identity
     /// and the pipeline's own settings (epoch, compression): same inputs,
     /// same layer.
@@ -255,12 +278,16 @@ pub trait Backend: Sized {
     /// on it).
     fn keep_in_cache(&self, fetched: &Self::Fetched, ctx: &Context) -> Result<(), BackendError>;
 
+    /// The OCI architecture and variant of the target (`arm64`, `v8`).
+    fn platform(&self) -> (String, Option<String>);
+
+    /// `run_scripts`: whether package scripts run (natively or emulated).
     fn base_image(
         &self,
         plan: &Self::Plan<'_>,
         fetched: &Self::Fetched,
         locked: Option<Locked<'_>>,
-        epoch: i64,
+        run_scripts: bool,
     ) -> BaseImage;
 
     /// Installs the plan into the empty tree at `root`.
@@ -281,7 +308,7 @@ pub trait Backend: Sized {
 /// What runs with the back end a recipe names.
 pub trait WithBackend {
     type Output;
-    fn run<B: Backend>(self, backend: B, ctx: Context) -> Self::Output;
+    fn run<B: Backend>(self, backend: B, ctx: &Context) -> Self::Output;
 }
 
 /// Prepares the recipe's back end over `ctx` and hands both to `job`.
@@ -289,18 +316,18 @@ pub fn with_backend<W: WithBackend>(
     recipe: &Recipe,
     opts: &SourceOptions,
     slim: bool,
-    ctx: Context,
+    ctx: &Context,
     job: W,
 ) -> Result<W::Output, BackendError> {
     Ok(match recipe.source.distro {
         Distro::Alpine => {
             let backend =
-                crate::distro::apk::backend::ApkBackend::prepare(recipe, opts, slim, &ctx)?;
+                crate::distro::apk::backend::ApkBackend::prepare(recipe, opts, slim, ctx)?;
             job.run(backend, ctx)
         }
         Distro::Debian | Distro::Ubuntu => {
             let backend =
-                crate::distro::deb::backend::DebBackend::prepare(recipe, opts, slim, &ctx)?;
+                crate::distro::deb::backend::DebBackend::prepare(recipe, opts, slim, ctx)?;
             job.run(backend, ctx)
         }
     })

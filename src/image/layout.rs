@@ -738,14 +738,14 @@ pub(crate) fn digest_hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-fn parent_dir(target: &Path) -> &Path {
+pub(crate) fn parent_dir(target: &Path) -> &Path {
     match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     let mut f =
         File::create(path).map_err(ImageError::io(format!("creating {}", path.display())))?;
     f.write_all(bytes)
@@ -756,7 +756,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
 
 /// Puts `src` at `dest` (a link when both are on one file system) and
 /// syncs it: the builder's own blobs are work files that were never synced.
-fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
+pub(crate) fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
     if fs::hard_link(src, dest).is_err() {
         fs::copy(src, dest).map_err(ImageError::io(format!(
             "copying {} to {}",
@@ -769,7 +769,7 @@ fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
         .map_err(ImageError::io(format!("syncing {}", dest.display())))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(ImageError::io(format!("syncing {}", dir.display())))
@@ -802,7 +802,7 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<(),
 
 /// Move a finished temp directory onto `target`, replacing an existing
 /// directory only after the new one is complete.
-fn replace_dir(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
+pub(crate) fn replace_dir(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
     let ctx = || format!("moving the image into {}", target.display());
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

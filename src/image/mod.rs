@@ -11,6 +11,7 @@ pub mod diff;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod multi;
 pub mod oci;
 pub mod read;
 pub mod reference;

@@ -9,8 +9,8 @@ use super::bootstrap::{self as apk, ApkSource, InstallOptions, KeyFile, LoadedIn
 use super::lock as apk_lock;
 use super::{ApkPackage, TrustedKeys, VerifiedApk};
 use crate::distro::backend::{
-    planned_bytes, Backend, BackendError, BaseImage, Context, InstallSettings, Locked, PlanReport,
-    PlannedPackage, SourceOptions,
+    planned_bytes, target_arch, Backend, BackendError, BaseImage, Context, InstallSettings, Locked,
+    PlanReport, PlannedPackage, SourceOptions,
 };
 use crate::distro::platform;
 use crate::keys::{self, KeyError};
@@ -20,8 +20,6 @@ use crate::recipe::Recipe;
 
 /// Label set when `--allow-untrusted` let an unverified index or package in.
 pub const UNTRUSTED_LABEL: &str = "org.rootstrap.untrusted";
-/// Label set when package scripts could not run (foreign architecture).
-pub const SCRIPTS_LABEL: &str = "org.rootstrap.scripts";
 
 /// An Alpine recipe's source and trusted keys.
 pub struct ApkBackend {
@@ -193,10 +191,7 @@ impl Backend for ApkBackend {
                 release,
                 repositories: recipe.source.repositories.clone(),
                 base: recipe.packages.base.clone(),
-                arch: opts
-                    .arch
-                    .clone()
-                    .unwrap_or_else(|| recipe.source.arch.clone()),
+                arch: target_arch(recipe, opts, platform::ALPINE)?,
                 extra,
                 allow_untrusted: opts.allow_untrusted,
             },
@@ -350,14 +345,17 @@ impl Backend for ApkBackend {
         Ok(())
     }
 
+    fn platform(&self) -> (String, Option<String>) {
+        platform::oci_platform(platform::ALPINE, &self.src.arch)
+    }
+
     fn base_image(
         &self,
         plan: &ApkPlan<'_>,
         fetched: &ApkFetched,
         locked: Option<Locked<'_>>,
-        _epoch: i64,
+        run_scripts: bool,
     ) -> BaseImage {
-        let run_scripts = self.src.arch == apk::host_apk_arch();
         let untrusted = plan.index.loaded.untrusted()
             || fetched
                 .apks
@@ -368,16 +366,12 @@ impl Backend for ApkBackend {
         if untrusted {
             labels.push((UNTRUSTED_LABEL.to_owned(), "true".to_owned()));
         }
-        if !run_scripts {
-            labels.push((SCRIPTS_LABEL.to_owned(), "not-run".to_owned()));
-        }
         // A repository line that cannot be written fails the install with
         // the same error; the key only needs to differ from a good one.
         let layer_key = self
             .layer_key(plan, locked)
             .unwrap_or_else(|e| vec![format!("unusable: {e}")]);
         BaseImage {
-            platform: platform::oci_platform(platform::ALPINE, &self.src.arch),
             labels,
             created_by: format!(
                 "rootstrap {}: alpine {} {} ({} packages{})",
@@ -387,7 +381,6 @@ impl Backend for ApkBackend {
                 plan.packages.len(),
                 if run_scripts { "" } else { ", scripts not run" }
             ),
-            run_scripts,
             layer_key,
             layer_excludes: &["proc", "sys", "dev", "run", "tmp"],
             // APKINDEX's installed size (I:) is in bytes.

@@ -12,8 +12,8 @@ use super::packages::BinaryPackage;
 use super::release_memory::ReleaseMemory;
 use super::resolve::{Plan, Universe, Variant as DebVariant};
 use crate::distro::backend::{
-    lock_path, Backend, BackendError, BaseImage, Context, InstallSettings, Locked, PlanReport,
-    PlannedPackage, SourceOptions,
+    lock_path, target_arch, Backend, BackendError, BaseImage, Context, InstallSettings, Locked,
+    PlanReport, PlannedPackage, SourceOptions,
 };
 use crate::distro::platform;
 use crate::fetch::FetchItem;
@@ -192,10 +192,7 @@ impl Backend for DebBackend {
             mirror,
             suite,
             components: recipe.source.components.clone(),
-            arch: opts
-                .arch
-                .clone()
-                .unwrap_or_else(|| recipe.source.arch.clone()),
+            arch: target_arch(recipe, opts, platform::DEBIAN)?,
             variant: deb_variant(recipe.source.variant),
             include: recipe
                 .package_requests()
@@ -368,15 +365,18 @@ impl Backend for DebBackend {
         Ok(())
     }
 
+    fn platform(&self) -> (String, Option<String>) {
+        platform::oci_platform(platform::DEBIAN, &self.src.arch)
+    }
+
     fn base_image(
         &self,
         plan: &DebPlan<'_>,
         _items: &Vec<FetchItem>,
         locked: Option<Locked<'_>>,
-        _epoch: i64,
+        run_scripts: bool,
     ) -> BaseImage {
         let src = &self.src;
-        let run_scripts = src.arch == host_deb_arch();
         let apt_source = apt_source_line(&self.image_source(locked));
         let mut layer_key = vec![
             self.distro.to_owned(),
@@ -399,18 +399,17 @@ impl Backend for DebBackend {
             layer_key.push("slim".to_owned());
         }
         BaseImage {
-            platform: platform::oci_platform(platform::DEBIAN, &src.arch),
             labels: Vec::new(),
             created_by: format!(
-                "rootstrap {}: {} {} {} {} ({} packages)",
+                "rootstrap {}: {} {} {} {} ({} packages{})",
                 env!("CARGO_PKG_VERSION"),
                 self.distro,
                 src.suite,
                 src.arch,
                 src.variant,
-                plan.packages.len()
+                plan.packages.len(),
+                if run_scripts { "" } else { ", scripts not run" }
             ),
-            run_scripts,
             layer_key,
             // /run is emptied but for lock in the tree (bootstrap::normalise).
             layer_excludes: &["proc", "sys", "dev", "tmp"],
