@@ -151,15 +151,42 @@ impl OpenedImage {
     /// selects by `org.opencontainers.image.ref.name`, containerd name or RepoTag.
     pub fn open(source: &ImageSource, name: Option<&str>) -> Result<Self, ImageError> {
         match source {
-            ImageSource::OciDir(dir) => open_oci_layout(source, Store::Dir(dir.clone()), name),
+            ImageSource::OciDir(dir) => {
+                open_oci_layout(source, Store::Dir(dir.clone()), name, None)
+            }
             ImageSource::OciArchive(file) => {
                 let store = Store::Archive {
                     path: file.clone(),
                     members: scan_archive(source, file)?,
                 };
-                open_oci_layout(source, store, name)
+                open_oci_layout(source, store, name, None)
             }
             ImageSource::DockerArchive(file) => open_docker_archive(source, file, name),
+        }
+    }
+
+    /// [`OpenedImage::open`] of an OCI layout or archive holding an image
+    /// index, taking `platform`'s image from it instead of the host's.
+    pub fn open_platform(
+        source: &ImageSource,
+        name: Option<&str>,
+        platform: &oci::Platform,
+    ) -> Result<Self, ImageError> {
+        match source {
+            ImageSource::OciDir(dir) => {
+                open_oci_layout(source, Store::Dir(dir.clone()), name, Some(platform))
+            }
+            ImageSource::OciArchive(file) => {
+                let store = Store::Archive {
+                    path: file.clone(),
+                    members: scan_archive(source, file)?,
+                };
+                open_oci_layout(source, store, name, Some(platform))
+            }
+            ImageSource::DockerArchive(_) => Err(ImageError::Invalid {
+                location: source.location(),
+                reason: "a docker archive holds one platform's image".into(),
+            }),
         }
     }
 
@@ -347,6 +374,25 @@ fn host_platform() -> (&'static str, &'static str) {
     (oci::oci_arch(std::env::consts::ARCH).0, "linux")
 }
 
+/// Whether an index entry is for `wanted` (a variant only counts when both
+/// name one), or, without `wanted`, for the host.
+fn is_for(desc: &Descriptor, wanted: Option<&oci::Platform>) -> bool {
+    let Some(p) = &desc.platform else {
+        return false;
+    };
+    match wanted {
+        Some(w) => {
+            p.architecture == w.architecture
+                && p.os == w.os
+                && (p.variant.is_none() || w.variant.is_none() || p.variant == w.variant)
+        }
+        None => {
+            let (arch, os) = host_platform();
+            p.architecture == arch && p.os == os
+        }
+    }
+}
+
 /// Follow index → (nested index by platform) → manifest.
 fn select_manifest(
     store: &Store,
@@ -354,6 +400,7 @@ fn select_manifest(
     index: &Index,
     name: Option<&str>,
     index_name: &str,
+    platform: Option<&oci::Platform>,
 ) -> Result<(Descriptor, Manifest), ImageError> {
     let invalid = |reason: String| ImageError::Invalid {
         location: source.location(),
@@ -388,15 +435,7 @@ fn select_manifest(
             )))
         }
         many => {
-            let (arch, os) = host_platform();
-            let by_platform: Vec<_> = many
-                .iter()
-                .filter(|d| {
-                    d.platform
-                        .as_ref()
-                        .is_some_and(|p| p.architecture == arch && p.os == os)
-                })
-                .collect();
+            let by_platform: Vec<_> = many.iter().filter(|d| is_for(d, platform)).collect();
             match by_platform.as_slice() {
                 [one] => **one,
                 _ => {
@@ -420,7 +459,8 @@ fn select_manifest(
     {
         let nested: Index = parse_json(&bytes, &format!("index {}", desc.digest))?;
         let nested_name = format!("index {}", desc.digest);
-        let (inner, manifest) = select_manifest(store, source, &nested, None, &nested_name)?;
+        let (inner, manifest) =
+            select_manifest(store, source, &nested, None, &nested_name, platform)?;
         return Ok((inner, manifest));
     }
     let manifest: Manifest = parse_json(&bytes, &format!("manifest {}", desc.digest))?;
@@ -475,6 +515,7 @@ fn open_oci_layout(
     source: &ImageSource,
     store: Store,
     name: Option<&str>,
+    platform: Option<&oci::Platform>,
 ) -> Result<OpenedImage, ImageError> {
     let layout: serde_json::Value = parse_json(
         &read_limited(&store, source, "oci-layout", None)?,
@@ -494,7 +535,7 @@ fn open_oci_layout(
         &read_limited(&store, source, "index.json", None)?,
         "index.json",
     )?;
-    let (desc, manifest) = select_manifest(&store, source, &index, name, "index.json")?;
+    let (desc, manifest) = select_manifest(&store, source, &index, name, "index.json", platform)?;
     let config_bytes = read_descriptor_blob(
         &store,
         source,
@@ -655,7 +696,7 @@ fn open_docker_archive(
             &read_limited(&store, source, "index.json", None)?,
             "index.json",
         )?;
-        select_manifest(&store, source, &index, None, "index.json")
+        select_manifest(&store, source, &index, None, "index.json", None)
             .ok()
             .filter(|(_, m)| m.config.digest == config_digest.to_string())
     } else {
