@@ -23,6 +23,7 @@ use crate::distro::platform::Platform;
 use crate::fetch::{Cache, ClientConfig, Fetcher};
 use crate::image::oci::{Empty, ImageConfig};
 use crate::image::{ImageBuilder, ImageError, ImageReference, LayerCompression, Output};
+use crate::lock::LockSet;
 use crate::recipe::Recipe;
 use crate::report::SharedReporter;
 
@@ -76,6 +77,12 @@ pub enum BuildError {
     LockIo {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("--locked: the lockfile {file} has no package set for {platform} (it has: {platforms}); write it with `rootstrap lock`")]
+    LockNoPlatform {
+        file: PathBuf,
+        platform: String,
+        platforms: String,
     },
     #[error("--locked: the lockfile {0} does not exist (write it with `rootstrap lock`)")]
     LockMissing(PathBuf),
@@ -287,9 +294,17 @@ pub fn resolve_with_lock(
     lock_file: &Path,
     reporter: SharedReporter,
 ) -> Result<(PlanReport, Vec<crate::lock::Drift>), BuildError> {
-    let lock = read_lock(lock_file)?;
     let ctx = open_context(opts, &reporter)?;
     let opts = &single_platform_source(recipe, opts)?;
+    let set = locked::read_lock_set(lock_file)?;
+    let platform = opts.platform.as_ref().map(Platform::to_string);
+    let lock = set
+        .for_platform(platform.as_deref())
+        .cloned()
+        .ok_or_else(|| crate::lock::LockError::SeveralPlatforms {
+            file: lock_file.to_owned(),
+            platforms: set.platform_names().join(", "),
+        })?;
     let job = pipeline::Resolve { lock: Some(&lock) };
     let (report, resolved) = backend::with_backend(recipe, opts, false, &ctx, job)??;
     Ok((report, crate::lock::drift(&lock.packages, &resolved)))
@@ -298,17 +313,47 @@ pub fn resolve_with_lock(
 /// `rootstrap lock`: resolves the recipe and writes its lockfile to `out`
 /// (atomically). Alpine packages are downloaded and verified to learn their
 /// SHA-256; Debian ones are not (the signed index has it).
+///
+/// `platforms` (`--platform A,B`), or a recipe listing several, lock each
+/// platform's package set into one (version 2) lockfile.
 pub fn lock(
     recipe: &Recipe,
     opts: &SourceOptions,
+    platforms: &[Platform],
     out: &Path,
     reporter: SharedReporter,
 ) -> Result<LockReport, BuildError> {
     let recipe_sha256 = locked::recipe_digest(recipe)?;
     let ctx = open_context(opts, &reporter)?;
-    let opts = &single_platform_source(recipe, opts)?;
-    let job = pipeline::Lock { recipe_sha256 };
-    let lock = backend::with_backend(recipe, opts, recipe.source.slim, &ctx, job)??;
+    let several = if !platforms.is_empty() {
+        platforms.to_vec()
+    } else if opts.arch.is_none() && opts.platform.is_none() && recipe.source.platforms.len() > 1 {
+        recipe_platforms(recipe)?
+    } else {
+        Vec::new()
+    };
+    let lock = if several.len() > 1 {
+        let mut all = Vec::new();
+        for p in several {
+            reporter.stage(&format!("platform {p}"));
+            let mut source = opts.clone();
+            source.platform = Some(p.clone());
+            let job = pipeline::Lock { recipe_sha256 };
+            let one = backend::with_backend(recipe, &source, recipe.source.slim, &ctx, job)??;
+            all.push((p.to_string(), one));
+        }
+        LockSet::Platforms(all)
+    } else {
+        let opts = &single_platform_source(recipe, opts)?;
+        let job = pipeline::Lock { recipe_sha256 };
+        LockSet::One(Box::new(backend::with_backend(
+            recipe,
+            opts,
+            recipe.source.slim,
+            &ctx,
+            job,
+        )??))
+    };
     locked::write_lock(out, &lock)?;
     Ok(LockReport {
         file: out.to_owned(),
@@ -353,11 +398,16 @@ fn build_platforms(
     if recipe.source.platforms.is_empty() {
         return Ok(vec![None]);
     }
+    Ok(recipe_platforms(recipe)?.into_iter().map(Some).collect())
+}
+
+/// The recipe's `platforms`, parsed (the recipe was validated).
+fn recipe_platforms(recipe: &Recipe) -> Result<Vec<Platform>, BuildError> {
     let platforms = recipe
         .source
         .platforms
         .iter()
-        .map(|p| Platform::parse(p).map(Some))
+        .map(|p| Platform::parse(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(BackendError::from)?;
     Ok(platforms)
@@ -402,12 +452,6 @@ pub fn build(
                 platforms: listed,
             });
         }
-        if opts.lock.is_some() {
-            return Err(BuildError::OnePlatform {
-                what: "--lock",
-                platforms: listed,
-            });
-        }
     }
     let tags = reference_for(recipe, opts)?;
     let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
@@ -426,11 +470,26 @@ pub fn build(
             recipe,
             opts,
             lock_ctx: lock_ctx.as_ref(),
+            platform: platform.as_ref().map(Platform::to_string),
         };
         built.push(backend::with_backend(recipe, &source, slim, &ctx, job)??);
     }
+    // A lock written by this build: every platform's package set.
+    let new_lock = match built.as_slice() {
+        [one] => one.new_lock.clone().map(|l| LockSet::One(Box::new(l))),
+        all => all
+            .iter()
+            .zip(&platforms)
+            .map(|(b, p)| Some((p.as_ref()?.to_string(), b.new_lock.clone()?)))
+            .collect::<Option<Vec<_>>>()
+            .map(LockSet::Platforms),
+    };
     if built.len() > 1 {
-        return write_index_outputs(built, &opts.outputs, tags.as_ref(), reporter.as_ref());
+        let report = write_index_outputs(built, &opts.outputs, tags.as_ref(), reporter.as_ref())?;
+        if let (Some(lc), Some(set)) = (&lock_ctx, new_lock) {
+            lc.write_if_new(set, reporter.as_ref())?;
+        }
+        return Ok(report);
     }
     let one = built.pop().expect("one platform at least");
     let (outputs, manifest_digest) = write_outputs(
@@ -441,8 +500,8 @@ pub fn build(
         &one.checksums,
         reporter.as_ref(),
     )?;
-    if let (Some(lc), Some(lock)) = (&lock_ctx, one.new_lock) {
-        lc.write_if_new(|| Ok(lock), reporter.as_ref())?;
+    if let (Some(lc), Some(set)) = (&lock_ctx, new_lock) {
+        lc.write_if_new(set, reporter.as_ref())?;
     }
     Ok(BuildReport {
         plan: one.report,

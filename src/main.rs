@@ -393,21 +393,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Lock(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
-            one_platform(&args.source, "lock")?;
             let result = build::lock(
                 &recipe,
                 &source_options(&args.source),
+                &several_platforms(&args.source),
                 &args.output,
                 reporter.clone(),
             );
             reporter.finish();
             let report = result.with_context(|| format!("locking {}", recipe.path.display()))?;
-            println!(
-                "{}: {} packages, {} index files",
-                report.file.display(),
-                report.lock.packages.len(),
-                report.lock.index.len()
-            );
+            for (platform, lock) in report.lock.all() {
+                println!(
+                    "{}{}: {} packages, {} index files",
+                    report.file.display(),
+                    platform.map(|p| format!(" {p}")).unwrap_or_default(),
+                    lock.packages.len(),
+                    lock.index.len()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Mirror(args) => {

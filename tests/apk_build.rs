@@ -1134,3 +1134,90 @@ fn two_platforms_make_one_image_index() {
         assert_eq!(top["manifests"][0]["digest"], m["digest"], "{platform}");
     }
 }
+
+/// A multi-platform lock: `rootstrap lock --platform A,B` records each
+/// platform's package set in one (version 2) lockfile; `--locked` builds
+/// the same image index from it; `rootstrap mirror` copies both sets; a
+/// platform the lock lacks is refused under `--locked`.
+#[test]
+fn a_multi_platform_lock_builds_the_same_index() {
+    let Some(bb) = busybox_or_skip("a_multi_platform_lock_builds_the_same_index") else {
+        return;
+    };
+    if std::env::consts::ARCH != "x86_64" || !is_root() {
+        eprintln!("SKIP: a_multi_platform_lock_builds_the_same_index: needs an x86_64 host and root");
+        return;
+    }
+    let s = setup("x86_64", &bb);
+    fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
+    let both = ["--platform", "linux/amd64,linux/arm64"];
+    let lock = s.out("alpine.lock");
+    let o = Command::new(BIN)
+        .arg("lock")
+        .arg(&s.recipe)
+        .args(both)
+        .args(["--mirror", &s.mirror()])
+        .arg("--keys")
+        .arg(&s.repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .arg("-o")
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("linux/amd64: ") && stdout.contains("linux/arm64: "), "{stdout}");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(text.contains("version = 2"), "{text}");
+    assert!(text.contains("arch = \"x86_64\"") && text.contains("arch = \"aarch64\""), "{text}");
+
+    let digest = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    let flags = ["--platform", "linux/amd64,linux/arm64", "--skip-foreign-scripts"];
+    let resolved = s.build(&flags, &[format!("oci:{}", s.out("resolved").display())]);
+    assert!(resolved.status.success(), "{}", stderr(&resolved));
+    let lock_arg = lock.to_str().unwrap();
+    let mut locked_flags = flags.to_vec();
+    locked_flags.extend(["--lock", lock_arg, "--locked"]);
+    let locked = s.build(&locked_flags, &[format!("oci:{}", s.out("locked").display())]);
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    assert_eq!(digest(&locked), digest(&resolved), "one index from the lock");
+
+    // A platform the lock does not hold.
+    let o = s.build(
+        &["--platform", "linux/arm/v7", "--skip-foreign-scripts", "--lock", lock_arg, "--locked"],
+        &[format!("oci:{}", s.out("arm7").display())],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("linux/arm/v7") && stderr(&o).contains("linux/amd64, linux/arm64"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.out("arm7").exists());
+
+    // `rootstrap mirror` copies both platforms' indexes and packages.
+    let mirror = s.out("partial");
+    let o = Command::new(BIN)
+        .arg("mirror")
+        .arg(&lock)
+        .arg("-o")
+        .arg(&mirror)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for arch in ["x86_64", "aarch64"] {
+        assert!(
+            mirror.join("v3.20/main").join(arch).join("APKINDEX.tar.gz").is_file(),
+            "{arch}"
+        );
+    }
+}

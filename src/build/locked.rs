@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::{BuildError, SourceOptions};
 use crate::cleanup::TempPath;
 use crate::fetch::FetchItem;
-use crate::lock::{self, Drift, LockPath, LockSource, LockedPackage, Lockfile};
+use crate::lock::{self, Drift, LockPath, LockSet, LockSource, LockedPackage, Lockfile};
 use crate::recipe::Recipe;
 use crate::report::{Reporter, SharedReporter};
 use crate::verify::Sha256Digest;
@@ -30,7 +30,7 @@ pub struct LockRequest {
 #[derive(Debug, Clone)]
 pub struct LockReport {
     pub file: PathBuf,
-    pub lock: Lockfile,
+    pub lock: LockSet,
 }
 
 /// What `rootstrap mirror` wrote.
@@ -46,7 +46,7 @@ pub struct MirrorReport {
 /// A build's view of its `--lock`: the lock when the file exists.
 pub(super) struct LockContext {
     pub request: LockRequest,
-    pub existing: Option<Lockfile>,
+    pub existing: Option<LockSet>,
     pub recipe_sha256: Sha256Digest,
 }
 
@@ -59,7 +59,7 @@ impl LockContext {
             return Ok(None);
         };
         let existing = if request.file.exists() {
-            Some(read_lock(&request.file)?)
+            Some(read_lock_set(&request.file)?)
         } else if request.locked {
             return Err(BuildError::LockMissing(request.file.clone()));
         } else {
@@ -72,18 +72,37 @@ impl LockContext {
         }))
     }
 
-    /// The lock to install as-is (`--locked`).
-    pub fn locked(&self) -> Option<&Lockfile> {
-        self.existing.as_ref().filter(|_| self.request.locked)
+    /// The existing lock's package set for `platform` (`linux/arm64`; none
+    /// for a build that names no platform).
+    pub fn existing_for(&self, platform: Option<&str>) -> Option<&Lockfile> {
+        self.existing.as_ref()?.for_platform(platform)
+    }
+
+    /// The lock to install as-is (`--locked`); an existing lock without
+    /// this platform's package set is an error then.
+    pub fn locked(&self, platform: Option<&str>) -> Result<Option<&Lockfile>, BuildError> {
+        if !self.request.locked {
+            return Ok(None);
+        }
+        match (self.existing_for(platform), &self.existing) {
+            (Some(lock), _) => Ok(Some(lock)),
+            (None, Some(set)) => Err(BuildError::LockNoPlatform {
+                file: self.request.file.clone(),
+                platform: platform.unwrap_or("the recipe's").to_owned(),
+                platforms: set.platform_names().join(", "),
+            }),
+            (None, None) => Err(BuildError::LockMissing(self.request.file.clone())),
+        }
     }
 
     /// Refuses a lock made for another source; warns when the recipe changed.
     pub fn check_source(
         &self,
+        platform: Option<&str>,
         build: &LockSource,
         reporter: &dyn Reporter,
     ) -> Result<(), BuildError> {
-        let Some(lock) = &self.existing else {
+        let Some(lock) = self.existing_for(platform) else {
             return Ok(());
         };
         check_source(lock, &self.request.file, build)?;
@@ -103,8 +122,13 @@ impl LockContext {
 
     /// After a resolving build: the drift against an existing lock, as
     /// warnings (one line per package); returns it.
-    pub fn report_drift(&self, resolved: &[LockedPackage], reporter: &dyn Reporter) -> Vec<Drift> {
-        let Some(lock) = &self.existing else {
+    pub fn report_drift(
+        &self,
+        platform: Option<&str>,
+        resolved: &[LockedPackage],
+        reporter: &dyn Reporter,
+    ) -> Vec<Drift> {
+        let Some(lock) = self.existing_for(platform) else {
             return Vec::new();
         };
         let changes = lock::drift(&lock.packages, resolved);
@@ -126,21 +150,24 @@ impl LockContext {
         changes
     }
 
+    /// Whether a resolving build writes the lock (there was none).
+    pub fn writes_new(&self) -> bool {
+        self.existing.is_none() && !self.request.locked
+    }
+
     /// After a successful resolving build: writes the lock if there was none.
-    pub fn write_if_new(
-        &self,
-        make: impl FnOnce() -> Result<Lockfile, BuildError>,
-        reporter: &dyn Reporter,
-    ) -> Result<(), BuildError> {
-        if self.existing.is_some() || self.request.locked {
+    pub fn write_if_new(&self, set: LockSet, reporter: &dyn Reporter) -> Result<(), BuildError> {
+        if !self.writes_new() {
             return Ok(());
         }
-        write_lock(&self.request.file, &make()?)?;
+        write_lock(&self.request.file, &set)?;
         reporter.info(&format!("wrote the lock {}", self.request.file.display()));
         Ok(())
     }
 }
 
+/// A lockfile of one package set (`resolve --lock`, which works on one
+/// platform, picks from a multi-platform one with [`read_lock_set`]).
 pub fn read_lock(path: &Path) -> Result<Lockfile, BuildError> {
     let text = std::fs::read_to_string(path).map_err(|source| BuildError::LockIo {
         path: path.to_owned(),
@@ -149,10 +176,19 @@ pub fn read_lock(path: &Path) -> Result<Lockfile, BuildError> {
     Ok(lock::parse(&text, path)?)
 }
 
+/// A lockfile of either version.
+pub fn read_lock_set(path: &Path) -> Result<LockSet, BuildError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BuildError::LockIo {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(lock::parse_set(&text, path)?)
+}
+
 /// Writes next to `path` and renames into place, so a reader never sees a
 /// half-written lock and a failure leaves the old one.
-pub(super) fn write_lock(path: &Path, lock: &Lockfile) -> Result<(), BuildError> {
-    let text = lock::to_toml(lock)?;
+pub(super) fn write_lock(path: &Path, lock: &LockSet) -> Result<(), BuildError> {
+    let text = lock::set_to_toml(lock)?;
     let err = |source| BuildError::LockIo {
         path: path.to_owned(),
         source,
@@ -230,7 +266,9 @@ pub fn write_mirror(
     opts: &SourceOptions,
     reporter: SharedReporter,
 ) -> Result<MirrorReport, BuildError> {
-    let lock = read_lock(lock_file)?;
+    // Every platform's files of a multi-platform lock, each path once.
+    let set = read_lock_set(lock_file)?;
+    let locks = set.all();
     if out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
         return Err(BuildError::MirrorOutput {
             path: out.to_owned(),
@@ -246,18 +284,23 @@ pub fn write_mirror(
         .mirror
         .clone()
         .or(env_mirror)
-        .or_else(|| lock.source.mirror.clone())
+        .or_else(|| locks.first().and_then(|(_, l)| l.source.mirror.clone()))
         .map(|m| m.trim_end_matches('/').to_owned());
 
-    let wanted: Vec<(&LockPath, u64, Sha256Digest, &str)> = lock
-        .index
+    let mut seen = std::collections::HashSet::new();
+    let wanted: Vec<(&LockPath, u64, Sha256Digest, &str)> = locks
         .iter()
-        .map(|f| (&f.path, f.size, f.sha256, f.path.as_str()))
-        .chain(
-            lock.packages
+        .flat_map(|(_, lock)| {
+            lock.index
                 .iter()
-                .map(|p| (&p.path, p.size, p.sha256, p.name.as_str())),
-        )
+                .map(|f| (&f.path, f.size, f.sha256, f.path.as_str()))
+                .chain(
+                    lock.packages
+                        .iter()
+                        .map(|p| (&p.path, p.size, p.sha256, p.name.as_str())),
+                )
+        })
+        .filter(|(path, ..)| seen.insert(*path))
         .collect();
     let from_cache = wanted
         .iter()

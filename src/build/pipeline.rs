@@ -79,6 +79,9 @@ pub(super) struct Build<'a> {
     pub recipe: &'a Recipe,
     pub opts: &'a BuildOptions,
     pub lock_ctx: Option<&'a LockContext>,
+    /// The platform asked for (`linux/arm64`), which names its package set
+    /// in a multi-platform lock; none when the recipe's `arch` decides.
+    pub platform: Option<String>,
 }
 
 /// One platform's image, built: what the outputs are written from.
@@ -107,18 +110,19 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
         recipe,
         opts,
         lock_ctx,
+        platform,
     } = job;
+    let platform = platform.as_deref();
     let reporter = ctx.reporter.as_ref();
     let umask = RootfsUmask::set();
+    let mut locked = None;
     if let Some(lc) = lock_ctx {
-        lc.check_source(&backend.lock_source(), reporter)?;
-    }
-    let locked = lock_ctx.and_then(|lc| {
-        lc.locked().map(|lock| Locked {
+        lc.check_source(platform, &backend.lock_source(), reporter)?;
+        locked = lc.locked(platform)?.map(|lock| Locked {
             file: &lc.request.file,
             lock,
-        })
-    });
+        });
+    }
 
     // Before anything is downloaded: can this platform's scripts run here?
     let (arch, variant) = backend.platform();
@@ -138,9 +142,9 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
         None => backend.index_date(&plan),
     })?;
     let fetched = backend.fetch(&plan, locked, ctx)?;
-    if let Some(lc) = lock_ctx.filter(|lc| lc.existing.is_some()) {
+    if let Some(lc) = lock_ctx.filter(|lc| lc.existing_for(platform).is_some()) {
         if locked.is_none() {
-            lc.report_drift(&backend.locked_packages(&plan, ctx)?, reporter);
+            lc.report_drift(platform, &backend.locked_packages(&plan, ctx)?, reporter);
         }
     }
 
@@ -233,9 +237,7 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
     drop(umask);
     // The lock a resolving build writes once its outputs are written.
     let new_lock = match lock_ctx {
-        Some(lc) if lc.existing.is_none() && !lc.request.locked => {
-            Some(lockfile(backend, &plan, lc.recipe_sha256, ctx)?)
-        }
+        Some(lc) if lc.writes_new() => Some(lockfile(backend, &plan, lc.recipe_sha256, ctx)?),
         _ => None,
     };
     Ok(Built {
