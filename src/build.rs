@@ -82,7 +82,7 @@ pub enum BuildError {
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
     #[error(transparent)]
-    Dockerfile(#[from] crate::dockerfile::builder::BuildError),
+    Dockerfile(#[from] crate::dockerfile::builder::DockerfileError),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]

@@ -457,8 +457,9 @@ fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Resul
     let file = args.dockerfile.file.clone().unwrap_or_default();
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let mut opts =
-        builder::BuildOptions::new(args.work_dir.clone().unwrap_or_else(std::env::temp_dir));
+    let mut opts = builder::DockerfileBuildOptions::new(
+        args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+    );
     for kv in &args.dockerfile.build_args {
         let (k, v) = match kv.split_once('=') {
             Some((k, v)) => (k.to_string(), v.to_string()),

@@ -9,7 +9,7 @@ use crate::image::oci::{self, ImageConfig};
 use crate::image::{ImageBuilder, ImageReference, ImageSource, OpenedImage, Output};
 
 impl Runner<'_> {
-    pub(super) fn new_rootfs(&self, at: &StepAt) -> Result<TempPath, BuildError> {
+    pub(super) fn new_rootfs(&self, at: &StepAt) -> Result<TempPath, DockerfileError> {
         let path = self.temp_dir(".rootstrap-stage-", at)?;
         std::fs::set_permissions(
             path.path(),
@@ -25,7 +25,7 @@ impl Runner<'_> {
         &self,
         base: &str,
         at: &StepAt,
-    ) -> Result<(ImageSource, Option<String>), BuildError> {
+    ) -> Result<(ImageSource, Option<String>), DockerfileError> {
         if crate::image::read::TRANSPORTS
             .iter()
             .any(|t| base.starts_with(t))
@@ -87,7 +87,7 @@ impl Runner<'_> {
         base: &str,
         reference: &ImageReference,
         at: &StepAt,
-    ) -> Result<(ImageSource, Option<String>), BuildError> {
+    ) -> Result<(ImageSource, Option<String>), DockerfileError> {
         if let Some(dir) = self.pulled.borrow().get(base) {
             return Ok((ImageSource::OciDir(dir.path().join("oci")), None));
         }
@@ -123,7 +123,11 @@ impl Runner<'_> {
     }
 
     /// The image and rootfs a stage starts from.
-    pub(super) fn open_base(&mut self, base: &str, at: &StepAt) -> Result<Finished, BuildError> {
+    pub(super) fn open_base(
+        &mut self,
+        base: &str,
+        at: &StepAt,
+    ) -> Result<Finished, DockerfileError> {
         let rootfs = self.new_rootfs(at)?;
         if base.eq_ignore_ascii_case("scratch") {
             let (arch, variant) = host_platform();

@@ -27,7 +27,7 @@ impl Runner<'_> {
         state: &StageState<'_>,
         instruction: &Instruction,
         extra: Option<String>,
-    ) -> Result<Option<String>, BuildError> {
+    ) -> Result<Option<String>, DockerfileError> {
         let (Some(_), Some(extra)) = (&self.opts.cache, extra) else {
             return Ok(None);
         };
@@ -141,8 +141,8 @@ impl Runner<'_> {
         at: &StepAt,
         created_by: String,
         key: Option<String>,
-        step: impl FnOnce(&mut Self, &mut StageState<'_>) -> Result<(), BuildError>,
-    ) -> Result<(), BuildError> {
+        step: impl FnOnce(&mut Self, &mut StageState<'_>) -> Result<(), DockerfileError>,
+    ) -> Result<(), DockerfileError> {
         let history = self.history(created_by);
         if let (Some(cache), Some(key)) = (&self.opts.cache, &key) {
             if let Some(entry) = cache.get(key) {

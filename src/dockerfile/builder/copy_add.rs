@@ -23,7 +23,7 @@ impl Runner<'_> {
         from: Option<&str>,
         add: Option<(Option<&str>, Option<bool>)>,
         at: &StepAt,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), DockerfileError> {
         let owner = match spec.chown.as_deref().filter(|c| !c.is_empty()) {
             Some(c) => {
                 let (uid, gid, _) = lookup_user(state.root.path(), c).map_err(|e| at.fail(e))?;
@@ -51,7 +51,7 @@ impl Runner<'_> {
                     let root = Root::open(f.rootfs.path()).map_err(|e| at.fail(e))?;
                     materialize(work_dir, &f.image, &root, &mut f.applied)
                         .map_err(|e| at.fail(format!("--from={name}: {e}")))?;
-                    Ok::<_, BuildError>(f.rootfs.path().to_path_buf())
+                    Ok::<_, DockerfileError>(f.rootfs.path().to_path_buf())
                 };
                 let dir = match self.stage_index(name) {
                     Some(i) => match self.done.get_mut(i) {
@@ -104,7 +104,7 @@ impl Runner<'_> {
                 return Err(at.fail(format!("{p}: excluded by .dockerignore")));
             }
         }
-        let into = |name: &[u8]| -> Result<RelPath, BuildError> {
+        let into = |name: &[u8]| -> Result<RelPath, DockerfileError> {
             if dst_is_dir {
                 dst.join(name).map_err(|e| at.fail(e))
             } else {
@@ -172,7 +172,7 @@ impl Runner<'_> {
         compression: Compression,
         dst: &RelPath,
         at: &StepAt,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), DockerfileError> {
         let file = source.open_read(path).map_err(|e| at.fail(e))?;
         let cap = add_decompression_cap(compression, &file).map_err(|e| at.fail(e))?;
         let reader = decompress::decoder(compression, std::io::BufReader::new(file), cap)
@@ -204,7 +204,7 @@ impl Runner<'_> {
         url: &str,
         checksum: Option<&str>,
         at: &StepAt,
-    ) -> Result<Vec<u8>, BuildError> {
+    ) -> Result<Vec<u8>, DockerfileError> {
         if self.fetcher.is_none() {
             let dir = self.temp_dir(".rootstrap-fetch-", at)?;
             let cache = Cache::open(dir.path()).map_err(|e| at.fail(e))?;

@@ -37,7 +37,7 @@ pub(super) fn make_workdir(
     state: &mut StageState<'_>,
     dir: &str,
     at: &StepAt,
-) -> Result<(), BuildError> {
+) -> Result<(), DockerfileError> {
     let rel = RelPath::from_container_path(dir.as_bytes()).map_err(|e| at.fail(e))?;
     if rel.is_root() || state.root.is_dir(&rel) {
         return Ok(());
@@ -104,7 +104,7 @@ pub(super) fn apply_metadata(
     state: &mut StageState<'_>,
     instruction: &Instruction,
     at: &StepAt,
-) -> Result<(), BuildError> {
+) -> Result<(), DockerfileError> {
     match instruction {
         Instruction::Cmd(cmd) => {
             let v = shell_or_exec(state, cmd);

@@ -44,7 +44,7 @@ use stages::*;
 /// module knows nothing about distributions.
 pub type RecipeBase<'a> = &'a dyn Fn(&Path) -> Result<PathBuf, String>;
 
-pub struct BuildOptions<'a> {
+pub struct DockerfileBuildOptions<'a> {
     /// `--build-arg K=V`.
     pub build_args: HashMap<String, String>,
     /// `--target`: the stage to stop at (default: the last).
@@ -69,9 +69,9 @@ pub struct BuildOptions<'a> {
     pub secrets: HashMap<String, Vec<u8>>,
 }
 
-impl BuildOptions<'_> {
+impl DockerfileBuildOptions<'_> {
     pub fn new(work_dir: PathBuf) -> Self {
-        BuildOptions {
+        DockerfileBuildOptions {
             build_args: HashMap::new(),
             target: None,
             squash: false,
@@ -89,7 +89,7 @@ impl BuildOptions<'_> {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum DockerfileError {
     #[error("Dockerfile line {}: {}", .0.line, .0.kind)]
     Parse(#[from] ParseError),
     #[error("step #{step} (line {line}) `{instruction}`: {message}")]
@@ -122,9 +122,9 @@ pub enum BuildError {
     },
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DockerfileError {
     let context = context.into();
-    move |source| BuildError::Io { context, source }
+    move |source| DockerfileError::Io { context, source }
 }
 
 /// A finished build: the image (write it with [`ImageBuilder::write`]) and
@@ -140,7 +140,7 @@ pub struct Built {
 
 impl Built {
     /// Brings `rootfs` up to date with every layer of `image` and returns it.
-    pub fn materialize(&mut self) -> Result<&Path, BuildError> {
+    pub fn materialize(&mut self) -> Result<&Path, DockerfileError> {
         let root = Root::open(self.rootfs.path())
             .map_err(io_err(format!("opening {}", self.rootfs.path().display())))?;
         materialize(&self.work_dir, &self.image, &root, &mut self.applied)?;
@@ -162,13 +162,13 @@ struct Finished {
 pub fn build(
     text: &str,
     context: &Path,
-    opts: &BuildOptions<'_>,
+    opts: &DockerfileBuildOptions<'_>,
     reporter: &dyn Reporter,
-) -> Result<Built, BuildError> {
+) -> Result<Built, DockerfileError> {
     let file = parse(text)?;
     let stages = parse_instructions(&file)?;
     if stages.stages.is_empty() {
-        return Err(BuildError::NoStage);
+        return Err(DockerfileError::NoStage);
     }
     let target = match &opts.target {
         Some(t) => stages
@@ -176,7 +176,7 @@ pub fn build(
             .iter()
             .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
             .or_else(|| t.parse::<usize>().ok().filter(|&i| i < stages.stages.len()))
-            .ok_or_else(|| BuildError::UnknownTarget(t.clone()))?,
+            .ok_or_else(|| DockerfileError::UnknownTarget(t.clone()))?,
         None => stages.stages.len() - 1,
     };
     let ctx = Context::open(context)?;
@@ -231,7 +231,7 @@ pub fn build(
         }
     }
     let Some(Some(mut last)) = run.done.pop() else {
-        return Err(BuildError::NoStage);
+        return Err(DockerfileError::NoStage);
     };
     if let Some(epoch) = opts.source_date_epoch {
         last.image.config_mut().created = Some(oci::format_timestamp(epoch));
@@ -254,9 +254,9 @@ pub fn apply_steps(
     rootfs: &Path,
     dockerfile: &str,
     context: &Path,
-    opts: &BuildOptions<'_>,
+    opts: &DockerfileBuildOptions<'_>,
     reporter: &dyn Reporter,
-) -> Result<(), BuildError> {
+) -> Result<(), DockerfileError> {
     // The parser only accepts instructions inside a stage: give it one, and
     // shift line numbers back so messages name the user's lines.
     let file = parse(&format!("FROM scratch\n{dockerfile}")).map_err(|mut e| {
@@ -266,7 +266,7 @@ pub fn apply_steps(
     })?;
     let mut stages = parse_instructions(&file)?;
     if let Some(extra) = stages.stages.get(1) {
-        return Err(BuildError::FromInRecipe(extra.start_line - 1));
+        return Err(DockerfileError::FromInRecipe(extra.start_line - 1));
     }
     for command in stages.stages.iter_mut().flat_map(|s| s.commands.iter_mut()) {
         command.start_line -= 1;
@@ -320,7 +320,7 @@ pub fn apply_recipe_dockerfile(
     sandbox: &Sandbox,
     cache: Option<StepCache>,
     reporter: &dyn Reporter,
-) -> Result<(), BuildError> {
+) -> Result<(), DockerfileError> {
     let base = recipe.path.parent().unwrap_or(Path::new("."));
     let file = base.join(dockerfile);
     let text =
@@ -329,7 +329,7 @@ pub fn apply_recipe_dockerfile(
         Some(c) => base.join(c),
         None => file.parent().unwrap_or(base).to_path_buf(),
     };
-    let mut opts = BuildOptions::new(work_dir.to_path_buf());
+    let mut opts = DockerfileBuildOptions::new(work_dir.to_path_buf());
     opts.source_date_epoch = Some(epoch);
     opts.sandbox = sandbox.clone();
     opts.cache = cache;
@@ -346,27 +346,27 @@ struct Context {
 }
 
 impl Context {
-    fn open(dir: &Path) -> Result<Context, BuildError> {
+    fn open(dir: &Path) -> Result<Context, DockerfileError> {
         let root = Root::open(dir).map_err(io_err(format!(
             "opening the build context {}",
             dir.display()
         )))?;
         let ignore =
             match root.read_file(&RelPath::from_archive(b".dockerignore").map_err(|e| {
-                BuildError::Io {
+                DockerfileError::Io {
                     context: ".dockerignore".into(),
                     source: std::io::Error::other(e.to_string()),
                 }
             })?) {
                 Ok(text) => Some(parse_dockerignore(&String::from_utf8_lossy(&text)).map_err(
-                    |e| BuildError::Io {
+                    |e| DockerfileError::Io {
                         context: format!("{}/.dockerignore", dir.display()),
                         source: std::io::Error::other(e.to_string()),
                     },
                 )?),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => {
-                    return Err(BuildError::Io {
+                    return Err(DockerfileError::Io {
                         context: format!("{}/.dockerignore", dir.display()),
                         source: std::io::Error::other(e.to_string()),
                     })
@@ -388,8 +388,8 @@ struct StepAt {
 }
 
 impl StepAt {
-    fn fail(&self, message: impl std::fmt::Display) -> BuildError {
-        BuildError::Step {
+    fn fail(&self, message: impl std::fmt::Display) -> DockerfileError {
+        DockerfileError::Step {
             step: self.step,
             line: self.line,
             instruction: self.text.clone(),
@@ -476,7 +476,7 @@ impl<'a> StageState<'a> {
 }
 
 struct Runner<'a> {
-    opts: &'a BuildOptions<'a>,
+    opts: &'a DockerfileBuildOptions<'a>,
     reporter: &'a dyn Reporter,
     ctx: &'a Context,
     stages: &'a Stages,
@@ -502,7 +502,7 @@ impl Runner<'_> {
     }
 
     /// A directory under the work dir that also vanishes on Ctrl-C.
-    fn temp_dir(&self, prefix: &str, at: &StepAt) -> Result<TempPath, BuildError> {
+    fn temp_dir(&self, prefix: &str, at: &StepAt) -> Result<TempPath, DockerfileError> {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&self.opts.work_dir)
@@ -516,7 +516,11 @@ impl Runner<'_> {
         Ok(TempPath::new(dir))
     }
 
-    fn execute(&mut self, state: &mut StageState<'_>, command: &Command) -> Result<(), BuildError> {
+    fn execute(
+        &mut self,
+        state: &mut StageState<'_>,
+        command: &Command,
+    ) -> Result<(), DockerfileError> {
         let shown = redact(&command.original);
         self.reporter.info(&format!("#{} {shown}", self.step));
         let at = StepAt {
@@ -605,8 +609,8 @@ impl Runner<'_> {
 #[cfg(test)]
 mod tests {
     use super::copy_add::url_file_name;
-    use crate::image::oci::ImageConfig;
     use super::*;
+    use crate::image::oci::ImageConfig;
 
     #[test]
     fn container_paths_join_and_clean() {
@@ -648,7 +652,7 @@ mod tests {
         image
             .add_layer_from_dir(&rootfs, &Default::default(), History::default())
             .unwrap();
-        let opts = BuildOptions::new(tmp.path().to_path_buf());
+        let opts = DockerfileBuildOptions::new(tmp.path().to_path_buf());
         let silent = crate::report::Silent;
         let text = "ENV A=b\nCOPY f /etc/f\nLABEL x=$A\n";
         apply_steps(&mut image, &rootfs, text, &ctx, &opts, &silent).unwrap();
@@ -701,7 +705,7 @@ mod tests {
             &silent,
         )
         .unwrap_err();
-        assert!(matches!(err, BuildError::FromInRecipe(2)), "{err}");
+        assert!(matches!(err, DockerfileError::FromInRecipe(2)), "{err}");
         let err = apply_steps(
             &mut image,
             &rootfs,

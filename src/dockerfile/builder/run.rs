@@ -18,7 +18,7 @@ impl Runner<'_> {
         state: &mut StageState<'_>,
         instruction: &Instruction,
         at: &StepAt,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), DockerfileError> {
         let Instruction::Run {
             mounts,
             network,
@@ -115,7 +115,7 @@ impl Runner<'_> {
         }
         let status = result.map_err(|e| at.fail(e))?;
         if !status.success() {
-            return Err(BuildError::RunFailed {
+            return Err(DockerfileError::RunFailed {
                 step: at.step,
                 line: at.line,
                 instruction: at.text.clone(),
@@ -132,7 +132,7 @@ impl Runner<'_> {
         state: &StageState<'_>,
         mounts: &[String],
         at: &StepAt,
-    ) -> Result<PreparedMounts, BuildError> {
+    ) -> Result<PreparedMounts, DockerfileError> {
         let mut prepared = PreparedMounts::default();
         let workdir = state.workdir();
         for raw in mounts {
@@ -196,7 +196,7 @@ impl Runner<'_> {
         id: &str,
         m: &Mount,
         at: &StepAt,
-    ) -> Result<PathBuf, BuildError> {
+    ) -> Result<PathBuf, DockerfileError> {
         let base = match &self.opts.mount_cache_dir {
             Some(dir) => dir.clone(),
             None => {
@@ -246,7 +246,7 @@ impl Runner<'_> {
         m: &Mount,
         prepared: &mut PreparedMounts,
         at: &StepAt,
-    ) -> Result<PathBuf, BuildError> {
+    ) -> Result<PathBuf, DockerfileError> {
         let src = m.source.as_deref().unwrap_or("/");
         let fail = |e: &dyn std::fmt::Display| at.fail(format!("bind mount source {src:?}: {e}"));
         let (root_dir, ignore) = match m.from.as_deref() {
@@ -305,7 +305,7 @@ impl Runner<'_> {
         target: Option<String>,
         prepared: &mut PreparedMounts,
         at: &StepAt,
-    ) -> Result<(), BuildError> {
+    ) -> Result<(), DockerfileError> {
         let id = m.id.clone().or_else(|| {
             target
                 .as_deref()

@@ -14,7 +14,10 @@ use crate::rootfs::safe::Root;
 impl Runner<'_> {
     /// ONBUILD triggers of the base run first, then are dropped from the
     /// config (they fire once, in the direct child).
-    pub(super) fn trigger_onbuild(&mut self, state: &mut StageState<'_>) -> Result<(), BuildError> {
+    pub(super) fn trigger_onbuild(
+        &mut self,
+        state: &mut StageState<'_>,
+    ) -> Result<(), DockerfileError> {
         let triggers = std::mem::take(&mut state.config().on_build);
         for trigger in triggers {
             self.step += 1;
@@ -121,7 +124,7 @@ pub(super) fn materialize(
     image: &ImageBuilder,
     root: &Root,
     applied: &mut usize,
-) -> Result<(), BuildError> {
+) -> Result<(), DockerfileError> {
     let total = image.layers().len();
     if *applied >= total {
         return Ok(());
