@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 mod alpine;
+pub mod from_dockerfile;
 mod locked;
 mod tree_dir;
 

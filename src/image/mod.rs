@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod publish;
 pub mod read;
 pub mod reference;
 pub mod registry;

@@ -42,7 +42,11 @@ use stages::*;
 /// Builds the base image of a `FROM some-recipe.toml` stage and returns the
 /// OCI layout directory it was written to. Supplied by the caller so this
 /// module knows nothing about distributions.
-pub type RecipeBase<'a> = &'a dyn Fn(&Path) -> Result<PathBuf, String>;
+pub type RecipeBase<'a> = &'a dyn Fn(&Path) -> Result<PathBuf, RecipeBaseError>;
+
+/// Why the caller could not build a recipe base (its message is shown in
+/// the FROM step's error).
+pub type RecipeBaseError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct DockerfileBuildOptions<'a> {
     /// `--build-arg K=V`.
