@@ -437,35 +437,24 @@ fn open_verified(
     spec: &str,
     store: &cli::StoreArgs,
 ) -> Result<(OpenedImage, rootstrap::store::ResolvedImage)> {
-    let resolved = resolve_image(spec, store)?;
-    let image = OpenedImage::open(&resolved.source, resolved.name.as_deref())
-        .with_context(|| format!("opening {spec}"))?;
-    fsck(&image).with_context(|| format!("verifying {spec}"))?;
-    Ok((image, resolved))
+    let store = image_store(store.cache_dir.as_deref());
+    Ok(rootstrap::store::open_verified(
+        spec,
+        &store,
+        &std::env::temp_dir(),
+        &rootstrap::report::Silent,
+    )?)
 }
 
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
 fn sbom(args: &cli::SbomArgs) -> Result<()> {
-    use rootstrap::sbom::{ImageIdentity, Sbom, SbomFormat};
+    use rootstrap::sbom::SbomFormat;
     let (image, _held) = open_verified(&args.image, &args.store)?;
     let format = match args.format {
         cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
         cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,
     };
-    // The document the build attached, else one derived from the image.
-    let bytes = match rootstrap::sbom::output::attached(&image, format)? {
-        Some(bytes) => bytes,
-        None => {
-            let inventory = rootstrap::inspect::package_inventory(&image)
-                .with_context(|| format!("reading the packages of {}", args.image))?;
-            let model = Sbom::from_inventory(
-                &inventory,
-                ImageIdentity::of_image(&image),
-                &Default::default(),
-            );
-            format.render(&model)
-        }
-    };
+    let bytes = rootstrap::sbom::output::image_sbom(&image, format, &args.image)?;
     match &args.output {
         Some(path) => rootstrap::sbom::output::write_file(path, &bytes)
             .with_context(|| format!("writing {}", path.display()))?,

@@ -27,6 +27,12 @@ pub enum SbomError {
     },
     #[error("image output {output}: build recorded no manifest digest {digest:?}")]
     Digest { output: PathBuf, digest: String },
+    #[error("reading the packages of {image}")]
+    Packages {
+        image: String,
+        #[source]
+        source: ImageError,
+    },
 }
 
 /// `<output>` + `.spdx.json` / `.cdx.json`.
@@ -102,6 +108,30 @@ pub fn attached(image: &OpenedImage, format: SbomFormat) -> Result<Option<Vec<u8
     };
     let document = Sha256Digest::parse(&document.digest).map_err(ImageError::from)?;
     Ok(Some(image.read_blob(&document)?))
+}
+
+/// The SBOM `rootstrap sbom` shows for `image` (named `name` in messages):
+/// the document the build attached, else one derived from the image's
+/// package databases.
+pub fn image_sbom(
+    image: &OpenedImage,
+    format: SbomFormat,
+    name: &str,
+) -> Result<Vec<u8>, SbomError> {
+    if let Some(bytes) = attached(image, format)? {
+        return Ok(bytes);
+    }
+    let inventory =
+        crate::inspect::package_inventory(image).map_err(|source| SbomError::Packages {
+            image: name.to_owned(),
+            source,
+        })?;
+    let model = Sbom::from_inventory(
+        &inventory,
+        ImageIdentity::of_image(image),
+        &Default::default(),
+    );
+    Ok(format.render(&model))
 }
 
 /// After a build: the SBOMs of the image `builder` holds, for each image
