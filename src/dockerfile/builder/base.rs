@@ -59,19 +59,18 @@ impl Runner<'_> {
             let Some(build_recipe) = self.opts.recipe_base else {
                 return Err(at.fail("FROM a recipe is not available here"));
             };
-            let dir = build_recipe(&recipe)
-                .map_err(|e| at.fail(format!("building recipe {base}: {e}")))?;
+            let dir = build_recipe(&recipe).map_err(|source| {
+                at.fail(StepError::Recipe {
+                    base: base.to_owned(),
+                    source,
+                })
+            })?;
             return Ok((ImageSource::OciDir(dir), None));
         }
         // Anything else is a registry reference, Docker Hub when no host is
         // named (`debian:bookworm` = docker.io/library/debian:bookworm).
-        let mut reference = ImageReference::parse(base).map_err(|e| {
-            at.fail(format!(
-                "{e}; FROM takes an image built here with -t, HOST[:PORT]/NAME[:TAG], a recipe \
-                 (recipe:NAME or a .toml file), oci:DIR, oci-archive:FILE, docker-archive:FILE, an earlier stage \
-                 or scratch"
-            ))
-        })?;
+        let mut reference = ImageReference::parse(base)
+            .map_err(|source| at.fail(StepError::BaseName { source }))?;
         if reference.registry.is_none() {
             reference.registry = Some("docker.io".into());
             if !reference.repository.contains('/') {
@@ -102,11 +101,11 @@ impl Runner<'_> {
             &dest,
             self.reporter,
         )
-        .map_err(|e| {
-            at.fail(format!(
-                "{base} is not in the local image store (see `rootstrap images`), and pulling it \
-                 from its registry failed: {e}"
-            ))
+        .map_err(|source| {
+            at.fail(StepError::Pull {
+                base: base.to_owned(),
+                source,
+            })
         })?;
         self.pulled.borrow_mut().insert(base.to_owned(), tmp);
         Ok((ImageSource::OciDir(dest), None))

@@ -158,11 +158,13 @@ impl Runner<'_> {
             state.root,
             &mut state.applied,
         )
-        .map_err(|e| at.fail(format!("applying cached layers: {e}")))?;
+        .map_err(|e| at.fail(StepError::within("applying cached layers", e)))?;
         let dir = state.root.path().to_path_buf();
-        let before = snapshot(&dir).map_err(|e| at.fail(format!("scanning the rootfs: {e}")))?;
+        let before =
+            snapshot(&dir).map_err(|e| at.fail(StepError::within("scanning the rootfs", e)))?;
         step(self, state)?;
-        let after = snapshot(&dir).map_err(|e| at.fail(format!("scanning the rootfs: {e}")))?;
+        let after =
+            snapshot(&dir).map_err(|e| at.fail(StepError::within("scanning the rootfs", e)))?;
         let changes = diff(&before, &after);
         if changes.is_empty() {
             state.image.add_empty_history(history);

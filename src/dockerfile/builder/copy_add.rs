@@ -50,7 +50,7 @@ impl Runner<'_> {
                 let bring_up_to_date = |f: &mut Finished| {
                     let root = Root::open(f.rootfs.path()).map_err(|e| at.fail(e))?;
                     materialize(work_dir, &f.image, &root, &mut f.applied)
-                        .map_err(|e| at.fail(format!("--from={name}: {e}")))?;
+                        .map_err(|e| at.fail(StepError::within(format!("--from={name}"), e)))?;
                     Ok::<_, DockerfileError>(f.rootfs.path().to_path_buf())
                 };
                 let dir = match self.stage_index(name) {
@@ -221,7 +221,9 @@ impl Runner<'_> {
             return Err(at.fail("no HTTP client"));
         };
         let expected = checksum
-            .map(|c| Sha256Digest::parse(c).map_err(|e| at.fail(format!("--checksum: {e}"))))
+            .map(|c| {
+                Sha256Digest::parse(c).map_err(|e| at.fail(StepError::within("--checksum", e)))
+            })
             .transpose()?;
         let data = fetcher
             .fetch_bytes(url, MAX_URL_BYTES)
@@ -281,10 +283,8 @@ pub(super) fn add_decompression_cap(
         .max(ADD_MIN_CAP))
 }
 
-pub(super) fn tar_archive(root: &Root, path: &RelPath) -> std::io::Result<Option<Compression>> {
-    let file = root
-        .open_read(path)
-        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))?;
+pub(super) fn tar_archive(root: &Root, path: &RelPath) -> Result<Option<Compression>, StepError> {
+    let file = root.open_read(path)?;
     let mut head = Vec::new();
     file.take(512).read_to_end(&mut head)?;
     let compression = Compression::from_magic(&head);
@@ -292,9 +292,7 @@ pub(super) fn tar_archive(root: &Root, path: &RelPath) -> std::io::Result<Option
     if compression == Compression::None {
         block = head;
     } else {
-        let file = root
-            .open_read(path)
-            .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))?;
+        let file = root.open_read(path)?;
         let reader = decompress::decoder(compression, std::io::BufReader::new(file), 512)?;
         // A decoding error means it is not a compressed tar: copy it as is.
         let _ = reader.take(512).read_to_end(&mut block);

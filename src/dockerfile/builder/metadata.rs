@@ -79,22 +79,22 @@ pub(super) fn nanos(d: Duration) -> i64 {
 }
 
 /// EXPOSE `80`, `53/udp`, `8000-8002/tcp` → config keys `80/tcp` ...
-pub(super) fn exposed_ports(spec: &str) -> Result<Vec<String>, String> {
+pub(super) fn exposed_ports(spec: &str) -> Result<Vec<String>, PortError> {
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid protocol in {spec:?}"));
+        return Err(PortError::Protocol(spec.to_owned()));
     }
     let parse = |p: &str| {
         p.parse::<u16>()
-            .map_err(|_| format!("invalid port {spec:?}"))
+            .map_err(|_| PortError::Port(spec.to_owned()))
     };
     let (lo, hi) = match ports.split_once('-') {
         Some((a, b)) => (parse(a)?, parse(b)?),
         None => (parse(ports)?, parse(ports)?),
     };
     if hi < lo || hi - lo > 10_000 {
-        return Err(format!("invalid port range {spec:?}"));
+        return Err(PortError::Range(spec.to_owned()));
     }
     Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }

@@ -15,26 +15,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use super::{
-    parse, parse_dockerignore, parse_instructions, Command, DockerIgnore, Instruction, ParseError,
-    RunCommand, Stages,
+    parse, parse_dockerignore, parse_instructions, Command, DockerIgnore, Instruction, RunCommand,
+    Stages,
 };
 use crate::cleanup::TempPath;
 use crate::fetch::{redact, Fetcher};
 use crate::image::oci::{self, History};
-use crate::image::{ImageBuilder, ImageError, LayerCompression};
+use crate::image::{ImageBuilder, LayerCompression};
 use crate::report::Reporter;
 use crate::rootfs::safe::{RelPath, Root};
-use crate::rootfs::sandbox::{ExitStatus, Sandbox};
+use crate::rootfs::sandbox::Sandbox;
 
 pub use super::step_cache::StepCache;
 
 mod base;
 mod cache;
 mod copy_add;
+mod error;
 mod metadata;
 mod run;
 mod stages;
 
+pub use error::{DockerfileError, PortError, StepError};
 use metadata::*;
 use run::*;
 use stages::*;
@@ -90,40 +92,6 @@ impl DockerfileBuildOptions<'_> {
             secrets: HashMap::new(),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DockerfileError {
-    #[error("Dockerfile line {}: {}", .0.line, .0.kind)]
-    Parse(#[from] ParseError),
-    #[error("step #{step} (line {line}) `{instruction}`: {message}")]
-    Step {
-        step: usize,
-        line: usize,
-        instruction: String,
-        message: String,
-    },
-    #[error("step #{step} (line {line}) `{instruction}` failed: {status}")]
-    RunFailed {
-        step: usize,
-        line: usize,
-        instruction: String,
-        status: ExitStatus,
-    },
-    #[error("target stage {0:?} not found")]
-    UnknownTarget(String),
-    #[error("the Dockerfile has no stage (no FROM)")]
-    NoStage,
-    #[error("a recipe's Dockerfile is applied on top of the recipe's image and must not contain FROM (line {0})")]
-    FromInRecipe(usize),
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DockerfileError {
@@ -355,27 +323,23 @@ impl Context {
             "opening the build context {}",
             dir.display()
         )))?;
-        let ignore =
-            match root.read_file(&RelPath::from_archive(b".dockerignore").map_err(|e| {
-                DockerfileError::Io {
-                    context: ".dockerignore".into(),
-                    source: std::io::Error::other(e.to_string()),
-                }
-            })?) {
-                Ok(text) => Some(parse_dockerignore(&String::from_utf8_lossy(&text)).map_err(
-                    |e| DockerfileError::Io {
-                        context: format!("{}/.dockerignore", dir.display()),
-                        source: std::io::Error::other(e.to_string()),
-                    },
-                )?),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => {
-                    return Err(DockerfileError::Io {
-                        context: format!("{}/.dockerignore", dir.display()),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                }
-            };
+        let name = RelPath::from_archive(b".dockerignore").expect("a plain file name");
+        let path = || format!("{}/.dockerignore", dir.display());
+        let ignore = match root.read_file(&name) {
+            Ok(text) => Some(parse_dockerignore(&String::from_utf8_lossy(&text)).map_err(
+                |source| DockerfileError::Dockerignore {
+                    path: path(),
+                    source: Box::new(source),
+                },
+            )?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(DockerfileError::Fs {
+                    path: path(),
+                    source: Box::new(source),
+                })
+            }
+        };
         Ok(Context {
             dir: dir.to_path_buf(),
             root,
@@ -392,12 +356,12 @@ struct StepAt {
 }
 
 impl StepAt {
-    fn fail(&self, message: impl std::fmt::Display) -> DockerfileError {
+    fn fail(&self, source: impl Into<StepError>) -> DockerfileError {
         DockerfileError::Step {
             step: self.step,
             line: self.line,
             instruction: self.text.clone(),
-            message: message.to_string(),
+            source: Box::new(source.into()),
         }
     }
 }

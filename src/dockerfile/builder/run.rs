@@ -136,18 +136,22 @@ impl Runner<'_> {
         let mut prepared = PreparedMounts::default();
         let workdir = state.workdir();
         for raw in mounts {
-            let fail = |e: &dyn std::fmt::Display| at.fail(format!("--mount={raw}: {e}"));
-            let m = parse_mount(raw).map_err(|e| fail(&e))?;
+            let fail = |e: StepError| at.fail(StepError::within(format!("--mount={raw}"), e));
+            let m = parse_mount(raw).map_err(|e| fail(e.into()))?;
             let target = m
                 .target
                 .as_deref()
                 .map(|t| join_container_path(&workdir, t));
-            let need_target = || target.clone().ok_or_else(|| fail(&"a target is required"));
+            let need_target = || {
+                target
+                    .clone()
+                    .ok_or_else(|| fail("a target is required".into()))
+            };
             match m.kind {
                 MountType::Cache => {
                     let target = need_target()?;
                     if m.from.is_some() {
-                        return Err(fail(&"cache mounts seeded from= are not supported"));
+                        return Err(fail("cache mounts seeded from= are not supported".into()));
                     }
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let dir = self.cache_mount_dir(&id, &m, at)?;
@@ -155,10 +159,12 @@ impl Runner<'_> {
                         m.sharing,
                         Some(CacheSharing::Locked | CacheSharing::Private)
                     ) {
-                        prepared.locks.push(lock_file(&dir).map_err(|e| fail(&e))?);
+                        prepared
+                            .locks
+                            .push(lock_file(&dir).map_err(|e| fail(e.into()))?);
                     }
                     let source = match m.source.as_deref() {
-                        Some(sub) => cache_subdir(&dir, sub).map_err(|e| fail(&e))?,
+                        Some(sub) => cache_subdir(&dir, sub).map_err(fail)?,
                         None => dir,
                     };
                     let mount = BindMount { source, target };
@@ -183,7 +189,7 @@ impl Runner<'_> {
                     }
                 }
                 MountType::Secret => self.mount_secret(&m, target, &mut prepared, at)?,
-                MountType::Ssh => return Err(fail(&"ssh mounts are not supported")),
+                MountType::Ssh => return Err(fail("ssh mounts are not supported".into())),
             }
         }
         Ok(prepared)
@@ -214,8 +220,12 @@ impl Runner<'_> {
         if dir.is_dir() {
             return Ok(dir);
         }
-        let fail =
-            |e: std::io::Error| at.fail(format!("cache mount {id:?} in {}: {e}", base.display()));
+        let fail = |e: std::io::Error| {
+            at.fail(StepError::within(
+                format!("cache mount {id:?} in {}", base.display()),
+                e,
+            ))
+        };
         std::fs::create_dir_all(&base).map_err(fail)?;
         let tmp = tempfile::Builder::new()
             .prefix(".new-")
@@ -248,7 +258,8 @@ impl Runner<'_> {
         at: &StepAt,
     ) -> Result<PathBuf, DockerfileError> {
         let src = m.source.as_deref().unwrap_or("/");
-        let fail = |e: &dyn std::fmt::Display| at.fail(format!("bind mount source {src:?}: {e}"));
+        let fail =
+            |e: StepError| at.fail(StepError::within(format!("bind mount source {src:?}"), e));
         let (root_dir, ignore) = match m.from.as_deref() {
             None => (self.ctx.dir.clone(), self.ctx.ignore.clone()),
             Some(name) => {
@@ -258,10 +269,11 @@ impl Runner<'_> {
                     None => Some(self.open_base(name, at)?),
                 };
                 let Some(f) = finished.as_mut() else {
-                    return Err(fail(&format!("stage {name} is not available")));
+                    return Err(fail(format!("stage {name} is not available").into()));
                 };
-                let root = Root::open(f.rootfs.path()).map_err(|e| fail(&e))?;
-                materialize(&work_dir, &f.image, &root, &mut f.applied).map_err(|e| fail(&e))?;
+                let root = Root::open(f.rootfs.path()).map_err(|e| fail(e.into()))?;
+                materialize(&work_dir, &f.image, &root, &mut f.applied)
+                    .map_err(|e| fail(e.into()))?;
                 let dir = f.rootfs.path().to_path_buf();
                 // A stage goes back where it was; an image lives as long as the run.
                 match self.stage_index(name) {
@@ -271,27 +283,27 @@ impl Runner<'_> {
                 (dir, None)
             }
         };
-        let root_dir = std::fs::canonicalize(&root_dir).map_err(|e| fail(&e))?;
-        let root = Root::open(&root_dir).map_err(|e| fail(&e))?;
-        let rel = context_rel(src).map_err(|e| fail(&e))?;
-        let resolved = copy::resolve_in_root(&root, &rel).map_err(|e| fail(&e))?;
-        if root.lstat(&resolved).map_err(|e| fail(&e))?.is_none() {
-            return Err(fail(&"not found"));
+        let root_dir = std::fs::canonicalize(&root_dir).map_err(|e| fail(e.into()))?;
+        let root = Root::open(&root_dir).map_err(|e| fail(e.into()))?;
+        let rel = context_rel(src).map_err(|e| fail(e.into()))?;
+        let resolved = copy::resolve_in_root(&root, &rel).map_err(|e| fail(e.into()))?;
+        if root.lstat(&resolved).map_err(|e| fail(e.into()))?.is_none() {
+            return Err(fail("not found".into()));
         }
         if m.read_only && ignore.is_none() {
             use std::os::unix::ffi::OsStrExt;
             return Ok(root_dir.join(std::ffi::OsStr::from_bytes(resolved.as_bytes())));
         }
         let tmp = self.temp_dir(".rootstrap-bind-", at)?;
-        let copy_root = Root::open(tmp.path()).map_err(|e| fail(&e))?;
-        let data = RelPath::from_archive(b"data").map_err(|e| fail(&e))?;
+        let copy_root = Root::open(tmp.path()).map_err(|e| fail(e.into()))?;
+        let data = RelPath::from_archive(b"data").map_err(|e| fail(e.into()))?;
         let opts = CopyOptions {
             owner: None,
             chmod: None,
             epoch: None,
             ignore: ignore.as_ref(),
         };
-        copy::copy_path(&root, &resolved, &copy_root, &data, &opts).map_err(|e| fail(&e))?;
+        copy::copy_path(&root, &resolved, &copy_root, &data, &opts).map_err(|e| fail(e.into()))?;
         let path = tmp.path().join("data");
         prepared.temps.push(tmp);
         Ok(path)
@@ -333,7 +345,7 @@ impl Runner<'_> {
         }
         let tmp = self.temp_dir(".rootstrap-secret-", at)?;
         let file = tmp.path().join("secret");
-        let fail = |e: std::io::Error| at.fail(format!("secret {id:?}: {e}"));
+        let fail = |e: std::io::Error| at.fail(StepError::within(format!("secret {id:?}"), e));
         std::fs::write(&file, data).map_err(fail)?;
         std::fs::set_permissions(
             &file,
@@ -382,14 +394,13 @@ pub(super) fn lock_file(dir: &Path) -> std::io::Result<std::fs::File> {
 /// `source=` of a cache mount: a directory inside the cache, created if
 /// missing. Symlinks an earlier RUN left in the cache resolve inside it, so
 /// the mount never shows a host path (CVE-2024-23651).
-pub(super) fn cache_subdir(dir: &Path, sub: &str) -> Result<PathBuf, String> {
+pub(super) fn cache_subdir(dir: &Path, sub: &str) -> Result<PathBuf, StepError> {
     use std::os::unix::ffi::OsStrExt;
-    let root = Root::open(dir).map_err(|e| e.to_string())?;
-    let rel = context_rel(sub).map_err(|e| e.to_string())?;
-    let resolved = copy::resolve_in_root(&root, &rel).map_err(|e| e.to_string())?;
+    let root = Root::open(dir)?;
+    let rel = context_rel(sub)?;
+    let resolved = copy::resolve_in_root(&root, &rel)?;
     if !resolved.is_root() {
-        root.mkdir_all(&resolved, 0o755)
-            .map_err(|e| e.to_string())?;
+        root.mkdir_all(&resolved, 0o755)?;
     }
     Ok(dir.join(std::ffi::OsStr::from_bytes(resolved.as_bytes())))
 }
@@ -408,11 +419,12 @@ pub(super) fn expand_mounts(
     instruction: &Instruction,
     lookup: EnvLookup<'_>,
     escape: char,
-) -> Result<Instruction, String> {
+) -> Result<Instruction, StepError> {
     let mut out = instruction.clone();
     if let Instruction::Run { mounts, .. } = &mut out {
         for m in mounts.iter_mut() {
-            *m = expand_word(m, lookup, escape).map_err(|e| format!("--mount={m}: {e}"))?;
+            *m = expand_word(m, lookup, escape)
+                .map_err(|e| StepError::within(format!("--mount={m}"), e))?;
         }
     }
     Ok(out)
