@@ -244,7 +244,7 @@ fn check_source(lock: &Lockfile, file: &Path, build: &LockSource) -> Result<(), 
 fn lock_path(field: &str, s: &str) -> Result<LockPath, BuildError> {
     LockPath::parse(s).map_err(|reason| BuildError::LockUnsafePath {
         what: field.to_owned(),
-        reason,
+        reason: reason.to_string(),
     })
 }
 
