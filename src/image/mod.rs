@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod output;
 pub mod publish;
 pub mod read;
 pub mod reference;
@@ -30,7 +31,8 @@ pub use compress::{
 };
 pub use inspect::{inspect, InspectReport};
 pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
-pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob, Output, WrittenImage};
+pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob};
+pub use output::{Output, WrittenImage};
 pub use read::{
     fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage, UnpackSink,
 };
