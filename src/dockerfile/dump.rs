@@ -2,7 +2,8 @@
 //! one `(instruction ["flags"…] "arg"…)` line per instruction, strings quoted
 //! as Go's `strconv.Quote` does.
 
-use super::parser::{Dockerfile, Node};
+use super::node::Node;
+use super::parser::Dockerfile;
 
 /// Dumps the whole file, one line per instruction, newline-terminated.
 pub fn dump(file: &Dockerfile) -> String {

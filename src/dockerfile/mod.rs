@@ -17,6 +17,7 @@ mod heredoc;
 pub mod instructions;
 mod line_parsers;
 pub mod mounts;
+mod node;
 mod parser;
 pub mod snapshot;
 pub mod step_cache;
@@ -32,7 +33,8 @@ pub use instructions::{
     ShellOrExec, Stage, Stages,
 };
 pub use mounts::{parse_mount, Mount, MountType};
-pub use parser::{parse, Dockerfile, Node, Warning, MAX_LINE_LENGTH};
+pub use node::Node;
+pub use parser::{parse, Dockerfile, Warning, MAX_LINE_LENGTH};
 
 /// Parses `text` and returns BuildKit's dump of it (for `rootstrap dockerfile parse`).
 pub fn dump_file(text: &str) -> Result<String, ParseError> {
