@@ -177,21 +177,7 @@ pub fn layer_compression(recipe: &Recipe, opts: &BuildOptions) -> LayerCompressi
         .unwrap_or_default()
 }
 
-/// Where a build writes: an image output, or the finished tree itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildOutput {
-    Image(Output),
-    RootfsDir(PathBuf),
-}
-
-impl BuildOutput {
-    pub fn path(&self) -> &Path {
-        match self {
-            BuildOutput::Image(o) => o.path(),
-            BuildOutput::RootfsDir(p) => p,
-        }
-    }
-}
+pub use crate::image::output::BuildOutput;
 
 /// Parses `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
 pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {

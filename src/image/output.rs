@@ -42,6 +42,22 @@ pub struct WrittenImage {
     pub path: PathBuf,
 }
 
+/// Where a build writes: an image output, or the finished tree itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutput {
+    Image(Output),
+    RootfsDir(PathBuf),
+}
+
+impl BuildOutput {
+    pub fn path(&self) -> &Path {
+        match self {
+            BuildOutput::Image(o) => o.path(),
+            BuildOutput::RootfsDir(p) => p,
+        }
+    }
+}
+
 impl ImageBuilder {
     /// Write the image. `reference` names it in index.json / manifest.json.
     pub fn write(

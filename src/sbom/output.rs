@@ -8,9 +8,9 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::{ImageIdentity, Sbom, SbomFormat};
-use crate::build::BuildOutput;
 use crate::image::compress::auto_decoder;
 use crate::image::layout::{persist, temp_file_beside};
+use crate::image::output::BuildOutput;
 use crate::image::{
     attach_artifact, Artifact, ImageBuilder, ImageError, OpenedImage, Output, Sha256Digest,
 };
