@@ -13,6 +13,7 @@ pub mod dockerignore;
 pub mod dump;
 mod error;
 pub mod expand;
+mod go_quote;
 mod heredoc;
 pub mod instructions;
 mod line_parsers;
@@ -24,9 +25,10 @@ pub mod step_cache;
 
 pub use directives::Directive;
 pub use dockerignore::{parse_dockerignore, DockerIgnore};
-pub use dump::{dump, dump_node, go_quote};
+pub use dump::{dump, dump_node};
 pub use error::{ParseError, ParseErrorKind};
 pub use expand::{expand_word, expand_words, EnvLookup, ExpandError, Lexer};
+pub use go_quote::go_quote;
 pub use heredoc::{parse_heredoc, Heredoc};
 pub use instructions::{
     parse_instructions, Command, CopySpec, Healthcheck, InlineSource, Instruction, RunCommand,
