@@ -14,7 +14,7 @@ use crate::cleanup::TempPath;
 use crate::image::registry::{self, PushOptions, RegistryError};
 use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, OpenedImage};
 use crate::report::Reporter;
-use crate::store::{ImageStore, StoreError};
+use crate::store::{ImageStore, StoreError, StoredImage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -98,18 +98,7 @@ impl Publication {
             return Ok(());
         };
         let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
-        for reference in &self.tags {
-            let stored =
-                store
-                    .put_opened(&image, reference)
-                    .map_err(|source| PublishError::Store {
-                        reference: reference.familiar(),
-                        source: Box::new(source),
-                    })?;
-            writeln!(out, "{}  {}", stored.reference(), stored.digest)
-                .map_err(PublishError::Output)?;
-        }
-        Ok(())
+        self.store_each(out, |reference| store.put_opened(&image, reference))
     }
 
     /// Stores `image` under every tag.
@@ -119,13 +108,19 @@ impl Publication {
         image: &ImageBuilder,
         out: &mut dyn Write,
     ) -> Result<(), PublishError> {
+        self.store_each(out, |reference| store.put(image, reference))
+    }
+
+    fn store_each(
+        &self,
+        out: &mut dyn Write,
+        put: impl Fn(&ImageReference) -> Result<StoredImage, StoreError>,
+    ) -> Result<(), PublishError> {
         for reference in &self.tags {
-            let stored = store
-                .put(image, reference)
-                .map_err(|source| PublishError::Store {
-                    reference: reference.familiar(),
-                    source: Box::new(source),
-                })?;
+            let stored = put(reference).map_err(|source| PublishError::Store {
+                reference: reference.familiar(),
+                source: Box::new(source),
+            })?;
             writeln!(out, "{}  {}", stored.reference(), stored.digest)
                 .map_err(PublishError::Output)?;
         }

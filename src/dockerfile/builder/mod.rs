@@ -153,18 +153,7 @@ pub fn build(
     };
     let ctx = Context::open(context)?;
     let global = stages.global_arg_values(&opts.build_args, &predefined_args())?;
-    let mut run = Runner {
-        opts,
-        reporter,
-        ctx: &ctx,
-        stages: &stages,
-        global: &global,
-        done: Vec::new(),
-        step: 0,
-        fetcher: None,
-        scratch: None,
-        pulled: Default::default(),
-    };
+    let mut run = Runner::new(opts, reporter, &ctx, &stages, &global);
     let needed = needed_stages(&stages, target, &global);
     for (index, stage) in stages.stages.iter().enumerate().take(target + 1) {
         if !needed[index] {
@@ -246,18 +235,7 @@ pub fn apply_steps(
     }
     let ctx = Context::open(context)?;
     let global = stages.global_arg_values(&opts.build_args, &predefined_args())?;
-    let mut run = Runner {
-        opts,
-        reporter,
-        ctx: &ctx,
-        stages: &stages,
-        global: &global,
-        done: Vec::new(),
-        step: 0,
-        fetcher: None,
-        scratch: None,
-        pulled: Default::default(),
-    };
+    let mut run = Runner::new(opts, reporter, &ctx, &stages, &global);
     let root = Root::open(rootfs).map_err(io_err(format!("opening {}", rootfs.display())))?;
     let applied = image.layers().len();
     let mut state = StageState::new(image, &root, applied);
@@ -459,7 +437,28 @@ struct Runner<'a> {
     pulled: std::cell::RefCell<HashMap<String, TempPath>>,
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    fn new(
+        opts: &'a DockerfileBuildOptions<'a>,
+        reporter: &'a dyn Reporter,
+        ctx: &'a Context,
+        stages: &'a Stages,
+        global: &'a HashMap<String, String>,
+    ) -> Self {
+        Runner {
+            opts,
+            reporter,
+            ctx,
+            stages,
+            global,
+            done: Vec::new(),
+            step: 0,
+            fetcher: None,
+            scratch: None,
+            pulled: Default::default(),
+        }
+    }
+
     fn history(&self, created_by: String) -> History {
         History {
             created: self.opts.source_date_epoch.map(oci::format_timestamp),
