@@ -317,6 +317,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn builds_into_outputs_and_the_store_and_reports_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctx = tmp.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("f"), b"from the context").unwrap();
+        std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY f /f\nENV A=b\n").unwrap();
+        let cache = tmp.path().join("cache");
+        let oci = tmp.path().join("oci");
+        let request = DockerfileRequest {
+            file: ctx.join("Dockerfile"),
+            context: ctx.clone(),
+            source: SourceOptions {
+                cache_dir: Some(cache.clone()),
+                ..Default::default()
+            },
+            outputs: vec![format!("oci:{}", oci.display())],
+            tags: vec!["thin/app:1".into()],
+            work_dir: Some(tmp.path().to_owned()),
+            no_cache: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        build_dockerfile(&request, crate::report::silent(), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        let digest = lines[0]
+            .strip_prefix(&format!("{}  ", oci.display()))
+            .unwrap();
+        assert_eq!(lines[1], format!("thin/app:1  {digest}"));
+        let stored = ImageStore::new(&cache).list().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (stored[0].name.as_str(), stored[0].tag.as_str()),
+            ("thin/app", "1")
+        );
+        assert_eq!(stored[0].digest, digest);
+        // Nothing asked for is refused before anything is built.
+        let nothing = DockerfileRequest {
+            outputs: Vec::new(),
+            tags: Vec::new(),
+            ..request
+        };
+        let err = build_dockerfile(&nothing, crate::report::silent(), &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, FromDockerfileError::NothingToWrite), "{err}");
+    }
+
+    #[test]
     fn secrets_come_from_files_or_the_environment() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("token");
