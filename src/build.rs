@@ -26,12 +26,12 @@ use crate::image::oci::{self, Empty, History, ImageConfig};
 use crate::image::{
     ImageBuilder, ImageError, ImageReference, LayerCompression, LayerOptions, Output,
 };
-use crate::keys::{self, KeyError};
 use crate::layer_cache::{self, LayerCache, LayerEntry};
 use crate::mirror::{self, MirrorError, MirrorQuery};
 use crate::recipe::{Distro, Recipe, Variant};
 use crate::report::SharedReporter;
 use crate::rootfs::sandbox::Sandbox;
+use crate::verify::keys::{self, KeyError};
 use crate::verify::{Keyring, KeyringError};
 
 #[derive(Debug, thiserror::Error)]
@@ -938,7 +938,9 @@ fn write_outputs(
     // Only image outputs get SBOMs.
     let has_image = outputs.iter().any(|o| matches!(o, BuildOutput::Image(_)));
     let inventory = match &rootfs {
-        Some(tree) if has_image => Some(crate::inspect::collect_inventory_from_tree(tree.path())?),
+        Some(tree) if has_image => Some(crate::image::packages::collect_inventory_from_tree(
+            tree.path(),
+        )?),
         _ => None,
     };
     let copies_tree = outputs
@@ -971,7 +973,7 @@ fn write_outputs_from(
     outputs: &[BuildOutput],
     reference: Option<&ImageReference>,
     tree: Option<&Path>,
-    inventory: Option<&crate::inspect::PackageInventory>,
+    inventory: Option<&crate::image::packages::PackageInventory>,
     deb_sha256: &std::collections::BTreeMap<String, [u8; 32]>,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<WrittenOutputs, BuildError> {

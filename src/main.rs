@@ -216,7 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("opening {}", args.image))?;
             let checked = fsck(&image).with_context(|| format!("verifying {}", args.image))?;
             let report = inspect(&image).with_unpacked_sizes(&checked.unpacked_sizes);
-            let packages = rootstrap::inspect::installed_packages(&image)?;
+            let packages = rootstrap::image::packages::installed_packages(&image)?;
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["packages"] = serde_json::to_value(&packages)?;
@@ -414,19 +414,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// The local image store under the cache directory.
-fn image_store(cache_dir: Option<&std::path::Path>) -> rootstrap::store::ImageStore {
+fn image_store(cache_dir: Option<&std::path::Path>) -> rootstrap::image::store::ImageStore {
     let dir = cache_dir
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(build::default_cache_dir);
-    rootstrap::store::ImageStore::new(&dir)
+    rootstrap::image::store::ImageStore::new(&dir)
 }
 
-/// Where the image argument `spec` is (see `store::resolve_image`).
-fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<rootstrap::store::ResolvedImage> {
+/// Where the image argument `spec` is (see `image::store::resolve_image`).
+fn resolve_image(
+    spec: &str,
+    store: &cli::StoreArgs,
+) -> Result<rootstrap::image::store::ResolvedImage> {
     let store = image_store(store.cache_dir.as_deref());
     let quiet = rootstrap::report::Silent;
     let work_dir = std::env::temp_dir();
-    Ok(rootstrap::store::resolve_image(
+    Ok(rootstrap::image::store::resolve_image(
         spec, &store, &work_dir, &quiet,
     )?)
 }
@@ -436,9 +439,9 @@ fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<rootstrap::store:
 fn open_verified(
     spec: &str,
     store: &cli::StoreArgs,
-) -> Result<(OpenedImage, rootstrap::store::ResolvedImage)> {
+) -> Result<(OpenedImage, rootstrap::image::store::ResolvedImage)> {
     let store = image_store(store.cache_dir.as_deref());
-    Ok(rootstrap::store::open_verified(
+    Ok(rootstrap::image::store::open_verified(
         spec,
         &store,
         &std::env::temp_dir(),

@@ -731,7 +731,7 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
         return;
     };
     let mut keys = TrustedKeys::new();
-    for (name, pem) in rootstrap::keys::SHIPPED {
+    for (name, pem) in rootstrap::verify::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
             keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
         }
@@ -846,7 +846,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
         return;
     };
     let mut keys = TrustedKeys::new();
-    for (name, pem) in rootstrap::keys::SHIPPED {
+    for (name, pem) in rootstrap::verify::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
             keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
         }

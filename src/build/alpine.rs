@@ -16,12 +16,12 @@ use crate::distro::apk::{ApkPackage, TrustedKeys};
 use crate::fetch::{CacheLock, Fetcher};
 use crate::image::oci::{self, History, ImageConfig};
 use crate::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions};
-use crate::keys::{self, KeyError};
 use crate::layer_cache::{LayerCache, LayerEntry};
 use crate::mirror::{self, MirrorQuery};
 use crate::recipe::Recipe;
 use crate::report::SharedReporter;
 use crate::rootfs::sandbox::Sandbox;
+use crate::verify::keys::{self, KeyError};
 
 /// Label set when `--allow-untrusted` let an unverified index or package in.
 pub const UNTRUSTED_LABEL: &str = "org.rootstrap.untrusted";

@@ -16,10 +16,10 @@ use super::{BuildError, BuildOptions, BuildOutput, SourceOptions};
 use crate::cleanup::TempPath;
 use crate::dockerfile::builder::{self, DockerfileBuildOptions, DockerfileError, StepCache};
 use crate::image::publish::{Publication, PublishError};
+use crate::image::store::ImageStore;
 use crate::image::{ImageBuilder, ImageError, ImageSource, LayerCompression, OpenedImage, Output};
 use crate::recipe;
 use crate::report::SharedReporter;
-use crate::store::ImageStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FromDockerfileError {

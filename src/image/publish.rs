@@ -12,9 +12,9 @@ use std::path::Path;
 
 use crate::cleanup::TempPath;
 use crate::image::registry::{self, PushOptions, RegistryError};
+use crate::image::store::{ImageStore, StoreError, StoredImage};
 use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, OpenedImage};
 use crate::report::Reporter;
-use crate::store::{ImageStore, StoreError, StoredImage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -122,7 +122,7 @@ pub fn image_sbom(
         return Ok(bytes);
     }
     let inventory =
-        crate::inspect::package_inventory(image).map_err(|source| SbomError::Packages {
+        crate::image::packages::package_inventory(image).map_err(|source| SbomError::Packages {
             image: name.to_owned(),
             source,
         })?;
@@ -145,7 +145,7 @@ pub fn write_build_sboms(
     outputs: &[(BuildOutput, Option<String>)],
     reference: Option<&str>,
     deb_sha256: &BTreeMap<String, [u8; 32]>,
-    known: Option<&crate::inspect::PackageInventory>,
+    known: Option<&crate::image::packages::PackageInventory>,
 ) -> Result<Vec<PathBuf>, SbomError> {
     let images: Vec<(&Output, &Option<String>)> = outputs
         .iter()
@@ -175,7 +175,7 @@ pub fn write_build_sboms(
     let inventory = match known {
         Some(known) => known,
         None => {
-            collected = crate::inspect::collect_inventory(layers)?;
+            collected = crate::image::packages::collect_inventory(layers)?;
             &collected
         }
     };

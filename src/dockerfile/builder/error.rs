@@ -6,11 +6,11 @@ use crate::dockerfile::copy::CopyError;
 use crate::dockerfile::{ExpandError, ParseError, ParseErrorKind};
 use crate::fetch::{CacheError, FetchError};
 use crate::image::registry::RegistryError;
+use crate::image::store::StoreError;
 use crate::image::ImageError;
 use crate::rootfs::extract::ExtractError;
 use crate::rootfs::safe::{FsError, PathError};
 use crate::rootfs::sandbox::{ExitStatus, SandboxError};
-use crate::store::StoreError;
 use crate::verify::digest::OciDigestError;
 
 use super::RecipeBaseError;

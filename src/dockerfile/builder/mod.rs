@@ -67,7 +67,7 @@ pub struct DockerfileBuildOptions<'a> {
     /// The step cache; `None` (`--no-cache`) runs every step.
     pub cache: Option<StepCache>,
     /// The local image store `FROM name:tag` looks in first.
-    pub store: Option<crate::store::ImageStore>,
+    pub store: Option<crate::image::store::ImageStore>,
     /// Where `RUN --mount=type=cache` directories persist between builds
     /// (`None`: a directory that lives as long as the build).
     pub mount_cache_dir: Option<PathBuf>,
