@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub mod from_dockerfile;
 mod locked;
 mod pipeline;
 mod tree_dir;
@@ -68,7 +69,7 @@ pub enum BuildError {
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
     #[error(transparent)]
-    Dockerfile(#[from] crate::dockerfile::builder::BuildError),
+    Dockerfile(#[from] crate::dockerfile::builder::DockerfileError),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
@@ -140,21 +141,7 @@ pub fn layer_compression(recipe: &Recipe, opts: &BuildOptions) -> LayerCompressi
         .unwrap_or_default()
 }
 
-/// Where a build writes: an image output, or the finished tree itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildOutput {
-    Image(Output),
-    RootfsDir(PathBuf),
-}
-
-impl BuildOutput {
-    pub fn path(&self) -> &Path {
-        match self {
-            BuildOutput::Image(o) => o.path(),
-            BuildOutput::RootfsDir(p) => p,
-        }
-    }
-}
+pub use crate::image::output::BuildOutput;
 
 /// Parses `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
 pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
@@ -593,7 +580,9 @@ fn write_outputs(
     // Only image outputs get SBOMs.
     let has_image = outputs.iter().any(|o| matches!(o, BuildOutput::Image(_)));
     let inventory = match &rootfs {
-        Some(tree) if has_image => Some(crate::inspect::collect_inventory_from_tree(tree.path())?),
+        Some(tree) if has_image => Some(crate::image::packages::collect_inventory_from_tree(
+            tree.path(),
+        )?),
         _ => None,
     };
     let copies_tree = outputs
@@ -626,7 +615,7 @@ fn write_outputs_from(
     outputs: &[BuildOutput],
     reference: Option<&ImageReference>,
     tree: Option<&Path>,
-    inventory: Option<&crate::inspect::PackageInventory>,
+    inventory: Option<&crate::image::packages::PackageInventory>,
     deb_sha256: &std::collections::BTreeMap<String, [u8; 32]>,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<WrittenOutputs, BuildError> {

@@ -93,6 +93,41 @@ impl Layout {
     }
 }
 
+/// Why a string is not a [`LockPath`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct LockPathError {
+    pub path: String,
+    pub problem: LockPathProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockPathProblem {
+    Empty,
+    Absolute,
+    Character(char),
+    EmptyComponent,
+    /// A `.` or `..` component.
+    LeavesMirror(String),
+}
+
+impl LockPathError {
+    fn describe(&self) -> String {
+        let s = &self.path;
+        match &self.problem {
+            LockPathProblem::Empty => "empty path".to_owned(),
+            LockPathProblem::Absolute => {
+                format!("{s:?} is absolute; lock paths are relative to the mirror")
+            }
+            LockPathProblem::Character(c) => format!("{s:?} contains the character {c:?}"),
+            LockPathProblem::EmptyComponent => format!("{s:?} has an empty path component"),
+            LockPathProblem::LeavesMirror(component) => format!(
+                "{s:?} contains a {component:?} component; lock paths must not leave the mirror"
+            ),
+        }
+    }
+}
+
 /// A clean path relative to a mirror root: non-empty `/`-separated
 /// components, none empty, `.` or `..`, no leading `/`, and no character
 /// that changes meaning in a URL or a shell (`\`, `?`, `#`, `%`, control
@@ -101,29 +136,27 @@ impl Layout {
 pub struct LockPath(String);
 
 impl LockPath {
-    pub fn parse(s: &str) -> Result<LockPath, String> {
+    pub fn parse(s: &str) -> Result<LockPath, LockPathError> {
+        let bad = |problem| LockPathError {
+            path: s.to_owned(),
+            problem,
+        };
         if s.is_empty() {
-            return Err("empty path".into());
+            return Err(bad(LockPathProblem::Empty));
         }
         if s.starts_with('/') {
-            return Err(format!(
-                "{s:?} is absolute; lock paths are relative to the mirror"
-            ));
+            return Err(bad(LockPathProblem::Absolute));
         }
         if let Some(c) = s
             .chars()
             .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#' | '%'))
         {
-            return Err(format!("{s:?} contains the character {c:?}"));
+            return Err(bad(LockPathProblem::Character(c)));
         }
         for component in s.split('/') {
             match component {
-                "" => return Err(format!("{s:?} has an empty path component")),
-                "." | ".." => {
-                    return Err(format!(
-                        "{s:?} contains a {component:?} component; lock paths must not leave the mirror"
-                    ))
-                }
+                "" => return Err(bad(LockPathProblem::EmptyComponent)),
+                "." | ".." => return Err(bad(LockPathProblem::LeavesMirror(component.to_owned()))),
                 _ => {}
             }
         }
@@ -668,7 +701,7 @@ impl Checker<'_> {
     }
 
     fn path(&self, field: &str, s: &str) -> Result<LockPath, LockError> {
-        LockPath::parse(s).map_err(|reason| self.err(field, reason))
+        LockPath::parse(s).map_err(|reason| self.err(field, reason.to_string()))
     }
 
     fn digest(&self, field: &str, s: &str) -> Result<Sha256Digest, LockError> {

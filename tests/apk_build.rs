@@ -734,7 +734,7 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
         return;
     };
     let mut keys = TrustedKeys::new();
-    for (name, pem) in rootstrap::keys::SHIPPED {
+    for (name, pem) in rootstrap::verify::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
             keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
         }
@@ -849,7 +849,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
         return;
     };
     let mut keys = TrustedKeys::new();
-    for (name, pem) in rootstrap::keys::SHIPPED {
+    for (name, pem) in rootstrap::verify::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
             keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
         }
@@ -1145,7 +1145,9 @@ fn a_multi_platform_lock_builds_the_same_index() {
         return;
     };
     if std::env::consts::ARCH != "x86_64" || !is_root() {
-        eprintln!("SKIP: a_multi_platform_lock_builds_the_same_index: needs an x86_64 host and root");
+        eprintln!(
+            "SKIP: a_multi_platform_lock_builds_the_same_index: needs an x86_64 host and root"
+        );
         return;
     }
     let s = setup("x86_64", &bb);
@@ -1167,10 +1169,16 @@ fn a_multi_platform_lock_builds_the_same_index() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("linux/amd64: ") && stdout.contains("linux/arm64: "), "{stdout}");
+    assert!(
+        stdout.contains("linux/amd64: ") && stdout.contains("linux/arm64: "),
+        "{stdout}"
+    );
     let text = std::fs::read_to_string(&lock).unwrap();
     assert!(text.contains("version = 2"), "{text}");
-    assert!(text.contains("arch = \"x86_64\"") && text.contains("arch = \"aarch64\""), "{text}");
+    assert!(
+        text.contains("arch = \"x86_64\"") && text.contains("arch = \"aarch64\""),
+        "{text}"
+    );
 
     let digest = |o: &Output| {
         String::from_utf8_lossy(&o.stdout)
@@ -1179,19 +1187,37 @@ fn a_multi_platform_lock_builds_the_same_index() {
             .unwrap()
             .to_owned()
     };
-    let flags = ["--platform", "linux/amd64,linux/arm64", "--skip-foreign-scripts"];
+    let flags = [
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--skip-foreign-scripts",
+    ];
     let resolved = s.build(&flags, &[format!("oci:{}", s.out("resolved").display())]);
     assert!(resolved.status.success(), "{}", stderr(&resolved));
     let lock_arg = lock.to_str().unwrap();
     let mut locked_flags = flags.to_vec();
     locked_flags.extend(["--lock", lock_arg, "--locked"]);
-    let locked = s.build(&locked_flags, &[format!("oci:{}", s.out("locked").display())]);
+    let locked = s.build(
+        &locked_flags,
+        &[format!("oci:{}", s.out("locked").display())],
+    );
     assert!(locked.status.success(), "{}", stderr(&locked));
-    assert_eq!(digest(&locked), digest(&resolved), "one index from the lock");
+    assert_eq!(
+        digest(&locked),
+        digest(&resolved),
+        "one index from the lock"
+    );
 
     // A platform the lock does not hold.
     let o = s.build(
-        &["--platform", "linux/arm/v7", "--skip-foreign-scripts", "--lock", lock_arg, "--locked"],
+        &[
+            "--platform",
+            "linux/arm/v7",
+            "--skip-foreign-scripts",
+            "--lock",
+            lock_arg,
+            "--locked",
+        ],
         &[format!("oci:{}", s.out("arm7").display())],
     );
     assert!(!o.status.success());
@@ -1216,7 +1242,11 @@ fn a_multi_platform_lock_builds_the_same_index() {
     assert!(o.status.success(), "{}", stderr(&o));
     for arch in ["x86_64", "aarch64"] {
         assert!(
-            mirror.join("v3.20/main").join(arch).join("APKINDEX.tar.gz").is_file(),
+            mirror
+                .join("v3.20/main")
+                .join(arch)
+                .join("APKINDEX.tar.gz")
+                .is_file(),
             "{arch}"
         );
     }

@@ -518,7 +518,7 @@ fn push_carries_the_sboms_as_referrers() {
         None,
     )
     .unwrap();
-    let inventory = rootstrap::inspect::package_inventory(&image).unwrap();
+    let inventory = rootstrap::image::packages::package_inventory(&image).unwrap();
     let sbom = rootstrap::sbom::Sbom::from_inventory(
         &inventory,
         rootstrap::sbom::ImageIdentity::of_image(&image),

@@ -80,7 +80,7 @@ pub enum BackendError {
     #[error(transparent)]
     Mirror(#[from] crate::mirror::MirrorError),
     #[error(transparent)]
-    Keys(#[from] crate::keys::KeyError),
+    Keys(#[from] crate::verify::keys::KeyError),
     #[error("recipe {recipe}: keys: {source}")]
     Keyring {
         recipe: PathBuf,
@@ -127,7 +127,7 @@ impl From<ApkBootstrapError> for BackendError {
 pub(crate) fn lock_path(what: &str, path: &str) -> Result<LockPath, BackendError> {
     LockPath::parse(path).map_err(|reason| BackendError::LockUnsafePath {
         what: what.to_owned(),
-        reason,
+        reason: reason.to_string(),
     })
 }
 

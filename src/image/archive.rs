@@ -8,31 +8,14 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::layout::{
     digest_hex, index_json, oci_layout_bytes, persist, temp_file_beside, ImageBuilder,
     MetadataBlobs,
 };
-use super::oci::canonical_json;
+use super::oci::{canonical_json, DockerManifestEntry};
 use super::reference::ImageReference;
 use super::tar::{EntryKind, TarHeader, TarWriter};
 use super::ImageError;
-
-/// One element of Docker's `manifest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DockerManifestEntry {
-    #[serde(rename = "Config")]
-    pub config: String,
-    #[serde(rename = "RepoTags", default, deserialize_with = "null_vec")]
-    pub repo_tags: Vec<String>,
-    #[serde(rename = "Layers")]
-    pub layers: Vec<String>,
-}
-
-fn null_vec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(de)?.unwrap_or_default())
-}
 
 fn blob_member(digest: &str) -> String {
     format!("blobs/sha256/{}", digest_hex(digest))

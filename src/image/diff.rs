@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::read::{unpack_layers, OpenedImage, UnpackSink};
 use super::tar::{EntryKind, TarHeader};
 use super::{HashingWriter, ImageError};
-use crate::inspect::{packages_from_db, InstalledPackage};
+use crate::image::packages::{packages_from_db, InstalledPackage};
 
 /// Package databases captured while walking the layers.
 const DPKG_STATUS: &str = "var/lib/dpkg/status";

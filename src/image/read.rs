@@ -14,9 +14,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use super::archive::DockerManifestEntry;
 use super::compress::auto_decoder;
-use super::oci::{self, Descriptor, ImageConfig, Index, Manifest};
+use super::oci::{self, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest};
 use super::tar::{EntryKind, TarHeader, TarReader, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use super::{HashingWriter, ImageError, Sha256Digest};
 

@@ -13,10 +13,10 @@ use crate::distro::backend::{
     PlanReport, PlannedPackage, SourceOptions,
 };
 use crate::distro::platform;
-use crate::keys::{self, KeyError};
 use crate::lock::{self, LockSource, LockedFile, LockedPackage, Lockfile};
 use crate::mirror::{self, MirrorQuery};
 use crate::recipe::Recipe;
+use crate::verify::keys::{self, KeyError};
 
 /// Label set when `--allow-untrusted` let an unverified index or package in.
 pub const UNTRUSTED_LABEL: &str = "org.rootstrap.untrusted";

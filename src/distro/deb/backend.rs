@@ -17,10 +17,10 @@ use crate::distro::backend::{
 };
 use crate::distro::platform;
 use crate::fetch::FetchItem;
-use crate::keys;
 use crate::lock::{self, Layout, LockSource, LockedFile, LockedPackage, Lockfile};
 use crate::mirror::{self, MirrorQuery};
 use crate::recipe::{Recipe, Variant};
+use crate::verify::keys;
 use crate::verify::{Keyring, Sha256Digest};
 
 /// A Debian or Ubuntu recipe's source, keys and settings.

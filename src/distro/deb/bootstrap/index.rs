@@ -167,7 +167,7 @@ struct ComponentIndex {
 
 struct IndexOption {
     file: UsedIndex,
-    compression: Compression,
+    compression: IndexCompression,
     /// In the download cache when the choice was made.
     cached: bool,
 }
@@ -175,7 +175,7 @@ struct IndexOption {
 impl ComponentIndex {
     fn choose(
         release: &Release,
-        listed: Vec<(&str, &IndexFile, Compression)>,
+        listed: Vec<(&str, &IndexFile, IndexCompression)>,
         fetcher: &Fetcher,
         link_bytes_per_sec: f64,
     ) -> ComponentIndex {
@@ -239,7 +239,7 @@ impl ComponentIndex {
         &self,
         fetcher: &Fetcher,
         dists: &str,
-    ) -> Result<(UsedIndex, Compression, PathBuf), BootstrapError> {
+    ) -> Result<(UsedIndex, IndexCompression, PathBuf), BootstrapError> {
         let mut options = self.options.iter().peekable();
         loop {
             let option = options.next().expect("never empty");
@@ -334,7 +334,7 @@ impl PlanCache {
 /// size lets read_index reserve the text up front instead of growing by
 /// doubling (which briefly holds 1.5× the text).
 fn text_entry<'r>(release: &'r Release, path: &str) -> Option<&'r IndexFile> {
-    let stem = [Compression::Xz, Compression::Gz]
+    let stem = [IndexCompression::Xz, IndexCompression::Gz]
         .iter()
         .find_map(|c| path.strip_suffix(c.extension()))
         .unwrap_or(path);
@@ -350,14 +350,14 @@ const PACKAGES_SIZE_HINT_LIMIT: u64 = 256 << 20;
 /// are summarized here while the next piece decodes.
 fn read_index(
     path: &Path,
-    compression: Compression,
+    compression: IndexCompression,
     url: &str,
     size_hint: Option<u64>,
 ) -> Result<(String, Vec<StanzaSummary>), BootstrapError> {
     let kind = match compression {
-        Compression::Xz => decompress::Compression::Xz,
-        Compression::Gz => decompress::Compression::Gzip,
-        Compression::None => decompress::Compression::None,
+        IndexCompression::Xz => decompress::Compression::Xz,
+        IndexCompression::Gz => decompress::Compression::Gzip,
+        IndexCompression::None => decompress::Compression::None,
     };
     let err = |source| BootstrapError::Decompress {
         url: url.to_owned(),
@@ -513,8 +513,8 @@ mod tests {
         // A fast link ranks the .gz first, but only the .xz was ever read.
         let mut index = ComponentIndex {
             options: vec![
-                option("main/binary-amd64/Packages.gz", Compression::Gz, false),
-                option("main/binary-amd64/Packages.xz", Compression::Xz, true),
+                option("main/binary-amd64/Packages.gz", IndexCompression::Gz, false),
+                option("main/binary-amd64/Packages.xz", IndexCompression::Xz, true),
             ],
             text_size: None,
             identity: Sha256Digest([0; 32]),
@@ -538,9 +538,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let whole = crate::distro::deb::packages::summarize_packages(&text).unwrap();
         for (name, bytes, compression) in [
-            ("Packages.xz", &xz[..], Compression::Xz),
-            ("Packages.gz", &gz[..], Compression::Gz),
-            ("Packages", text.as_bytes(), Compression::None),
+            ("Packages.xz", &xz[..], IndexCompression::Xz),
+            ("Packages.gz", &gz[..], IndexCompression::Gz),
+            ("Packages", text.as_bytes(), IndexCompression::None),
         ] {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).unwrap();
@@ -550,12 +550,12 @@ mod tests {
         }
         let path = dir.path().join("cut.xz");
         std::fs::write(&path, &xz[..xz.len() / 2]).unwrap();
-        let err = read_index(&path, Compression::Xz, "cut.xz", Some(1 << 20)).unwrap_err();
+        let err = read_index(&path, IndexCompression::Xz, "cut.xz", Some(1 << 20)).unwrap_err();
         assert!(matches!(err, BootstrapError::Decompress { .. }), "{err}");
         let broken = text.replace("Package: p16000\nVersion: 1.16000\n", "Package: p16000\n");
         let path = dir.path().join("broken");
         std::fs::write(&path, &broken).unwrap();
-        let err = read_index(&path, Compression::None, "broken", None).unwrap_err();
+        let err = read_index(&path, IndexCompression::None, "broken", None).unwrap_err();
         let expected = crate::distro::deb::packages::parse_packages(&broken).unwrap_err();
         assert!(
             matches!(&err, BootstrapError::Packages { source, .. } if *source == expected),

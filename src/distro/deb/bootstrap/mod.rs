@@ -15,7 +15,7 @@ use super::packages::{
     parse_packages, piece_error_in, summarize_detached, BinaryPackage, MultiArch, PackagesError,
     StanzaSummary,
 };
-use super::release::{Compression, IndexFile, Release, ReleaseError, ReleasePolicy};
+use super::release::{IndexCompression, IndexFile, Release, ReleaseError, ReleasePolicy};
 use super::release_memory::ReleaseMemory;
 use super::resolve::{self, Plan, Request, Universe, Variant};
 use super::slim;

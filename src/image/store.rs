@@ -48,6 +48,18 @@ pub enum StoreError {
     },
     #[error("{0}: has no OCI manifest (a legacy docker-save archive) and cannot be stored")]
     NoManifest(String),
+    #[error("opening {image}")]
+    Open {
+        image: String,
+        #[source]
+        source: ImageError,
+    },
+    #[error("verifying {image}")]
+    Verify {
+        image: String,
+        #[source]
+        source: ImageError,
+    },
 }
 
 /// An image located for a command: where it is and the name to pick in
@@ -123,6 +135,30 @@ pub fn resolve_image(
         name: None,
         _pulled: Some(tmp),
     })
+}
+
+/// The image `spec` (found as [`resolve_image`] does), every blob re-hashed
+/// ([`fsck`](crate::image::fsck)). The [`ResolvedImage`] keeps a pulled
+/// image's temporary layout until the caller is done with the image.
+pub fn open_verified(
+    spec: &str,
+    store: &ImageStore,
+    work_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<(OpenedImage, ResolvedImage), StoreError> {
+    let resolved = resolve_image(spec, store, work_dir, reporter)?;
+    let image =
+        OpenedImage::open(&resolved.source, resolved.name.as_deref()).map_err(|source| {
+            StoreError::Open {
+                image: spec.to_owned(),
+                source,
+            }
+        })?;
+    crate::image::fsck(&image).map_err(|source| StoreError::Verify {
+        image: spec.to_owned(),
+        source,
+    })?;
+    Ok((image, resolved))
 }
 
 /// Numbers the temporary layouts of one process's pulls.
