@@ -110,6 +110,8 @@ impl EntryHeader {
 
 pub struct TarReader<R> {
     inner: R,
+    /// Bytes consumed from `inner` so far (the stream offset of the next byte).
+    offset: u64,
     /// Unread bytes of the current entry's data.
     remaining: u64,
     /// Padding after the current entry's data.
@@ -150,6 +152,7 @@ impl<R: Read> TarReader<R> {
     pub fn new(inner: R) -> Self {
         TarReader {
             inner,
+            offset: 0,
             remaining: 0,
             padding: 0,
             index: 0,
@@ -157,6 +160,12 @@ impl<R: Read> TarReader<R> {
             global_pax: BTreeMap::new(),
             finished: false,
         }
+    }
+
+    /// Offset in the (uncompressed) stream of the next unread byte: right
+    /// after `next_entry` returns, where the entry's data starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The underlying reader (for callers that need to check what follows).
@@ -195,6 +204,7 @@ impl<R: Read> TarReader<R> {
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
+        self.offset += n as u64;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -215,6 +225,7 @@ impl<R: Read> TarReader<R> {
         }
         let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())
             .map_err(|e| self.io_err(e))?;
+        self.offset += copied;
         if copied != n {
             return Err(self.io_err(io::ErrorKind::UnexpectedEof.into()));
         }
@@ -228,7 +239,10 @@ impl<R: Read> TarReader<R> {
             match self.inner.read(&mut block[filled..]) {
                 Ok(0) if filled == 0 => return Ok(false),
                 Ok(0) => return Err(self.io_err(io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    self.offset += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.io_err(e)),
             }
@@ -255,6 +269,7 @@ impl<R: Read> TarReader<R> {
         self.inner
             .read_exact(&mut data)
             .map_err(|e| self.io_err(e))?;
+        self.offset += size;
         self.skip(padding_for(size))?;
         Ok(data)
     }

@@ -812,7 +812,7 @@ fn extract_all(
         for e in &entries {
             let rel = entry_path(&pkg.id(), e)?;
             let Some(rel) = rel else { continue };
-            if e.kind != EntryKind::Directory {
+            if e.kind != EntryKind::Dir {
                 if let Some(&other) = owners.get(&rel).filter(|&&o| o != i) {
                     match overwrite_decision(pkg, plan[other]) {
                         Overwrite::Yes => taken.push((other, rel.clone())),
@@ -831,7 +831,7 @@ fn extract_all(
                 }
                 owners.insert(rel.clone(), i);
             }
-            if e.kind == EntryKind::Directory && unclaimed.remove(&rel) {
+            if e.kind == EntryKind::Dir && unclaimed.remove(&rel) {
                 let differs = root.lstat(&rel)?.is_some_and(|m| {
                     m.kind == FileKind::Dir
                         && (m.mode != e.mode & 0o7777 || m.uid != e.uid || m.gid != e.gid)
@@ -937,7 +937,7 @@ fn extract_entry(
     }
     let mode = e.mode & 0o7777;
     match e.kind {
-        EntryKind::Directory => {
+        EntryKind::Dir => {
             let existing = root.lstat(rel)?;
             if existing.is_some_and(|m| m.kind == FileKind::Symlink) {
                 // A directory entry over a symlink (e.g. a merged /usr) goes
@@ -966,7 +966,7 @@ fn extract_entry(
                 root.set_owner(rel, e.uid, e.gid)?;
             }
         }
-        EntryKind::HardLink => {
+        EntryKind::Hardlink => {
             // HOSTILE 8: only a regular file this package already extracted.
             if e.link_name.starts_with('/') {
                 return Err(bad("hard link target is absolute"));
@@ -978,10 +978,10 @@ fn extract_entry(
             }
             root.hardlink(&target, rel)?;
         }
-        EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo => {
+        EntryKind::CharDev | EntryKind::BlockDev | EntryKind::Fifo => {
             let kind = match e.kind {
-                EntryKind::CharDevice => NodeKind::CharDev,
-                EntryKind::BlockDevice => NodeKind::BlockDev,
+                EntryKind::CharDev => NodeKind::CharDev,
+                EntryKind::BlockDev => NodeKind::BlockDev,
                 _ => NodeKind::Fifo,
             };
             root.mknod(rel, kind, mode, e.dev_major, e.dev_minor)?;

@@ -327,7 +327,7 @@ fn check_entry_names(what: &str, entries: &[TarEntry]) -> Result<(), ApkError> {
             EntryKind::Symlink if normal.is_empty() || normal == "." => {
                 return Err(bad(&e.path, "symlink replaces the root"));
             }
-            EntryKind::HardLink => {
+            EntryKind::Hardlink => {
                 if let Some(reason) = unsafe_path_reason(&e.link_name) {
                     return Err(bad(&e.path, reason));
                 }
