@@ -44,6 +44,10 @@ pub struct ExtractOptions {
     /// `dpkg --unpack` does for conffiles (`dpkg --configure` moves them).
     /// The returned [`Extracted::path`] is still the real path.
     pub conffiles: HashSet<RelPath>,
+    /// Set the archive's mtime on symlinks and device nodes too. The apk
+    /// installer leaves them at the time of extraction (the layer writer
+    /// clamps it), and Alpine image digests depend on that.
+    pub link_and_node_mtimes: bool,
 }
 
 impl ExtractOptions {
@@ -56,6 +60,7 @@ impl ExtractOptions {
             size_limit: u64::MAX,
             xattrs: true,
             conffiles: HashSet::new(),
+            link_and_node_mtimes: true,
         }
     }
 }
@@ -267,9 +272,7 @@ impl Extractor<'_> {
                 }
                 self.with_parents(&path, |r| r.symlink(&target, &path))?;
                 self.apply_owner(&path, h)?;
-                self.root
-                    .set_mtime(&path, self.mtime(h))
-                    .map_err(|e| self.fs(e))?;
+                self.link_or_node_mtime(&path, h)?;
                 link_target = Some(target);
             }
             EntryKind::Hardlink => {
@@ -289,9 +292,7 @@ impl Extractor<'_> {
                 self.apply_owner(&path, h)?;
                 // chown clears setuid/setgid bits; restore the exact mode.
                 self.root.set_mode(&path, h.mode).map_err(|e| self.fs(e))?;
-                self.root
-                    .set_mtime(&path, self.mtime(h))
-                    .map_err(|e| self.fs(e))?;
+                self.link_or_node_mtime(&path, h)?;
             }
         }
         Ok(Some(Extracted {
@@ -303,6 +304,15 @@ impl Extractor<'_> {
             link_target,
             filtered: false,
         }))
+    }
+
+    fn link_or_node_mtime(&self, path: &RelPath, h: &EntryHeader) -> Result<(), ExtractError> {
+        if !self.opts.link_and_node_mtimes {
+            return Ok(());
+        }
+        self.root
+            .set_mtime(path, self.mtime(h))
+            .map_err(|e| self.fs(e))
     }
 
     fn mtime(&self, h: &EntryHeader) -> i64 {

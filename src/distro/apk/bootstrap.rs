@@ -7,6 +7,7 @@
 //! passed `open_package` (signature, `C:` identity, size, datahash) and its
 //! per-file checksums, so a tampered package leaves nothing behind.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +24,8 @@ use super::tar::{EntryKind, TarEntry};
 use super::ApkError;
 use crate::fetch::Fetcher;
 use crate::report::Reporter;
-use crate::rootfs::safe::{FileKind, NodeKind, RelPath, Root};
+use crate::rootfs::extract::{extract_tar_with, Claimed, ExtractOptions};
+use crate::rootfs::safe::{FileKind, RelPath, Root};
 use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
 use crate::verify::Sha256Digest;
 
@@ -70,18 +72,8 @@ pub enum ApkBootstrapError {
     UnknownTag { request: String, tag: String },
     #[error(transparent)]
     Solve(#[from] SolveError),
-    #[error("{package}: entry {entry:?}: {error}")]
-    EntryPath {
-        package: String,
-        entry: String,
-        error: crate::rootfs::safe::PathError,
-    },
-    #[error("{package}: entry {entry:?}: {reason}")]
-    Entry {
-        package: String,
-        entry: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    Extract(#[from] crate::rootfs::extract::ExtractError),
     #[error("{package}: trying to overwrite /{path}, owned by {owner}")]
     Overwrite {
         package: String,
@@ -742,18 +734,25 @@ fn unpack_unregistered(
     pkg: &ApkPackage,
     apk: &VerifiedApk,
 ) -> Result<(), ApkBootstrapError> {
-    let chown = is_root_user();
-    let id = pkg.id();
-    for e in &apk.data_entries()? {
-        let Some(rel) = entry_path(&id, e)? else {
-            continue;
-        };
-        if root.lstat(&rel)?.is_some() {
-            continue;
-        }
-        extract_entry(root, &id, apk, e, &rel, &BTreeSet::new(), chown)?;
-    }
+    // Names and checksums are verified before anything is written.
+    apk.data_entries()?;
+    let claim = |rel: &RelPath, _: EntryKind| match root.lstat(rel) {
+        Ok(Some(_)) => Ok(Claimed::Skip),
+        Ok(None) => Ok(Claimed::Write),
+        Err(e) => Err(e.to_string()),
+    };
+    extract_tar_with(root, &apk.data_tar[..], &extract_options(pkg), &claim)?;
     Ok(())
+}
+
+/// How apk writes a package's files: owners only as root, no xattrs, and
+/// symlinks and device nodes keep the time they were made.
+fn extract_options(pkg: &ApkPackage) -> ExtractOptions {
+    ExtractOptions {
+        xattrs: false,
+        link_and_node_mtimes: false,
+        ..ExtractOptions::new(pkg.id())
+    }
 }
 
 /// The directories apk's `--initdb` creates before installing anything
@@ -800,52 +799,34 @@ fn extract_all(
     scripts: &mut ScriptRunner<'_>,
     unclaimed: &mut HashSet<RelPath>,
 ) -> Result<Vec<InstalledPackage>, ApkBootstrapError> {
-    let chown = is_root_user();
     let mut owners: HashMap<RelPath, usize> = HashMap::new();
     let mut records = Vec::with_capacity(apks.len());
     for (i, (pkg, apk)) in plan.iter().zip(apks).enumerate() {
         scripts.before_files(i, pkg, apk)?;
+        // Names and checksums are verified before anything is written.
         let entries = apk.data_entries()?;
-        let mut own_files: BTreeSet<RelPath> = BTreeSet::new();
-        let mut taken: Vec<(usize, RelPath)> = Vec::new();
-        let mut kept: Vec<RelPath> = Vec::new();
-        for e in &entries {
-            let rel = entry_path(&pkg.id(), e)?;
-            let Some(rel) = rel else { continue };
-            if e.kind != EntryKind::Dir {
-                if let Some(&other) = owners.get(&rel).filter(|&&o| o != i) {
-                    match overwrite_decision(pkg, plan[other]) {
-                        Overwrite::Yes => taken.push((other, rel.clone())),
-                        Overwrite::KeepOriginal => {
-                            kept.push(rel);
-                            continue;
-                        }
-                        Overwrite::Conflict => {
-                            return Err(ApkBootstrapError::Overwrite {
-                                package: pkg.id(),
-                                path: String::from_utf8_lossy(rel.as_bytes()).into_owned(),
-                                owner: plan[other].id(),
-                            })
-                        }
-                    }
-                }
-                owners.insert(rel.clone(), i);
-            }
-            if e.kind == EntryKind::Dir && unclaimed.remove(&rel) {
-                let differs = root.lstat(&rel)?.is_some_and(|m| {
-                    m.kind == FileKind::Dir
-                        && (m.mode != e.mode & 0o7777 || m.uid != e.uid || m.gid != e.gid)
-                });
-                if differs {
-                    continue;
-                }
-            }
-            extract_entry(root, &pkg.id(), apk, e, &rel, &own_files, chown)?;
-            if e.kind == EntryKind::File {
-                own_files.insert(rel);
-            }
+        let mut dirs: HashMap<RelPath, &TarEntry> = HashMap::new();
+        for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+            dirs.insert(rel(&e.path)?, e);
         }
-        for (other, rel) in taken {
+        let claims = RefCell::new(PackageClaims {
+            index: i,
+            plan,
+            owners: &mut owners,
+            unclaimed: &mut *unclaimed,
+            dirs,
+            taken: Vec::new(),
+            kept: Vec::new(),
+            conflict: None,
+        });
+        let claim = |rel: &RelPath, kind: EntryKind| claims.borrow_mut().claim(root, rel, kind);
+        let extracted = extract_tar_with(root, &apk.data_tar[..], &extract_options(pkg), &claim);
+        let claims = claims.into_inner();
+        if let Some(conflict) = claims.conflict {
+            return Err(conflict);
+        }
+        extracted?;
+        for (other, rel) in claims.taken {
             drop_file(&mut records, other, &rel);
         }
         // The record keeps the package's repository tag: apk writes it as `s:`.
@@ -854,12 +835,78 @@ fn extract_all(
             dirs: installed::dirs_from_entries(&entries),
             ..InstalledPackage::default()
         });
-        for rel in kept {
+        for rel in claims.kept {
             drop_file(&mut records, i, &rel);
         }
         scripts.after_files(i, pkg, apk);
     }
     Ok(records)
+}
+
+/// Who may write each path of one package, decided entry by entry while
+/// it is extracted.
+struct PackageClaims<'a> {
+    /// The package's place in the plan.
+    index: usize,
+    plan: &'a [&'a ApkPackage],
+    /// Owner (plan index) of every non-directory path written so far.
+    owners: &'a mut HashMap<RelPath, usize>,
+    /// Skeleton directories no package has claimed yet.
+    unclaimed: &'a mut HashSet<RelPath>,
+    /// The package's directory entries, for their mode and owner.
+    dirs: HashMap<RelPath, &'a TarEntry>,
+    /// Paths taken over from an earlier package (its plan index).
+    taken: Vec<(usize, RelPath)>,
+    /// Paths whose owner keeps its copy.
+    kept: Vec<RelPath>,
+    /// A refused overwrite, reported as such rather than as an entry error.
+    conflict: Option<ApkBootstrapError>,
+}
+
+impl PackageClaims<'_> {
+    fn claim(&mut self, root: &Root, rel: &RelPath, kind: EntryKind) -> Result<Claimed, String> {
+        let pkg = self.plan[self.index];
+        if kind == EntryKind::Dir {
+            if !self.unclaimed.remove(rel) {
+                return Ok(Claimed::Write);
+            }
+            // apk leaves a directory that existed before any package
+            // claimed it alone when the package's mode or owner differ.
+            let Some(e) = self.dirs.get(rel) else {
+                return Ok(Claimed::Write);
+            };
+            let differs = root.lstat(rel).map_err(|e| e.to_string())?.is_some_and(|m| {
+                m.kind == FileKind::Dir
+                    && (m.mode != e.mode & 0o7777 || m.uid != e.uid || m.gid != e.gid)
+            });
+            return Ok(if differs {
+                Claimed::Skip
+            } else {
+                Claimed::Write
+            });
+        }
+        if let Some(&other) = self.owners.get(rel).filter(|&&o| o != self.index) {
+            match overwrite_decision(pkg, self.plan[other]) {
+                Overwrite::Yes => self.taken.push((other, rel.clone())),
+                Overwrite::KeepOriginal => {
+                    self.kept.push(rel.clone());
+                    return Ok(Claimed::Skip);
+                }
+                Overwrite::Conflict => {
+                    let err = ApkBootstrapError::Overwrite {
+                        package: pkg.id(),
+                        path: String::from_utf8_lossy(rel.as_bytes()).into_owned(),
+                        owner: self.plan[other].id(),
+                    };
+                    let reason = err.to_string();
+                    self.conflict = Some(err);
+                    return Err(reason);
+                }
+            }
+        }
+        self.owners.insert(rel.clone(), self.index);
+        Ok(Claimed::Write)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -905,108 +952,6 @@ fn drop_file(records: &mut [InstalledPackage], owner: usize, rel: &RelPath) {
     for d in rec.dirs.iter_mut().filter(|d| d.path == parent) {
         d.files.retain(|f| f.name != name);
     }
-}
-
-/// The entry's path inside the root; `None` for the root itself.
-fn entry_path(package: &str, e: &TarEntry) -> Result<Option<RelPath>, ApkBootstrapError> {
-    let rel =
-        RelPath::from_archive(e.path.as_bytes()).map_err(|error| ApkBootstrapError::EntryPath {
-            package: package.to_owned(),
-            entry: e.path.clone(),
-            error,
-        })?;
-    Ok((!rel.is_root()).then_some(rel))
-}
-
-fn extract_entry(
-    root: &Root,
-    package: &str,
-    apk: &VerifiedApk,
-    e: &TarEntry,
-    rel: &RelPath,
-    own_files: &BTreeSet<RelPath>,
-    chown: bool,
-) -> Result<(), ApkBootstrapError> {
-    let bad = |reason: &str| ApkBootstrapError::Entry {
-        package: package.to_owned(),
-        entry: e.path.clone(),
-        reason: reason.to_owned(),
-    };
-    if let Some(parent) = rel.parent() {
-        root.mkdir_all(&parent, 0o755)?;
-    }
-    let mode = e.mode & 0o7777;
-    match e.kind {
-        EntryKind::Dir => {
-            let existing = root.lstat(rel)?;
-            if existing.is_some_and(|m| m.kind == FileKind::Symlink) {
-                // A directory entry over a symlink (e.g. a merged /usr) goes
-                // through it as apk's mkdir does, but never chowns or chmods
-                // its target (HOSTILE 6); a link leading nowhere inside the
-                // root is an error.
-                if !root.is_dir(rel) {
-                    return Err(bad(
-                        "directory entry over a symlink that is not a directory",
-                    ));
-                }
-                return Ok(());
-            }
-            // An existing directory keeps its place; apk re-applies the ACL.
-            root.mkdir(rel, mode)?;
-            set_owner_mode(root, rel, e, mode, chown)?;
-        }
-        EntryKind::File => {
-            root.write_file(rel, apk.content(e), mode)?;
-            set_owner_mode(root, rel, e, mode, chown)?;
-            root.set_mtime(rel, e.mtime as i64)?;
-        }
-        EntryKind::Symlink => {
-            root.symlink(e.link_name.as_bytes(), rel)?;
-            if chown {
-                root.set_owner(rel, e.uid, e.gid)?;
-            }
-        }
-        EntryKind::Hardlink => {
-            // HOSTILE 8: only a regular file this package already extracted.
-            if e.link_name.starts_with('/') {
-                return Err(bad("hard link target is absolute"));
-            }
-            let target = RelPath::from_archive(e.link_name.as_bytes())
-                .map_err(|_| bad("invalid hard link target"))?;
-            if !own_files.contains(&target) {
-                return Err(bad("no hard link target in archive"));
-            }
-            root.hardlink(&target, rel)?;
-        }
-        EntryKind::CharDev | EntryKind::BlockDev | EntryKind::Fifo => {
-            let kind = match e.kind {
-                EntryKind::CharDev => NodeKind::CharDev,
-                EntryKind::BlockDev => NodeKind::BlockDev,
-                _ => NodeKind::Fifo,
-            };
-            root.mknod(rel, kind, mode, e.dev_major, e.dev_minor)?;
-            if chown {
-                root.set_owner(rel, e.uid, e.gid)?;
-                root.set_mode(rel, mode)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn set_owner_mode(
-    root: &Root,
-    rel: &RelPath,
-    e: &TarEntry,
-    mode: u32,
-    chown: bool,
-) -> Result<(), ApkBootstrapError> {
-    if chown {
-        root.set_owner(rel, e.uid, e.gid)?;
-    }
-    // After chown, which clears setuid/setgid.
-    root.set_mode(rel, mode)?;
-    Ok(())
 }
 
 fn rel(path: &str) -> Result<RelPath, ApkBootstrapError> {
