@@ -139,6 +139,18 @@ impl<R: Read> Read for Entry<'_, R> {
     }
 }
 
+/// The current entry's data, for callers that keep only the header of the
+/// [`Entry`] that [`TarReader::next_entry`] returned.
+pub struct EntryData<'a, R> {
+    reader: &'a mut TarReader<R>,
+}
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read_data(buf)
+    }
+}
+
 /// Metadata gathered from extension headers before the entry they describe.
 #[derive(Default)]
 struct Pending {
@@ -166,6 +178,11 @@ impl<R: Read> TarReader<R> {
     /// after `next_entry` returns, where the entry's data starts.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Reads what is left of the current entry's data.
+    pub fn data(&mut self) -> EntryData<'_, R> {
+        EntryData { reader: self }
     }
 
     /// The underlying reader (for callers that need to check what follows).

@@ -1,5 +1,6 @@
-//! A hand-written tar writer (ustar + PAX) with deterministic output, and a
-//! bounded reader for the layers we open back (ustar, PAX, GNU long names).
+//! A hand-written tar writer (ustar + PAX) with deterministic output, and
+//! the layer view of the strict reader in src/archive for the layers we open
+//! back.
 //!
 //! Written by hand rather than through the `tar` crate so every byte of a
 //! layer is decided here: no uname/gname, no atime/ctime, fixed PAX header
@@ -11,11 +12,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use super::ImageError;
+use crate::archive::tar as archive_tar;
 
 const BLOCK: usize = 512;
-/// Longest PAX extended header or GNU long name we accept when reading; apt
-/// caps long names at 1 MiB (CVE-2020-27350), xattrs make PAX headers larger.
-const MAX_EXTENDED_HEADER: u64 = 8 << 20;
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
@@ -361,351 +360,63 @@ fn write_octal(field: &mut [u8], value: u64) {
 // ---------------------------------------------------------------------------
 // Reading
 
-/// Reads tar entries one by one. After [`TarReader::next_entry`] returns a
-/// header, [`TarReader::data`] reads that entry's content; unread content is
-/// skipped by the next call.
+/// Reads layer entries one by one, through the project's one strict tar
+/// reader ([`crate::archive::tar`]), as [`TarHeader`]s: paths without `./`
+/// or a trailing slash, link targets and device numbers inside the kind.
+/// After [`TarReader::next_entry`] returns a header, [`TarReader::data`]
+/// reads that entry's content; unread content is skipped by the next call.
 pub struct TarReader<R: Read> {
-    inner: R,
-    offset: u64,
-    remaining: u64,
-    padding: u64,
+    inner: archive_tar::TarReader<R>,
 }
 
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R) -> Self {
         TarReader {
-            inner,
-            offset: 0,
-            remaining: 0,
-            padding: 0,
+            inner: archive_tar::TarReader::new(inner),
         }
     }
 
     /// Byte offset in the (uncompressed) stream of the next unread byte.
     pub fn offset(&self) -> u64 {
-        self.offset
+        self.inner.offset()
     }
 
     pub fn into_inner(self) -> R {
-        self.inner
+        self.inner.into_inner()
     }
 
     /// Reader over the current entry's data.
-    pub fn data(&mut self) -> EntryData<'_, R> {
-        EntryData { reader: self }
-    }
-
-    fn format_err(&self, reason: impl Into<String>) -> ImageError {
-        ImageError::TarFormat {
-            offset: self.offset,
-            reason: reason.into(),
-        }
-    }
-
-    fn read_exact_counted(&mut self, buf: &mut [u8]) -> Result<(), ImageError> {
-        self.inner.read_exact(buf).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                self.format_err("unexpected end of archive")
-            } else {
-                ImageError::Io {
-                    context: format!("reading tar at byte {}", self.offset),
-                    source: e,
-                }
-            }
-        })?;
-        self.offset += buf.len() as u64;
-        Ok(())
-    }
-
-    fn skip(&mut self, mut n: u64) -> Result<(), ImageError> {
-        let mut buf = [0u8; 8192];
-        while n > 0 {
-            let take = n.min(buf.len() as u64) as usize;
-            self.read_exact_counted(&mut buf[..take])?;
-            n -= take as u64;
-        }
-        Ok(())
-    }
-
-    fn skip_rest(&mut self) -> Result<(), ImageError> {
-        let n = self.remaining + self.padding;
-        self.remaining = 0;
-        self.padding = 0;
-        self.skip(n)
-    }
-
-    fn read_extended(&mut self, size: u64) -> Result<Vec<u8>, ImageError> {
-        if size > MAX_EXTENDED_HEADER {
-            return Err(self.format_err(format!(
-                "extended header of {size} bytes exceeds the {MAX_EXTENDED_HEADER}-byte limit"
-            )));
-        }
-        let mut buf = vec![0u8; size as usize];
-        self.read_exact_counted(&mut buf)?;
-        self.skip(padding_for(size))?;
-        Ok(buf)
+    pub fn data(&mut self) -> archive_tar::EntryData<'_, R> {
+        self.inner.data()
     }
 
     /// The next entry, or `None` at the end-of-archive marker (or clean EOF).
     pub fn next_entry(&mut self) -> Result<Option<TarHeader>, ImageError> {
-        self.skip_rest()?;
-        let mut pax: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
-        loop {
-            let mut block = [0u8; BLOCK];
-            let start = self.offset;
-            match self.inner.read(&mut block[..1]) {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(ImageError::Io {
-                        context: format!("reading tar at byte {start}"),
-                        source: e,
-                    })
-                }
+        let start = self.inner.offset();
+        let header = match self.inner.next_entry() {
+            Ok(Some(entry)) => entry.header,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(ImageError::TarFormat {
+                    offset: start,
+                    reason: e.to_string(),
+                })
             }
-            self.offset += 1;
-            self.read_exact_counted(&mut block[1..])?;
-            if block.iter().all(|&b| b == 0) {
-                return Ok(None);
-            }
-            verify_checksum(&block).map_err(|r| ImageError::TarFormat {
-                offset: start,
-                reason: r,
-            })?;
-            let typeflag = block[156];
-            let size = parse_numeric(&block[124..136]).map_err(|r| ImageError::TarFormat {
-                offset: start,
-                reason: format!("size: {r}"),
-            })?;
-            match typeflag {
-                b'x' => {
-                    let data = self.read_extended(size)?;
-                    parse_pax(&data, &mut pax).map_err(|r| ImageError::TarFormat {
-                        offset: start,
-                        reason: r,
-                    })?;
-                }
-                b'g' => {
-                    // Global headers carry nothing we honour (comments, mtimes).
-                    self.read_extended(size)?;
-                }
-                b'L' => long_name = Some(trim_nul(self.read_extended(size)?)),
-                b'K' => long_link = Some(trim_nul(self.read_extended(size)?)),
-                _ => {
-                    let header = build_header(&block, typeflag, size, &pax, long_name, long_link)
-                        .map_err(|r| ImageError::TarFormat {
-                        offset: start,
-                        reason: r,
-                    })?;
-                    let data_len = if matches!(header.kind, EntryKind::File) {
-                        header.size
-                    } else {
-                        0
-                    };
-                    self.remaining = data_len;
-                    self.padding = padding_for(data_len);
-                    return Ok(Some(header));
-                }
-            }
-        }
-    }
-}
-
-/// Read access to the current entry's content.
-pub struct EntryData<'a, R: Read> {
-    reader: &'a mut TarReader<R>,
-}
-
-impl<R: Read> Read for EntryData<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = &mut *self.reader;
-        if r.remaining == 0 {
-            return Ok(0);
-        }
-        let want = buf.len().min(r.remaining as usize);
-        let n = r.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "tar entry data truncated",
-            ));
-        }
-        r.remaining -= n as u64;
-        r.offset += n as u64;
-        Ok(n)
-    }
-}
-
-fn padding_for(len: u64) -> u64 {
-    (BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64
-}
-
-fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
-    while v.last() == Some(&0) {
-        v.pop();
-    }
-    v
-}
-
-fn verify_checksum(block: &[u8; BLOCK]) -> Result<(), String> {
-    let stored = parse_octal(&block[148..156]).map_err(|e| format!("checksum field: {e}"))?;
-    let unsigned: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum();
-    // Historic writers summed signed chars; accept both as GNU tar does.
-    let signed: i64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                i64::from(b as i8)
-            }
-        })
-        .sum();
-    if stored == unsigned || stored as i64 == signed {
-        Ok(())
-    } else {
-        Err(format!(
-            "bad header checksum (stored {stored}, computed {unsigned})"
-        ))
-    }
-}
-
-fn parse_octal(field: &[u8]) -> Result<u64, String> {
-    let s: Vec<u8> = field
-        .iter()
-        .copied()
-        .skip_while(|&b| b == b' ')
-        .take_while(|&b| b != 0 && b != b' ')
-        .collect();
-    if s.is_empty() {
-        return Ok(0);
-    }
-    let mut v: u64 = 0;
-    for b in s {
-        if !(b'0'..=b'7').contains(&b) {
-            return Err(format!("non-octal byte 0x{b:02x}"));
-        }
-        v = v
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(u64::from(b - b'0')))
-            .ok_or("octal number overflows")?;
-    }
-    Ok(v)
-}
-
-/// Octal, or GNU base-256 when the high bit of the first byte is set.
-fn parse_numeric(field: &[u8]) -> Result<u64, String> {
-    if field.first().is_some_and(|&b| b & 0x80 != 0) {
-        if field[0] & 0x40 != 0 {
-            return Err("negative base-256 number".into());
-        }
-        let mut v: u64 = u64::from(field[0] & 0x3f);
-        for &b in &field[1..] {
-            v = v
-                .checked_mul(256)
-                .and_then(|v| v.checked_add(u64::from(b)))
-                .ok_or("base-256 number overflows")?;
-        }
-        return Ok(v);
-    }
-    parse_octal(field)
-}
-
-fn parse_pax(data: &[u8], out: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> Result<(), String> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        let sp = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or("PAX record without a length")?;
-        let len: usize = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or("PAX record length is not a number")?;
-        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err("PAX record length disagrees with its content".into());
-        }
-        let record = &rest[sp + 1..len - 1];
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("PAX record without `=`")?;
-        out.insert(record[..eq].to_vec(), record[eq + 1..].to_vec());
-        rest = &rest[len..];
-    }
-    Ok(())
-}
-
-fn cstr_field(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    &field[..end]
-}
-
-fn pax_number(pax: &BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8]) -> Result<Option<i128>, String> {
-    match pax.get(key) {
-        None => Ok(None),
-        Some(v) => {
-            let s = std::str::from_utf8(v)
-                .map_err(|_| format!("PAX {} is not UTF-8", String::from_utf8_lossy(key)))?;
-            // mtime may carry a fraction; the integer part is what we keep.
-            let int_part = s.split('.').next().unwrap_or(s);
-            int_part
-                .parse::<i128>()
-                .map(Some)
-                .map_err(|_| format!("PAX {} is not a number: {s}", String::from_utf8_lossy(key)))
-        }
-    }
-}
-
-fn build_header(
-    block: &[u8; BLOCK],
-    typeflag: u8,
-    ustar_size: u64,
-    pax: &BTreeMap<Vec<u8>, Vec<u8>>,
-    long_name: Option<Vec<u8>>,
-    long_link: Option<Vec<u8>>,
-) -> Result<TarHeader, String> {
-    let is_ustar = &block[257..262] == b"ustar";
-    let mut name = if let Some(p) = pax.get(&b"path"[..]) {
-        p.clone()
-    } else if let Some(l) = long_name {
-        l
-    } else {
-        let base = cstr_field(&block[..100]);
-        let prefix = if is_ustar && &block[257..265] == b"ustar\x0000" {
-            cstr_field(&block[345..500])
-        } else {
-            &[][..]
         };
-        if prefix.is_empty() {
-            base.to_vec()
-        } else {
-            let mut v = prefix.to_vec();
-            v.push(b'/');
-            v.extend_from_slice(base);
-            v
-        }
-    };
-    let link = if let Some(p) = pax.get(&b"linkpath"[..]) {
-        p.clone()
-    } else if let Some(l) = long_link {
-        l
-    } else {
-        cstr_field(&block[157..257]).to_vec()
-    };
+        let shown = header.display_path();
+        layer_header(header)
+            .map(Some)
+            .map_err(|reason| ImageError::TarFormat {
+                offset: start,
+                reason: format!("entry {shown}: {reason}"),
+            })
+    }
+}
+
+/// The layer view of a parsed entry. A regular file named with a trailing
+/// slash is a directory, as old writers put it.
+fn layer_header(h: archive_tar::EntryHeader) -> Result<TarHeader, String> {
+    let mut name = h.path;
     let is_dir_name = name.ends_with(b"/");
     while name.len() > 1 && name.ends_with(b"/") {
         name.pop();
@@ -714,64 +425,39 @@ fn build_header(
     if name.is_empty() || name.contains(&0) {
         return Err("entry with an empty name".into());
     }
-    let size = match pax_number(pax, b"size")? {
-        Some(v) => u64::try_from(v).map_err(|_| "PAX size out of range")?,
-        None => ustar_size,
-    };
-    let mode = parse_numeric(&block[100..108]).map_err(|e| format!("mode: {e}"))? as u32 & 0o7777;
-    let uid = match pax_number(pax, b"uid")? {
-        Some(v) => u64::try_from(v).map_err(|_| "PAX uid out of range")?,
-        None => parse_numeric(&block[108..116]).map_err(|e| format!("uid: {e}"))?,
-    };
-    let gid = match pax_number(pax, b"gid")? {
-        Some(v) => u64::try_from(v).map_err(|_| "PAX gid out of range")?,
-        None => parse_numeric(&block[116..124]).map_err(|e| format!("gid: {e}"))?,
-    };
-    let mtime = match pax_number(pax, b"mtime")? {
-        Some(v) => i64::try_from(v).map_err(|_| "PAX mtime out of range")?,
-        None => parse_numeric(&block[136..148]).map_err(|e| format!("mtime: {e}"))? as i64,
-    };
-    let dev = || -> Result<(u32, u32), String> {
-        let major = parse_numeric(&block[329..337]).map_err(|e| format!("devmajor: {e}"))?;
-        let minor = parse_numeric(&block[337..345]).map_err(|e| format!("devminor: {e}"))?;
-        Ok((
-            u32::try_from(major).map_err(|_| "devmajor out of range")?,
-            u32::try_from(minor).map_err(|_| "devminor out of range")?,
+    let link = || {
+        PathBuf::from(std::ffi::OsString::from_vec(
+            h.link_target.clone().unwrap_or_default(),
         ))
     };
-    let link_path = || PathBuf::from(std::ffi::OsString::from_vec(link.clone()));
-    let kind = match typeflag {
-        b'0' | 0 | b'7' if is_dir_name => EntryKind::Dir,
-        b'0' | 0 | b'7' => EntryKind::File,
-        b'1' => EntryKind::HardLink(link_path()),
-        b'2' => EntryKind::Symlink(link_path()),
-        b'3' => {
-            let (major, minor) = dev()?;
-            EntryKind::CharDevice { major, minor }
-        }
-        b'4' => {
-            let (major, minor) = dev()?;
-            EntryKind::BlockDevice { major, minor }
-        }
-        b'5' => EntryKind::Dir,
-        b'6' => EntryKind::Fifo,
-        other => return Err(format!("unsupported entry type {:?}", other as char)),
+    let kind = match h.kind {
+        archive_tar::EntryKind::File if is_dir_name && h.size == 0 => EntryKind::Dir,
+        archive_tar::EntryKind::File => EntryKind::File,
+        archive_tar::EntryKind::Dir => EntryKind::Dir,
+        archive_tar::EntryKind::Symlink => EntryKind::Symlink(link()),
+        archive_tar::EntryKind::Hardlink => EntryKind::HardLink(link()),
+        archive_tar::EntryKind::CharDev => EntryKind::CharDevice {
+            major: h.dev_major,
+            minor: h.dev_minor,
+        },
+        archive_tar::EntryKind::BlockDev => EntryKind::BlockDevice {
+            major: h.dev_major,
+            minor: h.dev_minor,
+        },
+        archive_tar::EntryKind::Fifo => EntryKind::Fifo,
     };
     let mut xattrs = BTreeMap::new();
-    for (k, v) in pax {
-        if let Some(x) = k.strip_prefix(b"SCHILY.xattr.") {
-            let key = String::from_utf8(x.to_vec()).map_err(|_| "xattr name is not UTF-8")?;
-            xattrs.insert(key, v.clone());
-        }
+    for (key, value) in h.xattrs {
+        xattrs.insert(key, value);
     }
     Ok(TarHeader {
         path: PathBuf::from(std::ffi::OsString::from_vec(name)),
         kind,
-        mode,
-        uid,
-        gid,
-        mtime,
-        size,
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: h.mtime,
+        size: h.size,
         xattrs,
     })
 }

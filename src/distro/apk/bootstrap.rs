@@ -875,10 +875,13 @@ impl PackageClaims<'_> {
             let Some(e) = self.dirs.get(rel) else {
                 return Ok(Claimed::Write);
             };
-            let differs = root.lstat(rel).map_err(|e| e.to_string())?.is_some_and(|m| {
-                m.kind == FileKind::Dir
-                    && (m.mode != e.mode & 0o7777 || m.uid != e.uid || m.gid != e.gid)
-            });
+            let differs = root
+                .lstat(rel)
+                .map_err(|e| e.to_string())?
+                .is_some_and(|m| {
+                    m.kind == FileKind::Dir
+                        && (m.mode != e.mode & 0o7777 || m.uid != e.uid || m.gid != e.gid)
+                });
             return Ok(if differs {
                 Claimed::Skip
             } else {

@@ -83,8 +83,7 @@ pub fn parse_entries(what: &str, buf: &[u8]) -> Result<Vec<TarEntry>, ApkError> 
             mode: h.mode,
             uid: id(h.uid, "uid")?,
             gid: id(h.gid, "gid")?,
-            mtime: u64::try_from(h.mtime)
-                .map_err(|_| tar_err(what, &shown, "negative mtime"))?,
+            mtime: u64::try_from(h.mtime).map_err(|_| tar_err(what, &shown, "negative mtime"))?,
             dev_major: h.dev_major,
             dev_minor: h.dev_minor,
             link_name: utf8(what, &shown, h.link_target.unwrap_or_default())?,
@@ -94,7 +93,10 @@ pub fn parse_entries(what: &str, buf: &[u8]) -> Result<Vec<TarEntry>, ApkError> 
         });
     }
     let rest = usize::try_from(reader.offset()).unwrap_or(usize::MAX);
-    if buf.get(rest..).is_some_and(|tail| tail.iter().any(|&c| c != 0)) {
+    if buf
+        .get(rest..)
+        .is_some_and(|tail| tail.iter().any(|&c| c != 0))
+    {
         return Err(ApkError::format(what, "data after tar end-of-archive"));
     }
     Ok(entries)
