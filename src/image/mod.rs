@@ -31,7 +31,8 @@ pub use inspect::{inspect, InspectReport};
 pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
 pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob, Output, WrittenImage};
 pub use read::{
-    fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage, UnpackSink,
+    apply_layer, fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage,
+    UnpackSink,
 };
 pub use reference::ImageReference;
 pub use squash::squash_layers;

@@ -829,16 +829,15 @@ pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result
         let decoded = auto_decoder(BufReader::with_capacity(256 * 1024, raw))
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
         let diff_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
-        let mut tar = TarReader::new(HashingReader {
-            inner: decoded,
-            hasher: Rc::clone(&diff_hash),
-        });
-        let mut written: HashSet<PathBuf> = HashSet::new();
-        while let Some(header) = tar.next_entry()? {
-            apply_entry(&mut tar, &header, sink, &mut written)?;
-        }
+        let mut rest = apply_layer(
+            HashingReader {
+                inner: decoded,
+                hasher: Rc::clone(&diff_hash),
+            },
+            sink,
+        )?;
         // Drain padding and compression trailers so both digests cover everything.
-        io::copy(&mut tar.into_inner(), &mut io::sink())
+        io::copy(&mut rest, &mut io::sink())
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
         let check = |expected: Sha256Digest, hash: &Rc<RefCell<HashingWriter<io::Sink>>>| {
             let actual = hash.replace(HashingWriter::new(io::sink())).finish().1;
@@ -857,6 +856,18 @@ pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result
         check(layer.diff_id, &diff_hash)?;
     }
     Ok(())
+}
+
+/// Applies one layer's uncompressed tar stream to `sink`, whiteouts
+/// included, and returns the stream positioned after the end-of-archive
+/// marker. [`unpack_layers`] adds the digest checks around it.
+pub fn apply_layer<R: Read, S: UnpackSink>(tar: R, sink: &mut S) -> Result<R, ImageError> {
+    let mut tar = TarReader::new(tar);
+    let mut written: HashSet<PathBuf> = HashSet::new();
+    while let Some(header) = tar.next_entry()? {
+        apply_entry(&mut tar, &header, sink, &mut written)?;
+    }
+    Ok(tar.into_inner())
 }
 
 fn apply_entry<R: Read, S: UnpackSink>(

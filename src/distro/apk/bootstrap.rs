@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::index::{parse_index, ApkPackage, Dependency};
 use super::installed::{self, InstalledPackage, ScriptEntry};
-use super::package::{open_package, VerifiedApk, SCRIPT_NAMES};
+use super::package::{open_package, verify_data_entries, VerifiedApk, SCRIPT_NAMES};
 use super::plan_cache::PlanCache;
 use super::sign::{Trust, TrustedKeys};
 use super::solver::{solve_with, SolveError, SolveOptions};

@@ -124,18 +124,38 @@ fn unpack_unregistered(
         Ok(None) => Ok(Claimed::Write),
         Err(e) => Err(e.to_string()),
     };
-    extract_tar_with(root, &apk.data_tar[..], &extract_options(pkg), &claim)?;
-    Ok(())
+    write_package_files(root, &pkg.id(), &apk.data_tar, &claim)
 }
 
-/// How apk writes a package's files: owners only as root, no xattrs, and
-/// symlinks and device nodes keep the time they were made.
-fn extract_options(pkg: &ApkPackage) -> ExtractOptions {
-    ExtractOptions {
+/// One package's data tar (`what` names it in errors), checked by apk's
+/// rules and written as the installer writes it, every path claimed: the
+/// apk path the hostile-archive tests run against.
+pub fn unpack_package_data(
+    root: &Root,
+    what: &str,
+    data_tar: &[u8],
+) -> Result<(), ApkBootstrapError> {
+    verify_data_entries(what, data_tar)?;
+    write_package_files(root, what, data_tar, &|_, _| Ok(Claimed::Write))
+}
+
+/// Writes a package's data tar through rootfs::extract as apk does: owners
+/// only as root, no xattrs, and symlinks and device nodes keep the time
+/// they were made. `claim` decides who may write each path; the caller
+/// has verified names and checksums first.
+fn write_package_files(
+    root: &Root,
+    package: &str,
+    data_tar: &[u8],
+    claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
+) -> Result<(), ApkBootstrapError> {
+    let opts = ExtractOptions {
         xattrs: false,
         link_and_node_mtimes: false,
-        ..ExtractOptions::new(pkg.id())
-    }
+        ..ExtractOptions::new(package)
+    };
+    extract_tar_with(root, data_tar, &opts, claim)?;
+    Ok(())
 }
 
 /// The directories apk's `--initdb` creates before installing anything
@@ -203,7 +223,7 @@ fn extract_all(
             conflict: None,
         });
         let claim = |rel: &RelPath, kind: EntryKind| claims.borrow_mut().claim(root, rel, kind);
-        let extracted = extract_tar_with(root, &apk.data_tar[..], &extract_options(pkg), &claim);
+        let extracted = write_package_files(root, &pkg.id(), &apk.data_tar, &claim);
         let claims = claims.into_inner();
         if let Some(conflict) = claims.conflict {
             return Err(conflict);
