@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::image::tar::{EntryKind, TarHeader, TarWriter};
+use crate::image::tar::{LayerEntryKind, TarHeader, TarWriter};
 use crate::image::ImageError;
 use crate::rootfs::safe::{RelPath, Root};
 
@@ -262,18 +262,20 @@ fn append_node(
 ) -> Result<(), ImageError> {
     let secs = i64::try_from(node.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(0);
     let kind = match &node.kind {
-        NodeType::File => EntryKind::File,
-        NodeType::Dir => EntryKind::Dir,
-        NodeType::Symlink(t) => EntryKind::Symlink(PathBuf::from(std::ffi::OsStr::from_bytes(t))),
-        NodeType::CharDevice(rdev) => EntryKind::CharDevice {
+        NodeType::File => LayerEntryKind::File,
+        NodeType::Dir => LayerEntryKind::Dir,
+        NodeType::Symlink(t) => {
+            LayerEntryKind::Symlink(PathBuf::from(std::ffi::OsStr::from_bytes(t)))
+        }
+        NodeType::CharDevice(rdev) => LayerEntryKind::CharDevice {
             major: rustix::fs::major(*rdev),
             minor: rustix::fs::minor(*rdev),
         },
-        NodeType::BlockDevice(rdev) => EntryKind::BlockDevice {
+        NodeType::BlockDevice(rdev) => LayerEntryKind::BlockDevice {
             major: rustix::fs::major(*rdev),
             minor: rustix::fs::minor(*rdev),
         },
-        NodeType::Fifo => EntryKind::Fifo,
+        NodeType::Fifo => LayerEntryKind::Fifo,
     };
     let mut header = TarHeader::new(path, kind);
     header.mode = node.mode;
@@ -288,7 +290,7 @@ fn append_node(
     }
     if node.nlink > 1 {
         if let Some(first) = first_link.get(&(node.dev, node.ino)) {
-            header.kind = EntryKind::HardLink(first.clone());
+            header.kind = LayerEntryKind::HardLink(first.clone());
             return tar.append(&header, &mut io::empty());
         }
         first_link.insert((node.dev, node.ino), path.to_path_buf());
@@ -434,7 +436,7 @@ mod tests {
         let root = Root::open(dir.path()).unwrap();
         let mut out = Vec::new();
         write_diff(&root, &after, &changes, Some(100), &mut out).unwrap();
-        let mut reader = crate::image::TarReader::new(&out[..]);
+        let mut reader = crate::image::LayerReader::new(&out[..]);
         let mut seen = Vec::new();
         while let Some(h) = reader.next_entry().unwrap() {
             let mut data = Vec::new();

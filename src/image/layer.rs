@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::tar::{is_whiteout_name, EntryKind, TarHeader, TarWriter};
+use super::tar::{is_whiteout_name, LayerEntryKind, TarHeader, TarWriter};
 use super::{HashingWriter, ImageError, Sha256Digest};
 
 /// How to pack a directory.
@@ -134,7 +134,7 @@ impl<W: Write> Packer<'_, W> {
 
     fn write_entry(&mut self, rel: &Path, abs: &Path, meta: &Metadata) -> Result<(), ImageError> {
         let ft = meta.file_type();
-        let mut header = TarHeader::new(rel, EntryKind::File);
+        let mut header = TarHeader::new(rel, LayerEntryKind::File);
         header.mode = meta.mode() & 0o7777;
         header.uid = u64::from(meta.uid());
         header.gid = u64::from(meta.gid());
@@ -146,19 +146,19 @@ impl<W: Write> Packer<'_, W> {
         if !ft.is_dir() && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.first_link.get(&key) {
-                header.kind = EntryKind::HardLink(first.clone());
+                header.kind = LayerEntryKind::HardLink(first.clone());
                 header.xattrs.clear();
                 return self.tar.append(&header, &mut io::empty());
             }
             self.first_link.insert(key, rel.to_path_buf());
         }
         if ft.is_dir() {
-            header.kind = EntryKind::Dir;
+            header.kind = LayerEntryKind::Dir;
             self.tar.append(&header, &mut io::empty())
         } else if ft.is_symlink() {
             let target = fs::read_link(abs)
                 .map_err(ImageError::io(format!("readlink {}", abs.display())))?;
-            header.kind = EntryKind::Symlink(target);
+            header.kind = LayerEntryKind::Symlink(target);
             self.tar.append(&header, &mut io::empty())
         } else if ft.is_file() {
             self.write_file(header, abs, meta)
@@ -166,13 +166,13 @@ impl<W: Write> Packer<'_, W> {
             let rdev = meta.rdev();
             let (major, minor) = (libc::major(rdev), libc::minor(rdev));
             header.kind = if ft.is_char_device() {
-                EntryKind::CharDevice { major, minor }
+                LayerEntryKind::CharDevice { major, minor }
             } else {
-                EntryKind::BlockDevice { major, minor }
+                LayerEntryKind::BlockDevice { major, minor }
             };
             self.tar.append(&header, &mut io::empty())
         } else if ft.is_fifo() {
-            header.kind = EntryKind::Fifo;
+            header.kind = LayerEntryKind::Fifo;
             self.tar.append(&header, &mut io::empty())
         } else {
             Ok(())

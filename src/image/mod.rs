@@ -36,7 +36,7 @@ pub use read::{
 };
 pub use reference::ImageReference;
 pub use squash::squash_layers;
-pub use tar::{EntryKind, TarHeader, TarReader, TarWriter};
+pub use tar::{LayerEntryKind, LayerReader, TarHeader, TarWriter};
 
 /// Errors from the image layer. Messages name the file, entry or blob at fault.
 #[derive(Debug, thiserror::Error)]

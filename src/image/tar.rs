@@ -20,7 +20,7 @@ pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
 /// What a tar entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub enum LayerEntryKind {
     File,
     Dir,
     Symlink(PathBuf),
@@ -42,7 +42,7 @@ pub enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TarHeader {
     pub path: PathBuf,
-    pub kind: EntryKind,
+    pub kind: LayerEntryKind,
     /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
     pub mode: u32,
     pub uid: u64,
@@ -54,8 +54,12 @@ pub struct TarHeader {
 }
 
 impl TarHeader {
-    pub fn new(path: impl Into<PathBuf>, kind: EntryKind) -> Self {
-        let mode = if kind == EntryKind::Dir { 0o755 } else { 0o644 };
+    pub fn new(path: impl Into<PathBuf>, kind: LayerEntryKind) -> Self {
+        let mode = if kind == LayerEntryKind::Dir {
+            0o755
+        } else {
+            0o644
+        };
         TarHeader {
             path: path.into(),
             kind,
@@ -117,27 +121,29 @@ impl<W: Write> TarWriter<W> {
             .parent()
             .map(|p| p.join(&wh))
             .unwrap_or_else(|| PathBuf::from(wh));
-        let mut header = TarHeader::new(wh_path, EntryKind::File);
+        let mut header = TarHeader::new(wh_path, LayerEntryKind::File);
         header.mode = 0o644;
         self.append_raw(&header, &mut io::empty())
     }
 
     /// Append an opaque whiteout: `dir`'s contents in lower layers are hidden.
     pub fn append_opaque_whiteout(&mut self, dir: &Path) -> Result<(), ImageError> {
-        let header = TarHeader::new(dir.join(OPAQUE_WHITEOUT), EntryKind::File);
+        let header = TarHeader::new(dir.join(OPAQUE_WHITEOUT), LayerEntryKind::File);
         self.append_raw(&header, &mut io::empty())
     }
 
     fn append_raw(&mut self, header: &TarHeader, data: &mut dyn Read) -> Result<(), ImageError> {
         let name = entry_name_bytes(header)?;
         let link = match &header.kind {
-            EntryKind::Symlink(t) | EntryKind::HardLink(t) => t.as_os_str().as_bytes().to_vec(),
+            LayerEntryKind::Symlink(t) | LayerEntryKind::HardLink(t) => {
+                t.as_os_str().as_bytes().to_vec()
+            }
             _ => Vec::new(),
         };
         if link.contains(&0) {
             return Err(entry_err(header, "link target contains a NUL byte"));
         }
-        let size = if header.kind == EntryKind::File {
+        let size = if header.kind == LayerEntryKind::File {
             header.size
         } else {
             0
@@ -222,7 +228,7 @@ fn entry_name_bytes(header: &TarHeader) -> Result<Vec<u8>, ImageError> {
     while name.ends_with(b"/") {
         name.pop();
     }
-    if header.kind == EntryKind::Dir {
+    if header.kind == LayerEntryKind::Dir {
         name.push(b'/');
     }
     Ok(name)
@@ -310,13 +316,13 @@ fn ustar_block(header: &TarHeader, name: &[u8], link: &[u8], size: u64) -> [u8; 
     let mtime = header.mtime.clamp(0, USTAR_SIZE_MAX as i64) as u64;
     write_octal(&mut block[136..148], mtime);
     let (typeflag, dev) = match &header.kind {
-        EntryKind::File => (b'0', None),
-        EntryKind::HardLink(_) => (b'1', None),
-        EntryKind::Symlink(_) => (b'2', None),
-        EntryKind::CharDevice { major, minor } => (b'3', Some((*major, *minor))),
-        EntryKind::BlockDevice { major, minor } => (b'4', Some((*major, *minor))),
-        EntryKind::Dir => (b'5', None),
-        EntryKind::Fifo => (b'6', None),
+        LayerEntryKind::File => (b'0', None),
+        LayerEntryKind::HardLink(_) => (b'1', None),
+        LayerEntryKind::Symlink(_) => (b'2', None),
+        LayerEntryKind::CharDevice { major, minor } => (b'3', Some((*major, *minor))),
+        LayerEntryKind::BlockDevice { major, minor } => (b'4', Some((*major, *minor))),
+        LayerEntryKind::Dir => (b'5', None),
+        LayerEntryKind::Fifo => (b'6', None),
     };
     block[156] = typeflag;
     let l = link.len().min(100);
@@ -363,15 +369,15 @@ fn write_octal(field: &mut [u8], value: u64) {
 /// Reads layer entries one by one, through the project's one strict tar
 /// reader ([`crate::archive::tar`]), as [`TarHeader`]s: paths without `./`
 /// or a trailing slash, link targets and device numbers inside the kind.
-/// After [`TarReader::next_entry`] returns a header, [`TarReader::data`]
+/// After [`LayerReader::next_entry`] returns a header, [`LayerReader::data`]
 /// reads that entry's content; unread content is skipped by the next call.
-pub struct TarReader<R: Read> {
+pub struct LayerReader<R: Read> {
     inner: archive_tar::TarReader<R>,
 }
 
-impl<R: Read> TarReader<R> {
+impl<R: Read> LayerReader<R> {
     pub fn new(inner: R) -> Self {
-        TarReader {
+        LayerReader {
             inner: archive_tar::TarReader::new(inner),
         }
     }
@@ -431,20 +437,20 @@ fn layer_header(h: archive_tar::EntryHeader) -> Result<TarHeader, String> {
         ))
     };
     let kind = match h.kind {
-        archive_tar::EntryKind::File if is_dir_name && h.size == 0 => EntryKind::Dir,
-        archive_tar::EntryKind::File => EntryKind::File,
-        archive_tar::EntryKind::Dir => EntryKind::Dir,
-        archive_tar::EntryKind::Symlink => EntryKind::Symlink(link()),
-        archive_tar::EntryKind::Hardlink => EntryKind::HardLink(link()),
-        archive_tar::EntryKind::CharDev => EntryKind::CharDevice {
+        archive_tar::EntryKind::File if is_dir_name && h.size == 0 => LayerEntryKind::Dir,
+        archive_tar::EntryKind::File => LayerEntryKind::File,
+        archive_tar::EntryKind::Dir => LayerEntryKind::Dir,
+        archive_tar::EntryKind::Symlink => LayerEntryKind::Symlink(link()),
+        archive_tar::EntryKind::Hardlink => LayerEntryKind::HardLink(link()),
+        archive_tar::EntryKind::CharDev => LayerEntryKind::CharDevice {
             major: h.dev_major,
             minor: h.dev_minor,
         },
-        archive_tar::EntryKind::BlockDev => EntryKind::BlockDevice {
+        archive_tar::EntryKind::BlockDev => LayerEntryKind::BlockDevice {
             major: h.dev_major,
             minor: h.dev_minor,
         },
-        archive_tar::EntryKind::Fifo => EntryKind::Fifo,
+        archive_tar::EntryKind::Fifo => LayerEntryKind::Fifo,
     };
     let mut xattrs = BTreeMap::new();
     for (key, value) in h.xattrs {
@@ -473,7 +479,7 @@ mod tests {
         }
         let bytes = w.finish().unwrap();
         assert_eq!(bytes.len() % 512, 0);
-        let mut r = TarReader::new(bytes.as_slice());
+        let mut r = LayerReader::new(bytes.as_slice());
         let mut out = Vec::new();
         while let Some(h) = r.next_entry().unwrap() {
             let mut d = Vec::new();
@@ -498,7 +504,7 @@ mod tests {
     #[test]
     fn long_names_links_xattrs_and_big_ids_roundtrip() {
         let long = "d/".repeat(80) + "file-with-a-long-name";
-        let mut file = TarHeader::new(&long, EntryKind::File);
+        let mut file = TarHeader::new(&long, LayerEntryKind::File);
         file.size = 5;
         file.uid = 5_000_000;
         file.gid = 7;
@@ -506,9 +512,9 @@ mod tests {
         file.mtime = 1_700_000_000;
         file.xattrs
             .insert("security.capability".into(), vec![1, 0, 0, 2, 0, 0xff]);
-        let link = TarHeader::new("l", EntryKind::Symlink(PathBuf::from("x/".repeat(70))));
-        let dir = TarHeader::new("dir", EntryKind::Dir);
-        let dev = TarHeader::new("null", EntryKind::CharDevice { major: 1, minor: 3 });
+        let link = TarHeader::new("l", LayerEntryKind::Symlink(PathBuf::from("x/".repeat(70))));
+        let dir = TarHeader::new("dir", LayerEntryKind::Dir);
+        let dev = TarHeader::new("null", LayerEntryKind::CharDevice { major: 1, minor: 3 });
         let input = vec![
             (file, b"hello".to_vec()),
             (link, Vec::new()),
@@ -522,11 +528,11 @@ mod tests {
     #[test]
     fn corrupt_checksum_is_an_error() {
         let mut w = TarWriter::new(Vec::new());
-        w.append(&TarHeader::new("a", EntryKind::Dir), &mut io::empty())
+        w.append(&TarHeader::new("a", LayerEntryKind::Dir), &mut io::empty())
             .unwrap();
         let mut bytes = w.finish().unwrap();
         bytes[0] = b'b';
-        let err = TarReader::new(bytes.as_slice()).next_entry().unwrap_err();
+        let err = LayerReader::new(bytes.as_slice()).next_entry().unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
     }
 
@@ -537,7 +543,7 @@ mod tests {
         write_octal(&mut block[124..136], 64 << 20);
         block[156] = b'L';
         finish_ustar(&mut block);
-        let err = TarReader::new(&block[..]).next_entry().unwrap_err();
+        let err = LayerReader::new(&block[..]).next_entry().unwrap_err();
         assert!(err.to_string().contains("exceeds"), "{err}");
     }
 
@@ -546,7 +552,7 @@ mod tests {
         let mut w = TarWriter::new(Vec::new());
         let err = w
             .append(
-                &TarHeader::new("etc/.wh.passwd", EntryKind::File),
+                &TarHeader::new("etc/.wh.passwd", LayerEntryKind::File),
                 &mut io::empty(),
             )
             .unwrap_err();
@@ -554,7 +560,7 @@ mod tests {
         w.append_whiteout(Path::new("etc/passwd")).unwrap();
         w.append_opaque_whiteout(Path::new("var/cache")).unwrap();
         let bytes = w.finish().unwrap();
-        let mut r = TarReader::new(bytes.as_slice());
+        let mut r = LayerReader::new(bytes.as_slice());
         assert_eq!(
             r.next_entry().unwrap().unwrap().path,
             Path::new("etc/.wh.passwd")
@@ -568,7 +574,7 @@ mod tests {
 
     #[test]
     fn short_data_is_an_error() {
-        let mut h = TarHeader::new("f", EntryKind::File);
+        let mut h = TarHeader::new("f", LayerEntryKind::File);
         h.size = 10;
         let err = TarWriter::new(Vec::new())
             .append(&h, &mut &b"abc"[..])

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::archive::tar::{EntryHeader, EntryKind as ArchiveKind};
-use crate::image::tar::{EntryKind, TarHeader};
+use crate::image::tar::{LayerEntryKind, TarHeader};
 use crate::image::UnpackSink;
 use crate::rootfs::extract::{Claimed, EntryWriter, ExtractError, ExtractOptions, Overlay};
 use crate::rootfs::safe::{FsError, PathError, RelPath, Root};
@@ -51,13 +51,15 @@ fn rel(path: &Path) -> Result<RelPath, PathError> {
 /// The layer view of an entry back in the archive reader's terms.
 fn entry_header(h: &TarHeader) -> EntryHeader {
     let (kind, link_target, dev_major, dev_minor) = match &h.kind {
-        EntryKind::File => (ArchiveKind::File, None, 0, 0),
-        EntryKind::Dir => (ArchiveKind::Dir, None, 0, 0),
-        EntryKind::Symlink(t) => (ArchiveKind::Symlink, Some(t), 0, 0),
-        EntryKind::HardLink(t) => (ArchiveKind::Hardlink, Some(t), 0, 0),
-        EntryKind::CharDevice { major, minor } => (ArchiveKind::CharDev, None, *major, *minor),
-        EntryKind::BlockDevice { major, minor } => (ArchiveKind::BlockDev, None, *major, *minor),
-        EntryKind::Fifo => (ArchiveKind::Fifo, None, 0, 0),
+        LayerEntryKind::File => (ArchiveKind::File, None, 0, 0),
+        LayerEntryKind::Dir => (ArchiveKind::Dir, None, 0, 0),
+        LayerEntryKind::Symlink(t) => (ArchiveKind::Symlink, Some(t), 0, 0),
+        LayerEntryKind::HardLink(t) => (ArchiveKind::Hardlink, Some(t), 0, 0),
+        LayerEntryKind::CharDevice { major, minor } => (ArchiveKind::CharDev, None, *major, *minor),
+        LayerEntryKind::BlockDevice { major, minor } => {
+            (ArchiveKind::BlockDev, None, *major, *minor)
+        }
+        LayerEntryKind::Fifo => (ArchiveKind::Fifo, None, 0, 0),
     };
     EntryHeader {
         path: h.path.as_os_str().as_bytes().to_vec(),
