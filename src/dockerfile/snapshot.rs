@@ -283,7 +283,7 @@ fn append_node(
     header.gid = u64::from(node.gid);
     header.mtime = epoch.map_or(secs, |e| secs.min(e));
     if matches!(node.kind, NodeType::File | NodeType::Dir) {
-        header.xattrs = layer_xattrs(&root.path().join(path));
+        header.xattrs = layer_xattrs(root, path);
     }
     if node.kind != NodeType::File {
         return tar.append(&header, &mut io::empty());
@@ -309,28 +309,17 @@ fn append_node(
 }
 
 /// The xattrs a layer carries (as `image::layer` packs them): file
-/// capabilities and `user.*`. Unreadable ones are left out: a filesystem
-/// without xattr support simply has none.
-fn layer_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut names = vec![0u8; 64 * 1024];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
-        return out;
+/// capabilities and `user.*`, read through the root. Unreadable ones are
+/// left out: a filesystem without xattr support simply has none.
+fn layer_xattrs(root: &Root, path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let Ok(rel) = RelPath::from_archive(path.as_os_str().as_bytes()) else {
+        return BTreeMap::new();
     };
-    for raw in names[..n.min(names.len())].split(|&b| b == 0) {
-        let Ok(name) = std::str::from_utf8(raw) else {
-            continue;
-        };
-        if name != "security.capability" && !name.starts_with("user.") {
-            continue;
-        }
-        let mut value = vec![0u8; 64 * 1024];
-        if let Ok(got) = rustix::fs::lgetxattr(path, name, &mut value[..]) {
-            value.truncate(got);
-            out.insert(name.to_string(), value);
-        }
-    }
-    out
+    root.xattrs(&rel)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, _)| name == "security.capability" || name.starts_with("user."))
+        .collect()
 }
 
 #[cfg(test)]

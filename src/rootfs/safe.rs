@@ -638,6 +638,43 @@ impl Root {
         self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY)
     }
 
+    /// A readable descriptor of the directory `p` (symlinks followed inside
+    /// the root only), for callers that must pin a directory across a run:
+    /// create and later remove entries in it with the `*at` calls (which
+    /// never follow a leaf), or restore its timestamps.
+    pub fn open_dir(&self, p: &RelPath) -> FsResult<OwnedFd> {
+        self.dir_fd_rw(p).map_err(fs_err("open directory", p))
+    }
+
+    /// The extended attributes of a regular file or directory (no symlink
+    /// followed at the leaf), name → value, sorted by name.
+    pub fn xattrs(&self, p: &RelPath) -> FsResult<Vec<(String, Vec<u8>)>> {
+        let fd = self
+            .open_nofollow_rdonly(p)
+            .map_err(fs_err("listxattr", p))?;
+        let mut names = vec![0u8; 64 * 1024];
+        let n = rfs::flistxattr(&fd, &mut names[..])
+            .map_err(errno)
+            .map_err(fs_err("listxattr", p))?;
+        let mut out = Vec::new();
+        for raw in names[..n.min(names.len())].split(|&b| b == 0) {
+            let Ok(name) = std::str::from_utf8(raw) else {
+                continue;
+            };
+            if name.is_empty() {
+                continue;
+            }
+            let mut value = vec![0u8; 64 * 1024];
+            let got = rfs::fgetxattr(&fd, name, &mut value[..])
+                .map_err(errno)
+                .map_err(fs_err("getxattr", p))?;
+            value.truncate(got);
+            out.push((name.to_string(), value));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Sets an extended attribute on a regular file or directory, through a
     /// descriptor opened with `O_NOFOLLOW` (symlinks and special files are
     /// refused rather than followed or opened).
