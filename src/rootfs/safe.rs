@@ -665,9 +665,12 @@ impl Root {
                 continue;
             }
             let mut value = vec![0u8; 64 * 1024];
-            let got = rfs::fgetxattr(&fd, name, &mut value[..])
-                .map_err(errno)
-                .map_err(fs_err("getxattr", p))?;
+            let got = match rfs::fgetxattr(&fd, name, &mut value[..]) {
+                Ok(n) => n,
+                // Removed between list and get: there is nothing to read.
+                Err(rustix::io::Errno::NODATA) => continue,
+                Err(e) => return Err(fs_err("getxattr", p)(errno(e))),
+            };
             value.truncate(got);
             out.push((name.to_string(), value));
         }
