@@ -797,7 +797,7 @@ pub trait UnpackSink {
     fn clear_dir(&mut self, dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<(), Self::Error>;
 }
 
-fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
+pub(crate) fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
     // Checked on the raw bytes: `Path::components` silently drops `.`.
     let raw = path.as_os_str().as_encoded_bytes();
     let ok = !raw.is_empty()
@@ -810,7 +810,7 @@ fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
     } else {
         Err(ImageError::TarEntry {
             path: path.display().to_string(),
-            reason: format!("{what} must be a relative path without `..`"),
+            reason: format!("{what} must be a relative path without `.` or `..`"),
         })
     }
 }

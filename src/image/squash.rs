@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::compress::auto_decoder;
+use super::read::check_entry_path;
 use super::tar::{
     LayerEntryKind, LayerReader, TarHeader, TarWriter, OPAQUE_WHITEOUT, WHITEOUT_PREFIX,
 };
@@ -47,23 +48,6 @@ fn entry_err(path: &Path, reason: &str) -> ImageError {
     ImageError::TarEntry {
         path: path.display().to_string(),
         reason: reason.to_string(),
-    }
-}
-
-fn check_path(path: &Path) -> Result<(), ImageError> {
-    let raw = path.as_os_str().as_bytes();
-    let ok = !raw.is_empty()
-        && !raw.starts_with(b"/")
-        && raw
-            .split(|&b| b == b'/')
-            .all(|c| !c.is_empty() && c != b"." && c != b"..");
-    if ok {
-        Ok(())
-    } else {
-        Err(entry_err(
-            path,
-            "must be a relative path without `.` or `..`",
-        ))
     }
 }
 
@@ -133,9 +117,9 @@ fn apply_layer(
             }
             continue;
         }
-        check_path(&header.path)?;
+        check_entry_path(&header.path, "entry path")?;
         if let LayerEntryKind::HardLink(target) = &header.kind {
-            check_path(target)?;
+            check_entry_path(target, "hard link target")?;
         }
         let name = header
             .path
