@@ -248,6 +248,9 @@ pub struct Meta {
     pub gid: u32,
     pub size: u64,
     pub mtime: i64,
+    /// mtime and ctime to the nanosecond (change detection).
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
     pub nlink: u64,
     pub dev: u64,
     pub ino: u64,
@@ -272,6 +275,8 @@ impl Meta {
             gid: st.st_gid,
             size: u64::try_from(st.st_size).unwrap_or(0),
             mtime: st.st_mtime,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
             #[allow(clippy::useless_conversion)]
             nlink: u64::from(st.st_nlink),
             dev: st.st_dev,
