@@ -352,7 +352,11 @@ impl<'a> EntryWriter<'a> {
                 self.apply_owner(&path, h)?;
                 // chown clears setuid/setgid bits; restore the exact mode.
                 self.root.set_mode(&path, h.mode).map_err(|e| self.fs(e))?;
-                self.apply_xattrs(&path, h)?;
+                if self.opts.overlay == Overlay::Layer {
+                    // As layers always did: a node's xattrs are refused by
+                    // `Root::set_xattr` rather than dropped.
+                    self.apply_xattrs(&path, h)?;
+                }
                 self.link_or_node_mtime(&path, h)?;
             }
         }
