@@ -984,6 +984,37 @@ mod tests {
     }
 
     #[test]
+    fn open_dir_and_xattrs_stay_inside_the_root() {
+        let (_t, root, outside) = setup();
+        root.symlink(outside.as_os_str().as_encoded_bytes(), &rp("out"))
+            .unwrap();
+        // `out` names rootfs/<outside path>, which does not exist.
+        assert!(root.open_dir(&rp("out")).is_err());
+        root.mkdir_all(&rp("usr/sbin"), 0o755).unwrap();
+        let dir = root.open_dir(&rp("usr/sbin")).unwrap();
+        rustix::fs::statat(&dir, ".", AtFlags::empty()).unwrap();
+
+        root.write_file(&rp("f"), b"x", 0o644).unwrap();
+        if root.set_xattr(&rp("f"), "user.b", b"2").is_err() {
+            eprintln!("SKIP: no user xattrs on this filesystem");
+            return;
+        }
+        root.set_xattr(&rp("f"), "user.a", b"1").unwrap();
+        let got = root.xattrs(&rp("f")).unwrap();
+        let user: Vec<_> = got.iter().filter(|(n, _)| n.starts_with("user.")).collect();
+        assert_eq!(
+            user,
+            [
+                &("user.a".to_string(), b"1".to_vec()),
+                &("user.b".to_string(), b"2".to_vec())
+            ]
+        );
+        // A symlink is refused, never followed.
+        root.symlink(b"f", &rp("l")).unwrap();
+        assert!(root.xattrs(&rp("l")).is_err());
+    }
+
+    #[test]
     fn absolute_and_relative_symlinks_resolve_inside_the_root() {
         let (_t, root, outside) = setup();
         root.symlink(outside.as_os_str().as_encoded_bytes(), &rp("abs"))
