@@ -320,7 +320,12 @@ impl<R: Read> TarReader<R> {
                 self.finished = true;
                 return Ok(None);
             }
-            let raw = RawHeader::parse(&block).map_err(|m| self.invalid(None, m))?;
+            // A header that does not parse is named by its raw name field, so the
+            // message says which entry it was meant to be.
+            let raw = RawHeader::parse(&block).map_err(|m| {
+                let name = field_str(&block[..100]);
+                self.invalid((!name.is_empty()).then_some(&name[..]), m)
+            })?;
             let size = raw.size;
             match raw.typeflag {
                 b'L' => {
