@@ -548,7 +548,7 @@ fn read_tree(root: &Path) -> BTreeMap<String, TreeEntry> {
             for e in std::fs::read_dir(&full).unwrap() {
                 stack.push(rel.join(e.unwrap().file_name()));
             }
-            (EntryKind::Directory, String::new(), Vec::new())
+            (EntryKind::Dir, String::new(), Vec::new())
         } else if ft.is_symlink() {
             let t = std::fs::read_link(&full).unwrap();
             (
@@ -564,7 +564,7 @@ fn read_tree(root: &Path) -> BTreeMap<String, TreeEntry> {
             )
         } else {
             (
-                EntryKind::CharDevice,
+                EntryKind::CharDev,
                 format!("rdev {}", meta.rdev()),
                 Vec::new(),
             )

@@ -14,7 +14,7 @@ use super::layout::{
 };
 use super::oci::{canonical_json, DockerManifestEntry};
 use super::reference::ImageReference;
-use super::tar::{EntryKind, TarHeader, TarWriter};
+use super::tar::{LayerEntryKind, TarHeader, TarWriter};
 use super::ImageError;
 
 fn blob_member(digest: &str) -> String {
@@ -109,7 +109,7 @@ pub(crate) fn write_archive(
 }
 
 fn append_dir<W: Write>(tar: &mut TarWriter<W>, path: &str) -> Result<(), ImageError> {
-    tar.append(&TarHeader::new(path, EntryKind::Dir), &mut io::empty())
+    tar.append(&TarHeader::new(path, LayerEntryKind::Dir), &mut io::empty())
 }
 
 fn append_bytes<W: Write>(
@@ -117,7 +117,7 @@ fn append_bytes<W: Write>(
     path: &str,
     bytes: &[u8],
 ) -> Result<(), ImageError> {
-    let mut h = TarHeader::new(path, EntryKind::File);
+    let mut h = TarHeader::new(path, LayerEntryKind::File);
     h.size = bytes.len() as u64;
     tar.append(&h, &mut &bytes[..])
 }
@@ -133,7 +133,7 @@ fn append_file_from<W: Write>(
         .metadata()
         .map_err(ImageError::io(format!("stat blob {}", src.display())))?
         .len();
-    let mut h = TarHeader::new(PathBuf::from(path), EntryKind::File);
+    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
     h.size = len;
     tar.append(&h, &mut io::BufReader::with_capacity(256 * 1024, file))
 }

@@ -40,11 +40,12 @@ pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
 pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob};
 pub use output::{Output, WrittenImage};
 pub use read::{
-    fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage, UnpackSink,
+    apply_layer, fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage,
+    UnpackSink,
 };
 pub use reference::ImageReference;
 pub use squash::squash_layers;
-pub use tar::{EntryKind, TarHeader, TarReader, TarWriter};
+pub use tar::{LayerEntryKind, LayerReader, TarHeader, TarWriter};
 
 /// Errors from the image layer. Messages name the file, entry or blob at fault.
 #[derive(Debug, thiserror::Error)]

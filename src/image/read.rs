@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use super::compress::auto_decoder;
 use super::oci::{self, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest};
-use super::tar::{EntryKind, TarHeader, TarReader, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use super::tar::{LayerEntryKind, LayerReader, TarHeader, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use super::{HashingWriter, ImageError, Sha256Digest};
 
 /// JSON blobs larger than this are refused (configs with long histories are
@@ -568,10 +568,10 @@ fn scan_archive(
     path: &Path,
 ) -> Result<BTreeMap<String, (u64, u64)>, ImageError> {
     let file = File::open(path).map_err(ImageError::io(format!("opening {}", path.display())))?;
-    let mut reader = TarReader::new(BufReader::with_capacity(64 * 1024, file));
+    let mut reader = LayerReader::new(BufReader::with_capacity(64 * 1024, file));
     let mut members = BTreeMap::new();
     while let Some(h) = reader.next_entry()? {
-        if h.kind == EntryKind::File {
+        if h.kind == LayerEntryKind::File {
             let name = normalize_member(&h.path.to_string_lossy());
             if members
                 .insert(name.clone(), (reader.offset(), h.size))
@@ -837,7 +837,7 @@ pub trait UnpackSink {
     fn clear_dir(&mut self, dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<(), Self::Error>;
 }
 
-fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
+pub(crate) fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
     // Checked on the raw bytes: `Path::components` silently drops `.`.
     let raw = path.as_os_str().as_encoded_bytes();
     let ok = !raw.is_empty()
@@ -850,7 +850,7 @@ fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
     } else {
         Err(ImageError::TarEntry {
             path: path.display().to_string(),
-            reason: format!("{what} must be a relative path without `..`"),
+            reason: format!("{what} must be a relative path without `.` or `..`"),
         })
     }
 }
@@ -869,16 +869,15 @@ pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result
         let decoded = auto_decoder(BufReader::with_capacity(256 * 1024, raw))
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
         let diff_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
-        let mut tar = TarReader::new(HashingReader {
-            inner: decoded,
-            hasher: Rc::clone(&diff_hash),
-        });
-        let mut written: HashSet<PathBuf> = HashSet::new();
-        while let Some(header) = tar.next_entry()? {
-            apply_entry(&mut tar, &header, sink, &mut written)?;
-        }
+        let mut rest = apply_layer(
+            HashingReader {
+                inner: decoded,
+                hasher: Rc::clone(&diff_hash),
+            },
+            sink,
+        )?;
         // Drain padding and compression trailers so both digests cover everything.
-        io::copy(&mut tar.into_inner(), &mut io::sink())
+        io::copy(&mut rest, &mut io::sink())
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
         let check = |expected: Sha256Digest, hash: &Rc<RefCell<HashingWriter<io::Sink>>>| {
             let actual = hash.replace(HashingWriter::new(io::sink())).finish().1;
@@ -899,8 +898,20 @@ pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result
     Ok(())
 }
 
+/// Applies one layer's uncompressed tar stream to `sink`, whiteouts
+/// included, and returns the stream positioned after the end-of-archive
+/// marker. [`unpack_layers`] adds the digest checks around it.
+pub fn apply_layer<R: Read, S: UnpackSink>(tar: R, sink: &mut S) -> Result<R, ImageError> {
+    let mut tar = LayerReader::new(tar);
+    let mut written: HashSet<PathBuf> = HashSet::new();
+    while let Some(header) = tar.next_entry()? {
+        apply_entry(&mut tar, &header, sink, &mut written)?;
+    }
+    Ok(tar.into_inner())
+}
+
 fn apply_entry<R: Read, S: UnpackSink>(
-    tar: &mut TarReader<R>,
+    tar: &mut LayerReader<R>,
     header: &TarHeader,
     sink: &mut S,
     written: &mut HashSet<PathBuf>,
@@ -908,7 +919,7 @@ fn apply_entry<R: Read, S: UnpackSink>(
     if header.path == Path::new(".") {
         // `tar -C rootfs .` layers carry the root itself; only a directory
         // is acceptable there (a symlink would replace the root, HOSTILE 9).
-        if header.kind == EntryKind::Dir {
+        if header.kind == LayerEntryKind::Dir {
             return Ok(());
         }
         return Err(ImageError::TarEntry {
@@ -917,7 +928,7 @@ fn apply_entry<R: Read, S: UnpackSink>(
         });
     }
     check_entry_path(&header.path, "entry path")?;
-    if let EntryKind::HardLink(target) = &header.kind {
+    if let LayerEntryKind::HardLink(target) = &header.kind {
         check_entry_path(target, "hard link target")?;
     }
     let sink_err = |path: &Path| {
@@ -985,7 +996,7 @@ impl UnpackSink for MemorySink {
     fn entry(&mut self, header: &TarHeader, data: &mut dyn Read) -> Result<(), io::Error> {
         let mut buf = Vec::new();
         data.read_to_end(&mut buf)?;
-        if let EntryKind::HardLink(target) = &header.kind {
+        if let LayerEntryKind::HardLink(target) = &header.kind {
             // A hard link shares the target's inode as it is now; replacing
             // the target later must not change it, so snapshot the data.
             let (_, target_data) = self.entries.get(target).ok_or_else(|| {
@@ -996,7 +1007,7 @@ impl UnpackSink for MemorySink {
             })?;
             buf = target_data.clone();
         }
-        if header.kind != EntryKind::Dir {
+        if header.kind != LayerEntryKind::Dir {
             // A non-directory replaces whatever subtree was there.
             self.remove(&header.path)?;
         }

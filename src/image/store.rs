@@ -237,16 +237,8 @@ impl ImageStore {
     fn write_index(&self, index: &Index) -> Result<(), StoreError> {
         let path = self.index_path();
         let bytes = oci::canonical_json(index)?;
-        let tmp = self
-            .dir
-            .join(format!(".index.json.tmp-{}", std::process::id()));
-        let context = format!("writing {}", path.display());
-        fs::write(&tmp, bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                io_err(context)(e)
-            })
+        crate::cleanup::write_atomically(&path, &bytes)
+            .map_err(io_err(format!("writing {}", path.display())))
     }
 
     /// Holds the store's lock until dropped (the lock goes with the fd).
