@@ -23,8 +23,10 @@ bash scripts/binfmt.sh aarch64 s390x >/dev/null
 work=$(mktemp -d /var/tmp/rootstrap-e2e-platforms.XXXXXX)
 server=
 imgs=()
+registry_pid=
 cleanup() {
     [ -z "$server" ] || kill "$server" 2>/dev/null || true
+    [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true
     for i in "${imgs[@]}"; do docker rmi "$i" >/dev/null 2>&1 || true; done
     echo 1 >/proc/sys/fs/binfmt_misc/qemu-s390x 2>/dev/null || true
     rm -rf "$work"
@@ -70,6 +72,38 @@ tar -C "$work/mm" -xf "$work/mm-arm64.tar" ./var/lib/dpkg
 dpkg-query --admindir="$work/mm/var/lib/dpkg" -W -f '${Package} ${Version} ${Architecture}\n' | sort >"$work/mm-arm64.pkgs"
 check "arm64: the package set equals mmdebstrap's ($(wc -l <"$work/mm-arm64.pkgs") packages)" \
     diff -u "$work/mm-arm64.pkgs" "$work/rootstrap-arm64.pkgs"
+
+# --- one image index for amd64 + arm64, pushed to a registry, pulled per platform ---
+. scripts/registry.sh
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+start_registry "$work/registry" "$port"
+registry_host=127.0.0.1:$port
+ref=$registry_host/rootstrap-e2e/trixie:multi
+start=$(date +%s.%N)
+"$rs" --progress plain build recipes/debian-trixie.toml --platform linux/amd64,linux/arm64 --mirror "$mirror" \
+    --output "oci:$work/trixie-index" --output "registry:$ref" >"$work/index.out" 2>"$work/index.log"
+echo "rootstrap build trixie linux/amd64,linux/arm64 (arm64 layer cached): $(echo "$(date +%s.%N) - $start" | bc) s"
+index_digest=$(awk '/^registry:/ {print $2}' "$work/index.out")
+served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    "http://$registry_host/v2/rootstrap-e2e/trixie/manifests/multi" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+check "index: the registry serves the index under the tag ($served)" test "$served" = "$index_digest"
+arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64:trixie" | sha256sum | cut -d' ' -f1)
+check "index: its arm64 manifest is the one-platform build's" \
+    grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:trixie")
+for p in amd64 arm64; do
+    imgs+=("$ref")
+    docker pull --platform "linux/$p" "$ref" >/dev/null
+    want=$([ "$p" = amd64 ] && echo x86_64 || echo aarch64)
+    check "index: docker pull --platform linux/$p: uname -m is $want" \
+        test "$(docker run --rm --platform "linux/$p" "$ref" uname -m)" = "$want"
+    check "index: linux/$p: dpkg --audit is empty" \
+        test -z "$(docker run --rm --platform "linux/$p" "$ref" dpkg --audit)"
+    docker rmi "$ref" >/dev/null 2>&1 || true
+done
+check "index: rootstrap pull --platform linux/arm64 takes the arm64 image" \
+    sh -c "'$rs' pull '$ref' --platform linux/arm64 --output 'oci:$work/pulled-arm64' >/dev/null 2>&1 && '$rs' inspect 'oci:$work/pulled-arm64' | grep -q 'Platform: *linux/arm64'"
+kill "$registry_pid" 2>/dev/null || true
+echo "index digest: $index_digest"
 
 # --- a platform without an interpreter ---
 echo 0 >/proc/sys/fs/binfmt_misc/qemu-s390x

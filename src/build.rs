@@ -440,6 +440,12 @@ pub fn build(
             });
         }
     }
+    if platforms.len() > 1 && !opts.tags.is_empty() {
+        return Err(BuildError::OnePlatform {
+            what: "-t (the local image store)",
+            platforms: listed,
+        });
+    }
     let tags = reference_for(recipe, opts)?;
     let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
     let slim = recipe.source.slim || opts.slim;

@@ -272,7 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Push(args) => {
-            let (image, _held) = open_verified(&args.image, &args.store)?;
+            let (image, held) = open_verified(&args.image, &args.store)?;
             let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
             let credentials = match &args.username {
                 Some(username) => {
@@ -292,8 +292,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 credentials,
                 ..Default::default()
             };
-            let result =
-                rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref());
+            // An OCI layout holding an image index (a multi-platform build):
+            // every platform, then the index.
+            let layout = match &held.source {
+                rootstrap::image::ImageSource::OciDir(dir) => Some(dir.clone()),
+                _ => None,
+            };
+            let index = match &layout {
+                Some(dir) => rootstrap::image::registry::layout_index(dir, held.name.as_deref())?,
+                None => None,
+            };
+            let result = match (&index, &layout) {
+                (Some((bytes, index)), Some(dir)) => rootstrap::image::registry::push_index(
+                    dir,
+                    &reference,
+                    bytes,
+                    index,
+                    &opts,
+                    reporter.as_ref(),
+                ),
+                _ => rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref()),
+            };
             reporter.finish();
             let report = result
                 .with_context(|| format!("pushing {} to {}", args.image, args.destination))?;

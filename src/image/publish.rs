@@ -132,14 +132,33 @@ impl Publication {
         let Some(layout) = self.staging_dir().filter(|_| !self.pushes.is_empty()) else {
             return Ok(());
         };
-        let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
+        // A multi-platform build staged an image index: every platform's
+        // manifest goes, then the index under the tag.
+        let index = registry::layout_index(layout, None).map_err(|source| PublishError::Push {
+            reference: layout.display().to_string(),
+            source: Box::new(source),
+        })?;
+        let image = match &index {
+            Some(_) => None,
+            None => Some(OpenedImage::open(
+                &ImageSource::OciDir(layout.to_owned()),
+                None,
+            )?),
+        };
         for reference in &self.pushes {
             let parsed = ImageReference::parse(reference)?;
-            let report = registry::push(&image, &parsed, &PushOptions::default(), reporter)
-                .map_err(|source| PublishError::Push {
-                    reference: reference.clone(),
-                    source: Box::new(source),
-                })?;
+            let opts = PushOptions::default();
+            let pushed = match (&index, &image) {
+                (Some((bytes, index)), _) => {
+                    registry::push_index(layout, &parsed, bytes, index, &opts, reporter)
+                }
+                (None, Some(image)) => registry::push(image, &parsed, &opts, reporter),
+                (None, None) => unreachable!("an image is opened when there is no index"),
+            };
+            let report = pushed.map_err(|source| PublishError::Push {
+                reference: reference.clone(),
+                source: Box::new(source),
+            })?;
             writeln!(out, "registry:{reference}  {}", report.manifest_digest)
                 .map_err(PublishError::Output)?;
         }
