@@ -1,37 +1,32 @@
 //! The build pipeline: recipe → verified index → plan → packages → rootfs →
-//! layer → image → outputs. Each stage is a call into its own module; this
-//! one only sequences them, names the stage in progress and keeps the
-//! temporary state (rootfs, blobs) tied to cleanup.
+//! layer → image → outputs. The stages a distribution owns are behind
+//! `crate::distro::backend`; `pipeline` runs them, and this module holds
+//! what every build shares (options, outputs, the cache, the umask, the
+//! reproducible timestamp) and keeps temporary state tied to cleanup.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::Serialize;
-
-mod alpine;
+pub mod from_dockerfile;
 mod locked;
+mod pipeline;
 mod tree_dir;
 
+pub use crate::distro::apk::backend::UNTRUSTED_LABEL;
+pub use crate::distro::backend::{PlanReport, PlannedPackage, SourceOptions};
+pub use crate::distro::deb::backend::host_deb_arch;
 pub use locked::{read_lock, write_mirror, LockReport, LockRequest, MirrorReport};
+pub use pipeline::SCRIPTS_LABEL;
 
 use crate::cleanup::TempPath;
-use crate::distro::deb::apt_state::AptRequest;
-use crate::distro::deb::bootstrap::{self, BootstrapError, DebSource, InstallOptions};
-use crate::distro::deb::packages::BinaryPackage;
-use crate::distro::deb::release_memory::ReleaseMemory;
-use crate::distro::deb::resolve::{Plan, Universe, Variant as DebVariant};
+use crate::distro::backend::{self, BackendError, Context};
+use crate::distro::platform::Platform;
 use crate::fetch::{Cache, ClientConfig, Fetcher};
-use crate::image::oci::{self, Empty, History, ImageConfig};
-use crate::image::{
-    ImageBuilder, ImageError, ImageReference, LayerCompression, LayerOptions, Output,
-};
-use crate::keys::{self, KeyError};
-use crate::layer_cache::{self, LayerCache, LayerEntry};
-use crate::mirror::{self, MirrorError, MirrorQuery};
-use crate::recipe::{Distro, Recipe, Variant};
+use crate::image::oci::{Empty, ImageConfig};
+use crate::image::{ImageBuilder, ImageError, ImageReference, LayerCompression, Output};
+use crate::lock::LockSet;
+use crate::recipe::Recipe;
 use crate::report::SharedReporter;
-use crate::rootfs::sandbox::Sandbox;
-use crate::verify::{Keyring, KeyringError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -40,30 +35,22 @@ pub enum BuildError {
     #[error("output {0} is given twice")]
     DuplicateOutput(PathBuf),
     #[error(transparent)]
-    Mirror(#[from] MirrorError),
+    Backend(#[from] BackendError),
     #[error(transparent)]
-    Keys(#[from] KeyError),
-    #[error("recipe {recipe}: keys: {source}")]
-    Keyring {
-        recipe: PathBuf,
-        source: KeyringError,
+    Emulation(#[from] crate::rootfs::emulation::EmulationError),
+    #[error("{what} works on one platform at a time; this build is for {platforms}: pass --platform with one of them")]
+    OnePlatform {
+        what: &'static str,
+        platforms: String,
     },
+    #[error("output {output} holds one platform's image; this build is for {platforms}: write them to an oci:DIR output (an image index), or build one platform per output with --platform")]
+    OnePlatformOutput { output: PathBuf, platforms: String },
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
     #[error(transparent)]
     Cache(#[from] crate::fetch::CacheError),
     #[error(transparent)]
-    Bootstrap(Box<BootstrapError>),
-    #[error(transparent)]
     Image(#[from] ImageError),
-    #[error(transparent)]
-    Alpine(Box<crate::distro::apk::bootstrap::ApkBootstrapError>),
-    #[error("trusted keys: {0}")]
-    ApkKeys(crate::distro::apk::ApkError),
-    #[error("--slim: {distro} images have no dpkg to keep excluded paths out; slim is for Debian and Ubuntu")]
-    SlimUnsupported { distro: &'static str },
-    #[error("{distro} recipes are not supported by this version of rootstrap yet")]
-    Unsupported { distro: &'static str },
     #[error("cannot use cache directory {path}: {source}")]
     CacheDir {
         path: PathBuf,
@@ -82,7 +69,7 @@ pub enum BuildError {
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
     #[error(transparent)]
-    Dockerfile(#[from] crate::dockerfile::builder::BuildError),
+    Dockerfile(#[from] crate::dockerfile::builder::DockerfileError),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
@@ -91,6 +78,12 @@ pub enum BuildError {
     LockIo {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("--locked: the lockfile {file} has no package set for {platform} (it has: {platforms}); write it with `rootstrap lock`")]
+    LockNoPlatform {
+        file: PathBuf,
+        platform: String,
+        platforms: String,
     },
     #[error("--locked: the lockfile {0} does not exist (write it with `rootstrap lock`)")]
     LockMissing(PathBuf),
@@ -101,13 +94,6 @@ pub enum BuildError {
         lock: String,
         build: String,
     },
-    #[error("{what}: cannot be recorded in a lock: {reason}")]
-    LockUnsafePath { what: String, reason: String },
-    #[error("lockfile {file} does not match the signed index ({} package(s)):\n  {}", problems.len(), problems.join("\n  "))]
-    LockMismatch {
-        file: PathBuf,
-        problems: Vec<String>,
-    },
     #[error("cannot write the mirror {path}: {source}")]
     MirrorOutput {
         path: PathBuf,
@@ -115,34 +101,6 @@ pub enum BuildError {
     },
     #[error("{file}: not in the cache and no mirror to fetch from (pass --mirror): {}", missing.join(", "))]
     MirrorMissing { file: PathBuf, missing: Vec<String> },
-}
-
-impl From<BootstrapError> for BuildError {
-    fn from(e: BootstrapError) -> Self {
-        BuildError::Bootstrap(Box::new(e))
-    }
-}
-
-/// Options shared by `build` and `resolve`.
-#[derive(Debug, Clone, Default)]
-pub struct SourceOptions {
-    /// `--mirror`.
-    pub mirror: Option<String>,
-    /// `--cache-dir`; default: the user's cache dir.
-    pub cache_dir: Option<PathBuf>,
-    /// `--arch`, overriding the recipe.
-    pub arch: Option<String>,
-    /// Only use what is in the cache.
-    pub offline: bool,
-    /// `--keys DIR`: trust these keys instead of the recipe's.
-    pub keys_dir: Option<PathBuf>,
-    /// `--allow-untrusted`: accept unsigned or untrusted Alpine indexes and
-    /// packages (recorded in the image as `org.rootstrap.untrusted=true`).
-    pub allow_untrusted: bool,
-    /// `--accept-release-change`: accept, once, a Debian Release older than
-    /// the last one accepted from that source, or one whose Origin, Label,
-    /// Suite or Codename changed.
-    pub accept_release_change: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -166,6 +124,13 @@ pub struct BuildOptions {
     pub compression: Option<LayerCompression>,
     /// `--slim`: as `slim = true` in the recipe's `[source]`.
     pub slim: bool,
+    /// `--platform A,B`: the platforms to build into one image index
+    /// (overrides the recipe's `platforms` and `arch`).
+    pub platforms: Vec<Platform>,
+    /// `--skip-foreign-scripts`: a foreign architecture's package scripts
+    /// are not run (the image is labelled); otherwise they run through
+    /// binfmt_misc, and a missing interpreter stops the build.
+    pub skip_foreign_scripts: bool,
 }
 
 /// The layer compression a build uses: `--compression`, else the recipe's,
@@ -176,21 +141,7 @@ pub fn layer_compression(recipe: &Recipe, opts: &BuildOptions) -> LayerCompressi
         .unwrap_or_default()
 }
 
-/// Where a build writes: an image output, or the finished tree itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildOutput {
-    Image(Output),
-    RootfsDir(PathBuf),
-}
-
-impl BuildOutput {
-    pub fn path(&self) -> &Path {
-        match self {
-            BuildOutput::Image(o) => o.path(),
-            BuildOutput::RootfsDir(p) => p,
-        }
-    }
-}
+pub use crate::image::output::BuildOutput;
 
 /// Parses `oci:DIR`, `oci-archive:FILE`, `docker-archive:FILE`, `tar:FILE`, `rootfs:DIR`.
 pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
@@ -211,32 +162,6 @@ pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
     })
 }
 
-/// One package of a plan, as `rootstrap resolve` prints it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlannedPackage {
-    pub name: String,
-    pub version: String,
-    pub arch: String,
-    /// Download size in bytes.
-    pub size: u64,
-    /// Installed size in KiB, when the index says.
-    pub installed_size_kib: Option<u64>,
-    /// Why it is in the plan (`minbase → apt → libc6`).
-    pub why: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanReport {
-    pub distro: String,
-    pub suite: String,
-    pub arch: String,
-    pub variant: String,
-    pub mirror: String,
-    pub packages: Vec<PlannedPackage>,
-    pub download_bytes: u64,
-    pub installed_kib: u64,
-}
-
 #[derive(Debug, Clone)]
 pub struct BuildReport {
     pub plan: PlanReport,
@@ -245,261 +170,25 @@ pub struct BuildReport {
     pub manifest_digest: Option<String>,
 }
 
-/// Everything resolved from the recipe + command line before any network I/O.
-struct Prepared {
-    src: DebSource,
-    cache_dir: PathBuf,
-    keyring: Keyring,
-    fetcher: Fetcher,
-    _cache_lock: crate::fetch::CacheLock,
-}
-
-fn deb_variant(v: Variant) -> DebVariant {
-    match v {
-        Variant::Essential => DebVariant::Essential,
-        Variant::Minbase => DebVariant::Minbase,
-        Variant::Buildd => DebVariant::Buildd,
-        Variant::Important => DebVariant::Important,
-    }
-}
-
-/// The Debian architecture of this machine (what can run scripts natively).
-pub fn host_deb_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "i386",
-        "arm" => "armhf",
-        "powerpc64" => "ppc64el",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    }
-}
-
-/// OCI architecture and variant for a Debian architecture name.
-fn oci_platform(deb_arch: &str) -> (String, Option<String>) {
-    match deb_arch {
-        "amd64" => ("amd64".into(), None),
-        "arm64" => ("arm64".into(), Some("v8".into())),
-        "armhf" => ("arm".into(), Some("v7".into())),
-        "armel" => ("arm".into(), Some("v5".into())),
-        "i386" => ("386".into(), None),
-        "ppc64el" => ("ppc64le".into(), None),
-        other => (other.into(), None),
-    }
-}
-
 pub fn default_cache_dir() -> PathBuf {
     dirs::cache_dir()
         .unwrap_or_else(|| std::env::temp_dir().join("rootstrap-cache"))
         .join("rootstrap")
 }
 
-fn prepare(
-    recipe: &Recipe,
-    opts: &SourceOptions,
-    reporter: &SharedReporter,
-) -> Result<Prepared, BuildError> {
-    if !recipe.source.distro.is_deb() {
-        return Err(BuildError::Unsupported {
-            distro: recipe.source.distro.name(),
-        });
-    }
-    let suite = recipe.release_name().to_owned();
-    let env_mirror = std::env::var(mirror::MIRROR_ENV).ok();
-    let query = MirrorQuery {
-        cli: opts.mirror.as_deref(),
-        env: env_mirror.as_deref(),
-        recipe: recipe.source.mirror.as_deref(),
-        distro: recipe.source.distro.name(),
-        suite: &suite,
-        use_host_sources: true,
-    };
-
+/// Opens (and locks, for the whole build) the download cache and the
+/// fetcher on it.
+fn open_context(opts: &SourceOptions, reporter: &SharedReporter) -> Result<Context, BuildError> {
     let (cache_dir, cache_lock, fetcher) = open_fetcher(opts, reporter)?;
-
-    let snapshot = recipe.source.snapshot.clone();
-    let (mirror, origin) = match &snapshot {
-        Some(timestamp) => mirror::choose_snapshot(&query, timestamp)?,
-        None => {
-            let host_sources = mirror::host_apt_sources(Path::new("/etc/apt"));
-            let probe = |uri: &str| {
-                // The InRelease is small; it is fetched again, and verified,
-                // below. Offline, the copy kept from the last online run
-                // answers.
-                fetcher
-                    .fetch_index(&format!("{uri}/dists/{suite}/InRelease"), 16 << 20)
-                    .is_ok()
-            };
-            mirror::choose(&query, &host_sources, &probe)?
-        }
-    };
-    reporter.info(&format!("mirror {mirror} (from {origin})"));
-
-    let key_files = match &opts.keys_dir {
-        // `--keys DIR`: every file in DIR replaces the recipe's keys.
-        Some(dir) => keys::load_keys(dir, &recipe.path, &[".".to_owned()])?,
-        None => keys::load_keys(recipe.dir(), &recipe.path, &recipe.source.keys)?,
-    };
-    let mut key_bytes = Vec::new();
-    for k in &key_files {
-        key_bytes.extend_from_slice(&k.bytes);
-    }
-    let keyring = Keyring::from_bytes(&key_bytes).map_err(|source| BuildError::Keyring {
-        recipe: recipe.path.clone(),
-        source,
-    })?;
-
-    let src = DebSource {
-        mirror,
-        suite,
-        components: recipe.source.components.clone(),
-        arch: opts
-            .arch
-            .clone()
-            .unwrap_or_else(|| recipe.source.arch.clone()),
-        variant: deb_variant(recipe.source.variant),
-        include: recipe
-            .package_requests()
-            .into_iter()
-            .map(|r| (r.name, r.version))
-            .collect(),
-        snapshot,
-    };
-    Ok(Prepared {
-        src,
-        cache_dir,
-        keyring,
+    Ok(Context {
         fetcher,
+        cache_dir,
+        reporter: reporter.clone(),
         _cache_lock: cache_lock,
     })
 }
 
-fn plan_report(
-    recipe: &Recipe,
-    src: &DebSource,
-    plan: &crate::distro::deb::resolve::Plan<'_>,
-) -> PlanReport {
-    let packages: Vec<PlannedPackage> = plan
-        .packages
-        .iter()
-        .map(|p| PlannedPackage {
-            name: p.name.clone(),
-            version: p.version.to_string(),
-            arch: p.arch.clone(),
-            size: p.size,
-            installed_size_kib: p.installed_size,
-            why: plan.why.get(&p.name).cloned().unwrap_or_default(),
-        })
-        .collect();
-    PlanReport {
-        distro: recipe.source.distro.name().into(),
-        suite: src.suite.clone(),
-        arch: src.arch.clone(),
-        variant: src.variant.to_string(),
-        mirror: src.mirror.clone(),
-        download_bytes: packages.iter().map(|p| p.size).sum(),
-        installed_kib: packages.iter().filter_map(|p| p.installed_size_kib).sum(),
-        packages,
-    }
-}
-
-/// `rootstrap resolve`: the plan, without installing anything.
-pub fn resolve(
-    recipe: &Recipe,
-    opts: &SourceOptions,
-    reporter: SharedReporter,
-) -> Result<PlanReport, BuildError> {
-    if recipe.source.distro == Distro::Alpine {
-        return alpine::resolve(recipe, opts, reporter);
-    }
-    with_deb_plan(recipe, opts, &reporter, |src, _, plan| {
-        Ok(plan_report(recipe, src, plan))
-    })
-}
-
-/// Fetches and verifies the Debian index the recipe names, resolves its
-/// plan, and hands both to `then` (the plan borrows the index).
-fn with_deb_plan<T>(
-    recipe: &Recipe,
-    opts: &SourceOptions,
-    reporter: &SharedReporter,
-    then: impl FnOnce(
-        &DebSource,
-        &bootstrap::LoadedIndex,
-        &crate::distro::deb::resolve::Plan<'_>,
-    ) -> Result<T, BuildError>,
-) -> Result<T, BuildError> {
-    let prepared = prepare(recipe, opts, reporter)?;
-    reporter.stage("fetch and verify the index");
-    let index = bootstrap::load_index(
-        &prepared.fetcher,
-        &prepared.keyring,
-        &prepared.src,
-        SystemTime::now(),
-        reporter.as_ref(),
-        Some(&prepared.cache_dir),
-        Some(&ReleaseMemory::new(
-            &prepared.cache_dir,
-            opts.accept_release_change,
-        )),
-    )?;
-    reporter.stage("resolve");
-    let plan = bootstrap::plan(&index, &prepared.src)?;
-    then(&prepared.src, &index, &plan)
-}
-
-/// `rootstrap resolve --lock FILE`: the plan, and how it drifted from the
-/// lock. Nothing is downloaded, so only what the signed index says is
-/// compared: name, version, architecture, size, and the SHA-256 (Debian) or
-/// the `C:` identity (Alpine).
-pub fn resolve_with_lock(
-    recipe: &Recipe,
-    opts: &SourceOptions,
-    lock_file: &Path,
-    reporter: SharedReporter,
-) -> Result<(PlanReport, Vec<crate::lock::Drift>), BuildError> {
-    let lock = read_lock(lock_file)?;
-    let (report, resolved) = if recipe.source.distro == Distro::Alpine {
-        alpine::resolve_for_drift(recipe, opts, &lock, reporter)?
-    } else {
-        with_deb_plan(recipe, opts, &reporter, |src, _, plan| {
-            Ok((
-                plan_report(recipe, src, plan),
-                locked::deb_locked_packages(plan)?,
-            ))
-        })?
-    };
-    Ok((report, crate::lock::drift(&lock.packages, &resolved)))
-}
-
-/// `rootstrap lock`: resolves the recipe and writes its lockfile to `out`
-/// (atomically). Alpine packages are downloaded and verified to learn their
-/// SHA-256; Debian ones are not (the signed index has it).
-pub fn lock(
-    recipe: &Recipe,
-    opts: &SourceOptions,
-    out: &Path,
-    reporter: SharedReporter,
-) -> Result<LockReport, BuildError> {
-    let recipe_sha256 = locked::recipe_digest(recipe)?;
-    let lock = if recipe.source.distro == Distro::Alpine {
-        alpine::lock(recipe, opts, recipe_sha256, reporter)?
-    } else {
-        with_deb_plan(recipe, opts, &reporter, |src, index, plan| {
-            locked::deb_lockfile(recipe, recipe_sha256, src, index, plan, recipe.source.slim)
-        })?
-    };
-    locked::write_lock(out, &lock)?;
-    Ok(LockReport {
-        file: out.to_owned(),
-        lock,
-    })
-}
-
-/// Opens (and locks, for the whole build) the download cache and the
-/// fetcher on it.
+/// Opens (and locks) the download cache and the fetcher on it.
 pub(crate) fn open_fetcher(
     opts: &SourceOptions,
     reporter: &SharedReporter,
@@ -570,28 +259,149 @@ fn epoch_for(release_date: Option<i64>) -> Result<i64, BuildError> {
     }
 }
 
-/// The `deb` line written to the image's /etc/apt/sources.list, or none
-/// for a `file://` mirror (that directory does not exist in the image). A
-/// snapshot's Release has long expired, so apt in the image is told not to
-/// check Valid-Until for it — as this build did not.
-fn apt_source_line(src: &DebSource) -> Option<String> {
-    let remote = src.mirror.starts_with("http://") || src.mirror.starts_with("https://");
-    let options = if src.snapshot.is_some() {
-        "[check-valid-until=no] "
+/// `rootstrap resolve`: the plan, without installing anything.
+pub fn resolve(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    reporter: SharedReporter,
+) -> Result<PlanReport, BuildError> {
+    let ctx = open_context(opts, &reporter)?;
+    let opts = &single_platform_source(recipe, opts)?;
+    backend::with_backend(recipe, opts, false, &ctx, pipeline::Resolve { lock: None })?
+        .map(|(report, _)| report)
+}
+
+/// `rootstrap resolve --lock FILE`: the plan, and how it drifted from the
+/// lock. Nothing is downloaded, so only what the signed index says is
+/// compared: name, version, architecture, size, and the SHA-256 (Debian) or
+/// the `C:` identity (Alpine).
+pub fn resolve_with_lock(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    lock_file: &Path,
+    reporter: SharedReporter,
+) -> Result<(PlanReport, Vec<crate::lock::Drift>), BuildError> {
+    let ctx = open_context(opts, &reporter)?;
+    let opts = &single_platform_source(recipe, opts)?;
+    let set = locked::read_lock_set(lock_file)?;
+    let platform = opts.platform.as_ref().map(Platform::to_string);
+    let lock = set
+        .for_platform(platform.as_deref())
+        .cloned()
+        .ok_or_else(|| crate::lock::LockError::SeveralPlatforms {
+            file: lock_file.to_owned(),
+            platforms: set.platform_names().join(", "),
+        })?;
+    let job = pipeline::Resolve { lock: Some(&lock) };
+    let (report, resolved) = backend::with_backend(recipe, opts, false, &ctx, job)??;
+    Ok((report, crate::lock::drift(&lock.packages, &resolved)))
+}
+
+/// `rootstrap lock`: resolves the recipe and writes its lockfile to `out`
+/// (atomically). Alpine packages are downloaded and verified to learn their
+/// SHA-256; Debian ones are not (the signed index has it).
+///
+/// `platforms` (`--platform A,B`), or a recipe listing several, lock each
+/// platform's package set into one (version 2) lockfile.
+pub fn lock(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    platforms: &[Platform],
+    out: &Path,
+    reporter: SharedReporter,
+) -> Result<LockReport, BuildError> {
+    let recipe_sha256 = locked::recipe_digest(recipe)?;
+    let ctx = open_context(opts, &reporter)?;
+    let several = if !platforms.is_empty() {
+        platforms.to_vec()
+    } else if opts.arch.is_none() && opts.platform.is_none() && recipe.source.platforms.len() > 1 {
+        recipe_platforms(recipe)?
     } else {
-        ""
+        Vec::new()
     };
-    remote.then(|| {
-        format!(
-            "deb {options}{} {} {}",
-            src.mirror,
-            src.suite,
-            src.components.join(" ")
-        )
+    let lock = if several.len() > 1 {
+        let mut all = Vec::new();
+        for p in several {
+            reporter.stage(&format!("platform {p}"));
+            let mut source = opts.clone();
+            source.platform = Some(p.clone());
+            let job = pipeline::Lock { recipe_sha256 };
+            let one = backend::with_backend(recipe, &source, recipe.source.slim, &ctx, job)??;
+            all.push((p.to_string(), one));
+        }
+        LockSet::Platforms(all)
+    } else {
+        let opts = &single_platform_source(recipe, opts)?;
+        let job = pipeline::Lock { recipe_sha256 };
+        LockSet::One(Box::new(backend::with_backend(
+            recipe,
+            opts,
+            recipe.source.slim,
+            &ctx,
+            job,
+        )??))
+    };
+    locked::write_lock(out, &lock)?;
+    Ok(LockReport {
+        file: out.to_owned(),
+        lock,
     })
 }
 
-/// `rootstrap build`.
+/// `resolve` and `lock` work on one platform: a recipe listing several
+/// needs `--platform` or `--arch` to say which.
+fn single_platform_source(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+) -> Result<SourceOptions, BuildError> {
+    let mut opts = opts.clone();
+    if opts.arch.is_none() && opts.platform.is_none() {
+        match recipe.source.platforms.as_slice() {
+            [] => {}
+            [one] => opts.platform = Some(Platform::parse(one).map_err(BackendError::from)?),
+            many => {
+                return Err(BuildError::OnePlatform {
+                    what: "resolving and locking",
+                    platforms: many.join(","),
+                })
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// The platforms a build makes: `--platform`, else the recipe's
+/// `platforms`, else its `arch` (one image, no index).
+fn build_platforms(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+) -> Result<Vec<Option<Platform>>, BuildError> {
+    if !opts.platforms.is_empty() {
+        return Ok(opts.platforms.iter().cloned().map(Some).collect());
+    }
+    if opts.source.arch.is_some() || opts.source.platform.is_some() {
+        return Ok(vec![opts.source.platform.clone()]);
+    }
+    if recipe.source.platforms.is_empty() {
+        return Ok(vec![None]);
+    }
+    Ok(recipe_platforms(recipe)?.into_iter().map(Some).collect())
+}
+
+/// The recipe's `platforms`, parsed (the recipe was validated).
+fn recipe_platforms(recipe: &Recipe) -> Result<Vec<Platform>, BuildError> {
+    let platforms = recipe
+        .source
+        .platforms
+        .iter()
+        .map(|p| Platform::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BackendError::from)?;
+    Ok(platforms)
+}
+
+/// `rootstrap build`: one image, or with several platforms one image
+/// index over one image per platform.
 pub fn build(
     recipe: &Recipe,
     opts: &BuildOptions,
@@ -610,305 +420,130 @@ pub fn build(
     {
         reporter.warn(crate::image::archive::ZSTD_DOCKER_NOTE);
     }
-    if opts.slim && !recipe.source.distro.is_deb() {
-        return Err(BuildError::SlimUnsupported {
-            distro: recipe.source.distro.name(),
+    let platforms = build_platforms(recipe, opts)?;
+    let listed = platforms
+        .iter()
+        .flatten()
+        .map(Platform::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if platforms.len() > 1 {
+        // Checked before anything is built.
+        if let Some(out) = opts
+            .outputs
+            .iter()
+            .find(|o| !matches!(o, BuildOutput::Image(Output::OciDir(_))))
+        {
+            return Err(BuildError::OnePlatformOutput {
+                output: out.path().to_owned(),
+                platforms: listed,
+            });
+        }
+    }
+    if platforms.len() > 1 && !opts.tags.is_empty() {
+        return Err(BuildError::OnePlatform {
+            what: "-t (the local image store)",
+            platforms: listed,
         });
     }
     let tags = reference_for(recipe, opts)?;
     let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
-    if recipe.source.distro == Distro::Alpine {
-        return alpine::build(recipe, opts, tags, lock_ctx, reporter);
-    }
-    let prepared = prepare(recipe, &opts.source, &reporter)?;
-    let src = &prepared.src;
-    let umask = RootfsUmask::set();
     let slim = recipe.source.slim || opts.slim;
-    if let Some(ctx) = &lock_ctx {
-        ctx.check_source(
-            &locked::deb_lock_source(recipe, src, slim),
-            reporter.as_ref(),
-        )?;
-    }
-    let lock = lock_ctx.as_ref().and_then(|c| c.locked());
-
-    reporter.stage("fetch and verify the index");
-    let memory = ReleaseMemory::new(&prepared.cache_dir, opts.source.accept_release_change);
-    let load = |plan_cache| {
-        bootstrap::load_index(
-            &prepared.fetcher,
-            &prepared.keyring,
-            src,
-            SystemTime::now(),
-            reporter.as_ref(),
-            plan_cache,
-            Some(&memory),
-        )
-    };
-    let mut index = load(Some(&prepared.cache_dir))?;
-    let plan = match lock {
-        Some(lock) => {
-            reporter.stage("check the lock against the index");
-            // The plan cache holds only a resolved sub-universe: when it
-            // lacks a locked package, look in the whole index.
-            if bootstrap::plan_from_lock(&index, &lock.packages).is_err() {
-                index = load(None)?;
+    let ctx = open_context(&opts.source, &reporter)?;
+    let mut built = Vec::new();
+    for platform in &platforms {
+        let mut source = opts.source.clone();
+        if let Some(p) = platform {
+            if platforms.len() > 1 {
+                reporter.stage(&format!("platform {p}"));
             }
-            bootstrap::plan_from_lock(&index, &lock.packages).map_err(|e| match e {
-                BootstrapError::Locked { problems } => BuildError::LockMismatch {
-                    file: opts
-                        .lock
-                        .as_ref()
-                        .map(|l| l.file.clone())
-                        .unwrap_or_default(),
-                    problems,
-                },
-                other => other.into(),
-            })?
+            source.platform = Some(p.clone());
         }
-        None => {
-            reporter.stage("resolve");
-            bootstrap::plan(&index, src)?
-        }
-    };
-    if let (Some(ctx), None) = (&lock_ctx, lock) {
-        ctx.report_drift(&locked::deb_locked_packages(&plan)?, reporter.as_ref());
-    }
-    // The plan's few packages are all the build needs from here on: the
-    // universe (the whole index text, ~60 MB) is freed before unpacking,
-    // on a thread of its own (~25 ms of small frees).
-    let planned: Vec<BinaryPackage> = plan.packages.iter().map(|p| (*p).clone()).collect();
-    let why = plan.why;
-    let universe = std::mem::replace(&mut index.universe, Universe::new(Vec::new(), &src.arch));
-    std::thread::spawn(move || drop(universe));
-    let plan = Plan {
-        packages: planned.iter().collect(),
-        why,
-    };
-    let report = plan_report(recipe, src, &plan);
-    reporter.info(&format!(
-        "{} packages, {:.1} MB to download, {:.1} MB installed",
-        report.packages.len(),
-        report.download_bytes as f64 / 1e6,
-        report.installed_kib as f64 * 1024.0 / 1e6
-    ));
-    let epoch = epoch_for(match lock {
-        Some(l) => Some(l.source_date_epoch),
-        None => index.release.date,
-    })?;
-
-    let fetch_items = match lock {
-        Some(l) => bootstrap::locked_fetch_items(&src.mirror, &l.packages),
-        None => bootstrap::fetch_items(&src.mirror, &plan)?,
-    };
-
-    let run_scripts = src.arch == host_deb_arch();
-    let mut image_src = src.clone();
-    image_src.mirror = locked::image_mirror(lock, &src.mirror).to_string();
-    let apt_source = apt_source_line(&image_src);
-    let history = History {
-        created: Some(oci::format_timestamp(epoch)),
-        created_by: Some(format!(
-            "rootstrap {}: {} {} {} {} ({} packages)",
-            env!("CARGO_PKG_VERSION"),
-            report.distro,
-            report.suite,
-            report.arch,
-            report.variant,
-            report.packages.len()
-        )),
-        ..History::default()
-    };
-    let (arch, variant) = oci_platform(&src.arch);
-    let mut config = ImageConfig::new(&arch, "linux");
-    config.variant = variant;
-    config.created = Some(oci::format_timestamp(epoch));
-    apply_image_spec(&mut config, recipe);
-    let work = work_dir(opts)?;
-    let compression = base_layer_compression(&opts.outputs, layer_compression(recipe, opts));
-    let mut builder = ImageBuilder::new_in(&work, config, compression)?;
-
-    // Everything the base layer is made of: same inputs, same layer.
-    let mut key_parts = vec![
-        env!("CARGO_PKG_VERSION").to_owned(),
-        format!("{:?}", recipe.source.distro),
-        src.suite.clone(),
-        src.arch.clone(),
-        src.variant.to_string(),
-        epoch.to_string(),
-        run_scripts.to_string(),
-        apt_source.clone().unwrap_or_default(),
-        // Which packages count as asked for (extended_states).
-        format!(
-            "apt request v1: {:?}",
-            src.include.iter().map(|(name, _)| name).collect::<Vec<_>>()
-        ),
-    ];
-    key_parts.extend(
-        plan.packages
-            .iter()
-            .map(|p| format!("{} {} {}", p.name, p.arch, hex::encode(p.sha256))),
-    );
-    if compression != LayerCompression::Gzip {
-        key_parts.push(format!("layer compression {compression:?}"));
-    }
-    if slim {
-        key_parts.push("slim".to_owned());
-    }
-    let cache_key = layer_cache::key(&key_parts);
-    let layers = LayerCache::new(&prepared.cache_dir);
-    // The tree itself is needed for a rootfs output and for Dockerfile steps.
-    let recipe_has_dockerfile = recipe
-        .build
-        .as_ref()
-        .is_some_and(|b| b.dockerfile.is_some());
-    let wants_tree = opts
-        .outputs
-        .iter()
-        .any(|o| matches!(o, BuildOutput::RootfsDir(_)))
-        || recipe_has_dockerfile;
-    let mut rootfs = None;
-    let sandbox = match &opts.sandbox_helper {
-        Some(p) => Sandbox::with_helper(p),
-        None => Sandbox::new(),
-    };
-    let cached = if wants_tree {
-        None
-    } else {
-        layers.get(&cache_key)
-    };
-    let reused = match cached {
-        Some((blob, entry)) => {
-            let parsed = (
-                crate::image::Sha256Digest::parse(&entry.digest),
-                crate::image::Sha256Digest::parse(&entry.diff_id),
-            );
-            match parsed {
-                (Ok(digest), Ok(diff_id)) => {
-                    match builder.add_cached_layer(
-                        &blob,
-                        digest,
-                        diff_id,
-                        entry.uncompressed_size,
-                        history.clone(),
-                    ) {
-                        Ok(_) => {
-                            reporter
-                                .stage("reuse the cached base layer (same packages and settings)");
-                            true
-                        }
-                        Err(e) => {
-                            reporter.warn(&format!("cached layer unusable ({e}); rebuilding it"));
-                            layers.evict(&cache_key);
-                            false
-                        }
-                    }
-                }
-                _ => {
-                    layers.evict(&cache_key);
-                    false
-                }
-            }
-        }
-        None => false,
-    };
-    if reused {
-        // The layer does not need them, but the build promises every
-        // planned package is in the cache (for --offline and `mirror`).
-        reporter.stage("fetch and verify packages");
-        prepared.fetcher.fetch_all(&fetch_items)?;
-    } else {
-        reporter.stage("fetch, verify and unpack packages");
-        let planned = tree_dir::planned_bytes(plan.packages.iter().map(|p| {
-            // Debian's Installed-Size is in KiB.
-            (p.installed_size.map(|kib| kib.saturating_mul(1024)), p.size)
-        }));
-        let parent = tree_dir::choose(opts, planned, recipe_has_dockerfile)?;
-        let dir = tree_dir::make_tree(&parent, reporter.as_ref())?;
-        bootstrap::install(
-            dir.path(),
-            &plan,
-            &prepared.fetcher,
-            &fetch_items,
-            &InstallOptions {
-                run_scripts,
-                sandbox: &sandbox,
-                epoch,
-                apt_source,
-                apt_request: AptRequest {
-                    variant: src.variant,
-                    include: src.include.iter().map(|(name, _)| name.clone()).collect(),
-                },
-                slim,
-            },
-            reporter.as_ref(),
-        )?;
-
-        reporter.stage("pack the layer");
-        let layer_opts = LayerOptions {
-            source_date_epoch: Some(epoch),
-            // /run is emptied but for lock in the tree (bootstrap::normalise).
-            exclude: ["proc", "sys", "dev", "tmp"]
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
-        };
-        let layer = builder.add_layer_from_dir(dir.path(), &layer_opts, history)?;
-        let entry = LayerEntry {
-            digest: layer.descriptor.digest.clone(),
-            diff_id: layer.diff_id.to_string(),
-            uncompressed_size: layer.uncompressed_size.unwrap_or(0),
-        };
-        if let Err(e) = layers.put(&cache_key, layer.path(), &entry) {
-            reporter.warn(&format!("could not store the layer in the cache: {e}"));
-        }
-        rootfs = Some(dir);
-    }
-    let diff_id = builder.layers()[0].diff_id.to_hex();
-    if let Some(dockerfile) = recipe.build.as_ref().and_then(|b| b.dockerfile.as_ref()) {
-        reporter.stage("dockerfile steps");
-        let tree = rootfs
-            .as_ref()
-            .expect("a recipe Dockerfile disables layer reuse");
-        crate::dockerfile::builder::apply_recipe_dockerfile(
-            &mut builder,
-            tree.path(),
+        let job = pipeline::Build {
             recipe,
-            dockerfile,
-            &work,
-            epoch,
-            &sandbox,
-            (!opts.no_step_cache)
-                .then(|| crate::dockerfile::builder::StepCache::new(&prepared.cache_dir)),
-            reporter.as_ref(),
-        )?;
+            opts,
+            lock_ctx: lock_ctx.as_ref(),
+            platform: platform.as_ref().map(Platform::to_string),
+        };
+        built.push(backend::with_backend(recipe, &source, slim, &ctx, job)??);
     }
-
-    drop(umask);
-    let deb_sha256 = plan
-        .packages
-        .iter()
-        .map(|p| (format!("{}:{}", p.name, p.arch), p.sha256))
-        .collect();
+    // A lock written by this build: every platform's package set.
+    let new_lock = match built.as_slice() {
+        [one] => one.new_lock.clone().map(|l| LockSet::One(Box::new(l))),
+        all => all
+            .iter()
+            .zip(&platforms)
+            .map(|(b, p)| Some((p.as_ref()?.to_string(), b.new_lock.clone()?)))
+            .collect::<Option<Vec<_>>>()
+            .map(LockSet::Platforms),
+    };
+    if built.len() > 1 {
+        let report = write_index_outputs(built, &opts.outputs, tags.as_ref(), reporter.as_ref())?;
+        if let (Some(lc), Some(set)) = (&lock_ctx, new_lock) {
+            lc.write_if_new(set, reporter.as_ref())?;
+        }
+        return Ok(report);
+    }
+    let one = built.pop().expect("one platform at least");
     let (outputs, manifest_digest) = write_outputs(
-        &builder,
+        &one.builder,
         &opts.outputs,
         tags.as_ref(),
-        rootfs,
-        &deb_sha256,
+        one.rootfs,
+        &one.checksums,
         reporter.as_ref(),
     )?;
-    if let Some(ctx) = &lock_ctx {
-        ctx.write_if_new(
-            || locked::deb_lockfile(recipe, ctx.recipe_sha256, src, &index, &plan, slim),
-            reporter.as_ref(),
-        )?;
+    if let (Some(lc), Some(set)) = (&lock_ctx, new_lock) {
+        lc.write_if_new(set, reporter.as_ref())?;
     }
     Ok(BuildReport {
-        plan: report,
+        plan: one.report,
         outputs,
-        diff_id,
+        diff_id: one.diff_id,
         manifest_digest,
+    })
+}
+
+/// A multi-platform build's outputs: OCI layouts holding the image index.
+/// The trees are removed first; SBOMs are not attached to index layouts
+/// yet (README "Not yet").
+fn write_index_outputs(
+    built: Vec<pipeline::Built>,
+    outputs: &[BuildOutput],
+    reference: Option<&ImageReference>,
+    reporter: &dyn crate::report::Reporter,
+) -> Result<BuildReport, BuildError> {
+    reporter.stage("write outputs");
+    let mut builders = Vec::new();
+    let mut first = None;
+    for b in built {
+        drop(b.rootfs);
+        first.get_or_insert((b.report, b.diff_id));
+        builders.push(b.builder);
+    }
+    let images: Vec<&ImageBuilder> = builders.iter().collect();
+    let mut written = Vec::new();
+    let mut digest = None;
+    for out in outputs {
+        let BuildOutput::Image(Output::OciDir(dir)) = out else {
+            unreachable!("checked before building");
+        };
+        let w = crate::image::multi::write_index_layout(&images, dir, reference)?;
+        let d = w.index_digest.to_string();
+        digest.get_or_insert(d.clone());
+        reporter.info(&format!(
+            "wrote {} (image index of {} platforms)",
+            dir.display(),
+            w.manifests.len()
+        ));
+        written.push((out.clone(), Some(d)));
+    }
+    let (plan, diff_id) = first.expect("one platform at least");
+    Ok(BuildReport {
+        plan,
+        outputs: written,
+        diff_id,
+        manifest_digest: digest,
     })
 }
 
@@ -951,7 +586,9 @@ fn write_outputs(
     // Only image outputs get SBOMs.
     let has_image = outputs.iter().any(|o| matches!(o, BuildOutput::Image(_)));
     let inventory = match &rootfs {
-        Some(tree) if has_image => Some(crate::inspect::collect_inventory_from_tree(tree.path())?),
+        Some(tree) if has_image => Some(crate::image::packages::collect_inventory_from_tree(
+            tree.path(),
+        )?),
         _ => None,
     };
     let copies_tree = outputs
@@ -984,7 +621,7 @@ fn write_outputs_from(
     outputs: &[BuildOutput],
     reference: Option<&ImageReference>,
     tree: Option<&Path>,
-    inventory: Option<&crate::inspect::PackageInventory>,
+    inventory: Option<&crate::image::packages::PackageInventory>,
     deb_sha256: &std::collections::BTreeMap<String, [u8; 32]>,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<WrittenOutputs, BuildError> {
@@ -1051,11 +688,10 @@ fn apply_image_spec(config: &mut ImageConfig, recipe: &Recipe) {
     for v in &spec.volumes {
         c.volumes.insert(v.clone(), Empty {});
     }
-    if recipe.source.distro == Distro::Debian || recipe.source.distro == Distro::Ubuntu {
-        c.labels
-            .entry("org.opencontainers.image.base.name".into())
-            .or_insert_with(|| "scratch".into());
-    }
+    // Every base build starts from nothing.
+    c.labels
+        .entry("org.opencontainers.image.base.name".into())
+        .or_insert_with(|| "scratch".into());
 }
 
 fn unique_dir(parent: &Path, prefix: &str) -> PathBuf {
@@ -1138,31 +774,6 @@ mod tests {
     }
 
     #[test]
-    fn apt_source_names_only_reachable_mirrors() {
-        let mut src = DebSource {
-            mirror: "http://m.example/debian".into(),
-            suite: "trixie".into(),
-            components: vec!["main".into(), "contrib".into()],
-            arch: "amd64".into(),
-            variant: DebVariant::Minbase,
-            include: Vec::new(),
-            snapshot: None,
-        };
-        assert_eq!(
-            apt_source_line(&src).as_deref(),
-            Some("deb http://m.example/debian trixie main contrib")
-        );
-        src.snapshot = Some("20250101T000000Z".into());
-        src.mirror = "http://s.example/archive/debian/20250101T000000Z".into();
-        assert_eq!(
-            apt_source_line(&src).as_deref(),
-            Some("deb [check-valid-until=no] http://s.example/archive/debian/20250101T000000Z trixie main contrib")
-        );
-        src.mirror = "file:///srv/mirror".into();
-        assert_eq!(apt_source_line(&src), None);
-    }
-
-    #[test]
     fn plain_tar_outputs_skip_layer_compression() {
         let outs = |specs: &[&str]| -> Vec<BuildOutput> {
             specs.iter().map(|s| parse_output(s).unwrap()).collect()
@@ -1185,11 +796,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn platforms() {
-        assert_eq!(oci_platform("amd64"), ("amd64".into(), None));
-        assert_eq!(oci_platform("armhf"), ("arm".into(), Some("v7".into())));
     }
 }

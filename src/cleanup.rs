@@ -9,12 +9,46 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 
 static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Makes the temporary names of [`replace_atomically`] unique per call.
+static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// Makes `dest` whole or not at all: `fill` creates a temporary file next
+/// to it (same directory, so the rename is atomic; named `.tmp-…`, which
+/// the cache sweeps recognise), which then replaces `dest`. On any error
+/// the temporary file is removed and `dest` is left as it was, so a reader
+/// sees the old file or the new one, never a part.
+pub fn replace_atomically(
+    dest: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let name = dest.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a file name", dest.display()),
+        )
+    })?;
+    let n = TEMP_FILES.fetch_add(1, Ordering::Relaxed);
+    let mut tmp_name = std::ffi::OsString::from(format!(".tmp-{}-{n}-", std::process::id()));
+    tmp_name.push(name);
+    let tmp = dest.with_file_name(tmp_name);
+    let result = fill(&tmp).and_then(|()| std::fs::rename(&tmp, dest));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// [`replace_atomically`] with `bytes` as the new content.
+pub fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_atomically(dest, |tmp| std::fs::write(tmp, bytes))
+}
 
 /// A path removed when the guard drops, and also if the process is
 /// interrupted while the guard is alive.
@@ -206,6 +240,26 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_replacement_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("index.json");
+        std::fs::write(&dest, b"old").unwrap();
+        let err = replace_atomically(&dest, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        write_atomically(&dest, b"new").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["index.json"], "a temporary file was left behind");
+    }
 
     #[test]
     fn removes_on_drop_and_keeps_on_persist() {

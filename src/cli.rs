@@ -132,6 +132,14 @@ pub struct RmiArgs {
     pub store: StoreArgs,
 }
 
+/// `--platform linux/amd64,linux/arm64`.
+#[derive(Debug, Clone)]
+pub struct PlatformList(pub Vec<rootstrap::distro::platform::Platform>);
+
+fn parse_platforms(text: &str) -> Result<PlatformList, rootstrap::distro::platform::PlatformError> {
+    rootstrap::distro::platform::Platform::parse_list(text).map(PlatformList)
+}
+
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Recipe file (recipes/debian-trixie.toml) or the name of a shipped recipe (debian-trixie).
@@ -143,9 +151,16 @@ pub struct SourceArgs {
     /// Download cache directory (default: the user's cache dir, e.g. ~/.cache/rootstrap).
     #[arg(long, env = "ROOTSTRAP_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Target architecture, overriding the recipe (amd64, arm64, ...).
+    /// Target architecture in the distribution's spelling, overriding the recipe
+    /// (Debian: amd64, arm64, armhf, ...; Alpine: x86_64, aarch64, armv7, ...).
     #[arg(long)]
     pub arch: Option<String>,
+    /// Target platform(s) as OCI spells them, overriding the recipe: linux/amd64,
+    /// linux/arm64, linux/arm/v7, linux/ppc64le, linux/s390x, linux/riscv64, linux/386.
+    /// A comma list builds one image index (oci: outputs). A foreign platform's
+    /// package scripts run through binfmt_misc + qemu-user.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],…", value_parser = parse_platforms)]
+    pub platform: Option<PlatformList>,
     /// Directory of trusted keys (Alpine: *.rsa.pub), used instead of the recipe's keys.
     #[arg(long, value_name = "DIR")]
     pub keys: Option<PathBuf>,
@@ -189,6 +204,11 @@ pub struct BuildArgs {
     pub work_dir: Option<PathBuf>,
     #[command(flatten)]
     pub dockerfile: DockerfileArgs,
+    /// Do not run a foreign platform's package scripts (they run through binfmt_misc and
+    /// qemu-user otherwise, and a missing interpreter stops the build); the image is
+    /// labelled org.rootstrap.scripts=not-run.
+    #[arg(long)]
+    pub skip_foreign_scripts: bool,
     /// Lockfile: without --locked, report drift against it (or write it if it does not exist).
     #[arg(long, value_name = "FILE")]
     pub lock: Option<PathBuf>,

@@ -74,26 +74,13 @@ impl LayerCache {
     /// reader never sees a half-written entry), then prunes old entries.
     pub fn put(&self, key: &str, blob: &Path, entry: &LayerEntry) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".tmp-{key}-{}", std::process::id()));
-        let result = (|| {
-            // Blobs are never written after they are made, so sharing the
-            // inode is safe and saves copying a whole layer.
-            if std::fs::hard_link(blob, &tmp).is_err() {
-                std::fs::copy(blob, &tmp)?;
-            }
-            std::fs::rename(&tmp, self.blob(key))?;
-            let meta_tmp = tmp.with_extension("json");
-            std::fs::write(
-                &meta_tmp,
-                serde_json::to_vec(entry).map_err(std::io::Error::other)?,
-            )?;
-            std::fs::rename(&meta_tmp, self.meta(key))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(tmp.with_extension("json"));
-        }
-        result?;
+        // Blobs are never written after they are made, so sharing the
+        // inode is safe and saves copying a whole layer.
+        crate::cleanup::replace_atomically(&self.blob(key), |tmp| {
+            std::fs::hard_link(blob, tmp).or_else(|_| std::fs::copy(blob, tmp).map(|_| ()))
+        })?;
+        let meta = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+        crate::cleanup::write_atomically(&self.meta(key), &meta)?;
         self.prune();
         Ok(())
     }

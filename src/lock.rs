@@ -23,6 +23,8 @@ use crate::verify::Sha256Digest;
 
 /// The only lockfile version this rootstrap reads and writes.
 pub const LOCK_VERSION: i64 = 1;
+/// A lock of several platforms' package sets (a multi-platform build).
+pub const LOCK_VERSION_PLATFORMS: i64 = 2;
 
 const HEADER: &str =
     "# rootstrap lockfile: the exact package set of an image (README.md, \"Lockfiles\").\n\
@@ -32,7 +34,7 @@ const HEADER: &str =
 pub enum LockError {
     #[error("{file}: not a valid lockfile: {message}")]
     Syntax { file: PathBuf, message: String },
-    #[error("{file}: unsupported lockfile version {found} (this rootstrap reads version {LOCK_VERSION})")]
+    #[error("{file}: unsupported lockfile version {found} (this rootstrap reads versions {LOCK_VERSION} and {LOCK_VERSION_PLATFORMS})")]
     Version { file: PathBuf, found: String },
     #[error("{file}: {field}: {reason}")]
     Field {
@@ -50,6 +52,10 @@ pub enum LockError {
     DuplicateIndex { file: PathBuf, path: String },
     #[error("cannot write the lockfile: {0}")]
     Serialize(String),
+    #[error("{file}: platform {platform} is listed more than once")]
+    DuplicatePlatform { file: PathBuf, platform: String },
+    #[error("{file}: holds the package sets of {platforms}; name one with --platform")]
+    SeveralPlatforms { file: PathBuf, platforms: String },
 }
 
 /// How a mirror lays out its files.
@@ -87,6 +93,41 @@ impl Layout {
     }
 }
 
+/// Why a string is not a [`LockPath`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct LockPathError {
+    pub path: String,
+    pub problem: LockPathProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockPathProblem {
+    Empty,
+    Absolute,
+    Character(char),
+    EmptyComponent,
+    /// A `.` or `..` component.
+    LeavesMirror(String),
+}
+
+impl LockPathError {
+    fn describe(&self) -> String {
+        let s = &self.path;
+        match &self.problem {
+            LockPathProblem::Empty => "empty path".to_owned(),
+            LockPathProblem::Absolute => {
+                format!("{s:?} is absolute; lock paths are relative to the mirror")
+            }
+            LockPathProblem::Character(c) => format!("{s:?} contains the character {c:?}"),
+            LockPathProblem::EmptyComponent => format!("{s:?} has an empty path component"),
+            LockPathProblem::LeavesMirror(component) => format!(
+                "{s:?} contains a {component:?} component; lock paths must not leave the mirror"
+            ),
+        }
+    }
+}
+
 /// A clean path relative to a mirror root: non-empty `/`-separated
 /// components, none empty, `.` or `..`, no leading `/`, and no character
 /// that changes meaning in a URL or a shell (`\`, `?`, `#`, `%`, control
@@ -95,29 +136,27 @@ impl Layout {
 pub struct LockPath(String);
 
 impl LockPath {
-    pub fn parse(s: &str) -> Result<LockPath, String> {
+    pub fn parse(s: &str) -> Result<LockPath, LockPathError> {
+        let bad = |problem| LockPathError {
+            path: s.to_owned(),
+            problem,
+        };
         if s.is_empty() {
-            return Err("empty path".into());
+            return Err(bad(LockPathProblem::Empty));
         }
         if s.starts_with('/') {
-            return Err(format!(
-                "{s:?} is absolute; lock paths are relative to the mirror"
-            ));
+            return Err(bad(LockPathProblem::Absolute));
         }
         if let Some(c) = s
             .chars()
             .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#' | '%'))
         {
-            return Err(format!("{s:?} contains the character {c:?}"));
+            return Err(bad(LockPathProblem::Character(c)));
         }
         for component in s.split('/') {
             match component {
-                "" => return Err(format!("{s:?} has an empty path component")),
-                "." | ".." => {
-                    return Err(format!(
-                        "{s:?} contains a {component:?} component; lock paths must not leave the mirror"
-                    ))
-                }
+                "" => return Err(bad(LockPathProblem::EmptyComponent)),
+                "." | ".." => return Err(bad(LockPathProblem::LeavesMirror(component.to_owned()))),
                 _ => {}
             }
         }
@@ -208,7 +247,68 @@ pub struct Lockfile {
     pub packages: Vec<LockedPackage>,
 }
 
+/// What a lockfile holds: one package set, or one per platform (a
+/// multi-platform build's, version 2), each named as OCI names platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockSet {
+    One(Box<Lockfile>),
+    Platforms(Vec<(String, Lockfile)>),
+}
+
+impl LockSet {
+    /// The lock for `platform` (`linux/arm64`); a one-platform lock stands
+    /// for whichever platform its source names (checked against the build).
+    pub fn for_platform(&self, platform: Option<&str>) -> Option<&Lockfile> {
+        match (self, platform) {
+            (LockSet::One(lock), _) => Some(lock),
+            (LockSet::Platforms(all), Some(p)) => {
+                all.iter().find(|(name, _)| name == p).map(|(_, l)| l)
+            }
+            (LockSet::Platforms(_), None) => None,
+        }
+    }
+
+    /// Every package set, with its platform when the file names one.
+    pub fn all(&self) -> Vec<(Option<&str>, &Lockfile)> {
+        match self {
+            LockSet::One(lock) => vec![(None, lock)],
+            LockSet::Platforms(all) => all.iter().map(|(p, l)| (Some(p.as_str()), l)).collect(),
+        }
+    }
+
+    pub fn recipe_sha256(&self) -> Sha256Digest {
+        self.all()
+            .first()
+            .map(|(_, l)| l.recipe_sha256)
+            .unwrap_or(Sha256Digest([0; 32]))
+    }
+
+    pub fn platform_names(&self) -> Vec<&str> {
+        self.all().iter().filter_map(|(p, _)| *p).collect()
+    }
+}
+
 // The on-disk form. Field order here is the file's field order.
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPlatformsLock {
+    version: i64,
+    recipe_sha256: String,
+    platform: Vec<RawPlatformLock>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawPlatformLock {
+    name: String,
+    source_date_epoch: i64,
+    source: RawSource,
+    #[serde(default)]
+    index: Vec<RawFile>,
+    #[serde(default)]
+    package: Vec<RawPackage>,
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -269,8 +369,20 @@ struct RawPackage {
     checksum: Option<String>,
 }
 
-/// Parses a lockfile; `file` only names it in errors.
+/// Parses a lockfile of one package set; a multi-platform one is refused
+/// naming its platforms.
 pub fn parse(text: &str, file: &Path) -> Result<Lockfile, LockError> {
+    match parse_set(text, file)? {
+        LockSet::One(lock) => Ok(*lock),
+        set => Err(LockError::SeveralPlatforms {
+            file: file.to_owned(),
+            platforms: set.platform_names().join(", "),
+        }),
+    }
+}
+
+/// Parses a lockfile of either version; `file` only names it in errors.
+pub fn parse_set(text: &str, file: &Path) -> Result<LockSet, LockError> {
     let syntax = |message: String| LockError::Syntax {
         file: file.to_owned(),
         message,
@@ -282,6 +394,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Lockfile, LockError> {
         .map_err(|e: toml::de::Error| syntax(e.to_string()))?;
     match table.get("version") {
         Some(toml::Value::Integer(LOCK_VERSION)) => {}
+        Some(toml::Value::Integer(LOCK_VERSION_PLATFORMS)) => {
+            let raw: RawPlatformsLock = table
+                .try_into()
+                .map_err(|e: toml::de::Error| syntax(e.to_string()))?;
+            return Checker { file }.platforms(raw);
+        }
         Some(other) => {
             return Err(LockError::Version {
                 file: file.to_owned(),
@@ -293,14 +411,48 @@ pub fn parse(text: &str, file: &Path) -> Result<Lockfile, LockError> {
     let raw: RawLock = table
         .try_into()
         .map_err(|e: toml::de::Error| syntax(e.to_string()))?;
-    Checker { file }.lockfile(raw)
+    Checker { file }
+        .lockfile(raw)
+        .map(|l| LockSet::One(Box::new(l)))
+}
+
+/// Serialises a lock set: version 1 for one package set, 2 for several.
+pub fn set_to_toml(set: &LockSet) -> Result<String, LockError> {
+    let all = match set {
+        LockSet::One(lock) => return to_toml(lock),
+        LockSet::Platforms(all) => all,
+    };
+    let raw = RawPlatformsLock {
+        version: LOCK_VERSION_PLATFORMS,
+        recipe_sha256: set.recipe_sha256().to_hex(),
+        platform: all
+            .iter()
+            .map(|(name, lock)| {
+                let one = raw_lock(lock);
+                RawPlatformLock {
+                    name: name.clone(),
+                    source_date_epoch: one.source_date_epoch,
+                    source: one.source,
+                    index: one.index,
+                    package: one.package,
+                }
+            })
+            .collect(),
+    };
+    let body = toml::to_string(&raw).map_err(|e| LockError::Serialize(e.to_string()))?;
+    Ok(format!("{HEADER}{body}"))
 }
 
 /// Serialises `lock` (always the same bytes for the same value).
 pub fn to_toml(lock: &Lockfile) -> Result<String, LockError> {
+    let body = toml::to_string(&raw_lock(lock)).map_err(|e| LockError::Serialize(e.to_string()))?;
+    Ok(format!("{HEADER}{body}"))
+}
+
+fn raw_lock(lock: &Lockfile) -> RawLock {
     let s = &lock.source;
     let alpine = s.layout == Layout::Alpine;
-    let raw = RawLock {
+    RawLock {
         version: LOCK_VERSION,
         recipe_sha256: lock.recipe_sha256.to_hex(),
         source_date_epoch: lock.source_date_epoch,
@@ -338,9 +490,7 @@ pub fn to_toml(lock: &Lockfile) -> Result<String, LockError> {
                 checksum: p.checksum.clone(),
             })
             .collect(),
-    };
-    let body = toml::to_string(&raw).map_err(|e| LockError::Serialize(e.to_string()))?;
-    Ok(format!("{HEADER}{body}"))
+    }
 }
 
 struct Checker<'a> {
@@ -354,6 +504,34 @@ impl Checker<'_> {
             field: field.into(),
             reason: reason.into(),
         }
+    }
+
+    fn platforms(&self, raw: RawPlatformsLock) -> Result<LockSet, LockError> {
+        let mut out: Vec<(String, Lockfile)> = Vec::new();
+        for p in raw.platform {
+            let platform = crate::distro::platform::Platform::parse(&p.name)
+                .map_err(|e| self.err("platform.name", e.to_string()))?
+                .to_string();
+            if out.iter().any(|(name, _)| *name == platform) {
+                return Err(LockError::DuplicatePlatform {
+                    file: self.file.to_owned(),
+                    platform,
+                });
+            }
+            let lock = self.lockfile(RawLock {
+                version: LOCK_VERSION,
+                recipe_sha256: raw.recipe_sha256.clone(),
+                source_date_epoch: p.source_date_epoch,
+                source: p.source,
+                index: p.index,
+                package: p.package,
+            })?;
+            out.push((platform, lock));
+        }
+        if out.is_empty() {
+            return Err(self.err("platform", "a version 2 lock lists at least one platform"));
+        }
+        Ok(LockSet::Platforms(out))
     }
 
     fn lockfile(&self, raw: RawLock) -> Result<Lockfile, LockError> {
@@ -523,7 +701,7 @@ impl Checker<'_> {
     }
 
     fn path(&self, field: &str, s: &str) -> Result<LockPath, LockError> {
-        LockPath::parse(s).map_err(|reason| self.err(field, reason))
+        LockPath::parse(s).map_err(|reason| self.err(field, reason.to_string()))
     }
 
     fn digest(&self, field: &str, s: &str) -> Result<Sha256Digest, LockError> {
@@ -619,6 +797,39 @@ pub fn drift(locked: &[LockedPackage], resolved: &[LockedPackage]) -> Vec<Drift>
 
 fn same_file(a: &LockedPackage, b: &LockedPackage) -> bool {
     a.version == b.version && a.sha256 == b.sha256 && a.size == b.size && a.checksum == b.checksum
+}
+
+/// What to download for the locked packages: their locked path under
+/// `mirror`, size and SHA-256, in lock order.
+pub fn fetch_items(mirror: &str, locked: &[LockedPackage]) -> Vec<crate::fetch::FetchItem> {
+    locked
+        .iter()
+        .map(|p| crate::fetch::FetchItem {
+            url: p.path.url(mirror),
+            size: p.size,
+            sha256: p.sha256,
+            name: p.name.clone(),
+        })
+        .collect()
+}
+
+/// The mirror recorded in a lock: http(s) only, and never one carrying
+/// credentials (the lock is meant to be committed).
+pub fn recordable_mirror(mirror: &str) -> Option<String> {
+    let rest = mirror
+        .strip_prefix("http://")
+        .or_else(|| mirror.strip_prefix("https://"))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    (!authority.contains('@')).then(|| mirror.trim_end_matches('/').to_owned())
+}
+
+/// The mirror an image's apt sources / apk repositories name: the lock's,
+/// when a locked build has one, so the image does not depend on where the
+/// files were fetched from (a `rootstrap mirror` copy, a proxy).
+pub fn image_mirror(locked: Option<&Lockfile>, fetched_from: &str) -> String {
+    locked
+        .and_then(|l| l.source.mirror.clone())
+        .unwrap_or_else(|| fetched_from.to_owned())
 }
 
 #[cfg(test)]
@@ -781,10 +992,10 @@ mod tests {
     fn unknown_version_is_refused_before_anything_else() {
         let text = to_toml(&debian_lock())
             .unwrap()
-            .replace("version = 1\n", "version = 2\nnew-field = true\n");
+            .replace("version = 1\n", "version = 3\nnew-field = true\n");
         let err = parse_str(&text).unwrap_err();
         assert!(
-            matches!(err, LockError::Version { ref found, .. } if found == "2"),
+            matches!(err, LockError::Version { ref found, .. } if found == "3"),
             "{err}"
         );
         assert!(err.to_string().contains("test.lock"), "{err}");
@@ -991,5 +1202,46 @@ mod tests {
             p.under(Path::new("/srv")),
             Path::new("/srv/pool/main/a/a_1_amd64.deb")
         );
+    }
+
+    #[test]
+    fn several_platforms_round_trip_as_version_2() {
+        let mut arm = debian_lock();
+        arm.source.arch = "arm64".into();
+        arm.source_date_epoch += 1;
+        let set = LockSet::Platforms(vec![
+            ("linux/amd64".into(), debian_lock()),
+            ("linux/arm64".into(), arm.clone()),
+        ]);
+        let text = set_to_toml(&set).unwrap();
+        assert!(text.contains("version = 2\n"), "{text}");
+        assert!(
+            text.contains("[[platform]]\nname = \"linux/arm64\""),
+            "{text}"
+        );
+        let back = parse_set(&text, Path::new("x.lock")).unwrap();
+        assert_eq!(back, set);
+        assert_eq!(back.for_platform(Some("linux/arm64")), Some(&arm));
+        assert_eq!(back.for_platform(Some("linux/s390x")), None);
+        // One package set is still version 1, byte for byte.
+        let one = LockSet::One(Box::new(debian_lock()));
+        assert_eq!(set_to_toml(&one).unwrap(), to_toml(&debian_lock()).unwrap());
+        assert_eq!(one.for_platform(Some("linux/arm64")), Some(&debian_lock()));
+        // A reader of one package set is told which platforms there are.
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("linux/amd64, linux/arm64") && err.contains("--platform"),
+            "{err}"
+        );
+        let twice = text.replace("name = \"linux/arm64\"", "name = \"linux/amd64\"");
+        assert!(matches!(
+            parse_set(&twice, Path::new("x.lock")),
+            Err(LockError::DuplicatePlatform { .. })
+        ));
+        let bad = text.replace("name = \"linux/arm64\"", "name = \"arm64\"");
+        assert!(parse_set(&bad, Path::new("x.lock"))
+            .unwrap_err()
+            .to_string()
+            .contains("platform.name"));
     }
 }

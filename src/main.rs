@@ -9,11 +9,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use rootstrap::build::from_dockerfile::{build_dockerfile, DockerfileRequest};
 use rootstrap::build::{self, BuildOptions, SourceOptions};
-use rootstrap::image::{fsck, inspect, ImageSource, OpenedImage};
+use rootstrap::image::publish::Publication;
+use rootstrap::image::{fsck, inspect, OpenedImage};
 use rootstrap::recipe;
 use rootstrap::rootfs::sandbox;
-use sha2::{Digest as _, Sha256};
 
 use cli::{Cli, Command, DockerfileCommand, NetworkMode, SourceArgs};
 use term::TermReporter;
@@ -71,10 +72,33 @@ fn source_options(args: &SourceArgs) -> SourceOptions {
         mirror: args.mirror.clone(),
         cache_dir: args.cache_dir.clone(),
         arch: args.arch.clone(),
+        // One platform is a source setting; several are a build's (an index).
+        platform: match &args.platform {
+            Some(list) if list.0.len() == 1 => list.0.first().cloned(),
+            _ => None,
+        },
         offline: args.offline,
         keys_dir: args.keys.clone(),
         allow_untrusted: args.allow_untrusted,
         accept_release_change: args.accept_release_change,
+    }
+}
+
+/// `resolve` takes one `--platform`.
+fn one_platform(args: &SourceArgs, command: &str) -> Result<()> {
+    match &args.platform {
+        Some(list) if list.0.len() > 1 => anyhow::bail!(
+            "rootstrap {command} works on one platform at a time: run it once per --platform"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// `--platform A,B`: the platforms of an image index (none for one).
+fn several_platforms(args: &SourceArgs) -> Vec<rootstrap::distro::platform::Platform> {
+    match &args.platform {
+        Some(list) if list.0.len() > 1 => list.0.clone(),
+        _ => Vec::new(),
     }
 }
 
@@ -88,31 +112,41 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Build(args) if args.dockerfile.file.is_some() => {
-            let result = dockerfile_build(&args, reporter.clone());
+            let request = DockerfileRequest {
+                file: args.dockerfile.file.clone().unwrap_or_default(),
+                context: std::path::PathBuf::from(&args.source.recipe),
+                source: source_options(&args.source),
+                outputs: args.outputs.clone(),
+                tags: args.tags.clone(),
+                work_dir: args.work_dir.clone(),
+                build_args: args.dockerfile.build_args.clone(),
+                secrets: args.dockerfile.secrets.clone(),
+                target: args.dockerfile.target.clone(),
+                squash: args.dockerfile.squash,
+                no_cache: args.dockerfile.no_cache,
+                compression: args.compression,
+                slim: args.slim,
+                skip_foreign_scripts: args.skip_foreign_scripts,
+            };
+            let result = build_dockerfile(&request, reporter.clone(), &mut std::io::stdout());
             reporter.finish();
-            result
+            result?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Build(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
-            let (specs, pushes) = split_registry_outputs(&args.outputs)?;
-            let tags = args
-                .tags
-                .iter()
-                .map(|t| rootstrap::image::ImageReference::parse(t))
-                .collect::<Result<Vec<_>, _>>()?;
             // `-t` stores the image, as `build -f` does: from the layout of
             // an oci: output, or one staged for pushing or storing.
-            let staging = registry_staging(
-                if tags.is_empty() { &pushes } else { &args.tags },
-                args.work_dir.as_deref(),
-            );
-            let mut outputs = specs
+            let publication =
+                Publication::plan(&args.outputs, &args.tags, args.work_dir.as_deref(), true)?;
+            let mut outputs = publication
+                .local
                 .iter()
                 .map(|o| build::parse_output(o))
                 .collect::<Result<Vec<_>, _>>()?;
-            if let Some(dir) = &staging {
+            if let Some(dir) = publication.staging_dir() {
                 outputs.push(build::BuildOutput::Image(rootstrap::image::Output::OciDir(
-                    dir.path().to_owned(),
+                    dir.to_owned(),
                 )));
             }
             let opts = BuildOptions {
@@ -128,12 +162,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 no_step_cache: args.dockerfile.no_cache,
                 compression: args.compression,
                 slim: args.slim,
+                skip_foreign_scripts: args.skip_foreign_scripts,
+                platforms: several_platforms(&args.source),
             };
             let result = build::build(&recipe, &opts, reporter.clone());
             reporter.finish();
             let report = result.with_context(|| format!("building {}", recipe.path.display()))?;
             for (out, digest) in &report.outputs {
-                if staging.as_ref().is_some_and(|s| s.path() == out.path()) {
+                if publication.is_staging(out.path()) {
                     continue;
                 }
                 match digest {
@@ -141,24 +177,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     None => println!("{}", out.path().display()),
                 }
             }
-            if !tags.is_empty() {
-                let layout = staging.as_ref().expect("-t stages a layout").path();
-                let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
-                let store = image_store(args.source.cache_dir.as_deref());
-                for reference in &tags {
-                    let stored = store
-                        .put_opened(&image, reference)
-                        .with_context(|| format!("storing {}", reference.familiar()))?;
-                    println!("{}  {}", stored.reference(), stored.digest);
-                }
-            }
-            if let (Some(dir), false) = (&staging, pushes.is_empty()) {
-                push_all(dir.path(), &pushes, reporter.as_ref())?;
-            }
+            let store = image_store(args.source.cache_dir.as_deref());
+            let stdout = &mut std::io::stdout();
+            publication.store_staged(&store, stdout)?;
+            publication.push(reporter.as_ref(), stdout)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Resolve(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
+            one_platform(&args.source, "resolve")?;
             let opts = source_options(&args.source);
             let result = match &args.lock {
                 Some(lock) => build::resolve_with_lock(&recipe, &opts, lock, reporter.clone())
@@ -216,7 +243,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("opening {}", args.image))?;
             let checked = fsck(&image).with_context(|| format!("verifying {}", args.image))?;
             let report = inspect(&image).with_unpacked_sizes(&checked.unpacked_sizes);
-            let packages = rootstrap::inspect::installed_packages(&image)?;
+            let packages = rootstrap::image::packages::installed_packages(&image)?;
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["packages"] = serde_json::to_value(&packages)?;
@@ -245,7 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Push(args) => {
-            let (image, _held) = open_verified(&args.image, &args.store)?;
+            let (image, held) = open_verified(&args.image, &args.store)?;
             let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
             let credentials = match &args.username {
                 Some(username) => {
@@ -265,8 +292,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 credentials,
                 ..Default::default()
             };
-            let result =
-                rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref());
+            // An OCI layout holding an image index (a multi-platform build):
+            // every platform, then the index.
+            let layout = match &held.source {
+                rootstrap::image::ImageSource::OciDir(dir) => Some(dir.clone()),
+                _ => None,
+            };
+            let index = match &layout {
+                Some(dir) => rootstrap::image::registry::layout_index(dir, held.name.as_deref())?,
+                None => None,
+            };
+            let result = match (&index, &layout) {
+                (Some((bytes, index)), Some(dir)) => rootstrap::image::registry::push_index(
+                    dir,
+                    &reference,
+                    bytes,
+                    index,
+                    &opts,
+                    reporter.as_ref(),
+                ),
+                _ => rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref()),
+            };
             reporter.finish();
             let report = result
                 .with_context(|| format!("pushing {} to {}", args.image, args.destination))?;
@@ -370,17 +416,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let result = build::lock(
                 &recipe,
                 &source_options(&args.source),
+                &several_platforms(&args.source),
                 &args.output,
                 reporter.clone(),
             );
             reporter.finish();
             let report = result.with_context(|| format!("locking {}", recipe.path.display()))?;
-            println!(
-                "{}: {} packages, {} index files",
-                report.file.display(),
-                report.lock.packages.len(),
-                report.lock.index.len()
-            );
+            for (platform, lock) in report.lock.all() {
+                println!(
+                    "{}{}: {} packages, {} index files",
+                    report.file.display(),
+                    platform.map(|p| format!(" {p}")).unwrap_or_default(),
+                    lock.packages.len(),
+                    lock.index.len()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Mirror(args) => {
@@ -413,276 +463,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// `--secret id=ID,src=FILE` (also `source=`) or `id=ID,env=VAR`; without
-/// src or env, the environment variable named like the id, as Docker does.
-fn read_secret(spec: &str) -> Result<(String, Vec<u8>)> {
-    let (mut id, mut src, mut env) = (None, None, None);
-    for field in spec.split(',') {
-        match field.split_once('=') {
-            Some(("id", v)) => id = Some(v.to_string()),
-            Some(("src" | "source", v)) => src = Some(v.to_string()),
-            Some(("env", v)) => env = Some(v.to_string()),
-            Some(("type", "file" | "env")) => {}
-            _ => anyhow::bail!(
-                "--secret {spec}: unexpected {field:?} (id=ID,src=FILE or id=ID,env=VAR)"
-            ),
-        }
-    }
-    let id = id.with_context(|| format!("--secret {spec}: id=ID is required"))?;
-    let data = match (src, env) {
-        (Some(path), _) => {
-            std::fs::read(&path).with_context(|| format!("--secret {spec}: reading {path}"))?
-        }
-        (None, var) => {
-            let var = var.unwrap_or_else(|| id.clone());
-            std::env::var(&var)
-                .with_context(|| format!("--secret {spec}: environment variable {var} is not set"))?
-                .into_bytes()
-        }
-    };
-    Ok((id, data))
-}
-
 /// The local image store under the cache directory.
-fn image_store(cache_dir: Option<&std::path::Path>) -> rootstrap::store::ImageStore {
+fn image_store(cache_dir: Option<&std::path::Path>) -> rootstrap::image::store::ImageStore {
     let dir = cache_dir
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(build::default_cache_dir);
-    rootstrap::store::ImageStore::new(&dir)
+    rootstrap::image::store::ImageStore::new(&dir)
 }
 
-/// `rootstrap build -f Dockerfile CONTEXT`.
-fn dockerfile_build(args: &cli::BuildArgs, reporter: Arc<TermReporter>) -> Result<ExitCode> {
-    use rootstrap::dockerfile::builder;
-    let file = args.dockerfile.file.clone().unwrap_or_default();
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let mut opts =
-        builder::BuildOptions::new(args.work_dir.clone().unwrap_or_else(std::env::temp_dir));
-    for kv in &args.dockerfile.build_args {
-        let (k, v) = match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => match std::env::var(kv) {
-                Ok(v) => (kv.clone(), v),
-                Err(_) => continue,
-            },
-        };
-        opts.build_args.insert(k, v);
-    }
-    opts.target = args.dockerfile.target.clone();
-    opts.squash = args.dockerfile.squash;
-    opts.compression = args.compression.unwrap_or_default();
-    let cache_dir = args
-        .source
-        .cache_dir
-        .clone()
-        .unwrap_or_else(build::default_cache_dir);
-    if !args.dockerfile.no_cache {
-        opts.cache = Some(builder::StepCache::new(&cache_dir));
-    }
-    let store = rootstrap::store::ImageStore::new(&cache_dir);
-    opts.store = Some(store.clone());
-    opts.mount_cache_dir = Some(cache_dir.join("dockerfile-mounts"));
-    for spec in &args.dockerfile.secrets {
-        let (id, data) = read_secret(spec)?;
-        opts.secrets.insert(id, data);
-    }
-    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
-        let parsed = epoch.trim().parse::<i64>().ok().filter(|e| *e >= 0);
-        opts.source_date_epoch = Some(parsed.with_context(|| {
-            format!("invalid SOURCE_DATE_EPOCH {epoch:?}: expected a non-negative integer")
-        })?);
-    }
-    let (specs, pushes) = split_registry_outputs(&args.outputs)?;
-    let staging = registry_staging(&pushes, args.work_dir.as_deref());
-    let mut outputs = Vec::new();
-    if let Some(dir) = &staging {
-        outputs.push(rootstrap::image::Output::OciDir(dir.path().to_owned()));
-    }
-    let mut rootfs_dirs = Vec::new();
-    for o in &specs {
-        match build::parse_output(o)? {
-            build::BuildOutput::Image(out) => outputs.push(out),
-            build::BuildOutput::RootfsDir(dir) if dir.symlink_metadata().is_ok() => {
-                anyhow::bail!("{o}: refusing to replace an existing directory or file")
-            }
-            build::BuildOutput::RootfsDir(dir) => rootfs_dirs.push(dir),
-        }
-    }
-    let tags = args
-        .tags
-        .iter()
-        .map(|t| rootstrap::image::ImageReference::parse(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    if outputs.is_empty() && tags.is_empty() && rootfs_dirs.is_empty() {
-        anyhow::bail!("nothing to write: give --output KIND:PATH and/or -t NAME:TAG");
-    }
-    let tag = tags.first().cloned();
-    // `FROM some-recipe.toml`: build the recipe into a temporary OCI dir.
-    let base_dir = rootstrap::cleanup::TempPath::new(
-        opts.work_dir
-            .join(format!(".rootstrap-from-recipe-{}", std::process::id())),
-    );
-    let source = source_options(&args.source);
-    let from_recipe = |path: &std::path::Path| -> Result<std::path::PathBuf, String> {
-        let recipe = recipe::find(&path.to_string_lossy()).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(base_dir.path()).map_err(|e| e.to_string())?;
-        let out = base_dir.path().join(format!(
-            "{:x}",
-            Sha256::digest(path.as_os_str().as_encoded_bytes())
-        ));
-        let build_opts = BuildOptions {
-            source: source.clone(),
-            outputs: vec![build::BuildOutput::Image(rootstrap::image::Output::OciDir(
-                out.clone(),
-            ))],
-            tags: Vec::new(),
-            work_dir: args.work_dir.clone(),
-            sandbox_helper: None,
-            lock: None,
-            no_step_cache: args.dockerfile.no_cache,
-            compression: args.compression,
-            slim: args.slim,
-        };
-        build::build(&recipe, &build_opts, reporter.clone()).map_err(|e| format!("{e:#}"))?;
-        Ok(out)
-    };
-    opts.recipe_base = Some(&from_recipe);
-    let context = std::path::PathBuf::from(&args.source.recipe);
-    let built = builder::build(&text, &context, &opts, reporter.as_ref())
-        .with_context(|| format!("building {}", file.display()))?;
-    let mut written_outputs = Vec::new();
-    if outputs
-        .iter()
-        .any(|o| matches!(o, rootstrap::image::Output::DockerArchive(_)))
-        && rootstrap::image::archive::has_zstd_layers(&built.image)
-    {
-        rootstrap::report::Reporter::warn(
-            reporter.as_ref(),
-            rootstrap::image::archive::ZSTD_DOCKER_NOTE,
-        );
-    }
-    for out in &outputs {
-        let written = built.image.write(out, tag.as_ref())?;
-        if staging.as_ref().is_some_and(|s| s.path() == out.path()) {
-            continue;
-        }
-        println!("{}  {}", out.path().display(), written.manifest_digest);
-        written_outputs.push((
-            build::BuildOutput::Image(out.clone()),
-            Some(written.manifest_digest.to_string()),
-        ));
-    }
-    export_rootfs_outputs(&built.image, &rootfs_dirs, &opts.work_dir)?;
-    // The same SBOMs a recipe build writes, from the final image's package db.
-    let name = tag.as_ref().map(|t| t.familiar());
-    rootstrap::sbom::write_build_sboms(
-        &built.image,
-        &written_outputs,
-        name.as_deref(),
-        &Default::default(),
-        None,
-    )
-    .context("writing SBOMs")?;
-    for reference in &tags {
-        let stored = store
-            .put(&built.image, reference)
-            .with_context(|| format!("storing {}", reference.familiar()))?;
-        println!("{}  {}", stored.reference(), stored.digest);
-    }
-    if let Some(dir) = &staging {
-        push_all(dir.path(), &pushes, reporter.as_ref())?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `rootfs:DIR` outputs of a Dockerfile build: the final image's merged tree.
-fn export_rootfs_outputs(
-    image: &rootstrap::image::ImageBuilder,
-    dirs: &[std::path::PathBuf],
-    work_dir: &std::path::Path,
-) -> Result<()> {
-    if dirs.is_empty() {
-        return Ok(());
-    }
-    let layout = rootstrap::cleanup::TempPath::new(
-        work_dir.join(format!(".rootstrap-export-{}", std::process::id())),
-    );
-    image.write(
-        &rootstrap::image::Output::OciDir(layout.path().to_owned()),
-        None,
-    )?;
-    let opened = OpenedImage::open(&ImageSource::OciDir(layout.path().to_owned()), None)?;
-    for dir in dirs {
-        rootstrap::rootfs::export::export_rootfs(&opened, dir)?;
-        println!("{}", dir.display());
-    }
-    Ok(())
-}
-
-/// Separates `registry:REF` outputs (pushed after the build) from the
-/// outputs the build writes itself; each REF is checked before building.
-fn split_registry_outputs(specs: &[String]) -> Result<(Vec<String>, Vec<String>)> {
-    let mut local = Vec::new();
-    let mut pushes = Vec::new();
-    for spec in specs {
-        match spec.strip_prefix("registry:") {
-            Some(reference) => {
-                let parsed = rootstrap::image::ImageReference::parse(reference)?;
-                if parsed.registry.is_none() {
-                    anyhow::bail!(
-                        "{spec}: name the registry host, e.g. registry:localhost:5000/{reference}"
-                    );
-                }
-                pushes.push(reference.to_owned());
-            }
-            None => local.push(spec.clone()),
-        }
-    }
-    Ok((local, pushes))
-}
-
-/// The OCI layout a build writes before pushing (or storing) it; removed
-/// afterwards. None when `pushes` (or tags) is empty.
-fn registry_staging(
-    pushes: &[String],
-    work_dir: Option<&std::path::Path>,
-) -> Option<rootstrap::cleanup::TempPath> {
-    if pushes.is_empty() {
-        return None;
-    }
-    let parent = work_dir.map_or_else(std::env::temp_dir, |p| p.to_owned());
-    Some(rootstrap::cleanup::TempPath::new(
-        parent.join(format!(".rootstrap-push-{}", std::process::id())),
-    ))
-}
-
-fn push_all(
-    layout: &std::path::Path,
-    references: &[String],
-    reporter: &dyn rootstrap::report::Reporter,
-) -> Result<()> {
-    let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
-    for reference in references {
-        let parsed = rootstrap::image::ImageReference::parse(reference)?;
-        let report = rootstrap::image::registry::push(
-            &image,
-            &parsed,
-            &rootstrap::image::registry::PushOptions::default(),
-            reporter,
-        )
-        .with_context(|| format!("pushing to {reference}"))?;
-        println!("registry:{reference}  {}", report.manifest_digest);
-    }
-    Ok(())
-}
-
-/// Where the image argument `spec` is (see `store::resolve_image`).
-fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<rootstrap::store::ResolvedImage> {
+/// Where the image argument `spec` is (see `image::store::resolve_image`).
+fn resolve_image(
+    spec: &str,
+    store: &cli::StoreArgs,
+) -> Result<rootstrap::image::store::ResolvedImage> {
     let store = image_store(store.cache_dir.as_deref());
     let quiet = rootstrap::report::Silent;
     let work_dir = std::env::temp_dir();
-    Ok(rootstrap::store::resolve_image(
+    Ok(rootstrap::image::store::resolve_image(
         spec, &store, &work_dir, &quiet,
     )?)
 }
@@ -692,36 +489,25 @@ fn resolve_image(spec: &str, store: &cli::StoreArgs) -> Result<rootstrap::store:
 fn open_verified(
     spec: &str,
     store: &cli::StoreArgs,
-) -> Result<(OpenedImage, rootstrap::store::ResolvedImage)> {
-    let resolved = resolve_image(spec, store)?;
-    let image = OpenedImage::open(&resolved.source, resolved.name.as_deref())
-        .with_context(|| format!("opening {spec}"))?;
-    fsck(&image).with_context(|| format!("verifying {spec}"))?;
-    Ok((image, resolved))
+) -> Result<(OpenedImage, rootstrap::image::store::ResolvedImage)> {
+    let store = image_store(store.cache_dir.as_deref());
+    Ok(rootstrap::image::store::open_verified(
+        spec,
+        &store,
+        &std::env::temp_dir(),
+        &rootstrap::report::Silent,
+    )?)
 }
 
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
 fn sbom(args: &cli::SbomArgs) -> Result<()> {
-    use rootstrap::sbom::{ImageIdentity, Sbom, SbomFormat};
+    use rootstrap::sbom::SbomFormat;
     let (image, _held) = open_verified(&args.image, &args.store)?;
     let format = match args.format {
         cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
         cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,
     };
-    // The document the build attached, else one derived from the image.
-    let bytes = match rootstrap::sbom::output::attached(&image, format)? {
-        Some(bytes) => bytes,
-        None => {
-            let inventory = rootstrap::inspect::package_inventory(&image)
-                .with_context(|| format!("reading the packages of {}", args.image))?;
-            let model = Sbom::from_inventory(
-                &inventory,
-                ImageIdentity::of_image(&image),
-                &Default::default(),
-            );
-            format.render(&model)
-        }
-    };
+    let bytes = rootstrap::sbom::output::image_sbom(&image, format, &args.image)?;
     match &args.output {
         Some(path) => rootstrap::sbom::output::write_file(path, &bytes)
             .with_context(|| format!("writing {}", path.display()))?,

@@ -76,6 +76,10 @@ pub struct Source {
     pub variant: Variant,
     /// Distribution architecture name (`amd64`, `arm64` / `x86_64`, `aarch64`).
     pub arch: String,
+    /// Platforms to build into one image index (`linux/amd64`,
+    /// `linux/arm64`), in place of `arch`; `--platform` overrides it.
+    #[serde(default)]
+    pub platforms: Vec<String>,
     /// Optional mirror; `--mirror` and the environment take precedence.
     pub mirror: Option<String>,
     /// Debian only: build from the snapshot archive at this UTC time
@@ -278,6 +282,10 @@ impl Recipe {
                 "source.arch",
                 format!("invalid architecture {:?}", src.arch),
             ));
+        }
+        for p in &src.platforms {
+            crate::distro::platform::Platform::parse(p)
+                .map_err(|e| self.invalid("source.platforms", e.to_string()))?;
         }
         if src.keys.is_empty() {
             return Err(self.invalid("source.keys", "at least one trusted key is required"));

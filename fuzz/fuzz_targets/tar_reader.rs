@@ -1,5 +1,5 @@
-//! Both streaming tar readers (the package extractor's and the image
-//! layer reader's), every entry's data read to the end, and archive names
+//! The one streaming tar reader, directly (packages, ADD) and through its
+//! image-layer view, every entry's data read to the end, and archive names
 //! through the rootfs path check.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             _ => break,
         }
     }
-    let mut reader = rootstrap::image::TarReader::new(data);
+    let mut reader = rootstrap::image::LayerReader::new(data);
     for _ in 0..10_000 {
         match reader.next_entry() {
             Ok(Some(_)) => {

@@ -110,6 +110,8 @@ impl EntryHeader {
 
 pub struct TarReader<R> {
     inner: R,
+    /// Bytes consumed from `inner` so far (the stream offset of the next byte).
+    offset: u64,
     /// Unread bytes of the current entry's data.
     remaining: u64,
     /// Padding after the current entry's data.
@@ -137,6 +139,18 @@ impl<R: Read> Read for Entry<'_, R> {
     }
 }
 
+/// The current entry's data, for callers that keep only the header of the
+/// [`Entry`] that [`TarReader::next_entry`] returned.
+pub struct EntryData<'a, R> {
+    reader: &'a mut TarReader<R>,
+}
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read_data(buf)
+    }
+}
+
 /// Metadata gathered from extension headers before the entry they describe.
 #[derive(Default)]
 struct Pending {
@@ -150,6 +164,7 @@ impl<R: Read> TarReader<R> {
     pub fn new(inner: R) -> Self {
         TarReader {
             inner,
+            offset: 0,
             remaining: 0,
             padding: 0,
             index: 0,
@@ -157,6 +172,17 @@ impl<R: Read> TarReader<R> {
             global_pax: BTreeMap::new(),
             finished: false,
         }
+    }
+
+    /// Offset in the (uncompressed) stream of the next unread byte: right
+    /// after `next_entry` returns, where the entry's data starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Reads what is left of the current entry's data.
+    pub fn data(&mut self) -> EntryData<'_, R> {
+        EntryData { reader: self }
     }
 
     /// The underlying reader (for callers that need to check what follows).
@@ -195,6 +221,7 @@ impl<R: Read> TarReader<R> {
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
+        self.offset += n as u64;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -215,6 +242,7 @@ impl<R: Read> TarReader<R> {
         }
         let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())
             .map_err(|e| self.io_err(e))?;
+        self.offset += copied;
         if copied != n {
             return Err(self.io_err(io::ErrorKind::UnexpectedEof.into()));
         }
@@ -228,7 +256,10 @@ impl<R: Read> TarReader<R> {
             match self.inner.read(&mut block[filled..]) {
                 Ok(0) if filled == 0 => return Ok(false),
                 Ok(0) => return Err(self.io_err(io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    self.offset += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.io_err(e)),
             }
@@ -255,6 +286,7 @@ impl<R: Read> TarReader<R> {
         self.inner
             .read_exact(&mut data)
             .map_err(|e| self.io_err(e))?;
+        self.offset += size;
         self.skip(padding_for(size))?;
         Ok(data)
     }
@@ -288,7 +320,12 @@ impl<R: Read> TarReader<R> {
                 self.finished = true;
                 return Ok(None);
             }
-            let raw = RawHeader::parse(&block).map_err(|m| self.invalid(None, m))?;
+            // A header that does not parse is named by its raw name field, so the
+            // message says which entry it was meant to be.
+            let raw = RawHeader::parse(&block).map_err(|m| {
+                let name = field_str(&block[..100]);
+                self.invalid((!name.is_empty()).then_some(&name[..]), m)
+            })?;
             let size = raw.size;
             match raw.typeflag {
                 b'L' => {

@@ -3,20 +3,15 @@
 //! `rootstrap mirror` (lockfile + cache → a partial mirror on disk).
 //!
 //! The lock format itself is `crate::lock`; this module only connects it to
-//! the Debian and Alpine back ends and to the download cache.
+//! a build and to the download cache; what a lock records of each
+//! distribution is the back ends' (`crate::distro::*::backend`).
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::{BuildError, SourceOptions};
 use crate::cleanup::TempPath;
-use crate::distro::apk::bootstrap::{self as apk, ApkBootstrapError, ApkSource, LoadedIndexes};
-use crate::distro::apk::{open_package, ApkPackage, TrustedKeys, VerifiedApk};
-use crate::distro::deb::bootstrap::{DebSource, LoadedIndex};
-use crate::distro::deb::resolve::Plan;
-use crate::fetch::{FetchItem, Fetcher};
-use crate::lock::{self, Drift, Layout, LockPath, LockSource, LockedFile, LockedPackage, Lockfile};
+use crate::fetch::FetchItem;
+use crate::lock::{self, Drift, LockPath, LockSet, LockSource, LockedPackage, Lockfile};
 use crate::recipe::Recipe;
 use crate::report::{Reporter, SharedReporter};
 use crate::verify::Sha256Digest;
@@ -35,7 +30,7 @@ pub struct LockRequest {
 #[derive(Debug, Clone)]
 pub struct LockReport {
     pub file: PathBuf,
-    pub lock: Lockfile,
+    pub lock: LockSet,
 }
 
 /// What `rootstrap mirror` wrote.
@@ -51,7 +46,7 @@ pub struct MirrorReport {
 /// A build's view of its `--lock`: the lock when the file exists.
 pub(super) struct LockContext {
     pub request: LockRequest,
-    pub existing: Option<Lockfile>,
+    pub existing: Option<LockSet>,
     pub recipe_sha256: Sha256Digest,
 }
 
@@ -64,7 +59,7 @@ impl LockContext {
             return Ok(None);
         };
         let existing = if request.file.exists() {
-            Some(read_lock(&request.file)?)
+            Some(read_lock_set(&request.file)?)
         } else if request.locked {
             return Err(BuildError::LockMissing(request.file.clone()));
         } else {
@@ -77,18 +72,37 @@ impl LockContext {
         }))
     }
 
-    /// The lock to install as-is (`--locked`).
-    pub fn locked(&self) -> Option<&Lockfile> {
-        self.existing.as_ref().filter(|_| self.request.locked)
+    /// The existing lock's package set for `platform` (`linux/arm64`; none
+    /// for a build that names no platform).
+    pub fn existing_for(&self, platform: Option<&str>) -> Option<&Lockfile> {
+        self.existing.as_ref()?.for_platform(platform)
+    }
+
+    /// The lock to install as-is (`--locked`); an existing lock without
+    /// this platform's package set is an error then.
+    pub fn locked(&self, platform: Option<&str>) -> Result<Option<&Lockfile>, BuildError> {
+        if !self.request.locked {
+            return Ok(None);
+        }
+        match (self.existing_for(platform), &self.existing) {
+            (Some(lock), _) => Ok(Some(lock)),
+            (None, Some(set)) => Err(BuildError::LockNoPlatform {
+                file: self.request.file.clone(),
+                platform: platform.unwrap_or("the recipe's").to_owned(),
+                platforms: set.platform_names().join(", "),
+            }),
+            (None, None) => Err(BuildError::LockMissing(self.request.file.clone())),
+        }
     }
 
     /// Refuses a lock made for another source; warns when the recipe changed.
     pub fn check_source(
         &self,
+        platform: Option<&str>,
         build: &LockSource,
         reporter: &dyn Reporter,
     ) -> Result<(), BuildError> {
-        let Some(lock) = &self.existing else {
+        let Some(lock) = self.existing_for(platform) else {
             return Ok(());
         };
         check_source(lock, &self.request.file, build)?;
@@ -108,8 +122,13 @@ impl LockContext {
 
     /// After a resolving build: the drift against an existing lock, as
     /// warnings (one line per package); returns it.
-    pub fn report_drift(&self, resolved: &[LockedPackage], reporter: &dyn Reporter) -> Vec<Drift> {
-        let Some(lock) = &self.existing else {
+    pub fn report_drift(
+        &self,
+        platform: Option<&str>,
+        resolved: &[LockedPackage],
+        reporter: &dyn Reporter,
+    ) -> Vec<Drift> {
+        let Some(lock) = self.existing_for(platform) else {
             return Vec::new();
         };
         let changes = lock::drift(&lock.packages, resolved);
@@ -131,21 +150,24 @@ impl LockContext {
         changes
     }
 
+    /// Whether a resolving build writes the lock (there was none).
+    pub fn writes_new(&self) -> bool {
+        self.existing.is_none() && !self.request.locked
+    }
+
     /// After a successful resolving build: writes the lock if there was none.
-    pub fn write_if_new(
-        &self,
-        make: impl FnOnce() -> Result<Lockfile, BuildError>,
-        reporter: &dyn Reporter,
-    ) -> Result<(), BuildError> {
-        if self.existing.is_some() || self.request.locked {
+    pub fn write_if_new(&self, set: LockSet, reporter: &dyn Reporter) -> Result<(), BuildError> {
+        if !self.writes_new() {
             return Ok(());
         }
-        write_lock(&self.request.file, &make()?)?;
+        write_lock(&self.request.file, &set)?;
         reporter.info(&format!("wrote the lock {}", self.request.file.display()));
         Ok(())
     }
 }
 
+/// A lockfile of one package set (`resolve --lock`, which works on one
+/// platform, picks from a multi-platform one with [`read_lock_set`]).
 pub fn read_lock(path: &Path) -> Result<Lockfile, BuildError> {
     let text = std::fs::read_to_string(path).map_err(|source| BuildError::LockIo {
         path: path.to_owned(),
@@ -154,10 +176,19 @@ pub fn read_lock(path: &Path) -> Result<Lockfile, BuildError> {
     Ok(lock::parse(&text, path)?)
 }
 
+/// A lockfile of either version.
+pub fn read_lock_set(path: &Path) -> Result<LockSet, BuildError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BuildError::LockIo {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(lock::parse_set(&text, path)?)
+}
+
 /// Writes next to `path` and renames into place, so a reader never sees a
 /// half-written lock and a failure leaves the old one.
-pub(super) fn write_lock(path: &Path, lock: &Lockfile) -> Result<(), BuildError> {
-    let text = lock::to_toml(lock)?;
+pub(super) fn write_lock(path: &Path, lock: &LockSet) -> Result<(), BuildError> {
+    let text = lock::set_to_toml(lock)?;
     let err = |source| BuildError::LockIo {
         path: path.to_owned(),
         source,
@@ -194,25 +225,6 @@ pub(super) fn recipe_digest(recipe: &Recipe) -> Result<Sha256Digest, BuildError>
     }
 }
 
-/// The mirror recorded in a lock: http(s) only, and never one carrying
-/// credentials (the lock is meant to be committed).
-fn recordable_mirror(mirror: &str) -> Option<String> {
-    let rest = mirror
-        .strip_prefix("http://")
-        .or_else(|| mirror.strip_prefix("https://"))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    (!authority.contains('@')).then(|| mirror.trim_end_matches('/').to_owned())
-}
-
-/// The mirror an image's apt sources / apk repositories name: the lock's,
-/// when a locked build has one, so the image does not depend on where the
-/// files were fetched from (a `rootstrap mirror` copy, a proxy).
-pub(super) fn image_mirror(locked: Option<&Lockfile>, fetched_from: &str) -> String {
-    locked
-        .and_then(|l| l.source.mirror.clone())
-        .unwrap_or_else(|| fetched_from.to_owned())
-}
-
 fn check_source(lock: &Lockfile, file: &Path, build: &LockSource) -> Result<(), BuildError> {
     let l = &lock.source;
     let fields: [(&str, String, String); 7] = [
@@ -241,328 +253,6 @@ fn check_source(lock: &Lockfile, file: &Path, build: &LockSource) -> Result<(), 
     Ok(())
 }
 
-fn lock_path(field: &str, s: &str) -> Result<LockPath, BuildError> {
-    LockPath::parse(s).map_err(|reason| BuildError::LockUnsafePath {
-        what: field.to_owned(),
-        reason,
-    })
-}
-
-// ---- Debian ----
-
-/// `slim`: the recipe's setting, or `--slim`.
-pub(super) fn deb_lock_source(recipe: &Recipe, src: &DebSource, slim: bool) -> LockSource {
-    LockSource {
-        distro: recipe.source.distro.name().into(),
-        suite: src.suite.clone(),
-        components: src.components.clone(),
-        arch: src.arch.clone(),
-        variant: src.variant.to_string(),
-        layout: Layout::Debian,
-        mirror: recordable_mirror(&src.mirror),
-        slim,
-    }
-}
-
-pub(super) fn deb_locked_packages(plan: &Plan<'_>) -> Result<Vec<LockedPackage>, BuildError> {
-    plan.packages
-        .iter()
-        .map(|p| {
-            Ok(LockedPackage {
-                name: p.name.clone(),
-                version: p.version.to_string(),
-                arch: p.arch.clone(),
-                path: lock_path(&p.name, &p.filename)?,
-                size: p.size,
-                sha256: Sha256Digest(p.sha256),
-                checksum: None,
-            })
-        })
-        .collect()
-}
-
-/// InRelease and the Packages file of each component, relative to the mirror.
-fn deb_index_files(index: &LoadedIndex, src: &DebSource) -> Result<Vec<LockedFile>, BuildError> {
-    let dists = format!("dists/{}", src.suite);
-    let mut files = vec![LockedFile {
-        path: lock_path("InRelease", &format!("{dists}/InRelease"))?,
-        sha256: index.inrelease.0,
-        size: index.inrelease.1,
-    }];
-    for used in &index.index_files {
-        files.push(LockedFile {
-            path: lock_path(&used.path, &format!("{dists}/{}", used.path))?,
-            size: used.size,
-            sha256: used.sha256,
-        });
-    }
-    Ok(files)
-}
-
-pub(super) fn deb_lockfile(
-    recipe: &Recipe,
-    recipe_sha256: Sha256Digest,
-    src: &DebSource,
-    index: &LoadedIndex,
-    plan: &Plan<'_>,
-    slim: bool,
-) -> Result<Lockfile, BuildError> {
-    Ok(Lockfile {
-        recipe_sha256,
-        source_date_epoch: index.release.date.unwrap_or(0).max(0),
-        source: deb_lock_source(recipe, src, slim),
-        index: deb_index_files(index, src)?,
-        packages: deb_locked_packages(plan)?,
-    })
-}
-
-// ---- Alpine ----
-
-pub(super) fn apk_lock_source(recipe: &Recipe, src: &ApkSource) -> LockSource {
-    LockSource {
-        distro: recipe.source.distro.name().into(),
-        suite: src.release.clone(),
-        components: src.repositories.clone(),
-        arch: src.arch.clone(),
-        variant: "minirootfs".into(),
-        layout: Layout::Alpine,
-        mirror: recordable_mirror(&src.mirror),
-        slim: false,
-    }
-}
-
-/// `apk::load_indexes_for_lock`, with each APKINDEX.tar.gz as a lock index
-/// entry (`rootstrap mirror` copies it from the cache). A repository outside
-/// the mirror is refused before anything is downloaded.
-pub(super) fn apk_load_indexes_recorded(
-    fetcher: &Fetcher,
-    keys: &TrustedKeys,
-    src: &ApkSource,
-    reporter: &dyn Reporter,
-) -> Result<(LoadedIndexes, Vec<LockedFile>), BuildError> {
-    for line in src.repository_lines().map_err(BuildError::from)? {
-        apk_index_path(src, &line.url)?;
-    }
-    let loaded = apk::load_indexes_for_lock(fetcher, keys, src, reporter)?;
-    let files = loaded
-        .repos
-        .iter()
-        .map(|r| {
-            Ok(LockedFile {
-                path: apk_index_path(src, &r.url)?,
-                size: r.size,
-                sha256: r.sha256,
-            })
-        })
-        .collect::<Result<_, BuildError>>()?;
-    Ok((loaded, files))
-}
-
-/// `<release>/<repository>/<arch>/APKINDEX.tar.gz`: a repository's index
-/// relative to the mirror, as a lock records it.
-fn apk_index_path(src: &ApkSource, repo_url: &str) -> Result<LockPath, BuildError> {
-    let url = format!("{repo_url}/{}/APKINDEX.tar.gz", src.arch);
-    let rel = apk_repo_rel(src, repo_url)
-        .map(|r| format!("{r}/{}/APKINDEX.tar.gz", src.arch))
-        .ok_or_else(|| BuildError::LockUnsafePath {
-            what: url.clone(),
-            reason: format!(
-                "the repository is not under the mirror {}; a lock records paths relative to it",
-                src.mirror
-            ),
-        })?;
-    lock_path(&url, &rel)
-}
-
-/// A repository URL relative to the mirror (`v3.20/main`), if it is under it.
-fn apk_repo_rel(src: &ApkSource, repo_url: &str) -> Option<String> {
-    let mirror = src.mirror.trim_end_matches('/');
-    repo_url
-        .strip_prefix(mirror)?
-        .strip_prefix('/')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-}
-
-/// `<release>/<repository>/<arch>/<name>-<version>.apk` of a package of `index`.
-fn apk_rel_path(index: &LoadedIndexes, src: &ApkSource, pkg: &ApkPackage) -> Option<String> {
-    let i = index.packages.iter().position(|p| std::ptr::eq(p, pkg))?;
-    let repo = index.repos.get(*index.origin.get(i)?)?;
-    Some(format!(
-        "{}/{}/{}-{}.apk",
-        apk_repo_rel(src, &repo.url)?,
-        src.arch,
-        pkg.name,
-        pkg.version
-    ))
-}
-
-/// The lock entries of fetched, verified packages: their SHA-256 comes from
-/// the cached file (the index has none), which is also kept in the cache
-/// under that digest for `rootstrap mirror` and `--locked` builds.
-pub(super) fn apk_locked_packages(
-    fetcher: &Fetcher,
-    index: &LoadedIndexes,
-    src: &ApkSource,
-    plan: &[&ApkPackage],
-) -> Result<Vec<LockedPackage>, BuildError> {
-    plan.par_iter()
-        .map(|pkg| {
-            let read_err = |path: PathBuf, error| {
-                BuildError::from(ApkBootstrapError::Read {
-                    package: pkg.id(),
-                    path,
-                    error,
-                })
-            };
-            let key = apk::cache_key(pkg);
-            let cached = fetcher.cache().get_stamped(&key, pkg.size).ok_or_else(|| {
-                read_err(
-                    fetcher.cache().blob_path(&key),
-                    std::io::ErrorKind::NotFound.into(),
-                )
-            })?;
-            let bytes = std::fs::read(&cached).map_err(|e| read_err(cached.clone(), e))?;
-            let sha256 = Sha256Digest::of(&bytes);
-            if fetcher.cache().get_sized(&sha256, pkg.size).is_none() {
-                fetcher.cache().insert_bytes(&bytes)?;
-            }
-            let rel = apk_rel_path(index, src, pkg).unwrap_or_default();
-            Ok(LockedPackage {
-                name: pkg.name.clone(),
-                version: pkg.version.clone(),
-                arch: pkg.arch.clone(),
-                path: lock_path(&pkg.id(), &rel)?,
-                size: pkg.size,
-                sha256,
-                checksum: pkg.checksum.as_ref().map(|c| c.to_string()),
-            })
-        })
-        .collect()
-}
-
-/// Lock entries for planned packages without downloading them: the SHA-256
-/// is the lock's when the version, size and `C:` identity are the lock's,
-/// else unknown (zero), which the identity or version then explains.
-pub(super) fn apk_identities(
-    index: &LoadedIndexes,
-    src: &ApkSource,
-    plan: &[&ApkPackage],
-    locked: &[LockedPackage],
-) -> Result<Vec<LockedPackage>, BuildError> {
-    plan.iter()
-        .map(|pkg| {
-            let checksum = pkg.checksum.as_ref().map(|c| c.to_string());
-            let sha256 = locked
-                .iter()
-                .find(|l| {
-                    l.name == pkg.name
-                        && l.arch == pkg.arch
-                        && l.version == pkg.version
-                        && l.size == pkg.size
-                        && l.checksum == checksum
-                })
-                .map_or(Sha256Digest([0; 32]), |l| l.sha256);
-            Ok(LockedPackage {
-                name: pkg.name.clone(),
-                version: pkg.version.clone(),
-                arch: pkg.arch.clone(),
-                path: lock_path(
-                    &pkg.id(),
-                    &apk_rel_path(index, src, pkg).unwrap_or_default(),
-                )?,
-                size: pkg.size,
-                sha256,
-                checksum,
-            })
-        })
-        .collect()
-}
-
-/// The locked packages looked up in the verified indexes (same name,
-/// version, architecture, repository path, size and `C:` identity), in lock
-/// order; every one missing or different is named in one error.
-pub(super) fn apk_plan_from_lock<'a>(
-    index: &'a LoadedIndexes,
-    src: &ApkSource,
-    file: &Path,
-    locked: &[LockedPackage],
-) -> Result<Vec<&'a ApkPackage>, BuildError> {
-    let mut plan = Vec::with_capacity(locked.len());
-    let mut problems = Vec::new();
-    for want in locked {
-        let candidates: Vec<&ApkPackage> = index
-            .packages
-            .iter()
-            .filter(|p| p.name == want.name && p.version == want.version && p.arch == want.arch)
-            .filter(|p| apk_rel_path(index, src, p).as_deref() == Some(want.path.as_str()))
-            .collect();
-        let what = format!("{} {} ({})", want.name, want.version, want.arch);
-        match candidates.first() {
-            None => problems.push(format!("{what}: not in the signed index at {}", want.path)),
-            Some(p) => {
-                let identity = p.checksum.as_ref().map(|c| c.to_string());
-                if identity != want.checksum || p.size != want.size {
-                    problems.push(format!(
-                        "{what}: the index has C:{} ({} bytes), the lock C:{} ({} bytes)",
-                        identity.as_deref().unwrap_or("-"),
-                        p.size,
-                        want.checksum.as_deref().unwrap_or("-"),
-                        want.size
-                    ));
-                } else {
-                    plan.push(*p);
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(BuildError::LockMismatch {
-            file: file.to_owned(),
-            problems,
-        });
-    }
-    Ok(plan)
-}
-
-/// Downloads the locked packages by path, size and SHA-256 (content-addressed
-/// in the cache), then verifies each as apk does against its index entry.
-pub(super) fn apk_fetch_locked(
-    fetcher: &Fetcher,
-    mirror: &str,
-    locked: &[LockedPackage],
-    plan: &[&ApkPackage],
-    keys: &TrustedKeys,
-    allow_untrusted: bool,
-) -> Result<Vec<VerifiedApk>, BuildError> {
-    let items: Vec<FetchItem> = locked
-        .iter()
-        .map(|p| FetchItem {
-            url: p.path.url(mirror),
-            size: p.size,
-            sha256: p.sha256,
-            name: p.name.clone(),
-        })
-        .collect();
-    let paths = fetcher.fetch_all(&items)?;
-    paths
-        .par_iter()
-        .zip(plan.par_iter())
-        .map(|(path, pkg)| {
-            let bytes = std::fs::read(path).map_err(|error| ApkBootstrapError::Read {
-                package: pkg.id(),
-                path: path.clone(),
-                error,
-            })?;
-            let apk = open_package(&bytes, pkg, keys, allow_untrusted)
-                .map_err(ApkBootstrapError::Package)?;
-            apk.data_entries().map_err(ApkBootstrapError::Package)?;
-            Ok(apk)
-        })
-        .collect::<Result<Vec<_>, ApkBootstrapError>>()
-        .map_err(BuildError::from)
-}
-
 // ---- rootstrap mirror ----
 
 /// `rootstrap mirror LOCK -o DIR`: the lock's index files and packages at
@@ -576,7 +266,9 @@ pub fn write_mirror(
     opts: &SourceOptions,
     reporter: SharedReporter,
 ) -> Result<MirrorReport, BuildError> {
-    let lock = read_lock(lock_file)?;
+    // Every platform's files of a multi-platform lock, each path once.
+    let set = read_lock_set(lock_file)?;
+    let locks = set.all();
     if out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
         return Err(BuildError::MirrorOutput {
             path: out.to_owned(),
@@ -592,18 +284,23 @@ pub fn write_mirror(
         .mirror
         .clone()
         .or(env_mirror)
-        .or_else(|| lock.source.mirror.clone())
+        .or_else(|| locks.first().and_then(|(_, l)| l.source.mirror.clone()))
         .map(|m| m.trim_end_matches('/').to_owned());
 
-    let wanted: Vec<(&LockPath, u64, Sha256Digest, &str)> = lock
-        .index
+    let mut seen = std::collections::HashSet::new();
+    let wanted: Vec<(&LockPath, u64, Sha256Digest, &str)> = locks
         .iter()
-        .map(|f| (&f.path, f.size, f.sha256, f.path.as_str()))
-        .chain(
-            lock.packages
+        .flat_map(|(_, lock)| {
+            lock.index
                 .iter()
-                .map(|p| (&p.path, p.size, p.sha256, p.name.as_str())),
-        )
+                .map(|f| (&f.path, f.size, f.sha256, f.path.as_str()))
+                .chain(
+                    lock.packages
+                        .iter()
+                        .map(|p| (&p.path, p.size, p.sha256, p.name.as_str())),
+                )
+        })
+        .filter(|(path, ..)| seen.insert(*path))
         .collect();
     let from_cache = wanted
         .iter()
@@ -680,6 +377,8 @@ pub fn write_mirror(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::lock::{image_mirror, recordable_mirror, Layout};
 
     #[test]
     fn only_plain_http_mirrors_are_recorded() {

@@ -207,19 +207,10 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     Some(kib.saturating_mul(1024))
 }
 
-/// The plan's installed size in bytes, from each package's installed size
-/// in bytes and its download size. A package whose index gives no installed
-/// size counts as four times its download (a typical ratio for xz- and
-/// gzip-compressed package payloads), so it is not counted as zero.
-pub(crate) fn planned_bytes(packages: impl Iterator<Item = (Option<u64>, u64)>) -> u64 {
-    packages
-        .map(|(installed, download)| installed.unwrap_or(download.saturating_mul(4)))
-        .fold(0u64, u64::saturating_add)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distro::backend::planned_bytes;
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;

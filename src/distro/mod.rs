@@ -2,4 +2,6 @@
 //! a resolved plan, and an installed rootfs.
 
 pub mod apk;
+pub mod backend;
 pub mod deb;
+pub mod platform;

@@ -6,7 +6,7 @@
 //! It is not a shell: no command substitution, no arithmetic, no globbing of
 //! file names. `${VAR:=x}` is refused because a Dockerfile word cannot assign.
 
-use super::dump::go_quote;
+use super::go_quote::go_quote;
 
 /// Looks a variable up; `None` means unset, which differs from set-but-empty
 /// for `${VAR-x}`, `${VAR+x}` and `${VAR?x}`.

@@ -12,7 +12,8 @@ use super::error::{ParseError, ParseErrorKind};
 use super::expand::{EnvLookup, ExpandError, Lexer};
 use super::heredoc::{parse_heredoc, Heredoc};
 use super::mounts::parse_mount;
-use super::parser::{Dockerfile, Node};
+use super::node::Node;
+use super::parser::Dockerfile;
 
 /// A command line in shell form (run through the SHELL) or exec form.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! No variable expansion happens here.
 
 use super::error::ParseErrorKind;
-use super::parser::Node;
+use super::node::Node;
 
 /// The argument nodes of one instruction and whether they came from a JSON array.
 #[derive(Debug, Default)]

@@ -13,26 +13,30 @@ pub mod dockerignore;
 pub mod dump;
 mod error;
 pub mod expand;
+mod go_quote;
 mod heredoc;
 pub mod instructions;
 mod line_parsers;
 pub mod mounts;
+mod node;
 mod parser;
 pub mod snapshot;
 pub mod step_cache;
 
 pub use directives::Directive;
 pub use dockerignore::{parse_dockerignore, DockerIgnore};
-pub use dump::{dump, dump_node, go_quote};
+pub use dump::{dump, dump_node};
 pub use error::{ParseError, ParseErrorKind};
 pub use expand::{expand_word, expand_words, EnvLookup, ExpandError, Lexer};
+pub use go_quote::go_quote;
 pub use heredoc::{parse_heredoc, Heredoc};
 pub use instructions::{
     parse_instructions, Command, CopySpec, Healthcheck, InlineSource, Instruction, RunCommand,
     ShellOrExec, Stage, Stages,
 };
 pub use mounts::{parse_mount, Mount, MountType};
-pub use parser::{parse, Dockerfile, Node, Warning, MAX_LINE_LENGTH};
+pub use node::Node;
+pub use parser::{parse, Dockerfile, Warning, MAX_LINE_LENGTH};
 
 /// Parses `text` and returns BuildKit's dump of it (for `rootstrap dockerfile parse`).
 pub fn dump_file(text: &str) -> Result<String, ParseError> {

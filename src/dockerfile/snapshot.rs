@@ -9,15 +9,13 @@
 //! still lands in the layer — what Docker's own naive differ does too.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::image::tar::{EntryKind, TarHeader, TarWriter};
+use crate::image::tar::{LayerEntryKind, TarHeader, TarWriter};
 use crate::image::ImageError;
-use crate::rootfs::safe::{RelPath, Root};
+use crate::rootfs::safe::{FileKind, FsError, Meta, RelPath, Root};
 
 /// What one path was at snapshot time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,68 +48,62 @@ pub struct Snapshot {
     pub nodes: BTreeMap<Vec<u8>, Node>,
 }
 
-/// Walks `root` without following symlinks. Sockets are left out (they
-/// cannot be carried in a layer).
+/// Walks `root` through [`Root`], without following symlinks. Sockets are
+/// left out (they cannot be carried in a layer).
 pub fn snapshot(root: &Path) -> io::Result<Snapshot> {
+    let root = Root::open(root)?;
     let mut nodes = BTreeMap::new();
-    walk(root, &mut Vec::new(), &mut nodes)?;
+    walk(&root, &RelPath::root(), &mut nodes).map_err(|e| io::Error::new(e.kind(), e))?;
     Ok(Snapshot { nodes })
 }
 
-fn walk(root: &Path, rel: &mut Vec<u8>, out: &mut BTreeMap<Vec<u8>, Node>) -> io::Result<()> {
-    let dir = root.join(std::ffi::OsStr::from_bytes(rel));
-    let mut names: Vec<Vec<u8>> = fs::read_dir(&dir)?
-        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for name in names {
-        let len = rel.len();
-        if !rel.is_empty() {
-            rel.push(b'/');
-        }
-        rel.extend_from_slice(&name);
-        let path = root.join(std::ffi::OsStr::from_bytes(rel));
-        let meta = fs::symlink_metadata(&path)?;
-        if let Some(node) = node_of(&path, &meta)? {
+fn walk(root: &Root, dir: &RelPath, out: &mut BTreeMap<Vec<u8>, Node>) -> Result<(), FsError> {
+    for name in root.read_dir(dir)? {
+        let path = dir.join(&name).map_err(|e| FsError {
+            op: "readdir",
+            path: dir.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+        })?;
+        // Gone since the directory was read: nothing to record.
+        let Some(meta) = root.lstat(&path)? else {
+            continue;
+        };
+        if let Some(node) = node_of(root, &path, &meta)? {
             let is_dir = node.kind == NodeType::Dir;
-            out.insert(rel.clone(), node);
+            out.insert(path.as_bytes().to_vec(), node);
             if is_dir {
-                walk(root, rel, out)?;
+                walk(root, &path, out)?;
             }
         }
-        rel.truncate(len);
     }
     Ok(())
 }
 
-fn node_of(path: &Path, meta: &fs::Metadata) -> io::Result<Option<Node>> {
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        NodeType::Dir
-    } else if ft.is_symlink() {
-        NodeType::Symlink(fs::read_link(path)?.as_os_str().as_bytes().to_vec())
-    } else if ft.is_file() {
-        NodeType::File
-    } else if ft.is_char_device() {
-        NodeType::CharDevice(meta.rdev())
-    } else if ft.is_block_device() {
-        NodeType::BlockDevice(meta.rdev())
-    } else if ft.is_fifo() {
-        NodeType::Fifo
-    } else {
-        return Ok(None);
+fn node_of(root: &Root, path: &RelPath, meta: &Meta) -> Result<Option<Node>, FsError> {
+    let kind = match meta.kind {
+        FileKind::Dir => NodeType::Dir,
+        FileKind::Symlink => NodeType::Symlink(root.read_link(path)?),
+        FileKind::File => NodeType::File,
+        FileKind::CharDev => NodeType::CharDevice(meta.rdev),
+        FileKind::BlockDev => NodeType::BlockDevice(meta.rdev),
+        FileKind::Fifo => NodeType::Fifo,
+        FileKind::Socket => return Ok(None),
     };
     Ok(Some(Node {
         kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        size: if ft.is_file() { meta.size() } else { 0 },
-        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        ino: meta.ino(),
-        dev: meta.dev(),
-        nlink: meta.nlink(),
+        mode: meta.mode,
+        uid: meta.uid,
+        gid: meta.gid,
+        size: if meta.kind == FileKind::File {
+            meta.size
+        } else {
+            0
+        },
+        mtime_ns: meta.mtime_ns,
+        ctime_ns: meta.ctime_ns,
+        ino: meta.ino,
+        dev: meta.dev,
+        nlink: meta.nlink,
     }))
 }
 
@@ -262,18 +254,20 @@ fn append_node(
 ) -> Result<(), ImageError> {
     let secs = i64::try_from(node.mtime_ns.div_euclid(1_000_000_000)).unwrap_or(0);
     let kind = match &node.kind {
-        NodeType::File => EntryKind::File,
-        NodeType::Dir => EntryKind::Dir,
-        NodeType::Symlink(t) => EntryKind::Symlink(PathBuf::from(std::ffi::OsStr::from_bytes(t))),
-        NodeType::CharDevice(rdev) => EntryKind::CharDevice {
+        NodeType::File => LayerEntryKind::File,
+        NodeType::Dir => LayerEntryKind::Dir,
+        NodeType::Symlink(t) => {
+            LayerEntryKind::Symlink(PathBuf::from(std::ffi::OsStr::from_bytes(t)))
+        }
+        NodeType::CharDevice(rdev) => LayerEntryKind::CharDevice {
             major: rustix::fs::major(*rdev),
             minor: rustix::fs::minor(*rdev),
         },
-        NodeType::BlockDevice(rdev) => EntryKind::BlockDevice {
+        NodeType::BlockDevice(rdev) => LayerEntryKind::BlockDevice {
             major: rustix::fs::major(*rdev),
             minor: rustix::fs::minor(*rdev),
         },
-        NodeType::Fifo => EntryKind::Fifo,
+        NodeType::Fifo => LayerEntryKind::Fifo,
     };
     let mut header = TarHeader::new(path, kind);
     header.mode = node.mode;
@@ -281,14 +275,14 @@ fn append_node(
     header.gid = u64::from(node.gid);
     header.mtime = epoch.map_or(secs, |e| secs.min(e));
     if matches!(node.kind, NodeType::File | NodeType::Dir) {
-        header.xattrs = layer_xattrs(&root.path().join(path));
+        header.xattrs = layer_xattrs(root, path);
     }
     if node.kind != NodeType::File {
         return tar.append(&header, &mut io::empty());
     }
     if node.nlink > 1 {
         if let Some(first) = first_link.get(&(node.dev, node.ino)) {
-            header.kind = EntryKind::HardLink(first.clone());
+            header.kind = LayerEntryKind::HardLink(first.clone());
             return tar.append(&header, &mut io::empty());
         }
         first_link.insert((node.dev, node.ino), path.to_path_buf());
@@ -307,28 +301,17 @@ fn append_node(
 }
 
 /// The xattrs a layer carries (as `image::layer` packs them): file
-/// capabilities and `user.*`. Unreadable ones are left out: a filesystem
-/// without xattr support simply has none.
-fn layer_xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut names = vec![0u8; 64 * 1024];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
-        return out;
+/// capabilities and `user.*`, read through the root. Unreadable ones are
+/// left out: a filesystem without xattr support simply has none.
+fn layer_xattrs(root: &Root, path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let Ok(rel) = RelPath::from_archive(path.as_os_str().as_bytes()) else {
+        return BTreeMap::new();
     };
-    for raw in names[..n.min(names.len())].split(|&b| b == 0) {
-        let Ok(name) = std::str::from_utf8(raw) else {
-            continue;
-        };
-        if name != "security.capability" && !name.starts_with("user.") {
-            continue;
-        }
-        let mut value = vec![0u8; 64 * 1024];
-        if let Ok(got) = rustix::fs::lgetxattr(path, name, &mut value[..]) {
-            value.truncate(got);
-            out.insert(name.to_string(), value);
-        }
-    }
-    out
+    root.xattrs(&rel)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, _)| name == "security.capability" || name.starts_with("user."))
+        .collect()
 }
 
 #[cfg(test)]
@@ -434,7 +417,7 @@ mod tests {
         let root = Root::open(dir.path()).unwrap();
         let mut out = Vec::new();
         write_diff(&root, &after, &changes, Some(100), &mut out).unwrap();
-        let mut reader = crate::image::TarReader::new(&out[..]);
+        let mut reader = crate::image::LayerReader::new(&out[..]);
         let mut seen = Vec::new();
         while let Some(h) = reader.next_entry().unwrap() {
             let mut data = Vec::new();

@@ -11,6 +11,7 @@
 //! re-hashed when it is used (`ImageBuilder::add_cached_layer`), so a
 //! corrupted entry is a miss, never a wrong image.
 
+use crate::cleanup::{replace_atomically, write_atomically};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -100,7 +101,6 @@ impl StepCache {
     /// first.
     pub fn put(&self, key: &str, entry: &StepEntry, blob: Option<&Path>) -> io::Result<()> {
         std::fs::create_dir_all(self.dir.join("blobs"))?;
-        let unique = format!("{}-{key}", std::process::id());
         if let (Some(layer), Some(src)) = (&entry.layer, blob) {
             if !valid_digest(&layer.digest) {
                 return Err(io::Error::other(format!(
@@ -110,25 +110,12 @@ impl StepCache {
             }
             // Always replaced, never trusted because it exists: a blob
             // found corrupt by another entry's use may still sit there.
-            let dest = self.blob(&layer.digest);
-            let tmp = self.dir.join("blobs").join(format!(".tmp-{unique}"));
-            let copied = std::fs::hard_link(src, &tmp)
-                .or_else(|_| std::fs::copy(src, &tmp).map(|_| ()))
-                .and_then(|()| std::fs::rename(&tmp, &dest));
-            if copied.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            copied?;
+            replace_atomically(&self.blob(&layer.digest), |tmp| {
+                std::fs::hard_link(src, tmp).or_else(|_| std::fs::copy(src, tmp).map(|_| ()))
+            })?;
         }
-        let tmp = self.dir.join(format!(".tmp-{unique}.json"));
-        let written = serde_json::to_vec(entry)
-            .map_err(io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, self.meta(key)));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written?;
+        let bytes = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        write_atomically(&self.meta(key), &bytes)?;
         self.prune();
         Ok(())
     }

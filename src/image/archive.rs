@@ -8,31 +8,14 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::layout::{
     digest_hex, index_json, oci_layout_bytes, persist, temp_file_beside, ImageBuilder,
     MetadataBlobs,
 };
-use super::oci::canonical_json;
+use super::oci::{canonical_json, DockerManifestEntry};
 use super::reference::ImageReference;
-use super::tar::{EntryKind, TarHeader, TarWriter};
+use super::tar::{LayerEntryKind, TarHeader, TarWriter};
 use super::ImageError;
-
-/// One element of Docker's `manifest.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DockerManifestEntry {
-    #[serde(rename = "Config")]
-    pub config: String,
-    #[serde(rename = "RepoTags", default, deserialize_with = "null_vec")]
-    pub repo_tags: Vec<String>,
-    #[serde(rename = "Layers")]
-    pub layers: Vec<String>,
-}
-
-fn null_vec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
-    Ok(Option::<Vec<String>>::deserialize(de)?.unwrap_or_default())
-}
 
 fn blob_member(digest: &str) -> String {
     format!("blobs/sha256/{}", digest_hex(digest))
@@ -126,7 +109,7 @@ pub(crate) fn write_archive(
 }
 
 fn append_dir<W: Write>(tar: &mut TarWriter<W>, path: &str) -> Result<(), ImageError> {
-    tar.append(&TarHeader::new(path, EntryKind::Dir), &mut io::empty())
+    tar.append(&TarHeader::new(path, LayerEntryKind::Dir), &mut io::empty())
 }
 
 fn append_bytes<W: Write>(
@@ -134,7 +117,7 @@ fn append_bytes<W: Write>(
     path: &str,
     bytes: &[u8],
 ) -> Result<(), ImageError> {
-    let mut h = TarHeader::new(path, EntryKind::File);
+    let mut h = TarHeader::new(path, LayerEntryKind::File);
     h.size = bytes.len() as u64;
     tar.append(&h, &mut &bytes[..])
 }
@@ -150,7 +133,7 @@ fn append_file_from<W: Write>(
         .metadata()
         .map_err(ImageError::io(format!("stat blob {}", src.display())))?
         .len();
-    let mut h = TarHeader::new(PathBuf::from(path), EntryKind::File);
+    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
     h.size = len;
     tar.append(&h, &mut io::BufReader::with_capacity(256 * 1024, file))
 }

@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::read::{unpack_layers, OpenedImage, UnpackSink};
-use super::tar::{EntryKind, TarHeader};
+use super::tar::{LayerEntryKind, TarHeader};
 use super::{HashingWriter, ImageError};
-use crate::inspect::{packages_from_db, InstalledPackage};
+use crate::image::packages::{packages_from_db, InstalledPackage};
 
 /// Package databases captured while walking the layers.
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
@@ -91,15 +91,15 @@ impl FileTree {
     }
 }
 
-fn kind_name(kind: &EntryKind) -> &'static str {
+fn kind_name(kind: &LayerEntryKind) -> &'static str {
     match kind {
-        EntryKind::File => "file",
-        EntryKind::Dir => "dir",
-        EntryKind::Symlink(_) => "symlink",
-        EntryKind::HardLink(_) => "hardlink",
-        EntryKind::CharDevice { .. } => "char",
-        EntryKind::BlockDevice { .. } => "block",
-        EntryKind::Fifo => "fifo",
+        LayerEntryKind::File => "file",
+        LayerEntryKind::Dir => "dir",
+        LayerEntryKind::Symlink(_) => "symlink",
+        LayerEntryKind::HardLink(_) => "hardlink",
+        LayerEntryKind::CharDevice { .. } => "char",
+        LayerEntryKind::BlockDevice { .. } => "block",
+        LayerEntryKind::Fifo => "fifo",
     }
 }
 
@@ -114,18 +114,18 @@ impl UnpackSink for FileTree {
             _ => None,
         };
         let mut shared = None;
-        if let EntryKind::HardLink(target) = &header.kind {
+        if let LayerEntryKind::HardLink(target) = &header.kind {
             // Looked up before the removal below, which may remove the target.
             shared = self.entries.get(target).cloned();
         }
-        if header.kind != EntryKind::Dir {
+        if header.kind != LayerEntryKind::Dir {
             // A non-directory replaces whatever subtree was there (and the
             // package database captured at this path, if it was one).
             self.remove_subtree(&header.path);
         }
         let (mut sha256, mut size, mut link_target, mut device) = (None, header.size, None, None);
         match &header.kind {
-            EntryKind::File => {
+            LayerEntryKind::File => {
                 let mut hasher = HashingWriter::new(io::sink());
                 match db {
                     Some(is_dpkg) => {
@@ -142,7 +142,7 @@ impl UnpackSink for FileTree {
                 sha256 = Some(digest.to_hex());
                 size = n;
             }
-            EntryKind::HardLink(target) => {
+            LayerEntryKind::HardLink(target) => {
                 let shared = shared.ok_or_else(|| {
                     io::Error::new(
                         io::ErrorKind::NotFound,
@@ -153,14 +153,15 @@ impl UnpackSink for FileTree {
                 size = shared.size;
                 link_target = Some(target.to_string_lossy().into_owned());
             }
-            EntryKind::Symlink(target) => {
+            LayerEntryKind::Symlink(target) => {
                 link_target = Some(target.to_string_lossy().into_owned());
                 size = 0;
             }
-            EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
+            LayerEntryKind::CharDevice { major, minor }
+            | LayerEntryKind::BlockDevice { major, minor } => {
                 device = Some(format!("{major}:{minor}"));
             }
-            EntryKind::Dir | EntryKind::Fifo => {}
+            LayerEntryKind::Dir | LayerEntryKind::Fifo => {}
         }
         self.entries.insert(
             header.path.clone(),

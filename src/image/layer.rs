@@ -5,14 +5,15 @@
 //! children and the byte stream depends only on the tree's content.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, Metadata};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::tar::{is_whiteout_name, EntryKind, TarHeader, TarWriter};
+use super::tar::{is_whiteout_name, LayerEntryKind, TarHeader, TarWriter};
 use super::{HashingWriter, ImageError, Sha256Digest};
+use crate::rootfs::safe::{FileKind, FsError, Meta, RelPath, Root};
 
 /// How to pack a directory.
 #[derive(Debug, Clone, Default)]
@@ -77,8 +78,9 @@ pub(crate) fn pack_dir(
         .iter()
         .map(|p| p.strip_prefix("/").unwrap_or(p).to_path_buf())
         .collect();
+    let root = Root::open(dir).map_err(ImageError::io(format!("opening {}", dir.display())))?;
     let mut packer = Packer {
-        root: dir,
+        root,
         opts,
         excludes,
         tar: TarWriter::new(out),
@@ -93,7 +95,9 @@ pub(crate) fn pack_dir(
 }
 
 struct Packer<'a, W: Write> {
-    root: &'a Path,
+    /// Every read goes through the root: a symlink in the tree never leads
+    /// the packer outside it.
+    root: Root,
     opts: &'a LayerOptions,
     excludes: Vec<PathBuf>,
     tar: TarWriter<W>,
@@ -101,101 +105,124 @@ struct Packer<'a, W: Write> {
     first_link: HashMap<(u64, u64), PathBuf>,
 }
 
+/// A root operation's error as the packer reports it: what it was doing,
+/// on which host path.
+fn fs_err(what: &str, abs: &Path) -> impl FnOnce(FsError) -> ImageError {
+    let context = format!("{what} {}", abs.display());
+    move |e| ImageError::Io {
+        context,
+        source: e.source,
+    }
+}
+
 impl<W: Write> Packer<'_, W> {
     fn walk_dir(&mut self, rel: &Path) -> Result<(), ImageError> {
         if !rel.as_os_str().is_empty() && self.excludes.iter().any(|e| e == rel) {
             return Ok(());
         }
-        let abs = self.root.join(rel);
-        let mut names: Vec<_> = fs::read_dir(&abs)
-            .map_err(ImageError::io(format!("listing {}", abs.display())))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(ImageError::io(format!("listing {}", abs.display())))?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let abs = self.root.path().join(rel);
+        let dir = self.rel_path(rel)?;
+        let names = self.root.read_dir(&dir).map_err(fs_err("listing", &abs))?;
         for name in names {
-            let child = rel.join(&name);
-            let child_abs = self.root.join(&child);
+            let child = rel.join(std::ffi::OsStr::from_bytes(&name));
+            let child_abs = self.root.path().join(&child);
             if is_whiteout_name(&child) {
                 return Err(ImageError::WhiteoutInRootfs { path: child });
             }
-            let meta = fs::symlink_metadata(&child_abs)
-                .map_err(ImageError::io(format!("lstat {}", child_abs.display())))?;
-            if meta.file_type().is_socket() {
+            let child_rel = self.rel_path(&child)?;
+            let meta = self
+                .root
+                .lstat(&child_rel)
+                .map_err(fs_err("lstat", &child_abs))?
+                .ok_or_else(|| {
+                    ImageError::io(format!("lstat {}", child_abs.display()))(
+                        io::ErrorKind::NotFound.into(),
+                    )
+                })?;
+            if meta.kind == FileKind::Socket {
                 continue;
             }
-            self.write_entry(&child, &child_abs, &meta)?;
-            if meta.is_dir() {
+            self.write_entry(&child, &child_rel, &meta)?;
+            if meta.kind == FileKind::Dir {
                 self.walk_dir(&child)?;
             }
         }
         Ok(())
     }
 
-    fn write_entry(&mut self, rel: &Path, abs: &Path, meta: &Metadata) -> Result<(), ImageError> {
-        let ft = meta.file_type();
-        let mut header = TarHeader::new(rel, EntryKind::File);
-        header.mode = meta.mode() & 0o7777;
-        header.uid = u64::from(meta.uid());
-        header.gid = u64::from(meta.gid());
+    fn rel_path(&self, rel: &Path) -> Result<RelPath, ImageError> {
+        if rel.as_os_str().is_empty() {
+            return Ok(RelPath::root());
+        }
+        RelPath::from_archive(rel.as_os_str().as_bytes()).map_err(|e| ImageError::TarEntry {
+            path: rel.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn write_entry(&mut self, rel: &Path, p: &RelPath, meta: &Meta) -> Result<(), ImageError> {
+        let abs = self.root.path().join(rel);
+        let mut header = TarHeader::new(rel, LayerEntryKind::File);
+        header.mode = meta.mode;
+        header.uid = u64::from(meta.uid);
+        header.gid = u64::from(meta.gid);
         header.mtime = match self.opts.source_date_epoch {
-            Some(epoch) => meta.mtime().min(epoch),
-            None => meta.mtime(),
+            Some(epoch) => meta.mtime.min(epoch),
+            None => meta.mtime,
         };
-        header.xattrs = read_xattrs(abs)?;
-        if !ft.is_dir() && meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
+        header.xattrs = self.read_xattrs(p, meta, &abs)?;
+        if meta.kind != FileKind::Dir && meta.nlink > 1 {
+            let key = (meta.dev, meta.ino);
             if let Some(first) = self.first_link.get(&key) {
-                header.kind = EntryKind::HardLink(first.clone());
+                header.kind = LayerEntryKind::HardLink(first.clone());
                 header.xattrs.clear();
                 return self.tar.append(&header, &mut io::empty());
             }
             self.first_link.insert(key, rel.to_path_buf());
         }
-        if ft.is_dir() {
-            header.kind = EntryKind::Dir;
-            self.tar.append(&header, &mut io::empty())
-        } else if ft.is_symlink() {
-            let target = fs::read_link(abs)
-                .map_err(ImageError::io(format!("readlink {}", abs.display())))?;
-            header.kind = EntryKind::Symlink(target);
-            self.tar.append(&header, &mut io::empty())
-        } else if ft.is_file() {
-            self.write_file(header, abs, meta)
-        } else if ft.is_char_device() || ft.is_block_device() {
-            let rdev = meta.rdev();
-            let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-            header.kind = if ft.is_char_device() {
-                EntryKind::CharDevice { major, minor }
-            } else {
-                EntryKind::BlockDevice { major, minor }
-            };
-            self.tar.append(&header, &mut io::empty())
-        } else if ft.is_fifo() {
-            header.kind = EntryKind::Fifo;
-            self.tar.append(&header, &mut io::empty())
-        } else {
-            Ok(())
+        match meta.kind {
+            FileKind::Dir => {
+                header.kind = LayerEntryKind::Dir;
+                self.tar.append(&header, &mut io::empty())
+            }
+            FileKind::Symlink => {
+                let target = self.root.read_link(p).map_err(fs_err("readlink", &abs))?;
+                header.kind =
+                    LayerEntryKind::Symlink(PathBuf::from(std::ffi::OsString::from_vec(target)));
+                self.tar.append(&header, &mut io::empty())
+            }
+            FileKind::File => self.write_file(header, p, &abs, meta),
+            FileKind::CharDev | FileKind::BlockDev => {
+                let (major, minor) = (libc::major(meta.rdev), libc::minor(meta.rdev));
+                header.kind = if meta.kind == FileKind::CharDev {
+                    LayerEntryKind::CharDevice { major, minor }
+                } else {
+                    LayerEntryKind::BlockDevice { major, minor }
+                };
+                self.tar.append(&header, &mut io::empty())
+            }
+            FileKind::Fifo => {
+                header.kind = LayerEntryKind::Fifo;
+                self.tar.append(&header, &mut io::empty())
+            }
+            FileKind::Socket => Ok(()),
         }
     }
 
     fn write_file(
         &mut self,
         mut header: TarHeader,
+        p: &RelPath,
         abs: &Path,
-        meta: &Metadata,
+        meta: &Meta,
     ) -> Result<(), ImageError> {
-        // O_NOFOLLOW: if the path was swapped for a symlink since lstat, fail
-        // rather than pack whatever it points at.
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(abs)
-            .map_err(ImageError::io(format!("opening {}", abs.display())))?;
+        // Opened through the root; if the path was swapped since lstat, the
+        // inode check below fails rather than pack something else.
+        let file = self.root.open_read(p).map_err(fs_err("opening", abs))?;
         let fmeta = file
             .metadata()
             .map_err(ImageError::io(format!("fstat {}", abs.display())))?;
-        if fmeta.ino() != meta.ino() || fmeta.dev() != meta.dev() || !fmeta.is_file() {
+        if fmeta.ino() != meta.ino || fmeta.dev() != meta.dev || !fmeta.is_file() {
             return Err(ImageError::TarEntry {
                 path: header.path.display().to_string(),
                 reason: "file was replaced while packing".into(),
@@ -205,44 +232,29 @@ impl<W: Write> Packer<'_, W> {
         let mut reader = io::BufReader::with_capacity(128 * 1024, file);
         self.tar.append(&header, &mut reader)
     }
-}
 
-fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, ImageError> {
-    let mut out = BTreeMap::new();
-    let ctx = || format!("listing xattrs of {}", path.display());
-    let len = match rustix::fs::llistxattr_query(path) {
-        Ok(len) => len,
-        Err(e) if e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::PERM => return Ok(out),
-        Err(e) => return Err(ImageError::io(ctx())(e.into())),
-    };
-    if len == 0 {
-        return Ok(out);
-    }
-    let mut names = vec![0u8; len];
-    let n = rustix::fs::llistxattr(path, &mut names[..])
-        .map_err(|e| ImageError::io(ctx())(e.into()))?;
-    for raw in names[..n.min(len)]
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-    {
-        let Ok(name) = std::str::from_utf8(raw) else {
-            continue;
-        };
-        if !keep_xattr(name) {
-            continue;
+    /// The xattrs a layer carries ([`keep_xattr`]). Only regular files and
+    /// directories can hold them; a filesystem without xattr support has
+    /// none.
+    fn read_xattrs(
+        &self,
+        p: &RelPath,
+        meta: &Meta,
+        abs: &Path,
+    ) -> Result<BTreeMap<String, Vec<u8>>, ImageError> {
+        if !matches!(meta.kind, FileKind::File | FileKind::Dir) {
+            return Ok(BTreeMap::new());
         }
-        let vctx = || format!("reading xattr {name} of {}", path.display());
-        let vlen = match rustix::fs::lgetxattr_query(path, name) {
-            Ok(v) => v,
-            // Removed between list and get: nothing to carry.
-            Err(rustix::io::Errno::NODATA) => continue,
-            Err(e) => return Err(ImageError::io(vctx())(e.into())),
+        let all = match self.root.xattrs(p) {
+            Ok(all) => all,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP | libc::EPERM)) => {
+                return Ok(BTreeMap::new())
+            }
+            Err(e) => return Err(fs_err("reading xattrs of", abs)(e)),
         };
-        let mut value = vec![0u8; vlen];
-        let got = rustix::fs::lgetxattr(path, name, &mut value[..])
-            .map_err(|e| ImageError::io(vctx())(e.into()))?;
-        value.truncate(got);
-        out.insert(name.to_string(), value);
+        Ok(all
+            .into_iter()
+            .filter(|(name, _)| keep_xattr(name))
+            .collect())
     }
-    Ok(out)
 }

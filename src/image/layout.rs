@@ -1,5 +1,6 @@
 //! Collecting layers and metadata, and writing the result: an OCI layout
-//! directory, a docker-archive tar (see `archive.rs`) or a squashed rootfs tar.
+//! directory or a squashed rootfs tar (`output.rs` picks the writer for an
+//! [`Output`](super::Output); archives are `archive.rs`).
 //!
 //! Every output is assembled under a temporary name next to the target and
 //! renamed into place only when complete, so a failure leaves nothing at the
@@ -10,7 +11,6 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::archive::ArchiveKind;
 use super::compress::{auto_decoder, BlobInfo, Compressor, GzipOptions, LayerCompression};
 use super::layer::{pack_dir, LayerOptions};
 use super::oci::{self, canonical_json, Descriptor, History, ImageConfig, Index, Manifest};
@@ -19,31 +19,6 @@ use super::reference::ImageReference;
 use super::squash::squash_layers;
 use super::{HashingWriter, ImageError, Sha256Digest};
 use crate::verify::ThreadedHashingWriter;
-
-/// Where to write the image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// OCI image layout directory.
-    OciDir(PathBuf),
-    /// An OCI image layout as one tar (skopeo's and podman's `oci-archive:`).
-    OciArchive(PathBuf),
-    /// One tar that is both an OCI layout and a `docker load` archive.
-    DockerArchive(PathBuf),
-    /// The squashed root filesystem as a tar: gzip for `.gz`/`.tgz`, zstd for
-    /// `.zst`, plain otherwise.
-    RootfsTar(PathBuf),
-}
-
-impl Output {
-    pub fn path(&self) -> &Path {
-        match self {
-            Output::OciDir(p)
-            | Output::OciArchive(p)
-            | Output::DockerArchive(p)
-            | Output::RootfsTar(p) => p,
-        }
-    }
-}
 
 /// One compressed layer blob held in the builder's blob directory.
 #[derive(Debug, Clone)]
@@ -62,14 +37,6 @@ impl LayerBlob {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// What was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WrittenImage {
-    pub manifest_digest: Sha256Digest,
-    pub config_digest: Sha256Digest,
-    pub path: PathBuf,
 }
 
 /// Serialized metadata blobs of an image.
@@ -405,32 +372,7 @@ impl ImageBuilder {
         })
     }
 
-    /// Write the image. `reference` names it in index.json / manifest.json.
-    pub fn write(
-        &self,
-        output: &Output,
-        reference: Option<&ImageReference>,
-    ) -> Result<WrittenImage, ImageError> {
-        let meta = self.metadata_blobs()?;
-        let written = WrittenImage {
-            manifest_digest: Sha256Digest::parse(&meta.manifest_desc.digest)?,
-            config_digest: Sha256Digest::parse(&meta.config_desc.digest)?,
-            path: output.path().to_path_buf(),
-        };
-        match output {
-            Output::OciDir(path) => self.write_oci_dir(path, &meta, reference)?,
-            Output::OciArchive(path) => {
-                super::archive::write_archive(self, path, &meta, reference, ArchiveKind::Oci)?
-            }
-            Output::DockerArchive(path) => {
-                super::archive::write_archive(self, path, &meta, reference, ArchiveKind::Docker)?
-            }
-            Output::RootfsTar(path) => self.write_rootfs_tar(path)?,
-        }
-        Ok(written)
-    }
-
-    fn write_oci_dir(
+    pub(super) fn write_oci_dir(
         &self,
         target: &Path,
         meta: &MetadataBlobs,
@@ -471,7 +413,7 @@ impl ImageBuilder {
         replace_dir(tmp, target)
     }
 
-    fn write_rootfs_tar(&self, target: &Path) -> Result<(), ImageError> {
+    pub(super) fn write_rootfs_tar(&self, target: &Path) -> Result<(), ImageError> {
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -738,14 +680,14 @@ pub(crate) fn digest_hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
-fn parent_dir(target: &Path) -> &Path {
+pub(crate) fn parent_dir(target: &Path) -> &Path {
     match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     let mut f =
         File::create(path).map_err(ImageError::io(format!("creating {}", path.display())))?;
     f.write_all(bytes)
@@ -756,7 +698,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
 
 /// Puts `src` at `dest` (a link when both are on one file system) and
 /// syncs it: the builder's own blobs are work files that were never synced.
-fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
+pub(crate) fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
     if fs::hard_link(src, dest).is_err() {
         fs::copy(src, dest).map_err(ImageError::io(format!(
             "copying {} to {}",
@@ -769,7 +711,7 @@ fn link_or_copy(src: &Path, dest: &Path) -> Result<(), ImageError> {
         .map_err(ImageError::io(format!("syncing {}", dest.display())))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), ImageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(ImageError::io(format!("syncing {}", dir.display())))
@@ -802,7 +744,7 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<(),
 
 /// Move a finished temp directory onto `target`, replacing an existing
 /// directory only after the new one is complete.
-fn replace_dir(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
+pub(crate) fn replace_dir(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
     let ctx = || format!("moving the image into {}", target.display());
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -1,9 +1,12 @@
 //! Image writing and reading: deterministic layer tars, parallel compression,
 //! OCI config/manifest/index, OCI layout directories, docker-archive tars, and
-//! opening those back for `inspect`, `run` and `FROM`.
+//! opening those back for `inspect`, `run` and `FROM`; the local image store
+//! (`store`) and where a built image goes besides its outputs (`publish`).
 //!
 //! Nothing here knows about distributions: the input is a directory (or a
-//! stream of tar entries) and image metadata.
+//! stream of tar entries) and image metadata. The one exception is
+//! `packages`, which reads the package database inside an image (dpkg's
+//! status file or apk's installed db) for `inspect`, `diff` and SBOMs.
 
 pub mod archive;
 pub mod compress;
@@ -11,11 +14,16 @@ pub mod diff;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod multi;
 pub mod oci;
+pub mod output;
+pub mod packages;
+pub mod publish;
 pub mod read;
 pub mod reference;
 pub mod registry;
 pub mod squash;
+pub mod store;
 pub mod tar;
 
 use std::io;
@@ -29,13 +37,15 @@ pub use compress::{
 };
 pub use inspect::{inspect, InspectReport};
 pub use layer::{write_layer_from_dir, LayerOptions, LayerStats};
-pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob, Output, WrittenImage};
+pub use layout::{attach_artifact, Artifact, ImageBuilder, LayerBlob};
+pub use output::{Output, WrittenImage};
 pub use read::{
-    fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage, UnpackSink,
+    apply_layer, fsck, unpack_layers, FsckReport, ImageSource, LayerRef, MemorySink, OpenedImage,
+    UnpackSink,
 };
 pub use reference::ImageReference;
 pub use squash::squash_layers;
-pub use tar::{EntryKind, TarHeader, TarReader, TarWriter};
+pub use tar::{LayerEntryKind, LayerReader, TarHeader, TarWriter};
 
 /// Errors from the image layer. Messages name the file, entry or blob at fault.
 #[derive(Debug, thiserror::Error)]

@@ -340,6 +340,21 @@ pub fn oci_arch(rust_arch: &str) -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// One element of Docker's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    pub config: String,
+    #[serde(rename = "RepoTags", default, deserialize_with = "null_vec")]
+    pub repo_tags: Vec<String>,
+    #[serde(rename = "Layers")]
+    pub layers: Vec<String>,
+}
+
+fn null_vec<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(de)?.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

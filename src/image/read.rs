@@ -14,10 +14,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
-use super::archive::DockerManifestEntry;
 use super::compress::auto_decoder;
-use super::oci::{self, Descriptor, ImageConfig, Index, Manifest};
-use super::tar::{EntryKind, TarHeader, TarReader, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use super::oci::{self, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest};
+use super::tar::{LayerEntryKind, LayerReader, TarHeader, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use super::{HashingWriter, ImageError, Sha256Digest};
 
 /// JSON blobs larger than this are refused (configs with long histories are
@@ -151,15 +150,42 @@ impl OpenedImage {
     /// selects by `org.opencontainers.image.ref.name`, containerd name or RepoTag.
     pub fn open(source: &ImageSource, name: Option<&str>) -> Result<Self, ImageError> {
         match source {
-            ImageSource::OciDir(dir) => open_oci_layout(source, Store::Dir(dir.clone()), name),
+            ImageSource::OciDir(dir) => {
+                open_oci_layout(source, Store::Dir(dir.clone()), name, None)
+            }
             ImageSource::OciArchive(file) => {
                 let store = Store::Archive {
                     path: file.clone(),
                     members: scan_archive(source, file)?,
                 };
-                open_oci_layout(source, store, name)
+                open_oci_layout(source, store, name, None)
             }
             ImageSource::DockerArchive(file) => open_docker_archive(source, file, name),
+        }
+    }
+
+    /// [`OpenedImage::open`] of an OCI layout or archive holding an image
+    /// index, taking `platform`'s image from it instead of the host's.
+    pub fn open_platform(
+        source: &ImageSource,
+        name: Option<&str>,
+        platform: &oci::Platform,
+    ) -> Result<Self, ImageError> {
+        match source {
+            ImageSource::OciDir(dir) => {
+                open_oci_layout(source, Store::Dir(dir.clone()), name, Some(platform))
+            }
+            ImageSource::OciArchive(file) => {
+                let store = Store::Archive {
+                    path: file.clone(),
+                    members: scan_archive(source, file)?,
+                };
+                open_oci_layout(source, store, name, Some(platform))
+            }
+            ImageSource::DockerArchive(_) => Err(ImageError::Invalid {
+                location: source.location(),
+                reason: "a docker archive holds one platform's image".into(),
+            }),
         }
     }
 
@@ -347,6 +373,25 @@ fn host_platform() -> (&'static str, &'static str) {
     (oci::oci_arch(std::env::consts::ARCH).0, "linux")
 }
 
+/// Whether an index entry is for `wanted` (a variant only counts when both
+/// name one), or, without `wanted`, for the host.
+fn is_for(desc: &Descriptor, wanted: Option<&oci::Platform>) -> bool {
+    let Some(p) = &desc.platform else {
+        return false;
+    };
+    match wanted {
+        Some(w) => {
+            p.architecture == w.architecture
+                && p.os == w.os
+                && (p.variant.is_none() || w.variant.is_none() || p.variant == w.variant)
+        }
+        None => {
+            let (arch, os) = host_platform();
+            p.architecture == arch && p.os == os
+        }
+    }
+}
+
 /// Follow index → (nested index by platform) → manifest.
 fn select_manifest(
     store: &Store,
@@ -354,6 +399,7 @@ fn select_manifest(
     index: &Index,
     name: Option<&str>,
     index_name: &str,
+    platform: Option<&oci::Platform>,
 ) -> Result<(Descriptor, Manifest), ImageError> {
     let invalid = |reason: String| ImageError::Invalid {
         location: source.location(),
@@ -388,15 +434,7 @@ fn select_manifest(
             )))
         }
         many => {
-            let (arch, os) = host_platform();
-            let by_platform: Vec<_> = many
-                .iter()
-                .filter(|d| {
-                    d.platform
-                        .as_ref()
-                        .is_some_and(|p| p.architecture == arch && p.os == os)
-                })
-                .collect();
+            let by_platform: Vec<_> = many.iter().filter(|d| is_for(d, platform)).collect();
             match by_platform.as_slice() {
                 [one] => **one,
                 _ => {
@@ -420,7 +458,8 @@ fn select_manifest(
     {
         let nested: Index = parse_json(&bytes, &format!("index {}", desc.digest))?;
         let nested_name = format!("index {}", desc.digest);
-        let (inner, manifest) = select_manifest(store, source, &nested, None, &nested_name)?;
+        let (inner, manifest) =
+            select_manifest(store, source, &nested, None, &nested_name, platform)?;
         return Ok((inner, manifest));
     }
     let manifest: Manifest = parse_json(&bytes, &format!("manifest {}", desc.digest))?;
@@ -475,6 +514,7 @@ fn open_oci_layout(
     source: &ImageSource,
     store: Store,
     name: Option<&str>,
+    platform: Option<&oci::Platform>,
 ) -> Result<OpenedImage, ImageError> {
     let layout: serde_json::Value = parse_json(
         &read_limited(&store, source, "oci-layout", None)?,
@@ -494,7 +534,7 @@ fn open_oci_layout(
         &read_limited(&store, source, "index.json", None)?,
         "index.json",
     )?;
-    let (desc, manifest) = select_manifest(&store, source, &index, name, "index.json")?;
+    let (desc, manifest) = select_manifest(&store, source, &index, name, "index.json", platform)?;
     let config_bytes = read_descriptor_blob(
         &store,
         source,
@@ -528,10 +568,10 @@ fn scan_archive(
     path: &Path,
 ) -> Result<BTreeMap<String, (u64, u64)>, ImageError> {
     let file = File::open(path).map_err(ImageError::io(format!("opening {}", path.display())))?;
-    let mut reader = TarReader::new(BufReader::with_capacity(64 * 1024, file));
+    let mut reader = LayerReader::new(BufReader::with_capacity(64 * 1024, file));
     let mut members = BTreeMap::new();
     while let Some(h) = reader.next_entry()? {
-        if h.kind == EntryKind::File {
+        if h.kind == LayerEntryKind::File {
             let name = normalize_member(&h.path.to_string_lossy());
             if members
                 .insert(name.clone(), (reader.offset(), h.size))
@@ -655,7 +695,7 @@ fn open_docker_archive(
             &read_limited(&store, source, "index.json", None)?,
             "index.json",
         )?;
-        select_manifest(&store, source, &index, None, "index.json")
+        select_manifest(&store, source, &index, None, "index.json", None)
             .ok()
             .filter(|(_, m)| m.config.digest == config_digest.to_string())
     } else {
@@ -797,7 +837,7 @@ pub trait UnpackSink {
     fn clear_dir(&mut self, dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<(), Self::Error>;
 }
 
-fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
+pub(crate) fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
     // Checked on the raw bytes: `Path::components` silently drops `.`.
     let raw = path.as_os_str().as_encoded_bytes();
     let ok = !raw.is_empty()
@@ -810,7 +850,7 @@ fn check_entry_path(path: &Path, what: &str) -> Result<(), ImageError> {
     } else {
         Err(ImageError::TarEntry {
             path: path.display().to_string(),
-            reason: format!("{what} must be a relative path without `..`"),
+            reason: format!("{what} must be a relative path without `.` or `..`"),
         })
     }
 }
@@ -829,16 +869,15 @@ pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result
         let decoded = auto_decoder(BufReader::with_capacity(256 * 1024, raw))
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
         let diff_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
-        let mut tar = TarReader::new(HashingReader {
-            inner: decoded,
-            hasher: Rc::clone(&diff_hash),
-        });
-        let mut written: HashSet<PathBuf> = HashSet::new();
-        while let Some(header) = tar.next_entry()? {
-            apply_entry(&mut tar, &header, sink, &mut written)?;
-        }
+        let mut rest = apply_layer(
+            HashingReader {
+                inner: decoded,
+                hasher: Rc::clone(&diff_hash),
+            },
+            sink,
+        )?;
         // Drain padding and compression trailers so both digests cover everything.
-        io::copy(&mut tar.into_inner(), &mut io::sink())
+        io::copy(&mut rest, &mut io::sink())
             .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
         let check = |expected: Sha256Digest, hash: &Rc<RefCell<HashingWriter<io::Sink>>>| {
             let actual = hash.replace(HashingWriter::new(io::sink())).finish().1;
@@ -859,8 +898,20 @@ pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result
     Ok(())
 }
 
+/// Applies one layer's uncompressed tar stream to `sink`, whiteouts
+/// included, and returns the stream positioned after the end-of-archive
+/// marker. [`unpack_layers`] adds the digest checks around it.
+pub fn apply_layer<R: Read, S: UnpackSink>(tar: R, sink: &mut S) -> Result<R, ImageError> {
+    let mut tar = LayerReader::new(tar);
+    let mut written: HashSet<PathBuf> = HashSet::new();
+    while let Some(header) = tar.next_entry()? {
+        apply_entry(&mut tar, &header, sink, &mut written)?;
+    }
+    Ok(tar.into_inner())
+}
+
 fn apply_entry<R: Read, S: UnpackSink>(
-    tar: &mut TarReader<R>,
+    tar: &mut LayerReader<R>,
     header: &TarHeader,
     sink: &mut S,
     written: &mut HashSet<PathBuf>,
@@ -868,7 +919,7 @@ fn apply_entry<R: Read, S: UnpackSink>(
     if header.path == Path::new(".") {
         // `tar -C rootfs .` layers carry the root itself; only a directory
         // is acceptable there (a symlink would replace the root, HOSTILE 9).
-        if header.kind == EntryKind::Dir {
+        if header.kind == LayerEntryKind::Dir {
             return Ok(());
         }
         return Err(ImageError::TarEntry {
@@ -877,7 +928,7 @@ fn apply_entry<R: Read, S: UnpackSink>(
         });
     }
     check_entry_path(&header.path, "entry path")?;
-    if let EntryKind::HardLink(target) = &header.kind {
+    if let LayerEntryKind::HardLink(target) = &header.kind {
         check_entry_path(target, "hard link target")?;
     }
     let sink_err = |path: &Path| {
@@ -945,7 +996,7 @@ impl UnpackSink for MemorySink {
     fn entry(&mut self, header: &TarHeader, data: &mut dyn Read) -> Result<(), io::Error> {
         let mut buf = Vec::new();
         data.read_to_end(&mut buf)?;
-        if let EntryKind::HardLink(target) = &header.kind {
+        if let LayerEntryKind::HardLink(target) = &header.kind {
             // A hard link shares the target's inode as it is now; replacing
             // the target later must not change it, so snapshot the data.
             let (_, target_data) = self.entries.get(target).ok_or_else(|| {
@@ -956,7 +1007,7 @@ impl UnpackSink for MemorySink {
             })?;
             buf = target_data.clone();
         }
-        if header.kind != EntryKind::Dir {
+        if header.kind != LayerEntryKind::Dir {
             // A non-directory replaces whatever subtree was there.
             self.remove(&header.path)?;
         }

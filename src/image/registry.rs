@@ -128,20 +128,7 @@ pub fn push(
     let manifest_digest = Sha256Digest::of(&manifest_bytes);
 
     let mut session = Session::new(&host, &reference.repository, opts);
-
-    let (mut uploaded, mut present) = (0, 0);
-    for (digest, size, member) in &blobs {
-        if session.has_blob(digest)? {
-            reporter.info(&format!("{digest}: already in the registry"));
-            present += 1;
-            continue;
-        }
-        let id = reporter.download_start(&format!("push {}", &digest.to_hex()[..12]), Some(*size));
-        let result = session.upload_blob(image, digest, *size, member);
-        reporter.download_done(id);
-        result?;
-        uploaded += 1;
-    }
+    let (uploaded, present) = push_blobs(&mut session, image, &blobs, reporter)?;
 
     let (stored, _) = session.put_manifest(&reference.tag, &media_type, &manifest_bytes)?;
     if let Some(actual) = stored {
@@ -162,6 +149,149 @@ pub fn push(
         blobs_uploaded: uploaded + referrers.blobs_uploaded,
         blobs_present: present + referrers.blobs_present,
         referrers: image.referrers.len(),
+    })
+}
+
+/// Uploads the blobs the registry lacks; returns (uploaded, present).
+fn push_blobs(
+    session: &mut Session,
+    image: &OpenedImage,
+    blobs: &BlobList,
+    reporter: &dyn Reporter,
+) -> Result<(usize, usize), RegistryError> {
+    let (mut uploaded, mut present) = (0, 0);
+    for (digest, size, member) in blobs {
+        if session.has_blob(digest)? {
+            reporter.info(&format!("{digest}: already in the registry"));
+            present += 1;
+            continue;
+        }
+        let id = reporter.download_start(&format!("push {}", &digest.to_hex()[..12]), Some(*size));
+        let result = session.upload_blob(image, digest, *size, member);
+        reporter.download_done(id);
+        result?;
+        uploaded += 1;
+    }
+    Ok((uploaded, present))
+}
+
+/// The image index an OCI layout names `tag` (or holds alone), if the
+/// entry is one: its bytes, as stored, and parsed.
+pub fn layout_index(
+    dir: &std::path::Path,
+    tag: Option<&str>,
+) -> Result<Option<(Vec<u8>, super::oci::Index)>, RegistryError> {
+    let image_err = |what: String| {
+        move |e: std::io::Error| RegistryError::Image {
+            what,
+            source: Box::new(e),
+        }
+    };
+    let top_path = dir.join("index.json");
+    let top_bytes = std::fs::read(&top_path).map_err(image_err(top_path.display().to_string()))?;
+    let top: super::oci::Index = parse_json(&top_bytes, "index.json")?;
+    let images: Vec<&super::oci::Descriptor> = top
+        .manifests
+        .iter()
+        .filter(|d| d.artifact_type.is_none())
+        .collect();
+    let entry = match (tag, images.as_slice()) {
+        (_, [one]) => Some(*one),
+        (Some(t), many) => many.iter().copied().find(|d| {
+            d.annotations
+                .get(super::oci::ANNOTATION_REF_NAME)
+                .map(String::as_str)
+                == Some(t)
+        }),
+        (None, _) => None,
+    };
+    let Some(entry) = entry.filter(|d| d.media_type == super::oci::MEDIA_TYPE_INDEX) else {
+        return Ok(None);
+    };
+    let digest = parse_digest(&entry.digest)?;
+    let path = dir.join("blobs/sha256").join(digest.to_hex());
+    let bytes = std::fs::read(&path).map_err(image_err(path.display().to_string()))?;
+    if Sha256Digest::of(&bytes) != digest {
+        return Err(RegistryError::Image {
+            what: path.display().to_string(),
+            source: format!("blob does not hash to {digest}").into(),
+        });
+    }
+    let index = parse_json(&bytes, "the image index")?;
+    Ok(Some((bytes, index)))
+}
+
+/// Pushes the multi-platform image an OCI layout holds as `reference`:
+/// each platform's blobs and manifest (by digest), then the image index
+/// under the tag, so the tag never names a manifest the registry lacks.
+pub fn push_index(
+    dir: &std::path::Path,
+    reference: &ImageReference,
+    index_bytes: &[u8],
+    index: &super::oci::Index,
+    opts: &PushOptions,
+    reporter: &dyn Reporter,
+) -> Result<PushReport, RegistryError> {
+    let host = reference
+        .registry
+        .clone()
+        .ok_or_else(|| RegistryError::NoRegistry {
+            reference: reference.familiar(),
+        })?;
+    let mut session = Session::new(&host, &reference.repository, opts);
+    let source = super::ImageSource::OciDir(dir.to_owned());
+    let (mut uploaded, mut present) = (0, 0);
+    for entry in &index.manifests {
+        let platform = entry
+            .platform
+            .as_ref()
+            .ok_or_else(|| RegistryError::Image {
+                what: dir.display().to_string(),
+                source: format!("index entry {} names no platform", entry.digest).into(),
+            })?;
+        let image = OpenedImage::open_platform(&source, None, platform).map_err(|e| {
+            RegistryError::Image {
+                what: dir.display().to_string(),
+                source: Box::new(e),
+            }
+        })?;
+        let digest = parse_digest(&entry.digest)?;
+        if image.manifest_digest != Some(digest) {
+            return Err(RegistryError::Image {
+                what: dir.display().to_string(),
+                source: format!(
+                    "the image index names {digest} for {}/{}, which the layout does not hold",
+                    platform.os, platform.architecture
+                )
+                .into(),
+            });
+        }
+        let (manifest_bytes, media_type, blobs) = stored_manifest(&image, digest)?;
+        let (u, p) = push_blobs(&mut session, &image, &blobs, reporter)?;
+        uploaded += u;
+        present += p;
+        session.put_manifest(&digest.to_string(), &media_type, &manifest_bytes)?;
+    }
+    let index_digest = Sha256Digest::of(index_bytes);
+    let (stored, _) =
+        session.put_manifest(&reference.tag, super::oci::MEDIA_TYPE_INDEX, index_bytes)?;
+    if let Some(actual) = stored {
+        if actual != index_digest.to_string() {
+            return Err(RegistryError::DigestMismatch {
+                expected: index_digest.to_string(),
+                actual,
+            });
+        }
+    }
+    Ok(PushReport {
+        pushed: format!(
+            "{host}/{}:{}@{index_digest}",
+            reference.repository, reference.tag
+        ),
+        manifest_digest: index_digest,
+        blobs_uploaded: uploaded,
+        blobs_present: present,
+        referrers: 0,
     })
 }
 

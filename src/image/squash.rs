@@ -11,7 +11,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::compress::auto_decoder;
-use super::tar::{EntryKind, TarHeader, TarReader, TarWriter, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use super::read::check_entry_path;
+use super::tar::{
+    LayerEntryKind, LayerReader, TarHeader, TarWriter, OPAQUE_WHITEOUT, WHITEOUT_PREFIX,
+};
 use super::{ImageError, Sha256Digest};
 
 /// Sort key giving `tar --sort=name` order: component-wise byte comparison,
@@ -45,23 +48,6 @@ fn entry_err(path: &Path, reason: &str) -> ImageError {
     ImageError::TarEntry {
         path: path.display().to_string(),
         reason: reason.to_string(),
-    }
-}
-
-fn check_path(path: &Path) -> Result<(), ImageError> {
-    let raw = path.as_os_str().as_bytes();
-    let ok = !raw.is_empty()
-        && !raw.starts_with(b"/")
-        && raw
-            .split(|&b| b == b'/')
-            .all(|c| !c.is_empty() && c != b"." && c != b"..");
-    if ok {
-        Ok(())
-    } else {
-        Err(entry_err(
-            path,
-            "must be a relative path without `.` or `..`",
-        ))
     }
 }
 
@@ -118,12 +104,12 @@ fn apply_layer(
     reader: impl Read,
     tree: &mut BTreeMap<Key, Node>,
 ) -> Result<LayerFiles, ImageError> {
-    let mut tar = TarReader::new(reader);
+    let mut tar = LayerReader::new(reader);
     let mut files = LayerFiles::new();
     while let Some(header) = tar.next_entry()? {
         let offset = tar.offset();
         if header.path == Path::new(".") {
-            if header.kind != EntryKind::Dir {
+            if header.kind != LayerEntryKind::Dir {
                 return Err(entry_err(
                     &header.path,
                     "the root of a layer must be a directory",
@@ -131,9 +117,9 @@ fn apply_layer(
             }
             continue;
         }
-        check_path(&header.path)?;
-        if let EntryKind::HardLink(target) = &header.kind {
-            check_path(target)?;
+        check_entry_path(&header.path, "entry path")?;
+        if let LayerEntryKind::HardLink(target) = &header.kind {
+            check_entry_path(target, "hard link target")?;
         }
         let name = header
             .path
@@ -158,11 +144,11 @@ fn apply_layer(
             continue;
         }
         let key = key_of(&header.path);
-        if header.kind != EntryKind::Dir {
+        if header.kind != LayerEntryKind::Dir {
             // A non-directory replaces whatever subtree was there.
             tree.retain(|k, _| !is_under(k, &key));
         }
-        if header.kind == EntryKind::File {
+        if header.kind == LayerEntryKind::File {
             files.insert(header.path.clone(), (header.clone(), offset));
         }
         tree.insert(
@@ -186,10 +172,10 @@ fn emit<W: Write>(
     readers: &mut [File],
 ) -> Result<(), ImageError> {
     let (header, layer, offset) = match &node.header.kind {
-        EntryKind::HardLink(target) => {
+        LayerEntryKind::HardLink(target) => {
             let tkey = key_of(target);
             let still_valid = tree.get(&tkey).is_some_and(|t| {
-                t.layer == node.layer && tkey < *key && t.header.kind == EntryKind::File
+                t.layer == node.layer && tkey < *key && t.header.kind == LayerEntryKind::File
             });
             if still_valid {
                 return tar.append(&node.header, &mut io::empty());
@@ -205,7 +191,7 @@ fn emit<W: Write>(
         }
         _ => (node.header.clone(), node.layer, node.offset),
     };
-    if header.kind != EntryKind::File || header.size == 0 {
+    if header.kind != LayerEntryKind::File || header.size == 0 {
         return tar.append(&header, &mut io::empty());
     }
     let f = &mut readers[layer];

@@ -1,5 +1,8 @@
 //! Extracting a package's tar stream into a rootfs, in one streaming pass,
-//! through [`Root`] only (HOSTILE 1–9, 16).
+//! through [`Root`] only (HOSTILE 1–9, 16). [`EntryWriter`] applies one entry
+//! at a time: it is what .deb data, .apk packages and image layers
+//! ([`crate::rootfs::image_sink`]) all go through, so the rules below live
+//! here only.
 //!
 //! Rules beyond what [`Root`] already guarantees:
 //! * entry names must be valid [`RelPath`]s; anything but a directory at
@@ -13,6 +16,9 @@
 //! * `claim` is asked about every entry before it is written, so a caller
 //!   can refuse files owned by another package (HOSTILE 16).
 //!
+//! Image layers ([`Overlay::Layer`]) differ where OCI says a layer replaces
+//! what lower layers left: see [`Overlay`].
+//!
 //! Directory mtimes are not set: later entries change them anyway, and
 //! the layer writer clamps every mtime.
 
@@ -24,6 +30,23 @@ use md5::{Digest, Md5};
 
 use crate::archive::tar::{EntryHeader, EntryKind, TarError, TarReader};
 use crate::rootfs::safe::{FileKind, FsError, NodeKind, RelPath, Root};
+
+/// What an entry does to what is already at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overlay {
+    /// A package (dpkg, apk): a directory entry keeps an existing directory,
+    /// or a symlink that leads to a directory inside the root (merged
+    /// /usr); anything else in its way is an error. Hard links name only
+    /// regular files extracted earlier from the same archive.
+    #[default]
+    Package,
+    /// An image layer (OCI): every entry replaces what lower layers left at
+    /// its path (a directory replaces a symlink or file, a non-directory
+    /// replaces a directory tree), hard links may name any file already in
+    /// the root, the root entry's owner and mode apply to the root, and
+    /// directories get their mtime.
+    Layer,
+}
 
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
@@ -44,6 +67,12 @@ pub struct ExtractOptions {
     /// `dpkg --unpack` does for conffiles (`dpkg --configure` moves them).
     /// The returned [`Extracted::path`] is still the real path.
     pub conffiles: HashSet<RelPath>,
+    /// Set the archive's mtime on symlinks and device nodes too. The apk
+    /// installer leaves them at the time of extraction (the layer writer
+    /// clamps it), and Alpine image digests depend on that.
+    pub link_and_node_mtimes: bool,
+    /// Package or image-layer rules for what is already there.
+    pub overlay: Overlay,
 }
 
 impl ExtractOptions {
@@ -56,6 +85,8 @@ impl ExtractOptions {
             size_limit: u64::MAX,
             xattrs: true,
             conffiles: HashSet::new(),
+            link_and_node_mtimes: true,
+            overlay: Overlay::Package,
         }
     }
 }
@@ -117,10 +148,11 @@ impl ExtractError {
     }
 }
 
-/// Per-archive state: what has been written so far.
-struct Extractor<'a> {
+/// Applies archive entries to a root, one at a time, remembering what this
+/// archive wrote so far (for hard links and claims).
+pub struct EntryWriter<'a> {
     root: &'a Root,
-    opts: &'a ExtractOptions,
+    opts: ExtractOptions,
     /// Regular files of this archive, for hard-link checks and their MD5s.
     files: HashMap<RelPath, Option<[u8; 16]>>,
     /// Paths the claim told us to leave alone.
@@ -170,16 +202,7 @@ pub fn extract_tar_with<R: Read>(
     claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
 ) -> Result<Vec<Extracted>, ExtractError> {
     let mut reader = TarReader::new(tar);
-    let mut x = Extractor {
-        root,
-        opts,
-        files: HashMap::new(),
-        skipped: HashSet::new(),
-        filtered: HashSet::new(),
-        written: 0,
-        buf: vec![0u8; 256 * 1024],
-        entry: String::new(),
-    };
+    let mut x = EntryWriter::new(root, opts.clone());
     let mut out = Vec::new();
     loop {
         let mut entry = match reader.next_entry() {
@@ -192,16 +215,41 @@ pub fn extract_tar_with<R: Read>(
                 })
             }
         };
-        x.entry = entry.header.display_path();
         let header = std::mem::take(&mut entry.header);
-        if let Some(done) = x.entry_one(&header, &mut entry, claim)? {
+        if let Some(done) = x.apply(&header, &mut entry, claim)? {
             out.push(done);
         }
     }
     Ok(out)
 }
 
-impl Extractor<'_> {
+impl<'a> EntryWriter<'a> {
+    pub fn new(root: &'a Root, opts: ExtractOptions) -> Self {
+        EntryWriter {
+            root,
+            opts,
+            files: HashMap::new(),
+            skipped: HashSet::new(),
+            filtered: HashSet::new(),
+            written: 0,
+            buf: Vec::new(),
+            entry: String::new(),
+        }
+    }
+
+    /// Applies one entry (its data, for a regular file, read from `data`).
+    /// `claim` decides whether this archive may write the path. Returns
+    /// what was written, or `None` for an entry left out.
+    pub fn apply(
+        &mut self,
+        h: &EntryHeader,
+        data: &mut dyn Read,
+        claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
+    ) -> Result<Option<Extracted>, ExtractError> {
+        self.entry = h.display_path();
+        self.entry_one(h, data, claim)
+    }
+
     fn reject(&self, reason: impl Into<String>) -> ExtractError {
         ExtractError::Rejected {
             package: self.opts.package.clone(),
@@ -221,13 +269,18 @@ impl Extractor<'_> {
     fn entry_one(
         &mut self,
         h: &EntryHeader,
-        data: &mut impl Read,
+        data: &mut dyn Read,
         claim: &dyn Fn(&RelPath, EntryKind) -> Result<Claimed, String>,
     ) -> Result<Option<Extracted>, ExtractError> {
         let path = RelPath::from_archive(&h.path).map_err(|e| self.reject(e.to_string()))?;
         if path.is_root() {
             if h.kind == EntryKind::Dir {
-                // `./`: the root exists; its metadata is the image's business.
+                // `./`: the root exists; a package leaves its metadata to
+                // the image, a layer sets it.
+                if self.opts.overlay == Overlay::Layer {
+                    self.apply_owner(&path, h)?;
+                    self.root.set_mode(&path, h.mode).map_err(|e| self.fs(e))?;
+                }
                 return Ok(None);
             }
             return Err(self.reject(format!("a {:?} entry would replace the root", h.kind)));
@@ -254,11 +307,16 @@ impl Extractor<'_> {
         }
         let mut md5 = None;
         let mut link_target = None;
+        if h.kind != EntryKind::Dir {
+            self.clear_directory_for_layer(&path)?;
+        }
         match h.kind {
             EntryKind::Dir => self.directory(&path, h)?,
             EntryKind::File => {
                 md5 = self.regular_file(&path, h, data)?;
-                self.files.insert(path.clone(), md5);
+                if self.opts.overlay == Overlay::Package {
+                    self.files.insert(path.clone(), md5);
+                }
             }
             EntryKind::Symlink => {
                 let target = h.link_target.clone().unwrap_or_default();
@@ -267,10 +325,15 @@ impl Extractor<'_> {
                 }
                 self.with_parents(&path, |r| r.symlink(&target, &path))?;
                 self.apply_owner(&path, h)?;
-                self.root
-                    .set_mtime(&path, self.mtime(h))
-                    .map_err(|e| self.fs(e))?;
+                self.link_or_node_mtime(&path, h)?;
                 link_target = Some(target);
+            }
+            EntryKind::Hardlink if self.opts.overlay == Overlay::Layer => {
+                let raw = h.link_target.clone().unwrap_or_default();
+                let target = RelPath::from_archive(&raw)
+                    .map_err(|e| self.reject(format!("hard link target: {e}")))?;
+                self.with_parents(&path, |r| r.hardlink(&target, &path))?;
+                link_target = Some(raw);
             }
             EntryKind::Hardlink => {
                 let raw = h.link_target.clone().unwrap_or_default();
@@ -289,9 +352,12 @@ impl Extractor<'_> {
                 self.apply_owner(&path, h)?;
                 // chown clears setuid/setgid bits; restore the exact mode.
                 self.root.set_mode(&path, h.mode).map_err(|e| self.fs(e))?;
-                self.root
-                    .set_mtime(&path, self.mtime(h))
-                    .map_err(|e| self.fs(e))?;
+                if self.opts.overlay == Overlay::Layer {
+                    // As layers always did: a node's xattrs are refused by
+                    // `Root::set_xattr` rather than dropped.
+                    self.apply_xattrs(&path, h)?;
+                }
+                self.link_or_node_mtime(&path, h)?;
             }
         }
         Ok(Some(Extracted {
@@ -303,6 +369,28 @@ impl Extractor<'_> {
             link_target,
             filtered: false,
         }))
+    }
+
+    /// A layer's non-directory replaces a directory tree at its path.
+    fn clear_directory_for_layer(&self, path: &RelPath) -> Result<(), ExtractError> {
+        if self.opts.overlay != Overlay::Layer {
+            return Ok(());
+        }
+        match self.root.lstat(path).map_err(|e| self.fs(e))? {
+            Some(m) if m.kind == FileKind::Dir => {
+                self.root.remove_all(path).map_err(|e| self.fs(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn link_or_node_mtime(&self, path: &RelPath, h: &EntryHeader) -> Result<(), ExtractError> {
+        if !self.opts.link_and_node_mtimes {
+            return Ok(());
+        }
+        self.root
+            .set_mtime(path, self.mtime(h))
+            .map_err(|e| self.fs(e))
     }
 
     fn mtime(&self, h: &EntryHeader) -> i64 {
@@ -352,6 +440,10 @@ impl Extractor<'_> {
                 self.with_parents(path, |r| r.mkdir(path, 0o700).map(|_| ()))?;
             }
             Some(m) if m.kind == FileKind::Dir => {}
+            Some(_) if self.opts.overlay == Overlay::Layer => {
+                self.root.remove(path).map_err(|e| self.fs(e))?;
+                self.with_parents(path, |r| r.mkdir(path, 0o700).map(|_| ()))?;
+            }
             Some(m) if m.kind == FileKind::Symlink => {
                 if self.root.is_dir(path) {
                     // Keep the link (e.g. merged /usr); leave its target alone.
@@ -365,7 +457,13 @@ impl Extractor<'_> {
         }
         self.apply_owner(path, h)?;
         self.root.set_mode(path, h.mode).map_err(|e| self.fs(e))?;
-        self.apply_xattrs(path, h)
+        self.apply_xattrs(path, h)?;
+        if self.opts.overlay == Overlay::Layer {
+            self.root
+                .set_mtime(path, self.mtime(h))
+                .map_err(|e| self.fs(e))?;
+        }
+        Ok(())
     }
 
     fn apply_xattrs(&self, path: &RelPath, h: &EntryHeader) -> Result<(), ExtractError> {
@@ -384,8 +482,11 @@ impl Extractor<'_> {
         &mut self,
         path: &RelPath,
         h: &EntryHeader,
-        data: &mut impl Read,
+        data: &mut dyn Read,
     ) -> Result<Option<[u8; 16]>, ExtractError> {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 256 * 1024];
+        }
         self.written = self.written.saturating_add(h.size);
         if self.written > self.opts.size_limit {
             return Err(self.reject(format!(

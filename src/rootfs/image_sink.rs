@@ -1,14 +1,17 @@
 //! Applies image layers to a rootfs directory through the safe [`Root`] API:
 //! the seam between `image::unpack_layers` (which knows layer semantics:
-//! order, whiteouts) and the one way rootstrap writes into a root.
+//! order, whiteouts) and the one way rootstrap writes archive entries into
+//! a root ([`EntryWriter`]).
 
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::image::tar::{EntryKind, TarHeader};
+use crate::archive::tar::{EntryHeader, EntryKind as ArchiveKind};
+use crate::image::tar::{LayerEntryKind, TarHeader};
 use crate::image::UnpackSink;
-use crate::rootfs::safe::{FileKind, FsError, NodeKind, PathError, RelPath, Root};
+use crate::rootfs::extract::{Claimed, EntryWriter, ExtractError, ExtractOptions, Overlay};
+use crate::rootfs::safe::{FsError, PathError, RelPath, Root};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -16,25 +19,27 @@ pub enum SinkError {
     Path(#[from] PathError),
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
 }
 
-/// Writes layer entries into a root. Owners are applied only when running
+/// Writes layer entries into a root through the one [`EntryWriter`], with
+/// layer rules ([`Overlay::Layer`]). Owners are applied only when running
 /// as root (otherwise chown would fail for every file not ours).
 pub struct RootSink<'a> {
     root: &'a Root,
-    preserve_owner: bool,
+    writer: EntryWriter<'a>,
 }
 
 impl<'a> RootSink<'a> {
     pub fn new(root: &'a Root) -> Self {
+        let opts = ExtractOptions {
+            overlay: Overlay::Layer,
+            ..ExtractOptions::new("image layer")
+        };
         RootSink {
             root,
-            preserve_owner: rustix::process::geteuid().is_root(),
+            writer: EntryWriter::new(root, opts),
         }
     }
 }
@@ -43,72 +48,46 @@ fn rel(path: &Path) -> Result<RelPath, PathError> {
     RelPath::from_archive(path.as_os_str().as_encoded_bytes())
 }
 
+/// The layer view of an entry back in the archive reader's terms.
+fn entry_header(h: &TarHeader) -> EntryHeader {
+    let (kind, link_target, dev_major, dev_minor) = match &h.kind {
+        LayerEntryKind::File => (ArchiveKind::File, None, 0, 0),
+        LayerEntryKind::Dir => (ArchiveKind::Dir, None, 0, 0),
+        LayerEntryKind::Symlink(t) => (ArchiveKind::Symlink, Some(t), 0, 0),
+        LayerEntryKind::HardLink(t) => (ArchiveKind::Hardlink, Some(t), 0, 0),
+        LayerEntryKind::CharDevice { major, minor } => (ArchiveKind::CharDev, None, *major, *minor),
+        LayerEntryKind::BlockDevice { major, minor } => {
+            (ArchiveKind::BlockDev, None, *major, *minor)
+        }
+        LayerEntryKind::Fifo => (ArchiveKind::Fifo, None, 0, 0),
+    };
+    EntryHeader {
+        path: h.path.as_os_str().as_bytes().to_vec(),
+        kind,
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        mtime: h.mtime,
+        size: if kind == ArchiveKind::File { h.size } else { 0 },
+        link_target: link_target.map(|t| t.as_os_str().as_bytes().to_vec()),
+        dev_major,
+        dev_minor,
+        pax: Default::default(),
+        xattrs: h
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
 impl UnpackSink for RootSink<'_> {
     type Error = SinkError;
 
     fn entry(&mut self, h: &TarHeader, data: &mut dyn Read) -> Result<(), SinkError> {
-        let p = rel(&h.path)?;
-        if p.is_root() {
-            if self.preserve_owner {
-                self.root.set_owner(&p, h.uid as u32, h.gid as u32)?;
-            }
-            self.root.set_mode(&p, h.mode)?;
-            return Ok(());
-        }
-        if let Some(parent) = p.parent() {
-            self.root.mkdir_all(&parent, 0o755)?;
-        }
-        match &h.kind {
-            EntryKind::Dir => {
-                let existing = self.root.lstat(&p)?;
-                if existing.is_some_and(|m| m.kind != FileKind::Dir) {
-                    self.root.remove_all(&p)?;
-                }
-                self.root.mkdir(&p, h.mode)?;
-            }
-            EntryKind::File => {
-                let mut file = self.root.create_file(&p, h.mode)?;
-                std::io::copy(data, &mut file).map_err(|source| SinkError::Io {
-                    path: p.to_string(),
-                    source,
-                })?;
-            }
-            EntryKind::Symlink(target) => {
-                self.remove_non_dir(&p)?;
-                self.root
-                    .symlink(target.as_os_str().as_encoded_bytes(), &p)?;
-            }
-            EntryKind::HardLink(target) => {
-                self.remove_non_dir(&p)?;
-                self.root.hardlink(&rel(target)?, &p)?;
-                return Ok(());
-            }
-            EntryKind::CharDevice { major, minor } => {
-                self.remove_non_dir(&p)?;
-                self.root
-                    .mknod(&p, NodeKind::CharDev, h.mode, *major, *minor)?;
-            }
-            EntryKind::BlockDevice { major, minor } => {
-                self.remove_non_dir(&p)?;
-                self.root
-                    .mknod(&p, NodeKind::BlockDev, h.mode, *major, *minor)?;
-            }
-            EntryKind::Fifo => {
-                self.remove_non_dir(&p)?;
-                self.root.mkfifo(&p, h.mode)?;
-            }
-        }
-        if self.preserve_owner {
-            self.root.set_owner(&p, h.uid as u32, h.gid as u32)?;
-        }
-        if !matches!(h.kind, EntryKind::Symlink(_)) {
-            // chown clears setuid/setgid, so the mode goes last.
-            self.root.set_mode(&p, h.mode)?;
-            for (name, value) in &h.xattrs {
-                self.root.set_xattr(&p, name, value)?;
-            }
-        }
-        self.root.set_mtime(&p, h.mtime)?;
+        let header = entry_header(h);
+        self.writer
+            .apply(&header, data, &|_, _| Ok(Claimed::Write))?;
         Ok(())
     }
 
@@ -130,15 +109,5 @@ impl UnpackSink for RootSink<'_> {
             }
         }
         Ok(())
-    }
-}
-
-impl RootSink<'_> {
-    fn remove_non_dir(&self, p: &RelPath) -> Result<(), SinkError> {
-        match self.root.lstat(p)? {
-            Some(m) if m.kind == FileKind::Dir => Ok(self.root.remove_all(p)?),
-            Some(_) => Ok(self.root.remove(p)?),
-            None => Ok(()),
-        }
     }
 }

@@ -248,6 +248,9 @@ pub struct Meta {
     pub gid: u32,
     pub size: u64,
     pub mtime: i64,
+    /// mtime and ctime to the nanosecond (change detection).
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
     pub nlink: u64,
     pub dev: u64,
     pub ino: u64,
@@ -272,6 +275,8 @@ impl Meta {
             gid: st.st_gid,
             size: u64::try_from(st.st_size).unwrap_or(0),
             mtime: st.st_mtime,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            ctime_ns: i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec),
             #[allow(clippy::useless_conversion)]
             nlink: u64::from(st.st_nlink),
             dev: st.st_dev,
@@ -638,6 +643,46 @@ impl Root {
         self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY)
     }
 
+    /// A readable descriptor of the directory `p` (symlinks followed inside
+    /// the root only), for callers that must pin a directory across a run:
+    /// create and later remove entries in it with the `*at` calls (which
+    /// never follow a leaf), or restore its timestamps.
+    pub fn open_dir(&self, p: &RelPath) -> FsResult<OwnedFd> {
+        self.dir_fd_rw(p).map_err(fs_err("open directory", p))
+    }
+
+    /// The extended attributes of a regular file or directory (no symlink
+    /// followed at the leaf), name → value, sorted by name.
+    pub fn xattrs(&self, p: &RelPath) -> FsResult<Vec<(String, Vec<u8>)>> {
+        let fd = self
+            .open_nofollow_rdonly(p)
+            .map_err(fs_err("listxattr", p))?;
+        let mut names = vec![0u8; 64 * 1024];
+        let n = rfs::flistxattr(&fd, &mut names[..])
+            .map_err(errno)
+            .map_err(fs_err("listxattr", p))?;
+        let mut out = Vec::new();
+        for raw in names[..n.min(names.len())].split(|&b| b == 0) {
+            let Ok(name) = std::str::from_utf8(raw) else {
+                continue;
+            };
+            if name.is_empty() {
+                continue;
+            }
+            let mut value = vec![0u8; 64 * 1024];
+            let got = match rfs::fgetxattr(&fd, name, &mut value[..]) {
+                Ok(n) => n,
+                // Removed between list and get: there is nothing to read.
+                Err(rustix::io::Errno::NODATA) => continue,
+                Err(e) => return Err(fs_err("getxattr", p)(errno(e))),
+            };
+            value.truncate(got);
+            out.push((name.to_string(), value));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Sets an extended attribute on a regular file or directory, through a
     /// descriptor opened with `O_NOFOLLOW` (symlinks and special files are
     /// refused rather than followed or opened).
@@ -936,6 +981,37 @@ mod tests {
 
     fn rp(s: &str) -> RelPath {
         RelPath::from_archive(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn open_dir_and_xattrs_stay_inside_the_root() {
+        let (_t, root, outside) = setup();
+        root.symlink(outside.as_os_str().as_encoded_bytes(), &rp("out"))
+            .unwrap();
+        // `out` names rootfs/<outside path>, which does not exist.
+        assert!(root.open_dir(&rp("out")).is_err());
+        root.mkdir_all(&rp("usr/sbin"), 0o755).unwrap();
+        let dir = root.open_dir(&rp("usr/sbin")).unwrap();
+        rustix::fs::statat(&dir, ".", AtFlags::empty()).unwrap();
+
+        root.write_file(&rp("f"), b"x", 0o644).unwrap();
+        if root.set_xattr(&rp("f"), "user.b", b"2").is_err() {
+            eprintln!("SKIP: no user xattrs on this filesystem");
+            return;
+        }
+        root.set_xattr(&rp("f"), "user.a", b"1").unwrap();
+        let got = root.xattrs(&rp("f")).unwrap();
+        let user: Vec<_> = got.iter().filter(|(n, _)| n.starts_with("user.")).collect();
+        assert_eq!(
+            user,
+            [
+                &("user.a".to_string(), b"1".to_vec()),
+                &("user.b".to_string(), b"2".to_vec())
+            ]
+        );
+        // A symlink is refused, never followed.
+        root.symlink(b"f", &rp("l")).unwrap();
+        assert!(root.xattrs(&rp("l")).is_err());
     }
 
     #[test]

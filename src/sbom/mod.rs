@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::image::packages::{PackageDbKind, PackageInventory, PackageRecord};
 use crate::image::{OpenedImage, Sha256Digest};
-use crate::inspect::{PackageDbKind, PackageInventory, PackageRecord};
 
 pub use license::LicenseExpression;
 pub use output::{attach_to_oci_layout, sidecar_path, write_build_sboms, SbomError};

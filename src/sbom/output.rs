@@ -8,9 +8,9 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::{ImageIdentity, Sbom, SbomFormat};
-use crate::build::BuildOutput;
 use crate::image::compress::auto_decoder;
 use crate::image::layout::{persist, temp_file_beside};
+use crate::image::output::BuildOutput;
 use crate::image::{
     attach_artifact, Artifact, ImageBuilder, ImageError, OpenedImage, Output, Sha256Digest,
 };
@@ -27,6 +27,12 @@ pub enum SbomError {
     },
     #[error("image output {output}: build recorded no manifest digest {digest:?}")]
     Digest { output: PathBuf, digest: String },
+    #[error("reading the packages of {image}")]
+    Packages {
+        image: String,
+        #[source]
+        source: ImageError,
+    },
 }
 
 /// `<output>` + `.spdx.json` / `.cdx.json`.
@@ -104,6 +110,30 @@ pub fn attached(image: &OpenedImage, format: SbomFormat) -> Result<Option<Vec<u8
     Ok(Some(image.read_blob(&document)?))
 }
 
+/// The SBOM `rootstrap sbom` shows for `image` (named `name` in messages):
+/// the document the build attached, else one derived from the image's
+/// package databases.
+pub fn image_sbom(
+    image: &OpenedImage,
+    format: SbomFormat,
+    name: &str,
+) -> Result<Vec<u8>, SbomError> {
+    if let Some(bytes) = attached(image, format)? {
+        return Ok(bytes);
+    }
+    let inventory =
+        crate::image::packages::package_inventory(image).map_err(|source| SbomError::Packages {
+            image: name.to_owned(),
+            source,
+        })?;
+    let model = Sbom::from_inventory(
+        &inventory,
+        ImageIdentity::of_image(image),
+        &Default::default(),
+    );
+    Ok(format.render(&model))
+}
+
 /// After a build: the SBOMs of the image `builder` holds, for each image
 /// output (`outputs` as `write_outputs` returns them, with their manifest
 /// digests). `deb_sha256` gives the `.deb` checksums the plan knows (may be
@@ -115,7 +145,7 @@ pub fn write_build_sboms(
     outputs: &[(BuildOutput, Option<String>)],
     reference: Option<&str>,
     deb_sha256: &BTreeMap<String, [u8; 32]>,
-    known: Option<&crate::inspect::PackageInventory>,
+    known: Option<&crate::image::packages::PackageInventory>,
 ) -> Result<Vec<PathBuf>, SbomError> {
     let images: Vec<(&Output, &Option<String>)> = outputs
         .iter()
@@ -145,7 +175,7 @@ pub fn write_build_sboms(
     let inventory = match known {
         Some(known) => known,
         None => {
-            collected = crate::inspect::collect_inventory(layers)?;
+            collected = crate::image::packages::collect_inventory(layers)?;
             &collected
         }
     };

@@ -4,7 +4,7 @@
 //! against the real Alpine 3.16 index from ../shared/conformance.
 
 use crate::common;
-use crate::common::skip::skip;
+use crate::common::skip::{not_applicable, skip};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -391,7 +391,10 @@ fn allow_untrusted_accepts_an_unsigned_index_and_labels_the_image() {
     assert!(stderr(&o).contains("not signed"), "{}", stderr(&o));
     assert!(!oci.exists());
 
-    let o = s.build(&["--allow-untrusted"], &[format!("oci:{}", oci.display())]);
+    let o = s.build(
+        &["--allow-untrusted", "--skip-foreign-scripts"],
+        &[format!("oci:{}", oci.display())],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("scripts were not run"), "{err}");
@@ -414,7 +417,7 @@ fn foreign_arch_build_runs_no_scripts_and_marks_them_pending() {
     let oci = s.out("oci");
     let rootfs = s.out("rootfs");
     let o = s.build(
-        &[],
+        &["--skip-foreign-scripts"],
         &[
             format!("oci:{}", oci.display()),
             format!("rootfs:{}", rootfs.display()),
@@ -732,7 +735,7 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
     };
     let bytes = std::fs::read(&path).unwrap();
     let mut keys = TrustedKeys::new();
-    for (name, pem) in rootstrap::keys::SHIPPED {
+    for (name, pem) in rootstrap::verify::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
             keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
         }
@@ -844,7 +847,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
         return;
     };
     let mut keys = TrustedKeys::new();
-    for (name, pem) in rootstrap::keys::SHIPPED {
+    for (name, pem) in rootstrap::verify::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
             keys.add_pem(file, &String::from_utf8_lossy(pem)).unwrap();
         }
@@ -1022,6 +1025,233 @@ fn shipped_alpine_recipes_default_to_alpines_cdn_and_the_mirror_flags_override_i
         assert!(
             err.contains("mirror http://127.0.0.1:9/cli (from --mirror)"),
             "{err}"
+        );
+    }
+}
+
+/// `--platform A,B` makes one OCI image index with one manifest per
+/// platform, each the image a one-platform build makes; outputs that hold
+/// one image are refused before anything is built.
+#[test]
+fn two_platforms_make_one_image_index() {
+    let Some(bb) = busybox_or_skip("two_platforms_make_one_image_index") else {
+        return;
+    };
+    if std::env::consts::ARCH != "x86_64" {
+        not_applicable("needs an x86_64 host");
+        return;
+    }
+    if !is_root() {
+        skip("needs root");
+        return;
+    }
+    let s = setup("x86_64", &bb);
+    // The aarch64 packages beside the x86_64 ones, under the same mirror
+    // (their signing key joins the keys directory).
+    let arm = fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
+    assert_eq!(arm.keys_dir, s.repo.keys_dir);
+    let both = [
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--skip-foreign-scripts",
+    ];
+
+    let refused = s.out("one.tar");
+    let o = s.build(&both, &[format!("docker-archive:{}", refused.display())]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("one.tar") && err.contains("linux/amd64,linux/arm64"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("fetch and verify"),
+        "refused before building: {err}"
+    );
+    assert!(!refused.exists());
+
+    let multi = s.out("multi");
+    let o = s.build(&both, &[format!("oci:{}", multi.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let blob = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(multi.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap()
+    };
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(multi.join("index.json")).unwrap()).unwrap();
+    let entries = top["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let index = blob(entries[0]["digest"].as_str().unwrap());
+    let manifests = index["manifests"].as_array().unwrap();
+    let platforms: Vec<String> = manifests
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            format!("{}/{}/{}", p["os"], p["architecture"], p["variant"])
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        ["\"linux\"/\"amd64\"/null", "\"linux\"/\"arm64\"/\"v8\""]
+    );
+    for m in manifests {
+        let manifest = blob(m["digest"].as_str().unwrap());
+        let config = blob(manifest["config"]["digest"].as_str().unwrap());
+        assert_eq!(config["architecture"], m["platform"]["architecture"]);
+    }
+    // The foreign platform's scripts did not run, and its image says so.
+    let arm_config = blob(
+        blob(manifests[1]["digest"].as_str().unwrap())["config"]["digest"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        arm_config["config"]["Labels"]["org.rootstrap.scripts"],
+        "not-run"
+    );
+    let amd_config = blob(
+        blob(manifests[0]["digest"].as_str().unwrap())["config"]["digest"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(amd_config["config"]["Labels"]
+        .get("org.rootstrap.scripts")
+        .is_none());
+
+    // Each manifest is the one a one-platform build makes.
+    for (platform, m) in ["linux/amd64", "linux/arm64"].iter().zip(manifests) {
+        let single = s.out(&format!("single-{}", platform.replace('/', "-")));
+        let o = s.build(
+            &["--platform", platform, "--skip-foreign-scripts"],
+            &[format!("oci:{}", single.display())],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let top: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(single.join("index.json")).unwrap()).unwrap();
+        assert_eq!(top["manifests"][0]["digest"], m["digest"], "{platform}");
+    }
+}
+
+/// A multi-platform lock: `rootstrap lock --platform A,B` records each
+/// platform's package set in one (version 2) lockfile; `--locked` builds
+/// the same image index from it; `rootstrap mirror` copies both sets; a
+/// platform the lock lacks is refused under `--locked`.
+#[test]
+fn a_multi_platform_lock_builds_the_same_index() {
+    let Some(bb) = busybox_or_skip("a_multi_platform_lock_builds_the_same_index") else {
+        return;
+    };
+    if std::env::consts::ARCH != "x86_64" {
+        not_applicable("needs an x86_64 host");
+        return;
+    }
+    if !is_root() {
+        skip("needs root");
+        return;
+    }
+    let s = setup("x86_64", &bb);
+    fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
+    let both = ["--platform", "linux/amd64,linux/arm64"];
+    let lock = s.out("alpine.lock");
+    let o = run::rootstrap()
+        .arg("lock")
+        .arg(&s.recipe)
+        .args(both)
+        .args(["--mirror", &s.mirror()])
+        .arg("--keys")
+        .arg(&s.repo.keys_dir)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .arg("-o")
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("linux/amd64: ") && stdout.contains("linux/arm64: "),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(text.contains("version = 2"), "{text}");
+    assert!(
+        text.contains("arch = \"x86_64\"") && text.contains("arch = \"aarch64\""),
+        "{text}"
+    );
+
+    let digest = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    let flags = [
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--skip-foreign-scripts",
+    ];
+    let resolved = s.build(&flags, &[format!("oci:{}", s.out("resolved").display())]);
+    assert!(resolved.status.success(), "{}", stderr(&resolved));
+    let lock_arg = lock.to_str().unwrap();
+    let mut locked_flags = flags.to_vec();
+    locked_flags.extend(["--lock", lock_arg, "--locked"]);
+    let locked = s.build(
+        &locked_flags,
+        &[format!("oci:{}", s.out("locked").display())],
+    );
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    assert_eq!(
+        digest(&locked),
+        digest(&resolved),
+        "one index from the lock"
+    );
+
+    // A platform the lock does not hold.
+    let o = s.build(
+        &[
+            "--platform",
+            "linux/arm/v7",
+            "--skip-foreign-scripts",
+            "--lock",
+            lock_arg,
+            "--locked",
+        ],
+        &[format!("oci:{}", s.out("arm7").display())],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("linux/arm/v7") && stderr(&o).contains("linux/amd64, linux/arm64"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.out("arm7").exists());
+
+    // `rootstrap mirror` copies both platforms' indexes and packages.
+    let mirror = s.out("partial");
+    let o = run::rootstrap()
+        .arg("mirror")
+        .arg(&lock)
+        .arg("-o")
+        .arg(&mirror)
+        .arg("--cache-dir")
+        .arg(s.out("cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for arch in ["x86_64", "aarch64"] {
+        assert!(
+            mirror
+                .join("v3.20/main")
+                .join(arch)
+                .join("APKINDEX.tar.gz")
+                .is_file(),
+            "{arch}"
         );
     }
 }

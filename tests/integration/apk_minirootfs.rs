@@ -372,6 +372,60 @@ fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// A recipe's `[build] dockerfile` runs on an Alpine base as on a Debian
+/// one: its RUN steps run in the tree with Alpine's own busybox and apk,
+/// its ENV lands in the config, and a rebuild takes the steps from the
+/// step cache.
+#[test]
+fn an_alpine_recipes_dockerfile_steps_apply() {
+    let test = "an_alpine_recipes_dockerfile_steps_apply";
+    if std::env::consts::ARCH != "x86_64" {
+        not_applicable(format!(
+            "{test}: the x86_64 minirootfs runs natively only on x86_64"
+        ));
+        return;
+    }
+    let Some(b) = setup(test, minirootfs::X86_64_3_19, "v3.19") else {
+        return;
+    };
+    let dir = b.recipe.parent().unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "RUN apk info -e busybox > /etc/steps && echo ran >> /etc/steps\nENV STEPS=1\n",
+    )
+    .unwrap();
+    let mut recipe = std::fs::read_to_string(&b.recipe).unwrap();
+    recipe.push_str("\n[build]\ndockerfile = \"Dockerfile\"\n");
+    std::fs::write(&b.recipe, recipe).unwrap();
+
+    let build = |name: &str| {
+        let oci = b.tmp.path().join(name);
+        let o = b.build(&[format!("oci:{}", oci.display())]);
+        assert!(o.status.success(), "build failed:\n{}", stderr(&o));
+        (oci, stderr(&o))
+    };
+    let (oci, log) = build("oci-steps");
+    assert!(log.contains("dockerfile steps"), "{log}");
+    let run = rootstrap_isolated()
+        .args(["run", &format!("oci:{}", oci.display()), "--"])
+        .args(["/bin/sh", "-c", "cat /etc/steps; echo STEPS=$STEPS"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "busybox\nran\nSTEPS=1\n",
+        "{}",
+        stderr(&run)
+    );
+    let (_, log) = build("oci-steps-again");
+    assert_eq!(
+        log.matches("CACHED").count(),
+        1,
+        "the RUN step is reused:\n{log}"
+    );
+}
+
 #[test]
 fn alpines_own_apk_works_in_the_image() {
     let test = "alpines_own_apk_works_in_the_image";
@@ -498,7 +552,7 @@ fn read_tree(root: &Path) -> BTreeMap<String, TreeEntry> {
             for e in std::fs::read_dir(&full).unwrap() {
                 stack.push(rel.join(e.unwrap().file_name()));
             }
-            (EntryKind::Directory, String::new(), Vec::new())
+            (EntryKind::Dir, String::new(), Vec::new())
         } else if ft.is_symlink() {
             let t = std::fs::read_link(&full).unwrap();
             (
@@ -514,7 +568,7 @@ fn read_tree(root: &Path) -> BTreeMap<String, TreeEntry> {
             )
         } else {
             (
-                EntryKind::CharDevice,
+                EntryKind::CharDev,
                 format!("rdev {}", meta.rdev()),
                 Vec::new(),
             )

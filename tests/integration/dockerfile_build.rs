@@ -12,8 +12,8 @@ use std::process::{Command, Output as ProcOutput};
 
 use rootstrap::image::oci::{History, ImageConfig};
 use rootstrap::image::{
-    unpack_layers, EntryKind, ImageBuilder, ImageSource, LayerCompression, LayerOptions,
-    MemorySink, OpenedImage, Output, TarHeader, TarReader,
+    unpack_layers, ImageBuilder, ImageSource, LayerCompression, LayerEntryKind as EntryKind,
+    LayerOptions, LayerReader as TarReader, MemorySink, OpenedImage, Output, TarHeader,
 };
 
 const BUSYBOX: &str = "/bin/busybox";

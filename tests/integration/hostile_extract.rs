@@ -1,5 +1,6 @@
-//! HOSTILE.md items 1–14 and 16 against the extraction path, plus a .deb
-//! round trip compared with what the real dpkg writes (when it is present).
+//! HOSTILE.md items 1–14 and 16 against the extraction paths (1–9 against
+//! each of .deb data, .apk packages and image layers), plus a .deb round
+//! trip compared with what the real dpkg writes (when it is present).
 //!
 //! Every hostile case plants a host file and directory next to the rootfs
 //! and checks afterwards that they are byte-identical, that nothing new
@@ -14,8 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rootstrap::archive::tar::EntryKind;
+use rootstrap::distro::apk::bootstrap::unpack_package_data;
 use rootstrap::distro::deb::dpkgdb::{unpack_deb, write_database, UnpackOptions};
+use rootstrap::image::apply_layer;
 use rootstrap::rootfs::extract::{extract_tar, Claimed, ExtractError, ExtractOptions, Extracted};
+use rootstrap::rootfs::image_sink::RootSink;
 use rootstrap::rootfs::safe::{RelPath, Root};
 
 // ---------------------------------------------------------------- tar writer
@@ -203,283 +207,387 @@ impl Fixture {
     }
 }
 
+/// The paths an archive takes into a rootfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A .deb's data tar (dpkgdb's extraction).
+    DebData,
+    /// An .apk package's data tar, as the apk installer writes it.
+    ApkPackage,
+    /// An image layer, as base images and `rootstrap run` unpack it.
+    ImageLayer,
+}
+
+const EVERY_PATH: [Via; 3] = [Via::DebData, Via::ApkPackage, Via::ImageLayer];
+
+impl Via {
+    /// A package path's errors name the package; a layer has no package
+    /// name, its errors name the entry.
+    fn assert_names_archive(self, msg: &str) {
+        if self != Via::ImageLayer {
+            assert!(
+                msg.contains("evilpkg"),
+                "{self:?}: error does not name the package: {msg}"
+            );
+        }
+    }
+}
+
+impl Fixture {
+    fn extract_via(&self, via: Via, data: &[u8]) -> Result<(), String> {
+        match via {
+            Via::DebData => self.extract(data).map(|_| ()).map_err(|e| e.to_string()),
+            Via::ApkPackage => {
+                unpack_package_data(&self.root, "evilpkg", data).map_err(|e| e.to_string())
+            }
+            Via::ImageLayer => apply_layer(data, &mut RootSink::new(&self.root))
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Extraction through `via` must fail naming the archive and `entry`
+    /// (a layer reader drops a leading `./`), with the host untouched.
+    fn expect_rejected_via(&self, via: Via, data: &[u8], entry: &str) -> String {
+        let msg = self
+            .extract_via(via, data)
+            .expect_err(&format!("{via:?}: hostile archive was accepted"));
+        via.assert_names_archive(&msg);
+        let shown = match via {
+            Via::ImageLayer => entry.trim_start_matches("./"),
+            _ => entry,
+        };
+        assert!(
+            msg.contains(shown),
+            "{via:?}: error does not name entry {entry:?}: {msg}"
+        );
+        self.assert_host_untouched();
+        msg
+    }
+}
+
 // ---------------------------------------------------------------- HOSTILE 1–9
+//
+// Every case runs against each path an archive takes into a rootfs: a
+// .deb's data tar, an .apk package's data tar (apk's name and checksum
+// rules first) and an image layer (whiteouts, layer replacement rules).
+// They share one writer (rootfs::extract), but each path adds its own
+// checks in front of it, and a layer may replace what a package may not.
 
 #[test]
 fn hostile_01_absolute_and_dotdot_names() {
-    for name in [
-        "/etc/x",
-        "../x",
-        "./../x",
-        "a/../../x",
-        "../outside/host.txt",
-    ] {
-        let f = Fixture::new();
-        let t = tar(&[E {
-            data: b"pwned",
-            ..e(name.as_bytes())
-        }]);
-        f.expect_rejected(&t, name);
-        assert!(!f.rootdir.parent().unwrap().join("x").exists());
+    for via in EVERY_PATH {
+        for name in [
+            "/etc/x",
+            "../x",
+            "./../x",
+            "a/../../x",
+            "../outside/host.txt",
+        ] {
+            let f = Fixture::new();
+            let t = tar(&[E {
+                data: b"pwned",
+                ..e(name.as_bytes())
+            }]);
+            f.expect_rejected_via(via, &t, name);
+            assert!(!f.rootdir.parent().unwrap().join("x").exists());
+        }
     }
 }
 
 #[test]
 fn hostile_02_control_characters_and_newlines() {
-    for name in ["a\nb", "evil\r", "x\x1b[31m", "tab\there"] {
-        let f = Fixture::new();
-        let t = tar(&[E {
-            data: b"pwned",
-            ..e(name.as_bytes())
-        }]);
-        let err = f.extract(&t).expect_err(name);
-        assert!(err.to_string().contains("evilpkg"));
-        assert!(err.entry().is_some());
-        f.assert_host_untouched();
+    for via in EVERY_PATH {
+        for name in ["a\nb", "evil\r", "x\x1b[31m", "tab\there"] {
+            let f = Fixture::new();
+            let t = tar(&[E {
+                data: b"pwned",
+                ..e(name.as_bytes())
+            }]);
+            let err = f.extract_via(via, &t).expect_err(name);
+            via.assert_names_archive(&err);
+            f.assert_host_untouched();
+            assert!(
+                std::fs::read_dir(&f.rootdir).unwrap().next().is_none(),
+                "{via:?}: {name:?} was written"
+            );
+        }
     }
 }
 
 #[test]
 fn hostile_03_file_through_absolute_symlink() {
-    // Link to a host directory: its target does not exist inside the root,
-    // so the write fails; nothing reaches the host.
-    let f = Fixture::new();
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: f.outside_str().as_bytes(),
-            ..e(b"x")
-        },
-        E {
-            data: b"pwned",
-            ..e(b"x/host.txt")
-        },
-    ]);
-    f.expect_rejected(&t, "x/host.txt");
+    for via in EVERY_PATH {
+        // Link to a host directory: its target does not exist inside the
+        // root, so the write fails; nothing reaches the host.
+        let f = Fixture::new();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: f.outside_str().as_bytes(),
+                ..e(b"x")
+            },
+            E {
+                data: b"pwned",
+                ..e(b"x/host.txt")
+            },
+        ]);
+        f.expect_rejected_via(via, &t, "x/host.txt");
 
-    // Link to /etc with an /etc in the rootfs: clamped to rootfs/etc.
-    let f = Fixture::new();
-    std::fs::create_dir(f.rootdir.join("etc")).unwrap();
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: b"/etc",
-            ..e(b"x")
-        },
-        E {
-            data: b"root:x:0:0\n",
-            ..e(b"x/passwd")
-        },
-    ]);
-    f.extract(&t).unwrap();
-    assert_eq!(
-        std::fs::read(f.rootdir.join("etc/passwd")).unwrap(),
-        b"root:x:0:0\n"
-    );
-    f.assert_host_untouched();
+        // Link to /etc with an /etc in the rootfs: clamped to rootfs/etc.
+        let f = Fixture::new();
+        std::fs::create_dir(f.rootdir.join("etc")).unwrap();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: b"/etc",
+                ..e(b"x")
+            },
+            E {
+                data: b"root:x:0:0\n",
+                ..e(b"x/passwd")
+            },
+        ]);
+        f.extract_via(via, &t).unwrap();
+        assert_eq!(
+            std::fs::read(f.rootdir.join("etc/passwd")).unwrap(),
+            b"root:x:0:0\n"
+        );
+        f.assert_host_untouched();
+    }
 }
 
 #[test]
 fn hostile_04_file_through_relative_symlink() {
-    let f = Fixture::new();
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: b"../../../../../../../..",
-            ..e(b"x")
-        },
-        E {
-            data: b"pwned",
-            ..e(b"x/host.txt")
-        },
-        E {
-            kind: b'2',
-            link: b"../outside",
-            ..e(b"y")
-        },
-        E {
-            data: b"pwned",
-            ..e(b"y/host.txt")
-        },
-    ]);
-    // `x/..` clamps to the root: x/host.txt lands at rootfs/host.txt; `y`
-    // names rootfs/outside, which does not exist.
-    let err = f.extract(&t).unwrap_err();
-    assert!(err.to_string().contains("y/host.txt"), "{err}");
-    assert_eq!(std::fs::read(f.rootdir.join("host.txt")).unwrap(), b"pwned");
-    f.assert_host_untouched();
+    for via in EVERY_PATH {
+        let f = Fixture::new();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: b"../../../../../../../..",
+                ..e(b"x")
+            },
+            E {
+                data: b"pwned",
+                ..e(b"x/host.txt")
+            },
+            E {
+                kind: b'2',
+                link: b"../outside",
+                ..e(b"y")
+            },
+            E {
+                data: b"pwned",
+                ..e(b"y/host.txt")
+            },
+        ]);
+        // `x/..` clamps to the root: x/host.txt lands at rootfs/host.txt; `y`
+        // names rootfs/outside, which does not exist.
+        let err = f.extract_via(via, &t).unwrap_err();
+        assert!(err.contains("y/host.txt"), "{via:?}: {err}");
+        assert_eq!(std::fs::read(f.rootdir.join("host.txt")).unwrap(), b"pwned");
+        f.assert_host_untouched();
+    }
 }
 
 #[test]
 fn hostile_05_directory_through_symlink() {
-    let f = Fixture::new();
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: f.outside_str().as_bytes(),
-            ..e(b"x")
-        },
-        E {
-            kind: b'5',
-            mode: 0o755,
-            ..e(b"x/new/")
-        },
-    ]);
-    f.expect_rejected(&t, "x/new");
-    assert!(!f.outside.join("new").exists());
+    for via in EVERY_PATH {
+        let f = Fixture::new();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: f.outside_str().as_bytes(),
+                ..e(b"x")
+            },
+            E {
+                kind: b'5',
+                mode: 0o755,
+                ..e(b"x/new/")
+            },
+        ]);
+        f.expect_rejected_via(via, &t, "x/new");
+        assert!(!f.outside.join("new").exists());
+    }
 }
 
 #[test]
 fn hostile_06_chmod_through_symlink() {
-    let f = Fixture::new();
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: f.outside_str().as_bytes(),
-            ..e(b"foo")
-        },
-        E {
-            kind: b'5',
-            mode: 0o777,
-            ..e(b"foo")
-        },
-    ]);
-    f.expect_rejected(&t, "foo");
-    assert_eq!(std::fs::metadata(&f.outside).unwrap().mode() & 0o777, 0o750);
+    for via in EVERY_PATH {
+        let f = Fixture::new();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: f.outside_str().as_bytes(),
+                ..e(b"foo")
+            },
+            E {
+                kind: b'5',
+                mode: 0o777,
+                ..e(b"foo")
+            },
+        ]);
+        if via == Via::ImageLayer {
+            // A layer's directory replaces the symlink (OCI), never its target.
+            f.extract_via(via, &t).unwrap();
+            assert!(std::fs::symlink_metadata(f.rootdir.join("foo"))
+                .unwrap()
+                .is_dir());
+            f.assert_host_untouched();
+        } else {
+            f.expect_rejected_via(via, &t, "foo");
+        }
+        assert_eq!(std::fs::metadata(&f.outside).unwrap().mode() & 0o777, 0o750);
 
-    // A symlink to a directory inside the root is kept, its target's mode
-    // is left alone.
-    let f = Fixture::new();
-    std::fs::create_dir(f.rootdir.join("real")).unwrap();
-    std::fs::set_permissions(
-        f.rootdir.join("real"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: b"/real",
-            ..e(b"foo")
-        },
-        E {
-            kind: b'5',
-            mode: 0o777,
-            ..e(b"foo")
-        },
-    ]);
-    f.extract(&t).unwrap();
-    assert_eq!(
-        std::fs::metadata(f.rootdir.join("real")).unwrap().mode() & 0o777,
-        0o755
-    );
-    f.assert_host_untouched();
+        // A symlink to a directory inside the root: a package keeps it, a
+        // layer replaces it; either way its target's mode is left alone.
+        let f = Fixture::new();
+        std::fs::create_dir(f.rootdir.join("real")).unwrap();
+        std::fs::set_permissions(
+            f.rootdir.join("real"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: b"/real",
+                ..e(b"foo")
+            },
+            E {
+                kind: b'5',
+                mode: 0o777,
+                ..e(b"foo")
+            },
+        ]);
+        f.extract_via(via, &t).unwrap();
+        assert_eq!(
+            std::fs::metadata(f.rootdir.join("real")).unwrap().mode() & 0o777,
+            0o755
+        );
+        f.assert_host_untouched();
+    }
 }
 
 #[test]
 fn hostile_07_file_replaces_links_never_writes_through() {
-    let f = Fixture::new();
-    let host = f.outside.join("host.txt");
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: host.to_str().unwrap().as_bytes(),
-            ..e(b"sym")
-        },
-        E {
-            data: b"new content",
-            ..e(b"sym")
-        },
-    ]);
-    f.extract(&t).unwrap();
-    assert!(std::fs::symlink_metadata(f.rootdir.join("sym"))
-        .unwrap()
-        .is_file());
-    f.assert_host_untouched();
+    for via in EVERY_PATH {
+        let f = Fixture::new();
+        let host = f.outside.join("host.txt");
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: host.to_str().unwrap().as_bytes(),
+                ..e(b"sym")
+            },
+            E {
+                data: b"new content",
+                ..e(b"sym")
+            },
+        ]);
+        f.extract_via(via, &t).unwrap();
+        assert!(std::fs::symlink_metadata(f.rootdir.join("sym"))
+            .unwrap()
+            .is_file());
+        f.assert_host_untouched();
 
-    // A hard link to a host file already in the rootfs (same filesystem).
-    let f = Fixture::new();
-    std::fs::hard_link(f.outside.join("host.txt"), f.rootdir.join("busybox")).unwrap();
-    let t = tar(&[E {
-        data: b"#!/bin/false\n",
-        ..e(b"busybox")
-    }]);
-    f.extract(&t).unwrap();
-    assert_eq!(
-        std::fs::read(f.rootdir.join("busybox")).unwrap(),
-        b"#!/bin/false\n"
-    );
-    f.assert_host_untouched();
+        // A hard link to a host file already in the rootfs (same filesystem).
+        let f = Fixture::new();
+        std::fs::hard_link(f.outside.join("host.txt"), f.rootdir.join("busybox")).unwrap();
+        let t = tar(&[E {
+            data: b"#!/bin/false\n",
+            ..e(b"busybox")
+        }]);
+        f.extract_via(via, &t).unwrap();
+        assert_eq!(
+            std::fs::read(f.rootdir.join("busybox")).unwrap(),
+            b"#!/bin/false\n"
+        );
+        f.assert_host_untouched();
+    }
 }
 
 #[test]
 fn hostile_08_hardlink_targets() {
-    let cases: Vec<(Vec<u8>, Vec<E<'static>>)> = vec![
-        (b"/etc/shadow".to_vec(), vec![]),
-        (b"../outside/host.txt".to_vec(), vec![]),
-        (b"a/../../outside/host.txt".to_vec(), vec![]),
-        (b"never/extracted".to_vec(), vec![]),
-    ];
-    for (target, _) in cases {
+    for via in EVERY_PATH {
+        for target in [
+            &b"/etc/shadow"[..],
+            b"../outside/host.txt",
+            b"a/../../outside/host.txt",
+            b"never/extracted",
+        ] {
+            let f = Fixture::new();
+            let t = tar(&[E {
+                kind: b'1',
+                link: target,
+                ..e(b"h")
+            }]);
+            f.expect_rejected_via(via, &t, "h");
+            assert!(!f.rootdir.join("h").exists());
+        }
+        // Through a symlink created by the same archive.
         let f = Fixture::new();
-        let t = tar(&[E {
-            kind: b'1',
-            link: &target,
-            ..e(b"h")
-        }]);
-        f.expect_rejected(&t, "h");
-        assert!(!f.rootdir.join("h").exists());
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: f.outside_str().as_bytes(),
+                ..e(b"evil")
+            },
+            E {
+                kind: b'1',
+                link: b"evil/host.txt",
+                ..e(b"h")
+            },
+        ]);
+        f.expect_rejected_via(via, &t, "h");
+        // Target replaced by a symlink after it was extracted: a package
+        // refuses; a layer links the symlink itself, never what it names.
+        let f = Fixture::new();
+        let host = f.outside.join("host.txt");
+        let t = tar(&[
+            E {
+                data: b"ok",
+                ..e(b"f")
+            },
+            E {
+                kind: b'2',
+                link: host.to_str().unwrap().as_bytes(),
+                ..e(b"f")
+            },
+            E {
+                kind: b'1',
+                link: b"f",
+                ..e(b"h")
+            },
+        ]);
+        if via == Via::ImageLayer {
+            f.extract_via(via, &t).unwrap();
+            assert!(std::fs::symlink_metadata(f.rootdir.join("h"))
+                .unwrap()
+                .file_type()
+                .is_symlink());
+            f.assert_host_untouched();
+        } else {
+            f.expect_rejected_via(via, &t, "h");
+        }
     }
-    // Through a symlink created by the same archive.
-    let f = Fixture::new();
-    let t = tar(&[
-        E {
-            kind: b'2',
-            link: f.outside_str().as_bytes(),
-            ..e(b"evil")
-        },
-        E {
-            kind: b'1',
-            link: b"evil/host.txt",
-            ..e(b"h")
-        },
-    ]);
-    f.expect_rejected(&t, "h");
-    // Target replaced by a symlink after it was extracted.
-    let f = Fixture::new();
-    let host = f.outside.join("host.txt");
-    let t = tar(&[
-        E {
-            data: b"ok",
-            ..e(b"f")
-        },
-        E {
-            kind: b'2',
-            link: host.to_str().unwrap().as_bytes(),
-            ..e(b"f")
-        },
-        E {
-            kind: b'1',
-            link: b"f",
-            ..e(b"h")
-        },
-    ]);
-    f.expect_rejected(&t, "h");
 }
 
 #[test]
 fn hostile_09_root_replacement() {
-    for name in [&b"."[..], b"./", b"/."] {
-        let f = Fixture::new();
-        let t = tar(&[E {
-            kind: b'2',
-            link: f.outside_str().as_bytes(),
-            ..e(name)
-        }]);
-        let err = f.extract(&t).expect_err("root replaced");
-        assert!(err.to_string().contains("evilpkg"), "{err}");
-        assert!(std::fs::symlink_metadata(&f.rootdir).unwrap().is_dir());
-        f.assert_host_untouched();
+    for via in EVERY_PATH {
+        for name in [&b"."[..], b"./", b"/."] {
+            let f = Fixture::new();
+            let t = tar(&[E {
+                kind: b'2',
+                link: f.outside_str().as_bytes(),
+                ..e(name)
+            }]);
+            let err = f.extract_via(via, &t).expect_err("root replaced");
+            via.assert_names_archive(&err);
+            assert!(std::fs::symlink_metadata(&f.rootdir).unwrap().is_dir());
+            f.assert_host_untouched();
+        }
     }
 }
 

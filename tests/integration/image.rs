@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 use rootstrap::image::oci::{self, History, ImageConfig, Index, Manifest};
 use rootstrap::image::read::{LayerRef, MemorySink};
 use rootstrap::image::{
-    fsck, inspect, unpack_layers, write_layer_from_dir, EntryKind, ImageBuilder, ImageError,
-    ImageReference, ImageSource, LayerCompression, LayerOptions, OpenedImage, Output, Sha256Digest,
-    TarHeader, TarReader,
+    fsck, inspect, unpack_layers, write_layer_from_dir, ImageBuilder, ImageError, ImageReference,
+    ImageSource, LayerCompression, LayerEntryKind as EntryKind, LayerOptions,
+    LayerReader as TarReader, OpenedImage, Output, Sha256Digest, TarHeader,
 };
 
 const EPOCH: i64 = 1_700_000_000;

@@ -82,7 +82,7 @@ fn an_oci_output_is_one_named_image_with_its_sboms_as_referrers() {
         "an image written without -t is `latest`, as buildah and skopeo assume"
     );
     let img = OpenedImage::open(&ImageSource::OciDir(dir.clone()), None).unwrap();
-    let inventory = rootstrap::inspect::package_inventory(&img).unwrap();
+    let inventory = rootstrap::image::packages::package_inventory(&img).unwrap();
     let sbom = Sbom::from_inventory(
         &inventory,
         ImageIdentity::of_image(&img),

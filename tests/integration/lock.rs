@@ -141,6 +141,8 @@ impl Deb {
         let work = self.path("work");
         let mut args = vec![
             "build",
+            // A foreign architecture: no package scripts, no root.
+            "--skip-foreign-scripts",
             recipe.to_str().unwrap(),
             "--output",
             &out,
@@ -542,6 +544,8 @@ impl Apk {
         let work = self.tmp.path().to_str().unwrap().to_owned();
         let mut args = vec![
             "build",
+            // A foreign architecture: no package scripts, no root.
+            "--skip-foreign-scripts",
             recipe.to_str().unwrap(),
             "--output",
             &out,
@@ -660,7 +664,7 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     repo.add_package(&busybox).unwrap();
     let server2 = TestServer::serve(&repo.root);
     let o = run::rootstrap()
-        .args(["build"])
+        .args(["build", "--skip-foreign-scripts"])
         .arg(f.path("recipe.toml"))
         .arg("--output")
         .arg(format!("oci:{}", f.path("bad").display()))

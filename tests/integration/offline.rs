@@ -98,7 +98,8 @@ fn build(recipe: &Path, cache: &Path, out: &Path, rootfs: bool, args: &[&str]) -
     std::fs::create_dir_all(&work).unwrap();
     let oci = format!("oci:{}", out.display());
     let tree = format!("rootfs:{}", out.with_extension("rootfs").display());
-    let mut all = vec!["build", "-o", &oci];
+    // Foreign-architecture fixtures: no package scripts, no root.
+    let mut all = vec!["build", "--skip-foreign-scripts", "-o", &oci];
     if rootfs {
         all.extend(["-o", &tree]);
     }

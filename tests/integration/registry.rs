@@ -91,7 +91,7 @@ impl Registry {
     fn get(&self, path: &str, auth: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
         let mut req = ureq::get(&format!("http://{}{path}", self.host())).set(
             "Accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
         );
         if let Some(a) = auth {
             req = req.set("Authorization", a);
@@ -521,7 +521,7 @@ fn push_carries_the_sboms_as_referrers() {
         None,
     )
     .unwrap();
-    let inventory = rootstrap::inspect::package_inventory(&image).unwrap();
+    let inventory = rootstrap::image::packages::package_inventory(&image).unwrap();
     let sbom = rootstrap::sbom::Sbom::from_inventory(
         &inventory,
         rootstrap::sbom::ImageIdentity::of_image(&image),
@@ -698,4 +698,72 @@ fn commands_take_a_registry_image() {
     assert!(text(&out.stdout).contains(&digest.to_string()));
     let out = rootstrap(&["diff", &dest, &local, "--cache-dir", cache], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// An image index (a multi-platform build's OCI layout) is pushed whole:
+/// every platform's manifest by digest, then the index under the tag, which
+/// the registry serves byte for byte; `pull --platform` takes each one back.
+#[test]
+fn push_an_image_index_and_pull_each_platform() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let builders: Vec<ImageBuilder> = ["amd64", "arm64"]
+        .iter()
+        .map(|arch| {
+            let tree = work.path().join(format!("tree-{arch}"));
+            fs::create_dir_all(tree.join("etc")).unwrap();
+            fs::write(tree.join("etc/arch"), arch).unwrap();
+            let mut config = ImageConfig::new(arch, "linux");
+            config.created = Some(oci::format_timestamp(EPOCH));
+            let mut b = ImageBuilder::new_in(work.path(), config, LayerCompression::Gzip).unwrap();
+            let opts = LayerOptions {
+                source_date_epoch: Some(EPOCH),
+                exclude: Vec::new(),
+            };
+            b.add_layer_from_dir(&tree, &opts, History::default())
+                .unwrap();
+            b
+        })
+        .collect();
+    let layout = work.path().join("index");
+    let reference = ImageReference::parse("test/multi:1").unwrap();
+    let images: Vec<&ImageBuilder> = builders.iter().collect();
+    let written =
+        rootstrap::image::multi::write_index_layout(&images, &layout, Some(&reference)).unwrap();
+    let dest = format!("{}/multi/image:1", registry.host());
+    let out = rootstrap(&["push", &format!("oci:{}", layout.display()), &dest], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{dest}@{}", written.index_digest)
+    );
+    let (status, body, _) = registry.get("/v2/multi/image/manifests/1", None);
+    assert_eq!(status, 200);
+    assert_eq!(Sha256Digest::of(&body), written.index_digest);
+    for (arch, m) in ["amd64", "arm64"].iter().zip(&written.manifests) {
+        let (status, body, _) =
+            registry.get(&format!("/v2/multi/image/manifests/{}", m.digest), None);
+        assert_eq!(status, 200, "{arch}");
+        assert_eq!(Sha256Digest::of(&body).to_string(), m.digest);
+        let pulled = work.path().join(format!("pulled-{arch}"));
+        let out = rootstrap(
+            &[
+                "pull",
+                &dest,
+                "--platform",
+                &format!("linux/{arch}"),
+                "--output",
+                &format!("oci:{}", pulled.display()),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(&m.digest),
+            "{}",
+            text(&out.stdout)
+        );
+    }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use rootstrap::build::BuildOutput;
+use rootstrap::image::packages::package_inventory;
 use rootstrap::image::{fsck, ImageSource, OpenedImage, Output};
-use rootstrap::inspect::package_inventory;
 use rootstrap::sbom::{
     attach_to_oci_layout, cyclonedx, sidecar_path, spdx, write_build_sboms, ImageIdentity, Sbom,
     SbomFormat,
@@ -515,7 +515,7 @@ fn tree_and_layer_inventories_agree() {
     let dir = work.path().join("oci");
     b.write(&Output::OciDir(dir.clone()), None).unwrap();
     let from_layers = package_inventory(&open(&format!("oci:{}", dir.display()))).unwrap();
-    let from_tree = rootstrap::inspect::collect_inventory_from_tree(&tree).unwrap();
+    let from_tree = rootstrap::image::packages::collect_inventory_from_tree(&tree).unwrap();
     assert_eq!(
         serde_json::to_value(&from_tree).unwrap(),
         serde_json::to_value(&from_layers).unwrap()

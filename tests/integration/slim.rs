@@ -50,8 +50,9 @@ impl Fx {
 
     /// `rootstrap build recipe.toml --cache-dir CACHE ARGS…`.
     fn build(&self, cache: &str, args: &[&str]) -> Output {
+        // Foreign-architecture fixtures: no package scripts, no root.
         run::rootstrap_isolated()
-            .arg("build")
+            .args(["build", "--skip-foreign-scripts"])
             .arg(self.path("recipe.toml"))
             .arg("--cache-dir")
             .arg(self.path(cache))
@@ -350,7 +351,7 @@ fn each_compression_is_deterministic_and_packs_the_same_tar() {
         for i in 0..2 {
             let oci = f.path(&format!("oci-{compression}-{i}"));
             let o = run::rootstrap_isolated()
-                .arg("build")
+                .args(["build", "--skip-foreign-scripts"])
                 .arg(f.path("recipe.toml"))
                 .arg("--cache-dir")
                 .arg(f.path(&format!("cache-{compression}-{i}")))

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use rootstrap::image::oci::{History, ImageConfig};
+use rootstrap::image::store::{ImageStore, StoreError};
 use rootstrap::image::{ImageBuilder, ImageReference, LayerCompression, LayerOptions, OpenedImage};
-use rootstrap::store::{ImageStore, StoreError};
 
 /// An image of one layer holding `/f` with `content`, plus a shared
 /// `/base` layer below it so images share a blob.

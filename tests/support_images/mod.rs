@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rootstrap::image::oci::{self, History, ImageConfig};
 use rootstrap::image::{
-    EntryKind, ImageBuilder, ImageError, LayerCompression, TarHeader, TarWriter,
+    ImageBuilder, ImageError, LayerCompression, LayerEntryKind as EntryKind, TarHeader, TarWriter,
 };
 
 pub const EPOCH: i64 = 1_735_689_600; // 2025-01-01T00:00:00Z

@@ -316,7 +316,7 @@ pub fn dirs_from_entries(entries: &[TarEntry]) -> Vec<InstalledDir> {
             gid: e.gid,
             mode: e.mode,
         };
-        if e.kind == EntryKind::Directory {
+        if e.kind == EntryKind::Dir {
             let i = dir_index(&mut dirs, path);
             dirs[i].acl = acl;
             continue;

@@ -4,14 +4,15 @@
 //! Everything here is pure (bytes in, values out) except
 //! `TrustedKeys::load_dir`, which reads a key directory.
 //!
-//! `tar` is a small private strict reader for the in-memory control, index and
-//! data tars; the shared reader in src/archive can replace it (only
-//! `tar::parse_entries` and `tar::TarEntry` are used).
+//! `tar` lists the entries of the in-memory control, index and data tars
+//! through the shared strict reader in src/archive.
 
+pub mod backend;
 pub mod bootstrap;
 pub mod gzsplit;
 pub mod index;
 pub mod installed;
+pub(crate) mod lock;
 pub mod package;
 mod plan_cache;
 pub mod sign;

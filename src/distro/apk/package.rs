@@ -327,7 +327,7 @@ fn check_entry_names(what: &str, entries: &[TarEntry]) -> Result<(), ApkError> {
             EntryKind::Symlink if normal.is_empty() || normal == "." => {
                 return Err(bad(&e.path, "symlink replaces the root"));
             }
-            EntryKind::HardLink => {
+            EntryKind::Hardlink => {
                 if let Some(reason) = unsafe_path_reason(&e.link_name) {
                     return Err(bad(&e.path, reason));
                 }
@@ -345,36 +345,44 @@ fn check_entry_names(what: &str, entries: &[TarEntry]) -> Result<(), ApkError> {
     Ok(())
 }
 
-impl VerifiedApk {
-    /// Parses the data tar and checks every regular file against its
-    /// `APK-TOOLS.checksum.SHA1` PAX record (FILE_INTEGRITY). Paths are
-    /// returned as stored; the rootfs layer validates them (HOSTILE 1–9).
-    pub fn data_entries(&self) -> Result<Vec<TarEntry>, ApkError> {
-        let entries = parse_entries(&self.what, &self.data_tar)?;
-        check_entry_names(&self.what, &entries)?;
-        for e in &entries {
-            if e.path.starts_with(".SIGN.") || e.path == ".PKGINFO" {
-                return Err(ApkError::format(
-                    &self.what,
-                    format!("control entry {:?} inside the data member", e.path),
-                ));
-            }
-            let Some(want) = e.pax.get(PAX_SHA1) else {
-                continue;
-            };
-            let actual = match e.kind {
-                EntryKind::File => Sha1::digest(self.content(e)),
-                EntryKind::Symlink => Sha1::digest(e.link_name.as_bytes()),
-                _ => continue,
-            };
-            if !hex::encode(actual).as_bytes().eq_ignore_ascii_case(want) {
-                return Err(ApkError::FileChecksumMismatch {
-                    what: self.what.clone(),
-                    entry: e.path.clone(),
-                });
-            }
+/// Parses a package's data tar (`what` names the package in errors) and
+/// checks it before anything is extracted: apk's name rules, no control
+/// entries, and every regular file and symlink against its
+/// `APK-TOOLS.checksum.SHA1` PAX record (FILE_INTEGRITY). Paths are
+/// returned as stored; the rootfs layer validates them again (HOSTILE 1–9).
+pub fn verify_data_entries(what: &str, data_tar: &[u8]) -> Result<Vec<TarEntry>, ApkError> {
+    let entries = parse_entries(what, data_tar)?;
+    check_entry_names(what, &entries)?;
+    for e in &entries {
+        if e.path.starts_with(".SIGN.") || e.path == ".PKGINFO" {
+            return Err(ApkError::format(
+                what,
+                format!("control entry {:?} inside the data member", e.path),
+            ));
         }
-        Ok(entries)
+        let Some(want) = e.pax.get(PAX_SHA1) else {
+            continue;
+        };
+        let actual = match e.kind {
+            EntryKind::File => Sha1::digest(data_tar.get(e.data.clone()).unwrap_or_default()),
+            EntryKind::Symlink => Sha1::digest(e.link_name.as_bytes()),
+            _ => continue,
+        };
+        if !hex::encode(actual).as_bytes().eq_ignore_ascii_case(want) {
+            return Err(ApkError::FileChecksumMismatch {
+                what: what.to_string(),
+                entry: e.path.clone(),
+            });
+        }
+    }
+    Ok(entries)
+}
+
+impl VerifiedApk {
+    /// Parses the data tar and checks it by apk's rules (see
+    /// [`verify_data_entries`]).
+    pub fn data_entries(&self) -> Result<Vec<TarEntry>, ApkError> {
+        verify_data_entries(&self.what, &self.data_tar)
     }
 
     /// Content of a regular-file entry returned by `data_entries`.

@@ -145,14 +145,8 @@ impl PlanCache {
         let Some(dir) = self.path.parent() else {
             return;
         };
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
-        let ok = std::fs::create_dir_all(dir).is_ok()
-            && std::fs::write(&tmp, json).is_ok()
-            && std::fs::rename(&tmp, &self.path).is_ok();
-        if !ok {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        // A plan cache is an optimisation: failing to store one is not an error.
+        let _ = std::fs::create_dir_all(dir)
+            .and_then(|()| crate::cleanup::write_atomically(&self.path, &json));
     }
 }

@@ -1,28 +1,15 @@
-//! A small strict tar reader for the control/index/data tars inside apk files.
-//! It works on an in-memory decompressed buffer (members are already bounded by
-//! the gzip splitter). ustar + PAX (`x`, `g` ignored) + GNU long names.
-//!
-//! Private stand-in: the project's shared strict reader (src/archive/tar.rs)
-//! can replace it; only `parse_entries` and `TarEntry` are used by callers.
+//! The entries of the control/index/data tars inside apk files, read with the
+//! project's one strict tar reader ([`crate::archive::tar`]) over an
+//! in-memory decompressed member (members are already bounded by the gzip
+//! splitter). Each entry remembers where its content lies in that buffer, so
+//! signature, checksum and extraction passes share one parse.
 
-use super::ApkError;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-const BLOCK: usize = 512;
-/// Bound on PAX / GNU long-name payloads (HOSTILE 11).
-const MAX_META: usize = 1 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    File,
-    HardLink,
-    Symlink,
-    CharDevice,
-    BlockDevice,
-    Directory,
-    Fifo,
-}
+use super::ApkError;
+pub use crate::archive::tar::EntryKind;
+use crate::archive::tar::{TarError, TarReader};
 
 #[derive(Debug, Clone)]
 pub struct TarEntry {
@@ -49,212 +36,68 @@ fn tar_err(what: &str, entry: &str, reason: impl Into<String>) -> ApkError {
     }
 }
 
-fn octal(what: &str, entry: &str, field: &str, raw: &[u8]) -> Result<u64, ApkError> {
-    let text: Vec<u8> = raw
-        .iter()
-        .copied()
-        .take_while(|&c| c != 0)
-        .filter(|&c| c != b' ')
-        .collect();
-    if text.is_empty() {
-        return Ok(0);
-    }
-    let mut v: u64 = 0;
-    for c in text {
-        if !(b'0'..=b'7').contains(&c) {
-            return Err(tar_err(what, entry, format!("non-octal {field} field")));
-        }
-        v = v
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(u64::from(c - b'0')))
-            .ok_or_else(|| tar_err(what, entry, format!("{field} overflows")))?;
-    }
-    Ok(v)
+/// The reader's error as the apk one: the entry by name when the reader
+/// knew it, otherwise by its position.
+fn from_tar_error(what: &str, e: TarError) -> ApkError {
+    let (entry, reason) = match &e {
+        TarError::Invalid { name, msg, .. } => (name.clone(), msg.clone()),
+        TarError::Truncated { name, .. } => (name.clone(), "archive truncated".to_string()),
+        TarError::Io { name, source, .. } => (name.clone(), source.to_string()),
+    };
+    let entry = entry.unwrap_or_else(|| format!("#{}", e.index()));
+    tar_err(what, &entry, reason)
 }
 
-/// A NUL-terminated string field; a field with no NUL uses all of its bytes
-/// only where tar allows it (name, linkname, prefix fill their field exactly).
-fn cstr(raw: &[u8]) -> &[u8] {
-    let n = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
-    &raw[..n]
-}
-
-fn utf8(what: &str, entry: &str, raw: &[u8]) -> Result<String, ApkError> {
-    String::from_utf8(raw.to_vec()).map_err(|_| tar_err(what, entry, "name is not UTF-8"))
-}
-
-fn verify_checksum(what: &str, h: &[u8]) -> Result<(), ApkError> {
-    let stored = octal(what, "?", "checksum", &h[148..156])?;
-    let sum: u64 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(c)
-            }
-        })
-        .sum();
-    if sum != stored {
-        let name = String::from_utf8_lossy(cstr(&h[..100])).into_owned();
-        return Err(tar_err(what, &name, "bad header checksum"));
-    }
-    Ok(())
-}
-
-/// Parses `len key=value\n` PAX records.
-fn parse_pax(what: &str, mut data: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, ApkError> {
-    let mut out = BTreeMap::new();
-    while !data.is_empty() {
-        let sp = data
-            .iter()
-            .position(|&c| c == b' ')
-            .ok_or_else(|| tar_err(what, "PAX header", "record without length"))?;
-        let len: usize = std::str::from_utf8(&data[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| tar_err(what, "PAX header", "bad record length"))?;
-        if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
-            return Err(tar_err(what, "PAX header", "malformed record"));
-        }
-        let rec = &data[sp + 1..len - 1];
-        let eq = rec
-            .iter()
-            .position(|&c| c == b'=')
-            .ok_or_else(|| tar_err(what, "PAX header", "record without '='"))?;
-        let key = utf8(what, "PAX header", &rec[..eq])?;
-        out.insert(key, rec[eq + 1..].to_vec());
-        data = &data[len..];
-    }
-    Ok(out)
-}
-
-fn kind_of(what: &str, name: &str, flag: u8) -> Result<EntryKind, ApkError> {
-    Ok(match flag {
-        b'0' | 0 | b'7' => EntryKind::File,
-        b'1' => EntryKind::HardLink,
-        b'2' => EntryKind::Symlink,
-        b'3' => EntryKind::CharDevice,
-        b'4' => EntryKind::BlockDevice,
-        b'5' => EntryKind::Directory,
-        b'6' => EntryKind::Fifo,
-        other => {
-            return Err(tar_err(
-                what,
-                name,
-                format!("unsupported typeflag {:?}", other as char),
-            ))
-        }
-    })
+fn utf8(what: &str, entry: &str, raw: Vec<u8>) -> Result<String, ApkError> {
+    String::from_utf8(raw).map_err(|_| tar_err(what, entry, "name is not UTF-8"))
 }
 
 /// Parses every entry of an in-memory tar. The archive may end with zero
-/// blocks or (as abuild's "cut" control segments do) right at a block boundary.
+/// blocks or (as abuild's "cut" control segments do) right at a block
+/// boundary; anything but zeros after the end-of-archive marker is refused.
 pub fn parse_entries(what: &str, buf: &[u8]) -> Result<Vec<TarEntry>, ApkError> {
+    let mut reader = TarReader::new(buf);
     let mut entries = Vec::new();
-    let mut pos = 0;
-    let mut pax: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut long_name: Option<Vec<u8>> = None;
-    let mut long_link: Option<Vec<u8>> = None;
-    while pos < buf.len() {
-        let h = buf
-            .get(pos..pos + BLOCK)
-            .ok_or_else(|| tar_err(what, "?", "truncated header block"))?;
-        if h.iter().all(|&c| c == 0) {
-            // End of archive: everything after must be zero padding too.
-            if buf[pos..].iter().any(|&c| c != 0) {
-                return Err(ApkError::format(what, "data after tar end-of-archive"));
-            }
-            break;
-        }
-        verify_checksum(what, h)?;
-        let raw_name = cstr(&h[..100]);
-        let shown = String::from_utf8_lossy(raw_name).into_owned();
-        let size = octal(what, &shown, "size", &h[124..136])?;
-        let start = pos + BLOCK;
-        let size_usize = usize::try_from(size)
-            .map_err(|_| tar_err(what, &shown, "size does not fit in memory"))?;
-        let end = start
-            .checked_add(size_usize)
-            .filter(|&e| e <= buf.len())
-            .ok_or_else(|| tar_err(what, &shown, "entry data truncated"))?;
-        let padded = end.div_ceil(BLOCK) * BLOCK;
-        let flag = h[156];
-        let data = &buf[start..end];
-        pos = padded;
-        match flag {
-            b'x' | b'g' | b'L' | b'K' if size_usize > MAX_META => {
-                return Err(tar_err(what, &shown, "metadata header over 1 MiB"));
-            }
-            b'x' => {
-                pax = parse_pax(what, data)?;
-                continue;
-            }
-            b'g' => continue,
-            b'L' => {
-                long_name = Some(cstr(data).to_vec());
-                continue;
-            }
-            b'K' => {
-                long_link = Some(cstr(data).to_vec());
-                continue;
-            }
-            _ => {}
-        }
-        let is_ustar = &h[257..262] == b"ustar";
-        let mut name = raw_name.to_vec();
-        if is_ustar && h[345] != 0 {
-            let mut full = cstr(&h[345..500]).to_vec();
-            full.push(b'/');
-            full.extend_from_slice(&name);
-            name = full;
-        }
-        if let Some(n) = long_name.take() {
-            name = n;
-        }
-        if let Some(p) = pax.get("path") {
-            name = p.clone();
-        }
-        let mut link = long_link
-            .take()
-            .unwrap_or_else(|| cstr(&h[157..257]).to_vec());
-        if let Some(l) = pax.get("linkpath") {
-            link = l.clone();
-        }
-        let path = utf8(what, &shown, &name)?;
-        // A PAX size overrides the ustar one (GNU tar and Go agree, HOSTILE 10).
-        let (data_range, next) = match pax.get("size") {
-            Some(s) => {
-                let sz: usize = std::str::from_utf8(s)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| tar_err(what, &path, "bad PAX size"))?;
-                let e = start
-                    .checked_add(sz)
-                    .filter(|&e| e <= buf.len())
-                    .ok_or_else(|| tar_err(what, &path, "entry data truncated"))?;
-                (start..e, e.div_ceil(BLOCK) * BLOCK)
-            }
-            None => (start..end, padded),
+    loop {
+        let entry = match reader.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => return Err(from_tar_error(what, e)),
         };
-        pos = next;
-        let kind = kind_of(what, &path, flag)?;
-        let num = |field: &str, r: Range<usize>| octal(what, &path, field, &h[r]);
-        let entry = TarEntry {
-            kind,
-            mode: num("mode", 100..108)? as u32 & 0o7777,
-            uid: num("uid", 108..116)? as u32,
-            gid: num("gid", 116..124)? as u32,
-            mtime: num("mtime", 136..148)?,
-            dev_major: num("devmajor", 329..337)? as u32,
-            dev_minor: num("devminor", 337..345)? as u32,
-            link_name: utf8(what, &path, &link)?,
-            pax: std::mem::take(&mut pax),
-            data: data_range,
-            path,
+        let h = entry.header;
+        let shown = String::from_utf8_lossy(&h.path).into_owned();
+        let too_big = || tar_err(what, &shown, "size does not fit in memory");
+        let start = usize::try_from(reader.offset()).map_err(|_| too_big())?;
+        let end = usize::try_from(h.size)
+            .ok()
+            .and_then(|n| start.checked_add(n))
+            .ok_or_else(too_big)?;
+        if end > buf.len() {
+            return Err(tar_err(what, &shown, "entry data truncated"));
+        }
+        let id = |v: u64, field: &str| {
+            u32::try_from(v).map_err(|_| tar_err(what, &shown, format!("{field} out of range")))
         };
-        entries.push(entry);
+        entries.push(TarEntry {
+            kind: h.kind,
+            mode: h.mode,
+            uid: id(h.uid, "uid")?,
+            gid: id(h.gid, "gid")?,
+            mtime: u64::try_from(h.mtime).map_err(|_| tar_err(what, &shown, "negative mtime"))?,
+            dev_major: h.dev_major,
+            dev_minor: h.dev_minor,
+            link_name: utf8(what, &shown, h.link_target.unwrap_or_default())?,
+            pax: h.pax,
+            data: start..end,
+            path: utf8(what, &shown, h.path)?,
+        });
+    }
+    let rest = usize::try_from(reader.offset()).unwrap_or(usize::MAX);
+    if buf
+        .get(rest..)
+        .is_some_and(|tail| tail.iter().any(|&c| c != 0))
+    {
+        return Err(ApkError::format(what, "data after tar end-of-archive"));
     }
     Ok(entries)
 }
@@ -264,6 +107,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// Builds a ustar header block + data for tests.
+    const BLOCK: usize = 512;
+
     pub(crate) fn entry(name: &str, flag: u8, data: &[u8]) -> Vec<u8> {
         let mut h = vec![0u8; BLOCK];
         h[..name.len()].copy_from_slice(name.as_bytes());
@@ -309,7 +154,7 @@ pub(crate) mod tests {
         assert_eq!(&t[e[0].data.clone()], b"hello");
         assert_eq!(e[0].pax["APK-TOOLS.checksum.SHA1"], b"ab");
         assert!(e[1].pax.is_empty());
-        assert_eq!(e[1].kind, EntryKind::Directory);
+        assert_eq!(e[1].kind, EntryKind::Dir);
     }
 
     #[test]
@@ -320,7 +165,11 @@ pub(crate) mod tests {
         let t = entry("f", b'0', &[1u8; 600]);
         assert!(parse_entries("t", &t[..700]).is_err());
         assert!(parse_entries("t", &entry("f", b'Z', b"")).is_err());
-        let huge = entry("././@LongLink", b'L', &vec![b'a'; MAX_META + 1]);
+        let huge = entry(
+            "././@LongLink",
+            b'L',
+            &vec![b'a'; crate::archive::tar::META_LIMIT as usize + 1],
+        );
         assert!(parse_entries("t", &huge).is_err());
     }
 }

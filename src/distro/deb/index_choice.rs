@@ -10,7 +10,7 @@
 //! underestimates it (TCP slow start): the choice leans towards the
 //! smaller file.
 
-use super::release::Compression;
+use super::release::IndexCompression;
 
 /// Text bytes per second one core decodes, measured on trixie's main
 /// index (liblzma 5.8, zlib-rs). Only their ratio to the link speed
@@ -21,7 +21,7 @@ const GZ_DECODE_BYTES_PER_SEC: f64 = 400e6;
 /// One index file the Release lists.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
-    pub compression: Compression,
+    pub compression: IndexCompression,
     /// Download size (the Release's size field).
     pub size: u64,
     /// Size of the decoded text, when the Release lists it.
@@ -38,9 +38,9 @@ pub struct Candidate {
 pub fn order_by_cost(candidates: &[Candidate], link_bytes_per_sec: f64) -> Vec<usize> {
     let any_compressed = candidates
         .iter()
-        .any(|c| c.compression != Compression::None);
+        .any(|c| c.compression != IndexCompression::None);
     let cost = |c: &Candidate| {
-        if any_compressed && c.compression == Compression::None {
+        if any_compressed && c.compression == IndexCompression::None {
             return f64::INFINITY;
         }
         let download = if c.cached {
@@ -50,14 +50,14 @@ pub fn order_by_cost(candidates: &[Candidate], link_bytes_per_sec: f64) -> Vec<u
         };
         // Without the text size, assume Debian's typical ratios.
         let text = c.text_size.unwrap_or(match c.compression {
-            Compression::Xz => c.size.saturating_mul(6),
-            Compression::Gz => c.size.saturating_mul(4),
-            Compression::None => c.size,
+            IndexCompression::Xz => c.size.saturating_mul(6),
+            IndexCompression::Gz => c.size.saturating_mul(4),
+            IndexCompression::None => c.size,
         }) as f64;
         let decode = match c.compression {
-            Compression::Xz => text / XZ_DECODE_BYTES_PER_SEC,
-            Compression::Gz => text / GZ_DECODE_BYTES_PER_SEC,
-            Compression::None => 0.0,
+            IndexCompression::Xz => text / XZ_DECODE_BYTES_PER_SEC,
+            IndexCompression::Gz => text / GZ_DECODE_BYTES_PER_SEC,
+            IndexCompression::None => 0.0,
         };
         download + decode
     };
@@ -76,19 +76,19 @@ mod tests {
         let text = Some(56_634_892);
         vec![
             Candidate {
-                compression: Compression::Xz,
+                compression: IndexCompression::Xz,
                 size: 9_679_304,
                 text_size: text,
                 cached: false,
             },
             Candidate {
-                compression: Compression::Gz,
+                compression: IndexCompression::Gz,
                 size: 13_335_627,
                 text_size: text,
                 cached: false,
             },
             Candidate {
-                compression: Compression::None,
+                compression: IndexCompression::None,
                 size: 56_634_892,
                 text_size: text,
                 cached: false,

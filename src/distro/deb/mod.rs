@@ -1,6 +1,7 @@
 //! Debian and Ubuntu (debootstrap-style) back end.
 
 pub mod apt_state;
+pub mod backend;
 pub mod bootstrap;
 pub mod control;
 pub mod debfile;

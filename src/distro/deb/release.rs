@@ -70,19 +70,19 @@ pub struct IndexFile {
 
 /// How an index file is compressed, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub enum IndexCompression {
     Xz,
     Gz,
     None,
 }
 
-impl Compression {
+impl IndexCompression {
     /// Suffix of the file name, including the dot (empty for none).
     pub fn extension(self) -> &'static str {
         match self {
-            Compression::Xz => ".xz",
-            Compression::Gz => ".gz",
-            Compression::None => "",
+            IndexCompression::Xz => ".xz",
+            IndexCompression::Gz => ".gz",
+            IndexCompression::None => "",
         }
     }
 }
@@ -306,7 +306,7 @@ impl Release {
         &self,
         component: &str,
         arch: &str,
-    ) -> Result<Vec<(&str, &IndexFile, Compression)>, ReleaseError> {
+    ) -> Result<Vec<(&str, &IndexFile, IndexCompression)>, ReleaseError> {
         if !self.architectures.is_empty() && !self.architectures.iter().any(|a| a == arch) {
             return Err(ReleaseError::UnknownArchitecture {
                 arch: arch.to_string(),
@@ -322,7 +322,11 @@ impl Release {
         let mut refused = None;
         for prefix in prefixes {
             let mut found = Vec::new();
-            for compression in [Compression::Xz, Compression::Gz, Compression::None] {
+            for compression in [
+                IndexCompression::Xz,
+                IndexCompression::Gz,
+                IndexCompression::None,
+            ] {
                 let path = format!("{prefix}/binary-{arch}/Packages{}", compression.extension());
                 if let Some((key, file)) = self.files.get_key_value(&path) {
                     found.push((key.as_str(), file, compression));
@@ -457,7 +461,7 @@ mod tests {
         r: &'r Release,
         component: &str,
         arch: &str,
-    ) -> Result<(&'r str, &'r IndexFile, Compression), ReleaseError> {
+    ) -> Result<(&'r str, &'r IndexFile, IndexCompression), ReleaseError> {
         r.packages_indexes(component, arch)
             .map(|mut all| all.swap_remove(0))
     }
@@ -517,7 +521,7 @@ mod tests {
         let (path, file, c) = packages_index(&r, "main", "amd64").unwrap();
         assert_eq!(
             (path, file.size, c),
-            ("main/binary-amd64/Packages.xz", 4, Compression::Xz)
+            ("main/binary-amd64/Packages.xz", 4, IndexCompression::Xz)
         );
         let err = packages_index(&r, "contrib", "amd64")
             .unwrap_err()
@@ -536,7 +540,7 @@ mod tests {
     #[test]
     fn lists_every_compression_of_an_index_best_first() {
         let r = Release::parse(&sample()).unwrap();
-        let all: Vec<(&str, Compression)> = r
+        let all: Vec<(&str, IndexCompression)> = r
             .packages_indexes("main", "amd64")
             .unwrap()
             .into_iter()
@@ -545,8 +549,8 @@ mod tests {
         assert_eq!(
             all,
             [
-                ("main/binary-amd64/Packages.xz", Compression::Xz),
-                ("main/binary-amd64/Packages", Compression::None),
+                ("main/binary-amd64/Packages.xz", IndexCompression::Xz),
+                ("main/binary-amd64/Packages", IndexCompression::None),
             ]
         );
     }
@@ -702,7 +706,7 @@ mod tests {
         let (path, file, c) = packages_index(&r, "main", "amd64").unwrap();
         assert_eq!(
             (path, c),
-            ("main/binary-amd64/Packages.xz", Compression::Xz)
+            ("main/binary-amd64/Packages.xz", IndexCompression::Xz)
         );
         assert!(file.size > 1_000_000);
         r.check(&ReleasePolicy::new(r.date.unwrap(), "oldstable"))

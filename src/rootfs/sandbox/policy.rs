@@ -5,9 +5,10 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::SandboxError;
+use crate::rootfs::safe::{RelPath, Root};
 
 const NAME: &str = "policy-rc.d";
 /// Where a policy-rc.d the rootfs already had waits while ours is in place.
@@ -34,20 +35,9 @@ pub fn policy_rc_d_guard(root: &Path) -> Result<PolicyRcDGuard, SandboxError> {
         path: path.clone(),
         source,
     };
-    let root_fd = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(e.into()))?;
-    let dir = rustix::fs::openat2(
-        &root_fd,
-        "usr/sbin",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| err(e.into()))?;
+    let rootfs = Root::open(root).map_err(err)?;
+    let usr_sbin = RelPath::from_archive(b"usr/sbin").expect("a valid constant path");
+    let dir = rootfs.open_dir(&usr_sbin).map_err(|e| err(e.source))?;
     let restore_saved = match rustix::fs::statat(&dir, NAME, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(_) => {
             rustix::fs::renameat_with(&dir, NAME, &dir, SAVED, rustix::fs::RenameFlags::NOREPLACE)

@@ -9,9 +9,10 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
 use super::{Network, RunSpec, SandboxError, SandboxMode};
+use crate::rootfs::safe::{RelPath, Root};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum StubKind {
@@ -66,12 +67,7 @@ pub(super) fn create_mount_points(
         path: spec.root.clone(),
         source,
     };
-    let root = rustix::fs::open(
-        &spec.root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| root_err(e.into()))?;
+    let root = Root::open(&spec.root).map_err(root_err)?;
     let mut stubs = Stubs {
         created: Vec::new(),
     };
@@ -128,20 +124,20 @@ pub(super) fn create_mount_points(
     Ok(stubs)
 }
 
-fn is_dir_in_root(root: &OwnedFd, relative: &str) -> bool {
-    open_in_root(root, relative, OFlags::PATH | OFlags::DIRECTORY).is_ok()
+fn is_dir_in_root(root: &Root, relative: &str) -> bool {
+    RelPath::from_archive(relative.as_bytes()).is_ok_and(|p| root.is_dir(&p))
 }
 
-fn open_in_root(root: &OwnedFd, relative: &str, flags: OFlags) -> io::Result<OwnedFd> {
-    let relative = if relative.is_empty() { "." } else { relative };
-    rustix::fs::openat2(
-        root,
-        relative,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(io::Error::from)
+/// A directory inside the root, opened for reading (its times can then be
+/// restored with futimens); `""` is the root itself.
+fn open_dir_in_root(root: &Root, relative: &str) -> io::Result<OwnedFd> {
+    let rel = if relative.is_empty() {
+        RelPath::root()
+    } else {
+        RelPath::from_archive(relative.as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+    };
+    root.open_dir(&rel).map_err(|e| e.source)
 }
 
 /// Whether a directory entry exists at all, a dangling symlink included.
@@ -158,7 +154,7 @@ impl Stubs {
     /// last one as `kind`).
     fn ensure(
         &mut self,
-        root: &OwnedFd,
+        root: &Root,
         root_path: &Path,
         relative: &str,
         kind: StubKind,
@@ -175,10 +171,7 @@ impl Stubs {
                 path: display.clone(),
                 source,
             };
-            // Directories are opened for reading so their times can be
-            // restored with futimens.
-            let parent =
-                open_in_root(root, &parent_rel, OFlags::RDONLY | OFlags::DIRECTORY).map_err(err)?;
+            let parent = open_dir_in_root(root, &parent_rel).map_err(err)?;
             if entry_exists(&parent, name).map_err(err)? {
                 continue;
             }

@@ -5,9 +5,8 @@
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
-
 use super::SandboxError;
+use crate::rootfs::safe::{RelPath, Root};
 
 /// uid, gid, supplementary gids.
 pub type UserIds = (u32, u32, Vec<u32>);
@@ -21,17 +20,12 @@ const MAX_DB: u64 = 16 << 20;
 /// explicit group replaces the supplementary groups, otherwise they are the
 /// groups listing the user as a member.
 pub fn lookup_user(root: &Path, spec: &str) -> Result<UserIds, SandboxError> {
-    let root_fd = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| SandboxError::Rootfs {
+    let rootfs = Root::open(root).map_err(|source| SandboxError::Rootfs {
         path: root.to_path_buf(),
-        source: e.into(),
+        source,
     })?;
-    let passwd = read_db(&root_fd, root, "etc/passwd")?;
-    let group = read_db(&root_fd, root, "etc/group")?;
+    let passwd = read_db(&rootfs, "etc/passwd")?;
+    let group = read_db(&rootfs, "etc/group")?;
     resolve_user(
         spec,
         passwd.as_deref(),
@@ -41,38 +35,22 @@ pub fn lookup_user(root: &Path, spec: &str) -> Result<UserIds, SandboxError> {
     )
 }
 
-/// Reads a file inside the root without letting symlinks lead out of it;
+/// Reads a regular file inside the root (symlinks never lead out of it);
 /// `None` if it does not exist.
-fn read_db(
-    root_fd: &std::os::fd::OwnedFd,
-    root: &Path,
-    relative: &str,
-) -> Result<Option<String>, SandboxError> {
-    let path = root.join(relative);
+fn read_db(root: &Root, relative: &str) -> Result<Option<String>, SandboxError> {
     let err = |source: io::Error| SandboxError::Rootfs {
-        path: path.clone(),
+        path: root.path().join(relative),
         source,
     };
-    let fd = match rustix::fs::openat2(
-        root_fd,
-        relative,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(err(e.into())),
+    let rel = RelPath::from_archive(relative.as_bytes())
+        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?;
+    let file = match root.open_read(&rel) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e.source)),
     };
-    let st = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(err(io::Error::other("not a regular file")));
-    }
     let mut bytes = Vec::new();
-    std::fs::File::from(fd)
-        .take(MAX_DB)
-        .read_to_end(&mut bytes)
-        .map_err(err)?;
+    file.take(MAX_DB).read_to_end(&mut bytes).map_err(err)?;
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 

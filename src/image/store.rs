@@ -48,6 +48,18 @@ pub enum StoreError {
     },
     #[error("{0}: has no OCI manifest (a legacy docker-save archive) and cannot be stored")]
     NoManifest(String),
+    #[error("opening {image}")]
+    Open {
+        image: String,
+        #[source]
+        source: ImageError,
+    },
+    #[error("verifying {image}")]
+    Verify {
+        image: String,
+        #[source]
+        source: ImageError,
+    },
 }
 
 /// An image located for a command: where it is and the name to pick in
@@ -123,6 +135,30 @@ pub fn resolve_image(
         name: None,
         _pulled: Some(tmp),
     })
+}
+
+/// The image `spec` (found as [`resolve_image`] does), every blob re-hashed
+/// ([`fsck`](crate::image::fsck)). The [`ResolvedImage`] keeps a pulled
+/// image's temporary layout until the caller is done with the image.
+pub fn open_verified(
+    spec: &str,
+    store: &ImageStore,
+    work_dir: &Path,
+    reporter: &dyn Reporter,
+) -> Result<(OpenedImage, ResolvedImage), StoreError> {
+    let resolved = resolve_image(spec, store, work_dir, reporter)?;
+    let image =
+        OpenedImage::open(&resolved.source, resolved.name.as_deref()).map_err(|source| {
+            StoreError::Open {
+                image: spec.to_owned(),
+                source,
+            }
+        })?;
+    crate::image::fsck(&image).map_err(|source| StoreError::Verify {
+        image: spec.to_owned(),
+        source,
+    })?;
+    Ok((image, resolved))
 }
 
 /// Numbers the temporary layouts of one process's pulls.
@@ -201,16 +237,8 @@ impl ImageStore {
     fn write_index(&self, index: &Index) -> Result<(), StoreError> {
         let path = self.index_path();
         let bytes = oci::canonical_json(index)?;
-        let tmp = self
-            .dir
-            .join(format!(".index.json.tmp-{}", std::process::id()));
-        let context = format!("writing {}", path.display());
-        fs::write(&tmp, bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                io_err(context)(e)
-            })
+        crate::cleanup::write_atomically(&path, &bytes)
+            .map_err(io_err(format!("writing {}", path.display())))
     }
 
     /// Holds the store's lock until dropped (the lock goes with the fd).

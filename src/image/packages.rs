@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::distro::deb::control;
-use crate::image::tar::{EntryKind, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-use crate::image::{ImageError, OpenedImage, TarReader};
+use crate::image::tar::{LayerEntryKind, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::image::{ImageError, LayerReader, OpenedImage};
 use crate::rootfs::safe::{FileKind, RelPath, Root};
 
 /// The package databases we know, by path inside the image.
@@ -77,12 +77,12 @@ pub struct PackageInventory {
 pub fn installed_packages(image: &OpenedImage) -> Result<Vec<InstalledPackage>, ImageError> {
     let mut found: Option<(bool, Vec<u8>)> = None;
     for i in 0..image.layers.len() {
-        let mut tar = TarReader::new(image.open_layer(i)?);
+        let mut tar = LayerReader::new(image.open_layer(i)?);
         while let Some(h) = tar.next_entry()? {
             let path = h.path.to_string_lossy();
             let path = path.trim_start_matches("./");
             let is_dpkg = path == DPKG_STATUS;
-            if (is_dpkg || path == APK_INSTALLED) && h.kind == EntryKind::File {
+            if (is_dpkg || path == APK_INSTALLED) && h.kind == LayerEntryKind::File {
                 let mut bytes = Vec::new();
                 tar.data()
                     .take(DB_LIMIT)
@@ -211,7 +211,7 @@ where
 {
     let mut files: BTreeMap<String, Collected> = BTreeMap::new();
     for layer in layers {
-        let mut tar = TarReader::new(layer?);
+        let mut tar = LayerReader::new(layer?);
         let mut this_layer: HashSet<String> = HashSet::new();
         while let Some(h) = tar.next_entry()? {
             let raw = h.path.to_string_lossy();
@@ -237,14 +237,14 @@ where
                 remove_tree(&mut files, &target);
                 continue;
             }
-            if h.kind != EntryKind::Dir {
+            if h.kind != LayerEntryKind::Dir {
                 remove_tree(&mut files, path);
             }
             if !wanted(path) {
                 continue;
             }
             let collected = match &h.kind {
-                EntryKind::File => {
+                LayerEntryKind::File => {
                     let mut bytes = Vec::new();
                     tar.data()
                         .take(entry_limit(path))
@@ -256,14 +256,14 @@ where
                         Collected::Data(bytes)
                     }
                 }
-                EntryKind::HardLink(target) => {
+                LayerEntryKind::HardLink(target) => {
                     let target = target.to_string_lossy();
                     match files.get(target.trim_start_matches("./")) {
                         Some(c) => c.clone(),
                         None => continue,
                     }
                 }
-                EntryKind::Symlink(target) => Collected::Link(target.to_string_lossy().into()),
+                LayerEntryKind::Symlink(target) => Collected::Link(target.to_string_lossy().into()),
                 _ => continue,
             };
             this_layer.insert(path.to_owned());

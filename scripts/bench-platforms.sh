@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of foreign-platform builds, in one run, from the
+# host's Debian mirror, every tool starting cold (empty caches):
+#   1. trixie minbase for arm64: rootstrap --platform linux/arm64 against
+#      mmdebstrap --arch=arm64 --variant=minbase (both run dpkg under the same
+#      qemu-user-static through binfmt_misc);
+#   2. an amd64+arm64 image index in one rootstrap command against the two
+#      one-platform builds in sequence.
+# Prints a markdown table of wall times and ratios.
+# usage: scripts/bench-platforms.sh [SUITE]   (as root; default trixie)
+# Needs: mmdebstrap, qemu-user-static, GNU time. ROOTSTRAP_BIN overrides the binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+suite=${1:-trixie}
+bench=${BENCH_DIR:-/var/tmp/rootstrap-bench-platforms}
+mirror=$(bash scripts/host-mirror.sh)
+bash scripts/binfmt.sh aarch64 >/dev/null
+rm -rf "$bench"
+mkdir -p "$bench"
+if [ -n "${ROOTSTRAP_BIN:-}" ]; then
+    rs=$ROOTSTRAP_BIN
+else
+    cargo build --release --quiet
+    rs=$PWD/target/release/rootstrap
+fi
+
+measure() { # NAME COMMAND...: wall seconds into $bench/NAME.t
+    local name=$1; shift
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    /usr/bin/time -f '%e' -o "$bench/$name.time" "$@" >"$bench/$name.log" 2>&1 || {
+        echo "$name failed:"; tail -20 "$bench/$name.log"; exit 1; }
+    cp "$bench/$name.time" "$bench/$name.t"
+}
+t() { cat "$bench/$1.t"; }
+ratio() { echo "scale=2; $1 / $2" | bc; }
+
+rsb() { # NAME PLATFORMS OUTPUT: a cold rootstrap build
+    "$rs" --progress plain build "recipes/debian-$suite.toml" --platform "$2" --mirror "$mirror" \
+        --cache-dir "$bench/cache-$1" --work-dir "$bench" --output "$3"
+}
+measure rootstrap-arm64 rsb arm64 linux/arm64 "tar:$bench/rootstrap-arm64.tar"
+measure mmdebstrap-arm64 mmdebstrap --variant=minbase --arch=arm64 "$suite" "$bench/mm-arm64.tar" "deb $mirror $suite main"
+measure rootstrap-amd64 rsb amd64 linux/amd64 "oci:$bench/amd64"
+measure rootstrap-arm64-oci rsb arm64-oci linux/arm64 "oci:$bench/arm64"
+measure rootstrap-index rsb index linux/amd64,linux/arm64 "oci:$bench/index"
+
+singles=$(echo "$(t rootstrap-amd64) + $(t rootstrap-arm64-oci)" | bc)
+echo
+echo "| $suite, cold, from the host's mirror | wall | ratio |"
+echo "| --- | --- | --- |"
+echo "| mmdebstrap --arch=arm64 --variant=minbase | $(t mmdebstrap-arm64) s | 1 |"
+echo "| rootstrap build --platform linux/arm64 (tar:) | $(t rootstrap-arm64) s | $(ratio "$(t rootstrap-arm64)" "$(t mmdebstrap-arm64)") |"
+echo "| rootstrap amd64, then arm64 (two commands, oci:) | $singles s | 1 |"
+echo "| rootstrap --platform linux/amd64,linux/arm64 (one index) | $(t rootstrap-index) s | $(ratio "$(t rootstrap-index)" "$singles") |"
+echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

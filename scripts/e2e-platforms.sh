@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# End-to-end check of foreign-platform builds on an amd64 host, through
+# binfmt_misc + qemu-user-static (scripts/binfmt.sh registers it):
+#   - Debian trixie minbase for linux/arm64 from the host's mirror: package
+#     scripts run emulated; `docker run --platform linux/arm64` runs it
+#     (uname -m, dpkg --audit, dpkg --verify); its package set equals
+#     `mmdebstrap --arch=arm64 --variant=minbase`'s from the same mirror;
+#   - Alpine 3.19 aarch64 from the official aarch64 minirootfs's packages
+#     (repacked, served on 127.0.0.1): Alpine's own apk inside the arm64 image
+#     lists the set and `apk audit --system` is clean;
+#   - a platform with no interpreter registered stops before any download,
+#     naming qemu-user-static; --skip-foreign-scripts builds it labelled.
+# Needs: root, dockerd running (scripts/dockerd.sh start), qemu-user-static,
+# mmdebstrap, python3, curl, and ../shared/alpine-minirootfs/ for the Alpine part.
+# ROOTSTRAP_BIN / MAKE_APK_REPO_BIN: use these binaries instead of a release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(uname -m)" != x86_64 ]; then
+    echo "SKIP: the foreign platforms here are chosen for an x86_64 host"
+    exit 0
+fi
+bash scripts/binfmt.sh aarch64 s390x >/dev/null
+work=$(mktemp -d /var/tmp/rootstrap-e2e-platforms.XXXXXX)
+server=
+imgs=()
+registry_pid=
+cleanup() {
+    [ -z "$server" ] || kill "$server" 2>/dev/null || true
+    [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true
+    for i in "${imgs[@]}"; do docker rmi "$i" >/dev/null 2>&1 || true; done
+    echo 1 >/proc/sys/fs/binfmt_misc/qemu-s390x 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export ROOTSTRAP_CACHE_DIR=$work/cache
+fail=0
+check() { # name, command...
+    local name=$1; shift
+    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
+}
+if [ -z "${ROOTSTRAP_BIN:-}" ]; then
+    cargo build --release --quiet --bin rootstrap --example make-apk-repo
+fi
+rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
+make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
+mirror=$(bash scripts/host-mirror.sh)
+
+# --- Debian trixie arm64 ---
+img=rootstrap-e2e/trixie:arm64
+imgs+=("$img")
+start=$(date +%s.%N)
+"$rs" --progress plain build recipes/debian-trixie.toml --platform linux/arm64 --mirror "$mirror" \
+    --output "docker-archive:$work/trixie-arm64.tar" --output "oci:$work/trixie-arm64" \
+    -t "$img" 2>"$work/trixie-arm64.log"
+echo "rootstrap build trixie linux/arm64 (emulated scripts): $(echo "$(date +%s.%N) - $start" | bc) s"
+check "arm64: the log names the binfmt_misc interpreter" grep -q "arm64 programs run through binfmt_misc entry" "$work/trixie-arm64.log"
+check "arm64: the image config says linux/arm64/v8" \
+    sh -c "'$rs' inspect 'oci:$work/trixie-arm64' | grep -q 'Platform: *linux/arm64/v8'"
+docker load -i "$work/trixie-arm64.tar" >/dev/null
+run_arm() { docker run --rm --platform linux/arm64 "$img" "$@"; }
+check "arm64: docker run --platform linux/arm64: uname -m is aarch64" test "$(run_arm uname -m)" = aarch64
+check "arm64: dpkg --print-architecture is arm64" test "$(run_arm dpkg --print-architecture)" = arm64
+check "arm64: dpkg --audit is empty" test -z "$(run_arm dpkg --audit)"
+check "arm64: dpkg --verify is clean" test -z "$(run_arm dpkg --verify)"
+run_arm dpkg-query -W -f '${Package} ${Version} ${Architecture}\n' | sort >"$work/rootstrap-arm64.pkgs"
+
+start=$(date +%s.%N)
+mmdebstrap --quiet --variant=minbase --arch=arm64 trixie "$work/mm-arm64.tar" "deb $mirror trixie main"
+echo "mmdebstrap --arch=arm64 --variant=minbase: $(echo "$(date +%s.%N) - $start" | bc) s"
+mkdir "$work/mm"
+tar -C "$work/mm" -xf "$work/mm-arm64.tar" ./var/lib/dpkg
+dpkg-query --admindir="$work/mm/var/lib/dpkg" -W -f '${Package} ${Version} ${Architecture}\n' | sort >"$work/mm-arm64.pkgs"
+check "arm64: the package set equals mmdebstrap's ($(wc -l <"$work/mm-arm64.pkgs") packages)" \
+    diff -u "$work/mm-arm64.pkgs" "$work/rootstrap-arm64.pkgs"
+
+# --- one image index for amd64 + arm64, pushed to a registry, pulled per platform ---
+. scripts/registry.sh
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+start_registry "$work/registry" "$port"
+registry_host=127.0.0.1:$port
+ref=$registry_host/rootstrap-e2e/trixie:multi
+start=$(date +%s.%N)
+"$rs" --progress plain build recipes/debian-trixie.toml --platform linux/amd64,linux/arm64 --mirror "$mirror" \
+    --output "oci:$work/trixie-index" --output "registry:$ref" >"$work/index.out" 2>"$work/index.log"
+echo "rootstrap build trixie linux/amd64,linux/arm64 (arm64 layer cached): $(echo "$(date +%s.%N) - $start" | bc) s"
+index_digest=$(awk '/^registry:/ {print $2}' "$work/index.out")
+served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    "http://$registry_host/v2/rootstrap-e2e/trixie/manifests/multi" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+check "index: the registry serves the index under the tag ($served)" test "$served" = "$index_digest"
+arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64:trixie" | sha256sum | cut -d' ' -f1)
+check "index: its arm64 manifest is the one-platform build's" \
+    grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:trixie")
+for p in amd64 arm64; do
+    imgs+=("$ref")
+    docker pull --platform "linux/$p" "$ref" >/dev/null
+    want=$([ "$p" = amd64 ] && echo x86_64 || echo aarch64)
+    check "index: docker pull --platform linux/$p: uname -m is $want" \
+        test "$(docker run --rm --platform "linux/$p" "$ref" uname -m)" = "$want"
+    check "index: linux/$p: dpkg --audit is empty" \
+        test -z "$(docker run --rm --platform "linux/$p" "$ref" dpkg --audit)"
+    docker rmi "$ref" >/dev/null 2>&1 || true
+done
+check "index: rootstrap pull --platform linux/arm64 takes the arm64 image" \
+    sh -c "'$rs' pull '$ref' --platform linux/arm64 --output 'oci:$work/pulled-arm64' >/dev/null 2>&1 && '$rs' inspect 'oci:$work/pulled-arm64' | grep -q 'Platform: *linux/arm64'"
+kill "$registry_pid" 2>/dev/null || true
+echo "index digest: $index_digest"
+
+# --- a platform without an interpreter ---
+echo 0 >/proc/sys/fs/binfmt_misc/qemu-s390x
+if "$rs" build recipes/debian-trixie.toml --platform linux/s390x --mirror "$mirror" \
+    --output "oci:$work/s390x" >"$work/s390x.out" 2>&1; then
+    echo "FAIL s390x without an interpreter: the build succeeded"; fail=1
+else
+    check "s390x without an interpreter: the error names qemu-user-static" grep -q "qemu-user-static" "$work/s390x.out"
+    check "s390x without an interpreter: nothing was downloaded" sh -c "! grep -q 'fetch and verify' '$work/s390x.out'"
+    check "s390x without an interpreter: no output" test ! -e "$work/s390x"
+fi
+echo 1 >/proc/sys/fs/binfmt_misc/qemu-s390x
+
+# --- Alpine 3.19 aarch64 ---
+minis=$PWD/../shared/alpine-minirootfs
+if [ ! -f "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" ]; then
+    echo "SKIP: Alpine aarch64: $minis not found"
+else
+    export APK_SIGNING_KEY=$work/signing-key.pem
+    APK_RELEASE=v3.19 "$make_apk_repo" "$work/mirror" "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" >/dev/null
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    python3 -m http.server --bind 127.0.0.1 --directory "$work/mirror" "$port" >"$work/http.log" 2>&1 &
+    server=$!
+    for _ in $(seq 50); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
+        sleep 0.1
+    done
+    cat >"$work/alpine.toml" <<EOF
+[source]
+distro = "alpine"
+release = "v3.19"
+repositories = ["main"]
+arch = "x86_64"
+keys = ["alpine"]
+
+[image]
+cmd = ["/bin/sh"]
+EOF
+    aimg=rootstrap-e2e/alpine:aarch64
+    imgs+=("$aimg")
+    "$rs" --progress plain build "$work/alpine.toml" --platform linux/arm64 \
+        --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys" \
+        --output "docker-archive:$work/alpine-arm64.tar" -t "$aimg" 2>"$work/alpine.log"
+    check "aarch64 Alpine: scripts ran (nothing marked for apk fix)" sh -c "! grep -q 'apk fix' '$work/alpine.log'"
+    docker load -i "$work/alpine-arm64.tar" >/dev/null
+    arun() { docker run --rm --platform linux/arm64 "$aimg" "$@"; }
+    check "aarch64 Alpine: uname -m is aarch64" test "$(arun uname -m)" = aarch64
+    check "aarch64 Alpine: apk's arch is aarch64" test "$(arun cat /etc/apk/arch)" = aarch64
+    arun apk info | sort >"$work/apk-info"
+    tar -xzf "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" -O ./lib/apk/db/installed | sed -n 's/^P://p' | sort >"$work/mini-info"
+    check "aarch64 Alpine: Alpine's apk lists the minirootfs's set ($(wc -l <"$work/mini-info") packages)" \
+        diff -u "$work/mini-info" "$work/apk-info"
+    check "aarch64 Alpine: apk audit --system is clean" test -z "$(arun apk audit --system)"
+    check "aarch64 Alpine: busybox applets are linked (its trigger ran)" test "$(arun readlink /bin/ls)" = /bin/busybox
+fi
+
+[ "$fail" = 0 ] && echo "e2e-platforms: all checks passed" || { echo "e2e-platforms: FAILED"; exit 1; }
