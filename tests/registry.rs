@@ -719,7 +719,8 @@ fn push_an_image_index_and_pull_each_platform() {
                 source_date_epoch: Some(EPOCH),
                 exclude: Vec::new(),
             };
-            b.add_layer_from_dir(&tree, &opts, History::default()).unwrap();
+            b.add_layer_from_dir(&tree, &opts, History::default())
+                .unwrap();
             b
         })
         .collect();
@@ -756,6 +757,10 @@ fn push_an_image_index_and_pull_each_platform() {
             None,
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(text(&out.stdout).contains(&m.digest), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(&m.digest),
+            "{}",
+            text(&out.stdout)
+        );
     }
 }
