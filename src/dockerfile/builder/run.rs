@@ -31,6 +31,15 @@ impl Runner<'_> {
         if security.as_deref().is_some_and(|s| s != "sandbox") {
             return Err(at.fail("RUN --security=insecure is not supported"));
         }
+        // A foreign stage's programs run through binfmt_misc; without an
+        // interpreter usable in the chroot, stop before running anything.
+        let arch = &state.image.config().architecture;
+        crate::rootfs::emulation::check(arch).map_err(|e| {
+            at.fail(StepError::within(
+                format!("RUN in a {arch} stage on this machine"),
+                e,
+            ))
+        })?;
         let network = match network.as_deref() {
             None | Some("default") | Some("host") => Network::Host,
             Some("none") => Network::None,
@@ -266,7 +275,7 @@ impl Runner<'_> {
                 let work_dir = self.opts.work_dir.clone();
                 let mut finished = match self.stage_index(name) {
                     Some(i) => self.done.get_mut(i).and_then(Option::take),
-                    None => Some(self.open_base(name, at)?),
+                    None => Some(self.open_base(name, &self.target.clone(), at)?),
                 };
                 let Some(f) = finished.as_mut() else {
                     return Err(fail(format!("stage {name} is not available").into()));
