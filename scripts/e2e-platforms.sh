@@ -178,6 +178,19 @@ EOF
         check "Dockerfile $p: RUN in the target stage saw uname -m $uname_want" test "$(drun cat /uname)" = "$uname_want"
         check "Dockerfile $p: docker run: uname -m is $uname_want" test "$(drun uname -m)" = "$uname_want"
     done
+    # A foreign RUN without an interpreter stops before running, naming
+    # qemu-user-static.
+    printf 'FROM scratch\nRUN true\n' >"$df/Dockerfile.s390x"
+    echo 0 >/proc/sys/fs/binfmt_misc/qemu-s390x
+    if "$rs" build -f "$df/Dockerfile.s390x" "$df" --platform linux/s390x \
+        -o "oci:$work/df-s390x" >"$work/df-s390x.out" 2>&1; then
+        echo "FAIL Dockerfile RUN for s390x without an interpreter: the build succeeded"; fail=1
+    else
+        check "Dockerfile RUN for s390x without an interpreter: the error names qemu-user-static" \
+            grep -q "RUN in a s390x stage cannot run.*qemu-user-static" "$work/df-s390x.out"
+        check "Dockerfile RUN for s390x without an interpreter: no output" test ! -e "$work/df-s390x"
+    fi
+    echo 1 >/proc/sys/fs/binfmt_misc/qemu-s390x
 fi
 
 [ "$fail" = 0 ] && echo "e2e-platforms: all checks passed" || { echo "e2e-platforms: FAILED"; exit 1; }
