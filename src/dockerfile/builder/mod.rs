@@ -295,6 +295,13 @@ pub fn apply_recipe_dockerfile(
     opts.sandbox = sandbox.clone();
     opts.cache = cache;
     opts.compression = image.compression();
+    // TARGET* name the recipe image's platform (`--platform` or its arch).
+    let config = image.config();
+    opts.platform = Some(Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+    });
     apply_steps(image, rootfs, &text, &context, &opts, reporter)
 }
 
@@ -609,6 +616,23 @@ mod tests {
         assert_eq!(exposed_ports("8000-8002").unwrap().len(), 3);
         assert!(exposed_ports("x").is_err());
         assert!(exposed_ports("80/foo").is_err());
+    }
+
+    #[test]
+    fn platform_args_name_the_target_and_this_machine() {
+        let target = Platform::parse("linux/arm/v7").unwrap();
+        let args = predefined_args(&target);
+        assert_eq!(args["TARGETPLATFORM"], "linux/arm/v7");
+        assert_eq!(args["TARGETOS"], "linux");
+        assert_eq!(args["TARGETARCH"], "arm");
+        assert_eq!(args["TARGETVARIANT"], "v7");
+        let host = host_platform();
+        assert_eq!(args["BUILDARCH"], host.architecture);
+        assert_eq!(args["BUILDOS"], "linux");
+        // arm64's one variant is left out, as BuildKit normalises it.
+        let args = predefined_args(&Platform::parse("linux/arm64/v8").unwrap());
+        assert_eq!(args["TARGETPLATFORM"], "linux/arm64");
+        assert_eq!(args["TARGETVARIANT"], "");
     }
 
     #[test]
