@@ -91,7 +91,7 @@ index_digest=$(awk '/^registry:/ {print $2}' "$work/index.out")
 served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
     "http://$registry_host/v2/rootstrap-e2e/trixie/manifests/multi" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
 check "index: the registry serves the index under the tag ($served)" test "$served" = "$index_digest"
-arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64:trixie" | sha256sum | cut -d' ' -f1)
+arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64" | sha256sum | cut -d' ' -f1)
 check "index: its arm64 manifest is the one-platform build's" \
     grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:trixie")
 for p in amd64 arm64; do
