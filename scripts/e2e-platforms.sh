@@ -9,7 +9,11 @@
 #     (repacked, served on 127.0.0.1): Alpine's own apk inside the arm64 image
 #     lists the set and `apk audit --system` is clean;
 #   - a platform with no interpreter registered stops before any download,
-#     naming qemu-user-static; --skip-foreign-scripts builds it labelled.
+#     naming qemu-user-static; --skip-foreign-scripts builds it labelled;
+#   - a Dockerfile with TARGETARCH and a cross stage (FROM
+#     --platform=$BUILDPLATFORM) built for linux/amd64,linux/arm64 into one
+#     image index, then per platform to a docker archive that `docker run
+#     --platform` runs (the arch files, uname -m).
 # Needs: root, dockerd running (scripts/dockerd.sh start), qemu-user-static,
 # mmdebstrap, python3, curl, and ../shared/alpine-minirootfs/ for the Alpine part.
 # ROOTSTRAP_BIN / MAKE_APK_REPO_BIN: use these binaries instead of a release build.
@@ -87,7 +91,7 @@ index_digest=$(awk '/^registry:/ {print $2}' "$work/index.out")
 served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
     "http://$registry_host/v2/rootstrap-e2e/trixie/manifests/multi" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
 check "index: the registry serves the index under the tag ($served)" test "$served" = "$index_digest"
-arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64:trixie" | sha256sum | cut -d' ' -f1)
+arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64" | sha256sum | cut -d' ' -f1)
 check "index: its arm64 manifest is the one-platform build's" \
     grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:trixie")
 for p in amd64 arm64; do
@@ -158,6 +162,69 @@ EOF
         diff -u "$work/mini-info" "$work/apk-info"
     check "aarch64 Alpine: apk audit --system is clean" test -z "$(arun apk audit --system)"
     check "aarch64 Alpine: busybox applets are linked (its trigger ran)" test "$(arun readlink /bin/ls)" = /bin/busybox
+fi
+
+# --- Dockerfile: TARGETARCH and a cross stage, amd64+arm64 in one index ---
+# Each platform's busybox comes from the context: the host's static one for
+# amd64, Alpine's aarch64 one (with its musl loader) for arm64. The cross
+# stage runs on the build platform and records the target's arch.
+if [ ! -f "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" ]; then
+    echo "SKIP: Dockerfile platforms: $minis not found"
+else
+    df=$work/dockerfile
+    mkdir -p "$df/arm64" "$df/amd64/bin"
+    tar -xzf "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" -C "$df/arm64" \
+        ./bin/busybox ./lib/ld-musl-aarch64.so.1 ./lib/libc.musl-aarch64.so.1
+    cp /bin/busybox "$df/amd64/bin/busybox"
+    cat >"$df/Dockerfile" <<'EOF'
+FROM --platform=$BUILDPLATFORM scratch AS build
+ARG BUILDARCH
+COPY $BUILDARCH/ /
+SHELL ["/bin/busybox", "sh", "-c"]
+ARG TARGETARCH
+RUN echo $TARGETARCH > /arch && /bin/busybox uname -m > /build-uname
+FROM scratch
+ARG TARGETARCH
+COPY $TARGETARCH/ /
+SHELL ["/bin/busybox", "sh", "-c"]
+COPY --from=build /arch /build-uname /
+RUN /bin/busybox uname -m > /uname
+EOF
+    "$rs" --progress plain build -f "$df/Dockerfile" "$df" --platform linux/amd64,linux/arm64 \
+        -o "oci:$work/df-index" >"$work/df-index.out" 2>"$work/df-index.log"
+    index_blob=$work/df-index/blobs/sha256/$(jq -r '.manifests[0].digest' "$work/df-index/index.json" | cut -d: -f2)
+    check "Dockerfile: one index of linux/amd64 and linux/arm64" \
+        test "$(jq -r '[.manifests[].platform | .os + "/" + .architecture] | join(" ")' "$index_blob")" = "linux/amd64 linux/arm64"
+    for arch in amd64 arm64; do
+        p=linux/$arch
+        dimg=rootstrap-e2e/dockerfile:$arch
+        imgs+=("$dimg")
+        "$rs" --progress plain build -f "$df/Dockerfile" "$df" --platform "$p" \
+            -o "docker-archive:$work/df-$arch.tar" -t "$dimg" >"$work/df-$arch.out" 2>"$work/df-$arch.log"
+        in_index=$(jq -r --arg a "$arch" '.manifests[] | select(.platform.architecture == $a) | .digest' "$index_blob")
+        check "Dockerfile $p: the single-platform build is the index's $arch image" \
+            grep -q "$in_index" "$work/df-$arch.out"
+        docker load -i "$work/df-$arch.tar" >/dev/null
+        drun() { docker run --rm --platform "$p" "$dimg" /bin/busybox "$@"; }
+        uname_want=$([ "$arch" = amd64 ] && echo x86_64 || echo aarch64)
+        check "Dockerfile $p: docker run: /arch (TARGETARCH from the cross stage) is $arch" test "$(drun cat /arch)" = "$arch"
+        check "Dockerfile $p: the cross stage ran on the build platform (x86_64)" test "$(drun cat /build-uname)" = x86_64
+        check "Dockerfile $p: RUN in the target stage saw uname -m $uname_want" test "$(drun cat /uname)" = "$uname_want"
+        check "Dockerfile $p: docker run: uname -m is $uname_want" test "$(drun uname -m)" = "$uname_want"
+    done
+    # A foreign RUN without an interpreter stops before running, naming
+    # qemu-user-static.
+    printf 'FROM scratch\nRUN true\n' >"$df/Dockerfile.s390x"
+    echo 0 >/proc/sys/fs/binfmt_misc/qemu-s390x
+    if "$rs" build -f "$df/Dockerfile.s390x" "$df" --platform linux/s390x \
+        -o "oci:$work/df-s390x" >"$work/df-s390x.out" 2>&1; then
+        echo "FAIL Dockerfile RUN for s390x without an interpreter: the build succeeded"; fail=1
+    else
+        check "Dockerfile RUN for s390x without an interpreter: the error names qemu-user-static" \
+            grep -q "RUN in a s390x stage cannot run.*qemu-user-static" "$work/df-s390x.out"
+        check "Dockerfile RUN for s390x without an interpreter: no output" test ! -e "$work/df-s390x"
+    fi
+    echo 1 >/proc/sys/fs/binfmt_misc/qemu-s390x
 fi
 
 [ "$fail" = 0 ] && echo "e2e-platforms: all checks passed" || { echo "e2e-platforms: FAILED"; exit 1; }

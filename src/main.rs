@@ -127,6 +127,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 compression: args.compression,
                 slim: args.slim,
                 skip_foreign_scripts: args.skip_foreign_scripts,
+                platforms: args
+                    .source
+                    .platform
+                    .as_ref()
+                    .map(|list| list.0.clone())
+                    .unwrap_or_default(),
             };
             let result = build_dockerfile(&request, reporter.clone(), &mut std::io::stdout());
             reporter.finish();

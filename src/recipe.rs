@@ -259,7 +259,7 @@ impl Recipe {
                     "only Debian's snapshot archive layout is supported",
                 ));
             }
-            crate::mirror::check_snapshot(ts)
+            crate::distro::mirror::check_snapshot(ts)
                 .map_err(|e| self.invalid("source.snapshot", e.to_string()))?;
         }
         let mut repo_tags = Vec::new();

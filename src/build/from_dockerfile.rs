@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{BuildError, BuildOptions, BuildOutput, SourceOptions};
 use crate::cleanup::TempPath;
+use crate::distro::platform::Platform;
 use crate::dockerfile::builder::{self, DockerfileBuildOptions, DockerfileError, StepCache};
 use crate::image::publish::{Publication, PublishError};
 use crate::image::store::ImageStore;
@@ -55,6 +56,8 @@ pub enum FromDockerfileError {
     Publish(#[from] PublishError),
     #[error("writing the result")]
     Print(#[source] std::io::Error),
+    #[error("{what} takes one platform's image; this build is for {platforms}: write them to an oci:DIR output (an image index), or build one platform at a time with --platform")]
+    OnePlatformPublish { what: String, platforms: String },
 }
 
 /// A `--secret` that cannot be read.
@@ -104,6 +107,9 @@ pub struct DockerfileRequest {
     pub slim: bool,
     /// `--skip-foreign-scripts`, for recipe stages.
     pub skip_foreign_scripts: bool,
+    /// `--platform A,B`: the platforms to build, one image each; several
+    /// make one image index. Empty: `source.platform`, else this machine's.
+    pub platforms: Vec<Platform>,
 }
 
 /// Runs the request; see the module documentation.
@@ -142,6 +148,14 @@ pub fn build_dockerfile(
         let parsed = epoch.trim().parse::<i64>().ok().filter(|e| *e >= 0);
         opts.source_date_epoch = Some(parsed.ok_or(FromDockerfileError::Epoch(epoch))?);
     }
+    let platforms = match (&req.platforms[..], &req.source.platform) {
+        ([], Some(one)) => vec![one.clone()],
+        (list, _) => list.to_vec(),
+    };
+    opts.platform = platforms.first().cloned();
+    if platforms.len() > 1 {
+        return build_index(req, &text, opts, &platforms, reporter, out);
+    }
     let publication = Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), false)?;
     let mut outputs = Vec::new();
     if let Some(dir) = publication.staging_dir() {
@@ -161,34 +175,9 @@ pub fn build_dockerfile(
         return Err(FromDockerfileError::NothingToWrite);
     }
     let tag = publication.tags.first().cloned();
-    // `FROM some-recipe.toml`: build the recipe into a temporary OCI dir.
-    let base_dir = TempPath::new(
-        opts.work_dir
-            .join(format!(".rootstrap-from-recipe-{}", std::process::id())),
-    );
-    let from_recipe = |path: &Path| -> Result<PathBuf, builder::RecipeBaseError> {
-        let recipe = recipe::find(&path.to_string_lossy())?;
-        std::fs::create_dir_all(base_dir.path())?;
-        let oci_dir = base_dir.path().join(format!(
-            "{:x}",
-            Sha256::digest(path.as_os_str().as_encoded_bytes())
-        ));
-        let build_opts = BuildOptions {
-            source: req.source.clone(),
-            outputs: vec![BuildOutput::Image(Output::OciDir(oci_dir.clone()))],
-            tags: Vec::new(),
-            work_dir: req.work_dir.clone(),
-            sandbox_helper: None,
-            lock: None,
-            no_step_cache: req.no_cache,
-            compression: req.compression,
-            slim: req.slim,
-            skip_foreign_scripts: req.skip_foreign_scripts,
-            // `FROM recipe.toml`: the Dockerfile build's one platform.
-            platforms: Vec::new(),
-        };
-        super::build(&recipe, &build_opts, reporter.clone())?;
-        Ok(oci_dir)
+    let base_dir = recipe_base_dir(&opts.work_dir);
+    let from_recipe = |path: &Path, platform: &Platform| {
+        build_recipe_base(req, &base_dir, path, platform, reporter.clone())
     };
     opts.recipe_base = Some(&from_recipe);
     let built =
@@ -236,6 +225,132 @@ pub fn build_dockerfile(
     .map_err(FromDockerfileError::Sbom)?;
     publication.store_built(&store, &built.image, out)?;
     publication.push(reporter.as_ref(), out)?;
+    Ok(())
+}
+
+/// Where `FROM some-recipe.toml` stages are built (removed with it).
+fn recipe_base_dir(work_dir: &Path) -> TempPath {
+    TempPath::new(work_dir.join(format!(".rootstrap-from-recipe-{}", std::process::id())))
+}
+
+/// `FROM some-recipe.toml`: builds the recipe for the stage's `platform`
+/// into an OCI dir under `base_dir`. Without `--platform` a stage for this
+/// machine builds the recipe as it says (its own `arch`).
+fn build_recipe_base(
+    req: &DockerfileRequest,
+    base_dir: &TempPath,
+    path: &Path,
+    platform: &Platform,
+    reporter: SharedReporter,
+) -> Result<PathBuf, builder::RecipeBaseError> {
+    let recipe = recipe::find(&path.to_string_lossy())?;
+    std::fs::create_dir_all(base_dir.path())?;
+    let mut source = req.source.clone();
+    let explicit = !req.platforms.is_empty() || req.source.platform.is_some();
+    if explicit || *platform != builder::host_platform() {
+        source.platform = Some(platform.clone());
+    }
+    let mut key = Sha256::new();
+    key.update(path.as_os_str().as_encoded_bytes());
+    key.update(format!("\0{:?}", source.platform).as_bytes());
+    let oci_dir = base_dir.path().join(format!("{:x}", key.finalize()));
+    if oci_dir.exists() {
+        return Ok(oci_dir);
+    }
+    let build_opts = BuildOptions {
+        source,
+        outputs: vec![BuildOutput::Image(Output::OciDir(oci_dir.clone()))],
+        tags: Vec::new(),
+        work_dir: req.work_dir.clone(),
+        sandbox_helper: None,
+        lock: None,
+        no_step_cache: req.no_cache,
+        compression: req.compression,
+        slim: req.slim,
+        skip_foreign_scripts: req.skip_foreign_scripts,
+        // One platform: the stage's.
+        platforms: Vec::new(),
+    };
+    super::build(&recipe, &build_opts, reporter)?;
+    Ok(oci_dir)
+}
+
+/// `build -f --platform A,B`: the Dockerfile built once per platform, the
+/// images written as one image index to each `oci:DIR` output. Anything
+/// else is refused before building: an archive or a tree holds one image,
+/// and the local store and `registry:` outputs do not take indexes from a
+/// Dockerfile build yet.
+fn build_index(
+    req: &DockerfileRequest,
+    text: &str,
+    opts: DockerfileBuildOptions<'_>,
+    platforms: &[Platform],
+    reporter: SharedReporter,
+    out: &mut dyn Write,
+) -> Result<(), FromDockerfileError> {
+    let listed = platforms
+        .iter()
+        .map(Platform::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let refuse = |what: String| FromDockerfileError::OnePlatformPublish {
+        what,
+        platforms: listed.clone(),
+    };
+    if let Some(tag) = req.tags.first() {
+        return Err(refuse(format!("-t {tag}")));
+    }
+    let publication = Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), false)?;
+    if let Some(push) = publication.pushes.first() {
+        return Err(refuse(format!("--output registry:{push}")));
+    }
+    let mut dirs = Vec::new();
+    for o in &publication.local {
+        match super::parse_output(o)? {
+            BuildOutput::Image(Output::OciDir(dir)) if dir.symlink_metadata().is_ok() => {
+                return Err(FromDockerfileError::OutputExists(o.clone()))
+            }
+            BuildOutput::Image(Output::OciDir(dir)) => dirs.push(dir),
+            other => {
+                return Err(BuildError::OnePlatformOutput {
+                    output: other.path().to_owned(),
+                    platforms: listed.clone(),
+                }
+                .into())
+            }
+        }
+    }
+    if dirs.is_empty() {
+        return Err(FromDockerfileError::NothingToWrite);
+    }
+    let base_dir = recipe_base_dir(&opts.work_dir);
+    let from_recipe = |path: &Path, platform: &Platform| {
+        build_recipe_base(req, &base_dir, path, platform, reporter.clone())
+    };
+    // The same options, borrowing the closure above.
+    let mut opts: DockerfileBuildOptions<'_> = opts;
+    let mut images = Vec::new();
+    for platform in platforms {
+        reporter.stage(&format!("platform {platform}"));
+        opts.platform = Some(platform.clone());
+        opts.recipe_base = Some(&from_recipe);
+        let built =
+            builder::build(text, &req.context, &opts, reporter.as_ref()).map_err(|source| {
+                FromDockerfileError::Build {
+                    path: req.file.clone(),
+                    source,
+                }
+            })?;
+        // Only the image is needed from here on.
+        drop(built.rootfs);
+        images.push(built.image);
+    }
+    let refs: Vec<&ImageBuilder> = images.iter().collect();
+    for dir in &dirs {
+        let written = crate::image::multi::write_index_layout(&refs, dir, None)?;
+        writeln!(out, "{}  {}", dir.display(), written.index_digest)
+            .map_err(FromDockerfileError::Print)?;
+    }
     Ok(())
 }
 

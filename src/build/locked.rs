@@ -279,7 +279,7 @@ pub fn write_mirror(
         });
     }
     let (_cache_dir, _cache_lock, fetcher) = super::open_fetcher(opts, &reporter)?;
-    let env_mirror = std::env::var(crate::mirror::MIRROR_ENV).ok();
+    let env_mirror = std::env::var(crate::distro::mirror::MIRROR_ENV).ok();
     let mirror = opts
         .mirror
         .clone()

@@ -12,9 +12,9 @@ use super::{
 use crate::distro::backend::{
     Backend, BaseImage, Context, InstallSettings, Locked, PlanReport, WithBackend,
 };
+use crate::image::layer_cache::{self, LayerCache, LayerEntry};
 use crate::image::oci::{self, History, ImageConfig};
 use crate::image::{ImageBuilder, LayerCompression, LayerOptions};
-use crate::layer_cache::{self, LayerCache, LayerEntry};
 use crate::lock::{LockedPackage, Lockfile};
 use crate::recipe::Recipe;
 use crate::rootfs::emulation::{self, Emulation};

@@ -78,7 +78,7 @@ pub struct PlanReport {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(transparent)]
-    Mirror(#[from] crate::mirror::MirrorError),
+    Mirror(#[from] crate::distro::mirror::MirrorError),
     #[error(transparent)]
     Keys(#[from] crate::verify::keys::KeyError),
     #[error("recipe {recipe}: keys: {source}")]

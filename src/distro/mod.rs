@@ -4,4 +4,5 @@
 pub mod apk;
 pub mod backend;
 pub mod deb;
+pub mod mirror;
 pub mod platform;

@@ -13,6 +13,7 @@ pub mod compress;
 pub mod diff;
 pub mod inspect;
 pub mod layer;
+pub mod layer_cache;
 pub mod layout;
 pub mod multi;
 pub mod oci;

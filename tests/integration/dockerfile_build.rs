@@ -4,7 +4,7 @@
 
 use crate::common::httpd::TestServer;
 use crate::common::run;
-use crate::common::skip::skip;
+use crate::common::skip::{not_applicable, skip};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -875,4 +875,299 @@ fn without_a_context_argument_the_current_directory_is_the_context() {
         String::from_utf8_lossy(&result.stderr)
     );
     assert_eq!(entry(&files(&open(&out)), "hello").1, b"from cwd");
+}
+
+/// The image of `platform` (`linux/arm64`) in the image index at `dir`.
+fn open_platform(dir: &Path, platform: &str) -> OpenedImage {
+    let p = rootstrap::distro::platform::Platform::parse(platform).unwrap();
+    let wanted = rootstrap::image::oci::Platform {
+        architecture: p.architecture,
+        os: p.os,
+        variant: p.variant,
+    };
+    OpenedImage::open_platform(&ImageSource::OciDir(dir.to_path_buf()), None, &wanted).unwrap()
+}
+
+fn env_of(image: &OpenedImage) -> Vec<String> {
+    image.config.config.env.clone()
+}
+
+#[test]
+fn platform_args_follow_buildkit_and_several_platforms_make_an_index() {
+    // No RUN: the platform ARGs show in file names and ENV.
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("f"), b"x").unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM --platform=$BUILDPLATFORM scratch AS build\n\
+         ARG TARGETARCH BUILDARCH\n\
+         COPY f /target-$TARGETARCH\n\
+         COPY f /build-$BUILDARCH\n\
+         FROM scratch\n\
+         ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM\n\
+         COPY --from=build / /\n\
+         ENV TP=$TARGETPLATFORM TO=$TARGETOS TA=$TARGETARCH TV=$TARGETVARIANT BP=$BUILDPLATFORM\n",
+    )
+    .unwrap();
+    let host = rootstrap::dockerfile::builder::host_platform();
+    let host_arch = host.architecture.clone();
+    let host_text = format!("linux/{host_arch}");
+
+    let one = tmp.path().join("one");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/arm/v7",
+            "-o",
+            &format!("oci:{}", one.display()),
+        ],
+    );
+    assert!(r.status.success());
+    let image = open(&one);
+    assert_eq!(image.config.architecture, "arm");
+    assert_eq!(image.config.variant.as_deref(), Some("v7"));
+    let env = env_of(&image);
+    for expected in [
+        "TP=linux/arm/v7",
+        "TO=linux",
+        "TA=arm",
+        "TV=v7",
+        &format!("BP={host_text}"),
+    ] {
+        assert!(
+            env.iter().any(|e| e == expected),
+            "{expected} not in {env:?}"
+        );
+    }
+    let sink = files(&image);
+    entry(&sink, "target-arm");
+    entry(&sink, &format!("build-{host_arch}"));
+
+    // Two platforms: one index, each image with its own TARGETARCH and the
+    // cross stage built for this machine both times.
+    let index = tmp.path().join("index");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("oci:{}", index.display()),
+        ],
+    );
+    assert!(r.status.success());
+    for (platform, arch) in [("linux/amd64", "amd64"), ("linux/arm64", "arm64")] {
+        let image = open_platform(&index, platform);
+        assert_eq!(image.config.architecture, arch);
+        assert!(env_of(&image).contains(&format!("TA={arch}")));
+        assert!(env_of(&image).contains(&"TV=".to_string()));
+        let sink = files(&image);
+        entry(&sink, &format!("target-{arch}"));
+        entry(&sink, &format!("build-{host_arch}"));
+        assert!(!sink.entries.contains_key(Path::new(&format!(
+            "target-{}",
+            if arch == "amd64" { "arm64" } else { "amd64" }
+        ))));
+    }
+    let top: serde_json::Value =
+        serde_json::from_slice(&fs::read(index.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+
+    // That index as a base: FROM takes the target's image from it, FROM
+    // --platform the one it names, and the final image is its stage's.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM --platform=linux/amd64 oci:{0} AS amd
+             FROM oci:{0}
+             COPY --from=amd /target-amd64 /from-amd
+",
+            index.display()
+        ),
+    )
+    .unwrap();
+    let derived = tmp.path().join("derived");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/arm64",
+            "-o",
+            &format!("oci:{}", derived.display()),
+        ],
+    );
+    assert!(r.status.success());
+    let image = open(&derived);
+    assert_eq!(image.config.architecture, "arm64");
+    let sink = files(&image);
+    entry(&sink, "target-arm64");
+    entry(&sink, "from-amd");
+    assert!(!sink.entries.contains_key(Path::new("target-amd64")));
+
+    // One-image outputs and -t are refused before anything is written.
+    let tar = tmp.path().join("x.tar");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("docker-archive:{}", tar.display()),
+        ],
+    );
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("one platform's image"));
+    assert!(!tar.exists());
+    let idx2 = tmp.path().join("idx2");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            &format!("oci:{}", idx2.display()),
+            "-t",
+            "dfplat/refused:1",
+        ],
+    );
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("-t dfplat/refused:1"));
+    assert!(!idx2.exists());
+
+    // RUN in a stage of a platform nothing here can run stops before
+    // running, naming the architecture.
+    fs::write(ctx.join("Dockerfile"), "FROM scratch\nRUN true\n").unwrap();
+    let out = tmp.path().join("mips");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/mips64le",
+            "-o",
+            &format!("oci:{}", out.display()),
+        ],
+    );
+    assert!(!r.status.success());
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("RUN in a mips64le stage"), "{stderr}");
+    assert!(!out.exists());
+}
+
+const ALPINE_AARCH64: &str = "../shared/alpine-minirootfs/alpine-minirootfs-3.19.4-aarch64.tar.gz";
+
+/// A context holding a busybox per architecture (`amd64/`: the host's
+/// static one; `arm64/`: Alpine's, with its musl loader) and a Dockerfile
+/// with a cross stage on the build platform and RUN in the target's.
+fn cross_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("ctx");
+    fs::create_dir_all(ctx.join("arm64")).unwrap();
+    fs::create_dir_all(ctx.join("amd64/bin")).unwrap();
+    let status = Command::new("tar")
+        .args(["xzf", ALPINE_AARCH64, "-C"])
+        .arg(ctx.join("arm64"))
+        .args([
+            "./bin/busybox",
+            "./lib/ld-musl-aarch64.so.1",
+            "./lib/libc.musl-aarch64.so.1",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::copy(BUSYBOX, ctx.join("amd64/bin/busybox")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM --platform=$BUILDPLATFORM scratch AS build\n\
+         ARG BUILDARCH\n\
+         COPY $BUILDARCH/ /\n\
+         SHELL [\"/bin/busybox\", \"sh\", \"-c\"]\n\
+         ARG TARGETARCH\n\
+         RUN echo $TARGETARCH > /arch && /bin/busybox uname -m > /build-uname\n\
+         FROM scratch\n\
+         ARG TARGETARCH\n\
+         COPY $TARGETARCH/ /\n\
+         SHELL [\"/bin/busybox\", \"sh\", \"-c\"]\n\
+         COPY --from=build /arch /build-uname /\n\
+         RUN /bin/busybox uname -m > /uname\n",
+    )
+    .unwrap();
+    ctx
+}
+
+#[test]
+fn foreign_run_goes_through_binfmt_and_cross_stages_run_natively() {
+    if !can_run() {
+        return;
+    }
+    if std::env::consts::ARCH != "x86_64" {
+        not_applicable("the cross context pairs an amd64 host with arm64");
+        return;
+    }
+    if crate::common::conformance::minirootfs_tarball("alpine-minirootfs-3.19.4-aarch64.tar.gz")
+        .is_none()
+    {
+        return;
+    }
+    if let Err(e) = rootstrap::rootfs::emulation::check("arm64") {
+        skip(e);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = cross_context(tmp.path());
+    let cache = tmp.path().join("cache");
+    let index = tmp.path().join("index");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}", index.display()),
+        ],
+    );
+    assert!(r.status.success());
+    for (platform, arch, uname) in [
+        ("linux/amd64", "amd64", "x86_64"),
+        ("linux/arm64", "arm64", "aarch64"),
+    ] {
+        let image = open_platform(&index, platform);
+        assert_eq!(image.config.architecture, arch);
+        let sink = files(&image);
+        let text = |p: &str| {
+            String::from_utf8_lossy(&entry(&sink, p).1)
+                .trim()
+                .to_string()
+        };
+        assert_eq!(text("arch"), arch, "{platform}");
+        assert_eq!(text("build-uname"), "x86_64", "{platform}");
+        assert_eq!(text("uname"), uname, "{platform}");
+    }
+    // One platform again: all 5 file-changing steps come from the cache (the stage
+    // platform and TARGETARCH are in the keys), and the image is the
+    // index's arm64 one.
+    let one = tmp.path().join("one");
+    let r = build(
+        &ctx,
+        &[
+            "--platform",
+            "linux/arm64",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "-o",
+            &format!("oci:{}", one.display()),
+        ],
+    );
+    assert!(r.status.success());
+    assert_eq!(cached_steps(&r), 5);
+    assert_eq!(
+        open(&one).manifest_digest,
+        open_platform(&index, "linux/arm64").manifest_digest
+    );
 }

@@ -12,9 +12,9 @@ use crate::distro::backend::{
     planned_bytes, target_arch, Backend, BackendError, BaseImage, Context, InstallSettings, Locked,
     PlanReport, PlannedPackage, SourceOptions,
 };
+use crate::distro::mirror::{self, MirrorQuery};
 use crate::distro::platform;
 use crate::lock::{self, LockSource, LockedFile, LockedPackage, Lockfile};
-use crate::mirror::{self, MirrorQuery};
 use crate::recipe::Recipe;
 use crate::verify::keys::{self, KeyError};
 

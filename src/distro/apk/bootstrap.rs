@@ -22,7 +22,6 @@ use sha2::{Digest, Sha256};
 use super::index::{parse_index, ApkPackage, Dependency};
 use super::installed::{self, InstalledPackage, ScriptEntry};
 use super::package::{open_package, verify_data_entries, VerifiedApk, SCRIPT_NAMES};
-use super::plan_cache::PlanCache;
 use super::sign::{Trust, TrustedKeys};
 use super::solver::{solve_with, SolveError, SolveOptions};
 use super::tar::{EntryKind, TarEntry};
@@ -33,12 +32,14 @@ use crate::rootfs::extract::{extract_tar_with, Claimed, ExtractOptions};
 use crate::rootfs::safe::{FileKind, RelPath, Root};
 use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
 use crate::verify::Sha256Digest;
+use plan_cache::PlanCache;
 
 mod database;
 mod download;
 mod indexes;
 mod install;
 mod plan;
+mod plan_cache;
 mod scripts;
 mod source;
 

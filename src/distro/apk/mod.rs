@@ -14,7 +14,6 @@ pub mod index;
 pub mod installed;
 pub(crate) mod lock;
 pub mod package;
-mod plan_cache;
 pub mod sign;
 pub mod solver;
 pub mod tar;

@@ -15,10 +15,10 @@ use crate::distro::backend::{
     lock_path, target_arch, Backend, BackendError, BaseImage, Context, InstallSettings, Locked,
     PlanReport, PlannedPackage, SourceOptions,
 };
+use crate::distro::mirror::{self, MirrorQuery};
 use crate::distro::platform;
 use crate::fetch::FetchItem;
 use crate::lock::{self, Layout, LockSource, LockedFile, LockedPackage, Lockfile};
-use crate::mirror::{self, MirrorQuery};
 use crate::recipe::{Recipe, Variant};
 use crate::verify::keys;
 use crate::verify::{Keyring, Sha256Digest};

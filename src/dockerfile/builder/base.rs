@@ -5,6 +5,7 @@ use super::*;
 use std::path::{Path, PathBuf};
 
 use crate::cleanup::TempPath;
+use crate::distro::platform::Platform;
 use crate::image::oci::{self, ImageConfig};
 use crate::image::{ImageBuilder, ImageReference, ImageSource, OpenedImage, Output};
 
@@ -24,6 +25,7 @@ impl Runner<'_> {
     pub(super) fn image_source(
         &self,
         base: &str,
+        platform: &Platform,
         at: &StepAt,
     ) -> Result<(ImageSource, Option<String>), DockerfileError> {
         if crate::image::read::TRANSPORTS
@@ -59,7 +61,7 @@ impl Runner<'_> {
             let Some(build_recipe) = self.opts.recipe_base else {
                 return Err(at.fail("FROM a recipe is not available here"));
             };
-            let dir = build_recipe(&recipe).map_err(|source| {
+            let dir = build_recipe(&recipe, platform).map_err(|source| {
                 at.fail(StepError::Recipe {
                     base: base.to_owned(),
                     source,
@@ -77,7 +79,7 @@ impl Runner<'_> {
                 reference.repository = format!("library/{}", reference.repository);
             }
         }
-        self.pull(base, &reference, at)
+        self.pull(base, &reference, platform, at)
     }
 
     /// `FROM host[:port]/name:tag`: pulled once per build into the work dir.
@@ -85,18 +87,21 @@ impl Runner<'_> {
         &self,
         base: &str,
         reference: &ImageReference,
+        platform: &Platform,
         at: &StepAt,
     ) -> Result<(ImageSource, Option<String>), DockerfileError> {
-        if let Some(dir) = self.pulled.borrow().get(base) {
+        // One pull per reference and platform: a cross stage and a target
+        // stage may name the same image.
+        let pull_key = format!("{base} {platform}");
+        if let Some(dir) = self.pulled.borrow().get(&pull_key) {
             return Ok((ImageSource::OciDir(dir.path().join("oci")), None));
         }
         let tmp = self.temp_dir(".rootstrap-pull-", at)?;
         let dest = tmp.path().join("oci");
         self.reporter.stage(&format!("pull {base}"));
-        let (arch, _) = host_platform();
         crate::image::registry::pull(
             reference,
-            (arch, "linux"),
+            (&platform.architecture, &platform.os),
             &crate::image::registry::PushOptions::default(),
             &dest,
             self.reporter,
@@ -107,7 +112,7 @@ impl Runner<'_> {
                 source,
             })
         })?;
-        self.pulled.borrow_mut().insert(base.to_owned(), tmp);
+        self.pulled.borrow_mut().insert(pull_key, tmp);
         Ok((ImageSource::OciDir(dest), None))
     }
 
@@ -121,17 +126,36 @@ impl Runner<'_> {
             .or_else(|| name.parse::<usize>().ok().filter(|&i| i < self.done.len()))
     }
 
-    /// The image and rootfs a stage starts from.
+    /// A stage's platform: its `FROM --platform`, else that of the stage
+    /// it starts from, else the build's target.
+    pub(super) fn stage_platform(
+        &self,
+        base: &str,
+        given: Option<&str>,
+        at: &StepAt,
+    ) -> Result<Platform, DockerfileError> {
+        if let Some(text) = given {
+            return Platform::parse(text).map_err(|e| at.fail(e));
+        }
+        Ok(self
+            .stage_index(base)
+            .and_then(|i| self.done[i].as_ref())
+            .map(|f| f.platform.clone())
+            .unwrap_or_else(|| self.target.clone()))
+    }
+
+    /// The image and rootfs a stage starts from, for `platform`: the image
+    /// of that platform from a multi-platform base.
     pub(super) fn open_base(
         &mut self,
         base: &str,
+        platform: &Platform,
         at: &StepAt,
     ) -> Result<Finished, DockerfileError> {
         let rootfs = self.new_rootfs(at)?;
         if base.eq_ignore_ascii_case("scratch") {
-            let (arch, variant) = host_platform();
-            let mut config = ImageConfig::new(arch, "linux");
-            config.variant = variant.map(str::to_string);
+            let mut config = ImageConfig::new(&platform.architecture, &platform.os);
+            config.variant = platform.variant.clone();
             config.created = self.opts.source_date_epoch.map(oci::format_timestamp);
             config
                 .config
@@ -142,6 +166,7 @@ impl Runner<'_> {
                 image,
                 rootfs,
                 applied: 0,
+                platform: platform.clone(),
             });
         }
         let (source, _tmp) = match self.stage_index(base) {
@@ -154,9 +179,10 @@ impl Runner<'_> {
                 prev.image.write(&Output::OciDir(dir.clone()), None)?;
                 ((ImageSource::OciDir(dir), None), Some(tmp))
             }
-            None => (self.image_source(base, at)?, None),
+            None => (self.image_source(base, platform, at)?, None),
         };
-        let opened = OpenedImage::open(&source.0, source.1.as_deref()).map_err(|e| at.fail(e))?;
+        let opened =
+            open_for_platform(&source.0, source.1.as_deref(), platform).map_err(|e| at.fail(e))?;
         let image = ImageBuilder::from_image(&self.opts.work_dir, &opened, self.opts.compression)?;
         // The files are unpacked when a step first needs them, so a build
         // whose steps all come from the cache never unpacks the base.
@@ -164,6 +190,25 @@ impl Runner<'_> {
             image,
             rootfs,
             applied: 0,
+            platform: platform.clone(),
         })
     }
+}
+
+/// `platform`'s image from an image index; a single image whatever its
+/// platform (BuildKit, too, takes a single-platform base as it is).
+pub(super) fn open_for_platform(
+    source: &ImageSource,
+    name: Option<&str>,
+    platform: &Platform,
+) -> Result<OpenedImage, crate::image::ImageError> {
+    if matches!(source, ImageSource::DockerArchive(_)) {
+        return OpenedImage::open(source, name);
+    }
+    let wanted = oci::Platform {
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+    };
+    OpenedImage::open_platform(source, name, &wanted)
 }

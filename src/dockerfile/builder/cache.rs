@@ -13,7 +13,7 @@ use crate::dockerfile::snapshot::{diff, snapshot, write_diff};
 use crate::dockerfile::step_cache::{digest_sources, step_key, CachedLayer, StepEntry};
 use crate::dockerfile::{parse_mount, CopySpec, Instruction};
 use crate::image::oci::{self, History};
-use crate::image::{OpenedImage, Sha256Digest};
+use crate::image::Sha256Digest;
 
 use crate::dockerfile::step_cache::StepCache;
 
@@ -123,8 +123,11 @@ impl Runner<'_> {
         let config = match self.stage_index(name) {
             Some(i) => self.done[i].as_ref()?.image.final_config(),
             None => {
-                let (source, pick) = self.image_source(name, at).ok()?;
-                OpenedImage::open(&source, pick.as_deref()).ok()?.config
+                let target = self.target.clone();
+                let (source, pick) = self.image_source(name, &target, at).ok()?;
+                super::base::open_for_platform(&source, pick.as_deref(), &target)
+                    .ok()?
+                    .config
             }
         };
         let bytes = oci::canonical_json(&config).ok()?;

@@ -59,7 +59,7 @@ impl Runner<'_> {
                         _ => return Err(at.fail("stage not available")),
                     },
                     None => {
-                        let mut f = self.open_base(name, at)?;
+                        let mut f = self.open_base(name, &self.target.clone(), at)?;
                         let p = bring_up_to_date(&mut f)?;
                         other_image = Some(f);
                         p

@@ -2,12 +2,14 @@
 //! [`DockerfileError::Step`] naming the step, its line and instruction, with
 //! the [`StepError`] that caused it as its source.
 
+use crate::distro::platform::PlatformError;
 use crate::dockerfile::copy::CopyError;
 use crate::dockerfile::{ExpandError, ParseError, ParseErrorKind};
 use crate::fetch::{CacheError, FetchError};
 use crate::image::registry::RegistryError;
 use crate::image::store::StoreError;
 use crate::image::ImageError;
+use crate::rootfs::emulation::EmulationError;
 use crate::rootfs::extract::ExtractError;
 use crate::rootfs::safe::{FsError, PathError};
 use crate::rootfs::sandbox::{ExitStatus, SandboxError};
@@ -94,6 +96,11 @@ pub enum StepError {
     Port(#[from] PortError),
     #[error(transparent)]
     Digest(#[from] OciDigestError),
+    /// RUN in a stage of a platform this machine cannot run.
+    #[error(transparent)]
+    Emulation(#[from] EmulationError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
     /// Bringing a stage's rootfs up to date failed.
     #[error(transparent)]
     Stage(Box<DockerfileError>),

@@ -19,6 +19,7 @@ use super::{
     Stages,
 };
 use crate::cleanup::TempPath;
+use crate::distro::platform::Platform;
 use crate::fetch::{redact, Fetcher};
 use crate::image::oci::{self, History};
 use crate::image::{ImageBuilder, LayerCompression};
@@ -39,12 +40,13 @@ mod stages;
 pub use error::{DockerfileError, PortError, StepError};
 use metadata::*;
 use run::*;
+pub use stages::host_platform;
 use stages::*;
 
-/// Builds the base image of a `FROM some-recipe.toml` stage and returns the
-/// OCI layout directory it was written to. Supplied by the caller so this
-/// module knows nothing about distributions.
-pub type RecipeBase<'a> = &'a dyn Fn(&Path) -> Result<PathBuf, RecipeBaseError>;
+/// Builds the base image of a `FROM some-recipe.toml` stage for the
+/// stage's platform and returns the OCI layout directory it was written to.
+/// Supplied by the caller so this module knows nothing about distributions.
+pub type RecipeBase<'a> = &'a dyn Fn(&Path, &Platform) -> Result<PathBuf, RecipeBaseError>;
 
 /// Why the caller could not build a recipe base (its message is shown in
 /// the FROM step's error).
@@ -73,6 +75,9 @@ pub struct DockerfileBuildOptions<'a> {
     pub mount_cache_dir: Option<PathBuf>,
     /// `--secret id=…`: what `RUN --mount=type=secret,id=…` exposes.
     pub secrets: HashMap<String, Vec<u8>>,
+    /// `--platform`: the platform built (BuildKit's TARGETPLATFORM), which
+    /// a stage without `FROM --platform` takes; `None`: this machine's.
+    pub platform: Option<Platform>,
 }
 
 impl DockerfileBuildOptions<'_> {
@@ -90,6 +95,7 @@ impl DockerfileBuildOptions<'_> {
             store: None,
             mount_cache_dir: None,
             secrets: HashMap::new(),
+            platform: None,
         }
     }
 }
@@ -128,6 +134,8 @@ struct Finished {
     /// came from the step cache or the base image and wait for a step that
     /// needs the files).
     applied: usize,
+    /// The platform the stage is for (its config's architecture).
+    platform: Platform,
 }
 
 /// Parses `text` and builds it with `context` as the build context.
@@ -152,7 +160,8 @@ pub fn build(
         None => stages.stages.len() - 1,
     };
     let ctx = Context::open(context)?;
-    let global = stages.global_arg_values(&opts.build_args, &predefined_args())?;
+    let target_platform = opts.platform.clone().unwrap_or_else(host_platform);
+    let global = stages.global_arg_values(&opts.build_args, &predefined_args(&target_platform))?;
     let mut run = Runner::new(opts, reporter, &ctx, &stages, &global);
     let needed = needed_stages(&stages, target, &global);
     for (index, stage) in stages.stages.iter().enumerate().take(target + 1) {
@@ -161,14 +170,15 @@ pub fn build(
             continue;
         }
         run.step += 1;
-        let (base, _platform) = stages.expand_base(stage, &global)?;
+        let (base, platform) = stages.expand_base(stage, &global)?;
         reporter.info(&format!("#{} {}", run.step, stage_from_line(stage, &base)));
         let at = StepAt {
             step: run.step,
             line: stage.start_line,
             text: format!("FROM {base}"),
         };
-        let mut finished = run.open_base(&base, &at)?;
+        let platform = run.stage_platform(&base, platform.as_deref(), &at)?;
+        let mut finished = run.open_base(&base, &platform, &at)?;
         let root = Root::open(finished.rootfs.path()).map_err(io_err(format!(
             "opening {}",
             finished.rootfs.path().display()
@@ -234,7 +244,8 @@ pub fn apply_steps(
         command.end_line -= 1;
     }
     let ctx = Context::open(context)?;
-    let global = stages.global_arg_values(&opts.build_args, &predefined_args())?;
+    let target_platform = opts.platform.clone().unwrap_or_else(host_platform);
+    let global = stages.global_arg_values(&opts.build_args, &predefined_args(&target_platform))?;
     let mut run = Runner::new(opts, reporter, &ctx, &stages, &global);
     let root = Root::open(rootfs).map_err(io_err(format!("opening {}", rootfs.display())))?;
     let applied = image.layers().len();
@@ -284,6 +295,13 @@ pub fn apply_recipe_dockerfile(
     opts.sandbox = sandbox.clone();
     opts.cache = cache;
     opts.compression = image.compression();
+    // TARGET* name the recipe image's platform (`--platform` or its arch).
+    let config = image.config();
+    opts.platform = Some(Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+    });
     apply_steps(image, rootfs, &text, &context, &opts, reporter)
 }
 
@@ -427,6 +445,9 @@ struct Runner<'a> {
     ctx: &'a Context,
     stages: &'a Stages,
     global: &'a HashMap<String, String>,
+    /// The platform built: that of stages without `FROM --platform` and of
+    /// images named by `COPY --from` (as BuildKit's implicit stages).
+    target: Platform,
     done: Vec<Option<Finished>>,
     step: usize,
     fetcher: Option<(Fetcher, TempPath)>,
@@ -451,6 +472,7 @@ impl<'a> Runner<'a> {
             ctx,
             stages,
             global,
+            target: opts.platform.clone().unwrap_or_else(host_platform),
             done: Vec::new(),
             step: 0,
             fetcher: None,
@@ -594,6 +616,23 @@ mod tests {
         assert_eq!(exposed_ports("8000-8002").unwrap().len(), 3);
         assert!(exposed_ports("x").is_err());
         assert!(exposed_ports("80/foo").is_err());
+    }
+
+    #[test]
+    fn platform_args_name_the_target_and_this_machine() {
+        let target = Platform::parse("linux/arm/v7").unwrap();
+        let args = predefined_args(&target);
+        assert_eq!(args["TARGETPLATFORM"], "linux/arm/v7");
+        assert_eq!(args["TARGETOS"], "linux");
+        assert_eq!(args["TARGETARCH"], "arm");
+        assert_eq!(args["TARGETVARIANT"], "v7");
+        let host = host_platform();
+        assert_eq!(args["BUILDARCH"], host.architecture);
+        assert_eq!(args["BUILDOS"], "linux");
+        // arm64's one variant is left out, as BuildKit normalises it.
+        let args = predefined_args(&Platform::parse("linux/arm64/v8").unwrap());
+        assert_eq!(args["TARGETPLATFORM"], "linux/arm64");
+        assert_eq!(args["TARGETVARIANT"], "");
     }
 
     #[test]

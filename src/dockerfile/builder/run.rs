@@ -31,6 +31,10 @@ impl Runner<'_> {
         if security.as_deref().is_some_and(|s| s != "sandbox") {
             return Err(at.fail("RUN --security=insecure is not supported"));
         }
+        // A foreign stage's programs run through binfmt_misc; without an
+        // interpreter usable in the chroot, stop before running anything.
+        let arch = &state.image.config().architecture;
+        crate::rootfs::emulation::check(arch).map_err(|e| at.fail(foreign_run_error(arch, e)))?;
         let network = match network.as_deref() {
             None | Some("default") | Some("host") => Network::Host,
             Some("none") => Network::None,
@@ -266,7 +270,7 @@ impl Runner<'_> {
                 let work_dir = self.opts.work_dir.clone();
                 let mut finished = match self.stage_index(name) {
                     Some(i) => self.done.get_mut(i).and_then(Option::take),
-                    None => Some(self.open_base(name, at)?),
+                    None => Some(self.open_base(name, &self.target.clone(), at)?),
                 };
                 let Some(f) = finished.as_mut() else {
                     return Err(fail(format!("stage {name} is not available").into()));
@@ -428,4 +432,17 @@ pub(super) fn expand_mounts(
         }
     }
     Ok(out)
+}
+
+/// The emulation check's error in RUN's words: there is no skipping a RUN
+/// (the recipe builds' `--skip-foreign-scripts` does not apply).
+fn foreign_run_error(arch: &str, e: crate::rootfs::emulation::EmulationError) -> StepError {
+    use crate::rootfs::emulation::EmulationError;
+    match e {
+        EmulationError::Unavailable { host, reason, .. } => StepError::Rejected(format!(
+            "RUN in a {arch} stage cannot run on this {host} machine: {reason}; install \
+             qemu-user-static (which registers interpreters with the fix-binary flag)"
+        )),
+        other => StepError::within(format!("RUN in a {arch} stage"), other),
+    }
 }

@@ -5,6 +5,7 @@ use super::*;
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::distro::platform::Platform;
 use crate::dockerfile::{parse, parse_instructions, parse_mount, Command, Instruction, Stages};
 use crate::image::oci::{self};
 use crate::image::{unpack_layers, ImageBuilder, ImageSource, OpenedImage, Output};
@@ -92,26 +93,33 @@ pub(super) fn stage_from_line(stage: &crate::dockerfile::Stage, base: &str) -> S
     }
 }
 
-pub(super) fn host_platform() -> (&'static str, Option<&'static str>) {
-    oci::oci_arch(std::env::consts::ARCH)
+/// The platform this machine runs natively (BuildKit's BUILDPLATFORM).
+pub fn host_platform() -> Platform {
+    let (arch, variant) = oci::oci_arch(std::env::consts::ARCH);
+    Platform {
+        os: "linux".into(),
+        architecture: arch.into(),
+        variant: variant.map(str::to_owned),
+    }
 }
 
 /// BuildKit's automatic platform ARGs (usable in FROM, and in a stage once
-/// declared with a bare `ARG NAME`).
-pub(super) fn predefined_args() -> HashMap<String, String> {
-    let (arch, variant) = host_platform();
-    let platform = match variant {
-        Some(v) => format!("linux/{arch}/{v}"),
-        None => format!("linux/{arch}"),
-    };
+/// declared with a bare `ARG NAME`): TARGET* name the platform being built,
+/// BUILD* the machine building it, whatever the stage's own platform.
+pub(super) fn predefined_args(target: &Platform) -> HashMap<String, String> {
     let mut m = HashMap::new();
-    for prefix in ["TARGET", "BUILD"] {
-        m.insert(format!("{prefix}PLATFORM"), platform.clone());
-        m.insert(format!("{prefix}OS"), "linux".to_string());
-        m.insert(format!("{prefix}ARCH"), arch.to_string());
+    for (prefix, platform) in [("TARGET", target), ("BUILD", &host_platform())] {
+        // As BuildKit normalises it: arm64's only variant is left out.
+        let mut platform = platform.clone();
+        if platform.architecture == "arm64" && platform.variant.as_deref() == Some("v8") {
+            platform.variant = None;
+        }
+        m.insert(format!("{prefix}PLATFORM"), platform.to_string());
+        m.insert(format!("{prefix}OS"), platform.os.clone());
+        m.insert(format!("{prefix}ARCH"), platform.architecture.clone());
         m.insert(
             format!("{prefix}VARIANT"),
-            variant.unwrap_or("").to_string(),
+            platform.variant.clone().unwrap_or_default(),
         );
     }
     m

@@ -297,7 +297,7 @@ impl PlanCache {
                 .map(|(n, v)| format!("{n}={}", v.as_deref().unwrap_or(""))),
         );
         parts.extend(indexes.iter().map(|i| i.identity.to_hex()));
-        let key = crate::layer_cache::key(&parts);
+        let key = crate::image::layer_cache::key(&parts);
         PlanCache {
             path: cache_dir.join("plans").join(format!("{key}.packages")),
         }

@@ -5,17 +5,17 @@
 
 use std::path::{Path, PathBuf};
 
-use super::bootstrap::{plan, release_package, ApkSource, LoadedIndexes, RepoIndex};
-use super::index::ApkPackage;
-use super::installed::{self, InstalledPackage};
-use super::sign::{Trust, TrustedKeys};
+use super::{plan, release_package, ApkSource, LoadedIndexes, RepoIndex};
+use crate::distro::apk::index::ApkPackage;
+use crate::distro::apk::installed::{self, InstalledPackage};
+use crate::distro::apk::sign::{Trust, TrustedKeys};
 use crate::verify::Sha256Digest;
 
 /// A resolved plan keyed by the index digests, the trusted key set, the
 /// request and the architecture (the Alpine counterpart of the Debian plan
 /// cache). It is used only if the plan resolves again, from the cached
 /// stanzas alone, to every cached package.
-pub(super) struct PlanCache {
+pub(in crate::distro::apk) struct PlanCache {
     path: PathBuf,
 }
 
@@ -60,7 +60,7 @@ impl PlanCache {
                 .iter()
                 .map(|(line, d)| format!("{line} {}", d.to_hex())),
         );
-        let key = crate::layer_cache::key(&parts);
+        let key = crate::image::layer_cache::key(&parts);
         PlanCache {
             path: dir.join("plans").join(format!("{key}.apk.json")),
         }
