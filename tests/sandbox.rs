@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "common/skip.rs"]
+mod skip;
+
 use rootstrap::rootfs::sandbox::{
     self, lookup_user, policy_rc_d_guard, BindMount, ExitStatus, Network, OutputLine, RunSpec,
     Sandbox, SandboxError, SandboxMode, StdinMode, Stream, DEFAULT_PATH, HELPER_ARG,
@@ -43,12 +46,15 @@ fn main() {
         build_process_in(&args[2..], StdinMode::Null, SandboxMode::Chroot);
     }
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: sandbox tests need root");
+        skip::skip_as("sandbox (every case)", "sandbox tests need root");
         println!("0 passed, 0 failed (all skipped: not root)");
         return;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("SKIP: sandbox tests need a static {BUSYBOX}");
+        skip::skip_as(
+            "sandbox (every case)",
+            format!("sandbox tests need a static {BUSYBOX}"),
+        );
         println!("0 passed, 0 failed (all skipped: no busybox)");
         return;
     }
@@ -684,7 +690,10 @@ fn diff(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>) -
 /// directory times included.
 fn resolv_conf_only_during_the_run() -> TestResult {
     let Ok(host_resolv) = std::fs::read_to_string("/etc/resolv.conf") else {
-        eprintln!("SKIP (part): host has no /etc/resolv.conf");
+        skip::skip_as(
+            "sandbox::resolv_conf_only_during_the_run",
+            "host has no /etc/resolv.conf",
+        );
         return Ok(());
     };
     let root = Rootfs::new(false);
@@ -710,7 +719,10 @@ fn resolv_conf_only_during_the_run() -> TestResult {
 
 fn existing_resolv_conf_is_kept() -> TestResult {
     if !Path::new("/etc/resolv.conf").exists() {
-        eprintln!("SKIP (part): host has no /etc/resolv.conf");
+        skip::skip_as(
+            "sandbox::existing_resolv_conf_is_kept",
+            "host has no /etc/resolv.conf",
+        );
         return Ok(());
     }
     let root = Rootfs::new(true);

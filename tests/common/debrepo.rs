@@ -8,6 +8,7 @@
 //! stage 2 — the target's real dpkg configuring packages in the sandbox.
 #![allow(dead_code)]
 
+use super::skip::skip;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -451,12 +452,12 @@ impl Repo {
 /// (not root, or no busybox-static and dpkg on the host).
 pub fn sandbox_runtime_packages() -> Option<Vec<DebPackage>> {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+        skip("needs root (sandbox namespaces, chown)");
         return None;
     }
     let packages = host_runtime_packages();
     if packages.is_none() {
-        eprintln!("SKIP: needs the host's busybox-static and dpkg");
+        skip("needs the host's busybox-static and dpkg");
     }
     packages
 }

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use rootstrap::distro::apk::tar::{parse_entries, EntryKind};
@@ -40,19 +40,6 @@ pub const RELEASE_FILES: &[&str] = &[
     "etc/secfixes.d/alpine",
     "usr/lib/os-release",
 ];
-
-/// `../shared/alpine-minirootfs/<name>`, or `None` with a printed SKIP.
-pub fn shared_tarball(name: &str) -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/alpine-minirootfs")
-        .join(name);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("SKIP: {} not found", path.display());
-        None
-    }
-}
 
 /// One path of the tarball's tree.
 #[derive(Debug, Clone, PartialEq, Eq)]

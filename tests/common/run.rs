@@ -23,6 +23,47 @@ pub fn rootstrap_isolated() -> Command {
     cmd
 }
 
+/// For a test that changes process-wide state (the umask), which every
+/// other test running on the binary's threads would see: runs the calling
+/// test again, alone, in a child process of this test binary, checks that
+/// it ran and passed there, and returns `false`; in that child returns
+/// `true`, and the caller runs its body.
+pub fn in_own_process() -> bool {
+    const CHILD: &str = "ROOTSTRAP_TEST_IN_OWN_PROCESS";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    // libtest names each test's thread after the test (`module::test`).
+    let test = std::thread::current()
+        .name()
+        .expect("called from a libtest test thread")
+        .to_owned();
+    let out = Command::new(std::env::current_exe().expect("this test binary"))
+        .args([test.as_str(), "--exact", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("run this test binary again");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in its own process:\n{stdout}{}",
+        text(&out.stderr)
+    );
+    false
+}
+
+/// `rootstrap ARGS` run to the end; what it printed goes to the test's
+/// stderr (shown when the test fails).
+pub fn logged(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run rootstrap");
+    eprintln!(
+        "{cmd:?}\n--- stdout\n{}--- stderr\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
 /// Captured output as text (lossy), for messages and assertions.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -1,4 +1,4 @@
-// Shared by tests/sbom.rs and tests/image_diff.rs: small images made
+// Shared by the sbom, image_diff and interop tests (tests/integration): small images made
 // directly with ImageBuilder, no network or fixture repository.
 #![allow(dead_code)]
 

@@ -2,7 +2,7 @@
 //! uncompressed base layer, and must be byte for byte the tar inside the
 //! gzip layer that image outputs (and `.tar.gz`) get, cold or warm.
 
-mod common;
+use crate::common;
 
 use common::debrepo::{sandbox_runtime_packages, Repo};
 use common::fixture::{self, DebFixture};

@@ -10,7 +10,9 @@
 //! Dockerfile builds; the NSS modules need a C compiler (else they are
 //! planted as non-ELF files and the test says so).
 
-mod common;
+use crate::common;
+use crate::common::run;
+use crate::common::skip::skip;
 
 use std::fs;
 use std::io::Write;
@@ -57,11 +59,11 @@ const NSS_MODULES: [&str; 5] = [
 
 fn can_run() -> bool {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: Dockerfile builds with RUN need root");
+        skip("Dockerfile builds with RUN need root");
         return false;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("SKIP: {BUSYBOX} not found (install busybox-static)");
+        skip(format!("{BUSYBOX} not found (install busybox-static)"));
         return false;
     }
     true
@@ -220,18 +222,11 @@ fn make_base(work: &Path, markers: &Markers) -> (String, PathBuf, bool) {
 }
 
 fn rootstrap(args: &[&str]) -> ProcOutput {
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--progress", "plain"])
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "rootstrap {args:?}\n--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run::logged(
+        run::rootstrap()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(args),
+    )
 }
 
 fn build(ctx: &Path, out: &Path) -> ProcOutput {
@@ -385,7 +380,7 @@ fn a_recipe_build_never_runs_planted_files_on_the_host() {
         return;
     }
     let Some(busybox) = apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host");
+        skip("no static busybox on the host");
         return;
     };
     let arch = std::env::consts::ARCH;

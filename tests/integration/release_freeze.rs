@@ -5,7 +5,7 @@
 //! portal's page is "not signed". A Release whose Packages cannot be
 //! fetched changes neither the memory nor the copy kept for offline use.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,6 +1,7 @@
 //! InRelease / Release.gpg verification: keys made in the test with rPGP,
 //! plus Debian's real signed InRelease files against the shipped archive keys.
 
+use crate::common::skip::skip;
 use std::path::PathBuf;
 use std::time::{Duration as StdDuration, SystemTime};
 
@@ -503,9 +504,9 @@ fn real_inrelease(release: &str) -> Option<Vec<u8>> {
     let data =
         dir.and_then(|d| std::fs::read(PathBuf::from(d).join(format!("{release}-InRelease"))).ok());
     if data.is_none() {
-        eprintln!(
-            "SKIP: real {release} InRelease: set ROOTSTRAP_REAL_INRELEASE_DIR (.ci/run does)"
-        );
+        skip(format!(
+            "real {release} InRelease: set ROOTSTRAP_REAL_INRELEASE_DIR (.ci/run does)"
+        ));
     }
     data
 }

@@ -6,7 +6,7 @@
 //! path, or (redirected blobs) succeed without the credentials leaving the
 //! registry's host.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::fs;

@@ -5,7 +5,7 @@
 //! /etc/fstab, /run/lock, and base-passwd's preinst run before any other
 //! script.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 

@@ -2,11 +2,11 @@
 //! ImageBuilder: config paths, packages, files and their attributes, whiteouts,
 //! and the diff(1)-like exit codes.
 
-mod support_images;
+use crate::common::run;
+use crate::support_images;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use rootstrap::image::diff::{diff_images, AttributeChange, FileChange, FileTree};
 use rootstrap::image::{ImageSource, OpenedImage, Output};
@@ -192,10 +192,7 @@ fn merged_tree_applies_whiteouts() {
 }
 
 fn rootstrap(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .args(args)
-        .output()
-        .unwrap()
+    run::rootstrap().args(args).output().unwrap()
 }
 
 #[test]

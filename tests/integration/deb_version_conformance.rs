@@ -2,25 +2,13 @@
 //! of dpkg, apt and python-debian (../shared/conformance/deb-version).
 
 use std::cmp::Ordering;
-use std::path::{Path, PathBuf};
 
 use rootstrap::distro::deb::version::{compare_part, parse_deb_format_version, Op, Version};
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/deb-version"
-    ))
-}
-
-/// Reads one vector file, or prints a notice and returns None when the
+/// Reads one vector file, or skips and returns None when the
 /// conformance folder is not there (as on a user's machine).
 fn read(name: &str) -> Option<String> {
-    let path = data_dir().join(name);
-    if !Path::new(&path).exists() {
-        eprintln!("SKIP: {} not found", path.display());
-        return None;
-    }
+    let path = crate::common::conformance::path(&format!("deb-version/{name}"))?;
     Some(std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 

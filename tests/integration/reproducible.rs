@@ -6,7 +6,8 @@
 //! and dated files behind) and one Alpine fixture (with package scripts).
 //! The default epoch must come from the inputs, never the clock.
 
-mod common;
+use crate::common;
+use crate::common::skip::skip;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -348,11 +349,11 @@ fn debian_builds_are_bit_identical_across_caches_zones_umasks_locales_and_thread
 #[test]
 fn alpine_builds_are_bit_identical_across_caches_zones_umasks_locales_and_threads() {
     if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+        skip("needs root (sandbox namespaces, chown)");
         return;
     }
     let Some(busybox) = apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+        skip("no static busybox on the host (install busybox-static)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -384,11 +385,11 @@ fn alpine_builds_are_bit_identical_across_caches_zones_umasks_locales_and_thread
 #[test]
 fn source_date_epoch_wins_over_the_release_date() {
     if !is_root() {
-        eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+        skip("needs root (sandbox namespaces, chown)");
         return;
     }
     let Some(busybox) = apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+        skip("no static busybox on the host (install busybox-static)");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -397,7 +398,7 @@ fn source_date_epoch_wins_over_the_release_date() {
     let recipe = dir.path().join("alpine.toml");
     std::fs::write(&recipe, fixture::alpine_source("x86_64")).unwrap();
     let out = dir.path().join("out");
-    let status = Command::new(run::BIN)
+    let status = run::rootstrap()
         .arg("build")
         .arg(&recipe)
         .arg("--mirror")

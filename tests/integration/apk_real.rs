@@ -5,16 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/apkindex"
-    ));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIP: {} not found", dir.display());
-        None
-    }
+    crate::common::conformance::path("apkindex")
 }
 
 fn alpine_keys() -> TrustedKeys {

@@ -3,15 +3,17 @@
 //! served over HTTP on 127.0.0.1; plus resolving the minirootfs world
 //! against the real Alpine 3.16 index from ../shared/conformance.
 
-mod common;
+use crate::common;
+use crate::common::skip::{not_applicable, skip};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::apkrepo::{self, FixtureRepo, PackageSpec, SigningKey};
+use common::conformance;
 use common::fixture;
 use common::httpd::TestServer;
-use common::run::{foreign_apk_arch as foreign_arch, is_root, stderr, BIN};
+use common::run::{self, foreign_apk_arch as foreign_arch, is_root, stderr};
 use rootstrap::distro::apk::bootstrap::{self, ApkSource, LoadedIndexes};
 use rootstrap::distro::apk::{installed, parse_index, TrustedKeys};
 
@@ -20,7 +22,9 @@ const RELEASE: &str = fixture::ALPINE_RELEASE;
 fn busybox_or_skip(test: &str) -> Option<Vec<u8>> {
     let bb = apkrepo::host_static_busybox();
     if bb.is_none() {
-        eprintln!("SKIP: {test}: no static busybox on the host (install busybox-static)");
+        skip(format!(
+            "{test}: no static busybox on the host (install busybox-static)"
+        ));
     }
     bb
 }
@@ -73,7 +77,7 @@ impl Setup {
     }
 
     fn build(&self, extra: &[&str], outputs: &[String]) -> Output {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = run::rootstrap();
         cmd.arg("build")
             .arg(&self.recipe)
             .arg("--mirror")
@@ -135,7 +139,7 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         return;
     };
     if !is_root() {
-        eprintln!("SKIP: builds_a_runnable_alpine_image: package scripts need the sandbox (root)");
+        skip("package scripts need the sandbox (root)");
         return;
     }
     let s = setup(std::env::consts::ARCH, &bb);
@@ -237,7 +241,7 @@ fn builds_a_runnable_alpine_image_from_a_signed_repository() {
         "{triggered}"
     );
 
-    let run = Command::new(BIN)
+    let run = run::rootstrap()
         .args([
             "run",
             &format!("oci:{}", oci.display()),
@@ -483,7 +487,7 @@ fn script_without_its_interpreter_yet_is_marked_broken_like_apk() {
         return;
     };
     if !is_root() {
-        eprintln!("SKIP: script_without_its_interpreter_yet: scripts need the sandbox (root)");
+        skip("scripts need the sandbox (root)");
         return;
     }
     // Sorted first in the world and depending on nothing, so it is installed
@@ -539,7 +543,7 @@ fn failing_script_fails_the_build_and_names_it() {
         return;
     };
     if !is_root() {
-        eprintln!("SKIP: failing_script: scripts need the sandbox (root)");
+        skip("scripts need the sandbox (root)");
         return;
     }
     // HOSTILE 43: a failing maintainer script is an error naming the script.
@@ -725,14 +729,11 @@ fn symlink_escape_stays_inside_the_rootfs() {
 
 #[test]
 fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz"
-    );
-    let Ok(bytes) = std::fs::read(path) else {
-        eprintln!("SKIP: {path} not found");
+    let Some(path) = conformance::path("apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz")
+    else {
         return;
     };
+    let bytes = std::fs::read(&path).unwrap();
     let mut keys = TrustedKeys::new();
     for (name, pem) in rootstrap::verify::keys::SHIPPED {
         if let Some(file) = name.strip_prefix("alpine/") {
@@ -778,14 +779,11 @@ fn resolves_the_minirootfs_world_against_the_real_alpine_3_16_index() {
 
 #[test]
 fn warm_resolve_of_the_real_index_reuses_the_plan() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz"
-    );
-    let Ok(bytes) = std::fs::read(path) else {
-        eprintln!("SKIP: {path} not found");
+    let Some(path) = conformance::path("apkindex/alpine-v3.16.3-main-x86_64/APKINDEX.tar.gz")
+    else {
         return;
     };
+    let bytes = std::fs::read(&path).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mirror = tmp.path().join("mirror");
     std::fs::create_dir_all(mirror.join("v3.16/main/x86_64")).unwrap();
@@ -799,7 +797,7 @@ fn warm_resolve_of_the_real_index_reuses_the_plan() {
     .unwrap();
     let resolve = || {
         let start = std::time::Instant::now();
-        let o = Command::new(BIN)
+        let o = run::rootstrap()
             .arg("resolve")
             .arg(&recipe)
             .arg("--mirror")
@@ -834,10 +832,10 @@ fn warm_resolve_of_the_real_index_reuses_the_plan() {
 
 #[test]
 fn real_alpine_package_installs_with_a_matching_database() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/apkindex"
-    );
+    let Some(dir) = conformance::path("apkindex") else {
+        return;
+    };
+    let dir = dir.display();
     let (Ok(index_bytes), Ok(apk_bytes), Ok(test_key)) = (
         std::fs::read(format!("{dir}/apko-rsa256-signed/APKINDEX.tar.gz")),
         std::fs::read(format!(
@@ -845,7 +843,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
         )),
         std::fs::read_to_string(format!("{dir}/apko-rsa256-signed/test-rsa256.rsa.pub")),
     ) else {
-        eprintln!("SKIP: {dir} not found");
+        skip(format!("{dir} not found"));
         return;
     };
     let mut keys = TrustedKeys::new();
@@ -931,7 +929,7 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
         return;
     };
     let s = setup(std::env::consts::ARCH, &bb);
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .arg("resolve")
         .arg(&s.recipe)
         .arg("--mirror")
@@ -959,7 +957,7 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
     );
     assert_eq!(s.apk_requests(), 0, "resolve downloaded packages");
 
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .arg("resolve")
         .arg(&s.recipe)
         .arg("--cache-dir")
@@ -977,8 +975,8 @@ fn shipped_alpine_recipes_default_to_alpines_cdn_and_the_mirror_flags_override_i
     // nothing is fetched (tests never reach Alpine's servers).
     let tmp = tempfile::tempdir().unwrap();
     let resolve = |recipe: &str, mirror: Option<&str>, env: Option<&str>| {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--progress", "plain", "resolve", recipe, "--offline"])
+        let mut cmd = run::rootstrap();
+        cmd.args(["resolve", recipe, "--offline"])
             .arg("--cache-dir")
             .arg(tmp.path());
         if let Some(m) = mirror {
@@ -1039,8 +1037,12 @@ fn two_platforms_make_one_image_index() {
     let Some(bb) = busybox_or_skip("two_platforms_make_one_image_index") else {
         return;
     };
-    if std::env::consts::ARCH != "x86_64" || !is_root() {
-        eprintln!("SKIP: two_platforms_make_one_image_index: needs an x86_64 host and root");
+    if std::env::consts::ARCH != "x86_64" {
+        not_applicable("needs an x86_64 host");
+        return;
+    }
+    if !is_root() {
+        skip("needs root");
         return;
     }
     let s = setup("x86_64", &bb);
@@ -1144,17 +1146,19 @@ fn a_multi_platform_lock_builds_the_same_index() {
     let Some(bb) = busybox_or_skip("a_multi_platform_lock_builds_the_same_index") else {
         return;
     };
-    if std::env::consts::ARCH != "x86_64" || !is_root() {
-        eprintln!(
-            "SKIP: a_multi_platform_lock_builds_the_same_index: needs an x86_64 host and root"
-        );
+    if std::env::consts::ARCH != "x86_64" {
+        not_applicable("needs an x86_64 host");
+        return;
+    }
+    if !is_root() {
+        skip("needs root");
         return;
     }
     let s = setup("x86_64", &bb);
     fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
     let both = ["--platform", "linux/amd64,linux/arm64"];
     let lock = s.out("alpine.lock");
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .arg("lock")
         .arg(&s.recipe)
         .args(both)
@@ -1230,7 +1234,7 @@ fn a_multi_platform_lock_builds_the_same_index() {
 
     // `rootstrap mirror` copies both platforms' indexes and packages.
     let mirror = s.out("partial");
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .arg("mirror")
         .arg(&lock)
         .arg("-o")

@@ -3,7 +3,8 @@
 //! Debian fixtures are for a foreign architecture (arm64), so no package
 //! script runs and the builds need no sandbox; Alpine likewise (aarch64).
 
-mod common;
+use crate::common;
+use crate::common::skip::skip;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -130,7 +131,7 @@ fn resolve(recipe: &Path, cache: &Path, args: &[&str]) -> Output {
 #[test]
 fn offline_build_after_one_online_build_gives_the_same_image() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let f = DebFixture::new();
@@ -208,7 +209,7 @@ fn a_kept_index_still_expires_offline() {
 #[test]
 fn a_file_mirror_builds_online_and_offline_without_an_apt_source() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let f = DebFixture::new();
@@ -309,7 +310,7 @@ fn snapshot_service(f: &DebFixture) -> PathBuf {
 #[test]
 fn a_snapshot_source_builds_although_its_release_has_expired() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let f = DebFixture::new();
@@ -359,7 +360,7 @@ fn a_snapshot_needs_a_service_root_and_ignores_host_sources() {
 #[test]
 fn alpine_builds_from_a_file_mirror_and_offline() {
     if !is_root() {
-        eprintln!("SKIP: needs root (chown while unpacking)");
+        skip("needs root (chown while unpacking)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

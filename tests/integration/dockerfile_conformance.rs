@@ -7,19 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rootstrap::dockerfile::{self, Lexer};
 
-const ROOT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/conformance/dockerfile-parser"
-);
-
 fn data_dir() -> Option<PathBuf> {
-    let root = PathBuf::from(ROOT);
-    if root.is_dir() {
-        Some(root)
-    } else {
-        eprintln!("SKIP: {ROOT} not found");
-        None
-    }
+    crate::common::conformance::path("dockerfile-parser")
 }
 
 fn case_dirs(dir: &Path) -> Vec<PathBuf> {

@@ -1,20 +1,11 @@
 //! apk-tools conformance: version.data and the solver test-suite.
 
+use crate::common::conformance;
 use rootstrap::distro::apk::version::{self, VersionOp};
 use std::path::PathBuf;
 
 fn conformance_dir(sub: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/conformance/"
-    ))
-    .join(sub);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIP: {} not found", dir.display());
-        None
-    }
+    conformance::path(sub)
 }
 
 /// One line of version.data, as test/unit/version_test.c reads it.

@@ -2,11 +2,11 @@
 //! the fields and purls, determinism, the OCI artifacts (subject = image
 //! manifest) and the files written after a build.
 
-mod support_images;
+use crate::common::run;
+use crate::support_images;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use rootstrap::build::BuildOutput;
 use rootstrap::image::packages::package_inventory;
@@ -233,7 +233,7 @@ fn documents_are_deterministic() {
     let (dir, _) = write_oci(work.path(), &debian_layers());
     let spec = format!("oci:{}", dir.display());
     let run = |format: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+        let out = run::rootstrap()
             .args(["sbom", &spec, "--format", format])
             .output()
             .unwrap();
@@ -252,7 +252,7 @@ fn documents_are_deterministic() {
     }
     // -o writes the same bytes.
     let path = work.path().join("x.cdx.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let out = run::rootstrap()
         .args(["sbom", &spec, "--format", "cyclonedx", "-o"])
         .arg(&path)
         .output()
@@ -328,7 +328,7 @@ fn oci_artifacts_refer_to_the_image() {
     }
     let named = OpenedImage::open(&ImageSource::OciDir(dir.clone()), Some("1")).unwrap();
     assert_eq!(named.manifest_digest.unwrap().to_string(), digest);
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let out = run::rootstrap()
         .args(["inspect", &format!("oci:{}", dir.display())])
         .output()
         .unwrap();
@@ -451,7 +451,7 @@ fn dockerfile_builds_get_sboms_too() {
     )
     .unwrap();
     let archive = work.path().join("child.tar");
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let out = run::rootstrap()
         .args(["build", "-f"])
         .arg(ctx.join("Dockerfile"))
         .arg(&ctx)

@@ -5,7 +5,8 @@
 //! scripts set. A user with no usable level gets a clear error and nothing
 //! at the output path.
 
-mod common;
+use crate::common;
+use crate::common::skip::skip;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -161,7 +162,7 @@ fn permission_bits(text: &str) -> u32 {
 /// newgidmap, for the rootless build; `None` (with a SKIP line) otherwise.
 fn rootless_user() -> Option<(u32, u32)> {
     let skip = |why: &str| {
-        eprintln!("SKIP rootless: {why}");
+        skip(format!("rootless: {why}"));
         None
     };
     if !Path::new("/usr/bin/newuidmap").exists() {
@@ -203,11 +204,11 @@ struct AlpineFixture {
 impl AlpineFixture {
     fn new() -> Option<AlpineFixture> {
         if !is_root() {
-            eprintln!("SKIP: needs root (sandbox namespaces, chown)");
+            skip("needs root (sandbox namespaces, chown)");
             return None;
         }
         let Some(busybox) = apkrepo::host_static_busybox() else {
-            eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+            skip("no static busybox on the host (install busybox-static)");
             return None;
         };
         let tmp = tempfile::tempdir().unwrap();
@@ -393,7 +394,7 @@ fn chroot_level_refuses_what_it_cannot_isolate() {
 #[test]
 fn no_usable_level_is_a_clear_error_with_nothing_written() {
     if !is_root() {
-        eprintln!("SKIP: needs root (to run as a user without subordinate IDs)");
+        skip("needs root (to run as a user without subordinate IDs)");
         return;
     }
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
@@ -401,13 +402,13 @@ fn no_usable_level_is_a_clear_error_with_nothing_written() {
         .lines()
         .any(|l| l.starts_with("nobody:") || l.starts_with("65534:"))
     {
-        eprintln!("SKIP: nobody has subordinate IDs here");
+        skip("nobody has subordinate IDs here");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     open_to_everyone(tmp.path());
     let out = tmp.path().join("out");
-    let output = Command::new(run::BIN)
+    let output = run::rootstrap()
         .args(["build", "alpine-3.20", "--output"])
         .arg(format!("oci:{}", out.display()))
         .env_remove("ROOTSTRAP_ISOLATION")

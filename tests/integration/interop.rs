@@ -4,8 +4,9 @@
 //! and refusals of broken layouts and archives. The real clients (skopeo,
 //! umoci, podman, buildah, docker) are exercised by scripts/e2e-clients.sh.
 
-mod common;
-mod support_images;
+use crate::common;
+use crate::common::skip::skip;
+use crate::support_images;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,19 +49,12 @@ fn index_of(dir: &Path) -> Value {
 }
 
 fn rootstrap(cache: &Path, args: &[&str]) -> ProcOutput {
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .env("ROOTSTRAP_CACHE_DIR", cache)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--progress", "plain"])
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "rootstrap {args:?}\n--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::run::logged(
+        common::run::rootstrap()
+            .env("ROOTSTRAP_CACHE_DIR", cache)
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(args),
+    )
 }
 
 fn stderr(o: &ProcOutput) -> String {
@@ -374,7 +368,7 @@ fn stored_names_work_for_every_command() {
         // found and unpacked, so any failure must come from the command.
         assert!(!stderr(&out).contains("local store"), "{}", stderr(&out));
     } else {
-        eprintln!("SKIP: rootstrap run needs root");
+        skip("rootstrap run needs root");
     }
 }
 
@@ -434,11 +428,11 @@ fn dockerfile_rootfs_and_tar_outputs_hold_the_merged_tree() {
 #[test]
 fn a_recipe_build_with_a_tag_is_stored_without_an_output() {
     let Some(busybox) = common::apkrepo::host_static_busybox() else {
-        eprintln!("SKIP: no static busybox on the host (install busybox-static)");
+        skip("no static busybox on the host (install busybox-static)");
         return;
     };
     if !common::run::is_root() {
-        eprintln!("SKIP: an Alpine build runs package scripts, which needs root");
+        skip("an Alpine build runs package scripts, which needs root");
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! Image layer: deterministic layers, OCI layout, docker-archive, reading back.
 
+use crate::common::skip::{not_applicable, skip};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -151,6 +152,10 @@ fn read_dir_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn same_tree_twice_gives_identical_bytes_and_digests() {
+    // It sets the process's umask, which the other tests would see.
+    if !crate::common::run::in_own_process() {
+        return;
+    }
     let reference = ImageReference::parse("myorg/base:1").unwrap();
     let mut results = Vec::new();
     for umask in [0o022, 0o077] {
@@ -272,7 +277,7 @@ fn layer_entries_order_modes_links_and_excludes() {
 #[test]
 fn system_tar_reads_the_layer() {
     if Command::new("tar").arg("--version").output().is_err() {
-        eprintln!("SKIP: system tar not found");
+        skip("system tar not found");
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -378,7 +383,7 @@ fn special_files_devices_fifos_and_sockets() {
             EntryKind::CharDevice { major: 1, minor: 3 }
         );
     } else {
-        eprintln!("SKIP: device node part needs root");
+        skip("device node part needs root");
     }
 }
 
@@ -403,7 +408,7 @@ fn xattrs_capability_and_user_kept_as_pax() {
         )
         .is_ok();
     if !user_ok && !cap_ok {
-        eprintln!("SKIP: this filesystem/user cannot set xattrs");
+        not_applicable("this filesystem/user cannot set xattrs");
         return;
     }
     let tar = layer_bytes(&tree, &LayerOptions::default());
@@ -423,7 +428,7 @@ fn xattrs_capability_and_user_kept_as_pax() {
         let needle = b"SCHILY.xattr.security.capability=";
         assert!(tar.windows(needle.len()).any(|w| w == needle));
     } else {
-        eprintln!("SKIP: security.capability part needs root");
+        skip("security.capability part needs root");
     }
 }
 
@@ -895,9 +900,7 @@ fn docker_load_accepts_the_archive() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !docker_ok {
-        eprintln!(
-            "SKIP: no running docker daemon (docker info failed); the CI script covers docker load"
-        );
+        skip("no running docker daemon (docker info failed); the CI script covers docker load");
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -1092,7 +1095,7 @@ fn order_matches_gnu_tar_sort_name() {
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("--sort"))
         .unwrap_or(false);
     if !supports_sort {
-        eprintln!("SKIP: GNU tar with --sort not found");
+        skip("GNU tar with --sort not found");
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -1137,7 +1140,7 @@ fn docker_run_sees_the_expected_tree() {
         .unwrap_or(false);
     let busybox = Path::new("/usr/bin/busybox");
     if !docker_ok || !busybox.exists() {
-        eprintln!("SKIP: needs a running docker daemon and a static /usr/bin/busybox");
+        skip("needs a running docker daemon and a static /usr/bin/busybox");
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -1236,7 +1239,7 @@ fn enospc_on_output_fails_cleanly() {
         )
         .is_ok();
     if !mounted {
-        eprintln!("SKIP: needs root and tmpfs mounts for the ENOSPC test");
+        skip("needs root and tmpfs mounts for the ENOSPC test");
         return;
     }
     let _guard = Unmount(small.clone());

@@ -9,7 +9,7 @@
 //! * Compression: the same inputs give the same digest per compression; the
 //!   uncompressed layers (diff_ids) are equal across compressions.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -17,7 +17,7 @@ use std::process::Output;
 use common::debrepo::{sandbox_runtime_packages, DebPackage, Repo};
 use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::run::{self, foreign_deb_arch, stderr, BIN};
+use common::run::{self, foreign_deb_arch, stderr};
 
 struct Fx {
     fx: DebFixture,
@@ -394,7 +394,7 @@ fn each_compression_is_deterministic_and_packs_the_same_tar() {
     // Readers take every compression: diff sees the same files, and a
     // Dockerfile FROM a zstd image keeps its layer and adds a gzip one.
     for other in ["oci-zstd-0", "oci-none-0"] {
-        let o = std::process::Command::new(BIN)
+        let o = run::rootstrap()
             .args([
                 "diff",
                 &out_arg("oci", &f.path("oci-gzip-0")),
@@ -459,7 +459,7 @@ fn each_compression_is_deterministic_and_packs_the_same_tar() {
     );
 
     // inspect shows each layer's compressed and unpacked size.
-    let o = std::process::Command::new(BIN)
+    let o = run::rootstrap()
         .args(["inspect", &out_arg("oci", &f.path("oci-zstd-0"))])
         .output()
         .unwrap();

@@ -7,6 +7,7 @@
 //! appeared outside the rootfs, and that the error names the package and
 //! the entry (or that the path was clamped inside the root).
 
+use crate::common::skip::skip;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -630,7 +631,7 @@ fn hostile_10_pax_size_disagrees_with_ustar_size() {
 #[test]
 fn hostile_10_differential_against_gnu_tar() {
     if Command::new("tar").arg("--version").output().is_err() {
-        eprintln!("SKIP: GNU tar not found");
+        skip("GNU tar not found");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -723,7 +724,7 @@ fn gnu_listing(dir: &Path, data: &[u8]) -> Vec<Vec<u8>> {
 #[test]
 fn hostile_10_pax_and_gnu_names_mixed_like_gnu_tar() {
     if Command::new("tar").arg("--version").output().is_err() {
-        eprintln!("SKIP: GNU tar not found");
+        skip("GNU tar not found");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1183,11 +1184,11 @@ fn tree(root: &Path, skip: &str) -> BTreeMap<String, (String, u32, Vec<u8>)> {
 #[test]
 fn deb_roundtrip_matches_real_dpkg() {
     if !have("dpkg-deb") || !have("dpkg") {
-        eprintln!("SKIP: dpkg/dpkg-deb not found");
+        skip("dpkg/dpkg-deb not found");
         return;
     }
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: comparing with dpkg --root needs root");
+        skip("comparing with dpkg --root needs root");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1214,7 +1215,7 @@ fn deb_roundtrip_matches_real_dpkg() {
 #[test]
 fn real_debs_match_dpkg() {
     if !have("dpkg") || !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: dpkg not found or not root");
+        skip("dpkg not found or not root");
         return;
     }
     let candidates: Vec<PathBuf> = match std::env::var_os("ROOTSTRAP_TEST_DEBS") {
@@ -1240,7 +1241,7 @@ fn real_debs_match_dpkg() {
         .take(40)
         .collect();
     if debs.is_empty() {
-        eprintln!("SKIP: no real .deb without preinst found (set ROOTSTRAP_TEST_DEBS)");
+        skip("no real .deb without preinst found (set ROOTSTRAP_TEST_DEBS)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -8,16 +8,17 @@
 //! no maintainer script runs and no root is needed; what is compared is the
 //! package set, the fetch path and the image bytes.
 
-mod common;
+use crate::common;
+use crate::common::skip::skip;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::apkrepo;
 use common::debrepo::{DebPackage, Repo};
 use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::run::{self, foreign_apk_arch, foreign_deb_arch, stderr, BIN};
+use common::run::{self, foreign_apk_arch, foreign_deb_arch, stderr};
 use rootstrap::lock::{self, Lockfile};
 
 /// The manifest digest a successful build printed for its first output.
@@ -379,7 +380,7 @@ fn mirror_output_serves_an_offline_locked_build_with_the_same_image() {
     // From a warm cache, offline: nothing is downloaded.
     let requests = f.server.total_requests();
     let mirror_dir = f.path("mirror");
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .args(["mirror", lock_arg, "-o"])
         .arg(&mirror_dir)
         .arg("--cache-dir")
@@ -421,7 +422,7 @@ fn mirror_output_serves_an_offline_locked_build_with_the_same_image() {
 
     // A second mirror from an empty cache fetches everything, and the
     // output directory must be new.
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .args(["mirror", lock_arg, "-o"])
         .arg(f.path("mirror2"))
         .arg("--cache-dir")
@@ -433,7 +434,7 @@ fn mirror_output_serves_an_offline_locked_build_with_the_same_image() {
         .unwrap();
     assert!(o.status.success(), "mirror failed:\n{}", stderr(&o));
     assert!(f.path("mirror2/dists/fixture/InRelease").is_file());
-    let again = Command::new(BIN)
+    let again = run::rootstrap()
         .args(["mirror", lock_arg, "-o"])
         .arg(&mirror_dir)
         .arg("--cache-dir")
@@ -444,7 +445,7 @@ fn mirror_output_serves_an_offline_locked_build_with_the_same_image() {
 
     // Offline with an empty cache and no mirror: every missing file named,
     // nothing written.
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .args(["mirror", lock_arg, "-o"])
         .arg(f.path("mirror3"))
         .arg("--cache-dir")
@@ -559,7 +560,7 @@ impl Apk {
 #[test]
 fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     let Some(f) = Apk::new(&[]) else {
-        eprintln!("SKIP: alpine lock test: no static busybox on the host (install busybox-static)");
+        skip("alpine lock test: no static busybox on the host (install busybox-static)");
         return;
     };
     let file = f.path("alpine.lock");
@@ -623,7 +624,7 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("no drift"));
 
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .args(["mirror", lock_arg, "-o"])
         .arg(f.path("copy"))
         .arg("--cache-dir")
@@ -662,8 +663,8 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     repo.packages.retain(|p| p.spec.name != "busybox");
     repo.add_package(&busybox).unwrap();
     let server2 = TestServer::serve(&repo.root);
-    let o = Command::new(BIN)
-        .args(["--progress", "plain", "build", "--skip-foreign-scripts"])
+    let o = run::rootstrap()
+        .args(["build", "--skip-foreign-scripts"])
         .arg(f.path("recipe.toml"))
         .arg("--output")
         .arg(format!("oci:{}", f.path("bad").display()))
@@ -681,7 +682,7 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
     assert!(err.contains("busybox") && err.contains("C:"), "{err}");
     assert!(!f.path("bad").exists());
     // The same change, seen by `resolve --lock` from the index alone.
-    let o = Command::new(BIN)
+    let o = run::rootstrap()
         .args(["resolve"])
         .arg(f.path("recipe.toml"))
         .arg("--keys")
@@ -704,7 +705,7 @@ fn alpine_lock_locked_build_and_mirror_give_the_same_image() {
 #[test]
 fn alpine_pinned_versions_are_honoured() {
     let Some(f) = Apk::new(&["busybox=1.36.1-r29"]) else {
-        eprintln!("SKIP: alpine pin test: no static busybox on the host (install busybox-static)");
+        skip("alpine pin test: no static busybox on the host (install busybox-static)");
         return;
     };
     let o = f.run(
@@ -738,7 +739,7 @@ fn hostile_lock_paths_are_refused_before_anything_is_written() {
     ] {
         let hostile = text.replacen(lock.packages[0].path.as_str(), evil, 1);
         std::fs::write(&file, hostile).unwrap();
-        let o = Command::new(BIN)
+        let o = run::rootstrap()
             .args(["mirror", file.to_str().unwrap(), "-o"])
             .arg(f.path("mirror"))
             .arg("--cache-dir")

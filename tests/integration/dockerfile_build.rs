@@ -2,6 +2,9 @@
 //! from the host's static busybox. RUN needs root (namespaces, chroot), so
 //! every test here skips with a notice without it or without busybox.
 
+use crate::common::httpd::TestServer;
+use crate::common::run;
+use crate::common::skip::{not_applicable, skip};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,11 +20,11 @@ const BUSYBOX: &str = "/bin/busybox";
 
 fn can_run() -> bool {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: Dockerfile builds with RUN need root");
+        skip("Dockerfile builds with RUN need root");
         return false;
     }
     if !Path::new(BUSYBOX).exists() {
-        eprintln!("SKIP: {BUSYBOX} not found (install busybox-static)");
+        skip(format!("{BUSYBOX} not found (install busybox-static)"));
         return false;
     }
     true
@@ -63,18 +66,11 @@ fn make_base(dir: &Path) -> String {
 }
 
 fn rootstrap(args: &[&str]) -> ProcOutput {
-    let out = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--progress", "plain"])
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "rootstrap {args:?}\n--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run::logged(
+        run::rootstrap()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(args),
+    )
 }
 
 fn build(ctx: &Path, extra: &[&str]) -> ProcOutput {
@@ -304,7 +300,7 @@ fn docker_run(tmp: &Path, ctx: &Path, base_arg: &str) {
         .output()
         .is_ok_and(|o| o.status.success());
     if !reachable {
-        eprintln!("SKIP: no Docker daemon reachable; not loading the image");
+        skip("no Docker daemon reachable; not loading the image");
         return;
     }
     let archive = tmp.join("image.tar");
@@ -470,27 +466,6 @@ fn workdir_through_proc_self_fd_is_refused() {
     assert!(!out.exists());
 }
 
-/// Serves `body` for every request on a loopback port (until the test ends).
-fn serve(body: &'static [u8]) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body);
-        }
-    });
-    port
-}
-
 #[test]
 fn add_url_checks_the_checksum_and_hides_credentials() {
     if !can_run() {
@@ -498,8 +473,10 @@ fn add_url_checks_the_checksum_and_hides_credentials() {
     }
     use sha2::{Digest, Sha256};
     const BODY: &[u8] = b"downloaded\n";
-    let port = serve(BODY);
     let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::serve(tmp.path());
+    server.put("/dir/payload.txt", BODY);
+    let port = server.addr().port();
     let base = make_base(tmp.path());
     let url = format!("http://user:s3cr3t@127.0.0.1:{port}/dir/payload.txt");
     let good = format!("sha256:{}", hex::encode(Sha256::digest(BODY)));
@@ -884,9 +861,9 @@ fn without_a_context_argument_the_current_directory_is_the_context() {
     let dockerfile = elsewhere.join("Dockerfile");
     fs::write(&dockerfile, "FROM scratch\nCOPY hello /hello\n").unwrap();
     let out = tmp.path().join("out");
-    let result = Command::new(env!("CARGO_BIN_EXE_rootstrap"))
+    let result = run::rootstrap()
         .current_dir(&ctx)
-        .args(["--progress", "plain", "build", "--no-cache", "-f"])
+        .args(["build", "--no-cache", "-f"])
         .arg(&dockerfile)
         .arg("--output")
         .arg(format!("oci:{}", out.display()))
@@ -1128,15 +1105,16 @@ fn foreign_run_goes_through_binfmt_and_cross_stages_run_natively() {
         return;
     }
     if std::env::consts::ARCH != "x86_64" {
-        eprintln!("SKIP: the cross context pairs an amd64 host with arm64");
+        not_applicable("the cross context pairs an amd64 host with arm64");
         return;
     }
-    if !Path::new(ALPINE_AARCH64).exists() {
-        eprintln!("SKIP: {ALPINE_AARCH64} not found");
+    if crate::common::conformance::minirootfs_tarball("alpine-minirootfs-3.19.4-aarch64.tar.gz")
+        .is_none()
+    {
         return;
     }
     if let Err(e) = rootstrap::rootfs::emulation::check("arm64") {
-        eprintln!("SKIP: {e}");
+        skip(e);
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@
 //! packaged into the fixture) inside the sandbox; the hostile cases check
 //! that a bad repository gives a clear error and leaves nothing behind.
 
-mod common;
+use crate::common;
+use crate::common::skip::not_applicable;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,7 +13,7 @@ use std::process::{Command, Output};
 use common::debrepo::{sandbox_runtime_packages, DebPackage, Entry, Repo};
 use common::fixture::{self, DebFixture};
 use common::httpd::TestServer;
-use common::run::{self, BIN};
+use common::run;
 use common::signing::ArchiveKey;
 
 struct Fixture {
@@ -82,7 +83,7 @@ impl Fixture {
     /// sandbox (`rootstrap run`).
     fn run(&self, script: &str) -> Output {
         let oci = format!("oci:{}", self.path("out/oci").display());
-        Command::new(BIN)
+        run::rootstrap()
             .args(["run", &oci, "--", "/bin/sh", "-c", script])
             .output()
             .unwrap()
@@ -175,7 +176,7 @@ fn builds_a_runnable_image_with_the_targets_own_dpkg() {
          install ok installed\nhello from the fixture\nconffile-in-place\naudit-clean\nFIXTURE=yes\n"
     );
 
-    let inspect = Command::new(BIN)
+    let inspect = run::rootstrap()
         .args(["inspect", "--json"])
         .arg(format!(
             "docker-archive:{}",
@@ -606,7 +607,7 @@ fn broken_essential() -> DebPackage {
 fn builds_go_to_memory() -> bool {
     let yes = common::run::shm_has_room();
     if !yes {
-        eprintln!("skipping: /dev/shm is not a tmpfs with room for a fixture tree");
+        not_applicable("/dev/shm is not a tmpfs with room for a fixture tree");
     }
     yes
 }

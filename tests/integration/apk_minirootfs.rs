@@ -4,7 +4,8 @@
 //! with the official tarball entry by entry, database included. The
 //! tarballs are read from ../shared/alpine-minirootfs (SKIP when absent).
 
-mod common;
+use crate::common;
+use crate::common::skip::{not_applicable, skip};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -13,6 +14,7 @@ use std::process::Command;
 use std::process::Output;
 
 use common::apkrepo::{FixtureRepo, PackageSpec, SigningKey};
+use common::conformance;
 use common::httpd::TestServer;
 use common::minirootfs::{self, Minirootfs, TreeEntry};
 use common::run::{is_root, rootstrap_isolated, stderr, text};
@@ -126,9 +128,9 @@ fn setup_edited(
     release: &str,
     edit: &dyn Fn(&mut Vec<PackageSpec>),
 ) -> Option<Built> {
-    let path = minirootfs::shared_tarball(tarball)?;
+    let path = conformance::minirootfs_tarball(tarball)?;
     if !is_root() {
-        eprintln!("SKIP: {test}: package scripts need the sandbox (root)");
+        skip(format!("{test}: package scripts need the sandbox (root)"));
         return None;
     }
     let mini = Minirootfs::load(&path).unwrap();
@@ -378,7 +380,9 @@ fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
 fn an_alpine_recipes_dockerfile_steps_apply() {
     let test = "an_alpine_recipes_dockerfile_steps_apply";
     if std::env::consts::ARCH != "x86_64" {
-        eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
+        not_applicable(format!(
+            "{test}: the x86_64 minirootfs runs natively only on x86_64"
+        ));
         return;
     }
     let Some(b) = setup(test, minirootfs::X86_64_3_19, "v3.19") else {
@@ -426,7 +430,7 @@ fn an_alpine_recipes_dockerfile_steps_apply() {
 fn alpines_own_apk_works_in_the_image() {
     let test = "alpines_own_apk_works_in_the_image";
     if std::env::consts::ARCH != "x86_64" {
-        eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
+        not_applicable("the x86_64 minirootfs runs natively only on x86_64");
         return;
     }
     let hello = minirootfs::hello_package("x86_64");
@@ -614,7 +618,7 @@ const PEER_ALLOWED: &[(&str, &str)] = &[
 /// inside it) and by rootstrap, from the same served repository.
 fn assert_same_as_alpines_apk(test: &str, tarball: &str, release: &str) {
     if std::env::consts::ARCH != "x86_64" {
-        eprintln!("SKIP: {test}: the x86_64 minirootfs runs natively only on x86_64");
+        not_applicable("the x86_64 minirootfs runs natively only on x86_64");
         return;
     }
     let Some(b) = setup(test, tarball, release) else {
@@ -624,7 +628,7 @@ fn assert_same_as_alpines_apk(test: &str, tarball: &str, release: &str) {
     std::fs::create_dir(&peer).unwrap();
     let tar = Command::new("tar")
         .arg("-xzf")
-        .arg(minirootfs::shared_tarball(tarball).unwrap())
+        .arg(conformance::minirootfs_tarball(tarball).unwrap())
         .arg("-C")
         .arg(&peer)
         .status()

@@ -1,7 +1,8 @@
 //! The fixture .deb builder is itself checked against the real dpkg-deb, so
 //! the integration tests that rely on it exercise real-format packages.
 
-mod common;
+use crate::common;
+use crate::common::skip::skip;
 
 use common::debrepo::{host_runtime_packages, DebPackage};
 
@@ -12,7 +13,7 @@ fn fixture_debs_are_accepted_by_dpkg_deb() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP: dpkg-deb not installed");
+        skip("dpkg-deb not installed");
         return;
     }
     let mut pkgs = vec![DebPackage::new("hello-fixture", "1:2.0-1")

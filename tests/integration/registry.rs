@@ -2,7 +2,8 @@
 //! (CNCF distribution), started on 127.0.0.1 for each test. Skipped with a
 //! notice when the binary is not installed (.ci/run installs it).
 
-mod common;
+use crate::common;
+use crate::common::skip::skip;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -38,7 +39,9 @@ impl Registry {
     /// `htpasswd`: a bcrypt line enabling Basic auth, or none for anonymous.
     fn start(htpasswd: Option<&str>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
-            eprintln!("SKIP: {REGISTRY_BIN} not installed (apt-get install docker-registry)");
+            skip(format!(
+                "{REGISTRY_BIN} not installed (apt-get install docker-registry)"
+            ));
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! Fetcher and cache against a loopback server with injected faults
 //! (HOSTILE 23, 26–31, 35, 36).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
