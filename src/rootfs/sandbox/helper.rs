@@ -187,21 +187,33 @@ fn chroot_helper(spec: &RunSpec, status: &StatusPipe, parent: i32) -> SetupResul
         pid => pid,
     };
     drop(root_fd);
+    // The flag is checked before every wait, and the wait is a short sleep
+    // that SIGTERM, SIGINT and SIGCHLD interrupt: a termination arriving
+    // just before a blocking waitpid would otherwise be missed for good,
+    // leaving this helper and the command running after the build died.
     let wait_status = loop {
-        let mut wait_status = 0;
-        // SAFETY: waiting for our own child.
-        if unsafe { libc::waitpid(command, &mut wait_status, 0) } == command {
-            break wait_status;
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Err(format!("waitpid: {}", io::Error::last_os_error()));
-        }
         if TERMINATED.load(std::sync::atomic::Ordering::SeqCst) {
             // SAFETY: killing our own child.
             unsafe { libc::kill(command, libc::SIGKILL) };
             kill_leftovers();
             exit_now(128 + libc::SIGTERM);
         }
+        let mut wait_status = 0;
+        // SAFETY: waiting for our own child, without blocking.
+        let waited = unsafe { libc::waitpid(command, &mut wait_status, libc::WNOHANG) };
+        if waited == command {
+            break wait_status;
+        }
+        if waited < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return Err(format!("waitpid: {}", io::Error::last_os_error()));
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
+        // SAFETY: nanosleep with a valid timespec; an interruption is what
+        // the loop waits for.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
     };
     kill_leftovers();
     let report = if libc::WIFSIGNALED(wait_status) {
@@ -239,14 +251,22 @@ extern "C" fn note_termination(_: libc::c_int) {
     TERMINATED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// SIGTERM and SIGINT set a flag and interrupt `waitpid` (no SA_RESTART).
+extern "C" fn note_child(_: libc::c_int) {}
+
+/// SIGTERM and SIGINT set a flag, and they and SIGCHLD (a handler doing
+/// nothing) interrupt the helper's sleep between waits (no SA_RESTART).
 fn catch_termination() -> SetupResult<()> {
-    for signal in [libc::SIGTERM, libc::SIGINT] {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGCHLD] {
+        let handler: extern "C" fn(libc::c_int) = if signal == libc::SIGCHLD {
+            note_child
+        } else {
+            note_termination
+        };
         // SAFETY: a zeroed sigaction with a handler that only stores to an
-        // atomic, which is async-signal-safe.
+        // atomic (or does nothing), which is async-signal-safe.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = note_termination as extern "C" fn(libc::c_int) as usize;
+            action.sa_sigaction = handler as usize;
             libc::sigemptyset(&mut action.sa_mask);
             sys(
                 "install a signal handler",
