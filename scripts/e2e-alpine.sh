@@ -28,27 +28,14 @@ cleanup() {
 }
 trap cleanup EXIT
 export ROOTSTRAP_CACHE_DIR=$work/cache
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
+. scripts/lib.sh
 
-if [ -z "${ROOTSTRAP_BIN:-}" ]; then
-    cargo build --release --quiet --bin rootstrap --example make-apk-repo
-fi
-rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
+rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
 export APK_SIGNING_KEY=$work/signing-key.pem
 APK_RELEASE=v3.19 "$make_apk_repo" "$work/mirror" "$minis/alpine-minirootfs-3.19.4-x86_64.tar.gz" >/dev/null
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$work/mirror" "$port" >"$work/http.log" 2>&1 &
-server=$!
-for _ in $(seq 50); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
-    sleep 0.1
-done
+serve_dir "$work/mirror" "$work/http.log"
 mirror=http://127.0.0.1:$port
 
 recipe() { # release arch -> a recipe for the minirootfs world
