@@ -46,17 +46,7 @@ mkdir "$work/apk-host"
 tar -xzf "$tarball" -C "$work/apk-host"
 cp "$work"/mirror/keys/*.rsa.pub "$work/apk-host/etc/apk/keys/"
 world=$(cat "$work/apk-host/etc/apk/world")
-cat >"$work/alpine.toml" <<EOF
-[source]
-distro = "alpine"
-release = "v3.19"
-repositories = ["main"]
-arch = "x86_64"
-keys = ["alpine"]
-
-[image]
-cmd = ["/bin/sh"]
-EOF
+alpine_recipe v3.19 x86_64 >"$work/alpine.toml"
 
 now() { date +%s.%N; }
 apk_seed() {

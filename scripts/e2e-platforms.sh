@@ -118,17 +118,7 @@ else
     export APK_SIGNING_KEY=$work/signing-key.pem
     APK_RELEASE=v3.19 "$make_apk_repo" "$work/mirror" "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" >/dev/null
     serve_dir "$work/mirror" "$work/http.log"
-    cat >"$work/alpine.toml" <<EOF
-[source]
-distro = "alpine"
-release = "v3.19"
-repositories = ["main"]
-arch = "x86_64"
-keys = ["alpine"]
-
-[image]
-cmd = ["/bin/sh"]
-EOF
+    alpine_recipe v3.19 x86_64 >"$work/alpine.toml"
     aimg=rootstrap-e2e/alpine:aarch64
     imgs+=("$aimg")
     "$rs" --progress plain build "$work/alpine.toml" --platform linux/arm64 \

@@ -37,3 +37,19 @@ serve_dir() {
     server=$!
     wait_for_http "$port"
 }
+
+# alpine_recipe RELEASE ARCH: a recipe for the Alpine packages a fixture
+# repository made by examples/make-apk-repo.rs serves.
+alpine_recipe() {
+    cat <<RECIPE
+[source]
+distro = "alpine"
+release = "$1"
+repositories = ["main"]
+arch = "$2"
+keys = ["alpine"]
+
+[image]
+cmd = ["/bin/sh"]
+RECIPE
+}
