@@ -39,18 +39,8 @@ serve_dir "$work/mirror" "$work/http.log"
 mirror=http://127.0.0.1:$port
 
 recipe() { # release arch -> a recipe for the minirootfs world
-    cat <<EOF
-[source]
-distro = "alpine"
-release = "$1"
-repositories = ["main"]
-arch = "$2"
-keys = ["alpine"]
-
-[image]
-cmd = ["/bin/sh"]
-env = { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
-EOF
+    alpine_recipe "$1" "$2"
+    echo 'env = { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }'
 }
 recipe v3.19 x86_64 >"$work/alpine-3.19.toml"
 
