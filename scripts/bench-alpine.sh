@@ -27,13 +27,7 @@ fi
 rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
 
-work=$(mktemp -d /var/tmp/rootstrap-bench-alpine.XXXXXX)
-server=
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+work_dir rootstrap-bench-alpine
 
 APK_RELEASE=v3.19 "$make_apk_repo" "$work/mirror" "$tarball" >/dev/null
 port=$(free_port)

@@ -18,17 +18,9 @@ if [ ! -f "$minis/alpine-minirootfs-3.19.4-x86_64.tar.gz" ]; then
     echo "SKIP: $minis not found"
     exit 0
 fi
-work=$(mktemp -d /var/tmp/rootstrap-e2e-alpine.XXXXXX)
-server=
-imgs=()
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    for i in "${imgs[@]}"; do docker rmi "$i" >/dev/null 2>&1 || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export ROOTSTRAP_CACHE_DIR=$work/cache
 . scripts/lib.sh
+work_dir rootstrap-e2e-alpine
+export ROOTSTRAP_CACHE_DIR=$work/cache
 
 rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}

@@ -14,18 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite=${SUITE:-trixie}
-work=$(mktemp -d /var/tmp/rootstrap-e2e-dockerfile.XXXXXX)
-server=
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+work_dir rootstrap-e2e-dockerfile
 export ROOTSTRAP_CACHE_DIR=${ROOTSTRAP_CACHE_DIR:-$work/cache}
 mirror=${ROOTSTRAP_MIRROR:-$(bash scripts/host-mirror.sh)}
 export ROOTSTRAP_MIRROR=$mirror
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
-. scripts/lib.sh
 
 # ROOTSTRAP_BIN / MAKE_APK_REPO_BIN: use these binaries instead of a release build.
 rootstrap_bin --bin rootstrap --example make-apk-repo

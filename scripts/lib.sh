@@ -3,6 +3,8 @@
 # root (`. scripts/lib.sh`, after their `cd`).
 
 fail=0
+server=
+imgs=()
 check() { # name, command...: one PASS/FAIL line; a FAIL makes the script exit 1 at the end
     local name=$1; shift
     if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
@@ -52,4 +54,17 @@ keys = ["alpine"]
 [image]
 cmd = ["/bin/sh"]
 RECIPE
+}
+
+# work_dir NAME: makes $work, a new /var/tmp/NAME.XXXXXX, and on exit stops
+# the server serve_dir started, removes the docker images listed in imgs,
+# then $work. A script with more to undo keeps its own cleanup instead.
+work_dir() {
+    work=$(mktemp -d "/var/tmp/$1.XXXXXX")
+    trap remove_work EXIT
+}
+remove_work() {
+    [ -z "$server" ] || kill "$server" 2>/dev/null || true
+    for i in "${imgs[@]}"; do docker rmi "$i" >/dev/null 2>&1 || true; done
+    rm -rf "$work"
 }

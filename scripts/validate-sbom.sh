@@ -13,14 +13,8 @@
 #      SBOM_VENV=virtualenv to (re)use (default: /tmp/rootstrap-sbom-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=$(mktemp -d /var/tmp/rootstrap-sbom.XXXXXX)
-server=
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 . scripts/lib.sh
+work_dir rootstrap-sbom
 
 venv=${SBOM_VENV:-/tmp/rootstrap-sbom-venv}
 if [ ! -x "$venv/bin/pyspdxtools" ]; then
