@@ -23,45 +23,24 @@ if [ ! -f "$tarball" ]; then
     echo "SKIP: $tarball not found"
     exit 0
 fi
-if [ -z "${ROOTSTRAP_BIN:-}" ]; then
-    cargo build --release --quiet --bin rootstrap --example make-apk-repo
-fi
-rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
+. scripts/lib.sh
+rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
 
-work=$(mktemp -d /var/tmp/rootstrap-bench-alpine.XXXXXX)
-server=
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+work_dir rootstrap-bench-alpine
 
 APK_RELEASE=v3.19 "$make_apk_repo" "$work/mirror" "$tarball" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 python3 scripts/serve-dir.py "$work/mirror" "$port" &
 server=$!
-for _ in $(seq 50); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
-    sleep 0.1
-done
+wait_for_http "$port"
 url=http://127.0.0.1:$port
 
 mkdir "$work/apk-host"
 tar -xzf "$tarball" -C "$work/apk-host"
 cp "$work"/mirror/keys/*.rsa.pub "$work/apk-host/etc/apk/keys/"
 world=$(cat "$work/apk-host/etc/apk/world")
-cat >"$work/alpine.toml" <<EOF
-[source]
-distro = "alpine"
-release = "v3.19"
-repositories = ["main"]
-arch = "x86_64"
-keys = ["alpine"]
-
-[image]
-cmd = ["/bin/sh"]
-EOF
+alpine_recipe v3.19 x86_64 >"$work/alpine.toml"
 
 now() { date +%s.%N; }
 apk_seed() {

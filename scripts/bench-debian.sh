@@ -18,12 +18,8 @@ suite=${1:-trixie}
 bench=${BENCH_DIR:-/var/tmp/rootstrap-bench}
 upstream=$(bash scripts/host-mirror.sh)
 mkdir -p "$bench"
-if [ -n "${ROOTSTRAP_BIN:-}" ]; then
-    rs=$ROOTSTRAP_BIN
-else
-    cargo build --release --quiet
-    rs=$PWD/target/release/rootstrap
-fi
+. scripts/lib.sh
+rootstrap_bin
 
 keyring=$bench/keyring
 mkdir -p "$keyring"
@@ -43,7 +39,7 @@ if [ ! -s "$names" ]; then
 fi
 python3 scripts/partial-mirror.py "$upstream" "$suite" "$bench/mirror" <"$names"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 python3 scripts/serve-dir.py "$bench/mirror" "$port" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

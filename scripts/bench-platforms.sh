@@ -17,12 +17,8 @@ mirror=$(bash scripts/host-mirror.sh)
 bash scripts/binfmt.sh aarch64 >/dev/null
 rm -rf "$bench"
 mkdir -p "$bench"
-if [ -n "${ROOTSTRAP_BIN:-}" ]; then
-    rs=$ROOTSTRAP_BIN
-else
-    cargo build --release --quiet
-    rs=$PWD/target/release/rootstrap
-fi
+. scripts/lib.sh
+rootstrap_bin
 
 measure() { # NAME COMMAND...: wall seconds into $bench/NAME.t
     local name=$1; shift

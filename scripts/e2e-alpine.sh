@@ -18,52 +18,21 @@ if [ ! -f "$minis/alpine-minirootfs-3.19.4-x86_64.tar.gz" ]; then
     echo "SKIP: $minis not found"
     exit 0
 fi
-work=$(mktemp -d /var/tmp/rootstrap-e2e-alpine.XXXXXX)
-server=
-imgs=()
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    for i in "${imgs[@]}"; do docker rmi "$i" >/dev/null 2>&1 || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+work_dir rootstrap-e2e-alpine
 export ROOTSTRAP_CACHE_DIR=$work/cache
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
 
-if [ -z "${ROOTSTRAP_BIN:-}" ]; then
-    cargo build --release --quiet --bin rootstrap --example make-apk-repo
-fi
-rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
+rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
 export APK_SIGNING_KEY=$work/signing-key.pem
 APK_RELEASE=v3.19 "$make_apk_repo" "$work/mirror" "$minis/alpine-minirootfs-3.19.4-x86_64.tar.gz" >/dev/null
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$work/mirror" "$port" >"$work/http.log" 2>&1 &
-server=$!
-for _ in $(seq 50); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
-    sleep 0.1
-done
+serve_dir "$work/mirror" "$work/http.log"
 mirror=http://127.0.0.1:$port
 
 recipe() { # release arch -> a recipe for the minirootfs world
-    cat <<EOF
-[source]
-distro = "alpine"
-release = "$1"
-repositories = ["main"]
-arch = "$2"
-keys = ["alpine"]
-
-[image]
-cmd = ["/bin/sh"]
-env = { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }
-EOF
+    alpine_recipe "$1" "$2"
+    echo 'env = { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" }'
 }
 recipe v3.19 x86_64 >"$work/alpine-3.19.toml"
 

@@ -16,18 +16,9 @@ work=$(mktemp -d /var/tmp/rootstrap-e2e.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mirror=$(bash scripts/host-mirror.sh)
 export ROOTSTRAP_CACHE_DIR=$work/cache
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
+. scripts/lib.sh
 
-if [ -n "${ROOTSTRAP_BIN:-}" ]; then
-    rs=$ROOTSTRAP_BIN
-else
-    cargo build --release --quiet
-    rs=$PWD/target/release/rootstrap
-fi
+rootstrap_bin
 
 # mmdebstrap wants keyrings named *.gpg/*.asc
 mkdir -p "$work/keyring"

@@ -14,28 +14,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite=${SUITE:-trixie}
-work=$(mktemp -d /var/tmp/rootstrap-e2e-dockerfile.XXXXXX)
-server=
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+work_dir rootstrap-e2e-dockerfile
 export ROOTSTRAP_CACHE_DIR=${ROOTSTRAP_CACHE_DIR:-$work/cache}
 mirror=${ROOTSTRAP_MIRROR:-$(bash scripts/host-mirror.sh)}
 export ROOTSTRAP_MIRROR=$mirror
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
 
 # ROOTSTRAP_BIN / MAKE_APK_REPO_BIN: use these binaries instead of a release build.
-if [ -z "${ROOTSTRAP_BIN:-}" ]; then
-    cargo build --release --quiet --bin rootstrap --example make-apk-repo
-fi
-rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
+rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
 
 # history_of IMAGE: "CREATED_BY<TAB>SIZE" per history entry, oldest first.
@@ -124,13 +111,7 @@ check "FROM recipe: rootstrap run" \
 
 echo "=== multi-stage Dockerfile on an Alpine fixture rootfs"
 "$make_apk_repo" "$work/apk-mirror"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$work/apk-mirror" "$port" >"$work/http.log" 2>&1 &
-server=$!
-for _ in $(seq 50); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
-    sleep 0.1
-done
+serve_dir "$work/apk-mirror" "$work/http.log"
 mkdir -p "$work/alpine"
 "$rs" --progress plain build recipes/alpine-3.20.toml --mirror "http://127.0.0.1:$port" \
     --keys "$work/apk-mirror/keys" --output "tar:$work/alpine/rootfs.tar.gz"

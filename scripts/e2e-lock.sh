@@ -16,19 +16,10 @@ work=$(mktemp -d /var/tmp/rootstrap-e2e-lock.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mirror=$(bash scripts/host-mirror.sh)
 unset ROOTSTRAP_CACHE_DIR ROOTSTRAP_MIRROR SOURCE_DATE_EPOCH
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
+. scripts/lib.sh
 
 # ROOTSTRAP_BIN: use this binary instead of building the release one.
-if [ -n "${ROOTSTRAP_BIN:-}" ]; then
-    rs=$ROOTSTRAP_BIN
-else
-    cargo build --release --quiet
-    rs=$PWD/target/release/rootstrap
-fi
+rootstrap_bin
 recipe=recipes/debian-$suite.toml
 lock=$work/debian-$suite.lock
 

@@ -37,15 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT
 export ROOTSTRAP_CACHE_DIR=$work/cache
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
-if [ -z "${ROOTSTRAP_BIN:-}" ]; then
-    cargo build --release --quiet --bin rootstrap --example make-apk-repo
-fi
-rs=${ROOTSTRAP_BIN:-$PWD/target/release/rootstrap}
+. scripts/lib.sh
+rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO_BIN:-$PWD/target/release/examples/make-apk-repo}
 mirror=$(bash scripts/host-mirror.sh)
 
@@ -79,7 +72,7 @@ check "arm64: the package set equals mmdebstrap's ($(wc -l <"$work/mm-arm64.pkgs
 
 # --- one image index for amd64 + arm64, pushed to a registry, pulled per platform ---
 . scripts/registry.sh
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 start_registry "$work/registry" "$port"
 registry_host=127.0.0.1:$port
 ref=$registry_host/rootstrap-e2e/trixie:multi
@@ -128,24 +121,8 @@ if [ ! -f "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" ]; then
 else
     export APK_SIGNING_KEY=$work/signing-key.pem
     APK_RELEASE=v3.19 "$make_apk_repo" "$work/mirror" "$minis/alpine-minirootfs-3.19.4-aarch64.tar.gz" >/dev/null
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    python3 -m http.server --bind 127.0.0.1 --directory "$work/mirror" "$port" >"$work/http.log" 2>&1 &
-    server=$!
-    for _ in $(seq 50); do
-        curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
-        sleep 0.1
-    done
-    cat >"$work/alpine.toml" <<EOF
-[source]
-distro = "alpine"
-release = "v3.19"
-repositories = ["main"]
-arch = "x86_64"
-keys = ["alpine"]
-
-[image]
-cmd = ["/bin/sh"]
-EOF
+    serve_dir "$work/mirror" "$work/http.log"
+    alpine_recipe v3.19 x86_64 >"$work/alpine.toml"
     aimg=rootstrap-e2e/alpine:aarch64
     imgs+=("$aimg")
     "$rs" --progress plain build "$work/alpine.toml" --platform linux/arm64 \

@@ -23,18 +23,9 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
+. scripts/lib.sh
 
-if [ -n "${ROOTSTRAP_BIN:-}" ]; then
-    rs=$ROOTSTRAP_BIN
-else
-    cargo build --release --quiet --bin rootstrap
-    rs=$PWD/target/release/rootstrap
-fi
+rootstrap_bin --bin rootstrap
 mirror=$(bash scripts/host-mirror.sh)
 export SOURCE_DATE_EPOCH=1754000000
 

@@ -19,12 +19,8 @@ export ROOTSTRAP_CACHE_DIR=${ROOTSTRAP_CACHE_DIR:-$work/cache}
 . scripts/registry.sh
 start_registry "$work/registry" "$port"
 
-if [ -n "${ROOTSTRAP_BIN:-}" ]; then
-    rs=$ROOTSTRAP_BIN
-else
-    cargo build --release --quiet
-    rs=$PWD/target/release/rootstrap
-fi
+. scripts/lib.sh
+rootstrap_bin
 "$rs" --progress plain build recipes/debian-trixie.toml --output "oci:$work/oci"
 pushed=$("$rs" --progress plain push "oci:$work/oci" "127.0.0.1:$port/rootstrap/debian:trixie")
 echo "pushed $pushed"

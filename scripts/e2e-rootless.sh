@@ -22,18 +22,9 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
+. scripts/lib.sh
 
-if [ -n "${ROOTSTRAP_BIN:-}" ]; then
-    rs=$ROOTSTRAP_BIN
-else
-    cargo build --release --quiet --bin rootstrap --example make-apk-repo
-    rs=$PWD/target/release/rootstrap
-fi
+rootstrap_bin --bin rootstrap --example make-apk-repo
 make_apk_repo=${MAKE_APK_REPO:-$PWD/target/release/examples/make-apk-repo}
 mirror=$(bash scripts/host-mirror.sh)
 export SOURCE_DATE_EPOCH=1754000000
@@ -81,10 +72,7 @@ check "trixie: owners from the packages (root:shadow /etc/shadow)" \
 # Alpine from a repository on 127.0.0.1.
 "$make_apk_repo" "$work/mirror" >/dev/null
 chmod -R a+rX "$work/mirror"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$work/mirror" "$port" >"$work/http.log" 2>&1 &
-server=$!
-for _ in $(seq 50); do curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break; sleep 0.1; done
+serve_dir "$work/mirror" "$work/http.log"
 alpine_args=(alpine-3.20 --mirror "http://127.0.0.1:$port" --keys "$work/mirror/keys")
 "$rs" --progress plain build "${alpine_args[@]}" --cache-dir "$work/root-cache" \
     --output "oci:$work/root-alpine" >"$work/root-alpine.log" 2>&1

@@ -28,11 +28,7 @@ cleanup() {
 trap cleanup EXIT
 mirror=$(bash scripts/host-mirror.sh)
 export ROOTSTRAP_CACHE_DIR=$work/cache
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
+. scripts/lib.sh
 
 if [ -n "${ROOTSTRAP:-}" ]; then
     rs=$ROOTSTRAP

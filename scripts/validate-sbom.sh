@@ -13,18 +13,8 @@
 #      SBOM_VENV=virtualenv to (re)use (default: /tmp/rootstrap-sbom-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=$(mktemp -d /var/tmp/rootstrap-sbom.XXXXXX)
-server=
-cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail=0
-check() { # name, command...
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fail=1; fi
-}
+. scripts/lib.sh
+work_dir rootstrap-sbom
 
 venv=${SBOM_VENV:-/tmp/rootstrap-sbom-venv}
 if [ ! -x "$venv/bin/pyspdxtools" ]; then
@@ -136,13 +126,7 @@ check "rootstrap diff: archive and layout are identical" quiet "$rs" diff "docke
 
 # Alpine, from the fixture repository served on 127.0.0.1.
 "$make_apk_repo" "$work/apk-mirror"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$work/apk-mirror" "$port" >"$work/http.log" 2>&1 &
-server=$!
-for _ in $(seq 50); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
-    sleep 0.1
-done
+serve_dir "$work/apk-mirror" "$work/http.log"
 "$rs" --progress plain build recipes/alpine-3.20.toml --mirror "http://127.0.0.1:$port" \
     --keys "$work/apk-mirror/keys" --output "docker-archive:$work/alpine.tar"
 check "alpine: SPDX validates" spdx_ok "$work/alpine.tar.spdx.json"

@@ -46,21 +46,9 @@ impl<R: Read> Read for ArReader<R> {
     /// Reads the data of the current member (empty before the first
     /// `next_member` and at the member's end).
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("ar member {}: archive truncated", self.current),
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
+        super::read_member_data(&mut self.inner, &mut self.remaining, buf, || {
+            format!("ar member {}: archive truncated", self.current)
+        })
     }
 }
 

@@ -214,24 +214,13 @@ impl<R: Read> TarReader<R> {
     }
 
     fn read_data(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
+        let n = super::read_member_data(&mut self.inner, &mut self.remaining, buf, || {
+            format!(
+                "tar entry {}: archive truncated inside the data",
+                self.current.as_deref().unwrap_or("?")
+            )
+        })?;
         self.offset += n as u64;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "tar entry {}: archive truncated inside the data",
-                    self.current.as_deref().unwrap_or("?")
-                ),
-            ));
-        }
-        self.remaining -= n as u64;
         Ok(n)
     }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::distro::apk::bootstrap::ApkBootstrapError;
 use crate::distro::deb::bootstrap::BootstrapError;
+use crate::distro::mirror::{self, MirrorError, MirrorOrigin, MirrorQuery};
 use crate::fetch::{CacheLock, Fetcher};
 use crate::lock::{LockPath, LockSource, LockedFile, LockedPackage, Lockfile};
 use crate::recipe::{Distro, Recipe};
@@ -175,6 +176,32 @@ pub fn target_arch(
             .to_owned()),
         (None, None) => Ok(recipe.source.arch.clone()),
     }
+}
+
+/// The mirror a build uses: `choose` picks it from the command line's, the
+/// environment's and the recipe's (see `mirror::choose`), and the choice is
+/// reported with where it came from.
+pub fn choose_mirror(
+    recipe: &Recipe,
+    opts: &SourceOptions,
+    suite: &str,
+    use_host_sources: bool,
+    ctx: &Context,
+    choose: impl FnOnce(&MirrorQuery<'_>) -> Result<(String, MirrorOrigin), MirrorError>,
+) -> Result<String, BackendError> {
+    let env_mirror = std::env::var(mirror::MIRROR_ENV).ok();
+    let query = MirrorQuery {
+        cli: opts.mirror.as_deref(),
+        env: env_mirror.as_deref(),
+        recipe: recipe.source.mirror.as_deref(),
+        distro: recipe.source.distro.name(),
+        suite,
+        use_host_sources,
+    };
+    let (mirror, origin) = choose(&query)?;
+    ctx.reporter
+        .info(&format!("mirror {mirror} (from {origin})"));
+    Ok(mirror)
 }
 
 /// What the image records about the base layer: its labels and history

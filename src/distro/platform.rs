@@ -170,31 +170,21 @@ mod tests {
     #[test]
     fn platforms_map_to_each_distributions_arch() {
         let p = |s: &str| Platform::parse(s).unwrap();
-        assert_eq!(
-            p("linux/arm64").distro_arch(DEBIAN, "debian").unwrap(),
-            "arm64"
-        );
-        assert_eq!(
-            p("linux/arm64/v8").distro_arch(ALPINE, "alpine").unwrap(),
-            "aarch64"
-        );
-        assert_eq!(
-            p("linux/arm/v7").distro_arch(DEBIAN, "debian").unwrap(),
-            "armhf"
-        );
-        assert_eq!(
-            p("linux/arm").distro_arch(ALPINE, "alpine").unwrap(),
-            "armv7"
-        );
-        assert_eq!(
-            p("linux/arm/v6").distro_arch(ALPINE, "alpine").unwrap(),
-            "armhf"
-        );
-        assert_eq!(p("linux/386").distro_arch(ALPINE, "alpine").unwrap(), "x86");
-        assert_eq!(
-            p("Linux/AMD64").distro_arch(DEBIAN, "debian").unwrap(),
-            "amd64"
-        );
+        for (platform, table, distro, arch) in [
+            ("linux/arm64", DEBIAN, "debian", "arm64"),
+            ("linux/arm64/v8", ALPINE, "alpine", "aarch64"),
+            ("linux/arm/v7", DEBIAN, "debian", "armhf"),
+            ("linux/arm", ALPINE, "alpine", "armv7"),
+            ("linux/arm/v6", ALPINE, "alpine", "armhf"),
+            ("linux/386", ALPINE, "alpine", "x86"),
+            ("Linux/AMD64", DEBIAN, "debian", "amd64"),
+        ] {
+            assert_eq!(
+                p(platform).distro_arch(table, distro).unwrap(),
+                arch,
+                "{platform}"
+            );
+        }
         let err = p("linux/arm/v6")
             .distro_arch(DEBIAN, "debian")
             .unwrap_err()

@@ -378,21 +378,8 @@ impl ImageBuilder {
         meta: &MetadataBlobs,
         reference: Option<&ImageReference>,
     ) -> Result<(), ImageError> {
-        let parent = parent_dir(target);
-        // tempfile's default 0700 would make the finished layout private.
-        let tmp = tempfile::Builder::new()
-            .prefix(".rootstrap-oci-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .tempdir_in(parent)
-            .map_err(ImageError::io(format!(
-                "creating a temporary directory in {}",
-                parent.display()
-            )))?;
-        let root = tmp.path();
-        let blob_dir = root.join("blobs/sha256");
-        fs::create_dir_all(&blob_dir)
-            .map_err(ImageError::io(format!("creating {}", blob_dir.display())))?;
-        write_file(&root.join("oci-layout"), &oci_layout_bytes())?;
+        let draft = LayoutDraft::begin(target)?;
+        let blob_dir = &draft.blob_dir;
         for layer in &self.layers {
             let dest = blob_dir.join(digest_hex(&layer.descriptor.digest));
             link_or_copy(&layer.path, &dest)?;
@@ -405,12 +392,8 @@ impl ImageBuilder {
             &blob_dir.join(digest_hex(&meta.manifest_desc.digest)),
             &meta.manifest,
         )?;
-        // index.json last: a reader that finds it finds a complete layout.
         let index = index_json(meta, reference, false)?;
-        write_file(&root.join("index.json"), &index)?;
-        sync_dir(&blob_dir)?;
-        sync_dir(root)?;
-        replace_dir(tmp, target)
+        draft.finish(&index, target)
     }
 
     pub(super) fn write_rootfs_tar(&self, target: &Path) -> Result<(), ImageError> {
@@ -740,6 +723,45 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<(),
     tmp.persist(target)
         .map_err(|e| ImageError::io(format!("renaming output to {}", target.display()))(e.error))?;
     sync_dir(parent_dir(target))
+}
+
+/// An OCI layout directory being written beside its target and moved onto
+/// it only when complete.
+pub(crate) struct LayoutDraft {
+    tmp: tempfile::TempDir,
+    /// Its blobs/sha256.
+    pub(crate) blob_dir: PathBuf,
+}
+
+impl LayoutDraft {
+    /// A temporary directory beside `target` with blobs/sha256 and oci-layout.
+    pub(crate) fn begin(target: &Path) -> Result<Self, ImageError> {
+        let parent = parent_dir(target);
+        // tempfile's default 0700 would make the finished layout private.
+        let tmp = tempfile::Builder::new()
+            .prefix(".rootstrap-oci-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .tempdir_in(parent)
+            .map_err(ImageError::io(format!(
+                "creating a temporary directory in {}",
+                parent.display()
+            )))?;
+        let blob_dir = tmp.path().join("blobs/sha256");
+        fs::create_dir_all(&blob_dir)
+            .map_err(ImageError::io(format!("creating {}", blob_dir.display())))?;
+        write_file(&tmp.path().join("oci-layout"), &oci_layout_bytes())?;
+        Ok(LayoutDraft { tmp, blob_dir })
+    }
+
+    /// Writes `index` as index.json, syncs, and moves the layout onto `target`.
+    pub(crate) fn finish(self, index: &[u8], target: &Path) -> Result<(), ImageError> {
+        let root = self.tmp.path();
+        // index.json last: a reader that finds it finds a complete layout.
+        write_file(&root.join("index.json"), index)?;
+        sync_dir(&self.blob_dir)?;
+        sync_dir(root)?;
+        replace_dir(self.tmp, target)
+    }
 }
 
 /// Move a finished temp directory onto `target`, replacing an existing

@@ -6,10 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::layout::{
-    digest_hex, link_or_copy, oci_layout_bytes, parent_dir, replace_dir, sync_dir, write_file,
-    DEFAULT_REF_NAME,
-};
+use super::layout::{digest_hex, link_or_copy, write_file, LayoutDraft, DEFAULT_REF_NAME};
 use super::oci::{self, canonical_json, Descriptor, Index};
 use super::{ImageBuilder, ImageError, ImageReference, Sha256Digest};
 
@@ -88,20 +85,8 @@ pub fn write_index_layout(
         blobs,
     } = index_of(images)?;
     let index_digest = Sha256Digest::of(&index);
-    let parent = parent_dir(target);
-    let tmp = tempfile::Builder::new()
-        .prefix(".rootstrap-oci-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .tempdir_in(parent)
-        .map_err(ImageError::io(format!(
-            "creating a temporary directory in {}",
-            parent.display()
-        )))?;
-    let root = tmp.path();
-    let blob_dir = root.join("blobs/sha256");
-    std::fs::create_dir_all(&blob_dir)
-        .map_err(ImageError::io(format!("creating {}", blob_dir.display())))?;
-    write_file(&root.join("oci-layout"), &oci_layout_bytes())?;
+    let draft = LayoutDraft::begin(target)?;
+    let blob_dir = &draft.blob_dir;
     for image in images {
         for layer in image.layers() {
             let dest = blob_dir.join(digest_hex(&layer.descriptor.digest));
@@ -118,19 +103,13 @@ pub fn write_index_layout(
     let tag = reference.map_or(DEFAULT_REF_NAME, |r| r.tag.as_str());
     desc.annotations
         .insert(oci::ANNOTATION_REF_NAME.into(), tag.to_owned());
-    // index.json last: a reader that finds it finds a complete layout.
-    write_file(
-        &root.join("index.json"),
-        &canonical_json(&Index {
-            schema_version: 2,
-            media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
-            manifests: vec![desc],
-            annotations: BTreeMap::new(),
-        })?,
-    )?;
-    sync_dir(&blob_dir)?;
-    sync_dir(root)?;
-    replace_dir(tmp, target)?;
+    let index_json = canonical_json(&Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_TYPE_INDEX.into()),
+        manifests: vec![desc],
+        annotations: BTreeMap::new(),
+    })?;
+    draft.finish(&index_json, target)?;
     Ok(WrittenIndex {
         path: target.to_owned(),
         index_digest,

@@ -117,13 +117,16 @@ pub fn packages_from_db(is_dpkg: bool, text: &str) -> Vec<InstalledPackage> {
     pkgs
 }
 
+/// The dpkg status paragraphs of packages that are installed or unpacked.
+fn installed_paragraphs(text: &str) -> impl Iterator<Item = control::Paragraph<'_>> {
+    control::paragraphs(text).flatten().filter(|p| {
+        p.get("Status")
+            .is_some_and(|s| s.ends_with(" installed") || s.ends_with(" unpacked"))
+    })
+}
+
 fn parse_dpkg_status(text: &str) -> Vec<InstalledPackage> {
-    control::paragraphs(text)
-        .flatten()
-        .filter(|p| {
-            p.get("Status")
-                .is_some_and(|s| s.ends_with(" installed") || s.ends_with(" unpacked"))
-        })
+    installed_paragraphs(text)
         .filter_map(|p| {
             Some(InstalledPackage {
                 name: p.get("Package")?.to_owned(),
@@ -499,12 +502,7 @@ fn non_empty(v: Option<&str>) -> Option<String> {
 }
 
 fn dpkg_records(text: &str) -> Vec<PackageRecord> {
-    control::paragraphs(text)
-        .flatten()
-        .filter(|p| {
-            p.get("Status")
-                .is_some_and(|s| s.ends_with(" installed") || s.ends_with(" unpacked"))
-        })
+    installed_paragraphs(text)
         .filter_map(|p| {
             let name = non_empty(p.get("Package"))?;
             let version = non_empty(p.get("Version"))?;

@@ -115,12 +115,7 @@ pub fn push(
     opts: &PushOptions,
     reporter: &dyn Reporter,
 ) -> Result<PushReport, RegistryError> {
-    let host = reference
-        .registry
-        .clone()
-        .ok_or_else(|| RegistryError::NoRegistry {
-            reference: reference.familiar(),
-        })?;
+    let host = registry_host(reference)?;
     let (manifest_bytes, media_type, blobs) = match image.manifest_digest {
         Some(digest) => stored_manifest(image, digest)?,
         None => legacy_manifest(image)?,
@@ -130,26 +125,55 @@ pub fn push(
     let mut session = Session::new(&host, &reference.repository, opts);
     let (uploaded, present) = push_blobs(&mut session, image, &blobs, reporter)?;
 
-    let (stored, _) = session.put_manifest(&reference.tag, &media_type, &manifest_bytes)?;
-    if let Some(actual) = stored {
-        if actual != manifest_digest.to_string() {
-            return Err(RegistryError::DigestMismatch {
-                expected: manifest_digest.to_string(),
-                actual,
-            });
-        }
-    }
+    put_tagged_manifest(
+        &mut session,
+        reference,
+        &media_type,
+        &manifest_bytes,
+        manifest_digest,
+    )?;
     let referrers = push_referrers(&mut session, image, manifest_digest, reporter)?;
     Ok(PushReport {
-        pushed: format!(
-            "{host}/{}:{}@{manifest_digest}",
-            reference.repository, reference.tag
-        ),
+        pushed: pushed_name(&host, reference, manifest_digest),
         manifest_digest,
         blobs_uploaded: uploaded + referrers.blobs_uploaded,
         blobs_present: present + referrers.blobs_present,
         referrers: image.referrers.len(),
     })
+}
+
+/// The registry host `reference` names; a familiar name (no host) has none.
+fn registry_host(reference: &ImageReference) -> Result<String, RegistryError> {
+    reference
+        .registry
+        .clone()
+        .ok_or_else(|| RegistryError::NoRegistry {
+            reference: reference.familiar(),
+        })
+}
+
+/// Puts a manifest (or index) under `reference`'s tag, last in a push, and
+/// checks the digest the registry stored it under is the one sent.
+fn put_tagged_manifest(
+    session: &mut Session,
+    reference: &ImageReference,
+    media_type: &str,
+    bytes: &[u8],
+    digest: Sha256Digest,
+) -> Result<(), RegistryError> {
+    let (stored, _) = session.put_manifest(&reference.tag, media_type, bytes)?;
+    match stored {
+        Some(actual) if actual != digest.to_string() => Err(RegistryError::DigestMismatch {
+            expected: digest.to_string(),
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `HOST/REPO:TAG@sha256:…`, as a push reports it.
+fn pushed_name(host: &str, reference: &ImageReference, digest: Sha256Digest) -> String {
+    format!("{host}/{}:{}@{digest}", reference.repository, reference.tag)
 }
 
 /// Uploads the blobs the registry lacks; returns (uploaded, present).
@@ -232,12 +256,7 @@ pub fn push_index(
     opts: &PushOptions,
     reporter: &dyn Reporter,
 ) -> Result<PushReport, RegistryError> {
-    let host = reference
-        .registry
-        .clone()
-        .ok_or_else(|| RegistryError::NoRegistry {
-            reference: reference.familiar(),
-        })?;
+    let host = registry_host(reference)?;
     let mut session = Session::new(&host, &reference.repository, opts);
     let source = super::ImageSource::OciDir(dir.to_owned());
     let (mut uploaded, mut present) = (0, 0);
@@ -273,21 +292,15 @@ pub fn push_index(
         session.put_manifest(&digest.to_string(), &media_type, &manifest_bytes)?;
     }
     let index_digest = Sha256Digest::of(index_bytes);
-    let (stored, _) =
-        session.put_manifest(&reference.tag, super::oci::MEDIA_TYPE_INDEX, index_bytes)?;
-    if let Some(actual) = stored {
-        if actual != index_digest.to_string() {
-            return Err(RegistryError::DigestMismatch {
-                expected: index_digest.to_string(),
-                actual,
-            });
-        }
-    }
+    put_tagged_manifest(
+        &mut session,
+        reference,
+        super::oci::MEDIA_TYPE_INDEX,
+        index_bytes,
+        index_digest,
+    )?;
     Ok(PushReport {
-        pushed: format!(
-            "{host}/{}:{}@{index_digest}",
-            reference.repository, reference.tag
-        ),
+        pushed: pushed_name(&host, reference, index_digest),
         manifest_digest: index_digest,
         blobs_uploaded: uploaded,
         blobs_present: present,
@@ -506,12 +519,7 @@ pub fn pull(
     dest: &std::path::Path,
     reporter: &dyn Reporter,
 ) -> Result<PullReport, RegistryError> {
-    let host = reference
-        .registry
-        .clone()
-        .ok_or_else(|| RegistryError::NoRegistry {
-            reference: reference.familiar(),
-        })?;
+    let host = registry_host(reference)?;
     if dest.exists() {
         return Err(RegistryError::Image {
             what: dest.display().to_string(),

@@ -9,10 +9,10 @@ use super::bootstrap::{self as apk, ApkSource, InstallOptions, KeyFile, LoadedIn
 use super::lock as apk_lock;
 use super::{ApkPackage, TrustedKeys, VerifiedApk};
 use crate::distro::backend::{
-    planned_bytes, target_arch, Backend, BackendError, BaseImage, Context, InstallSettings, Locked,
-    PlanReport, PlannedPackage, SourceOptions,
+    choose_mirror, planned_bytes, target_arch, Backend, BackendError, BaseImage, Context,
+    InstallSettings, Locked, PlanReport, PlannedPackage, SourceOptions,
 };
-use crate::distro::mirror::{self, MirrorQuery};
+use crate::distro::mirror;
 use crate::distro::platform;
 use crate::lock::{self, LockSource, LockedFile, LockedPackage, Lockfile};
 use crate::recipe::Recipe;
@@ -144,19 +144,10 @@ impl Backend for ApkBackend {
             });
         }
         let release = recipe.release_name().to_owned();
-        let env_mirror = std::env::var(mirror::MIRROR_ENV).ok();
-        let query = MirrorQuery {
-            cli: opts.mirror.as_deref(),
-            env: env_mirror.as_deref(),
-            recipe: recipe.source.mirror.as_deref(),
-            distro: recipe.source.distro.name(),
-            suite: &release,
-            // Host apt sources never serve Alpine.
-            use_host_sources: false,
-        };
-        let (mirror, origin) = mirror::choose(&query, &[], &|_| false)?;
-        ctx.reporter
-            .info(&format!("mirror {mirror} (from {origin})"));
+        // Host apt sources never serve Alpine.
+        let mirror = choose_mirror(recipe, opts, &release, false, ctx, |query| {
+            mirror::choose(query, &[], &|_| false)
+        })?;
 
         let key_files: Vec<KeyFile> = match &opts.keys_dir {
             Some(dir) => read_key_dir(dir)?,

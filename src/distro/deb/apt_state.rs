@@ -227,26 +227,8 @@ pub fn write_extended_states(
 
 #[cfg(test)]
 mod tests {
-    use super::super::packages::parse_packages;
+    use super::super::packages::fixture_packages as packages;
     use super::*;
-
-    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-    fn packages(specs: &[(&str, &str)]) -> Vec<BinaryPackage> {
-        let mut text = String::new();
-        for (name, extra) in specs {
-            let arch = if extra.contains("Architecture:") {
-                ""
-            } else {
-                "Architecture: amd64\n"
-            };
-            text.push_str(&format!(
-                "Package: {name}\nVersion: 1\n{arch}{extra}\
-                 Filename: pool/{name}.deb\nSize: 1\nSHA256: {SHA}\n\n"
-            ));
-        }
-        parse_packages(&text).unwrap()
-    }
 
     fn auto_names(
         specs: &[(&str, &str)],

@@ -12,10 +12,10 @@ use super::packages::BinaryPackage;
 use super::release_memory::ReleaseMemory;
 use super::resolve::{Plan, Universe, Variant as DebVariant};
 use crate::distro::backend::{
-    lock_path, target_arch, Backend, BackendError, BaseImage, Context, InstallSettings, Locked,
-    PlanReport, PlannedPackage, SourceOptions,
+    choose_mirror, lock_path, target_arch, Backend, BackendError, BaseImage, Context,
+    InstallSettings, Locked, PlanReport, PlannedPackage, SourceOptions,
 };
-use crate::distro::mirror::{self, MirrorQuery};
+use crate::distro::mirror;
 use crate::distro::platform;
 use crate::fetch::FetchItem;
 use crate::lock::{self, Layout, LockSource, LockedFile, LockedPackage, Lockfile};
@@ -149,18 +149,9 @@ impl Backend for DebBackend {
         ctx: &Context,
     ) -> Result<Self, BackendError> {
         let suite = recipe.release_name().to_owned();
-        let env_mirror = std::env::var(mirror::MIRROR_ENV).ok();
-        let query = MirrorQuery {
-            cli: opts.mirror.as_deref(),
-            env: env_mirror.as_deref(),
-            recipe: recipe.source.mirror.as_deref(),
-            distro: recipe.source.distro.name(),
-            suite: &suite,
-            use_host_sources: true,
-        };
         let snapshot = recipe.source.snapshot.clone();
-        let (mirror, origin) = match &snapshot {
-            Some(timestamp) => mirror::choose_snapshot(&query, timestamp)?,
+        let mirror = choose_mirror(recipe, opts, &suite, true, ctx, |query| match &snapshot {
+            Some(timestamp) => mirror::choose_snapshot(query, timestamp),
             None => {
                 let host_sources = mirror::host_apt_sources(Path::new("/etc/apt"));
                 let probe = |uri: &str| {
@@ -171,11 +162,9 @@ impl Backend for DebBackend {
                         .fetch_index(&format!("{uri}/dists/{suite}/InRelease"), 16 << 20)
                         .is_ok()
                 };
-                mirror::choose(&query, &host_sources, &probe)?
+                mirror::choose(query, &host_sources, &probe)
             }
-        };
-        ctx.reporter
-            .info(&format!("mirror {mirror} (from {origin})"));
+        })?;
 
         let key_files = match &opts.keys_dir {
             // `--keys DIR`: every file in DIR replaces the recipe's keys.

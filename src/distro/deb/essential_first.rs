@@ -64,21 +64,8 @@ pub fn first_set(pkgs: &[&BinaryPackage]) -> Vec<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::packages::parse_packages;
+    use super::super::packages::fixture_packages as packages;
     use super::*;
-
-    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-    fn packages(specs: &[(&str, &str)]) -> Vec<BinaryPackage> {
-        let mut text = String::new();
-        for (name, extra) in specs {
-            text.push_str(&format!(
-                "Package: {name}\nVersion: 1\nArchitecture: amd64\n{extra}\
-                 Filename: pool/{name}.deb\nSize: 1\nSHA256: {SHA}\n\n"
-            ));
-        }
-        parse_packages(&text).unwrap()
-    }
 
     fn first_names(specs: &[(&str, &str)]) -> Vec<String> {
         let pkgs = packages(specs);

@@ -682,6 +682,26 @@ fn parse_yes_no(value: Option<&str>) -> Result<bool, String> {
     }
 }
 
+/// Unit tests' index: one stanza per (name, extra fields), amd64 unless
+/// the extra fields name an Architecture.
+#[cfg(test)]
+pub(crate) fn fixture_packages(specs: &[(&str, &str)]) -> Vec<BinaryPackage> {
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let mut text = String::new();
+    for (name, extra) in specs {
+        let arch = if extra.contains("Architecture:") {
+            ""
+        } else {
+            "Architecture: amd64\n"
+        };
+        text.push_str(&format!(
+            "Package: {name}\nVersion: 1\n{arch}{extra}\
+             Filename: pool/{name}.deb\nSize: 1\nSHA256: {SHA}\n\n"
+        ));
+    }
+    parse_packages(&text).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

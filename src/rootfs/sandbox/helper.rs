@@ -620,17 +620,14 @@ fn bind_writable(root_fd: &OwnedFd, source: &CStr, target: &str) -> SetupResult<
     let target_fd = openat2_in_root(root_fd, relative, libc::O_PATH)
         .map_err(|e| format!("bind mount target {target}: {e}"))?;
     let what = format!("bind {} to {target}", source.to_string_lossy());
-    mount(
+    bind_fd(
+        root_fd,
         source,
-        &fd_path(&target_fd),
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
+        &target_fd,
+        relative,
         &what,
-    )?;
-    let top =
-        openat2_in_root(root_fd, relative, libc::O_PATH).map_err(|e| format!("{what}: {e}"))?;
-    mount_remount(&fd_path(&top), libc::MS_NOSUID | libc::MS_NODEV, &what)
+        libc::MS_NOSUID | libc::MS_NODEV,
+    )
 }
 
 fn mount_tmpfs(root_fd: &OwnedFd, tmpfs: &super::TmpfsMount) -> SetupResult<()> {
@@ -666,19 +663,32 @@ fn bind_fd_read_only(
     relative: &str,
 ) -> SetupResult<()> {
     let what = format!("bind {} to /{relative}", source.to_string_lossy());
+    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    bind_fd(root_fd, source, target_fd, relative, &what, flags)
+}
+
+/// Binds `source` onto `target_fd` (`relative` in the root), then remounts
+/// the new mount with `flags`; `what` names the mount in errors.
+fn bind_fd(
+    root_fd: &OwnedFd,
+    source: &CStr,
+    target_fd: &OwnedFd,
+    relative: &str,
+    what: &str,
+    flags: libc::c_ulong,
+) -> SetupResult<()> {
     mount(
         source,
         &fd_path(target_fd),
         None,
         libc::MS_BIND | libc::MS_REC,
         None,
-        &what,
+        what,
     )?;
     // The remount must name the new mount, not the file under it.
     let top =
         openat2_in_root(root_fd, relative, libc::O_PATH).map_err(|e| format!("{what}: {e}"))?;
-    let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
-    mount_remount(&fd_path(&top), flags, &what)
+    mount_remount(&fd_path(&top), flags, what)
 }
 
 /// pivot_root leaves no path back to the host (a chroot can be escaped with

@@ -143,35 +143,23 @@ fn parse_id(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
-/// Parses passwd lines, skipping comments, NIS `+`/`-` entries and lines too
-/// malformed to use — except that a malformed line for the wanted name is
-/// an error, since silently skipping it would pick the wrong ids.
 fn parse_passwd<'a>(
     text: &'a str,
     wanted: &str,
     path: &Path,
 ) -> Result<Vec<PasswdEntry<'a>>, SandboxError> {
-    let mut out = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.is_empty() || line.starts_with('#') || line.starts_with(['+', '-']) {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(':').collect();
-        let parsed = match fields.as_slice() {
+    parse_entries(
+        text,
+        Some(wanted),
+        path,
+        "expected name:password:uid:gid:...",
+        |fields| match fields {
             [name, _pw, uid, gid, ..] => parse_id(uid)
                 .zip(parse_id(gid))
                 .map(|(uid, gid)| PasswdEntry { name, uid, gid }),
             _ => None,
-        };
-        match parsed {
-            Some(entry) => out.push(entry),
-            None if fields.first() == Some(&wanted) => {
-                return Err(malformed(path, index, "expected name:password:uid:gid:..."))
-            }
-            None => {}
-        }
-    }
-    Ok(out)
+        },
+    )
 }
 
 fn parse_group<'a>(
@@ -179,13 +167,12 @@ fn parse_group<'a>(
     wanted: Option<&str>,
     path: &Path,
 ) -> Result<Vec<GroupEntry<'a>>, SandboxError> {
-    let mut out = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.is_empty() || line.starts_with('#') || line.starts_with(['+', '-']) {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(':').collect();
-        let parsed = match fields.as_slice() {
+    parse_entries(
+        text,
+        wanted,
+        path,
+        "expected name:password:gid:members",
+        |fields| match fields {
             [name, _pw, gid, rest @ ..] => parse_id(gid).map(|gid| GroupEntry {
                 name,
                 gid,
@@ -195,11 +182,31 @@ fn parse_group<'a>(
                     .unwrap_or_default(),
             }),
             _ => None,
-        };
-        match parsed {
+        },
+    )
+}
+
+/// Parses passwd or group lines with `parse`, skipping comments, NIS
+/// `+`/`-` entries and lines too malformed to use — except that a malformed
+/// line for the wanted name is an error (`expected` says what it should
+/// be), since silently skipping it would pick the wrong ids.
+fn parse_entries<'a, T>(
+    text: &'a str,
+    wanted: Option<&str>,
+    path: &Path,
+    expected: &str,
+    parse: impl Fn(&[&'a str]) -> Option<T>,
+) -> Result<Vec<T>, SandboxError> {
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(['+', '-']) {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(':').collect();
+        match parse(&fields) {
             Some(entry) => out.push(entry),
             None if wanted.is_some() && fields.first() == wanted.as_ref() => {
-                return Err(malformed(path, index, "expected name:password:gid:members"))
+                return Err(malformed(path, index, expected))
             }
             None => {}
         }
