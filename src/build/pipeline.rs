@@ -54,7 +54,7 @@ impl WithBackend for Lock {
         let plan = backend.plan(&mut index, None, ctx)?;
         // Where the index has no SHA-256 (Alpine), it comes from the
         // verified download.
-        backend.fetch(&plan, None, ctx)?;
+        backend.fetch(&plan, None, true, ctx)?;
         lockfile(&backend, &plan, self.recipe_sha256, ctx)
     }
 }
@@ -141,9 +141,11 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
         Some(l) => Some(l.lock.source_date_epoch),
         None => backend.index_date(&plan),
     })?;
-    let fetched = backend.fetch(&plan, locked, ctx)?;
+    let fetched = backend.fetch(&plan, locked, false, ctx)?;
     if let Some(lc) = lock_ctx.filter(|lc| lc.existing_for(platform).is_some()) {
         if locked.is_none() {
+            // The lock entries need every package in the cache.
+            backend.keep_in_cache(&plan, &fetched, ctx)?;
             lc.report_drift(platform, &backend.locked_packages(&plan, ctx)?, reporter);
         }
     }
@@ -184,7 +186,7 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
     let cache_key = base_layer_key(&base, epoch, run_scripts, compression);
     let rootfs =
         if !wants_tree && reuse_cached_layer(&layers, &cache_key, &mut builder, &history, ctx) {
-            backend.keep_in_cache(&fetched, ctx)?;
+            backend.keep_in_cache(&plan, &fetched, ctx)?;
             None
         } else {
             reporter.stage("install");

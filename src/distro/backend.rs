@@ -292,18 +292,26 @@ pub trait Backend: Sized {
         lock: &Lockfile,
     ) -> Result<Vec<LockedPackage>, BackendError>;
 
-    /// Fetches and verifies the packages, or prepares to while installing.
+    /// Fetches and verifies the packages, or prepares to while installing;
+    /// `verify_now` (`rootstrap lock`, which records their digests) always
+    /// verifies them here.
     fn fetch(
         &self,
         plan: &Self::Plan<'_>,
         locked: Option<Locked<'_>>,
+        verify_now: bool,
         ctx: &Context,
     ) -> Result<Self::Fetched, BackendError>;
 
     /// When the cached base layer is used: every planned package is still
     /// put in the download cache (`--offline` and `rootstrap mirror` rely
     /// on it).
-    fn keep_in_cache(&self, fetched: &Self::Fetched, ctx: &Context) -> Result<(), BackendError>;
+    fn keep_in_cache(
+        &self,
+        plan: &Self::Plan<'_>,
+        fetched: &Self::Fetched,
+        ctx: &Context,
+    ) -> Result<(), BackendError>;
 
     /// The OCI architecture and variant of the target (`arm64`, `v8`).
     fn platform(&self) -> (String, Option<String>);

@@ -44,11 +44,17 @@ pub struct ApkPlan<'i> {
     release_at: Option<usize>,
 }
 
-/// The plan's packages, verified, in plan order, and the release package.
+/// The plan's packages, verified, in plan order, and the release package:
+/// fetched at once for an untrusted source or a lock (the image's labels,
+/// the lock's digests depend on them). From a signed source they wait for
+/// `install`: a reused base layer was made from these very packages (its
+/// key holds their identities from the signed index), so a warm build only
+/// needs them present in the cache, not verified again.
 pub struct ApkFetched {
-    apks: Vec<VerifiedApk>,
-    release: Option<VerifiedApk>,
+    verified: Option<Verified>,
 }
+
+type Verified = (Vec<VerifiedApk>, Option<VerifiedApk>);
 
 /// `--keys DIR`: every `*.rsa.pub` in DIR, by name.
 fn read_key_dir(dir: &Path) -> Result<Vec<KeyFile>, KeyError> {
@@ -124,6 +130,38 @@ impl ApkBackend {
             ));
         }
         Ok(parts)
+    }
+}
+
+impl ApkBackend {
+    /// Downloads (or takes from the cache) and verifies every package of
+    /// the plan, as apk does; the release package apart.
+    fn verify(
+        &self,
+        plan: &ApkPlan<'_>,
+        locked: Option<Locked<'_>>,
+        ctx: &Context,
+    ) -> Result<Verified, BackendError> {
+        ctx.reporter.stage("fetch and verify packages");
+        let mut apks = match locked {
+            Some(l) => apk_lock::fetch_locked(
+                &ctx.fetcher,
+                &self.src.mirror,
+                &l.lock.packages,
+                &plan.all,
+                &self.keys,
+                self.src.allow_untrusted,
+            )?,
+            None => apk::fetch_packages(
+                &ctx.fetcher,
+                &plan.index.loaded,
+                &plan.all,
+                &self.keys,
+                &self.src,
+            )?,
+        };
+        let release = plan.release_at.map(|i| apks.remove(i));
+        Ok((apks, release))
     }
 }
 
@@ -307,32 +345,31 @@ impl Backend for ApkBackend {
         &self,
         plan: &ApkPlan<'_>,
         locked: Option<Locked<'_>>,
+        verify_now: bool,
         ctx: &Context,
     ) -> Result<ApkFetched, BackendError> {
-        ctx.reporter.stage("fetch and verify packages");
-        let mut apks = match locked {
-            Some(l) => apk_lock::fetch_locked(
-                &ctx.fetcher,
-                &self.src.mirror,
-                &l.lock.packages,
-                &plan.all,
-                &self.keys,
-                self.src.allow_untrusted,
-            )?,
-            None => apk::fetch_packages(
-                &ctx.fetcher,
-                &plan.index.loaded,
-                &plan.all,
-                &self.keys,
-                &self.src,
-            )?,
+        let verified = if verify_now || self.src.allow_untrusted || locked.is_some() {
+            Some(self.verify(plan, locked, ctx)?)
+        } else {
+            None
         };
-        let release = plan.release_at.map(|i| apks.remove(i));
-        Ok(ApkFetched { apks, release })
+        Ok(ApkFetched { verified })
     }
 
-    /// `fetch` downloaded and verified them already.
-    fn keep_in_cache(&self, _fetched: &ApkFetched, _ctx: &Context) -> Result<(), BackendError> {
+    fn keep_in_cache(
+        &self,
+        plan: &ApkPlan<'_>,
+        fetched: &ApkFetched,
+        ctx: &Context,
+    ) -> Result<(), BackendError> {
+        let cache = ctx.fetcher.cache();
+        let present = plan
+            .all
+            .iter()
+            .all(|p| cache.get_stamped(&apk::cache_key(p), p.size).is_some());
+        if fetched.verified.is_none() && !present {
+            self.verify(plan, None, ctx)?;
+        }
         Ok(())
     }
 
@@ -347,12 +384,14 @@ impl Backend for ApkBackend {
         locked: Option<Locked<'_>>,
         run_scripts: bool,
     ) -> BaseImage {
+        // Packages are only unverified with --allow-untrusted, which
+        // verifies them here at once.
         let untrusted = plan.index.loaded.untrusted()
-            || fetched
-                .apks
-                .iter()
-                .chain(&fetched.release)
-                .any(|a| a.trust.signer().is_none());
+            || fetched.verified.as_ref().is_some_and(|(apks, release)| {
+                apks.iter()
+                    .chain(release)
+                    .any(|a| a.trust.signer().is_none())
+            });
         let mut labels = Vec::new();
         if untrusted {
             labels.push((UNTRUSTED_LABEL.to_owned(), "true".to_owned()));
@@ -391,14 +430,19 @@ impl Backend for ApkBackend {
         settings: &InstallSettings<'_>,
         ctx: &Context,
     ) -> Result<(), BackendError> {
-        let release = plan
-            .release_at
-            .map(|i| plan.all[i])
-            .zip(fetched.release.as_ref());
+        let verified_now;
+        let (apks, release) = match &fetched.verified {
+            Some(v) => v,
+            None => {
+                verified_now = self.verify(plan, settings.locked, ctx)?;
+                &verified_now
+            }
+        };
+        let release = plan.release_at.map(|i| plan.all[i]).zip(release.as_ref());
         let installed = apk::install(
             root,
             &plan.packages,
-            &fetched.apks,
+            apks,
             &self.image_source(settings.locked),
             &InstallOptions {
                 run_scripts: settings.run_scripts,

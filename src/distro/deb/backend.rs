@@ -340,6 +340,7 @@ impl Backend for DebBackend {
         &self,
         plan: &DebPlan<'_>,
         locked: Option<Locked<'_>>,
+        _verify_now: bool,
         _ctx: &Context,
     ) -> Result<Vec<FetchItem>, BackendError> {
         Ok(match locked {
@@ -348,7 +349,12 @@ impl Backend for DebBackend {
         })
     }
 
-    fn keep_in_cache(&self, items: &Vec<FetchItem>, ctx: &Context) -> Result<(), BackendError> {
+    fn keep_in_cache(
+        &self,
+        _plan: &DebPlan<'_>,
+        items: &Vec<FetchItem>,
+        ctx: &Context,
+    ) -> Result<(), BackendError> {
         ctx.reporter.stage("fetch and verify packages");
         ctx.fetcher.fetch_all(items)?;
         Ok(())
