@@ -72,16 +72,7 @@ fn sample_header(oci_arch: &str) -> Option<[u8; 20]> {
 
 /// The OCI architecture this process runs as.
 pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "x86" => "386",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    }
+    crate::image::oci::oci_arch(std::env::consts::ARCH).0
 }
 
 /// Whether this CPU runs `target`'s programs itself (x86-64 runs i386).
