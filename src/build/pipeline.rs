@@ -144,8 +144,6 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
     let fetched = backend.fetch(&plan, locked, false, ctx)?;
     if let Some(lc) = lock_ctx.filter(|lc| lc.existing_for(platform).is_some()) {
         if locked.is_none() {
-            // The lock entries need every package in the cache.
-            backend.keep_in_cache(&plan, &fetched, ctx)?;
             lc.report_drift(platform, &backend.locked_packages(&plan, ctx)?, reporter);
         }
     }

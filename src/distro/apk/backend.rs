@@ -81,6 +81,13 @@ fn read_key_dir(dir: &Path) -> Result<Vec<KeyFile>, KeyError> {
 }
 
 impl ApkBackend {
+    /// Whether every package of the plan is in the download cache.
+    fn all_cached(&self, plan: &ApkPlan<'_>, ctx: &Context) -> bool {
+        let cache = ctx.fetcher.cache();
+        plan.all
+            .iter()
+            .all(|p| cache.get_stamped(&apk::cache_key(p), p.size).is_some())
+    }
     /// The source the image's /etc/apk/repositories names: the lock's
     /// mirror when a locked build has one.
     fn image_source(&self, locked: Option<Locked<'_>>) -> ApkSource {
@@ -131,9 +138,7 @@ impl ApkBackend {
         }
         Ok(parts)
     }
-}
 
-impl ApkBackend {
     /// Downloads (or takes from the cache) and verifies every package of
     /// the plan, as apk does; the release package apart.
     fn verify(
@@ -327,6 +332,11 @@ impl Backend for ApkBackend {
         plan: &ApkPlan<'_>,
         ctx: &Context,
     ) -> Result<Vec<LockedPackage>, BackendError> {
+        // Their SHA-256 comes from the cached files: fetch (and verify)
+        // them first where a warm build has not.
+        if !self.all_cached(plan, ctx) {
+            self.verify(plan, None, ctx)?;
+        }
         apk_lock::locked_packages(&ctx.fetcher, &plan.index.loaded, &self.src, &plan.all)
     }
 
@@ -362,12 +372,7 @@ impl Backend for ApkBackend {
         fetched: &ApkFetched,
         ctx: &Context,
     ) -> Result<(), BackendError> {
-        let cache = ctx.fetcher.cache();
-        let present = plan
-            .all
-            .iter()
-            .all(|p| cache.get_stamped(&apk::cache_key(p), p.size).is_some());
-        if fetched.verified.is_none() && !present {
+        if fetched.verified.is_none() && !self.all_cached(plan, ctx) {
             self.verify(plan, None, ctx)?;
         }
         Ok(())
