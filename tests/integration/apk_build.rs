@@ -1029,27 +1029,33 @@ fn shipped_alpine_recipes_default_to_alpines_cdn_and_the_mirror_flags_override_i
     }
 }
 
+/// An x86_64 fixture repository with the same packages for aarch64 beside
+/// it under one mirror (both signing keys in one keys directory); `None`
+/// (counted skip) without busybox, root or an x86_64 host.
+fn two_arch_setup(test: &str) -> Option<Setup> {
+    let bb = busybox_or_skip(test)?;
+    if std::env::consts::ARCH != "x86_64" {
+        not_applicable("needs an x86_64 host");
+        return None;
+    }
+    if !is_root() {
+        skip("needs root");
+        return None;
+    }
+    let s = setup("x86_64", &bb);
+    let arm = fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
+    assert_eq!(arm.keys_dir, s.repo.keys_dir);
+    Some(s)
+}
+
 /// `--platform A,B` makes one OCI image index with one manifest per
 /// platform, each the image a one-platform build makes; outputs that hold
 /// one image are refused before anything is built.
 #[test]
 fn two_platforms_make_one_image_index() {
-    let Some(bb) = busybox_or_skip("two_platforms_make_one_image_index") else {
+    let Some(s) = two_arch_setup("two_platforms_make_one_image_index") else {
         return;
     };
-    if std::env::consts::ARCH != "x86_64" {
-        not_applicable("needs an x86_64 host");
-        return;
-    }
-    if !is_root() {
-        skip("needs root");
-        return;
-    }
-    let s = setup("x86_64", &bb);
-    // The aarch64 packages beside the x86_64 ones, under the same mirror
-    // (their signing key joins the keys directory).
-    let arm = fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
-    assert_eq!(arm.keys_dir, s.repo.keys_dir);
     let both = [
         "--platform",
         "linux/amd64,linux/arm64",
@@ -1143,19 +1149,9 @@ fn two_platforms_make_one_image_index() {
 /// platform the lock lacks is refused under `--locked`.
 #[test]
 fn a_multi_platform_lock_builds_the_same_index() {
-    let Some(bb) = busybox_or_skip("a_multi_platform_lock_builds_the_same_index") else {
+    let Some(s) = two_arch_setup("a_multi_platform_lock_builds_the_same_index") else {
         return;
     };
-    if std::env::consts::ARCH != "x86_64" {
-        not_applicable("needs an x86_64 host");
-        return;
-    }
-    if !is_root() {
-        skip("needs root");
-        return;
-    }
-    let s = setup("x86_64", &bb);
-    fixture::alpine_repo(&s.tmp.path().join("mirror"), "aarch64", &bb);
     let both = ["--platform", "linux/amd64,linux/arm64"];
     let lock = s.out("alpine.lock");
     let o = run::rootstrap()
