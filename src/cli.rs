@@ -81,6 +81,65 @@ pub enum Command {
     Lock(LockArgs),
     /// Write a partial mirror holding exactly what a lockfile needs (servable as-is, or as file://).
     Mirror(MirrorArgs),
+    /// Sign an image in a registry with a key, as cosign does (its `sha256-….sig` tag).
+    Sign(SignArgs),
+    /// Check an image's signature (and attestations) with a public key (exit 0 valid, 1 not, 2 error).
+    Verify(VerifyArgs),
+    /// Signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new ECDSA P-256 key pair in cosign's format: PREFIX.key (encrypted) and PREFIX.pub.
+    Generate(KeyGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyGenerateArgs {
+    /// File name prefix of the pair.
+    #[arg(long, default_value = "cosign")]
+    pub output_prefix: PathBuf,
+    /// Read the password from stdin (else $COSIGN_PASSWORD, which may be empty).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST]; the tag's current digest is signed.
+    pub image: String,
+    /// Private key: cosign's encrypted format (password in $COSIGN_PASSWORD) or PKCS#8 PEM.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Read the key's password from stdin instead of $COSIGN_PASSWORD.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Also attach this in-toto predicate (JSON file) as a signed attestation.
+    #[arg(long, value_name = "FILE", requires = "predicate_type")]
+    pub predicate: Option<PathBuf>,
+    /// The predicate's type: spdx, cyclonedx, slsaprovenance, or a URI.
+    #[arg(long = "type", value_name = "TYPE", requires = "predicate")]
+    pub predicate_type: Option<String>,
+    /// Talk plain HTTP to the registry (always the case for localhost and 127.0.0.0/8).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST]
+    pub image: String,
+    /// Public key (PEM, as `cosign.pub`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Also require a valid attestation (SBOM, provenance) by the key about the image.
+    #[arg(long)]
+    pub attestation: bool,
+    /// Talk plain HTTP to the registry (always the case for localhost and 127.0.0.0/8).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -223,6 +282,10 @@ pub struct BuildArgs {
     /// official -slim images do (as `slim = true` in the recipe's [source]).
     #[arg(long)]
     pub slim: bool,
+    /// Sign each image pushed to a registry: output with this key (cosign format, password in
+    /// $COSIGN_PASSWORD, or PKCS#8 PEM), attaching its SBOMs and a provenance statement.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -18,4 +18,5 @@ pub mod report;
 pub mod rootfs;
 pub mod run;
 pub mod sbom;
+pub mod sign;
 pub mod verify;

@@ -143,8 +143,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let recipe = recipe::find(&args.source.recipe)?;
             // `-t` stores the image, as `build -f` does: from the layout of
             // an oci: output, or one staged for pushing or storing.
-            let publication =
+            let mut publication =
                 Publication::plan(&args.outputs, &args.tags, args.work_dir.as_deref(), true)?;
+            if let Some(key) = &args.sign_key {
+                publication.sign_pushes_with(build_signer(key, &args, &recipe.path)?);
+            }
             let mut outputs = publication
                 .local
                 .iter()
@@ -373,6 +376,67 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sbom(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sign(args) => {
+            let password = rootstrap::sign::password(args.password_stdin)?;
+            let key = rootstrap::sign::read_private_key(&args.key, password.as_deref())?;
+            let target = rootstrap::sign::Target::parse(&args.image)?;
+            let predicates = match (&args.predicate, &args.predicate_type) {
+                (Some(file), Some(kind)) => {
+                    let bytes = std::fs::read(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    vec![rootstrap::sign::remote::Predicate {
+                        predicate_type: rootstrap::sign::attest::predicate_type(kind)?,
+                        predicate: serde_json::from_slice(&bytes)
+                            .with_context(|| format!("{}: not JSON", file.display()))?,
+                    }]
+                }
+                _ => Vec::new(),
+            };
+            let opts = rootstrap::image::registry::PushOptions {
+                insecure: args.insecure,
+                ..Default::default()
+            };
+            let signed = rootstrap::sign::remote::sign(&target, &key, &predicates, &opts)
+                .with_context(|| format!("signing {}", args.image))?;
+            print_signed(&signed);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => {
+            let verified = rootstrap::sign::read_public_key(&args.key).and_then(|key| {
+                let target = rootstrap::sign::Target::parse(&args.image)?;
+                let opts = rootstrap::image::registry::PushOptions {
+                    insecure: args.insecure,
+                    ..Default::default()
+                };
+                rootstrap::sign::remote::verify(&target, &key, args.attestation, &opts)
+            });
+            Ok(match verified {
+                Ok(v) => {
+                    println!("{}  verified: {} signature(s)", v.image, v.signatures);
+                    for kind in &v.attestations {
+                        println!("{}  attestation: {kind}", v.image);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("rootstrap: {}: {e}", args.image);
+                    ExitCode::from(if e.is_verification_failure() { 1 } else { 2 })
+                }
+            })
+        }
+        Command::Key(cli::KeyCommand::Generate(args)) => {
+            let password = rootstrap::sign::password(args.password_stdin)?.with_context(|| {
+                format!(
+                    "set {} (it may be empty) or pass --password-stdin: the private key is stored encrypted",
+                    rootstrap::sign::keys::PASSWORD_ENV
+                )
+            })?;
+            let (private, public) =
+                rootstrap::sign::generate_key_pair(&args.output_prefix, &password)?;
+            println!("{}", private.display());
+            println!("{}", public.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff(args) => Ok(match diff(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
@@ -534,6 +598,66 @@ fn diff(args: &cli::DiffArgs) -> Result<bool> {
         println!("{d}");
     }
     Ok(d.is_identical())
+}
+
+/// What `sign` (or a signed build) wrote, one line each.
+fn signed_lines(signed: &rootstrap::sign::remote::Signed) -> Vec<String> {
+    let mut lines = vec![format!("signed {}  {}", signed.image, signed.signatures)];
+    if let Some(att) = &signed.attestations {
+        lines.push(format!("attested {}  {att}", signed.image));
+    }
+    lines
+}
+
+fn print_signed(signed: &rootstrap::sign::remote::Signed) {
+    for line in signed_lines(signed) {
+        println!("{line}");
+    }
+}
+
+/// The signer of `build --sign-key`: the key is read (and its password
+/// checked) before anything is built.
+fn build_signer(
+    key: &std::path::Path,
+    args: &cli::BuildArgs,
+    definition: &std::path::Path,
+) -> Result<rootstrap::image::publish::Signer> {
+    use rootstrap::sign::attest::Provenance;
+    let password = rootstrap::sign::password(false)?;
+    let key = rootstrap::sign::read_private_key(key, password.as_deref())?;
+    if !args.outputs.iter().any(|o| o.starts_with("registry:")) {
+        anyhow::bail!(
+            "--sign-key signs what a build pushes: add an --output registry:HOST/REPO[:TAG]"
+        );
+    }
+    // The lockfile is read when signing: the build may have just written it.
+    let lock = args.lock.clone();
+    let provenance = Provenance {
+        definition: Some(Provenance::file(definition)?),
+        lockfile: None,
+        platforms: args
+            .source
+            .platform
+            .as_ref()
+            .map(|list| list.0.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+    };
+    Ok(Box::new(move |layout, reference, digest| {
+        let provenance = Provenance {
+            lockfile: lock.as_deref().map(Provenance::file).transpose()?,
+            ..provenance.clone()
+        };
+        let opts = rootstrap::image::registry::PushOptions::default();
+        let signed = rootstrap::sign::attest::sign_published(
+            layout,
+            reference,
+            digest,
+            &key,
+            &provenance,
+            &opts,
+        )?;
+        Ok(signed.iter().flat_map(signed_lines).collect())
+    }))
 }
 
 fn human(bytes: u64) -> String {

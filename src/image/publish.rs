@@ -13,7 +13,9 @@ use std::path::Path;
 use crate::cleanup::TempPath;
 use crate::image::registry::{self, PushOptions, RegistryError};
 use crate::image::store::{ImageStore, StoreError, StoredImage};
-use crate::image::{ImageBuilder, ImageError, ImageReference, ImageSource, OpenedImage};
+use crate::image::{
+    ImageBuilder, ImageError, ImageReference, ImageSource, OpenedImage, Sha256Digest,
+};
 use crate::report::Reporter;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +36,25 @@ pub enum PublishError {
         #[source]
         source: Box<RegistryError>,
     },
+    #[error("signing {reference}")]
+    Sign {
+        reference: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("writing the result")]
     Output(#[source] std::io::Error),
 }
+
+/// Signs an image just pushed: given the staged layout, the reference and
+/// the digest pushed; returns the lines to print (what it wrote where).
+pub type Signer = Box<
+    dyn Fn(
+        &Path,
+        &ImageReference,
+        Sha256Digest,
+    ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>,
+>;
 
 /// A build's `--output` specs split into the ones the build writes and the
 /// registry pushes, its `-t` tags, and the staging layout they read.
@@ -47,6 +65,7 @@ pub struct Publication {
     pub pushes: Vec<String>,
     pub tags: Vec<ImageReference>,
     staging: Option<TempPath>,
+    signer: Option<Signer>,
 }
 
 impl Publication {
@@ -74,7 +93,13 @@ impl Publication {
             pushes,
             tags,
             staging,
+            signer: None,
         })
+    }
+
+    /// Signs every image pushed, right after its push.
+    pub fn sign_pushes_with(&mut self, signer: Signer) {
+        self.signer = Some(signer);
     }
 
     /// The OCI layout directory the build must also write, if any.
@@ -161,6 +186,17 @@ impl Publication {
             })?;
             writeln!(out, "registry:{reference}  {}", report.manifest_digest)
                 .map_err(PublishError::Output)?;
+            if let Some(signer) = &self.signer {
+                let lines = signer(layout, &parsed, report.manifest_digest).map_err(|source| {
+                    PublishError::Sign {
+                        reference: reference.clone(),
+                        source,
+                    }
+                })?;
+                for line in lines {
+                    writeln!(out, "{line}").map_err(PublishError::Output)?;
+                }
+            }
         }
         Ok(())
     }

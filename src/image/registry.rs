@@ -1309,6 +1309,125 @@ fn credentials_from_docker_config(text: &str, host: &str) -> Option<Credentials>
     })
 }
 
+/// One repository of a registry, for callers that read and write small
+/// artifacts by hand (signatures and attestations): manifests by tag or
+/// digest, and blobs held in memory. Same transport, authentication and
+/// limits as a push.
+pub struct Repository {
+    session: Session,
+}
+
+impl Repository {
+    pub fn open(
+        reference: &ImageReference,
+        opts: &PushOptions,
+    ) -> Result<Repository, RegistryError> {
+        let host = registry_host(reference)?;
+        Ok(Repository {
+            session: Session::new(&host, &reference.repository, opts),
+        })
+    }
+
+    /// `HOST/REPOSITORY`, as a signature names the image.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.session.host, self.session.repository)
+    }
+
+    /// The manifest a tag or digest names, with its media type, or `None`
+    /// when the registry has none (404). A digest reference is checked.
+    pub fn manifest(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RegistryError> {
+        match self.session.get_manifest(reference) {
+            Ok(found) => Ok(Some(found)),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A blob of at most `limit` bytes, checked against its digest.
+    pub fn blob(&mut self, digest: &Sha256Digest, limit: u64) -> Result<Vec<u8>, RegistryError> {
+        let url = self.session.blob_url(digest);
+        let response = self
+            .session
+            .send_sized("GET", &url, &[], Body::Empty, limit)?;
+        let mut bytes = Vec::new();
+        response
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| RegistryError::Transport {
+                method: "GET",
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(RegistryError::Transport {
+                method: "GET",
+                url,
+                message: format!("blob {digest} larger than {limit} bytes"),
+            });
+        }
+        let actual = Sha256Digest::of(&bytes);
+        if actual != *digest {
+            return Err(RegistryError::ServedWrongContent {
+                what: "blob",
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads `bytes` unless the registry has them; returns their digest.
+    pub fn put_blob(&mut self, bytes: &[u8]) -> Result<Sha256Digest, RegistryError> {
+        let digest = Sha256Digest::of(bytes);
+        if self.session.has_blob(&digest)? {
+            return Ok(digest);
+        }
+        let start = format!(
+            "{}/v2/{}/blobs/uploads/",
+            self.session.base, self.session.repository
+        );
+        let response = self.session.send("POST", &start, &[], Body::Empty)?;
+        let location = response
+            .header("Location")
+            .ok_or_else(|| RegistryError::BadLocation {
+                url: start.clone(),
+                location: String::new(),
+            })?
+            .to_owned();
+        let upload = upload_url(&start, &location, &digest)?;
+        self.session.send(
+            "PUT",
+            &upload,
+            &[("Content-Type", "application/octet-stream")],
+            Body::Bytes(bytes),
+        )?;
+        Ok(digest)
+    }
+
+    /// Puts a manifest under `tag` (or its digest) and checks the digest the
+    /// registry says it stored.
+    pub fn put_manifest(
+        &mut self,
+        tag: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Sha256Digest, RegistryError> {
+        let digest = Sha256Digest::of(bytes);
+        let (stored, _) = self.session.put_manifest(tag, media_type, bytes)?;
+        match stored {
+            Some(actual) if actual != digest.to_string() => Err(RegistryError::DigestMismatch {
+                expected: digest.to_string(),
+                actual,
+            }),
+            _ => Ok(digest),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

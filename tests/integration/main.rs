@@ -38,5 +38,6 @@ mod registry;
 mod release_freeze;
 mod reproducible;
 mod sbom;
+mod signing;
 mod slim;
 mod store;

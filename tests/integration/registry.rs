@@ -22,7 +22,7 @@ use common::run::{self, text};
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const EPOCH: i64 = 1_700_000_000;
 
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
@@ -37,7 +37,7 @@ impl Drop for Registry {
 
 impl Registry {
     /// `htpasswd`: a bcrypt line enabling Basic auth, or none for anonymous.
-    fn start(htpasswd: Option<&str>) -> Option<Registry> {
+    pub(crate) fn start(htpasswd: Option<&str>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
             skip(format!(
                 "{REGISTRY_BIN} not installed (apt-get install docker-registry)"
@@ -84,11 +84,11 @@ impl Registry {
         Some(registry)
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn get(&self, path: &str, auth: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
+    pub(crate) fn get(&self, path: &str, auth: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
         let mut req = ureq::get(&format!("http://{}{path}", self.host())).set(
             "Accept",
             "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
@@ -111,7 +111,7 @@ impl Registry {
 }
 
 /// A two-layer image written as oci:DIR; returns the layout and its manifest digest.
-fn make_image(work: &Path, marker: &str) -> (PathBuf, Sha256Digest) {
+pub(crate) fn make_image(work: &Path, marker: &str) -> (PathBuf, Sha256Digest) {
     make_image_as(work, marker, Output::OciDir(work.join("oci")))
 }
 
@@ -141,7 +141,7 @@ fn make_image_as(work: &Path, marker: &str, out: Output) -> (PathBuf, Sha256Dige
     (out.path().to_path_buf(), written.manifest_digest)
 }
 
-fn rootstrap(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+pub(crate) fn rootstrap(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     let mut child = run::rootstrap()
         .args(args)
         .stdin(Stdio::piped())
