@@ -131,7 +131,7 @@ pub fn sign_published(
             signed.push(remote::sign(
                 &target(digest),
                 key,
-                &[provenance.clone()],
+                std::slice::from_ref(&provenance),
                 opts,
             )?);
             for (platform_digest, mut predicates) in platforms {

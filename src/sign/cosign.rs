@@ -177,7 +177,7 @@ mod tests {
         let subject = Sha256Digest::of(b"image");
         let (bytes, config) = manifest(
             Kind::Signatures,
-            &[layer.clone()],
+            std::slice::from_ref(&layer),
             Subject {
                 media_type: oci::MEDIA_TYPE_MANIFEST,
                 digest: subject,
