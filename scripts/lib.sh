@@ -68,3 +68,13 @@ remove_work() {
     for i in "${imgs[@]}"; do docker rmi "$i" >/dev/null 2>&1 || true; done
     rm -rf "$work"
 }
+
+# not COMMAND...: succeeds when the command fails (for check lines).
+not() { ! "$@" >/dev/null 2>&1; }
+
+# exit_is CODE COMMAND...: succeeds when the command exits with CODE.
+exit_is() {
+    local want=$1 got=0; shift
+    "$@" >/dev/null 2>&1 || got=$?
+    [ "$got" = "$want" ]
+}
