@@ -53,7 +53,7 @@ pub enum ProgressMode {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a recipe.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print the package plan (name, version, size) without installing anything.
     Resolve(ResolveArgs),
     /// Show an image's config, layers, sizes and installed packages.
@@ -108,8 +108,12 @@ pub struct KeyGenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST]; the tag's current digest is signed.
+    /// HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST] (the tag's current digest is signed), or
+    /// oci:DIR (signed inside the layout; needs --identity).
     pub image: String,
+    /// For oci:DIR: the name (HOST/REPO) the image will be published under.
+    #[arg(long, value_name = "HOST/REPO")]
+    pub identity: Option<String>,
     /// Private key: cosign's encrypted format (password in $COSIGN_PASSWORD) or PKCS#8 PEM.
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
@@ -129,8 +133,11 @@ pub struct SignArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST]
+    /// HOST[:PORT]/REPOSITORY[:TAG][@sha256:DIGEST], or oci:DIR (signatures kept in the layout).
     pub image: String,
+    /// For oci:DIR: require signatures made for this name (HOST/REPO).
+    #[arg(long, value_name = "HOST/REPO")]
+    pub identity: Option<String>,
     /// Public key (PEM, as `cosign.pub`).
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
@@ -286,6 +293,14 @@ pub struct BuildArgs {
     /// $COSIGN_PASSWORD, or PKCS#8 PEM), attaching its SBOMs and a provenance statement.
     #[arg(long, value_name = "FILE")]
     pub sign_key: Option<PathBuf>,
+    /// With --sign-key: also sign the oci: outputs, for this name (HOST/REPO they will be
+    /// published under); the signatures travel inside the layout.
+    #[arg(long, value_name = "HOST/REPO", requires = "sign_key")]
+    pub sign_identity: Option<String>,
+    /// Dockerfile builds: a FROM image pulled from a registry must carry a valid signature by
+    /// this public key (cosign.pub); the digest verified is the digest pulled.
+    #[arg(long, value_name = "PUBKEY")]
+    pub require_signed_by: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -375,6 +390,10 @@ pub struct PullArgs {
     /// Talk plain HTTP to the registry (always the case for localhost and 127.0.0.0/8).
     #[arg(long)]
     pub insecure: bool,
+    /// Refuse the image unless it carries a valid signature by this public key (cosign.pub);
+    /// the digest verified is the digest pulled.
+    #[arg(long, value_name = "PUBKEY")]
+    pub require_signed_by: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -133,20 +133,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .as_ref()
                     .map(|list| list.0.clone())
                     .unwrap_or_default(),
+                require_signed_by: args.require_signed_by.clone(),
+                signer: None,
+            };
+            let signing = match &args.sign_key {
+                Some(key) => Some(std::rc::Rc::new(BuildSigning::load(
+                    key,
+                    &args,
+                    &request.file,
+                )?)),
+                None => None,
+            };
+            let request = DockerfileRequest {
+                signer: signing.clone().map(BuildSigning::signer),
+                ..request
             };
             let result = build_dockerfile(&request, reporter.clone(), &mut std::io::stdout());
             reporter.finish();
             result?;
+            if let (Some(signing), Some(identity)) = (&signing, &args.sign_identity) {
+                for dir in args.outputs.iter().filter_map(|o| o.strip_prefix("oci:")) {
+                    println!(
+                        "{}",
+                        signing.sign_layout(std::path::Path::new(dir), identity)?
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(args) => {
+            if args.require_signed_by.is_some() {
+                anyhow::bail!("--require-signed-by checks the FROM images of a Dockerfile build (-f); a recipe build pulls no image");
+            }
             let recipe = recipe::find(&args.source.recipe)?;
             // `-t` stores the image, as `build -f` does: from the layout of
             // an oci: output, or one staged for pushing or storing.
             let mut publication =
                 Publication::plan(&args.outputs, &args.tags, args.work_dir.as_deref(), true)?;
-            if let Some(key) = &args.sign_key {
-                publication.sign_pushes_with(build_signer(key, &args, &recipe.path)?);
+            let signing = match &args.sign_key {
+                Some(key) => Some(std::rc::Rc::new(BuildSigning::load(
+                    key,
+                    &args,
+                    &recipe.path,
+                )?)),
+                None => None,
+            };
+            if let Some(signing) = &signing {
+                publication.sign_pushes_with(signing.clone().signer());
             }
             let mut outputs = publication
                 .local
@@ -184,6 +217,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 match digest {
                     Some(d) => println!("{}  {d}", out.path().display()),
                     None => println!("{}", out.path().display()),
+                }
+                if let (
+                    Some(signing),
+                    Some(identity),
+                    build::BuildOutput::Image(rootstrap::image::Output::OciDir(dir)),
+                ) = (&signing, &args.sign_identity, out)
+                {
+                    println!("{}", signing.sign_layout(dir, identity)?);
                 }
             }
             let store = image_store(args.source.cache_dir.as_deref());
@@ -330,6 +371,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 report.blobs_uploaded, report.blobs_present, report.referrers
             );
             println!("{}", report.pushed);
+            // Signatures kept in the layout go where cosign looks, too.
+            if let (Some(dir), None) = (&layout, &index) {
+                let mut repo = rootstrap::image::registry::Repository::open(&reference, &opts)?;
+                let published = rootstrap::sign::layout::publish_tags(
+                    dir,
+                    held.name.as_deref(),
+                    &mut repo,
+                    report.manifest_digest,
+                )
+                .context("publishing the layout's signatures")?;
+                if published > 0 {
+                    eprintln!(
+                        "{published} signature/attestation layer(s) published under cosign's tags"
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull(args) => {
@@ -349,8 +406,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 insecure: args.insecure,
                 ..Default::default()
             };
+            // Verified first, then pulled by the digest verified: the tag
+            // cannot move to another image in between.
+            let mut pulled_ref = reference.clone();
+            if let Some(key) = &args.require_signed_by {
+                let key = rootstrap::sign::read_public_key(key)?;
+                let target = rootstrap::sign::Target {
+                    reference: reference.clone(),
+                    digest: None,
+                };
+                let verified = rootstrap::sign::remote::verify(&target, &key, false, &opts)
+                    .with_context(|| format!("{}: refused (--require-signed-by)", args.source))?;
+                eprintln!("{}: signature verified", verified.image);
+                pulled_ref.tag = verified.digest.to_string();
+            }
             let result = rootstrap::image::registry::pull(
-                &reference,
+                &pulled_ref,
                 (arch, os),
                 &opts,
                 std::path::Path::new(dest),
@@ -358,6 +429,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             reporter.finish();
             let report = result.with_context(|| format!("pulling {}", args.source))?;
+            let mut repo = rootstrap::image::registry::Repository::open(&reference, &opts)?;
+            let carried = rootstrap::sign::layout::import(
+                std::path::Path::new(dest),
+                &mut repo,
+                report.manifest_digest,
+            )
+            .context("copying the image's signatures into the layout")?;
+            if carried > 0 {
+                eprintln!("{carried} signature/attestation layer(s) kept in the layout");
+            }
             println!("{}  {}", args.output, report.manifest_digest);
             Ok(ExitCode::SUCCESS)
         }
@@ -377,53 +458,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign(args) => {
-            let password = rootstrap::sign::password(args.password_stdin)?;
-            let key = rootstrap::sign::read_private_key(&args.key, password.as_deref())?;
-            let target = rootstrap::sign::Target::parse(&args.image)?;
-            let predicates = match (&args.predicate, &args.predicate_type) {
-                (Some(file), Some(kind)) => {
-                    let bytes = std::fs::read(file)
-                        .with_context(|| format!("reading {}", file.display()))?;
-                    vec![rootstrap::sign::remote::Predicate {
-                        predicate_type: rootstrap::sign::attest::predicate_type(kind)?,
-                        predicate: serde_json::from_slice(&bytes)
-                            .with_context(|| format!("{}: not JSON", file.display()))?,
-                    }]
-                }
-                _ => Vec::new(),
-            };
-            let opts = rootstrap::image::registry::PushOptions {
-                insecure: args.insecure,
-                ..Default::default()
-            };
-            let signed = rootstrap::sign::remote::sign(&target, &key, &predicates, &opts)
-                .with_context(|| format!("signing {}", args.image))?;
-            print_signed(&signed);
+            sign(&args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify(args) => {
-            let verified = rootstrap::sign::read_public_key(&args.key).and_then(|key| {
-                let target = rootstrap::sign::Target::parse(&args.image)?;
-                let opts = rootstrap::image::registry::PushOptions {
-                    insecure: args.insecure,
-                    ..Default::default()
-                };
-                rootstrap::sign::remote::verify(&target, &key, args.attestation, &opts)
-            });
-            Ok(match verified {
-                Ok(v) => {
-                    println!("{}  verified: {} signature(s)", v.image, v.signatures);
-                    for kind in &v.attestations {
-                        println!("{}  attestation: {kind}", v.image);
-                    }
-                    ExitCode::SUCCESS
+        Command::Verify(args) => Ok(match verify(&args) {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
                 }
-                Err(e) => {
-                    eprintln!("rootstrap: {}: {e}", args.image);
-                    ExitCode::from(if e.is_verification_failure() { 1 } else { 2 })
-                }
-            })
-        }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rootstrap: {}: {e}", args.image);
+                ExitCode::from(if e.is_verification_failure() { 1 } else { 2 })
+            }
+        }),
         Command::Key(cli::KeyCommand::Generate(args)) => {
             let password = rootstrap::sign::password(args.password_stdin)?.with_context(|| {
                 format!(
@@ -600,6 +649,95 @@ fn diff(args: &cli::DiffArgs) -> Result<bool> {
     Ok(d.is_identical())
 }
 
+/// `rootstrap sign IMAGE --key KEY`: a registry image, or an oci: layout.
+fn sign(args: &cli::SignArgs) -> Result<()> {
+    let password = rootstrap::sign::password(args.password_stdin)?;
+    let key = rootstrap::sign::read_private_key(&args.key, password.as_deref())?;
+    let predicates = match (&args.predicate, &args.predicate_type) {
+        (Some(file), Some(kind)) => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            vec![rootstrap::sign::remote::Predicate {
+                predicate_type: rootstrap::sign::attest::predicate_type(kind)?,
+                predicate: serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{}: not JSON", file.display()))?,
+            }]
+        }
+        _ => Vec::new(),
+    };
+    if let Some(dir) = args.image.strip_prefix("oci:") {
+        let identity = args.identity.as_deref().with_context(|| {
+            format!(
+                "{}: name the HOST/REPO it will be published under with --identity",
+                args.image
+            )
+        })?;
+        rootstrap::sign::Target::parse(identity)?;
+        let digest = rootstrap::sign::layout::sign(
+            std::path::Path::new(dir),
+            None,
+            identity,
+            &key,
+            &predicates,
+        )
+        .with_context(|| format!("signing {}", args.image))?;
+        println!("signed {}@{digest}  {identity}", args.image);
+        return Ok(());
+    }
+    let target = rootstrap::sign::Target::parse(&args.image)?;
+    let opts = rootstrap::image::registry::PushOptions {
+        insecure: args.insecure,
+        ..Default::default()
+    };
+    let signed = rootstrap::sign::remote::sign(&target, &key, &predicates, &opts)
+        .with_context(|| format!("signing {}", args.image))?;
+    print_signed(&signed);
+    Ok(())
+}
+
+/// `rootstrap verify IMAGE --key PUB`: the lines to print when valid.
+fn verify(args: &cli::VerifyArgs) -> Result<Vec<String>, rootstrap::sign::SignError> {
+    let key = rootstrap::sign::read_public_key(&args.key)?;
+    if let Some(dir) = args.image.strip_prefix("oci:") {
+        let v = rootstrap::sign::layout::verify(
+            std::path::Path::new(dir),
+            None,
+            &key,
+            args.identity.as_deref(),
+            args.attestation,
+        )?;
+        let mut lines = vec![format!(
+            "{}@{}  verified: {} signature(s) for {}",
+            args.image,
+            v.digest,
+            v.identities.len(),
+            v.identities.join(", ")
+        )];
+        lines.extend(
+            v.attestations
+                .iter()
+                .map(|k| format!("{}@{}  attestation: {k}", args.image, v.digest)),
+        );
+        return Ok(lines);
+    }
+    let target = rootstrap::sign::Target::parse(&args.image)?;
+    let opts = rootstrap::image::registry::PushOptions {
+        insecure: args.insecure,
+        ..Default::default()
+    };
+    let v = rootstrap::sign::remote::verify(&target, &key, args.attestation, &opts)?;
+    let mut lines = vec![format!(
+        "{}  verified: {} signature(s)",
+        v.image, v.signatures
+    )];
+    lines.extend(
+        v.attestations
+            .iter()
+            .map(|k| format!("{}  attestation: {k}", v.image)),
+    );
+    Ok(lines)
+}
+
 /// What `sign` (or a signed build) wrote, one line each.
 fn signed_lines(signed: &rootstrap::sign::remote::Signed) -> Vec<String> {
     let mut lines = vec![format!("signed {}  {}", signed.image, signed.signatures)];
@@ -615,49 +753,86 @@ fn print_signed(signed: &rootstrap::sign::remote::Signed) {
     }
 }
 
-/// The signer of `build --sign-key`: the key is read (and its password
-/// checked) before anything is built.
-fn build_signer(
-    key: &std::path::Path,
-    args: &cli::BuildArgs,
-    definition: &std::path::Path,
-) -> Result<rootstrap::image::publish::Signer> {
-    use rootstrap::sign::attest::Provenance;
-    let password = rootstrap::sign::password(false)?;
-    let key = rootstrap::sign::read_private_key(key, password.as_deref())?;
-    if !args.outputs.iter().any(|o| o.starts_with("registry:")) {
-        anyhow::bail!(
-            "--sign-key signs what a build pushes: add an --output registry:HOST/REPO[:TAG]"
-        );
+/// `build --sign-key`: the key (read, and its password checked, before
+/// anything is built) and what the provenance statement records.
+struct BuildSigning {
+    key: p256::ecdsa::SigningKey,
+    provenance: rootstrap::sign::attest::Provenance,
+    /// Read when signing: the build may have just written it.
+    lock: Option<std::path::PathBuf>,
+}
+
+impl BuildSigning {
+    fn load(
+        key: &std::path::Path,
+        args: &cli::BuildArgs,
+        definition: &std::path::Path,
+    ) -> Result<Self> {
+        use rootstrap::sign::attest::Provenance;
+        let password = rootstrap::sign::password(false)?;
+        let key = rootstrap::sign::read_private_key(key, password.as_deref())?;
+        let pushes = args.outputs.iter().any(|o| o.starts_with("registry:"));
+        if !pushes && args.sign_identity.is_none() {
+            anyhow::bail!(
+                "--sign-key signs what a build pushes (--output registry:HOST/REPO[:TAG]), or its oci: outputs for --sign-identity HOST/REPO"
+            );
+        }
+        if let Some(identity) = &args.sign_identity {
+            rootstrap::sign::Target::parse(identity)?;
+        }
+        Ok(BuildSigning {
+            key,
+            provenance: Provenance {
+                definition: Some(Provenance::file(definition)?),
+                lockfile: None,
+                platforms: args
+                    .source
+                    .platform
+                    .as_ref()
+                    .map(|list| list.0.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+            },
+            lock: args.lock.clone(),
+        })
     }
-    // The lockfile is read when signing: the build may have just written it.
-    let lock = args.lock.clone();
-    let provenance = Provenance {
-        definition: Some(Provenance::file(definition)?),
-        lockfile: None,
-        platforms: args
-            .source
-            .platform
-            .as_ref()
-            .map(|list| list.0.iter().map(ToString::to_string).collect())
-            .unwrap_or_default(),
-    };
-    Ok(Box::new(move |layout, reference, digest| {
-        let provenance = Provenance {
-            lockfile: lock.as_deref().map(Provenance::file).transpose()?,
-            ..provenance.clone()
-        };
-        let opts = rootstrap::image::registry::PushOptions::default();
-        let signed = rootstrap::sign::attest::sign_published(
-            layout,
-            reference,
-            digest,
-            &key,
-            &provenance,
-            &opts,
-        )?;
-        Ok(signed.iter().flat_map(signed_lines).collect())
-    }))
+
+    fn provenance(
+        &self,
+    ) -> Result<rootstrap::sign::attest::Provenance, rootstrap::sign::SignError> {
+        use rootstrap::sign::attest::Provenance;
+        Ok(Provenance {
+            lockfile: self.lock.as_deref().map(Provenance::file).transpose()?,
+            ..self.provenance.clone()
+        })
+    }
+
+    /// The signer of the build's registry pushes.
+    fn signer(self: std::rc::Rc<Self>) -> rootstrap::image::publish::Signer {
+        rootstrap::image::publish::Signer(std::rc::Rc::new(move |layout, reference, digest| {
+            let opts = rootstrap::image::registry::PushOptions::default();
+            let signed = rootstrap::sign::attest::sign_published(
+                layout,
+                reference,
+                digest,
+                &self.key,
+                &self.provenance()?,
+                &opts,
+            )?;
+            Ok(signed.iter().flat_map(signed_lines).collect())
+        }))
+    }
+
+    /// Signs an oci: output inside the layout; the line to print.
+    fn sign_layout(&self, dir: &std::path::Path, identity: &str) -> Result<String> {
+        let digest = rootstrap::sign::attest::sign_layout_output(
+            dir,
+            identity,
+            &self.key,
+            &self.provenance()?,
+        )
+        .with_context(|| format!("signing oci:{}", dir.display()))?;
+        Ok(format!("signed oci:{}@{digest}  {identity}", dir.display()))
+    }
 }
 
 fn human(bytes: u64) -> String {

@@ -34,6 +34,8 @@ pub enum FromDockerfileError {
     Secret(#[from] SecretError),
     #[error("invalid SOURCE_DATE_EPOCH {0:?}: expected a non-negative integer")]
     Epoch(String),
+    #[error("--require-signed-by")]
+    SigningKey(#[source] crate::sign::SignError),
     #[error(transparent)]
     Output(#[from] BuildError),
     #[error("{0}: refusing to replace an existing directory or file")]
@@ -110,6 +112,10 @@ pub struct DockerfileRequest {
     /// `--platform A,B`: the platforms to build, one image each; several
     /// make one image index. Empty: `source.platform`, else this machine's.
     pub platforms: Vec<Platform>,
+    /// `--require-signed-by PUBKEY`: bases pulled from a registry must be signed by it.
+    pub require_signed_by: Option<PathBuf>,
+    /// `--sign-key`: signs each image pushed to a `registry:` output.
+    pub signer: Option<crate::image::publish::Signer>,
 }
 
 /// Runs the request; see the module documentation.
@@ -140,6 +146,10 @@ pub fn build_dockerfile(
     let store = ImageStore::new(&cache_dir);
     opts.store = Some(store.clone());
     opts.mount_cache_dir = Some(cache_dir.join("dockerfile-mounts"));
+    if let Some(key) = &req.require_signed_by {
+        opts.require_signed_by =
+            Some(crate::sign::read_public_key(key).map_err(FromDockerfileError::SigningKey)?);
+    }
     for spec in &req.secrets {
         let (id, data) = read_secret(spec)?;
         opts.secrets.insert(id, data);
@@ -156,7 +166,11 @@ pub fn build_dockerfile(
     if platforms.len() > 1 {
         return build_index(req, &text, opts, &platforms, reporter, out);
     }
-    let publication = Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), false)?;
+    let mut publication =
+        Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), false)?;
+    if let Some(signer) = &req.signer {
+        publication.sign_pushes_with(signer.clone());
+    }
     let mut outputs = Vec::new();
     if let Some(dir) = publication.staging_dir() {
         outputs.push(Output::OciDir(dir.to_owned()));
@@ -300,7 +314,11 @@ fn build_index(
     if let Some(tag) = req.tags.first() {
         return Err(refuse(format!("-t {tag}")));
     }
-    let publication = Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), false)?;
+    let mut publication =
+        Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), false)?;
+    if let Some(signer) = &req.signer {
+        publication.sign_pushes_with(signer.clone());
+    }
     if let Some(push) = publication.pushes.first() {
         return Err(refuse(format!("--output registry:{push}")));
     }

@@ -473,25 +473,7 @@ pub fn attach_artifact(
     subject: Sha256Digest,
     artifact: &Artifact<'_>,
 ) -> Result<Descriptor, ImageError> {
-    let index_path = dir.join("index.json");
-    let invalid = |reason: String| ImageError::Invalid {
-        location: dir.display().to_string(),
-        reason,
-    };
-    let index_bytes = fs::read(&index_path)
-        .map_err(ImageError::io(format!("reading {}", index_path.display())))?;
-    let mut index: Index =
-        serde_json::from_slice(&index_bytes).map_err(|source| ImageError::Json {
-            what: index_path.display().to_string(),
-            source,
-        })?;
-    let subject_at = index
-        .manifests
-        .iter()
-        .position(|d| d.digest == subject.to_string())
-        .ok_or_else(|| invalid(format!("index.json does not list the image {subject}")))?;
-    let subject_desc = index.manifests[subject_at].clone();
-    let blob_dir = dir.join("blobs/sha256");
+    let subject_desc = subject_descriptor(dir, subject)?;
     let empty = b"{}";
     let config = Descriptor::new(oci::MEDIA_TYPE_EMPTY, Sha256Digest::of(empty), 2);
     let mut layer = Descriptor::new(
@@ -522,20 +504,75 @@ pub fn attach_artifact(
         "annotations": artifact.annotations,
     });
     let manifest = canonical_json(&manifest)?;
+    attach_manifest(
+        dir,
+        subject,
+        &manifest,
+        &[&empty[..], artifact.data],
+        artifact.artifact_type,
+        artifact.annotations.clone(),
+    )
+}
+
+/// The descriptor index.json gives the image `subject`.
+pub fn subject_descriptor(dir: &Path, subject: Sha256Digest) -> Result<Descriptor, ImageError> {
+    let index = read_index_json(dir)?;
+    index
+        .manifests
+        .into_iter()
+        .find(|d| d.digest == subject.to_string())
+        .ok_or_else(|| ImageError::Invalid {
+            location: dir.display().to_string(),
+            reason: format!("index.json does not list the image {subject}"),
+        })
+}
+
+fn read_index_json(dir: &Path) -> Result<Index, ImageError> {
+    let index_path = dir.join("index.json");
+    let index_bytes = fs::read(&index_path)
+        .map_err(ImageError::io(format!("reading {}", index_path.display())))?;
+    serde_json::from_slice(&index_bytes).map_err(|source| ImageError::Json {
+        what: index_path.display().to_string(),
+        source,
+    })
+}
+
+/// Adds a ready-made artifact manifest (whose `subject` is the image
+/// `subject`) and its `blobs` to the layout at `dir` as a referrer of the
+/// image — see [`attach_artifact`] for where referrers are kept. Returns the
+/// artifact's descriptor.
+pub fn attach_manifest(
+    dir: &Path,
+    subject: Sha256Digest,
+    manifest: &[u8],
+    blobs: &[&[u8]],
+    artifact_type: &str,
+    annotations: BTreeMap<String, String>,
+) -> Result<Descriptor, ImageError> {
+    let index_path = dir.join("index.json");
+    let invalid = |reason: String| ImageError::Invalid {
+        location: dir.display().to_string(),
+        reason,
+    };
+    let mut index = read_index_json(dir)?;
+    let subject_at = index
+        .manifests
+        .iter()
+        .position(|d| d.digest == subject.to_string())
+        .ok_or_else(|| invalid(format!("index.json does not list the image {subject}")))?;
+    let subject_desc = index.manifests[subject_at].clone();
+    let blob_dir = dir.join("blobs/sha256");
     let mut entry = Descriptor::new(
         oci::MEDIA_TYPE_MANIFEST,
-        Sha256Digest::of(&manifest),
+        Sha256Digest::of(manifest),
         manifest.len() as u64,
     );
-    entry.artifact_type = Some(artifact.artifact_type.to_owned());
-    entry.annotations = artifact.annotations.clone();
-    for (digest, bytes) in [
-        (&config.digest, &empty[..]),
-        (&layer.digest, artifact.data),
-        (&entry.digest, &manifest[..]),
-    ] {
-        write_blob_once(&blob_dir, digest, bytes)?;
+    entry.artifact_type = Some(artifact_type.to_owned());
+    entry.annotations = annotations;
+    for blob in blobs {
+        write_blob_once(&blob_dir, &Sha256Digest::of(blob).to_string(), blob)?;
     }
+    write_blob_once(&blob_dir, &entry.digest, manifest)?;
     let previous = subject_desc
         .annotations
         .get(super::read::ANNOTATION_REFERRERS)

@@ -48,13 +48,20 @@ pub enum PublishError {
 
 /// Signs an image just pushed: given the staged layout, the reference and
 /// the digest pushed; returns the lines to print (what it wrote where).
-pub type Signer = Box<
-    dyn Fn(
-        &Path,
-        &ImageReference,
-        Sha256Digest,
-    ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>,
->;
+#[derive(Clone)]
+pub struct Signer(pub std::rc::Rc<SignFn>);
+
+pub type SignFn = dyn Fn(
+    &Path,
+    &ImageReference,
+    Sha256Digest,
+) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>;
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer")
+    }
+}
 
 /// A build's `--output` specs split into the ones the build writes and the
 /// registry pushes, its `-t` tags, and the staging layout they read.
@@ -187,12 +194,13 @@ impl Publication {
             writeln!(out, "registry:{reference}  {}", report.manifest_digest)
                 .map_err(PublishError::Output)?;
             if let Some(signer) = &self.signer {
-                let lines = signer(layout, &parsed, report.manifest_digest).map_err(|source| {
-                    PublishError::Sign {
-                        reference: reference.clone(),
-                        source,
-                    }
-                })?;
+                let lines =
+                    (signer.0)(layout, &parsed, report.manifest_digest).map_err(|source| {
+                        PublishError::Sign {
+                            reference: reference.clone(),
+                            source,
+                        }
+                    })?;
                 for line in lines {
                     writeln!(out, "{line}").map_err(PublishError::Output)?;
                 }

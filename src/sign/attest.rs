@@ -169,3 +169,22 @@ pub fn predicate_type(name: &str) -> Result<String, SignError> {
         }
     })
 }
+
+/// Signs the image a build wrote to the OCI layout `dir` for `identity`
+/// (`HOST/REPO`), attaching its SBOMs and the provenance, all inside the
+/// layout (see [`super::layout`]).
+pub fn sign_layout_output(
+    dir: &Path,
+    identity: &str,
+    key: &SigningKey,
+    provenance: &Provenance,
+) -> Result<Sha256Digest, SignError> {
+    let image = OpenedImage::open(&ImageSource::OciDir(dir.to_owned()), None)
+        .map_err(|e| SignError::Invalid(format!("{}: {e}", dir.display())))?;
+    let digest = image
+        .manifest_digest
+        .ok_or_else(|| SignError::Invalid(format!("{}: no manifest digest", dir.display())))?;
+    let mut predicates = sbom_predicates(&image)?;
+    predicates.push(provenance.predicate(&[digest]));
+    super::layout::sign(dir, None, identity, key, &predicates)
+}

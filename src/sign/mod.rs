@@ -5,6 +5,7 @@
 pub mod attest;
 pub mod cosign;
 pub mod keys;
+pub mod layout;
 pub mod payload;
 pub mod remote;
 

@@ -94,7 +94,7 @@ pub fn sign(
 
 /// Adds layers to the image's `.sig`/`.att` manifest, keeping those there;
 /// returns `HOST/REPO:TAG` of it.
-fn append_layers(
+pub(crate) fn append_layers(
     repo: &mut Repository,
     kind: Kind,
     subject: Subject<'_>,
@@ -206,7 +206,7 @@ pub fn verify(
 
 /// The layers of the image's `.sig`/`.att` manifest of the right media
 /// type, each with its blob.
-fn read_layers(
+pub(crate) fn read_layers(
     repo: &mut Repository,
     kind: Kind,
     digest: Sha256Digest,

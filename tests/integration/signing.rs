@@ -410,3 +410,136 @@ fn a_signed_build_pushes_signature_sboms_and_provenance() {
     }
     assert!(found);
 }
+
+#[test]
+fn signatures_travel_with_a_layout_and_gate_pulls() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (oci_dir, digest) = make_image(work.path(), "offline");
+    let (private, public) = generate_keys(work.path(), "cosign");
+    let (_, other_public) = generate_keys(work.path(), "other");
+    let layout = format!("oci:{}", oci_dir.display());
+    let identity = format!("{}/signed/offline", registry.host());
+
+    let out = with_password(&["sign", &layout, "--key", &private]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--identity"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = with_password(&["sign", &layout, "--key", &private, "--identity", &identity]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Offline: checked in the layout, for its digest and name.
+    let out = verify(&layout, &public, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!(
+        "@{digest}  verified: 1 signature(s) for {identity}"
+    )));
+    assert_eq!(verify(&layout, &other_public, &[]).status.code(), Some(1));
+    let elsewhere = format!("{}/signed/elsewhere", registry.host());
+    assert_eq!(
+        verify(&layout, &public, &["--identity", &elsewhere])
+            .status
+            .code(),
+        Some(1)
+    );
+    // The layout still reads as one image for other tools' sake.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(oci_dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+
+    // Pushed: the signature lands where cosign looks.
+    let dest = format!("{identity}:1");
+    let out = rootstrap(&["push", &layout, &dest], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("published under cosign's tags"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = verify(&dest, &public, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Pulled with --require-signed-by: verified, and the signature comes along.
+    let pulled = work.path().join("pulled");
+    let out = rootstrap(
+        &[
+            "pull",
+            &dest,
+            "-o",
+            &format!("oci:{}", pulled.display()),
+            "--require-signed-by",
+            &public,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = verify(
+        &format!("oci:{}", pulled.display()),
+        &public,
+        &["--identity", &identity],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Another key refuses the pull; nothing is written.
+    let refused = work.path().join("refused");
+    let out = rootstrap(
+        &[
+            "pull",
+            &dest,
+            "-o",
+            &format!("oci:{}", refused.display()),
+            "--require-signed-by",
+            &other_public,
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--require-signed-by"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!refused.exists());
+
+    // FROM in a Dockerfile: the same gate.
+    let context = work.path().join("ctx");
+    fs::create_dir_all(&context).unwrap();
+    fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {dest}\nLABEL checked=yes\n"),
+    )
+    .unwrap();
+    let dockerfile_build = |key: &str, out_dir: &str| {
+        rootstrap(
+            &[
+                "build",
+                "-f",
+                context.join("Dockerfile").to_str().unwrap(),
+                context.to_str().unwrap(),
+                "--work-dir",
+                work.path().to_str().unwrap(),
+                "--cache-dir",
+                work.path().join("cache").to_str().unwrap(),
+                "--require-signed-by",
+                key,
+                "--output",
+                &format!("oci:{}", work.path().join(out_dir).display()),
+            ],
+            None,
+        )
+    };
+    let out = dockerfile_build(&other_public, "from-refused");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("refused by --require-signed-by"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!work.path().join("from-refused").exists());
+    let out = dockerfile_build(&public, "from-signed");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

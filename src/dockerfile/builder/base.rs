@@ -99,8 +99,32 @@ impl Runner<'_> {
         let tmp = self.temp_dir(".rootstrap-pull-", at)?;
         let dest = tmp.path().join("oci");
         self.reporter.stage(&format!("pull {base}"));
+        // Verified, then pulled by the digest verified, so the tag cannot
+        // move to another image in between.
+        let mut pulled = reference.clone();
+        if let Some(key) = &self.opts.require_signed_by {
+            let target = crate::sign::Target {
+                reference: reference.clone(),
+                digest: None,
+            };
+            let verified = crate::sign::remote::verify(
+                &target,
+                key,
+                false,
+                &crate::image::registry::PushOptions::default(),
+            )
+            .map_err(|source| {
+                at.fail(StepError::Unsigned {
+                    base: base.to_owned(),
+                    source,
+                })
+            })?;
+            self.reporter
+                .info(&format!("{}: signature verified", verified.image));
+            pulled.tag = verified.digest.to_string();
+        }
         crate::image::registry::pull(
-            reference,
+            &pulled,
             (&platform.architecture, &platform.os),
             &crate::image::registry::PushOptions::default(),
             &dest,

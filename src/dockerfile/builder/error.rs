@@ -119,6 +119,12 @@ pub enum StepError {
         #[source]
         source: ImageError,
     },
+    #[error("{base}: refused by --require-signed-by: {source}")]
+    Unsigned {
+        base: String,
+        #[source]
+        source: crate::sign::SignError,
+    },
     #[error(
         "{base} is not in the local image store (see `rootstrap images`), and pulling it \
          from its registry failed: {source}"

@@ -78,6 +78,10 @@ pub struct DockerfileBuildOptions<'a> {
     /// `--platform`: the platform built (BuildKit's TARGETPLATFORM), which
     /// a stage without `FROM --platform` takes; `None`: this machine's.
     pub platform: Option<Platform>,
+    /// `--require-signed-by`: a base pulled from a registry must carry a
+    /// valid signature by this key (images in the local store are the
+    /// user's own builds and are not checked).
+    pub require_signed_by: Option<p256::ecdsa::VerifyingKey>,
 }
 
 impl DockerfileBuildOptions<'_> {
@@ -96,6 +100,7 @@ impl DockerfileBuildOptions<'_> {
             mount_cache_dir: None,
             secrets: HashMap::new(),
             platform: None,
+            require_signed_by: None,
         }
     }
 }
