@@ -6,7 +6,10 @@
 #    and provenance attestations; Docker pulls and runs the image;
 #  - the sigstore crate signs an image, and rootstrap verify accepts it;
 #  - wrong keys, an unsigned image and a re-tagged image are refused by both;
-#  - skopeo, under a policy requiring the signature, where the installed
+#  - skopeo, under a signedBy policy (GPG "simple signing", the scheme
+#    Debian's skopeo checks), accepts the image rootstrap signed into a
+#    lookaside directory and refuses another key's policy, an unsigned and a
+#    re-tagged image; and under a sigstoreSigned policy where the installed
 #    skopeo verifies sigstore signatures (Debian's build has it disabled:
 #    the script says so and does not count it).
 # Needs: root, dockerd running (scripts/dockerd.sh start), docker-registry,
@@ -67,7 +70,35 @@ check "rootstrap refuses it with another key (exit 1)" exit_is 1 "$rs" verify "$
 check "rootstrap verify of a re-tagged image → exit 1" exit_is 1 "$rs" verify "$reg/by/sigstore:1" --key "$work/cosign.pub"
 check "the sigstore crate refuses the re-tagged image" not "$interop" verify "$reg/by/sigstore:1" "$work/cosign.pub"
 
-# skopeo, under a policy that requires the signature.
+# skopeo with GPG "simple signing": rootstrap signs into a lookaside
+# directory, skopeo's signedBy policy checks it.
+export GNUPGHOME=$work/gnupg
+mkdir -m 700 "$GNUPGHOME"
+for who in signer stranger; do
+    gpg --batch --quiet --passphrase '' --quick-gen-key "rootstrap e2e $who <$who@rootstrap.invalid>" default default never 2>/dev/null
+    gpg --batch --armor --export "$who@rootstrap.invalid" >"$work/$who.pub.asc"
+done
+gpg --batch --armor --export-secret-keys signer@rootstrap.invalid >"$work/signer.sec.asc"
+"$rs" sign "$ref" --gpg-key "$work/signer.sec.asc" --lookaside "$work/lookaside"
+mkdir -p "$work/gpg-registries.d"
+printf 'default-docker:\n  lookaside: file://%s\n' "$work/lookaside" >"$work/gpg-registries.d/default.yaml"
+gpg_policy() { # KEYFILE
+    printf '{"default":[{"type":"reject"}],"transports":{"docker":{"%s":[{"type":"signedBy","keyType":"GPGKeys","keyPath":"%s"}]}}}' "$reg" "$1"
+}
+gpg_policy "$work/signer.pub.asc" >"$work/gpg-policy.json"
+gpg_policy "$work/stranger.pub.asc" >"$work/gpg-policy-other.json"
+gpg_copy() { # POLICY REF
+    rm -rf "$work/skopeo-out"
+    skopeo --policy "$1" --registries.d "$work/gpg-registries.d" copy -q --src-tls-verify=false "docker://$2" "dir:$work/skopeo-out"
+}
+check "skopeo (signedBy policy) accepts the image rootstrap signed with GPG" gpg_copy "$work/gpg-policy.json" "$ref"
+check "skopeo refuses it under another key's policy" not gpg_copy "$work/gpg-policy-other.json" "$ref"
+check "skopeo refuses an unsigned image" not gpg_copy "$work/gpg-policy.json" "$reg/by/sigstore:1"
+docker tag "$ref" "$reg/signed/debian:moved"
+docker push -q "$reg/signed/debian:moved" >/dev/null
+check "skopeo refuses the signed image under another tag (the signature names :trixie)" not gpg_copy "$work/gpg-policy.json" "$reg/signed/debian:moved"
+
+# skopeo with a sigstoreSigned policy, where the installed build supports it.
 mkdir -p "$work/registries.d"
 printf 'default-docker:\n  use-sigstore-attachments: true\n' >"$work/registries.d/default.yaml"
 policy() { # KEYFILE

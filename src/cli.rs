@@ -115,8 +115,21 @@ pub struct SignArgs {
     #[arg(long, value_name = "HOST/REPO")]
     pub identity: Option<String>,
     /// Private key: cosign's encrypted format (password in $COSIGN_PASSWORD) or PKCS#8 PEM.
-    #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "gpg_key",
+        conflicts_with = "gpg_key"
+    )]
+    pub key: Option<PathBuf>,
+    /// Instead: a GPG "simple signing" signature (skopeo/podman/CRI-O `signedBy` policies) with
+    /// this ASCII-armoured OpenPGP secret key (password in $ROOTSTRAP_GPG_PASSWORD), written to
+    /// --lookaside.
+    #[arg(long, value_name = "FILE", requires = "lookaside")]
+    pub gpg_key: Option<PathBuf>,
+    /// The lookaside directory GPG signatures go to (serve it, or point registries.d at it).
+    #[arg(long, value_name = "DIR")]
+    pub lookaside: Option<PathBuf>,
     /// Read the key's password from stdin instead of $COSIGN_PASSWORD.
     #[arg(long)]
     pub password_stdin: bool,

@@ -651,8 +651,15 @@ fn diff(args: &cli::DiffArgs) -> Result<bool> {
 
 /// `rootstrap sign IMAGE --key KEY`: a registry image, or an oci: layout.
 fn sign(args: &cli::SignArgs) -> Result<()> {
+    if let (Some(gpg_key), Some(lookaside)) = (&args.gpg_key, &args.lookaside) {
+        return sign_gpg(args, gpg_key, lookaside);
+    }
     let password = rootstrap::sign::password(args.password_stdin)?;
-    let key = rootstrap::sign::read_private_key(&args.key, password.as_deref())?;
+    let key_file = args
+        .key
+        .as_deref()
+        .context("--key or --gpg-key is needed")?;
+    let key = rootstrap::sign::read_private_key(key_file, password.as_deref())?;
     let predicates = match (&args.predicate, &args.predicate_type) {
         (Some(file), Some(kind)) => {
             let bytes =
@@ -692,6 +699,42 @@ fn sign(args: &cli::SignArgs) -> Result<()> {
     let signed = rootstrap::sign::remote::sign(&target, &key, &predicates, &opts)
         .with_context(|| format!("signing {}", args.image))?;
     print_signed(&signed);
+    Ok(())
+}
+
+/// `rootstrap sign IMAGE --gpg-key KEY --lookaside DIR`.
+fn sign_gpg(
+    args: &cli::SignArgs,
+    key: &std::path::Path,
+    lookaside: &std::path::Path,
+) -> Result<()> {
+    let target = rootstrap::sign::Target::parse(&args.image)?;
+    let password = std::env::var_os("ROOTSTRAP_GPG_PASSWORD").unwrap_or_default();
+    let secret = rootstrap::sign::gpg::read_secret_key(key)?;
+    let opts = rootstrap::image::registry::PushOptions {
+        insecure: args.insecure,
+        ..Default::default()
+    };
+    let mut repo = rootstrap::image::registry::Repository::open(&target.reference, &opts)?;
+    let digest = match target.digest {
+        Some(d) => d,
+        None => {
+            let (_, bytes) = repo
+                .manifest(&target.reference.tag)?
+                .with_context(|| format!("{}: not in the registry", args.image))?;
+            rootstrap::image::Sha256Digest::of(&bytes)
+        }
+    };
+    let written = rootstrap::sign::gpg::sign_to_lookaside(
+        &secret,
+        password.as_encoded_bytes(),
+        &target.reference.familiar(),
+        &target.reference.repository,
+        digest,
+        lookaside,
+    )
+    .with_context(|| format!("signing {}", args.image))?;
+    println!("signed {}@{digest}  {}", repo.name(), written.display());
     Ok(())
 }
 

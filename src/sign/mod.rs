@@ -4,6 +4,7 @@
 
 pub mod attest;
 pub mod cosign;
+pub mod gpg;
 pub mod keys;
 pub mod layout;
 pub mod payload;
