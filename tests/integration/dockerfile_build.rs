@@ -81,9 +81,11 @@ fn build(ctx: &Path, extra: &[&str]) -> ProcOutput {
         dockerfile.to_str().unwrap(),
         ctx.to_str().unwrap(),
     ];
-    // Isolated from the user's step cache unless a test names its own.
+    // Isolated from the user's step cache and image store unless a test
+    // names its own: a store beside the context, in the test's temp dir.
+    let own_cache = ctx.with_extension("cache");
     if !extra.contains(&"--cache-dir") {
-        args.push("--no-cache");
+        args.extend(["--no-cache", "--cache-dir", own_cache.to_str().unwrap()]);
     }
     args.extend_from_slice(extra);
     rootstrap(&args)
@@ -205,8 +207,8 @@ fn multi_stage_build_with_metadata_and_hostile_paths() {
             "GREETING=hi",
         ],
     );
-    assert!(result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
     assert!(stderr.contains("#2 RUN echo built"), "{stderr}");
 
     let image = open(&out);
