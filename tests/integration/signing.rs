@@ -543,3 +543,94 @@ fn signatures_travel_with_a_layout_and_gate_pulls() {
     let out = dockerfile_build(&public, "from-signed");
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn gpg_simple_signing_is_a_signed_message_gpg_verifies() {
+    if !Path::new("/usr/bin/gpg").exists() {
+        skip("gpg not installed (apt-get install gnupg)");
+        return;
+    }
+    let Some((_registry, work, image, digest)) = pushed_image("gpg") else {
+        return;
+    };
+    let home = work.path().join("gnupg");
+    fs::create_dir(&home).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        std::process::Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--quiet"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let made = gpg(&[
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "test <t@rootstrap.invalid>",
+        "default",
+        "default",
+        "never",
+    ]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let secret = gpg(&["--armor", "--export-secret-keys", "t@rootstrap.invalid"]);
+    let secret_file = work.path().join("secret.asc");
+    fs::write(&secret_file, &secret.stdout).unwrap();
+    let lookaside = work.path().join("lookaside");
+    let args = [
+        "sign",
+        &image,
+        "--gpg-key",
+        secret_file.to_str().unwrap(),
+        "--lookaside",
+        lookaside.to_str().unwrap(),
+    ];
+    let out = rootstrap(&args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = lookaside.join(format!("gpg@sha256={}/signature-1", digest.to_hex()));
+    assert!(file.exists(), "{}", text(&out.stdout));
+    // gpg itself checks the signature and gives back the claim.
+    let verified = gpg(&["--status-fd", "2", "--decrypt", file.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    assert!(
+        text(&verified.stderr).contains("GOODSIG"),
+        "{}",
+        text(&verified.stderr)
+    );
+    let claim: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(claim["critical"]["type"], "atomic container signature");
+    assert_eq!(
+        claim["critical"]["identity"]["docker-reference"],
+        image.as_str()
+    );
+    assert_eq!(
+        claim["critical"]["image"]["docker-manifest-digest"],
+        digest.to_string()
+    );
+    // A second signature (a second later: OpenPGP times are in seconds, and
+    // an identical signature is kept once) goes beside the first.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = rootstrap(&args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(file.with_file_name("signature-2").exists());
+    // Not a secret key: a clear error naming the file.
+    let out = rootstrap(
+        &[
+            "sign",
+            &image,
+            "--gpg-key",
+            "/etc/hostname",
+            "--lookaside",
+            lookaside.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("/etc/hostname"),
+        "{}",
+        text(&out.stderr)
+    );
+}
