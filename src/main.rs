@@ -278,7 +278,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Push(args) => {
-            let (image, held) = open_verified(&args.image, &args.store)?;
+            let held = resolve_image(&args.image, &args.store)?;
             let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
             let credentials = match &args.username {
                 Some(username) => {
@@ -309,15 +309,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => None,
             };
             let result = match (&index, &layout) {
-                (Some((bytes, index)), Some(dir)) => rootstrap::image::registry::push_index(
-                    dir,
-                    &reference,
-                    bytes,
-                    index,
-                    &opts,
-                    reporter.as_ref(),
-                ),
-                _ => rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref()),
+                (Some((bytes, index)), Some(dir)) => {
+                    verify_platforms(&held, index, &args.image)?;
+                    rootstrap::image::registry::push_index(
+                        dir,
+                        held.name.as_deref(),
+                        &reference,
+                        bytes,
+                        index,
+                        &opts,
+                        reporter.as_ref(),
+                    )
+                }
+                _ => {
+                    let image = OpenedImage::open(&held.source, held.name.as_deref())
+                        .with_context(|| format!("opening {}", args.image))?;
+                    fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+                    rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref())
+                }
             };
             reporter.finish();
             let report = result
@@ -385,7 +394,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = image_store(args.cache_dir.as_deref());
             let images = store.list().context("reading the local image store")?;
             println!(
-                "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                "{:<40} {:<16} {:<14} {:<22} {:>10}  PLATFORMS",
                 "REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE"
             );
             for image in images {
@@ -395,8 +404,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .chars()
                     .take(12)
                     .collect();
+                // An image index lists its platforms; one image, "-".
+                let platforms = match image.platforms.as_slice() {
+                    [] => "-".to_owned(),
+                    list => format!("index: {}", list.join(",")),
+                };
                 println!(
-                    "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                    "{:<40} {:<16} {:<14} {:<22} {:>10}  {platforms}",
                     image.name,
                     image.tag,
                     short,
@@ -503,6 +517,24 @@ fn open_verified(
         &std::env::temp_dir(),
         &rootstrap::report::Silent,
     )?)
+}
+
+/// Every platform's image of the multi-platform image `held` (its image
+/// index `index`), every blob re-hashed, before it is pushed.
+fn verify_platforms(
+    held: &rootstrap::image::store::ResolvedImage,
+    index: &rootstrap::image::oci::Index,
+    spec: &str,
+) -> Result<()> {
+    for entry in &index.manifests {
+        let Some(platform) = &entry.platform else {
+            continue;
+        };
+        let image = OpenedImage::open_platform(&held.source, held.name.as_deref(), platform)
+            .with_context(|| format!("opening {spec} for {platform}"))?;
+        fsck(&image).with_context(|| format!("verifying {spec} for {platform}"))?;
+    }
+    Ok(())
 }
 
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
