@@ -351,6 +351,10 @@ pub struct RunArgs {
     /// Working directory inside the image instead of the image's.
     #[arg(short, long)]
     pub workdir: Option<String>,
+    /// The platform to take from a multi-platform image (default: this
+    /// machine's); a foreign one runs through binfmt_misc + qemu-user.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
     /// Command and arguments; the image's entrypoint/cmd when omitted.
     #[arg(last = true)]
     pub command: Vec<String>,

@@ -271,6 +271,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workdir: args.workdir,
                 no_network: args.network == NetworkMode::None,
                 sandbox_helper: None,
+                platform: args.platform.map(|p| rootstrap::image::oci::Platform {
+                    architecture: p.architecture,
+                    os: p.os,
+                    variant: p.variant,
+                }),
             };
             let image = resolve_image(&args.image, &args.store)?;
             let status = rootstrap::run::run_image(&image.source, image.name.as_deref(), &opts)

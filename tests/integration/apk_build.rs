@@ -1361,6 +1361,50 @@ fn the_local_store_keeps_a_multi_platform_image() {
         .unwrap();
     assert!(ran.status.success(), "{}", stderr(&ran));
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "x86_64\n");
+    // `run --platform` takes that one (the fixture's aarch64 packages hold
+    // the host's busybox, so nothing here needs an emulator to run).
+    if rootstrap::rootfs::emulation::check("arm64").is_ok() {
+        let ran = run::rootstrap()
+            .args([
+                "run",
+                "--platform",
+                "linux/arm64",
+                "itest/multi:1",
+                "--cache-dir",
+                &cache_arg,
+                "--",
+                // Its scripts did not run: no busybox links yet.
+                "/bin/busybox",
+                "cat",
+                "/etc/apk/arch",
+            ])
+            .output()
+            .unwrap();
+        assert!(ran.status.success(), "{}", stderr(&ran));
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), "aarch64\n");
+    } else {
+        skip("run --platform linux/arm64: no binfmt_misc interpreter for arm64");
+    }
+    let ran = run::rootstrap()
+        .args([
+            "run",
+            "--platform",
+            "linux/s390x",
+            "itest/multi:1",
+            "--cache-dir",
+            &cache_arg,
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(!ran.status.success());
+    assert!(
+        stderr(&ran).contains("linux/s390x")
+            && stderr(&ran).contains("linux/amd64, linux/arm64/v8"),
+        "{}",
+        stderr(&ran)
+    );
 
     // `FROM` takes the target platform's image.
     let context = s.out("context");
