@@ -443,7 +443,11 @@ pub fn build(
     let tags = reference_for(recipe, opts)?;
     let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
     let slim = recipe.source.slim || opts.slim;
-    let ctx = open_context(&opts.source, &reporter)?;
+    let mut ctx = open_context(&opts.source, &reporter)?;
+    if platforms.len() > 1 {
+        // One signed Release for every platform, fetched once.
+        ctx.fetcher.pin_indexes();
+    }
     let mut built = Vec::new();
     // A multi-platform build keeps each tree only for its SBOM's inventory
     // and removes it (on another thread) before the next platform's starts.
