@@ -101,6 +101,9 @@ pub struct SbomArgs {
     /// Write to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The platform to take from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +300,9 @@ pub struct InspectArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The platform to take from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 #[derive(Debug, Args)]

@@ -245,7 +245,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inspect(args) => {
             let resolved = resolve_image(&args.image, &args.store)?;
-            let image = OpenedImage::open(&resolved.source, resolved.name.as_deref())
+            let image = open_platform(&resolved, args.platform.as_ref())
                 .with_context(|| format!("opening {}", args.image))?;
             let checked = fsck(&image).with_context(|| format!("verifying {}", args.image))?;
             let report = inspect(&image).with_unpacked_sizes(&checked.unpacked_sizes);
@@ -542,10 +542,33 @@ fn verify_platforms(
     Ok(())
 }
 
+/// The image `held` names: `platform`'s from a multi-platform image, else
+/// this machine's.
+fn open_platform(
+    held: &rootstrap::image::store::ResolvedImage,
+    platform: Option<&rootstrap::distro::platform::Platform>,
+) -> Result<OpenedImage, rootstrap::image::ImageError> {
+    match platform {
+        Some(p) => OpenedImage::open_platform(
+            &held.source,
+            held.name.as_deref(),
+            &rootstrap::image::oci::Platform {
+                architecture: p.architecture.clone(),
+                os: p.os.clone(),
+                variant: p.variant.clone(),
+            },
+        ),
+        None => OpenedImage::open(&held.source, held.name.as_deref()),
+    }
+}
+
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
 fn sbom(args: &cli::SbomArgs) -> Result<()> {
     use rootstrap::sbom::SbomFormat;
-    let (image, _held) = open_verified(&args.image, &args.store)?;
+    let held = resolve_image(&args.image, &args.store)?;
+    let image = open_platform(&held, args.platform.as_ref())
+        .with_context(|| format!("opening {}", args.image))?;
+    fsck(&image).with_context(|| format!("verifying {}", args.image))?;
     let format = match args.format {
         cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
         cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,

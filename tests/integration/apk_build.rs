@@ -1346,6 +1346,28 @@ fn the_local_store_keeps_a_multi_platform_image() {
         "{report}"
     );
 
+    let inspected = cli(&["inspect", "--platform", "linux/arm64", "itest/multi:1"]);
+    let report = String::from_utf8_lossy(&inspected.stdout).into_owned();
+    assert!(
+        report.contains("Platform:     linux/arm64/v8")
+            && report.contains(&format!("Digest:       {}", manifests[1].1)),
+        "{report}"
+    );
+    // `sbom --platform` gives that platform's attached document.
+    let sbom = cli(&[
+        "sbom",
+        "--platform",
+        "linux/arm64",
+        &format!("oci:{}", layout.display()),
+    ]);
+    assert!(sbom.status.success(), "{}", stderr(&sbom));
+    let document = String::from_utf8_lossy(&sbom.stdout).into_owned();
+    assert!(
+        document.contains(manifests[1].1.trim_start_matches("sha256:"))
+            && !document.contains(manifests[0].1.trim_start_matches("sha256:")),
+        "the arm64 manifest's SBOM"
+    );
+
     // `run` takes this machine's platform.
     let ran = run::rootstrap()
         .args([
