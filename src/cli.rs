@@ -77,6 +77,8 @@ pub enum Command {
     Images(StoreArgs),
     /// Remove an image from the local image store.
     Rmi(RmiArgs),
+    /// Write an image of the local store (a multi-platform one whole) to a new OCI layout.
+    Save(SaveArgs),
     /// Resolve a recipe and write its lockfile (the exact package set, for `build --locked`).
     Lock(LockArgs),
     /// Write a partial mirror holding exactly what a lockfile needs (servable as-is, or as file://).
@@ -133,6 +135,17 @@ pub struct RmiArgs {
     pub images: Vec<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// NAME[:TAG] in the local store (tag defaults to latest).
+    pub image: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where: oci:DIR (made complete or not at all).
+    #[arg(short, long, value_name = "oci:DIR")]
+    pub output: String,
 }
 
 /// `--platform linux/amd64,linux/arm64`.

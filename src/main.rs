@@ -436,6 +436,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Save(args) => {
+            let dir = args
+                .output
+                .strip_prefix("oci:")
+                .filter(|d| !d.is_empty())
+                .with_context(|| format!("{}: save writes oci:DIR", args.output))?;
+            let store = image_store(args.store.cache_dir.as_deref());
+            let saved = store
+                .save(&args.image, std::path::Path::new(dir))
+                .with_context(|| format!("saving {} to {}", args.image, args.output))?;
+            println!("{}  {}", args.output, saved.digest);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Lock(args) => {
             let recipe = recipe::find(&args.source.recipe)?;
             let result = build::lock(

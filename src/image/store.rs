@@ -568,6 +568,62 @@ impl ImageStore {
         Ok(found.then(|| (ImageSource::OciDir(self.dir.clone()), Some(wanted))))
     }
 
+    /// Writes the stored image `name` (`NAME[:TAG]`) as a new OCI layout at
+    /// `target`: a multi-platform image as its image index with every
+    /// platform, one image as its manifest, under the tag as its
+    /// `org.opencontainers.image.ref.name`, as a build's `oci:` output
+    /// names it. Blobs are copied (never linked: the layout must not share
+    /// files with the store) and checked against their digests; the layout
+    /// is made beside `target` and moved onto it when complete.
+    pub fn save(&self, name: &str, target: &Path) -> Result<StoredImage, StoreError> {
+        let wanted = familiar(name)?;
+        let _lock = self.lock()?;
+        let index = self.read_index()?;
+        let desc = index
+            .manifests
+            .iter()
+            .find(|d| ref_name(d) == Some(&wanted))
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let saved = stored(desc).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let mut blobs = HashSet::new();
+        self.keep_image(desc, true, &mut blobs)?;
+        let draft = crate::image::layout::LayoutDraft::begin(target)?;
+        for hex in &blobs {
+            let digest = Sha256Digest::parse(&format!("sha256:{hex}")).map_err(ImageError::from)?;
+            let from = self.blob_path(hex);
+            let mut file =
+                File::open(&from).map_err(io_err(format!("reading {}", from.display())))?;
+            let dest = draft.blob_dir.join(hex);
+            let mut out =
+                File::create(&dest).map_err(io_err(format!("creating {}", dest.display())))?;
+            let mut hashing = crate::image::HashingWriter::new(&mut out);
+            std::io::copy(&mut file, &mut hashing)
+                .map_err(io_err(format!("copying {}", from.display())))?;
+            let (_, actual, _) = hashing.finish();
+            if actual != digest {
+                return Err(ImageError::DigestMismatch {
+                    digest: digest.to_string(),
+                    actual: actual.to_string(),
+                }
+                .into());
+            }
+        }
+        let mut entry = Descriptor::new(
+            &desc.media_type,
+            Sha256Digest::parse(&desc.digest).map_err(ImageError::from)?,
+            desc.size,
+        );
+        entry
+            .annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), saved.tag.clone());
+        let index_json = oci::canonical_json(&Index {
+            manifests: vec![entry],
+            ..empty_index()
+        })?;
+        draft.finish(&index_json, target)?;
+        Ok(saved)
+    }
+
     /// Removes `name` (`NAME[:TAG]`) and the blobs no other image uses.
     pub fn remove(&self, name: &str) -> Result<StoredImage, StoreError> {
         let wanted = familiar(name)?;

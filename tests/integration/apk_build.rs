@@ -1368,6 +1368,51 @@ fn the_local_store_keeps_a_multi_platform_image() {
         "the arm64 manifest's SBOM"
     );
 
+    // `save` writes the whole index to a new layout, the build's digest.
+    let saved = s.out("saved");
+    let o = cli(&[
+        "save",
+        "itest/multi:1",
+        "-o",
+        &format!("oci:{}", saved.display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("oci:{}  {index_digest}\n", saved.display())
+    );
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.join("index.json")).unwrap()).unwrap();
+    assert_eq!(top["manifests"][0]["digest"], index_digest.as_str());
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    for (arch, (layer, manifest)) in ["amd64", "arm64"].iter().zip(&manifests) {
+        let platform = rootstrap::image::oci::Platform {
+            architecture: arch.to_string(),
+            os: "linux".into(),
+            variant: None,
+        };
+        let image = rootstrap::image::OpenedImage::open_platform(
+            &rootstrap::image::ImageSource::OciDir(saved.clone()),
+            None,
+            &platform,
+        )
+        .unwrap();
+        rootstrap::image::fsck(&image).unwrap();
+        assert_eq!(&image.manifest_digest.unwrap().to_string(), manifest);
+        assert_eq!(&image.layers[0].digest.unwrap().to_string(), layer);
+    }
+    let missing = cli(&[
+        "save",
+        "itest/none:1",
+        "-o",
+        &format!("oci:{}", s.out("none").display()),
+    ]);
+    assert!(!missing.status.success());
+    assert!(!s.out("none").exists());
+
     // `run` takes this machine's platform.
     let ran = run::rootstrap()
         .args([
