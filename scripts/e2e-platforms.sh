@@ -91,7 +91,7 @@ served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index
 check "index: the registry serves the index under the tag ($served)" test "$served" = "$index_digest"
 arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64" | sha256sum | cut -d' ' -f1)
 check "index: its arm64 manifest is the one-platform build's" \
-    grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:trixie")
+    grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:index")
 for p in amd64 arm64; do
     imgs+=("$ref")
     docker pull --platform "linux/$p" "$ref" >/dev/null
