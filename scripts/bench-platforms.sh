@@ -23,7 +23,8 @@ rootstrap_bin
 measure() { # NAME COMMAND...: wall seconds into $bench/NAME.t
     local name=$1; shift
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -f '%e' -o "$bench/$name.time" "$@" >"$bench/$name.log" 2>&1 || {
+    # Through bash, so COMMAND may be a function of this script (exported).
+    /usr/bin/time -f '%e' -o "$bench/$name.time" bash -c '"$@"' _ "$@" >"$bench/$name.log" 2>&1 || {
         echo "$name failed:"; tail -20 "$bench/$name.log"; exit 1; }
     cp "$bench/$name.time" "$bench/$name.t"
 }
@@ -34,6 +35,8 @@ rsb() { # NAME PLATFORMS OUTPUT: a cold rootstrap build
     "$rs" --progress plain build "recipes/debian-$suite.toml" --platform "$2" --mirror "$mirror" \
         --cache-dir "$bench/cache-$1" --work-dir "$bench" --output "$3"
 }
+export -f rsb
+export rs suite mirror bench
 measure rootstrap-arm64 rsb arm64 linux/arm64 "tar:$bench/rootstrap-arm64.tar"
 measure mmdebstrap-arm64 mmdebstrap --variant=minbase --arch=arm64 "$suite" "$bench/mm-arm64.tar" "deb $mirror $suite main"
 measure rootstrap-amd64 rsb amd64 linux/amd64 "oci:$bench/amd64"

@@ -5,6 +5,10 @@
 #     scripts run emulated; `docker run --platform linux/arm64` runs it
 #     (uname -m, dpkg --audit, dpkg --verify); its package set equals
 #     `mmdebstrap --arch=arm64 --variant=minbase`'s from the same mirror;
+#   - an amd64+arm64 index in one command, pushed to docker-registry on
+#     127.0.0.1 (`docker pull --platform` each) and kept in the local store
+#     (-t: listed with its platforms, pushed by name with the same digest);
+#     each platform's SBOMs are referrers of its manifest in the registry;
 #   - Alpine 3.19 aarch64 from the official aarch64 minirootfs's packages
 #     (repacked, served on 127.0.0.1): Alpine's own apk inside the arm64 image
 #     lists the set and `apk audit --system` is clean;
@@ -78,7 +82,8 @@ registry_host=127.0.0.1:$port
 ref=$registry_host/rootstrap-e2e/trixie:multi
 start=$(date +%s.%N)
 "$rs" --progress plain build recipes/debian-trixie.toml --platform linux/amd64,linux/arm64 --mirror "$mirror" \
-    --output "oci:$work/trixie-index" --output "registry:$ref" >"$work/index.out" 2>"$work/index.log"
+    --output "oci:$work/trixie-index" --output "registry:$ref" -t rootstrap-e2e/trixie:index \
+    >"$work/index.out" 2>"$work/index.log"
 echo "rootstrap build trixie linux/amd64,linux/arm64 (arm64 layer cached): $(echo "$(date +%s.%N) - $start" | bc) s"
 index_digest=$(awk '/^registry:/ {print $2}' "$work/index.out")
 served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
@@ -86,7 +91,7 @@ served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index
 check "index: the registry serves the index under the tag ($served)" test "$served" = "$index_digest"
 arm64_manifest=$(skopeo inspect --raw "oci:$work/trixie-arm64" | sha256sum | cut -d' ' -f1)
 check "index: its arm64 manifest is the one-platform build's" \
-    grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:trixie")
+    grep -q "sha256:$arm64_manifest" <(skopeo inspect --raw "oci:$work/trixie-index:index")
 for p in amd64 arm64; do
     imgs+=("$ref")
     docker pull --platform "linux/$p" "$ref" >/dev/null
@@ -99,6 +104,19 @@ for p in amd64 arm64; do
 done
 check "index: rootstrap pull --platform linux/arm64 takes the arm64 image" \
     sh -c "'$rs' pull '$ref' --platform linux/arm64 --output 'oci:$work/pulled-arm64' >/dev/null 2>&1 && '$rs' inspect 'oci:$work/pulled-arm64' | grep -q 'Platform: *linux/arm64'"
+# The local store keeps the index (-t): listed with its platforms, pushed whole by name;
+# each platform's SBOMs went to the registry as referrers of its manifest.
+check "index: rootstrap images lists the stored index with its platforms" \
+    sh -c "'$rs' images | grep -q '^rootstrap-e2e/trixie .*index: linux/amd64,linux/arm64/v8'"
+check "index: rootstrap push of the stored name pushes the index (the build's digest)" \
+    sh -c "'$rs' push rootstrap-e2e/trixie:index '$registry_host/rootstrap-e2e/trixie:stored' 2>/dev/null | grep -q '@$index_digest\$'"
+accept='Accept: application/vnd.oci.image.index.v1+json'
+for m in $(jq -r '.manifests[].digest' "$work/trixie-index/blobs/sha256/${index_digest#sha256:}"); do
+    listed=$(curl -fsS -H "$accept" "http://$registry_host/v2/rootstrap-e2e/trixie/referrers/$m" 2>/dev/null ||
+        curl -fsS -H "$accept" "http://$registry_host/v2/rootstrap-e2e/trixie/manifests/sha256-${m#sha256:}")
+    check "index: $m has its two SBOMs as referrers in the registry" \
+        test "$(echo "$listed" | jq '.manifests | length')" = 2
+done
 kill "$registry_pid" 2>/dev/null || true
 echo "index digest: $index_digest"
 

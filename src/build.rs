@@ -440,17 +440,19 @@ pub fn build(
             });
         }
     }
-    if platforms.len() > 1 && !opts.tags.is_empty() {
-        return Err(BuildError::OnePlatform {
-            what: "-t (the local image store)",
-            platforms: listed,
-        });
-    }
     let tags = reference_for(recipe, opts)?;
     let lock_ctx = locked::LockContext::open(opts.lock.as_ref(), recipe)?;
     let slim = recipe.source.slim || opts.slim;
-    let ctx = open_context(&opts.source, &reporter)?;
+    let mut ctx = open_context(&opts.source, &reporter)?;
+    if platforms.len() > 1 {
+        // One signed Release for every platform, fetched once.
+        ctx.fetcher.pin_indexes();
+    }
     let mut built = Vec::new();
+    // A multi-platform build keeps each tree only for its SBOM's inventory
+    // and removes it (on another thread) before the next platform's starts.
+    let mut inventories = Vec::new();
+    let mut removals = Vec::new();
     for platform in &platforms {
         let mut source = opts.source.clone();
         if let Some(p) = platform {
@@ -465,7 +467,21 @@ pub fn build(
             lock_ctx: lock_ctx.as_ref(),
             platform: platform.as_ref().map(Platform::to_string),
         };
-        built.push(backend::with_backend(recipe, &source, slim, &ctx, job)??);
+        let mut one = backend::with_backend(recipe, &source, slim, &ctx, job)??;
+        if platforms.len() > 1 {
+            let tree = one.rootfs.take();
+            inventories.push(
+                tree.as_ref()
+                    .map(|t| crate::image::packages::collect_inventory_from_tree(t.path()))
+                    .transpose()?,
+            );
+            removals.push(std::thread::spawn(move || drop(tree)));
+        }
+        built.push(one);
+    }
+    for removal in removals {
+        // Removal errors are ignored by TempPath; joining only waits.
+        let _ = removal.join();
     }
     // A lock written by this build: every platform's package set.
     let new_lock = match built.as_slice() {
@@ -478,7 +494,13 @@ pub fn build(
             .map(LockSet::Platforms),
     };
     if built.len() > 1 {
-        let report = write_index_outputs(built, &opts.outputs, tags.as_ref(), reporter.as_ref())?;
+        let report = write_index_outputs(
+            built,
+            &inventories,
+            &opts.outputs,
+            tags.as_ref(),
+            reporter.as_ref(),
+        )?;
         if let (Some(lc), Some(set)) = (&lock_ctx, new_lock) {
             lc.write_if_new(set, reporter.as_ref())?;
         }
@@ -504,24 +526,31 @@ pub fn build(
     })
 }
 
-/// A multi-platform build's outputs: OCI layouts holding the image index.
-/// The trees are removed first; SBOMs are not attached to index layouts
-/// yet (README "Not yet").
+/// A multi-platform build's outputs: OCI layouts holding the image index,
+/// each platform's SBOMs attached to its manifest. `inventories`: each
+/// platform's package inventory, read from its tree when it had one.
 fn write_index_outputs(
     built: Vec<pipeline::Built>,
+    inventories: &[Option<crate::image::packages::PackageInventory>],
     outputs: &[BuildOutput],
     reference: Option<&ImageReference>,
     reporter: &dyn crate::report::Reporter,
 ) -> Result<BuildReport, BuildError> {
     reporter.stage("write outputs");
     let mut builders = Vec::new();
+    let mut facts = Vec::new();
     let mut first = None;
-    for b in built {
+    for (i, b) in built.into_iter().enumerate() {
         drop(b.rootfs);
         first.get_or_insert((b.report, b.diff_id));
         builders.push(b.builder);
+        facts.push(crate::sbom::PlatformFacts {
+            deb_sha256: b.checksums,
+            inventory: inventories.get(i).and_then(Option::as_ref),
+        });
     }
     let images: Vec<&ImageBuilder> = builders.iter().collect();
+    let name = reference.map(ImageReference::familiar);
     let mut written = Vec::new();
     let mut digest = None;
     for out in outputs {
@@ -529,6 +558,7 @@ fn write_index_outputs(
             unreachable!("checked before building");
         };
         let w = crate::image::multi::write_index_layout(&images, dir, reference)?;
+        crate::sbom::write_index_sboms(&images, &w, name.as_deref(), &facts)?;
         let d = w.index_digest.to_string();
         digest.get_or_insert(d.clone());
         reporter.info(&format!(

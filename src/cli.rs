@@ -77,6 +77,8 @@ pub enum Command {
     Images(StoreArgs),
     /// Remove an image from the local image store.
     Rmi(RmiArgs),
+    /// Write an image of the local store (a multi-platform one whole) to a new OCI layout.
+    Save(SaveArgs),
     /// Resolve a recipe and write its lockfile (the exact package set, for `build --locked`).
     Lock(LockArgs),
     /// Write a partial mirror holding exactly what a lockfile needs (servable as-is, or as file://).
@@ -180,6 +182,9 @@ pub struct SbomArgs {
     /// Write to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The platform to take from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +214,17 @@ pub struct RmiArgs {
     pub images: Vec<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// NAME[:TAG] in the local store (tag defaults to latest).
+    pub image: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where: oci:DIR (made complete or not at all).
+    #[arg(short, long, value_name = "oci:DIR")]
+    pub output: String,
 }
 
 /// `--platform linux/amd64,linux/arm64`.
@@ -388,6 +404,9 @@ pub struct InspectArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The platform to take from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 #[derive(Debug, Args)]
@@ -446,6 +465,10 @@ pub struct RunArgs {
     /// Working directory inside the image instead of the image's.
     #[arg(short, long)]
     pub workdir: Option<String>,
+    /// The platform to take from a multi-platform image (default: this
+    /// machine's); a foreign one runs through binfmt_misc + qemu-user.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
     /// Command and arguments; the image's entrypoint/cmd when omitted.
     #[arg(last = true)]
     pub command: Vec<String>,

@@ -289,7 +289,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Inspect(args) => {
             let resolved = resolve_image(&args.image, &args.store)?;
-            let image = OpenedImage::open(&resolved.source, resolved.name.as_deref())
+            let image = open_platform(&resolved, args.platform.as_ref())
                 .with_context(|| format!("opening {}", args.image))?;
             let checked = fsck(&image).with_context(|| format!("verifying {}", args.image))?;
             let report = inspect(&image).with_unpacked_sizes(&checked.unpacked_sizes);
@@ -315,6 +315,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workdir: args.workdir,
                 no_network: args.network == NetworkMode::None,
                 sandbox_helper: None,
+                platform: args.platform.map(|p| rootstrap::image::oci::Platform {
+                    architecture: p.architecture,
+                    os: p.os,
+                    variant: p.variant,
+                }),
             };
             let image = resolve_image(&args.image, &args.store)?;
             let status = rootstrap::run::run_image(&image.source, image.name.as_deref(), &opts)
@@ -322,7 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(status.code()).unwrap_or(255)))
         }
         Command::Push(args) => {
-            let (image, held) = open_verified(&args.image, &args.store)?;
+            let held = resolve_image(&args.image, &args.store)?;
             let reference = rootstrap::image::reference::ImageReference::parse(&args.destination)?;
             let credentials = match &args.username {
                 Some(username) => {
@@ -353,15 +358,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => None,
             };
             let result = match (&index, &layout) {
-                (Some((bytes, index)), Some(dir)) => rootstrap::image::registry::push_index(
-                    dir,
-                    &reference,
-                    bytes,
-                    index,
-                    &opts,
-                    reporter.as_ref(),
-                ),
-                _ => rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref()),
+                (Some((bytes, index)), Some(dir)) => {
+                    verify_platforms(&held, index, &args.image)?;
+                    rootstrap::image::registry::push_index(
+                        dir,
+                        held.name.as_deref(),
+                        &reference,
+                        bytes,
+                        index,
+                        &opts,
+                        reporter.as_ref(),
+                    )
+                }
+                _ => {
+                    let image = OpenedImage::open(&held.source, held.name.as_deref())
+                        .with_context(|| format!("opening {}", args.image))?;
+                    fsck(&image).with_context(|| format!("verifying {}", args.image))?;
+                    rootstrap::image::registry::push(&image, &reference, &opts, reporter.as_ref())
+                }
             };
             reporter.finish();
             let report = result
@@ -498,7 +512,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let store = image_store(args.cache_dir.as_deref());
             let images = store.list().context("reading the local image store")?;
             println!(
-                "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                "{:<40} {:<16} {:<14} {:<22} {:>10}  PLATFORMS",
                 "REPOSITORY", "TAG", "DIGEST", "CREATED", "SIZE"
             );
             for image in images {
@@ -508,8 +522,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .chars()
                     .take(12)
                     .collect();
+                // An image index lists its platforms; one image, "-".
+                let platforms = match image.platforms.as_slice() {
+                    [] => "-".to_owned(),
+                    list => format!("index: {}", list.join(",")),
+                };
                 println!(
-                    "{:<40} {:<16} {:<14} {:<22} {:>10}",
+                    "{:<40} {:<16} {:<14} {:<22} {:>10}  {platforms}",
                     image.name,
                     image.tag,
                     short,
@@ -528,6 +547,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("Untagged: {}", removed.reference());
                 println!("Deleted: {}", removed.digest);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Save(args) => {
+            let dir = args
+                .output
+                .strip_prefix("oci:")
+                .filter(|d| !d.is_empty())
+                .with_context(|| format!("{}: save writes oci:DIR", args.output))?;
+            let store = image_store(args.store.cache_dir.as_deref());
+            let saved = store
+                .save(&args.image, std::path::Path::new(dir))
+                .with_context(|| format!("saving {} to {}", args.image, args.output))?;
+            println!("{}  {}", args.output, saved.digest);
             Ok(ExitCode::SUCCESS)
         }
         Command::Lock(args) => {
@@ -618,10 +650,51 @@ fn open_verified(
     )?)
 }
 
+/// Every platform's image of the multi-platform image `held` (its image
+/// index `index`), every blob re-hashed, before it is pushed.
+fn verify_platforms(
+    held: &rootstrap::image::store::ResolvedImage,
+    index: &rootstrap::image::oci::Index,
+    spec: &str,
+) -> Result<()> {
+    for entry in &index.manifests {
+        let Some(platform) = &entry.platform else {
+            continue;
+        };
+        let image = OpenedImage::open_platform(&held.source, held.name.as_deref(), platform)
+            .with_context(|| format!("opening {spec} for {platform}"))?;
+        fsck(&image).with_context(|| format!("verifying {spec} for {platform}"))?;
+    }
+    Ok(())
+}
+
+/// The image `held` names: `platform`'s from a multi-platform image, else
+/// this machine's.
+fn open_platform(
+    held: &rootstrap::image::store::ResolvedImage,
+    platform: Option<&rootstrap::distro::platform::Platform>,
+) -> Result<OpenedImage, rootstrap::image::ImageError> {
+    match platform {
+        Some(p) => OpenedImage::open_platform(
+            &held.source,
+            held.name.as_deref(),
+            &rootstrap::image::oci::Platform {
+                architecture: p.architecture.clone(),
+                os: p.os.clone(),
+                variant: p.variant.clone(),
+            },
+        ),
+        None => OpenedImage::open(&held.source, held.name.as_deref()),
+    }
+}
+
 /// `rootstrap sbom IMAGE [--format] [-o FILE]`.
 fn sbom(args: &cli::SbomArgs) -> Result<()> {
     use rootstrap::sbom::SbomFormat;
-    let (image, _held) = open_verified(&args.image, &args.store)?;
+    let held = resolve_image(&args.image, &args.store)?;
+    let image = open_platform(&held, args.platform.as_ref())
+        .with_context(|| format!("opening {}", args.image))?;
+    fsck(&image).with_context(|| format!("verifying {}", args.image))?;
     let format = match args.format {
         cli::SbomFormatArg::Spdx => SbomFormat::Spdx,
         cli::SbomFormatArg::Cyclonedx => SbomFormat::CycloneDx,

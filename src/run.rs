@@ -27,6 +27,8 @@ pub enum RunError {
     NoCommand,
     #[error("invalid environment assignment {0:?}: expected KEY=VALUE")]
     Env(String),
+    #[error(transparent)]
+    Emulation(#[from] crate::rootfs::emulation::EmulationError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -37,6 +39,9 @@ pub struct RunOptions {
     pub workdir: Option<String>,
     pub no_network: bool,
     pub sandbox_helper: Option<PathBuf>,
+    /// `--platform`: the image to take from a multi-platform image
+    /// (default: this machine's).
+    pub platform: Option<crate::image::oci::Platform>,
 }
 
 /// Unpacks `image` and runs the command; returns its exit status.
@@ -51,7 +56,13 @@ pub fn run_image(
     name: Option<&str>,
     opts: &RunOptions,
 ) -> Result<ExitStatus, RunError> {
-    let opened = OpenedImage::open(source, name)?;
+    let opened = match &opts.platform {
+        Some(platform) => OpenedImage::open_platform(source, name, platform)?,
+        None => OpenedImage::open(source, name)?,
+    };
+    // A foreign image's programs need an interpreter; say so before
+    // unpacking rather than fail with ENOEXEC.
+    crate::rootfs::emulation::check(&opened.config.architecture)?;
     let tmp_parent = std::env::temp_dir();
     let dir = TempPath::new(tmp_parent.join(format!(".rootstrap-run-{}", std::process::id())));
     std::fs::create_dir(dir.path()).map_err(|source| RunError::Temp {

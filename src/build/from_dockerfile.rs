@@ -58,8 +58,6 @@ pub enum FromDockerfileError {
     Publish(#[from] PublishError),
     #[error("writing the result")]
     Print(#[source] std::io::Error),
-    #[error("{what} takes one platform's image; this build is for {platforms}: write them to an oci:DIR output (an image index), or build one platform at a time with --platform")]
-    OnePlatformPublish { what: String, platforms: String },
 }
 
 /// A `--secret` that cannot be read.
@@ -290,10 +288,10 @@ fn build_recipe_base(
 }
 
 /// `build -f --platform A,B`: the Dockerfile built once per platform, the
-/// images written as one image index to each `oci:DIR` output. Anything
-/// else is refused before building: an archive or a tree holds one image,
-/// and the local store and `registry:` outputs do not take indexes from a
-/// Dockerfile build yet.
+/// images written as one image index (with each platform's SBOMs) to each
+/// `oci:DIR` output, stored under the `-t` names and pushed to the
+/// `registry:` outputs. Other outputs are refused before building: an
+/// archive or a tree holds one image.
 fn build_index(
     req: &DockerfileRequest,
     text: &str,
@@ -307,22 +305,17 @@ fn build_index(
         .map(Platform::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let refuse = |what: String| FromDockerfileError::OnePlatformPublish {
-        what,
-        platforms: listed.clone(),
-    };
-    if let Some(tag) = req.tags.first() {
-        return Err(refuse(format!("-t {tag}")));
-    }
+    // `-t` and `registry:` read the index from a staged layout.
     let mut publication =
-        Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), false)?;
+        Publication::plan(&req.outputs, &req.tags, req.work_dir.as_deref(), true)?;
     if let Some(signer) = &req.signer {
         publication.sign_pushes_with(signer.clone());
     }
-    if let Some(push) = publication.pushes.first() {
-        return Err(refuse(format!("--output registry:{push}")));
-    }
-    let mut dirs = Vec::new();
+    let mut dirs: Vec<PathBuf> = publication
+        .staging_dir()
+        .map(Path::to_owned)
+        .into_iter()
+        .collect();
     for o in &publication.local {
         match super::parse_output(o)? {
             BuildOutput::Image(Output::OciDir(dir)) if dir.symlink_metadata().is_ok() => {
@@ -341,6 +334,7 @@ fn build_index(
     if dirs.is_empty() {
         return Err(FromDockerfileError::NothingToWrite);
     }
+    let tag = publication.tags.first().cloned();
     let base_dir = recipe_base_dir(&opts.work_dir);
     let from_recipe = |path: &Path, platform: &Platform| {
         build_recipe_base(req, &base_dir, path, platform, reporter.clone())
@@ -364,12 +358,30 @@ fn build_index(
         images.push(built.image);
     }
     let refs: Vec<&ImageBuilder> = images.iter().collect();
+    let name = tag.as_ref().map(|t| t.familiar());
     for dir in &dirs {
-        let written = crate::image::multi::write_index_layout(&refs, dir, None)?;
+        let written = crate::image::multi::write_index_layout(&refs, dir, tag.as_ref())?;
+        crate::sbom::write_index_sboms(&refs, &written, name.as_deref(), &[])
+            .map_err(FromDockerfileError::Sbom)?;
+        if publication.is_staging(dir) {
+            continue;
+        }
         writeln!(out, "{}  {}", dir.display(), written.index_digest)
             .map_err(FromDockerfileError::Print)?;
     }
+    publication.store_staged(&store_of(req), out)?;
+    publication.push(reporter.as_ref(), out)?;
     Ok(())
+}
+
+/// The local image store of the request's cache directory.
+fn store_of(req: &DockerfileRequest) -> ImageStore {
+    ImageStore::new(
+        &req.source
+            .cache_dir
+            .clone()
+            .unwrap_or_else(super::default_cache_dir),
+    )
 }
 
 /// `--build-arg K=V`; a bare `K` takes the environment's value, and is

@@ -98,7 +98,12 @@ pub struct Fetcher {
     cache: Cache,
     reporter: SharedReporter,
     offline: bool,
+    /// After [`Fetcher::pin_indexes`]: index files already fetched by this
+    /// fetcher, by URL, with the speed they arrived at.
+    pinned: Option<std::sync::Mutex<std::collections::HashMap<String, PinnedIndex>>>,
 }
+
+type PinnedIndex = (Vec<u8>, Option<f64>);
 
 impl Fetcher {
     /// Fails only on an unusable proxy setting in `config`.
@@ -113,7 +118,17 @@ impl Fetcher {
             cache,
             reporter,
             offline,
+            pinned: None,
         })
+    }
+
+    /// From now on an index file (InRelease, APKINDEX) is fetched once: a
+    /// second [`Fetcher::fetch_index`] of its URL returns the same bytes.
+    /// A multi-platform build pins them, so every platform is built from
+    /// the same signed Release even if the mirror updates meanwhile, and the
+    /// shared files are not downloaded again.
+    pub fn pin_indexes(&mut self) {
+        self.pinned.get_or_insert_with(Default::default);
     }
 
     pub fn cache(&self) -> &Cache {
@@ -194,6 +209,32 @@ impl Fetcher {
     /// at (see `fetch_bytes_timed`); `None` when nothing was downloaded
     /// (`--offline`, `file://`).
     pub fn fetch_index_timed(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, Option<f64>), FetchError> {
+        let Some(pinned) = &self.pinned else {
+            return self.fetch_index_unpinned(url, limit);
+        };
+        // A poisoned lock only means another fetch panicked; the map holds
+        // complete entries.
+        let known = pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(url)
+            .cloned();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let fetched = self.fetch_index_unpinned(url, limit)?;
+        pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.to_owned(), fetched.clone());
+        Ok(fetched)
+    }
+
+    fn fetch_index_unpinned(
         &self,
         url: &str,
         limit: u64,

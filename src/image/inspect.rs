@@ -43,6 +43,9 @@ pub struct InspectReport {
     pub digest: Option<String>,
     /// Config digest (what Docker shows as the image ID).
     pub config_digest: String,
+    /// The image index the image was taken from (a multi-platform image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<crate::image::read::IndexSummary>,
     pub config: ConfigSummary,
     pub layers: Vec<LayerSummary>,
     /// Sum of stored layer sizes plus the config.
@@ -69,6 +72,7 @@ pub fn inspect(image: &OpenedImage) -> InspectReport {
         reference: image.reference.clone(),
         digest: image.manifest_digest.map(|d| d.to_string()),
         config_digest: image.config_digest.to_string(),
+        index: image.index.clone(),
         config: ConfigSummary {
             architecture: c.architecture.clone(),
             os: c.os.clone(),
@@ -143,6 +147,14 @@ impl fmt::Display for InspectReport {
         )?;
         writeln!(f, "Digest:       {}", self.digest.as_deref().unwrap_or("-"))?;
         writeln!(f, "Config:       {}", self.config_digest)?;
+        if let Some(index) = &self.index {
+            writeln!(
+                f,
+                "Index:        {} ({})",
+                index.digest,
+                index.platforms.join(", ")
+            )?;
+        }
         let c = &self.config;
         let platform = match &c.variant {
             Some(v) => format!("{}/{}/{v}", c.os, c.architecture),

@@ -459,7 +459,8 @@ pub struct Artifact<'a> {
 
 /// Adds an OCI 1.1 artifact manifest to the layout at `dir`: `artifactType`,
 /// the empty config, the data as its single layer, and a `subject` pointing
-/// at the image manifest `subject` (which index.json must list).
+/// at the image manifest `subject` (which index.json must list, itself or
+/// inside the image index an entry names).
 ///
 /// The artifact is not listed in index.json: skopeo, podman and umoci take
 /// every entry there for an image and refuse a layout with more than one
@@ -515,12 +516,11 @@ pub fn attach_artifact(
 }
 
 /// The descriptor index.json gives the image `subject`.
+/// (The image may be a platform's, inside an index index.json lists.)
 pub fn subject_descriptor(dir: &Path, subject: Sha256Digest) -> Result<Descriptor, ImageError> {
     let index = read_index_json(dir)?;
-    index
-        .manifests
-        .into_iter()
-        .find(|d| d.digest == subject.to_string())
+    find_subject(&index, &dir.join("blobs/sha256"), subject)?
+        .map(|(_, desc)| desc)
         .ok_or_else(|| ImageError::Invalid {
             location: dir.display().to_string(),
             reason: format!("index.json does not list the image {subject}"),
@@ -555,13 +555,12 @@ pub fn attach_manifest(
         reason,
     };
     let mut index = read_index_json(dir)?;
-    let subject_at = index
-        .manifests
-        .iter()
-        .position(|d| d.digest == subject.to_string())
-        .ok_or_else(|| invalid(format!("index.json does not list the image {subject}")))?;
-    let subject_desc = index.manifests[subject_at].clone();
     let blob_dir = dir.join("blobs/sha256");
+    // The referrers list hangs off the index.json entry: the image's own,
+    // or the image index holding it.
+    let (subject_at, _) = find_subject(&index, &blob_dir, subject)?
+        .ok_or_else(|| invalid(format!("index.json does not list the image {subject}")))?;
+    let entry_desc = index.manifests[subject_at].clone();
     let mut entry = Descriptor::new(
         oci::MEDIA_TYPE_MANIFEST,
         Sha256Digest::of(manifest),
@@ -573,7 +572,7 @@ pub fn attach_manifest(
         write_blob_once(&blob_dir, &Sha256Digest::of(blob).to_string(), blob)?;
     }
     write_blob_once(&blob_dir, &entry.digest, manifest)?;
-    let previous = subject_desc
+    let previous = entry_desc
         .annotations
         .get(super::read::ANNOTATION_REFERRERS)
         .cloned();
@@ -622,6 +621,44 @@ pub fn attach_manifest(
         }
     }
     Ok(entry)
+}
+
+/// Where index.json lists the image manifest `subject`: its entry's
+/// position and the manifest's descriptor. A platform's manifest of a
+/// multi-platform image is listed by the image index its entry names; the
+/// artifacts of every platform then hang off that entry (a registry, too,
+/// lists referrers per manifest, whatever index holds it).
+fn find_subject(
+    index: &Index,
+    blob_dir: &Path,
+    subject: Sha256Digest,
+) -> Result<Option<(usize, Descriptor)>, ImageError> {
+    let wanted = subject.to_string();
+    if let Some(at) = index.manifests.iter().position(|d| d.digest == wanted) {
+        return Ok(Some((at, index.manifests[at].clone())));
+    }
+    for (at, entry) in index.manifests.iter().enumerate() {
+        if entry.media_type != oci::MEDIA_TYPE_INDEX {
+            continue;
+        }
+        let path = blob_dir.join(digest_hex(&entry.digest));
+        let bytes =
+            fs::read(&path).map_err(ImageError::io(format!("reading {}", path.display())))?;
+        if Sha256Digest::of(&bytes).to_string() != entry.digest {
+            return Err(ImageError::Invalid {
+                location: path.display().to_string(),
+                reason: format!("image index {} is corrupt", entry.digest),
+            });
+        }
+        let nested: Index = serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
+            what: path.display().to_string(),
+            source,
+        })?;
+        if let Some(desc) = nested.manifests.into_iter().find(|d| d.digest == wanted) {
+            return Ok(Some((at, desc)));
+        }
+    }
+    Ok(None)
 }
 
 /// Writes a content-addressed blob unless it is already there.

@@ -36,16 +36,7 @@ fn index_of(images: &[&ImageBuilder]) -> Result<IndexBlobs, ImageError> {
     for image in images {
         let meta = image.metadata_blobs()?;
         let platform = &meta.platform;
-        let name = format!(
-            "{}/{}{}",
-            platform.os,
-            platform.architecture,
-            platform
-                .variant
-                .as_deref()
-                .map(|v| format!("/{v}"))
-                .unwrap_or_default()
-        );
+        let name = platform.to_string();
         if !platforms.insert(name.clone()) {
             return Err(ImageError::Invalid {
                 location: "image index".into(),

@@ -129,6 +129,14 @@ impl Publication {
         let Some(layout) = self.staging_dir().filter(|_| !self.tags.is_empty()) else {
             return Ok(());
         };
+        let index = registry::layout_index(layout, None).map_err(|source| PublishError::Push {
+            reference: layout.display().to_string(),
+            source: Box::new(source),
+        })?;
+        if index.is_some() {
+            // A multi-platform build: the store keeps the image index.
+            return self.store_each(out, |reference| store.put_index_layout(layout, reference));
+        }
         let image = OpenedImage::open(&ImageSource::OciDir(layout.to_owned()), None)?;
         self.store_each(out, |reference| store.put_opened(&image, reference))
     }
@@ -182,7 +190,7 @@ impl Publication {
             let opts = PushOptions::default();
             let pushed = match (&index, &image) {
                 (Some((bytes, index)), _) => {
-                    registry::push_index(layout, &parsed, bytes, index, &opts, reporter)
+                    registry::push_index(layout, None, &parsed, bytes, index, &opts, reporter)
                 }
                 (None, Some(image)) => registry::push(image, &parsed, &opts, reporter),
                 (None, None) => unreachable!("an image is opened when there is no index"),

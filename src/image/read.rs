@@ -142,7 +142,18 @@ pub struct OpenedImage {
     /// Artifact manifests (SBOMs, signatures) whose `subject` is this
     /// image, as the layout records them; empty for docker archives.
     pub referrers: Vec<Descriptor>,
+    /// The image index this image was chosen from, when the name named a
+    /// multi-platform image.
+    pub index: Option<IndexSummary>,
     store: Store,
+}
+
+/// A multi-platform image: its index's digest and the platforms it holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IndexSummary {
+    pub digest: String,
+    /// `os/arch[/variant]` of each manifest, in the index's order.
+    pub platforms: Vec<String>,
 }
 
 impl OpenedImage {
@@ -392,6 +403,16 @@ fn is_for(desc: &Descriptor, wanted: Option<&oci::Platform>) -> bool {
     }
 }
 
+/// An image found in a layout: its index.json entry (which names an image
+/// index for a multi-platform image), its manifest's descriptor and the
+/// manifest, and the image index it was chosen from.
+struct Selected {
+    entry: Descriptor,
+    desc: Descriptor,
+    manifest: Manifest,
+    index: Option<IndexSummary>,
+}
+
 /// Follow index → (nested index by platform) → manifest.
 fn select_manifest(
     store: &Store,
@@ -400,7 +421,7 @@ fn select_manifest(
     name: Option<&str>,
     index_name: &str,
     platform: Option<&oci::Platform>,
-) -> Result<(Descriptor, Manifest), ImageError> {
+) -> Result<Selected, ImageError> {
     let invalid = |reason: String| ImageError::Invalid {
         location: source.location(),
         reason,
@@ -458,12 +479,49 @@ fn select_manifest(
     {
         let nested: Index = parse_json(&bytes, &format!("index {}", desc.digest))?;
         let nested_name = format!("index {}", desc.digest);
-        let (inner, manifest) =
-            select_manifest(store, source, &nested, None, &nested_name, platform)?;
-        return Ok((inner, manifest));
+        let platforms: Vec<String> = nested
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+            .collect();
+        // A platform asked for must be there: another platform's image
+        // would hold the wrong binaries. Without one, an index of a single
+        // image is taken as it is (as a single image would be).
+        let missing = !platforms.is_empty()
+            && (platform.is_some() || nested.manifests.len() > 1)
+            && !nested.manifests.iter().any(|d| is_for(d, platform));
+        if missing {
+            let wanted = match platform {
+                Some(p) => p.to_string(),
+                None => {
+                    let (arch, os) = host_platform();
+                    format!("{os}/{arch} (this machine)")
+                }
+            };
+            return Err(invalid(format!(
+                "the image index {} has no image for {wanted}; it has: {}",
+                desc.digest,
+                platforms.join(", ")
+            )));
+        }
+        let inner = select_manifest(store, source, &nested, None, &nested_name, platform)?;
+        return Ok(Selected {
+            entry: desc.clone(),
+            desc: inner.desc,
+            manifest: inner.manifest,
+            index: Some(IndexSummary {
+                digest: desc.digest.clone(),
+                platforms,
+            }),
+        });
     }
     let manifest: Manifest = parse_json(&bytes, &format!("manifest {}", desc.digest))?;
-    Ok((desc.clone(), manifest))
+    Ok(Selected {
+        entry: desc.clone(),
+        desc: desc.clone(),
+        manifest,
+        index: None,
+    })
 }
 
 fn layers_from_manifest(
@@ -534,7 +592,12 @@ fn open_oci_layout(
         &read_limited(&store, source, "index.json", None)?,
         "index.json",
     )?;
-    let (desc, manifest) = select_manifest(&store, source, &index, name, "index.json", platform)?;
+    let Selected {
+        entry,
+        desc,
+        manifest,
+        index: from_index,
+    } = select_manifest(&store, source, &index, name, "index.json", platform)?;
     let config_bytes = read_descriptor_blob(
         &store,
         source,
@@ -544,11 +607,12 @@ fn open_oci_layout(
     let config: ImageConfig =
         parse_json(&config_bytes, &format!("config {}", manifest.config.digest))?;
     let layers = layers_from_manifest(&manifest, &config, source)?;
-    let referrers = find_referrers(&store, source, &index, &desc)?;
+    let referrers = find_referrers(&store, source, &index, &entry, &desc)?;
     Ok(OpenedImage {
         source: source.clone(),
         referrers,
-        reference: ref_names(&desc).first().map(|s| s.to_string()),
+        index: from_index,
+        reference: ref_names(&entry).first().map(|s| s.to_string()),
         manifest_digest: Some(Sha256Digest::parse(&desc.digest)?),
         config_digest: Sha256Digest::parse(&manifest.config.digest)?,
         config_size: manifest.config.size,
@@ -594,9 +658,12 @@ fn scan_archive(
 /// there as an image (skopeo: "more than one image").
 pub const ANNOTATION_REFERRERS: &str = "org.rootstrap.referrers";
 
-/// The artifacts whose subject is the image `image`: those of its
-/// referrers index, and (layouts written by oras or older rootstrap) index.json
-/// entries that carry an `artifactType` and whose manifest names the image.
+/// The artifacts whose subject is the image `image`: those of the
+/// referrers index of its index.json entry `entry`, and (layouts written by
+/// oras or older rootstrap) index.json entries that carry an `artifactType`
+/// and whose manifest names the image. A multi-platform image's entry names
+/// the image index, whose referrers index lists the artifacts of every
+/// platform's manifest: only those whose `subject` is `image` are its own.
 /// Artifacts whose blobs are gone are left out rather than failing the
 /// image: a tool that collects garbage from index.json (`umoci gc`) removes
 /// them and leaves the annotation.
@@ -604,11 +671,21 @@ fn find_referrers(
     store: &Store,
     source: &ImageSource,
     index: &Index,
+    entry: &Descriptor,
     image: &Descriptor,
 ) -> Result<Vec<Descriptor>, ImageError> {
     let present = |digest: &str| store.size(&blob_member(digest)).is_some();
+    let subject_of = |artifact: &Descriptor, named_by: &str| -> Result<String, ImageError> {
+        let bytes = read_descriptor_blob(store, source, artifact, named_by)?;
+        let manifest: serde_json::Value =
+            parse_json(&bytes, &format!("manifest {}", artifact.digest))?;
+        Ok(manifest["subject"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    };
     let mut found: Vec<Descriptor> = Vec::new();
-    if let Some(digest) = image.annotations.get(ANNOTATION_REFERRERS) {
+    if let Some(digest) = entry.annotations.get(ANNOTATION_REFERRERS) {
         let digest = Sha256Digest::parse(digest)?;
         if present(&digest.to_string()) {
             let bytes = read_limited(
@@ -618,23 +695,24 @@ fn find_referrers(
                 Some((digest, None)),
             )?;
             let referrers: Index = parse_json(&bytes, &format!("referrers index {digest}"))?;
-            found.extend(
-                referrers
-                    .manifests
-                    .into_iter()
-                    .filter(|d| present(&d.digest)),
-            );
+            let named_by = format!("referrers index {digest}");
+            for artifact in referrers.manifests {
+                if !present(&artifact.digest) {
+                    continue;
+                }
+                if entry.digest == image.digest || subject_of(&artifact, &named_by)? == image.digest
+                {
+                    found.push(artifact);
+                }
+            }
         }
     }
-    for entry in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
-        if found.iter().any(|f| f.digest == entry.digest) || !present(&entry.digest) {
+    for artifact in index.manifests.iter().filter(|d| d.artifact_type.is_some()) {
+        if found.iter().any(|f| f.digest == artifact.digest) || !present(&artifact.digest) {
             continue;
         }
-        let bytes = read_descriptor_blob(store, source, entry, "index.json")?;
-        let manifest: serde_json::Value =
-            parse_json(&bytes, &format!("manifest {}", entry.digest))?;
-        if manifest["subject"]["digest"] == image.digest.as_str() {
-            found.push(entry.clone());
+        if subject_of(artifact, "index.json")? == image.digest {
+            found.push(artifact.clone());
         }
     }
     Ok(found)
@@ -697,6 +775,7 @@ fn open_docker_archive(
         )?;
         select_manifest(&store, source, &index, None, "index.json", None)
             .ok()
+            .map(|s| (s.desc, s.manifest))
             .filter(|(_, m)| m.config.digest == config_digest.to_string())
     } else {
         None
@@ -727,6 +806,7 @@ fn open_docker_archive(
             .transpose()?,
         manifest: oci_manifest.map(|(_, m)| m),
         referrers: Vec::new(),
+        index: None,
         config,
         config_digest,
         config_size: config_bytes.len() as u64,

@@ -245,11 +245,14 @@ pub fn layout_index(
     Ok(Some((bytes, index)))
 }
 
-/// Pushes the multi-platform image an OCI layout holds as `reference`:
-/// each platform's blobs and manifest (by digest), then the image index
-/// under the tag, so the tag never names a manifest the registry lacks.
+/// Pushes the multi-platform image an OCI layout holds (the one named
+/// `name` when it holds several) as `reference`: each platform's blobs and
+/// manifest (by digest), then the image index under the tag, so the tag
+/// never names a manifest the registry lacks; then each platform's
+/// artifacts (SBOMs) as referrers of its manifest.
 pub fn push_index(
     dir: &std::path::Path,
+    name: Option<&str>,
     reference: &ImageReference,
     index_bytes: &[u8],
     index: &super::oci::Index,
@@ -260,6 +263,7 @@ pub fn push_index(
     let mut session = Session::new(&host, &reference.repository, opts);
     let source = super::ImageSource::OciDir(dir.to_owned());
     let (mut uploaded, mut present) = (0, 0);
+    let mut platforms = Vec::new();
     for entry in &index.manifests {
         let platform = entry
             .platform
@@ -268,7 +272,7 @@ pub fn push_index(
                 what: dir.display().to_string(),
                 source: format!("index entry {} names no platform", entry.digest).into(),
             })?;
-        let image = OpenedImage::open_platform(&source, None, platform).map_err(|e| {
+        let image = OpenedImage::open_platform(&source, name, platform).map_err(|e| {
             RegistryError::Image {
                 what: dir.display().to_string(),
                 source: Box::new(e),
@@ -290,6 +294,7 @@ pub fn push_index(
         uploaded += u;
         present += p;
         session.put_manifest(&digest.to_string(), &media_type, &manifest_bytes)?;
+        platforms.push((image, digest));
     }
     let index_digest = Sha256Digest::of(index_bytes);
     put_tagged_manifest(
@@ -299,12 +304,19 @@ pub fn push_index(
         index_bytes,
         index_digest,
     )?;
+    let mut referrers = 0;
+    for (image, digest) in &platforms {
+        let counts = push_referrers(&mut session, image, *digest, reporter)?;
+        uploaded += counts.blobs_uploaded;
+        present += counts.blobs_present;
+        referrers += image.referrers.len();
+    }
     Ok(PushReport {
         pushed: pushed_name(&host, reference, index_digest),
         manifest_digest: index_digest,
         blobs_uploaded: uploaded,
         blobs_present: present,
-        referrers: 0,
+        referrers,
     })
 }
 

@@ -1,10 +1,11 @@
 //! The local image store: images built with `-t NAME:TAG`, kept in one OCI
 //! image layout (`<data dir>/images`) so blobs are shared between images.
 //!
-//! `index.json` lists one manifest per name; its
-//! `org.opencontainers.image.ref.name` annotation holds the full familiar
-//! name (`myorg/app:1`), which is what `FROM myorg/app:1` looks up, so the
-//! store is also a valid `oci:` source on its own. Changes happen under an
+//! `index.json` lists one manifest per name (an image index for a
+//! multi-platform image, whose platforms' manifests are blobs beside it);
+//! its `org.opencontainers.image.ref.name` annotation holds the full
+//! familiar name (`myorg/app:1`), which is what `FROM myorg/app:1` looks
+//! up, so the store is also a valid `oci:` source on its own. Changes happen under an
 //! exclusive lock on `<store>/lock`; `index.json` is replaced by rename, so
 //! a reader never sees half of it.
 
@@ -23,6 +24,8 @@ use crate::report::Reporter;
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 /// Sum of the manifest's config and layer blob sizes, in bytes.
 pub const ANNOTATION_SIZE: &str = "org.rootstrap.size";
+/// A multi-platform image's platforms (`linux/amd64,linux/arm64`).
+pub const ANNOTATION_PLATFORMS: &str = "org.rootstrap.platforms";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -181,6 +184,9 @@ pub struct StoredImage {
     pub created: Option<String>,
     /// Bytes of the (compressed) blobs the image references.
     pub size: u64,
+    /// A multi-platform image's platforms (`linux/arm64`); empty for one
+    /// image.
+    pub platforms: Vec<String>,
 }
 
 impl StoredImage {
@@ -319,13 +325,14 @@ impl ImageStore {
             .map(|l| l.descriptor.size)
             .sum::<u64>()
             + oci::canonical_json(&config)?.len() as u64;
-        self.name_manifest(desc, &name, &created, size)?;
+        self.name_manifest(desc, &name, &created, size, &[])?;
         Ok(StoredImage {
             name: reference_name(&name),
             tag: reference.tag.clone(),
             digest: written.manifest_digest.to_string(),
             created: Some(created),
             size,
+            platforms: Vec::new(),
         })
     }
 
@@ -342,6 +349,111 @@ impl ImageStore {
             .ok_or_else(|| StoreError::NoManifest(image.source.location()))?;
         let _lock = self.lock()?;
         let name = reference.familiar();
+        self.copy_image_blobs(image)?;
+        let created = image
+            .config
+            .created
+            .clone()
+            .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config_size;
+        let manifest_bytes = fs::read(self.blob_path(&manifest_digest.to_string()))
+            .map_err(io_err(format!("reading manifest {manifest_digest}")))?;
+        let media_type = image
+            .manifest
+            .as_ref()
+            .and_then(|m| m.media_type.clone())
+            .unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_owned());
+        let desc = Descriptor::new(&media_type, manifest_digest, manifest_bytes.len() as u64);
+        self.name_manifest(desc, &name, &created, size, &[])?;
+        Ok(StoredImage {
+            name: reference_name(&name),
+            tag: reference.tag.clone(),
+            digest: manifest_digest.to_string(),
+            created: Some(created),
+            size,
+            platforms: Vec::new(),
+        })
+    }
+
+    /// Stores the multi-platform image the OCI layout `layout` holds (its
+    /// one image index, as a multi-platform build writes it) as
+    /// `reference`: the index and every platform's manifest, config and
+    /// layers, each checked against its digest on the way. `FROM` then
+    /// takes the build's platform from it, `run` and `inspect` the host's,
+    /// and `push` sends it whole.
+    pub fn put_index_layout(
+        &self,
+        layout: &Path,
+        reference: &ImageReference,
+    ) -> Result<StoredImage, StoreError> {
+        let source = ImageSource::OciDir(layout.to_owned());
+        let open_err = |source| StoreError::Open {
+            image: layout.display().to_string(),
+            source,
+        };
+        let (index_bytes, index) = crate::image::registry::layout_index(layout, None)
+            .map_err(|e| StoreError::Corrupt {
+                path: layout.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .ok_or_else(|| StoreError::Corrupt {
+                path: layout.display().to_string(),
+                reason: "holds no image index".into(),
+            })?;
+        let _lock = self.lock()?;
+        let name = reference.familiar();
+        let mut platforms = Vec::new();
+        let mut sizes: std::collections::BTreeMap<Sha256Digest, u64> = Default::default();
+        let mut created = None;
+        for entry in &index.manifests {
+            let platform = entry.platform.as_ref().ok_or_else(|| StoreError::Corrupt {
+                path: layout.display().to_string(),
+                reason: format!("index entry {} names no platform", entry.digest),
+            })?;
+            let image = OpenedImage::open_platform(&source, None, platform).map_err(open_err)?;
+            if image.manifest_digest.map(|d| d.to_string()).as_deref() != Some(&entry.digest) {
+                return Err(StoreError::Corrupt {
+                    path: layout.display().to_string(),
+                    reason: format!(
+                        "the image index names {} for {platform}, which the layout does not hold",
+                        entry.digest
+                    ),
+                });
+            }
+            self.copy_image_blobs(&image)?;
+            for layer in &image.layers {
+                if let Some(d) = layer.digest {
+                    sizes.insert(d, layer.size);
+                }
+            }
+            sizes.insert(image.config_digest, image.config_size);
+            created = created.or_else(|| image.config.created.clone());
+            platforms.push(platform.to_string());
+        }
+        let digest = Sha256Digest::of(&index_bytes);
+        self.write_blob(digest, &index_bytes)?;
+        let created =
+            created.unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let size = sizes.values().sum();
+        let desc = Descriptor::new(oci::MEDIA_TYPE_INDEX, digest, index_bytes.len() as u64);
+        self.name_manifest(desc, &name, &created, size, &platforms)?;
+        Ok(StoredImage {
+            name: reference_name(&name),
+            tag: reference.tag.clone(),
+            digest: digest.to_string(),
+            created: Some(created),
+            size,
+            platforms,
+        })
+    }
+
+    /// Copies `image`'s manifest, config and layer blobs into the store
+    /// (those not there yet), each checked against its digest. The caller
+    /// holds the lock.
+    fn copy_image_blobs(&self, image: &OpenedImage) -> Result<(), StoreError> {
+        let manifest_digest = image
+            .manifest_digest
+            .ok_or_else(|| StoreError::NoManifest(image.source.location()))?;
         let mut blobs: Vec<(Sha256Digest, String)> = vec![
             (
                 manifest_digest,
@@ -359,50 +471,49 @@ impl ImageStore {
             blobs.push((digest, layer.member.clone()));
         }
         for (digest, member) in &blobs {
-            let dest = self.blob_path(&digest.to_string());
-            if dest.exists() {
+            if self.blob_path(&digest.to_string()).exists() {
                 continue;
             }
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".blob-")
-                .tempfile_in(self.dir.join("blobs/sha256"))
-                .map_err(io_err(format!("creating a file in {}", self.dir.display())))?;
-            let mut hashing = crate::image::HashingWriter::new(tmp.as_file_mut());
-            std::io::copy(&mut image.open_member(member)?, &mut hashing)
-                .map_err(io_err(format!("copying {member} into the store")))?;
-            let (_, actual, _) = hashing.finish();
-            if actual != *digest {
-                return Err(ImageError::DigestMismatch {
-                    digest: digest.to_string(),
-                    actual: actual.to_string(),
-                }
-                .into());
-            }
-            tmp.persist(&dest)
-                .map_err(|e| io_err(format!("storing {}", dest.display()))(e.error))?;
+            self.store_blob(*digest, &mut image.open_member(member)?, member)?;
         }
-        let created = image
-            .config
-            .created
-            .clone()
-            .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
-        let size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config_size;
-        let manifest_bytes = fs::read(self.blob_path(&manifest_digest.to_string()))
-            .map_err(io_err(format!("reading manifest {manifest_digest}")))?;
-        let media_type = image
-            .manifest
-            .as_ref()
-            .and_then(|m| m.media_type.clone())
-            .unwrap_or_else(|| oci::MEDIA_TYPE_MANIFEST.to_owned());
-        let desc = Descriptor::new(&media_type, manifest_digest, manifest_bytes.len() as u64);
-        self.name_manifest(desc, &name, &created, size)?;
-        Ok(StoredImage {
-            name: reference_name(&name),
-            tag: reference.tag.clone(),
-            digest: manifest_digest.to_string(),
-            created: Some(created),
-            size,
-        })
+        Ok(())
+    }
+
+    /// A small blob held in memory (an image index), unless already there.
+    fn write_blob(&self, digest: Sha256Digest, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.blob_path(&digest.to_string()).exists() {
+            return Ok(());
+        }
+        self.store_blob(digest, &mut &bytes[..], "the image index")
+    }
+
+    /// Writes the blob `digest` from `from`, hashing on the way; a stream
+    /// with another digest is refused and leaves nothing.
+    fn store_blob(
+        &self,
+        digest: Sha256Digest,
+        from: &mut dyn std::io::Read,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let dest = self.blob_path(&digest.to_string());
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".blob-")
+            .tempfile_in(self.dir.join("blobs/sha256"))
+            .map_err(io_err(format!("creating a file in {}", self.dir.display())))?;
+        let mut hashing = crate::image::HashingWriter::new(tmp.as_file_mut());
+        std::io::copy(from, &mut hashing)
+            .map_err(io_err(format!("copying {what} into the store")))?;
+        let (_, actual, _) = hashing.finish();
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                digest: digest.to_string(),
+                actual: actual.to_string(),
+            }
+            .into());
+        }
+        tmp.persist(&dest)
+            .map_err(|e| io_err(format!("storing {}", dest.display()))(e.error))?;
+        Ok(())
     }
 
     /// Lists `desc` in the index under `name` with its creation time and
@@ -414,8 +525,13 @@ impl ImageStore {
         name: &str,
         created: &str,
         size: u64,
+        platforms: &[String],
     ) -> Result<(), StoreError> {
         desc.annotations.clear();
+        if !platforms.is_empty() {
+            desc.annotations
+                .insert(ANNOTATION_PLATFORMS.into(), platforms.join(","));
+        }
         desc.annotations
             .insert(oci::ANNOTATION_REF_NAME.into(), name.to_owned());
         desc.annotations
@@ -452,6 +568,62 @@ impl ImageStore {
         Ok(found.then(|| (ImageSource::OciDir(self.dir.clone()), Some(wanted))))
     }
 
+    /// Writes the stored image `name` (`NAME[:TAG]`) as a new OCI layout at
+    /// `target`: a multi-platform image as its image index with every
+    /// platform, one image as its manifest, under the tag as its
+    /// `org.opencontainers.image.ref.name`, as a build's `oci:` output
+    /// names it. Blobs are copied (never linked: the layout must not share
+    /// files with the store) and checked against their digests; the layout
+    /// is made beside `target` and moved onto it when complete.
+    pub fn save(&self, name: &str, target: &Path) -> Result<StoredImage, StoreError> {
+        let wanted = familiar(name)?;
+        let _lock = self.lock()?;
+        let index = self.read_index()?;
+        let desc = index
+            .manifests
+            .iter()
+            .find(|d| ref_name(d) == Some(&wanted))
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let saved = stored(desc).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let mut blobs = HashSet::new();
+        self.keep_image(desc, true, &mut blobs)?;
+        let draft = crate::image::layout::LayoutDraft::begin(target)?;
+        for hex in &blobs {
+            let digest = Sha256Digest::parse(&format!("sha256:{hex}")).map_err(ImageError::from)?;
+            let from = self.blob_path(hex);
+            let mut file =
+                File::open(&from).map_err(io_err(format!("reading {}", from.display())))?;
+            let dest = draft.blob_dir.join(hex);
+            let mut out =
+                File::create(&dest).map_err(io_err(format!("creating {}", dest.display())))?;
+            let mut hashing = crate::image::HashingWriter::new(&mut out);
+            std::io::copy(&mut file, &mut hashing)
+                .map_err(io_err(format!("copying {}", from.display())))?;
+            let (_, actual, _) = hashing.finish();
+            if actual != digest {
+                return Err(ImageError::DigestMismatch {
+                    digest: digest.to_string(),
+                    actual: actual.to_string(),
+                }
+                .into());
+            }
+        }
+        let mut entry = Descriptor::new(
+            &desc.media_type,
+            Sha256Digest::parse(&desc.digest).map_err(ImageError::from)?,
+            desc.size,
+        );
+        entry
+            .annotations
+            .insert(oci::ANNOTATION_REF_NAME.into(), saved.tag.clone());
+        let index_json = oci::canonical_json(&Index {
+            manifests: vec![entry],
+            ..empty_index()
+        })?;
+        draft.finish(&index_json, target)?;
+        Ok(saved)
+    }
+
     /// Removes `name` (`NAME[:TAG]`) and the blobs no other image uses.
     pub fn remove(&self, name: &str) -> Result<StoredImage, StoreError> {
         let wanted = familiar(name)?;
@@ -474,22 +646,7 @@ impl ImageStore {
     fn collect_garbage(&self, index: &Index) -> Result<u64, StoreError> {
         let mut keep: HashSet<String> = HashSet::new();
         for desc in &index.manifests {
-            if Sha256Digest::parse(&desc.digest).is_err() {
-                return Err(StoreError::Corrupt {
-                    path: self.index_path().display().to_string(),
-                    reason: format!("invalid manifest digest {:?}", desc.digest),
-                });
-            }
-            keep.insert(hex_of(&desc.digest));
-            let path = self.blob_path(&desc.digest);
-            let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
-            let manifest: Manifest =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            keep.insert(hex_of(&manifest.config.digest));
-            keep.extend(manifest.layers.iter().map(|l| hex_of(&l.digest)));
+            self.keep_image(desc, true, &mut keep)?;
         }
         let blobs = self.dir.join("blobs/sha256");
         let mut freed = 0;
@@ -504,6 +661,53 @@ impl ImageStore {
             }
         }
         Ok(freed)
+    }
+}
+
+impl ImageStore {
+    /// Adds the blobs the image `desc` names to `keep`: a manifest's config
+    /// and layers, or for an image index (`nested_ok`: one level, as the
+    /// store writes them) each platform's.
+    fn keep_image(
+        &self,
+        desc: &Descriptor,
+        nested_ok: bool,
+        keep: &mut HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: self.index_path().display().to_string(),
+            reason,
+        };
+        if Sha256Digest::parse(&desc.digest).is_err() {
+            return Err(corrupt(format!(
+                "invalid manifest digest {:?}",
+                desc.digest
+            )));
+        }
+        keep.insert(hex_of(&desc.digest));
+        let path = self.blob_path(&desc.digest);
+        let bytes = fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?;
+        let parse_err = |e: serde_json::Error| StoreError::Corrupt {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        if desc.media_type == oci::MEDIA_TYPE_INDEX {
+            if !nested_ok {
+                return Err(corrupt(format!(
+                    "image index {} inside an index",
+                    desc.digest
+                )));
+            }
+            let nested: Index = serde_json::from_slice(&bytes).map_err(parse_err)?;
+            for inner in &nested.manifests {
+                self.keep_image(inner, false, keep)?;
+            }
+            return Ok(());
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(parse_err)?;
+        keep.insert(hex_of(&manifest.config.digest));
+        keep.extend(manifest.layers.iter().map(|l| hex_of(&l.digest)));
+        Ok(())
     }
 }
 
@@ -556,6 +760,11 @@ fn stored(desc: &Descriptor) -> Option<StoredImage> {
             .get(ANNOTATION_SIZE)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
+        platforms: desc
+            .annotations
+            .get(ANNOTATION_PLATFORMS)
+            .map(|p| p.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
     })
 }
 

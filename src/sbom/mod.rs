@@ -19,7 +19,10 @@ use crate::image::packages::{PackageDbKind, PackageInventory, PackageRecord};
 use crate::image::{OpenedImage, Sha256Digest};
 
 pub use license::LicenseExpression;
-pub use output::{attach_to_oci_layout, sidecar_path, write_build_sboms, SbomError};
+pub use output::{
+    attach_to_oci_layout, sidecar_path, write_build_sboms, write_index_sboms, PlatformFacts,
+    SbomError,
+};
 
 /// Which SBOM format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

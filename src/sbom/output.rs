@@ -157,25 +157,13 @@ pub fn write_build_sboms(
     if images.is_empty() {
         return Ok(Vec::new());
     }
-    let layers = builder.layers().iter().map(|l| {
-        let f = std::fs::File::open(l.path()).map_err(ImageError::io(format!(
-            "opening layer {}",
-            l.path().display()
-        )))?;
-        auto_decoder(BufReader::with_capacity(256 * 1024, f))
-            .map_err(ImageError::io(format!(
-                "reading layer {}",
-                l.path().display()
-            )))
-            .map(|r| -> Box<dyn Read> { r })
-    });
     // The inventory of the finished tree, when the build had one, says the
     // same as the layers and is much cheaper to get.
     let collected;
     let inventory = match known {
         Some(known) => known,
         None => {
-            collected = crate::image::packages::collect_inventory(layers)?;
+            collected = inventory_of_layers(builder)?;
             &collected
         }
     };
@@ -205,4 +193,62 @@ pub fn write_build_sboms(
         }
     }
     Ok(written)
+}
+
+/// What a multi-platform build knows of one platform's image besides its
+/// layers (see [`write_build_sboms`]).
+#[derive(Default)]
+pub struct PlatformFacts<'a> {
+    pub deb_sha256: BTreeMap<String, [u8; 32]>,
+    pub inventory: Option<&'a crate::image::packages::PackageInventory>,
+}
+
+/// After a multi-platform build: each platform's SBOMs attached to the
+/// image index layout `index` (one image per platform, in the index's
+/// order), their `subject` that platform's manifest, so a reader or a push
+/// takes each platform's own. `facts` (by position, may be shorter) gives
+/// what the build knew; without it the layers are read.
+pub fn write_index_sboms(
+    images: &[&ImageBuilder],
+    index: &crate::image::multi::WrittenIndex,
+    reference: Option<&str>,
+    facts: &[PlatformFacts<'_>],
+) -> Result<(), SbomError> {
+    for (i, (builder, manifest)) in images.iter().zip(&index.manifests).enumerate() {
+        let digest = Sha256Digest::parse(&manifest.digest).map_err(ImageError::from)?;
+        let fact = facts.get(i);
+        let collected;
+        let inventory = match fact.and_then(|f| f.inventory) {
+            Some(known) => known,
+            None => {
+                collected = inventory_of_layers(builder)?;
+                &collected
+            }
+        };
+        let identity = ImageIdentity::new(reference, digest, builder.config().created.as_deref());
+        let no_checksums = BTreeMap::new();
+        let deb_sha256 = fact.map_or(&no_checksums, |f| &f.deb_sha256);
+        let sbom = Sbom::from_inventory(inventory, identity, deb_sha256);
+        attach_to_oci_layout(&index.path, &sbom)?;
+    }
+    Ok(())
+}
+
+/// The package inventory read from the layers `builder` holds.
+fn inventory_of_layers(
+    builder: &ImageBuilder,
+) -> Result<crate::image::packages::PackageInventory, SbomError> {
+    let layers = builder.layers().iter().map(|l| {
+        let f = std::fs::File::open(l.path()).map_err(ImageError::io(format!(
+            "opening layer {}",
+            l.path().display()
+        )))?;
+        auto_decoder(BufReader::with_capacity(256 * 1024, f))
+            .map_err(ImageError::io(format!(
+                "reading layer {}",
+                l.path().display()
+            )))
+            .map(|r| -> Box<dyn Read> { r })
+    });
+    Ok(crate::image::packages::collect_inventory(layers)?)
 }

@@ -1251,3 +1251,304 @@ fn a_multi_platform_lock_builds_the_same_index() {
         );
     }
 }
+
+/// `-t` with several platforms keeps the image index in the local store:
+/// `images` and `inspect` show it as one, `FROM` takes the build's target
+/// platform from it (and names the platforms it has when the target is not
+/// one), `run` takes this machine's, a multi-platform Dockerfile build
+/// stores its own index, and `rmi` leaves no blob behind. The `oci:` index
+/// layout carries each platform's SBOMs, their subject its manifest.
+#[test]
+fn the_local_store_keeps_a_multi_platform_image() {
+    let Some(s) = two_arch_setup("the_local_store_keeps_a_multi_platform_image") else {
+        return;
+    };
+    let cache = s.out("cache");
+    let cache_arg = cache.to_str().unwrap().to_owned();
+    let layout = s.out("multi");
+    let o = s.build(
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--skip-foreign-scripts",
+            "-t",
+            "itest/multi:1",
+        ],
+        &[format!("oci:{}", layout.display())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let index_digest = stdout
+        .lines()
+        .find(|l| l.starts_with(layout.to_str().unwrap()))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    assert!(
+        stdout.contains(&format!("itest/multi:1  {index_digest}")),
+        "the store holds the index: {stdout}"
+    );
+
+    // Each platform's SBOMs hang off its own manifest in the layout.
+    let source = rootstrap::image::ImageSource::OciDir(layout.clone());
+    let mut manifests = Vec::new();
+    for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
+        let platform = rootstrap::image::oci::Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.map(str::to_owned),
+        };
+        let image = rootstrap::image::OpenedImage::open_platform(&source, None, &platform).unwrap();
+        let digest = image.manifest_digest.unwrap().to_string();
+        assert_eq!(image.referrers.len(), 2, "{arch}");
+        for artifact in &image.referrers {
+            let d = rootstrap::image::Sha256Digest::parse(&artifact.digest).unwrap();
+            let m: serde_json::Value =
+                serde_json::from_slice(&image.read_blob(&d).unwrap()).unwrap();
+            assert_eq!(m["subject"]["digest"], digest.as_str(), "{arch}");
+        }
+        let spdx = rootstrap::sbom::output::attached(&image, rootstrap::sbom::SbomFormat::Spdx)
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&spdx).contains("\"busybox\""),
+            "{arch}: the SBOM lists the packages"
+        );
+        manifests.push((image.layers[0].digest.unwrap().to_string(), digest));
+    }
+
+    let cli = |args: &[&str]| {
+        run::rootstrap()
+            .args(args)
+            .args(["--cache-dir", &cache_arg])
+            .output()
+            .unwrap()
+    };
+    let images = cli(&["images"]);
+    let listing = String::from_utf8_lossy(&images.stdout).into_owned();
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with("itest/multi "))
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(
+        row.contains(&index_digest["sha256:".len()..][..12])
+            && row.ends_with("index: linux/amd64,linux/arm64/v8"),
+        "{row}"
+    );
+    let inspected = cli(&["inspect", "itest/multi:1"]);
+    assert!(inspected.status.success(), "{}", stderr(&inspected));
+    let report = String::from_utf8_lossy(&inspected.stdout).into_owned();
+    assert!(
+        report.contains(&format!(
+            "Index:        {index_digest} (linux/amd64, linux/arm64/v8)"
+        )) && report.contains("Platform:     linux/amd64")
+            && report.contains(&format!("Digest:       {}", manifests[0].1)),
+        "{report}"
+    );
+
+    let inspected = cli(&["inspect", "--platform", "linux/arm64", "itest/multi:1"]);
+    let report = String::from_utf8_lossy(&inspected.stdout).into_owned();
+    assert!(
+        report.contains("Platform:     linux/arm64/v8")
+            && report.contains(&format!("Digest:       {}", manifests[1].1)),
+        "{report}"
+    );
+    // `sbom --platform` gives that platform's attached document.
+    let sbom = cli(&[
+        "sbom",
+        "--platform",
+        "linux/arm64",
+        &format!("oci:{}", layout.display()),
+    ]);
+    assert!(sbom.status.success(), "{}", stderr(&sbom));
+    let document = String::from_utf8_lossy(&sbom.stdout).into_owned();
+    assert!(
+        document.contains(manifests[1].1.trim_start_matches("sha256:"))
+            && !document.contains(manifests[0].1.trim_start_matches("sha256:")),
+        "the arm64 manifest's SBOM"
+    );
+
+    // `save` writes the whole index to a new layout, the build's digest.
+    let saved = s.out("saved");
+    let o = cli(&[
+        "save",
+        "itest/multi:1",
+        "-o",
+        &format!("oci:{}", saved.display()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("oci:{}  {index_digest}\n", saved.display())
+    );
+    let top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.join("index.json")).unwrap()).unwrap();
+    assert_eq!(top["manifests"][0]["digest"], index_digest.as_str());
+    assert_eq!(
+        top["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    for (arch, (layer, manifest)) in ["amd64", "arm64"].iter().zip(&manifests) {
+        let platform = rootstrap::image::oci::Platform {
+            architecture: arch.to_string(),
+            os: "linux".into(),
+            variant: None,
+        };
+        let image = rootstrap::image::OpenedImage::open_platform(
+            &rootstrap::image::ImageSource::OciDir(saved.clone()),
+            None,
+            &platform,
+        )
+        .unwrap();
+        rootstrap::image::fsck(&image).unwrap();
+        assert_eq!(&image.manifest_digest.unwrap().to_string(), manifest);
+        assert_eq!(&image.layers[0].digest.unwrap().to_string(), layer);
+    }
+    let missing = cli(&[
+        "save",
+        "itest/none:1",
+        "-o",
+        &format!("oci:{}", s.out("none").display()),
+    ]);
+    assert!(!missing.status.success());
+    assert!(!s.out("none").exists());
+
+    // `run` takes this machine's platform.
+    let ran = run::rootstrap()
+        .args([
+            "run",
+            "itest/multi:1",
+            "--cache-dir",
+            &cache_arg,
+            "--",
+            "cat",
+            "/etc/apk/arch",
+        ])
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "x86_64\n");
+    // `run --platform` takes that one (the fixture's aarch64 packages hold
+    // the host's busybox, so nothing here needs an emulator to run).
+    if rootstrap::rootfs::emulation::check("arm64").is_ok() {
+        let ran = run::rootstrap()
+            .args([
+                "run",
+                "--platform",
+                "linux/arm64",
+                "itest/multi:1",
+                "--cache-dir",
+                &cache_arg,
+                "--",
+                // Its scripts did not run: no busybox links yet.
+                "/bin/busybox",
+                "cat",
+                "/etc/apk/arch",
+            ])
+            .output()
+            .unwrap();
+        assert!(ran.status.success(), "{}", stderr(&ran));
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), "aarch64\n");
+    } else {
+        skip("run --platform linux/arm64: no binfmt_misc interpreter for arm64");
+    }
+    let ran = run::rootstrap()
+        .args([
+            "run",
+            "--platform",
+            "linux/s390x",
+            "itest/multi:1",
+            "--cache-dir",
+            &cache_arg,
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(!ran.status.success());
+    assert!(
+        stderr(&ran).contains("linux/s390x")
+            && stderr(&ran).contains("linux/amd64, linux/arm64/v8"),
+        "{}",
+        stderr(&ran)
+    );
+
+    // `FROM` takes the target platform's image.
+    let context = s.out("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM itest/multi:1\nLABEL stage=child\n",
+    )
+    .unwrap();
+    let dockerfile = |platform: &str, outputs: &[&str]| {
+        let mut cmd = run::rootstrap();
+        cmd.arg("build")
+            .arg("-f")
+            .arg(context.join("Dockerfile"))
+            .arg(&context)
+            .args(["--platform", platform, "--cache-dir", &cache_arg])
+            .arg("--work-dir")
+            .arg(s.tmp.path());
+        for o in outputs {
+            cmd.arg(o);
+        }
+        cmd.output().unwrap()
+    };
+    let arm = s.out("child-arm64");
+    let o = dockerfile(
+        "linux/arm64",
+        &["--output", &format!("oci:{}", arm.display())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let child = rootstrap::image::OpenedImage::open(
+        &rootstrap::image::ImageSource::OciDir(arm.clone()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(child.config.architecture, "arm64");
+    assert_eq!(
+        child.layers[0].digest.unwrap().to_string(),
+        manifests[1].0,
+        "the arm64 base layer"
+    );
+    assert_ne!(manifests[0].0, manifests[1].0);
+
+    let o = dockerfile(
+        "linux/riscv64",
+        &[
+            "--output",
+            &format!("oci:{}", s.out("child-riscv").display()),
+        ],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("linux/riscv64") && err.contains("linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
+    assert!(!s.out("child-riscv").exists());
+
+    // A multi-platform Dockerfile build stores its own index.
+    let o = dockerfile("linux/amd64,linux/arm64", &["-t", "itest/child:1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.starts_with("itest/child:1  sha256:"), "{out}");
+    let listing = String::from_utf8_lossy(&cli(&["images"]).stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("itest/child ") && l.contains("index: linux/amd64,linux/arm64")),
+        "{listing}"
+    );
+
+    // Removing both leaves no blob behind; removing one keeps the other whole.
+    assert!(cli(&["rmi", "itest/multi:1"]).status.success());
+    let still = cli(&["inspect", "itest/child:1"]);
+    assert!(still.status.success(), "{}", stderr(&still));
+    assert!(cli(&["rmi", "itest/child:1"]).status.success());
+    let left = std::fs::read_dir(cache.join("images/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "every blob collected");
+}

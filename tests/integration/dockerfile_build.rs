@@ -1012,7 +1012,7 @@ fn platform_args_follow_buildkit_and_several_platforms_make_an_index() {
     entry(&sink, "from-amd");
     assert!(!sink.entries.contains_key(Path::new("target-amd64")));
 
-    // One-image outputs and -t are refused before anything is written.
+    // One-image outputs are refused before anything is written.
     let tar = tmp.path().join("x.tar");
     let r = build(
         &ctx,
@@ -1026,7 +1026,10 @@ fn platform_args_follow_buildkit_and_several_platforms_make_an_index() {
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("one platform's image"));
     assert!(!tar.exists());
+    // -t keeps the image index in the local store: the same index as the
+    // oci: output's (issue 15 replaced the refusal that stood here).
     let idx2 = tmp.path().join("idx2");
+    let cache = tmp.path().join("cache");
     let r = build(
         &ctx,
         &[
@@ -1035,12 +1038,20 @@ fn platform_args_follow_buildkit_and_several_platforms_make_an_index() {
             "-o",
             &format!("oci:{}", idx2.display()),
             "-t",
-            "dfplat/refused:1",
+            "dfplat/stored:1",
+            "--cache-dir",
+            cache.to_str().unwrap(),
         ],
     );
-    assert!(!r.status.success());
-    assert!(String::from_utf8_lossy(&r.stderr).contains("-t dfplat/refused:1"));
-    assert!(!idx2.exists());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout).into_owned();
+    let digests: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(digests.len(), 2, "{stdout}");
+    assert_eq!(digests[0], digests[1], "{stdout}");
+    assert!(stdout.contains("dfplat/stored:1  sha256:"), "{stdout}");
 
     // RUN in a stage of a platform nothing here can run stops before
     // running, naming the architecture.

@@ -888,6 +888,30 @@ fn signed_indexes_are_kept_for_offline_use_and_refreshed_online() {
     assert_eq!(e.srv.requests("/dists/y/InRelease"), 0);
 }
 
+/// A multi-platform build pins its index files: every platform reads the
+/// Release the first one fetched, with one request, even if the mirror
+/// changes meanwhile; other URLs are still fetched.
+#[test]
+fn pinned_indexes_are_fetched_once() {
+    let mut e = env();
+    e.fetcher.pin_indexes();
+    e.srv.put("/dists/x/InRelease", b"first signed copy");
+    let url = e.srv.url("/dists/x/InRelease");
+    let (first, speed) = e.fetcher.fetch_index_timed(&url, 100).unwrap();
+    assert_eq!(first, b"first signed copy");
+    e.srv.put("/dists/x/InRelease", b"second signed copy");
+    let (again, speed_again) = e.fetcher.fetch_index_timed(&url, 100).unwrap();
+    assert_eq!(again, b"first signed copy");
+    assert_eq!(
+        speed_again, speed,
+        "the first download's speed, for the choices it drives"
+    );
+    assert_eq!(e.srv.requests("/dists/x/InRelease"), 1);
+    e.srv.put("/dists/y/InRelease", b"other");
+    let other = e.fetcher.fetch_index(&e.srv.url("/dists/y/InRelease"), 100);
+    assert_eq!(other.unwrap(), b"other");
+}
+
 #[test]
 fn unverified_downloads_are_not_kept_as_indexes() {
     let e = env();

@@ -767,3 +767,149 @@ fn push_an_image_index_and_pull_each_platform() {
         );
     }
 }
+
+/// Two one-layer images, amd64 and arm64, written as one image index
+/// layout named `test/multi:1`, each platform's SBOMs attached to its own
+/// manifest as a multi-platform build attaches them.
+fn index_layout_with_sboms(work: &Path) -> (PathBuf, rootstrap::image::multi::WrittenIndex) {
+    let builders: Vec<ImageBuilder> = ["amd64", "arm64"]
+        .iter()
+        .map(|arch| {
+            let tree = work.join(format!("tree-{arch}"));
+            fs::create_dir_all(tree.join("etc")).unwrap();
+            fs::write(tree.join("etc/arch"), arch).unwrap();
+            let mut config = ImageConfig::new(arch, "linux");
+            config.created = Some(oci::format_timestamp(EPOCH));
+            let mut b = ImageBuilder::new_in(work, config, LayerCompression::Gzip).unwrap();
+            let opts = LayerOptions {
+                source_date_epoch: Some(EPOCH),
+                exclude: Vec::new(),
+            };
+            b.add_layer_from_dir(&tree, &opts, History::default())
+                .unwrap();
+            b
+        })
+        .collect();
+    let layout = work.join("index");
+    let reference = ImageReference::parse("test/multi:1").unwrap();
+    let images: Vec<&ImageBuilder> = builders.iter().collect();
+    let written =
+        rootstrap::image::multi::write_index_layout(&images, &layout, Some(&reference)).unwrap();
+    rootstrap::sbom::write_index_sboms(&images, &written, Some("test/multi:1"), &[]).unwrap();
+    (layout, written)
+}
+
+/// The referrers the registry lists for `digest` in `repo` (the referrers
+/// API, else the distribution spec's fallback tag).
+fn registry_referrers(registry: &Registry, repo: &str, digest: &str) -> oci::Index {
+    let get = |path: &str| {
+        ureq::get(&format!("http://{}{path}", registry.host()))
+            .set("Accept", oci::MEDIA_TYPE_INDEX)
+            .call()
+            .map_err(|e| match e {
+                ureq::Error::Status(status, _) => status,
+                other => panic!("GET {path}: {other}"),
+            })
+    };
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    match get(&format!("/v2/{repo}/referrers/{digest}")) {
+        Ok(r) => serde_json::from_reader(r.into_reader()).unwrap(),
+        Err(404) => {
+            let r = get(&format!("/v2/{repo}/manifests/sha256-{hex}")).expect("the referrers tag");
+            serde_json::from_reader(r.into_reader()).unwrap()
+        }
+        Err(status) => panic!("referrers query: HTTP {status}"),
+    }
+}
+
+/// An image index layout carries one SBOM pair per platform manifest (its
+/// `subject` that manifest, the index's digest unchanged), and a push sends
+/// each platform's as referrers of its manifest; the index stored in the
+/// local store is pushed whole by name.
+#[test]
+fn an_index_is_pushed_with_each_platforms_sboms_and_from_the_store() {
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (layout, written) = index_layout_with_sboms(work.path());
+    // The SBOMs are outside the index: its digest is the plain build's.
+    let top: oci::Index =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(top.manifests.len(), 1, "artifacts stay out of index.json");
+    assert_eq!(top.manifests[0].digest, written.index_digest.to_string());
+    let source = rootstrap::image::ImageSource::OciDir(layout.clone());
+    for m in &written.manifests {
+        let platform = m.platform.as_ref().unwrap();
+        let image = rootstrap::image::OpenedImage::open_platform(&source, None, platform).unwrap();
+        assert_eq!(image.referrers.len(), 2, "{platform}");
+        for artifact in &image.referrers {
+            let digest = Sha256Digest::parse(&artifact.digest).unwrap();
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&image.read_blob(&digest).unwrap()).unwrap();
+            assert_eq!(manifest["subject"]["digest"], m.digest, "{platform}");
+        }
+        let spdx = rootstrap::sbom::output::attached(&image, rootstrap::sbom::SbomFormat::Spdx)
+            .unwrap()
+            .expect("an SPDX document per platform");
+        assert!(
+            String::from_utf8_lossy(&spdx).contains(m.digest.trim_start_matches("sha256:")),
+            "the SBOM names its platform's manifest"
+        );
+    }
+
+    let dest = format!("{}/multi/sbom:1", registry.host());
+    let out = rootstrap(&["push", &format!("oci:{}", layout.display()), &dest], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("4 referrers"),
+        "{}",
+        text(&out.stderr)
+    );
+    for m in &written.manifests {
+        let listed = registry_referrers(&registry, "multi/sbom", &m.digest);
+        assert_eq!(listed.manifests.len(), 2, "{}", m.digest);
+        for artifact in &listed.manifests {
+            let (status, body, _) = registry.get(
+                &format!("/v2/multi/sbom/manifests/{}", artifact.digest),
+                None,
+            );
+            assert_eq!(status, 200);
+            let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(manifest["subject"]["digest"], m.digest);
+        }
+    }
+
+    // The same index kept in the local store, pushed by its name.
+    let cache = work.path().join("cache");
+    let store = rootstrap::image::store::ImageStore::new(&cache);
+    let stored = store
+        .put_index_layout(&layout, &ImageReference::parse("test/multi:1").unwrap())
+        .unwrap();
+    assert_eq!(stored.digest, written.index_digest.to_string());
+    assert_eq!(stored.platforms, ["linux/amd64", "linux/arm64"]);
+    let stored_dest = format!("{}/multi/stored:2", registry.host());
+    let out = rootstrap(
+        &[
+            "push",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "test/multi:1",
+            &stored_dest,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("{stored_dest}@{}", written.index_digest)
+    );
+    let (status, body, _) = registry.get("/v2/multi/stored/manifests/2", None);
+    assert_eq!(status, 200);
+    assert_eq!(Sha256Digest::of(&body), written.index_digest);
+    for m in &written.manifests {
+        let (status, _, _) =
+            registry.get(&format!("/v2/multi/stored/manifests/{}", m.digest), None);
+        assert_eq!(status, 200, "{}", m.digest);
+    }
+}

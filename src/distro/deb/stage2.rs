@@ -73,20 +73,27 @@ pub fn script(order: &[Stage2Package], activate: &[String], native_arch: &str) -
         .enumerate()
         .filter(|(_, p)| p.has_preinst)
         .partition(|(_, p)| p.name == PASSWD_PACKAGE);
-    for (n, p) in passwd_first.into_iter().chain(others) {
+    // Each process spawned here is emulated on a foreign platform (a few
+    // tenths of a second each under qemu-user), so each preinst costs two
+    // `mv`s (its members in, then back out of the way), and one `rm` clears
+    // tmp.ci before and the staging area after all of them.
+    let with_preinst: Vec<_> = passwd_first.into_iter().chain(others).collect();
+    if !with_preinst.is_empty() {
+        s.push_str("rm -rf /var/lib/dpkg/tmp.ci\n");
+    }
+    for (n, p) in &with_preinst {
         let (name, arch) = (quote(&p.name), quote(&p.arch));
         s.push_str(&format!(
             "echo '{STEP_MARKER} preinst {}'\n\
-             rm -rf /var/lib/dpkg/tmp.ci\n\
              mv /{PREINST_STAGING}/{n} /var/lib/dpkg/tmp.ci\n\
              DPKG_MAINTSCRIPT_PACKAGE={name} DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst \
              /var/lib/dpkg/tmp.ci/preinst install\n\
-             rm -rf /var/lib/dpkg/tmp.ci\n",
+             mv /var/lib/dpkg/tmp.ci /{PREINST_STAGING}/{n}.done\n",
             p.info_name
         ));
     }
-    if order.iter().any(|p| p.has_preinst) {
-        s.push_str(&format!("rmdir /{PREINST_STAGING}\n"));
+    if !with_preinst.is_empty() {
+        s.push_str(&format!("rm -rf /{PREINST_STAGING}\n"));
     }
     for path in activate {
         s.push_str(&format!(
@@ -157,6 +164,10 @@ mod tests {
         assert!(bp < dash && dash < run && run < conf);
         assert!(s.contains("DPKG_MAINTSCRIPT_PACKAGE='dash'"));
         assert!(!s.contains("rootstrap-ci/1 "));
+        // Emulated spawns: two mv per preinst, one rm before and one after.
+        assert_eq!(s.matches("\nmv ").count(), 4, "{s}");
+        assert_eq!(s.matches("rm -rf ").count(), 2, "{s}");
+        assert!(s.find("rm -rf /var/lib/dpkg/rootstrap-ci").unwrap() < conf);
     }
 
     #[test]
