@@ -1,0 +1,127 @@
+//! Two and three `rootstrap build` processes at once on one `--cache-dir`
+//! (package cache, layer cache and the local image store under it; issue
+//! 17 item 2): builds of the same recipe and of different recipes must all
+//! succeed with the digests they have alone, and leave a cache and a store
+//! the next commands read without complaint.
+
+use crate::common;
+use crate::signals::{mirror, Build, Scene};
+
+use std::path::Path;
+use std::process::Command;
+
+/// `rootstrap build` of `scene`'s recipe with the shared `cache`, tagged
+/// `tag` into the store there, and an `oci:` output of its own.
+fn start(scene: &Scene, cache: &Path, tag: &str) -> Build {
+    let mut cmd = common::run::rootstrap_isolated();
+    cmd.arg("build")
+        .arg(scene.path("recipe.toml"))
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--work-dir")
+        .arg(scene.path("work"))
+        .args(["-t", tag])
+        .arg("--output")
+        .arg(format!("oci:{}", scene.path("out/oci").display()))
+        .env("TMPDIR", scene.path("tmp"))
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    Build::spawn(cmd)
+}
+
+/// Waits for the build; its manifest digest (the last `sha256:` it prints).
+fn digest_of(mut build: Build, what: &str) -> String {
+    let status = build.wait_end(what);
+    let stdout = build.stdout();
+    assert!(status.success(), "{what} failed:\n{}", build.stderr());
+    stdout
+        .split_whitespace()
+        .filter(|w| w.starts_with("sha256:"))
+        .next_back()
+        .unwrap_or_else(|| panic!("{what}: no digest in {stdout:?}"))
+        .to_owned()
+}
+
+fn rootstrap(cache: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = common::run::rootstrap_isolated()
+        .args(args)
+        .env("ROOTSTRAP_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        common::run::text(&out.stdout),
+        common::run::text(&out.stderr),
+    )
+}
+
+#[test]
+fn concurrent_builds_share_one_cache_and_store() {
+    let Some(m) = mirror() else { return };
+    let small = ["greeter"];
+    let large = ["bulk", "greeter"];
+    // Each recipe alone, on a cache of its own: the digests to expect.
+    let alone = |install: &[&str]| {
+        let scene = Scene::new(m, install);
+        let build = start(&scene, &scene.path("cache"), "faults/alone:1");
+        digest_of(build, "a build alone")
+    };
+    let small_digest = alone(&small);
+    let large_digest = alone(&large);
+    assert_ne!(small_digest, large_digest);
+
+    let shared = tempfile::tempdir().unwrap();
+    let cache = shared.path().join("cache");
+    // The same recipe twice and another one, all at once.
+    let scenes = [
+        Scene::new(m, &large),
+        Scene::new(m, &large),
+        Scene::new(m, &small),
+    ];
+    let tags = ["faults/large:a", "faults/large:b", "faults/small:1"];
+    let builds: Vec<Build> = scenes
+        .iter()
+        .zip(tags)
+        .map(|(s, tag)| start(s, &cache, tag))
+        .collect();
+    let digests: Vec<String> = builds
+        .into_iter()
+        .zip(tags)
+        .map(|(b, tag)| digest_of(b, &format!("the concurrent build of {tag}")))
+        .collect();
+    assert_eq!(
+        digests,
+        [
+            large_digest.clone(),
+            large_digest.clone(),
+            small_digest.clone()
+        ]
+    );
+
+    // The store lists all three, and every blob it holds re-hashes.
+    let (ok, images, err) = rootstrap(&cache, &["images"]);
+    assert!(ok, "{err}");
+    for tag in tags {
+        let (repo, t) = tag.split_once(':').unwrap();
+        assert!(
+            images.lines().any(|l| l.contains(repo) && l.contains(t)),
+            "{tag} missing from the store:\n{images}"
+        );
+        let (ok, _, err) = rootstrap(&cache, &["inspect", tag]);
+        assert!(ok, "inspect {tag}: {err}");
+    }
+    // And the shared cache serves one more build, same digest.
+    let again = Scene::new(m, &large);
+    let build = start(&again, &cache, "faults/large:c");
+    assert_eq!(digest_of(build, "a build after them"), large_digest);
+    // Nothing a build left behind in the shared cache.
+    let debris = Command::new("find")
+        .arg(&cache)
+        .args(["-name", ".rootstrap*", "-o", "-name", ".tmp-*"])
+        .output()
+        .unwrap();
+    assert!(
+        debris.stdout.is_empty(),
+        "left in the cache: {}",
+        common::run::text(&debris.stdout)
+    );
+}
