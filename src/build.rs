@@ -51,6 +51,19 @@ pub enum BuildError {
     Cache(#[from] crate::fetch::CacheError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error("writing {path}")]
+    WriteOutput {
+        path: PathBuf,
+        #[source]
+        source: ImageError,
+    },
+    /// Errors from inside the tree name rootfs paths; this names the disk.
+    #[error("no room left for the rootfs in {dir}")]
+    NoRoomForTree {
+        dir: PathBuf,
+        #[source]
+        source: BackendError,
+    },
     #[error("cannot use cache directory {path}: {source}")]
     CacheDir {
         path: PathBuf,
@@ -642,7 +655,12 @@ fn write_outputs_from(
                 None
             }
             BuildOutput::Image(image_out) => {
-                let w = builder.write(image_out, reference)?;
+                let w = builder.write(image_out, reference).map_err(|source| {
+                    BuildError::WriteOutput {
+                        path: out.path().to_owned(),
+                        source,
+                    }
+                })?;
                 let digest = format!("sha256:{}", w.manifest_digest.to_hex());
                 manifest_digest.get_or_insert(digest.clone());
                 Some(digest)

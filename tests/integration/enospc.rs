@@ -72,12 +72,17 @@ fn build(scene: &Scene) -> (bool, String) {
 
 fn assert_full_disk_failure(scene: &Scene, ok: bool, stderr: &str, names: &Path) {
     assert!(!ok, "the build succeeded on a full disk:\n{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("rootstrap: error"))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"));
+    eprintln!("{error}");
     assert!(
-        stderr.contains("No space left on device"),
+        error.contains("No space left on device"),
         "the error does not say the disk is full:\n{stderr}"
     );
     assert!(
-        stderr.contains(&*names.to_string_lossy()),
+        error.contains(&*names.to_string_lossy()),
         "the error does not name {}:\n{stderr}",
         names.display()
     );
