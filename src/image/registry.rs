@@ -57,6 +57,8 @@ pub enum RegistryError {
     BadLocation { url: String, location: String },
     #[error("registry stored the manifest as {actual}, expected {expected}")]
     DigestMismatch { expected: String, actual: String },
+    #[error("registry stored blob {expected} as {actual}")]
+    BlobDigestMismatch { expected: String, actual: String },
     #[error("{what} {expected}: the registry served content whose digest is {actual}")]
     ServedWrongContent {
         what: &'static str,
@@ -810,13 +812,13 @@ impl Session {
                 source: Box::new(e),
             })
         };
-        self.send(
+        let response = self.send(
             "PUT",
             &upload,
             &[("Content-Type", "application/octet-stream")],
             Body::Blob { open: &open, size },
         )?;
-        Ok(())
+        check_stored_blob(&response, digest)
     }
 
     /// `reference` is a tag or a digest. Returns the media type and bytes.
@@ -1171,6 +1173,33 @@ fn error_message(response: ureq::Response) -> String {
     } else {
         trimmed.chars().take(300).collect()
     }
+}
+
+/// A registry that says it stored an upload under another digest (in
+/// `Docker-Content-Digest`, or in the blob's `Location`) did not store what
+/// was sent: the manifest would name a blob it does not have.
+fn check_stored_blob(
+    response: &ureq::Response,
+    digest: &Sha256Digest,
+) -> Result<(), RegistryError> {
+    let expected = digest.to_string();
+    let from_location = response
+        .header("Location")
+        .and_then(|l| l.split('?').next())
+        .and_then(|l| l.rsplit('/').next())
+        .filter(|last| last.starts_with("sha256:"));
+    for actual in [response.header("Docker-Content-Digest"), from_location]
+        .into_iter()
+        .flatten()
+    {
+        if actual != expected {
+            return Err(RegistryError::BlobDigestMismatch {
+                expected,
+                actual: actual.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The Location of an upload may be relative and may carry a query
