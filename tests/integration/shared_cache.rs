@@ -28,17 +28,22 @@ fn start(scene: &Scene, cache: &Path, tag: &str) -> Build {
     Build::spawn(cmd)
 }
 
-/// Waits for the build; its manifest digest (the last `sha256:` it prints).
-fn digest_of(mut build: Build, what: &str) -> String {
+/// Waits for the build; its manifest digest (the last `sha256:` it prints)
+/// and its stderr.
+fn finish(mut build: Build, what: &str) -> (String, String) {
     let status = build.wait_end(what);
     let stdout = build.stdout();
     assert!(status.success(), "{what} failed:\n{}", build.stderr());
-    stdout
+    let digest = stdout
         .split_whitespace()
-        .filter(|w| w.starts_with("sha256:"))
-        .next_back()
+        .rfind(|w| w.starts_with("sha256:"))
         .unwrap_or_else(|| panic!("{what}: no digest in {stdout:?}"))
-        .to_owned()
+        .to_owned();
+    (digest, build.stderr())
+}
+
+fn digest_of(build: Build, what: &str) -> String {
+    finish(build, what).0
 }
 
 fn rootstrap(cache: &Path, args: &[&str]) -> (bool, String, String) {
@@ -96,11 +101,18 @@ fn concurrent_builds_share_one_cache_and_store() {
         .zip(tags)
         .map(|(s, tag)| start(s, &cache, tag))
         .collect();
-    let digests: Vec<String> = builds
+    let (digests, logs): (Vec<String>, Vec<String>) = builds
         .into_iter()
         .zip(tags)
-        .map(|(b, tag)| digest_of(b, &format!("the concurrent build of {tag}")))
-        .collect();
+        .map(|(b, tag)| finish(b, &format!("the concurrent build of {tag}")))
+        .unzip();
+    // They overlapped: the cache's lock made the later ones wait.
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("waiting for another rootstrap using the cache")),
+        "no build waited for another:\n{}",
+        logs.join("\n")
+    );
     assert_eq!(
         digests,
         [
