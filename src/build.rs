@@ -776,8 +776,7 @@ fn copy_rootfs(from: &Path, to: &Path) -> Result<(), BuildError> {
             "cp -a failed: {status}"
         ))));
     }
-    crate::cleanup::checkpoint();
-    std::fs::rename(tmp.path(), to).map_err(err)?;
+    crate::cleanup::creating(|| std::fs::rename(tmp.path(), to)).map_err(err)?;
     tmp.persist();
     Ok(())
 }

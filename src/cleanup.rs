@@ -27,6 +27,17 @@ use rustix::fs::{FlockOperation, Mode, OFlags};
 static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Set by the watcher before it removes anything.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Read-held while a thread makes a temporary path and registers it, or
+/// renames one into place ([`creating`]); the watcher takes it for writing
+/// before it removes anything, so no path is made but not yet registered,
+/// or half moved, while it looks.
+static CREATING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+std::thread_local! {
+    /// How deep in [`creating`] scopes this thread is: it must not stop
+    /// there, holding `CREATING`.
+    static CREATING_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 /// Taken for good by whichever ends the process: the watcher or [`commit`].
 static ENDING: Mutex<()> = Mutex::new(());
 /// Makes the temporary names of [`replace_atomically`] unique per call.
@@ -89,10 +100,12 @@ impl TempPath {
     /// on it while the guard lives, so [`remove_abandoned`] can tell it from
     /// one whose process died without cleaning up.
     pub fn locked_dir(path: PathBuf) -> std::io::Result<TempPath> {
-        let mut guard = TempPath::new(path);
-        rustix::fs::mkdir(guard.path(), Mode::from_raw_mode(0o755))?;
-        guard.lock = Some(lock_dir(guard.path())?);
-        Ok(guard)
+        creating(|| {
+            let mut guard = TempPath::new(path);
+            rustix::fs::mkdir(guard.path(), Mode::from_raw_mode(0o755))?;
+            guard.lock = Some(lock_dir(guard.path())?);
+            Ok(guard)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -157,14 +170,44 @@ fn register(path: &Path) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(path.to_owned());
-    checkpoint();
+    if CREATING_DEPTH.get() == 0 {
+        checkpoint();
+    }
+}
+
+/// Runs `make`, which makes a temporary path and registers it (a
+/// [`TempPath`] or [`Tracked`] for a `tempfile` it creates) or renames one
+/// into place, as one step an interrupt cannot split: the watcher waits
+/// for it, and once interrupted the thread stops before starting it or
+/// right after it.
+pub fn creating<T>(make: impl FnOnce() -> T) -> T {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            CREATING_DEPTH.set(CREATING_DEPTH.get() - 1);
+        }
+    }
+    let outer = CREATING_DEPTH.get() == 0;
+    if outer {
+        checkpoint();
+    }
+    let result = {
+        let _held = outer.then(|| CREATING.read().unwrap_or_else(|e| e.into_inner()));
+        CREATING_DEPTH.set(CREATING_DEPTH.get() + 1);
+        let _depth = Depth;
+        make()
+    };
+    if outer {
+        checkpoint();
+    }
+    result
 }
 
 /// Before a step that makes a result visible (a rename into place): stops
 /// the calling thread for good if the process is being interrupted, so it
 /// cannot put back what the watcher removes.
 pub fn checkpoint() {
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if INTERRUPTED.load(Ordering::SeqCst) && CREATING_DEPTH.get() == 0 {
         stop_thread();
     }
 }
@@ -299,9 +342,7 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
     // report it: it stops, and the watcher decides the exit status.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            stop_thread();
-        }
+        checkpoint();
         default_hook(info);
     }));
     std::thread::Builder::new()
@@ -311,6 +352,8 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
                 // After commit() the command's result stands.
                 let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
                 INTERRUPTED.store(true, Ordering::SeqCst);
+                // Paths being made are registered, renames are done.
+                let _creating = CREATING.write().unwrap_or_else(|e| e.into_inner());
                 // Not eprintln!: it panics when stderr is gone (a closed
                 // pipe), and a panic here would skip the cleanup and exit.
                 let _ = writeln!(std::io::stderr(), "rootstrap: interrupted, cleaning up");

@@ -74,15 +74,19 @@ impl ImageBuilder {
         config: ImageConfig,
         compression: LayerCompression,
     ) -> Result<Self, ImageError> {
-        let blobs = tempfile::Builder::new()
-            .prefix(".rootstrap-blobs-")
-            .tempdir_in(dir)
-            .map_err(ImageError::io(format!(
-                "creating a blob directory in {}",
-                dir.display()
-            )))?;
+        let (blobs, tracked) = crate::cleanup::creating(|| {
+            let blobs = tempfile::Builder::new()
+                .prefix(".rootstrap-blobs-")
+                .tempdir_in(dir)?;
+            let tracked = crate::cleanup::Tracked::new(blobs.path());
+            Ok((blobs, tracked))
+        })
+        .map_err(ImageError::io(format!(
+            "creating a blob directory in {}",
+            dir.display()
+        )))?;
         Ok(ImageBuilder {
-            _blobs_tracked: crate::cleanup::Tracked::new(blobs.path()),
+            _blobs_tracked: tracked,
             blobs,
             compression,
             gzip: GzipOptions::default(),
@@ -727,18 +731,20 @@ pub(crate) fn temp_file_beside(target: &Path) -> Result<OutputTemp, ImageError> 
     let parent = parent_dir(target);
     // tempfile's default 0600 would make the finished output private; the
     // umask still applies, as for any file a tool creates.
-    let file = tempfile::Builder::new()
-        .prefix(".rootstrap-out-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(ImageError::io(format!(
-            "creating a temporary file in {}",
-            parent.display()
-        )))?;
-    Ok(OutputTemp {
-        _tracked: crate::cleanup::Tracked::new(file.path()),
-        file,
+    crate::cleanup::creating(|| {
+        let file = tempfile::Builder::new()
+            .prefix(".rootstrap-out-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .tempfile_in(parent)?;
+        Ok(OutputTemp {
+            _tracked: crate::cleanup::Tracked::new(file.path()),
+            file,
+        })
     })
+    .map_err(ImageError::io(format!(
+        "creating a temporary file in {}",
+        parent.display()
+    )))
 }
 
 /// Sync and rename a finished temp file onto `target`.
@@ -747,9 +753,7 @@ pub(crate) fn persist(tmp: OutputTemp, target: &Path) -> Result<(), ImageError> 
         "syncing output for {}",
         target.display()
     )))?;
-    crate::cleanup::checkpoint();
-    tmp.file
-        .persist(target)
+    crate::cleanup::creating(|| tmp.file.persist(target))
         .map_err(|e| ImageError::io(format!("renaming output to {}", target.display()))(e.error))?;
     sync_dir(parent_dir(target))
 }
@@ -769,15 +773,18 @@ impl LayoutDraft {
     pub(crate) fn begin(target: &Path) -> Result<Self, ImageError> {
         let parent = parent_dir(target);
         // tempfile's default 0700 would make the finished layout private.
-        let tmp = tempfile::Builder::new()
-            .prefix(".rootstrap-oci-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .tempdir_in(parent)
-            .map_err(ImageError::io(format!(
-                "creating a temporary directory in {}",
-                parent.display()
-            )))?;
-        let tracked = crate::cleanup::Tracked::new(tmp.path());
+        let (tmp, tracked) = crate::cleanup::creating(|| {
+            let tmp = tempfile::Builder::new()
+                .prefix(".rootstrap-oci-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .tempdir_in(parent)?;
+            let tracked = crate::cleanup::Tracked::new(tmp.path());
+            Ok((tmp, tracked))
+        })
+        .map_err(ImageError::io(format!(
+            "creating a temporary directory in {}",
+            parent.display()
+        )))?;
         let blob_dir = tmp.path().join("blobs/sha256");
         fs::create_dir_all(&blob_dir)
             .map_err(ImageError::io(format!("creating {}", blob_dir.display())))?;
@@ -803,8 +810,12 @@ impl LayoutDraft {
 /// Move a finished temp directory onto `target`, replacing an existing
 /// directory only after the new one is complete.
 pub(crate) fn replace_dir(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
+    // One step for an interrupt: never a target moved aside and not back.
+    crate::cleanup::creating(|| replace_dir_now(tmp, target))
+}
+
+fn replace_dir_now(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
     let ctx = || format!("moving the image into {}", target.display());
-    crate::cleanup::checkpoint();
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let tmp_path = tmp.keep();
