@@ -1,4 +1,4 @@
-//! A full disk under the real `rootstrap build` (HOSTILE.md item 34, issue
+//! A full disk under the real `rootstrap build` (HOSTILE.md item 33, issue
 //! 17 item 2): the tree being extracted, the package cache and the outputs
 //! each on a small tmpfs the test mounts (root only). The build must fail
 //! naming what it could not write, leave nothing at the output paths and

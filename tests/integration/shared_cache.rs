@@ -1,5 +1,5 @@
 //! Two and three `rootstrap build` processes at once on one `--cache-dir`
-//! (package cache, layer cache and the local image store under it; issue
+//! (package cache, layer cache and the local image store under it; HOSTILE.md item 35, issue
 //! 17 item 2): builds of the same recipe and of different recipes must all
 //! succeed with the digests they have alone, and leave a cache and a store
 //! the next commands read without complaint.

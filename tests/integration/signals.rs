@@ -1,6 +1,6 @@
 //! SIGINT and SIGTERM delivered to the real `rootstrap build` (HOSTILE.md
-//! item 33, issue 17 item 2): at each phase — index, fetch, unpack, package
-//! scripts, pack, write, push — and at random instants. Afterwards nothing
+//! item 34, issue 17 item 2): at each phase — index, fetch, unpack, package
+//! scripts, pack, a RUN step, write, push — and at random instants. Afterwards nothing
 //! may be at the output paths, no temporary tree or staging directory in
 //! the work, temp or cache directories, no mount and no process left, and
 //! the exit status is 128 + the signal (130, 143), as `cleanup.rs` does.
@@ -533,6 +533,28 @@ fn signal_while_package_scripts_run() {
         let mut build = scene.start();
         build.wait_for_line(POSTINST_LINE);
         interrupt(&scene, build, signal, to, "a postinst");
+    }
+}
+
+/// A RUN step of the recipe's `[build] dockerfile`, sleeping.
+#[test]
+fn signal_while_a_run_step_runs() {
+    let Some(m) = mirror() else { return };
+    for (signal, to) in DELIVERIES {
+        let scene = Scene::new(m, &["busybox"]);
+        let recipe = scene.path("recipe.toml");
+        let mut text = std::fs::read_to_string(&recipe).unwrap();
+        text.push_str("\n[build]\ndockerfile = \"Dockerfile\"\n");
+        std::fs::write(&recipe, text).unwrap();
+        // The line the step prints is not the instruction's own text.
+        std::fs::write(
+            scene.path("Dockerfile"),
+            format!("RUN echo run-step-$((40+7)) && sleep {SLEEP_MARKER}\n"),
+        )
+        .unwrap();
+        let mut build = scene.start();
+        build.wait_for_line("run-step-47");
+        interrupt(&scene, build, signal, to, "a RUN step");
     }
 }
 
