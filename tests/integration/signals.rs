@@ -509,15 +509,18 @@ fn signal_while_packages_are_unpacked() {
         let mut build = scene.start();
         build.wait_for_line("==> install");
         let work = scene.path("work");
-        // Some of bulk's files are out, not all.
-        build.wait_for("bulk's files in the tree", || {
-            tree_in(&work).is_some_and(|t| {
-                let dirs = list(&t.join("usr/share/bulk"));
-                !dirs.is_empty() && dirs.len() < 30
-            })
+        // Some of bulk's files are out, not all (they are written in order).
+        let last = BULK_FILES - 1;
+        let (first, last) = (
+            "usr/share/bulk/d0/f0".to_owned(),
+            format!("usr/share/bulk/d{}/f{last}", last % 30),
+        );
+        build.wait_for("bulk's first file in the tree", || {
+            tree_in(&work).is_some_and(|t| t.join(&first).exists())
         });
+        let unpacked_all = tree_in(&work).is_some_and(|t| t.join(&last).exists());
         assert!(
-            !build.stderr().contains("==> configure"),
+            !unpacked_all && !build.stderr().contains("==> configure"),
             "unpacking was over before the signal:\n{}",
             build.stderr()
         );
