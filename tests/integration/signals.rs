@@ -199,13 +199,13 @@ impl Scene {
             .collect();
         assert!(mounts.is_empty(), "{what}: mounts left: {mounts:#?}");
         let mut left = Vec::new();
-        let gone = wait_until(Duration::from_secs(15), || {
+        let gone = wait_until(Duration::from_secs(5), || {
             left = processes_of(self.dir.path(), &build.marker);
             left.is_empty()
         });
         assert!(
             gone,
-            "{what}: processes left 15 s after the build died: {left:#?}"
+            "{what}: processes left 5 s after the build died: {left:#?}"
         );
     }
 }
@@ -592,6 +592,27 @@ fn signal_while_the_outputs_are_written() {
             "the last output was written before the signal:\n{written}"
         );
         interrupt(&scene, build, signal, to, "writing the outputs");
+    }
+}
+
+/// A `rootfs:` output is a `cp -a` of the tree: the copy must not outlive
+/// an interrupt sent to the build alone.
+#[test]
+fn signal_while_the_tree_is_copied_out() {
+    let Some(m) = mirror() else { return };
+    for (signal, to) in [
+        (Signal::TERM, Target::Process),
+        (Signal::INT, Target::Group),
+    ] {
+        let scene = Scene::new(m, &["bulk"]);
+        let mut build =
+            scene.start_with(&[format!("rootfs:{}", scene.path("out/rootfs").display())]);
+        build.wait_for_line("==> write outputs");
+        let out = scene.path("out");
+        build.wait_for("the copy of the tree", || {
+            list(&out).iter().any(|n| n.starts_with(".rootstrap-out-"))
+        });
+        interrupt(&scene, build, signal, to, "copying the tree out");
     }
 }
 
