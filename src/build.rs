@@ -51,6 +51,19 @@ pub enum BuildError {
     Cache(#[from] crate::fetch::CacheError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error("writing {path}")]
+    WriteOutput {
+        path: PathBuf,
+        #[source]
+        source: ImageError,
+    },
+    /// Errors from inside the tree name rootfs paths; this names the disk.
+    #[error("no room left for the rootfs in {dir}")]
+    NoRoomForTree {
+        dir: PathBuf,
+        #[source]
+        source: BackendError,
+    },
     #[error("cannot use cache directory {path}: {source}")]
     CacheDir {
         path: PathBuf,
@@ -658,6 +671,12 @@ fn write_outputs_from(
     reporter.stage("write outputs");
     let mut written = Vec::new();
     let mut manifest_digest = None;
+    // Each output is whole once renamed into place, but the build is not:
+    // until the last output and SBOM is written a failure removes the
+    // finished ones too, and an interrupt until the command ends
+    // (`cleanup::commit`), so the output paths hold all or nothing.
+    // (The output that fails is left as it was: each is replaced atomically.)
+    let mut provisional = Vec::new();
     for out in outputs {
         let result = match out {
             BuildOutput::RootfsDir(dir) => {
@@ -666,12 +685,26 @@ fn write_outputs_from(
                 None
             }
             BuildOutput::Image(image_out) => {
-                let w = builder.write(image_out, reference)?;
+                let w = builder.write(image_out, reference).map_err(|source| {
+                    BuildError::WriteOutput {
+                        path: out.path().to_owned(),
+                        source,
+                    }
+                })?;
                 let digest = format!("sha256:{}", w.manifest_digest.to_hex());
                 manifest_digest.get_or_insert(digest.clone());
                 Some(digest)
             }
         };
+        provisional.push(TempPath::new(out.path().to_owned()));
+        if let BuildOutput::Image(image_out) = out {
+            if !matches!(image_out, Output::OciDir(_)) {
+                for format in crate::sbom::SbomFormat::ALL {
+                    let sidecar = crate::sbom::sidecar_path(out.path(), format);
+                    provisional.push(TempPath::new(sidecar));
+                }
+            }
+        }
         reporter.info(&format!("wrote {}", out.path().display()));
         written.push((out.clone(), result));
     }
@@ -679,6 +712,9 @@ fn write_outputs_from(
     // .deb files the plan verified (apk's identity comes from its own db).
     let name = reference.map(ImageReference::familiar);
     crate::sbom::write_build_sboms(builder, &written, name.as_deref(), deb_sha256, inventory)?;
+    for path in provisional {
+        path.keep_unless_interrupted();
+    }
     Ok((written, manifest_digest))
 }
 
@@ -770,7 +806,7 @@ fn copy_rootfs(from: &Path, to: &Path) -> Result<(), BuildError> {
             "cp -a failed: {status}"
         ))));
     }
-    std::fs::rename(tmp.path(), to).map_err(err)?;
+    crate::cleanup::creating(|| std::fs::rename(tmp.path(), to)).map_err(err)?;
     tmp.persist();
     Ok(())
 }

@@ -5,17 +5,41 @@
 //! still registered and exits with 128+signal. Sandboxed processes need no
 //! entry: they are tied to us by PR_SET_PDEATHSIG and their mounts live in a
 //! private mount namespace, so both vanish when we exit.
+//!
+//! The build's own threads keep running while the watcher cleans up, so
+//! they must not undo its work: once interrupted, a thread that registers a
+//! new path, reaches a [`checkpoint`] (before a rename into place) or panics
+//! stops there for good, and the watcher removes paths again until nothing
+//! new appears. The process ends exactly once: the watcher and [`commit`]
+//! (the command's last step, before its result is printed) both take
+//! `ENDING` and never give it back, so either the interrupt wins and the
+//! exit status is 128+signal, or the command's result stands.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FlockOperation, Mode, OFlags};
 
 static REGISTERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Set by the watcher before it removes anything.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Read-held while a thread makes a temporary path and registers it, or
+/// renames one into place ([`creating`]); the watcher takes it for writing
+/// before it removes anything, so no path is made but not yet registered,
+/// or half moved, while it looks.
+static CREATING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+std::thread_local! {
+    /// How deep in [`creating`] scopes this thread is: it must not stop
+    /// there, holding `CREATING`.
+    static CREATING_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+/// Taken for good by whichever ends the process: the watcher or [`commit`].
+static ENDING: Mutex<()> = Mutex::new(());
 /// Makes the temporary names of [`replace_atomically`] unique per call.
 static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
 
@@ -64,10 +88,7 @@ pub struct TempPath {
 impl TempPath {
     /// Registers `path` (which may not exist yet) for removal.
     pub fn new(path: PathBuf) -> TempPath {
-        REGISTERED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(path.clone());
+        register(&path);
         TempPath {
             path,
             keep: false,
@@ -79,10 +100,12 @@ impl TempPath {
     /// on it while the guard lives, so [`remove_abandoned`] can tell it from
     /// one whose process died without cleaning up.
     pub fn locked_dir(path: PathBuf) -> std::io::Result<TempPath> {
-        let mut guard = TempPath::new(path);
-        rustix::fs::mkdir(guard.path(), Mode::from_raw_mode(0o755))?;
-        guard.lock = Some(lock_dir(guard.path())?);
-        Ok(guard)
+        creating(|| {
+            let mut guard = TempPath::new(path);
+            rustix::fs::mkdir(guard.path(), Mode::from_raw_mode(0o755))?;
+            guard.lock = Some(lock_dir(guard.path())?);
+            Ok(guard)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -92,9 +115,17 @@ impl TempPath {
     /// Stops tracking the path without removing it (it was renamed into
     /// place, or the user asked to keep it).
     pub fn persist(mut self) -> PathBuf {
+        checkpoint();
         self.keep = true;
         unregister(&self.path);
         self.path.clone()
+    }
+
+    /// Keeps the path when the guard drops, but leaves it registered: an
+    /// interrupt before the command [`commit`]s still removes it. For a
+    /// build's finished outputs, which only the whole build makes good.
+    pub fn keep_unless_interrupted(mut self) {
+        self.keep = true;
     }
 }
 
@@ -105,6 +136,94 @@ impl Drop for TempPath {
             unregister(&self.path);
         }
     }
+}
+
+/// Registers a temporary path that another owner (a `tempfile` handle)
+/// removes or renames into place, so that it is also removed if the process
+/// is interrupted first: an interruption exits without running destructors.
+/// Dropping the guard only unregisters the path.
+#[derive(Debug)]
+pub struct Tracked {
+    path: PathBuf,
+}
+
+impl Tracked {
+    pub fn new(path: &Path) -> Tracked {
+        register(path);
+        Tracked {
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        unregister(&self.path);
+    }
+}
+
+/// Registers `path`, then stops the calling thread for good if the process
+/// is being interrupted: registered first, the path is removed by the
+/// watcher whether it saw the entry or not.
+fn register(path: &Path) {
+    REGISTERED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.to_owned());
+    if CREATING_DEPTH.get() == 0 {
+        checkpoint();
+    }
+}
+
+/// Runs `make`, which makes a temporary path and registers it (a
+/// [`TempPath`] or [`Tracked`] for a `tempfile` it creates) or renames one
+/// into place, as one step an interrupt cannot split: the watcher waits
+/// for it, and once interrupted the thread stops before starting it or
+/// right after it.
+pub fn creating<T>(make: impl FnOnce() -> T) -> T {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            CREATING_DEPTH.set(CREATING_DEPTH.get() - 1);
+        }
+    }
+    let outer = CREATING_DEPTH.get() == 0;
+    if outer {
+        checkpoint();
+    }
+    let result = {
+        let _held = outer.then(|| CREATING.read().unwrap_or_else(|e| e.into_inner()));
+        CREATING_DEPTH.set(CREATING_DEPTH.get() + 1);
+        let _depth = Depth;
+        make()
+    };
+    if outer {
+        checkpoint();
+    }
+    result
+}
+
+/// Before a step that makes a result visible (a rename into place): stops
+/// the calling thread for good if the process is being interrupted, so it
+/// cannot put back what the watcher removes.
+pub fn checkpoint() {
+    if INTERRUPTED.load(Ordering::SeqCst) && CREATING_DEPTH.get() == 0 {
+        stop_thread();
+    }
+}
+
+fn stop_thread() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The command is done: from here on an interrupt changes nothing, and if
+/// one is already being handled, this never returns (the watcher exits).
+/// Call once, from the main thread, before printing the command's result.
+pub fn commit() {
+    std::mem::forget(ENDING.lock().unwrap_or_else(|e| e.into_inner()));
+    checkpoint();
 }
 
 fn unregister(path: &Path) {
@@ -219,22 +338,56 @@ pub fn install_signal_handlers() -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use std::io::Write;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    // A thread that fails because the watcher removed its files must not
+    // report it: it stops, and the watcher decides the exit status.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        checkpoint();
+        default_hook(info);
+    }));
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
+                // After commit() the command's result stands.
+                let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                // Paths being made are registered, renames are done.
+                let _creating = CREATING.write().unwrap_or_else(|e| e.into_inner());
                 // Not eprintln!: it panics when stderr is gone (a closed
                 // pipe), and a panic here would skip the cleanup and exit.
                 let _ = writeln!(std::io::stderr(), "rootstrap: interrupted, cleaning up");
-                let paths =
-                    std::mem::take(&mut *REGISTERED.lock().unwrap_or_else(|e| e.into_inner()));
-                for p in paths.iter().rev() {
-                    remove(p);
-                }
+                remove_registered_while_new_appear();
                 std::process::exit(128 + sig);
             }
         })?;
     Ok(())
+}
+
+/// Removes every registered path, again and again while the build's threads
+/// (each stopped at its next registration or checkpoint) may still create
+/// or register one, until a round finds nothing new and nothing back.
+/// Sequential: rayon's workers may be among the stopped threads.
+fn remove_registered_while_new_appear() {
+    let mut all: Vec<PathBuf> = Vec::new();
+    // Rounds end as soon as one is quiet; the bound (about 5 s) only keeps
+    // a thread that never reaches a checkpoint from holding the exit.
+    for _ in 0..250 {
+        let new = std::mem::take(&mut *REGISTERED.lock().unwrap_or_else(|e| e.into_inner()));
+        let quiet = new.is_empty();
+        all.extend(new);
+        let mut present = false;
+        for p in all.iter().rev() {
+            if std::fs::symlink_metadata(p).is_ok() {
+                present = true;
+                remove_one(p);
+            }
+        }
+        if quiet && !present {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[cfg(test)]

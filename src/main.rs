@@ -40,7 +40,11 @@ fn main() -> ExitCode {
     if let Err(e) = rootstrap::cleanup::install_signal_handlers() {
         eprintln!("rootstrap: warning: cannot install signal handlers: {e}");
     }
-    match run(cli) {
+    let result = run(cli);
+    // An interrupt from here on changes nothing; one being handled ends
+    // the process here (no error from files the cleanup took away).
+    rootstrap::cleanup::commit();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rootstrap: error: {}", error_chain(&e));

@@ -196,7 +196,9 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
                 run_scripts,
                 locked,
             };
-            backend.install(dir.path(), &plan, &fetched, &settings, ctx)?;
+            backend
+                .install(dir.path(), &plan, &fetched, &settings, ctx)
+                .map_err(|e| install_error(e, &parent.path))?;
 
             reporter.stage("pack the layer");
             let layer_opts = LayerOptions {
@@ -248,6 +250,22 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
         diff_id,
         new_lock,
     })
+}
+
+/// A full disk under the tree named by the directory the tree is in: the
+/// error from inside the tree names only a path in the rootfs.
+fn install_error(e: crate::distro::backend::BackendError, dir: &std::path::Path) -> BuildError {
+    let disk_full = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)));
+    if disk_full {
+        BuildError::NoRoomForTree {
+            dir: dir.to_owned(),
+            source: e,
+        }
+    } else {
+        e.into()
+    }
 }
 
 /// Everything the base layer is made of: same inputs, same layer.

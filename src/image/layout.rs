@@ -52,6 +52,8 @@ pub(crate) struct MetadataBlobs {
 /// image config, then writes them out.
 pub struct ImageBuilder {
     blobs: tempfile::TempDir,
+    /// Removes `blobs` on Ctrl-C/SIGTERM too (see `cleanup`).
+    _blobs_tracked: crate::cleanup::Tracked,
     compression: LayerCompression,
     gzip: GzipOptions,
     config: ImageConfig,
@@ -72,14 +74,19 @@ impl ImageBuilder {
         config: ImageConfig,
         compression: LayerCompression,
     ) -> Result<Self, ImageError> {
-        let blobs = tempfile::Builder::new()
-            .prefix(".rootstrap-blobs-")
-            .tempdir_in(dir)
-            .map_err(ImageError::io(format!(
-                "creating a blob directory in {}",
-                dir.display()
-            )))?;
+        let (blobs, tracked) = crate::cleanup::creating(|| {
+            let blobs = tempfile::Builder::new()
+                .prefix(".rootstrap-blobs-")
+                .tempdir_in(dir)?;
+            let tracked = crate::cleanup::Tracked::new(blobs.path());
+            Ok((blobs, tracked))
+        })
+        .map_err(ImageError::io(format!(
+            "creating a blob directory in {}",
+            dir.display()
+        )))?;
         Ok(ImageBuilder {
+            _blobs_tracked: tracked,
             blobs,
             compression,
             gzip: GzipOptions::default(),
@@ -774,27 +781,53 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
         .map_err(ImageError::io(format!("syncing {}", dir.display())))
 }
 
-pub(crate) fn temp_file_beside(target: &Path) -> Result<tempfile::NamedTempFile, ImageError> {
+/// An output file being written beside its target, removed if dropped or
+/// if the process is interrupted before [`persist`] renames it into place.
+pub(crate) struct OutputTemp {
+    file: tempfile::NamedTempFile,
+    _tracked: crate::cleanup::Tracked,
+}
+
+impl std::ops::Deref for OutputTemp {
+    type Target = tempfile::NamedTempFile;
+    fn deref(&self) -> &Self::Target {
+        &self.file
+    }
+}
+
+impl std::ops::DerefMut for OutputTemp {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.file
+    }
+}
+
+pub(crate) fn temp_file_beside(target: &Path) -> Result<OutputTemp, ImageError> {
     let parent = parent_dir(target);
     // tempfile's default 0600 would make the finished output private; the
     // umask still applies, as for any file a tool creates.
-    tempfile::Builder::new()
-        .prefix(".rootstrap-out-")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .tempfile_in(parent)
-        .map_err(ImageError::io(format!(
-            "creating a temporary file in {}",
-            parent.display()
-        )))
+    crate::cleanup::creating(|| {
+        let file = tempfile::Builder::new()
+            .prefix(".rootstrap-out-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .tempfile_in(parent)?;
+        Ok(OutputTemp {
+            _tracked: crate::cleanup::Tracked::new(file.path()),
+            file,
+        })
+    })
+    .map_err(ImageError::io(format!(
+        "creating a temporary file in {}",
+        parent.display()
+    )))
 }
 
 /// Sync and rename a finished temp file onto `target`.
-pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<(), ImageError> {
+pub(crate) fn persist(tmp: OutputTemp, target: &Path) -> Result<(), ImageError> {
     tmp.as_file().sync_all().map_err(ImageError::io(format!(
         "syncing output for {}",
         target.display()
     )))?;
-    tmp.persist(target)
+    crate::cleanup::creating(|| tmp.file.persist(target))
         .map_err(|e| ImageError::io(format!("renaming output to {}", target.display()))(e.error))?;
     sync_dir(parent_dir(target))
 }
@@ -803,6 +836,8 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, target: &Path) -> Result<(),
 /// it only when complete.
 pub(crate) struct LayoutDraft {
     tmp: tempfile::TempDir,
+    /// Removes `tmp` on Ctrl-C/SIGTERM too (see `cleanup`).
+    _tracked: crate::cleanup::Tracked,
     /// Its blobs/sha256.
     pub(crate) blob_dir: PathBuf,
 }
@@ -812,19 +847,27 @@ impl LayoutDraft {
     pub(crate) fn begin(target: &Path) -> Result<Self, ImageError> {
         let parent = parent_dir(target);
         // tempfile's default 0700 would make the finished layout private.
-        let tmp = tempfile::Builder::new()
-            .prefix(".rootstrap-oci-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .tempdir_in(parent)
-            .map_err(ImageError::io(format!(
-                "creating a temporary directory in {}",
-                parent.display()
-            )))?;
+        let (tmp, tracked) = crate::cleanup::creating(|| {
+            let tmp = tempfile::Builder::new()
+                .prefix(".rootstrap-oci-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .tempdir_in(parent)?;
+            let tracked = crate::cleanup::Tracked::new(tmp.path());
+            Ok((tmp, tracked))
+        })
+        .map_err(ImageError::io(format!(
+            "creating a temporary directory in {}",
+            parent.display()
+        )))?;
         let blob_dir = tmp.path().join("blobs/sha256");
         fs::create_dir_all(&blob_dir)
             .map_err(ImageError::io(format!("creating {}", blob_dir.display())))?;
         write_file(&tmp.path().join("oci-layout"), &oci_layout_bytes())?;
-        Ok(LayoutDraft { tmp, blob_dir })
+        Ok(LayoutDraft {
+            tmp,
+            _tracked: tracked,
+            blob_dir,
+        })
     }
 
     /// Writes `index` as index.json, syncs, and moves the layout onto `target`.
@@ -841,6 +884,11 @@ impl LayoutDraft {
 /// Move a finished temp directory onto `target`, replacing an existing
 /// directory only after the new one is complete.
 pub(crate) fn replace_dir(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
+    // One step for an interrupt: never a target moved aside and not back.
+    crate::cleanup::creating(|| replace_dir_now(tmp, target))
+}
+
+fn replace_dir_now(tmp: tempfile::TempDir, target: &Path) -> Result<(), ImageError> {
     let ctx = || format!("moving the image into {}", target.display());
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

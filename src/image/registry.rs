@@ -57,6 +57,8 @@ pub enum RegistryError {
     BadLocation { url: String, location: String },
     #[error("registry stored the manifest as {actual}, expected {expected}")]
     DigestMismatch { expected: String, actual: String },
+    #[error("registry stored blob {expected} as {actual}")]
+    BlobDigestMismatch { expected: String, actual: String },
     #[error("{what} {expected}: the registry served content whose digest is {actual}")]
     ServedWrongContent {
         what: &'static str,
@@ -806,6 +808,18 @@ impl Session {
         size: u64,
         member: &str,
     ) -> Result<(), RegistryError> {
+        let open = || {
+            image.open_member(member).map_err(|e| RegistryError::Image {
+                what: format!("blob {digest}"),
+                source: Box::new(e),
+            })
+        };
+        self.upload(digest, Body::Blob { open: &open, size })
+    }
+
+    /// A monolithic upload: POST for a location, then one PUT of `body`,
+    /// checking the registry stored it under `digest`.
+    fn upload(&mut self, digest: &Sha256Digest, body: Body<'_>) -> Result<(), RegistryError> {
         let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
         let response = self.send("POST", &start, &[], Body::Empty)?;
         let location = response
@@ -816,19 +830,13 @@ impl Session {
             })?
             .to_owned();
         let upload = upload_url(&start, &location, digest)?;
-        let open = || {
-            image.open_member(member).map_err(|e| RegistryError::Image {
-                what: format!("blob {digest}"),
-                source: Box::new(e),
-            })
-        };
-        self.send(
+        let response = self.send(
             "PUT",
             &upload,
             &[("Content-Type", "application/octet-stream")],
-            Body::Blob { open: &open, size },
+            body,
         )?;
-        Ok(())
+        check_stored_blob(&response, digest)
     }
 
     /// `reference` is a tag or a digest. Returns the media type and bytes.
@@ -1185,6 +1193,33 @@ fn error_message(response: ureq::Response) -> String {
     }
 }
 
+/// A registry that says it stored an upload under another digest (in
+/// `Docker-Content-Digest`, or in the blob's `Location`) did not store what
+/// was sent: the manifest would name a blob it does not have.
+fn check_stored_blob(
+    response: &ureq::Response,
+    digest: &Sha256Digest,
+) -> Result<(), RegistryError> {
+    let expected = digest.to_string();
+    let from_location = response
+        .header("Location")
+        .and_then(|l| l.split('?').next())
+        .and_then(|l| l.rsplit('/').next())
+        .filter(|last| last.starts_with("sha256:"));
+    for actual in [response.header("Docker-Content-Digest"), from_location]
+        .into_iter()
+        .flatten()
+    {
+        if actual != expected {
+            return Err(RegistryError::BlobDigestMismatch {
+                expected,
+                actual: actual.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The Location of an upload may be relative and may carry a query
 /// (state tokens); the digest is appended to it.
 fn upload_url(start: &str, location: &str, digest: &Sha256Digest) -> Result<String, RegistryError> {
@@ -1398,25 +1433,7 @@ impl Repository {
         if self.session.has_blob(&digest)? {
             return Ok(digest);
         }
-        let start = format!(
-            "{}/v2/{}/blobs/uploads/",
-            self.session.base, self.session.repository
-        );
-        let response = self.session.send("POST", &start, &[], Body::Empty)?;
-        let location = response
-            .header("Location")
-            .ok_or_else(|| RegistryError::BadLocation {
-                url: start.clone(),
-                location: String::new(),
-            })?
-            .to_owned();
-        let upload = upload_url(&start, &location, &digest)?;
-        self.session.send(
-            "PUT",
-            &upload,
-            &[("Content-Type", "application/octet-stream")],
-            Body::Bytes(bytes),
-        )?;
+        self.session.upload(&digest, Body::Bytes(bytes))?;
         Ok(digest)
     }
 

@@ -43,11 +43,13 @@ pub fn export_rootfs(image: &OpenedImage, to: &Path) -> Result<(), ExportError> 
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".rootstrap-rootfs-")
-        .tempdir_in(parent)
-        .map_err(io)?;
-    let tmp = TempPath::new(tmp.keep());
+    let tmp = crate::cleanup::creating(|| {
+        let dir = tempfile::Builder::new()
+            .prefix(".rootstrap-rootfs-")
+            .tempdir_in(parent)?;
+        Ok(TempPath::new(dir.keep()))
+    })
+    .map_err(io)?;
     std::fs::set_permissions(
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),

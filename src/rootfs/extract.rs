@@ -205,6 +205,9 @@ pub fn extract_tar_with<R: Read>(
     let mut x = EntryWriter::new(root, opts.clone());
     let mut out = Vec::new();
     loop {
+        // Once interrupted, not one more entry: the cleanup is removing
+        // the tree, and writing on would put its directories back.
+        crate::cleanup::checkpoint();
         let mut entry = match reader.next_entry() {
             Ok(Some(e)) => e,
             Ok(None) => break,

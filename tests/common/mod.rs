@@ -8,6 +8,7 @@ pub mod debrepo;
 pub mod fixture;
 pub mod httpd;
 pub mod minirootfs;
+pub mod push_registry;
 pub mod run;
 pub mod signing;
 pub mod skip;

@@ -1,4 +1,5 @@
-//! `rootstrap pull` against a hostile registry (HOSTILE.md, issue 17 item 5):
+//! `rootstrap pull` and `rootstrap push` against a hostile registry
+//! (HOSTILE.md, issue 17 item 5):
 //! a small HTTP server in the test, on loopback only, speaks enough of the
 //! OCI distribution API to serve a real image and then lie about it. "Another
 //! host" is another loopback address (127.0.0.2), which is another origin.
@@ -172,6 +173,8 @@ struct Image {
     manifest_digest: Sha256Digest,
     blobs: HashMap<String, Vec<u8>>,
     layer_digests: Vec<String>,
+    /// The image as an OCI layout (what a push reads).
+    layout: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -211,6 +214,7 @@ fn make_image() -> Image {
         manifest_digest: written.manifest_digest,
         blobs,
         layer_digests: parsed.layers.iter().map(|l| l.digest.clone()).collect(),
+        layout: dir.path().join("oci"),
         _dir: dir,
     }
 }
@@ -539,5 +543,181 @@ fn slow_loris_responses_time_out() {
             "{err}"
         );
         target.assert_empty();
+    }
+}
+
+// ------------------------------------------------------------------ push
+
+use common::push_registry::{self, Action, PushRegistry};
+
+/// `rootstrap push oci:LAYOUT HOST/repo:1`, with the credentials on stdin
+/// when `with_password`; (success, stdout, stderr).
+fn push(image: &Image, host: &str, with_password: bool) -> (bool, String, String) {
+    let mut cmd = run::rootstrap();
+    cmd.args(["push", &format!("oci:{}", image.layout.display())])
+        .arg(format!("{host}/repo:1"))
+        .env("DOCKER_CONFIG", "/nonexistent-rootstrap-test")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if with_password {
+        cmd.args(["--username", USER, "--password-stdin"]);
+    }
+    let mut child = cmd.spawn().unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(format!("{PASSWORD}\n").as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// A failed push: non-zero, no pushed name on stdout, `needle` in the
+/// error, and no manifest under the tag.
+fn assert_push_refused(result: (bool, String, String), registry: &PushRegistry, needle: &str) {
+    let (ok, stdout, stderr) = result;
+    assert!(!ok, "the push succeeded:\n{stdout}{stderr}");
+    assert!(
+        !stdout.contains("sha256:"),
+        "a failed push reported a digest: {stdout}"
+    );
+    assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    assert!(
+        registry.manifest("1").is_none(),
+        "the tag was pushed although a blob failed"
+    );
+}
+
+fn is_blob_put(r: &push_registry::Request) -> bool {
+    r.method == "PUT" && r.path().contains("/blobs/uploads/")
+}
+
+#[test]
+fn a_push_the_registry_stores_under_another_digest_fails() {
+    let image = make_image();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    for header in ["Docker-Content-Digest", "Location"] {
+        let value = match header {
+            "Location" => format!("/v2/repo/blobs/{wrong}"),
+            _ => wrong.clone(),
+        };
+        let registry = PushRegistry::start("127.0.0.1", move |r| {
+            if is_blob_put(r) {
+                Action::NormalWithHeaders(vec![(header.to_owned(), value.clone())])
+            } else {
+                Action::Normal
+            }
+        });
+        assert_push_refused(push(&image, &registry.host(), false), &registry, &wrong);
+    }
+    // The manifest stored under another digest (the check that was there).
+    let registry = PushRegistry::start("127.0.0.1", move |r| {
+        if r.method == "PUT" && r.path().contains("/manifests/") {
+            Action::NormalWithHeaders(vec![("Docker-Content-Digest".into(), wrong.clone())])
+        } else {
+            Action::Normal
+        }
+    });
+    let (ok, stdout, stderr) = push(&image, &registry.host(), false);
+    assert!(!ok, "the push succeeded:\n{stdout}{stderr}");
+    assert!(
+        stderr.contains("registry stored the manifest as"),
+        "{stderr}"
+    );
+}
+
+/// An upload session on another host (a storage backend) is followed, but
+/// the credentials stay with the registry; a 5xx part-way through an upload
+/// fails the push.
+#[test]
+fn an_upload_sent_to_another_host_never_carries_the_credentials() {
+    let image = make_image();
+    let storage = Arc::new(PushRegistry::start("127.0.0.2", |_| Action::Normal));
+    let storage_host = storage.host();
+    let needs_auth = |r: &push_registry::Request| r.headers.get("authorization") != Some(&basic());
+    let registry = PushRegistry::start("127.0.0.1", move |r| {
+        if needs_auth(r) {
+            return Action::Reply(
+                401,
+                vec![("WWW-Authenticate".into(), "Basic realm=\"test\"".into())],
+                Vec::new(),
+            );
+        }
+        if r.method == "POST" {
+            let location = format!("http://{storage_host}/v2/repo/blobs/uploads/elsewhere");
+            return Action::Reply(202, vec![("Location".into(), location)], Vec::new());
+        }
+        Action::Normal
+    });
+    let (ok, stdout, stderr) = push(&image, &registry.host(), true);
+    assert!(ok, "{stdout}{stderr}");
+    let uploads = storage.requests();
+    assert!(
+        uploads.iter().any(is_blob_put),
+        "the blobs did not go to the storage host: {uploads:?}"
+    );
+    for r in &uploads {
+        assert!(
+            !r.headers.contains_key("authorization") && !r.target.contains(PASSWORD),
+            "credentials sent to another host: {r:?}"
+        );
+    }
+    assert!(registry.manifest("1").is_some());
+}
+
+#[test]
+fn a_server_error_part_way_through_an_upload_fails_the_push() {
+    let image = make_image();
+    let registry = PushRegistry::start("127.0.0.1", |r| {
+        if is_blob_put(r) {
+            Action::FailAfter {
+                bytes: 16,
+                status: 500,
+            }
+        } else {
+            Action::Normal
+        }
+    });
+    assert_push_refused(push(&image, &registry.host(), false), &registry, "500");
+}
+
+/// A registry that takes the upload and never answers: the push gives up
+/// at its deadline (short here, through the library; the binary's is 300 s
+/// plus 1 s per 16 KiB) and reports no success.
+#[test]
+fn a_stalled_upload_times_out() {
+    let image = make_image();
+    for stalled in ["POST", "PUT"] {
+        let registry = PushRegistry::start("127.0.0.1", move |r| {
+            if r.method == stalled {
+                Action::Stall(Duration::from_secs(60))
+            } else {
+                Action::Normal
+            }
+        });
+        let reference = ImageReference::parse(&format!("{}/repo:1", registry.host())).unwrap();
+        let opened = rootstrap::image::OpenedImage::open(
+            &rootstrap::image::ImageSource::OciDir(image.layout.clone()),
+            None,
+        )
+        .unwrap();
+        let opts = PushOptions {
+            request_time: Some(Duration::from_secs(2)),
+            ..PushOptions::default()
+        };
+        let started = Instant::now();
+        let err = registry::push(&opened, &reference, &opts, &rootstrap::report::Silent)
+            .expect_err("a stalled upload must not be waited for")
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{stalled}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("timed out") || err.contains("timeout"),
+            "{stalled}: {err}"
+        );
+        assert!(registry.manifest("1").is_none());
     }
 }

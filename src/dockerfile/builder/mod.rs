@@ -497,17 +497,18 @@ impl<'a> Runner<'a> {
 
     /// A directory under the work dir that also vanishes on Ctrl-C.
     fn temp_dir(&self, prefix: &str, at: &StepAt) -> Result<TempPath, DockerfileError> {
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&self.opts.work_dir)
-            .map_err(|e| {
-                at.fail(format!(
-                    "creating a directory in {}: {e}",
-                    self.opts.work_dir.display()
-                ))
-            })?
-            .keep();
-        Ok(TempPath::new(dir))
+        crate::cleanup::creating(|| {
+            let dir = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir_in(&self.opts.work_dir)?;
+            Ok(TempPath::new(dir.keep()))
+        })
+        .map_err(|e: std::io::Error| {
+            at.fail(format!(
+                "creating a directory in {}: {e}",
+                self.opts.work_dir.display()
+            ))
+        })
     }
 
     fn execute(

@@ -103,9 +103,13 @@ pub fn install(
             first.len(),
             rest.len()
         ));
-        let staging = TempPath::new(sibling(root_dir, "staging"));
-        std::fs::create_dir(staging.path()).map_err(|source| BootstrapError::Rootfs {
-            path: staging.path().to_owned(),
+        let staging_dir = sibling(root_dir, "staging");
+        let staging = crate::cleanup::creating(|| {
+            let staging = TempPath::new(staging_dir.clone());
+            std::fs::create_dir(staging.path()).map(|()| staging)
+        })
+        .map_err(|source| BootstrapError::Rootfs {
+            path: staging_dir,
             source,
         })?;
         let staged = open_root(staging.path())?;
