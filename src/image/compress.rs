@@ -3,7 +3,7 @@
 //! none.
 //!
 //! The gzip stream is cut into fixed-size chunks; each chunk is raw-deflated
-//! independently with the previous chunk's last 32 KiB as a preset dictionary
+//! (`deflate.rs`: zlib's match search on zlib-rs) independently with the previous chunk's last 32 KiB as a preset dictionary
 //! and ended with a sync flush (so the pieces concatenate into one deflate
 //! stream), the final chunk with a finish. A chunk's bytes depend only on the
 //! chunk, its dictionary and whether it is last, never on scheduling, so the
@@ -14,8 +14,7 @@ use std::io::{self, Write};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
+use super::deflate::deflate_chunk;
 use super::{HashingWriter, ImageError, Sha256Digest};
 
 /// Layer blob compression (`--compression`, a recipe's `[image] compression`).
@@ -96,16 +95,19 @@ impl LayerCompression {
 /// Parallel gzip settings. `threads` changes speed only, never the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GzipOptions {
-    /// zlib level 1..=9.
+    /// zlib level 1..=9 (zlib's search at 4–8, see `deflate.rs`).
     pub level: u32,
     pub chunk_size: usize,
     /// 0 = all available cores.
     pub threads: usize,
 }
 
-/// Default level. zlib-rs level 6 is the `gzip -6` equivalent; see the
-/// compression benchmark (examples/gzip_bench.rs) for the speed/size trade.
-pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+/// Default level, in zlib's meaning (`deflate.rs`): zlib's level-5 search
+/// with 3-byte matches. On the trixie trees it lands within 0.6 % of
+/// `gzip -6` (slim 29.95 against 29.80 MB) at about half its CPU time; zlib's
+/// level 6 search gets 0.3 % under `gzip -6` but costs as much CPU as it
+/// (BENCHMARKS.md, "Layer compression"; `examples/gzip_bench.rs`).
+pub const DEFAULT_GZIP_LEVEL: u32 = 5;
 pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
 const DICT_SIZE: usize = 32 * 1024;
 
@@ -257,41 +259,6 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
     }
 }
 
-/// A fresh deflate state per chunk. Reusing a per-thread state via `reset()`
-/// was tried and changed the output (so bytes depended on which worker ran
-/// which chunk); `identical_bytes_for_any_thread_count_and_decodes` caught it.
-fn deflate_chunk(data: &[u8], dict: &[u8], level: u32, last: bool) -> Result<Vec<u8>, String> {
-    let mut c = Compress::new(Compression::new(level), false);
-    deflate_with(&mut c, data, dict, last)
-}
-
-fn deflate_with(c: &mut Compress, data: &[u8], dict: &[u8], last: bool) -> Result<Vec<u8>, String> {
-    if !dict.is_empty() {
-        c.set_dictionary(dict)
-            .map_err(|e| format!("set_dictionary: {e}"))?;
-    }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 1024);
-    loop {
-        let consumed = c.total_in() as usize;
-        let status = c
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .map_err(|e| format!("deflate: {e}"))?;
-        let done_input = c.total_in() as usize == data.len();
-        let has_room = out.len() < out.capacity();
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok | Status::BufError if done_input && has_room && !last => break,
-            _ => out.reserve(out.capacity().max(4096)),
-        }
-    }
-    Ok(out)
-}
-
 /// Compressed-blob facts known as soon as the stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobInfo {
@@ -420,7 +387,7 @@ mod tests {
         let mut w = ParallelGzipWriter::new(
             Vec::new(),
             GzipOptions {
-                level: 6,
+                level: DEFAULT_GZIP_LEVEL,
                 chunk_size: chunk,
                 threads,
             },
