@@ -4,19 +4,29 @@
 # own uncompressed bytes). Prints a Markdown table for BENCHMARKS.md.
 # Each build also writes a rootfs: output, which disables layer reuse, so
 # every run packs its layer; packing time is the "pack the layer" stage of
-# the build log. ROOTSTRAP=path/to/rootstrap uses that binary instead of a
-# release build. Needs root, gzip, zstd.
+# the build log. Then the packing step alone, on each variant's tree:
+# examples/pack_bench.rs packs it RUNS times per compression (default 3,
+# interleaved) and prints the medians. ROOTSTRAP=path/to/rootstrap and
+# PACK_BENCH=path/to/pack_bench use those binaries instead of a release
+# build. Needs root, gzip, zstd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /var/tmp/rootstrap-bench-slim.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mirror=$(bash scripts/host-mirror.sh)
 export ROOTSTRAP_CACHE_DIR=${ROOTSTRAP_CACHE_DIR:-$work/cache}
+runs=${RUNS:-3}
 if [ -n "${ROOTSTRAP:-}" ]; then
     rs=$ROOTSTRAP
 else
     cargo build --release --quiet
     rs=$PWD/target/release/rootstrap
+fi
+if [ -n "${PACK_BENCH:-}" ]; then
+    pack_bench=$PACK_BENCH
+else
+    cargo build --release --quiet --example pack_bench
+    pack_bench=$PWD/target/release/examples/pack_bench
 fi
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f MB", b / 1e6 }'; }
 secs() { # command... → wall seconds, output discarded
@@ -49,12 +59,19 @@ for variant in minbase slim; do
         size=$(layer_json "$out" size)
         unpacked=$(layer_json "$out" unpacked_size)
         echo "| trixie $variant | $c | $(mb "$size") | $(mb "$unpacked") | $pack |"
-        rm -rf "$out-tree"
+        [ "$c" = none ] || rm -rf "$out-tree"
     done
+    "$pack_bench" "$work/$variant-none-tree" "$runs" >"$work/$variant-pack.txt"
+    rm -rf "$work/$variant-none-tree"
     # The same tar, compressed by the reference tools (one core each).
     cp "$(ls -S "$work/$variant-none/blobs/sha256/"* | head -1)" "$work/$variant.tar"
     t=$(secs sh -c "gzip -6 -c '$work/$variant.tar' >'$work/$variant.tar.gz'")
     echo "| trixie $variant | \`gzip -6\` of the same tar | $(mb "$(stat -c %s "$work/$variant.tar.gz")") | | $t s |"
     t=$(secs sh -c "zstd -3 -q -c '$work/$variant.tar' >'$work/$variant.tar.zst'")
     echo "| trixie $variant | \`zstd -3\` of the same tar | $(mb "$(stat -c %s "$work/$variant.tar.zst")") | | $t s |"
+done
+echo
+for variant in minbase slim; do
+    echo "packing step alone, trixie $variant:"
+    sed 's/^/    /' "$work/$variant-pack.txt"
 done

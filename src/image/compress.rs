@@ -2,20 +2,19 @@
 //! (multithreaded; libzstd's output does not depend on the worker count) or
 //! none.
 //!
-//! The gzip stream is cut into fixed-size chunks; each chunk is raw-deflated
-//! independently with the previous chunk's last 32 KiB as a preset dictionary
-//! and ended with a sync flush (so the pieces concatenate into one deflate
-//! stream), the final chunk with a finish. A chunk's bytes depend only on the
-//! chunk, its dictionary and whether it is last, never on scheduling, so the
-//! output is identical for any thread count.
+//! The gzip stream is cut into fixed-size chunks; each chunk is
+//! raw-deflated on its own by libdeflate and made joinable (`deflate.rs`),
+//! the final chunk left as it is, so the pieces concatenate into one deflate
+//! stream and one gzip member. A chunk's bytes depend only on the chunk and
+//! whether it is last, never on scheduling, so the output is identical for
+//! any thread count.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
+use super::deflate::deflate_chunk;
 use super::{HashingWriter, ImageError, Sha256Digest};
 
 /// Layer blob compression (`--compression`, a recipe's `[image] compression`).
@@ -96,18 +95,23 @@ impl LayerCompression {
 /// Parallel gzip settings. `threads` changes speed only, never the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GzipOptions {
-    /// zlib level 1..=9.
+    /// libdeflate level 1..=12.
     pub level: u32,
     pub chunk_size: usize,
     /// 0 = all available cores.
     pub threads: usize,
 }
 
-/// Default level. zlib-rs level 6 is the `gzip -6` equivalent; see the
-/// compression benchmark (examples/gzip_bench.rs) for the speed/size trade.
+/// Default level: libdeflate's own default. On the trixie trees it is
+/// 1.1–1.6 % smaller than `gzip -6` at about a quarter of its CPU time
+/// (BENCHMARKS.md, "Layer compression"; `examples/gzip_bench.rs`).
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
-pub const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
-const DICT_SIZE: usize = 32 * 1024;
+/// Chunks are compressed independently (libdeflate has no preset
+/// dictionary), so each one starts without the 32 KiB of history before
+/// it; at 1 MiB that costs ~0.1 % in size, and a layer of a few MiB still
+/// spreads over the cores.
+pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
+const MIN_CHUNK_SIZE: usize = 32 * 1024;
 
 impl Default for GzipOptions {
     fn default() -> Self {
@@ -132,7 +136,6 @@ pub struct ParallelGzipWriter<W: Write> {
     pool: Arc<rayon::ThreadPool>,
     max_in_flight: usize,
     pending: Vec<u8>,
-    dict: Arc<Vec<u8>>,
     in_flight: VecDeque<mpsc::Receiver<Result<ChunkResult, String>>>,
     crc: crc32fast::Hasher,
     total_in: u64,
@@ -151,8 +154,8 @@ impl<W: Write> ParallelGzipWriter<W> {
             .thread_name(|i| format!("gzip-{i}"))
             .build()
             .map_err(|e| ImageError::Compress(format!("starting compression threads: {e}")))?;
-        let level = opts.level.clamp(1, 9);
-        let chunk_size = opts.chunk_size.max(DICT_SIZE);
+        let level = opts.level.clamp(1, 12);
+        let chunk_size = opts.chunk_size.max(MIN_CHUNK_SIZE);
         Ok(ParallelGzipWriter {
             out,
             opts: GzipOptions {
@@ -163,7 +166,6 @@ impl<W: Write> ParallelGzipWriter<W> {
             pool: Arc::new(pool),
             max_in_flight: 2 * threads + 1,
             pending: Vec::with_capacity(chunk_size),
-            dict: Arc::new(Vec::new()),
             in_flight: VecDeque::new(),
             crc: crc32fast::Hasher::new(),
             total_in: 0,
@@ -187,15 +189,10 @@ impl<W: Write> ParallelGzipWriter<W> {
             self.drain_one()?;
         }
         let data = std::mem::replace(&mut self.pending, Vec::with_capacity(self.opts.chunk_size));
-        let dict = Arc::clone(&self.dict);
-        if !last {
-            let start = data.len().saturating_sub(DICT_SIZE);
-            self.dict = Arc::new(data[start..].to_vec());
-        }
         let level = self.opts.level;
         let (tx, rx) = mpsc::sync_channel(1);
         self.pool.spawn(move || {
-            let result = deflate_chunk(&data, &dict, level, last).map(|deflated| {
+            let result = deflate_chunk(&data, level, last).map(|deflated| {
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(&data);
                 ChunkResult { deflated, crc }
@@ -255,41 +252,6 @@ impl<W: Write> Write for ParallelGzipWriter<W> {
         // A flush cannot force a chunk boundary (that would change the bytes).
         self.out.flush()
     }
-}
-
-/// A fresh deflate state per chunk. Reusing a per-thread state via `reset()`
-/// was tried and changed the output (so bytes depended on which worker ran
-/// which chunk); `identical_bytes_for_any_thread_count_and_decodes` caught it.
-fn deflate_chunk(data: &[u8], dict: &[u8], level: u32, last: bool) -> Result<Vec<u8>, String> {
-    let mut c = Compress::new(Compression::new(level), false);
-    deflate_with(&mut c, data, dict, last)
-}
-
-fn deflate_with(c: &mut Compress, data: &[u8], dict: &[u8], last: bool) -> Result<Vec<u8>, String> {
-    if !dict.is_empty() {
-        c.set_dictionary(dict)
-            .map_err(|e| format!("set_dictionary: {e}"))?;
-    }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 1024);
-    loop {
-        let consumed = c.total_in() as usize;
-        let status = c
-            .compress_vec(&data[consumed..], &mut out, flush)
-            .map_err(|e| format!("deflate: {e}"))?;
-        let done_input = c.total_in() as usize == data.len();
-        let has_room = out.len() < out.capacity();
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok | Status::BufError if done_input && has_room && !last => break,
-            _ => out.reserve(out.capacity().max(4096)),
-        }
-    }
-    Ok(out)
 }
 
 /// Compressed-blob facts known as soon as the stream ends.
@@ -420,7 +382,7 @@ mod tests {
         let mut w = ParallelGzipWriter::new(
             Vec::new(),
             GzipOptions {
-                level: 6,
+                level: DEFAULT_GZIP_LEVEL,
                 chunk_size: chunk,
                 threads,
             },
@@ -444,6 +406,14 @@ mod tests {
             1_500_000,
         ] {
             let data = sample(len);
+            // Small chunks too: many joins in one stream.
+            let small = gz(&data, 1, 40_000);
+            assert!(small == gz(&data, 3, 40_000), "len {len}: small chunks");
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(small.as_slice())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "len {len}, small chunks");
             let one = gz(&data, 1, DEFAULT_CHUNK_SIZE);
             let four = gz(&data, 4, DEFAULT_CHUNK_SIZE);
             assert!(one == four, "len {len}: output depends on the thread count");
@@ -513,8 +483,8 @@ mod tests {
             eprintln!("SKIP: system gzip not found");
             return;
         }
-        let data = sample(1_000_000);
-        let compressed = gz(&data, 2, DEFAULT_CHUNK_SIZE);
+        let data = sample(3_000_000);
+        let compressed = gz(&data, 2, 100_000);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.gz");
         std::fs::write(&path, &compressed).unwrap();

@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod compress;
+mod deflate;
 pub mod diff;
 pub mod inspect;
 pub mod layer;

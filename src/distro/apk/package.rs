@@ -120,7 +120,12 @@ pub struct VerifiedApk {
     pub control_range: Range<usize>,
     pub data_range: Range<usize>,
     /// The decompressed data tar (its compressed form matched `datahash`).
-    pub data_tar: Vec<u8>,
+    /// Private, so the entries checked once stay the entries of these bytes.
+    data_tar: Vec<u8>,
+    /// `data_entries`' result once it succeeded: the download step checks
+    /// every file's SHA-1 before anything is written, and the install step
+    /// needs the same entries again without hashing the files a second time.
+    checked_entries: std::sync::OnceLock<Vec<TarEntry>>,
 }
 
 fn check_identity(
@@ -291,6 +296,7 @@ pub fn open_package(
         control_range,
         data_range,
         data_tar,
+        checked_entries: std::sync::OnceLock::new(),
     })
 }
 
@@ -382,7 +388,16 @@ impl VerifiedApk {
     /// Parses the data tar and checks it by apk's rules (see
     /// [`verify_data_entries`]).
     pub fn data_entries(&self) -> Result<Vec<TarEntry>, ApkError> {
-        verify_data_entries(&self.what, &self.data_tar)
+        if let Some(entries) = self.checked_entries.get() {
+            return Ok(entries.clone());
+        }
+        let entries = verify_data_entries(&self.what, &self.data_tar)?;
+        Ok(self.checked_entries.get_or_init(|| entries).clone())
+    }
+
+    /// The decompressed data tar.
+    pub fn data_tar(&self) -> &[u8] {
+        &self.data_tar
     }
 
     /// Content of a regular-file entry returned by `data_entries`.

@@ -124,7 +124,7 @@ fn unpack_unregistered(
         Ok(None) => Ok(Claimed::Write),
         Err(e) => Err(e.to_string()),
     };
-    write_package_files(root, &pkg.id(), &apk.data_tar, &claim)
+    write_package_files(root, &pkg.id(), apk.data_tar(), &claim)
 }
 
 /// One package's data tar (`what` names it in errors), checked by apk's
@@ -223,7 +223,7 @@ fn extract_all(
             conflict: None,
         });
         let claim = |rel: &RelPath, kind: EntryKind| claims.borrow_mut().claim(root, rel, kind);
-        let extracted = write_package_files(root, &pkg.id(), &apk.data_tar, &claim);
+        let extracted = write_package_files(root, &pkg.id(), apk.data_tar(), &claim);
         let claims = claims.into_inner();
         if let Some(conflict) = claims.conflict {
             return Err(conflict);
