@@ -80,10 +80,12 @@ port=$(free_port)
 start_registry "$work/registry" "$port"
 registry_host=127.0.0.1:$port
 ref=$registry_host/rootstrap-e2e/trixie:multi
+export COSIGN_PASSWORD=e2e
+"$rs" key generate --output-prefix "$work/cosign" >/dev/null
 start=$(date +%s.%N)
 "$rs" --progress plain build recipes/debian-trixie.toml --platform linux/amd64,linux/arm64 --mirror "$mirror" \
     --output "oci:$work/trixie-index" --output "registry:$ref" -t rootstrap-e2e/trixie:index \
-    >"$work/index.out" 2>"$work/index.log"
+    --sign-key "$work/cosign.key" >"$work/index.out" 2>"$work/index.log"
 echo "rootstrap build trixie linux/amd64,linux/arm64 (arm64 layer cached): $(echo "$(date +%s.%N) - $start" | bc) s"
 index_digest=$(awk '/^registry:/ {print $2}' "$work/index.out")
 served=$(curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.index.v1+json' \
@@ -116,6 +118,13 @@ for m in $(jq -r '.manifests[].digest' "$work/trixie-index/blobs/sha256/${index_
         curl -fsS -H "$accept" "http://$registry_host/v2/rootstrap-e2e/trixie/manifests/sha256-${m#sha256:}")
     check "index: $m has its two SBOMs as referrers in the registry" \
         test "$(echo "$listed" | jq '.manifests | length')" = 2
+done
+# Signed (--sign-key): the index, and each platform's image with its SBOMs.
+check "index: rootstrap verify of the signed index" "$rs" verify "$ref" --key "$work/cosign.pub"
+for m in $(jq -r '.manifests[].digest' "$work/trixie-index/blobs/sha256/${index_digest#sha256:}"); do
+    "$rs" verify "$registry_host/rootstrap-e2e/trixie@$m" --key "$work/cosign.pub" --attestation >"$work/verify.out" 2>&1 || true
+    check "index: $m is signed, with its SPDX SBOM and the provenance attested" \
+        sh -c "grep -q 'attestation: https://spdx.dev/Document' '$work/verify.out' && grep -q 'attestation: https://slsa.dev/provenance/v1' '$work/verify.out'"
 done
 kill "$registry_pid" 2>/dev/null || true
 echo "index digest: $index_digest"
