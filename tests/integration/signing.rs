@@ -634,3 +634,62 @@ fn gpg_simple_signing_is_a_signed_message_gpg_verifies() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_multi_platform_layout_is_signed_for_this_machines_image() {
+    use rootstrap::image::oci::ImageConfig;
+    use rootstrap::image::{ImageBuilder, LayerCompression, LayerOptions};
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("marker"), "x").unwrap();
+    let host = rootstrap::image::oci::oci_arch(std::env::consts::ARCH).0;
+    let other = if host == "amd64" { "arm64" } else { "amd64" };
+    let builders: Vec<ImageBuilder> = [host, other]
+        .iter()
+        .map(|arch| {
+            let mut b = ImageBuilder::new_in(
+                work.path(),
+                ImageConfig::new(arch, "linux"),
+                LayerCompression::Gzip,
+            )
+            .unwrap();
+            let opts = LayerOptions {
+                source_date_epoch: Some(1_700_000_000),
+                exclude: Vec::new(),
+            };
+            b.add_layer_from_dir(&tree, &opts, Default::default())
+                .unwrap();
+            b
+        })
+        .collect();
+    let refs: Vec<&ImageBuilder> = builders.iter().collect();
+    let dir = work.path().join("index");
+    rootstrap::image::multi::write_index_layout(&refs, &dir, None).unwrap();
+    let (private, public) = generate_keys(work.path(), "cosign");
+    let layout = format!("oci:{}", dir.display());
+    let out = with_password(&[
+        "sign",
+        &layout,
+        "--key",
+        &private,
+        "--identity",
+        "127.0.0.1:5000/multi",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = verify(&layout, &public, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The signed digest is the host platform's manifest.
+    let image = rootstrap::image::OpenedImage::open(
+        &rootstrap::image::ImageSource::OciDir(dir.clone()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(image.config.architecture, host);
+    let digest = image.manifest_digest.unwrap();
+    assert!(
+        text(&out.stdout).contains(&format!("@{digest}  verified")),
+        "{}",
+        text(&out.stdout)
+    );
+}
