@@ -149,6 +149,124 @@ pub fn append(mut layers: Vec<Layer>, new: Layer) -> Vec<Layer> {
     layers
 }
 
+/// The signature layer (and its blob) for `digest` published as `identity`.
+pub fn signature_layer(
+    key: &p256::ecdsa::SigningKey,
+    identity: &str,
+    digest: Sha256Digest,
+) -> (Layer, Vec<u8>) {
+    let payload = super::payload::SimpleSigning::new(identity, digest).to_bytes();
+    let signature = super::payload::sign_bytes(key, &payload);
+    let layer = Layer::new(
+        Kind::Signatures,
+        &payload,
+        [(SIGNATURE_ANNOTATION.to_owned(), signature)].into(),
+    );
+    (layer, payload)
+}
+
+/// One attestation layer (and its envelope) per predicate.
+pub fn attestation_layers(
+    key: &p256::ecdsa::SigningKey,
+    identity: &str,
+    digest: Sha256Digest,
+    predicates: &[super::remote::Predicate],
+) -> Vec<(Layer, Vec<u8>)> {
+    use super::payload::{Envelope, Statement};
+    predicates
+        .iter()
+        .map(|p| {
+            let statement =
+                Statement::new(identity, digest, &p.predicate_type, p.predicate.clone());
+            let statement = serde_json::to_vec(&statement).expect("statement serialises");
+            let envelope =
+                serde_json::to_vec(&Envelope::sign(key, &statement)).expect("envelope serialises");
+            let annotations = [
+                (
+                    PREDICATE_TYPE_ANNOTATION.to_owned(),
+                    p.predicate_type.clone(),
+                ),
+                // cosign marks attestation layers with an empty signature
+                // annotation: the signature is inside the envelope.
+                (SIGNATURE_ANNOTATION.to_owned(), String::new()),
+            ]
+            .into();
+            (
+                Layer::new(Kind::Attestations, &envelope, annotations),
+                envelope,
+            )
+        })
+        .collect()
+}
+
+/// Checks signature layers: the signed names of those valid for `key` and
+/// `digest` (and `identity`, when given), or why none was.
+pub fn check_signatures(
+    layers: &[(Layer, Vec<u8>)],
+    key: &p256::ecdsa::VerifyingKey,
+    identity: Option<&str>,
+    digest: Sha256Digest,
+    image: &str,
+) -> Result<Vec<String>, SignError> {
+    use super::payload::{verify_bytes, SimpleSigning};
+    let mut names = Vec::new();
+    let mut reasons = Vec::new();
+    for (layer, data) in layers {
+        let checked = layer
+            .annotations
+            .get(SIGNATURE_ANNOTATION)
+            .ok_or_else(|| SignError::BadSignature("annotation missing".into()))
+            .and_then(|sig| verify_bytes(key, data, sig))
+            .and_then(|()| {
+                let signed: SimpleSigning = serde_json::from_slice(data)
+                    .map_err(|e| SignError::Invalid(format!("signature payload: {e}")))?;
+                let name = signed.critical.identity.docker_reference;
+                SimpleSigning::check(data, identity.unwrap_or(&name), digest)?;
+                Ok(name)
+            });
+        match checked {
+            Ok(name) => names.push(name),
+            Err(e) => reasons.push(format!("{}: {e}", layer.digest)),
+        }
+    }
+    if names.is_empty() {
+        return Err(SignError::NotVerified {
+            image: image.to_owned(),
+            what: "signature",
+            reasons,
+        });
+    }
+    Ok(names)
+}
+
+/// Checks attestation layers: the predicate types of those signed by `key`
+/// about `digest`, or why none was.
+pub fn check_attestations(
+    layers: &[(Layer, Vec<u8>)],
+    key: &p256::ecdsa::VerifyingKey,
+    digest: Sha256Digest,
+    image: &str,
+) -> Result<Vec<String>, SignError> {
+    let mut kinds = Vec::new();
+    let mut reasons = Vec::new();
+    for (layer, data) in layers {
+        match super::payload::Envelope::open(data, key)
+            .and_then(|s| s.check_subject(digest).map(|()| s))
+        {
+            Ok(statement) => kinds.push(statement.predicate_type),
+            Err(e) => reasons.push(format!("{}: {e}", layer.digest)),
+        }
+    }
+    if kinds.is_empty() {
+        return Err(SignError::NotVerified {
+            image: image.to_owned(),
+            what: "attestation",
+            reasons,
+        });
+    }
+    Ok(kinds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@ use std::path::Path;
 use p256::ecdsa::{SigningKey, VerifyingKey};
 
 use super::cosign::{self, Kind, Layer, Subject};
-use super::payload::{self, Envelope, SimpleSigning, Statement};
 use super::remote::Predicate;
 use super::SignError;
 use crate::image::registry::Repository;
@@ -45,35 +44,14 @@ pub fn sign(
         digest,
         size: subject_desc.size,
     };
-    let payload = SimpleSigning::new(identity, digest).to_bytes();
-    let signature = payload::sign_bytes(key, &payload);
-    let layer = Layer::new(
+    attach(
+        dir,
         Kind::Signatures,
-        &payload,
-        [(cosign::SIGNATURE_ANNOTATION.to_owned(), signature)].into(),
-    );
-    attach(dir, Kind::Signatures, subject, vec![(layer, payload)])?;
+        subject,
+        vec![cosign::signature_layer(key, identity, digest)],
+    )?;
     if !predicates.is_empty() {
-        let mut new = Vec::new();
-        for p in predicates {
-            let statement =
-                Statement::new(identity, digest, &p.predicate_type, p.predicate.clone());
-            let statement = serde_json::to_vec(&statement).expect("statement serialises");
-            let envelope =
-                serde_json::to_vec(&Envelope::sign(key, &statement)).expect("envelope serialises");
-            let annotations = [
-                (
-                    cosign::PREDICATE_TYPE_ANNOTATION.to_owned(),
-                    p.predicate_type.clone(),
-                ),
-                (cosign::SIGNATURE_ANNOTATION.to_owned(), String::new()),
-            ]
-            .into();
-            new.push((
-                Layer::new(Kind::Attestations, &envelope, annotations),
-                envelope,
-            ));
-        }
+        let new = cosign::attestation_layers(key, identity, digest, predicates);
         attach(dir, Kind::Attestations, subject, new)?;
     }
     Ok(digest)
@@ -148,8 +126,6 @@ pub fn verify(
 ) -> Result<VerifiedLayout, SignError> {
     let (image, digest) = open(dir, name)?;
     let what = format!("{}@{digest}", dir.display());
-    let mut identities = Vec::new();
-    let mut reasons = Vec::new();
     let signatures = stored_layers(&image, Kind::Signatures)?;
     if signatures.is_empty() {
         return Err(SignError::NotSigned {
@@ -158,48 +134,13 @@ pub fn verify(
             tag: "signature referrer in the layout".into(),
         });
     }
-    for (layer, data) in &signatures {
-        let checked = layer
-            .annotations
-            .get(cosign::SIGNATURE_ANNOTATION)
-            .ok_or_else(|| SignError::BadSignature("annotation missing".into()))
-            .and_then(|sig| payload::verify_bytes(key, data, sig))
-            .and_then(|()| {
-                let signed: SimpleSigning = serde_json::from_slice(data)
-                    .map_err(|e| SignError::Invalid(format!("signature payload: {e}")))?;
-                let name = signed.critical.identity.docker_reference.clone();
-                SimpleSigning::check(data, identity.unwrap_or(&name), digest)?;
-                Ok(name)
-            });
-        match checked {
-            Ok(name) => identities.push(name),
-            Err(e) => reasons.push(format!("{}: {e}", layer.digest)),
-        }
-    }
-    if identities.is_empty() {
-        return Err(SignError::NotVerified {
-            image: what,
-            what: "signature",
-            reasons,
-        });
-    }
-    let mut kinds = Vec::new();
-    if attestations {
-        let mut reasons = Vec::new();
-        for (layer, data) in stored_layers(&image, Kind::Attestations)? {
-            match Envelope::open(&data, key).and_then(|s| s.check_subject(digest).map(|()| s)) {
-                Ok(s) => kinds.push(s.predicate_type),
-                Err(e) => reasons.push(format!("{}: {e}", layer.digest)),
-            }
-        }
-        if kinds.is_empty() {
-            return Err(SignError::NotVerified {
-                image: what,
-                what: "attestation",
-                reasons,
-            });
-        }
-    }
+    let identities = cosign::check_signatures(&signatures, key, identity, digest, &what)?;
+    let kinds = if attestations {
+        let layers = stored_layers(&image, Kind::Attestations)?;
+        cosign::check_attestations(&layers, key, digest, &what)?
+    } else {
+        Vec::new()
+    };
     Ok(VerifiedLayout {
         digest,
         identities,

@@ -1,11 +1,8 @@
 //! Signing and verifying images in a registry, where cosign keeps them.
 
-use std::collections::BTreeMap;
-
 use p256::ecdsa::{SigningKey, VerifyingKey};
 
 use super::cosign::{self, Kind, Layer, Subject};
-use super::payload::{self, Envelope, SimpleSigning, Statement};
 use super::{SignError, Target};
 use crate::image::registry::{PushOptions, Repository};
 use crate::image::Sha256Digest;
@@ -49,39 +46,16 @@ pub fn sign(
         size,
     };
 
-    let payload = SimpleSigning::new(&name, digest).to_bytes();
-    let signature = payload::sign_bytes(key, &payload);
-    let layer = Layer::new(
+    let signatures = append_layers(
+        &mut repo,
         Kind::Signatures,
-        &payload,
-        [(cosign::SIGNATURE_ANNOTATION.to_owned(), signature)].into(),
-    );
-    let signatures = append_layers(&mut repo, Kind::Signatures, subject, vec![(layer, payload)])?;
-
+        subject,
+        vec![cosign::signature_layer(key, &name, digest)],
+    )?;
     let attestations = if predicates.is_empty() {
         None
     } else {
-        let mut new = Vec::new();
-        for p in predicates {
-            let statement = Statement::new(&name, digest, &p.predicate_type, p.predicate.clone());
-            let statement = serde_json::to_vec(&statement).expect("statement serialises");
-            let envelope =
-                serde_json::to_vec(&Envelope::sign(key, &statement)).expect("envelope serialises");
-            let annotations: BTreeMap<String, String> = [
-                (
-                    cosign::PREDICATE_TYPE_ANNOTATION.to_owned(),
-                    p.predicate_type.clone(),
-                ),
-                // cosign marks attestation layers with an empty signature
-                // annotation: the signature is inside the envelope.
-                (cosign::SIGNATURE_ANNOTATION.to_owned(), String::new()),
-            ]
-            .into();
-            new.push((
-                Layer::new(Kind::Attestations, &envelope, annotations),
-                envelope,
-            ));
-        }
+        let new = cosign::attestation_layers(key, &name, digest, predicates);
         Some(append_layers(&mut repo, Kind::Attestations, subject, new)?)
     };
     Ok(Signed {
@@ -157,49 +131,18 @@ pub fn verify(
     let image = format!("{name}@{digest}");
 
     let layers = read_layers(&mut repo, Kind::Signatures, digest, &image)?;
-    let mut valid = 0;
-    let mut reasons = Vec::new();
-    for (layer, data) in &layers {
-        let Some(signature) = layer.annotations.get(cosign::SIGNATURE_ANNOTATION) else {
-            reasons.push(format!("{}: no signature annotation", layer.digest));
-            continue;
-        };
-        match payload::verify_bytes(key, data, signature)
-            .and_then(|()| SimpleSigning::check(data, &name, digest))
-        {
-            Ok(()) => valid += 1,
-            Err(e) => reasons.push(format!("{}: {e}", layer.digest)),
-        }
-    }
-    if valid == 0 {
-        return Err(SignError::NotVerified {
-            image,
-            what: "signature",
-            reasons,
-        });
-    }
-
-    let mut predicate_types = Vec::new();
-    if attestations {
-        let mut reasons = Vec::new();
-        for (layer, data) in read_layers(&mut repo, Kind::Attestations, digest, &image)? {
-            match Envelope::open(&data, key).and_then(|s| s.check_subject(digest).map(|()| s)) {
-                Ok(statement) => predicate_types.push(statement.predicate_type),
-                Err(e) => reasons.push(format!("{}: {e}", layer.digest)),
-            }
-        }
-        if predicate_types.is_empty() {
-            return Err(SignError::NotVerified {
-                image,
-                what: "attestation",
-                reasons,
-            });
-        }
-    }
+    // The name checked is the repository's own.
+    let signatures = cosign::check_signatures(&layers, key, Some(&name), digest, &image)?.len();
+    let predicate_types = if attestations {
+        let layers = read_layers(&mut repo, Kind::Attestations, digest, &image)?;
+        cosign::check_attestations(&layers, key, digest, &image)?
+    } else {
+        Vec::new()
+    };
     Ok(Verified {
         image,
         digest,
-        signatures: valid,
+        signatures,
         attestations: predicate_types,
     })
 }
