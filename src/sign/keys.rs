@@ -9,7 +9,6 @@
 //! crypto_secretbox) because no maintained crate reads the format without
 //! also pulling in an async registry client.
 
-use base64::Engine as _;
 use crypto_secretbox::aead::{Aead, KeyInit};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::{
@@ -118,7 +117,8 @@ pub fn to_cosign_pem(key: &SigningKey, password: &[u8]) -> Result<String, SignEr
         ciphertext,
     })
     .map_err(|e| SignError::Key(e.to_string()))?;
-    Ok(pem_encode(SIGSTORE_PEM_LABEL, &body))
+    pem_rfc7468::encode_string(SIGSTORE_PEM_LABEL, pem_rfc7468::LineEnding::LF, &body)
+        .map_err(|e| SignError::Key(format!("encoding the private key: {e}")))
 }
 
 /// The public key as a PKIX `PUBLIC KEY` PEM block, as `cosign.pub` holds it.
@@ -138,8 +138,9 @@ pub fn load_private(
         path: source.to_owned(),
         reason,
     };
-    let (label, body) = pem_decode(pem).map_err(bad)?;
-    match label.as_str() {
+    let (label, body) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+        .map_err(|e| bad(format!("not a PEM block: {e}")))?;
+    match label {
         SIGSTORE_PEM_LABEL | COSIGN_PEM_LABEL => {
             let password = password.ok_or_else(|| {
                 bad(format!(
@@ -216,44 +217,6 @@ fn derive(password: &[u8], salt: &[u8], log_n: u8) -> Result<[u8; 32], SignError
     scrypt::scrypt(password, salt, &params, &mut key)
         .map_err(|e| SignError::Key(format!("scrypt: {e}")))?;
     Ok(key)
-}
-
-fn pem_encode(label: &str, body: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(body);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-/// The first PEM block: its label and decoded body.
-fn pem_decode(text: &str) -> Result<(String, Vec<u8>), String> {
-    let begin = text
-        .find("-----BEGIN ")
-        .ok_or_else(|| "no PEM block (-----BEGIN …-----) found".to_owned())?;
-    let rest = &text[begin + 11..];
-    let label_end = rest
-        .find("-----")
-        .ok_or_else(|| "malformed PEM header".to_owned())?;
-    let label = rest[..label_end].to_owned();
-    let body_start = &rest[label_end + 5..];
-    let end_marker = format!("-----END {label}-----");
-    let body_end = body_start
-        .find(&end_marker)
-        .ok_or_else(|| format!("PEM block {label:?} has no {end_marker} line"))?;
-    let b64: String = body_start[..body_end]
-        .lines()
-        .filter(|l| !l.contains(':')) // RFC 1421 headers, never in cosign keys
-        .collect::<String>()
-        .split_whitespace()
-        .collect();
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("PEM body of {label:?} is not base64: {e}"))?;
-    Ok((label, body))
 }
 
 #[cfg(test)]
