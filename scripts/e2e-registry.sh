@@ -30,7 +30,9 @@ ref=127.0.0.1:$port/rootstrap/debian:trixie
 docker rmi "$ref" >/dev/null 2>&1 || true
 docker pull "$ref"
 fail=0
-pulled=$(docker inspect --format '{{index .RepoDigests 0}}' "$ref")
+# The repo digest for this registry's name: the same image may also carry
+# digests from other registries that pushed it before.
+pulled=$(docker inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$ref" | grep "^127.0.0.1:$port/rootstrap/debian@" | head -1)
 if [ "${pulled##*@}" = "$digest" ]; then echo "PASS docker pull gives the pushed digest ($digest)"; else echo "FAIL pulled $pulled, pushed $digest"; fail=1; fi
 if [ "$(docker run --rm "$ref" sh -c 'dpkg-query -W bash >/dev/null && echo ok')" = ok ]; then echo "PASS docker run of the pulled image"; else echo "FAIL docker run of the pulled image"; fail=1; fi
 # A second push uploads nothing.

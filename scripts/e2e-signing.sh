@@ -23,7 +23,7 @@ port=$(free_port)
 registry_pid=
 cleanup() {
     [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true
-    docker rmi "127.0.0.1:$port/signed/debian:trixie" >/dev/null 2>&1 || true
+    docker rmi "127.0.0.1:$port/signed/debian:trixie" "127.0.0.1:$port/signed/debian:moved" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
