@@ -10,6 +10,7 @@ use std::time::SystemTime;
 pub mod from_dockerfile;
 mod locked;
 mod pipeline;
+mod provisional;
 mod tree_dir;
 
 pub use crate::distro::apk::backend::UNTRUSTED_LABEL;
@@ -566,11 +567,20 @@ fn write_index_outputs(
     let name = reference.map(ImageReference::familiar);
     let mut written = Vec::new();
     let mut digest = None;
+    // All or nothing at the output paths (see `provisional`).
+    let mut provisional = provisional::Provisional::default();
     for out in outputs {
         let BuildOutput::Image(Output::OciDir(dir)) = out else {
             unreachable!("checked before building");
         };
-        let w = crate::image::multi::write_index_layout(&images, dir, reference)?;
+        let w =
+            crate::image::multi::write_index_layout(&images, dir, reference).map_err(|source| {
+                BuildError::WriteOutput {
+                    path: dir.clone(),
+                    source,
+                }
+            })?;
+        provisional.add(dir.clone());
         crate::sbom::write_index_sboms(&images, &w, name.as_deref(), &facts)?;
         let d = w.index_digest.to_string();
         digest.get_or_insert(d.clone());
@@ -581,6 +591,7 @@ fn write_index_outputs(
         ));
         written.push((out.clone(), Some(d)));
     }
+    provisional.keep();
     let (plan, diff_id) = first.expect("one platform at least");
     Ok(BuildReport {
         plan,
@@ -671,12 +682,8 @@ fn write_outputs_from(
     reporter.stage("write outputs");
     let mut written = Vec::new();
     let mut manifest_digest = None;
-    // Each output is whole once renamed into place, but the build is not:
-    // until the last output and SBOM is written a failure removes the
-    // finished ones too, and an interrupt until the command ends
-    // (`cleanup::commit`), so the output paths hold all or nothing.
-    // (The output that fails is left as it was: each is replaced atomically.)
-    let mut provisional = Vec::new();
+    // All or nothing at the output paths (see `provisional`).
+    let mut provisional = provisional::Provisional::default();
     for out in outputs {
         let result = match out {
             BuildOutput::RootfsDir(dir) => {
@@ -696,14 +703,9 @@ fn write_outputs_from(
                 Some(digest)
             }
         };
-        provisional.push(TempPath::new(out.path().to_owned()));
-        if let BuildOutput::Image(image_out) = out {
-            if !matches!(image_out, Output::OciDir(_)) {
-                for format in crate::sbom::SbomFormat::ALL {
-                    let sidecar = crate::sbom::sidecar_path(out.path(), format);
-                    provisional.push(TempPath::new(sidecar));
-                }
-            }
+        match out {
+            BuildOutput::Image(image_out) => provisional.add_image(image_out),
+            BuildOutput::RootfsDir(dir) => provisional.add(dir.clone()),
         }
         reporter.info(&format!("wrote {}", out.path().display()));
         written.push((out.clone(), result));
@@ -712,9 +714,7 @@ fn write_outputs_from(
     // .deb files the plan verified (apk's identity comes from its own db).
     let name = reference.map(ImageReference::familiar);
     crate::sbom::write_build_sboms(builder, &written, name.as_deref(), deb_sha256, inventory)?;
-    for path in provisional {
-        path.keep_unless_interrupted();
-    }
+    provisional.keep();
     Ok((written, manifest_digest))
 }
 

@@ -4,7 +4,9 @@
 //! local image store, and pushes the `registry:` outputs.
 //!
 //! The result lines (`PATH  DIGEST`, `NAME:TAG  DIGEST`, ...) go to the
-//! caller's writer as each is done, as the command prints them.
+//! caller's writer as the command prints them: the outputs' once all of
+//! them are written (until then a failure removes the finished ones), then
+//! each tag and push as it is done.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use super::provisional::Provisional;
 use super::{BuildError, BuildOptions, BuildOutput, SourceOptions};
 use crate::cleanup::TempPath;
 use crate::distro::platform::Platform;
@@ -207,24 +210,37 @@ pub fn build_dockerfile(
         reporter.warn(crate::image::archive::ZSTD_DOCKER_NOTE);
     }
     let mut written_outputs = Vec::new();
+    // All or nothing at the output paths: the result lines are printed
+    // once every output and SBOM is written.
+    let mut provisional = Provisional::default();
+    let mut lines = Vec::new();
     for output in &outputs {
-        let written = built.image.write(output, tag.as_ref())?;
+        let written =
+            built
+                .image
+                .write(output, tag.as_ref())
+                .map_err(|source| BuildError::WriteOutput {
+                    path: output.path().to_owned(),
+                    source,
+                })?;
         if publication.is_staging(output.path()) {
             continue;
         }
-        writeln!(
-            out,
+        provisional.add_image(output);
+        lines.push(format!(
             "{}  {}",
             output.path().display(),
             written.manifest_digest
-        )
-        .map_err(FromDockerfileError::Print)?;
+        ));
         written_outputs.push((
             BuildOutput::Image(output.clone()),
             Some(written.manifest_digest.to_string()),
         ));
     }
-    export_rootfs_outputs(&built.image, &rootfs_dirs, &opts.work_dir, out)?;
+    export_rootfs_outputs(&built.image, &rootfs_dirs, &opts.work_dir, |dir| {
+        provisional.add(dir.to_owned());
+        lines.push(dir.display().to_string());
+    })?;
     // The same SBOMs a recipe build writes, from the final image's package db.
     let name = tag.as_ref().map(|t| t.familiar());
     crate::sbom::write_build_sboms(
@@ -235,6 +251,10 @@ pub fn build_dockerfile(
         None,
     )
     .map_err(FromDockerfileError::Sbom)?;
+    provisional.keep();
+    for line in lines {
+        writeln!(out, "{line}").map_err(FromDockerfileError::Print)?;
+    }
     publication.store_built(&store, &built.image, out)?;
     publication.push(reporter.as_ref(), out)?;
     Ok(())
@@ -359,15 +379,29 @@ fn build_index(
     }
     let refs: Vec<&ImageBuilder> = images.iter().collect();
     let name = tag.as_ref().map(|t| t.familiar());
+    // All or nothing at the output paths, as for one platform.
+    let mut provisional = Provisional::default();
+    let mut lines = Vec::new();
     for dir in &dirs {
-        let written = crate::image::multi::write_index_layout(&refs, dir, tag.as_ref())?;
+        let written = crate::image::multi::write_index_layout(&refs, dir, tag.as_ref()).map_err(
+            |source| BuildError::WriteOutput {
+                path: dir.clone(),
+                source,
+            },
+        )?;
+        let staging = publication.is_staging(dir);
+        if !staging {
+            provisional.add(dir.clone());
+        }
         crate::sbom::write_index_sboms(&refs, &written, name.as_deref(), &[])
             .map_err(FromDockerfileError::Sbom)?;
-        if publication.is_staging(dir) {
-            continue;
+        if !staging {
+            lines.push(format!("{}  {}", dir.display(), written.index_digest));
         }
-        writeln!(out, "{}  {}", dir.display(), written.index_digest)
-            .map_err(FromDockerfileError::Print)?;
+    }
+    provisional.keep();
+    for line in lines {
+        writeln!(out, "{line}").map_err(FromDockerfileError::Print)?;
     }
     publication.store_staged(&store_of(req), out)?;
     publication.push(reporter.as_ref(), out)?;
@@ -447,7 +481,7 @@ fn export_rootfs_outputs(
     image: &ImageBuilder,
     dirs: &[PathBuf],
     work_dir: &Path,
-    out: &mut dyn Write,
+    mut exported: impl FnMut(&Path),
 ) -> Result<(), FromDockerfileError> {
     if dirs.is_empty() {
         return Ok(());
@@ -457,7 +491,7 @@ fn export_rootfs_outputs(
     let opened = OpenedImage::open(&ImageSource::OciDir(layout.path().to_owned()), None)?;
     for dir in dirs {
         crate::rootfs::export::export_rootfs(&opened, dir)?;
-        writeln!(out, "{}", dir.display()).map_err(FromDockerfileError::Print)?;
+        exported(dir);
     }
     Ok(())
 }

@@ -159,6 +159,74 @@ fn a_full_disk_while_writing_the_outputs() {
     drop(disk);
 }
 
+/// `build -f`: the first output fits, a later one does not; the finished
+/// one goes too, and the build with room again writes all three.
+#[test]
+fn a_full_disk_at_a_later_output_of_a_dockerfile_build() {
+    let Some(m) = ready() else { return };
+    let scene = Scene::new(m, &[]);
+    let outputs = [
+        format!("oci:{}", scene.path("out/oci").display()),
+        format!("docker-archive:{}", scene.path("out/image.tar").display()),
+        format!("oci-archive:{}", scene.path("out/image-oci.tar").display()),
+    ];
+    // Room for one copy of the 24 MiB layer.
+    let disk = SmallDisk::mount(scene.path("out"), "40m");
+    let mut b = scene.start_dockerfile(24, &[], &outputs);
+    let status = b.wait_end("a Dockerfile build on a small disk");
+    assert_full_disk_failure(&scene, status.success(), &b.stderr(), &scene.path("out"));
+    assert!(
+        !b.stdout().contains("sha256:"),
+        "a failed build reported an output:\n{}",
+        b.stdout()
+    );
+    disk.grow("256m");
+    let mut b = scene.start_dockerfile(24, &[], &outputs);
+    let status = b.wait_end("the Dockerfile build with room again");
+    assert!(
+        status.success(),
+        "the build with room again failed:\n{}",
+        b.stderr()
+    );
+    for name in ["oci", "image.tar", "image-oci.tar"] {
+        assert!(scene.path("out").join(name).exists(), "no {name}");
+    }
+    drop(disk);
+}
+
+/// `build -f --platform A,B`: the image index fits in the first `oci:`
+/// output, not in the second.
+#[test]
+fn a_full_disk_at_a_later_output_of_a_multi_platform_build() {
+    let Some(m) = ready() else { return };
+    let scene = Scene::new(m, &[]);
+    let outputs = [
+        format!("oci:{}", scene.path("out/one").display()),
+        format!("oci:{}", scene.path("out/two").display()),
+    ];
+    // Both platforms share the 24 MiB layer: one layout fits.
+    let disk = SmallDisk::mount(scene.path("out"), "40m");
+    let platforms = ["--platform", "linux/amd64,linux/arm64"];
+    let mut b = scene.start_dockerfile(24, &platforms, &outputs);
+    let status = b.wait_end("a multi-platform build on a small disk");
+    assert_full_disk_failure(&scene, status.success(), &b.stderr(), &scene.path("out"));
+    disk.grow("256m");
+    let mut b = scene.start_dockerfile(24, &platforms, &outputs);
+    let status = b.wait_end("the multi-platform build with room again");
+    assert!(
+        status.success(),
+        "the build with room again failed:\n{}",
+        b.stderr()
+    );
+    for name in ["one", "two"] {
+        assert!(
+            scene.path("out").join(name).join("index.json").exists(),
+            "no {name}"
+        );
+    }
+    drop(disk);
+}
+
 fn walk_names(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -151,7 +151,7 @@ impl Scene {
     }
 
     /// [`Scene::start`] with these `--output`s.
-    fn start_with(&self, outputs: &[String]) -> Build {
+    pub(crate) fn start_with(&self, outputs: &[String]) -> Build {
         let mut cmd = run::rootstrap_isolated();
         cmd.arg("build")
             .arg(self.path("recipe.toml"))
@@ -159,6 +159,42 @@ impl Scene {
             .arg(self.path("cache"))
             .arg("--work-dir")
             .arg(self.path("work"))
+            .env("TMPDIR", self.path("tmp"))
+            .env("SOURCE_DATE_EPOCH", "1700000000");
+        for out in outputs {
+            cmd.arg("--output").arg(out);
+        }
+        Build::spawn(cmd)
+    }
+
+    /// `rootstrap build -f` of a Dockerfile that copies `size_mib` MiB of
+    /// random bytes (incompressible: the layer is that large) onto an
+    /// empty base, with these extra arguments and `--output`s.
+    pub(crate) fn start_dockerfile(
+        &self,
+        size_mib: usize,
+        extra: &[&str],
+        outputs: &[String],
+    ) -> Build {
+        let ctx = self.path("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        let mut bytes = vec![0u8; size_mib << 20];
+        rand::RngCore::fill_bytes(
+            &mut rand::rngs::StdRng::seed_from_u64(size_mib as u64),
+            &mut bytes,
+        );
+        std::fs::write(ctx.join("big"), bytes).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY big /big\n").unwrap();
+        let mut cmd = run::rootstrap_isolated();
+        cmd.arg("build")
+            .arg("-f")
+            .arg(ctx.join("Dockerfile"))
+            .arg(&ctx)
+            .arg("--cache-dir")
+            .arg(self.path("cache"))
+            .arg("--work-dir")
+            .arg(self.path("work"))
+            .args(extra)
             .env("TMPDIR", self.path("tmp"))
             .env("SOURCE_DATE_EPOCH", "1700000000");
         for out in outputs {
@@ -592,6 +628,38 @@ fn signal_while_the_outputs_are_written() {
             "the last output was written before the signal:\n{written}"
         );
         interrupt(&scene, build, signal, to, "writing the outputs");
+    }
+}
+
+/// `build -f`: the outputs it finished go with the interrupt too.
+#[test]
+fn signal_while_a_dockerfile_builds_outputs_are_written() {
+    let Some(m) = mirror() else { return };
+    for (signal, to) in DELIVERIES {
+        let scene = Scene::new(m, &[]);
+        let outputs = [
+            format!("oci:{}", scene.path("out/oci").display()),
+            format!("docker-archive:{}", scene.path("out/image.tar").display()),
+            format!("oci-archive:{}", scene.path("out/image-oci.tar").display()),
+        ];
+        let mut build = scene.start_dockerfile(64, &[], &outputs);
+        let out = scene.path("out");
+        // The first output finished, a later one being written.
+        build.wait_for("a finished output and one being written", || {
+            let names = list(&out);
+            names.iter().any(|n| n == "oci") && names.iter().any(|n| n.starts_with(".rootstrap-"))
+        });
+        assert!(
+            !out.join("image-oci.tar").exists(),
+            "the last output was written before the signal"
+        );
+        interrupt(
+            &scene,
+            build,
+            signal,
+            to,
+            "writing a Dockerfile build's outputs",
+        );
     }
 }
 
