@@ -3,7 +3,8 @@
 # host's Debian mirror, every tool starting cold (empty caches):
 #   1. trixie minbase for arm64: rootstrap --platform linux/arm64 against
 #      mmdebstrap --arch=arm64 --variant=minbase (both run dpkg under the same
-#      qemu-user-static through binfmt_misc);
+#      qemu-user-static through binfmt_misc; rootstrap sets QEMU_CPU, and
+#      mmdebstrap runs again with the same QEMU_CPU for comparison);
 #   2. an amd64+arm64 image index in one rootstrap command against the two
 #      one-platform builds in sequence.
 # Prints a markdown table of wall times and ratios.
@@ -39,6 +40,9 @@ export -f rsb
 export rs suite mirror bench
 measure rootstrap-arm64 rsb arm64 linux/arm64 "tar:$bench/rootstrap-arm64.tar"
 measure mmdebstrap-arm64 mmdebstrap --variant=minbase --arch=arm64 "$suite" "$bench/mm-arm64.tar" "deb $mirror $suite main"
+# The peer given the emulated CPU rootstrap picks for arm64 (QEMU_CPU,
+# src/rootfs/emulation/qemu_cpu.rs), to show what that choice is worth.
+measure mmdebstrap-arm64-cpu env QEMU_CPU=max,pauth=off mmdebstrap --variant=minbase --arch=arm64 "$suite" "$bench/mm-arm64-cpu.tar" "deb $mirror $suite main"
 measure rootstrap-amd64 rsb amd64 linux/amd64 "oci:$bench/amd64"
 measure rootstrap-arm64-oci rsb arm64-oci linux/arm64 "oci:$bench/arm64"
 measure rootstrap-index rsb index linux/amd64,linux/arm64 "oci:$bench/index"
@@ -49,6 +53,7 @@ echo "| $suite, cold, from the host's mirror | wall | ratio |"
 echo "| --- | --- | --- |"
 echo "| mmdebstrap --arch=arm64 --variant=minbase | $(t mmdebstrap-arm64) s | 1 |"
 echo "| rootstrap build --platform linux/arm64 (tar:) | $(t rootstrap-arm64) s | $(ratio "$(t rootstrap-arm64)" "$(t mmdebstrap-arm64)") |"
+echo "| QEMU_CPU=max,pauth=off mmdebstrap --arch=arm64 --variant=minbase | $(t mmdebstrap-arm64-cpu) s | $(ratio "$(t mmdebstrap-arm64-cpu)" "$(t mmdebstrap-arm64)") |"
 echo "| rootstrap amd64, then arm64 (two commands, oci:) | $singles s | 1 |"
 echo "| rootstrap --platform linux/amd64,linux/arm64 (one index) | $(t rootstrap-index) s | $(ratio "$(t rootstrap-index)" "$singles") |"
 echo

@@ -173,6 +173,14 @@ fn build<B: Backend>(backend: &B, ctx: &Context, job: Build<'_>) -> Result<Built
         Some(p) => Sandbox::with_helper(p),
         None => Sandbox::new(),
     };
+    // A foreign tree's programs: the emulated CPU that runs them fastest.
+    let emulated_cpu = run_scripts
+        .then(|| emulation::qemu_cpu::setting(&arch))
+        .flatten();
+    if let Some((k, v)) = &emulated_cpu {
+        reporter.info(&format!("emulated programs run with {k}={v}"));
+    }
+    let sandbox = sandbox.with_default_env(emulated_cpu);
     let dockerfile = recipe.build.as_ref().and_then(|b| b.dockerfile.as_ref());
     // The tree itself is needed for a rootfs output and for Dockerfile steps.
     let wants_tree = dockerfile.is_some()

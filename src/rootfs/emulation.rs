@@ -10,6 +10,8 @@
 //! does, so any registration (qemu-user-static, binfmt-support,
 //! systemd-binfmt, a container's `tonistiigi/binfmt`) is found.
 
+pub mod qemu_cpu;
+
 use std::path::{Path, PathBuf};
 
 /// Where the kernel exposes its binfmt_misc entries.

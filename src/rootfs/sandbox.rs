@@ -280,6 +280,8 @@ enum Report {
 pub struct Sandbox {
     helper: PathBuf,
     mode: SandboxMode,
+    /// Variables every command gets unless its spec sets them.
+    default_env: Vec<(String, String)>,
 }
 
 impl Default for Sandbox {
@@ -301,6 +303,7 @@ impl Sandbox {
         Sandbox {
             helper: PathBuf::from("/proc/self/exe"),
             mode: isolation::sandbox_mode(),
+            default_env: Vec::new(),
         }
     }
 
@@ -310,6 +313,7 @@ impl Sandbox {
         Sandbox {
             helper: path.into(),
             mode: isolation::sandbox_mode(),
+            default_env: Vec::new(),
         }
     }
 
@@ -321,6 +325,13 @@ impl Sandbox {
 
     pub fn mode(&self) -> SandboxMode {
         self.mode
+    }
+
+    /// The same sandbox giving every command `vars` unless its spec sets
+    /// them (the emulator's settings for a foreign tree's programs).
+    pub fn with_default_env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.default_env.extend(vars);
+        self
     }
 
     /// Runs the command, handing each line of its stdout and stderr to
@@ -358,10 +369,15 @@ impl Sandbox {
         if self.mode == SandboxMode::Chroot && is_nodev(&root) {
             return Err(SandboxError::NodevUnderChroot { root });
         }
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             root: root.clone(),
             ..spec.clone()
         };
+        for (k, v) in &self.default_env {
+            if !spec.env.iter().any(|(set, _)| set == k) {
+                spec.env.push((k.clone(), v.clone()));
+            }
+        }
         // Mount points the run needs but the rootfs lacks; removed (without
         // following anything the command may have planted) when dropped.
         let stubs = stubs::create_mount_points(&spec, self.mode)?;

@@ -97,6 +97,12 @@ impl Runner<'_> {
             env.retain(|(existing, _)| existing != k);
             env.push((k.clone(), v.clone()));
         }
+        // A foreign stage's programs: the emulated CPU that runs them fastest.
+        if let Some((k, v)) = crate::rootfs::emulation::qemu_cpu::setting(arch) {
+            if !env.iter().any(|(set, _)| *set == k) {
+                env.push((k, v));
+            }
+        }
         let mut spec = RunSpec::new(state.root.path(), argv);
         spec.env = env;
         spec.extra_mounts = prepared.read_only.clone();
