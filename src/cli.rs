@@ -198,6 +198,10 @@ pub struct DiffArgs {
     /// Print the differences as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The platform to compare from multi-platform images (default: this
+    /// machine's); a single image is compared as it is.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 #[derive(Debug, Args)]
@@ -222,9 +226,19 @@ pub struct SaveArgs {
     pub image: String,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Where: oci:DIR (made complete or not at all).
-    #[arg(short, long, value_name = "oci:DIR")]
+    /// Where: oci:DIR or oci-archive:FILE (the whole image, every
+    /// platform), or docker-archive:FILE (one platform's image, as `docker
+    /// load` reads it); made complete or not at all.
+    #[arg(
+        short,
+        long,
+        value_name = "oci:DIR|oci-archive:FILE|docker-archive:FILE"
+    )]
     pub output: String,
+    /// The platform a docker-archive: takes from a multi-platform image
+    /// (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 /// `--platform linux/amd64,linux/arm64`.
