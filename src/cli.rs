@@ -71,13 +71,13 @@ pub enum Command {
     Dockerfile(DockerfileCommand),
     /// Write an SBOM (SPDX 2.3 or CycloneDX 1.5 JSON) of an image's installed packages.
     Sbom(SbomArgs),
-    /// Compare two images: config, packages and files (exit 0 identical, 1 different, 2 error).
+    /// Compare two images (one platform's of a multi-platform image): config, packages and files (exit 0 identical, 1 different, 2 error).
     Diff(DiffArgs),
     /// List the images in the local image store (built with `build … -t NAME:TAG`).
     Images(StoreArgs),
     /// Remove an image from the local image store.
     Rmi(RmiArgs),
-    /// Write an image of the local store (a multi-platform one whole) to a new OCI layout.
+    /// Write an image of the local store to an OCI layout or oci-archive (a multi-platform one whole), or one platform's to a docker-archive.
     Save(SaveArgs),
     /// Resolve a recipe and write its lockfile (the exact package set, for `build --locked`).
     Lock(LockArgs),
