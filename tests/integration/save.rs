@@ -95,6 +95,13 @@ fn setup(test: &str) -> Option<Setup> {
     store
         .put(&amd64, &ImageReference::parse(SINGLE).unwrap())
         .unwrap();
+    // What a build's docker-archive output of it holds.
+    amd64
+        .write(
+            &rootstrap::image::Output::DockerArchive(work.join("single-build.tar")),
+            Some(&ImageReference::parse(SINGLE).unwrap()),
+        )
+        .unwrap();
     Some(Setup {
         tmp,
         cache,
@@ -236,6 +243,15 @@ fn docker_archive_takes_one_platform() {
     if !docker {
         skip("no running docker daemon (docker info failed): the archives are not loaded");
     }
+    // The name docker load tags the image with: this test's own, in a
+    // daemon others use too.
+    let name = format!("rootstrap-save-test/multi:{}", std::process::id());
+    ImageStore::new(&s.cache)
+        .put_index_layout(
+            &s.tmp.path().join("work/multi"),
+            &ImageReference::parse(&name).unwrap(),
+        )
+        .unwrap();
     for (i, (platform, arch_name, variant)) in [
         (None, "amd64", None),
         (Some("linux/arm64"), "arm64", Some("v8")),
@@ -245,7 +261,7 @@ fn docker_archive_takes_one_platform() {
     {
         let tar = s.out(&format!("{arch_name}.tar"));
         let spec = format!("docker-archive:{}", tar.display());
-        let mut args = vec!["save", MULTI, "-o", &spec];
+        let mut args = vec!["save", &name, "-o", &spec];
         if let Some(p) = platform {
             args.extend(["--platform", p]);
         }
@@ -271,7 +287,7 @@ fn docker_archive_takes_one_platform() {
             .output()
             .unwrap();
         let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
-        assert_eq!(manifest[0]["RepoTags"], serde_json::json!([MULTI]));
+        assert_eq!(manifest[0]["RepoTags"], serde_json::json!([name]));
 
         // The command line reads it back too.
         let inspected = s.cli(&["inspect", &spec]);
@@ -282,7 +298,7 @@ fn docker_archive_takes_one_platform() {
             stdout(&inspected)
         );
         if docker {
-            docker_load(&tar, arch_name);
+            docker_load(&tar, &name, arch_name);
         }
     }
 
@@ -299,10 +315,15 @@ fn docker_archive_takes_one_platform() {
     let image = arch(&ImageSource::DockerArchive(tar.clone()), None);
     assert_eq!(image.manifest_digest.unwrap().to_string(), s.manifests[0]);
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&tar).unwrap()
+            == std::fs::read(s.tmp.path().join("work/single-build.tar")).unwrap(),
+        "save writes the archive the build wrote"
+    );
 }
 
 /// `docker load` the archive and check its architecture.
-fn docker_load(tar: &Path, arch_name: &str) {
+fn docker_load(tar: &Path, name: &str, arch_name: &str) {
     let load = Command::new("docker")
         .arg("load")
         .arg("-i")
@@ -310,10 +331,10 @@ fn docker_load(tar: &Path, arch_name: &str) {
         .output()
         .unwrap();
     let inspect = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Architecture}}", MULTI])
+        .args(["image", "inspect", "--format", "{{.Architecture}}", name])
         .output()
         .unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", MULTI]).output();
+    let _ = Command::new("docker").args(["rmi", "-f", name]).output();
     assert!(load.status.success(), "{}", stderr(&load));
     assert!(inspect.status.success(), "{}", stderr(&inspect));
     assert_eq!(stdout(&inspect).trim(), arch_name);
