@@ -54,7 +54,7 @@ pub enum StoreError {
     },
     #[error("{0}: has no OCI manifest (a legacy docker-save archive) and cannot be stored")]
     NoManifest(String),
-    #[error("{output} holds the whole image, every platform; --platform picks one for a docker-archive: output")]
+    #[error("--platform {platform}: {output} holds the whole image, every platform; --platform picks one for a docker-archive: output")]
     PlatformOfWhole { output: String, platform: String },
     #[error("{image} is a single-platform image for {has}, not {wanted}")]
     SinglePlatform {

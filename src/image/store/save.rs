@@ -68,26 +68,7 @@ impl ImageStore {
             }
             Output::OciArchive(file) => {
                 whole("oci-archive")?;
-                let blobs = self.image_blobs(desc)?;
-                let paths: Vec<(String, PathBuf)> = blobs
-                    .iter()
-                    .map(|hex| (format!("sha256:{hex}"), self.blob_path(hex)))
-                    .collect();
-                write_layout_tar(
-                    file,
-                    &LayoutTar {
-                        blobs: paths
-                            .iter()
-                            .map(|(digest, path)| TarBlob {
-                                digest,
-                                bytes: BlobBytes::File(path),
-                                verify: true,
-                            })
-                            .collect(),
-                        docker_manifest: None,
-                        index_json: saved_index_json(desc, &image.tag)?,
-                    },
-                )?;
+                self.save_layout_tar(desc, &image, file)?;
             }
             Output::DockerArchive(file) => {
                 return self.save_docker_archive(&wanted, image, file, platform);
@@ -134,6 +115,34 @@ impl ImageStore {
         }
         draft.finish(&saved_index_json(desc, &image.tag)?, target)?;
         Ok(())
+    }
+
+    /// `save` to an oci-archive: the layout [`save_layout`](Self::save_layout)
+    /// writes, as one tar.
+    fn save_layout_tar(
+        &self,
+        desc: &Descriptor,
+        image: &StoredImage,
+        target: &Path,
+    ) -> Result<(), StoreError> {
+        let blobs: Vec<(String, PathBuf)> = self
+            .image_blobs(desc)?
+            .iter()
+            .map(|hex| (format!("sha256:{hex}"), self.blob_path(hex)))
+            .collect();
+        let layout = LayoutTar {
+            blobs: blobs
+                .iter()
+                .map(|(digest, path)| TarBlob {
+                    digest,
+                    bytes: BlobBytes::File(path),
+                    verify: true,
+                })
+                .collect(),
+            docker_manifest: None,
+            index_json: saved_index_json(desc, &image.tag)?,
+        };
+        Ok(write_layout_tar(target, &layout)?)
     }
 
     /// `save` to a docker-archive: one platform's image, picked from the
