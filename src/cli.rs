@@ -71,13 +71,13 @@ pub enum Command {
     Dockerfile(DockerfileCommand),
     /// Write an SBOM (SPDX 2.3 or CycloneDX 1.5 JSON) of an image's installed packages.
     Sbom(SbomArgs),
-    /// Compare two images: config, packages and files (exit 0 identical, 1 different, 2 error).
+    /// Compare two images (one platform's of a multi-platform image): config, packages and files (exit 0 identical, 1 different, 2 error).
     Diff(DiffArgs),
     /// List the images in the local image store (built with `build … -t NAME:TAG`).
     Images(StoreArgs),
     /// Remove an image from the local image store.
     Rmi(RmiArgs),
-    /// Write an image of the local store (a multi-platform one whole) to a new OCI layout.
+    /// Write an image of the local store to an OCI layout or oci-archive (a multi-platform one whole), or one platform's to a docker-archive.
     Save(SaveArgs),
     /// Resolve a recipe and write its lockfile (the exact package set, for `build --locked`).
     Lock(LockArgs),
@@ -198,6 +198,10 @@ pub struct DiffArgs {
     /// Print the differences as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The platform to compare from multi-platform images (default: this
+    /// machine's); a single image is compared as it is.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 #[derive(Debug, Args)]
@@ -222,9 +226,19 @@ pub struct SaveArgs {
     pub image: String,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Where: oci:DIR (made complete or not at all).
-    #[arg(short, long, value_name = "oci:DIR")]
+    /// Where: oci:DIR or oci-archive:FILE (the whole image, every
+    /// platform), or docker-archive:FILE (one platform's image, as `docker
+    /// load` reads it); made complete or not at all.
+    #[arg(
+        short,
+        long,
+        value_name = "oci:DIR|oci-archive:FILE|docker-archive:FILE"
+    )]
     pub output: String,
+    /// The platform a docker-archive: takes from a multi-platform image
+    /// (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = rootstrap::distro::platform::Platform::parse)]
+    pub platform: Option<rootstrap::distro::platform::Platform>,
 }
 
 /// `--platform linux/amd64,linux/arm64`.

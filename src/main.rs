@@ -554,15 +554,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Save(args) => {
-            let dir = args
-                .output
-                .strip_prefix("oci:")
-                .filter(|d| !d.is_empty())
-                .with_context(|| format!("{}: save writes oci:DIR", args.output))?;
+            let output = match build::parse_output(&args.output) {
+                Ok(build::BuildOutput::Image(
+                    o @ (rootstrap::image::Output::OciDir(_)
+                    | rootstrap::image::Output::OciArchive(_)
+                    | rootstrap::image::Output::DockerArchive(_)),
+                )) => o,
+                _ => {
+                    return Err(rootstrap::image::store::StoreError::SaveOutput(
+                        args.output.clone(),
+                    )
+                    .into())
+                }
+            };
             let store = image_store(args.store.cache_dir.as_deref());
+            let platform = args.platform.as_ref().map(oci_platform);
             let saved = store
-                .save(&args.image, std::path::Path::new(dir))
+                .save(&args.image, &output, platform.as_ref())
                 .with_context(|| format!("saving {} to {}", args.image, args.output))?;
+            if let Some(p) = &saved.platform {
+                eprintln!(
+                    "{}: {p} of the image index {}",
+                    args.output, saved.image.digest
+                );
+            }
+            if saved.zstd_layers {
+                eprintln!(
+                    "rootstrap: warning: {}",
+                    rootstrap::image::archive::ZSTD_DOCKER_NOTE
+                );
+            }
             println!("{}  {}", args.output, saved.digest);
             Ok(ExitCode::SUCCESS)
         }
@@ -644,12 +665,14 @@ fn resolve_image(
 fn open_verified(
     spec: &str,
     store: &cli::StoreArgs,
+    platform: Option<&rootstrap::image::oci::Platform>,
 ) -> Result<(OpenedImage, rootstrap::image::store::ResolvedImage)> {
     let store = image_store(store.cache_dir.as_deref());
     Ok(rootstrap::image::store::open_verified(
         spec,
         &store,
         &std::env::temp_dir(),
+        platform,
         &rootstrap::report::Silent,
     )?)
 }
@@ -679,16 +702,16 @@ fn open_platform(
     platform: Option<&rootstrap::distro::platform::Platform>,
 ) -> Result<OpenedImage, rootstrap::image::ImageError> {
     match platform {
-        Some(p) => OpenedImage::open_platform(
-            &held.source,
-            held.name.as_deref(),
-            &rootstrap::image::oci::Platform {
-                architecture: p.architecture.clone(),
-                os: p.os.clone(),
-                variant: p.variant.clone(),
-            },
-        ),
+        Some(p) => OpenedImage::open_platform(&held.source, held.name.as_deref(), &oci_platform(p)),
         None => OpenedImage::open(&held.source, held.name.as_deref()),
+    }
+}
+
+fn oci_platform(p: &rootstrap::distro::platform::Platform) -> rootstrap::image::oci::Platform {
+    rootstrap::image::oci::Platform {
+        architecture: p.architecture.clone(),
+        os: p.os.clone(),
+        variant: p.variant.clone(),
     }
 }
 
@@ -712,10 +735,11 @@ fn sbom(args: &cli::SbomArgs) -> Result<()> {
     Ok(())
 }
 
-/// `rootstrap diff A B [--json]`; true when identical.
+/// `rootstrap diff A B [--json] [--platform P]`; true when identical.
 fn diff(args: &cli::DiffArgs) -> Result<bool> {
-    let (a, _held_a) = open_verified(&args.image_a, &args.store)?;
-    let (b, _held_b) = open_verified(&args.image_b, &args.store)?;
+    let platform = args.platform.as_ref().map(oci_platform);
+    let (a, _held_a) = open_verified(&args.image_a, &args.store, platform.as_ref())?;
+    let (b, _held_b) = open_verified(&args.image_b, &args.store, platform.as_ref())?;
     let d = rootstrap::image::diff::diff_images(&a, &b)
         .with_context(|| format!("comparing {} and {}", args.image_a, args.image_b))?;
     if args.json {

@@ -3,6 +3,8 @@
 //! `manifest.json` archive, as `docker save` has written since Docker 25.
 //! `docker load` reads `manifest.json`; OCI tools read `index.json`.
 //! oci-archive output: the same tar without `manifest.json`.
+//! [`write_layout_tar`] writes either from blobs in files or memory: a
+//! build's image, or an image the local store holds (`rootstrap save`).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -15,7 +17,8 @@ use super::layout::{
 use super::oci::{canonical_json, DockerManifestEntry};
 use super::reference::ImageReference;
 use super::tar::{LayerEntryKind, TarHeader, TarWriter};
-use super::ImageError;
+use super::{ImageError, Sha256Digest};
+use crate::verify::HashingReader;
 
 fn blob_member(digest: &str) -> String {
     format!("blobs/sha256/{}", digest_hex(digest))
@@ -52,60 +55,135 @@ pub(crate) fn write_archive(
     reference: Option<&ImageReference>,
     kind: ArchiveKind,
 ) -> Result<(), ImageError> {
+    let mut blobs = Vec::new();
+    let mut written = std::collections::BTreeSet::new();
+    for layer in builder.layers() {
+        // The same layer twice in one image is stored once.
+        if written.insert(layer.descriptor.digest.as_str()) {
+            blobs.push(TarBlob {
+                digest: &layer.descriptor.digest,
+                bytes: BlobBytes::File(layer.path()),
+                verify: false,
+            });
+        }
+    }
+    blobs.push(TarBlob {
+        digest: &meta.config_desc.digest,
+        bytes: BlobBytes::Memory(&meta.config),
+        verify: false,
+    });
+    blobs.push(TarBlob {
+        digest: &meta.manifest_desc.digest,
+        bytes: BlobBytes::Memory(&meta.manifest),
+        verify: false,
+    });
+    let docker = kind == ArchiveKind::Docker;
+    let docker_manifest = if docker {
+        let layers: Vec<&str> = builder
+            .layers()
+            .iter()
+            .map(|l| l.descriptor.digest.as_str())
+            .collect();
+        Some(docker_manifest_json(
+            &meta.config_desc.digest,
+            &layers,
+            reference,
+        )?)
+    } else {
+        None
+    };
+    write_layout_tar(
+        target,
+        &LayoutTar {
+            blobs,
+            docker_manifest,
+            index_json: index_json(meta, reference, docker)?,
+        },
+    )
+}
+
+/// Where a blob's bytes are, for [`write_layout_tar`].
+pub(crate) enum BlobBytes<'a> {
+    File(&'a Path),
+    Memory(&'a [u8]),
+}
+
+/// One blob of a layout being written as a tar.
+pub(crate) struct TarBlob<'a> {
+    /// `sha256:<hex>`: its member name, and with `verify` what its bytes
+    /// must hash to.
+    pub digest: &'a str,
+    pub bytes: BlobBytes<'a>,
+    /// Hash the bytes on the way: for blobs read from a store another
+    /// process may have damaged, not the build's own work files.
+    pub verify: bool,
+}
+
+/// The contents of an image archive: an OCI layout's blobs (in the order
+/// given), Docker's `manifest.json` for a docker-archive, and index.json.
+pub(crate) struct LayoutTar<'a> {
+    pub blobs: Vec<TarBlob<'a>>,
+    pub docker_manifest: Option<Vec<u8>>,
+    pub index_json: Vec<u8>,
+}
+
+/// Docker's `manifest.json` for one image: its config and layers as blob
+/// members, tagged with `reference` as `docker load` expects (`NAME:TAG`).
+pub(crate) fn docker_manifest_json(
+    config_digest: &str,
+    layer_digests: &[&str],
+    reference: Option<&ImageReference>,
+) -> Result<Vec<u8>, ImageError> {
+    canonical_json(&vec![DockerManifestEntry {
+        config: blob_member(config_digest),
+        repo_tags: reference.map(|r| vec![r.familiar()]).unwrap_or_default(),
+        layers: layer_digests.iter().map(|d| blob_member(d)).collect(),
+    }])
+}
+
+/// Writes `layout` as one uncompressed tar at `target`, beside it first and
+/// renamed into place when complete (a failure leaves nothing there).
+pub(crate) fn write_layout_tar(target: &Path, layout: &LayoutTar<'_>) -> Result<(), ImageError> {
     let mut tmp = temp_file_beside(target)?;
     {
         let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, tmp.as_file_mut()));
         append_dir(&mut tar, "blobs")?;
         append_dir(&mut tar, "blobs/sha256")?;
-        let mut written = std::collections::BTreeSet::new();
-        for layer in builder.layers() {
-            // The same layer twice in one image is stored once.
-            if written.insert(layer.descriptor.digest.clone()) {
-                append_file_from(
-                    &mut tar,
-                    &blob_member(&layer.descriptor.digest),
-                    layer.path(),
-                )?;
+        for blob in &layout.blobs {
+            let member = blob_member(blob.digest);
+            match (&blob.bytes, blob.verify) {
+                (BlobBytes::File(path), false) => append_file_from(&mut tar, &member, path)?,
+                (BlobBytes::File(path), true) => {
+                    append_verified_file(&mut tar, &member, path, blob.digest)?
+                }
+                (BlobBytes::Memory(bytes), _) => {
+                    if blob.verify {
+                        check_digest(blob.digest, Sha256Digest::of(bytes))?;
+                    }
+                    append_bytes(&mut tar, &member, bytes)?
+                }
             }
         }
-        append_bytes(
-            &mut tar,
-            &blob_member(&meta.config_desc.digest),
-            &meta.config,
-        )?;
-        append_bytes(
-            &mut tar,
-            &blob_member(&meta.manifest_desc.digest),
-            &meta.manifest,
-        )?;
-        let docker = kind == ArchiveKind::Docker;
-        if docker {
-            let docker_manifest = vec![DockerManifestEntry {
-                config: blob_member(&meta.config_desc.digest),
-                repo_tags: reference.map(|r| vec![r.familiar()]).unwrap_or_default(),
-                layers: builder
-                    .layers()
-                    .iter()
-                    .map(|l| blob_member(&l.descriptor.digest))
-                    .collect(),
-            }];
-            append_bytes(
-                &mut tar,
-                "manifest.json",
-                &canonical_json(&docker_manifest)?,
-            )?;
+        if let Some(manifest) = &layout.docker_manifest {
+            append_bytes(&mut tar, "manifest.json", manifest)?;
         }
         append_bytes(&mut tar, "oci-layout", &oci_layout_bytes())?;
-        append_bytes(
-            &mut tar,
-            "index.json",
-            &index_json(meta, reference, docker)?,
-        )?;
+        append_bytes(&mut tar, "index.json", &layout.index_json)?;
         let mut buf = tar.finish()?;
         buf.flush()
             .map_err(ImageError::io(format!("writing {}", target.display())))?;
     }
     persist(tmp, target)
+}
+
+fn check_digest(digest: &str, actual: Sha256Digest) -> Result<(), ImageError> {
+    if actual != Sha256Digest::parse(digest)? {
+        return Err(ImageError::DigestMismatch {
+            digest: digest.to_owned(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn append_dir<W: Write>(tar: &mut TarWriter<W>, path: &str) -> Result<(), ImageError> {
@@ -127,13 +205,34 @@ fn append_file_from<W: Write>(
     path: &str,
     src: &Path,
 ) -> Result<(), ImageError> {
+    let (file, len) = open_sized(src)?;
+    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
+    h.size = len;
+    tar.append(&h, &mut io::BufReader::with_capacity(256 * 1024, file))
+}
+
+/// [`append_file_from`], hashing the bytes on the way: a blob whose bytes
+/// are not `digest`'s fails the archive.
+fn append_verified_file<W: Write>(
+    tar: &mut TarWriter<W>,
+    path: &str,
+    src: &Path,
+    digest: &str,
+) -> Result<(), ImageError> {
+    let (file, len) = open_sized(src)?;
+    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
+    h.size = len;
+    let mut hashing = HashingReader::new(io::BufReader::with_capacity(256 * 1024, file));
+    tar.append(&h, &mut hashing)?;
+    check_digest(digest, hashing.finish().0)
+}
+
+fn open_sized(src: &Path) -> Result<(File, u64), ImageError> {
     let file =
         File::open(src).map_err(ImageError::io(format!("opening blob {}", src.display())))?;
     let len = file
         .metadata()
         .map_err(ImageError::io(format!("stat blob {}", src.display())))?
         .len();
-    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
-    h.size = len;
-    tar.append(&h, &mut io::BufReader::with_capacity(256 * 1024, file))
+    Ok((file, len))
 }

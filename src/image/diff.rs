@@ -265,6 +265,11 @@ pub struct ImageDiff {
     /// Manifest digests (config digests for archives without a manifest).
     pub a: String,
     pub b: String,
+    /// The platform compared, for a side taken from a multi-platform image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a_platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b_platform: Option<String>,
     pub config: Vec<ConfigChange>,
     pub packages: PackageChanges,
     pub files: Vec<FileChange>,
@@ -303,9 +308,20 @@ pub fn diff_images(a: &OpenedImage, b: &OpenedImage) -> Result<ImageDiff, ImageE
     let tree_a = FileTree::of_image(a)?;
     let tree_b = FileTree::of_image(b)?;
     let digest = |i: &OpenedImage| i.manifest_digest.unwrap_or(i.config_digest).to_string();
+    let platform = |i: &OpenedImage| {
+        i.index.as_ref().map(|_| {
+            let c = &i.config;
+            match &c.variant {
+                Some(v) => format!("{}/{}/{v}", c.os, c.architecture),
+                None => format!("{}/{}", c.os, c.architecture),
+            }
+        })
+    };
     Ok(ImageDiff {
         a: digest(a),
         b: digest(b),
+        a_platform: platform(a),
+        b_platform: platform(b),
         config: diff_json(&to_value(a)?, &to_value(b)?),
         packages: diff_packages(&tree_a.packages(), &tree_b.packages()),
         files: diff_trees(&tree_a.entries, &tree_b.entries),
@@ -482,8 +498,9 @@ fn short(v: &Value) -> String {
 
 impl fmt::Display for ImageDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "--- {}", self.a)?;
-        writeln!(f, "+++ {}", self.b)?;
+        let from = |p: &Option<String>| p.as_ref().map(|p| format!(" ({p})")).unwrap_or_default();
+        writeln!(f, "--- {}{}", self.a, from(&self.a_platform))?;
+        writeln!(f, "+++ {}{}", self.b, from(&self.b_platform))?;
         if !self.config.is_empty() {
             writeln!(f, "config:")?;
             for c in &self.config {

@@ -723,8 +723,23 @@ pub(crate) fn index_json(
     reference: Option<&ImageReference>,
     containerd_name: bool,
 ) -> Result<Vec<u8>, ImageError> {
-    let mut desc = meta.manifest_desc.clone();
-    desc.platform = Some(meta.platform.clone());
+    image_index_json(
+        &meta.manifest_desc,
+        &meta.platform,
+        reference,
+        containerd_name,
+    )
+}
+
+/// index.json naming the one image `manifest` (for `platform`).
+pub(crate) fn image_index_json(
+    manifest: &Descriptor,
+    platform: &oci::Platform,
+    reference: Option<&ImageReference>,
+    containerd_name: bool,
+) -> Result<Vec<u8>, ImageError> {
+    let mut desc = manifest.clone();
+    desc.platform = Some(platform.clone());
     let tag = reference.map_or(DEFAULT_REF_NAME, |r| r.tag.as_str());
     desc.annotations
         .insert(oci::ANNOTATION_REF_NAME.into(), tag.to_owned());

@@ -20,6 +20,9 @@ use crate::image::{
 };
 use crate::report::Reporter;
 
+mod save;
+pub use save::SavedImage;
+
 /// When the image was stored (RFC 3339), in its index entry.
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 /// Sum of the manifest's config and layer blob sizes, in bytes.
@@ -51,6 +54,16 @@ pub enum StoreError {
     },
     #[error("{0}: has no OCI manifest (a legacy docker-save archive) and cannot be stored")]
     NoManifest(String),
+    #[error("--platform {platform}: {output} holds the whole image, every platform; --platform picks one for a docker-archive: output")]
+    PlatformOfWhole { output: String, platform: String },
+    #[error("{image} is a single-platform image for {has}, not {wanted}")]
+    SinglePlatform {
+        image: String,
+        has: String,
+        wanted: String,
+    },
+    #[error("{0}: save writes oci:DIR, oci-archive:FILE or docker-archive:FILE")]
+    SaveOutput(String),
     #[error("opening {image}")]
     Open {
         image: String,
@@ -87,6 +100,18 @@ pub fn resolve_image(
     work_dir: &Path,
     reporter: &dyn Reporter,
 ) -> Result<ResolvedImage, StoreError> {
+    resolve_image_for(spec, store, work_dir, None, reporter)
+}
+
+/// [`resolve_image`], pulling `platform`'s image (else this machine's)
+/// when the image comes from a registry.
+pub fn resolve_image_for(
+    spec: &str,
+    store: &ImageStore,
+    work_dir: &Path,
+    platform: Option<&oci::Platform>,
+    reporter: &dyn Reporter,
+) -> Result<ResolvedImage, StoreError> {
     let found = |(source, name): (ImageSource, Option<String>)| ResolvedImage {
         source,
         name,
@@ -120,10 +145,13 @@ pub fn resolve_image(
     )));
     fs::create_dir_all(tmp.path()).map_err(io_err(format!("creating {}", tmp.path().display())))?;
     let layout = tmp.path().join("oci");
-    let arch = oci::oci_arch(std::env::consts::ARCH).0;
+    let (arch, os) = match platform {
+        Some(p) => (p.architecture.as_str(), p.os.as_str()),
+        None => (oci::oci_arch(std::env::consts::ARCH).0, "linux"),
+    };
     crate::image::registry::pull(
         &reference,
-        (arch, "linux"),
+        (arch, os),
         &crate::image::registry::PushOptions::default(),
         &layout,
         reporter,
@@ -141,22 +169,30 @@ pub fn resolve_image(
 }
 
 /// The image `spec` (found as [`resolve_image`] does), every blob re-hashed
-/// ([`fsck`](crate::image::fsck)). The [`ResolvedImage`] keeps a pulled
-/// image's temporary layout until the caller is done with the image.
+/// ([`fsck`](crate::image::fsck)): from a multi-platform image `platform`'s
+/// image, else this machine's (an error naming the platforms it has when
+/// it lacks that one); a docker archive holds one image, taken as it is.
+/// The [`ResolvedImage`] keeps a pulled image's temporary layout until the
+/// caller is done with the image.
 pub fn open_verified(
     spec: &str,
     store: &ImageStore,
     work_dir: &Path,
+    platform: Option<&oci::Platform>,
     reporter: &dyn Reporter,
 ) -> Result<(OpenedImage, ResolvedImage), StoreError> {
-    let resolved = resolve_image(spec, store, work_dir, reporter)?;
-    let image =
-        OpenedImage::open(&resolved.source, resolved.name.as_deref()).map_err(|source| {
-            StoreError::Open {
-                image: spec.to_owned(),
-                source,
-            }
-        })?;
+    let resolved = resolve_image_for(spec, store, work_dir, platform, reporter)?;
+    let name = resolved.name.as_deref();
+    let opened = match (platform, &resolved.source) {
+        (Some(p), ImageSource::OciDir(_) | ImageSource::OciArchive(_)) => {
+            OpenedImage::open_platform(&resolved.source, name, p)
+        }
+        _ => OpenedImage::open(&resolved.source, name),
+    };
+    let image = opened.map_err(|source| StoreError::Open {
+        image: spec.to_owned(),
+        source,
+    })?;
     crate::image::fsck(&image).map_err(|source| StoreError::Verify {
         image: spec.to_owned(),
         source,
@@ -566,62 +602,6 @@ impl ImageStore {
         let index = self.read_index()?;
         let found = index.manifests.iter().any(|d| ref_name(d) == Some(&wanted));
         Ok(found.then(|| (ImageSource::OciDir(self.dir.clone()), Some(wanted))))
-    }
-
-    /// Writes the stored image `name` (`NAME[:TAG]`) as a new OCI layout at
-    /// `target`: a multi-platform image as its image index with every
-    /// platform, one image as its manifest, under the tag as its
-    /// `org.opencontainers.image.ref.name`, as a build's `oci:` output
-    /// names it. Blobs are copied (never linked: the layout must not share
-    /// files with the store) and checked against their digests; the layout
-    /// is made beside `target` and moved onto it when complete.
-    pub fn save(&self, name: &str, target: &Path) -> Result<StoredImage, StoreError> {
-        let wanted = familiar(name)?;
-        let _lock = self.lock()?;
-        let index = self.read_index()?;
-        let desc = index
-            .manifests
-            .iter()
-            .find(|d| ref_name(d) == Some(&wanted))
-            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
-        let saved = stored(desc).ok_or_else(|| StoreError::NotFound(name.to_string()))?;
-        let mut blobs = HashSet::new();
-        self.keep_image(desc, true, &mut blobs)?;
-        let draft = crate::image::layout::LayoutDraft::begin(target)?;
-        for hex in &blobs {
-            let digest = Sha256Digest::parse(&format!("sha256:{hex}")).map_err(ImageError::from)?;
-            let from = self.blob_path(hex);
-            let mut file =
-                File::open(&from).map_err(io_err(format!("reading {}", from.display())))?;
-            let dest = draft.blob_dir.join(hex);
-            let mut out =
-                File::create(&dest).map_err(io_err(format!("creating {}", dest.display())))?;
-            let mut hashing = crate::image::HashingWriter::new(&mut out);
-            std::io::copy(&mut file, &mut hashing)
-                .map_err(io_err(format!("copying {}", from.display())))?;
-            let (_, actual, _) = hashing.finish();
-            if actual != digest {
-                return Err(ImageError::DigestMismatch {
-                    digest: digest.to_string(),
-                    actual: actual.to_string(),
-                }
-                .into());
-            }
-        }
-        let mut entry = Descriptor::new(
-            &desc.media_type,
-            Sha256Digest::parse(&desc.digest).map_err(ImageError::from)?,
-            desc.size,
-        );
-        entry
-            .annotations
-            .insert(oci::ANNOTATION_REF_NAME.into(), saved.tag.clone());
-        let index_json = oci::canonical_json(&Index {
-            manifests: vec![entry],
-            ..empty_index()
-        })?;
-        draft.finish(&index_json, target)?;
-        Ok(saved)
     }
 
     /// Removes `name` (`NAME[:TAG]`) and the blobs no other image uses.

@@ -38,6 +38,7 @@ mod planted_binaries;
 mod registry;
 mod release_freeze;
 mod reproducible;
+mod save;
 mod sbom;
 mod shared_cache;
 mod signals;
