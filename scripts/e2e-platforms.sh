@@ -4,7 +4,8 @@
 #   - Debian trixie minbase for linux/arm64 from the host's mirror: package
 #     scripts run emulated; `docker run --platform linux/arm64` runs it
 #     (uname -m, dpkg --audit, dpkg --verify); its package set equals
-#     `mmdebstrap --arch=arm64 --variant=minbase`'s from the same mirror;
+#     `mmdebstrap --arch=arm64 --variant=minbase`'s from the same mirror; the
+#     image is the same with qemu's default CPU as with the one rootstrap picks;
 #   - an amd64+arm64 index in one command, pushed to docker-registry on
 #     127.0.0.1 (`docker pull --platform` each) and kept in the local store
 #     (-t: listed with its platforms, pushed by name with the same digest);
@@ -64,6 +65,18 @@ check "arm64: dpkg --print-architecture is arm64" test "$(run_arm dpkg --print-a
 check "arm64: dpkg --audit is empty" test -z "$(run_arm dpkg --audit)"
 check "arm64: dpkg --verify is clean" test -z "$(run_arm dpkg --verify)"
 run_arm dpkg-query -W -f '${Package} ${Version} ${Architecture}\n' | sort >"$work/rootstrap-arm64.pkgs"
+# The emulated CPU rootstrap picks (QEMU_CPU=max,pauth=off) makes the same
+# image as qemu's default one (QEMU_CPU=max, passed through): a second build
+# from the same cache, with a rootfs: output so the base layer is not reused.
+check "arm64: scripts ran with QEMU_CPU=max,pauth=off" \
+    grep -q "emulated programs run with QEMU_CPU=max,pauth=off" "$work/trixie-arm64.log"
+start=$(date +%s.%N)
+QEMU_CPU=max "$rs" --progress plain build recipes/debian-trixie.toml --platform linux/arm64 --mirror "$mirror" \
+    --output "oci:$work/trixie-arm64-max" --output "rootfs:$work/trixie-arm64-max-tree" 2>"$work/trixie-arm64-max.log"
+echo "rootstrap build trixie linux/arm64 with qemu's default CPU (QEMU_CPU=max): $(echo "$(date +%s.%N) - $start" | bc) s"
+check "arm64: with QEMU_CPU=max (passed through) the image is the same" \
+    test "$(skopeo inspect --raw "oci:$work/trixie-arm64-max" | sha256sum)" = "$(skopeo inspect --raw "oci:$work/trixie-arm64" | sha256sum)"
+rm -rf "$work/trixie-arm64-max-tree"
 
 start=$(date +%s.%N)
 mmdebstrap --quiet --variant=minbase --arch=arm64 trixie "$work/mm-arm64.tar" "deb $mirror trixie main"

@@ -190,6 +190,16 @@ pub fn default_cache_dir() -> PathBuf {
         .join("rootstrap")
 }
 
+/// Lowers the calling thread's CPU priority (nice +10; its threads and
+/// processes inherit it). A native platform's build needs the CPU only
+/// briefly, an emulated one's dpkg runs on one core for much longer: when
+/// both want the CPU the emulated one, the longest, gets it, and the
+/// native one fills the core emulation leaves idle.
+fn yield_to_emulated_platforms() {
+    // SAFETY: setpriority with integer arguments; `0` is the calling thread.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+}
+
 /// Opens (and locks, for the whole build) the download cache and the
 /// fetcher on it.
 fn open_context(opts: &SourceOptions, reporter: &SharedReporter) -> Result<Context, BuildError> {
@@ -198,7 +208,7 @@ fn open_context(opts: &SourceOptions, reporter: &SharedReporter) -> Result<Conte
         fetcher,
         cache_dir,
         reporter: reporter.clone(),
-        _cache_lock: cache_lock,
+        _cache_lock: std::sync::Arc::new(cache_lock),
     })
 }
 
@@ -462,40 +472,76 @@ pub fn build(
         // One signed Release for every platform, fetched once.
         ctx.fetcher.pin_indexes();
     }
-    let mut built = Vec::new();
-    // A multi-platform build keeps each tree only for its SBOM's inventory
-    // and removes it (on another thread) before the next platform's starts.
-    let mut inventories = Vec::new();
-    let mut removals = Vec::new();
-    for platform in &platforms {
+    let build_one = |platform: &Option<Platform>, ctx: &Context| {
         let mut source = opts.source.clone();
-        if let Some(p) = platform {
-            if platforms.len() > 1 {
-                reporter.stage(&format!("platform {p}"));
-            }
-            source.platform = Some(p.clone());
-        }
+        source.platform = platform.clone().or(source.platform);
         let job = pipeline::Build {
             recipe,
             opts,
             lock_ctx: lock_ctx.as_ref(),
             platform: platform.as_ref().map(Platform::to_string),
         };
-        let mut one = backend::with_backend(recipe, &source, slim, &ctx, job)??;
-        if platforms.len() > 1 {
-            let tree = one.rootfs.take();
-            inventories.push(
-                tree.as_ref()
-                    .map(|t| crate::image::packages::collect_inventory_from_tree(t.path()))
-                    .transpose()?,
-            );
-            removals.push(std::thread::spawn(move || drop(tree)));
+        backend::with_backend(recipe, &source, slim, ctx, job)?
+    };
+    let mut built = Vec::new();
+    let mut inventories = Vec::new();
+    if let [one] = &platforms[..] {
+        built.push(build_one(one, &ctx)?);
+    } else {
+        // The platforms are built at once, each on its own thread with its
+        // own tree, their lines prefixed with the platform: an emulated
+        // platform's scripts leave most of the machine to the others. Each
+        // tree is kept only for its SBOM's inventory. The umask is set here
+        // for all of them (each build's own setting restores this one).
+        reporter.stage(&format!("build {} platforms at once", platforms.len()));
+        let emulated_too = platforms.iter().flatten().any(|p| {
+            crate::rootfs::emulation::check(&p.architecture)
+                != Ok(crate::rootfs::emulation::Emulation::Native)
+        });
+        let _umask = RootfsUmask::set();
+        let results: Vec<Result<_, BuildError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = platforms
+                .iter()
+                .map(|platform| {
+                    let name = platform
+                        .as_ref()
+                        .map(Platform::to_string)
+                        .unwrap_or_default();
+                    let ctx =
+                        ctx.with_reporter(crate::report::prefixed(&reporter, &format!("[{name}]")));
+                    let build_one = &build_one;
+                    let native = platform.as_ref().is_some_and(|p| {
+                        crate::rootfs::emulation::check(&p.architecture)
+                            == Ok(crate::rootfs::emulation::Emulation::Native)
+                    });
+                    scope.spawn(move || {
+                        if native && emulated_too {
+                            yield_to_emulated_platforms();
+                        }
+                        let mut one = build_one(platform, &ctx)?;
+                        let tree = one.rootfs.take();
+                        let inventory = tree
+                            .as_ref()
+                            .map(|t| crate::image::packages::collect_inventory_from_tree(t.path()))
+                            .transpose()?;
+                        drop(tree);
+                        Ok((one, inventory))
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for result in results {
+            let (one, inventory) = result?;
+            built.push(one);
+            inventories.push(inventory);
         }
-        built.push(one);
-    }
-    for removal in removals {
-        // Removal errors are ignored by TempPath; joining only waits.
-        let _ = removal.join();
     }
     // A lock written by this build: every platform's package set.
     let new_lock = match built.as_slice() {

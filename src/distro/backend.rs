@@ -148,7 +148,20 @@ pub struct Context {
     pub cache_dir: PathBuf,
     pub reporter: SharedReporter,
     /// Held for the whole build: one build writes the cache at a time.
-    pub _cache_lock: CacheLock,
+    pub _cache_lock: std::sync::Arc<CacheLock>,
+}
+
+impl Context {
+    /// The same cache, fetcher and lock, reporting to `reporter`: for one
+    /// platform of a multi-platform build, built beside the others.
+    pub fn with_reporter(&self, reporter: SharedReporter) -> Context {
+        Context {
+            fetcher: self.fetcher.with_reporter(reporter.clone()),
+            cache_dir: self.cache_dir.clone(),
+            reporter,
+            _cache_lock: self._cache_lock.clone(),
+        }
+    }
 }
 
 /// `--lock FILE --locked`: the lock a build installs exactly.

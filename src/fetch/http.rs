@@ -135,6 +135,8 @@ enum Failure {
     Fatal(FetchError),
 }
 
+/// Cheap to clone: the agents share their connection pools.
+#[derive(Clone)]
 pub struct Client {
     direct: ureq::Agent,
     http_proxied: Option<ureq::Agent>,

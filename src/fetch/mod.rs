@@ -7,6 +7,7 @@ pub mod http;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 pub use self::cache::{Cache, CacheError, CacheLock};
@@ -100,7 +101,7 @@ pub struct Fetcher {
     offline: bool,
     /// After [`Fetcher::pin_indexes`]: index files already fetched by this
     /// fetcher, by URL, with the speed they arrived at.
-    pinned: Option<std::sync::Mutex<std::collections::HashMap<String, PinnedIndex>>>,
+    pinned: Option<Arc<std::sync::Mutex<std::collections::HashMap<String, PinnedIndex>>>>,
 }
 
 type PinnedIndex = (Vec<u8>, Option<f64>);
@@ -129,6 +130,18 @@ impl Fetcher {
     /// shared files are not downloaded again.
     pub fn pin_indexes(&mut self) {
         self.pinned.get_or_insert_with(Default::default);
+    }
+
+    /// The same fetcher (client, cache, pinned indexes) reporting to
+    /// `reporter`: for one platform of a multi-platform build.
+    pub fn with_reporter(&self, reporter: SharedReporter) -> Fetcher {
+        Fetcher {
+            client: self.client.clone(),
+            cache: self.cache.clone(),
+            reporter,
+            offline: self.offline,
+            pinned: self.pinned.clone(),
+        }
     }
 
     pub fn cache(&self) -> &Cache {
