@@ -147,7 +147,8 @@ pub struct Context {
     pub fetcher: Fetcher,
     pub cache_dir: PathBuf,
     pub reporter: SharedReporter,
-    /// Held for the whole build: one build writes the cache at a time.
+    /// Held for the whole build, shared with other builds (see
+    /// [`crate::fetch::Cache::lock`]).
     pub _cache_lock: std::sync::Arc<CacheLock>,
 }
 

@@ -100,7 +100,8 @@ impl std::fmt::Debug for PendingSyncs {
     }
 }
 
-/// Exclusive lock on a cache directory; released when dropped.
+/// A build's hold on a cache directory (shared with other builds);
+/// released when dropped.
 #[derive(Debug)]
 pub struct CacheLock {
     _file: File,
@@ -129,8 +130,14 @@ impl Cache {
         &self.root
     }
 
-    /// Takes the exclusive cache lock (`dir/lock`), waiting for another
-    /// build that holds it; tells the user through `reporter` while waiting.
+    /// Takes the cache lock (`dir/lock`) for a build. Builds share it:
+    /// every entry (package, index, stamp, plan, layer, step, remembered
+    /// Release) is written beside its name and renamed into place, content-
+    /// addressed or keyed by what made it, so two builds writing one entry
+    /// write the same bytes and a reader never sees half of one. A build
+    /// alone (it can take the lock exclusively) first removes the temporary
+    /// files builds that died mid-write left, then shares it; one that
+    /// finds others at work leaves them, since they may be theirs.
     pub fn lock(&self, reporter: &dyn Reporter) -> Result<CacheLock, CacheError> {
         let path = self.root.join("lock");
         let file = OpenOptions::new()
@@ -143,21 +150,23 @@ impl Cache {
             path: path.clone(),
             source: e.into(),
         };
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
+        use rustix::fs::FlockOperation;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                // Nobody else is writing: any temp file is debris.
+                self.remove_stale_temps();
+            }
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 reporter.info(&format!(
-                    "waiting for another rootstrap using the cache {}",
+                    "sharing the cache {} with another rootstrap",
                     self.root.display()
                 ));
-                rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-                    .map_err(lock_err)?;
             }
             Err(e) => return Err(lock_err(e)),
         }
-        // With the lock held nobody else is writing, so any temp file is
-        // debris from a build that died mid-write.
-        self.remove_stale_temps();
+        // From exclusive (or nothing) to shared; waits only while a build
+        // that started alone sweeps its debris.
+        rustix::fs::flock(&file, FlockOperation::LockShared).map_err(lock_err)?;
         Ok(CacheLock { _file: file })
     }
 
@@ -429,6 +438,29 @@ impl Write for BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builds_share_the_lock_and_only_a_lone_one_sweeps_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let debris = cache.blobs.join(".tmp-dead-build");
+        std::fs::write(&debris, b"half").unwrap();
+        let first = cache.lock(&crate::report::Silent).unwrap();
+        assert!(!debris.exists(), "a build alone left a dead build's temp file");
+        // Another build's file in the making, while the first holds the lock.
+        let writing = cache.blobs.join(".tmp-live-build");
+        std::fs::write(&writing, b"half").unwrap();
+        // A second build does not wait for the first (this would hang).
+        let second = Cache::open(dir.path())
+            .unwrap()
+            .lock(&crate::report::Silent)
+            .unwrap();
+        assert!(writing.exists(), "a build removed another's temp file");
+        drop((first, second));
+        let alone = cache.lock(&crate::report::Silent).unwrap();
+        assert!(!writing.exists(), "the next build alone kept the debris");
+        drop(alone);
+    }
 
     #[test]
     fn index_copies_are_replaced_and_bounded() {

@@ -73,6 +73,15 @@ impl ReleaseMemory {
         let Some(date) = release.date else {
             return Ok(());
         };
+        std::fs::create_dir_all(&self.dir)?;
+        // Builds share the cache: the read and the write below are one step,
+        // or a build could put back an older date another just moved past.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".lock"))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
         if let Some(previous) = self.previous(url) {
             let same = previous.date == date && previous.identity() == release.identity();
             if same || (previous.date > date && !self.accept_change) {
@@ -87,7 +96,6 @@ impl ReleaseMemory {
             suite: release.suite.clone(),
             codename: release.codename.clone(),
         };
-        std::fs::create_dir_all(&self.dir)?;
         let json = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
         // Written aside and renamed: two builds sharing the cache never
         // read a torn record.
