@@ -6,6 +6,7 @@
 #     (uname -m, dpkg --audit, dpkg --verify); its package set equals
 #     `mmdebstrap --arch=arm64 --variant=minbase`'s from the same mirror; the
 #     image is the same with qemu's default CPU as with the one rootstrap picks;
+#   - Debian trixie armhf (linux/arm/v7, a 32-bit port): docker run, dpkg --audit;
 #   - an amd64+arm64 index in one command, pushed to docker-registry on
 #     127.0.0.1 (`docker pull --platform` each) and kept in the local store
 #     (-t: listed with its platforms, pushed by name with the same digest);
@@ -28,7 +29,7 @@ if [ "$(uname -m)" != x86_64 ]; then
     echo "SKIP: the foreign platforms here are chosen for an x86_64 host"
     exit 0
 fi
-bash scripts/binfmt.sh aarch64 s390x >/dev/null
+bash scripts/binfmt.sh aarch64 arm s390x >/dev/null
 work=$(mktemp -d /var/tmp/rootstrap-e2e-platforms.XXXXXX)
 server=
 imgs=()
@@ -86,6 +87,20 @@ tar -C "$work/mm" -xf "$work/mm-arm64.tar" ./var/lib/dpkg
 dpkg-query --admindir="$work/mm/var/lib/dpkg" -W -f '${Package} ${Version} ${Architecture}\n' | sort >"$work/mm-arm64.pkgs"
 check "arm64: the package set equals mmdebstrap's ($(wc -l <"$work/mm-arm64.pkgs") packages)" \
     diff -u "$work/mm-arm64.pkgs" "$work/rootstrap-arm64.pkgs"
+
+# --- Debian trixie armhf (linux/arm/v7): a 32-bit port, through qemu-arm ---
+img_armhf=rootstrap-e2e/trixie:armhf
+imgs+=("$img_armhf")
+"$rs" --progress plain build recipes/debian-trixie.toml --platform linux/arm/v7 --mirror "$mirror" \
+    --output "docker-archive:$work/trixie-armhf.tar" -t "$img_armhf" 2>"$work/trixie-armhf.log"
+docker load -i "$work/trixie-armhf.tar" >/dev/null
+run_armhf() { docker run --rm --platform linux/arm/v7 "$img_armhf" "$@"; }
+check "armhf: the image is linux/arm/v7" \
+    test "$(docker image inspect "$img_armhf" --format '{{.Os}}/{{.Architecture}}/{{.Variant}}')" = linux/arm/v7
+check "armhf: docker run --platform linux/arm/v7: uname -m is armv7l" test "$(run_armhf uname -m)" = armv7l
+check "armhf: dpkg --print-architecture is armhf" test "$(run_armhf dpkg --print-architecture)" = armhf
+check "armhf: dpkg --audit is empty" test -z "$(run_armhf dpkg --audit)"
+rm -f "$work/trixie-armhf.tar"
 
 # --- one image index for amd64 + arm64, pushed to a registry, pulled per platform ---
 . scripts/registry.sh
