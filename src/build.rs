@@ -499,6 +499,9 @@ pub fn build(
                 != Ok(crate::rootfs::emulation::Emulation::Native)
         });
         let _umask = RootfsUmask::set();
+        // The shared worker pool starts here, at this thread's priority, not
+        // in a platform thread that may lower its own.
+        rayon::current_num_threads();
         let results: Vec<Result<_, BuildError>> = std::thread::scope(|scope| {
             let running: Vec<_> = platforms
                 .iter()

@@ -446,7 +446,10 @@ mod tests {
         let debris = cache.blobs.join(".tmp-dead-build");
         std::fs::write(&debris, b"half").unwrap();
         let first = cache.lock(&crate::report::Silent).unwrap();
-        assert!(!debris.exists(), "a build alone left a dead build's temp file");
+        assert!(
+            !debris.exists(),
+            "a build alone left a dead build's temp file"
+        );
         // Another build's file in the making, while the first holds the lock.
         let writing = cache.blobs.join(".tmp-live-build");
         std::fs::write(&writing, b"half").unwrap();
