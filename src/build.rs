@@ -190,12 +190,18 @@ pub fn default_cache_dir() -> PathBuf {
         .join("rootstrap")
 }
 
+/// Whether this machine's CPU runs `platform`'s programs itself.
+pub(crate) fn runs_natively(platform: &Platform) -> bool {
+    crate::rootfs::emulation::check(&platform.architecture)
+        == Ok(crate::rootfs::emulation::Emulation::Native)
+}
+
 /// Lowers the calling thread's CPU priority (nice +10; its threads and
 /// processes inherit it). A native platform's build needs the CPU only
 /// briefly, an emulated one's dpkg runs on one core for much longer: when
 /// both want the CPU the emulated one, the longest, gets it, and the
 /// native one fills the core emulation leaves idle.
-fn yield_to_emulated_platforms() {
+pub(crate) fn yield_to_emulated_platforms() {
     // SAFETY: setpriority with integer arguments; `0` is the calling thread.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
 }
@@ -494,10 +500,7 @@ pub fn build(
         // tree is kept only for its SBOM's inventory. The umask is set here
         // for all of them (each build's own setting restores this one).
         reporter.stage(&format!("build {} platforms at once", platforms.len()));
-        let emulated_too = platforms.iter().flatten().any(|p| {
-            crate::rootfs::emulation::check(&p.architecture)
-                != Ok(crate::rootfs::emulation::Emulation::Native)
-        });
+        let emulated_too = platforms.iter().flatten().any(|p| !runs_natively(p));
         let _umask = RootfsUmask::set();
         // The shared worker pool starts here, at this thread's priority, not
         // in a platform thread that may lower its own.
@@ -513,10 +516,7 @@ pub fn build(
                     let ctx =
                         ctx.with_reporter(crate::report::prefixed(&reporter, &format!("[{name}]")));
                     let build_one = &build_one;
-                    let native = platform.as_ref().is_some_and(|p| {
-                        crate::rootfs::emulation::check(&p.architecture)
-                            == Ok(crate::rootfs::emulation::Emulation::Native)
-                    });
+                    let native = platform.as_ref().is_some_and(runs_natively);
                     scope.spawn(move || {
                         if native && emulated_too {
                             yield_to_emulated_platforms();

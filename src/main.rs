@@ -141,7 +141,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 signer: None,
             };
             let signing = match &args.sign_key {
-                Some(key) => Some(std::rc::Rc::new(BuildSigning::load(
+                Some(key) => Some(std::sync::Arc::new(BuildSigning::load(
                     key,
                     &args,
                     &request.file,
@@ -175,7 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut publication =
                 Publication::plan(&args.outputs, &args.tags, args.work_dir.as_deref(), true)?;
             let signing = match &args.sign_key {
-                Some(key) => Some(std::rc::Rc::new(BuildSigning::load(
+                Some(key) => Some(std::sync::Arc::new(BuildSigning::load(
                     key,
                     &args,
                     &recipe.path,
@@ -951,8 +951,8 @@ impl BuildSigning {
     }
 
     /// The signer of the build's registry pushes.
-    fn signer(self: std::rc::Rc<Self>) -> rootstrap::image::publish::Signer {
-        rootstrap::image::publish::Signer(std::rc::Rc::new(move |layout, reference, digest| {
+    fn signer(self: std::sync::Arc<Self>) -> rootstrap::image::publish::Signer {
+        rootstrap::image::publish::Signer(std::sync::Arc::new(move |layout, reference, digest| {
             let opts = rootstrap::image::registry::PushOptions::default();
             let signed = rootstrap::sign::attest::sign_published(
                 layout,

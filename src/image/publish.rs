@@ -49,13 +49,15 @@ pub enum PublishError {
 /// Signs an image just pushed: given the staged layout, the reference and
 /// the digest pushed; returns the lines to print (what it wrote where).
 #[derive(Clone)]
-pub struct Signer(pub std::rc::Rc<SignFn>);
+pub struct Signer(pub std::sync::Arc<SignFn>);
 
 pub type SignFn = dyn Fn(
-    &Path,
-    &ImageReference,
-    Sha256Digest,
-) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>;
+        &Path,
+        &ImageReference,
+        Sha256Digest,
+    ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>>
+    + Send
+    + Sync;
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

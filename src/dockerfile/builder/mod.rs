@@ -46,12 +46,13 @@ use stages::*;
 /// Builds the base image of a `FROM some-recipe.toml` stage for the
 /// stage's platform and returns the OCI layout directory it was written to.
 /// Supplied by the caller so this module knows nothing about distributions.
-pub type RecipeBase<'a> = &'a dyn Fn(&Path, &Platform) -> Result<PathBuf, RecipeBaseError>;
+pub type RecipeBase<'a> = &'a (dyn Fn(&Path, &Platform) -> Result<PathBuf, RecipeBaseError> + Sync);
 
 /// Why the caller could not build a recipe base (its message is shown in
 /// the FROM step's error).
 pub type RecipeBaseError = Box<dyn std::error::Error + Send + Sync>;
 
+#[derive(Clone)]
 pub struct DockerfileBuildOptions<'a> {
     /// `--build-arg K=V`.
     pub build_args: HashMap<String, String>,
