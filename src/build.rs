@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+mod at_once;
 pub mod from_dockerfile;
 mod locked;
 mod pipeline;
@@ -188,22 +189,6 @@ pub fn default_cache_dir() -> PathBuf {
     dirs::cache_dir()
         .unwrap_or_else(|| std::env::temp_dir().join("rootstrap-cache"))
         .join("rootstrap")
-}
-
-/// Whether this machine's CPU runs `platform`'s programs itself.
-pub(crate) fn runs_natively(platform: &Platform) -> bool {
-    crate::rootfs::emulation::check(&platform.architecture)
-        == Ok(crate::rootfs::emulation::Emulation::Native)
-}
-
-/// Lowers the calling thread's CPU priority (nice +10; its threads and
-/// processes inherit it). A native platform's build needs the CPU only
-/// briefly, an emulated one's dpkg runs on one core for much longer: when
-/// both want the CPU the emulated one, the longest, gets it, and the
-/// native one fills the core emulation leaves idle.
-pub(crate) fn yield_to_emulated_platforms() {
-    // SAFETY: setpriority with integer arguments; `0` is the calling thread.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
 }
 
 /// Opens (and locks, for the whole build) the download cache and the
@@ -494,51 +479,19 @@ pub fn build(
     if let [one] = &platforms[..] {
         built.push(build_one(one, &ctx)?);
     } else {
-        // The platforms are built at once, each on its own thread with its
-        // own tree, their lines prefixed with the platform: an emulated
-        // platform's scripts leave most of the machine to the others. Each
-        // tree is kept only for its SBOM's inventory. The umask is set here
-        // for all of them (each build's own setting restores this one).
-        reporter.stage(&format!("build {} platforms at once", platforms.len()));
-        let emulated_too = platforms.iter().flatten().any(|p| !runs_natively(p));
+        // Each tree is kept only for its SBOM's inventory. The umask is set
+        // here for all of them (each build's own setting restores this one).
         let _umask = RootfsUmask::set();
-        // The shared worker pool starts here, at this thread's priority, not
-        // in a platform thread that may lower its own.
-        rayon::current_num_threads();
-        let results: Vec<Result<_, BuildError>> = std::thread::scope(|scope| {
-            let running: Vec<_> = platforms
-                .iter()
-                .map(|platform| {
-                    let name = platform
-                        .as_ref()
-                        .map(Platform::to_string)
-                        .unwrap_or_default();
-                    let ctx =
-                        ctx.with_reporter(crate::report::prefixed(&reporter, &format!("[{name}]")));
-                    let build_one = &build_one;
-                    let native = platform.as_ref().is_some_and(runs_natively);
-                    scope.spawn(move || {
-                        if native && emulated_too {
-                            yield_to_emulated_platforms();
-                        }
-                        let mut one = build_one(platform, &ctx)?;
-                        let tree = one.rootfs.take();
-                        let inventory = tree
-                            .as_ref()
-                            .map(|t| crate::image::packages::collect_inventory_from_tree(t.path()))
-                            .transpose()?;
-                        drop(tree);
-                        Ok((one, inventory))
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+        let named: Vec<Platform> = platforms.iter().flatten().cloned().collect();
+        let results = at_once::build_platforms(&named, &reporter, |platform, reporter| {
+            let mut one = build_one(&Some(platform.clone()), &ctx.with_reporter(reporter))?;
+            let tree = one.rootfs.take();
+            let inventory = tree
+                .as_ref()
+                .map(|t| crate::image::packages::collect_inventory_from_tree(t.path()))
+                .transpose()?;
+            drop(tree);
+            Ok::<_, BuildError>((one, inventory))
         });
         for result in results {
             let (one, inventory) = result?;

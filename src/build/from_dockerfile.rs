@@ -362,42 +362,20 @@ fn build_index(
     // The same options, borrowing the closure above.
     let mut opts: DockerfileBuildOptions<'_> = opts;
     opts.recipe_base = Some(&from_recipe);
-    // The platforms are built at once, as a recipe build's are (see
-    // `super::build`): lines prefixed with the platform, the native ones at
-    // a lower priority than the emulated ones.
-    reporter.stage(&format!("build {} platforms at once", platforms.len()));
-    let emulated_too = platforms.iter().any(|p| !super::runs_natively(p));
-    rayon::current_num_threads();
-    let results: Vec<Result<ImageBuilder, FromDockerfileError>> = std::thread::scope(|scope| {
-        let running: Vec<_> = platforms
-            .iter()
-            .map(|platform| {
-                let mut opts = opts.clone();
-                opts.platform = Some(platform.clone());
-                let reporter = crate::report::prefixed(&reporter, &format!("[{platform}]"));
-                let native = super::runs_natively(platform);
-                scope.spawn(move || {
-                    if native && emulated_too {
-                        super::yield_to_emulated_platforms();
-                    }
-                    let built = builder::build(text, &req.context, &opts, reporter.as_ref())
-                        .map_err(|source| FromDockerfileError::Build {
-                            path: req.file.clone(),
-                            source,
-                        })?;
-                    // Only the image is needed from here on.
-                    drop(built.rootfs);
-                    Ok(built.image)
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    // The platforms are built at once, as a recipe build's are.
+    let results = super::at_once::build_platforms(platforms, &reporter, |platform, reporter| {
+        let mut opts = opts.clone();
+        opts.platform = Some(platform.clone());
+        let built =
+            builder::build(text, &req.context, &opts, reporter.as_ref()).map_err(|source| {
+                FromDockerfileError::Build {
+                    path: req.file.clone(),
+                    source,
+                }
+            })?;
+        // Only the image is needed from here on.
+        drop(built.rootfs);
+        Ok::<_, FromDockerfileError>(built.image)
     });
     let images = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&ImageBuilder> = images.iter().collect();
