@@ -93,12 +93,6 @@ pub fn run_image(
         env.retain(|(existing, _)| existing != k);
         env.push((k.to_owned(), v.to_owned()));
     }
-    // A foreign image's programs: the emulated CPU that runs them fastest.
-    if let Some((k, v)) = crate::rootfs::emulation::qemu_cpu::setting(&opened.config.architecture) {
-        if !env.iter().any(|(set, _)| *set == k) {
-            env.push((k, v));
-        }
-    }
     let mut spec = RunSpec::new(dir.path(), argv);
     spec.env = env;
     spec.cwd = opts
@@ -126,5 +120,7 @@ pub fn run_image(
         Some(p) => Sandbox::with_helper(p),
         None => Sandbox::new(),
     };
-    Ok(sandbox.run_inherit(&spec)?)
+    // A foreign image's programs: the emulated CPU that runs them fastest.
+    let emulated_cpu = crate::rootfs::emulation::qemu_cpu::setting(&opened.config.architecture);
+    Ok(sandbox.with_default_env(emulated_cpu).run_inherit(&spec)?)
 }

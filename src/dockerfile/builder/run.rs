@@ -97,12 +97,6 @@ impl Runner<'_> {
             env.retain(|(existing, _)| existing != k);
             env.push((k.clone(), v.clone()));
         }
-        // A foreign stage's programs: the emulated CPU that runs them fastest.
-        if let Some((k, v)) = crate::rootfs::emulation::qemu_cpu::setting(arch) {
-            if !env.iter().any(|(set, _)| *set == k) {
-                env.push((k, v));
-            }
-        }
         let mut spec = RunSpec::new(state.root.path(), argv);
         spec.env = env;
         spec.extra_mounts = prepared.read_only.clone();
@@ -116,7 +110,13 @@ impl Runner<'_> {
         spec.network = network;
         let step = self.step;
         let reporter = self.reporter;
-        let result = self.opts.sandbox.run(&spec, &mut |line| {
+        // A foreign stage's programs: the emulated CPU that runs them fastest.
+        let sandbox = self
+            .opts
+            .sandbox
+            .clone()
+            .with_default_env(crate::rootfs::emulation::qemu_cpu::setting(arch));
+        let result = sandbox.run(&spec, &mut |line| {
             reporter.command_output(&format!("#{step} {}", line.text));
         });
         drop(prepared);
