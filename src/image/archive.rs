@@ -55,18 +55,15 @@ pub(crate) fn write_archive(
     reference: Option<&ImageReference>,
     kind: ArchiveKind,
 ) -> Result<(), ImageError> {
-    let mut blobs = Vec::new();
-    let mut written = std::collections::BTreeSet::new();
-    for layer in builder.layers() {
-        // The same layer twice in one image is stored once.
-        if written.insert(layer.descriptor.digest.as_str()) {
-            blobs.push(TarBlob {
-                digest: &layer.descriptor.digest,
-                bytes: BlobBytes::File(layer.path()),
-                verify: false,
-            });
-        }
-    }
+    let mut blobs: Vec<TarBlob<'_>> = builder
+        .layers()
+        .iter()
+        .map(|layer| TarBlob {
+            digest: &layer.descriptor.digest,
+            bytes: BlobBytes::File(layer.path()),
+            verify: false,
+        })
+        .collect();
     blobs.push(TarBlob {
         digest: &meta.config_desc.digest,
         bytes: BlobBytes::Memory(&meta.config),
@@ -120,7 +117,9 @@ pub(crate) struct TarBlob<'a> {
 }
 
 /// The contents of an image archive: an OCI layout's blobs (in the order
-/// given), Docker's `manifest.json` for a docker-archive, and index.json.
+/// given; a digest listed again, as the same layer twice in one image, is
+/// stored once), Docker's `manifest.json` for a docker-archive, and
+/// index.json.
 pub(crate) struct LayoutTar<'a> {
     pub blobs: Vec<TarBlob<'a>>,
     pub docker_manifest: Option<Vec<u8>>,
@@ -149,16 +148,15 @@ pub(crate) fn write_layout_tar(target: &Path, layout: &LayoutTar<'_>) -> Result<
         let mut tar = TarWriter::new(BufWriter::with_capacity(256 * 1024, tmp.as_file_mut()));
         append_dir(&mut tar, "blobs")?;
         append_dir(&mut tar, "blobs/sha256")?;
-        for blob in &layout.blobs {
+        let mut written = std::collections::HashSet::new();
+        for blob in layout.blobs.iter().filter(|b| written.insert(b.digest)) {
             let member = blob_member(blob.digest);
-            match (&blob.bytes, blob.verify) {
-                (BlobBytes::File(path), false) => append_file_from(&mut tar, &member, path)?,
-                (BlobBytes::File(path), true) => {
-                    append_verified_file(&mut tar, &member, path, blob.digest)?
-                }
-                (BlobBytes::Memory(bytes), _) => {
-                    if blob.verify {
-                        check_digest(blob.digest, Sha256Digest::of(bytes))?;
+            let verify = blob.verify.then_some(blob.digest);
+            match &blob.bytes {
+                BlobBytes::File(path) => append_file_from(&mut tar, &member, path, verify)?,
+                BlobBytes::Memory(bytes) => {
+                    if let Some(digest) = verify {
+                        check_digest(digest, Sha256Digest::of(bytes))?;
                     }
                     append_bytes(&mut tar, &member, bytes)?
                 }
@@ -200,39 +198,26 @@ fn append_bytes<W: Write>(
     tar.append(&h, &mut &bytes[..])
 }
 
+/// Appends the file `src` as `path`; with `verify`, hashing the bytes on
+/// the way, and a file whose bytes are not that digest's fails the archive.
 fn append_file_from<W: Write>(
     tar: &mut TarWriter<W>,
     path: &str,
     src: &Path,
+    verify: Option<&str>,
 ) -> Result<(), ImageError> {
-    let (file, len) = open_sized(src)?;
-    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
-    h.size = len;
-    tar.append(&h, &mut io::BufReader::with_capacity(256 * 1024, file))
-}
-
-/// [`append_file_from`], hashing the bytes on the way: a blob whose bytes
-/// are not `digest`'s fails the archive.
-fn append_verified_file<W: Write>(
-    tar: &mut TarWriter<W>,
-    path: &str,
-    src: &Path,
-    digest: &str,
-) -> Result<(), ImageError> {
-    let (file, len) = open_sized(src)?;
-    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
-    h.size = len;
-    let mut hashing = HashingReader::new(io::BufReader::with_capacity(256 * 1024, file));
-    tar.append(&h, &mut hashing)?;
-    check_digest(digest, hashing.finish().0)
-}
-
-fn open_sized(src: &Path) -> Result<(File, u64), ImageError> {
     let file =
         File::open(src).map_err(ImageError::io(format!("opening blob {}", src.display())))?;
-    let len = file
+    let mut h = TarHeader::new(PathBuf::from(path), LayerEntryKind::File);
+    h.size = file
         .metadata()
         .map_err(ImageError::io(format!("stat blob {}", src.display())))?
         .len();
-    Ok((file, len))
+    let mut reader = io::BufReader::with_capacity(256 * 1024, file);
+    let Some(digest) = verify else {
+        return tar.append(&h, &mut reader);
+    };
+    let mut hashing = HashingReader::new(reader);
+    tar.append(&h, &mut hashing)?;
+    check_digest(digest, hashing.finish().0)
 }

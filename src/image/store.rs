@@ -536,17 +536,12 @@ impl ImageStore {
             .prefix(".blob-")
             .tempfile_in(self.dir.join("blobs/sha256"))
             .map_err(io_err(format!("creating a file in {}", self.dir.display())))?;
-        let mut hashing = crate::image::HashingWriter::new(tmp.as_file_mut());
-        std::io::copy(from, &mut hashing)
-            .map_err(io_err(format!("copying {what} into the store")))?;
-        let (_, actual, _) = hashing.finish();
-        if actual != digest {
-            return Err(ImageError::DigestMismatch {
-                digest: digest.to_string(),
-                actual: actual.to_string(),
-            }
-            .into());
-        }
+        copy_checked(
+            from,
+            tmp.as_file_mut(),
+            &digest,
+            &format!("{what} into the store"),
+        )?;
         tmp.persist(&dest)
             .map_err(|e| io_err(format!("storing {}", dest.display()))(e.error))?;
         Ok(())
@@ -746,6 +741,27 @@ fn stored(desc: &Descriptor) -> Option<StoredImage> {
             .map(|p| p.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
     })
+}
+
+/// Copies `from` into `to`; fails unless the bytes hash to `digest`.
+/// `what` names the copy in errors (`copying WHAT`).
+fn copy_checked(
+    from: &mut dyn std::io::Read,
+    to: &mut File,
+    digest: &Sha256Digest,
+    what: &str,
+) -> Result<(), StoreError> {
+    let mut hashing = crate::image::HashingWriter::new(to);
+    std::io::copy(from, &mut hashing).map_err(io_err(format!("copying {what}")))?;
+    let (_, actual, _) = hashing.finish();
+    if actual != *digest {
+        return Err(ImageError::DigestMismatch {
+            digest: digest.to_string(),
+            actual: actual.to_string(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -101,17 +101,7 @@ impl ImageStore {
             let dest = draft.blob_dir.join(&hex);
             let mut out =
                 File::create(&dest).map_err(io_err(format!("creating {}", dest.display())))?;
-            let mut hashing = crate::image::HashingWriter::new(&mut out);
-            std::io::copy(&mut file, &mut hashing)
-                .map_err(io_err(format!("copying {}", from.display())))?;
-            let (_, actual, _) = hashing.finish();
-            if actual != digest {
-                return Err(ImageError::DigestMismatch {
-                    digest: digest.to_string(),
-                    actual: actual.to_string(),
-                }
-                .into());
-            }
+            super::copy_checked(&mut file, &mut out, &digest, &from.display().to_string())?;
         }
         draft.finish(&saved_index_json(desc, &image.tag)?, target)?;
         Ok(())
@@ -196,14 +186,9 @@ impl ImageStore {
         }
         let config_digest = opened.config_digest.to_string();
         let manifest = manifest_digest.to_string();
-        // Blobs once each (an image may hold one layer twice), then the
-        // config and the manifest, as a build's archive orders them.
-        let mut members: Vec<String> = Vec::new();
-        for d in &layer_digests {
-            if !members.contains(d) {
-                members.push(d.clone());
-            }
-        }
+        // The layers, then the config and the manifest, as a build's
+        // archive orders them.
+        let mut members = layer_digests.clone();
         members.push(config_digest.clone());
         members.push(manifest.clone());
         let paths: Vec<PathBuf> = members.iter().map(|d| self.blob_path(d)).collect();
