@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod http;
+mod in_order;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 
 pub use self::cache::{Cache, CacheError, CacheLock};
 pub use self::http::{redact, resolve_redirect, Client, ClientConfig};
+pub use self::in_order::in_order;
 use crate::report::SharedReporter;
 use crate::verify::Sha256Digest;
 use std::time::Instant;

@@ -313,21 +313,35 @@ fn tampered_package_is_refused_and_nothing_is_written() {
     bytes[at] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
+    // musl-utils comes late in the plan: the packages before it are already
+    // installed (and their scripts run) in the build's tree when it fails,
+    // since installing overlaps fetching; the tree must still go.
     let oci = s.out("oci");
     let archive = s.out("alpine.tar");
+    let tree = s.out("tree");
     let o = s.build(
         &[],
         &[
             format!("oci:{}", oci.display()),
             format!("docker-archive:{}", archive.display()),
+            format!("rootfs:{}", tree.display()),
         ],
     );
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(err.contains("musl-utils-1.2.5-r0"), "{err}");
     assert!(
-        !oci.exists() && !archive.exists(),
+        !oci.exists() && !archive.exists() && !tree.exists(),
         "output written despite a bad package"
+    );
+    let parent = oci.parent().unwrap();
+    let left: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().contains("rootfs")),
+        "a tree was left beside the outputs: {left:?}"
     );
 
     // The bad copy was evicted: once the mirror serves the right file, the
@@ -870,7 +884,7 @@ fn real_alpine_package_installs_with_a_matching_database() {
     let report = bootstrap::install(
         tmp.path(),
         &[pkg],
-        &[apk],
+        [Ok(apk)],
         &src,
         &bootstrap::InstallOptions {
             run_scripts: false,

@@ -435,28 +435,40 @@ impl Backend for ApkBackend {
         settings: &InstallSettings<'_>,
         ctx: &Context,
     ) -> Result<(), BackendError> {
-        let verified_now;
-        let (apks, release) = match &fetched.verified {
-            Some(v) => v,
-            None => {
-                verified_now = self.verify(plan, settings.locked, ctx)?;
-                &verified_now
+        let release = plan.release_at.map(|i| plan.all[i]);
+        let src = self.image_source(settings.locked);
+        let opts = InstallOptions {
+            run_scripts: settings.run_scripts,
+            sandbox: settings.sandbox,
+            keys: &self.key_files,
+            release,
+        };
+        let reporter = ctx.reporter.as_ref();
+        let installed = match (&fetched.verified, settings.locked) {
+            (Some((apks, release_apk)), _) => {
+                let packages = apks.iter().chain(release_apk).map(Ok);
+                apk::install(root, &plan.packages, packages, &src, &opts, reporter)?
+            }
+            // Each package installs as soon as it and those before it are
+            // verified, while the rest still download.
+            (None, None) => {
+                let order: Vec<&ApkPackage> =
+                    plan.packages.iter().copied().chain(release).collect();
+                apk::with_packages_in_order(
+                    &ctx.fetcher,
+                    &plan.index.loaded,
+                    &order,
+                    &self.keys,
+                    &self.src,
+                    |packages| apk::install(root, &plan.packages, packages, &src, &opts, reporter),
+                )?
+            }
+            (None, Some(locked)) => {
+                let (apks, release_apk) = self.verify(plan, Some(locked), ctx)?;
+                let packages = apks.into_iter().chain(release_apk).map(Ok);
+                apk::install(root, &plan.packages, packages, &src, &opts, reporter)?
             }
         };
-        let release = plan.release_at.map(|i| plan.all[i]).zip(release.as_ref());
-        let installed = apk::install(
-            root,
-            &plan.packages,
-            apks,
-            &self.image_source(settings.locked),
-            &InstallOptions {
-                run_scripts: settings.run_scripts,
-                sandbox: settings.sandbox,
-                keys: &self.key_files,
-                release,
-            },
-            ctx.reporter.as_ref(),
-        )?;
         if !installed.scripts_not_run.is_empty() {
             ctx.reporter.warn(&format!(
                 "scripts not run, marked for `apk fix` (f:s): {}",

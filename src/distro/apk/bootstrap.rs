@@ -3,20 +3,22 @@
 //! the rootfs (through the safe rootfs API only) → the apk database that the
 //! target's own apk-tools reads → package scripts and triggers in the sandbox.
 //!
-//! Nothing from a package reaches the rootfs until every planned package has
-//! passed `open_package` (signature, `C:` identity, size, datahash) and its
-//! per-file checksums, so a tampered package leaves nothing behind.
+//! Nothing from a package reaches the rootfs until it has passed
+//! `open_package` (signature, `C:` identity, size, datahash) and its
+//! per-file checksums. The install takes each package as soon as it and
+//! those before it are verified; a package that fails stops it, and the
+//! build's tree is temporary, so a tampered package leaves nothing behind.
 //!
 //! One file per stage, in order: `source` (repositories and world),
 //! `indexes` (signed APKINDEX), `plan` (solve), `download` (fetch and
 //! verify), `install` (files and scripts), `database` (lib/apk/db and
 //! etc/apk); `scripts` runs package scripts for `install`.
 
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::index::{parse_index, ApkPackage, Dependency};
@@ -82,6 +84,9 @@ pub enum ApkBootstrapError {
     /// Every ApkError names the package (or file) at fault.
     #[error(transparent)]
     Package(ApkError),
+    /// The install was given fewer packages than its plan names.
+    #[error("{package}: no verified package was given to install")]
+    NotFetched { package: String },
     #[error("{package}: cannot read the downloaded file {path}: {error}")]
     Read {
         package: String,

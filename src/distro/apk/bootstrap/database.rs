@@ -9,7 +9,7 @@ pub(super) fn write_database(
     root: &Root,
     records: &[InstalledPackage],
     plan: &[&ApkPackage],
-    apks: &[VerifiedApk],
+    apks: &[&VerifiedApk],
     src: &ApkSource,
     keys: &[KeyFile],
 ) -> Result<(), ApkBootstrapError> {
@@ -40,7 +40,7 @@ pub(super) fn write_database(
         &installed::write_scripts_tar(&scripts),
         0o644,
     )?;
-    let globs: Vec<Vec<String>> = apks.iter().map(trigger_globs).collect();
+    let globs: Vec<Vec<String>> = apks.iter().map(|a| trigger_globs(a)).collect();
     let triggers: Vec<(&ApkPackage, &[String])> = plan
         .iter()
         .zip(&globs)

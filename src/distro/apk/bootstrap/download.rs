@@ -1,5 +1,5 @@
 //! Stage 4: every planned package downloaded (or taken from the cache) and
-//! fully verified before anything is written.
+//! fully verified, handed on in plan order as each is ready.
 
 use super::*;
 
@@ -20,8 +20,8 @@ pub fn cache_key(pkg: &ApkPackage) -> Sha256Digest {
 }
 
 /// Downloads (or takes from the cache) and fully verifies every planned
-/// package, in plan order. A package that fails verification is evicted
-/// from the cache and the error names it.
+/// package. The first package in plan order that fails is the error; it
+/// is evicted from the cache and the error names it.
 pub fn fetch_packages(
     fetcher: &Fetcher,
     index: &LoadedIndexes,
@@ -29,9 +29,41 @@ pub fn fetch_packages(
     keys: &TrustedKeys,
     src: &ApkSource,
 ) -> Result<Vec<VerifiedApk>, ApkBootstrapError> {
-    plan.par_iter()
-        .map(|pkg| fetch_one(fetcher, index, pkg, keys, src))
-        .collect()
+    with_packages_in_order(fetcher, index, plan, keys, src, |packages| {
+        packages.collect()
+    })
+}
+
+/// One verified package, or why it is not.
+pub type FetchedApk = Result<VerifiedApk, ApkBootstrapError>;
+
+/// Downloads (or takes from the cache) and verifies `plan`'s packages, one
+/// per core at a time, started in plan order, and gives them to
+/// `consume` in plan order, each as soon as it and those before it are
+/// ready: installing the first packages overlaps fetching the rest, as the
+/// Debian back end's extraction overlaps its downloads. A package is only
+/// handed on once its signature, identity, size, data hash and per-file
+/// checksums have passed, so nothing unverified reaches the consumer. A
+/// package that fails is evicted from the cache and its error comes in its
+/// place; no package after it is started. When `consume` returns, packages
+/// not yet started are skipped and those under way are finished.
+pub fn with_packages_in_order<T>(
+    fetcher: &Fetcher,
+    index: &LoadedIndexes,
+    plan: &[&ApkPackage],
+    keys: &TrustedKeys,
+    src: &ApkSource,
+    consume: impl FnOnce(&mut dyn Iterator<Item = FetchedApk>) -> T,
+) -> T {
+    // As many at once as there are cores: verifying is CPU work, and more
+    // threads would only slow the install that waits for the packages.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::fetch::in_order(
+        plan,
+        workers,
+        |pkg| fetch_one(fetcher, index, pkg, keys, src),
+        consume,
+    )
 }
 
 fn fetch_one(

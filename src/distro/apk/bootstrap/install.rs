@@ -17,9 +17,10 @@ pub struct InstallOptions<'a> {
     pub sandbox: &'a Sandbox,
     /// Keys written to /etc/apk/keys.
     pub keys: &'a [KeyFile],
-    /// [`release_package`], fetched: its files are unpacked at the end,
-    /// not registered in the database.
-    pub release: Option<(&'a ApkPackage, &'a VerifiedApk)>,
+    /// [`release_package`], whose verified package follows the plan's in
+    /// `install`'s packages: its files are unpacked at the end, not
+    /// registered in the database.
+    pub release: Option<&'a ApkPackage>,
 }
 
 /// What [`install`] did, for the image's labels and history.
@@ -33,17 +34,23 @@ pub struct InstallReport {
     pub scripts_not_run: Vec<String>,
 }
 
-/// Installs the verified packages (in plan order) into `root_dir` as apk
-/// does: per package `.pre-install`, then its files, then `.post-install`;
-/// triggers once everything is in; the database and configuration last.
-pub fn install(
+/// Installs the verified packages into `root_dir` as apk does: per package
+/// `.pre-install`, then its files, then `.post-install`; triggers once
+/// everything is in; the database and configuration last.
+///
+/// `packages` gives `plan`'s verified packages in plan order, then the
+/// release package's when `opts.release` names one; it may still be
+/// fetching them ([`with_packages_in_order`]), so each is taken only when
+/// its turn comes, and the first error stops the install.
+pub fn install<A: Borrow<VerifiedApk>>(
     root_dir: &Path,
     plan: &[&ApkPackage],
-    apks: &[VerifiedApk],
+    packages: impl IntoIterator<Item = Result<A, ApkBootstrapError>>,
     src: &ApkSource,
     opts: &InstallOptions<'_>,
     reporter: &dyn Reporter,
 ) -> Result<InstallReport, ApkBootstrapError> {
+    let mut packages = packages.into_iter();
     let root = Root::open(root_dir).map_err(|error| ApkBootstrapError::Rootfs {
         path: root_dir.to_owned(),
         error,
@@ -60,8 +67,10 @@ pub fn install(
         ));
     }
     let mut scripts = ScriptRunner::new(&root, root_dir, opts.sandbox, reporter, opts.run_scripts);
-    let mut records = extract_all(&root, plan, apks, &mut scripts, &mut unclaimed)?;
-    scripts.queue_triggers(plan, apks, &records);
+    let (mut records, installed) =
+        extract_all(&root, plan, &mut packages, &mut scripts, &mut unclaimed)?;
+    let apks: Vec<&VerifiedApk> = installed.iter().map(Borrow::borrow).collect();
+    scripts.queue_triggers(plan, &apks, &records);
     scripts.flush()?;
     for &i in &scripts.broken {
         if let Some(r) = records.get_mut(i) {
@@ -69,7 +78,10 @@ pub fn install(
         }
     }
     match opts.release {
-        Some((pkg, apk)) => unpack_unregistered(&root, pkg, apk)?,
+        Some(pkg) => {
+            let apk = next_package(&mut packages, pkg)?;
+            unpack_unregistered(&root, pkg, apk.borrow())?
+        }
         None if !plan.iter().any(|p| p.name == RELEASE_PACKAGE) => reporter.warn(&format!(
             "no {RELEASE_PACKAGE} package (not in the repositories, or not in the lock): \
              /etc/os-release and /etc/alpine-release are not written"
@@ -77,8 +89,18 @@ pub fn install(
         None => {}
     }
     lock_root_password(&root)?;
-    write_database(&root, &records, plan, apks, src, opts.keys)?;
+    write_database(&root, &records, plan, &apks, src, opts.keys)?;
     Ok(scripts.report)
+}
+
+/// The next verified package, which must be `pkg`'s.
+fn next_package<A: Borrow<VerifiedApk>>(
+    packages: &mut impl Iterator<Item = Result<A, ApkBootstrapError>>,
+    pkg: &ApkPackage,
+) -> Result<A, ApkBootstrapError> {
+    packages
+        .next()
+        .unwrap_or_else(|| Err(ApkBootstrapError::NotFetched { package: pkg.id() }))
 }
 
 /// alpine-baselayout-data ships `/etc/shadow` with root's password empty
@@ -195,16 +217,20 @@ fn is_root_user() -> bool {
 /// Extracts all packages in order. Non-directory paths belong to one
 /// package; when a later package ships the same path, apk's rule decides
 /// (see [`overwrite_decision`]) and the loser's record no longer lists it.
-fn extract_all(
+/// Returns the records and the packages, in plan order.
+fn extract_all<A: Borrow<VerifiedApk>>(
     root: &Root,
     plan: &[&ApkPackage],
-    apks: &[VerifiedApk],
+    packages: &mut impl Iterator<Item = Result<A, ApkBootstrapError>>,
     scripts: &mut ScriptRunner<'_>,
     unclaimed: &mut HashSet<RelPath>,
-) -> Result<Vec<InstalledPackage>, ApkBootstrapError> {
+) -> Result<(Vec<InstalledPackage>, Vec<A>), ApkBootstrapError> {
     let mut owners: HashMap<RelPath, usize> = HashMap::new();
-    let mut records = Vec::with_capacity(apks.len());
-    for (i, (pkg, apk)) in plan.iter().zip(apks).enumerate() {
+    let mut records = Vec::with_capacity(plan.len());
+    let mut installed = Vec::with_capacity(plan.len());
+    for (i, pkg) in plan.iter().enumerate() {
+        let held = next_package(packages, pkg)?;
+        let apk: &VerifiedApk = held.borrow();
         scripts.before_files(i, pkg, apk)?;
         // Names and checksums are verified before anything is written.
         let entries = apk.data_entries()?;
@@ -242,8 +268,9 @@ fn extract_all(
             drop_file(&mut records, i, &rel);
         }
         scripts.after_files(i, pkg, apk);
+        installed.push(held);
     }
-    Ok(records)
+    Ok((records, installed))
 }
 
 /// Who may write each path of one package, decided entry by entry while

@@ -150,7 +150,7 @@ impl<'a> ScriptRunner<'a> {
     pub(super) fn queue_triggers(
         &mut self,
         plan: &[&ApkPackage],
-        apks: &[VerifiedApk],
+        apks: &[&VerifiedApk],
         records: &[InstalledPackage],
     ) {
         if !self.enabled {
