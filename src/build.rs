@@ -335,14 +335,17 @@ pub fn lock(
         Vec::new()
     };
     let lock = if several.len() > 1 {
+        let results =
+            at_once::for_platforms(at_once::Work::Lock, &several, &reporter, |p, reporter| {
+                let mut source = opts.clone();
+                source.platform = Some(p.clone());
+                let job = pipeline::Lock { recipe_sha256 };
+                let ctx = ctx.with_reporter(reporter);
+                backend::with_backend(recipe, &source, recipe.source.slim, &ctx, job)?
+            });
         let mut all = Vec::new();
-        for p in several {
-            reporter.stage(&format!("platform {p}"));
-            let mut source = opts.clone();
-            source.platform = Some(p.clone());
-            let job = pipeline::Lock { recipe_sha256 };
-            let one = backend::with_backend(recipe, &source, recipe.source.slim, &ctx, job)??;
-            all.push((p.to_string(), one));
+        for (p, one) in several.iter().zip(results) {
+            all.push((p.to_string(), one?));
         }
         LockSet::Platforms(all)
     } else {
@@ -483,16 +486,21 @@ pub fn build(
         // here for all of them (each build's own setting restores this one).
         let _umask = RootfsUmask::set();
         let named: Vec<Platform> = platforms.iter().flatten().cloned().collect();
-        let results = at_once::build_platforms(&named, &reporter, |platform, reporter| {
-            let mut one = build_one(&Some(platform.clone()), &ctx.with_reporter(reporter))?;
-            let tree = one.rootfs.take();
-            let inventory = tree
-                .as_ref()
-                .map(|t| crate::image::packages::collect_inventory_from_tree(t.path()))
-                .transpose()?;
-            drop(tree);
-            Ok::<_, BuildError>((one, inventory))
-        });
+        let results = at_once::for_platforms(
+            at_once::Work::Build,
+            &named,
+            &reporter,
+            |platform, reporter| {
+                let mut one = build_one(&Some(platform.clone()), &ctx.with_reporter(reporter))?;
+                let tree = one.rootfs.take();
+                let inventory = tree
+                    .as_ref()
+                    .map(|t| crate::image::packages::collect_inventory_from_tree(t.path()))
+                    .transpose()?;
+                drop(tree);
+                Ok::<_, BuildError>((one, inventory))
+            },
+        );
         for result in results {
             let (one, inventory) = result?;
             built.push(one);

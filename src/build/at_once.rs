@@ -1,4 +1,4 @@
-//! The platforms of one build (a recipe's or a Dockerfile's), built at
+//! The platforms of one build (a recipe's or a Dockerfile's) or lock, done at
 //! once: one thread each, their lines prefixed with the platform. A native
 //! platform's build needs the CPU only briefly, an emulated one's dpkg runs
 //! on one core for much longer, so when both are built the native ones run
@@ -12,16 +12,30 @@ use crate::distro::platform::Platform;
 use crate::report::SharedReporter;
 use crate::rootfs::emulation::{self, Emulation};
 
+/// What the jobs of [`for_platforms`] do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// Build: the platforms' own programs run (emulated when foreign).
+    Build,
+    /// Lock: only indexes are read and solved, natively for every platform.
+    Lock,
+}
+
 /// Runs `job` for each platform on its own thread, with a reporter that
 /// prefixes its lines with the platform; the results in `platforms`' order.
 /// A panic in a job is resumed here.
-pub(crate) fn build_platforms<T: Send, E: Send>(
+pub(crate) fn for_platforms<T: Send, E: Send>(
+    work: Work,
     platforms: &[Platform],
     reporter: &SharedReporter,
     job: impl Fn(&Platform, SharedReporter) -> Result<T, E> + Sync,
 ) -> Vec<Result<T, E>> {
-    reporter.stage(&format!("build {} platforms at once", platforms.len()));
-    let emulated_too = platforms.iter().any(|p| !runs_natively(p));
+    let verb = match work {
+        Work::Build => "build",
+        Work::Lock => "lock",
+    };
+    reporter.stage(&format!("{verb} {} platforms at once", platforms.len()));
+    let emulated_too = work == Work::Build && platforms.iter().any(|p| !runs_natively(p));
     // The shared worker pool starts here, at this thread's priority, not
     // in a platform thread that may lower its own.
     rayon::current_num_threads();

@@ -363,20 +363,25 @@ fn build_index(
     let mut opts: DockerfileBuildOptions<'_> = opts;
     opts.recipe_base = Some(&from_recipe);
     // The platforms are built at once, as a recipe build's are.
-    let results = super::at_once::build_platforms(platforms, &reporter, |platform, reporter| {
-        let mut opts = opts.clone();
-        opts.platform = Some(platform.clone());
-        let built =
-            builder::build(text, &req.context, &opts, reporter.as_ref()).map_err(|source| {
-                FromDockerfileError::Build {
-                    path: req.file.clone(),
-                    source,
-                }
-            })?;
-        // Only the image is needed from here on.
-        drop(built.rootfs);
-        Ok::<_, FromDockerfileError>(built.image)
-    });
+    let results = super::at_once::for_platforms(
+        super::at_once::Work::Build,
+        platforms,
+        &reporter,
+        |platform, reporter| {
+            let mut opts = opts.clone();
+            opts.platform = Some(platform.clone());
+            let built =
+                builder::build(text, &req.context, &opts, reporter.as_ref()).map_err(|source| {
+                    FromDockerfileError::Build {
+                        path: req.file.clone(),
+                        source,
+                    }
+                })?;
+            // Only the image is needed from here on.
+            drop(built.rootfs);
+            Ok::<_, FromDockerfileError>(built.image)
+        },
+    );
     let images = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<&ImageBuilder> = images.iter().collect();
     let name = tag.as_ref().map(|t| t.familiar());

@@ -1182,6 +1182,11 @@ fn a_multi_platform_lock_builds_the_same_index() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("lock 2 platforms at once") && stderr(&o).contains("[linux/arm64]"),
+        "the platforms are locked at once, each line named:\n{}",
+        stderr(&o)
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
         stdout.contains("linux/amd64: ") && stdout.contains("linux/arm64: "),
