@@ -17,7 +17,7 @@ mod skip;
 
 use rootstrap::rootfs::sandbox::{
     self, lookup_user, policy_rc_d_guard, BindMount, ExitStatus, Network, OutputLine, RunSpec,
-    Sandbox, SandboxError, SandboxMode, StdinMode, Stream, DEFAULT_PATH, HELPER_ARG,
+    Sandbox, SandboxError, SandboxMode, Session, StdinMode, Stream, DEFAULT_PATH, HELPER_ARG,
 };
 
 const BUSYBOX: &str = "/bin/busybox";
@@ -168,6 +168,18 @@ fn main() {
         (
             "chroot_mode_killed_build_leaves_no_process",
             chroot_mode_killed_build_leaves_no_process,
+        ),
+        (
+            "a_session_sees_what_is_written_between_steps",
+            a_session_sees_what_is_written_between_steps,
+        ),
+        (
+            "a_dropped_session_leaves_no_process_and_no_mount",
+            a_dropped_session_leaves_no_process_and_no_mount,
+        ),
+        (
+            "no_session_where_it_would_leave_stubs",
+            no_session_where_it_would_leave_stubs,
         ),
     ];
     let (mut passed, mut failed) = (0, 0);
@@ -805,6 +817,118 @@ fn host_mounts_unchanged_after_runs() -> TestResult {
     run(&spec).map_err(|e| e.to_string())?;
     let after = mountinfo();
     check_eq(after, before, "host mountinfo")
+}
+
+/// Lines from a session up to (not including) `end`; an error if the
+/// session's output ends first.
+fn session_lines_until(session: &mut Session, end: &str) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    loop {
+        let Some(line) = session.next_line() else {
+            return Err(format!("the session ended before {end:?}: {lines:?}"));
+        };
+        if line.text == end {
+            return Ok(lines);
+        }
+        lines.push(line.text);
+    }
+}
+
+/// One shell, several steps: a file the build writes into the root between
+/// two steps is seen by the second; the shell's exit code is the status.
+fn a_session_sees_what_is_written_between_steps() -> TestResult {
+    let root = Rootfs::new(true);
+    let mut spec = root.spec(&["sh"]);
+    spec.network = Network::None;
+    let mut session = Sandbox::new()
+        .session(&spec)
+        .map_err(|e| e.to_string())?
+        .ok_or("no session under namespaces")?;
+    session
+        .send(b"echo $$; test -e /between || echo absent; echo end-1\n")
+        .map_err(|e| e.to_string())?;
+    let first = session_lines_until(&mut session, "end-1")?;
+    // The shell is the command, PID 2 under the namespace's init.
+    check_eq(first, vec!["2".to_string(), "absent".into()], "first step")?;
+    std::fs::write(root.path().join("between"), "written by the build\n").expect("write");
+    session
+        .send(b"cat /between; echo end-2\n")
+        .map_err(|e| e.to_string())?;
+    let second = session_lines_until(&mut session, "end-2")?;
+    check_eq(
+        second,
+        vec!["written by the build".to_string()],
+        "second step",
+    )?;
+    session.send(b"exit 3\n").map_err(|e| e.to_string())?;
+    let mut rest = Vec::new();
+    let status = session
+        .finish(&mut |line| rest.push(line.text))
+        .map_err(|e| e.to_string())?;
+    check_eq(status, ExitStatus::Exited(3), "status")?;
+    check(rest.is_empty(), || {
+        format!("output after the end: {rest:?}")
+    })
+}
+
+/// A session given up half-way (an install that failed) takes the shell
+/// and what it started with it, and its mounts never reach the host.
+fn a_dropped_session_leaves_no_process_and_no_mount() -> TestResult {
+    let root = Rootfs::new(true);
+    let before = mountinfo();
+    let marker = format!("sleep 31{}", std::process::id() % 1000);
+    let mut spec = root.spec(&["sh"]);
+    spec.network = Network::None;
+    let mut session = Sandbox::new()
+        .session(&spec)
+        .map_err(|e| e.to_string())?
+        .ok_or("no session under namespaces")?;
+    session
+        .send(format!("{marker} &\necho started\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    session_lines_until(&mut session, "started")?;
+    check(
+        wait_until(Duration::from_secs(10), || {
+            !processes_with(&marker).is_empty()
+        }),
+        || "the background process did not start".into(),
+    )?;
+    drop(session);
+    check(
+        wait_until(Duration::from_secs(10), || {
+            processes_with(&marker).is_empty()
+        }),
+        || format!("{marker} outlived the session"),
+    )?;
+    check_eq(mountinfo(), before, "host mountinfo")
+}
+
+/// Under chroot isolation the device nodes standing in for /dev would stay
+/// in the root for the session's life, and a root without /proc would keep
+/// its stub: no session there, the caller runs each step alone.
+fn no_session_where_it_would_leave_stubs() -> TestResult {
+    let root = Rootfs::new(true);
+    let chroot = Sandbox::new().with_mode(SandboxMode::Chroot);
+    check(
+        chroot
+            .session(&root.spec(&["sh"]))
+            .map_err(|e| e.to_string())?
+            .is_none(),
+        || "a session under chroot isolation".into(),
+    )?;
+    let bare = Rootfs::new(false);
+    let before = snapshot(bare.path());
+    check(
+        Sandbox::new()
+            .session(&bare.spec(&["sh"]))
+            .map_err(|e| e.to_string())?
+            .is_none(),
+        || "a session in a root without /proc".into(),
+    )?;
+    let changes = diff(&before, &snapshot(bare.path()));
+    check(changes.is_empty(), || {
+        format!("the root changed: {changes:#?}")
+    })
 }
 
 /// The stand-in build process: runs one sandboxed command and reports.

@@ -353,6 +353,61 @@ impl Sandbox {
     }
 
     fn run_with(&self, spec: &RunSpec, mode: OutputMode<'_>) -> Result<ExitStatus, SandboxError> {
+        let spec = self.prepare(spec)?;
+        // Mount points the run needs but the rootfs lacks; removed (without
+        // following anything the command may have planted) when dropped.
+        let stubs = stubs::create_mount_points(&spec, self.mode)?;
+        let result = self.spawn_and_wait(&spec, mode);
+        let cleanup = stubs.remove();
+        let status = result?;
+        cleanup?;
+        Ok(status)
+    }
+
+    /// Starts `spec`'s command (a shell, say) to be fed on its standard
+    /// input, for a series of short steps in one root without a sandbox
+    /// start for each: see [`Session`]. None where the run would need
+    /// mount points the root lacks (or, under chroot isolation, the device
+    /// nodes that stand in for mounts): those stay in the root while a
+    /// session is open, where the caller may be writing, so such a root
+    /// gets one [`run`](Self::run) per step instead. `spec.stdin` is
+    /// ignored.
+    pub fn session(&self, spec: &RunSpec) -> Result<Option<Session>, SandboxError> {
+        if self.mode == SandboxMode::Chroot {
+            return Ok(None);
+        }
+        let spec = self.prepare(spec)?;
+        let stubs = stubs::create_mount_points(&spec, self.mode)?;
+        let needs_stubs = !stubs.is_empty();
+        stubs.remove()?;
+        if needs_stubs {
+            return Ok(None);
+        }
+        let (mut child, status_read) = self.spawn(&spec, StdinPipe::Piped, true)?;
+        let stdin = child.get().stdin.take();
+        let (tx, lines) = mpsc::channel();
+        let mut readers = Vec::new();
+        if let Some(stdout) = child.get().stdout.take() {
+            readers.push(spawn_line_reader(stdout, Stream::Stdout, tx.clone()));
+        }
+        if let Some(stderr) = child.get().stderr.take() {
+            readers.push(spawn_line_reader(stderr, Stream::Stderr, tx));
+        }
+        Ok(Some(Session {
+            child,
+            stdin,
+            lines,
+            readers,
+            status_read: Some(status_read),
+            spec,
+            helper: self.helper.clone(),
+            read_error: None,
+        }))
+    }
+
+    /// The checked specification with the canonical root and the default
+    /// environment.
+    fn prepare(&self, spec: &RunSpec) -> Result<RunSpec, SandboxError> {
         validate(spec)?;
         if self.mode == SandboxMode::Chroot {
             check_chroot_spec(spec)?;
@@ -378,14 +433,7 @@ impl Sandbox {
                 spec.env.push((k.clone(), v.clone()));
             }
         }
-        // Mount points the run needs but the rootfs lacks; removed (without
-        // following anything the command may have planted) when dropped.
-        let stubs = stubs::create_mount_points(&spec, self.mode)?;
-        let result = self.spawn_and_wait(&spec, mode);
-        let cleanup = stubs.remove();
-        let status = result?;
-        cleanup?;
-        Ok(status)
+        Ok(spec)
     }
 
     fn spawn_and_wait(
@@ -393,6 +441,25 @@ impl Sandbox {
         spec: &RunSpec,
         mode: OutputMode<'_>,
     ) -> Result<ExitStatus, SandboxError> {
+        let stdin = match spec.stdin {
+            StdinMode::Null => StdinPipe::Null,
+            StdinMode::Inherit => StdinPipe::Inherit,
+        };
+        let capture = matches!(mode, OutputMode::Capture(_));
+        let (mut child, status_read) = self.spawn(spec, stdin, capture)?;
+        if let OutputMode::Capture(output) = mode {
+            forward_output(child.get(), output)?;
+        }
+        finish(child, status_read, spec, &self.helper)
+    }
+
+    /// Starts the helper and sends it the specification.
+    fn spawn(
+        &self,
+        spec: &RunSpec,
+        stdin: StdinPipe,
+        capture: bool,
+    ) -> Result<(KillOnDrop, OwnedFd), SandboxError> {
         let pipe = |what| {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
                 SandboxError::HelperIo {
@@ -404,12 +471,12 @@ impl Sandbox {
         let (spec_read, spec_write) = pipe("create spec pipe")?;
         let (status_read, status_write) = pipe("create status pipe")?;
 
-        let mut command = self.helper_command(&spec_read, &status_write, spec.stdin, &mode);
+        let mut command = self.helper_command(&spec_read, &status_write, stdin, capture);
         let child = command.spawn().map_err(|source| SandboxError::Spawn {
             helper: self.helper.clone(),
             source,
         })?;
-        let mut child = KillOnDrop(Some(child));
+        let child = KillOnDrop(Some(child));
         drop(spec_read);
         drop(status_write);
 
@@ -425,27 +492,15 @@ impl Sandbox {
                 if source.kind() == io::ErrorKind::BrokenPipe => {}
             other => other?,
         }
-
-        if let OutputMode::Capture(output) = mode {
-            forward_output(child.get(), output)?;
-        }
-        let reports = read_reports(status_read)?;
-        let helper_status = child
-            .take()
-            .wait()
-            .map_err(|source| SandboxError::HelperIo {
-                what: "wait for helper",
-                source,
-            })?;
-        interpret_reports(&reports, spec, &self.helper, helper_status)
+        Ok((child, status_read))
     }
 
     fn helper_command(
         &self,
         spec_read: &OwnedFd,
         status_write: &OwnedFd,
-        stdin: StdinMode,
-        mode: &OutputMode<'_>,
+        stdin: StdinPipe,
+        capture: bool,
     ) -> Command {
         let fds = [spec_read.as_raw_fd(), status_write.as_raw_fd()];
         let mut command = Command::new(&self.helper);
@@ -455,12 +510,13 @@ impl Sandbox {
             .arg(fds[1].to_string())
             .env_clear()
             .stdin(match stdin {
-                StdinMode::Null => Stdio::null(),
-                StdinMode::Inherit => Stdio::inherit(),
+                StdinPipe::Null => Stdio::null(),
+                StdinPipe::Inherit => Stdio::inherit(),
+                StdinPipe::Piped => Stdio::piped(),
             });
-        match mode {
-            OutputMode::Capture(_) => command.stdout(Stdio::piped()).stderr(Stdio::piped()),
-            OutputMode::Inherit => command.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+        match capture {
+            true => command.stdout(Stdio::piped()).stderr(Stdio::piped()),
+            false => command.stdout(Stdio::inherit()).stderr(Stdio::inherit()),
         };
         // SAFETY: the closure only calls fcntl, which is async-signal-safe,
         // on descriptors that stay open in the parent until after spawn.
@@ -475,6 +531,116 @@ impl Sandbox {
             });
         }
         command
+    }
+}
+
+/// Where the helper's (and so the command's) standard input comes from.
+#[derive(Debug, Clone, Copy)]
+enum StdinPipe {
+    Null,
+    Inherit,
+    /// A pipe the library writes: a [`Session`].
+    Piped,
+}
+
+/// Reads the helper's reports once its output is done, waits for it, and
+/// says how the command ended.
+fn finish(
+    mut child: KillOnDrop,
+    status_read: OwnedFd,
+    spec: &RunSpec,
+    helper: &Path,
+) -> Result<ExitStatus, SandboxError> {
+    let reports = read_reports(status_read)?;
+    let helper_status = child
+        .take()
+        .wait()
+        .map_err(|source| SandboxError::HelperIo {
+            what: "wait for helper",
+            source,
+        })?;
+    interpret_reports(&reports, spec, helper, helper_status)
+}
+
+/// A command kept running in the sandbox and fed on its standard input
+/// ([`Sandbox::session`]): one sandbox start for many short steps, such as
+/// a shell running one package script after another while the packages
+/// are installed between them. The root is the same directory the caller
+/// writes to, so what it writes between steps is visible inside. Output
+/// from both streams arrives in one queue, [`Session::next_line`]; a
+/// caller that needs to know where a step's output ends has the command
+/// print a marker. Dropping a session kills it and everything it started.
+pub struct Session {
+    child: KillOnDrop,
+    stdin: Option<std::process::ChildStdin>,
+    lines: mpsc::Receiver<io::Result<OutputLine>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    status_read: Option<OwnedFd>,
+    spec: RunSpec,
+    helper: PathBuf,
+    read_error: Option<io::Error>,
+}
+
+impl Session {
+    /// Writes `input` to the command's standard input. A command that has
+    /// ended makes this fail with a broken pipe; [`finish`](Self::finish)
+    /// then tells how it ended.
+    pub fn send(&mut self, input: &[u8]) -> Result<(), SandboxError> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::HelperIo {
+            what: "write to the session",
+            source: io::ErrorKind::BrokenPipe.into(),
+        })?;
+        stdin
+            .write_all(input)
+            .and_then(|()| stdin.flush())
+            .map_err(|source| SandboxError::HelperIo {
+                what: "write to the session",
+                source,
+            })
+    }
+
+    /// The next line the command printed, waiting for it; None once the
+    /// command and everything it started have closed their output.
+    pub fn next_line(&mut self) -> Option<OutputLine> {
+        loop {
+            match self.lines.recv().ok()? {
+                Ok(line) => return Some(line),
+                Err(e) => {
+                    self.read_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    /// Closes the command's input, hands whatever it still prints to
+    /// `output`, and waits for it to end.
+    pub fn finish(
+        mut self,
+        output: &mut dyn FnMut(OutputLine),
+    ) -> Result<ExitStatus, SandboxError> {
+        drop(self.stdin.take());
+        while let Some(line) = self.next_line() {
+            output(line);
+        }
+        for reader in self.readers.drain(..) {
+            // A reader thread only ends by returning; a panic there is a bug.
+            let _ = reader.join();
+        }
+        if let Some(source) = self.read_error.take() {
+            return Err(SandboxError::HelperIo {
+                what: "read command output",
+                source,
+            });
+        }
+        let status_read = self
+            .status_read
+            .take()
+            .ok_or_else(|| SandboxError::HelperIo {
+                what: "read helper status",
+                source: io::ErrorKind::NotFound.into(),
+            })?;
+        let child = KillOnDrop(self.child.0.take());
+        finish(child, status_read, &self.spec, &self.helper)
     }
 }
 

@@ -575,6 +575,7 @@ fn failing_script_fails_the_build_and_names_it() {
     let err = stderr(&o);
     assert!(err.contains("zzz-failing-1-r0 .post-install"), "{err}");
     assert!(err.contains("about to fail"), "{err}");
+    assert!(err.contains("exit code 3"), "{err}");
     assert!(!oci.exists(), "no output after a failed script");
 }
 

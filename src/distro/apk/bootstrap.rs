@@ -32,7 +32,7 @@ use crate::fetch::Fetcher;
 use crate::report::Reporter;
 use crate::rootfs::extract::{extract_tar_with, Claimed, ExtractOptions};
 use crate::rootfs::safe::{FileKind, RelPath, Root};
-use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox};
+use crate::rootfs::sandbox::{self, Network, RunSpec, Sandbox, Session};
 use crate::verify::Sha256Digest;
 use plan_cache::PlanCache;
 

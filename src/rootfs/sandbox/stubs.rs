@@ -198,6 +198,11 @@ impl Stubs {
         Ok(())
     }
 
+    /// Whether nothing had to be created.
+    pub(super) fn is_empty(&self) -> bool {
+        self.created.is_empty()
+    }
+
     /// Removes what was created, newest first. An entry the command replaced
     /// (a symlink, a non-empty file or directory) is left alone and never
     /// followed.

@@ -72,6 +72,7 @@ pub fn install<A: Borrow<VerifiedApk>>(
     let apks: Vec<&VerifiedApk> = installed.iter().map(Borrow::borrow).collect();
     scripts.queue_triggers(plan, &apks, &records);
     scripts.flush()?;
+    scripts.close()?;
     for &i in &scripts.broken {
         if let Some(r) = records.get_mut(i) {
             r.broken.script = true;

@@ -67,6 +67,9 @@ pub(super) struct ScriptRunner<'a> {
     pub(super) enabled: bool,
     /// Steps to run at the next flush, with the plan index of their package.
     pending: Vec<(usize, Step)>,
+    /// One /bin/sh in the sandbox, started at the first batch that has one,
+    /// runs every later batch: one sandbox start instead of one per batch.
+    shell: ShellState,
     /// Plan indexes of packages whose scripts did not run.
     pub(super) broken: BTreeSet<usize>,
     pub(super) report: InstallReport,
@@ -87,6 +90,7 @@ impl<'a> ScriptRunner<'a> {
             reporter,
             enabled,
             pending: Vec::new(),
+            shell: ShellState::NotStarted,
             broken: BTreeSet::new(),
             report: InstallReport {
                 scripts_skipped: !enabled,
@@ -238,11 +242,16 @@ impl<'a> ScriptRunner<'a> {
         result
     }
 
-    /// With a /bin/sh in the rootfs, one shell runs every step; before it
-    /// exists (busybox's own .post-install runs `#!/bin/busybox sh`), each
-    /// script is executed directly, as apk execs it.
-    fn run_steps(&self, steps: &[Step]) -> Result<(), ApkBootstrapError> {
+    /// With a /bin/sh in the rootfs, a shell runs the steps (the session's
+    /// shell, when the sandbox can keep one open); before it exists
+    /// (busybox's own .post-install runs `#!/bin/busybox sh`), each script
+    /// is executed directly, as apk execs it.
+    fn run_steps(&mut self, steps: &[Step]) -> Result<(), ApkBootstrapError> {
         if self.has_file("/bin/sh")? {
+            let reporter = self.reporter;
+            if let Some(shell) = self.shell()? {
+                return run_in_shell(shell, steps, reporter);
+            }
             let argv = vec!["/bin/sh".into(), "-c".into(), script_for(steps)];
             return run_in_sandbox(self.root_dir, argv, None, self.sandbox, self.reporter);
         }
@@ -260,6 +269,45 @@ impl<'a> ScriptRunner<'a> {
         Ok(())
     }
 
+    /// The session's shell, started on first use; None where the sandbox
+    /// cannot keep one open.
+    fn shell(&mut self) -> Result<Option<&mut Session>, ApkBootstrapError> {
+        if matches!(self.shell, ShellState::NotStarted) {
+            let spec = script_spec(self.root_dir, vec!["/bin/sh".into()]);
+            self.shell = match self.sandbox.session(&spec)? {
+                Some(session) => ShellState::Open(Box::new(session)),
+                None => ShellState::Unavailable,
+            };
+        }
+        Ok(match &mut self.shell {
+            ShellState::Open(session) => Some(session),
+            _ => None,
+        })
+    }
+
+    /// Ends the session's shell, once every script has run; any error it
+    /// reports now fails the install.
+    pub(super) fn close(&mut self) -> Result<(), ApkBootstrapError> {
+        let ShellState::Open(session) = std::mem::replace(&mut self.shell, ShellState::Unavailable)
+        else {
+            return Ok(());
+        };
+        let reporter = self.reporter;
+        let mut lines = Vec::new();
+        let status = session.finish(&mut |line| {
+            reporter.command_output(&line.text);
+            lines.push(line.text);
+        })?;
+        if !status.success() {
+            return Err(ApkBootstrapError::Scripts {
+                step: "the scripts' shell, at its end".into(),
+                status: status.to_string(),
+                tail: lines[lines.len().saturating_sub(30)..].join("\n"),
+            });
+        }
+        Ok(())
+    }
+
     /// Does `path` resolve, inside the rootfs, to a regular file?
     fn has_file(&self, path: &str) -> Result<bool, ApkBootstrapError> {
         Ok(match RelPath::from_container_path(path.as_bytes()) {
@@ -272,15 +320,73 @@ impl<'a> ScriptRunner<'a> {
     }
 }
 
-/// Runs `argv` in the rootfs; a failure names `step` (or, for a batch
-/// script, the last step marker it printed).
-fn run_in_sandbox(
-    root_dir: &Path,
-    argv: Vec<String>,
-    step: Option<&str>,
-    sandbox: &Sandbox,
+enum ShellState {
+    NotStarted,
+    Open(Box<Session>),
+    /// The sandbox cannot keep a shell open here (or it was closed): each
+    /// batch gets its own sandbox run.
+    Unavailable,
+}
+
+/// Prefix of the line the session's shell prints after each batch, with
+/// the batch's exit status.
+const BATCH_END: &str = "rootstrap-batch-end:";
+
+/// Runs one batch of steps in the session's shell: in a subshell, with
+/// `set -e` as a batch run alone has, stdin from /dev/null (the shell's own
+/// is the session's input) and stderr into stdout, so the batch's output
+/// all comes before the end marker that follows it. The marker carries a
+/// per-batch token a script cannot guess.
+fn run_in_shell(
+    shell: &mut Session,
+    steps: &[Step],
     reporter: &dyn Reporter,
 ) -> Result<(), ApkBootstrapError> {
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    let end = format!("{BATCH_END} {token} ");
+    let input = format!(
+        "(\n{}) </dev/null 2>&1\necho \"{end}$?\"\n",
+        script_for(steps)
+    );
+    let mut lines: Vec<String> = Vec::new();
+    let failed = |lines: &[String], status: String| {
+        let step = lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(STEP_MARKER))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "start-up".into());
+        ApkBootstrapError::Scripts {
+            step,
+            status,
+            tail: lines[lines.len().saturating_sub(30)..].join("\n"),
+        }
+    };
+    let sent = shell.send(input.as_bytes());
+    loop {
+        let Some(line) = shell.next_line() else {
+            // The shell is gone: whatever it said is the error.
+            sent?;
+            return Err(failed(&lines, "the scripts' shell ended".into()));
+        };
+        if let Some(code) = line.text.strip_prefix(&end) {
+            let code: i32 = code.trim().parse().unwrap_or(-1);
+            if code != 0 {
+                let status = sandbox::ExitStatus::Exited(code);
+                return Err(failed(&lines, status.to_string()));
+            }
+            return Ok(());
+        }
+        if !line.text.starts_with(STEP_MARKER) {
+            reporter.command_output(&line.text);
+        }
+        lines.push(line.text);
+    }
+}
+
+/// The sandbox run of package scripts: apk's environment, no network, the
+/// chroot view, syncs skipped.
+fn script_spec(root_dir: &Path, argv: Vec<String>) -> RunSpec {
     let mut spec = RunSpec::new(root_dir, argv);
     spec.suppress_sync = true;
     spec.env = vec![
@@ -293,6 +399,19 @@ fn run_in_sandbox(
     ];
     spec.network = Network::NoneIfIsolated;
     spec.chroot_view = true;
+    spec
+}
+
+/// Runs `argv` in the rootfs; a failure names `step` (or, for a batch
+/// script, the last step marker it printed).
+fn run_in_sandbox(
+    root_dir: &Path,
+    argv: Vec<String>,
+    step: Option<&str>,
+    sandbox: &Sandbox,
+    reporter: &dyn Reporter,
+) -> Result<(), ApkBootstrapError> {
+    let spec = script_spec(root_dir, argv);
     let mut lines = Vec::new();
     let status = sandbox.run(&spec, &mut |line| {
         if !line.text.starts_with(STEP_MARKER) {
