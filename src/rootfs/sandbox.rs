@@ -570,6 +570,8 @@ fn finish(
 /// from both streams arrives in one queue, [`Session::next_line`]; a
 /// caller that needs to know where a step's output ends has the command
 /// print a marker. Dropping a session kills it and everything it started.
+/// As with [`Sandbox::run`], the thread that starts a session must outlive
+/// it: the helper's death signal is tied to that thread.
 pub struct Session {
     child: KillOnDrop,
     stdin: Option<std::process::ChildStdin>,

@@ -77,6 +77,10 @@ impl Setup {
     }
 
     fn build(&self, extra: &[&str], outputs: &[String]) -> Output {
+        self.build_command(extra, outputs).output().unwrap()
+    }
+
+    fn build_command(&self, extra: &[&str], outputs: &[String]) -> std::process::Command {
         let mut cmd = run::rootstrap();
         cmd.arg("build")
             .arg(&self.recipe)
@@ -94,7 +98,7 @@ impl Setup {
         }
         cmd.env_remove("ROOTSTRAP_MIRROR");
         cmd.env_remove("SOURCE_DATE_EPOCH");
-        cmd.output().unwrap()
+        cmd
     }
 
     fn apk_requests(&self) -> usize {
@@ -577,6 +581,49 @@ fn failing_script_fails_the_build_and_names_it() {
     assert!(err.contains("about to fail"), "{err}");
     assert!(err.contains("exit code 3"), "{err}");
     assert!(!oci.exists(), "no output after a failed script");
+}
+
+/// HOSTILE 33/34 on the scripts' shell: a build stopped (SIGTERM, as
+/// `kill PID` or a Kubernetes stop sends it) while a script sleeps in the
+/// sandbox session ends non-zero and leaves no process, no tree and no
+/// output behind.
+#[test]
+fn signal_while_a_script_runs_in_the_shared_shell_leaves_nothing() {
+    use crate::signals::{self, Build, Target, SLEEP_MARKER};
+    let Some(bb) = busybox_or_skip("signal_while_a_script_runs_in_the_shared_shell") else {
+        return;
+    };
+    if !is_root() {
+        skip("scripts need the sandbox (root)");
+        return;
+    }
+    let mut slow = PackageSpec::new("zzz-slow", "1-r0", std::env::consts::ARCH);
+    slow.depends = vec!["/bin/sh".into()];
+    slow.entries = vec![apkrepo::dir("etc", 0o755)];
+    slow.scripts = vec![(
+        ".post-install".into(),
+        format!("#!/bin/sh\necho zzz-slow is sleeping\nexec sleep {SLEEP_MARKER}\n").into_bytes(),
+    )];
+    let s = setup_with(std::env::consts::ARCH, &bb, &[slow]);
+    let oci = s.out("oci");
+    let mut build = Build::spawn(s.build_command(&[], &[format!("oci:{}", oci.display())]));
+    build.wait_for_line("zzz-slow is sleeping");
+    build.signal(rustix::process::Signal::TERM, Target::Process);
+    let status = build.wait_end("SIGTERM");
+    assert!(!status.success(), "{}", build.stderr());
+    let mut left = Vec::new();
+    let gone = signals::wait_until(std::time::Duration::from_secs(10), || {
+        left = signals::processes_of(s.tmp.path(), &build.marker);
+        left.is_empty()
+    });
+    assert!(gone, "left running: {left:?}");
+    assert!(!oci.exists(), "output written by a stopped build");
+    let trees: Vec<_> = std::fs::read_dir(s.tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rootfs"))
+        .collect();
+    assert!(trees.is_empty(), "trees left: {trees:?}");
 }
 
 #[test]

@@ -41,7 +41,7 @@ const BULK_FILES: usize = 3000;
 const BULK_FILE_SIZE: usize = 8 * 1024;
 /// The postinst of `sleeper` sleeps this long (a number no other process
 /// uses, so a leftover is found by its command line).
-const SLEEP_MARKER: &str = "47.4711";
+pub(crate) const SLEEP_MARKER: &str = "47.4711";
 /// The line `sleeper`'s postinst prints before it sleeps.
 const POSTINST_LINE: &str = "sleeper-postinst-sleeping";
 /// The longest any wait in these tests may take.
@@ -251,7 +251,7 @@ pub(crate) struct Build {
     child: Child,
     pid: i32,
     /// In the build's environment, so its helpers are found by it.
-    marker: String,
+    pub(crate) marker: String,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
 }
@@ -315,7 +315,7 @@ impl Build {
     }
 
     /// Waits (bounded) until the build's stderr holds `needle`.
-    fn wait_for_line(&mut self, needle: &str) {
+    pub(crate) fn wait_for_line(&mut self, needle: &str) {
         let mut exited = None;
         let seen = wait_until(WAIT, || {
             if self.stderr().contains(needle) {
@@ -357,7 +357,7 @@ impl Build {
         );
     }
 
-    fn signal(&self, signal: Signal, to: Target) {
+    pub(crate) fn signal(&self, signal: Signal, to: Target) {
         let pid = rustix::process::Pid::from_raw(self.pid).unwrap();
         let sent = match to {
             Target::Process => rustix::process::kill_process(pid, signal),
@@ -391,7 +391,7 @@ impl Build {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Target {
+pub(crate) enum Target {
     Process,
     Group,
 }
@@ -431,7 +431,7 @@ fn interrupt(scene: &Scene, mut build: Build, signal: Signal, to: Target, phase:
     scene.assert_left_nothing(&build, &what);
 }
 
-fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if condition() {
@@ -470,7 +470,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// Processes (other than this test binary) whose working directory or root
 /// is under `dir`, whose environment carries `marker`, or whose command
 /// line is the sleeper's: what a build that died would have left running.
-fn processes_of(dir: &Path, marker: &str) -> Vec<String> {
+pub(crate) fn processes_of(dir: &Path, marker: &str) -> Vec<String> {
     let me = std::process::id().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
