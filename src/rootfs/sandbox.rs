@@ -377,10 +377,7 @@ impl Sandbox {
             return Ok(None);
         }
         let spec = self.prepare(spec)?;
-        let stubs = stubs::create_mount_points(&spec, self.mode)?;
-        let needs_stubs = !stubs.is_empty();
-        stubs.remove()?;
-        if needs_stubs {
+        if stubs::needs_mount_points(&spec, self.mode)? {
             return Ok(None);
         }
         let (mut child, status_read) = self.spawn(&spec, StdinPipe::Piped, true)?;

@@ -71,6 +71,37 @@ pub(super) fn create_mount_points(
     let mut stubs = Stubs {
         created: Vec::new(),
     };
+    for (path, kind) in wanted(spec, mode, &root) {
+        if let Err(e) = stubs.ensure(&root, &spec.root, &path, kind) {
+            // Leave nothing behind on a half-done setup.
+            let _ = stubs.remove();
+            return Err(e);
+        }
+    }
+    Ok(stubs)
+}
+
+/// Whether [`create_mount_points`] would create anything, checked without
+/// writing: every wanted path is already there.
+pub(super) fn needs_mount_points(spec: &RunSpec, mode: SandboxMode) -> Result<bool, SandboxError> {
+    let root = Root::open(&spec.root).map_err(|source| SandboxError::Rootfs {
+        path: spec.root.clone(),
+        source,
+    })?;
+    for (path, _) in wanted(spec, mode, &root) {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", &path));
+        let present = open_dir_in_root(&root, parent)
+            .and_then(|dir| entry_exists(&dir, name))
+            .unwrap_or(false);
+        if !present {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The mount points (and stand-ins) a run of `spec` needs in the root.
+fn wanted(spec: &RunSpec, mode: SandboxMode, root: &Root) -> Vec<(String, StubKind)> {
     let mut wanted: Vec<(String, StubKind)> = vec![
         ("proc".into(), StubKind::Dir),
         ("dev".into(), StubKind::Dir),
@@ -88,7 +119,7 @@ pub(super) fn create_mount_points(
     }
     if spec.network == Network::Host
         && Path::new("/etc/resolv.conf").exists()
-        && is_dir_in_root(&root, "etc")
+        && is_dir_in_root(root, "etc")
     {
         let kind = match mode {
             SandboxMode::Namespaces => StubKind::File,
@@ -114,14 +145,7 @@ pub(super) fn create_mount_points(
         };
         wanted.push((mount.target.trim_start_matches('/').to_string(), kind));
     }
-    for (path, kind) in wanted {
-        if let Err(e) = stubs.ensure(&root, &spec.root, &path, kind) {
-            // Leave nothing behind on a half-done setup.
-            let _ = stubs.remove();
-            return Err(e);
-        }
-    }
-    Ok(stubs)
+    wanted
 }
 
 fn is_dir_in_root(root: &Root, relative: &str) -> bool {
@@ -196,11 +220,6 @@ impl Stubs {
             });
         }
         Ok(())
-    }
-
-    /// Whether nothing had to be created.
-    pub(super) fn is_empty(&self) -> bool {
-        self.created.is_empty()
     }
 
     /// Removes what was created, newest first. An entry the command replaced
