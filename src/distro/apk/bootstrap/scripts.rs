@@ -28,6 +28,18 @@ struct Step {
     content: Vec<u8>,
 }
 
+impl Step {
+    /// The program its `#!` line names; /bin/sh without one.
+    fn interpreter(&self) -> String {
+        self.content
+            .strip_prefix(b"#!")
+            .and_then(|rest| rest.split(|&b| b == b'\n').next())
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .and_then(|line| line.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "/bin/sh".to_owned())
+    }
+}
+
 /// The shell script that runs every step in order, marking each on stdout.
 fn script_for(steps: &[Step]) -> String {
     let mut s = String::from("set -e\ncd /\n");
@@ -67,8 +79,9 @@ pub(super) struct ScriptRunner<'a> {
     pub(super) enabled: bool,
     /// Steps to run at the next flush, with the plan index of their package.
     pending: Vec<(usize, Step)>,
-    /// One /bin/sh in the sandbox, started at the first batch that has one,
-    /// runs every later batch: one sandbox start instead of one per batch.
+    /// One shell in the sandbox, started at the first batch that has one
+    /// (see `run_steps`), runs every later batch: one sandbox start instead
+    /// of one per batch.
     shell: ShellState,
     /// Plan indexes of packages whose scripts did not run.
     pub(super) broken: BTreeSet<usize>,
@@ -188,13 +201,7 @@ impl<'a> ScriptRunner<'a> {
     /// The interpreter a script needs (its `#!` line; /bin/sh without one)
     /// that the rootfs does not have yet.
     fn missing_interpreter(&self, step: &Step) -> Result<Option<String>, ApkBootstrapError> {
-        let interp = step
-            .content
-            .strip_prefix(b"#!")
-            .and_then(|rest| rest.split(|&b| b == b'\n').next())
-            .map(|line| String::from_utf8_lossy(line).into_owned())
-            .and_then(|line| line.split_whitespace().next().map(str::to_owned))
-            .unwrap_or_else(|| "/bin/sh".to_owned());
+        let interp = step.interpreter();
         Ok((!self.has_file(&interp)?).then_some(interp))
     }
 
@@ -243,17 +250,28 @@ impl<'a> ScriptRunner<'a> {
     }
 
     /// With a /bin/sh in the rootfs, a shell runs the steps (the session's
-    /// shell, when the sandbox can keep one open); before it exists
-    /// (busybox's own .post-install runs `#!/bin/busybox sh`), each script
-    /// is executed directly, as apk execs it.
+    /// shell, when the sandbox can keep one open); before it exists, each
+    /// script is executed directly, as apk execs it, except that when every
+    /// one of them is a `#!/bin/busybox sh` script (busybox's own
+    /// `.post-install`, which runs before busybox-binsh has installed
+    /// /bin/sh), `/bin/busybox sh` can start the session and exec them.
     fn run_steps(&mut self, steps: &[Step]) -> Result<(), ApkBootstrapError> {
-        if self.has_file("/bin/sh")? {
+        let shell = if self.has_file("/bin/sh")? {
+            Some(vec!["/bin/sh".to_owned()])
+        } else if self.has_file(BUSYBOX)? && steps.iter().all(|st| st.interpreter() == BUSYBOX) {
+            Some(vec![BUSYBOX.to_owned(), "sh".to_owned()])
+        } else {
+            None
+        };
+        if let Some(argv) = shell {
             let reporter = self.reporter;
-            if let Some(shell) = self.shell()? {
-                return run_in_shell(shell, steps, reporter);
+            if let Some(session) = self.shell(argv.clone())? {
+                return run_in_shell(session, steps, reporter);
             }
-            let argv = vec!["/bin/sh".into(), "-c".into(), script_for(steps)];
-            return run_in_sandbox(self.root_dir, argv, None, self.sandbox, self.reporter);
+            if argv.len() == 1 {
+                let argv = vec![argv[0].clone(), "-c".into(), script_for(steps)];
+                return run_in_sandbox(self.root_dir, argv, None, self.sandbox, self.reporter);
+            }
         }
         for st in steps {
             let mut argv = vec![format!("/{EXEC_DIR}/{}", st.file)];
@@ -269,11 +287,11 @@ impl<'a> ScriptRunner<'a> {
         Ok(())
     }
 
-    /// The session's shell, started on first use; None where the sandbox
-    /// cannot keep one open.
-    fn shell(&mut self) -> Result<Option<&mut Session>, ApkBootstrapError> {
+    /// The session's shell, started with `argv` on first use; None where
+    /// the sandbox cannot keep one open.
+    fn shell(&mut self, argv: Vec<String>) -> Result<Option<&mut Session>, ApkBootstrapError> {
         if matches!(self.shell, ShellState::NotStarted) {
-            let spec = script_spec(self.root_dir, vec!["/bin/sh".into()]);
+            let spec = script_spec(self.root_dir, argv);
             self.shell = match self.sandbox.session(&spec)? {
                 Some(session) => ShellState::Open(Box::new(session)),
                 None => ShellState::Unavailable,
@@ -327,6 +345,9 @@ enum ShellState {
     /// batch gets its own sandbox run.
     Unavailable,
 }
+
+/// busybox, whose `sh` applet runs the scripts before /bin/sh exists.
+const BUSYBOX: &str = "/bin/busybox";
 
 /// Prefix of the line the session's shell prints after each batch, with
 /// the batch's exit status.
