@@ -11,6 +11,8 @@ pub mod cleanup;
 pub mod distro;
 pub mod dockerfile;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod lock;
 pub mod recipe;

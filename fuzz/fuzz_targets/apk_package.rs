@@ -3,26 +3,7 @@
 //! datahash) and then its data entries; plus `.PKGINFO` text on its own.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::distro::apk::{open_package, ApkPackage, PkgInfo, TrustedKeys};
 
-fuzz_target!(|data: &[u8]| {
-    let expected = ApkPackage {
-        name: "fuzz".into(),
-        version: "1-r0".into(),
-        ..ApkPackage::default()
-    };
-    let keys = TrustedKeys::new();
-    if let Ok(apk) = open_package(data, &expected, &keys, true) {
-        if let Ok(entries) = apk.data_entries() {
-            for entry in &entries {
-                let _ = apk.content(entry);
-            }
-        }
-        let _ = apk.index_entry(data.len() as u64);
-    }
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(info) = PkgInfo::parse("fuzz", text) {
-            let _ = info.to_package(None, 0);
-        }
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::apk_package`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::apk_package::run(data));

@@ -1,8 +1,7 @@
 //! The in-memory tar parser of the apk path (PAX checksums, long names).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::distro::apk::tar::parse_entries;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = parse_entries("fuzz", data);
-});
+// The body lives in the library (`rootstrap::fuzzing::apk_tar`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::apk_tar::run(data));

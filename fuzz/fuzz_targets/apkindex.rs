@@ -2,13 +2,7 @@
 //! with no trusted key and `--allow-untrusted`, and the bare text format.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::distro::apk::{parse_index, parse_index_text, TrustedKeys};
 
-fuzz_target!(|data: &[u8]| {
-    let keys = TrustedKeys::new();
-    let _ = parse_index(data, &keys, false);
-    let _ = parse_index(data, &keys, true);
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = parse_index_text("fuzz", text);
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::apkindex`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::apkindex::run(data));

@@ -2,26 +2,7 @@
 //! control.tar) down to the capped data.tar decoder.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::archive::{ar::ArReader, decompress::Integrity};
-use rootstrap::distro::deb::debfile::DebFile;
 
-fuzz_target!(|data: &[u8]| {
-    let mut ar = ArReader::new(data);
-    for _ in 0..10_000 {
-        match ar.next_member() {
-            Ok(Some(_)) => {
-                if std::io::copy(&mut ar, &mut std::io::sink()).is_err() {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    if let Ok(deb) = DebFile::read(data, "fuzz.deb") {
-        let _ = deb.control.control_text();
-        let _ = deb.control.conffiles();
-        if let Ok(mut tar) = deb.into_data(1 << 20, Integrity::Check) {
-            let _ = std::io::copy(&mut tar, &mut std::io::sink());
-        }
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::ar_deb`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::ar_deb::run(data));

@@ -2,17 +2,7 @@
 //! characters, joined and split), heredoc markers and `RUN --mount` specs.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::dockerfile::{expand_word, expand_words, parse_heredoc, parse_mount};
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let lookup = |n: &str| (n.len() % 2 == 0).then(|| format!("v{n} w"));
-    for escape in ['\\', '`'] {
-        let _ = expand_word(text, &lookup, escape);
-        let _ = expand_words(text, &lookup, escape);
-    }
-    let _ = parse_heredoc(text);
-    let _ = parse_mount(text);
-});
+// The body lives in the library (`rootstrap::fuzzing::dockerfile_words`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::dockerfile_words::run(data));

@@ -2,20 +2,7 @@
 //! same input (first line = patterns end marker is a NUL byte).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::dockerfile::parse_dockerignore;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let (patterns, paths) = text
-        .split_once('\0')
-        .unwrap_or((text, "a/b\nx.txt\n.git/config"));
-    let Ok(ignore) = parse_dockerignore(patterns) else {
-        return;
-    };
-    let _ = ignore.has_exclusions();
-    for path in paths.lines() {
-        let _ = ignore.is_excluded(path);
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::dockerignore`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::dockerignore::run(data));

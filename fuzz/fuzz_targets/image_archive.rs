@@ -3,20 +3,7 @@
 //! with an image file someone hands it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::image::read::{fsck, unpack_layers, ImageSource, MemorySink, OpenedImage};
-use std::io::Write;
 
-fuzz_target!(|data: &[u8]| {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(data).expect("write");
-    for source in [
-        ImageSource::DockerArchive(file.path().to_owned()),
-        ImageSource::OciArchive(file.path().to_owned()),
-    ] {
-        let Ok(image) = OpenedImage::open(&source, None) else {
-            continue;
-        };
-        let _ = fsck(&image);
-        let _ = unpack_layers(&image, &mut MemorySink::default());
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::image_archive`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::image_archive::run(data));

@@ -1,25 +1,7 @@
 //! `rootstrap.lock` TOML, and its index paths.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::lock::{self, LockPath};
-use std::path::Path;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(parsed) = lock::parse(text, Path::new("fuzz.lock")) {
-        // What parses must serialise and parse back to the same lock.
-        let written = lock::to_toml(&parsed).expect("a parsed lock serialises");
-        let again = lock::parse(&written, Path::new("fuzz.lock")).expect("written lock parses");
-        assert_eq!(again, parsed, "round trip changed the lock:\n{written}");
-    }
-    if let Ok(p) = LockPath::parse(text) {
-        let under = p.under(Path::new("/cache"));
-        assert!(
-            under.starts_with("/cache"),
-            "{p:?} escapes: {}",
-            under.display()
-        );
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::lockfile`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::lockfile::run(data));

@@ -1,15 +1,7 @@
 //! Recipe TOML (a recipe may come from anyone's repository).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::recipe::Recipe;
-use std::path::Path;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(r) = Recipe::parse(text, Path::new("/recipes/fuzz.toml")) {
-        let _ = r.package_requests();
-        let _ = r.release_name();
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::recipe`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::recipe::run(data));

@@ -3,33 +3,7 @@
 //! through the rootfs path check.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use rootstrap::rootfs::safe::RelPath;
-use std::io::Read;
 
-fuzz_target!(|data: &[u8]| {
-    let mut reader = rootstrap::archive::tar::TarReader::new(data);
-    for _ in 0..10_000 {
-        match reader.next_entry() {
-            Ok(Some(mut entry)) => {
-                let _ = RelPath::from_archive(&entry.header.path);
-                let _ = entry.header.display_path();
-                if std::io::copy(&mut entry, &mut std::io::sink()).is_err() {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    let mut reader = rootstrap::image::LayerReader::new(data);
-    for _ in 0..10_000 {
-        match reader.next_entry() {
-            Ok(Some(_)) => {
-                let mut buf = Vec::new();
-                if reader.data().read_to_end(&mut buf).is_err() {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-});
+// The body lives in the library (`rootstrap::fuzzing::tar_reader`), so the test
+// suite replays the same code on seeds and mutations (tests/integration/fuzz_replay.rs).
+fuzz_target!(|data: &[u8]| rootstrap::fuzzing::tar_reader::run(data));

@@ -25,6 +25,7 @@ mod dockerfile_conformance;
 mod enospc;
 mod fetch;
 mod fixture_debs;
+mod fuzz_replay;
 mod hostile_extract;
 mod hostile_registry;
 mod image;
