@@ -45,8 +45,9 @@ pub type FetchedApk = Result<VerifiedApk, ApkBootstrapError>;
 /// handed on once its signature, identity, size, data hash and per-file
 /// checksums have passed, so nothing unverified reaches the consumer. A
 /// package that fails is evicted from the cache and its error comes in its
-/// place; no package after it is started. When `consume` returns, packages
-/// not yet started are skipped and those under way are finished.
+/// place; once that is known, no further package is started. When
+/// `consume` returns, packages not yet started are skipped and those under
+/// way are finished.
 pub fn with_packages_in_order<T>(
     fetcher: &Fetcher,
     index: &LoadedIndexes,
