@@ -382,23 +382,14 @@ impl Sandbox {
         }
         let (mut child, status_read) = self.spawn(&spec, StdinPipe::Piped, true)?;
         let stdin = child.get().stdin.take();
-        let (tx, lines) = mpsc::channel();
-        let mut readers = Vec::new();
-        if let Some(stdout) = child.get().stdout.take() {
-            readers.push(spawn_line_reader(stdout, Stream::Stdout, tx.clone()));
-        }
-        if let Some(stderr) = child.get().stderr.take() {
-            readers.push(spawn_line_reader(stderr, Stream::Stderr, tx));
-        }
+        let lines = OutputLines::start(child.get());
         Ok(Some(Session {
             child,
             stdin,
             lines,
-            readers,
-            status_read: Some(status_read),
+            status_read,
             spec,
             helper: self.helper.clone(),
-            read_error: None,
         }))
     }
 
@@ -572,12 +563,10 @@ fn finish(
 pub struct Session {
     child: KillOnDrop,
     stdin: Option<std::process::ChildStdin>,
-    lines: mpsc::Receiver<io::Result<OutputLine>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-    status_read: Option<OwnedFd>,
+    lines: OutputLines,
+    status_read: OwnedFd,
     spec: RunSpec,
     helper: PathBuf,
-    read_error: Option<io::Error>,
 }
 
 impl Session {
@@ -601,45 +590,23 @@ impl Session {
     /// The next line the command printed, waiting for it; None once the
     /// command and everything it started have closed their output.
     pub fn next_line(&mut self) -> Option<OutputLine> {
-        loop {
-            match self.lines.recv().ok()? {
-                Ok(line) => return Some(line),
-                Err(e) => {
-                    self.read_error.get_or_insert(e);
-                }
-            }
-        }
+        self.lines.next()
     }
 
     /// Closes the command's input, hands whatever it still prints to
     /// `output`, and waits for it to end.
-    pub fn finish(
-        mut self,
-        output: &mut dyn FnMut(OutputLine),
-    ) -> Result<ExitStatus, SandboxError> {
-        drop(self.stdin.take());
-        while let Some(line) = self.next_line() {
-            output(line);
-        }
-        for reader in self.readers.drain(..) {
-            // A reader thread only ends by returning; a panic there is a bug.
-            let _ = reader.join();
-        }
-        if let Some(source) = self.read_error.take() {
-            return Err(SandboxError::HelperIo {
-                what: "read command output",
-                source,
-            });
-        }
-        let status_read = self
-            .status_read
-            .take()
-            .ok_or_else(|| SandboxError::HelperIo {
-                what: "read helper status",
-                source: io::ErrorKind::NotFound.into(),
-            })?;
-        let child = KillOnDrop(self.child.0.take());
-        finish(child, status_read, &self.spec, &self.helper)
+    pub fn finish(self, output: &mut dyn FnMut(OutputLine)) -> Result<ExitStatus, SandboxError> {
+        let Session {
+            child,
+            stdin,
+            lines,
+            status_read,
+            spec,
+            helper,
+        } = self;
+        drop(stdin);
+        lines.finish(output)?;
+        finish(child, status_read, &spec, &helper)
     }
 }
 
@@ -662,34 +629,64 @@ fn forward_output(
     child: &mut Child,
     output: &mut dyn FnMut(OutputLine),
 ) -> Result<(), SandboxError> {
-    let (tx, rx) = mpsc::channel::<io::Result<OutputLine>>();
-    let mut readers = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        readers.push(spawn_line_reader(stdout, Stream::Stdout, tx.clone()));
+    OutputLines::start(child).finish(output)
+}
+
+/// The command's stdout and stderr, each read on a thread of its own and
+/// queued, line by line, in the order they arrive, so the caller (and its
+/// callback) need not be `Send`.
+struct OutputLines {
+    queue: mpsc::Receiver<io::Result<OutputLine>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    /// The first read error, reported by `finish`.
+    error: Option<io::Error>,
+}
+
+impl OutputLines {
+    fn start(child: &mut Child) -> Self {
+        let (tx, queue) = mpsc::channel();
+        let mut readers = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            readers.push(spawn_line_reader(stdout, Stream::Stdout, tx.clone()));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            readers.push(spawn_line_reader(stderr, Stream::Stderr, tx));
+        }
+        OutputLines {
+            queue,
+            readers,
+            error: None,
+        }
     }
-    if let Some(stderr) = child.stderr.take() {
-        readers.push(spawn_line_reader(stderr, Stream::Stderr, tx.clone()));
-    }
-    drop(tx);
-    let mut first_error = None;
-    for item in rx {
-        match item {
-            Ok(line) => output(line),
-            Err(e) => {
-                first_error.get_or_insert(e);
+
+    /// The next line, waiting for it; None once both pipes are closed.
+    fn next(&mut self) -> Option<OutputLine> {
+        loop {
+            match self.queue.recv().ok()? {
+                Ok(line) => return Some(line),
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                }
             }
         }
     }
-    for reader in readers {
-        // A reader thread only ends by returning; a panic there is a bug.
-        let _ = reader.join();
-    }
-    match first_error {
-        Some(source) => Err(SandboxError::HelperIo {
-            what: "read command output",
-            source,
-        }),
-        None => Ok(()),
+
+    /// Hands the remaining lines to `output` until both pipes close.
+    fn finish(mut self, output: &mut dyn FnMut(OutputLine)) -> Result<(), SandboxError> {
+        while let Some(line) = self.next() {
+            output(line);
+        }
+        for reader in self.readers.drain(..) {
+            // A reader thread only ends by returning; a panic there is a bug.
+            let _ = reader.join();
+        }
+        match self.error {
+            Some(source) => Err(SandboxError::HelperIo {
+                what: "read command output",
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
