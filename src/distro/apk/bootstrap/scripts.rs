@@ -256,22 +256,23 @@ impl<'a> ScriptRunner<'a> {
     /// `.post-install`, which runs before busybox-binsh has installed
     /// /bin/sh), `/bin/busybox sh` can start the session and exec them.
     fn run_steps(&mut self, steps: &[Step]) -> Result<(), ApkBootstrapError> {
-        let shell = if self.has_file("/bin/sh")? {
-            Some(vec!["/bin/sh".to_owned()])
+        let has_sh = self.has_file("/bin/sh")?;
+        let shell: Option<&[&str]> = if has_sh {
+            Some(&["/bin/sh"])
         } else if self.has_file(BUSYBOX)? && steps.iter().all(|st| st.interpreter() == BUSYBOX) {
-            Some(vec![BUSYBOX.to_owned(), "sh".to_owned()])
+            Some(&[BUSYBOX, "sh"])
         } else {
             None
         };
         if let Some(argv) = shell {
             let reporter = self.reporter;
-            if let Some(session) = self.shell(argv.clone())? {
+            if let Some(session) = self.shell(argv)? {
                 return run_in_shell(session, steps, reporter);
             }
-            if argv.len() == 1 {
-                let argv = vec![argv[0].clone(), "-c".into(), script_for(steps)];
-                return run_in_sandbox(self.root_dir, argv, None, self.sandbox, self.reporter);
-            }
+        }
+        if has_sh {
+            let argv = vec!["/bin/sh".into(), "-c".into(), script_for(steps)];
+            return run_in_sandbox(self.root_dir, argv, None, self.sandbox, self.reporter);
         }
         for st in steps {
             let mut argv = vec![format!("/{EXEC_DIR}/{}", st.file)];
@@ -289,8 +290,9 @@ impl<'a> ScriptRunner<'a> {
 
     /// The session's shell, started with `argv` on first use; None where
     /// the sandbox cannot keep one open.
-    fn shell(&mut self, argv: Vec<String>) -> Result<Option<&mut Session>, ApkBootstrapError> {
+    fn shell(&mut self, argv: &[&str]) -> Result<Option<&mut Session>, ApkBootstrapError> {
         if matches!(self.shell, ShellState::NotStarted) {
+            let argv = argv.iter().map(|a| a.to_string()).collect();
             let spec = script_spec(self.root_dir, argv);
             self.shell = match self.sandbox.session(&spec)? {
                 Some(session) => ShellState::Open(Box::new(session)),
@@ -317,11 +319,8 @@ impl<'a> ScriptRunner<'a> {
             lines.push(line.text);
         })?;
         if !status.success() {
-            return Err(ApkBootstrapError::Scripts {
-                step: "the scripts' shell, at its end".into(),
-                status: status.to_string(),
-                tail: lines[lines.len().saturating_sub(30)..].join("\n"),
-            });
+            let step = Some("the scripts' shell, at its end");
+            return Err(scripts_failed(step, status.to_string(), &lines));
         }
         Ok(())
     }
@@ -370,31 +369,22 @@ fn run_in_shell(
         script_for(steps)
     );
     let mut lines: Vec<String> = Vec::new();
-    let failed = |lines: &[String], status: String| {
-        let step = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix(STEP_MARKER))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|| "start-up".into());
-        ApkBootstrapError::Scripts {
-            step,
-            status,
-            tail: lines[lines.len().saturating_sub(30)..].join("\n"),
-        }
-    };
     let sent = shell.send(input.as_bytes());
     loop {
         let Some(line) = shell.next_line() else {
             // The shell is gone: whatever it said is the error.
             sent?;
-            return Err(failed(&lines, "the scripts' shell ended".into()));
+            return Err(scripts_failed(
+                None,
+                "the scripts' shell ended".into(),
+                &lines,
+            ));
         };
         if let Some(code) = line.text.strip_prefix(&end) {
             let code: i32 = code.trim().parse().unwrap_or(-1);
             if code != 0 {
                 let status = sandbox::ExitStatus::Exited(code);
-                return Err(failed(&lines, status.to_string()));
+                return Err(scripts_failed(None, status.to_string(), &lines));
             }
             return Ok(());
         }
@@ -441,21 +431,27 @@ fn run_in_sandbox(
         lines.push(line.text);
     })?;
     if !status.success() {
-        let step = step.map(str::to_owned).unwrap_or_else(|| {
-            lines
-                .iter()
-                .rev()
-                .find_map(|l| l.strip_prefix(STEP_MARKER))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|| "start-up".into())
-        });
-        return Err(ApkBootstrapError::Scripts {
-            step,
-            status: status.to_string(),
-            tail: lines[lines.len().saturating_sub(30)..].join("\n"),
-        });
+        return Err(scripts_failed(step, status.to_string(), &lines));
     }
     Ok(())
+}
+
+/// A failed script run: `step` names it, or else the last step marker in
+/// its output does; the error keeps the output's last 30 lines.
+fn scripts_failed(step: Option<&str>, status: String, lines: &[String]) -> ApkBootstrapError {
+    let step = step.map(str::to_owned).unwrap_or_else(|| {
+        lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(STEP_MARKER))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "start-up".into())
+    });
+    ApkBootstrapError::Scripts {
+        step,
+        status,
+        tail: lines[lines.len().saturating_sub(30)..].join("\n"),
+    }
 }
 
 #[cfg(test)]
