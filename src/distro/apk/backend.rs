@@ -444,14 +444,15 @@ impl Backend for ApkBackend {
             release,
         };
         let reporter = ctx.reporter.as_ref();
-        let installed = match (&fetched.verified, settings.locked) {
-            (Some((apks, release_apk)), _) => {
+        let installed = match &fetched.verified {
+            Some((apks, release_apk)) => {
                 let packages = apks.iter().chain(release_apk).map(Ok);
                 apk::install(root, &plan.packages, packages, &src, &opts, reporter)?
             }
-            // Each package installs as soon as it and those before it are
-            // verified, while the rest still download.
-            (None, None) => {
+            // Not verified yet (`fetch` verifies locked and untrusted builds
+            // at once): each package installs as soon as it and those before
+            // it are verified, while the rest still download.
+            None => {
                 let order: Vec<&ApkPackage> =
                     plan.packages.iter().copied().chain(release).collect();
                 apk::with_packages_in_order(
@@ -462,11 +463,6 @@ impl Backend for ApkBackend {
                     &self.src,
                     |packages| apk::install(root, &plan.packages, packages, &src, &opts, reporter),
                 )?
-            }
-            (None, Some(locked)) => {
-                let (apks, release_apk) = self.verify(plan, Some(locked), ctx)?;
-                let packages = apks.into_iter().chain(release_apk).map(Ok);
-                apk::install(root, &plan.packages, packages, &src, &opts, reporter)?
             }
         };
         if !installed.scripts_not_run.is_empty() {
