@@ -834,16 +834,22 @@ fn session_lines_until(session: &mut Session, end: &str) -> Result<Vec<String>, 
     }
 }
 
+/// A shell kept open in `root` (no network, so no resolv.conf stub is
+/// needed and a session is possible).
+fn open_shell(root: &Rootfs) -> Result<Session, String> {
+    let mut spec = root.spec(&["sh"]);
+    spec.network = Network::None;
+    Sandbox::new()
+        .session(&spec)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no session under namespaces".to_string())
+}
+
 /// One shell, several steps: a file the build writes into the root between
 /// two steps is seen by the second; the shell's exit code is the status.
 fn a_session_sees_what_is_written_between_steps() -> TestResult {
     let root = Rootfs::new(true);
-    let mut spec = root.spec(&["sh"]);
-    spec.network = Network::None;
-    let mut session = Sandbox::new()
-        .session(&spec)
-        .map_err(|e| e.to_string())?
-        .ok_or("no session under namespaces")?;
+    let mut session = open_shell(&root)?;
     session
         .send(b"echo $$; test -e /between || echo absent; echo end-1\n")
         .map_err(|e| e.to_string())?;
@@ -877,12 +883,7 @@ fn a_dropped_session_leaves_no_process_and_no_mount() -> TestResult {
     let root = Rootfs::new(true);
     let before = mountinfo();
     let marker = format!("sleep 31{}", std::process::id() % 1000);
-    let mut spec = root.spec(&["sh"]);
-    spec.network = Network::None;
-    let mut session = Sandbox::new()
-        .session(&spec)
-        .map_err(|e| e.to_string())?
-        .ok_or("no session under namespaces")?;
+    let mut session = open_shell(&root)?;
     session
         .send(format!("{marker} &\necho started\n").as_bytes())
         .map_err(|e| e.to_string())?;
