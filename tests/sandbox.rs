@@ -29,6 +29,9 @@ const BUILD_STDIN_ARG: &str = "__test-build-stdin";
 const BUILD_CHROOT_ARG: &str = "__test-build-chroot";
 
 type TestResult = Result<(), String>;
+
+/// The longest a case may take (the slowest, the kill tests, take seconds).
+const CASE_LIMIT: Duration = Duration::from_secs(180);
 type TestCase = (&'static str, fn() -> TestResult);
 
 fn main() {
@@ -187,12 +190,23 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let outcome = std::panic::catch_unwind(case).unwrap_or_else(|panic| {
-            Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into()))
+        // Each case runs on a thread of its own with a time limit, so a
+        // case that hangs (a sandbox that never answers) fails the run
+        // instead of holding it forever; exiting kills its sandboxes.
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(case).unwrap_or_else(|panic| {
+                Err(panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()))
+            });
+            let _ = done.send(outcome);
+        });
+        let outcome = outcome.recv_timeout(CASE_LIMIT).unwrap_or_else(|_| {
+            println!("test {name} ... FAILED: still running after {CASE_LIMIT:?}");
+            std::process::exit(1)
         });
         match outcome {
             Ok(()) => {
