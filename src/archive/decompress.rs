@@ -49,6 +49,9 @@ pub struct Capped<R> {
     inner: R,
     limit: u64,
     read: u64,
+    /// What the data is, for the error: the error surfaces wherever the
+    /// reader is drained (a tar header, a file's data), far from its caller.
+    what: Option<String>,
 }
 
 impl<R> Capped<R> {
@@ -57,6 +60,15 @@ impl<R> Capped<R> {
             inner,
             limit,
             read: 0,
+            what: None,
+        }
+    }
+
+    /// [`Capped::new`] whose error names `what`.
+    pub fn named(inner: R, limit: u64, what: impl Into<String>) -> Self {
+        Capped {
+            what: Some(what.into()),
+            ..Capped::new(inner, limit)
         }
     }
 
@@ -71,8 +83,13 @@ impl<R: Read> Read for Capped<R> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if self.read > self.limit {
+            let of = self
+                .what
+                .as_deref()
+                .map(|w| format!(" of {w}"))
+                .unwrap_or_default();
             return Err(io::Error::other(format!(
-                "decompressed data exceeds the limit of {} bytes",
+                "decompressed data{of} exceeds the limit of {} bytes",
                 self.limit
             )));
         }

@@ -18,10 +18,28 @@ use super::compress::auto_decoder;
 use super::oci::{self, Descriptor, DockerManifestEntry, ImageConfig, Index, Manifest};
 use super::tar::{LayerEntryKind, LayerReader, TarHeader, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use super::{HashingWriter, ImageError, Sha256Digest};
+use crate::archive::decompress::Capped;
 
 /// JSON blobs larger than this are refused (configs with long histories are
 /// tens of KiB; this only stops a hostile archive from exhausting memory).
 const MAX_JSON_BLOB: u64 = 16 << 20;
+
+/// A layer may decompress to at most this many times the size of its stored
+/// blob, and always to at least [`LAYER_MIN_CAP`]: a gzip or zstd bomb in a
+/// pulled or loaded image stops with an error naming the layer instead of
+/// filling the disk (HOSTILE 14). Real layers expand a few times (the trixie
+/// base layer about 3.5×); only long runs of one byte reach 100×.
+pub const LAYER_MAX_EXPANSION: u64 = 100;
+/// The smallest cap, so that a small layer holding a large sparse or zeroed
+/// file still unpacks.
+pub const LAYER_MIN_CAP: u64 = 1 << 30;
+
+/// The most bytes a layer blob of `stored` bytes may decompress to.
+pub fn layer_cap(stored: u64) -> u64 {
+    stored
+        .saturating_mul(LAYER_MAX_EXPANSION)
+        .max(LAYER_MIN_CAP)
+}
 
 /// Where an image is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,8 +248,25 @@ impl OpenedImage {
             .get(i)
             .ok_or_else(|| self.invalid(format!("no layer {i}")))?;
         let raw = self.open_member(&layer.member)?;
-        auto_decoder(BufReader::with_capacity(256 * 1024, raw))
-            .map_err(ImageError::io(format!("reading layer {}", layer.member)))
+        self.decode_layer(layer, raw)
+    }
+
+    /// The decompressed tar of `layer` read from `raw`, capped at
+    /// [`layer_cap`] of the blob's stored size (not the descriptor's, which
+    /// the image itself states).
+    fn decode_layer<'a>(
+        &self,
+        layer: &LayerRef,
+        raw: impl Read + 'a,
+    ) -> Result<Box<dyn Read + 'a>, ImageError> {
+        let stored = self.store.size(&layer.member).unwrap_or(layer.size);
+        let decoded = auto_decoder(BufReader::with_capacity(256 * 1024, raw))
+            .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
+        let what = format!(
+            "layer {} (a layer may unpack to {LAYER_MAX_EXPANSION} times its {stored} stored bytes, or to 1 GiB)",
+            layer.member
+        );
+        Ok(Box::new(Capped::named(decoded, layer_cap(stored), what)))
     }
 }
 
@@ -946,8 +981,7 @@ pub fn unpack_layers<S: UnpackSink>(image: &OpenedImage, sink: &mut S) -> Result
             inner: image.open_member(&layer.member)?,
             hasher: Rc::clone(&raw_hash),
         };
-        let decoded = auto_decoder(BufReader::with_capacity(256 * 1024, raw))
-            .map_err(ImageError::io(format!("reading layer {}", layer.member)))?;
+        let decoded = image.decode_layer(layer, raw)?;
         let diff_hash = Rc::new(RefCell::new(HashingWriter::new(io::sink())));
         let mut rest = apply_layer(
             HashingReader {

@@ -892,6 +892,70 @@ fn hostile_whiteouts_are_refused() {
     }
 }
 
+/// Counts what a layer unpacks to without keeping it.
+#[derive(Default)]
+struct CountingSink {
+    bytes: u64,
+}
+
+impl rootstrap::image::read::UnpackSink for CountingSink {
+    type Error = std::io::Error;
+
+    fn entry(&mut self, _: &TarHeader, data: &mut dyn Read) -> Result<(), Self::Error> {
+        self.bytes += std::io::copy(data, &mut std::io::sink())?;
+        Ok(())
+    }
+
+    fn remove(&mut self, _: &Path) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn clear_dir(&mut self, _: &Path, _: &dyn Fn(&Path) -> bool) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// HOSTILE 14 for image layers: a well-formed layer (right digest, right
+/// diff_id) whose few kilobytes of zstd expand past the cap stops with an
+/// error naming the layer, instead of writing a gigabyte.
+#[test]
+fn a_decompression_bomb_layer_is_capped() {
+    let work = tempfile::tempdir().unwrap();
+    let size = rootstrap::image::read::LAYER_MIN_CAP + (1 << 20);
+    let mut b = ImageBuilder::new_in(work.path(), config(), LayerCompression::Zstd).unwrap();
+    b.add_layer_with(history("bomb"), |w| {
+        let mut h = raw_file_header("zeros");
+        h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        w.write_all(&h).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..size >> 20 {
+            w.write_all(&zeros).unwrap();
+        }
+        w.write_all(&[0u8; 1024]).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    let dir = work.path().join("bomb");
+    b.write(&Output::OciDir(dir.clone()), None).unwrap();
+    let image = open(ImageSource::OciDir(dir));
+    let stored = image.layers[0].size;
+    assert!(stored < 1 << 20, "the bomb is small: {stored} bytes");
+
+    let mut sink = CountingSink::default();
+    let err = unpack_layers(&image, &mut sink).unwrap_err().to_string();
+    assert!(
+        err.contains("exceeds the limit") && err.contains(&image.layers[0].member),
+        "{err}"
+    );
+    assert!(sink.bytes <= rootstrap::image::read::LAYER_MIN_CAP);
+    // Reading the layer for its inventory or an fsck stops at the same cap.
+    let err = fsck(&image).unwrap_err().to_string();
+    assert!(err.contains("exceeds the limit"), "{err}");
+}
+
 #[test]
 fn docker_load_accepts_the_archive() {
     let docker_ok = Command::new("docker")
