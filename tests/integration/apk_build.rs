@@ -712,6 +712,95 @@ fn tagged_repository_is_used_only_for_pinned_requests() {
     );
 }
 
+/// HOSTILE 32 for Alpine: when an update fails at one repository's index,
+/// the copies kept for `--offline` stay as they were for every repository,
+/// never new ones for the repositories before it.
+#[test]
+fn a_failed_index_update_keeps_none_of_the_new_indexes() {
+    let Some(bb) = busybox_or_skip("a_failed_index_update") else {
+        return;
+    };
+    let arch = std::env::consts::ARCH;
+    let mut both1 = PackageSpec::new("both", "1-r0", arch);
+    both1.entries = vec![apkrepo::file("both", 0o644, b"1\n")];
+    let mut s = setup_with(arch, &bb, &[both1]);
+    s.repo
+        .add_repository(
+            &format!("{RELEASE}/community"),
+            arch,
+            &[PackageSpec::new("edgy", "1-r0", arch)],
+        )
+        .unwrap();
+    let recipe = std::fs::read_to_string(&s.recipe).unwrap();
+    std::fs::write(
+        &s.recipe,
+        recipe.replace(
+            "repositories = [\"main\"]",
+            "repositories = [\"main\", \"community\"]",
+        ),
+    )
+    .unwrap();
+    let (recipe, mirror, keys, cache) = (
+        s.recipe.clone(),
+        s.mirror(),
+        s.repo.keys_dir.clone(),
+        s.out("cache"),
+    );
+    let resolve = |extra: &[&str]| {
+        run::rootstrap()
+            .arg("resolve")
+            .arg(&recipe)
+            .arg("--mirror")
+            .arg(&mirror)
+            .arg("--keys")
+            .arg(&keys)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--json")
+            .args(extra)
+            .env_remove("ROOTSTRAP_MIRROR")
+            .output()
+            .unwrap()
+    };
+    let version_of_both = |o: &Output| {
+        assert!(o.status.success(), "{}", stderr(o));
+        let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        plan["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "both")
+            .map(|p| p["version"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(version_of_both(&resolve(&[])), "1-r0");
+
+    // main moves on to both 2; community's new index is signed by a stranger.
+    let mut both2 = PackageSpec::new("both", "2-r0", arch);
+    both2.entries = vec![apkrepo::file("both", 0o644, b"2\n")];
+    s.repo.add_package(&both2).unwrap();
+    let stranger = SigningKey::generate("stranger.rsa.pub");
+    let edge_index = s
+        .repo
+        .root
+        .join(RELEASE)
+        .join("community")
+        .join(arch)
+        .join("APKINDEX.tar.gz");
+    let stanzas = apkrepo::build_package(&PackageSpec::new("edgy", "2-r0", arch), None).stanza;
+    std::fs::write(
+        &edge_index,
+        apkrepo::build_index(&[&stanzas], Some(&stranger)),
+    )
+    .unwrap();
+    let o = resolve(&[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("stranger.rsa.pub"), "{}", stderr(&o));
+
+    // Offline, main's kept index is still the one with both 1.
+    assert_eq!(version_of_both(&resolve(&["--offline"])), "1-r0");
+}
+
 /// Runs a build that must fail at extraction (before any script), with
 /// `needle` in the error, and leave no output.
 fn assert_extraction_refused(test: &str, evil: PackageSpec, needle: &str) {

@@ -163,6 +163,10 @@ fn load(
     }
     let keep_blobs = matches!(purpose, IndexUse::Lock);
     let mut loaded = LoadedIndexes::default();
+    // The copies kept for --offline are replaced only once every index has
+    // verified: an update that fails at one repository leaves all of them
+    // as they were, never a mix of old and new (HOSTILE 32).
+    let mut to_keep = Vec::with_capacity(fetched.len());
     for (line, url, bytes, digest) in fetched {
         let index = parse_index(&bytes, keys, src.allow_untrusted).map_err(|error| {
             ApkBootstrapError::Index {
@@ -170,7 +174,6 @@ fn load(
                 error,
             }
         })?;
-        fetcher.keep_index(&url, &bytes);
         match &index.trust {
             Trust::Verified { key } => reporter.info(&format!(
                 "{url}: {} packages, signed by {key}",
@@ -191,6 +194,10 @@ fn load(
             r.sha256 = digest;
             r.size = size;
         }
+        to_keep.push((url, bytes));
+    }
+    for (url, bytes) in &to_keep {
+        fetcher.keep_index(url, bytes);
     }
     if let Some(cache) = &plans {
         if let Ok(planned) = plan(&loaded, src) {
