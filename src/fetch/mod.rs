@@ -26,7 +26,7 @@ pub const MAX_PARALLEL: usize = 8;
 pub enum FetchError {
     #[error("invalid URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("HTTP {status} for {url}")]
+    #[error("HTTP {status} for {url}{}", status_hint(*status))]
     Http { url: String, status: u16 },
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
@@ -70,6 +70,16 @@ pub enum FetchError {
     Cancelled { url: String },
     #[error(transparent)]
     Cache(#[from] CacheError),
+}
+
+/// What a status that no mirror sends itself usually means: the request
+/// never reached the mirror (HOSTILE 28, a captive portal or proxy).
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        407 => " (a proxy wants credentials, which rootstrap does not send)",
+        511 => " (the network wants a login first: a captive portal?)",
+        _ => "",
+    }
 }
 
 impl FetchError {

@@ -261,6 +261,9 @@ fn not_found_and_forbidden_fail_immediately() {
             "{msg}"
         );
         assert_eq!(e.srv.requests(path), 1, "{path} must not be retried");
+        if status == 511 {
+            assert!(msg.contains("captive portal"), "{msg}");
+        }
     }
 }
 
