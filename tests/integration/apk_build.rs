@@ -589,7 +589,7 @@ fn failing_script_fails_the_build_and_names_it() {
 /// output behind.
 #[test]
 fn signal_while_a_script_runs_in_the_shared_shell_leaves_nothing() {
-    use crate::signals::{self, Build, Target, SLEEP_MARKER};
+    use crate::signals::{self, Build, SLEEP_MARKER};
     let Some(bb) = busybox_or_skip("signal_while_a_script_runs_in_the_shared_shell") else {
         return;
     };
@@ -605,25 +605,46 @@ fn signal_while_a_script_runs_in_the_shared_shell_leaves_nothing() {
         format!("#!/bin/sh\necho zzz-slow is sleeping\nexec sleep {SLEEP_MARKER}\n").into_bytes(),
     )];
     let s = setup_with(std::env::consts::ARCH, &bb, &[slow]);
-    let oci = s.out("oci");
-    let mut build = Build::spawn(s.build_command(&[], &[format!("oci:{}", oci.display())]));
-    build.wait_for_line("zzz-slow is sleeping");
-    build.signal(rustix::process::Signal::TERM, Target::Process);
-    let status = build.wait_end("SIGTERM");
-    assert!(!status.success(), "{}", build.stderr());
-    let mut left = Vec::new();
-    let gone = signals::wait_until(std::time::Duration::from_secs(10), || {
-        left = signals::processes_of(s.tmp.path(), &build.marker);
-        left.is_empty()
-    });
-    assert!(gone, "left running: {left:?}");
-    assert!(!oci.exists(), "output written by a stopped build");
-    let trees: Vec<_> = std::fs::read_dir(s.tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("rootfs"))
-        .collect();
-    assert!(trees.is_empty(), "trees left: {trees:?}");
+    for (signal, to) in signals::DELIVERIES {
+        let what = format!("{signal:?} to the build's {to:?} during a script");
+        let oci = s.out("oci");
+        let mut build = Build::spawn(s.build_command(&[], &[format!("oci:{}", oci.display())]));
+        build.wait_for_line("zzz-slow is sleeping");
+        build.signal(signal, to);
+        let status = build.wait_end(&what);
+        assert_eq!(
+            status.code(),
+            Some(signals::expected_code(signal)),
+            "{what}: {}",
+            build.stderr()
+        );
+        assert!(
+            build.stderr().contains("interrupted"),
+            "{what}: {}",
+            build.stderr()
+        );
+        let mut left = Vec::new();
+        let gone = signals::wait_until(std::time::Duration::from_secs(10), || {
+            left = signals::processes_of(s.tmp.path(), &build.marker);
+            left.is_empty()
+        });
+        assert!(gone, "{what}: left running: {left:?}");
+        assert!(!oci.exists(), "{what}: output written by a stopped build");
+        let trees: Vec<_> = std::fs::read_dir(s.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("rootfs"))
+            .collect();
+        assert!(trees.is_empty(), "{what}: trees left: {trees:?}");
+        let root = s.tmp.path().to_string_lossy().into_owned();
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .map(str::to_owned)
+            .collect();
+        assert!(mounts.is_empty(), "{what}: mounts left: {mounts:#?}");
+    }
 }
 
 #[test]

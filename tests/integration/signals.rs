@@ -397,12 +397,12 @@ pub(crate) enum Target {
 }
 
 /// The deliveries each phase gets: Ctrl-C in a terminal, and `kill PID`.
-const DELIVERIES: [(Signal, Target); 2] = [
+pub(crate) const DELIVERIES: [(Signal, Target); 2] = [
     (Signal::INT, Target::Group),
     (Signal::TERM, Target::Process),
 ];
 
-fn expected_code(signal: Signal) -> i32 {
+pub(crate) fn expected_code(signal: Signal) -> i32 {
     128 + signal.as_raw()
 }
 
