@@ -588,6 +588,10 @@ fn a_failing_essential_script_fails_the_build_and_leaves_nothing() {
     f.assert_fails_cleanly(&[
         "maintainer scripts failed at dpkg --configure",
         "broken-essential says no",
+        // dpkg's own words name the package and the script, not only the
+        // script's message.
+        "error processing package broken-essential (--configure)",
+        "post-installation script subprocess returned error exit status",
     ]);
 }
 
