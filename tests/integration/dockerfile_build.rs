@@ -190,6 +190,9 @@ fn multi_stage_build_with_metadata_and_hostile_paths() {
     fs::write(ctx.join("ignored.txt"), "nope\n").unwrap();
     fs::write(ctx.join(".dockerignore"), "ignored.txt\n").unwrap();
     symlink("/etc/shadow", ctx.join("link")).unwrap();
+    // A relative link out of the context, to a file that exists there.
+    fs::write(tmp.path().join("secret"), "host secret\n").unwrap();
+    symlink("../secret", ctx.join("rel-link")).unwrap();
     fs::write(ctx.join("good.tar"), raw_tar(&[("inner.txt", b"inner\n")])).unwrap();
     let out = tmp.path().join("out");
     let base_arg = format!("BASE={base}");
@@ -231,6 +234,15 @@ fn multi_stage_build_with_metadata_and_hostile_paths() {
     );
     assert_eq!(entry(&fs_, "ctx/f.txt").1, b"file\n");
     assert!(!fs_.entries.contains_key(Path::new("ctx/ignored.txt")));
+    // `COPY .` keeps both links out of the context as links.
+    assert_eq!(
+        entry(&fs_, "ctx/link").0.kind,
+        EntryKind::Symlink(PathBuf::from("/etc/shadow"))
+    );
+    assert_eq!(
+        entry(&fs_, "ctx/rel-link").0.kind,
+        EntryKind::Symlink(PathBuf::from("../secret"))
+    );
     assert_eq!(entry(&fs_, "unpacked/inner.txt").1, b"inner\n");
     assert_eq!(entry(&fs_, "srv/app").0.kind, EntryKind::Dir);
     assert_eq!(entry(&fs_, "tmp/uid").1, b"1000\n");
@@ -387,6 +399,79 @@ fn add_of_a_tar_escaping_with_dotdot_is_refused() {
         assert!(!Path::new("/tmp/rootstrap-evil").exists());
         assert!(!out.exists());
     }
+}
+
+/// HOSTILE 37 for ADD (BuildKit's testDockerfileAddArchiveThroughAbsoluteSymlink):
+/// a tar added at `/` whose entries go through symlinks the image already
+/// has lands inside the image, never on the host.
+#[test]
+fn add_of_a_tar_through_rootfs_symlinks_stays_inside() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    // A host directory the image does not have, named by an absolute link.
+    let host_dir = tmp.path().join("host-dir");
+    fs::create_dir(&host_dir).unwrap();
+    fs::write(
+        ctx.join("through.tar"),
+        raw_tar(&[
+            ("t/added-through-link", b"in the image\n"),
+            ("h/planted", b"x"),
+        ]),
+    )
+    .unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN ln -s /etc /t && ln -s {} /h\nADD through.tar /\n",
+            host_dir.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = format!("oci:{}", out.display());
+    let result = build(&ctx, &["--output", &out_arg]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !Path::new("/etc/added-through-link").exists(),
+        "written through /t to the host's /etc"
+    );
+    assert!(
+        fs::read_dir(&host_dir).unwrap().next().is_none(),
+        "written through /h to the host"
+    );
+    // `h` names a directory the image lacks: the entry is refused, naming it.
+    assert!(!result.status.success());
+    assert!(
+        stderr.contains("through.tar") && stderr.contains("h/planted"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+
+    // Without the dangling link, the build succeeds and the file is in the
+    // image's /etc.
+    fs::write(
+        ctx.join("through.tar"),
+        raw_tar(&[("t/added-through-link", b"in the image\n")]),
+    )
+    .unwrap();
+    let result = build(&ctx, &["--output", &out_arg]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(!Path::new("/etc/added-through-link").exists());
+    let fs_ = files(&open(&out));
+    assert_eq!(entry(&fs_, "etc/added-through-link").1, b"in the image\n");
+    assert_eq!(
+        entry(&fs_, "t").0.kind,
+        EntryKind::Symlink(PathBuf::from("/etc"))
+    );
 }
 
 #[test]
