@@ -121,3 +121,42 @@ fn a_portal_page_is_not_signed_and_a_failed_update_changes_nothing() {
     let again = resolve(dir, &recipe, &[]);
     assert!(again.status.success(), "{}", run::stderr(&again));
 }
+
+/// HOSTILE 24 end to end: a Release dated in the future, and one older than
+/// the last accepted, are refused, and both leave the accepted one as what
+/// `--offline` reads ("keep the old lists").
+#[test]
+fn a_release_from_the_future_or_the_past_leaves_the_accepted_one() {
+    let (f, _served, _server, recipe) = served_fixture(-3600);
+    let dir = f.dir.path();
+    let first = resolve(dir, &recipe, &[]);
+    assert!(first.status.success(), "{}", run::stderr(&first));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("base-files"));
+
+    let with_marker = |offset: i64| {
+        let mut r = repo(offset, "stable");
+        r.packages
+            .push(DebPackage::new("only-in-the-refused-release", "1.0").essential());
+        r
+    };
+    f.write_repo("repo", &with_marker(3600));
+    let future = resolve(dir, &recipe, &[]);
+    let log = run::stderr(&future);
+    assert_eq!(future.status.code(), Some(1), "{log}");
+    assert!(log.contains("in the future"), "{log}");
+
+    f.write_repo("repo", &with_marker(-7200));
+    let older = resolve(dir, &recipe, &[]);
+    let log = run::stderr(&older);
+    assert_eq!(older.status.code(), Some(1), "{log}");
+    assert!(log.contains("older than the previously accepted"), "{log}");
+
+    let offline = resolve(dir, &recipe, &["--offline"]);
+    assert!(offline.status.success(), "{}", run::stderr(&offline));
+    assert_eq!(offline.stdout, first.stdout, "offline read another Release");
+    assert!(!String::from_utf8_lossy(&offline.stdout).contains("only-in-the-refused-release"));
+    // The marker does show once the older Release is accepted.
+    let accepted = resolve(dir, &recipe, &["--accept-release-change"]);
+    assert!(accepted.status.success(), "{}", run::stderr(&accepted));
+    assert!(String::from_utf8_lossy(&accepted.stdout).contains("only-in-the-refused-release"));
+}
