@@ -390,7 +390,30 @@ fn deb_not_matching_the_index_is_refused() {
         bytes[last] ^= 1;
         std::fs::write(&deb, bytes).unwrap();
     });
-    f.assert_fails_cleanly(&["hello-fixture_2.0-1_amd64.deb"]);
+    f.assert_fails_cleanly(&["hello-fixture_2.0-1_amd64.deb", "SHA-256 mismatch"]);
+}
+
+/// HOSTILE 26: a `.deb` longer or shorter than its Packages `Size` is
+/// refused on the size, whatever its hash would say.
+#[test]
+fn deb_of_the_wrong_size_is_refused() {
+    for (what, change, says) in [
+        ("longer", 1i64, "body exceeds the expected"),
+        ("shorter", -1, "size mismatch: expected"),
+    ] {
+        let f = Fixture::new(minimal_packages(), |repo| {
+            let deb = repo.join("pool/main/h/hello-fixture/hello-fixture_2.0-1_amd64.deb");
+            let mut bytes = std::fs::read(&deb).unwrap();
+            if change > 0 {
+                bytes.push(b'\n');
+            } else {
+                bytes.pop();
+            }
+            std::fs::write(&deb, bytes).unwrap();
+        });
+        eprintln!("a .deb one byte {what} than its Size");
+        f.assert_fails_cleanly(&["hello-fixture_2.0-1_amd64.deb", says]);
+    }
 }
 
 #[test]
