@@ -733,6 +733,96 @@ fn tagged_repository_is_used_only_for_pinned_requests() {
     );
 }
 
+/// HOSTILE 36 for Alpine: cached packages that were truncated, zeroed in
+/// place or replaced by a dangling symlink are fetched again, and the build
+/// gives the same image.
+#[test]
+fn corrupted_cached_packages_are_fetched_again() {
+    let Some(bb) = busybox_or_skip("corrupted_cached_packages") else {
+        return;
+    };
+    // A foreign architecture runs no scripts, so no root is needed.
+    let s = setup(foreign_arch(), &bb);
+    let flags = ["--skip-foreign-scripts"];
+    let first = s.out("first");
+    let o = s.build(&flags, &[format!("oci:{}", first.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let cached: Vec<PathBuf> = walk_files(&s.out("cache"));
+    let copy_of = |name: &str| {
+        let bytes = &s
+            .repo
+            .packages
+            .iter()
+            .find(|p| p.spec.name == name)
+            .unwrap()
+            .bytes;
+        cached
+            .iter()
+            .find(|p| std::fs::read(p).is_ok_and(|b| &b == bytes))
+            .unwrap_or_else(|| panic!("no cached copy of {name}"))
+            .clone()
+    };
+    let damaged = ["musl", "busybox", "musl-utils"];
+    let truncated = copy_of(damaged[0]);
+    let len = std::fs::metadata(&truncated).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&truncated)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let zeroed = copy_of(damaged[1]);
+    let len = std::fs::metadata(&zeroed).unwrap().len() as usize;
+    std::fs::write(&zeroed, vec![0u8; len]).unwrap();
+    let dangling = copy_of(damaged[2]);
+    std::fs::remove_file(&dangling).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/rootstrap-cache-target", &dangling).unwrap();
+    let requests_of = |name: &str| {
+        let p = s
+            .repo
+            .packages
+            .iter()
+            .find(|p| p.spec.name == name)
+            .unwrap();
+        s.server.requests(&format!(
+            "/{RELEASE}/main/{}/{}",
+            p.spec.arch,
+            p.spec.file_name()
+        ))
+    };
+    let before: Vec<usize> = damaged.iter().map(|n| requests_of(n)).collect();
+
+    let second = s.out("second");
+    let o = s.build(&flags, &[format!("oci:{}", second.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (name, was) in damaged.iter().zip(before) {
+        assert_eq!(requests_of(name), was + 1, "{name} was not fetched again");
+    }
+    assert_eq!(
+        std::fs::read(first.join("index.json")).unwrap(),
+        std::fs::read(second.join("index.json")).unwrap(),
+        "another image from the repaired cache"
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 /// HOSTILE 32 for Alpine: when an update fails at one repository's index,
 /// the copies kept for `--offline` stay as they were for every repository,
 /// never new ones for the repositories before it.
