@@ -1072,6 +1072,22 @@ mod tests {
     }
 
     #[test]
+    fn rejects_gname_without_nul() {
+        let mut h = header(
+            &RawEntry {
+                name: b"a",
+                ..Default::default()
+            },
+            false,
+        );
+        h[297..329].fill(b'g');
+        fix_checksum(&mut h);
+        let mut t = h.to_vec();
+        finish(&mut t);
+        expect_err(&t, "gname");
+    }
+
+    #[test]
     fn rejects_giant_long_name_without_allocating_it() {
         // HOSTILE 11: a 64 MiB long name is refused from its header alone.
         let size = format!("{:011o}\0", 64u64 << 20);

@@ -412,6 +412,84 @@ fn hostile_05_directory_through_symlink() {
 }
 
 #[test]
+fn hostile_05_directory_through_relative_symlink() {
+    for via in EVERY_PATH {
+        // Both links climb exactly to the directory that holds the rootfs,
+        // so a directory made through them outside the root would show in
+        // the host snapshot. Inside the root `..` stops at `/`: the
+        // directories land in the rootfs.
+        let f = Fixture::new();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: b"..",
+                ..e(b"x")
+            },
+            E {
+                kind: b'5',
+                mode: 0o755,
+                ..e(b"x/new/")
+            },
+            E {
+                kind: b'5',
+                mode: 0o755,
+                ..e(b"a/")
+            },
+            E {
+                kind: b'5',
+                mode: 0o755,
+                ..e(b"a/b/")
+            },
+            E {
+                kind: b'2',
+                link: b"../../..",
+                ..e(b"a/b/up")
+            },
+            E {
+                kind: b'5',
+                mode: 0o755,
+                ..e(b"a/b/up/deep/")
+            },
+        ]);
+        f.extract_via(via, &t).unwrap();
+        for d in ["new", "deep"] {
+            assert!(
+                !f.rootdir.parent().unwrap().join(d).exists(),
+                "{via:?}: {d} escaped the rootfs"
+            );
+        }
+        f.assert_host_untouched();
+        for d in ["new", "deep"] {
+            assert!(
+                std::fs::symlink_metadata(f.rootdir.join(d))
+                    .unwrap()
+                    .is_dir(),
+                "{via:?}: {d}"
+            );
+        }
+
+        // A relative link to the rootfs's sibling: inside the root it names
+        // /outside, which does not exist.
+        let f = Fixture::new();
+        let t = tar(&[
+            E {
+                kind: b'2',
+                link: b"../outside",
+                ..e(b"y")
+            },
+            E {
+                kind: b'5',
+                mode: 0o755,
+                ..e(b"y/new/")
+            },
+        ]);
+        f.expect_rejected_via(via, &t, "y/new");
+        assert!(!f.outside.join("new").exists());
+        assert!(!f.rootdir.join("outside").exists(), "{via:?}");
+    }
+}
+
+#[test]
 fn hostile_06_chmod_through_symlink() {
     for via in EVERY_PATH {
         let f = Fixture::new();
@@ -508,6 +586,42 @@ fn hostile_07_file_replaces_links_never_writes_through() {
 }
 
 #[test]
+fn hostile_07_file_replaces_hardlink_from_same_archive() {
+    for via in EVERY_PATH {
+        let f = Fixture::new();
+        let t = tar(&[
+            E {
+                data: b"original",
+                ..e(b"target")
+            },
+            E {
+                kind: b'1',
+                link: b"target",
+                ..e(b"link")
+            },
+            E {
+                data: b"replacement",
+                ..e(b"link")
+            },
+        ]);
+        f.extract_via(via, &t).unwrap();
+        assert_eq!(
+            std::fs::read(f.rootdir.join("target")).unwrap(),
+            b"original",
+            "{via:?}: the file was written through the hard link"
+        );
+        assert_eq!(
+            std::fs::read(f.rootdir.join("link")).unwrap(),
+            b"replacement",
+            "{via:?}"
+        );
+        let nlink = |p: &str| std::fs::metadata(f.rootdir.join(p)).unwrap().nlink();
+        assert_eq!((nlink("target"), nlink("link")), (1, 1), "{via:?}");
+        f.assert_host_untouched();
+    }
+}
+
+#[test]
 fn hostile_08_hardlink_targets() {
     for via in EVERY_PATH {
         for target in [
@@ -570,6 +684,41 @@ fn hostile_08_hardlink_targets() {
         } else {
             f.expect_rejected_via(via, &t, "h");
         }
+    }
+}
+
+#[test]
+fn hostile_08_hardlink_forward_reference() {
+    let forward = || {
+        tar(&[
+            E {
+                kind: b'1',
+                link: b"later",
+                ..e(b"h")
+            },
+            E {
+                data: b"from this archive",
+                ..e(b"later")
+            },
+        ])
+    };
+    for via in EVERY_PATH {
+        let f = Fixture::new();
+        f.expect_rejected_via(via, &forward(), "h");
+        assert!(!f.rootdir.join("h").exists(), "{via:?}");
+    }
+    // With `later` already in the rootfs (another package's file), the
+    // link would succeed if only the rootfs were checked; a package may
+    // link only to its own files extracted before the link.
+    for via in [Via::DebData, Via::ApkPackage] {
+        let f = Fixture::new();
+        std::fs::write(f.rootdir.join("later"), b"another package").unwrap();
+        f.expect_rejected_via(via, &forward(), "h");
+        assert!(!f.rootdir.join("h").exists(), "{via:?}");
+        assert_eq!(
+            std::fs::read(f.rootdir.join("later")).unwrap(),
+            b"another package"
+        );
     }
 }
 
@@ -799,6 +948,159 @@ fn hostile_10_pax_and_gnu_names_mixed_like_gnu_tar() {
     t.extend_from_slice(&[0u8; 1024]);
     assert_eq!(our_listing(&t), gnu_listing(dir.path(), &t));
     assert_eq!(our_listing(&t), vec![b"outer".to_vec(), b"after".to_vec()]);
+}
+
+/// Name and size of every entry as `tar -tvf` prints them.
+fn gnu_verbose_listing(dir: &Path, data: &[u8]) -> Vec<(Vec<u8>, u64)> {
+    let p = dir.join("t.tar");
+    std::fs::write(&p, data).unwrap();
+    let out = Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            // mode owner/group size date time name (names here have no spaces)
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(fields.len(), 6, "{l}");
+            (fields[5].as_bytes().to_vec(), fields[2].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Regular files under `dir`: relative path → content.
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for ent in std::fs::read_dir(&d).unwrap() {
+            let p = ent.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_10_nonzero_ustar_size_disagrees_with_pax_like_gnu_tar() {
+    if Command::new("tar").arg("--version").output().is_err() {
+        skip("GNU tar not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // `outer` has a PAX size and a different, non-zero ustar size. A reader
+    // that trusts the ustar size either skips a real entry or takes data for
+    // a header; the PAX size wins (GNU tar, Go), so both readers must agree.
+    let archive = |pax_size: usize, ustar_size: usize, body: &[u8]| {
+        let pax = pax_record("size", &pax_size.to_string());
+        let ustar = format!("{ustar_size:011o}\0");
+        let mut t = Vec::new();
+        t.extend_from_slice(&header(&E {
+            kind: b'x',
+            data: &pax,
+            ..e(b"PaxHeaders/outer")
+        }));
+        t.extend_from_slice(&pax);
+        pad(&mut t);
+        t.extend_from_slice(&header(&E {
+            size_field: Some(ustar.as_bytes()),
+            ..e(b"outer")
+        }));
+        t.extend_from_slice(body);
+        pad(&mut t);
+        t.extend_from_slice(&header(&E {
+            data: b"after",
+            ..e(b"after")
+        }));
+        t.extend_from_slice(b"after");
+        pad(&mut t);
+        t.extend_from_slice(&[0u8; 1024]);
+        t
+    };
+    // ustar bigger than PAX: the ustar size would swallow `hidden`.
+    let mut bigger = b"outer".to_vec();
+    pad(&mut bigger);
+    bigger.extend_from_slice(&header(&E {
+        data: b"hidden",
+        ..e(b"hidden")
+    }));
+    bigger.extend_from_slice(b"hidden");
+    pad(&mut bigger);
+    let ustar_bigger = archive(5, bigger.len(), &bigger);
+    // ustar smaller than PAX: the ustar size would read `smuggled` (and a
+    // path escaping the root) out of outer's data.
+    let mut smaller = vec![b'o'; 512];
+    smaller.extend_from_slice(&header(&E {
+        data: b"",
+        ..e(b"../smuggled")
+    }));
+    let ustar_smaller = archive(smaller.len(), 5, &smaller);
+
+    for (case, t, want) in [
+        (
+            "ustar bigger",
+            &ustar_bigger,
+            vec![("outer", 5), ("hidden", 6), ("after", 5)],
+        ),
+        (
+            "ustar smaller",
+            &ustar_smaller,
+            vec![("outer", 1024), ("after", 5)],
+        ),
+    ] {
+        let mut ours = Vec::new();
+        let mut bodies = BTreeMap::new();
+        let mut r = rootstrap::archive::tar::TarReader::new(&t[..]);
+        while let Some(mut entry) = r.next_entry().unwrap() {
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            assert_eq!(body.len() as u64, entry.header.size, "{case}");
+            let path = entry.header.path.clone();
+            ours.push((path.clone(), entry.header.size));
+            bodies.insert(String::from_utf8(path).unwrap(), body);
+        }
+        let want: Vec<(Vec<u8>, u64)> = want
+            .iter()
+            .map(|(n, s)| (n.as_bytes().to_vec(), *s))
+            .collect();
+        assert_eq!(ours, want, "{case}");
+        assert_eq!(ours, gnu_verbose_listing(dir.path(), t), "{case}");
+
+        let gnu_out = dir.path().join("x");
+        let _ = std::fs::remove_dir_all(&gnu_out);
+        std::fs::create_dir(&gnu_out).unwrap();
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(dir.path().join("t.tar"))
+            .arg("-C")
+            .arg(&gnu_out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{case}");
+        let theirs = files_under(&gnu_out);
+        assert_eq!(bodies, theirs, "{case}");
+        // And what each extraction path writes into a rootfs.
+        for via in EVERY_PATH {
+            let f = Fixture::new();
+            f.extract_via(via, t).unwrap();
+            assert_eq!(files_under(&f.rootdir), theirs, "{case} {via:?}");
+            f.assert_host_untouched();
+        }
+    }
 }
 
 /// A reader producing `len` bytes of `b'a'` without allocating them.

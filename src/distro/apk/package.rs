@@ -493,6 +493,35 @@ mod tests {
     }
 
     #[test]
+    fn rejects_control_entries_inside_the_data_member() {
+        let keys = TrustedKeys::new();
+        let good = hex::encode(Sha1::digest(b"hi"));
+        for control in [
+            entry(".PKGINFO", b'0', b"pkgname = evil\n"),
+            entry(
+                ".SIGN.RSA.alpine-devel@lists.alpinelinux.org.rsa.pub",
+                b'0',
+                b"x",
+            ),
+        ] {
+            // Behind a legitimate file, so the check cannot stop at the first entry.
+            let tar = [file_with_sha1("etc/x", b"hi", &good), control].concat();
+            let (bytes, pkg) = build(&[], &tar);
+            let v = open_package(&bytes, &pkg, &keys, true).unwrap();
+            let err = v.data_entries().unwrap_err();
+            assert!(
+                matches!(err, ApkError::Format { .. }) && err.to_string().contains("control entry"),
+                "{err}"
+            );
+        }
+        // Only the control member's own names are refused, not a file that
+        // happens to share one deeper in the tree.
+        let (bytes, pkg) = build(&[], &entry("usr/share/.PKGINFO", b'0', b""));
+        let v = open_package(&bytes, &pkg, &keys, true).unwrap();
+        assert_eq!(v.data_entries().unwrap().len(), 1);
+    }
+
+    #[test]
     fn rejects_malicious_names_and_dangling_hardlinks() {
         let keys = TrustedKeys::new();
         let mut link_first = entry("bin/ln", b'1', b"");

@@ -689,6 +689,34 @@ mod tests {
                 ..
             })
         ));
+        // A mirror swapped for another archive (Label) or moved to another
+        // release under the same suite name (Codename) drifts just as well.
+        let mut before = r.identity();
+        before.label = Some("Evil".into());
+        policy.previous_identity = Some(before);
+        let err = r.check(&policy).unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::Drift { field: "Label", previous, current }
+                if previous == "Evil" && current == "Debian"),
+            "{err}"
+        );
+        let mut before = r.identity();
+        before.codename = Some("bookworm".into());
+        policy.previous_identity = Some(before);
+        let err = r.check(&policy).unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::Drift { field: "Codename", previous, current }
+                if previous == "bookworm" && current == "trixie"),
+            "{err}"
+        );
+        // A field that was absent before and appears now is drift too.
+        let mut before = r.identity();
+        before.label = None;
+        policy.previous_identity = Some(before);
+        assert!(matches!(
+            r.check(&policy),
+            Err(ReleaseError::Drift { field: "Label", .. })
+        ));
     }
 
     /// The payload of a real archive InRelease, when a copy is at hand

@@ -159,10 +159,25 @@ mod tests {
             root.mkdir_all(&rel.parent().unwrap(), 0o755).unwrap();
             root.write_file(&rel, data, 0o644).unwrap();
         };
+        // Spelled out so that dropping a path from VOLATILE fails here;
+        // VOLATILE itself is chained in below so a new entry is covered too.
         let removed = [
             "var/log/dpkg.log",
+            "var/log/alternatives.log",
+            "var/log/bootstrap.log",
+            "var/log/apt/history.log",
+            "var/log/apt/term.log",
             "var/log/apt/eipp.log.xz",
             "var/cache/ldconfig/aux-cache",
+            "var/lib/systemd/catalog/database",
+            "etc/apt/apt.conf.d/01autoremove-kernels",
+            "usr/share/info/dir.old",
+            "etc/passwd-",
+            "etc/group-",
+            "etc/gshadow-",
+            "etc/subuid-",
+            "etc/subgid-",
+            "usr/sbin/policy-rc.d",
             "var/lib/dpkg/status-old",
             "var/lib/dpkg/triggers-old",
             "var/cache/debconf/templates.dat-old",
@@ -184,7 +199,7 @@ mod tests {
             "var/cache/apt/archives/lock",
             "etc/passwd",
         ];
-        for p in removed.iter().chain(&kept) {
+        for p in removed.iter().chain(VOLATILE).chain(&kept) {
             write(p, b"data\n");
         }
         write("etc/machine-id", b"0123456789abcdef0123456789abcdef\n");
@@ -204,7 +219,7 @@ mod tests {
         root.symlink(b"/etc/machine-id", &dbus).unwrap();
 
         normalise(&root, 20000 * 86400).unwrap();
-        for p in removed {
+        for p in removed.iter().chain(VOLATILE) {
             assert!(!dir.path().join(p).exists(), "{p} should be gone");
         }
         for p in kept {
