@@ -774,6 +774,61 @@ fn overflowing_chunk_size_is_an_error() {
     );
 }
 
+/// HOSTILE 31: a server asking for an hour's wait gets at most the
+/// configured longest wait (120 s by default), not a stalled build.
+#[test]
+fn retry_after_is_capped() {
+    let e = env();
+    e.srv.put("/busy", b"hello");
+    e.srv.fail_times("/busy", 503, 1, Some("3600"));
+    let fetcher = Fetcher::new(
+        ClientConfig {
+            max_retry_after: Duration::from_secs(1),
+            ..quick_config()
+        },
+        Cache::open(&e.cache_dir).unwrap(),
+        report::silent(),
+        false,
+    )
+    .unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        fetcher.fetch_bytes(&e.srv.url("/busy"), 100).unwrap(),
+        b"hello"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(950) && waited < Duration::from_secs(30),
+        "waited {waited:?}"
+    );
+    assert_eq!(e.srv.requests("/busy"), 2);
+}
+
+/// HOSTILE 30: rootstrap never asks for a range, so a 206 (a cache or proxy
+/// answering some other client's range) is refused rather than taken as the
+/// whole file, and nothing of it is cached.
+#[test]
+fn an_unasked_partial_response_is_refused() {
+    let e = env();
+    let data = payload(64, 3);
+    e.srv.raw_response(
+        "/partial",
+        &[
+            b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 32-63/64\r\n\
+              Content-Length: 32\r\nConnection: close\r\n\r\n"
+                .as_slice(),
+            &data[32..],
+        ]
+        .concat(),
+    );
+    let err = e
+        .fetcher
+        .fetch_verified(&e.srv.url("/partial"), 64, &digest(&data))
+        .unwrap_err();
+    assert!(matches!(err, FetchError::Http { status: 206, .. }), "{err}");
+    assert!(e.fetcher.cache().get(&digest(&data)).is_none());
+}
+
 #[test]
 fn captive_portal_html_fails_the_hash_check() {
     let e = env();
