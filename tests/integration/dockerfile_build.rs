@@ -474,6 +474,34 @@ fn add_of_a_tar_through_rootfs_symlinks_stays_inside() {
     );
 }
 
+/// HOSTILE 41: no step gets more than the sandbox gives, whatever it asks.
+#[test]
+fn run_security_insecure_is_refused() {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = make_base(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN --security=insecure touch /ran\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = format!("oci:{}", out.display());
+    let result = build(&ctx, &["--output", &out_arg]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("step #2 (line 2)")
+            && stderr.contains("--security=insecure is not supported"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
 #[test]
 fn squash_gives_one_layer_and_target_stops_early() {
     if !can_run() {
