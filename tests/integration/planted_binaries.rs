@@ -230,6 +230,10 @@ fn rootstrap(args: &[&str]) -> ProcOutput {
 }
 
 fn build(ctx: &Path, out: &Path) -> ProcOutput {
+    build_isolated(ctx, out, "auto")
+}
+
+fn build_isolated(ctx: &Path, out: &Path, isolation: &str) -> ProcOutput {
     let dockerfile = ctx.join("Dockerfile");
     rootstrap(&[
         "build",
@@ -237,6 +241,8 @@ fn build(ctx: &Path, out: &Path) -> ProcOutput {
         dockerfile.to_str().unwrap(),
         ctx.to_str().unwrap(),
         "--no-cache",
+        "--isolation",
+        isolation,
         "--output",
         &format!("oci:{}", out.display()),
     ])
@@ -303,27 +309,38 @@ fn planted_tools_and_nss_modules_never_run_on_the_host() {
         ),
     )
     .unwrap();
-    let out = work.path().join("out");
-    let result = build(&ctx, &out);
-    assert!(result.status.success(), "the build itself should succeed");
-    let left = markers.left();
-    assert!(left.is_empty(), "planted files ran on the host: {left:?}");
+    // The chroot level is what pods get: the host process does more of the
+    // work around each step there (device nodes, resolv.conf), so it is
+    // checked as well as the default.
+    for isolation in ["namespaces", "chroot"] {
+        let out = work.path().join(format!("out-{isolation}"));
+        let result = build_isolated(&ctx, &out, isolation);
+        assert!(
+            result.status.success(),
+            "{isolation}: the build itself should succeed"
+        );
+        let left = markers.left();
+        assert!(
+            left.is_empty(),
+            "{isolation}: planted files ran on the host: {left:?}"
+        );
 
-    // Inside the sandbox they did run (so they were live all along), and
-    // the names resolved from the rootfs's own /etc/passwd.
-    let image = OpenedImage::open(&ImageSource::OciDir(out), None).unwrap();
-    let mut sink = MemorySink::default();
-    unpack_layers(&image, &mut sink).unwrap();
-    let inside = markers.dir.strip_prefix("/").unwrap();
-    assert!(
-        sink.entries.keys().any(|p| p.starts_with(inside)),
-        "the RUN step should have run the planted tools inside the sandbox"
-    );
-    let (header, data) = &sink.entries[Path::new("tmp/uid")];
-    assert_eq!(String::from_utf8_lossy(data).trim(), "1000", "{header:?}");
-    let (header, _) = &sink.entries[Path::new("home/app/f")];
-    assert_eq!((header.uid, header.gid), (1000, 1001));
-    assert_eq!(sink.entries[Path::new("data/hello")].1, b"added\n");
+        // Inside the sandbox they did run (so they were live all along), and
+        // the names resolved from the rootfs's own /etc/passwd.
+        let image = OpenedImage::open(&ImageSource::OciDir(out), None).unwrap();
+        let mut sink = MemorySink::default();
+        unpack_layers(&image, &mut sink).unwrap();
+        let inside = markers.dir.strip_prefix("/").unwrap();
+        assert!(
+            sink.entries.keys().any(|p| p.starts_with(inside)),
+            "{isolation}: the RUN step should have run the planted tools inside the sandbox"
+        );
+        let (header, data) = &sink.entries[Path::new("tmp/uid")];
+        assert_eq!(String::from_utf8_lossy(data).trim(), "1000", "{header:?}");
+        let (header, _) = &sink.entries[Path::new("home/app/f")];
+        assert_eq!((header.uid, header.gid), (1000, 1001));
+        assert_eq!(sink.entries[Path::new("data/hello")].1, b"added\n");
+    }
     if !is_elf {
         eprintln!("NOTE: the NSS half of this test was weaker (no C compiler)");
     }
