@@ -618,6 +618,54 @@ fn a_failing_essential_script_fails_the_build_and_leaves_nothing() {
     ]);
 }
 
+/// HOSTILE 43: a postinst that asks to start its service is told no by the
+/// `policy-rc.d` in place while scripts run (exit 101, as invoke-rc.d reads
+/// it), and the daemon it starts anyway does not outlive the build.
+#[test]
+fn a_script_starting_a_daemon_is_denied_and_the_daemon_does_not_survive() {
+    let Some(mut packages) = sandbox_runtime_packages() else {
+        return;
+    };
+    const DAEMON_SLEEP: &str = "3597";
+    packages.push(
+        DebPackage::new("daemonic", "1.0")
+            .depends("busybox")
+            .script(
+                "postinst",
+                &format!(
+                    "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n\
+             rc=0; /usr/sbin/policy-rc.d daemonic start || rc=$?\n\
+             echo \"policy-rc.d says $rc\" > /var/lib/daemonic-policy\n\
+             setsid sleep {DAEMON_SLEEP} < /dev/null > /dev/null 2>&1 &\nfi\n"
+                ),
+            ),
+    );
+    let f = Fixture::new(packages, |_| {});
+    f.write_recipe(&["daemonic"]);
+    let out = f.build();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let daemons = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.starts_with("sleep ") && c.contains(DAEMON_SLEEP))
+            .collect()
+    };
+    assert!(daemons().is_empty(), "left running: {:?}", daemons());
+    let run = f.run("cat /var/lib/daemonic-policy; ls /usr/sbin/policy-rc.d 2>&1 || true");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.starts_with("policy-rc.d says 101\n"), "{stdout}");
+    assert!(
+        !stdout.contains("/usr/sbin/policy-rc.d\n"),
+        "left in the image: {stdout}"
+    );
+}
+
 /// An Essential package whose postinst fails, saying why on stderr.
 fn broken_essential() -> DebPackage {
     DebPackage::new("broken-essential", "1.0")
