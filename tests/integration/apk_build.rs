@@ -957,6 +957,28 @@ fn hardlink_to_a_file_of_another_package_is_refused() {
 }
 
 #[test]
+fn package_whose_data_is_a_decompression_bomb_is_refused() {
+    // HOSTILE 14: 40 MiB of zeros (a few KiB of gzip) in a package that
+    // says it installs 4 KiB: the data may expand to twice that plus
+    // 16 MiB, no more.
+    let mut evil = PackageSpec::new("evil", "1-r0", std::env::consts::ARCH);
+    evil.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/zeros", 0o644, &vec![0u8; 40 << 20]),
+    ];
+    evil.meta = Some(apkrepo::PackageMeta {
+        url: "https://example.invalid/".into(),
+        license: "MIT".into(),
+        origin: "evil".into(),
+        maintainer: "fixture".into(),
+        build_time: apkrepo::BUILD_TIME,
+        installed_size: 4096,
+        ..apkrepo::PackageMeta::default()
+    });
+    assert_extraction_refused("data bomb", evil, "decompresses to more than");
+}
+
+#[test]
 fn symlink_escape_stays_inside_the_rootfs() {
     // HOSTILE 3/4: a link pointing far above the root, then a file through it.
     let Some(bb) = busybox_or_skip("symlink_escape") else {
