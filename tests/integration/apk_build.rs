@@ -733,6 +733,85 @@ fn tagged_repository_is_used_only_for_pinned_requests() {
     );
 }
 
+/// HOSTILE 33 for Alpine: the package cache, then the outputs, on a disk
+/// too small: the error says so and names the directory, nothing is left at
+/// the outputs or in the cache, and with room again the build succeeds.
+#[test]
+fn a_full_disk_under_an_alpine_build() {
+    use crate::enospc::SmallDisk;
+    let Some(bb) = busybox_or_skip("a_full_disk_under_an_alpine_build") else {
+        return;
+    };
+    if !is_root() {
+        skip("mounting a small tmpfs needs root");
+        return;
+    }
+    // 6 MiB that gzip cannot shrink, so the package and its layer are big.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let noise: Vec<u8> = (0..6 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut bulk = PackageSpec::new("bulk", "1-r0", std::env::consts::ARCH);
+    bulk.entries = vec![
+        apkrepo::dir("usr", 0o755),
+        apkrepo::file("usr/bulk", 0o644, &noise),
+    ];
+    let s = setup_with(std::env::consts::ARCH, &bb, &[bulk]);
+    std::fs::create_dir(s.out("out")).unwrap();
+    let oci = s.out("out").join("oci");
+    let archive = s.out("out").join("image.tar");
+    let outputs = [
+        format!("oci:{}", oci.display()),
+        format!("docker-archive:{}", archive.display()),
+    ];
+    for (full, size) in [(s.out("cache"), "3m"), (s.out("out"), "8m")] {
+        let disk = SmallDisk::mount(full.clone(), size);
+        let o = s.build(&[], &outputs);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "built on a full {}", full.display());
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("rootstrap: error"))
+            .unwrap_or_else(|| panic!("no error line:\n{err}"));
+        assert!(
+            line.contains("No space left on device") && line.contains(&*full.to_string_lossy()),
+            "{err}"
+        );
+        assert!(
+            !oci.exists() && !archive.exists(),
+            "{}: output left",
+            full.display()
+        );
+        let debris: Vec<PathBuf> = walk_files(&s.out("cache"))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .collect();
+        assert!(debris.is_empty(), "left in the cache: {debris:?}");
+        let trees: Vec<_> = std::fs::read_dir(s.tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("rootfs"))
+            .collect();
+        assert!(trees.is_empty(), "trees left: {trees:?}");
+        disk.grow("256m");
+        let o = s.build(&[], &outputs);
+        assert!(o.status.success(), "with room again: {}", stderr(&o));
+        std::fs::remove_dir_all(&oci).unwrap();
+        std::fs::remove_file(&archive).unwrap();
+        drop(disk);
+    }
+}
+
 /// HOSTILE 36 for Alpine: cached packages that were truncated, zeroed in
 /// place or replaced by a dangling symlink are fetched again, and the build
 /// gives the same image.

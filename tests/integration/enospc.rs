@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A tmpfs of `size` mounted on a new directory; unmounted when dropped.
-struct SmallDisk {
+pub(crate) struct SmallDisk {
     dir: PathBuf,
 }
 
 impl SmallDisk {
-    fn mount(dir: PathBuf, size: &str) -> SmallDisk {
+    pub(crate) fn mount(dir: PathBuf, size: &str) -> SmallDisk {
         std::fs::create_dir_all(&dir).unwrap();
         let status = Command::new("mount")
             .args([
@@ -38,7 +38,7 @@ impl SmallDisk {
     }
 
     /// Room again: the same file system, grown.
-    fn grow(&self, size: &str) {
+    pub(crate) fn grow(&self, size: &str) {
         let status = Command::new("mount")
             .args(["-o", &format!("remount,size={size}")])
             .arg(&self.dir)
