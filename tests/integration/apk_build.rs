@@ -367,6 +367,138 @@ fn tampered_package_is_refused_and_nothing_is_written() {
     }
 }
 
+/// HOSTILE 19 in a build: the control member (and so the signature, the
+/// index `C:` and the package size) untouched, the data member swapped for
+/// another well-formed gzip member of the same length. Only the datahash
+/// can tell, and it does, before anything of the package is written.
+#[test]
+fn a_swapped_data_member_is_refused_by_its_datahash() {
+    let Some(bb) = busybox_or_skip("a_swapped_data_member") else {
+        return;
+    };
+    // A foreign architecture runs no scripts, so no root is needed.
+    let arch = foreign_arch();
+    let mut victim = PackageSpec::new("victim", "1-r0", arch);
+    victim.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/victim", 0o644, b"genuine\n"),
+    ];
+    let s = setup_with(arch, &bb, &[victim]);
+    let pkg = s
+        .repo
+        .packages
+        .iter()
+        .find(|p| p.spec.name == "victim")
+        .unwrap();
+    let path = s.repo.package_path("victim").unwrap();
+    let original = std::fs::read(&path).unwrap();
+
+    // An empty tar in a gzip member as long as the original one.
+    let member = padded_gzip_member(&[0u8; 1024], pkg.data_range.len());
+    let forged = [
+        &original[..pkg.data_range.start],
+        &member[..],
+        &original[pkg.data_range.end..],
+    ]
+    .concat();
+    assert_eq!(forged.len(), original.len());
+    std::fs::write(&path, forged).unwrap();
+
+    let oci = s.out("oci");
+    let o = s.build(
+        &["--skip-foreign-scripts"],
+        &[format!("oci:{}", oci.display())],
+    );
+    assert!(!o.status.success(), "a swapped data member was accepted");
+    let err = stderr(&o);
+    assert!(
+        err.contains("victim-1-r0") && err.contains("does not match .PKGINFO datahash"),
+        "{err}"
+    );
+    assert!(!oci.exists());
+}
+
+/// `content` gzipped into one member of exactly `len` bytes, padded with a
+/// FEXTRA field: a well-formed member that fits where another was.
+fn padded_gzip_member(content: &[u8], len: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    deflate.write_all(content).unwrap();
+    let deflated = deflate.finish().unwrap();
+    let xlen = len - 20 - deflated.len();
+    let mut member = vec![0x1f, 0x8b, 8, 0x04, 0, 0, 0, 0, 0, 255];
+    member.extend_from_slice(&u16::try_from(xlen).unwrap().to_le_bytes());
+    member.extend(std::iter::repeat_n(b'x', xlen));
+    member.extend_from_slice(&deflated);
+    let mut crc = flate2::Crc::new();
+    crc.update(content);
+    member.extend_from_slice(&crc.sum().to_le_bytes());
+    member.extend_from_slice(&(content.len() as u32).to_le_bytes());
+    member
+}
+
+/// HOSTILE 18 in a build: the mirror serves another package signed by the
+/// trusted key under this one's name, made exactly as long (so `S:` holds).
+/// Its control member is not the one the index names (`C:`): refused before
+/// anything is extracted, the copy evicted, and the genuine package fetched
+/// once the mirror serves it again.
+#[test]
+fn a_validly_signed_package_that_is_not_the_indexed_one_is_refused() {
+    use std::io::Read;
+    let Some(bb) = busybox_or_skip("a_validly_signed_package_that_is_not") else {
+        return;
+    };
+    let arch = foreign_arch();
+    let mut victim = PackageSpec::new("victim", "1-r0", arch);
+    victim.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/victim", 0o644, "genuine\n".repeat(300).as_bytes()),
+    ];
+    let s = setup_with(arch, &bb, &[victim.clone()]);
+    let path = s.repo.package_path("victim").unwrap();
+    let genuine = std::fs::read(&path).unwrap();
+
+    let mut other = victim;
+    other.entries = vec![
+        apkrepo::dir("etc", 0o755),
+        apkrepo::file("etc/victim", 0o644, b"forged\n"),
+    ];
+    let built = apkrepo::build_package(&other, Some(&s.repo.key));
+    let data = &built.bytes[built.data_range.clone()];
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut tar)
+        .unwrap();
+    let room = genuine.len() - (built.bytes.len() - data.len());
+    let forged = [
+        &built.bytes[..built.data_range.start],
+        &padded_gzip_member(&tar, room)[..],
+        &built.bytes[built.data_range.end..],
+    ]
+    .concat();
+    assert_eq!(forged.len(), genuine.len());
+    std::fs::write(&path, forged).unwrap();
+
+    let oci = s.out("oci");
+    let flags = ["--skip-foreign-scripts"];
+    let o = s.build(&flags, &[format!("oci:{}", oci.display())]);
+    assert!(!o.status.success(), "another signed package was accepted");
+    let err = stderr(&o);
+    assert!(
+        err.contains("victim-1-r0") && err.contains("does not match the index C:"),
+        "{err}"
+    );
+    assert!(!oci.exists());
+
+    // Evicted: with the genuine file served again, the next build fetches it.
+    std::fs::write(&path, &genuine).unwrap();
+    let url = format!("/{RELEASE}/main/{arch}/victim-1-r0.apk");
+    let fetched = s.server.requests(&url);
+    let o = s.build(&flags, &[format!("oci:{}", oci.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(s.server.requests(&url), fetched + 1);
+}
+
 #[test]
 fn index_signed_by_an_unknown_key_is_refused() {
     let Some(bb) = busybox_or_skip("index_signed_by_an_unknown_key") else {
