@@ -76,7 +76,7 @@ impl SigningKey {
     }
 
     /// `.SIGN.RSA.<name>`: PKCS#1 v1.5 over SHA-1 of `data`.
-    fn sign(&self, data: &[u8]) -> Vec<u8> {
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
         self.private
             .sign(Pkcs1v15Sign::new::<Sha1>(), &Sha1::digest(data))
             .expect("RSA signing")
@@ -490,6 +490,17 @@ pub fn build_package(spec: &PackageSpec, key: Option<&SigningKey>) -> BuiltPacka
 
 /// `APKINDEX.tar.gz` over the given stanzas; signed when `key` is given.
 pub fn build_index(stanzas: &[&str], key: Option<&SigningKey>) -> Vec<u8> {
+    build_index_signed_with(stanzas, |index| {
+        key.map(|k| (format!(".SIGN.RSA.{}", k.name), k.sign(index)))
+    })
+}
+
+/// [`build_index`] whose signature entry (name, bytes) `sign` makes from
+/// the compressed index: bad input such as an oversized signature.
+pub fn build_index_signed_with(
+    stanzas: &[&str],
+    sign: impl FnOnce(&[u8]) -> Option<(String, Vec<u8>)>,
+) -> Vec<u8> {
     let mut text = String::new();
     for s in stanzas {
         text.push_str(s);
@@ -501,14 +512,9 @@ pub fn build_index(stanzas: &[&str], key: Option<&SigningKey>) -> Vec<u8> {
     tar.extend_from_slice(&[0u8; 1024]);
     let index = gzip(&tar);
     let mut out = Vec::new();
-    if let Some(k) = key {
+    if let Some((name, signature)) = sign(&index) {
         let mut sig_tar = Vec::new();
-        push_file(
-            &mut sig_tar,
-            &format!(".SIGN.RSA.{}", k.name),
-            0o644,
-            &k.sign(&index),
-        );
+        push_file(&mut sig_tar, &name, 0o644, &signature);
         out.extend(gzip(&sig_tar));
     }
     out.extend(index);

@@ -499,6 +499,9 @@ fn a_validly_signed_package_that_is_not_the_indexed_one_is_refused() {
     assert_eq!(s.server.requests(&url), fetched + 1);
 }
 
+/// HOSTILE 17 in a build: an index signed by a key not trusted, one whose
+/// signature entry (named for the trusted key) is over 64 KiB, and one
+/// signed with an algorithm apk does not know.
 #[test]
 fn index_signed_by_an_unknown_key_is_refused() {
     let Some(bb) = busybox_or_skip("index_signed_by_an_unknown_key") else {
@@ -506,16 +509,39 @@ fn index_signed_by_an_unknown_key_is_refused() {
     };
     let s = setup(std::env::consts::ARCH, &bb);
     let stranger = SigningKey::generate("stranger.rsa.pub");
-    s.repo.write_index(Some(&stranger)).unwrap();
-    let oci = s.out("oci");
-    let o = s.build(&[], &[format!("oci:{}", oci.display())]);
-    assert!(!o.status.success());
-    let err = stderr(&o);
-    assert!(
-        err.contains("APKINDEX") && err.contains("stranger.rsa.pub"),
-        "{err}"
-    );
-    assert!(!oci.exists());
+    let trusted = s.repo.key.name.clone();
+    let stanzas: Vec<String> = s.repo.packages.iter().map(|p| p.stanza.clone()).collect();
+    let stanzas: Vec<&str> = stanzas.iter().map(String::as_str).collect();
+    let cases = [
+        (
+            apkrepo::build_index(&stanzas, Some(&stranger)),
+            "stranger.rsa.pub".to_string(),
+        ),
+        (
+            apkrepo::build_index_signed_with(&stanzas, |index| {
+                let mut sig = s.repo.key.sign(index);
+                sig.resize(64 * 1024 + 1, 0);
+                Some((format!(".SIGN.RSA.{trusted}"), sig))
+            }),
+            "over the 64 KiB limit".to_string(),
+        ),
+        (
+            apkrepo::build_index_signed_with(&stanzas, |index| {
+                Some((format!(".SIGN.DSA.{trusted}"), s.repo.key.sign(index)))
+            }),
+            "unknown algorithm".to_string(),
+        ),
+    ];
+    let index = s.repo.arch_dir.join("APKINDEX.tar.gz");
+    for (bytes, needle) in cases {
+        std::fs::write(&index, bytes).unwrap();
+        let oci = s.out("oci");
+        let o = s.build(&[], &[format!("oci:{}", oci.display())]);
+        assert!(!o.status.success(), "{needle}: accepted");
+        let err = stderr(&o);
+        assert!(err.contains("APKINDEX") && err.contains(&needle), "{err}");
+        assert!(!oci.exists());
+    }
 }
 
 #[test]
