@@ -298,6 +298,30 @@ fn tampered_inrelease_is_refused() {
     f.assert_fails_cleanly(&["dists/fixture/InRelease", "signature"]);
 }
 
+/// HOSTILE 21 in a build: text outside the signed part of a validly signed
+/// InRelease (appended after the signature; an undashed "-" line inside)
+/// is refused, not read.
+#[test]
+fn inrelease_with_unsigned_text_is_refused() {
+    /// How the served InRelease is changed.
+    type Change = fn(&str) -> String;
+    let appended: Change = |text| format!("{text}Suite: unstable\n");
+    let undashed: Change = |text| text.replacen("\nSuite:", "\n-Suite: injected\nSuite:", 1);
+    for (what, change, says) in [
+        ("appended", appended, "unsigned text after the signature"),
+        ("undashed", undashed, "is not dash-escaped"),
+    ] {
+        let f = Fixture::new(minimal_packages(), |repo| {
+            let path = repo.join("dists/fixture/InRelease");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let changed = change(&text);
+            assert_ne!(changed, text, "{what}: the InRelease did not change");
+            std::fs::write(&path, changed).unwrap();
+        });
+        f.assert_fails_cleanly(&["dists/fixture/InRelease", says]);
+    }
+}
+
 #[test]
 fn inrelease_signed_by_an_unknown_key_is_refused() {
     let f = Fixture::new(minimal_packages(), |_| {});
