@@ -5,6 +5,7 @@
 
 use crate::common;
 use crate::common::skip::{not_applicable, skip};
+use crate::signals;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -80,9 +81,11 @@ impl Setup {
         self.build_command(extra, outputs).output().unwrap()
     }
 
-    fn build_command(&self, extra: &[&str], outputs: &[String]) -> std::process::Command {
+    /// `rootstrap VERB RECIPE` against the fixture mirror, its key and the
+    /// test's cache.
+    fn command(&self, verb: &str) -> std::process::Command {
         let mut cmd = run::rootstrap();
-        cmd.arg("build")
+        cmd.arg(verb)
             .arg(&self.recipe)
             .arg("--mirror")
             .arg(self.mirror())
@@ -90,29 +93,65 @@ impl Setup {
             .arg(&self.repo.keys_dir)
             .arg("--cache-dir")
             .arg(self.out("cache"))
-            .arg("--work-dir")
-            .arg(self.tmp.path())
-            .args(extra);
+            .env_remove("ROOTSTRAP_MIRROR");
+        cmd
+    }
+
+    fn build_command(&self, extra: &[&str], outputs: &[String]) -> std::process::Command {
+        let mut cmd = self.command("build");
+        cmd.arg("--work-dir").arg(self.tmp.path()).args(extra);
         for o in outputs {
             cmd.arg("--output").arg(o);
         }
-        cmd.env_remove("ROOTSTRAP_MIRROR");
         cmd.env_remove("SOURCE_DATE_EPOCH");
         cmd
+    }
+
+    /// `rootstrap resolve --json` of the recipe.
+    fn resolve(&self, extra: &[&str]) -> Output {
+        self.command("resolve")
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    /// Requests the mirror has had for `spec`'s file in the main repository.
+    fn requests_of(&self, spec: &PackageSpec) -> usize {
+        self.server.requests(&format!(
+            "/{RELEASE}/main/{}/{}",
+            spec.arch,
+            spec.file_name()
+        ))
+    }
+
+    /// [`Setup::requests_of`] the (first) package named `name`.
+    fn requests_for(&self, name: &str) -> usize {
+        let p = self
+            .repo
+            .packages
+            .iter()
+            .find(|p| p.spec.name == name)
+            .unwrap();
+        self.requests_of(&p.spec)
     }
 
     fn apk_requests(&self) -> usize {
         self.repo
             .packages
             .iter()
-            .map(|p| {
-                self.server.requests(&format!(
-                    "/{RELEASE}/main/{}/{}",
-                    p.spec.arch,
-                    p.spec.file_name()
-                ))
-            })
+            .map(|p| self.requests_of(&p.spec))
             .sum()
+    }
+}
+
+impl Setup {
+    /// Temporary trees a build left in its work directory.
+    fn trees_left(&self) -> Vec<String> {
+        signals::list(self.tmp.path())
+            .into_iter()
+            .filter(|n| n.contains("rootfs"))
+            .collect()
     }
 }
 
@@ -338,14 +377,10 @@ fn tampered_package_is_refused_and_nothing_is_written() {
         !oci.exists() && !archive.exists() && !tree.exists(),
         "output written despite a bad package"
     );
-    let parent = oci.parent().unwrap();
-    let left: Vec<_> = std::fs::read_dir(parent)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let trees = s.trees_left();
     assert!(
-        left.iter().all(|n| !n.to_string_lossy().contains("rootfs")),
-        "a tree was left beside the outputs: {left:?}"
+        trees.is_empty(),
+        "a tree was left beside the outputs: {trees:?}"
     );
 
     // The bad copy was evicted: once the mirror serves the right file, the
@@ -358,12 +393,11 @@ fn tampered_package_is_refused_and_nothing_is_written() {
         .unwrap()
         .bytes;
     std::fs::write(&path, good).unwrap();
-    let musl_utils_url = format!("/{RELEASE}/main/{}/{}", pkg.spec.arch, pkg.spec.file_name());
-    let fetched = s.server.requests(&musl_utils_url);
+    let fetched = s.requests_for("musl-utils");
     if is_root() {
         let o = s.build(&[], &[format!("oci:{}", oci.display())]);
         assert!(o.status.success(), "{}", stderr(&o));
-        assert_eq!(s.server.requests(&musl_utils_url), fetched + 1);
+        assert_eq!(s.requests_for("musl-utils"), fetched + 1);
     }
 }
 
@@ -492,11 +526,10 @@ fn a_validly_signed_package_that_is_not_the_indexed_one_is_refused() {
 
     // Evicted: with the genuine file served again, the next build fetches it.
     std::fs::write(&path, &genuine).unwrap();
-    let url = format!("/{RELEASE}/main/{arch}/victim-1-r0.apk");
-    let fetched = s.server.requests(&url);
+    let fetched = s.requests_for("victim");
     let o = s.build(&flags, &[format!("oci:{}", oci.display())]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(s.server.requests(&url), fetched + 1);
+    assert_eq!(s.requests_for("victim"), fetched + 1);
 }
 
 /// HOSTILE 17 in a build: an index signed by a key not trusted, one whose
@@ -747,7 +780,7 @@ fn failing_script_fails_the_build_and_names_it() {
 /// output behind.
 #[test]
 fn signal_while_a_script_runs_in_the_shared_shell_leaves_nothing() {
-    use crate::signals::{self, Build, SLEEP_MARKER};
+    use crate::signals::{Build, SLEEP_MARKER};
     let Some(bb) = busybox_or_skip("signal_while_a_script_runs_in_the_shared_shell") else {
         return;
     };
@@ -788,19 +821,9 @@ fn signal_while_a_script_runs_in_the_shared_shell_leaves_nothing() {
         });
         assert!(gone, "{what}: left running: {left:?}");
         assert!(!oci.exists(), "{what}: output written by a stopped build");
-        let trees: Vec<_> = std::fs::read_dir(s.tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("rootfs"))
-            .collect();
+        let trees = s.trees_left();
         assert!(trees.is_empty(), "{what}: trees left: {trees:?}");
-        let root = s.tmp.path().to_string_lossy().into_owned();
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&root))
-            .map(str::to_owned)
-            .collect();
+        let mounts = signals::mounts_under(s.tmp.path());
         assert!(mounts.is_empty(), "{what}: mounts left: {mounts:#?}");
     }
 }
@@ -945,7 +968,7 @@ fn a_full_disk_under_an_alpine_build() {
             "{}: output left",
             full.display()
         );
-        let debris: Vec<PathBuf> = walk_files(&s.out("cache"))
+        let debris: Vec<PathBuf> = signals::walk(&s.out("cache"))
             .into_iter()
             .filter(|p| {
                 p.file_name()
@@ -955,11 +978,7 @@ fn a_full_disk_under_an_alpine_build() {
             })
             .collect();
         assert!(debris.is_empty(), "left in the cache: {debris:?}");
-        let trees: Vec<_> = std::fs::read_dir(s.tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("rootfs"))
-            .collect();
+        let trees = s.trees_left();
         assert!(trees.is_empty(), "trees left: {trees:?}");
         disk.grow("256m");
         let o = s.build(&[], &outputs);
@@ -985,7 +1004,7 @@ fn corrupted_cached_packages_are_fetched_again() {
     let o = s.build(&flags, &[format!("oci:{}", first.display())]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let cached: Vec<PathBuf> = walk_files(&s.out("cache"));
+    let cached: Vec<PathBuf> = signals::walk(&s.out("cache"));
     let copy_of = |name: &str| {
         let bytes = &s
             .repo
@@ -1015,49 +1034,23 @@ fn corrupted_cached_packages_are_fetched_again() {
     let dangling = copy_of(damaged[2]);
     std::fs::remove_file(&dangling).unwrap();
     std::os::unix::fs::symlink("/nonexistent/rootstrap-cache-target", &dangling).unwrap();
-    let requests_of = |name: &str| {
-        let p = s
-            .repo
-            .packages
-            .iter()
-            .find(|p| p.spec.name == name)
-            .unwrap();
-        s.server.requests(&format!(
-            "/{RELEASE}/main/{}/{}",
-            p.spec.arch,
-            p.spec.file_name()
-        ))
-    };
-    let before: Vec<usize> = damaged.iter().map(|n| requests_of(n)).collect();
+    let before: Vec<usize> = damaged.iter().map(|n| s.requests_for(n)).collect();
 
     let second = s.out("second");
     let o = s.build(&flags, &[format!("oci:{}", second.display())]);
     assert!(o.status.success(), "{}", stderr(&o));
     for (name, was) in damaged.iter().zip(before) {
-        assert_eq!(requests_of(name), was + 1, "{name} was not fetched again");
+        assert_eq!(
+            s.requests_for(name),
+            was + 1,
+            "{name} was not fetched again"
+        );
     }
     assert_eq!(
         std::fs::read(first.join("index.json")).unwrap(),
         std::fs::read(second.join("index.json")).unwrap(),
         "another image from the repaired cache"
     );
-}
-
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 /// HOSTILE 32 for Alpine: when an update fails at one repository's index,
@@ -1088,28 +1081,6 @@ fn a_failed_index_update_keeps_none_of_the_new_indexes() {
         ),
     )
     .unwrap();
-    let (recipe, mirror, keys, cache) = (
-        s.recipe.clone(),
-        s.mirror(),
-        s.repo.keys_dir.clone(),
-        s.out("cache"),
-    );
-    let resolve = |extra: &[&str]| {
-        run::rootstrap()
-            .arg("resolve")
-            .arg(&recipe)
-            .arg("--mirror")
-            .arg(&mirror)
-            .arg("--keys")
-            .arg(&keys)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .arg("--json")
-            .args(extra)
-            .env_remove("ROOTSTRAP_MIRROR")
-            .output()
-            .unwrap()
-    };
     let version_of_both = |o: &Output| {
         assert!(o.status.success(), "{}", stderr(o));
         let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -1121,7 +1092,7 @@ fn a_failed_index_update_keeps_none_of_the_new_indexes() {
             .map(|p| p["version"].as_str().unwrap().to_string())
             .unwrap()
     };
-    assert_eq!(version_of_both(&resolve(&[])), "1-r0");
+    assert_eq!(version_of_both(&s.resolve(&[])), "1-r0");
 
     // main moves on to both 2; community's new index is signed by a stranger.
     let mut both2 = PackageSpec::new("both", "2-r0", arch);
@@ -1141,12 +1112,12 @@ fn a_failed_index_update_keeps_none_of_the_new_indexes() {
         apkrepo::build_index(&[&stanzas], Some(&stranger)),
     )
     .unwrap();
-    let o = resolve(&[]);
+    let o = s.resolve(&[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("stranger.rsa.pub"), "{}", stderr(&o));
 
     // Offline, main's kept index is still the one with both 1.
-    assert_eq!(version_of_both(&resolve(&["--offline"])), "1-r0");
+    assert_eq!(version_of_both(&s.resolve(&["--offline"])), "1-r0");
 }
 
 /// Runs a build that must fail at extraction (before any script), with
@@ -1450,19 +1421,7 @@ fn resolve_prints_the_plan_and_a_missing_mirror_is_a_clear_error() {
         return;
     };
     let s = setup(std::env::consts::ARCH, &bb);
-    let o = run::rootstrap()
-        .arg("resolve")
-        .arg(&s.recipe)
-        .arg("--mirror")
-        .arg(s.mirror())
-        .arg("--keys")
-        .arg(&s.repo.keys_dir)
-        .arg("--cache-dir")
-        .arg(s.out("cache"))
-        .arg("--json")
-        .env_remove("ROOTSTRAP_MIRROR")
-        .output()
-        .unwrap();
+    let o = s.resolve(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let names: Vec<&str> = plan["packages"]

@@ -226,13 +226,7 @@ impl Scene {
             .filter(|n| n.contains(&format!("-{}-", build.pid)))
             .collect();
         assert!(shm.is_empty(), "{what}: left in /dev/shm: {shm:?}");
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&root))
-            .map(str::to_owned)
-            .collect();
+        let mounts = mounts_under(self.dir.path());
         assert!(mounts.is_empty(), "{what}: mounts left: {mounts:#?}");
         let mut left = Vec::new();
         let gone = wait_until(Duration::from_secs(5), || {
@@ -455,7 +449,19 @@ pub(crate) fn list(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+/// Lines of this process's mountinfo that name a path under `dir`.
+pub(crate) fn mounts_under(dir: &Path) -> Vec<String> {
+    let root = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&root))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every path under `dir`, directories included.
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
