@@ -275,6 +275,20 @@ fn tar_header(name: &str, size: u64) -> [u8; 512] {
     h
 }
 
+/// Unpacks the image at `out` and checks that `who` ran the planted files
+/// inside the sandbox: their marks are in the image, not on the host.
+fn ran_inside(out: &Path, markers: &Markers, who: &str) -> MemorySink {
+    let image = OpenedImage::open(&ImageSource::OciDir(out.to_path_buf()), None).unwrap();
+    let mut sink = MemorySink::default();
+    unpack_layers(&image, &mut sink).unwrap();
+    let inside = markers.dir.strip_prefix("/").unwrap();
+    assert!(
+        sink.entries.keys().any(|p| p.starts_with(inside)),
+        "{who} should have run the planted tools inside the sandbox"
+    );
+    sink
+}
+
 #[test]
 fn planted_tools_and_nss_modules_never_run_on_the_host() {
     if !can_run() {
@@ -327,14 +341,7 @@ fn planted_tools_and_nss_modules_never_run_on_the_host() {
 
         // Inside the sandbox they did run (so they were live all along), and
         // the names resolved from the rootfs's own /etc/passwd.
-        let image = OpenedImage::open(&ImageSource::OciDir(out), None).unwrap();
-        let mut sink = MemorySink::default();
-        unpack_layers(&image, &mut sink).unwrap();
-        let inside = markers.dir.strip_prefix("/").unwrap();
-        assert!(
-            sink.entries.keys().any(|p| p.starts_with(inside)),
-            "{isolation}: the RUN step should have run the planted tools inside the sandbox"
-        );
+        let sink = ran_inside(&out, &markers, &format!("{isolation}: the RUN step"));
         let (header, data) = &sink.entries[Path::new("tmp/uid")];
         assert_eq!(String::from_utf8_lossy(data).trim(), "1000", "{header:?}");
         let (header, _) = &sink.entries[Path::new("home/app/f")];
@@ -460,12 +467,5 @@ fn a_recipe_build_never_runs_planted_files_on_the_host() {
     let left = markers.left();
     assert!(left.is_empty(), "planted files ran on the host: {left:?}");
     // The script did run them, inside the sandbox.
-    let image = OpenedImage::open(&ImageSource::OciDir(out), None).unwrap();
-    let mut sink = MemorySink::default();
-    unpack_layers(&image, &mut sink).unwrap();
-    let inside = markers.dir.strip_prefix("/").unwrap();
-    assert!(
-        sink.entries.keys().any(|p| p.starts_with(inside)),
-        "the post-install script should have run the planted tools in the sandbox"
-    );
+    ran_inside(&out, &markers, "the post-install script");
 }
