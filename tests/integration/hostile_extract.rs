@@ -854,16 +854,21 @@ fn our_listing(data: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-fn gnu_listing(dir: &Path, data: &[u8]) -> Vec<Vec<u8>> {
+/// GNU tar's stdout for `tar ARGS… DIR/t.tar`, with `data` as `t.tar`.
+fn gnu_tar(dir: &Path, data: &[u8], args: &[&std::ffi::OsStr]) -> Vec<u8> {
     let p = dir.join("t.tar");
     std::fs::write(&p, data).unwrap();
-    let out = Command::new("tar").arg("-tf").arg(&p).output().unwrap();
+    let out = Command::new("tar").args(args).arg(&p).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+fn gnu_listing(dir: &Path, data: &[u8]) -> Vec<Vec<u8>> {
+    gnu_tar(dir, data, &["-tf".as_ref()])
         .split(|&c| c == b'\n')
         .filter(|l| !l.is_empty())
         .map(<[u8]>::to_vec)
@@ -952,28 +957,20 @@ fn hostile_10_pax_and_gnu_names_mixed_like_gnu_tar() {
 
 /// Name and size of every entry as `tar -tvf` prints them.
 fn gnu_verbose_listing(dir: &Path, data: &[u8]) -> Vec<(Vec<u8>, u64)> {
-    let p = dir.join("t.tar");
-    std::fs::write(&p, data).unwrap();
-    let out = Command::new("tar")
-        .args(["--numeric-owner", "-tvf"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            // mode owner/group size date time name (names here have no spaces)
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(fields.len(), 6, "{l}");
-            (fields[5].as_bytes().to_vec(), fields[2].parse().unwrap())
-        })
-        .collect()
+    String::from_utf8(gnu_tar(
+        dir,
+        data,
+        &["--numeric-owner".as_ref(), "-tvf".as_ref()],
+    ))
+    .unwrap()
+    .lines()
+    .map(|l| {
+        // mode owner/group size date time name (names here have no spaces)
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(fields.len(), 6, "{l}");
+        (fields[5].as_bytes().to_vec(), fields[2].parse().unwrap())
+    })
+    .collect()
 }
 
 /// Regular files under `dir`: relative path → content.
@@ -1083,14 +1080,11 @@ fn hostile_10_nonzero_ustar_size_disagrees_with_pax_like_gnu_tar() {
         let gnu_out = dir.path().join("x");
         let _ = std::fs::remove_dir_all(&gnu_out);
         std::fs::create_dir(&gnu_out).unwrap();
-        let status = Command::new("tar")
-            .arg("-xf")
-            .arg(dir.path().join("t.tar"))
-            .arg("-C")
-            .arg(&gnu_out)
-            .status()
-            .unwrap();
-        assert!(status.success(), "{case}");
+        gnu_tar(
+            dir.path(),
+            t,
+            &["-C".as_ref(), gnu_out.as_os_str(), "-xf".as_ref()],
+        );
         let theirs = files_under(&gnu_out);
         assert_eq!(bodies, theirs, "{case}");
         // And what each extraction path writes into a rootfs.
