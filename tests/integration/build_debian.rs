@@ -660,7 +660,9 @@ fn a_script_starting_a_daemon_is_denied_and_the_daemon_does_not_survive() {
                     "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n\
              rc=0; /usr/sbin/policy-rc.d daemonic start || rc=$?\n\
              echo \"policy-rc.d says $rc\" > /var/lib/daemonic-policy\n\
-             setsid sleep {DAEMON_SLEEP} < /dev/null > /dev/null 2>&1 &\nfi\n"
+             setsid sh -c 'echo alive > /var/lib/daemonic-alive; exec sleep {DAEMON_SLEEP}' \
+             < /dev/null > /dev/null 2>&1 &\n\
+             i=0; while [ ! -s /var/lib/daemonic-alive ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\nfi\n"
                 ),
             ),
     );
@@ -681,9 +683,15 @@ fn a_script_starting_a_daemon_is_denied_and_the_daemon_does_not_survive() {
             .collect()
     };
     assert!(daemons().is_empty(), "left running: {:?}", daemons());
-    let run = f.run("cat /var/lib/daemonic-policy; ls /usr/sbin/policy-rc.d 2>&1 || true");
+    let run = f.run(
+        "cat /var/lib/daemonic-policy /var/lib/daemonic-alive; ls /usr/sbin/policy-rc.d 2>&1 || true",
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.starts_with("policy-rc.d says 101\n"), "{stdout}");
+    // The daemon did start (so its absence above means something).
+    assert!(
+        stdout.starts_with("policy-rc.d says 101\nalive\n"),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("/usr/sbin/policy-rc.d\n"),
         "left in the image: {stdout}"
