@@ -1297,8 +1297,10 @@ fn hostile_13_malformed_ar_and_member_order() {
 
 #[test]
 fn hostile_14_decompression_bomb_is_capped() {
-    let f = Fixture::new();
-    let zeros = vec![0u8; 48 << 20];
+    // 72 MiB of zeros: past the default cap of a package claiming 1 KiB
+    // (64 MiB of headroom + 4 × Installed-Size), under that of one claiming
+    // 4 MiB, and far past an explicit 8 MiB cap; about 11 KiB as xz.
+    let zeros = vec![0u8; 72 << 20];
     let bomb_tar = {
         let mut t = header(&E {
             size_field: Some(format!("{:011o}\0", zeros.len()).as_bytes()),
@@ -1311,23 +1313,47 @@ fn hostile_14_decompression_bomb_is_capped() {
     };
     let bomb = xz(&bomb_tar);
     assert!(bomb.len() < 1 << 20);
-    let deb = ar(&[
-        ("debian-binary", b"2.0\n"),
-        ("control.tar.xz", &xz(&control_tar(CONTROL))),
-        ("data.tar.xz", &bomb),
-    ]);
-    let (_keep, path) = write_deb("bomb.deb", &deb);
-    let opts = UnpackOptions {
-        data_limit: Some(8 << 20),
-        ..UnpackOptions::default()
+    let deb_claiming = |installed_kib: u64| {
+        let control = CONTROL.replace(
+            "Installed-Size: 1\n",
+            &format!("Installed-Size: {installed_kib}\n"),
+        );
+        ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.xz", &xz(&control_tar(&control))),
+            ("data.tar.xz", &bomb),
+        ])
     };
-    let err = unpack_deb(&f.root, &path, &opts, &|_, _| Ok(Claimed::Write)).unwrap_err();
-    let msg = err.to_string();
-    assert!(
-        msg.contains("exceeds") && msg.contains("evilpkg") && msg.contains("bomb"),
-        "{msg}"
+    let (_keep, small) = write_deb("bomb.deb", &deb_claiming(1));
+    let refused = |path: &Path, opts: &UnpackOptions| {
+        let f = Fixture::new();
+        let err = unpack_deb(&f.root, path, opts, &|_, _| Ok(Claimed::Write)).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("exceeds") && msg.contains("evilpkg") && msg.contains("bomb"),
+            "{msg}"
+        );
+        f.assert_host_untouched();
+    };
+    refused(
+        &small,
+        &UnpackOptions {
+            data_limit: Some(8 << 20),
+            ..UnpackOptions::default()
+        },
     );
-    f.assert_host_untouched();
+    // The default cap, the one builds use, follows the package's own claim.
+    refused(&small, &UnpackOptions::default());
+    let (_keep, honest) = write_deb("honest.deb", &deb_claiming(4096));
+    let f = Fixture::new();
+    unpack_deb(&f.root, &honest, &UnpackOptions::default(), &|_, _| {
+        Ok(Claimed::Write)
+    })
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(f.rootdir.join("bomb")).unwrap().len(),
+        72 << 20
+    );
 }
 
 // ---------------------------------------------------------------- HOSTILE 16
