@@ -19,7 +19,8 @@
 //! a key that is not its hash, downloaded again) before it is trusted, so a
 //! crash can never leave a stamped but unsynced blob. The last handle on a
 //! [`Cache`] waits for these threads, before the build's [`CacheLock`] is
-//! released. `CacheLock` serialises builds sharing one cache directory.
+//! released. `CacheLock` is shared: builds on one cache run at once, and only
+//! a build alone sweeps temp files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -247,16 +248,22 @@ impl Cache {
     /// A blob stored under a key that is *not* its content hash (e.g. an
     /// apk package, known only by its control-member SHA-1 and size): it is
     /// returned only while its verified stamp still matches, as it cannot be
-    /// re-hashed against the key. Anything else is evicted; the caller
-    /// verifies the content itself and evicts it on failure (HOSTILE 18/36).
+    /// re-hashed against the key. The caller verifies the content itself and
+    /// evicts it on failure (HOSTILE 18/36).
+    ///
+    /// A regular file of the right size without a matching stamp is left in
+    /// place: it may be another build's download between its rename and its
+    /// stamp, which that build is about to read (evicting it failed that
+    /// build). The download that follows a miss replaces it by a rename. A
+    /// blob of the wrong size or kind cannot be such a download, so it goes.
     pub fn get_stamped(&self, key: &Sha256Digest, size: u64) -> Option<PathBuf> {
         let path = self.blob_path(key);
         let meta = fs::symlink_metadata(&path).ok()?;
-        if meta.file_type().is_file() && meta.len() == size && self.stamp_matches(key, &meta) {
-            return Some(path);
+        if !meta.file_type().is_file() || meta.len() != size {
+            self.evict(key);
+            return None;
         }
-        self.evict(key);
-        None
+        self.stamp_matches(key, &meta).then_some(path)
     }
 
     /// Removes a blob and its stamp (best effort: a missing file is fine).
@@ -524,9 +531,84 @@ mod tests {
         let mut w = cache.writer().unwrap();
         w.write_all(b"package bytes").unwrap();
         let path = w.commit(&cache, &key).unwrap();
-        // Same size, rewritten in place: the stamp no longer matches.
+        // Same size, rewritten in place: the stamp no longer matches, and
+        // the next download replaces it.
         std::fs::write(&path, b"PACKAGE BYTES").unwrap();
         assert_eq!(cache.get_stamped(&key, 13), None);
+        let mut w = cache.writer().unwrap();
+        w.write_all(b"package bytes").unwrap();
+        let path = w.commit(&cache, &key).unwrap();
+        assert_eq!(cache.get_stamped(&key, 13), Some(path.clone()));
+        assert_eq!(std::fs::read(&path).unwrap(), b"package bytes");
+    }
+
+    /// Two builds on one cache (two handles, as two processes have): one
+    /// renamed its download into place and is about to read it, its stamp
+    /// not written yet; the other looks the same key up meanwhile.
+    #[test]
+    fn another_builds_unstamped_download_is_not_evicted_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (
+            Cache::open(dir.path()).unwrap(),
+            Cache::open(dir.path()).unwrap(),
+        );
+        let key = Sha256Digest([5; 32]);
+        let path = first.blob_path(&key);
+        write_atomically(&first.blobs, &path, b"package bytes").unwrap();
+        assert_eq!(second.get_stamped(&key, 13), None);
+        assert_eq!(
+            std::fs::read(&path).ok().as_deref(),
+            Some(&b"package bytes"[..]),
+            "a lookup removed another build's fresh download"
+        );
+        // A blob of the wrong size is nobody's download in progress.
+        assert_eq!(second.get_stamped(&key, 14), None);
         assert!(!path.exists());
+    }
+
+    /// Builds on one cache writing and reading the same entries at once:
+    /// every read sees a whole old or a whole new copy, never a mix or a
+    /// short one, and a blob a build committed is there when it reads it.
+    #[test]
+    fn concurrent_writers_and_readers_never_see_a_torn_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_key = Sha256Digest([1; 32]);
+        let blob_key = Sha256Digest([2; 32]);
+        let copies: [Vec<u8>; 2] = [vec![b'a'; 1 << 20], vec![b'b'; 1 << 20]];
+        let blob = vec![b'p'; 256 << 10];
+        std::thread::scope(|s| {
+            for build in 0..4 {
+                let (dir, copies, blob) = (dir.path(), &copies, &blob);
+                s.spawn(move || {
+                    let cache = Cache::open(dir).unwrap();
+                    for round in 0..40 {
+                        if build % 2 == 0 {
+                            cache
+                                .put_index(&index_key, &copies[(build + round) % 4 / 2])
+                                .unwrap();
+                        }
+                        if let Some(read) = cache.get_index(&index_key, 2 << 20) {
+                            assert!(
+                                copies.contains(&read),
+                                "a torn index copy of {} bytes",
+                                read.len()
+                            );
+                        }
+                        let path = match cache.get_stamped(&blob_key, blob.len() as u64) {
+                            Some(path) => path,
+                            None => {
+                                let mut w = cache.writer().unwrap();
+                                w.write_all(blob).unwrap();
+                                w.commit(&cache, &blob_key).unwrap()
+                            }
+                        };
+                        let read = std::fs::read(&path).unwrap_or_else(|e| {
+                            panic!("build {build} lost its blob in round {round}: {e}")
+                        });
+                        assert!(read == *blob, "a torn blob of {} bytes", read.len());
+                    }
+                });
+            }
+        });
     }
 }
