@@ -8,7 +8,7 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::debrepo::{DebPackage, Repo};
 use common::fixture::{self, DebFixture};
@@ -159,4 +159,86 @@ fn a_release_from_the_future_or_the_past_leaves_the_accepted_one() {
     let accepted = resolve(dir, &recipe, &["--accept-release-change"]);
     assert!(accepted.status.success(), "{}", run::stderr(&accepted));
     assert!(String::from_utf8_lossy(&accepted.stdout).contains("only-in-the-refused-release"));
+}
+
+/// HOSTILE 25 ("mirrorfail", CVE-2018-0501): with no mirror given, a build
+/// takes the first of the host's apt sources that serves the suite. One
+/// serving a bad InRelease is chosen and refused as "not signed" — never
+/// passed over for the next, nor read unverified; one not serving the suite
+/// at all is passed over, and the next is verified as any mirror is. The
+/// host's `/etc/apt` is replaced in a private mount namespace, so the host
+/// keeps its own.
+#[test]
+fn a_host_mirror_serving_a_bad_inrelease_is_refused_not_skipped() {
+    if !run::is_root() {
+        return common::skip::skip("needs root to mount over /etc/apt in a mount namespace");
+    }
+    let f = DebFixture::new();
+    let dir = f.dir.path();
+    let good = TestServer::serve(&f.write_repo("repo", &repo(-3600, "stable")));
+    let portal_root = dir.join("portal");
+    std::fs::create_dir_all(portal_root.join("dists/fixture")).unwrap();
+    let portal_inrelease = portal_root.join("dists/fixture/InRelease");
+    std::fs::write(
+        &portal_inrelease,
+        "<html><body>Please log in</body></html>\n",
+    )
+    .unwrap();
+    let portal = TestServer::serve(&portal_root);
+    let etc_apt = dir.join("etc-apt");
+    std::fs::create_dir(&etc_apt).unwrap();
+    std::fs::write(
+        etc_apt.join("sources.list"),
+        format!(
+            "deb {} fixture main\ndeb {} fixture main\n",
+            portal.base_url(),
+            good.base_url()
+        ),
+    )
+    .unwrap();
+    let recipe = dir.join("recipe.toml");
+    std::fs::write(&recipe, fixture::debian_source("amd64")).unwrap();
+    let resolve_with_host_sources = || {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/apt && shift && exec "$@""#)
+            .arg("sh")
+            .arg(&etc_apt)
+            .arg(run::BIN)
+            .args(["--progress", "plain", "resolve"])
+            .arg(&recipe)
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .env_remove("ROOTSTRAP_MIRROR");
+        cmd.output().unwrap()
+    };
+
+    let refused = resolve_with_host_sources();
+    let log = run::stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "mirror {} (from host apt sources)",
+            portal.base_url()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("not signed"), "{log}");
+    assert!(
+        !log.contains(&good.base_url()),
+        "passed over to the next: {log}"
+    );
+
+    std::fs::remove_file(&portal_inrelease).unwrap();
+    let passed_over = resolve_with_host_sources();
+    let log = run::stderr(&passed_over);
+    assert!(passed_over.status.success(), "{log}");
+    assert!(
+        log.contains(&format!(
+            "mirror {} (from host apt sources)",
+            good.base_url()
+        )),
+        "{log}"
+    );
+    assert!(String::from_utf8_lossy(&passed_over.stdout).contains("base-files"));
 }
