@@ -1207,4 +1207,49 @@ mod tests {
             .collect();
         assert_eq!(CHROOT_CAPS, &expected[..]);
     }
+
+    /// The last line of defence of `enter_cwd` (CVE-2024-21626): a working
+    /// directory outside the process's root — the state a leaked descriptor
+    /// or a chroot without chdir leaves — is refused even though `chdir`
+    /// to it succeeds. Made here in a child process of this test binary
+    /// (chroot changes the whole process): it enters a directory, then
+    /// chroots somewhere else below it, so its cwd lies outside its root.
+    #[test]
+    fn a_working_directory_outside_the_root_is_refused() {
+        const CHILD: &str = "ROOTSTRAP_TEST_CWD_OUTSIDE_ROOT";
+        if let Some(dirs) = std::env::var_os(CHILD) {
+            let dirs = std::path::PathBuf::from(dirs);
+            std::env::set_current_dir(dirs.join("outside")).unwrap();
+            let inside = CString::new(dirs.join("inside").as_os_str().as_bytes()).unwrap();
+            // SAFETY: chroot to a NUL-terminated path, in this child only.
+            assert_eq!(unsafe { libc::chroot(inside.as_ptr()) }, 0);
+            let err = enter_cwd(".").unwrap_err();
+            assert!(err.contains("outside the root"), "{err}");
+            assert_eq!(enter_cwd("/"), Ok(()));
+            return;
+        }
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIP: chroot needs root");
+            return;
+        }
+        let dirs = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dirs.path().join("outside")).unwrap();
+        std::fs::create_dir(dirs.path().join("inside")).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "rootfs::sandbox::helper::tests::a_working_directory_outside_the_root_is_refused",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dirs.path())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{log}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(log.contains("1 passed"), "the child ran no test: {log}");
+    }
 }
