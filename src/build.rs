@@ -34,6 +34,8 @@ use crate::report::SharedReporter;
 pub enum BuildError {
     #[error("invalid output {0:?}: expected oci:DIR, docker-archive:FILE, tar:FILE or rootfs:DIR")]
     OutputSpec(String),
+    #[error("output {spec}: {} is not an existing directory (rootstrap does not create it)", dir.display())]
+    OutputDir { spec: String, dir: PathBuf },
     #[error("output {0} is given twice")]
     DuplicateOutput(PathBuf),
     #[error(transparent)]
@@ -167,6 +169,19 @@ pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
         return Err(BuildError::OutputSpec(spec.into()));
     }
     let path = PathBuf::from(path);
+    // Checked now, not when the outputs are written after a long build.
+    // rootstrap does not create the directory: a typo would otherwise
+    // scatter new directories.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(BuildError::OutputDir {
+            spec: spec.into(),
+            dir: dir.to_owned(),
+        });
+    }
     Ok(match kind {
         "oci" => BuildOutput::Image(Output::OciDir(path)),
         "oci-archive" => BuildOutput::Image(Output::OciArchive(path)),
@@ -846,6 +861,29 @@ mod tests {
         );
         for bad in ["oci", "oci:", "zip:x", ":x"] {
             assert!(parse_output(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        for (spec, missing) in [
+            (
+                format!("oci:{}/no/such", dir.path().display()),
+                dir.path().join("no"),
+            ),
+            (
+                format!("docker-archive:{}/x.tar", file.display()),
+                file.clone(),
+            ),
+        ] {
+            let err = parse_output(&spec).unwrap_err().to_string();
+            assert!(
+                err.contains(&spec)
+                    && err.contains(&format!(
+                        "{} is not an existing directory",
+                        missing.display()
+                    )),
+                "{err}"
+            );
         }
     }
 

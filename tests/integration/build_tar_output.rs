@@ -73,3 +73,40 @@ fn plain_tar_output_equals_the_gzip_layer_cold_and_warm() {
         "plain tar differs from the gzip layer's tar"
     );
 }
+
+/// An output in a directory that does not exist is refused before anything
+/// is fetched (the mirror here answers nothing), not after the build.
+#[test]
+fn an_output_in_a_missing_directory_is_refused_before_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "{}mirror = \"http://127.0.0.1:9/\"\n",
+            fixture::debian_source("amd64")
+        ),
+    )
+    .unwrap();
+    let missing = dir.path().join("no/such");
+    let out = run::rootstrap_isolated()
+        .arg("build")
+        .arg(&recipe)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("--output")
+        .arg(format!("docker-archive:{}/image.tar", missing.display()))
+        .output()
+        .unwrap();
+    let log = run::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "{} is not an existing directory",
+            missing.display()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("127.0.0.1:9"), "it fetched first: {log}");
+    assert!(!dir.path().join("no").exists());
+}
