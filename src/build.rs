@@ -36,6 +36,8 @@ pub enum BuildError {
     OutputSpec(String),
     #[error("output {spec}: {} is not an existing directory (rootstrap does not create it)", dir.display())]
     OutputDir { spec: String, dir: PathBuf },
+    #[error("lockfile {}: {} is not an existing directory (rootstrap does not create it)", file.display(), dir.display())]
+    LockDir { file: PathBuf, dir: PathBuf },
     #[error("output {0} is given twice")]
     DuplicateOutput(PathBuf),
     #[error(transparent)]
@@ -169,17 +171,10 @@ pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
         return Err(BuildError::OutputSpec(spec.into()));
     }
     let path = PathBuf::from(path);
-    // Checked now, not when the outputs are written after a long build.
-    // rootstrap does not create the directory: a typo would otherwise
-    // scatter new directories.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
+    if let Some(dir) = missing_dir_of(&path) {
         return Err(BuildError::OutputDir {
             spec: spec.into(),
-            dir: dir.to_owned(),
+            dir,
         });
     }
     Ok(match kind {
@@ -190,6 +185,18 @@ pub fn parse_output(spec: &str) -> Result<BuildOutput, BuildError> {
         "rootfs" => BuildOutput::RootfsDir(path),
         _ => return Err(BuildError::OutputSpec(spec.into())),
     })
+}
+
+/// The directory a file is to be written in, when it is not an existing
+/// directory. Outputs and lockfiles are checked before a build, not when
+/// they are written after it; rootstrap does not create the directory, so
+/// a typo does not scatter new ones.
+pub(crate) fn missing_dir_of(path: &Path) -> Option<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    (!dir.is_dir()).then(|| dir.to_owned())
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +347,12 @@ pub fn lock(
     out: &Path,
     reporter: SharedReporter,
 ) -> Result<LockReport, BuildError> {
+    if let Some(dir) = missing_dir_of(out) {
+        return Err(BuildError::LockDir {
+            file: out.to_owned(),
+            dir,
+        });
+    }
     let recipe_sha256 = locked::recipe_digest(recipe)?;
     let ctx = open_context(opts, &reporter)?;
     let several = if !platforms.is_empty() {

@@ -62,6 +62,12 @@ impl LockContext {
             Some(read_lock_set(&request.file)?)
         } else if request.locked {
             return Err(BuildError::LockMissing(request.file.clone()));
+        } else if let Some(dir) = super::missing_dir_of(&request.file) {
+            // Written after the build: found out now, not then.
+            return Err(BuildError::LockDir {
+                file: request.file.clone(),
+                dir,
+            });
         } else {
             None
         };

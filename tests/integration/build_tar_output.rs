@@ -74,8 +74,9 @@ fn plain_tar_output_equals_the_gzip_layer_cold_and_warm() {
     );
 }
 
-/// An output in a directory that does not exist is refused before anything
-/// is fetched (the mirror here answers nothing), not after the build.
+/// An output or a lockfile in a directory that does not exist is refused
+/// before anything is fetched (the mirror here answers nothing), not after
+/// the build, and no other output is written.
 #[test]
 fn an_output_in_a_missing_directory_is_refused_before_the_build() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,24 +90,43 @@ fn an_output_in_a_missing_directory_is_refused_before_the_build() {
     )
     .unwrap();
     let missing = dir.path().join("no/such");
-    let out = run::rootstrap_isolated()
-        .arg("build")
-        .arg(&recipe)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("--output")
-        .arg(format!("docker-archive:{}/image.tar", missing.display()))
-        .output()
-        .unwrap();
-    let log = run::stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(
-        log.contains(&format!(
-            "{} is not an existing directory",
-            missing.display()
-        )),
-        "{log}"
-    );
-    assert!(!log.contains("127.0.0.1:9"), "it fetched first: {log}");
-    assert!(!dir.path().join("no").exists());
+    let written = dir.path().join("written");
+    let in_missing = |name: &str| format!("{}/{name}", missing.display());
+    let cases: [&[String]; 3] = [
+        &[
+            "build".into(),
+            "--output".into(),
+            format!("docker-archive:{}", in_missing("image.tar")),
+        ],
+        &[
+            "build".into(),
+            "--lock".into(),
+            in_missing("x.lock"),
+            "--output".into(),
+            format!("oci:{}", written.display()),
+        ],
+        &["lock".into(), "-o".into(), in_missing("x.lock")],
+    ];
+    for args in cases {
+        let out = run::rootstrap_isolated()
+            .args(&args[..1])
+            .arg(&recipe)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let log = run::stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {log}");
+        assert!(
+            log.contains(&format!(
+                "{} is not an existing directory",
+                missing.display()
+            )),
+            "{args:?}: {log}"
+        );
+        assert!(!log.contains("127.0.0.1:9"), "it fetched first: {log}");
+        assert!(!dir.path().join("no").exists());
+        assert!(!written.exists(), "{args:?} wrote another output");
+    }
 }
